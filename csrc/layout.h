@@ -1,0 +1,185 @@
+/* The memory layout of every object mapshare creates.  This file is the specification;
+ * docs/design/layout.md mirrors it field by field so that a C, C++ or Rust program can
+ * read a segment from that page alone.
+ *
+ * All integers are little-endian, naturally aligned.  The header occupies the first
+ * MS_HEADER_SIZE bytes of the object; the user area (a segment's bytes, a channel's
+ * ring) starts at data_offset (== MS_HEADER_SIZE in layout version 1) and is
+ * `size` bytes long (the object itself is rounded up to whole pages).
+ *
+ * Publication: the creator writes every field with magic == 0, then stores `magic`
+ * with release ordering.  An opener that sees magic == 0 knows the header is still
+ * being built (or its creator died half-way) and never parses the rest.
+ *
+ * Everything in here can be written by any process with write access: readers copy a
+ * field once into a local, check it against the real mapping size, and report
+ * MS_E_LAYOUT on any inconsistency.
+ */
+#ifndef MS_LAYOUT_H
+#define MS_LAYOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__cplusplus)
+#define MS_STATIC_ASSERT static_assert
+#elif defined(_MSC_VER) && !defined(__clang__)
+#define MS_STATIC_ASSERT static_assert
+#else
+#define MS_STATIC_ASSERT _Static_assert
+#endif
+
+#define MS_MAGIC            0x0152485350414d00ULL  /* bytes "\0MAPSHR\x01" */
+#define MS_LAYOUT_VERSION   1u
+#define MS_HEADER_SIZE      4096u
+#define MS_NAME_MAX         255u
+#define MS_ATTACH_SLOTS     120u
+#define MS_KIND_AREA_SIZE   1024u
+
+/* kinds */
+#define MS_KIND_SEGMENT     1u   /* user bytes */
+#define MS_KIND_LOCK        2u   /* a named Lock: user_lock is the lock, no user area */
+#define MS_KIND_EVENT       3u   /* a named Event: ms_event in the kind area */
+#define MS_KIND_SEMAPHORE   4u   /* a named Semaphore: ms_semaphore in the kind area */
+#define MS_KIND_CHANNEL     5u   /* a Channel: ms_ring in the kind area, ring in the user area */
+#define MS_KIND_LINK        6u   /* a name pointing at a file-backed segment: path in the user area */
+#define MS_KIND_MAX         6u
+
+/* states */
+#define MS_STATE_READY      1u
+#define MS_STATE_DESTROYED  2u   /* the last user left and removed the name */
+
+/* lifetimes */
+#define MS_LIFETIME_PERSISTENT 1u   /* exists until unlink() */
+#define MS_LIFETIME_SHARED     2u   /* removed when the last attached process detaches or dies */
+
+/* flags */
+#define MS_FLAG_FILE_BACKED 0x1u
+
+/* wait slots (see ms_p_wait32): one per futex word of a segment */
+#define MS_SLOT_CHANGE      0u
+#define MS_SLOT_EVENT       1u
+#define MS_SLOT_SEMAPHORE   2u
+#define MS_SLOT_NOT_EMPTY   3u
+#define MS_SLOT_NOT_FULL    4u
+/* lock slots (Windows named mutexes) */
+#define MS_SLOT_META_LOCK   8u
+#define MS_SLOT_USER_LOCK   9u
+#define MS_SLOT_SEND_LOCK   10u
+#define MS_SLOT_RECV_LOCK   11u
+/* events and semaphores placed in the user area (Event.create_in): base + offset / 8 */
+#define MS_SLOT_USER_BASE   0x100u
+
+typedef struct ms_attach {
+    uint32_t pid;          /* 0: free slot */
+    uint32_t count;        /* handles this process holds */
+    uint64_t start;        /* ms_p_process_start(pid) when it attached */
+} ms_attach;
+
+/* Event: `state` is the futex word (0 clear, 1 set). */
+typedef struct ms_event {
+    uint32_t state;
+    uint32_t waiters;
+} ms_event;
+
+/* Semaphore: `value` is the futex word. */
+typedef struct ms_semaphore {
+    uint32_t value;
+    uint32_t waiters;
+    uint32_t maximum;
+    uint32_t reserved;
+} ms_semaphore;
+
+/* Channel ring control.  head/tail are byte positions that only grow (mod 2^64);
+ * position p lives at ring offset p % capacity.  A record is an 8-byte header
+ * (uint32 length, uint32 flags) followed by the payload padded to 8 bytes; a record never
+ * wraps: when it would not fit before the end, a PAD record (flags & MS_REC_PAD) fills
+ * the rest and the record starts at offset 0.
+ * The tail is only moved by a sender holding send_lock, the head by a receiver holding
+ * recv_lock, each with release ordering after the record is complete, so a sender killed
+ * mid-write never exposes a partial record. */
+#define MS_REC_HEADER   8u
+#define MS_REC_PAD      0x1u
+#define MS_RING_CLOSED  0x1u     /* close_sending() was called */
+#define MS_RING_PEERS   16u
+
+typedef struct ms_ring {
+    /* line 0: immutable after creation */
+    uint64_t capacity;         /* ring bytes, multiple of 8, == header.size */
+    uint64_t max_message;      /* largest payload that can ever fit */
+    uint8_t  pad0[48];
+    /* line 1: written by senders */
+    uint64_t tail;
+    uint32_t not_empty_seq;    /* futex word receivers sleep on */
+    uint32_t recv_waiters;
+    uint64_t sent_messages;
+    uint64_t sent_bytes;
+    uint64_t high_water;       /* most bytes ever queued */
+    uint8_t  pad1[24];
+    /* line 2: written by receivers */
+    uint64_t head;
+    uint32_t not_full_seq;     /* futex word senders sleep on */
+    uint32_t send_waiters;
+    uint64_t received_messages;
+    uint64_t received_bytes;
+    uint64_t redelivered;      /* messages re-offered after a receiver died holding them */
+    uint8_t  pad2[24];
+    /* line 3: rarely written */
+    uint32_t flags;            /* MS_RING_CLOSED */
+    uint32_t reserved3;
+    uint64_t abandoned;        /* loans left uncommitted by a sender that died */
+    uint8_t  pad3[48];
+    /* lines 4-5: the two robust locks */
+    uint8_t  send_lock[64];
+    uint8_t  recv_lock[64];
+    /* processes that have sent / received (pid 0: free), for statistics and to tell
+     * receivers when every sender died without closing (a broken channel) */
+    ms_attach senders[MS_RING_PEERS];
+    ms_attach receivers[MS_RING_PEERS];
+} ms_ring;
+
+typedef struct ms_header {
+    /* identity: written once by the creator, before magic */
+    uint64_t magic;            /*   0 MS_MAGIC, stored last */
+    uint32_t version;          /*   8 MS_LAYOUT_VERSION */
+    uint32_t kind;             /*  12 MS_KIND_* */
+    uint32_t header_size;      /*  16 MS_HEADER_SIZE */
+    uint32_t lifetime;         /*  20 MS_LIFETIME_* */
+    uint64_t size;             /*  24 user area size in bytes, exactly as asked */
+    uint64_t data_offset;      /*  32 where the user area starts */
+    uint64_t total_size;       /*  40 object size: data_offset + size rounded to pages */
+    uint32_t creator_pid;      /*  48 */
+    uint32_t creator_uid;      /*  52 */
+    uint64_t creator_start;    /*  56 ms_p_process_start(creator_pid) */
+    uint64_t created_ns;       /*  64 wall clock, ns since the epoch */
+    uint32_t state;            /*  72 MS_STATE_* */
+    uint32_t flags;            /*  76 MS_FLAG_* */
+    uint32_t name_len;         /*  80 bytes used in name[] */
+    uint32_t mode;             /*  84 permission bits asked for */
+    uint8_t  reserved0[40];    /*  88 */
+    char     name[256];        /* 128 the logical name, not NUL-terminated if 256 long */
+    uint8_t  meta_lock[64];    /* 384 protects state and the attach table */
+    uint8_t  user_lock[64];    /* 448 seg.lock() and named Lock */
+    uint32_t change_seq;       /* 512 futex word: seg.notify() increments it */
+    uint32_t change_waiters;   /* 516 */
+    uint8_t  reserved1[504];   /* 520 */
+    uint8_t  kind_area[MS_KIND_AREA_SIZE];          /* 1024 ms_event, ms_semaphore, ms_ring */
+    ms_attach attach[MS_ATTACH_SLOTS];              /* 2048 processes attached */
+    uint8_t  reserved2[MS_HEADER_SIZE - 2048 - MS_ATTACH_SLOTS * sizeof(ms_attach)];
+} ms_header;
+
+MS_STATIC_ASSERT(sizeof(ms_attach) == 16, "attach slot size");
+MS_STATIC_ASSERT(sizeof(ms_ring) == 384 + 2 * MS_RING_PEERS * 16, "ring control size");
+MS_STATIC_ASSERT(sizeof(ms_ring) <= MS_KIND_AREA_SIZE, "ring fits the kind area");
+MS_STATIC_ASSERT(offsetof(ms_ring, tail) == 64, "tail on its own line");
+MS_STATIC_ASSERT(offsetof(ms_ring, head) == 128, "head on its own line");
+MS_STATIC_ASSERT(offsetof(ms_ring, send_lock) == 256, "send lock line");
+MS_STATIC_ASSERT(offsetof(ms_header, name) == 128, "name offset");
+MS_STATIC_ASSERT(offsetof(ms_header, meta_lock) == 384, "meta lock offset");
+MS_STATIC_ASSERT(offsetof(ms_header, user_lock) == 448, "user lock offset");
+MS_STATIC_ASSERT(offsetof(ms_header, change_seq) == 512, "change counter offset");
+MS_STATIC_ASSERT(offsetof(ms_header, kind_area) == 1024, "kind area offset");
+MS_STATIC_ASSERT(offsetof(ms_header, attach) == 2048, "attach table offset");
+MS_STATIC_ASSERT(sizeof(ms_header) == MS_HEADER_SIZE, "header is one 4 KiB page");
+
+#endif

@@ -1,0 +1,2070 @@
+/* mapshare._core: the only file that includes Python.h.
+ *
+ * It parses arguments, releases the GIL around every wait, and maps each ms_status to
+ * exactly one Python exception class (registered from Python by mapshare._errors, so
+ * that the hierarchy is policy, defined in one place).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include "layout.h"
+#include "ring.h"
+#include "segment.h"
+#include "sync.h"
+#include "atomics.h"
+
+#include <string.h>
+
+/* ---- errors ------------------------------------------------------------------------- */
+
+#define N_STATUS 32
+static PyObject *error_classes[N_STATUS];
+
+static PyObject *set_errors(PyObject *mod, PyObject *mapping)
+{
+    (void)mod;
+    if (!PyDict_Check(mapping)) {
+        PyErr_SetString(PyExc_TypeError, "expected a dict {status: exception class}");
+        return NULL;
+    }
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(mapping, &pos, &key, &value)) {
+        long code = PyLong_AsLong(key);
+        if (code < 0 || code >= N_STATUS) {
+            PyErr_SetString(PyExc_ValueError, "status code out of range");
+            return NULL;
+        }
+        Py_INCREF(value);
+        Py_XSETREF(error_classes[code], value);
+    }
+    Py_RETURN_NONE;
+}
+
+static const char *status_text(ms_status st)
+{
+    switch (st) {
+    case MS_E_OS: return "operating system error";
+    case MS_E_NOT_FOUND: return "no such segment";
+    case MS_E_EXISTS: return "a segment of that name already exists";
+    case MS_E_PERMISSION: return "permission denied";
+    case MS_E_LAYOUT: return "invalid or corrupt segment layout";
+    case MS_E_TIMEOUT: return "timed out";
+    case MS_E_INTERRUPTED: return "interrupted";
+    case MS_E_OWNER_DIED: return "the previous owner died while holding the lock; "
+                                 "it is now held by you";
+    case MS_E_FULL: return "channel is full";
+    case MS_E_EMPTY: return "channel is empty";
+    case MS_E_CLOSED: return "end of channel: closed for sending and drained";
+    case MS_E_TOO_LARGE: return "message is larger than the channel can ever hold";
+    case MS_E_NOT_OWNER: return "lock is not held by this thread";
+    case MS_E_NO_SPACE: return "no space left to reserve the storage";
+    case MS_E_BUSY: return "busy";
+    case MS_E_INITIALIZING: return "segment is still being initialized by its creator";
+    case MS_E_DESTROYED: return "segment was destroyed";
+    case MS_E_BROKEN: return "every sender died without closing the channel";
+    case MS_E_FAULT: return "the segment's memory vanished (truncated by another process?)";
+    case MS_E_INVALID: return "invalid argument";
+    case MS_E_VALUE: return "value out of range";
+    default: return "error";
+    }
+}
+
+/* Raise the exception for `st`.  `what` names the object or operation. */
+static PyObject *raise_status(ms_status st, int err, const char *what)
+{
+    if (st == MS_E_INTERRUPTED && PyErr_Occurred())
+        return NULL;  /* the signal handler's exception (KeyboardInterrupt) */
+    PyObject *cls = (st > 0 && st < N_STATUS) ? error_classes[st] : NULL;
+    if (!cls)
+        cls = st == MS_E_TIMEOUT ? PyExc_TimeoutError : PyExc_OSError;
+    if (st == MS_E_OS || (err && (st == MS_E_NOT_FOUND || st == MS_E_EXISTS ||
+                                  st == MS_E_PERMISSION || st == MS_E_NO_SPACE))) {
+        /* OSError subclasses get (errno, strerror, filename) like the builtins */
+        PyObject *args = Py_BuildValue("(isss)", err, err ? strerror(err) : status_text(st),
+                                       what ? what : "", status_text(st));
+        if (args) {
+            PyErr_SetObject(cls, args);
+            Py_DECREF(args);
+        }
+        return NULL;
+    }
+    if (what)
+        PyErr_Format(cls, "%s: %s", what, status_text(st));
+    else
+        PyErr_SetString(cls, status_text(st));
+    return NULL;
+}
+
+/* ---- waiting with the GIL released ------------------------------------------------- */
+
+typedef struct gil_wait {
+    PyThreadState *ts;   /* saved thread state while the GIL is released */
+    int main_thread;
+} gil_wait;
+
+/* ms_wait_opts.interrupted: reacquire the GIL, run signal handlers (which may raise
+ * KeyboardInterrupt), release it again. */
+static int check_signals(void *arg)
+{
+    gil_wait *g = (gil_wait *)arg;
+    if (!g->main_thread)
+        return 0;
+    PyEval_RestoreThread(g->ts);
+    int r = PyErr_CheckSignals();
+    g->ts = PyEval_SaveThread();
+    return r < 0;
+}
+
+static int is_main_thread(void)
+{
+    return _PyOS_IsMainThread();
+}
+
+/* Keyword arguments of the METH_FASTCALL methods, by name, without private APIs. */
+static int fast_kwargs(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                       const char *const *names, PyObject **out, Py_ssize_t nout,
+                       const char *fname)
+{
+    if (nargs > nout) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %zd arguments", fname, nout);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        out[i] = args[i];
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+        Py_ssize_t j;
+        for (j = 0; j < nout; j++)
+            if (PyUnicode_CompareWithASCIIString(key, names[j]) == 0)
+                break;
+        if (j == nout) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument %R",
+                         fname, key);
+            return -1;
+        }
+        if (j < nargs) {
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument %R",
+                         fname, key);
+            return -1;
+        }
+        out[j] = args[nargs + k];
+    }
+    return 0;
+}
+
+static int parse_timeout(PyObject *obj, int64_t *out)
+{
+    if (obj == NULL || obj == Py_None) {
+        *out = -1;
+        return 0;
+    }
+    double t = PyFloat_AsDouble(obj);
+    if (t == -1.0 && PyErr_Occurred())
+        return -1;
+    if (t != t || t < 0) {
+        PyErr_SetString(PyExc_ValueError, "timeout must be None or a number >= 0");
+        return -1;
+    }
+    *out = t > 9e9 ? -1 : (int64_t)(t * 1e9);
+    return 0;
+}
+
+/* ---- Segment ------------------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    ms_segment seg;
+    int open;
+    Py_ssize_t exports;       /* buffers exported by this object and its windows */
+    int locks_held;           /* user-lock acquisitions through this handle */
+    int64_t spin_ns;
+    PyObject *weakreflist;
+} SegmentObject;
+
+static PyTypeObject Segment_Type;
+
+static int seg_check(SegmentObject *self)
+{
+    if (!self->open) {
+        PyErr_SetString(PyExc_ValueError, "segment is closed");
+        return -1;
+    }
+    if (self->seg.faulted) {
+        raise_status(MS_E_FAULT, 0, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+static int seg_check_header(SegmentObject *self)
+{
+    if (seg_check(self) < 0)
+        return -1;
+    if (!self->seg.hdr) {
+        PyErr_SetString(PyExc_TypeError, "a raw segment has no mapshare header");
+        return -1;
+    }
+    return 0;
+}
+
+static SegmentObject *new_segment_object(void)
+{
+    SegmentObject *self = PyObject_New(SegmentObject, &Segment_Type);
+    if (!self)
+        return NULL;
+    memset(&self->seg, 0, sizeof self->seg);
+    self->seg.obj.handle = MS_NO_HANDLE;
+    self->open = 0;
+    self->exports = 0;
+    self->locks_held = 0;
+    self->spin_ns = 50000;
+    self->weakreflist = NULL;
+    return self;
+}
+
+static PyObject *core_create(PyObject *mod, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"osname", "name", "kind", "size", "path", "mode", "lifetime",
+                             "flags", "init", NULL};
+    const char *osname, *name, *path = NULL;
+    unsigned int kind, mode = 0600, lifetime = MS_LIFETIME_SHARED, flags = 0;
+    unsigned long long size;
+    PyObject *init = Py_None;
+    (void)mod;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "ssIK|zIIIO:create", kwlist, &osname, &name,
+                                     &kind, &size, &path, &mode, &lifetime, &flags, &init))
+        return NULL;
+    ms_kind_init_fn fn = NULL;
+    void *arg = NULL;
+    uint32_t initv[2] = {0, 0};
+    if (kind == MS_KIND_EVENT) {
+        fn = ms_event_init;
+        initv[0] = init != Py_None && PyObject_IsTrue(init) ? 1 : 0;
+        arg = initv;
+    } else if (kind == MS_KIND_SEMAPHORE) {
+        if (!PyArg_ParseTuple(init, "II:semaphore init", &initv[0], &initv[1]))
+            return NULL;
+        fn = ms_semaphore_init;
+        arg = initv;
+    } else if (kind == MS_KIND_CHANNEL) {
+        fn = ms_ring_init;
+    }
+    SegmentObject *self = new_segment_object();
+    if (!self)
+        return NULL;
+    int err = 0;
+    ms_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = ms_segment_create(&self->seg, osname, path, name, kind, size, mode, lifetime, flags,
+                           fn, arg, &err);
+    Py_END_ALLOW_THREADS
+    if (st != MS_OK) {
+        Py_DECREF(self);
+        return raise_status(st, err, path ? path : name);
+    }
+    self->open = 1;
+    return (PyObject *)self;
+}
+
+static PyObject *core_open(PyObject *mod, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"osname", "path", "kind", "access", "raw", "flags", NULL};
+    const char *osname, *path = NULL;
+    unsigned int kind = 0, flags = 0;
+    int access = MS_ACCESS_WRITE, raw = 0;
+    (void)mod;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sz|IipI:open", kwlist, &osname, &path, &kind,
+                                     &access, &raw, &flags))
+        return NULL;
+    SegmentObject *self = new_segment_object();
+    if (!self)
+        return NULL;
+    int err = 0;
+    ms_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = ms_segment_open(&self->seg, osname, path, kind, access, raw, flags, &err);
+    Py_END_ALLOW_THREADS
+    if (st != MS_OK) {
+        Py_DECREF(self);
+        return raise_status(st, err, path ? path : osname);
+    }
+    self->open = 1;
+    return (PyObject *)self;
+}
+
+static PyObject *core_unlink(PyObject *mod, PyObject *args)
+{
+    const char *osname;
+    unsigned int flags = 0;
+    (void)mod;
+    if (!PyArg_ParseTuple(args, "s|I:unlink", &osname, &flags))
+        return NULL;
+    int err = 0;
+    ms_status st = ms_p_object_unlink(osname, flags, &err);
+    if (st != MS_OK)
+        return raise_status(st, err, osname);
+    Py_RETURN_NONE;
+}
+
+/* Remove a name only if it still names the object (dev, ino) we used: a name that was
+ * re-created by someone else since must not be taken from them. */
+static PyObject *core_unlink_if_same(PyObject *mod, PyObject *args)
+{
+    const char *osname;
+    unsigned long long dev, ino;
+    unsigned int flags = 0;
+    (void)mod;
+    if (!PyArg_ParseTuple(args, "sKK|I:unlink_if_same", &osname, &dev, &ino, &flags))
+        return NULL;
+    ms_object obj;
+    ms_object_stat st;
+    int err = 0;
+    ms_status s = ms_p_object_open(osname, NULL, 0, flags, &obj, &err);
+    if (s == MS_E_NOT_FOUND)
+        Py_RETURN_FALSE;
+    if (s != MS_OK)
+        return raise_status(s, err, osname);
+    s = ms_p_object_stat(&obj, &st, &err);
+    ms_p_object_close(&obj);
+    if (s != MS_OK)
+        return raise_status(s, err, osname);
+    if (st.dev != dev || st.ino != ino)
+        Py_RETURN_FALSE;
+    s = ms_p_object_unlink(osname, flags, &err);
+    if (s == MS_E_NOT_FOUND)
+        Py_RETURN_FALSE;
+    if (s != MS_OK)
+        return raise_status(s, err, osname);
+    Py_RETURN_TRUE;
+}
+
+static PyObject *core_process_alive(PyObject *mod, PyObject *args)
+{
+    unsigned int pid;
+    unsigned long long start = 0;
+    (void)mod;
+    if (!PyArg_ParseTuple(args, "I|K:process_alive", &pid, &start))
+        return NULL;
+    return PyLong_FromLong(ms_p_process_alive(pid, start));
+}
+
+static PyObject *core_process_start(PyObject *mod, PyObject *args)
+{
+    unsigned int pid;
+    (void)mod;
+    if (!PyArg_ParseTuple(args, "I:process_start", &pid))
+        return NULL;
+    return PyLong_FromUnsignedLongLong(ms_p_process_start(pid));
+}
+
+static void segment_release(SegmentObject *self)
+{
+    if (!self->open)
+        return;
+    self->open = 0;
+    if (self->seg.attached && !self->seg.faulted) {
+        int last = 0;
+        ms_segment_detach(&self->seg, &last, NULL);
+    }
+    ms_segment_close(&self->seg);
+}
+
+static void Segment_dealloc(SegmentObject *self)
+{
+    if (self->weakreflist)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    /* Exports keep us alive, so none remain here; a lock still held by this thread
+     * must not be unmapped (it is on glibc's robust list): leave that mapping. */
+    if (self->open && self->locks_held == 0)
+        segment_release(self);
+    PyObject_Del(self);
+}
+
+static int Segment_getbuffer(SegmentObject *self, Py_buffer *view, int flags)
+{
+    if (!self->open || self->seg.faulted || (!self->seg.data && self->seg.size)) {
+        PyErr_SetString(PyExc_BufferError, "segment is closed");
+        view->obj = NULL;
+        return -1;
+    }
+    int readonly = self->seg.access == MS_ACCESS_READ;
+    static char empty;
+    void *ptr = self->seg.data ? (void *)self->seg.data : (void *)&empty;
+    if (PyBuffer_FillInfo(view, (PyObject *)self, ptr, (Py_ssize_t)self->seg.size, readonly,
+                          flags) < 0)
+        return -1;
+    self->exports++;
+    return 0;
+}
+
+static void Segment_releasebuffer(SegmentObject *self, Py_buffer *view)
+{
+    (void)view;
+    self->exports--;
+}
+
+static PyBufferProcs Segment_as_buffer = {
+    (getbufferproc)Segment_getbuffer,
+    (releasebufferproc)Segment_releasebuffer,
+};
+
+static PyObject *Segment_close(SegmentObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"detach", NULL};
+    int detach = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|p:close", kwlist, &detach))
+        return NULL;
+    if (!self->open)
+        Py_RETURN_FALSE;
+    if (self->exports > 0) {
+        PyErr_Format(PyExc_BufferError,
+                     "cannot close: %zd view(s) of the segment's memory are still in use "
+                     "(release memoryviews and numpy arrays first)", self->exports);
+        return NULL;
+    }
+    if (self->locks_held > 0) {
+        PyErr_SetString(PyExc_BufferError,
+                        "cannot close: a lock in this segment is held through this handle");
+        return NULL;
+    }
+    int last = 0;
+    if (detach && self->seg.attached && !self->seg.faulted) {
+        int err = 0;
+        ms_status st;
+        Py_BEGIN_ALLOW_THREADS
+        st = ms_segment_detach(&self->seg, &last, &err);
+        Py_END_ALLOW_THREADS
+        (void)st;  /* a stuck meta lock must not stop us from unmapping */
+    }
+    self->seg.attached = 0;
+    self->open = 0;
+    ms_segment_close(&self->seg);
+    return PyBool_FromLong(last);
+}
+
+static PyObject *Segment_attach(SegmentObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (seg_check_header(self) < 0)
+        return NULL;
+    int err = 0;
+    ms_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = ms_segment_attach(&self->seg, &err);
+    Py_END_ALLOW_THREADS
+    if (st != MS_OK)
+        return raise_status(st, err, "attach");
+    Py_RETURN_NONE;
+}
+
+/* In a forked child: the parent's registration and lock holdings are not ours. */
+static PyObject *Segment_after_fork(SegmentObject *self, PyObject *unused)
+{
+    (void)unused;
+    self->locks_held = 0;
+    if (!self->open || self->seg.raw || self->seg.faulted || !self->seg.hdr_writable)
+        Py_RETURN_NONE;
+    self->seg.attached = 0;
+    if (ms_segment_attach(&self->seg, NULL) != MS_OK)
+        self->seg.attached = 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Segment_reap(SegmentObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (seg_check_header(self) < 0)
+        return NULL;
+    int err = 0, removed = 0, empty = 0;
+    ms_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = ms_segment_reap(&self->seg, &removed, &empty, &err);
+    Py_END_ALLOW_THREADS
+    if (st != MS_OK)
+        return raise_status(st, err, "reap");
+    return Py_BuildValue("(iO)", removed, empty ? Py_True : Py_False);
+}
+
+static PyObject *Segment_mark_destroyed(SegmentObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (seg_check_header(self) < 0)
+        return NULL;
+    int err = 0;
+    ms_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = ms_segment_mark_destroyed(&self->seg, &err);
+    Py_END_ALLOW_THREADS
+    if (st != MS_OK)
+        return raise_status(st, err, "unlink");
+    Py_RETURN_NONE;
+}
+
+static PyObject *Segment_stat(SegmentObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (seg_check(self) < 0)
+        return NULL;
+    ms_object_stat st;
+    int err = 0;
+    ms_status s = ms_p_object_stat(&self->seg.obj, &st, &err);
+    if (s != MS_OK)
+        return raise_status(s, err, "stat");
+    return Py_BuildValue("{sKsIsIsKsKsL}", "size", (unsigned long long)st.size, "uid", st.uid,
+                         "mode", st.mode, "dev", (unsigned long long)st.dev, "ino",
+                         (unsigned long long)st.ino, "mtime_ns", (long long)st.mtime_ns);
+}
+
+struct header_copy { ms_header h; };
+
+static ms_status copy_header_fn(void *arg)
+{
+    void **a = (void **)arg;
+    memcpy(a[0], a[1], sizeof(ms_header));
+    return MS_OK;
+}
+
+static PyObject *attach_list(const ms_attach *table, unsigned n)
+{
+    PyObject *list = PyList_New(0);
+    if (!list)
+        return NULL;
+    for (unsigned i = 0; i < n; i++) {
+        if (!table[i].pid)
+            continue;
+        int alive = ms_p_process_alive(table[i].pid, table[i].start);
+        PyObject *t = Py_BuildValue("{sIsIsKsi}", "pid", table[i].pid, "count", table[i].count,
+                                    "start", (unsigned long long)table[i].start, "alive", alive);
+        if (!t || PyList_Append(list, t) < 0) {
+            Py_XDECREF(t);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(t);
+    }
+    return list;
+}
+
+static PyObject *lock_info(void *area)
+{
+    int held = 0, dead = 0;
+    uint32_t holder = 0;
+    ms_p_lock_inspect(area, &held, &holder, &dead);
+    return Py_BuildValue("{sOsIsO}", "held", held ? Py_True : Py_False, "holder", holder,
+                         "holder_dead", dead ? Py_True : Py_False);
+}
+
+/* A snapshot of the header, copied once, for info() and the CLI. */
+static PyObject *Segment_header(SegmentObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (seg_check_header(self) < 0)
+        return NULL;
+    ms_header *h = PyMem_Malloc(sizeof(ms_header));
+    if (!h)
+        return PyErr_NoMemory();
+    void *a[2] = {h, self->seg.hdr};
+    ms_status st = ms_p_guarded_call(copy_header_fn, a);
+    if (st != MS_OK) {
+        PyMem_Free(h);
+        ms_segment_fault(&self->seg);
+        return raise_status(st, 0, "header");
+    }
+    uint32_t name_len = h->name_len > MS_NAME_MAX + 1 ? MS_NAME_MAX + 1 : h->name_len;
+    PyObject *d = Py_BuildValue(
+        "{sKsIsIsIsKsKsKsIsIsKsKsIsIsIsN}",
+        "magic", (unsigned long long)h->magic, "version", h->version, "kind", h->kind,
+        "lifetime", h->lifetime, "size", (unsigned long long)h->size,
+        "data_offset", (unsigned long long)h->data_offset,
+        "total_size", (unsigned long long)h->total_size, "creator_pid", h->creator_pid,
+        "creator_uid", h->creator_uid, "creator_start", (unsigned long long)h->creator_start,
+        "created_ns", (unsigned long long)h->created_ns, "state", h->state, "flags", h->flags,
+        "mode", h->mode, "name", PyUnicode_DecodeUTF8(h->name, name_len, "replace"));
+    if (!d)
+        goto fail;
+    PyObject *v;
+#define SETITEM(key, expr)                                                          \
+    do {                                                                            \
+        v = (expr);                                                                 \
+        if (!v || PyDict_SetItemString(d, key, v) < 0) { Py_XDECREF(v); goto fail; } \
+        Py_DECREF(v);                                                               \
+    } while (0)
+    SETITEM("change_count", PyLong_FromUnsignedLong(h->change_seq));
+    SETITEM("change_waiters", PyLong_FromUnsignedLong(h->change_waiters));
+    SETITEM("attached", attach_list(h->attach, MS_ATTACH_SLOTS));
+    SETITEM("lock", lock_info(self->seg.hdr->user_lock));
+    if (h->kind == MS_KIND_EVENT) {
+        ms_event *e = (ms_event *)h->kind_area;
+        SETITEM("event_set", PyBool_FromLong(e->state != 0));
+        SETITEM("waiters", PyLong_FromUnsignedLong(e->waiters));
+    } else if (h->kind == MS_KIND_SEMAPHORE) {
+        ms_semaphore *s = (ms_semaphore *)h->kind_area;
+        SETITEM("value", PyLong_FromUnsignedLong(s->value));
+        SETITEM("maximum", PyLong_FromUnsignedLong(s->maximum));
+        SETITEM("waiters", PyLong_FromUnsignedLong(s->waiters));
+    } else if (h->kind == MS_KIND_CHANNEL) {
+        ms_ring *r = (ms_ring *)h->kind_area;
+        SETITEM("senders", attach_list(r->senders, MS_RING_PEERS));
+        SETITEM("receivers", attach_list(r->receivers, MS_RING_PEERS));
+        uint64_t q = r->tail - r->head;
+        SETITEM("capacity", PyLong_FromUnsignedLongLong(r->capacity));
+        SETITEM("queued_bytes", PyLong_FromUnsignedLongLong(q <= r->capacity ? q : 0));
+        SETITEM("queued_messages",
+                PyLong_FromUnsignedLongLong(r->sent_messages >= r->received_messages
+                                                ? r->sent_messages - r->received_messages : 0));
+        SETITEM("sent_messages", PyLong_FromUnsignedLongLong(r->sent_messages));
+        SETITEM("received_messages", PyLong_FromUnsignedLongLong(r->received_messages));
+        SETITEM("high_water", PyLong_FromUnsignedLongLong(r->high_water));
+        SETITEM("redelivered", PyLong_FromUnsignedLongLong(r->redelivered));
+        SETITEM("abandoned", PyLong_FromUnsignedLongLong(r->abandoned));
+        SETITEM("closed", PyBool_FromLong((r->flags & MS_RING_CLOSED) != 0));
+        SETITEM("send_waiters", PyLong_FromUnsignedLong(r->send_waiters));
+        SETITEM("receive_waiters", PyLong_FromUnsignedLong(r->recv_waiters));
+        SETITEM("send_lock", lock_info(((ms_ring *)self->seg.hdr->kind_area)->send_lock));
+        SETITEM("recv_lock", lock_info(((ms_ring *)self->seg.hdr->kind_area)->recv_lock));
+    }
+#undef SETITEM
+    PyMem_Free(h);
+    return d;
+fail:
+    Py_XDECREF(d);
+    PyMem_Free(h);
+    return NULL;
+}
+
+static int parse_range(SegmentObject *self, unsigned long long offset, unsigned long long n)
+{
+    if (offset > self->seg.size || n > self->seg.size - offset) {
+        PyErr_Format(PyExc_ValueError,
+                     "range [%llu, %llu + %llu) is outside the segment (size %llu)", offset,
+                     offset, n, (unsigned long long)self->seg.size);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *Segment_read(SegmentObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"n", "offset", NULL};
+    PyObject *nobj = Py_None;
+    unsigned long long offset = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OK:read", kwlist, &nobj, &offset))
+        return NULL;
+    if (seg_check(self) < 0)
+        return NULL;
+    unsigned long long n;
+    if (nobj == Py_None) {
+        n = offset <= self->seg.size ? self->seg.size - offset : 0;
+    } else {
+        n = PyLong_AsUnsignedLongLong(nobj);
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    if (parse_range(self, offset, n) < 0)
+        return NULL;
+    if (n > PY_SSIZE_T_MAX)
+        return PyErr_NoMemory();
+    PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
+    if (!b)
+        return NULL;
+    ms_status st;
+    char *dst = PyBytes_AS_STRING(b);
+    const uint8_t *src = self->seg.data + offset;
+    if (n >= 65536) {
+        Py_BEGIN_ALLOW_THREADS
+        st = ms_p_guarded_copy(dst, src, n);
+        Py_END_ALLOW_THREADS
+    } else {
+        st = ms_p_guarded_copy(dst, src, n);
+    }
+    if (st != MS_OK) {
+        Py_DECREF(b);
+        ms_segment_fault(&self->seg);
+        return raise_status(st, 0, "read");
+    }
+    return b;
+}
+
+static PyObject *Segment_write(SegmentObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"data", "offset", NULL};
+    Py_buffer buf;
+    unsigned long long offset = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*|K:write", kwlist, &buf, &offset))
+        return NULL;
+    if (seg_check(self) < 0) {
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    if (self->seg.access == MS_ACCESS_READ) {
+        PyBuffer_Release(&buf);
+        return raise_status(MS_E_PERMISSION, 0, "write to a segment opened with access='r'");
+    }
+    if (parse_range(self, offset, (unsigned long long)buf.len) < 0) {
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    ms_status st;
+    if (buf.len >= 65536) {
+        Py_BEGIN_ALLOW_THREADS
+        st = ms_p_guarded_copy(self->seg.data + offset, buf.buf, (size_t)buf.len);
+        Py_END_ALLOW_THREADS
+    } else {
+        st = ms_p_guarded_copy(self->seg.data + offset, buf.buf, (size_t)buf.len);
+    }
+    Py_ssize_t n = buf.len;
+    PyBuffer_Release(&buf);
+    if (st != MS_OK) {
+        ms_segment_fault(&self->seg);
+        return raise_status(st, 0, "write");
+    }
+    return PyLong_FromSsize_t(n);
+}
+
+static PyObject *Segment_flush(SegmentObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"offset", "length", "durable", NULL};
+    unsigned long long offset = 0;
+    PyObject *lobj = Py_None;
+    int durable = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|KOp:flush", kwlist, &offset, &lobj, &durable))
+        return NULL;
+    if (seg_check(self) < 0)
+        return NULL;
+    unsigned long long n = self->seg.size > offset ? self->seg.size - offset : 0;
+    if (lobj != Py_None) {
+        n = PyLong_AsUnsignedLongLong(lobj);
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    if (parse_range(self, offset, n) < 0)
+        return NULL;
+    if (self->seg.access == MS_ACCESS_COPY)
+        Py_RETURN_NONE;  /* private pages have nowhere to go */
+    int err = 0;
+    ms_status st = MS_OK;
+    Py_BEGIN_ALLOW_THREADS
+    if (n)
+        st = ms_p_flush(&self->seg.obj, self->seg.data + offset, (size_t)n, durable, &err);
+    if (st == MS_OK && self->seg.hdr && self->seg.hdr_writable)
+        st = ms_p_flush(&self->seg.obj, self->seg.hdr, self->seg.hdr_len, durable, &err);
+    Py_END_ALLOW_THREADS
+    if (st != MS_OK)
+        return raise_status(st, err, "flush");
+    Py_RETURN_NONE;
+}
+
+/* ---- Window: a buffer over part of a mapping ---------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    SegmentObject *owner;     /* keeps the mapping alive */
+    uint8_t *ptr;
+    Py_ssize_t len;
+    int readonly;
+    int valid;
+    void *map_base;           /* own mapping (seg.view) to unmap, or NULL */
+    size_t map_len;
+    Py_ssize_t exports;
+    int kind;                 /* 0 view, 1 loan, 2 received message */
+} WindowObject;
+
+static PyTypeObject Window_Type;
+
+static WindowObject *new_window(SegmentObject *owner, uint8_t *ptr, Py_ssize_t len,
+                                int readonly, int kind)
+{
+    WindowObject *w = PyObject_New(WindowObject, &Window_Type);
+    if (!w)
+        return NULL;
+    Py_INCREF(owner);
+    w->owner = owner;
+    w->ptr = ptr;
+    w->len = len;
+    w->readonly = readonly;
+    w->valid = 1;
+    w->map_base = NULL;
+    w->map_len = 0;
+    w->exports = 0;
+    w->kind = kind;
+    return w;
+}
+
+static int Window_getbuffer(WindowObject *self, Py_buffer *view, int flags)
+{
+    if (!self->valid) {
+        PyErr_SetString(PyExc_BufferError, "this view was released");
+        view->obj = NULL;
+        return -1;
+    }
+    static char empty;
+    if (PyBuffer_FillInfo(view, (PyObject *)self, self->len ? (void *)self->ptr : &empty,
+                          self->len, self->readonly, flags) < 0)
+        return -1;
+    self->exports++;
+    self->owner->exports++;
+    return 0;
+}
+
+static void Window_releasebuffer(WindowObject *self, Py_buffer *view)
+{
+    (void)view;
+    self->exports--;
+    self->owner->exports--;
+}
+
+static PyBufferProcs Window_as_buffer = {
+    (getbufferproc)Window_getbuffer,
+    (releasebufferproc)Window_releasebuffer,
+};
+
+static int window_invalidate(WindowObject *self)
+{
+    if (self->exports > 0) {
+        PyErr_Format(PyExc_BufferError,
+                     "%zd memoryview(s) or array(s) still use this view; release them first",
+                     self->exports);
+        return -1;
+    }
+    if (self->valid && self->map_base) {
+        ms_p_unmap(self->map_base, self->map_len);
+        self->map_base = NULL;
+    }
+    self->valid = 0;
+    return 0;
+}
+
+static PyObject *Window_release(WindowObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (self->kind != 0) {
+        PyErr_SetString(PyExc_TypeError, "loans and received views are released by their channel");
+        return NULL;
+    }
+    if (window_invalidate(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static void Window_dealloc(WindowObject *self)
+{
+    if (self->map_base)
+        ms_p_unmap(self->map_base, self->map_len);
+    Py_XDECREF(self->owner);
+    PyObject_Del(self);
+}
+
+static PyObject *Window_get_released(WindowObject *self, void *c)
+{
+    (void)c;
+    return PyBool_FromLong(!self->valid);
+}
+
+static PyObject *Window_get_nbytes(WindowObject *self, void *c)
+{
+    (void)c;
+    return PyLong_FromSsize_t(self->len);
+}
+
+static PyMethodDef Window_methods[] = {
+    {"release", (PyCFunction)Window_release, METH_NOARGS,
+     "Unmap this view.  Raises BufferError while memoryviews of it are in use."},
+    {NULL}
+};
+
+static PyGetSetDef Window_getset[] = {
+    {"released", (getter)Window_get_released, NULL, "True once released.", NULL},
+    {"nbytes", (getter)Window_get_nbytes, NULL, "Length in bytes.", NULL},
+    {NULL}
+};
+
+static PyTypeObject Window_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mapshare._core.Window",
+    .tp_basicsize = sizeof(WindowObject),
+    .tp_dealloc = (destructor)Window_dealloc,
+    .tp_as_buffer = &Window_as_buffer,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A buffer over part of a mapping: a segment view, a channel loan or a "
+              "received message.",
+    .tp_methods = Window_methods,
+    .tp_getset = Window_getset,
+};
+
+static PyObject *Segment_map_view(SegmentObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"offset", "length", "access", NULL};
+    unsigned long long offset, length;
+    int access = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "KK|i:map_view", kwlist, &offset, &length,
+                                     &access))
+        return NULL;
+    if (seg_check(self) < 0)
+        return NULL;
+    if (access < 0)
+        access = self->seg.access;
+    if (access == MS_ACCESS_WRITE && self->seg.access == MS_ACCESS_READ)
+        return raise_status(MS_E_PERMISSION, 0, "writable view of a read-only segment");
+    if (parse_range(self, offset, length) < 0)
+        return NULL;
+    if (length == 0) {
+        PyErr_SetString(PyExc_ValueError, "a view needs length >= 1");
+        return NULL;
+    }
+    void *base;
+    size_t base_len;
+    uint8_t *ptr;
+    int err = 0;
+    ms_status st = ms_segment_map_range(&self->seg, offset, length, access, &base, &base_len,
+                                        &ptr, &err);
+    if (st != MS_OK)
+        return raise_status(st, err, "view");
+    WindowObject *w = new_window(self, ptr, (Py_ssize_t)length, access == MS_ACCESS_READ, 0);
+    if (!w) {
+        ms_p_unmap(base, base_len);
+        return NULL;
+    }
+    w->map_base = base;
+    w->map_len = base_len;
+    return (PyObject *)w;
+}
+
+/* ---- locks, change notification, event, semaphore ---------------------------------- */
+
+static void *lock_area(SegmentObject *self, int which, unsigned *slot)
+{
+    switch (which) {
+    case 0: *slot = MS_SLOT_USER_LOCK; return self->seg.hdr->user_lock;
+    case 1: *slot = MS_SLOT_META_LOCK; return self->seg.hdr->meta_lock;
+    default: return NULL;
+    }
+}
+
+static int wait_args(PyObject *tobj, PyObject *sobj, SegmentObject *self, ms_wait_opts *o)
+{
+    if (parse_timeout(tobj, &o->timeout_ns) < 0)
+        return -1;
+    o->spin_ns = self->spin_ns;
+    if (sobj && sobj != Py_None) {
+        double s = PyFloat_AsDouble(sobj);
+        if (s == -1.0 && PyErr_Occurred())
+            return -1;
+        o->spin_ns = s <= 0 ? 0 : (int64_t)(s * 1e9);
+    }
+    o->interrupted = check_signals;
+    o->try_only = 0;
+    return 0;
+}
+
+static PyObject *Segment_lock_acquire(SegmentObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"timeout", "spin", "which", NULL};
+    PyObject *tobj = Py_None, *sobj = Py_None;
+    int which = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOi:lock_acquire", kwlist, &tobj, &sobj,
+                                     &which))
+        return NULL;
+    if (seg_check_header(self) < 0)
+        return NULL;
+    if (!self->seg.hdr_writable)
+        return raise_status(MS_E_PERMISSION, 0, "lock of a segment opened read-only");
+    ms_wait_opts o;
+    if (wait_args(tobj, sobj, self, &o) < 0)
+        return NULL;
+    unsigned slot;
+    void *area = lock_area(self, which, &slot);
+    if (!area) {
+        PyErr_SetString(PyExc_ValueError, "no such lock");
+        return NULL;
+    }
+    gil_wait g = {NULL, is_main_thread()};
+    o.arg = &g;
+    int err = 0;
+    ms_status st = ms_p_lock_acquire(self->seg.ctx, slot, area, 0, &err);
+    if (st == MS_E_TIMEOUT && o.timeout_ns != 0) {
+        g.ts = PyEval_SaveThread();
+        st = ms_lock_acquire(&self->seg, slot, area, &o, &err);
+        PyEval_RestoreThread(g.ts);
+    }
+    if (st == MS_OK || st == MS_E_OWNER_DIED)
+        self->locks_held++;
+    if (st == MS_OK)
+        Py_RETURN_TRUE;
+    if (st == MS_E_TIMEOUT)
+        Py_RETURN_FALSE;
+    if (st == MS_E_BUSY) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "this thread already holds the lock (mapshare.Lock is not reentrant)");
+        return NULL;
+    }
+    return raise_status(st, err, "lock");
+}
+
+static PyObject *Segment_lock_release(SegmentObject *self, PyObject *args)
+{
+    int which = 0;
+    if (!PyArg_ParseTuple(args, "|i:lock_release", &which))
+        return NULL;
+    if (seg_check_header(self) < 0)
+        return NULL;
+    unsigned slot;
+    void *area = lock_area(self, which, &slot);
+    if (!area) {
+        PyErr_SetString(PyExc_ValueError, "no such lock");
+        return NULL;
+    }
+    int err = 0;
+    ms_status st = ms_lock_release(&self->seg, slot, area, &err);
+    if (st != MS_OK)
+        return raise_status(st, err, "release");
+    if (self->locks_held > 0)
+        self->locks_held--;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Segment_lock_state(SegmentObject *self, PyObject *args)
+{
+    int which = 0;
+    if (!PyArg_ParseTuple(args, "|i:lock_state", &which))
+        return NULL;
+    if (seg_check_header(self) < 0)
+        return NULL;
+    unsigned slot;
+    void *area = lock_area(self, which, &slot);
+    if (!area) {
+        PyErr_SetString(PyExc_ValueError, "no such lock");
+        return NULL;
+    }
+    return lock_info(area);
+}
+
+static PyObject *Segment_notify(SegmentObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (seg_check_header(self) < 0)
+        return NULL;
+    if (!self->seg.hdr_writable)
+        return raise_status(MS_E_PERMISSION, 0, "notify on a segment opened read-only");
+    ms_change_notify(&self->seg);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Segment_change_count(SegmentObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (seg_check_header(self) < 0)
+        return NULL;
+    return PyLong_FromUnsignedLong(ms_change_count(&self->seg));
+}
+
+static PyObject *Segment_wait_change(SegmentObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"since", "timeout", "spin", NULL};
+    unsigned long since;
+    PyObject *tobj = Py_None, *sobj = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "k|OO:wait_change", kwlist, &since, &tobj, &sobj))
+        return NULL;
+    if (seg_check_header(self) < 0)
+        return NULL;
+    if (!self->seg.hdr_writable)
+        return raise_status(MS_E_PERMISSION, 0, "wait on a segment opened read-only");
+    ms_wait_opts o;
+    if (wait_args(tobj, sobj, self, &o) < 0)
+        return NULL;
+    gil_wait g = {NULL, is_main_thread()};
+    o.arg = &g;
+    uint32_t now = ms_change_count(&self->seg);
+    ms_status st = MS_OK;
+    if (now == (uint32_t)since) {
+        g.ts = PyEval_SaveThread();
+        st = ms_change_wait(&self->seg, (uint32_t)since, &o, &now);
+        PyEval_RestoreThread(g.ts);
+    }
+    if (st != MS_OK)
+        return raise_status(st, 0, "wait_for_change");
+    return PyLong_FromUnsignedLong(now);
+}
+
+/* The event or semaphore an operation works on: the kind area of a named object
+ * (offset None) or `need` bytes at an 8-aligned offset of the user area. */
+static void *sync_area(SegmentObject *self, PyObject *offobj, uint32_t kind, size_t need,
+                       unsigned default_slot, unsigned *slot)
+{
+    if (seg_check_header(self) < 0)
+        return NULL;
+    if (!self->seg.hdr_writable) {
+        raise_status(MS_E_PERMISSION, 0, "synchronization object opened read-only");
+        return NULL;
+    }
+    if (offobj == NULL || offobj == Py_None) {
+        if (self->seg.kind != kind) {
+            PyErr_SetString(PyExc_TypeError, "wrong kind of segment for this operation");
+            return NULL;
+        }
+        *slot = default_slot;
+        return self->seg.hdr->kind_area;
+    }
+    unsigned long long off = PyLong_AsUnsignedLongLong(offobj);
+    if (PyErr_Occurred())
+        return NULL;
+    if (off % 8 != 0 || off > self->seg.size || need > self->seg.size - off) {
+        PyErr_Format(PyExc_ValueError,
+                     "offset %llu must be a multiple of 8 with %zu bytes inside the segment",
+                     off, need);
+        return NULL;
+    }
+    if (self->seg.access != MS_ACCESS_WRITE) {
+        raise_status(MS_E_PERMISSION, 0, "synchronization object in a segment not opened 'rw'");
+        return NULL;
+    }
+    *slot = MS_SLOT_USER_BASE + (unsigned)(off / 8);
+    return self->seg.data + off;
+}
+
+#define EVENT_AREA(offobj, slot) \
+    ((ms_event *)sync_area(self, offobj, MS_KIND_EVENT, sizeof(ms_event), MS_SLOT_EVENT, &slot))
+#define SEM_AREA(offobj, slot)                                                        \
+    ((ms_semaphore *)sync_area(self, offobj, MS_KIND_SEMAPHORE, sizeof(ms_semaphore), \
+                               MS_SLOT_SEMAPHORE, &slot))
+
+static PyObject *Segment_event_init(SegmentObject *self, PyObject *args)
+{
+    PyObject *off;
+    int state = 0;
+    unsigned slot;
+    if (!PyArg_ParseTuple(args, "O|p:event_init", &off, &state))
+        return NULL;
+    ms_event *e = EVENT_AREA(off, slot);
+    if (!e)
+        return NULL;
+    ms_event_init_at(e, (uint32_t)state);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Segment_event_set(SegmentObject *self, PyObject *args)
+{
+    PyObject *off = Py_None;
+    unsigned slot;
+    if (!PyArg_ParseTuple(args, "|O:event_set", &off))
+        return NULL;
+    ms_event *e = EVENT_AREA(off, slot);
+    if (!e)
+        return NULL;
+    ms_event_set(&self->seg, slot, e);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Segment_event_clear(SegmentObject *self, PyObject *args)
+{
+    PyObject *off = Py_None;
+    unsigned slot;
+    if (!PyArg_ParseTuple(args, "|O:event_clear", &off))
+        return NULL;
+    ms_event *e = EVENT_AREA(off, slot);
+    if (!e)
+        return NULL;
+    ms_event_clear(e);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Segment_event_is_set(SegmentObject *self, PyObject *args)
+{
+    PyObject *off = Py_None;
+    unsigned slot;
+    if (!PyArg_ParseTuple(args, "|O:event_is_set", &off))
+        return NULL;
+    ms_event *e = EVENT_AREA(off, slot);
+    if (!e)
+        return NULL;
+    return PyBool_FromLong(ms_event_is_set(e));
+}
+
+static PyObject *Segment_event_wait(SegmentObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"timeout", "spin", "offset", NULL};
+    PyObject *tobj = Py_None, *sobj = Py_None, *off = Py_None;
+    unsigned slot;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOO:event_wait", kwlist, &tobj, &sobj, &off))
+        return NULL;
+    ms_event *e = EVENT_AREA(off, slot);
+    if (!e)
+        return NULL;
+    if (ms_event_is_set(e))
+        Py_RETURN_TRUE;
+    ms_wait_opts o;
+    if (wait_args(tobj, sobj, self, &o) < 0)
+        return NULL;
+    if (o.timeout_ns == 0)
+        Py_RETURN_FALSE;
+    gil_wait g = {NULL, is_main_thread()};
+    o.arg = &g;
+    g.ts = PyEval_SaveThread();
+    ms_status st = ms_event_wait(&self->seg, slot, e, &o);
+    PyEval_RestoreThread(g.ts);
+    if (st == MS_OK)
+        Py_RETURN_TRUE;
+    if (st == MS_E_TIMEOUT)
+        Py_RETURN_FALSE;
+    return raise_status(st, 0, "wait");
+}
+
+static PyObject *Segment_sem_init(SegmentObject *self, PyObject *args)
+{
+    PyObject *off;
+    unsigned int value, maximum;
+    unsigned slot;
+    if (!PyArg_ParseTuple(args, "OII:sem_init", &off, &value, &maximum))
+        return NULL;
+    ms_semaphore *s = SEM_AREA(off, slot);
+    if (!s)
+        return NULL;
+    if (ms_semaphore_init_at(s, value, maximum) != MS_OK) {
+        PyErr_SetString(PyExc_ValueError, "need 0 <= value <= maximum and maximum >= 1");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Segment_sem_acquire(SegmentObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"timeout", "spin", "offset", NULL};
+    PyObject *tobj = Py_None, *sobj = Py_None, *off = Py_None;
+    unsigned slot;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOO:sem_acquire", kwlist, &tobj, &sobj, &off))
+        return NULL;
+    ms_semaphore *s = SEM_AREA(off, slot);
+    if (!s)
+        return NULL;
+    ms_wait_opts o;
+    if (wait_args(tobj, sobj, self, &o) < 0)
+        return NULL;
+    ms_wait_opts once = o;
+    once.timeout_ns = 0;
+    if (ms_semaphore_acquire(&self->seg, slot, s, &once) == MS_OK)
+        Py_RETURN_TRUE;
+    if (o.timeout_ns == 0)
+        Py_RETURN_FALSE;
+    gil_wait g = {NULL, is_main_thread()};
+    o.arg = &g;
+    g.ts = PyEval_SaveThread();
+    ms_status st = ms_semaphore_acquire(&self->seg, slot, s, &o);
+    PyEval_RestoreThread(g.ts);
+    if (st == MS_OK)
+        Py_RETURN_TRUE;
+    if (st == MS_E_TIMEOUT)
+        Py_RETURN_FALSE;
+    return raise_status(st, 0, "acquire");
+}
+
+static PyObject *Segment_sem_release(SegmentObject *self, PyObject *args)
+{
+    unsigned int n = 1;
+    PyObject *off = Py_None;
+    unsigned slot;
+    if (!PyArg_ParseTuple(args, "|IO:sem_release", &n, &off))
+        return NULL;
+    ms_semaphore *s = SEM_AREA(off, slot);
+    if (!s)
+        return NULL;
+    if (ms_semaphore_release(&self->seg, slot, s, n) != MS_OK) {
+        PyErr_SetString(PyExc_ValueError, "semaphore released more times than its maximum");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Segment_sem_value(SegmentObject *self, PyObject *args)
+{
+    PyObject *off = Py_None;
+    unsigned slot;
+    if (!PyArg_ParseTuple(args, "|O:sem_value", &off))
+        return NULL;
+    ms_semaphore *s = SEM_AREA(off, slot);
+    if (!s)
+        return NULL;
+    return Py_BuildValue("(III)", ms_load32(&s->value), ms_load32(&s->maximum),
+                         ms_load32(&s->waiters));
+}
+
+/* ---- Segment attributes ------------------------------------------------------------- */
+
+static PyObject *Segment_get_size(SegmentObject *self, void *c)
+{
+    (void)c;
+    return PyLong_FromUnsignedLongLong(self->seg.size);
+}
+static PyObject *Segment_get_kind(SegmentObject *self, void *c)
+{
+    (void)c;
+    return PyLong_FromUnsignedLong(self->seg.kind);
+}
+static PyObject *Segment_get_lifetime(SegmentObject *self, void *c)
+{
+    (void)c;
+    return PyLong_FromUnsignedLong(self->seg.lifetime);
+}
+static PyObject *Segment_get_flags(SegmentObject *self, void *c)
+{
+    (void)c;
+    return PyLong_FromUnsignedLong(self->seg.flags);
+}
+static PyObject *Segment_get_access(SegmentObject *self, void *c)
+{
+    (void)c;
+    return PyLong_FromLong(self->seg.access);
+}
+static PyObject *Segment_get_closed(SegmentObject *self, void *c)
+{
+    (void)c;
+    return PyBool_FromLong(!self->open);
+}
+static PyObject *Segment_get_faulted(SegmentObject *self, void *c)
+{
+    (void)c;
+    return PyBool_FromLong(self->seg.faulted);
+}
+static PyObject *Segment_get_exports(SegmentObject *self, void *c)
+{
+    (void)c;
+    return PyLong_FromSsize_t(self->exports);
+}
+static PyObject *Segment_get_attached(SegmentObject *self, void *c)
+{
+    (void)c;
+    return PyBool_FromLong(self->seg.attached);
+}
+static PyObject *Segment_get_header_writable(SegmentObject *self, void *c)
+{
+    (void)c;
+    return PyBool_FromLong(self->seg.hdr_writable);
+}
+static PyObject *Segment_get_spin(SegmentObject *self, void *c)
+{
+    (void)c;
+    return PyFloat_FromDouble((double)self->spin_ns / 1e9);
+}
+static int Segment_set_spin(SegmentObject *self, PyObject *v, void *c)
+{
+    (void)c;
+    double s = v ? PyFloat_AsDouble(v) : 0;
+    if (s == -1.0 && PyErr_Occurred())
+        return -1;
+    self->spin_ns = s <= 0 ? 0 : (int64_t)(s * 1e9);
+    return 0;
+}
+
+static PyGetSetDef Segment_getset[] = {
+    {"size", (getter)Segment_get_size, NULL, "User area size in bytes.", NULL},
+    {"kind", (getter)Segment_get_kind, NULL, "KIND_* of the header.", NULL},
+    {"lifetime", (getter)Segment_get_lifetime, NULL, "LIFETIME_* of the header.", NULL},
+    {"flags", (getter)Segment_get_flags, NULL, "FLAG_* of the header.", NULL},
+    {"access", (getter)Segment_get_access, NULL, "ACCESS_* of the data mapping.", NULL},
+    {"closed", (getter)Segment_get_closed, NULL, "True after close().", NULL},
+    {"faulted", (getter)Segment_get_faulted, NULL, "True after the memory vanished.", NULL},
+    {"exports", (getter)Segment_get_exports, NULL, "Buffers currently exported.", NULL},
+    {"attached", (getter)Segment_get_attached, NULL, "Registered in the attach table.", NULL},
+    {"header_writable", (getter)Segment_get_header_writable, NULL,
+     "The header is mapped writable (locks and registration possible).", NULL},
+    {"spin", (getter)Segment_get_spin, (setter)Segment_set_spin,
+     "Seconds to busy-wait before sleeping in waits through this handle.", NULL},
+    {NULL}
+};
+
+static PyMethodDef Segment_methods[] = {
+    {"close", (PyCFunction)(void (*)(void))Segment_close, METH_VARARGS | METH_KEYWORDS,
+     "close(detach=True) -> bool: unmap; True if this was the last user of a shared "
+     "segment (which is then destroyed and its name must be removed)."},
+    {"attach", (PyCFunction)Segment_attach, METH_NOARGS, "Register in the attach table."},
+    {"after_fork", (PyCFunction)Segment_after_fork, METH_NOARGS,
+     "Register the forked child as a user of the segment."},
+    {"reap", (PyCFunction)Segment_reap, METH_NOARGS,
+     "reap() -> (removed, empty): drop dead processes from the attach table."},
+    {"mark_destroyed", (PyCFunction)Segment_mark_destroyed, METH_NOARGS,
+     "Mark the header DESTROYED so that nobody attaches again."},
+    {"stat", (PyCFunction)Segment_stat, METH_NOARGS, "Facts about the OS object."},
+    {"header", (PyCFunction)Segment_header, METH_NOARGS, "A snapshot of the header."},
+    {"read", (PyCFunction)(void (*)(void))Segment_read, METH_VARARGS | METH_KEYWORDS,
+     "read(n=None, offset=0) -> bytes"},
+    {"write", (PyCFunction)(void (*)(void))Segment_write, METH_VARARGS | METH_KEYWORDS,
+     "write(data, offset=0) -> int"},
+    {"flush", (PyCFunction)(void (*)(void))Segment_flush, METH_VARARGS | METH_KEYWORDS,
+     "flush(offset=0, length=None, durable=False)"},
+    {"map_view", (PyCFunction)(void (*)(void))Segment_map_view, METH_VARARGS | METH_KEYWORDS,
+     "map_view(offset, length, access=-1) -> Window"},
+    {"lock_acquire", (PyCFunction)(void (*)(void))Segment_lock_acquire,
+     METH_VARARGS | METH_KEYWORDS, "lock_acquire(timeout=None, spin=None, which=0) -> bool"},
+    {"lock_release", (PyCFunction)Segment_lock_release, METH_VARARGS, "lock_release(which=0)"},
+    {"lock_state", (PyCFunction)Segment_lock_state, METH_VARARGS, "lock_state(which=0) -> dict"},
+    {"notify", (PyCFunction)Segment_notify, METH_NOARGS, "Bump the change counter and wake."},
+    {"change_count", (PyCFunction)Segment_change_count, METH_NOARGS, "The change counter."},
+    {"wait_change", (PyCFunction)(void (*)(void))Segment_wait_change,
+     METH_VARARGS | METH_KEYWORDS, "wait_change(since, timeout=None, spin=None) -> int"},
+    {"event_init", (PyCFunction)Segment_event_init, METH_VARARGS,
+     "event_init(offset, state=False): place an event in the user area"},
+    {"event_set", (PyCFunction)Segment_event_set, METH_VARARGS, "event_set(offset=None)"},
+    {"event_clear", (PyCFunction)Segment_event_clear, METH_VARARGS, "event_clear(offset=None)"},
+    {"event_is_set", (PyCFunction)Segment_event_is_set, METH_VARARGS,
+     "event_is_set(offset=None) -> bool"},
+    {"event_wait", (PyCFunction)(void (*)(void))Segment_event_wait, METH_VARARGS | METH_KEYWORDS,
+     "event_wait(timeout=None, spin=None, offset=None) -> bool"},
+    {"sem_init", (PyCFunction)Segment_sem_init, METH_VARARGS,
+     "sem_init(offset, value, maximum): place a semaphore in the user area"},
+    {"sem_acquire", (PyCFunction)(void (*)(void))Segment_sem_acquire,
+     METH_VARARGS | METH_KEYWORDS, "sem_acquire(timeout=None, spin=None, offset=None) -> bool"},
+    {"sem_release", (PyCFunction)Segment_sem_release, METH_VARARGS,
+     "sem_release(n=1, offset=None)"},
+    {"sem_value", (PyCFunction)Segment_sem_value, METH_VARARGS,
+     "sem_value(offset=None) -> (value, maximum, waiters)"},
+    {NULL}
+};
+
+static PyTypeObject Segment_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mapshare._core.Segment",
+    .tp_basicsize = sizeof(SegmentObject),
+    .tp_dealloc = (destructor)Segment_dealloc,
+    .tp_as_buffer = &Segment_as_buffer,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A mapped mapshare object (mechanism only; see mapshare.Segment).",
+    .tp_weaklistoffset = offsetof(SegmentObject, weakreflist),
+    .tp_methods = Segment_methods,
+    .tp_getset = Segment_getset,
+};
+
+/* ---- Channel ------------------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    SegmentObject *segobj;
+    ms_channel ch;
+    WindowObject *loan;       /* open loan window, if any */
+    WindowObject *view;       /* open received view, if any */
+    int bound;
+} ChannelObject;
+
+static PyTypeObject Channel_Type;
+
+static PyObject *Channel_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"segment", NULL};
+    PyObject *segobj;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!:Channel", kwlist, &Segment_Type, &segobj))
+        return NULL;
+    SegmentObject *s = (SegmentObject *)segobj;
+    if (seg_check_header(s) < 0)
+        return NULL;
+    if (!s->seg.hdr_writable || s->seg.access != MS_ACCESS_WRITE)
+        return raise_status(MS_E_PERMISSION, 0, "a channel needs read-write access");
+    ChannelObject *self = (ChannelObject *)type->tp_alloc(type, 0);
+    if (!self)
+        return NULL;
+    ms_status st = ms_channel_bind(&self->ch, &s->seg);
+    if (st != MS_OK) {
+        Py_DECREF(self);
+        return raise_status(st, 0, "channel");
+    }
+    Py_INCREF(segobj);
+    self->segobj = s;
+    self->bound = 1;
+    return (PyObject *)self;
+}
+
+static int ch_check(ChannelObject *self)
+{
+    if (!self->bound || !self->segobj->open) {
+        PyErr_SetString(PyExc_ValueError, "channel is closed");
+        return -1;
+    }
+    if (self->segobj->seg.faulted) {
+        raise_status(MS_E_FAULT, 0, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+static void Channel_dealloc(ChannelObject *self)
+{
+    if (self->bound && self->segobj && self->segobj->open)
+        ms_channel_detach(&self->ch);
+    Py_XDECREF(self->loan);
+    Py_XDECREF(self->view);
+    Py_XDECREF(self->segobj);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *Channel_detach(ChannelObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (self->bound && self->segobj->open) {
+        if (self->loan) {
+            self->loan->valid = 0;
+            Py_CLEAR(self->loan);
+        }
+        if (self->view) {
+            self->view->valid = 0;
+            Py_CLEAR(self->view);
+        }
+        Py_BEGIN_ALLOW_THREADS
+        ms_channel_detach(&self->ch);
+        Py_END_ALLOW_THREADS
+    }
+    self->bound = 0;
+    Py_RETURN_NONE;
+}
+
+static int channel_opts(ChannelObject *self, PyObject *tobj, ms_wait_opts *o)
+{
+    if (parse_timeout(tobj, &o->timeout_ns) < 0)
+        return -1;
+    o->spin_ns = self->segobj->spin_ns;
+    o->interrupted = check_signals;
+    o->arg = NULL;
+    o->try_only = 0;
+    return 0;
+}
+
+static const ms_wait_opts fast_opts = {0, 0, NULL, NULL, 1};
+
+/* send(data, timeout=None) */
+static PyObject *Channel_send(ChannelObject *self, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames)
+{
+    PyObject *data, *tobj = Py_None;
+    if (nargs < 1 || nargs > 2 || (kwnames && PyTuple_GET_SIZE(kwnames) > 0)) {
+        static const char *const kwlist[] = {"data", "timeout"};
+        PyObject *vals[2] = {NULL, Py_None};
+        if (fast_kwargs(args, nargs, kwnames, kwlist, vals, 2, "send") < 0)
+            return NULL;
+        if (!vals[0]) {
+            PyErr_SetString(PyExc_TypeError, "send() missing required argument 'data'");
+            return NULL;
+        }
+        data = vals[0];
+        tobj = vals[1];
+    } else {
+        data = args[0];
+        if (nargs == 2)
+            tobj = args[1];
+    }
+    if (ch_check(self) < 0)
+        return NULL;
+    const char *p;
+    Py_ssize_t n;
+    Py_buffer buf;
+    int have_buf = 0;
+    if (PyBytes_CheckExact(data)) {
+        p = PyBytes_AS_STRING(data);
+        n = PyBytes_GET_SIZE(data);
+    } else {
+        if (PyObject_GetBuffer(data, &buf, PyBUF_CONTIG_RO) < 0)
+            return NULL;
+        have_buf = 1;
+        p = buf.buf;
+        n = buf.len;
+    }
+    ms_status st;
+    if (n < 65536) {
+        st = ms_channel_send(&self->ch, p, (size_t)n, &fast_opts);
+    } else {
+        st = MS_E_BUSY;  /* big copies run without the GIL */
+    }
+    if (st == MS_E_FULL || st == MS_E_BUSY) {
+        ms_wait_opts o;
+        if (channel_opts(self, tobj, &o) < 0) {
+            if (have_buf)
+                PyBuffer_Release(&buf);
+            return NULL;
+        }
+        if (st == MS_E_BUSY || o.timeout_ns != 0) {
+            gil_wait g = {NULL, is_main_thread()};
+            o.arg = &g;
+            g.ts = PyEval_SaveThread();
+            st = ms_channel_send(&self->ch, p, (size_t)n, &o);
+            PyEval_RestoreThread(g.ts);
+        }
+    }
+    if (have_buf)
+        PyBuffer_Release(&buf);
+    if (st != MS_OK)
+        return raise_status(st, 0, NULL);
+    Py_RETURN_NONE;
+}
+
+static uint8_t *alloc_bytes(void *arg, size_t len)
+{
+    PyObject **out = (PyObject **)arg;
+    *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)len);
+    return *out ? (uint8_t *)PyBytes_AS_STRING(*out) : NULL;
+}
+
+struct alloc_nogil { PyObject *result; gil_wait *g; };
+
+static uint8_t *alloc_bytes_nogil(void *arg, size_t len)
+{
+    struct alloc_nogil *a = (struct alloc_nogil *)arg;
+    PyEval_RestoreThread(a->g->ts);
+    a->result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)len);
+    a->g->ts = PyEval_SaveThread();
+    return a->result ? (uint8_t *)PyBytes_AS_STRING(a->result) : NULL;
+}
+
+/* receive(timeout=None) -> bytes */
+static PyObject *Channel_receive(ChannelObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *kwnames)
+{
+    PyObject *tobj = Py_None;
+    if (nargs > 1 || (kwnames && PyTuple_GET_SIZE(kwnames) > 0)) {
+        static const char *const kwlist[] = {"timeout"};
+        PyObject *vals[1] = {Py_None};
+        if (fast_kwargs(args, nargs, kwnames, kwlist, vals, 1, "receive") < 0)
+            return NULL;
+        tobj = vals[0];
+    } else if (nargs == 1) {
+        tobj = args[0];
+    }
+    if (ch_check(self) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    ms_status st = ms_channel_receive(&self->ch, alloc_bytes, &result, &fast_opts);
+    if (st == MS_OK)
+        return result;
+    if (st == MS_E_INVALID && PyErr_Occurred())
+        return NULL;
+    if (st == MS_E_EMPTY || st == MS_E_BUSY) {
+        ms_wait_opts o;
+        if (channel_opts(self, tobj, &o) < 0)
+            return NULL;
+        if (st == MS_E_BUSY || o.timeout_ns != 0) {
+            gil_wait g = {NULL, is_main_thread()};
+            struct alloc_nogil an = {NULL, &g};
+            o.arg = &g;
+            g.ts = PyEval_SaveThread();
+            st = ms_channel_receive(&self->ch, alloc_bytes_nogil, &an, &o);
+            PyEval_RestoreThread(g.ts);
+            if (st == MS_OK)
+                return an.result;
+            if (st == MS_E_INVALID && PyErr_Occurred())
+                return NULL;
+            Py_XDECREF(an.result);
+        }
+    }
+    return raise_status(st, 0, NULL);
+}
+
+/* loan(n, timeout=None) -> Window (writable, inside the ring) */
+static PyObject *Channel_loan(ChannelObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"n", "timeout", NULL};
+    Py_ssize_t n;
+    PyObject *tobj = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "n|O:loan", kwlist, &n, &tobj))
+        return NULL;
+    if (ch_check(self) < 0)
+        return NULL;
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "loan size must be >= 0");
+        return NULL;
+    }
+    if (self->loan) {
+        PyErr_SetString(PyExc_RuntimeError, "this channel handle already has an open loan");
+        return NULL;
+    }
+    ms_wait_opts o;
+    if (channel_opts(self, tobj, &o) < 0)
+        return NULL;
+    uint8_t *ptr = NULL;
+    gil_wait g = {NULL, is_main_thread()};
+    o.arg = &g;
+    g.ts = PyEval_SaveThread();
+    ms_status st = ms_channel_loan(&self->ch, (size_t)n, &ptr, &o);
+    PyEval_RestoreThread(g.ts);
+    if (st != MS_OK)
+        return raise_status(st, 0, NULL);
+    WindowObject *w = new_window(self->segobj, ptr, n, 0, 1);
+    if (!w) {
+        ms_channel_abort(&self->ch);
+        return NULL;
+    }
+    Py_INCREF(w);
+    self->loan = w;
+    return (PyObject *)w;
+}
+
+/* commit(window, used=None) */
+static PyObject *Channel_commit(ChannelObject *self, PyObject *args)
+{
+    PyObject *wobj, *uobj = Py_None;
+    if (!PyArg_ParseTuple(args, "O|O:commit", &wobj, &uobj))
+        return NULL;
+    if (!self->loan || (PyObject *)self->loan != wobj) {
+        PyErr_SetString(PyExc_RuntimeError, "not the open loan of this channel");
+        return NULL;
+    }
+    WindowObject *w = self->loan;
+    Py_ssize_t used = w->len;
+    if (uobj != Py_None) {
+        used = PyLong_AsSsize_t(uobj);
+        if (used == -1 && PyErr_Occurred())
+            return NULL;
+        if (used < 0 || used > w->len) {
+            PyErr_SetString(PyExc_ValueError, "used must be between 0 and the loan size");
+            return NULL;
+        }
+    }
+    if (w->exports > 0) {
+        /* Publishing memory that someone can still write would let them change a
+         * message after it was sent: refuse, and give the space back. */
+        Py_ssize_t e = w->exports;
+        w->valid = 0;
+        self->loan = NULL;
+        ms_channel_abort(&self->ch);
+        Py_DECREF(w);
+        PyErr_Format(PyExc_BufferError,
+                     "%zd view(s) of the loan are still in use; the message was not sent", e);
+        return NULL;
+    }
+    w->valid = 0;
+    self->loan = NULL;
+    Py_DECREF(w);
+    ms_status st = ms_channel_commit(&self->ch, (size_t)used);
+    if (st != MS_OK)
+        return raise_status(st, 0, NULL);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Channel_abort(ChannelObject *self, PyObject *args)
+{
+    PyObject *wobj;
+    if (!PyArg_ParseTuple(args, "O:abort", &wobj))
+        return NULL;
+    if (!self->loan || (PyObject *)self->loan != wobj)
+        Py_RETURN_NONE;
+    WindowObject *w = self->loan;
+    w->valid = 0;
+    self->loan = NULL;
+    Py_DECREF(w);
+    ms_channel_abort(&self->ch);
+    Py_RETURN_NONE;
+}
+
+/* receive_view(timeout=None) -> Window (read-only, inside the ring) */
+static PyObject *Channel_receive_view(ChannelObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"timeout", NULL};
+    PyObject *tobj = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:receive_view", kwlist, &tobj))
+        return NULL;
+    if (ch_check(self) < 0)
+        return NULL;
+    if (self->view) {
+        PyErr_SetString(PyExc_RuntimeError, "this channel handle already has an open view");
+        return NULL;
+    }
+    const uint8_t *ptr = NULL;
+    size_t len = 0;
+    ms_status st = ms_channel_peek(&self->ch, &ptr, &len, &fast_opts);
+    if (st == MS_E_EMPTY || st == MS_E_BUSY) {
+        ms_wait_opts o;
+        if (channel_opts(self, tobj, &o) < 0)
+            return NULL;
+        if (st == MS_E_BUSY || o.timeout_ns != 0) {
+            gil_wait g = {NULL, is_main_thread()};
+            o.arg = &g;
+            g.ts = PyEval_SaveThread();
+            st = ms_channel_peek(&self->ch, &ptr, &len, &o);
+            PyEval_RestoreThread(g.ts);
+        }
+    }
+    if (st != MS_OK)
+        return raise_status(st, 0, NULL);
+    WindowObject *w = new_window(self->segobj, (uint8_t *)ptr, (Py_ssize_t)len, 1, 2);
+    if (!w) {
+        ms_channel_unconsume(&self->ch);
+        return NULL;
+    }
+    Py_INCREF(w);
+    self->view = w;
+    return (PyObject *)w;
+}
+
+/* consume(window, keep=False): finish a received view */
+static PyObject *Channel_consume(ChannelObject *self, PyObject *args)
+{
+    PyObject *wobj;
+    int keep = 0;
+    if (!PyArg_ParseTuple(args, "O|p:consume", &wobj, &keep))
+        return NULL;
+    if (!self->view || (PyObject *)self->view != wobj) {
+        PyErr_SetString(PyExc_RuntimeError, "not the open view of this channel");
+        return NULL;
+    }
+    WindowObject *w = self->view;
+    Py_ssize_t e = w->exports;
+    w->valid = 0;
+    self->view = NULL;
+    Py_DECREF(w);
+    ms_status st = keep ? ms_channel_unconsume(&self->ch) : ms_channel_consume(&self->ch);
+    if (st != MS_OK)
+        return raise_status(st, 0, NULL);
+    if (e > 0 && !keep) {
+        PyErr_Format(PyExc_BufferError,
+                     "%zd view(s) of the received message outlived its block; the message "
+                     "was consumed and its memory will be reused", e);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* wait_readable(timeout) / wait_writable(n, timeout) -> bool: for asyncio helpers */
+static PyObject *Channel_wait_readable(ChannelObject *self, PyObject *args)
+{
+    PyObject *tobj = Py_None;
+    if (!PyArg_ParseTuple(args, "|O:wait_readable", &tobj))
+        return NULL;
+    if (ch_check(self) < 0)
+        return NULL;
+    ms_wait_opts o;
+    if (channel_opts(self, tobj, &o) < 0)
+        return NULL;
+    gil_wait g = {NULL, is_main_thread()};
+    o.arg = &g;
+    g.ts = PyEval_SaveThread();
+    ms_status st = ms_channel_wait_readable(&self->ch, &o);
+    PyEval_RestoreThread(g.ts);
+    if (st == MS_OK)
+        Py_RETURN_TRUE;
+    if (st == MS_E_TIMEOUT)
+        Py_RETURN_FALSE;
+    return raise_status(st, 0, NULL);
+}
+
+static PyObject *Channel_wait_writable(ChannelObject *self, PyObject *args)
+{
+    Py_ssize_t n;
+    PyObject *tobj = Py_None;
+    if (!PyArg_ParseTuple(args, "n|O:wait_writable", &n, &tobj))
+        return NULL;
+    if (ch_check(self) < 0)
+        return NULL;
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "n must be >= 0");
+        return NULL;
+    }
+    ms_wait_opts o;
+    if (channel_opts(self, tobj, &o) < 0)
+        return NULL;
+    gil_wait g = {NULL, is_main_thread()};
+    o.arg = &g;
+    g.ts = PyEval_SaveThread();
+    ms_status st = ms_channel_wait_writable(&self->ch, (size_t)n, &o);
+    PyEval_RestoreThread(g.ts);
+    if (st == MS_OK)
+        Py_RETURN_TRUE;
+    if (st == MS_E_TIMEOUT)
+        Py_RETURN_FALSE;
+    return raise_status(st, 0, NULL);
+}
+
+static PyObject *Channel_after_fork(ChannelObject *self, PyObject *unused)
+{
+    (void)unused;
+    /* The parent's loan or view is held by the parent's thread, not by us. */
+    self->ch.sender_registered = 0;
+    self->ch.receiver_registered = 0;
+    self->ch.loan_open = 0;
+    self->ch.view_open = 0;
+    if (self->loan) {
+        self->loan->valid = 0;
+        Py_CLEAR(self->loan);
+    }
+    if (self->view) {
+        self->view->valid = 0;
+        Py_CLEAR(self->view);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Channel_close_sending(ChannelObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (ch_check(self) < 0)
+        return NULL;
+    ms_status st = ms_channel_close_sending(&self->ch);
+    if (st != MS_OK)
+        return raise_status(st, 0, NULL);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Channel_statistics(ChannelObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (ch_check(self) < 0)
+        return NULL;
+    ms_channel_stats s;
+    ms_channel_statistics(&self->ch, &s);
+    return Py_BuildValue(
+        "{sKsKsKsKsKsKsKsKsKsKsKsIsIsIsIsO}", "capacity", (unsigned long long)s.capacity,
+        "max_message", (unsigned long long)s.max_message,
+        "queued_bytes", (unsigned long long)s.queued_bytes,
+        "queued_messages", (unsigned long long)s.queued_messages_estimate,
+        "sent_messages", (unsigned long long)s.sent_messages,
+        "sent_bytes", (unsigned long long)s.sent_bytes,
+        "received_messages", (unsigned long long)s.received_messages,
+        "received_bytes", (unsigned long long)s.received_bytes,
+        "high_water", (unsigned long long)s.high_water,
+        "redelivered", (unsigned long long)s.redelivered,
+        "abandoned", (unsigned long long)s.abandoned, "senders", s.senders_alive,
+        "receivers", s.receivers_alive, "send_waiters", s.send_waiters,
+        "receive_waiters", s.recv_waiters, "closed", s.closed ? Py_True : Py_False);
+}
+
+static PyObject *Channel_get_max_message(ChannelObject *self, void *c)
+{
+    (void)c;
+    return PyLong_FromUnsignedLongLong(self->ch.max_message);
+}
+
+static PyObject *Channel_get_capacity(ChannelObject *self, void *c)
+{
+    (void)c;
+    return PyLong_FromUnsignedLongLong(self->ch.cap);
+}
+
+static PyGetSetDef Channel_getset[] = {
+    {"max_message", (getter)Channel_get_max_message, NULL, "Largest message in bytes.", NULL},
+    {"capacity", (getter)Channel_get_capacity, NULL, "Ring size in bytes.", NULL},
+    {NULL}
+};
+
+static PyMethodDef Channel_methods[] = {
+    {"send", (PyCFunction)(void (*)(void))Channel_send, METH_FASTCALL | METH_KEYWORDS,
+     "send(data, timeout=None)"},
+    {"receive", (PyCFunction)(void (*)(void))Channel_receive, METH_FASTCALL | METH_KEYWORDS,
+     "receive(timeout=None) -> bytes"},
+    {"loan", (PyCFunction)(void (*)(void))Channel_loan, METH_VARARGS | METH_KEYWORDS,
+     "loan(n, timeout=None) -> Window"},
+    {"commit", (PyCFunction)Channel_commit, METH_VARARGS, "commit(window, used=None)"},
+    {"abort", (PyCFunction)Channel_abort, METH_VARARGS, "abort(window)"},
+    {"receive_view", (PyCFunction)(void (*)(void))Channel_receive_view,
+     METH_VARARGS | METH_KEYWORDS, "receive_view(timeout=None) -> Window"},
+    {"consume", (PyCFunction)Channel_consume, METH_VARARGS, "consume(window, keep=False)"},
+    {"close_sending", (PyCFunction)Channel_close_sending, METH_NOARGS, "Close for sending."},
+    {"statistics", (PyCFunction)Channel_statistics, METH_NOARGS, "Counters as a dict."},
+    {"detach", (PyCFunction)Channel_detach, METH_NOARGS, "Leave the peer tables."},
+    {"after_fork", (PyCFunction)Channel_after_fork, METH_NOARGS, "Reset in a forked child."},
+    {"wait_readable", (PyCFunction)Channel_wait_readable, METH_VARARGS,
+     "wait_readable(timeout=None) -> bool: a message or the end is there"},
+    {"wait_writable", (PyCFunction)Channel_wait_writable, METH_VARARGS,
+     "wait_writable(n, timeout=None) -> bool: n bytes would fit"},
+    {NULL}
+};
+
+static PyTypeObject Channel_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mapshare._core.Channel",
+    .tp_basicsize = sizeof(ChannelObject),
+    .tp_dealloc = (destructor)Channel_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The ring of a channel segment (mechanism only; see mapshare.Channel).",
+    .tp_methods = Channel_methods,
+    .tp_getset = Channel_getset,
+    .tp_new = Channel_new,
+};
+
+/* ---- module ------------------------------------------------------------------------- */
+
+static PyMethodDef module_methods[] = {
+    {"set_errors", set_errors, METH_O, "Register {status: exception class}."},
+    {"create", (PyCFunction)(void (*)(void))core_create, METH_VARARGS | METH_KEYWORDS,
+     "create(osname, name, kind, size, path=None, mode=0o600, lifetime=2, flags=0, "
+     "init=None) -> Segment"},
+    {"open", (PyCFunction)(void (*)(void))core_open, METH_VARARGS | METH_KEYWORDS,
+     "open(osname, path, kind=0, access=2, raw=False, flags=0) -> Segment"},
+    {"unlink", core_unlink, METH_VARARGS, "unlink(osname, flags=0)"},
+    {"unlink_if_same", core_unlink_if_same, METH_VARARGS,
+     "unlink_if_same(osname, dev, ino, flags=0) -> bool"},
+    {"process_alive", core_process_alive, METH_VARARGS,
+     "process_alive(pid, start=0) -> 1 alive, 0 dead, -1 unknown"},
+    {"process_start", core_process_start, METH_VARARGS, "process_start(pid) -> int"},
+    {NULL}
+};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "mapshare._core",
+    "The C core of mapshare: memory layout, waiting, locks and the channel ring.", -1,
+    module_methods,
+};
+
+PyMODINIT_FUNC PyInit__core(void)
+{
+    if (PyType_Ready(&Segment_Type) < 0 || PyType_Ready(&Window_Type) < 0 ||
+        PyType_Ready(&Channel_Type) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&moduledef);
+    if (!m)
+        return NULL;
+    Py_INCREF(&Segment_Type);
+    PyModule_AddObject(m, "Segment", (PyObject *)&Segment_Type);
+    Py_INCREF(&Window_Type);
+    PyModule_AddObject(m, "Window", (PyObject *)&Window_Type);
+    Py_INCREF(&Channel_Type);
+    PyModule_AddObject(m, "Channel", (PyObject *)&Channel_Type);
+#define ADD_INT(name, value) PyModule_AddIntConstant(m, name, (long)(value))
+    ADD_INT("KIND_SEGMENT", MS_KIND_SEGMENT);
+    ADD_INT("KIND_LOCK", MS_KIND_LOCK);
+    ADD_INT("KIND_EVENT", MS_KIND_EVENT);
+    ADD_INT("KIND_SEMAPHORE", MS_KIND_SEMAPHORE);
+    ADD_INT("KIND_CHANNEL", MS_KIND_CHANNEL);
+    ADD_INT("KIND_LINK", MS_KIND_LINK);
+    ADD_INT("LIFETIME_PERSISTENT", MS_LIFETIME_PERSISTENT);
+    ADD_INT("LIFETIME_SHARED", MS_LIFETIME_SHARED);
+    ADD_INT("ACCESS_READ", MS_ACCESS_READ);
+    ADD_INT("ACCESS_WRITE", MS_ACCESS_WRITE);
+    ADD_INT("ACCESS_COPY", MS_ACCESS_COPY);
+    ADD_INT("FLAG_FILE_BACKED", MS_FLAG_FILE_BACKED);
+    ADD_INT("OBJ_FOLLOW_SYMLINKS", MS_OBJ_FOLLOW_SYMLINKS);
+    ADD_INT("OBJ_GLOBAL", MS_OBJ_GLOBAL);
+    ADD_INT("STATE_READY", MS_STATE_READY);
+    ADD_INT("STATE_DESTROYED", MS_STATE_DESTROYED);
+    ADD_INT("HEADER_SIZE", MS_HEADER_SIZE);
+    ADD_INT("LAYOUT_VERSION", MS_LAYOUT_VERSION);
+    ADD_INT("NAME_MAX", MS_NAME_MAX);
+    ADD_INT("ATTACH_SLOTS", MS_ATTACH_SLOTS);
+    ADD_INT("PAGE_SIZE", ms_p_page_size());
+    ADD_INT("GRANULARITY", ms_p_granularity());
+    ADD_INT("RECORD_HEADER", MS_REC_HEADER);
+    PyModule_AddObject(m, "MAGIC", PyLong_FromUnsignedLongLong(MS_MAGIC));
+    ADD_INT("E_OS", MS_E_OS);
+    ADD_INT("E_NOT_FOUND", MS_E_NOT_FOUND);
+    ADD_INT("E_EXISTS", MS_E_EXISTS);
+    ADD_INT("E_PERMISSION", MS_E_PERMISSION);
+    ADD_INT("E_LAYOUT", MS_E_LAYOUT);
+    ADD_INT("E_TIMEOUT", MS_E_TIMEOUT);
+    ADD_INT("E_INTERRUPTED", MS_E_INTERRUPTED);
+    ADD_INT("E_OWNER_DIED", MS_E_OWNER_DIED);
+    ADD_INT("E_FULL", MS_E_FULL);
+    ADD_INT("E_EMPTY", MS_E_EMPTY);
+    ADD_INT("E_CLOSED", MS_E_CLOSED);
+    ADD_INT("E_TOO_LARGE", MS_E_TOO_LARGE);
+    ADD_INT("E_NOT_OWNER", MS_E_NOT_OWNER);
+    ADD_INT("E_NO_SPACE", MS_E_NO_SPACE);
+    ADD_INT("E_BUSY", MS_E_BUSY);
+    ADD_INT("E_INITIALIZING", MS_E_INITIALIZING);
+    ADD_INT("E_DESTROYED", MS_E_DESTROYED);
+    ADD_INT("E_BROKEN", MS_E_BROKEN);
+    ADD_INT("E_FAULT", MS_E_FAULT);
+    ADD_INT("E_INVALID", MS_E_INVALID);
+    ADD_INT("E_VALUE", MS_E_VALUE);
+#undef ADD_INT
+#ifdef _WIN32
+    PyModule_AddStringConstant(m, "PLATFORM", "windows");
+#elif defined(__APPLE__)
+    PyModule_AddStringConstant(m, "PLATFORM", "darwin");
+#else
+    PyModule_AddStringConstant(m, "PLATFORM", "linux");
+#endif
+    return m;
+}

@@ -1,0 +1,600 @@
+/* Linux backend: POSIX shared memory (shm_open on /dev/shm), regular files, mmap,
+ * futex wait/wake on shared mappings, process-shared robust pthread mutexes (the
+ * kernel's robust futex list), SIGBUS guarding with sigsetjmp.
+ */
+#define _GNU_SOURCE
+#include "platform.h"
+#include "../atomics.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- objects --------------------------------------------------------------------- */
+
+static ms_status errno_status(int e, int *err)
+{
+    if (err) *err = e;
+    switch (e) {
+    case ENOENT: return MS_E_NOT_FOUND;
+    case EEXIST: return MS_E_EXISTS;
+    case EACCES: case EPERM: case ELOOP: case EROFS: return MS_E_PERMISSION;
+    case ENOSPC: case EDQUOT: case EFBIG: return MS_E_NO_SPACE;
+    case EINVAL: case ENAMETOOLONG: return MS_E_INVALID;
+    default: return MS_E_OS;
+    }
+}
+
+ms_status ms_p_object_create(const char *osname, const char *path, uint64_t size,
+                             unsigned mode, unsigned flags, ms_object *out, int *err)
+{
+    int fd;
+    (void)flags;  /* O_EXCL never follows a symlink, so MS_OBJ_FOLLOW_SYMLINKS changes nothing here */
+    out->handle = out->file = MS_NO_HANDLE;
+    out->size = 0;
+    out->writable = 1;
+    if (path)
+        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, (mode_t)mode);
+    else
+        fd = shm_open(osname, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)mode);
+    if (fd < 0)
+        return errno_status(errno, err);
+
+    /* The umask may have narrowed the mode; the caller asked for exactly `mode`. */
+    int rc = fchmod(fd, (mode_t)mode);
+    if (rc == 0 && ftruncate(fd, (off_t)size) != 0)
+        rc = -1;
+    if (rc == 0) {
+        /* Reserve every page now: on tmpfs and most filesystems this allocates blocks,
+         * so ENOSPC is reported here instead of SIGBUS at first touch. */
+        int e = posix_fallocate(fd, 0, (off_t)size);
+        if (e != 0 && e != EOPNOTSUPP && e != EINVAL) {
+            errno = e;
+            rc = -1;
+        }
+    }
+    if (rc != 0) {
+        int e = errno;
+        close(fd);
+        if (path) unlink(path); else shm_unlink(osname);
+        return errno_status(e, err);
+    }
+    out->handle = fd;
+    out->size = size;
+    return MS_OK;
+}
+
+ms_status ms_p_object_open(const char *osname, const char *path, int writable,
+                           unsigned flags, ms_object *out, int *err)
+{
+    int fd;
+    int oflags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC;
+    struct stat st;
+    out->handle = out->file = MS_NO_HANDLE;
+    out->size = 0;
+    out->writable = writable;
+    if (path) {
+        if (!(flags & MS_OBJ_FOLLOW_SYMLINKS))
+            oflags |= O_NOFOLLOW;
+        fd = open(path, oflags);
+    } else {
+        fd = shm_open(osname, oflags, 0);
+    }
+    if (fd < 0)
+        return errno_status(errno, err);
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return errno_status(e, err);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        if (err) *err = EINVAL;
+        return MS_E_PERMISSION;
+    }
+    out->handle = fd;
+    out->size = (uint64_t)st.st_size;
+    return MS_OK;
+}
+
+void ms_p_object_close(ms_object *obj)
+{
+    if (obj->handle != MS_NO_HANDLE)
+        close((int)obj->handle);
+    obj->handle = MS_NO_HANDLE;
+}
+
+ms_status ms_p_object_unlink(const char *osname, unsigned flags, int *err)
+{
+    (void)flags;
+    if (shm_unlink(osname) != 0)
+        return errno_status(errno, err);
+    return MS_OK;
+}
+
+ms_status ms_p_object_stat(const ms_object *obj, ms_object_stat *out, int *err)
+{
+    struct stat st;
+    if (fstat((int)obj->handle, &st) != 0)
+        return errno_status(errno, err);
+    out->size = (uint64_t)st.st_size;
+    out->uid = (uint32_t)st.st_uid;
+    out->mode = (uint32_t)(st.st_mode & 07777);
+    out->dev = (uint64_t)st.st_dev;
+    out->ino = (uint64_t)st.st_ino;
+    out->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+    return MS_OK;
+}
+
+ms_status ms_p_object_truncate(ms_object *obj, uint64_t size, int *err)
+{
+    if (ftruncate((int)obj->handle, (off_t)size) != 0)
+        return errno_status(errno, err);
+    obj->size = size;
+    return MS_OK;
+}
+
+/* ---- mappings -------------------------------------------------------------------- */
+
+ms_status ms_p_map(const ms_object *obj, uint64_t offset, size_t length, int access,
+                   void **addr, int *err)
+{
+    int prot, mflags;
+    void *p;
+    switch (access) {
+    case MS_ACCESS_READ:  prot = PROT_READ; mflags = MAP_SHARED; break;
+    case MS_ACCESS_WRITE: prot = PROT_READ | PROT_WRITE; mflags = MAP_SHARED; break;
+    case MS_ACCESS_COPY:  prot = PROT_READ | PROT_WRITE; mflags = MAP_PRIVATE; break;
+    default: if (err) *err = EINVAL; return MS_E_INVALID;
+    }
+    if (length == 0) {
+        if (err) *err = EINVAL;
+        return MS_E_INVALID;
+    }
+    p = mmap(NULL, length, prot, mflags, (int)obj->handle, (off_t)offset);
+    if (p == MAP_FAILED)
+        return errno_status(errno, err);
+    *addr = p;
+    return MS_OK;
+}
+
+void ms_p_unmap(void *addr, size_t length)
+{
+    if (addr && length)
+        munmap(addr, length);
+}
+
+ms_status ms_p_flush(const ms_object *obj, void *addr, size_t length, int durable, int *err)
+{
+    size_t page = ms_p_page_size();
+    uintptr_t start = (uintptr_t)addr & ~(uintptr_t)(page - 1);
+    size_t len = length + ((uintptr_t)addr - start);
+    if (len && msync((void *)start, len, MS_SYNC) != 0)
+        return errno_status(errno, err);
+    if (durable && obj && obj->handle != MS_NO_HANDLE && fsync((int)obj->handle) != 0)
+        return errno_status(errno, err);
+    return MS_OK;
+}
+
+size_t ms_p_page_size(void)
+{
+    static size_t page;
+    if (!page)
+        page = (size_t)sysconf(_SC_PAGESIZE);
+    return page;
+}
+
+size_t ms_p_granularity(void) { return ms_p_page_size(); }
+
+/* ---- processes and clocks ---------------------------------------------------------- */
+
+uint32_t ms_p_pid(void) { return (uint32_t)getpid(); }
+uint32_t ms_p_uid(void) { return (uint32_t)geteuid(); }
+
+uint64_t ms_p_process_start(uint32_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%u/stat", (unsigned)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    /* The command name (field 2) may contain spaces and parentheses: fields are
+     * counted from the last ')'.  starttime is field 22. */
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return 0;
+    p++;
+    for (int field = 3; field < 22 && *p; field++) {
+        while (*p == ' ') p++;
+        while (*p && *p != ' ') p++;
+    }
+    while (*p == ' ') p++;
+    uint64_t start = strtoull(p, NULL, 10);
+    /* A start of 0 is possible only for pid 1 at boot; keep 0 as "unknown". */
+    return start ? start : 1;
+}
+
+int ms_p_process_alive(uint32_t pid, uint64_t start)
+{
+    if (pid == 0)
+        return 0;
+    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+        return 0;
+    uint64_t now = ms_p_process_start(pid);
+    if (now == 0)
+        return kill((pid_t)pid, 0) == 0 || errno == EPERM ? -1 : 0;
+    if (start && now != start)
+        return 0;  /* the pid was reused by another process */
+    /* A zombie has not released its resources to us in any useful way: it is dead. */
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%u/stat", (unsigned)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n > 0) {
+            buf[n] = 0;
+            char *p = strrchr(buf, ')');
+            if (p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X'))
+                return 0;
+        }
+    }
+    return 1;
+}
+
+uint64_t ms_p_monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t ms_p_realtime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- waiting and waking ------------------------------------------------------------ */
+
+struct ms_waitctx { int unused; };
+static struct ms_waitctx linux_waitctx;
+
+ms_status ms_p_waitctx_open(const char *osname, unsigned flags, ms_waitctx **out, int *err)
+{
+    (void)osname; (void)flags; (void)err;
+    *out = &linux_waitctx;  /* futexes need no per-segment state */
+    return MS_OK;
+}
+
+void ms_p_waitctx_close(ms_waitctx *ctx) { (void)ctx; }
+
+ms_status ms_p_wait32(ms_waitctx *ctx, unsigned slot, volatile uint32_t *word,
+                      uint32_t expected, int64_t timeout_ns)
+{
+    struct timespec ts, *tsp = NULL;
+    (void)ctx; (void)slot;
+    if (timeout_ns >= 0) {
+        ts.tv_sec = (time_t)(timeout_ns / 1000000000LL);
+        ts.tv_nsec = (long)(timeout_ns % 1000000000LL);
+        tsp = &ts;
+    }
+    /* Not FUTEX_PRIVATE_FLAG: the word lives in a mapping shared between processes. */
+    long rc = syscall(SYS_futex, word, FUTEX_WAIT, expected, tsp, NULL, 0);
+    if (rc == 0)
+        return MS_OK;
+    switch (errno) {
+    case EAGAIN: return MS_OK;  /* the value had already changed */
+    case ETIMEDOUT: return MS_E_TIMEOUT;
+    case EINTR: return MS_E_INTERRUPTED;
+    default: return MS_E_OS;
+    }
+}
+
+void ms_p_wake32(ms_waitctx *ctx, unsigned slot, volatile uint32_t *word, int all)
+{
+    (void)ctx; (void)slot;
+    syscall(SYS_futex, word, FUTEX_WAKE, all ? INT_MAX : 1, NULL, NULL, 0);
+}
+
+/* ---- robust lock ------------------------------------------------------------------- */
+
+/* glibc links every robust mutex a thread holds into that thread's robust list, through
+ * two pointers stored inside the pthread_mutex_t -- that is, in shared memory.  On
+ * unlock it writes through them.  A peer with write access could aim them anywhere in
+ * our address space, so before unlocking we check that both point either at this
+ * thread's list head or into a lock area this thread holds.  The set of held areas is
+ * kept per thread; glibc resets the robust list in a forked child, and so do we. */
+#define MS_MAX_HELD 64
+static __thread void *held_areas[MS_MAX_HELD];
+static __thread int held_count;
+static __thread uintptr_t robust_head;   /* this thread's registered robust list head */
+
+static void held_add(void *area)
+{
+    if (held_count < MS_MAX_HELD)
+        held_areas[held_count++] = area;
+}
+
+static int held_remove(void *area)
+{
+    for (int i = 0; i < held_count; i++)
+        if (held_areas[i] == area) {
+            held_areas[i] = held_areas[--held_count];
+            return 1;
+        }
+    return 0;
+}
+
+static int held_contains_ptr(uintptr_t p)
+{
+    for (int i = 0; i < held_count; i++) {
+        uintptr_t a = (uintptr_t)held_areas[i];
+        if (p >= a && p < a + MS_LOCK_AREA)
+            return 1;
+    }
+    return 0;
+}
+
+static uintptr_t get_robust_head(void)
+{
+    if (!robust_head) {
+        struct robust_list_head *head = NULL;
+        size_t len = 0;
+        if (syscall(SYS_get_robust_list, 0, &head, &len) == 0)
+            robust_head = (uintptr_t)head;
+    }
+    return robust_head;
+}
+
+static int list_ptr_ok(uintptr_t p)
+{
+    uintptr_t h = get_robust_head();
+    p &= ~(uintptr_t)1;
+    if (h && p >= h && p < h + 32)
+        return 1;
+    return held_contains_ptr(p);
+}
+
+static void atfork_child(void)
+{
+    held_count = 0;
+    robust_head = 0;
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void register_atfork(void) { pthread_atfork(NULL, NULL, atfork_child); }
+
+_Static_assert(sizeof(pthread_mutex_t) <= MS_LOCK_AREA, "pthread mutex fits the lock area");
+
+ms_status ms_p_lock_init(void *area, int *err)
+{
+    pthread_mutexattr_t attr;
+    int rc;
+    memset(area, 0, MS_LOCK_AREA);
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_NORMAL);
+    rc = pthread_mutex_init((pthread_mutex_t *)area, &attr);
+    pthread_mutexattr_destroy(&attr);
+    if (rc != 0)
+        return errno_status(rc, err);
+    return MS_OK;
+}
+
+static ms_status lock_result(int rc, void *area, int *err)
+{
+    pthread_mutex_t *m = (pthread_mutex_t *)area;
+    switch (rc) {
+    case 0:
+        held_add(area);
+        return MS_OK;
+    case EOWNERDEAD:
+        /* We hold it now.  Mark it consistent at once: the owner-died news travels to
+         * Python as an exception, and recovery is the caller's policy. */
+        pthread_mutex_consistent(m);
+        held_add(area);
+        return MS_E_OWNER_DIED;
+    case EBUSY: case ETIMEDOUT:
+        return MS_E_TIMEOUT;
+    case EDEADLK:
+        if (err) *err = rc;
+        return MS_E_BUSY;  /* this thread already holds it */
+    case ENOTRECOVERABLE: case EINVAL:
+        if (err) *err = rc;
+        return MS_E_LAYOUT;
+    default:
+        return errno_status(rc, err);
+    }
+}
+
+ms_status ms_p_lock_acquire(ms_waitctx *ctx, unsigned slot, void *area, int64_t timeout_ns,
+                            int *err)
+{
+    pthread_mutex_t *m = (pthread_mutex_t *)area;
+    int rc;
+    (void)ctx; (void)slot;
+    pthread_once(&atfork_once, register_atfork);
+    /* A normal mutex relocked by its own holder would deadlock; refuse instead. */
+    for (int i = 0; i < held_count; i++)
+        if (held_areas[i] == area) {
+            if (err) *err = EDEADLK;
+            return MS_E_BUSY;
+        }
+    if (timeout_ns < 0) {
+        rc = pthread_mutex_lock(m);
+    } else if (timeout_ns == 0) {
+        rc = pthread_mutex_trylock(m);
+    } else {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)timeout_ns;
+        ts.tv_sec += (time_t)(ns / 1000000000ULL);
+        ts.tv_nsec = (long)(ns % 1000000000ULL);
+        rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
+    }
+    return lock_result(rc, area, err);
+}
+
+/* The pthread_mutex_t internals we validate: x86-64/aarch64 glibc layout, where the
+ * robust-list pointers (__prev, __next) follow five ints and two shorts. */
+struct glibc_mutex_view {
+    int lock;
+    unsigned count;
+    int owner;
+    unsigned nusers;
+    int kind;
+    short spins, elision;
+    uintptr_t prev, next;
+};
+
+ms_status ms_p_lock_release(ms_waitctx *ctx, unsigned slot, void *area, int *err)
+{
+    (void)ctx; (void)slot;
+    int found = 0;
+    for (int i = 0; i < held_count; i++)
+        if (held_areas[i] == area)
+            found = 1;
+    if (!found) {
+        if (err) *err = EPERM;
+        return MS_E_NOT_OWNER;
+    }
+#if defined(__GLIBC__) && (defined(__x86_64__) || defined(__aarch64__))
+    {
+        struct glibc_mutex_view v;
+        memcpy(&v, area, sizeof v);
+        if (!list_ptr_ok(v.prev) || !list_ptr_ok(v.next)) {
+            if (err) *err = EFAULT;
+            return MS_E_LAYOUT;
+        }
+    }
+#endif
+    int rc = pthread_mutex_unlock((pthread_mutex_t *)area);
+    if (rc == EPERM) {
+        /* Someone rewrote the owner field: we no longer hold it as far as glibc knows. */
+        held_remove(area);
+        if (err) *err = rc;
+        return MS_E_NOT_OWNER;
+    }
+    if (rc != 0)
+        return errno_status(rc, err);
+    held_remove(area);
+    return MS_OK;
+}
+
+void ms_p_lock_inspect(void *area, int *held, uint32_t *holder, int *dead)
+{
+    struct glibc_mutex_view v;
+    memcpy(&v, area, sizeof v);
+    uint32_t word = ms_load_relaxed32(area);
+    uint32_t tid = word & FUTEX_TID_MASK;
+    *held = tid != 0;
+    *holder = tid;
+    *dead = (word & FUTEX_OWNER_DIED) != 0;
+    if (tid && !*dead) {
+        /* The tid is a thread id; a dead thread whose lock the kernel has not yet marked
+         * can only be seen through /proc. */
+        char path[64];
+        struct stat st;
+        snprintf(path, sizeof path, "/proc/%u", (unsigned)tid);
+        if (stat(path, &st) != 0 && errno == ENOENT)
+            *dead = 1;
+    }
+}
+
+/* ---- faults ------------------------------------------------------------------------ */
+
+static __thread sigjmp_buf *guard_jmp;
+static struct sigaction previous_bus;
+static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
+
+static void bus_handler(int sig, siginfo_t *info, void *uc)
+{
+    sigjmp_buf *jb = guard_jmp;
+    if (jb) {
+        guard_jmp = NULL;
+        siglongjmp(*jb, 1);
+    }
+    /* Not a guarded access: behave as if we were never installed. */
+    if (previous_bus.sa_flags & SA_SIGINFO) {
+        previous_bus.sa_sigaction(sig, info, uc);
+    } else if (previous_bus.sa_handler != SIG_IGN && previous_bus.sa_handler != SIG_DFL) {
+        previous_bus.sa_handler(sig);
+    } else {
+        sigaction(SIGBUS, &previous_bus, NULL);
+        /* returning re-executes the access, which now gets the default action */
+    }
+}
+
+static void install_guard(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = bus_handler;
+    /* SA_NODEFER: we leave the handler by siglongjmp without restoring the mask, so
+     * SIGBUS must not stay blocked afterwards. */
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, &previous_bus);
+}
+
+ms_status ms_p_guarded_call(ms_guarded_fn fn, void *arg)
+{
+    sigjmp_buf jb;
+    sigjmp_buf *volatile outer;
+    volatile ms_status st;
+    pthread_once(&guard_once, install_guard);
+    outer = guard_jmp;
+    if (sigsetjmp(jb, 0) != 0) {
+        guard_jmp = outer;
+        return MS_E_FAULT;
+    }
+    guard_jmp = &jb;
+    st = fn(arg);
+    guard_jmp = outer;
+    return st;
+}
+
+struct copy_args { void *dst; const void *src; size_t n; };
+
+static ms_status copy_fn(void *arg)
+{
+    struct copy_args *a = (struct copy_args *)arg;
+    memcpy(a->dst, a->src, a->n);
+    return MS_OK;
+}
+
+ms_status ms_p_guarded_copy(void *dst, const void *src, size_t n)
+{
+    struct copy_args a = { dst, src, n };
+    return ms_p_guarded_call(copy_fn, &a);
+}
+
+void ms_p_quarantine(void *addr, size_t length)
+{
+    /* Replace the pages with private zero pages at the same address: pointers that
+     * glibc's robust list or Python buffers still hold stay valid memory, and the
+     * zeroed header makes every later operation report MS_E_LAYOUT. */
+    if (addr && length)
+        mmap(addr, length, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+}

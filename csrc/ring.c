@@ -1,0 +1,666 @@
+/* The channel ring (see ring.h and layout.h).
+ *
+ * Untrusted memory: head, tail and every record header are read once into locals and
+ * checked (alignment, distance, bounds) before use; any inconsistency is MS_E_LAYOUT.
+ * Every access to the ring runs under ms_p_guarded_call so that a truncated object
+ * gives MS_E_FAULT instead of SIGBUS. */
+#include "ring.h"
+#include "atomics.h"
+
+#include <string.h>
+
+#define ALIGN8(n) (((uint64_t)(n) + 7u) & ~(uint64_t)7u)
+
+uint64_t ms_channel_max_message(uint64_t capacity)
+{
+    /* A record may always be placed at offset 0 once a padding record has been
+     * skipped, so one message can use the whole ring but for its 8-byte header. */
+    return capacity >= MS_REC_HEADER ? capacity - MS_REC_HEADER : 0;
+}
+
+ms_status ms_ring_init(ms_header *h, void *arg, int *err)
+{
+    ms_ring *r = (ms_ring *)h->kind_area;
+    uint64_t cap = h->size;
+    (void)arg;
+    if (cap < 64 || cap % 8 != 0)
+        return MS_E_INVALID;
+    memset(r, 0, sizeof *r);
+    r->capacity = cap;
+    r->max_message = ms_channel_max_message(cap);
+    ms_status st = ms_p_lock_init(r->send_lock, err);
+    if (st == MS_OK)
+        st = ms_p_lock_init(r->recv_lock, err);
+    return st;
+}
+
+ms_status ms_channel_bind(ms_channel *ch, ms_segment *seg)
+{
+    memset(ch, 0, sizeof *ch);
+    if (seg->kind != MS_KIND_CHANNEL || !seg->hdr || !seg->data)
+        return MS_E_LAYOUT;
+    ms_ring *r = (ms_ring *)seg->hdr->kind_area;
+    uint64_t cap = ms_load_relaxed64(&r->capacity);
+    uint64_t maxm = ms_load_relaxed64(&r->max_message);
+    if (cap != seg->size || cap < 64 || cap % 8 != 0 || maxm != ms_channel_max_message(cap))
+        return MS_E_LAYOUT;
+    ch->seg = seg;
+    ch->ring = r;
+    ch->buf = seg->data;
+    ch->cap = cap;
+    ch->max_message = maxm;
+    return MS_OK;
+}
+
+/* ---- peers -------------------------------------------------------------------------- */
+
+static void register_peer(ms_attach *table)
+{
+    uint32_t me = ms_p_pid();
+    int free_slot = -1;
+    for (unsigned i = 0; i < MS_RING_PEERS; i++) {
+        uint32_t pid = ms_load_relaxed32(&table[i].pid);
+        if (pid == me) {
+            ms_store32(&table[i].count, ms_load_relaxed32(&table[i].count) + 1);
+            return;
+        }
+        if (pid && ms_p_process_alive(pid, ms_load_relaxed64(&table[i].start)) == 0) {
+            ms_store32(&table[i].pid, 0);
+            pid = 0;
+        }
+        if (!pid && free_slot < 0)
+            free_slot = (int)i;
+    }
+    if (free_slot >= 0) {
+        table[free_slot].start = ms_p_process_start(me);
+        ms_store32(&table[free_slot].count, 1);
+        ms_store32(&table[free_slot].pid, me);
+    }
+}
+
+static void unregister_peer(ms_attach *table)
+{
+    uint32_t me = ms_p_pid();
+    for (unsigned i = 0; i < MS_RING_PEERS; i++)
+        if (ms_load_relaxed32(&table[i].pid) == me) {
+            uint32_t c = ms_load_relaxed32(&table[i].count);
+            if (c <= 1) {
+                ms_store32(&table[i].count, 0);
+                ms_store32(&table[i].pid, 0);
+            } else {
+                ms_store32(&table[i].count, c - 1);
+            }
+            return;
+        }
+}
+
+/* 1 if at least one sender registered and every registered sender is dead. */
+static int senders_all_dead(ms_ring *r)
+{
+    int seen = 0;
+    for (unsigned i = 0; i < MS_RING_PEERS; i++) {
+        uint32_t pid = ms_load_relaxed32(&r->senders[i].pid);
+        if (!pid)
+            continue;
+        seen = 1;
+        if (ms_p_process_alive(pid, ms_load_relaxed64(&r->senders[i].start)) != 0)
+            return 0;
+    }
+    return seen;
+}
+
+static uint32_t count_alive(ms_attach *table)
+{
+    uint32_t n = 0;
+    for (unsigned i = 0; i < MS_RING_PEERS; i++) {
+        uint32_t pid = ms_load_relaxed32(&table[i].pid);
+        if (pid && ms_p_process_alive(pid, ms_load_relaxed64(&table[i].start)) != 0)
+            n++;
+    }
+    return n;
+}
+
+/* ---- locks -------------------------------------------------------------------------- */
+
+static ms_status lock_send(ms_channel *ch, const ms_wait_opts *o)
+{
+    ms_status st = ms_lock_acquire(ch->seg, MS_SLOT_SEND_LOCK, ch->ring->send_lock, o, NULL);
+    if (st == MS_E_OWNER_DIED) {
+        /* A sender died inside send or holding a loan: its record was never published
+         * (the tail moves last), so there is nothing to undo. */
+        ms_add64(&ch->ring->abandoned, 1);
+        st = MS_OK;
+    }
+    if (st == MS_OK && !ch->sender_registered) {
+        register_peer(ch->ring->senders);
+        ch->sender_registered = 1;
+    }
+    return st;
+}
+
+static void unlock_send(ms_channel *ch)
+{
+    ms_lock_release(ch->seg, MS_SLOT_SEND_LOCK, ch->ring->send_lock, NULL);
+}
+
+static ms_status lock_recv(ms_channel *ch, const ms_wait_opts *o)
+{
+    ms_status st = ms_lock_acquire(ch->seg, MS_SLOT_RECV_LOCK, ch->ring->recv_lock, o, NULL);
+    if (st == MS_E_OWNER_DIED) {
+        /* A receiver died between finding a message and moving the head: the message
+         * is still at the head and is offered again. */
+        if (ms_load64(&ch->ring->tail) != ms_load_relaxed64(&ch->ring->head))
+            ms_add64(&ch->ring->redelivered, 1);
+        st = MS_OK;
+    }
+    if (st == MS_OK && !ch->receiver_registered) {
+        register_peer(ch->ring->receivers);
+        ch->receiver_registered = 1;
+    }
+    return st;
+}
+
+static void unlock_recv(ms_channel *ch)
+{
+    ms_lock_release(ch->seg, MS_SLOT_RECV_LOCK, ch->ring->recv_lock, NULL);
+}
+
+/* ---- sending ------------------------------------------------------------------------ */
+
+struct space_pred { ms_channel *ch; uint64_t need; };
+
+static int space_pred(void *arg)
+{
+    struct space_pred *p = (struct space_pred *)arg;
+    ms_ring *r = p->ch->ring;
+    uint64_t used = ms_load_relaxed64(&r->tail) - ms_load64(&r->head);
+    /* a corrupt distance also ends the wait; the locked path reports it */
+    return used > p->ch->cap || p->ch->cap - used >= p->need;
+}
+
+static void wake_receivers(ms_channel *ch)
+{
+    ms_wake_waiters(ch->seg, MS_SLOT_NOT_EMPTY, &ch->ring->not_empty_seq, &ch->ring->recv_waiters);
+}
+
+static void wake_senders(ms_channel *ch)
+{
+    ms_wake_waiters(ch->seg, MS_SLOT_NOT_FULL, &ch->ring->not_full_seq, &ch->ring->send_waiters);
+}
+
+/* With send_lock held: make room for a record of `rsize` bytes at the tail.  Returns
+ * MS_OK with *pos set, or MS_E_FULL with *need = free bytes to wait for. */
+static ms_status reserve_locked(ms_channel *ch, uint64_t rsize, uint64_t *pos, uint64_t *need)
+{
+    ms_ring *r = ch->ring;
+    uint64_t cap = ch->cap;
+    for (;;) {
+        uint64_t t = ms_load_relaxed64(&r->tail);
+        uint64_t h = ms_load64(&r->head);
+        uint64_t used = t - h;
+        if (used > cap || (t & 7u) != 0)
+            return MS_E_LAYOUT;
+        uint64_t off = t % cap;
+        if (off + rsize > cap) {
+            /* Not enough room before the end: fill it with a padding record, which
+             * receivers skip, and start again at offset 0. */
+            uint64_t pad = cap - off;
+            if (cap - used < pad) {
+                *need = pad;
+                return MS_E_FULL;
+            }
+            uint32_t hdr[2] = { (uint32_t)pad, MS_REC_PAD };
+            memcpy(ch->buf + off, hdr, sizeof hdr);
+            ms_store64(&r->tail, t + pad);
+            wake_receivers(ch);
+            continue;
+        }
+        if (cap - used < rsize) {
+            *need = rsize;
+            return MS_E_FULL;
+        }
+        *pos = t;
+        return MS_OK;
+    }
+}
+
+static void publish_locked(ms_channel *ch, uint64_t pos, uint64_t payload)
+{
+    ms_ring *r = ch->ring;
+    uint64_t rsize = MS_REC_HEADER + ALIGN8(payload);
+    uint32_t hdr[2] = { (uint32_t)payload, 0 };
+    memcpy(ch->buf + pos % ch->cap, hdr, sizeof hdr);
+    ms_store64(&r->tail, pos + rsize);
+    r->sent_messages++;
+    r->sent_bytes += payload;
+    uint64_t used = pos + rsize - ms_load_relaxed64(&r->head);
+    if (used <= ch->cap && used > r->high_water)
+        r->high_water = used;
+}
+
+struct send_args {
+    ms_channel *ch;
+    const void *data;
+    size_t n;
+    const ms_wait_opts *o;
+    uint8_t **loan_ptr;   /* non-NULL: reserve only, keep the lock */
+};
+
+static ms_status check_not_closed(ms_channel *ch)
+{
+    return (ms_load32(&ch->ring->flags) & MS_RING_CLOSED) ? MS_E_CLOSED : MS_OK;
+}
+
+static ms_status send_fn(void *arg)
+{
+    struct send_args *a = (struct send_args *)arg;
+    ms_channel *ch = a->ch;
+    uint64_t rsize = MS_REC_HEADER + ALIGN8(a->n);
+    ms_wait_opts lock_opts = *a->o;
+    uint64_t start = ms_p_monotonic_ns();
+    if (a->o->try_only)
+        lock_opts.timeout_ns = 0;
+    else if (a->o->timeout_ns == 0)
+        lock_opts.timeout_ns = MS_LOCK_NOWAIT_NS;
+    for (;;) {
+        ms_status st = lock_send(ch, &lock_opts);
+        if (st == MS_E_TIMEOUT && a->o->try_only)
+            return MS_E_BUSY;
+        if (st == MS_E_TIMEOUT && a->o->timeout_ns == 0)
+            return MS_E_FULL;
+        if (st != MS_OK)
+            return st;
+        if ((st = check_not_closed(ch)) != MS_OK) {
+            unlock_send(ch);
+            return st;
+        }
+        uint64_t pos, need;
+        st = reserve_locked(ch, rsize, &pos, &need);
+        if (st == MS_OK) {
+            if (a->loan_ptr) {
+                ch->loan_open = 1;
+                ch->loan_pos = pos;
+                ch->loan_size = a->n;
+                *a->loan_ptr = ch->buf + pos % ch->cap + MS_REC_HEADER;
+                return MS_OK;  /* send_lock stays held until commit or abort */
+            }
+            memcpy(ch->buf + pos % ch->cap + MS_REC_HEADER, a->data, a->n);
+            publish_locked(ch, pos, a->n);
+            unlock_send(ch);
+            wake_receivers(ch);
+            return MS_OK;
+        }
+        unlock_send(ch);
+        if (st != MS_E_FULL)
+            return st;
+        /* Wait, unlocked, for the receivers to free `need` bytes. */
+        ms_wait_opts wo = *a->o;
+        if (wo.timeout_ns > 0) {
+            uint64_t el = ms_p_monotonic_ns() - start;
+            if (el >= (uint64_t)a->o->timeout_ns)
+                return MS_E_TIMEOUT;
+            wo.timeout_ns = a->o->timeout_ns - (int64_t)el;
+            lock_opts.timeout_ns = wo.timeout_ns;
+        }
+        struct space_pred sp = { ch, need };
+        st = ms_wait_for(ch->seg, MS_SLOT_NOT_FULL, &ch->ring->not_full_seq,
+                         &ch->ring->send_waiters, space_pred, &sp, &wo);
+        if (st == MS_E_TIMEOUT)
+            return a->o->timeout_ns == 0 ? MS_E_FULL : MS_E_TIMEOUT;
+        if (st != MS_OK)
+            return st;
+    }
+}
+
+ms_status ms_channel_send(ms_channel *ch, const void *data, size_t n, const ms_wait_opts *o)
+{
+    if (n > ch->max_message)
+        return MS_E_TOO_LARGE;
+    if (ch->loan_open)
+        return MS_E_BUSY;
+    struct send_args a = { ch, data, n, o, NULL };
+    ms_status st = ms_p_guarded_call(send_fn, &a);
+    if (st == MS_E_FAULT)
+        ms_segment_fault(ch->seg);
+    return st;
+}
+
+ms_status ms_channel_loan(ms_channel *ch, size_t n, uint8_t **ptr, const ms_wait_opts *o)
+{
+    if (n > ch->max_message)
+        return MS_E_TOO_LARGE;
+    if (ch->loan_open)
+        return MS_E_BUSY;
+    struct send_args a = { ch, NULL, n, o, ptr };
+    ms_status st = ms_p_guarded_call(send_fn, &a);
+    if (st == MS_E_FAULT)
+        ms_segment_fault(ch->seg);
+    return st;
+}
+
+static ms_status commit_fn(void *arg)
+{
+    ms_channel *ch = (ms_channel *)arg;
+    publish_locked(ch, ch->loan_pos, ch->loan_size);
+    return MS_OK;
+}
+
+ms_status ms_channel_commit(ms_channel *ch, size_t used)
+{
+    if (!ch->loan_open)
+        return MS_E_INVALID;
+    if (used > ch->loan_size)
+        return MS_E_INVALID;
+    ch->loan_size = used;
+    ms_status st = ms_p_guarded_call(commit_fn, ch);
+    ch->loan_open = 0;
+    if (st == MS_E_FAULT) {
+        ms_segment_fault(ch->seg);
+        return st;
+    }
+    unlock_send(ch);
+    wake_receivers(ch);
+    return st;
+}
+
+ms_status ms_channel_abort(ms_channel *ch)
+{
+    if (!ch->loan_open)
+        return MS_E_INVALID;
+    ch->loan_open = 0;
+    if (!ch->seg->faulted)
+        unlock_send(ch);
+    return MS_OK;
+}
+
+/* ---- receiving ---------------------------------------------------------------------- */
+
+struct avail_pred { ms_channel *ch; };
+
+static int avail_pred(void *arg)
+{
+    ms_ring *r = ((struct avail_pred *)arg)->ch->ring;
+    return ms_load64(&r->tail) != ms_load_relaxed64(&r->head) ||
+           (ms_load_relaxed32(&r->flags) & MS_RING_CLOSED);
+}
+
+/* With recv_lock held: find the next message, skipping padding records.  MS_E_EMPTY if
+ * there is none. */
+static ms_status next_locked(ms_channel *ch, uint64_t *pos, uint32_t *len)
+{
+    ms_ring *r = ch->ring;
+    uint64_t cap = ch->cap;
+    for (;;) {
+        uint64_t h = ms_load_relaxed64(&r->head);
+        uint64_t t = ms_load64(&r->tail);
+        if (t == h)
+            return MS_E_EMPTY;
+        uint64_t avail = t - h;
+        if (avail > cap || (h & 7u) != 0)
+            return MS_E_LAYOUT;
+        uint64_t off = h % cap;
+        uint32_t hdr[2];
+        memcpy(hdr, ch->buf + off, sizeof hdr);
+        if (hdr[1] & MS_REC_PAD) {
+            uint64_t pad = cap - off;
+            if (hdr[0] != pad || pad > avail)
+                return MS_E_LAYOUT;
+            ms_store64(&r->head, h + pad);
+            wake_senders(ch);
+            continue;
+        }
+        uint64_t rsize = MS_REC_HEADER + ALIGN8(hdr[0]);
+        if (hdr[1] != 0 || hdr[0] > ch->max_message || rsize > avail || off + rsize > cap)
+            return MS_E_LAYOUT;
+        *pos = h;
+        *len = hdr[0];
+        return MS_OK;
+    }
+}
+
+static void consume_locked(ms_channel *ch, uint64_t pos, uint32_t len)
+{
+    ms_ring *r = ch->ring;
+    ms_store64(&r->head, pos + MS_REC_HEADER + ALIGN8(len));
+    r->received_messages++;
+    r->received_bytes += len;
+}
+
+struct recv_args {
+    ms_channel *ch;
+    const ms_wait_opts *o;
+    ms_alloc_fn alloc;      /* NULL: peek (keep the lock, fill ptr/len) */
+    void *alloc_arg;
+    const uint8_t **ptr;
+    size_t *len;
+};
+
+static ms_status recv_fn(void *arg)
+{
+    struct recv_args *a = (struct recv_args *)arg;
+    ms_channel *ch = a->ch;
+    uint64_t start = ms_p_monotonic_ns();
+    ms_wait_opts wo = *a->o;
+    for (;;) {
+        struct avail_pred ap = { ch };
+        ms_status st;
+        if (!avail_pred(&ap)) {
+            if (wo.timeout_ns == 0)
+                return MS_E_EMPTY;
+            /* Before sleeping: a channel whose every sender died will never fill. */
+            if (senders_all_dead(ch->ring))
+                return MS_E_BROKEN;
+            st = ms_wait_for(ch->seg, MS_SLOT_NOT_EMPTY, &ch->ring->not_empty_seq,
+                             &ch->ring->recv_waiters, avail_pred, &ap, &wo);
+            if (st == MS_E_TIMEOUT)
+                return MS_E_TIMEOUT;
+            if (st != MS_OK)
+                return st;
+        }
+        ms_wait_opts lo = wo;
+        if (a->o->try_only)
+            lo.timeout_ns = 0;
+        else if (a->o->timeout_ns == 0)
+            lo.timeout_ns = MS_LOCK_NOWAIT_NS;
+        st = lock_recv(ch, &lo);
+        if (st == MS_E_TIMEOUT && a->o->try_only)
+            return MS_E_BUSY;
+        if (st == MS_E_TIMEOUT && a->o->timeout_ns == 0)
+            return MS_E_EMPTY;
+        if (st != MS_OK)
+            return st;
+        uint64_t pos;
+        uint32_t len;
+        st = next_locked(ch, &pos, &len);
+        if (st == MS_OK) {
+            const uint8_t *src = ch->buf + pos % ch->cap + MS_REC_HEADER;
+            if (!a->alloc) {
+                ch->view_open = 1;
+                ch->view_next = pos;
+                *a->ptr = src;
+                *a->len = len;
+                return MS_OK;  /* recv_lock stays held until consume */
+            }
+            uint8_t *dst = a->alloc(a->alloc_arg, len);
+            if (!dst) {
+                unlock_recv(ch);
+                return MS_E_INVALID;
+            }
+            memcpy(dst, src, len);
+            consume_locked(ch, pos, len);
+            unlock_recv(ch);
+            wake_senders(ch);
+            return MS_OK;
+        }
+        unlock_recv(ch);
+        if (st == MS_E_EMPTY && (ms_load32(&ch->ring->flags) & MS_RING_CLOSED)) {
+            /* closed: drained only if still empty after the flag was seen */
+            if (ms_load64(&ch->ring->tail) == ms_load_relaxed64(&ch->ring->head))
+                return MS_E_CLOSED;
+            continue;
+        }
+        if (st != MS_E_EMPTY)
+            return st;
+        /* Another receiver took it: wait again with what is left of the timeout. */
+        if (a->o->timeout_ns > 0) {
+            uint64_t el = ms_p_monotonic_ns() - start;
+            if (el >= (uint64_t)a->o->timeout_ns)
+                return MS_E_TIMEOUT;
+            wo.timeout_ns = a->o->timeout_ns - (int64_t)el;
+        }
+    }
+}
+
+static ms_status run_recv(struct recv_args *a)
+{
+    ms_status st = ms_p_guarded_call(recv_fn, a);
+    if (st == MS_E_FAULT)
+        ms_segment_fault(a->ch->seg);
+    return st;
+}
+
+ms_status ms_channel_receive(ms_channel *ch, ms_alloc_fn alloc, void *arg,
+                             const ms_wait_opts *o)
+{
+    if (ch->view_open)
+        return MS_E_BUSY;
+    struct recv_args a = { ch, o, alloc, arg, NULL, NULL };
+    return run_recv(&a);
+}
+
+ms_status ms_channel_peek(ms_channel *ch, const uint8_t **ptr, size_t *len,
+                          const ms_wait_opts *o)
+{
+    if (ch->view_open)
+        return MS_E_BUSY;
+    struct recv_args a = { ch, o, NULL, NULL, ptr, len };
+    return run_recv(&a);
+}
+
+static ms_status consume_fn(void *arg)
+{
+    ms_channel *ch = (ms_channel *)arg;
+    uint64_t pos = ch->view_next;
+    uint32_t len;
+    memcpy(&len, ch->buf + pos % ch->cap, sizeof len);
+    /* re-validate: the record could have been scribbled on while viewed */
+    if (len > ch->max_message || pos % ch->cap + MS_REC_HEADER + ALIGN8(len) > ch->cap)
+        return MS_E_LAYOUT;
+    consume_locked(ch, pos, len);
+    return MS_OK;
+}
+
+ms_status ms_channel_consume(ms_channel *ch)
+{
+    if (!ch->view_open)
+        return MS_E_INVALID;
+    ch->view_open = 0;
+    ms_status st = ms_p_guarded_call(consume_fn, ch);
+    if (st == MS_E_FAULT) {
+        ms_segment_fault(ch->seg);
+        return st;
+    }
+    unlock_recv(ch);
+    if (st == MS_OK)
+        wake_senders(ch);
+    return st;
+}
+
+ms_status ms_channel_unconsume(ms_channel *ch)
+{
+    if (!ch->view_open)
+        return MS_E_INVALID;
+    ch->view_open = 0;
+    if (!ch->seg->faulted)
+        unlock_recv(ch);
+    return MS_OK;
+}
+
+ms_status ms_channel_wait_readable(ms_channel *ch, const ms_wait_opts *o)
+{
+    struct avail_pred ap = { ch };
+    if (!avail_pred(&ap) && o->timeout_ns != 0 && senders_all_dead(ch->ring))
+        return MS_E_BROKEN;
+    return ms_wait_for(ch->seg, MS_SLOT_NOT_EMPTY, &ch->ring->not_empty_seq,
+                       &ch->ring->recv_waiters, avail_pred, &ap, o);
+}
+
+ms_status ms_channel_wait_writable(ms_channel *ch, size_t n, const ms_wait_opts *o)
+{
+    if (n > ch->max_message)
+        return MS_E_TOO_LARGE;
+    struct space_pred sp = { ch, MS_REC_HEADER + ALIGN8(n) };
+    return ms_wait_for(ch->seg, MS_SLOT_NOT_FULL, &ch->ring->not_full_seq,
+                       &ch->ring->send_waiters, space_pred, &sp, o);
+}
+
+/* ---- control ------------------------------------------------------------------------ */
+
+ms_status ms_channel_close_sending(ms_channel *ch)
+{
+    if (ch->seg->faulted)
+        return MS_E_FAULT;
+    uint32_t expected = ms_load32(&ch->ring->flags);
+    while (!ms_cas32(&ch->ring->flags, &expected, expected | MS_RING_CLOSED))
+        ;
+    /* wake every receiver so that each one sees the end */
+    ms_fence();
+    ms_add32(&ch->ring->not_empty_seq, 1);
+    ms_p_wake32(ch->seg->ctx, MS_SLOT_NOT_EMPTY, &ch->ring->not_empty_seq, 1);
+    ms_add32(&ch->ring->not_full_seq, 1);
+    ms_p_wake32(ch->seg->ctx, MS_SLOT_NOT_FULL, &ch->ring->not_full_seq, 1);
+    return MS_OK;
+}
+
+void ms_channel_detach(ms_channel *ch)
+{
+    if (ch->seg->faulted)
+        return;
+    if (ch->loan_open)
+        ms_channel_abort(ch);
+    if (ch->view_open)
+        ms_channel_unconsume(ch);
+    /* The peer tables are only advisory; update them without the locks' help when the
+     * locks are busy rather than block a close. */
+    if (ch->sender_registered) {
+        ms_wait_opts o = { 100000000LL, 0, NULL, NULL, 0 };
+        if (lock_send(ch, &o) == MS_OK) {
+            unregister_peer(ch->ring->senders);
+            /* lock_send registered nothing new: we were registered already */
+            unlock_send(ch);
+        }
+        ch->sender_registered = 0;
+    }
+    if (ch->receiver_registered) {
+        ms_wait_opts o = { 100000000LL, 0, NULL, NULL, 0 };
+        if (lock_recv(ch, &o) == MS_OK) {
+            unregister_peer(ch->ring->receivers);
+            unlock_recv(ch);
+        }
+        ch->receiver_registered = 0;
+    }
+}
+
+void ms_channel_statistics(ms_channel *ch, ms_channel_stats *s)
+{
+    ms_ring *r = ch->ring;
+    memset(s, 0, sizeof *s);
+    uint64_t h = ms_load64(&r->head), t = ms_load64(&r->tail);
+    s->capacity = ch->cap;
+    s->max_message = ch->max_message;
+    s->queued_bytes = (t - h) <= ch->cap ? t - h : 0;
+    s->sent_messages = ms_load_relaxed64(&r->sent_messages);
+    s->sent_bytes = ms_load_relaxed64(&r->sent_bytes);
+    s->received_messages = ms_load_relaxed64(&r->received_messages);
+    s->received_bytes = ms_load_relaxed64(&r->received_bytes);
+    s->queued_messages_estimate = s->sent_messages >= s->received_messages
+                                      ? s->sent_messages - s->received_messages : 0;
+    s->high_water = ms_load_relaxed64(&r->high_water);
+    s->redelivered = ms_load_relaxed64(&r->redelivered);
+    s->abandoned = ms_load_relaxed64(&r->abandoned);
+    s->senders_alive = count_alive(r->senders);
+    s->receivers_alive = count_alive(r->receivers);
+    s->send_waiters = ms_load_relaxed32(&r->send_waiters);
+    s->recv_waiters = ms_load_relaxed32(&r->recv_waiters);
+    s->closed = (ms_load_relaxed32(&r->flags) & MS_RING_CLOSED) != 0;
+}

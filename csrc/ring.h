@@ -1,0 +1,70 @@
+/* Channels: a bounded MPMC queue of variable-size messages in one segment.
+ *
+ * Senders are serialised by send_lock and move only the tail; receivers are serialised
+ * by recv_lock and move only the head; so a sender and a receiver never contend, and a
+ * single sender with a single receiver is a plain SPSC ring.  See layout.h for the
+ * record format and the crash-safety argument. */
+#ifndef MS_RING_H
+#define MS_RING_H
+
+#include "sync.h"
+
+typedef struct ms_channel {
+    ms_segment *seg;
+    ms_ring *ring;
+    uint8_t *buf;          /* ring bytes (the segment's user area) */
+    uint64_t cap;          /* validated copies */
+    uint64_t max_message;
+    int sender_registered;
+    int receiver_registered;
+    int loan_open;         /* this handle holds send_lock for a loan */
+    int view_open;         /* this handle holds recv_lock for a view */
+    uint64_t loan_pos;     /* tail position of the loaned record */
+    uint64_t loan_size;    /* payload bytes reserved */
+    uint64_t view_next;    /* head after the viewed record */
+} ms_channel;
+
+ms_status ms_ring_init(ms_header *h, void *arg, int *err);
+ms_status ms_channel_bind(ms_channel *ch, ms_segment *seg);
+uint64_t ms_channel_max_message(uint64_t capacity);
+
+ms_status ms_channel_send(ms_channel *ch, const void *data, size_t n, const ms_wait_opts *o);
+
+/* Zero-copy send: reserve n payload bytes (holding send_lock), write them at *ptr, then
+ * commit (publish `used` <= n bytes) or abort. */
+ms_status ms_channel_loan(ms_channel *ch, size_t n, uint8_t **ptr, const ms_wait_opts *o);
+ms_status ms_channel_commit(ms_channel *ch, size_t used);
+ms_status ms_channel_abort(ms_channel *ch);
+
+/* Receive: wait for a message and hold recv_lock with ptr and len pointing at it inside
+ * the ring; ms_channel_consume() releases it and moves the head past it,
+ * ms_channel_unconsume() releases it and leaves it queued. */
+ms_status ms_channel_peek(ms_channel *ch, const uint8_t **ptr, size_t *len,
+                          const ms_wait_opts *o);
+ms_status ms_channel_consume(ms_channel *ch);
+ms_status ms_channel_unconsume(ms_channel *ch);
+
+/* Copy-out receive in one call: calls alloc(arg, len) to get a destination (NULL: give
+ * up with MS_E_INVALID, message stays queued), copies, consumes. */
+typedef uint8_t *(*ms_alloc_fn)(void *arg, size_t len);
+ms_status ms_channel_receive(ms_channel *ch, ms_alloc_fn alloc, void *arg,
+                             const ms_wait_opts *o);
+
+/* Wait, without taking anything, until a message (or the end) is there, or until
+ * `need` bytes are free: for callers that must not consume on another thread. */
+ms_status ms_channel_wait_readable(ms_channel *ch, const ms_wait_opts *o);
+ms_status ms_channel_wait_writable(ms_channel *ch, size_t n, const ms_wait_opts *o);
+
+ms_status ms_channel_close_sending(ms_channel *ch);
+void ms_channel_detach(ms_channel *ch);
+
+typedef struct ms_channel_stats {
+    uint64_t capacity, max_message, queued_bytes, queued_messages_estimate;
+    uint64_t sent_messages, sent_bytes, received_messages, received_bytes;
+    uint64_t high_water, redelivered, abandoned;
+    uint32_t senders_alive, receivers_alive, send_waiters, recv_waiters;
+    int closed;
+} ms_channel_stats;
+void ms_channel_statistics(ms_channel *ch, ms_channel_stats *st);
+
+#endif

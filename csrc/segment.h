@@ -1,0 +1,74 @@
+/* Segments: create, open, validate, attach and detach the objects of layout.h. */
+#ifndef MS_SEGMENT_H
+#define MS_SEGMENT_H
+
+#include "layout.h"
+#include "platform/platform.h"
+
+typedef struct ms_segment {
+    ms_object obj;
+    ms_waitctx *ctx;
+    ms_header *hdr;         /* the header page, shared; NULL for raw segments */
+    size_t hdr_len;
+    int hdr_writable;
+    void *map;              /* the mapping that contains the user area (NULL if size 0) */
+    size_t map_len;
+    uint8_t *data;          /* start of the user area inside map */
+    /* validated copies of header fields: never re-read from shared memory */
+    uint64_t size;
+    uint64_t total;
+    uint32_t kind;
+    uint32_t lifetime;
+    uint32_t flags;
+    int access;
+    int raw;
+    int attached;           /* registered in the attach table */
+    int faulted;            /* a SIGBUS was caught: the mappings are quarantined */
+} ms_segment;
+
+/* Initialise the kind area before publication (may be NULL). */
+typedef ms_status (*ms_kind_init_fn)(ms_header *hdr, void *arg, int *err);
+
+ms_status ms_segment_create(ms_segment *seg, const char *osname, const char *path,
+                            const char *name, uint32_t kind, uint64_t size,
+                            unsigned mode, uint32_t lifetime, unsigned flags,
+                            ms_kind_init_fn init, void *init_arg, int *err);
+
+/* Open and validate (does not attach).  expected_kind 0 accepts any kind.
+ * raw: map the whole object as the user area, no header. */
+ms_status ms_segment_open(ms_segment *seg, const char *osname, const char *path,
+                          uint32_t expected_kind, int access, int raw,
+                          unsigned flags, int *err);
+
+/* Validate the published header against the mapping; fills seg's local copies. */
+ms_status ms_segment_validate(ms_segment *seg, const ms_object_stat *st);
+
+/* Register this process in the attach table (reaping dead entries). */
+ms_status ms_segment_attach(ms_segment *seg, int *err);
+
+/* Unregister; *last = 1 when the lifetime is shared and no live process remains (the
+ * state is then DESTROYED and the caller removes the name). */
+ms_status ms_segment_detach(ms_segment *seg, int *last, int *err);
+
+/* Remove dead entries; *empty = 1 when no live process remains attached and the
+ * lifetime is shared (state set to DESTROYED). */
+ms_status ms_segment_reap(ms_segment *seg, int *removed, int *empty, int *err);
+
+/* Mark DESTROYED (explicit unlink). */
+ms_status ms_segment_mark_destroyed(ms_segment *seg, int *err);
+
+/* Unmap and close; does not detach. */
+void ms_segment_close(ms_segment *seg);
+
+/* Called after MS_E_FAULT: quarantine the mappings. */
+void ms_segment_fault(ms_segment *seg);
+
+/* Map [offset, offset+length) of the user area with `access` as a separate view.
+ * base and base_len: what to unmap later; ptr: the first requested byte. */
+ms_status ms_segment_map_range(ms_segment *seg, uint64_t offset, uint64_t length,
+                               int access, void **base, size_t *base_len, uint8_t **ptr,
+                               int *err);
+
+uint64_t ms_round_up(uint64_t v, uint64_t to);
+
+#endif

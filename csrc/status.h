@@ -1,0 +1,35 @@
+/* Status codes returned by every C-core function.
+ *
+ * The C core never raises and never includes Python.h: it returns one of these, and
+ * the binding (module.c) maps each code to exactly one Python exception.  When a code
+ * comes from the OS, the OS error number is returned through an `int *err` argument.
+ */
+#ifndef MS_STATUS_H
+#define MS_STATUS_H
+
+typedef enum ms_status {
+    MS_OK = 0,
+    MS_E_OS = 1,           /* an OS call failed; *err holds errno / GetLastError() */
+    MS_E_NOT_FOUND = 2,    /* no object of that name */
+    MS_E_EXISTS = 3,       /* exclusive creation found the name taken */
+    MS_E_PERMISSION = 4,   /* access refused (mode, owner, read-only mapping) */
+    MS_E_LAYOUT = 5,       /* header or ring state invalid, foreign or corrupt */
+    MS_E_TIMEOUT = 6,      /* the deadline passed */
+    MS_E_INTERRUPTED = 7,  /* a signal arrived; the caller checks and maybe retries */
+    MS_E_OWNER_DIED = 8,   /* the lock was acquired, but its previous holder died */
+    MS_E_FULL = 9,         /* channel full (non-blocking) */
+    MS_E_EMPTY = 10,       /* channel empty (non-blocking) */
+    MS_E_CLOSED = 11,      /* end of channel: closed for sending and drained */
+    MS_E_TOO_LARGE = 12,   /* message larger than the channel can ever hold */
+    MS_E_NOT_OWNER = 13,   /* release of a lock this thread does not hold */
+    MS_E_NO_SPACE = 14,    /* storage could not be reserved (ENOSPC, quota) */
+    MS_E_BUSY = 15,        /* the object is in use (e.g. attach table full) */
+    MS_E_INITIALIZING = 16,/* header not yet published by its creator */
+    MS_E_DESTROYED = 17,   /* segment was being destroyed while we attached */
+    MS_E_BROKEN = 18,      /* every sender died without closing the channel */
+    MS_E_FAULT = 19,       /* the backing object shrank under us (SIGBUS caught) */
+    MS_E_INVALID = 20,     /* invalid argument */
+    MS_E_VALUE = 21        /* semaphore over its bound, or similar misuse */
+} ms_status;
+
+#endif

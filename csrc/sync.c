@@ -1,0 +1,240 @@
+/* Waiting and the synchronization objects built on it. */
+#include "sync.h"
+#include "atomics.h"
+
+#include <string.h>
+
+static int64_t remaining_ns(uint64_t deadline, int64_t timeout_ns)
+{
+    if (timeout_ns < 0)
+        return -1;
+    uint64_t now = ms_p_monotonic_ns();
+    return now >= deadline ? 0 : (int64_t)(deadline - now);
+}
+
+ms_status ms_wait_for(ms_segment *seg, unsigned slot, volatile uint32_t *word,
+                      volatile uint32_t *waiters, ms_pred_fn pred, void *parg,
+                      const ms_wait_opts *o)
+{
+    if (pred(parg))
+        return MS_OK;
+    if (o->timeout_ns == 0)
+        return MS_E_TIMEOUT;
+    uint64_t start = ms_p_monotonic_ns();
+    uint64_t deadline = o->timeout_ns > 0 ? start + (uint64_t)o->timeout_ns : UINT64_MAX;
+
+    /* Spin: a peer on another core usually answers within a microsecond or two, far
+     * sooner than a futex wake-up (tens of microseconds on a VM). */
+    if (o->spin_ns > 0) {
+        uint64_t spin_end = start + (uint64_t)o->spin_ns;
+        if (spin_end > deadline)
+            spin_end = deadline;
+        do {
+            for (int i = 0; i < 16; i++) {
+                ms_cpu_relax();
+                if (pred(parg))
+                    return MS_OK;
+            }
+        } while (ms_p_monotonic_ns() < spin_end);
+    }
+
+    for (;;) {
+        ms_add32(waiters, 1);
+        uint32_t seen = ms_load32(word);
+        if (pred(parg)) {
+            ms_add32(waiters, (uint32_t)-1);
+            return MS_OK;
+        }
+        int64_t left = remaining_ns(deadline, o->timeout_ns);
+        if (left == 0) {
+            ms_add32(waiters, (uint32_t)-1);
+            return MS_E_TIMEOUT;
+        }
+        int64_t slice = (left < 0 || left > MS_SLICE_NS) ? MS_SLICE_NS : left;
+        ms_status st = ms_p_wait32(seg->ctx, slot, word, seen, slice);
+        ms_add32(waiters, (uint32_t)-1);
+        if (pred(parg))
+            return MS_OK;
+        if (st == MS_E_INTERRUPTED || st == MS_E_TIMEOUT) {
+            if (o->interrupted && o->interrupted(o->arg))
+                return MS_E_INTERRUPTED;
+        } else if (st != MS_OK) {
+            return st;
+        }
+    }
+}
+
+void ms_wake_waiters(ms_segment *seg, unsigned slot, volatile uint32_t *word,
+                     volatile uint32_t *waiters)
+{
+    /* The caller's store that made the predicate true must be visible before we read
+     * the waiter count: pairs with the increment-then-check in ms_wait_for. */
+    ms_fence();
+    if (ms_load_relaxed32(waiters) != 0) {
+        ms_add32(word, 1);
+        ms_p_wake32(seg->ctx, slot, word, 1);
+    }
+}
+
+/* ---- locks -------------------------------------------------------------------------- */
+
+ms_status ms_lock_acquire(ms_segment *seg, unsigned slot, void *area, const ms_wait_opts *o,
+                          int *err)
+{
+    ms_status st = ms_p_lock_acquire(seg->ctx, slot, area, 0, err);
+    if (st != MS_E_TIMEOUT || o->timeout_ns == 0)
+        return st;
+    uint64_t start = ms_p_monotonic_ns();
+    uint64_t deadline = o->timeout_ns > 0 ? start + (uint64_t)o->timeout_ns : UINT64_MAX;
+    if (o->spin_ns > 0) {
+        uint64_t spin_end = start + (uint64_t)o->spin_ns;
+        if (spin_end > deadline)
+            spin_end = deadline;
+        do {
+            for (int i = 0; i < 64; i++)
+                ms_cpu_relax();
+            st = ms_p_lock_acquire(seg->ctx, slot, area, 0, err);
+            if (st != MS_E_TIMEOUT)
+                return st;
+        } while (ms_p_monotonic_ns() < spin_end);
+    }
+    /* Sleep in slices: a pthread mutex wait is not interrupted by signals, so Ctrl-C
+     * is honoured between slices. */
+    for (;;) {
+        int64_t left = remaining_ns(deadline, o->timeout_ns);
+        if (left == 0)
+            return MS_E_TIMEOUT;
+        int64_t slice = (left < 0 || left > MS_SLICE_NS) ? MS_SLICE_NS : left;
+        st = ms_p_lock_acquire(seg->ctx, slot, area, slice, err);
+        if (st != MS_E_TIMEOUT)
+            return st;
+        if (o->interrupted && o->interrupted(o->arg))
+            return MS_E_INTERRUPTED;
+    }
+}
+
+ms_status ms_lock_release(ms_segment *seg, unsigned slot, void *area, int *err)
+{
+    return ms_p_lock_release(seg->ctx, slot, area, err);
+}
+
+/* ---- change notification ------------------------------------------------------------ */
+
+uint32_t ms_change_count(ms_segment *seg)
+{
+    return ms_load32(&seg->hdr->change_seq);
+}
+
+void ms_change_notify(ms_segment *seg)
+{
+    ms_header *h = seg->hdr;
+    ms_add32(&h->change_seq, 1);
+    if (ms_load_relaxed32(&h->change_waiters) != 0)
+        ms_p_wake32(seg->ctx, MS_SLOT_CHANGE, &h->change_seq, 1);
+}
+
+struct change_pred { ms_header *h; uint32_t since; };
+
+static int change_moved(void *arg)
+{
+    struct change_pred *c = (struct change_pred *)arg;
+    return ms_load32(&c->h->change_seq) != c->since;
+}
+
+ms_status ms_change_wait(ms_segment *seg, uint32_t since, const ms_wait_opts *o,
+                         uint32_t *now)
+{
+    struct change_pred c = { seg->hdr, since };
+    /* change_seq is both the predicate and the futex word: notify changes it before
+     * waking, so a notify between our check and our sleep is never lost. */
+    ms_status st = ms_wait_for(seg, MS_SLOT_CHANGE, &seg->hdr->change_seq,
+                               &seg->hdr->change_waiters, change_moved, &c, o);
+    *now = ms_load32(&seg->hdr->change_seq);
+    return st;
+}
+
+/* ---- event -------------------------------------------------------------------------- */
+
+void ms_event_init_at(ms_event *e, uint32_t state)
+{
+    e->waiters = 0;
+    ms_store32(&e->state, state ? 1 : 0);
+}
+
+ms_status ms_event_init(ms_header *h, void *arg, int *err)
+{
+    (void)err;
+    ms_event_init_at((ms_event *)h->kind_area, arg ? *(uint32_t *)arg : 0);
+    return MS_OK;
+}
+
+void ms_event_set(ms_segment *seg, unsigned slot, ms_event *e)
+{
+    if (ms_xchg32(&e->state, 1) == 0 && ms_load_relaxed32(&e->waiters) != 0)
+        ms_p_wake32(seg->ctx, slot, &e->state, 1);
+}
+
+void ms_event_clear(ms_event *e) { ms_store32(&e->state, 0); }
+
+int ms_event_is_set(ms_event *e) { return ms_load32(&e->state) != 0; }
+
+static int event_pred(void *arg) { return ms_load32(&((ms_event *)arg)->state) != 0; }
+
+ms_status ms_event_wait(ms_segment *seg, unsigned slot, ms_event *e, const ms_wait_opts *o)
+{
+    /* state is both predicate and futex word: set() changes it before waking */
+    return ms_wait_for(seg, slot, &e->state, &e->waiters, event_pred, e, o);
+}
+
+/* ---- semaphore ---------------------------------------------------------------------- */
+
+ms_status ms_semaphore_init_at(ms_semaphore *s, uint32_t value, uint32_t maximum)
+{
+    if (value > maximum || maximum == 0)
+        return MS_E_INVALID;
+    s->maximum = maximum;
+    s->waiters = 0;
+    s->reserved = 0;
+    ms_store32(&s->value, value);
+    return MS_OK;
+}
+
+ms_status ms_semaphore_init(ms_header *h, void *arg, int *err)
+{
+    (void)err;
+    uint32_t *v = (uint32_t *)arg;
+    return ms_semaphore_init_at((ms_semaphore *)h->kind_area, v[0], v[1]);
+}
+
+static int sem_try(ms_semaphore *s)
+{
+    uint32_t v = ms_load32(&s->value);
+    while (v > 0) {
+        if (ms_cas32(&s->value, &v, v - 1))
+            return 1;
+    }
+    return 0;
+}
+
+static int sem_pred(void *arg) { return sem_try((ms_semaphore *)arg); }
+
+ms_status ms_semaphore_acquire(ms_segment *seg, unsigned slot, ms_semaphore *s,
+                               const ms_wait_opts *o)
+{
+    /* the predicate takes a unit when it succeeds */
+    return ms_wait_for(seg, slot, &s->value, &s->waiters, sem_pred, s, o);
+}
+
+ms_status ms_semaphore_release(ms_segment *seg, unsigned slot, ms_semaphore *s, uint32_t n)
+{
+    uint32_t max = ms_load_relaxed32(&s->maximum);
+    uint32_t v = ms_load32(&s->value);
+    do {
+        if (n > max || v > max - n)
+            return MS_E_VALUE;
+    } while (!ms_cas32(&s->value, &v, v + n));
+    /* wake all: with timeouts, waking one can be lost on a waiter that is leaving */
+    if (ms_load_relaxed32(&s->waiters) != 0)
+        ms_p_wake32(seg->ctx, slot, &s->value, 1);
+    return MS_OK;
+}

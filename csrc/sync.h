@@ -1,0 +1,68 @@
+/* Waiting, waking and the synchronization objects: lock, event, semaphore and change
+ * notification.  Spin briefly, then sleep on a futex-style word; waiter counts keep
+ * the uncontended path free of system calls. */
+#ifndef MS_SYNC_H
+#define MS_SYNC_H
+
+#include "segment.h"
+
+typedef struct ms_wait_opts {
+    int64_t timeout_ns;             /* -1: no limit; 0: do not wait */
+    int64_t spin_ns;                /* busy-wait this long before sleeping */
+    /* Called when a sleep was interrupted by a signal or a slice ended; returns
+     * nonzero when the caller must give up (e.g. a Python exception is pending). */
+    int (*interrupted)(void *arg);
+    void *arg;
+    /* Channel fast path: do not wait for a busy send/receive lock either; report
+     * MS_E_BUSY so the caller can retry without holding what it holds (the GIL). */
+    int try_only;
+} ms_wait_opts;
+
+/* How long a non-blocking channel call (timeout 0) may wait for a lock held by another
+ * sender or receiver that is in the middle of its own, short, operation. */
+#define MS_LOCK_NOWAIT_NS 50000000LL
+
+/* Longest single sleep: bounds how late a periodic check (signals on a non-main
+ * thread, dead peers) can run. */
+#define MS_SLICE_NS 100000000LL
+
+typedef int (*ms_pred_fn)(void *arg);
+
+/* Wait until pred(parg) is true.  `word` changes whenever pred may have become true;
+ * wakers change it and call ms_p_wake32 when *waiters != 0. */
+ms_status ms_wait_for(ms_segment *seg, unsigned slot, volatile uint32_t *word,
+                      volatile uint32_t *waiters, ms_pred_fn pred, void *parg,
+                      const ms_wait_opts *o);
+
+/* Wake everyone waiting on word if anyone is: bumps word first. */
+void ms_wake_waiters(ms_segment *seg, unsigned slot, volatile uint32_t *word,
+                     volatile uint32_t *waiters);
+
+/* Locks (area is inside seg's header). */
+ms_status ms_lock_acquire(ms_segment *seg, unsigned slot, void *area, const ms_wait_opts *o,
+                          int *err);
+ms_status ms_lock_release(ms_segment *seg, unsigned slot, void *area, int *err);
+
+/* Change notification. */
+uint32_t ms_change_count(ms_segment *seg);
+void ms_change_notify(ms_segment *seg);
+ms_status ms_change_wait(ms_segment *seg, uint32_t since, const ms_wait_opts *o,
+                         uint32_t *now);
+
+/* Event: `e` is either the kind area of an MS_KIND_EVENT segment or 8 bytes at an
+ * 8-aligned offset of a segment's user area; `slot` its wait key. */
+ms_status ms_event_init(ms_header *h, void *arg, int *err);
+void ms_event_init_at(ms_event *e, uint32_t state);
+void ms_event_set(ms_segment *seg, unsigned slot, ms_event *e);
+void ms_event_clear(ms_event *e);
+int ms_event_is_set(ms_event *e);
+ms_status ms_event_wait(ms_segment *seg, unsigned slot, ms_event *e, const ms_wait_opts *o);
+
+/* Semaphore, placed like an event (16 bytes).  arg of init: uint32_t[2] {value, maximum}. */
+ms_status ms_semaphore_init(ms_header *h, void *arg, int *err);
+ms_status ms_semaphore_init_at(ms_semaphore *s, uint32_t value, uint32_t maximum);
+ms_status ms_semaphore_acquire(ms_segment *seg, unsigned slot, ms_semaphore *s,
+                               const ms_wait_opts *o);
+ms_status ms_semaphore_release(ms_segment *seg, unsigned slot, ms_semaphore *s, uint32_t n);
+
+#endif

@@ -1,0 +1,54 @@
+"""Build the C extension mapshare._core; all metadata lives in pyproject.toml.
+
+Environment switches:
+  MAPSHARE_SANITIZE=1   build with AddressSanitizer + UndefinedBehaviorSanitizer
+                        (run Python with LD_PRELOAD=$(gcc -print-file-name=libasan.so)).
+  MAPSHARE_DEBUG=1      -O0 -g.
+"""
+
+import os
+import sys
+from glob import glob
+
+from setuptools import Extension, setup
+
+sources = sorted(glob("csrc/*.c"))
+if sys.platform == "win32":
+    sources.append("csrc/platform/windows.c")
+    libraries = ["advapi32"]
+elif sys.platform.startswith("linux"):
+    sources.append("csrc/platform/linux.c")
+    libraries = ["rt", "pthread"]
+else:
+    raise SystemExit(
+        f"mapshare has no platform backend for {sys.platform!r} yet (see docs/platforms.md)"
+    )
+
+compile_args: list[str] = []
+link_args: list[str] = []
+if sys.platform != "win32":
+    compile_args += ["-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers",
+                     "-fno-strict-aliasing"]
+    if os.environ.get("MAPSHARE_DEBUG") == "1":
+        compile_args += ["-O0", "-g"]
+    else:
+        compile_args += ["-O2"]
+    if os.environ.get("MAPSHARE_SANITIZE") == "1":
+        flags = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
+                 "-fno-sanitize-recover=undefined", "-g"]
+        compile_args += flags
+        link_args += flags
+
+setup(
+    ext_modules=[
+        Extension(
+            "mapshare._core",
+            sources=sources,
+            include_dirs=["csrc"],
+            depends=sorted(glob("csrc/*.h") + glob("csrc/platform/*.h")),
+            libraries=libraries,
+            extra_compile_args=compile_args,
+            extra_link_args=link_args,
+        )
+    ]
+)

@@ -1,0 +1,77 @@
+"""mapshare: inter-process communication over named shared memory and memory-mapped files.
+
+The Windows file-mapping model (CreateFileMapping / OpenFileMapping / MapViewOfFile) for
+Python on every OS -- named segments, backing files, views, access modes, permissions and
+explicit lifetimes -- plus robust locks, events, semaphores, change notification and
+message channels.
+
+    >>> import mapshare
+    >>> with mapshare.Segment.create("example", 4096) as seg:
+    ...     seg.write(b"hello")
+    ...     with mapshare.Segment.open("example") as other:
+    ...         other.read(5)
+    5
+    b'hello'
+"""
+
+from ._channel import Channel as Channel
+from ._channel import ChannelStatistics as ChannelStatistics
+from ._errors import ChannelBroken as ChannelBroken
+from ._errors import ChannelEmpty as ChannelEmpty
+from ._errors import ChannelFull as ChannelFull
+from ._errors import EndOfChannel as EndOfChannel
+from ._errors import LayoutError as LayoutError
+from ._errors import MapshareError as MapshareError
+from ._errors import MessageTooLarge as MessageTooLarge
+from ._errors import NameCollisionError as NameCollisionError
+from ._errors import NoSpaceError as NoSpaceError
+from ._errors import NotOwnerError as NotOwnerError
+from ._errors import OwnerDiedError as OwnerDiedError
+from ._errors import PermissionDeniedError as PermissionDeniedError
+from ._errors import SegmentDestroyedError as SegmentDestroyedError
+from ._errors import SegmentExistsError as SegmentExistsError
+from ._errors import SegmentFaultError as SegmentFaultError
+from ._errors import SegmentNotFoundError as SegmentNotFoundError
+from ._errors import WaitTimeout as WaitTimeout
+from ._gc import collect as collect
+from ._segment import LockState as LockState
+from ._segment import ProcessInfo as ProcessInfo
+from ._segment import Segment as Segment
+from ._segment import SegmentInfo as SegmentInfo
+from ._segment import segments as segments
+from ._sync import Event as Event
+from ._sync import Lock as Lock
+from ._sync import Semaphore as Semaphore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Channel",
+    "ChannelBroken",
+    "ChannelEmpty",
+    "ChannelFull",
+    "ChannelStatistics",
+    "EndOfChannel",
+    "Event",
+    "LayoutError",
+    "Lock",
+    "LockState",
+    "MapshareError",
+    "MessageTooLarge",
+    "NameCollisionError",
+    "NoSpaceError",
+    "NotOwnerError",
+    "OwnerDiedError",
+    "PermissionDeniedError",
+    "ProcessInfo",
+    "Segment",
+    "SegmentDestroyedError",
+    "SegmentExistsError",
+    "SegmentFaultError",
+    "SegmentInfo",
+    "SegmentNotFoundError",
+    "Semaphore",
+    "WaitTimeout",
+    "collect",
+    "segments",
+]

@@ -1,0 +1,494 @@
+"""Channels: a bounded queue of variable-size byte messages between any number of
+sending and receiving processes (MPMC), in one segment.
+
+Each message goes to exactly one receiver; a single sender's messages arrive in order.
+The C ring does the work in one call per message (reserve, copy, publish, wake).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import pickle
+import struct
+import weakref
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
+
+from . import _core
+from ._aio import wait_until
+from ._errors import ChannelEmpty, ChannelFull, EndOfChannel, LayoutError
+from ._segment import Lifetime, Segment
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["Channel", "ChannelStatistics"]
+
+_OBJ_MAGIC = b"MSO1"
+_OBJ_HEAD = struct.Struct("<4sIQ")  # magic, number of out-of-band buffers, pickle length
+_ARR_MAGIC = b"MSA1"
+_ARR_HEAD = struct.Struct("<4sIII")  # magic, descr length, ndim, order ('C' or 'F')
+_ALIGN = 8
+_MAX_NDIM = 64
+
+
+def _pad(n: int) -> int:
+    return (n + _ALIGN - 1) & ~(_ALIGN - 1)
+
+
+class _ChannelSegment(Segment):
+    _kind = _core.KIND_CHANNEL
+
+
+# Open channels of this process, so that a forked child does not believe it holds the
+# parent's loan or view, nor that it is registered as a peer.
+_live: weakref.WeakSet[Channel] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for ch in list(_live):
+        ch._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@dataclass(frozen=True)
+class ChannelStatistics:
+    """Counters of a channel, read from shared memory (a consistent-enough snapshot:
+    each field is exact, fields may be from slightly different instants)."""
+
+    capacity: int
+    """Ring size in bytes."""
+    max_message: int
+    """Largest message that can ever be sent, in bytes."""
+    queued_bytes: int
+    """Bytes of ring in use now (messages, their 8-byte headers and padding)."""
+    queued_messages: int
+    """Messages sent and not yet received."""
+    sent_messages: int
+    """Messages sent since creation."""
+    sent_bytes: int
+    """Payload bytes sent since creation."""
+    received_messages: int
+    """Messages received since creation."""
+    received_bytes: int
+    """Payload bytes received since creation."""
+    high_water: int
+    """Most bytes ever queued at once."""
+    redelivered: int
+    """Messages offered again because a receiver died holding them (receive_view)."""
+    abandoned: int
+    """Sends and loans left unfinished by a sender that died: never visible to anyone."""
+    senders: int
+    """Processes alive that have sent on this channel and not closed it."""
+    receivers: int
+    """Processes alive that have received on this channel and not closed it."""
+    send_waiters: int
+    """Senders sleeping because the channel is full."""
+    receive_waiters: int
+    """Receivers sleeping because the channel is empty."""
+    closed: bool
+    """``close_sending()`` was called."""
+
+
+class Channel:
+    """A bounded MPMC queue of byte messages in shared memory.
+
+    ``Channel.create(name, capacity)`` makes one of ``capacity`` bytes; any process
+    ``Channel.open(name)``s it.  ``send``/``receive`` block (``timeout=None``), give up
+    after ``timeout`` seconds (``WaitTimeout``, a TimeoutError), or never wait
+    (``send_nowait``/``receive_nowait``: ``ChannelFull``/``ChannelEmpty``).  A message
+    larger than ``max_message`` raises ``MessageTooLarge`` at once.
+
+    Crash safety: a message becomes visible only when completely written, so a sender
+    killed mid-write exposes nothing; a receiver killed inside ``receive_view`` leaves
+    the message queued, and it is delivered again (counted in ``redelivered``).
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("use Channel.create(), Channel.open() or Channel.open_or_create()")
+
+    @classmethod
+    def _wrap(cls, seg: Segment, spin: Optional[float]) -> Channel:
+        self = object.__new__(cls)
+        self._segment = seg
+        if spin is not None:
+            seg.spin = spin
+        self._ring = _core.Channel(seg._core)
+        self._send = self._ring.send
+        self._receive = self._ring.receive
+        _live.add(self)
+        return self
+
+    @staticmethod
+    def _capacity(capacity: int) -> int:
+        if not isinstance(capacity, int) or capacity < 64:
+            raise ValueError(f"capacity must be an int >= 64 bytes, not {capacity!r}")
+        return _pad(capacity)
+
+    @classmethod
+    def create(
+        cls, name: str, capacity: int, *, mode: int = 0o600, lifetime: Lifetime = "shared",
+        spin: Optional[float] = None,
+    ) -> Channel:
+        """Create a channel whose ring holds ``capacity`` bytes (rounded up to a
+        multiple of 8; each message takes its length rounded up to 8, plus 8).
+        ``spin``: seconds a blocked call busy-waits before sleeping (default 50 µs)."""
+        seg = _ChannelSegment._create(
+            name, cls._capacity(capacity), path=None, mode=mode, lifetime=lifetime, init=None
+        )
+        return cls._wrap(seg, spin)
+
+    @classmethod
+    def open(cls, name: str, *, spin: Optional[float] = None) -> Channel:
+        """Open an existing channel (``LayoutError`` if the name is not a channel)."""
+        return cls._wrap(_ChannelSegment.open(name), spin)
+
+    @classmethod
+    def open_or_create(
+        cls, name: str, capacity: int, *, mode: int = 0o600, lifetime: Lifetime = "shared",
+        spin: Optional[float] = None,
+    ) -> Channel:
+        """Open the channel, or create it; ``LayoutError`` if it exists with another
+        capacity."""
+        seg = _ChannelSegment._open_or_create(
+            name, cls._capacity(capacity), path=None, mode=mode, lifetime=lifetime, init=None,
+            timeout=2.0,
+        )
+        return cls._wrap(seg, spin)
+
+    # ---- attributes ----------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The channel's name."""
+        return self._segment.name
+
+    @property
+    def capacity(self) -> int:
+        """Ring size in bytes."""
+        return int(self._ring.capacity)
+
+    @property
+    def max_message(self) -> int:
+        """The largest message that can be sent (capacity - 8)."""
+        return int(self._ring.max_message)
+
+    @property
+    def spin(self) -> float:
+        """Seconds a blocked call busy-waits before sleeping."""
+        return self._segment.spin
+
+    @spin.setter
+    def spin(self, seconds: float) -> None:
+        self._segment.spin = seconds
+
+    @property
+    def segment(self) -> Segment:
+        """The segment holding the channel."""
+        return self._segment
+
+    # ---- bytes ---------------------------------------------------------------------
+
+    def send(self, data: Any, timeout: Optional[float] = None) -> None:
+        """Send a bytes-like object, waiting while the channel is full."""
+        self._send(data, timeout)
+
+    def send_nowait(self, data: Any) -> None:
+        """Send without waiting; ``ChannelFull`` if there is no room."""
+        self._send(data, 0)
+
+    def receive(self, timeout: Optional[float] = None) -> bytes:
+        """Receive the next message as bytes, waiting while the channel is empty.
+        Raises ``EndOfChannel`` once closed and drained, ``ChannelBroken`` if every
+        sender died without closing."""
+        return self._receive(timeout)  # type: ignore[no-any-return]
+
+    def receive_nowait(self) -> bytes:
+        """Receive without waiting; ``ChannelEmpty`` if there is nothing."""
+        return self._receive(0)  # type: ignore[no-any-return]
+
+    def send_many(self, messages: Iterable[Any], timeout: Optional[float] = None) -> int:
+        """Send every message in order; returns how many were sent."""
+        send = self._send
+        n = 0
+        for m in messages:
+            send(m, timeout)
+            n += 1
+        return n
+
+    def receive_many(self, max_messages: int, timeout: Optional[float] = None) -> list[bytes]:
+        """Wait for one message (up to ``timeout``), then take up to ``max_messages``
+        in all without waiting any more."""
+        receive = self._receive
+        out = [receive(timeout)]
+        try:
+            while len(out) < max_messages:
+                out.append(receive(0))
+        except (ChannelEmpty, EndOfChannel):
+            pass
+        return out
+
+    # ---- zero copy -----------------------------------------------------------------
+
+    @contextmanager
+    def loan(self, n: int, timeout: Optional[float] = None) -> Iterator[memoryview]:
+        """Reserve ``n`` bytes inside the ring and yield them as a writable memoryview;
+        the message is sent when the block ends, and discarded if it raises.  While a
+        loan is open this handle holds the channel's send lock: other senders wait."""
+        window = self._ring.loan(n, timeout)
+        view = memoryview(window)
+        try:
+            yield view
+        except BaseException:
+            view.release()
+            self._ring.abort(window)
+            raise
+        view.release()
+        self._ring.commit(window)
+
+    @contextmanager
+    def receive_view(self, timeout: Optional[float] = None) -> Iterator[memoryview]:
+        """Yield the next message as a read-only memoryview inside the ring, without
+        copying; it is consumed when the block ends, however it ends (only a receiver
+        that is killed inside the block leaves it queued, for redelivery).  While the
+        view is open this handle holds the receive lock: other receivers wait."""
+        window = self._ring.receive_view(timeout)
+        view = memoryview(window)
+        try:
+            yield view
+        finally:
+            try:
+                view.release()
+            except BufferError:
+                pass  # consume() below reports it
+            self._ring.consume(window)
+
+    # ---- objects -------------------------------------------------------------------
+
+    def send_object(self, obj: Any, timeout: Optional[float] = None) -> None:
+        """Pickle ``obj`` (protocol 5) and send it; large buffers (numpy arrays, bytes,
+        memoryviews) travel out-of-band, copied once straight into the ring."""
+        buffers: list[pickle.PickleBuffer] = []
+        data = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+        raws = [b.raw() for b in buffers]
+        head = _OBJ_HEAD.size + 8 * len(raws)
+        total = _pad(head + len(data)) + sum(_pad(r.nbytes) for r in raws)
+        with self.loan(total, timeout) as m:
+            _OBJ_HEAD.pack_into(m, 0, _OBJ_MAGIC, len(raws), len(data))
+            for i, r in enumerate(raws):
+                struct.pack_into("<Q", m, _OBJ_HEAD.size + 8 * i, r.nbytes)
+            m[head : head + len(data)] = data
+            off = _pad(head + len(data))
+            for r in raws:
+                m[off : off + r.nbytes] = r
+                off += _pad(r.nbytes)
+        for r in raws:
+            r.release()
+
+    def receive_object(self, timeout: Optional[float] = None) -> Any:
+        """Receive and unpickle an object sent with ``send_object``.  This and
+        ``receive_object_async`` are the only calls that unpickle: only use them on a
+        channel whose senders you trust, as unpickling can run code."""
+        with self.receive_view(timeout) as m:
+            if m.nbytes < _OBJ_HEAD.size:
+                raise LayoutError("not an object message (too short)")
+            magic, nbuf, plen = _OBJ_HEAD.unpack_from(m, 0)
+            head = _OBJ_HEAD.size + 8 * nbuf
+            if magic != _OBJ_MAGIC or head > m.nbytes or plen > m.nbytes - head:
+                raise LayoutError("not an object message sent with send_object()")
+            sizes = [struct.unpack_from("<Q", m, _OBJ_HEAD.size + 8 * i)[0] for i in range(nbuf)]
+            data = bytes(m[head : head + plen])
+            off = _pad(head + plen)
+            bufs = []
+            for size in sizes:
+                if off + size > m.nbytes:
+                    raise LayoutError("object message buffers run past its end")
+                bufs.append(bytearray(m[off : off + size]))
+                off += _pad(size)
+        return pickle.loads(data, buffers=bufs)
+
+    # ---- numpy ---------------------------------------------------------------------
+
+    def send_array(self, array: Any, timeout: Optional[float] = None) -> None:
+        """Send a numpy array (any shape, order, byte order or structured dtype; not
+        object dtype) with its dtype, shape and order, copied once into the ring."""
+        import numpy as np
+
+        a = np.asanyarray(array)
+        if a.dtype.hasobject:
+            raise ValueError("arrays of Python objects cannot be shared; use send_object()")
+        order = "F" if (a.flags.f_contiguous and not a.flags.c_contiguous) else "C"
+        descr = repr(np.lib.format.dtype_to_descr(a.dtype)).encode()
+        head = _ARR_HEAD.size + len(descr) + 8 * a.ndim
+        off = _pad(head)
+        with self.loan(off + a.nbytes, timeout) as m:
+            _ARR_HEAD.pack_into(m, 0, _ARR_MAGIC, len(descr), a.ndim, ord(order))
+            m[_ARR_HEAD.size : _ARR_HEAD.size + len(descr)] = descr
+            struct.pack_into(f"<{a.ndim}q", m, _ARR_HEAD.size + len(descr), *a.shape)
+            if a.nbytes:
+                dest = np.ndarray(a.shape, a.dtype, buffer=m[off:], order=order)
+                np.copyto(dest, a, casting="no")
+                del dest
+
+    def _parse_array(self, m: memoryview) -> tuple[Any, tuple[int, ...], str, int]:
+        import numpy as np
+
+        if m.nbytes < _ARR_HEAD.size:
+            raise LayoutError("not an array message (too short)")
+        magic, dlen, ndim, order = _ARR_HEAD.unpack_from(m, 0)
+        if magic != _ARR_MAGIC or ndim > _MAX_NDIM or order not in (ord("C"), ord("F")):
+            raise LayoutError("not an array message sent with send_array()")
+        head = _ARR_HEAD.size + dlen + 8 * ndim
+        if head > m.nbytes:
+            raise LayoutError("array message header runs past its end")
+        try:
+            descr = ast.literal_eval(bytes(m[_ARR_HEAD.size : _ARR_HEAD.size + dlen]).decode())
+            dtype = np.lib.format.descr_to_dtype(descr)
+        except (ValueError, SyntaxError, TypeError, UnicodeDecodeError) as exc:
+            raise LayoutError(f"array message has an invalid dtype: {exc}") from None
+        if dtype.hasobject:
+            raise LayoutError("array message with an object dtype refused")
+        shape = struct.unpack_from(f"<{ndim}q", m, _ARR_HEAD.size + dlen)
+        if any(s < 0 for s in shape):
+            raise LayoutError("array message with a negative dimension")
+        count = 1
+        for s in shape:
+            count *= s
+        off = _pad(head)
+        if count * dtype.itemsize > m.nbytes - min(off, m.nbytes):
+            raise LayoutError("array message shorter than its shape and dtype say")
+        return dtype, tuple(shape), chr(order), off
+
+    def receive_array(self, timeout: Optional[float] = None) -> np.ndarray:
+        """Receive an array sent with ``send_array``: same dtype, shape and order,
+        read-only, its data copied once out of the ring.  For no copy at all, use
+        ``receive_array_view``."""
+        import numpy as np
+
+        with self.receive_view(timeout) as m:
+            dtype, shape, order, off = self._parse_array(m)
+            nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            data = bytearray(m[off : off + nbytes])
+        a = np.ndarray(shape, dtype, buffer=data, order=order)
+        a.flags.writeable = False
+        return a
+
+    @contextmanager
+    def receive_array_view(self, timeout: Optional[float] = None) -> Iterator[np.ndarray]:
+        """Yield the next array as a read-only view inside the ring (zero copy), valid
+        only inside the block; copy what must outlive it."""
+        import numpy as np
+
+        with self.receive_view(timeout) as m:
+            dtype, shape, order, off = self._parse_array(m)
+            nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            sub = m[off : off + nbytes]
+            a = np.ndarray(shape, dtype, buffer=sub, order=order)
+            try:
+                yield a
+            finally:
+                del a
+                sub.release()
+
+    # ---- end of stream -------------------------------------------------------------
+
+    def close_sending(self) -> None:
+        """Close the channel for sending: receivers drain what is queued, then get
+        ``EndOfChannel``; further sends raise ``EndOfChannel``.  Permanent."""
+        self._ring.close_sending()
+
+    def __iter__(self) -> Iterator[bytes]:
+        """Receive messages until the channel is closed for sending and drained."""
+        receive = self._receive
+        while True:
+            try:
+                yield receive(None)
+            except EndOfChannel:
+                return
+
+    # ---- asyncio -------------------------------------------------------------------
+
+    async def send_async(self, data: Any, timeout: Optional[float] = None) -> None:
+        """``send`` for asyncio: waits for room without blocking the event loop."""
+        ring = self._ring
+        n = memoryview(data).nbytes
+
+        def attempt() -> Optional[bool]:
+            try:
+                ring.send(data, 0)
+                return True
+            except ChannelFull:
+                return None
+
+        def block(t: float) -> object:
+            return ring.wait_writable(n, t)
+
+        await wait_until(attempt, block, timeout, what="send")
+
+    async def receive_async(self, timeout: Optional[float] = None) -> bytes:
+        """``receive`` for asyncio; the message is taken on the loop's thread, so a
+        cancelled call never loses one."""
+        ring = self._ring
+
+        def attempt() -> Optional[bytes]:
+            try:
+                return ring.receive(0)  # type: ignore[no-any-return]
+            except ChannelEmpty:
+                return None
+
+        def block(t: float) -> object:
+            return ring.wait_readable(t)
+
+        return await wait_until(attempt, block, timeout, what="receive")
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        """``async for msg in channel``: until closed for sending and drained."""
+        while True:
+            try:
+                yield await self.receive_async()
+            except EndOfChannel:
+                return
+
+    # ---- inspection and lifetime ---------------------------------------------------
+
+    def statistics(self) -> ChannelStatistics:
+        """Depth, capacity, peers, waiters and loss counters."""
+        return ChannelStatistics(**self._ring.statistics())
+
+    def close(self) -> None:
+        """Detach this handle (the channel lives on for the others)."""
+        if not self._segment.closed:
+            self._ring.detach()
+        self._segment.close()
+
+    def unlink(self) -> None:
+        """Remove the channel's name."""
+        self._segment.unlink()
+
+    def _after_fork(self) -> None:
+        if not self._segment.closed:
+            self._ring.after_fork()
+
+    def __enter__(self) -> Channel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Channel.open, (self.name,))
+
+    def __repr__(self) -> str:
+        if self._segment.closed:
+            return f"<Channel {self.name!r} closed>"
+        s = self.statistics()
+        return (
+            f"<Channel {self.name!r} {s.queued_messages} queued, "
+            f"{s.queued_bytes}/{s.capacity} bytes>"
+        )

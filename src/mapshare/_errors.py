@@ -1,0 +1,139 @@
+"""The exception hierarchy: one root, leaves that also subclass the builtin a user would
+already catch.  Each C status code maps to exactly one class (registered with the
+extension at import)."""
+
+from __future__ import annotations
+
+import queue
+
+from . import _core
+
+__all__ = [
+    "ChannelBroken",
+    "ChannelEmpty",
+    "ChannelFull",
+    "EndOfChannel",
+    "LayoutError",
+    "MapshareError",
+    "MessageTooLarge",
+    "NameCollisionError",
+    "NoSpaceError",
+    "NotOwnerError",
+    "OwnerDiedError",
+    "PermissionDeniedError",
+    "SegmentDestroyedError",
+    "SegmentExistsError",
+    "SegmentFaultError",
+    "SegmentNotFoundError",
+    "WaitTimeout",
+]
+
+
+class MapshareError(Exception):
+    """Root of every exception mapshare raises on purpose."""
+
+
+class SegmentNotFoundError(MapshareError, FileNotFoundError):
+    """No segment of that name (or no backing file at that path)."""
+
+
+class SegmentExistsError(MapshareError, FileExistsError):
+    """Exclusive creation found the name already taken."""
+
+
+class NameCollisionError(SegmentExistsError):
+    """Two logical names map to the same short OS name; pick another name."""
+
+
+class PermissionDeniedError(MapshareError, PermissionError):
+    """The OS or mapshare's own ownership and mode checks refused access."""
+
+
+class NoSpaceError(MapshareError, OSError):
+    """Storage for the segment could not be reserved (full /dev/shm, disk or quota)."""
+
+
+class LayoutError(MapshareError):
+    """The object is not a valid mapshare segment of the expected kind: wrong magic,
+    unknown layout version, sizes beyond the mapping, a corrupt ring, or a header that
+    was never finished."""
+
+
+class _Initializing(LayoutError):
+    """The header is not published yet (internal: ``open()`` retries, then raises a
+    plain LayoutError)."""
+
+
+class SegmentDestroyedError(MapshareError):
+    """The segment was destroyed (its last user left) while we were attaching."""
+
+
+class SegmentFaultError(MapshareError):
+    """The segment's memory vanished under us: another process truncated the object.
+    The handle is unusable afterwards; its memory reads as zeros."""
+
+
+class WaitTimeout(MapshareError, TimeoutError):
+    """A wait with a timeout expired."""
+
+
+class OwnerDiedError(MapshareError):
+    """The previous holder of a lock died while holding it.
+
+    Raised by ``Lock.acquire()`` **with the lock held by the caller**: repair the
+    state the lock protects, then call ``release()`` (or keep using it and release
+    later).  ``lock`` is the Lock concerned.
+    """
+
+    lock: object = None
+
+
+class NotOwnerError(MapshareError, RuntimeError):
+    """``release()`` of a lock that the calling thread does not hold."""
+
+
+class ChannelFull(MapshareError, queue.Full):
+    """A non-blocking send found the channel full."""
+
+
+class ChannelEmpty(MapshareError, queue.Empty):
+    """A non-blocking receive found the channel empty."""
+
+
+class EndOfChannel(MapshareError):
+    """The channel was closed for sending and everything queued has been received."""
+
+
+class ChannelBroken(MapshareError):
+    """The channel is empty and every process that sent on it died without closing it:
+    nothing more will arrive."""
+
+
+class MessageTooLarge(MapshareError, ValueError):
+    """The message can never fit in this channel; it was not sent."""
+
+
+_core.set_errors(
+    {
+        _core.E_OS: OSError,
+        _core.E_NOT_FOUND: SegmentNotFoundError,
+        _core.E_EXISTS: SegmentExistsError,
+        _core.E_PERMISSION: PermissionDeniedError,
+        _core.E_LAYOUT: LayoutError,
+        _core.E_TIMEOUT: WaitTimeout,
+        _core.E_OWNER_DIED: OwnerDiedError,
+        _core.E_FULL: ChannelFull,
+        _core.E_EMPTY: ChannelEmpty,
+        _core.E_CLOSED: EndOfChannel,
+        _core.E_TOO_LARGE: MessageTooLarge,
+        _core.E_NOT_OWNER: NotOwnerError,
+        _core.E_NO_SPACE: NoSpaceError,
+        _core.E_BUSY: MapshareError,
+        _core.E_INITIALIZING: _Initializing,
+        _core.E_DESTROYED: SegmentDestroyedError,
+        _core.E_BROKEN: ChannelBroken,
+        _core.E_FAULT: SegmentFaultError,
+        _core.E_INVALID: ValueError,
+        _core.E_VALUE: ValueError,
+    }
+)

@@ -1,0 +1,945 @@
+"""Named segments: the file-mapping model (CreateFileMapping / OpenFileMapping /
+MapViewOfFile) with explicit lifetimes, permissions and a self-describing header.
+
+Policy lives here (names, lifetime, ownership checks, retries, links to backing files);
+the mechanism (mapping, header validation, the attach table) is in ``_core``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import struct
+import sys
+import time
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union
+
+from . import _core, _naming
+from ._errors import (
+    LayoutError,
+    NameCollisionError,
+    PermissionDeniedError,
+    SegmentDestroyedError,
+    SegmentExistsError,
+    SegmentNotFoundError,
+    _Initializing,
+)
+
+if TYPE_CHECKING:
+    from ._sync import Lock
+
+__all__ = [
+    "LockState",
+    "ProcessInfo",
+    "Segment",
+    "SegmentInfo",
+    "segments",
+]
+
+Access = Literal["rw", "r", "copy"]
+Lifetime = Literal["shared", "persistent"]
+PathLike = Union[str, "os.PathLike[str]"]
+
+_ACCESS = {"rw": _core.ACCESS_WRITE, "r": _core.ACCESS_READ, "copy": _core.ACCESS_COPY}
+_ACCESS_NAMES = {v: k for k, v in _ACCESS.items()}
+_LIFETIME = {"persistent": _core.LIFETIME_PERSISTENT, "shared": _core.LIFETIME_SHARED}
+_LIFETIME_NAMES = {v: k for k, v in _LIFETIME.items()}
+KIND_NAMES = {
+    _core.KIND_SEGMENT: "segment",
+    _core.KIND_LOCK: "lock",
+    _core.KIND_EVENT: "event",
+    _core.KIND_SEMAPHORE: "semaphore",
+    _core.KIND_CHANNEL: "channel",
+    _core.KIND_LINK: "link",
+}
+_WINDOWS = _core.PLATFORM == "windows"
+_SHM_DIR = "/dev/shm"
+_LINK_FMT = "<QQ"  # dev, ino of the backing file; its path follows
+_INIT_WAIT = 2.0   # seconds an opener waits for a creator to finish the header
+
+# Every open Segment of this process, so that a forked child can register itself.
+_live: "weakref.WeakSet[Segment]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for seg in list(_live):
+        seg._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _lifetime_code(lifetime: str) -> int:
+    try:
+        return _LIFETIME[lifetime]
+    except KeyError:
+        raise ValueError(
+            f"lifetime must be 'shared' or 'persistent', not {lifetime!r}"
+        ) from None
+
+
+def _access_code(access: str) -> int:
+    try:
+        return _ACCESS[access]
+    except KeyError:
+        raise ValueError(f"access must be 'rw', 'r' or 'copy', not {access!r}") from None
+
+
+def _check_mode(mode: int) -> int:
+    if not isinstance(mode, int) or not 0 <= mode <= 0o777:
+        raise ValueError(f"mode must be permission bits between 0 and 0o777, not {mode!r}")
+    if not mode & 0o600 == 0o600:
+        raise ValueError("mode must give the owner read and write (0o600 at least)")
+    return mode
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """A process attached to a segment."""
+
+    pid: int
+    """Process id (in the namespace of the process that attached)."""
+    handles: int
+    """How many handles this process holds on the segment."""
+    alive: Optional[bool]
+    """True if that process instance still runs, False if it died (or its pid now
+    names another process), None if it cannot be told (another PID namespace)."""
+
+
+@dataclass(frozen=True)
+class LockState:
+    """A snapshot of a lock."""
+
+    held: bool
+    """Somebody holds the lock."""
+    holder: int
+    """OS thread id of the holder (0 when free or unknown)."""
+    holder_alive: Optional[bool]
+    """False if the holder died holding it (the next acquirer is told); None if free."""
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    """What ``Segment.info()``, ``mapshare.segments()`` and ``mapshare info`` report."""
+
+    name: str
+    """The logical name."""
+    os_name: str
+    """The name the OS knows (``/mapshare....``)."""
+    kind: str
+    """segment, lock, event, semaphore or channel (link for a file-backed name)."""
+    size: int
+    """User area size in bytes, exactly as created."""
+    lifetime: str
+    """'shared' (removed when the last user detaches or dies) or 'persistent'."""
+    state: str
+    """'ready', 'destroyed', 'initializing' or 'corrupt'."""
+    path: Optional[str]
+    """Backing file, or None for anonymous shared memory."""
+    creator_pid: int
+    """Process that created it."""
+    creator_alive: Optional[bool]
+    """Whether that process instance still runs."""
+    created: Optional[_dt.datetime]
+    """Creation time (UTC)."""
+    uid: int
+    """Owner of the OS object."""
+    mode: int
+    """Permission bits of the OS object."""
+    attached: tuple[ProcessInfo, ...]
+    """Processes attached now (dead ones until reaped)."""
+    lock: Optional[LockState]
+    """The segment's built-in lock."""
+    change_count: int
+    """The change counter moved by ``notify()``."""
+    extra: dict[str, Any]
+    """Kind-specific details (channel depth and peers, event state, semaphore value)."""
+    error: Optional[str] = None
+    """Why the header could not be read, for state 'corrupt' or 'initializing'."""
+
+    @property
+    def all_dead(self) -> bool:
+        """True when no attached process is alive (a 'shared' segment gc may remove)."""
+        return all(p.alive is False for p in self.attached)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly dictionary."""
+        return {
+            "name": self.name,
+            "os_name": self.os_name,
+            "kind": self.kind,
+            "size": self.size,
+            "lifetime": self.lifetime,
+            "state": self.state,
+            "path": self.path,
+            "creator_pid": self.creator_pid,
+            "creator_alive": self.creator_alive,
+            "created": self.created.isoformat() if self.created else None,
+            "uid": self.uid,
+            "mode": oct(self.mode),
+            "attached": [
+                {"pid": p.pid, "handles": p.handles, "alive": p.alive} for p in self.attached
+            ],
+            "lock": None
+            if self.lock is None
+            else {
+                "held": self.lock.held,
+                "holder": self.lock.holder,
+                "holder_alive": self.lock.holder_alive,
+            },
+            "change_count": self.change_count,
+            "extra": self.extra,
+            "error": self.error,
+        }
+
+
+def _alive(code: int) -> Optional[bool]:
+    return None if code < 0 else bool(code)
+
+
+def _lock_state(d: dict[str, Any]) -> LockState:
+    held = bool(d["held"])
+    return LockState(
+        held=held,
+        holder=int(d["holder"]),
+        holder_alive=(not d["holder_dead"]) if held else None,
+    )
+
+
+def _info_from_header(
+    h: dict[str, Any], os_name: str, st: dict[str, Any], path: Optional[str]
+) -> SegmentInfo:
+    kind = KIND_NAMES.get(h["kind"], f"unknown({h['kind']})")
+    extra: dict[str, Any] = {}
+    for key in (
+        "event_set", "value", "maximum", "waiters", "capacity", "queued_bytes",
+        "queued_messages", "sent_messages", "received_messages", "high_water", "redelivered",
+        "abandoned", "closed", "send_waiters", "receive_waiters",
+    ):
+        if key in h:
+            extra[key] = h[key]
+    for key in ("senders", "receivers"):
+        if key in h:
+            extra[key] = [
+                {"pid": p["pid"], "alive": _alive(p["alive"])} for p in h[key]
+            ]
+    for key in ("send_lock", "recv_lock"):
+        if key in h:
+            s = _lock_state(h[key])
+            extra[key] = {"held": s.held, "holder": s.holder, "holder_alive": s.holder_alive}
+    state = {_core.STATE_READY: "ready", _core.STATE_DESTROYED: "destroyed"}.get(
+        h["state"], "corrupt"
+    )
+    return SegmentInfo(
+        name=h["name"],
+        os_name=os_name,
+        kind=kind,
+        size=h["size"],
+        lifetime=_LIFETIME_NAMES.get(h["lifetime"], "?"),
+        state=state,
+        path=path,
+        creator_pid=h["creator_pid"],
+        creator_alive=_alive(_core.process_alive(h["creator_pid"], h["creator_start"])),
+        created=_dt.datetime.fromtimestamp(h["created_ns"] / 1e9, tz=_dt.timezone.utc),
+        uid=st["uid"],
+        mode=st["mode"],
+        attached=tuple(
+            ProcessInfo(pid=p["pid"], handles=p["count"], alive=_alive(p["alive"]))
+            for p in h["attached"]
+        ),
+        lock=_lock_state(h["lock"]),
+        change_count=h["change_count"],
+        extra=extra,
+    )
+
+
+class Segment:
+    """A named block of shared memory, optionally backed by a file.
+
+    Made by the factories ``create``, ``open`` and ``open_or_create`` (never by the
+    constructor).  ``buf`` is the memory; ``close()`` detaches this handle and
+    ``unlink()`` removes the name.  A Segment is a context manager (closing on exit)
+    and pickles as its name, so a worker process reattaches.
+    """
+
+    _kind: int = _core.KIND_SEGMENT
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise TypeError(
+            f"use {type(self).__name__}.create(), .open() or .open_or_create()"
+        )
+
+    # ---- construction --------------------------------------------------------------
+
+    @classmethod
+    def _wrap(
+        cls,
+        core: _core.Segment,
+        name: str,
+        os_name: str,
+        path: Optional[str],
+        access: str,
+        raw: bool,
+    ) -> Any:
+        self = object.__new__(cls)
+        self._core = core
+        self._name = name
+        self._os_name = os_name
+        self._path = path
+        self._access = access
+        self._raw = raw
+        self._unlinked = False
+        self._buf: Optional[memoryview] = None
+        st = core.stat()
+        self._ident = (st["dev"], st["ino"])
+        self._link_ident: Optional[tuple[int, int]] = None
+        _live.add(self)
+        return self
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        size: int,
+        *,
+        path: Optional[PathLike] = None,
+        mode: int = 0o600,
+        lifetime: Lifetime = "shared",
+        global_namespace: bool = False,
+    ) -> Segment:
+        """Create a new segment of ``size`` bytes, exclusively.
+
+        ``path``: back it by a new file at that path (created exclusively, never through
+        a symlink) instead of anonymous shared memory.  ``mode``: permission bits,
+        owner-only by default.  ``lifetime``: ``"shared"`` (default) removes the
+        segment when the last attached process closes it or dies; ``"persistent"`` keeps
+        it until ``unlink()``.  Storage is reserved now, so a full ``/dev/shm`` or disk
+        raises ``NoSpaceError`` here rather than SIGBUS later.
+
+        Raises ``SegmentExistsError`` if the name is taken.
+        """
+        return cls._create(
+            name, size, path=path, mode=mode, lifetime=lifetime, init=None,
+            global_namespace=global_namespace,
+        )
+
+    @classmethod
+    def _create(
+        cls,
+        name: str,
+        size: int,
+        *,
+        path: Optional[PathLike],
+        mode: int,
+        lifetime: str,
+        init: object,
+        global_namespace: bool = False,
+    ) -> Any:
+        _naming.validate(name)
+        if not isinstance(size, int) or size < 0:
+            raise ValueError(f"size must be an int >= 0, not {size!r}")
+        mode = _check_mode(mode)
+        lt = _lifetime_code(lifetime)
+        osn = _naming.os_name(name)
+        flags = _core.OBJ_GLOBAL if global_namespace else 0
+        if path is None or _WINDOWS:
+            fspath = None if path is None else os.fspath(path)
+            try:
+                core = _core.create(osn, name, cls._kind, size, fspath, mode, lt, flags, init)
+            except SegmentExistsError:
+                cls._raise_exists(name, osn)
+                raise
+            return cls._wrap(core, name, osn, fspath, "rw", False)
+        return cls._create_file_backed(name, osn, os.fspath(path), size, mode, lt, init)
+
+    @classmethod
+    def _raise_exists(cls, name: str, osn: str) -> None:
+        """Turn EEXIST into a precise message (collision, other owner)."""
+        try:
+            core = _core.open(osn, None, 0, _core.ACCESS_READ)
+        except Exception:
+            return
+        try:
+            st = core.stat()
+            try:
+                other = core.header()["name"]
+            except Exception:
+                other = name
+        finally:
+            core.close(detach=False)
+        if other != name:
+            raise NameCollisionError(
+                f"{name!r} and the existing {other!r} share the OS name {osn!r}; "
+                "choose a name that differs in its first 7 characters or is shorter"
+            )
+        if not _WINDOWS and st["uid"] != os.geteuid():
+            raise SegmentExistsError(
+                f"segment {name!r} already exists and is owned by uid {st['uid']} "
+                "(possibly pre-created by another user)"
+            )
+
+    @classmethod
+    def _create_file_backed(
+        cls, name: str, osn: str, path: str, size: int, mode: int, lt: int, init: object
+    ) -> Any:
+        # The name is a small 'link' object pointing at the file, so the segment can be
+        # opened by name like any other; the file carries the real header and data.
+        payload_len = struct.calcsize(_LINK_FMT) + len(os.fsencode(path)) + 1
+        try:
+            link = _core.create(
+                osn, name, _core.KIND_LINK, payload_len + 4096, None, mode,
+                _core.LIFETIME_PERSISTENT, 0, None,
+            )
+        except SegmentExistsError:
+            cls._raise_exists(name, osn)
+            raise
+        try:
+            core = _core.create(osn, name, cls._kind, size, path, mode, lt, 0, init)
+        except BaseException:
+            link.close()
+            _core.unlink(osn)
+            raise
+        st = core.stat()
+        link.write(struct.pack(_LINK_FMT, st["dev"], st["ino"]) + os.fsencode(path) + b"\0")
+        link_st = link.stat()
+        link.close()
+        self = cls._wrap(core, name, osn, os.path.abspath(path), "rw", False)
+        self._link_ident = (link_st["dev"], link_st["ino"])
+        return self
+
+    @classmethod
+    def open(
+        cls,
+        name: Optional[str] = None,
+        *,
+        path: Optional[PathLike] = None,
+        access: Access = "rw",
+        raw: bool = False,
+        allow_foreign: bool = False,
+        follow_symlinks: bool = False,
+        global_namespace: bool = False,
+        timeout: float = _INIT_WAIT,
+    ) -> Segment:
+        """Open an existing segment by name, or by the path of its backing file.
+
+        ``access``: ``"rw"``, ``"r"`` (writes raise) or ``"copy"`` (copy-on-write:
+        writes stay private to this handle, never reach the file or other processes).
+        ``raw=True`` maps a foreign object with no mapshare header: ``name`` is then the
+        exact POSIX shm name (``"/foo"``) or use ``path=`` for a plain file.
+        ``allow_foreign``: accept a segment owned by another user or writable by
+        everyone (refused by default).  ``timeout``: how long to wait for a creator that
+        is still writing the header.
+
+        Raises ``SegmentNotFoundError`` if it does not exist, ``LayoutError`` if it is
+        not a valid mapshare segment of the expected kind.
+        """
+        if name is None and path is None:
+            raise TypeError("open() needs a name or a path")
+        acc = _access_code(access)
+        flags = (_core.OBJ_FOLLOW_SYMLINKS if follow_symlinks else 0) | (
+            _core.OBJ_GLOBAL if global_namespace else 0
+        )
+        if raw:
+            return cls._open_raw(name, path, access, acc, flags)
+        fspath = None if path is None else os.fspath(path)
+        if name is not None:
+            _naming.validate(name)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return cls._open_once(name, fspath, access, acc, flags, allow_foreign)
+            except (_Initializing, SegmentDestroyedError) as exc:
+                if time.monotonic() >= deadline:
+                    if isinstance(exc, SegmentDestroyedError):
+                        raise SegmentNotFoundError(
+                            2, f"segment {name!r} was destroyed by its last user"
+                        ) from None
+                    raise LayoutError(
+                        f"segment {name or fspath!r} was never finished by its creator "
+                        "(it is still initializing, or its creator died half-way; "
+                        "`mapshare gc` removes abandoned ones)"
+                    ) from None
+                time.sleep(0.005)
+
+    @classmethod
+    def _open_raw(
+        cls, name: Optional[str], path: Optional[PathLike], access: str, acc: int, flags: int
+    ) -> Any:
+        fspath = None if path is None else os.fspath(path)
+        osn = ""
+        if fspath is None:
+            assert name is not None
+            osn = name if name.startswith("/") or _WINDOWS else "/" + name
+        core = _core.open(osn, fspath, 0, acc, True, flags)
+        return cls._wrap(core, name or os.path.basename(fspath or ""), osn, fspath, access, True)
+
+    @classmethod
+    def _open_once(
+        cls,
+        name: Optional[str],
+        fspath: Optional[str],
+        access: str,
+        acc: int,
+        flags: int,
+        allow_foreign: bool,
+    ) -> Any:
+        link_ident = None
+        if fspath is None:
+            assert name is not None
+            osn = _naming.os_name(name)
+            core = _core.open(osn, None, 0, acc, False, flags)
+            if core.kind == _core.KIND_LINK and not _WINDOWS:
+                fspath, dev, ino, link_ident = cls._read_link(core, name)
+                core = _core.open(osn, fspath, 0, acc, False, flags)
+                st = core.stat()
+                if (st["dev"], st["ino"]) != (dev, ino):
+                    core.close(detach=False)
+                    raise LayoutError(
+                        f"the file behind segment {name!r} was replaced: {fspath!r}"
+                    )
+        else:
+            # The OS name (needed for waiting on Windows) comes from the file's header.
+            peek = _core.open("", fspath, 0, _core.ACCESS_READ, False, flags)
+            try:
+                header_name = peek.header()["name"]
+            finally:
+                peek.close(detach=False)
+            if name is not None and header_name != name:
+                raise LayoutError(f"{fspath!r} holds segment {header_name!r}, not {name!r}")
+            name = header_name
+            osn = _naming.os_name(name)
+            core = _core.open(osn, fspath, 0, acc, False, flags)
+        try:
+            cls._check_opened(core, name, osn, allow_foreign)
+            if core.header_writable:
+                core.attach()
+        except BaseException:
+            core.close(detach=False)
+            raise
+        self = cls._wrap(
+            core, name, osn, None if fspath is None else os.path.abspath(fspath), access, False
+        )
+        self._link_ident = link_ident
+        return self
+
+    @staticmethod
+    def _read_link(core: _core.Segment, name: str) -> tuple[str, int, int, tuple[int, int]]:
+        try:
+            data = core.read()
+            st = core.stat()
+        finally:
+            core.close(detach=False)
+        n = struct.calcsize(_LINK_FMT)
+        dev, ino = struct.unpack_from(_LINK_FMT, data)
+        raw_path = data[n:].split(b"\0", 1)[0]
+        if dev == 0 and ino == 0:
+            raise _Initializing("link not yet written")
+        return os.fsdecode(raw_path), dev, ino, (st["dev"], st["ino"])
+
+    @classmethod
+    def _check_opened(
+        cls, core: _core.Segment, name: str, osn: str, allow_foreign: bool
+    ) -> None:
+        h = core.header()
+        if h["name"] != name:
+            raise LayoutError(
+                f"{osn!r} holds segment {h['name']!r}, not {name!r} "
+                "(two names that share an OS name)"
+            )
+        if cls._kind != _core.KIND_SEGMENT and core.kind != cls._kind:
+            raise LayoutError(
+                f"{name!r} is a {KIND_NAMES.get(core.kind, '?')}, not a "
+                f"{KIND_NAMES[cls._kind]}"
+            )
+        if not allow_foreign and not _WINDOWS:
+            st = core.stat()
+            if st["uid"] != os.geteuid():
+                raise PermissionDeniedError(
+                    1,
+                    f"segment {name!r} is owned by uid {st['uid']}, not by you "
+                    f"(uid {os.geteuid()}); pass allow_foreign=True to trust it",
+                )
+            if st["mode"] & 0o002:
+                raise PermissionDeniedError(
+                    1,
+                    f"segment {name!r} is writable by every user (mode {oct(st['mode'])}); "
+                    "pass allow_foreign=True to trust it",
+                )
+
+    @classmethod
+    def open_or_create(
+        cls,
+        name: str,
+        size: int,
+        *,
+        path: Optional[PathLike] = None,
+        mode: int = 0o600,
+        lifetime: Lifetime = "shared",
+        timeout: float = _INIT_WAIT,
+    ) -> Segment:
+        """Open ``name`` if it exists, else create it; safe when many processes race.
+
+        Raises ``LayoutError`` if the existing segment differs in size or kind.
+        """
+        return cls._open_or_create(
+            name, size, path=path, mode=mode, lifetime=lifetime, init=None, timeout=timeout
+        )
+
+    @classmethod
+    def _open_or_create(
+        cls, name: str, size: int, *, path: Optional[PathLike], mode: int, lifetime: str,
+        init: object, timeout: float,
+    ) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                seg = cls.open(name, timeout=max(0.0, deadline - time.monotonic()))
+            except SegmentNotFoundError:
+                try:
+                    return cls._create(
+                        name, size, path=path, mode=mode, lifetime=lifetime, init=init
+                    )
+                except SegmentExistsError:
+                    if time.monotonic() >= deadline:
+                        raise
+                    continue  # lost the race, or a destroyed one is going away
+            if seg.size != size or seg._core.kind != cls._kind:
+                kind = KIND_NAMES.get(seg._core.kind, "?")
+                got = seg.size
+                seg.close()
+                raise LayoutError(
+                    f"existing segment {name!r} is a {kind} of {got} bytes; asked for a "
+                    f"{KIND_NAMES[cls._kind]} of {size} bytes"
+                )
+            return seg
+
+    # ---- attributes ----------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The logical name."""
+        return self._name
+
+    @property
+    def os_name(self) -> str:
+        """The OS-level name (see ``mapshare._naming``)."""
+        return self._os_name
+
+    @property
+    def path(self) -> Optional[str]:
+        """The backing file, or None for anonymous shared memory."""
+        return self._path
+
+    @property
+    def size(self) -> int:
+        """The user area's size in bytes: exactly what was asked for at creation."""
+        return int(self._core.size)
+
+    @property
+    def access(self) -> str:
+        """'rw', 'r' or 'copy'."""
+        return self._access
+
+    @property
+    def lifetime(self) -> str:
+        """'shared' or 'persistent' ('persistent' for raw objects)."""
+        if self._raw:
+            return "persistent"
+        return _LIFETIME_NAMES[self._core.lifetime]
+
+    @property
+    def closed(self) -> bool:
+        """True after ``close()``."""
+        return bool(self._core.closed)
+
+    @property
+    def raw(self) -> bool:
+        """True for a foreign object mapped without a header."""
+        return self._raw
+
+    @property
+    def buf(self) -> memoryview:
+        """The segment's memory (read-only for access='r').  Views and numpy arrays
+        made from it keep it mapped: ``close()`` raises BufferError until they are
+        released."""
+        if self._buf is None:
+            self._check_open()
+            self._buf = memoryview(self._core)
+        return self._buf
+
+    def _check_open(self) -> None:
+        if self._core.closed:
+            raise ValueError(f"segment {self._name!r} is closed")
+
+    # ---- data ----------------------------------------------------------------------
+
+    def read(self, n: Optional[int] = None, offset: int = 0) -> bytes:
+        """Copy ``n`` bytes (default: to the end) starting at ``offset`` out of the
+        segment.  Raises SegmentFaultError, never crashes, if the memory vanished."""
+        self._check_open()
+        return self._core.read(n, offset)
+
+    def write(self, data: Any, offset: int = 0) -> int:
+        """Copy a bytes-like object into the segment at ``offset`` (the seed's
+        CopyMemory).  Returns the number of bytes written."""
+        self._check_open()
+        return int(self._core.write(data, offset))
+
+    def view(self, offset: int, length: int, *, access: Optional[Access] = None) -> memoryview:
+        """Map ``length`` bytes at any ``offset`` as a separate view (MapViewOfFile):
+        alignment to the OS granularity is handled inside.  ``access`` may narrow the
+        segment's access ('r') or ask for a private copy ('copy').  Release the
+        memoryview (or use it in a ``with`` block) to unmap."""
+        self._check_open()
+        acc = -1 if access is None else _access_code(access)
+        return memoryview(self._core.map_view(offset, length, acc))
+
+    def flush(self, *, durable: bool = False) -> None:
+        """Write modified pages of a file-backed segment back to the file
+        (FlushViewOfFile).  ``durable=True`` also waits until the data is on stable
+        storage (fsync / FlushFileBuffers); errors such as a full disk are raised."""
+        self._check_open()
+        self._core.flush(0, None, durable)
+
+    # ---- synchronization -----------------------------------------------------------
+
+    def lock(self) -> Lock:
+        """The segment's built-in robust lock (see ``mapshare.Lock``)."""
+        from ._sync import Lock
+
+        self._check_open()
+        return Lock._bind(self)
+
+    def notify(self) -> None:
+        """Tell waiters the segment changed: bumps the change counter and wakes every
+        process in ``wait_for_change``."""
+        self._check_open()
+        self._core.notify()
+
+    @property
+    def change_count(self) -> int:
+        """The change counter (a 32-bit value that wraps)."""
+        self._check_open()
+        return int(self._core.change_count())
+
+    def wait_for_change(self, since: int, timeout: Optional[float] = None) -> int:
+        """Block until the change counter differs from ``since`` and return its new
+        value.  Read ``change_count`` before reading the data, then wait with it: a
+        notify in between is never lost.  Raises ``WaitTimeout`` (a TimeoutError)."""
+        self._check_open()
+        return int(self._core.wait_change(since, timeout))
+
+    async def wait_for_change_async(
+        self, since: int, timeout: Optional[float] = None
+    ) -> int:
+        """``wait_for_change`` for asyncio: never blocks the event loop; cancellable."""
+        from ._aio import wait_until
+
+        self._check_open()
+        core = self._core
+
+        def poll() -> Optional[int]:
+            now = int(core.change_count())
+            return None if now == since else now
+
+        def block(t: float) -> Optional[int]:
+            try:
+                return int(core.wait_change(since, t, 0.0))
+            except TimeoutError:
+                return None
+
+        return await wait_until(poll, block, timeout, what="wait_for_change")
+
+    @property
+    def spin(self) -> float:
+        """Seconds to busy-wait before sleeping in waits on this handle (default
+        50 µs).  0 sleeps at once: lowest CPU use, highest wake-up latency."""
+        return float(self._core.spin)
+
+    @spin.setter
+    def spin(self, seconds: float) -> None:
+        self._core.spin = seconds
+
+    # ---- inspection ----------------------------------------------------------------
+
+    def info(self) -> SegmentInfo:
+        """A snapshot of the header: kind, sizes, creator, attached processes, lock."""
+        self._check_open()
+        if self._raw:
+            st = self._core.stat()
+            return SegmentInfo(
+                name=self._name, os_name=self._os_name, kind="raw", size=self.size,
+                lifetime="persistent", state="ready", path=self._path, creator_pid=0,
+                creator_alive=None, created=None, uid=st["uid"], mode=st["mode"],
+                attached=(), lock=None, change_count=0, extra={},
+            )
+        info = _info_from_header(self._core.header(), self._os_name, self._core.stat(), self._path)
+        return info
+
+    # ---- lifetime ------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Detach this handle.  Raises BufferError while memoryviews or numpy arrays of
+        the memory are still in use (nothing is unmapped under them).  For a 'shared'
+        segment, the last process to close removes it."""
+        core = self._core
+        if core.closed:
+            return
+        if self._buf is not None:
+            self._buf.release()
+            self._buf = None
+        last = core.close()
+        _live.discard(self)
+        if last and not self._unlinked:
+            self._remove_name()
+
+    def unlink(self) -> None:
+        """Remove the name now: nobody can open it any more; processes that have it
+        open keep using it.  For a file-backed segment the file stays (it is the data);
+        only the name goes."""
+        if self._raw:
+            if self._path is None:
+                _core.unlink(self._os_name)
+            return
+        if not self._core.closed and self._core.header_writable:
+            self._core.mark_destroyed()
+        self._remove_name()
+        self._unlinked = True
+
+    def _remove_name(self) -> None:
+        if _WINDOWS:
+            return  # Windows names vanish with their last handle
+        ident = self._link_ident if self._path is not None else self._ident
+        if ident is None:
+            return
+        try:
+            _core.unlink_if_same(self._os_name, ident[0], ident[1])
+        except SegmentNotFoundError:
+            pass
+
+    def _after_fork(self) -> None:
+        if not self._core.closed:
+            self._core.after_fork()
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            core = self._core
+        except AttributeError:
+            return
+        try:
+            if not core.closed and not core.exports:
+                self.close()
+        except Exception:
+            pass
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self._raw:
+            return (_reopen_raw, (type(self), self._name, self._path, self._access))
+        return (_reopen, (type(self), self._name, self._path, self._access))
+
+    def __repr__(self) -> str:
+        state = "closed" if self._core.closed else f"{self.size} bytes, {self._access}"
+        backing = f", path={self._path!r}" if self._path else ""
+        return f"<{type(self).__name__} {self._name!r} ({state}{backing})>"
+
+
+def _reopen(cls: type[Segment], name: str, path: Optional[str], access: Access) -> Segment:
+    if path is not None and name is None:
+        return cls.open(path=path, access=access)
+    try:
+        return cls.open(name, access=access)
+    except SegmentNotFoundError:
+        if path is None:
+            raise
+        return cls.open(path=path, access=access)
+
+
+def _reopen_raw(cls: type[Segment], name: str, path: Optional[str], access: Access) -> Segment:
+    return cls.open(name, path=path, access=access, raw=True)
+
+
+def _list_os_names() -> list[str]:
+    if sys.platform.startswith("linux"):
+        try:
+            entries = os.listdir(_SHM_DIR)
+        except OSError:
+            return []
+        return sorted("/" + e for e in entries if _naming.is_os_name(e))
+    return []
+
+
+def segment_info(os_name: str) -> SegmentInfo:
+    """Read one OS object's header without attaching.  Never raises for a corrupt or
+    unfinished object: its info has state 'corrupt' or 'initializing'."""
+    try:
+        core = _core.open(os_name, None, 0, _core.ACCESS_READ)
+    except (LayoutError, OSError) as exc:
+        state = "initializing" if isinstance(exc, _Initializing) else "corrupt"
+        if isinstance(exc, SegmentNotFoundError):
+            raise
+        return _broken_info(os_name, state, str(exc))
+    try:
+        h = core.header()
+        st = core.stat()
+        path = None
+        if h["kind"] == _core.KIND_LINK:
+            data = core.read()
+            n = struct.calcsize(_LINK_FMT)
+            path = os.fsdecode(data[n:].split(b"\0", 1)[0]) or None
+            if path:
+                try:
+                    target = _core.open(os_name, path, 0, _core.ACCESS_READ)
+                except (LayoutError, OSError) as exc:
+                    info = _info_from_header(h, os_name, st, path)
+                    return _replace(info, state="corrupt", error=f"backing file: {exc}")
+                try:
+                    return _info_from_header(target.header(), os_name, target.stat(), path)
+                finally:
+                    target.close(detach=False)
+        return _info_from_header(h, os_name, st, path)
+    finally:
+        core.close(detach=False)
+
+
+def _replace(info: SegmentInfo, **changes: Any) -> SegmentInfo:
+    import dataclasses
+
+    return dataclasses.replace(info, **changes)
+
+
+def _broken_info(os_name: str, state: str, error: str) -> SegmentInfo:
+    uid, mode, size = 0, 0, 0
+    created = None
+    try:
+        st = os.stat(_SHM_DIR + os_name)
+        uid, mode, size = st.st_uid, st.st_mode & 0o7777, st.st_size
+        created = _dt.datetime.fromtimestamp(st.st_mtime, tz=_dt.timezone.utc)
+    except OSError:
+        pass
+    return SegmentInfo(
+        name="?", os_name=os_name, kind="?", size=size, lifetime="?", state=state, path=None,
+        creator_pid=0, creator_alive=None, created=created, uid=uid, mode=mode, attached=(),
+        lock=None, change_count=0, extra={}, error=error,
+    )
+
+
+def segments() -> list[SegmentInfo]:
+    """Every mapshare object in this machine's shared memory (Linux: ``/dev/shm``),
+    with name, kind, size, lifetime, creator and attached processes (alive or dead).
+    On Windows named objects cannot be enumerated: the list is empty."""
+    out = []
+    for osn in _list_os_names():
+        try:
+            out.append(segment_info(osn))
+        except SegmentNotFoundError:
+            continue  # removed while we looked
+    return out

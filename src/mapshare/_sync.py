@@ -1,0 +1,349 @@
+"""Locks, events and semaphores shared between processes, named or inside a segment.
+
+All of them spin briefly, then sleep on a futex-style word with the GIL released;
+Ctrl-C interrupts a wait in the main thread; timeouts use the monotonic clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from . import _core
+from ._aio import poll_until, wait_until
+from ._errors import OwnerDiedError
+from ._segment import Lifetime, LockState, Segment, _lock_state
+
+__all__ = ["Event", "Lock", "Semaphore"]
+
+
+class _LockSegment(Segment):
+    _kind = _core.KIND_LOCK
+
+
+class _EventSegment(Segment):
+    _kind = _core.KIND_EVENT
+
+
+class _SemaphoreSegment(Segment):
+    _kind = _core.KIND_SEMAPHORE
+
+
+class _Named:
+    """Shared plumbing: a synchronization object is a small segment of its own kind,
+    or lives inside another segment."""
+
+    _segment_cls: type[Segment] = Segment
+    _segment: Segment
+    _owns: bool
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise TypeError(f"use {type(self).__name__}.create(), .open() or .open_or_create()")
+
+    @classmethod
+    def _wrap(cls, seg: Segment, owns: bool) -> Any:
+        self = object.__new__(cls)
+        self._segment = seg
+        self._owns = owns
+        self._offset: Optional[int] = None
+        return self
+
+    @classmethod
+    def open(cls, name: str) -> Any:
+        """Open an existing one by name (``SegmentNotFoundError`` if missing,
+        ``LayoutError`` if the name holds another kind of object)."""
+        return cls._wrap(cls._segment_cls.open(name), True)
+
+    @property
+    def name(self) -> str:
+        """The name (of the segment that holds it, for one placed in a segment)."""
+        return self._segment.name
+
+    @property
+    def spin(self) -> float:
+        """Seconds to busy-wait before sleeping (default 50 µs)."""
+        return self._segment.spin
+
+    @spin.setter
+    def spin(self, seconds: float) -> None:
+        self._segment.spin = seconds
+
+    def close(self) -> None:
+        """Detach (a named object's segment is closed; one inside a segment leaves it
+        open)."""
+        if self._owns:
+            self._segment.close()
+
+    def unlink(self) -> None:
+        """Remove the name of a named object."""
+        if not self._owns:
+            raise TypeError("an object placed inside a segment has no name of its own")
+        self._segment.unlink()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if not self._owns:
+            raise TypeError("pickle the segment instead, and reopen with open_in()")
+        return (type(self).open, (self._segment.name,))
+
+    def __del__(self) -> None:
+        pass
+
+
+class Lock(_Named):
+    """A mutual-exclusion lock between processes that survives a killed holder.
+
+    ``Lock.create(name)`` makes a named lock; ``segment.lock()`` is the lock built into
+    every segment.  Not reentrant: a thread that acquires twice gets RuntimeError.
+    Ownership is per thread: only the acquiring thread may ``release()``
+    (``NotOwnerError`` otherwise), and a child process forked while the parent holds it
+    does not hold it.
+
+    Robustness: when a holder dies while holding the lock (any cause, including SIGKILL),
+    the next ``acquire()`` gets the lock and raises ``OwnerDiedError`` **with the lock
+    held**, so the caller can repair what it protects and then ``release()``.  On Linux
+    this is the kernel's robust-futex mechanism (a process-shared robust pthread mutex),
+    which holds across PID reuse and PID namespaces.
+    """
+
+    _segment_cls = _LockSegment
+
+    @classmethod
+    def create(cls, name: str, *, mode: int = 0o600, lifetime: Lifetime = "shared") -> Lock:
+        """Create a named lock (exclusive: ``SegmentExistsError`` if the name exists)."""
+        return cls._wrap(
+            _LockSegment._create(name, 0, path=None, mode=mode, lifetime=lifetime, init=None),
+            True,
+        )
+
+    @classmethod
+    def open_or_create(
+        cls, name: str, *, mode: int = 0o600, lifetime: Lifetime = "shared"
+    ) -> Lock:
+        """Open the named lock, or create it; safe when processes race."""
+        seg = _LockSegment._open_or_create(
+            name, 0, path=None, mode=mode, lifetime=lifetime, init=None, timeout=2.0
+        )
+        return cls._wrap(seg, True)
+
+    @classmethod
+    def _bind(cls, seg: Segment) -> Lock:
+        return cls._wrap(seg, False)
+
+    def acquire(self, timeout: Optional[float] = None) -> bool:
+        """Wait for the lock: ``timeout=None`` forever, ``0`` try once, else seconds.
+        Returns True when acquired, False on timeout.  Raises ``OwnerDiedError``, with
+        the lock held, if its previous holder died holding it."""
+        try:
+            return bool(self._segment._core.lock_acquire(timeout))
+        except OwnerDiedError as exc:
+            exc.lock = self
+            raise
+
+    def release(self) -> None:
+        """Release the lock (``NotOwnerError`` if this thread does not hold it)."""
+        self._segment._core.lock_release()
+
+    def locked(self) -> bool:
+        """True if any thread of any process holds the lock."""
+        return bool(self._segment._core.lock_state()["held"])
+
+    def state(self) -> LockState:
+        """Holder thread id and whether the holder is alive."""
+        return _lock_state(self._segment._core.lock_state())
+
+    async def acquire_async(self, timeout: Optional[float] = None) -> bool:
+        """``acquire`` for asyncio (see mapshare._aio: polls with back-off on the loop's
+        thread, which then owns the lock).  Raises ``WaitTimeout`` on timeout."""
+
+        def attempt() -> Optional[bool]:
+            return True if self.acquire(0) else None
+
+        return await poll_until(attempt, timeout, what="lock acquire")
+
+    def __enter__(self) -> Lock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"<Lock {self.name!r} {'locked' if self.locked() else 'unlocked'}>"
+
+
+class Event(_Named):
+    """A flag that processes wait on: ``set()``, ``clear()``, ``is_set()``,
+    ``wait(timeout)``, like ``threading.Event`` but shared by name."""
+
+    _segment_cls = _EventSegment
+
+    @classmethod
+    def create(
+        cls, name: str, *, initially_set: bool = False, mode: int = 0o600,
+        lifetime: Lifetime = "shared",
+    ) -> Event:
+        """Create a named event (exclusive)."""
+        seg = _EventSegment._create(
+            name, 0, path=None, mode=mode, lifetime=lifetime, init=initially_set
+        )
+        return cls._wrap(seg, True)
+
+    @classmethod
+    def open_or_create(
+        cls, name: str, *, mode: int = 0o600, lifetime: Lifetime = "shared"
+    ) -> Event:
+        """Open the named event, or create it (clear)."""
+        seg = _EventSegment._open_or_create(
+            name, 0, path=None, mode=mode, lifetime=lifetime, init=False, timeout=2.0
+        )
+        return cls._wrap(seg, True)
+
+    @classmethod
+    def create_in(cls, segment: Segment, offset: int, *, initially_set: bool = False) -> Event:
+        """Place a new event in 8 bytes of ``segment`` at ``offset`` (a multiple of 8)."""
+        segment._core.event_init(offset, initially_set)
+        return cls.open_in(segment, offset)
+
+    @classmethod
+    def open_in(cls, segment: Segment, offset: int) -> Event:
+        """Use the event another process placed at ``offset`` of ``segment``."""
+        self = cls._wrap(segment, False)
+        self._offset = offset
+        segment._core.event_is_set(offset)  # validates the offset
+        return self  # type: ignore[no-any-return]
+
+    def set(self) -> None:
+        """Set the flag and wake every waiter."""
+        self._segment._core.event_set(self._offset)
+
+    def clear(self) -> None:
+        """Clear the flag."""
+        self._segment._core.event_clear(self._offset)
+
+    def is_set(self) -> bool:
+        """The flag's value."""
+        return bool(self._segment._core.event_is_set(self._offset))
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Block until the flag is set; True, or False after ``timeout`` seconds."""
+        return bool(self._segment._core.event_wait(timeout, None, self._offset))
+
+    async def wait_async(self, timeout: Optional[float] = None) -> bool:
+        """``wait`` for asyncio; raises ``WaitTimeout`` on timeout; cancellable."""
+        core, off = self._segment._core, self._offset
+
+        def attempt() -> Optional[bool]:
+            return True if core.event_is_set(off) else None
+
+        def block(t: float) -> object:
+            return core.event_wait(t, 0.0, off)
+
+        return await wait_until(attempt, block, timeout, what="event wait")
+
+    def __repr__(self) -> str:
+        return f"<Event {self.name!r} {'set' if self.is_set() else 'clear'}>"
+
+
+class Semaphore(_Named):
+    """A bounded counting semaphore shared between processes.
+
+    ``acquire`` takes a unit (waiting while there is none), ``release`` returns one;
+    releasing above ``maximum`` raises ValueError (like ``threading.BoundedSemaphore``).
+    A unit taken by a process that dies is not returned: use ``Lock`` for exclusion
+    that must survive crashes."""
+
+    _segment_cls = _SemaphoreSegment
+
+    @classmethod
+    def create(
+        cls, name: str, value: int = 1, *, maximum: Optional[int] = None, mode: int = 0o600,
+        lifetime: Lifetime = "shared",
+    ) -> Semaphore:
+        """Create a named semaphore holding ``value`` units, at most ``maximum``
+        (default: ``value``, or 1 if value is 0)."""
+        maximum = maximum if maximum is not None else max(value, 1)
+        seg = _SemaphoreSegment._create(
+            name, 0, path=None, mode=mode, lifetime=lifetime, init=(value, maximum)
+        )
+        return cls._wrap(seg, True)
+
+    @classmethod
+    def open_or_create(
+        cls, name: str, value: int = 1, *, maximum: Optional[int] = None, mode: int = 0o600,
+        lifetime: Lifetime = "shared",
+    ) -> Semaphore:
+        """Open the named semaphore, or create it with ``value``."""
+        maximum = maximum if maximum is not None else max(value, 1)
+        seg = _SemaphoreSegment._open_or_create(
+            name, 0, path=None, mode=mode, lifetime=lifetime, init=(value, maximum),
+            timeout=2.0,
+        )
+        return cls._wrap(seg, True)
+
+    @classmethod
+    def create_in(
+        cls, segment: Segment, offset: int, value: int = 1, *, maximum: Optional[int] = None
+    ) -> Semaphore:
+        """Place a new semaphore in 16 bytes of ``segment`` at ``offset`` (multiple of 8)."""
+        maximum = maximum if maximum is not None else max(value, 1)
+        segment._core.sem_init(offset, value, maximum)
+        return cls.open_in(segment, offset)
+
+    @classmethod
+    def open_in(cls, segment: Segment, offset: int) -> Semaphore:
+        """Use the semaphore another process placed at ``offset`` of ``segment``."""
+        self = cls._wrap(segment, False)
+        self._offset = offset
+        segment._core.sem_value(offset)  # validates the offset
+        return self  # type: ignore[no-any-return]
+
+    def acquire(self, timeout: Optional[float] = None) -> bool:
+        """Take a unit: ``timeout=None`` waits forever, ``0`` tries once; returns False
+        on timeout."""
+        return bool(self._segment._core.sem_acquire(timeout, None, self._offset))
+
+    def release(self, n: int = 1) -> None:
+        """Return ``n`` units and wake waiters (ValueError above the maximum)."""
+        self._segment._core.sem_release(n, self._offset)
+
+    @property
+    def value(self) -> int:
+        """Units available now."""
+        return int(self._segment._core.sem_value(self._offset)[0])
+
+    @property
+    def maximum(self) -> int:
+        """The bound."""
+        return int(self._segment._core.sem_value(self._offset)[1])
+
+    async def acquire_async(self, timeout: Optional[float] = None) -> bool:
+        """``acquire`` for asyncio; raises ``WaitTimeout`` on timeout; cancellable (a
+        unit is only ever taken on the loop's thread)."""
+        core, off = self._segment._core, self._offset
+
+        def attempt() -> Optional[bool]:
+            return True if core.sem_acquire(0, 0.0, off) else None
+
+        def block(t: float) -> object:
+            # wait for a unit to appear without taking it: a brief take-and-return
+            # would race with other processes, so poll the value with the futex-free
+            # check and sleep in small steps
+            import time
+
+            end = time.monotonic() + t
+            while time.monotonic() < end:
+                if core.sem_value(off)[0] > 0:
+                    return True
+                time.sleep(0.0005)
+            return False
+
+        return await wait_until(attempt, block, timeout, what="semaphore acquire")
+
+    def __enter__(self) -> Semaphore:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"<Semaphore {self.name!r} value={self.value}/{self.maximum}>"

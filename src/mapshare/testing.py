@@ -1,0 +1,50 @@
+"""Helpers for testing code that uses mapshare: unique names and leak checks.
+
+    from mapshare.testing import unique_name, leftover
+    name = unique_name()
+    ...
+    assert not leftover(before)
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+from collections.abc import Iterable
+
+from . import _core, _naming
+
+__all__ = ["leftover", "remove", "shm_entries", "unique_name"]
+
+_counter = itertools.count()
+
+
+def unique_name(prefix: str = "t") -> str:
+    """A name no other process is using: prefix, pid, a counter and random bits; at most
+    20 characters for prefixes of up to 3, so its OS name is readable (not hashed)."""
+    return f"{prefix}{os.getpid() % 100000:05d}{next(_counter):04d}{os.urandom(3).hex()}"[:20]
+
+
+def shm_entries() -> set[str]:
+    """The mapshare OS names present now (Linux: entries of /dev/shm)."""
+    if not sys.platform.startswith("linux"):
+        return set()
+    try:
+        return {"/" + e for e in os.listdir("/dev/shm") if _naming.is_os_name(e)}
+    except OSError:
+        return set()
+
+
+def leftover(before: Iterable[str]) -> set[str]:
+    """mapshare objects present now that were not in ``before``."""
+    return shm_entries() - set(before)
+
+
+def remove(os_names: Iterable[str]) -> None:
+    """Unlink OS names, ignoring those already gone."""
+    for osn in os_names:
+        try:
+            _core.unlink(osn)
+        except OSError:
+            pass
