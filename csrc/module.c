@@ -959,38 +959,56 @@ static int wait_args(PyObject *tobj, PyObject *sobj, SegmentObject *self, ms_wai
     return 0;
 }
 
-static PyObject *Segment_lock_acquire(SegmentObject *self, PyObject *args, PyObject *kw)
+/* lock_acquire(timeout=None, spin=None, which=0): METH_FASTCALL, and the uncontended
+ * path (a try-lock) runs before any wait options are worked out. */
+static PyObject *Segment_lock_acquire(SegmentObject *self, PyObject *const *args,
+                                      Py_ssize_t nargs, PyObject *kwnames)
 {
-    static char *kwlist[] = {"timeout", "spin", "which", NULL};
-    PyObject *tobj = Py_None, *sobj = Py_None;
-    int which = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOi:lock_acquire", kwlist, &tobj, &sobj,
-                                     &which))
+    static const char *const kwlist[] = {"timeout", "spin", "which"};
+    PyObject *vals[3] = {Py_None, Py_None, NULL};
+    if (fast_kwargs(args, nargs, kwnames, kwlist, vals, 3, "lock_acquire") < 0)
         return NULL;
+    PyObject *tobj = vals[0], *sobj = vals[1];
+    int which = 0;
+    if (vals[2]) {
+        which = (int)PyLong_AsLong(vals[2]);
+        if (which == -1 && PyErr_Occurred())
+            return NULL;
+    }
     if (seg_check_header(self) < 0)
         return NULL;
     if (!self->seg.hdr_writable)
         return raise_status(MS_E_PERMISSION, 0, "lock of a segment opened read-only");
     ms_wait_opts o;
-    if (wait_args(tobj, sobj, self, &o) < 0)
-        return NULL;
+    if (tobj != Py_None || sobj != Py_None) {
+        if (wait_args(tobj, sobj, self, &o) < 0)
+            return NULL;
+    }
     unsigned slot;
     void *area = lock_area(self, which, &slot);
     if (!area) {
         PyErr_SetString(PyExc_ValueError, "no such lock");
         return NULL;
     }
-    gil_wait g = {NULL, is_main_thread()};
-    o.arg = &g;
     int err = 0;
     ms_status st = ms_p_lock_acquire(self->seg.ctx, slot, area, 0, &err);
+    gil_wait g = {NULL, 0};
+    if (st == MS_E_TIMEOUT && tobj == Py_None && sobj == Py_None) {
+        if (wait_args(tobj, sobj, self, &o) < 0)
+            return NULL;
+    }
     if (st == MS_E_TIMEOUT && o.timeout_ns != 0) {
+        g.main_thread = is_main_thread();
+        o.arg = &g;
         g.ts = PyEval_SaveThread();
         st = ms_lock_acquire(&self->seg, slot, area, &o, &err);
         PyEval_RestoreThread(g.ts);
     }
+    /* One bit per lock area, not a count: whoever takes a lock over (after its holder
+     * thread exited, say) owns the single hold, so a dead thread's acquisition through
+     * this handle does not block close() forever. */
     if (st == MS_OK || st == MS_E_OWNER_DIED)
-        self->locks_held++;
+        self->locks_held |= 1 << which;
     if (st == MS_OK)
         Py_RETURN_TRUE;
     if (st == MS_E_TIMEOUT)
@@ -1003,11 +1021,19 @@ static PyObject *Segment_lock_acquire(SegmentObject *self, PyObject *args, PyObj
     return raise_status(st, err, "lock");
 }
 
-static PyObject *Segment_lock_release(SegmentObject *self, PyObject *args)
+static PyObject *Segment_lock_release(SegmentObject *self, PyObject *const *args,
+                                      Py_ssize_t nargs)
 {
     int which = 0;
-    if (!PyArg_ParseTuple(args, "|i:lock_release", &which))
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "lock_release() takes at most 1 argument");
         return NULL;
+    }
+    if (nargs == 1) {
+        which = (int)PyLong_AsLong(args[0]);
+        if (which == -1 && PyErr_Occurred())
+            return NULL;
+    }
     if (seg_check_header(self) < 0)
         return NULL;
     unsigned slot;
@@ -1020,8 +1046,7 @@ static PyObject *Segment_lock_release(SegmentObject *self, PyObject *args)
     ms_status st = ms_lock_release(&self->seg, slot, area, &err);
     if (st != MS_OK)
         return raise_status(st, err, "release");
-    if (self->locks_held > 0)
-        self->locks_held--;
+    self->locks_held &= ~(1 << which);
     Py_RETURN_NONE;
 }
 
@@ -1395,8 +1420,9 @@ static PyMethodDef Segment_methods[] = {
     {"map_view", (PyCFunction)(void (*)(void))Segment_map_view, METH_VARARGS | METH_KEYWORDS,
      "map_view(offset, length, access=-1) -> Window"},
     {"lock_acquire", (PyCFunction)(void (*)(void))Segment_lock_acquire,
-     METH_VARARGS | METH_KEYWORDS, "lock_acquire(timeout=None, spin=None, which=0) -> bool"},
-    {"lock_release", (PyCFunction)Segment_lock_release, METH_VARARGS, "lock_release(which=0)"},
+     METH_FASTCALL | METH_KEYWORDS, "lock_acquire(timeout=None, spin=None, which=0) -> bool"},
+    {"lock_release", (PyCFunction)(void (*)(void))Segment_lock_release, METH_FASTCALL,
+     "lock_release(which=0)"},
     {"lock_state", (PyCFunction)Segment_lock_state, METH_VARARGS, "lock_state(which=0) -> dict"},
     {"notify", (PyCFunction)Segment_notify, METH_NOARGS, "Bump the change counter and wake."},
     {"change_count", (PyCFunction)Segment_change_count, METH_NOARGS, "The change counter."},
@@ -1528,6 +1554,8 @@ static int channel_opts(ChannelObject *self, PyObject *tobj, ms_wait_opts *o)
 
 static const ms_wait_opts fast_opts = {0, 0, NULL, NULL, 1};
 
+static PyObject *channel_send(ChannelObject *self, PyObject *data, PyObject *tobj);
+
 /* send(data, timeout=None) */
 static PyObject *Channel_send(ChannelObject *self, PyObject *const *args, Py_ssize_t nargs,
                               PyObject *kwnames)
@@ -1549,6 +1577,19 @@ static PyObject *Channel_send(ChannelObject *self, PyObject *const *args, Py_ssi
         if (nargs == 2)
             tobj = args[1];
     }
+    return channel_send(self, data, tobj);
+}
+
+static PyObject *zero_timeout;
+
+/* send_nowait(data) */
+static PyObject *Channel_send_nowait(ChannelObject *self, PyObject *data)
+{
+    return channel_send(self, data, zero_timeout);
+}
+
+static PyObject *channel_send(ChannelObject *self, PyObject *data, PyObject *tobj)
+{
     if (ch_check(self) < 0)
         return NULL;
     const char *p;
@@ -1611,6 +1652,8 @@ static uint8_t *alloc_bytes_nogil(void *arg, size_t len)
     return a->result ? (uint8_t *)PyBytes_AS_STRING(a->result) : NULL;
 }
 
+static PyObject *channel_receive(ChannelObject *self, PyObject *tobj);
+
 /* receive(timeout=None) -> bytes */
 static PyObject *Channel_receive(ChannelObject *self, PyObject *const *args, Py_ssize_t nargs,
                                  PyObject *kwnames)
@@ -1625,6 +1668,18 @@ static PyObject *Channel_receive(ChannelObject *self, PyObject *const *args, Py_
     } else if (nargs == 1) {
         tobj = args[0];
     }
+    return channel_receive(self, tobj);
+}
+
+/* receive_nowait() -> bytes */
+static PyObject *Channel_receive_nowait(ChannelObject *self, PyObject *unused)
+{
+    (void)unused;
+    return channel_receive(self, zero_timeout);
+}
+
+static PyObject *channel_receive(ChannelObject *self, PyObject *tobj)
+{
     if (ch_check(self) < 0)
         return NULL;
     PyObject *result = NULL;
@@ -1941,24 +1996,37 @@ static PyGetSetDef Channel_getset[] = {
 
 static PyMethodDef Channel_methods[] = {
     {"send", (PyCFunction)(void (*)(void))Channel_send, METH_FASTCALL | METH_KEYWORDS,
-     "send(data, timeout=None)"},
+     "send($self, data, timeout=None)\n--\n\n"
+     "Send a bytes-like object, waiting while the channel is full: timeout=None waits\n"
+     "forever, 0 does not wait (ChannelFull), else seconds (WaitTimeout).\n"
+     "MessageTooLarge if it can never fit; EndOfChannel after close_sending()."},
+    {"send_nowait", (PyCFunction)Channel_send_nowait, METH_O,
+     "send_nowait($self, data, /)\n--\n\nSend without waiting; ChannelFull if there is no room."},
     {"receive", (PyCFunction)(void (*)(void))Channel_receive, METH_FASTCALL | METH_KEYWORDS,
-     "receive(timeout=None) -> bytes"},
-    {"loan", (PyCFunction)(void (*)(void))Channel_loan, METH_VARARGS | METH_KEYWORDS,
-     "loan(n, timeout=None) -> Window"},
-    {"commit", (PyCFunction)Channel_commit, METH_VARARGS, "commit(window, used=None)"},
-    {"abort", (PyCFunction)Channel_abort, METH_VARARGS, "abort(window)"},
-    {"receive_view", (PyCFunction)(void (*)(void))Channel_receive_view,
-     METH_VARARGS | METH_KEYWORDS, "receive_view(timeout=None) -> Window"},
-    {"consume", (PyCFunction)Channel_consume, METH_VARARGS, "consume(window, keep=False)"},
-    {"close_sending", (PyCFunction)Channel_close_sending, METH_NOARGS, "Close for sending."},
-    {"statistics", (PyCFunction)Channel_statistics, METH_NOARGS, "Counters as a dict."},
-    {"detach", (PyCFunction)Channel_detach, METH_NOARGS, "Leave the peer tables."},
-    {"after_fork", (PyCFunction)Channel_after_fork, METH_NOARGS, "Reset in a forked child."},
-    {"wait_readable", (PyCFunction)Channel_wait_readable, METH_VARARGS,
-     "wait_readable(timeout=None) -> bool: a message or the end is there"},
-    {"wait_writable", (PyCFunction)Channel_wait_writable, METH_VARARGS,
-     "wait_writable(n, timeout=None) -> bool: n bytes would fit"},
+     "receive($self, timeout=None)\n--\n\n"
+     "Receive the next message as bytes, waiting while the channel is empty: timeout=None\n"
+     "waits forever, 0 does not wait (ChannelEmpty), else seconds (WaitTimeout).\n"
+     "EndOfChannel once closed and drained; ChannelBroken if every sender died."},
+    {"receive_nowait", (PyCFunction)Channel_receive_nowait, METH_NOARGS,
+     "receive_nowait($self, /)\n--\n\nReceive without waiting; ChannelEmpty if there is nothing."},
+    {"close_sending", (PyCFunction)Channel_close_sending, METH_NOARGS,
+     "close_sending($self, /)\n--\n\n"
+     "Close the channel for sending: receivers drain what is queued, then get\n"
+     "EndOfChannel; later sends raise EndOfChannel.  Permanent."},
+    {"_loan", (PyCFunction)(void (*)(void))Channel_loan, METH_VARARGS | METH_KEYWORDS,
+     "_loan(n, timeout=None) -> Window"},
+    {"_commit", (PyCFunction)Channel_commit, METH_VARARGS, "_commit(window, used=None)"},
+    {"_abort", (PyCFunction)Channel_abort, METH_VARARGS, "_abort(window)"},
+    {"_receive_view", (PyCFunction)(void (*)(void))Channel_receive_view,
+     METH_VARARGS | METH_KEYWORDS, "_receive_view(timeout=None) -> Window"},
+    {"_consume", (PyCFunction)Channel_consume, METH_VARARGS, "_consume(window, keep=False)"},
+    {"_statistics", (PyCFunction)Channel_statistics, METH_NOARGS, "Counters as a dict."},
+    {"_detach", (PyCFunction)Channel_detach, METH_NOARGS, "Leave the peer tables."},
+    {"_after_fork", (PyCFunction)Channel_after_fork, METH_NOARGS, "Reset in a forked child."},
+    {"_wait_readable", (PyCFunction)Channel_wait_readable, METH_VARARGS,
+     "_wait_readable(timeout=None) -> bool: a message or the end is there"},
+    {"_wait_writable", (PyCFunction)Channel_wait_writable, METH_VARARGS,
+     "_wait_writable(n, timeout=None) -> bool: n bytes would fit"},
     {NULL}
 };
 
@@ -1967,7 +2035,7 @@ static PyTypeObject Channel_Type = {
     .tp_name = "mapshare._core.Channel",
     .tp_basicsize = sizeof(ChannelObject),
     .tp_dealloc = (destructor)Channel_dealloc,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_doc = "The ring of a channel segment (mechanism only; see mapshare.Channel).",
     .tp_methods = Channel_methods,
     .tp_getset = Channel_getset,
@@ -2000,6 +2068,9 @@ static struct PyModuleDef moduledef = {
 
 PyMODINIT_FUNC PyInit__core(void)
 {
+    zero_timeout = PyLong_FromLong(0);
+    if (!zero_timeout)
+        return NULL;
     if (PyType_Ready(&Segment_Type) < 0 || PyType_Ready(&Window_Type) < 0 ||
         PyType_Ready(&Channel_Type) < 0)
         return NULL;

@@ -178,14 +178,35 @@ static int space_pred(void *arg)
     return used > p->ch->cap || p->ch->cap - used >= p->need;
 }
 
+/* Called after a sequentially consistent store of tail (resp. head). */
 static void wake_receivers(ms_channel *ch)
 {
-    ms_wake_waiters(ch->seg, MS_SLOT_NOT_EMPTY, &ch->ring->not_empty_seq, &ch->ring->recv_waiters);
+    ms_wake_waiters_sc(ch->seg, MS_SLOT_NOT_EMPTY, &ch->ring->not_empty_seq,
+                       &ch->ring->recv_waiters);
 }
 
 static void wake_senders(ms_channel *ch)
 {
-    ms_wake_waiters(ch->seg, MS_SLOT_NOT_FULL, &ch->ring->not_full_seq, &ch->ring->send_waiters);
+    ms_wake_waiters_sc(ch->seg, MS_SLOT_NOT_FULL, &ch->ring->not_full_seq,
+                       &ch->ring->send_waiters);
+}
+
+/* With send_lock held, after writing a padding record at position t that leaves too
+ * little room for the record: if the pad is all the ring holds and no receiver is busy,
+ * skip it here, so that an empty channel takes any message up to max_message at once
+ * (receivers skip pads, but none may be active).  Lock order send -> recv; try only. */
+static void skip_lone_pad(ms_channel *ch, uint64_t t, uint64_t pad)
+{
+    ms_ring *r = ch->ring;
+    ms_wait_opts o = { 0, 0, NULL, NULL, 1 };
+    ms_status st = ms_lock_acquire(ch->seg, MS_SLOT_RECV_LOCK, r->recv_lock, &o, NULL);
+    if (st != MS_OK && st != MS_E_OWNER_DIED)
+        return;  /* a receiver is at work: it skips the pad itself */
+    if (ms_load64(&r->head) == t) {
+        ms_store_sc64(&r->head, t + pad);
+        ch->cached_head = t + pad;
+    }
+    unlock_recv(ch);
 }
 
 /* With send_lock held: make room for a record of `rsize` bytes at the tail.  Returns
@@ -196,11 +217,18 @@ static ms_status reserve_locked(ms_channel *ch, uint64_t rsize, uint64_t *pos, u
     uint64_t cap = ch->cap;
     for (;;) {
         uint64_t t = ms_load_relaxed64(&r->tail);
-        uint64_t h = ms_load64(&r->head);
+        uint64_t h = ch->cached_head;
         uint64_t used = t - h;
+        uint64_t off = t % cap;
+        uint64_t want = off + rsize > cap ? cap - off : rsize;
+        if (used > cap || cap - used < want) {
+            /* the hint says no room: look at the real head */
+            h = ms_load64(&r->head);
+            ch->cached_head = h;
+            used = t - h;
+        }
         if (used > cap || (t & 7u) != 0)
             return MS_E_LAYOUT;
-        uint64_t off = t % cap;
         if (off + rsize > cap) {
             /* Not enough room before the end: fill it with a padding record, which
              * receivers skip, and start again at offset 0. */
@@ -211,7 +239,9 @@ static ms_status reserve_locked(ms_channel *ch, uint64_t rsize, uint64_t *pos, u
             }
             uint32_t hdr[2] = { (uint32_t)pad, MS_REC_PAD };
             memcpy(ch->buf + off, hdr, sizeof hdr);
-            ms_store64(&r->tail, t + pad);
+            ms_store_sc64(&r->tail, t + pad);
+            if (cap - pad - used < rsize)
+                skip_lone_pad(ch, t, pad);
             wake_receivers(ch);
             continue;
         }
@@ -230,10 +260,10 @@ static void publish_locked(ms_channel *ch, uint64_t pos, uint64_t payload)
     uint64_t rsize = MS_REC_HEADER + ALIGN8(payload);
     uint32_t hdr[2] = { (uint32_t)payload, 0 };
     memcpy(ch->buf + pos % ch->cap, hdr, sizeof hdr);
-    ms_store64(&r->tail, pos + rsize);
+    ms_store_sc64(&r->tail, pos + rsize);
     r->sent_messages++;
     r->sent_bytes += payload;
-    uint64_t used = pos + rsize - ms_load_relaxed64(&r->head);
+    uint64_t used = pos + rsize - ch->cached_head;
     if (used <= ch->cap && used > r->high_water)
         r->high_water = used;
 }
@@ -257,7 +287,7 @@ static ms_status send_fn(void *arg)
     ms_channel *ch = a->ch;
     uint64_t rsize = MS_REC_HEADER + ALIGN8(a->n);
     ms_wait_opts lock_opts = *a->o;
-    uint64_t start = ms_p_monotonic_ns();
+    uint64_t start = 0;  /* read the clock only if we have to wait */
     if (a->o->try_only)
         lock_opts.timeout_ns = 0;
     else if (a->o->timeout_ns == 0)
@@ -296,6 +326,8 @@ static ms_status send_fn(void *arg)
         /* Wait, unlocked, for the receivers to free `need` bytes. */
         ms_wait_opts wo = *a->o;
         if (wo.timeout_ns > 0) {
+            if (!start)
+                start = ms_p_monotonic_ns();
             uint64_t el = ms_p_monotonic_ns() - start;
             if (el >= (uint64_t)a->o->timeout_ns)
                 return MS_E_TIMEOUT;
@@ -392,9 +424,14 @@ static ms_status next_locked(ms_channel *ch, uint64_t *pos, uint32_t *len)
     uint64_t cap = ch->cap;
     for (;;) {
         uint64_t h = ms_load_relaxed64(&r->head);
-        uint64_t t = ms_load64(&r->tail);
-        if (t == h)
-            return MS_E_EMPTY;
+        uint64_t t = ch->cached_tail;
+        if (t == h || t - h > cap) {
+            /* the hint says empty (or another receiver went past it): look again */
+            t = ms_load64(&r->tail);
+            ch->cached_tail = t;
+            if (t == h)
+                return MS_E_EMPTY;
+        }
         uint64_t avail = t - h;
         if (avail > cap || (h & 7u) != 0)
             return MS_E_LAYOUT;
@@ -405,7 +442,7 @@ static ms_status next_locked(ms_channel *ch, uint64_t *pos, uint32_t *len)
             uint64_t pad = cap - off;
             if (hdr[0] != pad || pad > avail)
                 return MS_E_LAYOUT;
-            ms_store64(&r->head, h + pad);
+            ms_store_sc64(&r->head, h + pad);
             wake_senders(ch);
             continue;
         }
@@ -421,7 +458,7 @@ static ms_status next_locked(ms_channel *ch, uint64_t *pos, uint32_t *len)
 static void consume_locked(ms_channel *ch, uint64_t pos, uint32_t len)
 {
     ms_ring *r = ch->ring;
-    ms_store64(&r->head, pos + MS_REC_HEADER + ALIGN8(len));
+    ms_store_sc64(&r->head, pos + MS_REC_HEADER + ALIGN8(len));
     r->received_messages++;
     r->received_bytes += len;
 }
@@ -439,7 +476,7 @@ static ms_status recv_fn(void *arg)
 {
     struct recv_args *a = (struct recv_args *)arg;
     ms_channel *ch = a->ch;
-    uint64_t start = ms_p_monotonic_ns();
+    uint64_t start = 0;  /* read the clock only if we have to wait */
     ms_wait_opts wo = *a->o;
     for (;;) {
         struct avail_pred ap = { ch };
@@ -447,13 +484,26 @@ static ms_status recv_fn(void *arg)
         if (!avail_pred(&ap)) {
             if (wo.timeout_ns == 0)
                 return MS_E_EMPTY;
-            /* Before sleeping: a channel whose every sender died will never fill. */
+            /* Before sleeping, and again every slice while asleep (the last sender may
+             * die while we wait): a channel whose every sender died will never fill. */
             if (senders_all_dead(ch->ring))
                 return MS_E_BROKEN;
+            if (!start)
+                start = ms_p_monotonic_ns();
+            ms_wait_opts so = wo;
+            if (so.timeout_ns < 0 || so.timeout_ns > MS_SLICE_NS)
+                so.timeout_ns = MS_SLICE_NS;
             st = ms_wait_for(ch->seg, MS_SLOT_NOT_EMPTY, &ch->ring->not_empty_seq,
-                             &ch->ring->recv_waiters, avail_pred, &ap, &wo);
-            if (st == MS_E_TIMEOUT)
-                return MS_E_TIMEOUT;
+                             &ch->ring->recv_waiters, avail_pred, &ap, &so);
+            if (st == MS_E_TIMEOUT) {
+                if (a->o->timeout_ns > 0) {
+                    uint64_t el = ms_p_monotonic_ns() - start;
+                    if (el >= (uint64_t)a->o->timeout_ns)
+                        return MS_E_TIMEOUT;
+                    wo.timeout_ns = a->o->timeout_ns - (int64_t)el;
+                }
+                continue;
+            }
             if (st != MS_OK)
                 return st;
         }
@@ -503,6 +553,8 @@ static ms_status recv_fn(void *arg)
             return st;
         /* Another receiver took it: wait again with what is left of the timeout. */
         if (a->o->timeout_ns > 0) {
+            if (!start)
+                start = ms_p_monotonic_ns();
             uint64_t el = ms_p_monotonic_ns() - start;
             if (el >= (uint64_t)a->o->timeout_ns)
                 return MS_E_TIMEOUT;

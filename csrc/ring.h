@@ -22,6 +22,11 @@ typedef struct ms_channel {
     uint64_t loan_pos;     /* tail position of the loaned record */
     uint64_t loan_size;    /* payload bytes reserved */
     uint64_t view_next;    /* head after the viewed record */
+    /* Process-local hints that spare a cache miss per message: head and tail only grow,
+     * so an old value is a safe lower bound, refreshed only when it says "no room" or
+     * "nothing there". */
+    uint64_t cached_head;  /* sender side */
+    uint64_t cached_tail;  /* receiver side */
 } ms_channel;
 
 ms_status ms_ring_init(ms_header *h, void *arg, int *err);

@@ -76,6 +76,15 @@ void ms_wake_waiters(ms_segment *seg, unsigned slot, volatile uint32_t *word,
     }
 }
 
+void ms_wake_waiters_sc(ms_segment *seg, unsigned slot, volatile uint32_t *word,
+                        volatile uint32_t *waiters)
+{
+    if (ms_load_sc32(waiters) != 0) {
+        ms_add32(word, 1);
+        ms_p_wake32(seg->ctx, slot, word, 1);
+    }
+}
+
 /* ---- locks -------------------------------------------------------------------------- */
 
 ms_status ms_lock_acquire(ms_segment *seg, unsigned slot, void *area, const ms_wait_opts *o,

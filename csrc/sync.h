@@ -37,6 +37,10 @@ ms_status ms_wait_for(ms_segment *seg, unsigned slot, volatile uint32_t *word,
 /* Wake everyone waiting on word if anyone is: bumps word first. */
 void ms_wake_waiters(ms_segment *seg, unsigned slot, volatile uint32_t *word,
                      volatile uint32_t *waiters);
+/* The same, for a caller whose change was a sequentially consistent store
+ * (ms_store_sc64): no extra fence needed. */
+void ms_wake_waiters_sc(ms_segment *seg, unsigned slot, volatile uint32_t *word,
+                        volatile uint32_t *waiters);
 
 /* Locks (area is inside seg's header). */
 ms_status ms_lock_acquire(ms_segment *seg, unsigned slot, void *area, const ms_wait_opts *o,

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from mapshare import _naming
-from mapshare.testing import leftover, remove, shm_entries, unique_name
+from mapshare.testing import leftover, remove, session_token, shm_entries, unique_name
 
 ROOT = os.getuid() == 0 if hasattr(os, "getuid") else False
 LINUX = sys.platform.startswith("linux")
@@ -18,7 +18,14 @@ _session_before: set[str] = set()
 _leaks: set[str] = set()
 
 
+_token = ""
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
+    # Names made by this session (and its child processes) carry this token, so that
+    # the leak check below blames only this session, not a concurrent one.
+    global _token
+    _token = session_token()
     _session_before.update(shm_entries())
 
 
@@ -53,7 +60,7 @@ NameFactory = object
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    left = leftover(_session_before) | _leaks
+    left = {x for x in leftover(_session_before) if _token in x} | _leaks
     if left:
         remove(x.split(" ")[0] for x in left)
         sys.stderr.write(

@@ -325,60 +325,77 @@ void ms_p_wake32(ms_waitctx *ctx, unsigned slot, volatile uint32_t *word, int al
  * thread's list head or into a lock area this thread holds.  The set of held areas is
  * kept per thread; glibc resets the robust list in a forked child, and so do we. */
 #define MS_MAX_HELD 64
-static __thread void *held_areas[MS_MAX_HELD];
-static __thread int held_count;
-static __thread uintptr_t robust_head;   /* this thread's registered robust list head */
 
-static void held_add(void *area)
+/* Everything this file keeps per thread, in one struct: in a shared library each access
+ * to a thread-local goes through __tls_get_addr, so we look it up once per call. */
+struct ms_tls {
+    sigjmp_buf *guard_jmp;      /* the innermost ms_p_guarded_call of this thread */
+    uintptr_t robust_head;      /* this thread's registered robust list head */
+    int held_count;
+    void *held_areas[MS_MAX_HELD];
+};
+static __thread struct ms_tls tls;
+
+static struct ms_tls *my_tls(void) { return &tls; }
+
+static void held_add(struct ms_tls *t, void *area)
 {
-    if (held_count < MS_MAX_HELD)
-        held_areas[held_count++] = area;
+    if (t->held_count < MS_MAX_HELD)
+        t->held_areas[t->held_count++] = area;
 }
 
-static int held_remove(void *area)
+static int held_find(struct ms_tls *t, void *area)
 {
-    for (int i = 0; i < held_count; i++)
-        if (held_areas[i] == area) {
-            held_areas[i] = held_areas[--held_count];
-            return 1;
-        }
-    return 0;
+    for (int i = 0; i < t->held_count; i++)
+        if (t->held_areas[i] == area)
+            return i;
+    return -1;
 }
 
-static int held_contains_ptr(uintptr_t p)
+static int held_remove(struct ms_tls *t, void *area)
 {
-    for (int i = 0; i < held_count; i++) {
-        uintptr_t a = (uintptr_t)held_areas[i];
+    int i = held_find(t, area);
+    if (i < 0)
+        return 0;
+    t->held_areas[i] = t->held_areas[--t->held_count];
+    return 1;
+}
+
+static int held_contains_ptr(struct ms_tls *t, uintptr_t p)
+{
+    for (int i = 0; i < t->held_count; i++) {
+        uintptr_t a = (uintptr_t)t->held_areas[i];
         if (p >= a && p < a + MS_LOCK_AREA)
             return 1;
     }
     return 0;
 }
 
-static uintptr_t get_robust_head(void)
+static uintptr_t get_robust_head(struct ms_tls *t)
 {
-    if (!robust_head) {
+    if (!t->robust_head) {
         struct robust_list_head *head = NULL;
         size_t len = 0;
         if (syscall(SYS_get_robust_list, 0, &head, &len) == 0)
-            robust_head = (uintptr_t)head;
+            t->robust_head = (uintptr_t)head;
     }
-    return robust_head;
+    return t->robust_head;
 }
 
-static int list_ptr_ok(uintptr_t p)
+static int list_ptr_ok(struct ms_tls *t, uintptr_t p)
 {
-    uintptr_t h = get_robust_head();
+    uintptr_t h = get_robust_head(t);
     p &= ~(uintptr_t)1;
-    if (h && p >= h && p < h + 32)
+    if (p - h < 32)  /* the common case: the thread's list head itself */
         return 1;
-    return held_contains_ptr(p);
+    return held_contains_ptr(t, p);
 }
 
 static void atfork_child(void)
 {
-    held_count = 0;
-    robust_head = 0;
+    struct ms_tls *t = my_tls();
+    t->held_count = 0;
+    t->robust_head = 0;
 }
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
@@ -402,18 +419,18 @@ ms_status ms_p_lock_init(void *area, int *err)
     return MS_OK;
 }
 
-static ms_status lock_result(int rc, void *area, int *err)
+static ms_status lock_result(struct ms_tls *t, int rc, void *area, int *err)
 {
     pthread_mutex_t *m = (pthread_mutex_t *)area;
     switch (rc) {
     case 0:
-        held_add(area);
+        held_add(t, area);
         return MS_OK;
     case EOWNERDEAD:
         /* We hold it now.  Mark it consistent at once: the owner-died news travels to
          * Python as an exception, and recovery is the caller's policy. */
         pthread_mutex_consistent(m);
-        held_add(area);
+        held_add(t, area);
         return MS_E_OWNER_DIED;
     case EBUSY: case ETIMEDOUT:
         return MS_E_TIMEOUT;
@@ -428,19 +445,24 @@ static ms_status lock_result(int rc, void *area, int *err)
     }
 }
 
+static int atfork_registered;
+
 ms_status ms_p_lock_acquire(ms_waitctx *ctx, unsigned slot, void *area, int64_t timeout_ns,
                             int *err)
 {
     pthread_mutex_t *m = (pthread_mutex_t *)area;
+    struct ms_tls *t = my_tls();
     int rc;
     (void)ctx; (void)slot;
-    pthread_once(&atfork_once, register_atfork);
+    if (!__atomic_load_n(&atfork_registered, __ATOMIC_ACQUIRE)) {
+        pthread_once(&atfork_once, register_atfork);
+        __atomic_store_n(&atfork_registered, 1, __ATOMIC_RELEASE);
+    }
     /* A normal mutex relocked by its own holder would deadlock; refuse instead. */
-    for (int i = 0; i < held_count; i++)
-        if (held_areas[i] == area) {
-            if (err) *err = EDEADLK;
-            return MS_E_BUSY;
-        }
+    if (held_find(t, area) >= 0) {
+        if (err) *err = EDEADLK;
+        return MS_E_BUSY;
+    }
     if (timeout_ns < 0) {
         rc = pthread_mutex_lock(m);
     } else if (timeout_ns == 0) {
@@ -453,7 +475,7 @@ ms_status ms_p_lock_acquire(ms_waitctx *ctx, unsigned slot, void *area, int64_t 
         ts.tv_nsec = (long)(ns % 1000000000ULL);
         rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
     }
-    return lock_result(rc, area, err);
+    return lock_result(t, rc, area, err);
 }
 
 /* The pthread_mutex_t internals we validate: x86-64/aarch64 glibc layout, where the
@@ -470,12 +492,9 @@ struct glibc_mutex_view {
 
 ms_status ms_p_lock_release(ms_waitctx *ctx, unsigned slot, void *area, int *err)
 {
+    struct ms_tls *t = my_tls();
     (void)ctx; (void)slot;
-    int found = 0;
-    for (int i = 0; i < held_count; i++)
-        if (held_areas[i] == area)
-            found = 1;
-    if (!found) {
+    if (held_find(t, area) < 0) {
         if (err) *err = EPERM;
         return MS_E_NOT_OWNER;
     }
@@ -483,7 +502,7 @@ ms_status ms_p_lock_release(ms_waitctx *ctx, unsigned slot, void *area, int *err
     {
         struct glibc_mutex_view v;
         memcpy(&v, area, sizeof v);
-        if (!list_ptr_ok(v.prev) || !list_ptr_ok(v.next)) {
+        if (!list_ptr_ok(t, v.prev) || !list_ptr_ok(t, v.next)) {
             if (err) *err = EFAULT;
             return MS_E_LAYOUT;
         }
@@ -492,13 +511,13 @@ ms_status ms_p_lock_release(ms_waitctx *ctx, unsigned slot, void *area, int *err
     int rc = pthread_mutex_unlock((pthread_mutex_t *)area);
     if (rc == EPERM) {
         /* Someone rewrote the owner field: we no longer hold it as far as glibc knows. */
-        held_remove(area);
+        held_remove(t, area);
         if (err) *err = rc;
         return MS_E_NOT_OWNER;
     }
     if (rc != 0)
         return errno_status(rc, err);
-    held_remove(area);
+    held_remove(t, area);
     return MS_OK;
 }
 
@@ -524,15 +543,17 @@ void ms_p_lock_inspect(void *area, int *held, uint32_t *holder, int *dead)
 
 /* ---- faults ------------------------------------------------------------------------ */
 
-static __thread sigjmp_buf *guard_jmp;
 static struct sigaction previous_bus;
 static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
 
 static void bus_handler(int sig, siginfo_t *info, void *uc)
 {
-    sigjmp_buf *jb = guard_jmp;
+    /* tls was touched by ms_p_guarded_call on this thread before any guarded access,
+     * so this lookup allocates nothing (async-signal-safe in practice). */
+    struct ms_tls *t = my_tls();
+    sigjmp_buf *jb = t->guard_jmp;
     if (jb) {
-        guard_jmp = NULL;
+        t->guard_jmp = NULL;
         siglongjmp(*jb, 1);
     }
     /* Not a guarded access: behave as if we were never installed. */
@@ -558,20 +579,26 @@ static void install_guard(void)
     sigaction(SIGBUS, &sa, &previous_bus);
 }
 
+static int guard_installed;
+
 ms_status ms_p_guarded_call(ms_guarded_fn fn, void *arg)
 {
     sigjmp_buf jb;
     sigjmp_buf *volatile outer;
     volatile ms_status st;
-    pthread_once(&guard_once, install_guard);
-    outer = guard_jmp;
+    struct ms_tls *volatile t = my_tls();
+    if (!__atomic_load_n(&guard_installed, __ATOMIC_ACQUIRE)) {
+        pthread_once(&guard_once, install_guard);
+        __atomic_store_n(&guard_installed, 1, __ATOMIC_RELEASE);
+    }
+    outer = t->guard_jmp;
     if (sigsetjmp(jb, 0) != 0) {
-        guard_jmp = outer;
+        t->guard_jmp = outer;
         return MS_E_FAULT;
     }
-    guard_jmp = &jb;
+    t->guard_jmp = &jb;
     st = fn(arg);
-    guard_jmp = outer;
+    t->guard_jmp = outer;
     return st;
 }
 

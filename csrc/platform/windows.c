@@ -60,8 +60,15 @@
  * (ERROR_USER_MAPPED_FILE), so on Windows the fault comes only from I/O errors of the
  * backing store (network file, removed media).
  *
- * Checked under Wine only (not on real Windows): DACL enforcement and session
- * isolation (Wine ignores security descriptors), Global\ privileges, commit limits.
+ * Stat.  uid 0 and mode 0600 always; a file-backed object opened by path also gets
+ * dev (volume serial), ino (file index) and mtime.
+ *
+ * What the Wine tests (tools/wine/run-selftest.sh) cannot prove: that the DACLs are
+ * enforced (Wine ignores security descriptors), session isolation and the privilege
+ * for Global\, commit limits (MS_E_NO_SPACE), symlink refusal (Wine 8 stubs
+ * CreateSymbolicLinkW and follows host symlinks), growing a file-backed section
+ * (no NtExtendSection in Wine 8), EXCEPTION_IN_PAGE_ERROR from a real I/O error, and
+ * the MSVC build (__try/__except).  These need a run on real Windows.
  */
 #ifndef _WIN32_WINNT
 #define _WIN32_WINNT 0x0A00

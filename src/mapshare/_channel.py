@@ -15,7 +15,7 @@ import weakref
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional, cast
 
 from . import _core
 from ._aio import wait_until
@@ -96,7 +96,7 @@ class ChannelStatistics:
     """``close_sending()`` was called."""
 
 
-class Channel:
+class Channel(_core.Channel):
     """A bounded MPMC queue of byte messages in shared memory.
 
     ``Channel.create(name, capacity)`` makes one of ``capacity`` bytes; any process
@@ -113,15 +113,18 @@ class Channel:
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("use Channel.create(), Channel.open() or Channel.open_or_create()")
 
+    # send, send_nowait, receive, receive_nowait, close_sending, capacity and
+    # max_message are the C methods of _core.Channel themselves: one C call per message,
+    # no Python frame in between.
+
+    _segment: Segment
+
     @classmethod
     def _wrap(cls, seg: Segment, spin: Optional[float]) -> Channel:
-        self = object.__new__(cls)
+        self = cast(Channel, _core.Channel.__new__(cls, seg._core))
         self._segment = seg
         if spin is not None:
             seg.spin = spin
-        self._ring = _core.Channel(seg._core)
-        self._send = self._ring.send
-        self._receive = self._ring.receive
         _live.add(self)
         return self
 
@@ -170,16 +173,6 @@ class Channel:
         return self._segment.name
 
     @property
-    def capacity(self) -> int:
-        """Ring size in bytes."""
-        return int(self._ring.capacity)
-
-    @property
-    def max_message(self) -> int:
-        """The largest message that can be sent (capacity - 8)."""
-        return int(self._ring.max_message)
-
-    @property
     def spin(self) -> float:
         """Seconds a blocked call busy-waits before sleeping."""
         return self._segment.spin
@@ -195,27 +188,9 @@ class Channel:
 
     # ---- bytes ---------------------------------------------------------------------
 
-    def send(self, data: Any, timeout: Optional[float] = None) -> None:
-        """Send a bytes-like object, waiting while the channel is full."""
-        self._send(data, timeout)
-
-    def send_nowait(self, data: Any) -> None:
-        """Send without waiting; ``ChannelFull`` if there is no room."""
-        self._send(data, 0)
-
-    def receive(self, timeout: Optional[float] = None) -> bytes:
-        """Receive the next message as bytes, waiting while the channel is empty.
-        Raises ``EndOfChannel`` once closed and drained, ``ChannelBroken`` if every
-        sender died without closing."""
-        return self._receive(timeout)  # type: ignore[no-any-return]
-
-    def receive_nowait(self) -> bytes:
-        """Receive without waiting; ``ChannelEmpty`` if there is nothing."""
-        return self._receive(0)  # type: ignore[no-any-return]
-
     def send_many(self, messages: Iterable[Any], timeout: Optional[float] = None) -> int:
         """Send every message in order; returns how many were sent."""
-        send = self._send
+        send = self.send
         n = 0
         for m in messages:
             send(m, timeout)
@@ -225,7 +200,7 @@ class Channel:
     def receive_many(self, max_messages: int, timeout: Optional[float] = None) -> list[bytes]:
         """Wait for one message (up to ``timeout``), then take up to ``max_messages``
         in all without waiting any more."""
-        receive = self._receive
+        receive = self.receive
         out = [receive(timeout)]
         try:
             while len(out) < max_messages:
@@ -241,16 +216,16 @@ class Channel:
         """Reserve ``n`` bytes inside the ring and yield them as a writable memoryview;
         the message is sent when the block ends, and discarded if it raises.  While a
         loan is open this handle holds the channel's send lock: other senders wait."""
-        window = self._ring.loan(n, timeout)
+        window = self._loan(n, timeout)
         view = memoryview(window)
         try:
             yield view
         except BaseException:
             view.release()
-            self._ring.abort(window)
+            self._abort(window)
             raise
         view.release()
-        self._ring.commit(window)
+        self._commit(window)
 
     @contextmanager
     def receive_view(self, timeout: Optional[float] = None) -> Iterator[memoryview]:
@@ -258,7 +233,7 @@ class Channel:
         copying; it is consumed when the block ends, however it ends (only a receiver
         that is killed inside the block leaves it queued, for redelivery).  While the
         view is open this handle holds the receive lock: other receivers wait."""
-        window = self._ring.receive_view(timeout)
+        window = self._receive_view(timeout)
         view = memoryview(window)
         try:
             yield view
@@ -267,7 +242,7 @@ class Channel:
                 view.release()
             except BufferError:
                 pass  # consume() below reports it
-            self._ring.consume(window)
+            self._consume(window)
 
     # ---- objects -------------------------------------------------------------------
 
@@ -323,7 +298,9 @@ class Channel:
         a = np.asanyarray(array)
         if a.dtype.hasobject:
             raise ValueError("arrays of Python objects cannot be shared; use send_object()")
-        order = "F" if (a.flags.f_contiguous and not a.flags.c_contiguous) else "C"
+        order: Literal["C", "F"] = (
+            "F" if (a.flags.f_contiguous and not a.flags.c_contiguous) else "C"
+        )
         descr = repr(np.lib.format.dtype_to_descr(a.dtype)).encode()
         head = _ARR_HEAD.size + len(descr) + 8 * a.ndim
         off = _pad(head)
@@ -336,7 +313,9 @@ class Channel:
                 np.copyto(dest, a, casting="no")
                 del dest
 
-    def _parse_array(self, m: memoryview) -> tuple[Any, tuple[int, ...], str, int]:
+    def _parse_array(
+        self, m: memoryview
+    ) -> tuple[Any, tuple[int, ...], Literal["C", "F"], int]:
         import numpy as np
 
         if m.nbytes < _ARR_HEAD.size:
@@ -363,7 +342,7 @@ class Channel:
         off = _pad(head)
         if count * dtype.itemsize > m.nbytes - min(off, m.nbytes):
             raise LayoutError("array message shorter than its shape and dtype say")
-        return dtype, tuple(shape), chr(order), off
+        return dtype, tuple(shape), "F" if order == ord("F") else "C", off
 
     def receive_array(self, timeout: Optional[float] = None) -> np.ndarray:
         """Receive an array sent with ``send_array``: same dtype, shape and order,
@@ -398,14 +377,9 @@ class Channel:
 
     # ---- end of stream -------------------------------------------------------------
 
-    def close_sending(self) -> None:
-        """Close the channel for sending: receivers drain what is queued, then get
-        ``EndOfChannel``; further sends raise ``EndOfChannel``.  Permanent."""
-        self._ring.close_sending()
-
     def __iter__(self) -> Iterator[bytes]:
         """Receive messages until the channel is closed for sending and drained."""
-        receive = self._receive
+        receive = self.receive
         while True:
             try:
                 yield receive(None)
@@ -416,34 +390,31 @@ class Channel:
 
     async def send_async(self, data: Any, timeout: Optional[float] = None) -> None:
         """``send`` for asyncio: waits for room without blocking the event loop."""
-        ring = self._ring
         n = memoryview(data).nbytes
 
         def attempt() -> Optional[bool]:
             try:
-                ring.send(data, 0)
+                self.send_nowait(data)
                 return True
             except ChannelFull:
                 return None
 
         def block(t: float) -> object:
-            return ring.wait_writable(n, t)
+            return self._wait_writable(n, t)
 
         await wait_until(attempt, block, timeout, what="send")
 
     async def receive_async(self, timeout: Optional[float] = None) -> bytes:
         """``receive`` for asyncio; the message is taken on the loop's thread, so a
         cancelled call never loses one."""
-        ring = self._ring
-
         def attempt() -> Optional[bytes]:
             try:
-                return ring.receive(0)  # type: ignore[no-any-return]
+                return self.receive_nowait()
             except ChannelEmpty:
                 return None
 
         def block(t: float) -> object:
-            return ring.wait_readable(t)
+            return self._wait_readable(t)
 
         return await wait_until(attempt, block, timeout, what="receive")
 
@@ -459,12 +430,12 @@ class Channel:
 
     def statistics(self) -> ChannelStatistics:
         """Depth, capacity, peers, waiters and loss counters."""
-        return ChannelStatistics(**self._ring.statistics())
+        return ChannelStatistics(**self._statistics())
 
     def close(self) -> None:
         """Detach this handle (the channel lives on for the others)."""
         if not self._segment.closed:
-            self._ring.detach()
+            self._detach()
         self._segment.close()
 
     def unlink(self) -> None:
@@ -473,7 +444,7 @@ class Channel:
 
     def _after_fork(self) -> None:
         if not self._segment.closed:
-            self._ring.after_fork()
+            self._after_fork()
 
     def __enter__(self) -> Channel:
         return self

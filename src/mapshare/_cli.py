@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any, Optional
 
 from . import _naming
@@ -169,8 +170,9 @@ def cmd_send(args: argparse.Namespace) -> int:
         if args.data is not None and args.data != "-":
             ch.send(args.data.encode(), args.timeout)
             return 0
-        stream = sys.stdin.buffer if args.file is None else open(args.file, "rb")
-        with stream:
+        with (
+            open(args.file, "rb") if args.file is not None else nullcontext(sys.stdin.buffer)
+        ) as stream:
             for line in stream:
                 ch.send(line.rstrip(b"\n"), args.timeout)
         if args.close:

@@ -48,9 +48,12 @@ def reader(name: str) -> int:
     """Open by name, wait for the notification, read and print the message."""
     with Segment.open(name) as seg:
         _say("reader", f"opened {name!r} by name; waiting for the writer's notification")
+        # Read the count before saying hello: the writer may answer before we could
+        # read it afterwards, and waiting on its answer's count would then never wake.
+        mine = (seg.change_count + 1) & 0xFFFFFFFF  # the count once our hello lands
         seg.notify()  # hello: the writer writes only once a reader is attached
         start = time.perf_counter()
-        seg.wait_for_change(seg.change_count, timeout=TIMEOUT)
+        seg.wait_for_change(mine, timeout=TIMEOUT)
         waited = time.perf_counter() - start
         (length,) = struct.unpack_from("<I", seg.buf)
         message = seg.read(length, offset=4).decode()
@@ -73,7 +76,14 @@ def run(verbose: bool = True) -> int:
                 break
             if verbose:
                 print(line, end="", flush=True)
-        r = subprocess.run([*cmd, "reader", name], stdout=out, timeout=TIMEOUT, check=False)
+        try:
+            rcode = subprocess.run(
+                [*cmd, "reader", name], stdout=out, timeout=TIMEOUT, check=False
+            ).returncode
+        except subprocess.TimeoutExpired:
+            rcode = -1  # run() killed the reader; report it below instead of a traceback
+        if rcode != 0:
+            w.kill()  # the writer would only wait for a reader that is gone
         rest = w.stdout.read()
         if verbose:
             print(rest, end="", flush=True)
@@ -83,16 +93,16 @@ def run(verbose: bool = True) -> int:
             w.kill()
             w.wait()
     try:
-        Segment.open(name).close()
+        Segment.open(name).close()  # also removes what killed processes left behind
         left = True
     except FileNotFoundError:
         left = False
-    ok = r.returncode == 0 and wcode == 0 and not left
+    ok = rcode == 0 and wcode == 0 and not left
     if verbose:
         if ok:
             print(f"demo ok: the segment {name!r} is gone with its last user")
         else:
-            print(f"demo FAILED: writer {wcode}, reader {r.returncode}, left behind: {left}")
+            print(f"demo FAILED: writer {wcode}, reader {rcode}, left behind: {left}")
     return 0 if ok else 1
 
 

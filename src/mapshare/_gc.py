@@ -98,13 +98,13 @@ def _reclaim(osn: str, info: SegmentInfo) -> bool:
                 target = None
             if target is not None:
                 try:
-                    removed, empty = target.reap()
+                    _, empty = target.reap()
                 finally:
                     target.close(detach=False)
                 if not empty and info.state != "destroyed":
                     return False
         else:
-            removed, empty = core.reap()
+            _, empty = core.reap()
             if not empty and info.state != "destroyed":
                 return False
     finally:

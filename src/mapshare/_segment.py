@@ -14,9 +14,10 @@ import sys
 import time
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Literal, Optional, TypeVar, Union
 
 from . import _core, _naming
+from ._core import Segment as _CoreSegment
 from ._errors import (
     LayoutError,
     NameCollisionError,
@@ -60,7 +61,8 @@ _LINK_FMT = "<QQ"  # dev, ino of the backing file; its path follows
 _INIT_WAIT = 2.0   # seconds an opener waits for a creator to finish the header
 
 # Every open Segment of this process, so that a forked child can register itself.
-_live: "weakref.WeakSet[Segment]" = weakref.WeakSet()
+_live: weakref.WeakSet[Segment] = weakref.WeakSet()
+_S = TypeVar("_S", bound="Segment")
 
 
 def _after_fork_in_child() -> None:
@@ -266,6 +268,16 @@ class Segment:
     """
 
     _kind: int = _core.KIND_SEGMENT
+    _core: _CoreSegment
+    _name: str
+    _os_name: str
+    _path: Optional[str]
+    _access: str
+    _raw: bool
+    _unlinked: bool
+    _buf: Optional[memoryview]
+    _ident: tuple[int, int]
+    _link_ident: Optional[tuple[int, int]]
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError(
@@ -276,14 +288,14 @@ class Segment:
 
     @classmethod
     def _wrap(
-        cls,
-        core: _core.Segment,
+        cls: type[_S],
+        core: _CoreSegment,
         name: str,
         os_name: str,
         path: Optional[str],
         access: str,
         raw: bool,
-    ) -> Any:
+    ) -> _S:
         self = object.__new__(cls)
         self._core = core
         self._name = name
@@ -292,10 +304,10 @@ class Segment:
         self._access = access
         self._raw = raw
         self._unlinked = False
-        self._buf: Optional[memoryview] = None
+        self._buf = None
         st = core.stat()
         self._ident = (st["dev"], st["ino"])
-        self._link_ident: Optional[tuple[int, int]] = None
+        self._link_ident = None
         _live.add(self)
         return self
 
@@ -321,10 +333,11 @@ class Segment:
 
         Raises ``SegmentExistsError`` if the name is taken.
         """
-        return cls._create(
+        seg: Segment = cls._create(
             name, size, path=path, mode=mode, lifetime=lifetime, init=None,
             global_namespace=global_namespace,
         )
+        return seg
 
     @classmethod
     def _create(
@@ -443,14 +456,16 @@ class Segment:
             _core.OBJ_GLOBAL if global_namespace else 0
         )
         if raw:
-            return cls._open_raw(name, path, access, acc, flags)
+            raw_seg: Segment = cls._open_raw(name, path, access, acc, flags)
+            return raw_seg
         fspath = None if path is None else os.fspath(path)
         if name is not None:
             _naming.validate(name)
         deadline = time.monotonic() + timeout
         while True:
             try:
-                return cls._open_once(name, fspath, access, acc, flags, allow_foreign)
+                seg: Segment = cls._open_once(name, fspath, access, acc, flags, allow_foreign)
+                return seg
             except (_Initializing, SegmentDestroyedError) as exc:
                 if time.monotonic() >= deadline:
                     if isinstance(exc, SegmentDestroyedError):
@@ -526,7 +541,7 @@ class Segment:
         return self
 
     @staticmethod
-    def _read_link(core: _core.Segment, name: str) -> tuple[str, int, int, tuple[int, int]]:
+    def _read_link(core: _CoreSegment, name: str) -> tuple[str, int, int, tuple[int, int]]:
         try:
             data = core.read()
             st = core.stat()
@@ -541,7 +556,7 @@ class Segment:
 
     @classmethod
     def _check_opened(
-        cls, core: _core.Segment, name: str, osn: str, allow_foreign: bool
+        cls, core: _CoreSegment, name: str, osn: str, allow_foreign: bool
     ) -> None:
         h = core.header()
         if h["name"] != name:
@@ -584,9 +599,10 @@ class Segment:
 
         Raises ``LayoutError`` if the existing segment differs in size or kind.
         """
-        return cls._open_or_create(
+        seg: Segment = cls._open_or_create(
             name, size, path=path, mode=mode, lifetime=lifetime, init=None, timeout=timeout
         )
+        return seg
 
     @classmethod
     def _open_or_create(

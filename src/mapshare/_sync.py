@@ -6,7 +6,7 @@ Ctrl-C interrupts a wait in the main thread; timeouts use the monotonic clock.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 from . import _core
 from ._aio import poll_until, wait_until
@@ -14,6 +14,8 @@ from ._errors import OwnerDiedError
 from ._segment import Lifetime, LockState, Segment, _lock_state
 
 __all__ = ["Event", "Lock", "Semaphore"]
+
+_N = TypeVar("_N", bound="_Named")
 
 
 class _LockSegment(Segment):
@@ -35,16 +37,18 @@ class _Named:
     _segment_cls: type[Segment] = Segment
     _segment: Segment
     _owns: bool
+    _offset: Optional[int]
+    _acquire: Any
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError(f"use {type(self).__name__}.create(), .open() or .open_or_create()")
 
     @classmethod
-    def _wrap(cls, seg: Segment, owns: bool) -> Any:
+    def _wrap(cls: type[_N], seg: Segment, owns: bool) -> _N:
         self = object.__new__(cls)
         self._segment = seg
         self._owns = owns
-        self._offset: Optional[int] = None
+        self._offset = None
         return self
 
     @classmethod
@@ -128,12 +132,21 @@ class Lock(_Named):
     def _bind(cls, seg: Segment) -> Lock:
         return cls._wrap(seg, False)
 
+    @classmethod
+    def _wrap(cls: type[_N], seg: Segment, owns: bool) -> _N:
+        self = super()._wrap(seg, owns)
+        # The hot path: bound C methods, no attribute chains.  release() is the C
+        # method itself (an instance attribute shadowing the documented one below).
+        self._acquire = seg._core.lock_acquire
+        self.release = seg._core.lock_release
+        return self
+
     def acquire(self, timeout: Optional[float] = None) -> bool:
         """Wait for the lock: ``timeout=None`` forever, ``0`` try once, else seconds.
         Returns True when acquired, False on timeout.  Raises ``OwnerDiedError``, with
         the lock held, if its previous holder died holding it."""
         try:
-            return bool(self._segment._core.lock_acquire(timeout))
+            return self._acquire(timeout)  # type: ignore[no-any-return]
         except OwnerDiedError as exc:
             exc.lock = self
             raise
@@ -209,7 +222,7 @@ class Event(_Named):
         self = cls._wrap(segment, False)
         self._offset = offset
         segment._core.event_is_set(offset)  # validates the offset
-        return self  # type: ignore[no-any-return]
+        return self
 
     def set(self) -> None:
         """Set the flag and wake every waiter."""
@@ -294,7 +307,7 @@ class Semaphore(_Named):
         self = cls._wrap(segment, False)
         self._offset = offset
         segment._core.sem_value(offset)  # validates the offset
-        return self  # type: ignore[no-any-return]
+        return self
 
     def acquire(self, timeout: Optional[float] = None) -> bool:
         """Take a unit: ``timeout=None`` waits forever, ``0`` tries once; returns False
