@@ -221,10 +221,16 @@ class Channel(_core.Channel):
         try:
             yield view
         except BaseException:
-            view.release()
+            try:
+                view.release()
+            except BufferError:
+                pass
             self._abort(window)
             raise
-        view.release()
+        try:
+            view.release()
+        except BufferError:
+            pass  # a view of it is still in use: _commit refuses, gives the space back
         self._commit(window)
 
     @contextmanager
