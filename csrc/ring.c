@@ -628,6 +628,158 @@ ms_status ms_channel_unconsume(ms_channel *ch)
     return MS_OK;
 }
 
+/* ---- batches ------------------------------------------------------------------------ */
+
+struct batch_recv_args {
+    ms_channel *ch;
+    ms_alloc_fn alloc;
+    void *arg;
+    size_t max;
+    size_t *count;
+};
+
+static ms_status batch_recv_fn(void *arg)
+{
+    struct batch_recv_args *a = (struct batch_recv_args *)arg;
+    ms_channel *ch = a->ch;
+    ms_wait_opts lo = { MS_LOCK_NOWAIT_NS, 0, NULL, NULL, 0 };
+    ms_status st = lock_recv(ch, &lo);
+    if (st == MS_E_TIMEOUT)
+        return MS_E_EMPTY;
+    if (st != MS_OK)
+        return st;
+    while (*a->count < a->max) {
+        uint64_t pos;
+        uint32_t len;
+        st = next_locked(ch, &pos, &len);
+        if (st != MS_OK)
+            break;
+        uint8_t *dst = a->alloc(a->arg, len);
+        if (!dst) {
+            st = MS_E_INVALID;
+            break;
+        }
+        memcpy(dst, ch->buf + pos % ch->cap + MS_REC_HEADER, len);
+        /* move the head once per message (a crash mid-batch loses nothing), but wake
+         * senders only once, below */
+        ms_ring *r = ch->ring;
+        ms_store64(&r->head, pos + MS_REC_HEADER + ALIGN8(len));
+        r->received_messages++;
+        r->received_bytes += len;
+        (*a->count)++;
+    }
+    unlock_recv(ch);
+    if (*a->count) {
+        ms_fence();
+        wake_senders(ch);
+    }
+    if (st == MS_E_EMPTY && *a->count)
+        st = MS_OK;
+    return st;
+}
+
+ms_status ms_channel_receive_batch(ms_channel *ch, ms_alloc_fn alloc, void *arg, size_t max,
+                                   size_t *count, const ms_wait_opts *o)
+{
+    *count = 0;
+    if (ch->view_open)
+        return MS_E_BUSY;
+    if (max == 0)
+        return MS_OK;
+    /* the first message with the full waiting semantics of receive() */
+    ms_status st = ms_channel_receive(ch, alloc, arg, o);
+    if (st != MS_OK)
+        return st;
+    *count = 1;
+    if (max == 1)
+        return MS_OK;
+    struct batch_recv_args a = { ch, alloc, arg, max, count };
+    st = ms_p_guarded_call(batch_recv_fn, &a);
+    if (st == MS_E_FAULT)
+        ms_segment_fault(ch->seg);
+    /* what did not come at once is simply not part of this batch */
+    if (st == MS_E_EMPTY || st == MS_E_CLOSED)
+        st = MS_OK;
+    return st;
+}
+
+struct batch_send_args {
+    ms_channel *ch;
+    ms_get_fn get;
+    void *arg;
+    size_t n;
+    size_t *count;
+};
+
+/* Send what fits now, under one lock; MS_E_FULL when the next one does not fit. */
+static ms_status batch_send_fn(void *arg)
+{
+    struct batch_send_args *a = (struct batch_send_args *)arg;
+    ms_channel *ch = a->ch;
+    ms_wait_opts lo = { MS_LOCK_NOWAIT_NS, 0, NULL, NULL, 0 };
+    ms_status st = lock_send(ch, &lo);
+    if (st == MS_E_TIMEOUT)
+        return MS_E_FULL;
+    if (st != MS_OK)
+        return st;
+    if ((st = check_not_closed(ch)) != MS_OK) {
+        unlock_send(ch);
+        return st;
+    }
+    size_t sent = 0;
+    while (*a->count < a->n) {
+        const uint8_t *p;
+        size_t len;
+        if (a->get(a->arg, *a->count, &p, &len) != 0) {
+            st = MS_E_INVALID;
+            break;
+        }
+        if (len > ch->max_message) {
+            st = MS_E_TOO_LARGE;
+            break;
+        }
+        uint64_t pos, need;
+        st = reserve_locked(ch, MS_REC_HEADER + ALIGN8(len), &pos, &need);
+        if (st != MS_OK)
+            break;
+        memcpy(ch->buf + pos % ch->cap + MS_REC_HEADER, p, len);
+        publish_locked(ch, pos, len);
+        (*a->count)++;
+        sent++;
+    }
+    unlock_send(ch);
+    if (sent)
+        wake_receivers(ch);
+    return st;
+}
+
+ms_status ms_channel_send_batch(ms_channel *ch, ms_get_fn get, void *arg, size_t n,
+                                size_t *count, const ms_wait_opts *o)
+{
+    *count = 0;
+    if (ch->loan_open)
+        return MS_E_BUSY;
+    for (;;) {
+        struct batch_send_args a = { ch, get, arg, n, count };
+        ms_status st = ms_p_guarded_call(batch_send_fn, &a);
+        if (st == MS_E_FAULT)
+            ms_segment_fault(ch->seg);
+        if (st == MS_OK || *count >= n)
+            return MS_OK;
+        if (st != MS_E_FULL)
+            return st;
+        /* full: send the next one with the full waiting semantics of send() */
+        const uint8_t *p;
+        size_t len;
+        if (get(arg, *count, &p, &len) != 0)
+            return MS_E_INVALID;
+        st = ms_channel_send(ch, p, len, o);
+        if (st != MS_OK)
+            return st;
+        (*count)++;
+    }
+}
+
 ms_status ms_channel_wait_readable(ms_channel *ch, const ms_wait_opts *o)
 {
     struct avail_pred ap = { ch };

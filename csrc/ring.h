@@ -55,6 +55,17 @@ typedef uint8_t *(*ms_alloc_fn)(void *arg, size_t len);
 ms_status ms_channel_receive(ms_channel *ch, ms_alloc_fn alloc, void *arg,
                              const ms_wait_opts *o);
 
+/* Batches: one lock and one wake-up for many messages.
+ * receive_batch waits (per `o`) for at least one message, then takes up to `max`
+ * without waiting more; alloc(arg, len) gives each destination.  *count = received.
+ * send_batch sends get(arg, i) for i in [0, n) in order, waiting while full; *count =
+ * how many were sent (all of them unless an error is returned). */
+ms_status ms_channel_receive_batch(ms_channel *ch, ms_alloc_fn alloc, void *arg, size_t max,
+                                   size_t *count, const ms_wait_opts *o);
+typedef int (*ms_get_fn)(void *arg, size_t i, const uint8_t **ptr, size_t *len);
+ms_status ms_channel_send_batch(ms_channel *ch, ms_get_fn get, void *arg, size_t n,
+                                size_t *count, const ms_wait_opts *o);
+
 /* Wait, without taking anything, until a message (or the end) is there, or until
  * `need` bytes are free: for callers that must not consume on another thread. */
 ms_status ms_channel_wait_readable(ms_channel *ch, const ms_wait_opts *o);

@@ -12,7 +12,7 @@ import os
 import pickle
 import struct
 import weakref
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Optional, cast
@@ -188,26 +188,7 @@ class Channel(_core.Channel):
 
     # ---- bytes ---------------------------------------------------------------------
 
-    def send_many(self, messages: Iterable[Any], timeout: Optional[float] = None) -> int:
-        """Send every message in order; returns how many were sent."""
-        send = self.send
-        n = 0
-        for m in messages:
-            send(m, timeout)
-            n += 1
-        return n
-
-    def receive_many(self, max_messages: int, timeout: Optional[float] = None) -> list[bytes]:
-        """Wait for one message (up to ``timeout``), then take up to ``max_messages``
-        in all without waiting any more."""
-        receive = self.receive
-        out = [receive(timeout)]
-        try:
-            while len(out) < max_messages:
-                out.append(receive(0))
-        except (ChannelEmpty, EndOfChannel):
-            pass
-        return out
+    # send_many and receive_many are C methods too (one lock per batch).
 
     # ---- zero copy -----------------------------------------------------------------
 
