@@ -770,9 +770,15 @@ typedef struct {
     size_t map_len;
     Py_ssize_t exports;
     int kind;                 /* 0 view, 1 loan, 2 received message */
+    PyObject *chan;           /* kinds 1 and 2: the ChannelObject it belongs to */
+    PyObject *mv;             /* the memoryview handed out by __enter__ */
 } WindowObject;
 
 static PyTypeObject Window_Type;
+static PyObject *str_release;
+
+/* Finish a loan (commit if ok, else abort) or a received view (consume). */
+static PyObject *window_finish(WindowObject *w, int ok);
 
 static WindowObject *new_window(SegmentObject *owner, uint8_t *ptr, Py_ssize_t len,
                                 int readonly, int kind)
@@ -790,6 +796,8 @@ static WindowObject *new_window(SegmentObject *owner, uint8_t *ptr, Py_ssize_t l
     w->map_len = 0;
     w->exports = 0;
     w->kind = kind;
+    w->chan = NULL;
+    w->mv = NULL;
     return w;
 }
 
@@ -853,8 +861,53 @@ static void Window_dealloc(WindowObject *self)
 {
     if (self->map_base)
         ms_p_unmap(self->map_base, self->map_len);
+    Py_XDECREF(self->mv);
+    Py_XDECREF(self->chan);
     Py_XDECREF(self->owner);
     PyObject_Del(self);
+}
+
+static PyObject *Window_enter(WindowObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (self->kind == 0) {
+        Py_INCREF(self);
+        return (PyObject *)self;
+    }
+    if (self->mv) {
+        PyErr_SetString(PyExc_RuntimeError, "this loan or view was already entered");
+        return NULL;
+    }
+    self->mv = PyMemoryView_FromObject((PyObject *)self);
+    if (!self->mv)
+        return NULL;
+    Py_INCREF(self->mv);
+    return self->mv;
+}
+
+static PyObject *Window_exit(WindowObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (self->kind == 0) {
+        if (window_invalidate(self) < 0)
+            return NULL;
+        Py_RETURN_FALSE;
+    }
+    int ok = nargs < 1 || args[0] == Py_None;
+    if (self->mv) {
+        /* Release our memoryview; if a view of it is still in use, the finish below
+         * sees the remaining export and says so. */
+        PyObject *r = PyObject_CallMethodNoArgs(self->mv, str_release);
+        if (r)
+            Py_DECREF(r);
+        else
+            PyErr_Clear();
+        Py_CLEAR(self->mv);
+    }
+    PyObject *r = window_finish(self, ok);
+    if (!r)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_FALSE;
 }
 
 static PyObject *Window_get_released(WindowObject *self, void *c)
@@ -872,6 +925,10 @@ static PyObject *Window_get_nbytes(WindowObject *self, void *c)
 static PyMethodDef Window_methods[] = {
     {"release", (PyCFunction)Window_release, METH_NOARGS,
      "Unmap this view.  Raises BufferError while memoryviews of it are in use."},
+    {"__enter__", (PyCFunction)Window_enter, METH_NOARGS,
+     "A loan or received message: a memoryview of it (a segment view: itself)."},
+    {"__exit__", (PyCFunction)(void (*)(void))Window_exit, METH_FASTCALL,
+     "A loan is sent (or discarded on an exception), a received message consumed."},
     {NULL}
 };
 
@@ -1858,9 +1915,43 @@ static PyObject *Channel_loan(ChannelObject *self, PyObject *args, PyObject *kw)
         ms_channel_abort(&self->ch);
         return NULL;
     }
+    Py_INCREF(self);
+    w->chan = (PyObject *)self;
     Py_INCREF(w);
     self->loan = w;
     return (PyObject *)w;
+}
+
+static PyObject *channel_commit(ChannelObject *self, WindowObject *w, Py_ssize_t used)
+{
+    if (w->exports > 0) {
+        /* Publishing memory that someone can still write would let them change a
+         * message after it was sent: refuse, and give the space back. */
+        Py_ssize_t e = w->exports;
+        w->valid = 0;
+        self->loan = NULL;
+        ms_channel_abort(&self->ch);
+        Py_DECREF(w);
+        PyErr_Format(PyExc_BufferError,
+                     "%zd view(s) of the loan are still in use; the message was not sent", e);
+        return NULL;
+    }
+    w->valid = 0;
+    self->loan = NULL;
+    Py_DECREF(w);
+    ms_status st = ms_channel_commit(&self->ch, (size_t)used);
+    if (st != MS_OK)
+        return raise_status(st, 0, NULL);
+    Py_RETURN_NONE;
+}
+
+static PyObject *channel_abort(ChannelObject *self, WindowObject *w)
+{
+    w->valid = 0;
+    self->loan = NULL;
+    Py_DECREF(w);
+    ms_channel_abort(&self->ch);
+    Py_RETURN_NONE;
 }
 
 /* commit(window, used=None) */
@@ -1884,25 +1975,7 @@ static PyObject *Channel_commit(ChannelObject *self, PyObject *args)
             return NULL;
         }
     }
-    if (w->exports > 0) {
-        /* Publishing memory that someone can still write would let them change a
-         * message after it was sent: refuse, and give the space back. */
-        Py_ssize_t e = w->exports;
-        w->valid = 0;
-        self->loan = NULL;
-        ms_channel_abort(&self->ch);
-        Py_DECREF(w);
-        PyErr_Format(PyExc_BufferError,
-                     "%zd view(s) of the loan are still in use; the message was not sent", e);
-        return NULL;
-    }
-    w->valid = 0;
-    self->loan = NULL;
-    Py_DECREF(w);
-    ms_status st = ms_channel_commit(&self->ch, (size_t)used);
-    if (st != MS_OK)
-        return raise_status(st, 0, NULL);
-    Py_RETURN_NONE;
+    return channel_commit(self, w, used);
 }
 
 static PyObject *Channel_abort(ChannelObject *self, PyObject *args)
@@ -1912,12 +1985,7 @@ static PyObject *Channel_abort(ChannelObject *self, PyObject *args)
         return NULL;
     if (!self->loan || (PyObject *)self->loan != wobj)
         Py_RETURN_NONE;
-    WindowObject *w = self->loan;
-    w->valid = 0;
-    self->loan = NULL;
-    Py_DECREF(w);
-    ms_channel_abort(&self->ch);
-    Py_RETURN_NONE;
+    return channel_abort(self, self->loan);
 }
 
 /* receive_view(timeout=None) -> Window (read-only, inside the ring) */
@@ -1955,23 +2023,15 @@ static PyObject *Channel_receive_view(ChannelObject *self, PyObject *args, PyObj
         ms_channel_unconsume(&self->ch);
         return NULL;
     }
+    Py_INCREF(self);
+    w->chan = (PyObject *)self;
     Py_INCREF(w);
     self->view = w;
     return (PyObject *)w;
 }
 
-/* consume(window, keep=False): finish a received view */
-static PyObject *Channel_consume(ChannelObject *self, PyObject *args)
+static PyObject *channel_consume(ChannelObject *self, WindowObject *w, int keep)
 {
-    PyObject *wobj;
-    int keep = 0;
-    if (!PyArg_ParseTuple(args, "O|p:consume", &wobj, &keep))
-        return NULL;
-    if (!self->view || (PyObject *)self->view != wobj) {
-        PyErr_SetString(PyExc_RuntimeError, "not the open view of this channel");
-        return NULL;
-    }
-    WindowObject *w = self->view;
     Py_ssize_t e = w->exports;
     w->valid = 0;
     self->view = NULL;
@@ -1986,6 +2046,35 @@ static PyObject *Channel_consume(ChannelObject *self, PyObject *args)
         return NULL;
     }
     Py_RETURN_NONE;
+}
+
+/* consume(window, keep=False): finish a received view */
+static PyObject *Channel_consume(ChannelObject *self, PyObject *args)
+{
+    PyObject *wobj;
+    int keep = 0;
+    if (!PyArg_ParseTuple(args, "O|p:consume", &wobj, &keep))
+        return NULL;
+    if (!self->view || (PyObject *)self->view != wobj) {
+        PyErr_SetString(PyExc_RuntimeError, "not the open view of this channel");
+        return NULL;
+    }
+    return channel_consume(self, self->view, keep);
+}
+
+static PyObject *window_finish(WindowObject *w, int ok)
+{
+    ChannelObject *ch = (ChannelObject *)w->chan;
+    if (!ch)
+        Py_RETURN_NONE;
+    if (w->kind == 1) {
+        if (ch->loan != w)
+            Py_RETURN_NONE;  /* already finished */
+        return ok ? channel_commit(ch, w, w->len) : channel_abort(ch, w);
+    }
+    if (ch->view != w)
+        Py_RETURN_NONE;
+    return channel_consume(ch, w, 0);
 }
 
 /* wait_readable(timeout) / wait_writable(n, timeout) -> bool: for asyncio helpers */
@@ -2137,12 +2226,20 @@ static PyMethodDef Channel_methods[] = {
      "close_sending($self, /)\n--\n\n"
      "Close the channel for sending: receivers drain what is queued, then get\n"
      "EndOfChannel; later sends raise EndOfChannel.  Permanent."},
-    {"_loan", (PyCFunction)(void (*)(void))Channel_loan, METH_VARARGS | METH_KEYWORDS,
-     "_loan(n, timeout=None) -> Window"},
+    {"loan", (PyCFunction)(void (*)(void))Channel_loan, METH_VARARGS | METH_KEYWORDS,
+     "loan($self, n, timeout=None)\n--\n\n"
+     "Reserve n bytes inside the ring: `with ch.loan(n) as buf:` gives a writable\n"
+     "memoryview, sent when the block ends and discarded if it raises.  While the loan\n"
+     "is open this handle holds the send lock (other senders wait)."},
     {"_commit", (PyCFunction)Channel_commit, METH_VARARGS, "_commit(window, used=None)"},
     {"_abort", (PyCFunction)Channel_abort, METH_VARARGS, "_abort(window)"},
-    {"_receive_view", (PyCFunction)(void (*)(void))Channel_receive_view,
-     METH_VARARGS | METH_KEYWORDS, "_receive_view(timeout=None) -> Window"},
+    {"receive_view", (PyCFunction)(void (*)(void))Channel_receive_view,
+     METH_VARARGS | METH_KEYWORDS,
+     "receive_view($self, timeout=None)\n--\n\n"
+     "`with ch.receive_view() as view:` gives the next message as a read-only memoryview\n"
+     "inside the ring, without copying; it is consumed when the block ends, however it\n"
+     "ends (a receiver killed inside the block leaves it queued, for redelivery).  While\n"
+     "the view is open this handle holds the receive lock (other receivers wait)."},
     {"_consume", (PyCFunction)Channel_consume, METH_VARARGS, "_consume(window, keep=False)"},
     {"_statistics", (PyCFunction)Channel_statistics, METH_NOARGS, "Counters as a dict."},
     {"_detach", (PyCFunction)Channel_detach, METH_NOARGS, "Leave the peer tables."},
@@ -2193,7 +2290,8 @@ static struct PyModuleDef moduledef = {
 PyMODINIT_FUNC PyInit__core(void)
 {
     zero_timeout = PyLong_FromLong(0);
-    if (!zero_timeout)
+    str_release = PyUnicode_InternFromString("release");
+    if (!zero_timeout || !str_release)
         return NULL;
     if (PyType_Ready(&Segment_Type) < 0 || PyType_Ready(&Window_Type) < 0 ||
         PyType_Ready(&Channel_Type) < 0)

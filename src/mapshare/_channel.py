@@ -192,44 +192,8 @@ class Channel(_core.Channel):
 
     # ---- zero copy -----------------------------------------------------------------
 
-    @contextmanager
-    def loan(self, n: int, timeout: Optional[float] = None) -> Iterator[memoryview]:
-        """Reserve ``n`` bytes inside the ring and yield them as a writable memoryview;
-        the message is sent when the block ends, and discarded if it raises.  While a
-        loan is open this handle holds the channel's send lock: other senders wait."""
-        window = self._loan(n, timeout)
-        view = memoryview(window)
-        try:
-            yield view
-        except BaseException:
-            try:
-                view.release()
-            except BufferError:
-                pass
-            self._abort(window)
-            raise
-        try:
-            view.release()
-        except BufferError:
-            pass  # a view of it is still in use: _commit refuses, gives the space back
-        self._commit(window)
-
-    @contextmanager
-    def receive_view(self, timeout: Optional[float] = None) -> Iterator[memoryview]:
-        """Yield the next message as a read-only memoryview inside the ring, without
-        copying; it is consumed when the block ends, however it ends (only a receiver
-        that is killed inside the block leaves it queued, for redelivery).  While the
-        view is open this handle holds the receive lock: other receivers wait."""
-        window = self._receive_view(timeout)
-        view = memoryview(window)
-        try:
-            yield view
-        finally:
-            try:
-                view.release()
-            except BufferError:
-                pass  # consume() below reports it
-            self._consume(window)
+    # loan() and receive_view() are C methods too: they return a context manager whose
+    # __enter__ gives the memoryview and whose __exit__ sends or consumes.
 
     # ---- objects -------------------------------------------------------------------
 
