@@ -1274,11 +1274,11 @@ static PyObject *Segment_event_wait(SegmentObject *self, PyObject *args, PyObjec
     ms_event *e = EVENT_AREA(off, slot);
     if (!e)
         return NULL;
-    if (ms_event_is_set(e))
-        Py_RETURN_TRUE;
     ms_wait_opts o;
     if (wait_args(tobj, sobj, self, &o) < 0)
         return NULL;
+    if (ms_event_is_set(e))
+        Py_RETURN_TRUE;
     if (o.timeout_ns == 0)
         Py_RETURN_FALSE;
     gil_wait g = {NULL, is_main_thread()};
@@ -1339,6 +1339,32 @@ static PyObject *Segment_sem_acquire(SegmentObject *self, PyObject *args, PyObje
     if (st == MS_E_TIMEOUT)
         Py_RETURN_FALSE;
     return raise_status(st, 0, "acquire");
+}
+
+static PyObject *Segment_sem_wait_available(SegmentObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"timeout", "spin", "offset", NULL};
+    PyObject *tobj = Py_None, *sobj = Py_None, *off = Py_None;
+    unsigned slot;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOO:sem_wait_available", kwlist, &tobj, &sobj,
+                                     &off))
+        return NULL;
+    ms_semaphore *s = SEM_AREA(off, slot);
+    if (!s)
+        return NULL;
+    ms_wait_opts o;
+    if (wait_args(tobj, sobj, self, &o) < 0)
+        return NULL;
+    gil_wait g = {NULL, is_main_thread()};
+    o.arg = &g;
+    g.ts = PyEval_SaveThread();
+    ms_status st = ms_semaphore_wait_available(&self->seg, slot, s, &o);
+    PyEval_RestoreThread(g.ts);
+    if (st == MS_OK)
+        Py_RETURN_TRUE;
+    if (st == MS_E_TIMEOUT)
+        Py_RETURN_FALSE;
+    return raise_status(st, 0, "wait");
 }
 
 static PyObject *Segment_sem_release(SegmentObject *self, PyObject *args)
@@ -1497,6 +1523,9 @@ static PyMethodDef Segment_methods[] = {
      "sem_init(offset, value, maximum): place a semaphore in the user area"},
     {"sem_acquire", (PyCFunction)(void (*)(void))Segment_sem_acquire,
      METH_VARARGS | METH_KEYWORDS, "sem_acquire(timeout=None, spin=None, offset=None) -> bool"},
+    {"sem_wait_available", (PyCFunction)(void (*)(void))Segment_sem_wait_available,
+     METH_VARARGS | METH_KEYWORDS,
+     "sem_wait_available(timeout=None, spin=None, offset=None) -> bool: a unit is there"},
     {"sem_release", (PyCFunction)Segment_sem_release, METH_VARARGS,
      "sem_release(n=1, offset=None)"},
     {"sem_value", (PyCFunction)Segment_sem_value, METH_VARARGS,

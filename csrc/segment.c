@@ -267,7 +267,7 @@ static int reap_locked(ms_header *h, int *live)
     return removed;
 }
 
-ms_status ms_segment_attach(ms_segment *seg, int *err)
+static ms_status attach_impl(ms_segment *seg, int *err)
 {
     if (seg->raw || seg->attached)
         return MS_OK;
@@ -281,17 +281,22 @@ ms_status ms_segment_attach(ms_segment *seg, int *err)
     }
     uint32_t me = ms_p_pid();
     int live, free_slot = -1;
-    reap_locked(h, &live);
-    for (unsigned i = 0; i < MS_ATTACH_SLOTS; i++) {
-        uint32_t pid = ms_load_relaxed32(&h->attach[i].pid);
-        if (pid == me) {
-            ms_store32(&h->attach[i].count, ms_load_relaxed32(&h->attach[i].count) + 1);
-            seg->attached = 1;
-            meta_unlock(seg);
-            return MS_OK;
+    /* Reap only when the table is full: checking every attached process's liveness on
+     * each open made opening cost O(attached processes) under the meta lock. */
+    for (int pass = 0; pass < 2 && free_slot < 0; pass++) {
+        if (pass == 1)
+            reap_locked(h, &live);
+        for (unsigned i = 0; i < MS_ATTACH_SLOTS; i++) {
+            uint32_t pid = ms_load_relaxed32(&h->attach[i].pid);
+            if (pid == me) {
+                ms_store32(&h->attach[i].count, ms_load_relaxed32(&h->attach[i].count) + 1);
+                seg->attached = 1;
+                meta_unlock(seg);
+                return MS_OK;
+            }
+            if (!pid && free_slot < 0)
+                free_slot = (int)i;
         }
-        if (!pid && free_slot < 0)
-            free_slot = (int)i;
     }
     if (free_slot < 0) {
         meta_unlock(seg);
@@ -305,7 +310,7 @@ ms_status ms_segment_attach(ms_segment *seg, int *err)
     return MS_OK;
 }
 
-ms_status ms_segment_detach(ms_segment *seg, int *last, int *err)
+static ms_status detach_impl(ms_segment *seg, int *last, int *err)
 {
     *last = 0;
     if (seg->raw || !seg->attached || seg->faulted)
@@ -328,8 +333,22 @@ ms_status ms_segment_detach(ms_segment *seg, int *last, int *err)
         }
     }
     seg->attached = 0;
-    int live;
-    reap_locked(h, &live);
+    /* Last user?  One live process is enough to know it is not: stop at the first
+     * (reaping the dead met on the way), so closing costs one liveness check rather than
+     * one per attached process.  ms_segment_reap (gc) still sweeps the whole table. */
+    int live = 0;
+    for (unsigned i = 0; i < MS_ATTACH_SLOTS && !live; i++) {
+        uint32_t pid = ms_load_relaxed32(&h->attach[i].pid);
+        if (!pid)
+            continue;
+        if (pid != me &&
+            ms_p_process_alive(pid, ms_load_relaxed64(&h->attach[i].start)) == 0) {
+            ms_store32(&h->attach[i].count, 0);
+            ms_store32(&h->attach[i].pid, 0);
+        } else {
+            live = 1;
+        }
+    }
     if (live == 0 && seg->lifetime == MS_LIFETIME_SHARED &&
         ms_load32(&h->state) != MS_STATE_DESTROYED) {
         /* A file-backed segment's data outlives its name: the file stays openable. */
@@ -341,7 +360,7 @@ ms_status ms_segment_detach(ms_segment *seg, int *last, int *err)
     return MS_OK;
 }
 
-ms_status ms_segment_reap(ms_segment *seg, int *removed, int *empty, int *err)
+static ms_status reap_impl(ms_segment *seg, int *removed, int *empty, int *err)
 {
     *removed = 0;
     *empty = 0;
@@ -360,7 +379,7 @@ ms_status ms_segment_reap(ms_segment *seg, int *removed, int *empty, int *err)
     return MS_OK;
 }
 
-ms_status ms_segment_mark_destroyed(ms_segment *seg, int *err)
+static ms_status mark_destroyed_impl(ms_segment *seg, int *err)
 {
     if (seg->flags & MS_FLAG_FILE_BACKED)
         return MS_OK;  /* the name goes, the file's data stays openable by path */
@@ -370,6 +389,60 @@ ms_status ms_segment_mark_destroyed(ms_segment *seg, int *err)
     ms_store32(&seg->hdr->state, MS_STATE_DESTROYED);
     meta_unlock(seg);
     return MS_OK;
+}
+
+/* The attach-table operations touch the shared header (meta lock, table, state): run
+ * them under the fault guard, so that an object truncated by a peer gives MS_E_FAULT
+ * (and quarantines the mappings) instead of SIGBUS -- close() included. */
+struct table_args { ms_segment *seg; int op; int *a, *b, *err; };
+
+static ms_status table_fn(void *arg)
+{
+    struct table_args *t = (struct table_args *)arg;
+    switch (t->op) {
+    case 0: return attach_impl(t->seg, t->err);
+    case 1: return detach_impl(t->seg, t->a, t->err);
+    case 2: return reap_impl(t->seg, t->a, t->b, t->err);
+    default: return mark_destroyed_impl(t->seg, t->err);
+    }
+}
+
+static ms_status table_call(ms_segment *seg, int op, int *a, int *b, int *err)
+{
+    if (seg->faulted)
+        return MS_E_FAULT;
+    struct table_args t = { seg, op, a, b, err };
+    ms_status st = ms_p_guarded_call(table_fn, &t);
+    if (st == MS_E_FAULT) {
+        seg->attached = 0;
+        ms_segment_fault(seg);
+    }
+    return st;
+}
+
+ms_status ms_segment_attach(ms_segment *seg, int *err)
+{
+    return table_call(seg, 0, NULL, NULL, err);
+}
+
+ms_status ms_segment_detach(ms_segment *seg, int *last, int *err)
+{
+    *last = 0;
+    if (seg->faulted)
+        return MS_OK;
+    return table_call(seg, 1, last, NULL, err);
+}
+
+ms_status ms_segment_reap(ms_segment *seg, int *removed, int *empty, int *err)
+{
+    *removed = 0;
+    *empty = 0;
+    return table_call(seg, 2, removed, empty, err);
+}
+
+ms_status ms_segment_mark_destroyed(ms_segment *seg, int *err)
+{
+    return table_call(seg, 3, NULL, NULL, err);
 }
 
 void ms_segment_close(ms_segment *seg)

@@ -138,7 +138,7 @@ void ms_change_notify(ms_segment *seg)
 {
     ms_header *h = seg->hdr;
     ms_add32(&h->change_seq, 1);
-    if (ms_load_relaxed32(&h->change_waiters) != 0)
+    if (ms_load_sc32(&h->change_waiters) != 0)
         ms_p_wake32(seg->ctx, MS_SLOT_CHANGE, &h->change_seq, 1);
 }
 
@@ -179,7 +179,7 @@ ms_status ms_event_init(ms_header *h, void *arg, int *err)
 
 void ms_event_set(ms_segment *seg, unsigned slot, ms_event *e)
 {
-    if (ms_xchg32(&e->state, 1) == 0 && ms_load_relaxed32(&e->waiters) != 0)
+    if (ms_xchg32(&e->state, 1) == 0 && ms_load_sc32(&e->waiters) != 0)
         ms_p_wake32(seg->ctx, slot, &e->state, 1);
 }
 
@@ -234,6 +234,14 @@ ms_status ms_semaphore_acquire(ms_segment *seg, unsigned slot, ms_semaphore *s,
     return ms_wait_for(seg, slot, &s->value, &s->waiters, sem_pred, s, o);
 }
 
+static int sem_available(void *arg) { return ms_load32(&((ms_semaphore *)arg)->value) > 0; }
+
+ms_status ms_semaphore_wait_available(ms_segment *seg, unsigned slot, ms_semaphore *s,
+                                      const ms_wait_opts *o)
+{
+    return ms_wait_for(seg, slot, &s->value, &s->waiters, sem_available, s, o);
+}
+
 ms_status ms_semaphore_release(ms_segment *seg, unsigned slot, ms_semaphore *s, uint32_t n)
 {
     uint32_t max = ms_load_relaxed32(&s->maximum);
@@ -243,7 +251,7 @@ ms_status ms_semaphore_release(ms_segment *seg, unsigned slot, ms_semaphore *s, 
             return MS_E_VALUE;
     } while (!ms_cas32(&s->value, &v, v + n));
     /* wake all: with timeouts, waking one can be lost on a waiter that is leaving */
-    if (ms_load_relaxed32(&s->waiters) != 0)
+    if (ms_load_sc32(&s->waiters) != 0)
         ms_p_wake32(seg->ctx, slot, &s->value, 1);
     return MS_OK;
 }

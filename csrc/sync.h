@@ -68,5 +68,9 @@ ms_status ms_semaphore_init_at(ms_semaphore *s, uint32_t value, uint32_t maximum
 ms_status ms_semaphore_acquire(ms_segment *seg, unsigned slot, ms_semaphore *s,
                                const ms_wait_opts *o);
 ms_status ms_semaphore_release(ms_segment *seg, unsigned slot, ms_semaphore *s, uint32_t n);
+/* Wait until a unit is available, without taking it (for asyncio: the unit is then
+ * taken on the event loop's thread). */
+ms_status ms_semaphore_wait_available(ms_segment *seg, unsigned slot, ms_semaphore *s,
+                                      const ms_wait_opts *o);
 
 #endif

@@ -527,9 +527,17 @@ void ms_p_lock_inspect(void *area, int *held, uint32_t *holder, int *dead)
     memcpy(&v, area, sizeof v);
     uint32_t word = ms_load_relaxed32(area);
     uint32_t tid = word & FUTEX_TID_MASK;
+    if (word & FUTEX_OWNER_DIED) {
+        /* The kernel cleared the tid when the holder died; glibc's __owner still names
+         * it.  Held (nobody has taken it over yet), by a dead holder. */
+        *held = 1;
+        *dead = 1;
+        *holder = tid ? tid : (uint32_t)v.owner;
+        return;
+    }
     *held = tid != 0;
     *holder = tid;
-    *dead = (word & FUTEX_OWNER_DIED) != 0;
+    *dead = 0;
     if (tid && !*dead) {
         /* The tid is a thread id; a dead thread whose lock the kernel has not yet marked
          * can only be seen through /proc. */

@@ -603,6 +603,17 @@ ms_status ms_p_map(const ms_object *obj, uint64_t offset, size_t length, int acc
         return set_err(MS_E_INVALID, ERROR_INVALID_PARAMETER, err);
     if (access == MS_ACCESS_WRITE && !obj->writable)
         return set_err(MS_E_PERMISSION, ERROR_ACCESS_DENIED, err);
+    /* POSIX maps a whole last page past the end of a file (only pages wholly beyond it
+     * fault); Windows refuses a view longer than the section, but maps the section's
+     * last page whole.  So a request that ends inside the last page is shortened to the
+     * section's end: the caller gets the same pages, and ms_p_unmap frees the view by
+     * its base whatever the length. */
+    if (obj->size && offset < obj->size && length > obj->size - offset) {
+        uint64_t page = ms_p_page_size();
+        uint64_t last = (obj->size + page - 1) / page * page;
+        if (length <= last - offset)
+            length = (size_t)(obj->size - offset);
+    }
     p = MapViewOfFile((HANDLE)obj->handle, acc, MS_HI(offset), MS_LO(offset), length);
     if (!p) {
         DWORD e = GetLastError();

@@ -1,7 +1,9 @@
 """Type stub of the C extension mapshare._core (mechanism only; see the Python API)."""
 
 from collections.abc import Iterable
-from typing import Any, Optional
+from typing import Any, Optional, final
+
+from typing_extensions import disjoint_base
 
 _Buffer = Any  # any object supporting the buffer protocol
 _Timeout = Optional[float]
@@ -78,6 +80,7 @@ def unlink_if_same(osname: str, dev: int, ino: int, flags: int = ..., /) -> bool
 def process_alive(pid: int, start: int = ..., /) -> int: ...
 def process_start(pid: int, /) -> int: ...
 
+@final
 class Window:
     """A buffer over part of a mapping."""
 
@@ -90,6 +93,7 @@ class Window:
     def __enter__(self) -> memoryview: ...
     def __exit__(self, *exc: object) -> bool: ...
 
+@final
 class Segment:
     """A mapped mapshare object."""
 
@@ -148,10 +152,14 @@ class Segment:
     def sem_acquire(
         self, timeout: _Timeout = ..., spin: Optional[float] = ..., offset: Optional[int] = ...
     ) -> bool: ...
+    def sem_wait_available(
+        self, timeout: _Timeout = ..., spin: Optional[float] = ..., offset: Optional[int] = ...
+    ) -> bool: ...
     def sem_release(self, n: int = ..., offset: Optional[int] = ..., /) -> None: ...
     def sem_value(self, offset: Optional[int] = ..., /) -> tuple[int, int, int]: ...
     def __buffer__(self, flags: int, /) -> memoryview: ...
 
+@disjoint_base
 class Channel:
     """The ring of a channel segment."""
 

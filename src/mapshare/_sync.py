@@ -138,7 +138,7 @@ class Lock(_Named):
         # The hot path: bound C methods, no attribute chains.  release() is the C
         # method itself (an instance attribute shadowing the documented one below).
         self._acquire = seg._core.lock_acquire
-        self.release = seg._core.lock_release
+        setattr(self, "release", seg._core.lock_release)  # noqa: B010 (shadows the method)
         return self
 
     def acquire(self, timeout: Optional[float] = None) -> bool:
@@ -337,17 +337,8 @@ class Semaphore(_Named):
             return True if core.sem_acquire(0, 0.0, off) else None
 
         def block(t: float) -> object:
-            # wait for a unit to appear without taking it: a brief take-and-return
-            # would race with other processes, so poll the value with the futex-free
-            # check and sleep in small steps
-            import time
-
-            end = time.monotonic() + t
-            while time.monotonic() < end:
-                if core.sem_value(off)[0] > 0:
-                    return True
-                time.sleep(0.0005)
-            return False
+            # wait (in the worker thread) for a unit to be there, without taking it
+            return core.sem_wait_available(t, 0.0, off)
 
         return await wait_until(attempt, block, timeout, what="semaphore acquire")
 

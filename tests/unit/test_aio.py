@@ -1,0 +1,264 @@
+"""asyncio waits: Lock.acquire_async, Event.wait_async, Segment.wait_for_change_async and
+Semaphore.acquire_async complete when another process or thread acts, never block the
+event loop, time out with WaitTimeout, and cancel cleanly (nothing held or consumed)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+import mapshare
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "multiprocess"))
+import _sync_children as children
+from _sync_children import Child
+
+KINDS = ["lock", "event", "change", "semaphore"]
+
+
+def _make(kind: str, name: str) -> Any:
+    if kind == "lock":
+        return mapshare.Lock.create(name)
+    if kind == "event":
+        return mapshare.Event.create(name)
+    if kind == "change":
+        return mapshare.Segment.create(name, 64)
+    return mapshare.Semaphore.create(name, 0, maximum=1)
+
+
+def _waiter(kind: str, obj: Any, timeout: Any = None) -> Callable[[], Awaitable[Any]]:
+    if kind == "lock":
+        return lambda: obj.acquire_async(timeout)
+    if kind == "event":
+        return lambda: obj.wait_async(timeout)
+    if kind == "change":
+        since = obj.change_count
+        return lambda: obj.wait_for_change_async(since, timeout)
+    return lambda: obj.acquire_async(timeout)
+
+
+async def _with_ticker(aw: Awaitable[Any]) -> tuple[Any, int, float]:
+    """Await aw while a task ticks every 5 ms; return (result, ticks, longest gap)."""
+    ticks = 0
+    gap = 0.0
+    stop = False
+
+    async def tick() -> None:
+        nonlocal ticks, gap
+        last = time.monotonic()
+        while not stop:
+            await asyncio.sleep(0.005)
+            now = time.monotonic()
+            gap = max(gap, now - last)
+            last = now
+            ticks += 1
+
+    t = asyncio.create_task(tick())
+    try:
+        result = await aw
+    finally:
+        stop = True
+        await t
+    return result, ticks, gap
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_async_wait_completes_when_other_process_acts(method: str, kind: str,
+                                                      name: str) -> None:
+    obj = _make(kind, name)
+    child = Child(method, children.act_later, kind, name, 0.5)
+    try:
+        assert child.recv() == "ready"
+        since = obj.change_count if kind == "change" else None
+        result, ticks, _gap = asyncio.run(_with_ticker(_waiter(kind, obj, 30)()))
+        if kind == "change":
+            assert result == (since + 1) & 0xFFFFFFFF
+        else:
+            assert result is True
+        # the loop kept running during ~0.5 s of waiting: a blocked loop ticks ~once
+        assert ticks >= 10, ticks
+        assert child.result() is None
+        if kind == "lock":
+            assert obj.locked() and obj.state().holder == threading.get_native_id()
+            obj.release()
+        if kind == "semaphore":
+            assert obj.value == 0
+    finally:
+        child.stop()
+        obj.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_async_wait_completes_when_other_thread_acts(kind: str, name: str) -> None:
+    obj = _make(kind, name)
+    held = threading.Event()
+    go = threading.Event()
+
+    def act() -> None:
+        if kind == "lock":
+            obj.acquire()
+            held.set()
+            go.wait(30)
+            time.sleep(0.2)
+            obj.release()
+            return
+        held.set()
+        go.wait(30)
+        time.sleep(0.2)
+        if kind == "event":
+            obj.set()
+        elif kind == "change":
+            obj.notify()
+        else:
+            obj.release()
+
+    t = threading.Thread(target=act)
+    t.start()
+    try:
+        assert held.wait(30)
+        waiter = _waiter(kind, obj, 30)
+
+        async def main() -> Any:
+            go.set()
+            return await _with_ticker(waiter())
+
+        result, ticks, _ = asyncio.run(main())
+        assert result is not None and result is not False
+        assert ticks >= 5
+        if kind == "lock":
+            obj.release()
+    finally:
+        go.set()
+        t.join(30)
+        obj.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_async_timeout_raises_wait_timeout(kind: str, name: str) -> None:
+    obj = _make(kind, name)
+    holder = None
+    release = threading.Event()
+    if kind == "lock":
+        held = threading.Event()
+
+        def hold() -> None:
+            obj.acquire()
+            held.set()
+            release.wait(30)
+            obj.release()
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert held.wait(30)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(mapshare.WaitTimeout):
+            asyncio.run(_with_ticker(_waiter(kind, obj, 0.3)()))
+        elapsed = time.monotonic() - t0
+        assert 0.3 <= elapsed < 5.0
+        with pytest.raises(TimeoutError):
+            asyncio.run(_waiter(kind, obj, 0)())
+    finally:
+        release.set()
+        if holder is not None:
+            holder.join(30)
+        obj.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_async_cancel_is_prompt_and_clean(kind: str, name: str) -> None:
+    """task.cancel() ends the await with CancelledError at once; afterwards the lock is
+    not held by us and no semaphore unit was consumed, even once the resource becomes
+    available while the background wait slice is still running."""
+    obj = _make(kind, name)
+    release = threading.Event()
+    holder = None
+    if kind == "lock":
+        held = threading.Event()
+
+        def hold() -> None:
+            obj.acquire()
+            held.set()
+            release.wait(30)
+            obj.release()
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert held.wait(30)
+
+    async def main() -> float:
+        task = asyncio.create_task(_waiter(kind, obj, None)())
+        await asyncio.sleep(0.1)
+        assert not task.done()
+        t0 = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        cancelled_after = time.monotonic() - t0
+        # make the resource available while any background slice may still be waiting
+        if kind == "lock":
+            release.set()
+        elif kind == "semaphore":
+            obj.release()
+        elif kind == "event":
+            obj.set()
+        else:
+            obj.notify()
+        await asyncio.sleep(0.6)  # longer than a background wait slice
+        return cancelled_after
+
+    try:
+        cancelled_after = asyncio.run(main())
+        assert cancelled_after < 1.0
+        if kind == "lock":
+            holder.join(30)  # type: ignore[union-attr]
+            assert not obj.locked()
+            assert obj.acquire(timeout=0) is True
+            obj.release()
+        elif kind == "semaphore":
+            assert obj.value == 1
+    finally:
+        release.set()
+        if holder is not None:
+            holder.join(30)
+        obj.close()
+
+
+def test_many_concurrent_async_waits(name: str) -> None:
+    """Several tasks wait on one event at once; one set() completes all of them."""
+    ev = mapshare.Event.create(name)
+    try:
+        async def main() -> list[bool]:
+            tasks = [asyncio.create_task(ev.wait_async(30)) for _ in range(10)]
+            await asyncio.sleep(0.1)
+            assert not any(t.done() for t in tasks)
+            threading.Timer(0.05, ev.set).start()
+            return await asyncio.gather(*tasks)
+
+        assert asyncio.run(main()) == [True] * 10
+    finally:
+        ev.close()
+
+
+def test_async_lock_already_free_and_owner_died(name: str) -> None:
+    lk = mapshare.Lock.create(name)
+    try:
+        assert asyncio.run(lk.acquire_async(0)) is True
+        lk.release()
+        t = threading.Thread(target=lk.acquire)
+        t.start()
+        t.join(30)
+        with pytest.raises(mapshare.OwnerDiedError):
+            asyncio.run(lk.acquire_async(5))
+        assert lk.locked()
+        lk.release()
+    finally:
+        lk.close()
