@@ -1,0 +1,32 @@
+"""Run one example's two roles as separate processes: python examples/run.py FOLDER."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROLES = {
+    "segment": ("writer.py", "reader.py"),
+    "channel": ("producer.py", "consumer.py"),
+    "lock": ("worker.py", "worker.py"),
+    "numpy": ("publisher.py", "subscriber.py"),
+}
+
+
+def main(folder: str) -> int:
+    here = Path(__file__).parent / folder
+    name = f"ex-{folder[:4]}-{os.getpid()}"
+    first, second = ROLES[folder]
+    a = subprocess.Popen([sys.executable, str(here / first), name])
+    time.sleep(0.3)  # the first role creates; the second opens (it also retries briefly)
+    b = subprocess.Popen([sys.executable, str(here / second), name])
+    codes = [b.wait(timeout=60), a.wait(timeout=60)]
+    print(f"{folder}: exit codes {codes}")
+    return 0 if codes == [0, 0] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1]))
