@@ -1546,6 +1546,132 @@ static PyTypeObject Segment_Type = {
     .tp_getset = Segment_getset,
 };
 
+/* ---- Lock: the lock of a segment's header as an object ------------------------------ */
+
+/* acquire/release/__enter__/__exit__ are C methods so that `with lock:` runs no Python
+ * frame at all. */
+typedef struct {
+    PyObject_HEAD
+    SegmentObject *seg;
+} LockObject;
+
+static PyObject *Lock_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"segment", NULL};
+    PyObject *segobj;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!:Lock", kwlist, &Segment_Type, &segobj))
+        return NULL;
+    LockObject *self = (LockObject *)type->tp_alloc(type, 0);
+    if (!self)
+        return NULL;
+    Py_INCREF(segobj);
+    self->seg = (SegmentObject *)segobj;
+    return (PyObject *)self;
+}
+
+static void Lock_dealloc(LockObject *self)
+{
+    Py_XDECREF(self->seg);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *lock_acquire(LockObject *self, PyObject *tobj)
+{
+    PyObject *a[1] = {tobj};
+    PyObject *r = Segment_lock_acquire(self->seg, a, 1, NULL);
+    if (!r && error_classes[MS_E_OWNER_DIED] &&
+        PyErr_ExceptionMatches(error_classes[MS_E_OWNER_DIED])) {
+        /* tell the handler which lock it now holds */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        if (value && PyObject_SetAttrString(value, "lock", (PyObject *)self) < 0)
+            PyErr_Clear();
+        PyErr_Restore(type, value, tb);
+    }
+    return r;
+}
+
+static PyObject *Lock_acquire(LockObject *self, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames)
+{
+    PyObject *tobj = Py_None;
+    if (nargs == 1 && !kwnames) {
+        tobj = args[0];
+    } else if (nargs || kwnames) {
+        static const char *const kwlist[] = {"timeout"};
+        PyObject *vals[1] = {Py_None};
+        if (fast_kwargs(args, nargs, kwnames, kwlist, vals, 1, "acquire") < 0)
+            return NULL;
+        tobj = vals[0];
+    }
+    return lock_acquire(self, tobj);
+}
+
+static PyObject *Lock_release(LockObject *self, PyObject *unused)
+{
+    (void)unused;
+    return Segment_lock_release(self->seg, NULL, 0);
+}
+
+static PyObject *Lock_enter(LockObject *self, PyObject *unused)
+{
+    (void)unused;
+    PyObject *r = lock_acquire(self, Py_None);
+    if (!r)
+        return NULL;
+    Py_DECREF(r);
+    Py_INCREF(self);
+    return (PyObject *)self;
+}
+
+static PyObject *Lock_exit(LockObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)args; (void)nargs;
+    PyObject *r = Segment_lock_release(self->seg, NULL, 0);
+    if (!r)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_FALSE;
+}
+
+static PyObject *Lock_locked(LockObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (seg_check_header(self->seg) < 0)
+        return NULL;
+    int held = 0, dead = 0;
+    uint32_t holder = 0;
+    ms_p_lock_inspect(self->seg->seg.hdr->user_lock, &held, &holder, &dead);
+    return PyBool_FromLong(held);
+}
+
+static PyMethodDef Lock_methods[] = {
+    {"acquire", (PyCFunction)(void (*)(void))Lock_acquire, METH_FASTCALL | METH_KEYWORDS,
+     "acquire($self, timeout=None)\n--\n\n"
+     "Wait for the lock: timeout=None forever, 0 try once, else seconds.  Returns True\n"
+     "when acquired, False on timeout.  Raises OwnerDiedError, with the lock held, if its\n"
+     "previous holder died holding it (the exception's .lock is this lock)."},
+    {"release", (PyCFunction)Lock_release, METH_NOARGS,
+     "release($self, /)\n--\n\nRelease the lock (NotOwnerError if this thread does not hold it)."},
+    {"locked", (PyCFunction)Lock_locked, METH_NOARGS,
+     "locked($self, /)\n--\n\nTrue if any thread of any process holds the lock."},
+    {"__enter__", (PyCFunction)Lock_enter, METH_NOARGS, "acquire()"},
+    {"__exit__", (PyCFunction)(void (*)(void))Lock_exit, METH_FASTCALL, "release()"},
+    {NULL}
+};
+
+static PyTypeObject Lock_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mapshare._core.Lock",
+    .tp_basicsize = sizeof(LockObject),
+    .tp_dealloc = (destructor)Lock_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "The robust lock of a segment (mechanism only; see mapshare.Lock).",
+    .tp_methods = Lock_methods,
+    .tp_new = Lock_new,
+};
+
 /* ---- Channel ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -2323,7 +2449,7 @@ PyMODINIT_FUNC PyInit__core(void)
     if (!zero_timeout || !str_release)
         return NULL;
     if (PyType_Ready(&Segment_Type) < 0 || PyType_Ready(&Window_Type) < 0 ||
-        PyType_Ready(&Channel_Type) < 0)
+        PyType_Ready(&Channel_Type) < 0 || PyType_Ready(&Lock_Type) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (!m)
@@ -2334,6 +2460,8 @@ PyMODINIT_FUNC PyInit__core(void)
     PyModule_AddObject(m, "Window", (PyObject *)&Window_Type);
     Py_INCREF(&Channel_Type);
     PyModule_AddObject(m, "Channel", (PyObject *)&Channel_Type);
+    Py_INCREF(&Lock_Type);
+    PyModule_AddObject(m, "Lock", (PyObject *)&Lock_Type);
 #define ADD_INT(name, value) PyModule_AddIntConstant(m, name, (long)(value))
     ADD_INT("KIND_SEGMENT", MS_KIND_SEGMENT);
     ADD_INT("KIND_LOCK", MS_KIND_LOCK);

@@ -6,11 +6,10 @@ Ctrl-C interrupts a wait in the main thread; timeouts use the monotonic clock.
 
 from __future__ import annotations
 
-from typing import Any, Optional, TypeVar
+from typing import Any, Optional, TypeVar, cast
 
 from . import _core
 from ._aio import poll_until, wait_until
-from ._errors import OwnerDiedError
 from ._segment import Lifetime, LockState, Segment, _lock_state
 
 __all__ = ["Event", "Lock", "Semaphore"]
@@ -38,7 +37,6 @@ class _Named:
     _segment: Segment
     _owns: bool
     _offset: Optional[int]
-    _acquire: Any
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError(f"use {type(self).__name__}.create(), .open() or .open_or_create()")
@@ -92,20 +90,23 @@ class _Named:
         pass
 
 
-class Lock(_Named):
+class Lock(_core.Lock, _Named):
     """A mutual-exclusion lock between processes that survives a killed holder.
 
     ``Lock.create(name)`` makes a named lock; ``segment.lock()`` is the lock built into
-    every segment.  Not reentrant: a thread that acquires twice gets RuntimeError.
-    Ownership is per thread: only the acquiring thread may ``release()``
-    (``NotOwnerError`` otherwise), and a child process forked while the parent holds it
-    does not hold it.
+    every segment.  ``acquire(timeout=None)`` (None waits forever, 0 tries once, else
+    seconds; True, or False on timeout), ``release()``, ``locked()``, and ``with lock:``
+    are C methods: acquiring and releasing run no Python code.
+
+    Not reentrant: a thread that acquires twice gets RuntimeError.  Ownership is per
+    thread: only the acquiring thread may ``release()`` (``NotOwnerError`` otherwise), and
+    a child process forked while the parent holds it does not hold it.
 
     Robustness: when a holder dies while holding the lock (any cause, including SIGKILL),
     the next ``acquire()`` gets the lock and raises ``OwnerDiedError`` **with the lock
-    held**, so the caller can repair what it protects and then ``release()``.  On Linux
-    this is the kernel's robust-futex mechanism (a process-shared robust pthread mutex),
-    which holds across PID reuse and PID namespaces.
+    held** (its ``.lock`` is this lock), so the caller can repair what it protects and then
+    ``release()``.  On Linux this is the kernel's robust-futex mechanism (a process-shared
+    robust pthread mutex), which holds across PID reuse and PID namespaces.
     """
 
     _segment_cls = _LockSegment
@@ -134,30 +135,11 @@ class Lock(_Named):
 
     @classmethod
     def _wrap(cls: type[_N], seg: Segment, owns: bool) -> _N:
-        self = super()._wrap(seg, owns)
-        # The hot path: bound C methods, no attribute chains.  release() is the C
-        # method itself (an instance attribute shadowing the documented one below).
-        self._acquire = seg._core.lock_acquire
-        setattr(self, "release", seg._core.lock_release)  # noqa: B010 (shadows the method)
+        self = cast(_N, _core.Lock.__new__(cast(Any, cls), seg._core))
+        self._segment = seg
+        self._owns = owns
+        self._offset = None
         return self
-
-    def acquire(self, timeout: Optional[float] = None) -> bool:
-        """Wait for the lock: ``timeout=None`` forever, ``0`` try once, else seconds.
-        Returns True when acquired, False on timeout.  Raises ``OwnerDiedError``, with
-        the lock held, if its previous holder died holding it."""
-        try:
-            return self._acquire(timeout)  # type: ignore[no-any-return]
-        except OwnerDiedError as exc:
-            exc.lock = self
-            raise
-
-    def release(self) -> None:
-        """Release the lock (``NotOwnerError`` if this thread does not hold it)."""
-        self._segment._core.lock_release()
-
-    def locked(self) -> bool:
-        """True if any thread of any process holds the lock."""
-        return bool(self._segment._core.lock_state()["held"])
 
     def state(self) -> LockState:
         """Holder thread id and whether the holder is alive."""
@@ -171,13 +153,6 @@ class Lock(_Named):
             return True if self.acquire(0) else None
 
         return await poll_until(attempt, timeout, what="lock acquire")
-
-    def __enter__(self) -> Lock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
     def __repr__(self) -> str:
         return f"<Lock {self.name!r} {'locked' if self.locked() else 'unlocked'}>"
