@@ -14,8 +14,10 @@
 uint64_t ms_channel_max_message(uint64_t capacity)
 {
     /* A record may always be placed at offset 0 once a padding record has been
-     * skipped, so one message can use the whole ring but for its 8-byte header. */
-    return capacity >= MS_REC_HEADER ? capacity - MS_REC_HEADER : 0;
+     * skipped, so one message can use the whole ring but for its 8-byte header; and a
+     * record's length is a uint32 (rings over 4 GiB would truncate it). */
+    uint64_t m = capacity >= MS_REC_HEADER ? capacity - MS_REC_HEADER : 0;
+    return m > 0xFFFFFFF8u ? 0xFFFFFFF8u : m;
 }
 
 ms_status ms_ring_init(ms_header *h, void *arg, int *err)
@@ -174,8 +176,10 @@ static int space_pred(void *arg)
     struct space_pred *p = (struct space_pred *)arg;
     ms_ring *r = p->ch->ring;
     uint64_t used = ms_load_relaxed64(&r->tail) - ms_load64(&r->head);
-    /* a corrupt distance also ends the wait; the locked path reports it */
-    return used > p->ch->cap || p->ch->cap - used >= p->need;
+    /* a corrupt distance also ends the wait, and so does close_sending(): the locked
+     * path reports them (LayoutError, EndOfChannel) */
+    return used > p->ch->cap || p->ch->cap - used >= p->need ||
+           (ms_load_relaxed32(&r->flags) & MS_RING_CLOSED);
 }
 
 /* Called after a sequentially consistent store of tail (resp. head). */
@@ -191,10 +195,10 @@ static void wake_senders(ms_channel *ch)
                        &ch->ring->send_waiters);
 }
 
-/* With send_lock held, after writing a padding record at position t that leaves too
- * little room for the record: if the pad is all the ring holds and no receiver is busy,
- * skip it here, so that an empty channel takes any message up to max_message at once
- * (receivers skip pads, but none may be active).  Lock order send -> recv; try only. */
+/* With send_lock held, after writing a padding record at position t: if the pad is all
+ * the ring holds and no receiver is busy, skip it here, so that an empty channel takes
+ * any message up to max_message at once (receivers skip pads, but none may be active)
+ * and reports itself empty.  Lock order send -> recv; try only. */
 static void skip_lone_pad(ms_channel *ch, uint64_t t, uint64_t pad)
 {
     ms_ring *r = ch->ring;
@@ -240,8 +244,9 @@ static ms_status reserve_locked(ms_channel *ch, uint64_t rsize, uint64_t *pos, u
             uint32_t hdr[2] = { (uint32_t)pad, MS_REC_PAD };
             memcpy(ch->buf + off, hdr, sizeof hdr);
             ms_store_sc64(&r->tail, t + pad);
-            if (cap - pad - used < rsize)
-                skip_lone_pad(ch, t, pad);
+            /* once per lap: if the pad is all there is, drop it now rather than leave
+             * an empty-looking channel holding bytes */
+            skip_lone_pad(ch, t, pad);
             wake_receivers(ch);
             continue;
         }
@@ -263,9 +268,17 @@ static void publish_locked(ms_channel *ch, uint64_t pos, uint64_t payload)
     ms_store_sc64(&r->tail, pos + rsize);
     r->sent_messages++;
     r->sent_bytes += payload;
+    /* Exact high-water mark without reading the receivers' head on every message (a
+     * cache miss): the cached head is a lower bound, so the depth it gives is an upper
+     * bound; only when that bound beats the mark is the real head read. */
+    uint64_t hw = r->high_water;
     uint64_t used = pos + rsize - ch->cached_head;
-    if (used <= ch->cap && used > r->high_water)
-        r->high_water = used;
+    if (used > hw) {
+        ch->cached_head = ms_load64(&r->head);
+        used = pos + rsize - ch->cached_head;
+        if (used <= ch->cap && used > hw)
+            r->high_water = used;
+    }
 }
 
 struct send_args {

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import threading
 from typing import Callable, Optional, TypeVar
 
@@ -34,6 +35,18 @@ MAX_WAITERS = 64
 
 _pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
 _pool_lock = threading.Lock()
+
+
+def _reset_after_fork() -> None:
+    # A forked child inherits the pool object but not its threads (nor, possibly, an
+    # unlocked lock): start afresh.
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _executor() -> concurrent.futures.ThreadPoolExecutor:

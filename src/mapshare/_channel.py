@@ -79,7 +79,7 @@ class ChannelStatistics:
     received_bytes: int
     """Payload bytes received since creation."""
     high_water: int
-    """Most bytes ever queued at once."""
+    """Most bytes ever queued at once (ring bytes: headers and padding included)."""
     redelivered: int
     """Messages offered again because a receiver died holding them (receive_view)."""
     abandoned: int
@@ -395,7 +395,7 @@ class Channel(_core.Channel):
 
     def _after_fork(self) -> None:
         if not self._segment.closed:
-            self._after_fork()
+            super()._after_fork()  # the C method of the same name
 
     def __enter__(self) -> Channel:
         return self

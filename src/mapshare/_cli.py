@@ -264,7 +264,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit status."""
-    args: Any = build_parser().parse_args(argv)
+    parser = build_parser()
+    args: Any
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # argparse cannot fill an optional positional after an option
+        # ("mapshare send NAME --close -"): take one leftover as the data
+        if args.command == "send" and args.data is None and len(extra) == 1:
+            args.data = extra[0]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args))
     except MapshareError as exc:
