@@ -51,23 +51,49 @@ ms_status ms_channel_bind(ms_channel *ch, ms_segment *seg)
     ch->buf = seg->data;
     ch->cap = cap;
     ch->max_message = maxm;
+    ch->send_slot = ch->recv_slot = -1;
     return MS_OK;
 }
 
 /* ---- peers -------------------------------------------------------------------------- */
 
-static void register_peer(ms_attach *table)
+/* An entry's count holds this process's handles in its low 16 bits and, above them
+ * (MS_SLEEPER units), how many of its threads sleep on the channel right now.  When a
+ * process dies in its sleep, its sleepers are subtracted from the shared waiter count
+ * by whoever finds it dead, so that count does not stay up forever (which would cost a
+ * futex system call on every later message). */
+#define HANDLES(c) ((c) & (MS_SLEEPER - 1u))
+#define SLEEPERS(c) ((c) / MS_SLEEPER)
+
+/* Take a dead process's entry out of the table, giving back its sleepers. */
+static void reap_entry(ms_attach *e, volatile uint32_t *waiters)
+{
+    uint32_t c = ms_load32(&e->count);
+    while (!ms_cas32(&e->count, &c, 0))
+        ;
+    if (SLEEPERS(c) && waiters) {
+        /* never below zero: a scribbled count must not wrap around */
+        uint32_t w = ms_load32(waiters);
+        uint32_t sub = SLEEPERS(c);
+        while (!ms_cas32(waiters, &w, w > sub ? w - sub : 0))
+            ;
+    }
+    ms_store32(&e->pid, 0);
+}
+
+/* Register this process (with its lock held); returns its entry or -1 if full. */
+static int register_peer(ms_attach *table, volatile uint32_t *waiters)
 {
     uint32_t me = ms_p_pid();
     int free_slot = -1;
     for (unsigned i = 0; i < MS_RING_PEERS; i++) {
         uint32_t pid = ms_load_relaxed32(&table[i].pid);
         if (pid == me) {
-            ms_store32(&table[i].count, ms_load_relaxed32(&table[i].count) + 1);
-            return;
+            ms_add32(&table[i].count, 1);
+            return (int)i;
         }
         if (pid && ms_p_process_alive(pid, ms_load_relaxed64(&table[i].start)) == 0) {
-            ms_store32(&table[i].pid, 0);
+            reap_entry(&table[i], waiters);
             pid = 0;
         }
         if (!pid && free_slot < 0)
@@ -78,22 +104,29 @@ static void register_peer(ms_attach *table)
         ms_store32(&table[free_slot].count, 1);
         ms_store32(&table[free_slot].pid, me);
     }
+    return free_slot;
 }
 
-static void unregister_peer(ms_attach *table)
+static void unregister_peer(ms_attach *table, int slot)
 {
-    uint32_t me = ms_p_pid();
-    for (unsigned i = 0; i < MS_RING_PEERS; i++)
-        if (ms_load_relaxed32(&table[i].pid) == me) {
-            uint32_t c = ms_load_relaxed32(&table[i].count);
-            if (c <= 1) {
-                ms_store32(&table[i].count, 0);
-                ms_store32(&table[i].pid, 0);
-            } else {
-                ms_store32(&table[i].count, c - 1);
-            }
-            return;
-        }
+    if (slot < 0 || slot >= (int)MS_RING_PEERS ||
+        ms_load_relaxed32(&table[slot].pid) != ms_p_pid())
+        return;
+    uint32_t c = ms_add32(&table[slot].count, (uint32_t)-1) - 1;
+    if (c == 0)
+        ms_store32(&table[slot].pid, 0);  /* no handle left and nobody of ours asleep */
+}
+
+/* The shared waiter count says someone sleeps, yet a wake-up found nobody several times
+ * in a row: give back the sleepers of dead processes. */
+static void repair_waiters(ms_attach *table, volatile uint32_t *waiters)
+{
+    for (unsigned i = 0; i < MS_RING_PEERS; i++) {
+        uint32_t pid = ms_load_relaxed32(&table[i].pid);
+        if (pid && SLEEPERS(ms_load32(&table[i].count)) &&
+            ms_p_process_alive(pid, ms_load_relaxed64(&table[i].start)) == 0)
+            reap_entry(&table[i], waiters);
+    }
 }
 
 /* 1 if at least one sender registered and every registered sender is dead. */
@@ -134,7 +167,7 @@ static ms_status lock_send(ms_channel *ch, const ms_wait_opts *o)
         st = MS_OK;
     }
     if (st == MS_OK && !ch->sender_registered) {
-        register_peer(ch->ring->senders);
+        ch->send_slot = register_peer(ch->ring->senders, &ch->ring->send_waiters);
         ch->sender_registered = 1;
     }
     return st;
@@ -156,7 +189,7 @@ static ms_status lock_recv(ms_channel *ch, const ms_wait_opts *o)
         st = MS_OK;
     }
     if (st == MS_OK && !ch->receiver_registered) {
-        register_peer(ch->ring->receivers);
+        ch->recv_slot = register_peer(ch->ring->receivers, &ch->ring->recv_waiters);
         ch->receiver_registered = 1;
     }
     return st;
@@ -182,17 +215,55 @@ static int space_pred(void *arg)
            (ms_load_relaxed32(&r->flags) & MS_RING_CLOSED);
 }
 
+/* After this many wake-ups in a row that found nobody although the count said someone
+ * sleeps, look for waiters that died in their sleep. */
+#define MS_REPAIR_AFTER 32
+
 /* Called after a sequentially consistent store of tail (resp. head). */
 static void wake_receivers(ms_channel *ch)
 {
-    ms_wake_waiters_sc(ch->seg, MS_SLOT_NOT_EMPTY, &ch->ring->not_empty_seq,
-                       &ch->ring->recv_waiters);
+    int n = ms_wake_waiters_sc(ch->seg, MS_SLOT_NOT_EMPTY, &ch->ring->not_empty_seq,
+                               &ch->ring->recv_waiters);
+    if (n == 0 && ++ch->idle_wakes_r >= MS_REPAIR_AFTER) {
+        ch->idle_wakes_r = 0;
+        repair_waiters(ch->ring->receivers, &ch->ring->recv_waiters);
+    } else if (n != 0) {
+        ch->idle_wakes_r = 0;
+    }
 }
 
 static void wake_senders(ms_channel *ch)
 {
-    ms_wake_waiters_sc(ch->seg, MS_SLOT_NOT_FULL, &ch->ring->not_full_seq,
-                       &ch->ring->send_waiters);
+    int n = ms_wake_waiters_sc(ch->seg, MS_SLOT_NOT_FULL, &ch->ring->not_full_seq,
+                               &ch->ring->send_waiters);
+    if (n == 0 && ++ch->idle_wakes_s >= MS_REPAIR_AFTER) {
+        ch->idle_wakes_s = 0;
+        repair_waiters(ch->ring->senders, &ch->ring->send_waiters);
+    } else if (n != 0) {
+        ch->idle_wakes_s = 0;
+    }
+}
+
+/* Register as a receiver before sleeping, so that the sleep is marked in our entry. */
+static volatile uint32_t *receiver_mark(ms_channel *ch)
+{
+    if (!ch->receiver_registered) {
+        ms_wait_opts o = { 0, 0, NULL, NULL, 1, NULL };
+        if (ms_lock_acquire(ch->seg, MS_SLOT_RECV_LOCK, ch->ring->recv_lock, &o, NULL) ==
+            MS_OK) {
+            ch->recv_slot = register_peer(ch->ring->receivers, &ch->ring->recv_waiters);
+            ch->receiver_registered = 1;
+            ms_lock_release(ch->seg, MS_SLOT_RECV_LOCK, ch->ring->recv_lock, NULL);
+        }
+    }
+    return ch->recv_slot >= 0 && ch->receiver_registered
+               ? &ch->ring->receivers[ch->recv_slot].count : NULL;
+}
+
+static volatile uint32_t *sender_mark(ms_channel *ch)
+{
+    return ch->send_slot >= 0 && ch->sender_registered
+               ? &ch->ring->senders[ch->send_slot].count : NULL;
 }
 
 /* With send_lock held, after writing a padding record at position t: if the pad is all
@@ -348,6 +419,7 @@ static ms_status send_fn(void *arg)
             lock_opts.timeout_ns = wo.timeout_ns;
         }
         struct space_pred sp = { ch, need };
+        wo.mark = sender_mark(ch);
         st = ms_wait_for(ch->seg, MS_SLOT_NOT_FULL, &ch->ring->not_full_seq,
                          &ch->ring->send_waiters, space_pred, &sp, &wo);
         if (st == MS_E_TIMEOUT)
@@ -506,6 +578,7 @@ static ms_status recv_fn(void *arg)
             ms_wait_opts so = wo;
             if (so.timeout_ns < 0 || so.timeout_ns > MS_SLICE_NS)
                 so.timeout_ns = MS_SLICE_NS;
+            so.mark = receiver_mark(ch);
             st = ms_wait_for(ch->seg, MS_SLOT_NOT_EMPTY, &ch->ring->not_empty_seq,
                              &ch->ring->recv_waiters, avail_pred, &ap, &so);
             if (st == MS_E_TIMEOUT) {
@@ -798,8 +871,10 @@ ms_status ms_channel_wait_readable(ms_channel *ch, const ms_wait_opts *o)
     struct avail_pred ap = { ch };
     if (!avail_pred(&ap) && o->timeout_ns != 0 && senders_all_dead(ch->ring))
         return MS_E_BROKEN;
+    ms_wait_opts wo = *o;
+    wo.mark = receiver_mark(ch);
     return ms_wait_for(ch->seg, MS_SLOT_NOT_EMPTY, &ch->ring->not_empty_seq,
-                       &ch->ring->recv_waiters, avail_pred, &ap, o);
+                       &ch->ring->recv_waiters, avail_pred, &ap, &wo);
 }
 
 ms_status ms_channel_wait_writable(ms_channel *ch, size_t n, const ms_wait_opts *o)
@@ -807,8 +882,10 @@ ms_status ms_channel_wait_writable(ms_channel *ch, size_t n, const ms_wait_opts 
     if (n > ch->max_message)
         return MS_E_TOO_LARGE;
     struct space_pred sp = { ch, MS_REC_HEADER + ALIGN8(n) };
+    ms_wait_opts wo = *o;
+    wo.mark = sender_mark(ch);
     return ms_wait_for(ch->seg, MS_SLOT_NOT_FULL, &ch->ring->not_full_seq,
-                       &ch->ring->send_waiters, space_pred, &sp, o);
+                       &ch->ring->send_waiters, space_pred, &sp, &wo);
 }
 
 /* ---- control ------------------------------------------------------------------------ */
@@ -842,7 +919,7 @@ void ms_channel_detach(ms_channel *ch)
     if (ch->sender_registered) {
         ms_wait_opts o = { 100000000LL, 0, NULL, NULL, 0 };
         if (lock_send(ch, &o) == MS_OK) {
-            unregister_peer(ch->ring->senders);
+            unregister_peer(ch->ring->senders, ch->send_slot);
             /* lock_send registered nothing new: we were registered already */
             unlock_send(ch);
         }
@@ -851,7 +928,7 @@ void ms_channel_detach(ms_channel *ch)
     if (ch->receiver_registered) {
         ms_wait_opts o = { 100000000LL, 0, NULL, NULL, 0 };
         if (lock_recv(ch, &o) == MS_OK) {
-            unregister_peer(ch->ring->receivers);
+            unregister_peer(ch->ring->receivers, ch->recv_slot);
             unlock_recv(ch);
         }
         ch->receiver_registered = 0;
@@ -862,6 +939,9 @@ void ms_channel_statistics(ms_channel *ch, ms_channel_stats *s)
 {
     ms_ring *r = ch->ring;
     memset(s, 0, sizeof *s);
+    /* report live sleepers only: give back those of processes that died asleep */
+    repair_waiters(r->senders, &r->send_waiters);
+    repair_waiters(r->receivers, &r->recv_waiters);
     uint64_t h = ms_load64(&r->head), t = ms_load64(&r->tail);
     s->capacity = ch->cap;
     s->max_message = ch->max_message;

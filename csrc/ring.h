@@ -27,6 +27,10 @@ typedef struct ms_channel {
      * "nothing there". */
     uint64_t cached_head;  /* sender side */
     uint64_t cached_tail;  /* receiver side */
+    int send_slot;         /* our entry in the ring's senders / receivers tables */
+    int recv_slot;
+    unsigned idle_wakes_s; /* consecutive wake-ups that found nobody (see ring.c) */
+    unsigned idle_wakes_r;
 } ms_channel;
 
 ms_status ms_ring_init(ms_header *h, void *arg, int *err);

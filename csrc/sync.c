@@ -39,20 +39,30 @@ ms_status ms_wait_for(ms_segment *seg, unsigned slot, volatile uint32_t *word,
     }
 
     for (;;) {
+        /* the mark goes up before, and down after, the shared count: whoever repairs
+         * the count after our death never subtracts more than we added */
+        if (o->mark)
+            ms_add32(o->mark, MS_SLEEPER);
         ms_add32(waiters, 1);
         uint32_t seen = ms_load32(word);
         if (pred(parg)) {
             ms_add32(waiters, (uint32_t)-1);
+            if (o->mark)
+                ms_add32(o->mark, (uint32_t)-MS_SLEEPER);
             return MS_OK;
         }
         int64_t left = remaining_ns(deadline, o->timeout_ns);
         if (left == 0) {
             ms_add32(waiters, (uint32_t)-1);
+            if (o->mark)
+                ms_add32(o->mark, (uint32_t)-MS_SLEEPER);
             return MS_E_TIMEOUT;
         }
         int64_t slice = (left < 0 || left > MS_SLICE_NS) ? MS_SLICE_NS : left;
         ms_status st = ms_p_wait32(seg->ctx, slot, word, seen, slice);
         ms_add32(waiters, (uint32_t)-1);
+        if (o->mark)
+            ms_add32(o->mark, (uint32_t)-MS_SLEEPER);
         if (pred(parg))
             return MS_OK;
         if (st == MS_E_INTERRUPTED || st == MS_E_TIMEOUT) {
@@ -64,25 +74,27 @@ ms_status ms_wait_for(ms_segment *seg, unsigned slot, volatile uint32_t *word,
     }
 }
 
-void ms_wake_waiters(ms_segment *seg, unsigned slot, volatile uint32_t *word,
-                     volatile uint32_t *waiters)
+int ms_wake_waiters(ms_segment *seg, unsigned slot, volatile uint32_t *word,
+                    volatile uint32_t *waiters)
 {
     /* The caller's store that made the predicate true must be visible before we read
      * the waiter count: pairs with the increment-then-check in ms_wait_for. */
     ms_fence();
     if (ms_load_relaxed32(waiters) != 0) {
         ms_add32(word, 1);
-        ms_p_wake32(seg->ctx, slot, word, 1);
+        return ms_p_wake32(seg->ctx, slot, word, 1);
     }
+    return -2;
 }
 
-void ms_wake_waiters_sc(ms_segment *seg, unsigned slot, volatile uint32_t *word,
-                        volatile uint32_t *waiters)
+int ms_wake_waiters_sc(ms_segment *seg, unsigned slot, volatile uint32_t *word,
+                       volatile uint32_t *waiters)
 {
     if (ms_load_sc32(waiters) != 0) {
         ms_add32(word, 1);
-        ms_p_wake32(seg->ctx, slot, word, 1);
+        return ms_p_wake32(seg->ctx, slot, word, 1);
     }
+    return -2;
 }
 
 /* ---- locks -------------------------------------------------------------------------- */

@@ -16,7 +16,13 @@ typedef struct ms_wait_opts {
     /* Channel fast path: do not wait for a busy send/receive lock either; report
      * MS_E_BUSY so the caller can retry without holding what it holds (the GIL). */
     int try_only;
+    /* If set: the caller's own peer-table entry count word; while asleep, the waiter
+     * adds MS_SLEEPER to it, so that a waiter that dies in its sleep can be subtracted
+     * from the shared waiter count by whoever finds it dead (see ring.c). */
+    volatile uint32_t *mark;
 } ms_wait_opts;
+
+#define MS_SLEEPER 0x10000u   /* attach-entry count: low 16 bits handles, high sleepers */
 
 /* How long a non-blocking channel call (timeout 0) may wait for a lock held by another
  * sender or receiver that is in the middle of its own, short, operation. */
@@ -34,13 +40,14 @@ ms_status ms_wait_for(ms_segment *seg, unsigned slot, volatile uint32_t *word,
                       volatile uint32_t *waiters, ms_pred_fn pred, void *parg,
                       const ms_wait_opts *o);
 
-/* Wake everyone waiting on word if anyone is: bumps word first. */
-void ms_wake_waiters(ms_segment *seg, unsigned slot, volatile uint32_t *word,
-                     volatile uint32_t *waiters);
+/* Wake everyone waiting on word if anyone is: bumps word first.  Returns -2 when the
+ * waiter count was 0 (no system call), else what ms_p_wake32 returned. */
+int ms_wake_waiters(ms_segment *seg, unsigned slot, volatile uint32_t *word,
+                    volatile uint32_t *waiters);
 /* The same, for a caller whose change was a sequentially consistent store
  * (ms_store_sc64): no extra fence needed. */
-void ms_wake_waiters_sc(ms_segment *seg, unsigned slot, volatile uint32_t *word,
-                        volatile uint32_t *waiters);
+int ms_wake_waiters_sc(ms_segment *seg, unsigned slot, volatile uint32_t *word,
+                       volatile uint32_t *waiters);
 
 /* Locks (area is inside seg's header). */
 ms_status ms_lock_acquire(ms_segment *seg, unsigned slot, void *area, const ms_wait_opts *o,

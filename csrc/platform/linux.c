@@ -310,10 +310,11 @@ ms_status ms_p_wait32(ms_waitctx *ctx, unsigned slot, volatile uint32_t *word,
     }
 }
 
-void ms_p_wake32(ms_waitctx *ctx, unsigned slot, volatile uint32_t *word, int all)
+int ms_p_wake32(ms_waitctx *ctx, unsigned slot, volatile uint32_t *word, int all)
 {
     (void)ctx; (void)slot;
-    syscall(SYS_futex, word, FUTEX_WAKE, all ? INT_MAX : 1, NULL, NULL, 0);
+    long n = syscall(SYS_futex, word, FUTEX_WAKE, all ? INT_MAX : 1, NULL, NULL, 0);
+    return n < 0 ? -1 : (int)n;
 }
 
 /* ---- robust lock ------------------------------------------------------------------- */
@@ -403,6 +404,35 @@ static void register_atfork(void) { pthread_atfork(NULL, NULL, atfork_child); }
 
 _Static_assert(sizeof(pthread_mutex_t) <= MS_LOCK_AREA, "pthread mutex fits the lock area");
 
+/* A writer can forge the mutex's kind: glibc then takes another code path (priority
+ * inheritance, recursive, ...), and some of those abort() the process on an owner that
+ * does not exist (an assertion in pthread_mutex_clocklock).  Refuse a mutex whose kind is
+ * not the one ms_p_lock_init writes, ignoring the lock-elision bits (0x300), which
+ * depend on the glibc build.  A writer racing this check can still win; the window is
+ * the call itself instead of any time. */
+#if defined(__GLIBC__)
+#define MS_KIND_IGNORED 0x300
+static int kind_ok(const void *area)
+{
+    static int expected = -1;
+    if (expected == -1) {
+        pthread_mutex_t m;
+        pthread_mutexattr_t attr;
+        pthread_mutexattr_init(&attr);
+        pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+        pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+        pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_NORMAL);
+        pthread_mutex_init(&m, &attr);
+        pthread_mutexattr_destroy(&attr);
+        __atomic_store_n(&expected, m.__data.__kind & ~MS_KIND_IGNORED, __ATOMIC_RELAXED);
+    }
+    int kind = __atomic_load_n(&((const pthread_mutex_t *)area)->__data.__kind, __ATOMIC_RELAXED);
+    return (kind & ~MS_KIND_IGNORED) == __atomic_load_n(&expected, __ATOMIC_RELAXED);
+}
+#else
+static int kind_ok(const void *area) { (void)area; return 1; }
+#endif
+
 ms_status ms_p_lock_init(void *area, int *err)
 {
     pthread_mutexattr_t attr;
@@ -463,6 +493,10 @@ ms_status ms_p_lock_acquire(ms_waitctx *ctx, unsigned slot, void *area, int64_t 
         if (err) *err = EDEADLK;
         return MS_E_BUSY;
     }
+    if (!kind_ok(area)) {
+        if (err) *err = EINVAL;
+        return MS_E_LAYOUT;
+    }
     if (timeout_ns < 0) {
         rc = pthread_mutex_lock(m);
     } else if (timeout_ns == 0) {
@@ -497,6 +531,10 @@ ms_status ms_p_lock_release(ms_waitctx *ctx, unsigned slot, void *area, int *err
     if (held_find(t, area) < 0) {
         if (err) *err = EPERM;
         return MS_E_NOT_OWNER;
+    }
+    if (!kind_ok(area)) {
+        if (err) *err = EINVAL;
+        return MS_E_LAYOUT;
     }
 #if defined(__GLIBC__) && (defined(__x86_64__) || defined(__aarch64__))
     {

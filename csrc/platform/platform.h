@@ -126,8 +126,10 @@ void ms_p_waitctx_close(ms_waitctx *ctx);
  * area at byte offset `off` uses MS_SLOT_USER_BASE + off / 8. */
 ms_status ms_p_wait32(ms_waitctx *ctx, unsigned slot, volatile uint32_t *word,
                       uint32_t expected, int64_t timeout_ns);
-/* Wake one (all == 0) or all waiters sleeping on `word`. */
-void ms_p_wake32(ms_waitctx *ctx, unsigned slot, volatile uint32_t *word, int all);
+/* Wake one (all == 0) or all waiters sleeping on `word`.  Returns how many were woken,
+ * or -1 if the platform cannot tell (callers use 0 to repair waiter counts left behind
+ * by a waiter that died in its sleep). */
+int ms_p_wake32(ms_waitctx *ctx, unsigned slot, volatile uint32_t *word, int all);
 
 /* ---- robust lock ------------------------------------------------------------------- */
 
