@@ -82,8 +82,13 @@ static PyObject *raise_status(ms_status st, int err, const char *what)
     if (st == MS_E_OS || (err && (st == MS_E_NOT_FOUND || st == MS_E_EXISTS ||
                                   st == MS_E_PERMISSION || st == MS_E_NO_SPACE))) {
         /* OSError subclasses get (errno, strerror, filename) like the builtins */
+#ifdef _WIN32
+        /* OSError(errno, strerror, filename, winerror): errno is derived from winerror */
+        PyObject *args = Py_BuildValue("(issi)", 0, status_text(st), what ? what : "", err);
+#else
         PyObject *args = Py_BuildValue("(isss)", err, err ? strerror(err) : status_text(st),
                                        what ? what : "", status_text(st));
+#endif
         if (args) {
             PyErr_SetObject(cls, args);
             Py_DECREF(args);
@@ -182,7 +187,29 @@ typedef struct {
     int locks_held;           /* user-lock acquisitions through this handle */
     int64_t spin_ns;
     PyObject *weakreflist;
+    Py_ssize_t waiting;       /* threads inside a GIL-released call on this handle */
 } SegmentObject;
+
+/* Every call that releases the GIL while it uses a handle's mappings counts itself in,
+ * so that close() from another thread refuses instead of unmapping under it. */
+static PyThreadState *seg_wait_begin(SegmentObject *s)
+{
+    s->waiting++;
+    return PyEval_SaveThread();
+}
+
+static void seg_wait_end(SegmentObject *s, PyThreadState *ts)
+{
+    PyEval_RestoreThread(ts);
+    s->waiting--;
+}
+
+#define SEG_ALLOW_THREADS(s, stmt)              \
+    do {                                        \
+        PyThreadState *_ts = seg_wait_begin(s); \
+        stmt;                                   \
+        seg_wait_end(s, _ts);                   \
+    } while (0)
 
 static PyTypeObject Segment_Type;
 
@@ -221,6 +248,7 @@ static SegmentObject *new_segment_object(void)
     self->exports = 0;
     self->locks_held = 0;
     self->spin_ns = 50000;
+    self->waiting = 0;
     self->weakreflist = NULL;
     return self;
 }
@@ -430,6 +458,11 @@ static PyObject *Segment_close(SegmentObject *self, PyObject *args, PyObject *kw
                         "cannot close: a lock in this segment is held through this handle");
         return NULL;
     }
+    if (self->waiting > 0) {
+        PyErr_Format(PyExc_BufferError,
+                     "cannot close: %zd thread(s) are waiting in this segment", self->waiting);
+        return NULL;
+    }
     int last = 0;
     if (detach && self->seg.attached && !self->seg.faulted) {
         int err = 0;
@@ -452,9 +485,7 @@ static PyObject *Segment_attach(SegmentObject *self, PyObject *unused)
         return NULL;
     int err = 0;
     ms_status st;
-    Py_BEGIN_ALLOW_THREADS
-    st = ms_segment_attach(&self->seg, &err);
-    Py_END_ALLOW_THREADS
+    SEG_ALLOW_THREADS(self, st = ms_segment_attach(&self->seg, &err));
     if (st != MS_OK)
         return raise_status(st, err, "attach");
     Py_RETURN_NONE;
@@ -480,9 +511,7 @@ static PyObject *Segment_reap(SegmentObject *self, PyObject *unused)
         return NULL;
     int err = 0, removed = 0, empty = 0;
     ms_status st;
-    Py_BEGIN_ALLOW_THREADS
-    st = ms_segment_reap(&self->seg, &removed, &empty, &err);
-    Py_END_ALLOW_THREADS
+    SEG_ALLOW_THREADS(self, st = ms_segment_reap(&self->seg, &removed, &empty, &err));
     if (st != MS_OK)
         return raise_status(st, err, "reap");
     return Py_BuildValue("(iO)", removed, empty ? Py_True : Py_False);
@@ -495,9 +524,7 @@ static PyObject *Segment_mark_destroyed(SegmentObject *self, PyObject *unused)
         return NULL;
     int err = 0;
     ms_status st;
-    Py_BEGIN_ALLOW_THREADS
-    st = ms_segment_mark_destroyed(&self->seg, &err);
-    Py_END_ALLOW_THREADS
+    SEG_ALLOW_THREADS(self, st = ms_segment_mark_destroyed(&self->seg, &err));
     if (st != MS_OK)
         return raise_status(st, err, "unlink");
     Py_RETURN_NONE;
@@ -674,9 +701,7 @@ static PyObject *Segment_read(SegmentObject *self, PyObject *args, PyObject *kw)
     char *dst = PyBytes_AS_STRING(b);
     const uint8_t *src = self->seg.data + offset;
     if (n >= 65536) {
-        Py_BEGIN_ALLOW_THREADS
-        st = ms_p_guarded_copy(dst, src, n);
-        Py_END_ALLOW_THREADS
+        SEG_ALLOW_THREADS(self, st = ms_p_guarded_copy(dst, src, n));
     } else {
         st = ms_p_guarded_copy(dst, src, n);
     }
@@ -709,9 +734,8 @@ static PyObject *Segment_write(SegmentObject *self, PyObject *args, PyObject *kw
     }
     ms_status st;
     if (buf.len >= 65536) {
-        Py_BEGIN_ALLOW_THREADS
-        st = ms_p_guarded_copy(self->seg.data + offset, buf.buf, (size_t)buf.len);
-        Py_END_ALLOW_THREADS
+        SEG_ALLOW_THREADS(self, st = ms_p_guarded_copy(self->seg.data + offset, buf.buf,
+                                                       (size_t)buf.len));
     } else {
         st = ms_p_guarded_copy(self->seg.data + offset, buf.buf, (size_t)buf.len);
     }
@@ -746,12 +770,12 @@ static PyObject *Segment_flush(SegmentObject *self, PyObject *args, PyObject *kw
         Py_RETURN_NONE;  /* private pages have nowhere to go */
     int err = 0;
     ms_status st = MS_OK;
-    Py_BEGIN_ALLOW_THREADS
+    PyThreadState *ts = seg_wait_begin(self);
     if (n)
         st = ms_p_flush(&self->seg.obj, self->seg.data + offset, (size_t)n, durable, &err);
     if (st == MS_OK && self->seg.hdr && self->seg.hdr_writable)
         st = ms_p_flush(&self->seg.obj, self->seg.hdr, self->seg.hdr_len, durable, &err);
-    Py_END_ALLOW_THREADS
+    seg_wait_end(self, ts);
     if (st != MS_OK)
         return raise_status(st, err, "flush");
     Py_RETURN_NONE;
@@ -1013,6 +1037,7 @@ static int wait_args(PyObject *tobj, PyObject *sobj, SegmentObject *self, ms_wai
     }
     o->interrupted = check_signals;
     o->try_only = 0;
+    o->mark = NULL;
     return 0;
 }
 
@@ -1057,9 +1082,9 @@ static PyObject *Segment_lock_acquire(SegmentObject *self, PyObject *const *args
     if (st == MS_E_TIMEOUT && o.timeout_ns != 0) {
         g.main_thread = is_main_thread();
         o.arg = &g;
-        g.ts = PyEval_SaveThread();
+        g.ts = seg_wait_begin(self);
         st = ms_lock_acquire(&self->seg, slot, area, &o, &err);
-        PyEval_RestoreThread(g.ts);
+        seg_wait_end(self, g.ts);
     }
     /* One bit per lock area, not a count: whoever takes a lock over (after its holder
      * thread exited, say) owns the single hold, so a dead thread's acquisition through
@@ -1161,9 +1186,9 @@ static PyObject *Segment_wait_change(SegmentObject *self, PyObject *args, PyObje
     uint32_t now = ms_change_count(&self->seg);
     ms_status st = MS_OK;
     if (now == (uint32_t)since) {
-        g.ts = PyEval_SaveThread();
+        g.ts = seg_wait_begin(self);
         st = ms_change_wait(&self->seg, (uint32_t)since, &o, &now);
-        PyEval_RestoreThread(g.ts);
+        seg_wait_end(self, g.ts);
     }
     if (st != MS_OK)
         return raise_status(st, 0, "wait_for_change");
@@ -1283,9 +1308,9 @@ static PyObject *Segment_event_wait(SegmentObject *self, PyObject *args, PyObjec
         Py_RETURN_FALSE;
     gil_wait g = {NULL, is_main_thread()};
     o.arg = &g;
-    g.ts = PyEval_SaveThread();
+    g.ts = seg_wait_begin(self);
     ms_status st = ms_event_wait(&self->seg, slot, e, &o);
-    PyEval_RestoreThread(g.ts);
+    seg_wait_end(self, g.ts);
     if (st == MS_OK)
         Py_RETURN_TRUE;
     if (st == MS_E_TIMEOUT)
@@ -1331,9 +1356,9 @@ static PyObject *Segment_sem_acquire(SegmentObject *self, PyObject *args, PyObje
         Py_RETURN_FALSE;
     gil_wait g = {NULL, is_main_thread()};
     o.arg = &g;
-    g.ts = PyEval_SaveThread();
+    g.ts = seg_wait_begin(self);
     ms_status st = ms_semaphore_acquire(&self->seg, slot, s, &o);
-    PyEval_RestoreThread(g.ts);
+    seg_wait_end(self, g.ts);
     if (st == MS_OK)
         Py_RETURN_TRUE;
     if (st == MS_E_TIMEOUT)
@@ -1357,9 +1382,9 @@ static PyObject *Segment_sem_wait_available(SegmentObject *self, PyObject *args,
         return NULL;
     gil_wait g = {NULL, is_main_thread()};
     o.arg = &g;
-    g.ts = PyEval_SaveThread();
+    g.ts = seg_wait_begin(self);
     ms_status st = ms_semaphore_wait_available(&self->seg, slot, s, &o);
-    PyEval_RestoreThread(g.ts);
+    seg_wait_end(self, g.ts);
     if (st == MS_OK)
         Py_RETURN_TRUE;
     if (st == MS_E_TIMEOUT)
@@ -1745,9 +1770,7 @@ static PyObject *Channel_detach(ChannelObject *self, PyObject *unused)
             self->view->valid = 0;
             Py_CLEAR(self->view);
         }
-        Py_BEGIN_ALLOW_THREADS
-        ms_channel_detach(&self->ch);
-        Py_END_ALLOW_THREADS
+        SEG_ALLOW_THREADS(self->segobj, ms_channel_detach(&self->ch));
     }
     self->bound = 0;
     Py_RETURN_NONE;
@@ -1761,6 +1784,7 @@ static int channel_opts(ChannelObject *self, PyObject *tobj, ms_wait_opts *o)
     o->interrupted = check_signals;
     o->arg = NULL;
     o->try_only = 0;
+    o->mark = NULL;
     return 0;
 }
 
@@ -1834,9 +1858,9 @@ static PyObject *channel_send(ChannelObject *self, PyObject *data, PyObject *tob
         if (st == MS_E_BUSY || o.timeout_ns != 0) {
             gil_wait g = {NULL, is_main_thread()};
             o.arg = &g;
-            g.ts = PyEval_SaveThread();
+            g.ts = seg_wait_begin(self->segobj);
             st = ms_channel_send(&self->ch, p, (size_t)n, &o);
-            PyEval_RestoreThread(g.ts);
+            seg_wait_end(self->segobj, g.ts);
         }
     }
     if (have_buf)
@@ -1908,9 +1932,9 @@ static PyObject *channel_receive(ChannelObject *self, PyObject *tobj)
             gil_wait g = {NULL, is_main_thread()};
             struct alloc_nogil an = {NULL, &g};
             o.arg = &g;
-            g.ts = PyEval_SaveThread();
+            g.ts = seg_wait_begin(self->segobj);
             st = ms_channel_receive(&self->ch, alloc_bytes_nogil, &an, &o);
-            PyEval_RestoreThread(g.ts);
+            seg_wait_end(self->segobj, g.ts);
             if (st == MS_OK)
                 return an.result;
             if (st == MS_E_INVALID && PyErr_Occurred())
@@ -2021,9 +2045,9 @@ static PyObject *Channel_send_many(ChannelObject *self, PyObject *args, PyObject
         size_t count = 0;
         gil_wait g = {NULL, is_main_thread()};
         o.arg = &g;
-        g.ts = PyEval_SaveThread();
+        g.ts = seg_wait_begin(self->segobj);
         st = ms_channel_send_batch(&self->ch, get_buf, &ba, n, &count, &o);
-        PyEval_RestoreThread(g.ts);
+        seg_wait_end(self->segobj, g.ts);
         for (size_t i = 0; i < n; i++)
             PyBuffer_Release(&bufs[i]);
         total += (Py_ssize_t)count;
@@ -2060,9 +2084,9 @@ static PyObject *Channel_loan(ChannelObject *self, PyObject *args, PyObject *kw)
     uint8_t *ptr = NULL;
     gil_wait g = {NULL, is_main_thread()};
     o.arg = &g;
-    g.ts = PyEval_SaveThread();
+    g.ts = seg_wait_begin(self->segobj);
     ms_status st = ms_channel_loan(&self->ch, (size_t)n, &ptr, &o);
-    PyEval_RestoreThread(g.ts);
+    seg_wait_end(self->segobj, g.ts);
     if (st != MS_OK)
         return raise_status(st, 0, NULL);
     WindowObject *w = new_window(self->segobj, ptr, n, 0, 1);
@@ -2166,9 +2190,9 @@ static PyObject *Channel_receive_view(ChannelObject *self, PyObject *args, PyObj
         if (st == MS_E_BUSY || o.timeout_ns != 0) {
             gil_wait g = {NULL, is_main_thread()};
             o.arg = &g;
-            g.ts = PyEval_SaveThread();
+            g.ts = seg_wait_begin(self->segobj);
             st = ms_channel_peek(&self->ch, &ptr, &len, &o);
-            PyEval_RestoreThread(g.ts);
+            seg_wait_end(self->segobj, g.ts);
         }
     }
     if (st != MS_OK)
@@ -2245,9 +2269,9 @@ static PyObject *Channel_wait_readable(ChannelObject *self, PyObject *args)
         return NULL;
     gil_wait g = {NULL, is_main_thread()};
     o.arg = &g;
-    g.ts = PyEval_SaveThread();
+    g.ts = seg_wait_begin(self->segobj);
     ms_status st = ms_channel_wait_readable(&self->ch, &o);
-    PyEval_RestoreThread(g.ts);
+    seg_wait_end(self->segobj, g.ts);
     if (st == MS_OK)
         Py_RETURN_TRUE;
     if (st == MS_E_TIMEOUT)
@@ -2272,9 +2296,9 @@ static PyObject *Channel_wait_writable(ChannelObject *self, PyObject *args)
         return NULL;
     gil_wait g = {NULL, is_main_thread()};
     o.arg = &g;
-    g.ts = PyEval_SaveThread();
+    g.ts = seg_wait_begin(self->segobj);
     ms_status st = ms_channel_wait_writable(&self->ch, (size_t)n, &o);
-    PyEval_RestoreThread(g.ts);
+    seg_wait_end(self->segobj, g.ts);
     if (st == MS_OK)
         Py_RETURN_TRUE;
     if (st == MS_E_TIMEOUT)

@@ -91,6 +91,7 @@
 #endif
 
 #define MS_WIN_SYNC_SEP L'#'
+#define MS_WIN_NAME_BUF 1024   /* UTF-8 bytes of an object name we report */
 
 #ifndef ERROR_DISK_QUOTA_EXCEEDED
 #define ERROR_DISK_QUOTA_EXCEEDED 1295L   /* missing from some mingw-w64 headers */
@@ -535,6 +536,107 @@ static int64_t filetime_to_unix_ns(FILETIME ft)
     uint64_t t = ((uint64_t)ft.dwHighDateTime << 32) | ft.dwLowDateTime;
     /* 100 ns ticks since 1601-01-01 -> ns since 1970-01-01 */
     return ((int64_t)t - 116444736000000000LL) * 100;
+}
+
+/* ---- listing (PROPOSED contract addition, not yet in platform.h) -------------------
+ *
+ * Windows has no /dev/shm to list, so `mapshare ls`/`gc` and segments() need the OS to
+ * enumerate names.  Proposed declaration for platform.h:
+ *
+ *   typedef int (*ms_list_fn)(const char *osname, void *arg);   nonzero: stop
+ *   ms_status ms_p_object_list(unsigned flags, ms_list_fn fn, void *arg, int *err);
+ *
+ * calling fn("/mapshare.xxx", arg) for every mapshare object in the namespace (Linux:
+ * readdir of /dev/shm).  Here: the Section objects of the session's BaseNamedObjects
+ * directory (\Sessions\<n>\BaseNamedObjects for Local\, \BaseNamedObjects for Global\
+ * and for session 0), read with NtQueryDirectoryObject; helper objects ('#') are skipped. */
+typedef int (*ms_list_fn)(const char *osname, void *arg);
+ms_status ms_p_object_list(unsigned flags, ms_list_fn fn, void *arg, int *err);
+static void join2(wchar_t *dst, const wchar_t *a, const wchar_t *b);
+
+typedef struct ms_ustr { USHORT Length, MaximumLength; PWSTR Buffer; } ms_ustr;
+typedef struct ms_objattr {
+    ULONG Length; HANDLE RootDirectory; ms_ustr *ObjectName; ULONG Attributes;
+    PVOID SecurityDescriptor; PVOID SecurityQualityOfService;
+} ms_objattr;
+typedef struct ms_dirinfo { ms_ustr Name; ms_ustr TypeName; } ms_dirinfo;
+typedef LONG (WINAPI *ms_NtOpenDirectoryObject_fn)(PHANDLE, ACCESS_MASK, ms_objattr *);
+typedef LONG (WINAPI *ms_NtQueryDirectoryObject_fn)(HANDLE, PVOID, ULONG, BOOLEAN, BOOLEAN,
+                                                    PULONG, PULONG);
+
+ms_status ms_p_object_list(unsigned flags, ms_list_fn fn, void *arg, int *err)
+{
+    ms_NtOpenDirectoryObject_fn nt_open;
+    ms_NtQueryDirectoryObject_fn nt_query;
+    wchar_t path[64];
+    ms_ustr us;
+    ms_objattr oa;
+    HANDLE dir;
+    DWORD session = 0;
+    ULONG ctx = 0, got = 0;
+    LONG rc;
+    ms_status st = MS_OK;
+    int restart = 1, stop = 0;
+    union { ms_dirinfo first[2]; BYTE raw[4096]; } buf;
+    *(FARPROC *)&nt_open = ntdll_proc("NtOpenDirectoryObject");
+    *(FARPROC *)&nt_query = ntdll_proc("NtQueryDirectoryObject");
+    if (!nt_open || !nt_query)
+        return set_err(MS_E_OS, ERROR_PROC_NOT_FOUND, err);
+    ProcessIdToSessionId(GetCurrentProcessId(), &session);
+    if ((flags & MS_OBJ_GLOBAL) || session == 0) {
+        join2(path, L"\\BaseNamedObjects", L"");
+    } else {
+        wchar_t num[12], *q = num + 11;
+        *q = 0;
+        do { *--q = (wchar_t)(L'0' + session % 10); session /= 10; } while (session);
+        join2(path, L"\\Sessions\\", q);
+        join2(path + wcslen(path), L"\\BaseNamedObjects", L"");
+    }
+    us.Buffer = path;
+    us.Length = (USHORT)(wcslen(path) * sizeof(wchar_t));
+    us.MaximumLength = (USHORT)(us.Length + sizeof(wchar_t));
+    memset(&oa, 0, sizeof oa);
+    oa.Length = sizeof oa;
+    oa.ObjectName = &us;
+    oa.Attributes = 0x40; /* OBJ_CASE_INSENSITIVE */
+    rc = nt_open(&dir, 0x0001 /* DIRECTORY_QUERY */, &oa);
+    if (rc < 0)
+        return win_status(nt_to_win32(rc), err);
+    while (!stop) {
+        ms_dirinfo *e;
+        /* one entry per call: Wine 8 implements only ReturnSingleEntry = TRUE */
+        rc = nt_query(dir, &buf, sizeof buf, TRUE, (BOOLEAN)restart, &ctx, &got);
+        restart = 0;
+        if (rc < 0 || rc == (LONG)0x8000001AL /* STATUS_NO_MORE_ENTRIES */) {
+            if (rc < 0 && rc != (LONG)0x8000001AL)
+                st = win_status(nt_to_win32(rc), err);
+            break;
+        }
+        e = &buf.first[0];
+        if (e->Name.Buffer) {
+            char name[MS_WIN_NAME_BUF];
+            int n;
+            if (e->TypeName.Length != 7 * sizeof(wchar_t) ||
+                wcsncmp(e->TypeName.Buffer, L"Section", 7) != 0)
+                continue;
+            if (e->Name.Length < 9 * sizeof(wchar_t) || wcsncmp(e->Name.Buffer, L"mapshare.", 9) != 0)
+                continue;
+            for (n = 0; n < (int)(e->Name.Length / sizeof(wchar_t)); n++)
+                if (e->Name.Buffer[n] == MS_WIN_SYNC_SEP)
+                    break;
+            if (n < (int)(e->Name.Length / sizeof(wchar_t)))
+                continue;   /* one of our helper objects */
+            name[0] = '/';
+            n = WideCharToMultiByte(CP_UTF8, 0, e->Name.Buffer, (int)(e->Name.Length / sizeof(wchar_t)),
+                                    name + 1, (int)sizeof name - 2, NULL, NULL);
+            if (n <= 0)
+                continue;
+            name[n + 1] = 0;
+            stop = fn(name, arg);
+        }
+    }
+    CloseHandle(dir);
+    return st;
 }
 
 ms_status ms_p_object_stat(const ms_object *obj, ms_object_stat *st, int *err)
@@ -1129,7 +1231,7 @@ ms_status ms_p_wait32(ms_waitctx *ctx, unsigned slot, volatile uint32_t *word,
     }
 }
 
-void ms_p_wake32(ms_waitctx *ctx, unsigned slot, volatile uint32_t *word, int all)
+int ms_p_wake32(ms_waitctx *ctx, unsigned slot, volatile uint32_t *word, int all)
 {
     ms_slot_entry *ent;
     volatile LONG *cnt;
@@ -1137,17 +1239,18 @@ void ms_p_wake32(ms_waitctx *ctx, unsigned slot, volatile uint32_t *word, int al
     LONG n;
     (void)word;
     if (!ctx || !ctx->base || !(ent = slot_entry(ctx, slot)))
-        return;
+        return -1;
     MemoryBarrier();   /* order the caller's store to *word before reading the count */
     if (!(cnt = get_count(ctx, ent, NULL)))
-        return;
+        return -1;
     n = InterlockedCompareExchange(cnt, 0, 0);
     if (n <= 0)
-        return;   /* nobody is sleeping on this slot */
+        return -1;   /* nobody is sleeping on this slot (as far as this count knows) */
     if (n > 65536)
         n = 65536;   /* a scribbled count must not exhaust the semaphore's range */
     if ((sem = get_sem(ctx, ent, NULL)) != NULL && !ReleaseSemaphore(sem, all ? n : 1, NULL))
         ReleaseSemaphore(sem, 1, NULL);  /* near MAXLONG tokens: at least one more */
+    return -1;  /* a semaphore release does not say whom it woke */
 }
 
 /* ---- robust lock ------------------------------------------------------------------- */

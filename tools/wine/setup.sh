@@ -84,7 +84,7 @@ if [[ ! -f "$WINEPREFIX/system.reg" ]]; then
     wineserver -w </dev/null >/dev/null 2>&1 || true
 fi
 
-# ---- 4. pytest, hypothesis (+ numpy) into the Windows Python --------------------------------------
+# ---- 4. pytest, hypothesis (+ numpy) into the Windows Python ---------------------------
 wheels="$MAPSHARE_WINE_CACHE/wheels"
 stamp="$MAPSHARE_WINE_CACHE/.pytest-installed"
 STAMP_VALUE="pytest hypothesis numpy<2 v3"   # bump to force a reinstall
@@ -108,7 +108,7 @@ if [[ "$(cat "$stamp" 2>/dev/null || true)" != "$STAMP_VALUE" ]]; then
     log "installing ${pkgs[*]} into Windows Python"
     # pip inside Wine: pipes only (trap 1), no network (--no-index)
     wine "$PYW/python.exe" -m pip install -q --disable-pip-version-check --no-warn-script-location \
-        --no-index --find-links "$(winepath -w "$wheels")" "${pkgs[@]}" </dev/null 2>&1 | cat
+        --no-index --find-links "$(mapshare_winpath "$wheels")" "${pkgs[@]}" </dev/null 2>&1 | cat
     wine "$PYW/python.exe" -c "import pytest, sys; print('pytest', pytest.__version__, sys.version)" </dev/null 2>&1 | cat
     if ((have_numpy)) && ! wine "$PYW/python.exe" -c "import numpy; numpy.arange(4).sum()" </dev/null 2>&1 | cat >/dev/null; then
         log "numpy does not import under this Wine; uninstalling it (tests will skip numpy parts)"
