@@ -1429,6 +1429,36 @@ static PyObject *Segment_get_size(SegmentObject *self, void *c)
     (void)c;
     return PyLong_FromUnsignedLongLong(self->seg.size);
 }
+static ms_status copy_name_fn(void *arg)
+{
+    void **a = (void **)arg;
+    const ms_header *h = (const ms_header *)a[1];
+    uint32_t len = h->name_len;
+    if (len > MS_NAME_MAX + 1)
+        len = MS_NAME_MAX + 1;
+    memcpy(a[0], h->name, len);
+    *(uint32_t *)a[2] = len;
+    return MS_OK;
+}
+
+/* The logical name in the header, without building the whole header() snapshot (open()
+ * checks it on every call). */
+static PyObject *Segment_get_name(SegmentObject *self, void *c)
+{
+    (void)c;
+    if (seg_check_header(self) < 0)
+        return NULL;
+    char buf[MS_NAME_MAX + 1];
+    uint32_t len = 0;
+    void *a[3] = {buf, self->seg.hdr, &len};
+    ms_status st = ms_p_guarded_call(copy_name_fn, a);
+    if (st != MS_OK) {
+        ms_segment_fault(&self->seg);
+        return raise_status(st, 0, "name");
+    }
+    return PyUnicode_DecodeUTF8(buf, len, "replace");
+}
+
 static PyObject *Segment_get_kind(SegmentObject *self, void *c)
 {
     (void)c;
@@ -1491,6 +1521,7 @@ static int Segment_set_spin(SegmentObject *self, PyObject *v, void *c)
 
 static PyGetSetDef Segment_getset[] = {
     {"size", (getter)Segment_get_size, NULL, "User area size in bytes.", NULL},
+    {"name", (getter)Segment_get_name, NULL, "The logical name in the header.", NULL},
     {"kind", (getter)Segment_get_kind, NULL, "KIND_* of the header.", NULL},
     {"lifetime", (getter)Segment_get_lifetime, NULL, "LIFETIME_* of the header.", NULL},
     {"flags", (getter)Segment_get_flags, NULL, "FLAG_* of the header.", NULL},

@@ -204,7 +204,9 @@ size_t ms_p_granularity(void) { return ms_p_page_size(); }
 uint32_t ms_p_pid(void) { return (uint32_t)getpid(); }
 uint32_t ms_p_uid(void) { return (uint32_t)geteuid(); }
 
-uint64_t ms_p_process_start(uint32_t pid)
+/* Read /proc/<pid>/stat once: the start time (field 22, clock ticks since boot) and the
+ * state letter (field 3).  Returns 0 if the process does not exist. */
+static uint64_t read_proc_stat(uint32_t pid, char *state)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%u/stat", (unsigned)pid);
@@ -217,19 +219,26 @@ uint64_t ms_p_process_start(uint32_t pid)
         return 0;
     buf[n] = 0;
     /* The command name (field 2) may contain spaces and parentheses: fields are
-     * counted from the last ')'.  starttime is field 22. */
+     * counted from the last ')'. */
     char *p = strrchr(buf, ')');
     if (!p)
         return 0;
     p++;
-    for (int field = 3; field < 22 && *p; field++) {
-        while (*p == ' ') p++;
-        while (*p && *p != ' ') p++;
-    }
     while (*p == ' ') p++;
+    if (state)
+        *state = *p;
+    for (int field = 3; field < 22 && *p; field++) {
+        while (*p && *p != ' ') p++;
+        while (*p == ' ') p++;
+    }
     uint64_t start = strtoull(p, NULL, 10);
     /* A start of 0 is possible only for pid 1 at boot; keep 0 as "unknown". */
     return start ? start : 1;
+}
+
+uint64_t ms_p_process_start(uint32_t pid)
+{
+    return read_proc_stat(pid, NULL);
 }
 
 int ms_p_process_alive(uint32_t pid, uint64_t start)
@@ -238,25 +247,15 @@ int ms_p_process_alive(uint32_t pid, uint64_t start)
         return 0;
     if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
         return 0;
-    uint64_t now = ms_p_process_start(pid);
+    char state = 0;
+    uint64_t now = read_proc_stat(pid, &state);
     if (now == 0)
         return kill((pid_t)pid, 0) == 0 || errno == EPERM ? -1 : 0;
     if (start && now != start)
         return 0;  /* the pid was reused by another process */
     /* A zombie has not released its resources to us in any useful way: it is dead. */
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%u/stat", (unsigned)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        ssize_t n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (n > 0) {
-            buf[n] = 0;
-            char *p = strrchr(buf, ')');
-            if (p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X'))
-                return 0;
-        }
-    }
+    if (state == 'Z' || state == 'X')
+        return 0;
     return 1;
 }
 

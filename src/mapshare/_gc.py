@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import struct
 import time
 from dataclasses import dataclass
 from typing import Optional
 
 from . import _core
-from ._errors import LayoutError, SegmentNotFoundError
+from ._errors import LayoutError, MapshareError, SegmentNotFoundError
 from ._segment import _SHM_DIR, SegmentInfo, _list_os_names, segment_info
 
 __all__ = ["Reclaimed", "collect"]
@@ -83,6 +84,8 @@ def _reclaim(osn: str, info: SegmentInfo) -> bool:
         except SegmentNotFoundError:
             return False
         return True
+    if info.state == "destroyed":
+        return _reclaim_destroyed(osn)
     try:
         core = _core.open(osn, info.path if info.kind != "link" else None, 0,
                           _core.ACCESS_WRITE)
@@ -110,3 +113,29 @@ def _reclaim(osn: str, info: SegmentInfo) -> bool:
     finally:
         core.close(detach=False)
     return bool(_core.unlink_if_same(osn, st["dev"], st["ino"]))
+
+
+def _reclaim_destroyed(osn: str) -> bool:
+    """Unlink an object whose last user marked it destroyed but died before removing
+    its name -- that very object (re-checked through a raw mapping), never a new one
+    created under the name since."""
+    try:
+        raw = _core.open(osn, None, 0, _core.ACCESS_READ, True)
+    except (OSError, LayoutError):
+        return False
+    try:
+        st = raw.stat()
+        (state,) = struct.unpack("<I", raw.read(4, _STATE_OFFSET))
+    except MapshareError:
+        return False
+    finally:
+        raw.close(detach=False)
+    if state != _core.STATE_DESTROYED:
+        return False
+    try:
+        return bool(_core.unlink_if_same(osn, st["dev"], st["ino"]))
+    except SegmentNotFoundError:
+        return False
+
+
+_STATE_OFFSET = 72  # ms_header.state (csrc/layout.h)

@@ -20,6 +20,7 @@ from . import _core, _naming
 from ._core import Segment as _CoreSegment
 from ._errors import (
     LayoutError,
+    MapshareError,
     NameCollisionError,
     PermissionDeniedError,
     SegmentDestroyedError,
@@ -68,6 +69,34 @@ _S = TypeVar("_S", bound="Segment")
 def _after_fork_in_child() -> None:
     for seg in list(_live):
         seg._after_fork()
+    # A multiprocessing child ends with os._exit: nothing would close the handles it
+    # inherited (and registered above), so a 'shared' segment whose parent closed first
+    # outlived everyone until `mapshare gc`.  Close them in multiprocessing's exit hook
+    # (registered through an after-forker: the child clears finalizers made before).
+    util = sys.modules.get("multiprocessing.util")
+    if _live and util is not None:
+        util.register_after_fork(_FORK_KEY, _close_at_child_exit)
+
+
+class _ForkKey:
+    """A weakref-able key for multiprocessing's after-fork registry."""
+
+
+_FORK_KEY = _ForkKey()
+
+
+def _close_at_child_exit(_key: object) -> None:
+    import multiprocessing.util as util
+
+    util.Finalize(None, _close_live, exitpriority=0)
+
+
+def _close_live() -> None:
+    for seg in list(_live):
+        try:
+            seg.close()
+        except Exception:  # a view still in use: leave it to `mapshare gc`
+            pass
 
 
 if hasattr(os, "register_at_fork"):
@@ -519,7 +548,7 @@ class Segment:
             # The OS name (needed for waiting on Windows) comes from the file's header.
             peek = _core.open("", fspath, 0, _core.ACCESS_READ, False, flags)
             try:
-                header_name = peek.header()["name"]
+                header_name = peek.name
             finally:
                 peek.close(detach=False)
             if name is not None and header_name != name:
@@ -558,10 +587,10 @@ class Segment:
     def _check_opened(
         cls, core: _CoreSegment, name: str, osn: str, allow_foreign: bool
     ) -> None:
-        h = core.header()
-        if h["name"] != name:
+        header_name = core.name
+        if header_name != name:
             raise LayoutError(
-                f"{osn!r} holds segment {h['name']!r}, not {name!r} "
+                f"{osn!r} holds segment {header_name!r}, not {name!r} "
                 "(two names that share an OS name)"
             )
         if cls._kind != _core.KIND_SEGMENT and core.kind != cls._kind:
@@ -898,6 +927,9 @@ def segment_info(os_name: str) -> SegmentInfo:
     unfinished object: its info has state 'corrupt' or 'initializing'."""
     try:
         core = _core.open(os_name, None, 0, _core.ACCESS_READ)
+    except SegmentDestroyedError as exc:
+        # its last user marked it destroyed and died (or is about to unlink it)
+        return _destroyed_info(os_name, str(exc))
     except (LayoutError, OSError) as exc:
         state = "initializing" if isinstance(exc, _Initializing) else "corrupt"
         if isinstance(exc, SegmentNotFoundError):
@@ -930,6 +962,41 @@ def _replace(info: SegmentInfo, **changes: Any) -> SegmentInfo:
     import dataclasses
 
     return dataclasses.replace(info, **changes)
+
+
+def _destroyed_info(os_name: str, error: str) -> SegmentInfo:
+    """Info of an object whose header says 'destroyed' (open refuses those): the
+    identity fields are read through a raw mapping."""
+    info = _broken_info(os_name, "destroyed", error)
+    try:
+        raw = _core.open(os_name, None, 0, _core.ACCESS_READ, True)
+    except (LayoutError, OSError):
+        return info
+    try:
+        head = raw.read(_HEAD_LEN, 0)
+    except (MapshareError, ValueError):  # a short or vanished object: keep the basics
+        return info
+    finally:
+        raw.close(detach=False)
+    kind, _header_size, lifetime, size = struct.unpack_from("<IIIQ", head, 12)
+    creator_pid, _, _, created_ns = struct.unpack_from("<IIQQ", head, 48)
+    name_len = min(struct.unpack_from("<I", head, 80)[0], _naming.NAME_MAX + 1)
+    try:
+        created = _dt.datetime.fromtimestamp(created_ns / 1e9, tz=_dt.timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        created = info.created
+    return _replace(
+        info,
+        name=head[128:128 + name_len].decode("utf-8", "replace"),
+        kind=KIND_NAMES.get(kind, f"unknown({kind})"),
+        size=size,
+        lifetime=_LIFETIME_NAMES.get(lifetime, "?"),
+        creator_pid=creator_pid,
+        created=created,
+    )
+
+
+_HEAD_LEN = 384  # header bytes up to the end of the name (csrc/layout.h)
 
 
 def _broken_info(os_name: str, state: str, error: str) -> SegmentInfo:
