@@ -981,6 +981,7 @@ def _destroyed_info(os_name: str, error: str) -> SegmentInfo:
     kind, _header_size, lifetime, size = struct.unpack_from("<IIIQ", head, 12)
     creator_pid, _, _, created_ns = struct.unpack_from("<IIQQ", head, 48)
     name_len = min(struct.unpack_from("<I", head, 80)[0], _naming.NAME_MAX + 1)
+    created: Optional[_dt.datetime]
     try:
         created = _dt.datetime.fromtimestamp(created_ns / 1e9, tz=_dt.timezone.utc)
     except (ValueError, OverflowError, OSError):
