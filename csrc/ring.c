@@ -563,18 +563,30 @@ static ms_status recv_fn(void *arg)
     ms_channel *ch = a->ch;
     uint64_t start = 0;  /* read the clock only if we have to wait */
     ms_wait_opts wo = *a->o;
+    int spun = 0;
     for (;;) {
         struct avail_pred ap = { ch };
         ms_status st;
         if (!avail_pred(&ap)) {
             if (wo.timeout_ns == 0)
                 return MS_E_EMPTY;
+            if (!start)
+                start = ms_p_monotonic_ns();
+            /* Spin first: the liveness check below costs system calls, and the next
+             * message is usually microseconds away. */
+            if (!spun) {
+                spun = 1;
+                int64_t budget = wo.spin_ns;
+                if (wo.timeout_ns > 0 && wo.timeout_ns < budget)
+                    budget = wo.timeout_ns;
+                if (budget > 0 && ms_spin_until(avail_pred, &ap, budget))
+                    continue;
+                wo.spin_ns = 0;
+            }
             /* Before sleeping, and again every slice while asleep (the last sender may
              * die while we wait): a channel whose every sender died will never fill. */
             if (senders_all_dead(ch->ring))
                 return MS_E_BROKEN;
-            if (!start)
-                start = ms_p_monotonic_ns();
             ms_wait_opts so = wo;
             if (so.timeout_ns < 0 || so.timeout_ns > MS_SLICE_NS)
                 so.timeout_ns = MS_SLICE_NS;

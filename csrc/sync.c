@@ -12,6 +12,34 @@ static int64_t remaining_ns(uint64_t deadline, int64_t timeout_ns)
     return now >= deadline ? 0 : (int64_t)(deadline - now);
 }
 
+/* Spin: a peer on another core usually answers within a microsecond or two, far sooner
+ * than a futex wake-up (tens of microseconds on a VM).  Every few microseconds the spin
+ * yields the CPU, so that a peer waiting to run on this same CPU (processes not pinned,
+ * or more processes than cores) is not kept off it for the whole budget. */
+#define MS_SPIN_YIELD_NS 4000
+
+int ms_spin_until(ms_pred_fn pred, void *arg, int64_t spin_ns)
+{
+    if (pred(arg))
+        return 1;
+    uint64_t now = ms_p_monotonic_ns();
+    uint64_t end = now + (uint64_t)spin_ns;
+    uint64_t next_yield = now + MS_SPIN_YIELD_NS;
+    do {
+        for (int i = 0; i < 16; i++) {
+            ms_cpu_relax();
+            if (pred(arg))
+                return 1;
+        }
+        now = ms_p_monotonic_ns();
+        if (now >= next_yield) {
+            ms_p_yield();
+            next_yield = now + MS_SPIN_YIELD_NS;
+        }
+    } while (now < end);
+    return 0;
+}
+
 ms_status ms_wait_for(ms_segment *seg, unsigned slot, volatile uint32_t *word,
                       volatile uint32_t *waiters, ms_pred_fn pred, void *parg,
                       const ms_wait_opts *o)
@@ -23,19 +51,12 @@ ms_status ms_wait_for(ms_segment *seg, unsigned slot, volatile uint32_t *word,
     uint64_t start = ms_p_monotonic_ns();
     uint64_t deadline = o->timeout_ns > 0 ? start + (uint64_t)o->timeout_ns : UINT64_MAX;
 
-    /* Spin: a peer on another core usually answers within a microsecond or two, far
-     * sooner than a futex wake-up (tens of microseconds on a VM). */
     if (o->spin_ns > 0) {
-        uint64_t spin_end = start + (uint64_t)o->spin_ns;
-        if (spin_end > deadline)
-            spin_end = deadline;
-        do {
-            for (int i = 0; i < 16; i++) {
-                ms_cpu_relax();
-                if (pred(parg))
-                    return MS_OK;
-            }
-        } while (ms_p_monotonic_ns() < spin_end);
+        int64_t budget = o->spin_ns;
+        if (o->timeout_ns > 0 && o->timeout_ns < budget)
+            budget = o->timeout_ns;
+        if (ms_spin_until(pred, parg, budget))
+            return MS_OK;
     }
 
     for (;;) {

@@ -34,6 +34,9 @@ typedef struct ms_wait_opts {
 
 typedef int (*ms_pred_fn)(void *arg);
 
+/* Busy-wait up to spin_ns for pred(arg), yielding the CPU now and then; 1 if it came. */
+int ms_spin_until(ms_pred_fn pred, void *arg, int64_t spin_ns);
+
 /* Wait until pred(parg) is true.  `word` changes whenever pred may have become true;
  * wakers change it and call ms_p_wake32 when *waiters != 0. */
 ms_status ms_wait_for(ms_segment *seg, unsigned slot, volatile uint32_t *word,

@@ -108,6 +108,8 @@ uint64_t ms_p_process_start(uint32_t pid);
 int ms_p_process_alive(uint32_t pid, uint64_t start);
 uint64_t ms_p_monotonic_ns(void);
 uint64_t ms_p_realtime_ns(void);
+/* Give the CPU to another runnable thread, if any (sched_yield / SwitchToThread). */
+void ms_p_yield(void);
 
 /* ---- waiting and waking ------------------------------------------------------------ */
 

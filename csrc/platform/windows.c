@@ -908,6 +908,8 @@ uint64_t ms_p_monotonic_ns(void)
     return v / f * 1000000000ULL + v % f * 1000000000ULL / f;
 }
 
+void ms_p_yield(void) { SwitchToThread(); }
+
 uint64_t ms_p_realtime_ns(void)
 {
     FILETIME ft;
