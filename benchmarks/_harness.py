@@ -22,6 +22,7 @@ import math
 import multiprocessing
 import multiprocessing.connection
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -201,7 +202,7 @@ def _child_main(
         finally:
             ep.close()
         out.send(("ok", result))
-    except BaseException:  # noqa: BLE001 - report everything to the parent
+    except BaseException:
         out.send(("error", f"{role}: {traceback.format_exc()}"))
     finally:
         out.close()
@@ -244,13 +245,13 @@ def run_cell(
     ``cpus`` gives the affinity of (server or sender, client or receiver). Children that do
     not report within ``timeout`` seconds are killed and the cell is marked failed.
     """
-    roles: tuple[Role, Role] = (
-        ("server", "client") if mode == "latency" else ("sender", "receiver")
-    )
+    roles: tuple[Role, Role] = ("server", "client") if mode == "latency" else ("sender", "receiver")
     res = CellResult(transport.key, mode, size, pinned, rep, count)
-    state, teardown = transport.setup(mode, size)
     procs: list[Any] = []
+    teardown: Callable[[], None] | None = None
+    finished = False
     try:
+        state, teardown = transport.setup(mode, size)
         barrier = _CTX.Barrier(2)
         conns: list[multiprocessing.connection.Connection] = []
         for role, cpu in zip(roles, cpus):
@@ -286,10 +287,11 @@ def run_cell(
             ready = multiprocessing.connection.wait(
                 [c for i, c in enumerate(conns) if i not in reports], left
             )
-            for c in ready:
-                i = conns.index(c)  # type: ignore[arg-type]
+            for i, c in enumerate(conns):
+                if c not in ready:
+                    continue
                 try:
-                    reports[i] = c.recv()  # type: ignore[union-attr]
+                    reports[i] = c.recv()
                 except EOFError:
                     reports[i] = (
                         "error",
@@ -311,16 +313,24 @@ def run_cell(
                 elapsed = (b - a) / 1e9
                 res.seconds = elapsed
                 res.rate = count / elapsed if elapsed > 0 else float("inf")
+        finished = True
     finally:
-        for p in procs:
-            p.join(timeout=10 if res.error is None else 0.5)
-            if p.is_alive():
-                p.kill()
-                p.join(timeout=5)
+        # no SIGTERM/SIGINT handling in the middle of the cleanup; delivered right after it
+        masked = {signal.SIGTERM, signal.SIGINT}
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, masked)
         try:
-            teardown()
-        except Exception as exc:  # noqa: BLE001 - a failed cleanup must show, not abort the run
-            res.error = res.error or f"teardown failed: {type(exc).__name__}: {exc}"
+            for p in procs:
+                p.join(timeout=10 if finished and res.error is None else 0.5)
+                if p.is_alive():
+                    p.kill()
+                    p.join(timeout=5)
+            if teardown is not None:
+                try:
+                    teardown()
+                except Exception as exc:
+                    res.error = res.error or f"teardown failed: {type(exc).__name__}: {exc}"
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     return res
 
 
@@ -372,7 +382,7 @@ def fmt_rate(v: float | None) -> str:
 def fmt_ratio(v: float | None) -> str:
     if v is None or math.isnan(v) or math.isinf(v):
         return "—"
-    return f"{v:.2f}×" if v < 10 else f"{v:.1f}×"
+    return f"{v:.2f}x" if v < 10 else f"{v:.1f}x"
 
 
 def fmt_size(size: int) -> str:
@@ -383,9 +393,7 @@ def fmt_size(size: int) -> str:
     return f"{size} B"
 
 
-def md_table(
-    headers: Sequence[str], rows: Iterable[Sequence[str]], right_from: int = 1
-) -> str:
+def md_table(headers: Sequence[str], rows: Iterable[Sequence[str]], right_from: int = 1) -> str:
     """A GitHub markdown table; columns from ``right_from`` on are right-aligned."""
     align = ["---" if i < right_from else "---:" for i in range(len(headers))]
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(align) + "|"]
@@ -447,13 +455,19 @@ def progress(total: int, desc: str) -> Any:
 # --------------------------------------------------------------------------- leak check
 
 
+#: Markers of names the benchmarks create: ours, iceoryx2's files (own prefix) and mapshare
+#: channels (``/dev/shm/mapshare.bench-<pid>-<hex>``).
+_OURS = (NAME_PREFIX, "iox2bench", "mapshare.bench-")
+
+
 def leak_snapshot() -> set[str]:
-    """Entries of ``/dev/shm`` plus our own entries in the temp directory."""
+    """Our entries in ``/dev/shm`` and in the temp directory.
+
+    Only names carrying one of our markers count, so that other programs (or tests running
+    next to the benchmark) creating and removing their own segments are not reported.
+    """
     names: set[str] = set()
-    if os.path.isdir("/dev/shm"):
-        names |= {f"/dev/shm/{n}" for n in os.listdir("/dev/shm")}
-    tmp = tempfile.gettempdir()
-    names |= {
-        os.path.join(tmp, n) for n in os.listdir(tmp) if n.startswith(NAME_PREFIX)
-    }
+    for d in ("/dev/shm", tempfile.gettempdir()):
+        if os.path.isdir(d):
+            names |= {os.path.join(d, n) for n in os.listdir(d) if any(m in n for m in _OURS)}
     return names

@@ -45,6 +45,7 @@ import math
 import os
 import platform
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -100,9 +101,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     keys = [t.key for t in all_transports()]
     p = argparse.ArgumentParser(
         description="Benchmark mapshare side by side with other Python IPC transports.",
-        epilog="transport names: "
-        + ", ".join(keys)
-        + " (a prefix before '_' selects a family, "
+        epilog="transport names: " + ", ".join(keys) + " (a prefix before '_' selects a family, "
         "e.g. iceoryx2 = iceoryx2_poll,iceoryx2_event; mapshare = mapshare,mapshare_zc)",
     )
     p.add_argument(
@@ -116,19 +115,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="repetitions, interleaved (default 3; 1 with --quick)",
     )
-    p.add_argument(
-        "--only", default=None, help="comma-separated transport names (default: all)"
-    )
+    p.add_argument("--only", default=None, help="comma-separated transport names (default: all)")
     p.add_argument("--json", type=Path, default=None, help="write all results as JSON")
-    p.add_argument(
-        "--markdown", type=Path, default=None, help="write the markdown report here too"
-    )
-    p.add_argument(
-        "--plot", type=Path, default=None, help="write a PNG chart (needs matplotlib)"
-    )
-    p.add_argument(
-        "--no-unpinned", action="store_true", help="only the pinned (headline) runs"
-    )
+    p.add_argument("--markdown", type=Path, default=None, help="write the markdown report here too")
+    p.add_argument("--plot", type=Path, default=None, help="write a PNG chart (needs matplotlib)")
+    p.add_argument("--no-unpinned", action="store_true", help="only the pinned (headline) runs")
     p.add_argument(
         "--bench",
         default="latency,throughput",
@@ -151,9 +142,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="timed round trips (10000; 2000 quick)",
     )
-    p.add_argument(
-        "--timeout", type=float, default=120.0, help="seconds before a cell is killed"
-    )
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds before a cell is killed")
     p.add_argument(
         "--mapshare-spin",
         type=float,
@@ -180,9 +169,7 @@ def select(transports: list[Transport], only: str | None) -> list[Transport]:
     return [t for t in transports if t in chosen]  # keep table order
 
 
-def cpu_sets() -> tuple[
-    tuple[list[int], list[int]] | None, tuple[list[int], list[int]]
-]:
+def cpu_sets() -> tuple[tuple[list[int], list[int]] | None, tuple[list[int], list[int]]]:
     """(pinned, unpinned) affinities for (server|sender, client|receiver)."""
     allowed = sorted(os.sched_getaffinity(0))
     pinned = ([allowed[0]], [allowed[1]]) if len(allowed) >= 2 else None
@@ -202,19 +189,14 @@ def run_all(transports: list[Transport], st: Settings) -> list[CellResult]:
         cells += [("throughput", s) for s in st.sizes]
     modes = [m for m in st.pinned_modes if not (m and pinned_cpus is None)]
     if True in st.pinned_modes and pinned_cpus is None:
-        print(
-            "warning: fewer than 2 CPUs available, pinned runs skipped", file=sys.stderr
-        )
+        print("warning: fewer than 2 CPUs available, pinned runs skipped", file=sys.stderr)
     total = st.repeat * len(modes) * len(cells) * len(transports)
     results: list[CellResult] = []
     measured: dict[tuple[str, int, bool], list[float]] = {}
     bar = progress(total, "benchmark")
     try:
         for rep in range(st.repeat):
-            order = (
-                transports[rep % len(transports) :]
-                + transports[: rep % len(transports)]
-            )
+            order = transports[rep % len(transports) :] + transports[: rep % len(transports)]
             for pinned in modes:
                 cpus = pinned_cpus if pinned else free_cpus
                 assert cpus is not None
@@ -233,10 +215,8 @@ def run_all(transports: list[Transport], st: Settings) -> list[CellResult]:
                             warmup = min(1000, max(5, count // 20))
                         m: Mode = "latency" if mode == "latency" else "throughput"
                         try:
-                            r = run_cell(
-                                t, m, size, count, warmup, cpus, pinned, rep, st.timeout
-                            )
-                        except Exception as exc:  # noqa: BLE001 - e.g. setup failed; keep going
+                            r = run_cell(t, m, size, count, warmup, cpus, pinned, rep, st.timeout)
+                        except Exception as exc:
                             r = CellResult(
                                 t.key,
                                 m,
@@ -252,9 +232,7 @@ def run_all(transports: list[Transport], st: Settings) -> list[CellResult]:
                                 file=sys.stderr,
                             )
                         elif r.rate is not None:
-                            measured.setdefault((t.key, size, pinned), []).append(
-                                r.rate
-                            )
+                            measured.setdefault((t.key, size, pinned), []).append(r.rate)
                         results.append(r)
                         bar.update(1)
     finally:
@@ -301,9 +279,7 @@ def _metric_values(s: Summary, st: Settings) -> list[tuple[float | None, bool]]:
     return vals
 
 
-def _ratio(
-    mine: float | None, other: float | None, higher_better: bool
-) -> float | None:
+def _ratio(mine: float | None, other: float | None, higher_better: bool) -> float | None:
     if not mine or not other:
         return None
     return mine / other if higher_better else other / mine
@@ -344,12 +320,13 @@ def report(
     elapsed: float,
     leaks: list[str],
 ) -> str:
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# mapshare side-by-side benchmark",
         "",
         (
-            f"`{command}` — {now}; {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
+            f"`{command}` — {now}; {platform.system()} {platform.machine()}, "
+            f"{os.cpu_count()} CPUs, "
             f"{platform.python_implementation()} {platform.python_version()}; "
             f"median of {st.repeat} interleaved repetition(s); run took {elapsed:.0f} s."
         ),
@@ -390,17 +367,14 @@ def report(
             lines.append(
                 md_table(
                     ["transport"] + [fmt_size(z) for z in st.sizes],
-                    [
-                        [s.label] + [fmt_rate(s.rates.get(z)) for z in st.sizes]
-                        for s in mine
-                    ],
+                    [[s.label] + [fmt_rate(s.rates.get(z)) for z in st.sizes] for s in mine],
                 )
             )
             lines.append("")
         ms_rows = [s for s in mine if s.key.startswith("mapshare")]
         others = [s for s in mine if not s.key.startswith("mapshare")]
         if ms_rows and others:
-            lines += ["### mapshare vs the others (× better)", ""]
+            lines += ["### mapshare vs the others (x = times better)", ""]
             for ms in ms_rows:
                 lines += [ratio_table(ms, others, st), ""]
     if skipped:
@@ -409,7 +383,8 @@ def report(
     if failed:
         lines += ["", "## Failed cells", ""]
         lines += [
-            f"- `{r.transport}` {'pinned' if r.pinned else 'unpinned'} {r.mode} {fmt_size(r.size)} rep {r.rep + 1}: {r.error}"
+            f"- `{r.transport}` {'pinned' if r.pinned else 'unpinned'} {r.mode} "
+            f"{fmt_size(r.size)} rep {r.rep + 1}: {r.error}"
             for r in failed
         ]
     if leaks:
@@ -427,13 +402,9 @@ def plot(path: Path, summaries: list[Summary], st: Settings, command: str) -> No
     import matplotlib.pyplot as plt
 
     pinned = True in st.pinned_modes and any(s.pinned for s in summaries)
-    rows = [s for s in summaries if s.pinned == pinned][
-        ::-1
-    ]  # top-to-bottom = table order
+    rows = [s for s in summaries if s.pinned == pinned][::-1]  # top-to-bottom = table order
     labels = [s.label for s in rows]
-    fig, (ax_l, ax_t) = plt.subplots(
-        1, 2, figsize=(15, 0.55 * len(rows) + 2.2), sharey=True
-    )
+    fig, (ax_l, ax_t) = plt.subplots(1, 2, figsize=(15, 0.55 * len(rows) + 2.2), sharey=True)
     ys = list(range(len(rows)))
 
     def floor_decade(values: list[float]) -> float:
@@ -443,9 +414,7 @@ def plot(path: Path, summaries: list[Summary], st: Settings, command: str) -> No
     if "latency" in st.benches:
         p50 = [s.p50_us or math.nan for s in rows]
         p99 = [s.p99_us or math.nan for s in rows]
-        colors = [
-            "tab:red" if s.key.startswith("mapshare") else "tab:blue" for s in rows
-        ]
+        colors = ["tab:red" if s.key.startswith("mapshare") else "tab:blue" for s in rows]
         ax_l.barh(ys, p50, color=colors, label="p50")
         ax_l.plot(p99, ys, "k|", markersize=14, markeredgewidth=2, label="p99")
         for y, v in zip(ys, p50):
@@ -459,9 +428,7 @@ def plot(path: Path, summaries: list[Summary], st: Settings, command: str) -> No
                 )
         ax_l.set_xscale("log")
         ax_l.set_xlim(left=floor_decade(p50))
-        ax_l.set_xlabel(
-            f"{LATENCY_SIZE}-byte round trip, µs (log; lower is better; | = p99)"
-        )
+        ax_l.set_xlabel(f"{LATENCY_SIZE}-byte round trip, µs (log; lower is better; | = p99)")
     ax_l.set_yticks(ys, labels, fontsize=8)
     if "throughput" in st.benches:
         h = 0.8 / len(st.sizes)
@@ -469,9 +436,7 @@ def plot(path: Path, summaries: list[Summary], st: Settings, command: str) -> No
         for i, size in enumerate(st.sizes):
             vals = [s.rates.get(size) or math.nan for s in rows]
             every += vals
-            off = [
-                y + (len(st.sizes) - 1 - i - (len(st.sizes) - 1) / 2) * h for y in ys
-            ]
+            off = [y + (len(st.sizes) - 1 - i - (len(st.sizes) - 1) / 2) * h for y in ys]
             ax_t.barh(off, vals, height=h, label=fmt_size(size))
         ax_t.set_xscale("log")
         ax_t.set_xlim(left=floor_decade(every))
@@ -481,7 +446,8 @@ def plot(path: Path, summaries: list[Summary], st: Settings, command: str) -> No
         ax.grid(axis="x", which="both", alpha=0.3)
     where = "pinned, one process per CPU" if pinned else "unpinned"
     fig.suptitle(
-        f"{command}\n{where}; median of {st.repeat}; {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        f"{command}\n{where}; median of {st.repeat}; {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}",
         fontsize=10,
     )
     fig.tight_layout()
@@ -493,8 +459,14 @@ def plot(path: Path, summaries: list[Summary], st: Settings, command: str) -> No
 # --------------------------------------------------------------------------- main
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # turn SIGTERM into SystemExit so that every finally: runs (children killed, teardown)
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     quick = args.quick
     sizes = tuple(int(x) for x in args.sizes.split(",")) if args.sizes else SIZES
     benches = tuple(b.strip() for b in args.bench.split(",") if b.strip())
@@ -544,7 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         doc: dict[str, Any] = {
             "command": command,
-            "date": dt.datetime.now(dt.UTC).isoformat(),
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(),
             "machine": {
                 "system": platform.system(),
                 "machine": platform.machine(),
