@@ -41,7 +41,7 @@ def name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def names() -> "NameFactory":
+def names() -> NameFactory:
     """Several fresh names: names() returns a new one each call."""
     made: list[str] = []
 
