@@ -2,7 +2,10 @@
 
 Environment switches:
   MAPSHARE_SANITIZE=1   build with AddressSanitizer + UndefinedBehaviorSanitizer
-                        (run Python with LD_PRELOAD=$(gcc -print-file-name=libasan.so)).
+                        (run Python with LD_PRELOAD=$(gcc -print-file-name=libasan.so) and
+                        ASAN_OPTIONS=detect_leaks=0:allow_user_segv_handler=1:handle_segv=0:handle_sigbus=0
+                        so the SIGBUS guard keeps working; tools/sanitize.sh does all this
+                        in a throw-away venv and runs the test suite).
   MAPSHARE_DEBUG=1      -O0 -g.
 """
 

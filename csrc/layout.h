@@ -123,7 +123,9 @@ typedef struct ms_ring {
     uint64_t received_messages;
     uint64_t received_bytes;
     uint64_t redelivered;      /* messages re-offered after a receiver died holding them */
-    uint8_t  pad2[24];
+    uint32_t holding;          /* 1 while a receiver has a message in hand (copy or view) */
+    uint32_t reserved2;
+    uint8_t  pad2[16];
     /* line 3: rarely written */
     uint32_t flags;            /* MS_RING_CLOSED */
     uint32_t reserved3;

@@ -237,6 +237,22 @@ static int seg_check_header(SegmentObject *self)
     return 0;
 }
 
+/* A call that touched shared memory without a guard may have faulted: the SIGBUS
+ * handler then quarantined the mapping and set seg.faulted.  Report it at once. */
+#define FAULTED(s) ((s)->seg.faulted)
+#define RET_NONE(s) do { if (FAULTED(s)) return raise_status(MS_E_FAULT, 0, NULL); Py_RETURN_NONE; } while (0)
+#define RET_TRUE(s) do { if (FAULTED(s)) return raise_status(MS_E_FAULT, 0, NULL); Py_RETURN_TRUE; } while (0)
+#define RET_FALSE(s) do { if (FAULTED(s)) return raise_status(MS_E_FAULT, 0, NULL); Py_RETURN_FALSE; } while (0)
+#define RET_OBJ(s, o)                                   \
+    do {                                                \
+        PyObject *_o = (o);                             \
+        if (_o && FAULTED(s)) {                         \
+            Py_DECREF(_o);                              \
+            return raise_status(MS_E_FAULT, 0, NULL);   \
+        }                                               \
+        return _o;                                      \
+    } while (0)
+
 static SegmentObject *new_segment_object(void)
 {
     SegmentObject *self = PyObject_New(SegmentObject, &Segment_Type);
@@ -335,6 +351,44 @@ static PyObject *core_unlink(PyObject *mod, PyObject *args)
     if (st != MS_OK)
         return raise_status(st, err, osname);
     Py_RETURN_NONE;
+}
+
+static int list_append(const char *osname, void *arg)
+{
+    PyObject *s = PyUnicode_DecodeFSDefault(osname);
+    if (!s || PyList_Append((PyObject *)arg, s) < 0) {
+        Py_XDECREF(s);
+        return -1;   /* stop: a Python error is set */
+    }
+    Py_DECREF(s);
+    return 0;
+}
+
+/* list_objects(flags=0) -> list of the OS names of mapshare objects ("/mapshare.x"). */
+static PyObject *core_list_objects(PyObject *mod, PyObject *args)
+{
+    unsigned int flags = 0;
+    (void)mod;
+    if (!PyArg_ParseTuple(args, "|I:list_objects", &flags))
+        return NULL;
+    PyObject *out = PyList_New(0);
+    if (!out)
+        return NULL;
+    int err = 0;
+    ms_status st = ms_p_object_list(flags, list_append, out, &err);
+    if (PyErr_Occurred()) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    if (st != MS_OK) {
+        Py_DECREF(out);
+        return raise_status(st, err, "list_objects");
+    }
+    if (PyList_Sort(out) < 0) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
 }
 
 /* Remove a name only if it still names the object (dev, ino) we used: a name that was
@@ -862,7 +916,7 @@ static int window_invalidate(WindowObject *self)
         return -1;
     }
     if (self->valid && self->map_base) {
-        ms_p_unmap(self->map_base, self->map_len);
+        { ms_p_map_unwatch(self->map_base); ms_p_unmap(self->map_base, self->map_len); }
         self->map_base = NULL;
     }
     self->valid = 0;
@@ -884,7 +938,7 @@ static PyObject *Window_release(WindowObject *self, PyObject *unused)
 static void Window_dealloc(WindowObject *self)
 {
     if (self->map_base)
-        ms_p_unmap(self->map_base, self->map_len);
+        { ms_p_map_unwatch(self->map_base); ms_p_unmap(self->map_base, self->map_len); }
     Py_XDECREF(self->mv);
     Py_XDECREF(self->chan);
     Py_XDECREF(self->owner);
@@ -1005,6 +1059,7 @@ static PyObject *Segment_map_view(SegmentObject *self, PyObject *args, PyObject 
         return raise_status(st, err, "view");
     WindowObject *w = new_window(self, ptr, (Py_ssize_t)length, access == MS_ACCESS_READ, 0);
     if (!w) {
+        ms_p_map_unwatch(base);
         ms_p_unmap(base, base_len);
         return NULL;
     }
@@ -1092,9 +1147,9 @@ static PyObject *Segment_lock_acquire(SegmentObject *self, PyObject *const *args
     if (st == MS_OK || st == MS_E_OWNER_DIED)
         self->locks_held |= 1 << which;
     if (st == MS_OK)
-        Py_RETURN_TRUE;
+        RET_TRUE(self);
     if (st == MS_E_TIMEOUT)
-        Py_RETURN_FALSE;
+        RET_FALSE(self);
     if (st == MS_E_BUSY) {
         PyErr_SetString(PyExc_RuntimeError,
                         "this thread already holds the lock (mapshare.Lock is not reentrant)");
@@ -1129,7 +1184,7 @@ static PyObject *Segment_lock_release(SegmentObject *self, PyObject *const *args
     if (st != MS_OK)
         return raise_status(st, err, "release");
     self->locks_held &= ~(1 << which);
-    Py_RETURN_NONE;
+    RET_NONE(self);
 }
 
 static PyObject *Segment_lock_state(SegmentObject *self, PyObject *args)
@@ -1156,7 +1211,7 @@ static PyObject *Segment_notify(SegmentObject *self, PyObject *unused)
     if (!self->seg.hdr_writable)
         return raise_status(MS_E_PERMISSION, 0, "notify on a segment opened read-only");
     ms_change_notify(&self->seg);
-    Py_RETURN_NONE;
+    RET_NONE(self);
 }
 
 static PyObject *Segment_change_count(SegmentObject *self, PyObject *unused)
@@ -1164,7 +1219,7 @@ static PyObject *Segment_change_count(SegmentObject *self, PyObject *unused)
     (void)unused;
     if (seg_check_header(self) < 0)
         return NULL;
-    return PyLong_FromUnsignedLong(ms_change_count(&self->seg));
+    RET_OBJ(self, PyLong_FromUnsignedLong(ms_change_count(&self->seg)));
 }
 
 static PyObject *Segment_wait_change(SegmentObject *self, PyObject *args, PyObject *kw)
@@ -1191,8 +1246,8 @@ static PyObject *Segment_wait_change(SegmentObject *self, PyObject *args, PyObje
         seg_wait_end(self, g.ts);
     }
     if (st != MS_OK)
-        return raise_status(st, 0, "wait_for_change");
-    return PyLong_FromUnsignedLong(now);
+        return raise_status(FAULTED(self) ? MS_E_FAULT : st, 0, "wait_for_change");
+    RET_OBJ(self, PyLong_FromUnsignedLong(now));
 }
 
 /* The event or semaphore an operation works on: the kind area of a named object
@@ -1248,7 +1303,7 @@ static PyObject *Segment_event_init(SegmentObject *self, PyObject *args)
     if (!e)
         return NULL;
     ms_event_init_at(e, (uint32_t)state);
-    Py_RETURN_NONE;
+    RET_NONE(self);
 }
 
 static PyObject *Segment_event_set(SegmentObject *self, PyObject *args)
@@ -1261,7 +1316,7 @@ static PyObject *Segment_event_set(SegmentObject *self, PyObject *args)
     if (!e)
         return NULL;
     ms_event_set(&self->seg, slot, e);
-    Py_RETURN_NONE;
+    RET_NONE(self);
 }
 
 static PyObject *Segment_event_clear(SegmentObject *self, PyObject *args)
@@ -1274,7 +1329,7 @@ static PyObject *Segment_event_clear(SegmentObject *self, PyObject *args)
     if (!e)
         return NULL;
     ms_event_clear(e);
-    Py_RETURN_NONE;
+    RET_NONE(self);
 }
 
 static PyObject *Segment_event_is_set(SegmentObject *self, PyObject *args)
@@ -1286,7 +1341,7 @@ static PyObject *Segment_event_is_set(SegmentObject *self, PyObject *args)
     ms_event *e = EVENT_AREA(off, slot);
     if (!e)
         return NULL;
-    return PyBool_FromLong(ms_event_is_set(e));
+    RET_OBJ(self, PyBool_FromLong(ms_event_is_set(e)));
 }
 
 static PyObject *Segment_event_wait(SegmentObject *self, PyObject *args, PyObject *kw)
@@ -1303,18 +1358,18 @@ static PyObject *Segment_event_wait(SegmentObject *self, PyObject *args, PyObjec
     if (wait_args(tobj, sobj, self, &o) < 0)
         return NULL;
     if (ms_event_is_set(e))
-        Py_RETURN_TRUE;
+        RET_TRUE(self);
     if (o.timeout_ns == 0)
-        Py_RETURN_FALSE;
+        RET_FALSE(self);
     gil_wait g = {NULL, is_main_thread()};
     o.arg = &g;
     g.ts = seg_wait_begin(self);
     ms_status st = ms_event_wait(&self->seg, slot, e, &o);
     seg_wait_end(self, g.ts);
     if (st == MS_OK)
-        Py_RETURN_TRUE;
+        RET_TRUE(self);
     if (st == MS_E_TIMEOUT)
-        Py_RETURN_FALSE;
+        RET_FALSE(self);
     return raise_status(st, 0, "wait");
 }
 
@@ -1332,7 +1387,7 @@ static PyObject *Segment_sem_init(SegmentObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "need 0 <= value <= maximum and maximum >= 1");
         return NULL;
     }
-    Py_RETURN_NONE;
+    RET_NONE(self);
 }
 
 static PyObject *Segment_sem_acquire(SegmentObject *self, PyObject *args, PyObject *kw)
@@ -1351,18 +1406,18 @@ static PyObject *Segment_sem_acquire(SegmentObject *self, PyObject *args, PyObje
     ms_wait_opts once = o;
     once.timeout_ns = 0;
     if (ms_semaphore_acquire(&self->seg, slot, s, &once) == MS_OK)
-        Py_RETURN_TRUE;
+        RET_TRUE(self);
     if (o.timeout_ns == 0)
-        Py_RETURN_FALSE;
+        RET_FALSE(self);
     gil_wait g = {NULL, is_main_thread()};
     o.arg = &g;
     g.ts = seg_wait_begin(self);
     ms_status st = ms_semaphore_acquire(&self->seg, slot, s, &o);
     seg_wait_end(self, g.ts);
     if (st == MS_OK)
-        Py_RETURN_TRUE;
+        RET_TRUE(self);
     if (st == MS_E_TIMEOUT)
-        Py_RETURN_FALSE;
+        RET_FALSE(self);
     return raise_status(st, 0, "acquire");
 }
 
@@ -1386,9 +1441,9 @@ static PyObject *Segment_sem_wait_available(SegmentObject *self, PyObject *args,
     ms_status st = ms_semaphore_wait_available(&self->seg, slot, s, &o);
     seg_wait_end(self, g.ts);
     if (st == MS_OK)
-        Py_RETURN_TRUE;
+        RET_TRUE(self);
     if (st == MS_E_TIMEOUT)
-        Py_RETURN_FALSE;
+        RET_FALSE(self);
     return raise_status(st, 0, "wait");
 }
 
@@ -1406,7 +1461,7 @@ static PyObject *Segment_sem_release(SegmentObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "semaphore released more times than its maximum");
         return NULL;
     }
-    Py_RETURN_NONE;
+    RET_NONE(self);
 }
 
 static PyObject *Segment_sem_value(SegmentObject *self, PyObject *args)
@@ -1898,7 +1953,7 @@ static PyObject *channel_send(ChannelObject *self, PyObject *data, PyObject *tob
         PyBuffer_Release(&buf);
     if (st != MS_OK)
         return raise_status(st, 0, NULL);
-    Py_RETURN_NONE;
+    RET_NONE(self->segobj);
 }
 
 static uint8_t *alloc_bytes(void *arg, size_t len)
@@ -1952,7 +2007,7 @@ static PyObject *channel_receive(ChannelObject *self, PyObject *tobj)
     PyObject *result = NULL;
     ms_status st = ms_channel_receive(&self->ch, alloc_bytes, &result, &fast_opts);
     if (st == MS_OK)
-        return result;
+        RET_OBJ(self->segobj, result);
     if (st == MS_E_INVALID && PyErr_Occurred())
         return NULL;
     if (st == MS_E_EMPTY || st == MS_E_BUSY) {
@@ -2152,7 +2207,7 @@ static PyObject *channel_commit(ChannelObject *self, WindowObject *w, Py_ssize_t
     ms_status st = ms_channel_commit(&self->ch, (size_t)used);
     if (st != MS_OK)
         return raise_status(st, 0, NULL);
-    Py_RETURN_NONE;
+    RET_NONE(self->segobj);
 }
 
 static PyObject *channel_abort(ChannelObject *self, WindowObject *w)
@@ -2161,7 +2216,7 @@ static PyObject *channel_abort(ChannelObject *self, WindowObject *w)
     self->loan = NULL;
     Py_DECREF(w);
     ms_channel_abort(&self->ch);
-    Py_RETURN_NONE;
+    RET_NONE(self->segobj);
 }
 
 /* commit(window, used=None) */
@@ -2255,7 +2310,7 @@ static PyObject *channel_consume(ChannelObject *self, WindowObject *w, int keep)
                      "was consumed and its memory will be reused", e);
         return NULL;
     }
-    Py_RETURN_NONE;
+    RET_NONE(self->segobj);
 }
 
 /* consume(window, keep=False): finish a received view */
@@ -2304,9 +2359,9 @@ static PyObject *Channel_wait_readable(ChannelObject *self, PyObject *args)
     ms_status st = ms_channel_wait_readable(&self->ch, &o);
     seg_wait_end(self->segobj, g.ts);
     if (st == MS_OK)
-        Py_RETURN_TRUE;
+        RET_TRUE(self->segobj);
     if (st == MS_E_TIMEOUT)
-        Py_RETURN_FALSE;
+        RET_FALSE(self->segobj);
     return raise_status(st, 0, NULL);
 }
 
@@ -2331,9 +2386,9 @@ static PyObject *Channel_wait_writable(ChannelObject *self, PyObject *args)
     ms_status st = ms_channel_wait_writable(&self->ch, (size_t)n, &o);
     seg_wait_end(self->segobj, g.ts);
     if (st == MS_OK)
-        Py_RETURN_TRUE;
+        RET_TRUE(self->segobj);
     if (st == MS_E_TIMEOUT)
-        Py_RETURN_FALSE;
+        RET_FALSE(self->segobj);
     return raise_status(st, 0, NULL);
 }
 
@@ -2364,7 +2419,7 @@ static PyObject *Channel_close_sending(ChannelObject *self, PyObject *unused)
     ms_status st = ms_channel_close_sending(&self->ch);
     if (st != MS_OK)
         return raise_status(st, 0, NULL);
-    Py_RETURN_NONE;
+    RET_NONE(self->segobj);
 }
 
 static PyObject *Channel_statistics(ChannelObject *self, PyObject *unused)
@@ -2483,6 +2538,8 @@ static PyMethodDef module_methods[] = {
     {"open", (PyCFunction)(void (*)(void))core_open, METH_VARARGS | METH_KEYWORDS,
      "open(osname, path, kind=0, access=2, raw=False, flags=0) -> Segment"},
     {"unlink", core_unlink, METH_VARARGS, "unlink(osname, flags=0)"},
+    {"list_objects", core_list_objects, METH_VARARGS,
+     "list_objects(flags=0) -> sorted OS names of the mapshare objects"},
     {"unlink_if_same", core_unlink_if_same, METH_VARARGS,
      "unlink_if_same(osname, dev, ino, flags=0) -> bool"},
     {"process_alive", core_process_alive, METH_VARARGS,

@@ -182,10 +182,12 @@ static ms_status lock_recv(ms_channel *ch, const ms_wait_opts *o)
 {
     ms_status st = ms_lock_acquire(ch->seg, MS_SLOT_RECV_LOCK, ch->ring->recv_lock, o, NULL);
     if (st == MS_E_OWNER_DIED) {
-        /* A receiver died between finding a message and moving the head: the message
-         * is still at the head and is offered again. */
-        if (ms_load64(&ch->ring->tail) != ms_load_relaxed64(&ch->ring->head))
+        /* A receiver died between finding a message and moving the head (it had one in
+         * hand): that message is still at the head and is offered again. */
+        if (ms_load_relaxed32(&ch->ring->holding)) {
+            ms_store32(&ch->ring->holding, 0);
             ms_add64(&ch->ring->redelivered, 1);
+        }
         st = MS_OK;
     }
     if (st == MS_OK && !ch->receiver_registered) {
@@ -544,6 +546,7 @@ static void consume_locked(ms_channel *ch, uint64_t pos, uint32_t len)
 {
     ms_ring *r = ch->ring;
     ms_store_sc64(&r->head, pos + MS_REC_HEADER + ALIGN8(len));
+    r->holding = 0;
     r->received_messages++;
     r->received_bytes += len;
 }
@@ -622,6 +625,7 @@ static ms_status recv_fn(void *arg)
         st = next_locked(ch, &pos, &len);
         if (st == MS_OK) {
             const uint8_t *src = ch->buf + pos % ch->cap + MS_REC_HEADER;
+            ch->ring->holding = 1;  /* our own cache line: no cost to senders */
             if (!a->alloc) {
                 ch->view_open = 1;
                 ch->view_next = pos;
@@ -631,6 +635,7 @@ static ms_status recv_fn(void *arg)
             }
             uint8_t *dst = a->alloc(a->alloc_arg, len);
             if (!dst) {
+                ch->ring->holding = 0;
                 unlock_recv(ch);
                 return MS_E_INVALID;
             }
@@ -694,8 +699,10 @@ static ms_status consume_fn(void *arg)
     uint32_t len;
     memcpy(&len, ch->buf + pos % ch->cap, sizeof len);
     /* re-validate: the record could have been scribbled on while viewed */
-    if (len > ch->max_message || pos % ch->cap + MS_REC_HEADER + ALIGN8(len) > ch->cap)
+    if (len > ch->max_message || pos % ch->cap + MS_REC_HEADER + ALIGN8(len) > ch->cap) {
+        ch->ring->holding = 0;
         return MS_E_LAYOUT;
+    }
     consume_locked(ch, pos, len);
     return MS_OK;
 }
@@ -721,8 +728,10 @@ ms_status ms_channel_unconsume(ms_channel *ch)
     if (!ch->view_open)
         return MS_E_INVALID;
     ch->view_open = 0;
-    if (!ch->seg->faulted)
+    if (!ch->seg->faulted) {
+        ch->ring->holding = 0;
         unlock_recv(ch);
+    }
     return MS_OK;
 }
 
@@ -757,11 +766,13 @@ static ms_status batch_recv_fn(void *arg)
             st = MS_E_INVALID;
             break;
         }
+        ms_ring *r = ch->ring;
+        r->holding = 1;
         memcpy(dst, ch->buf + pos % ch->cap + MS_REC_HEADER, len);
         /* move the head once per message (a crash mid-batch loses nothing), but wake
          * senders only once, below */
-        ms_ring *r = ch->ring;
         ms_store64(&r->head, pos + MS_REC_HEADER + ALIGN8(len));
+        r->holding = 0;
         r->received_messages++;
         r->received_bytes += len;
         (*a->count)++;

@@ -24,6 +24,7 @@ static ms_status map_header(ms_segment *seg, int writable, int *err)
     seg->hdr = (ms_header *)p;
     seg->hdr_len = MS_HEADER_SIZE;
     seg->hdr_writable = writable;
+    ms_p_map_watch(p, MS_HEADER_SIZE, &seg->faulted);
     return MS_OK;
 }
 
@@ -43,6 +44,7 @@ static ms_status map_data(ms_segment *seg, uint64_t data_offset, int *err)
     seg->map = p;
     seg->map_len = (size_t)(end - start);
     seg->data = (uint8_t *)p + (data_offset - start);
+    ms_p_map_watch(p, seg->map_len, &seg->faulted);
     return MS_OK;
 }
 
@@ -447,6 +449,10 @@ ms_status ms_segment_mark_destroyed(ms_segment *seg, int *err)
 
 void ms_segment_close(ms_segment *seg)
 {
+    if (seg->map)
+        ms_p_map_unwatch(seg->map);
+    if (seg->hdr)
+        ms_p_map_unwatch(seg->hdr);
     if (seg->faulted) {
         /* Quarantined pages may still be on a robust list or exported: never unmap. */
         seg->map = NULL;
@@ -467,8 +473,8 @@ void ms_segment_close(ms_segment *seg)
 
 void ms_segment_fault(ms_segment *seg)
 {
-    if (seg->faulted)
-        return;
+    /* may run after the signal handler already quarantined one of the two mappings and
+     * set the flag: quarantining again is harmless */
     seg->faulted = 1;
     if (seg->hdr)
         ms_p_quarantine(seg->hdr, seg->hdr_len);
@@ -496,5 +502,6 @@ ms_status ms_segment_map_range(ms_segment *seg, uint64_t offset, uint64_t length
     *base = p;
     *base_len = (size_t)len;
     *ptr = (uint8_t *)p + (abs - start);
+    ms_p_map_watch(p, (size_t)len, NULL);
     return MS_OK;
 }

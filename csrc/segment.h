@@ -23,7 +23,7 @@ typedef struct ms_segment {
     int access;
     int raw;
     int attached;           /* registered in the attach table */
-    int faulted;            /* a SIGBUS was caught: the mappings are quarantined */
+    volatile int faulted;   /* a SIGBUS was caught: the mappings are quarantined */
 } ms_segment;
 
 /* Initialise the kind area before publication (may be NULL). */

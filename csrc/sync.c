@@ -84,6 +84,8 @@ ms_status ms_wait_for(ms_segment *seg, unsigned slot, volatile uint32_t *word,
         ms_add32(waiters, (uint32_t)-1);
         if (o->mark)
             ms_add32(o->mark, (uint32_t)-MS_SLEEPER);
+        if (seg->faulted)
+            return MS_E_FAULT;  /* the object shrank under us; its memory reads as zeros */
         if (pred(parg))
             return MS_OK;
         if (st == MS_E_INTERRUPTED || st == MS_E_TIMEOUT) {
@@ -150,6 +152,8 @@ ms_status ms_lock_acquire(ms_segment *seg, unsigned slot, void *area, const ms_w
         st = ms_p_lock_acquire(seg->ctx, slot, area, slice, err);
         if (st != MS_E_TIMEOUT)
             return st;
+        if (seg->faulted)
+            return MS_E_FAULT;
         if (o->interrupted && o->interrupted(o->arg))
             return MS_E_INTERRUPTED;
     }

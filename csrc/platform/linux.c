@@ -6,6 +6,7 @@
 #include "platform.h"
 #include "../atomics.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -123,6 +124,28 @@ ms_status ms_p_object_unlink(const char *osname, unsigned flags, int *err)
     (void)flags;
     if (shm_unlink(osname) != 0)
         return errno_status(errno, err);
+    return MS_OK;
+}
+
+ms_status ms_p_object_list(unsigned flags, ms_list_fn fn, void *arg, int *err)
+{
+    DIR *dir;
+    struct dirent *e;
+    char name[NAME_MAX + 2];
+    (void)flags;
+    dir = opendir("/dev/shm");
+    if (!dir)
+        return errno_status(errno, err);
+    while ((e = readdir(dir)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (n <= 9 || strncmp(e->d_name, "mapshare.", 9) != 0 || n > NAME_MAX)
+            continue;
+        name[0] = '/';
+        memcpy(name + 1, e->d_name, n + 1);
+        if (fn(name, arg))
+            break;
+    }
+    closedir(dir);
     return MS_OK;
 }
 
@@ -594,6 +617,29 @@ void ms_p_lock_inspect(void *area, int *held, uint32_t *holder, int *dead)
 static struct sigaction previous_bus;
 static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
 
+/* Watched mappings (ms_p_map_watch), read by the signal handler without locks: an
+ * entry is claimed by a CAS of `start` from 0 to 1, filled, then published. */
+#define MS_MAX_WATCHED 4096
+struct watched { uintptr_t start; size_t len; volatile int *flag; };
+static struct watched watched[MS_MAX_WATCHED];
+
+static int quarantine_watched(uintptr_t addr)
+{
+    for (int i = 0; i < MS_MAX_WATCHED; i++) {
+        uintptr_t s0 = __atomic_load_n(&watched[i].start, __ATOMIC_ACQUIRE);
+        if (s0 > 1 && addr >= s0 && addr < s0 + watched[i].len) {
+            /* mmap is a plain system call: safe here.  The access is re-executed on
+             * zero pages; the flag makes the next mapshare call raise. */
+            mmap((void *)s0, watched[i].len, PROT_READ | PROT_WRITE,
+                 MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (watched[i].flag)
+                *watched[i].flag = 1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void bus_handler(int sig, siginfo_t *info, void *uc)
 {
     /* tls was touched by ms_p_guarded_call on this thread before any guarded access,
@@ -604,7 +650,10 @@ static void bus_handler(int sig, siginfo_t *info, void *uc)
         t->guard_jmp = NULL;
         siglongjmp(*jb, 1);
     }
-    /* Not a guarded access: behave as if we were never installed. */
+    /* An unguarded access to one of our mappings whose object shrank under it. */
+    if (info && quarantine_watched((uintptr_t)info->si_addr))
+        return;
+    /* Not ours: behave as if we were never installed. */
     if (previous_bus.sa_flags & SA_SIGINFO) {
         previous_bus.sa_sigaction(sig, info, uc);
     } else if (previous_bus.sa_handler != SIG_IGN && previous_bus.sa_handler != SIG_DFL) {
@@ -648,6 +697,36 @@ ms_status ms_p_guarded_call(ms_guarded_fn fn, void *arg)
     st = fn(arg);
     t->guard_jmp = outer;
     return st;
+}
+
+void ms_p_map_watch(void *addr, size_t length, volatile int *flag)
+{
+    if (!addr || !length)
+        return;
+    if (!__atomic_load_n(&guard_installed, __ATOMIC_ACQUIRE)) {
+        pthread_once(&guard_once, install_guard);
+        __atomic_store_n(&guard_installed, 1, __ATOMIC_RELEASE);
+    }
+    for (int i = 0; i < MS_MAX_WATCHED; i++) {
+        uintptr_t expected = 0;
+        if (__atomic_compare_exchange_n(&watched[i].start, &expected, 1, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_RELAXED)) {
+            watched[i].len = length;
+            watched[i].flag = flag;
+            __atomic_store_n(&watched[i].start, (uintptr_t)addr, __ATOMIC_RELEASE);
+            return;
+        }
+    }
+    /* table full: this mapping stays protected only inside guarded calls */
+}
+
+void ms_p_map_unwatch(void *addr)
+{
+    for (int i = 0; i < MS_MAX_WATCHED; i++)
+        if (__atomic_load_n(&watched[i].start, __ATOMIC_ACQUIRE) == (uintptr_t)addr) {
+            __atomic_store_n(&watched[i].start, 0, __ATOMIC_RELEASE);
+            return;
+        }
 }
 
 struct copy_args { void *dst; const void *src; size_t n; };

@@ -74,6 +74,15 @@ void ms_p_object_close(ms_object *obj);
  * Windows: names vanish with their last handle; returns MS_OK. */
 ms_status ms_p_object_unlink(const char *osname, unsigned flags, int *err);
 
+/* Enumerate the mapshare objects of the namespace: fn("/mapshare.xxx", arg) for each,
+ * in no particular order; a nonzero return from fn stops the walk.  Names that do not
+ * start with "mapshare." are never reported.
+ * Linux: the entries of /dev/shm.  Windows: the Section objects of the session's
+ * BaseNamedObjects directory (the global one with MS_OBJ_GLOBAL), without the helper
+ * objects ('#' in the name).  A namespace that cannot be read gives an error. */
+typedef int (*ms_list_fn)(const char *osname, void *arg);
+ms_status ms_p_object_list(unsigned flags, ms_list_fn fn, void *arg, int *err);
+
 /* fstat-like facts about an open object. */
 ms_status ms_p_object_stat(const ms_object *obj, ms_object_stat *st, int *err);
 
@@ -167,6 +176,15 @@ ms_status ms_p_guarded_call(ms_guarded_fn fn, void *arg);
  * memory at the same address, so that stale pointers into it (a lock on this thread's
  * robust list, a buffer Python still exports) stay valid memory instead of faulting. */
 void ms_p_quarantine(void *addr, size_t length);
+
+/* Watch a mapping: a fault on it *outside* any ms_p_guarded_call -- an access from
+ * Python through a memoryview or numpy array, say -- quarantines the whole mapping (as
+ * ms_p_quarantine) and sets *flag (if not NULL), instead of killing the process; the
+ * faulting access then reads zeros or writes into nothing, and the next mapshare call
+ * reports the fault.  Unwatch before unmapping.  Platforms that cannot do this make
+ * these no-ops (and say so in docs/platforms.md). */
+void ms_p_map_watch(void *addr, size_t length, volatile int *flag);
+void ms_p_map_unwatch(void *addr);
 
 /* memcpy under the same guard. */
 ms_status ms_p_guarded_copy(void *dst, const void *src, size_t n);

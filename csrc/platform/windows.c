@@ -46,7 +46,11 @@
  * died) gives MS_E_OWNER_DIED with the mutex held.  Windows mutexes are recursive: a
  * re-acquisition by the holding thread is detected through the shared area (holder
  * pid + thread id) and refused with MS_E_BUSY, as on Linux.  The 64-byte shared area
- * records the holder for ms_p_lock_inspect only; the mutex alone decides ownership.
+ * records the holder (for ms_p_lock_inspect); the mutex alone decides ownership.  A
+ * named mutex vanishes with its last handle, so a holder that dies while nobody else
+ * has the mutex open takes it along and the next acquirer creates a fresh one (no
+ * WAIT_ABANDONED): the holder still recorded in the shared area then says the owner
+ * died (release clears it before ReleaseMutex).
  *
  * Faults.  MSVC: __try/__except around the guarded function.  mingw gcc has no SEH
  * keywords in C, so a vectored exception handler catches EXCEPTION_IN_PAGE_ERROR while
@@ -538,20 +542,12 @@ static int64_t filetime_to_unix_ns(FILETIME ft)
     return ((int64_t)t - 116444736000000000LL) * 100;
 }
 
-/* ---- listing (PROPOSED contract addition, not yet in platform.h) -------------------
+/* ---- listing (ms_p_object_list, see platform.h) --------------------------------------
  *
  * Windows has no /dev/shm to list, so `mapshare ls`/`gc` and segments() need the OS to
- * enumerate names.  Proposed declaration for platform.h:
- *
- *   typedef int (*ms_list_fn)(const char *osname, void *arg);   nonzero: stop
- *   ms_status ms_p_object_list(unsigned flags, ms_list_fn fn, void *arg, int *err);
- *
- * calling fn("/mapshare.xxx", arg) for every mapshare object in the namespace (Linux:
- * readdir of /dev/shm).  Here: the Section objects of the session's BaseNamedObjects
- * directory (\Sessions\<n>\BaseNamedObjects for Local\, \BaseNamedObjects for Global\
- * and for session 0), read with NtQueryDirectoryObject; helper objects ('#') are skipped. */
-typedef int (*ms_list_fn)(const char *osname, void *arg);
-ms_status ms_p_object_list(unsigned flags, ms_list_fn fn, void *arg, int *err);
+ * enumerate names: the Section objects of the session's BaseNamedObjects directory
+ * (\Sessions\<n>\BaseNamedObjects for Local\, \BaseNamedObjects for Global\ and for
+ * session 0), read with NtQueryDirectoryObject; helper objects ('#') are skipped. */
 static void join2(wchar_t *dst, const wchar_t *a, const wchar_t *b);
 
 typedef struct ms_ustr { USHORT Length, MaximumLength; PWSTR Buffer; } ms_ustr;
@@ -908,6 +904,16 @@ uint64_t ms_p_monotonic_ns(void)
     return v / f * 1000000000ULL + v % f * 1000000000ULL / f;
 }
 
+/* Faults outside a guarded call are not intercepted on Windows (an access violation
+ * from a Python buffer would need a process-wide vectored handler that resumes Python
+ * code); guarded calls are protected as on Linux. */
+void ms_p_map_watch(void *addr, size_t length, volatile int *flag)
+{
+    (void)addr; (void)length; (void)flag;
+}
+
+void ms_p_map_unwatch(void *addr) { (void)addr; }
+
 void ms_p_yield(void) { SwitchToThread(); }
 
 uint64_t ms_p_realtime_ns(void)
@@ -1247,17 +1253,32 @@ int ms_p_wake32(ms_waitctx *ctx, unsigned slot, volatile uint32_t *word, int all
         return -1;
     n = InterlockedCompareExchange(cnt, 0, 0);
     if (n <= 0)
-        return -1;   /* nobody is sleeping on this slot (as far as this count knows) */
+        return 0;    /* nobody sleeps on this slot: woke nobody.  (The count section goes
+                      * with its last handle, so a sleeper killed while nobody else had it
+                      * open takes its count along: callers then learn here that the
+                      * sleepers their own counts name are gone.) */
     if (n > 65536)
         n = 65536;   /* a scribbled count must not exhaust the semaphore's range */
-    if ((sem = get_sem(ctx, ent, NULL)) != NULL && !ReleaseSemaphore(sem, all ? n : 1, NULL))
-        ReleaseSemaphore(sem, 1, NULL);  /* near MAXLONG tokens: at least one more */
-    return -1;  /* a semaphore release does not say whom it woke */
+    if ((sem = get_sem(ctx, ent, NULL)) == NULL)
+        return -1;
+    {
+        LONG prev = 0;
+        if (!ReleaseSemaphore(sem, all ? n : 1, &prev)) {
+            ReleaseSemaphore(sem, 1, NULL);  /* near MAXLONG tokens: at least one more */
+            return -1;
+        }
+        /* A release does not say whom it woke, but tokens left over from an earlier one
+         * mean that nobody took them: the count names sleepers that are not there (a
+         * waiter killed in its sleep never decrements it).  Say "woke nobody" then, so
+         * that callers repair the count (ring.c looks for dead sleepers after several);
+         * a token left by a waiter that timed out only costs such a check. */
+        return prev > 0 ? 0 : -1;
+    }
 }
 
 /* ---- robust lock ------------------------------------------------------------------- */
 
-/* What the 64-byte shared area holds on Windows (for inspection only). */
+/* What the 64-byte shared area holds on Windows (the holder, see "Locks" above). */
 typedef struct ms_win_lock {
     volatile LONG held;      /* 1 while a thread holds the mutex */
     volatile LONG pid;       /* holder process id */
@@ -1324,6 +1345,15 @@ ms_status ms_p_lock_acquire(ms_waitctx *ctx, unsigned slot, void *area, int64_t 
             /* Windows mutexes are recursive; the Linux lock is not: refuse, like EDEADLK */
             ReleaseMutex(m);
             return set_err(MS_E_BUSY, ERROR_POSSIBLE_DEADLOCK, err);
+        }
+        if (InterlockedCompareExchange(&l->held, 0, 0) != 0) {
+            /* The shared area still names a holder although we own the mutex: that
+             * holder never released (release clears it before ReleaseMutex), so it died
+             * holding the lock.  Windows reports WAIT_ABANDONED only while the mutex
+             * object lives on; when the dead holder had the last handle to it, the
+             * object went with it and we just created a fresh one. */
+            record_holder(l);
+            return MS_E_OWNER_DIED;
         }
         record_holder(l);
         return MS_OK;

@@ -32,6 +32,7 @@ from ._errors import SegmentDestroyedError as SegmentDestroyedError
 from ._errors import SegmentExistsError as SegmentExistsError
 from ._errors import SegmentFaultError as SegmentFaultError
 from ._errors import SegmentNotFoundError as SegmentNotFoundError
+from ._errors import UnsupportedError as UnsupportedError
 from ._errors import WaitTimeout as WaitTimeout
 from ._gc import collect as collect
 from ._segment import LockState as LockState
@@ -71,6 +72,7 @@ __all__ = [
     "SegmentInfo",
     "SegmentNotFoundError",
     "Semaphore",
+    "UnsupportedError",
     "WaitTimeout",
     "collect",
     "segments",

@@ -23,6 +23,7 @@ from . import _naming
 from ._errors import (
     ChannelBroken,
     EndOfChannel,
+    LayoutError,
     MapshareError,
     SegmentNotFoundError,
     WaitTimeout,
@@ -137,12 +138,36 @@ def cmd_rm(args: argparse.Namespace) -> int:
         except ValueError:
             osn = name if name.startswith("/") else "/" + name
         try:
-            _core.unlink(osn)
+            if _core.PLATFORM == "windows":
+                _rm_windows(osn)
+            else:
+                _core.unlink(osn)
             print(f"removed {name}")
         except SegmentNotFoundError:
             print(f"mapshare rm: no segment named {name!r}", file=sys.stderr)
             status = 1
+        except LayoutError as exc:  # Windows: a name that is not a mapshare segment
+            print(f"mapshare rm: {name!r}: {exc} (Windows removes a name when its last "
+                  "handle closes)", file=sys.stderr)
+            status = 1
     return status
+
+
+def _rm_windows(osn: str) -> None:
+    """Windows has no unlink: a name vanishes with its last handle.  Mark the segment
+    destroyed instead, so that nobody opens it any more (as after unlink on POSIX);
+    its name goes when the processes still holding it close it."""
+    from . import _core
+    from ._errors import SegmentDestroyedError
+
+    try:
+        core = _core.open(osn, None, 0, _core.ACCESS_WRITE)
+    except SegmentDestroyedError:
+        raise SegmentNotFoundError(2, f"no segment {osn!r}") from None
+    try:
+        core.mark_destroyed()
+    finally:
+        core.close(detach=False)
 
 
 def cmd_gc(args: argparse.Namespace) -> int:

@@ -113,6 +113,11 @@ class MessageTooLarge(MapshareError, ValueError):
     """The message can never fit in this channel; it was not sent."""
 
 
+class UnsupportedError(MapshareError, NotImplementedError):
+    """This OS cannot provide what was asked for (e.g. a ``persistent`` segment in
+    Windows' paging file, whose name would vanish with its last handle)."""
+
+
 _core.set_errors(
     {
         _core.E_OS: OSError,

@@ -8,6 +8,7 @@ the mechanism (mapping, header validation, the attach table) is in ``_core``.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import os
 import struct
 import sys
@@ -26,6 +27,7 @@ from ._errors import (
     SegmentDestroyedError,
     SegmentExistsError,
     SegmentNotFoundError,
+    UnsupportedError,
     _Initializing,
 )
 
@@ -385,6 +387,14 @@ class Segment:
             raise ValueError(f"size must be an int >= 0, not {size!r}")
         mode = _check_mode(mode)
         lt = _lifetime_code(lifetime)
+        if _WINDOWS and path is None and lt == _core.LIFETIME_PERSISTENT:
+            # A paging-file section dies with its last handle: nothing can keep the
+            # name alive once every process has closed it (no unlink, no /dev/shm).
+            raise UnsupportedError(
+                f"segment {name!r}: lifetime='persistent' needs a backing file on "
+                "Windows (a paging-file section vanishes with its last handle); create it "
+                "with path=... and reopen it later with Segment.open(path=...)"
+            )
         osn = _naming.os_name(name)
         flags = _core.OBJ_GLOBAL if global_namespace else 0
         if path is None or _WINDOWS:
@@ -400,6 +410,19 @@ class Segment:
     @classmethod
     def _raise_exists(cls, name: str, osn: str) -> None:
         """Turn EEXIST into a precise message (collision, other owner)."""
+        if sys.platform.startswith("linux"):
+            # first, without parsing anything: an object pre-created by another user may
+            # have no valid header at all
+            try:
+                uid = os.stat(_SHM_DIR + osn).st_uid
+            except OSError:
+                uid = os.geteuid()
+            if uid != os.geteuid():
+                raise SegmentExistsError(
+                    errno.EEXIST,
+                    f"segment {name!r} already exists and is owned by uid {uid} "
+                    "(possibly pre-created by another user)",
+                )
         try:
             core = _core.open(osn, None, 0, _core.ACCESS_READ)
         except Exception:
@@ -913,13 +936,13 @@ def _reopen_raw(cls: type[Segment], name: str, path: Optional[str], access: Acce
 
 
 def _list_os_names() -> list[str]:
-    if sys.platform.startswith("linux"):
-        try:
-            entries = os.listdir(_SHM_DIR)
-        except OSError:
-            return []
-        return sorted("/" + e for e in entries if _naming.is_os_name(e))
-    return []
+    """The OS names of the mapshare objects present now, sorted (Linux: the entries of
+    /dev/shm; Windows: the named sections of this session, see ms_p_object_list)."""
+    try:
+        entries = _core.list_objects()
+    except OSError:
+        return []
+    return [e for e in entries if _naming.is_os_name(e.lstrip("/"))]
 
 
 def segment_info(os_name: str) -> SegmentInfo:
@@ -1019,7 +1042,7 @@ def _broken_info(os_name: str, state: str, error: str) -> SegmentInfo:
 def segments() -> list[SegmentInfo]:
     """Every mapshare object in this machine's shared memory (Linux: ``/dev/shm``),
     with name, kind, size, lifetime, creator and attached processes (alive or dead).
-    On Windows named objects cannot be enumerated: the list is empty."""
+    On Windows: the named sections of this logon session (``Local\\``)."""
     out = []
     for osn in _list_os_names():
         try:

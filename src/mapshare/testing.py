@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import sys
 from collections.abc import Iterable
 
 from . import _core, _naming
@@ -42,11 +41,10 @@ def session_token() -> str:
 
 
 def shm_entries() -> set[str]:
-    """The mapshare OS names present now (Linux: entries of /dev/shm)."""
-    if not sys.platform.startswith("linux"):
-        return set()
+    """The mapshare OS names present now (Linux: entries of /dev/shm; Windows: the
+    named sections of this session, which exist while some process holds a handle)."""
     try:
-        return {"/" + e for e in os.listdir("/dev/shm") if _naming.is_os_name(e)}
+        return {e for e in _core.list_objects() if _naming.is_os_name(e.lstrip("/"))}
     except OSError:
         return set()
 

@@ -7,14 +7,17 @@ real channel in /dev/shm.
 from __future__ import annotations
 
 import array
+import contextlib
 import json
 import mmap
 import os
 import pickle
 import random
 import struct
+import sys
 import time
 import zlib
+from collections.abc import Iterator
 from typing import Any, Optional
 
 import mapshare
@@ -24,6 +27,8 @@ import mapshare
 # A message is  <sender id u32> <sequence u32> <payload length u32> <crc32 u32> payload
 # where the crc covers the first three fields and the payload, and the payload is a slice
 # of a pool of random bytes that both sides can compute from (sender, sequence).
+
+WINDOWS = sys.platform == "win32"
 
 STRESS_HEAD = struct.Struct("<IIII")
 POOL_SIZE = 1 << 18
@@ -439,9 +444,27 @@ def shm_path(name: str) -> str:
     return "/dev/shm" + _naming.os_name(name)
 
 
+@contextlib.contextmanager
+def _windows_raw_map(name: str) -> Iterator[mmap.mmap]:
+    """Windows: the whole object behind ``name`` through its named section (Python's
+    mmap with a tagname, no mapshare mapping).  A section's size cannot be read by name
+    without mapshare, so a short-lived raw read-only handle measures it first."""
+    from mapshare import _naming
+
+    osn = _naming.os_name(name)
+    with mapshare.Segment.open(osn, raw=True, access="r") as seg:
+        size = seg.size
+    with mmap.mmap(-1, size, tagname="Local\\" + osn.lstrip("/")) as m:
+        yield m
+
+
 def poke(name: str, offset: int, data: bytes) -> None:
     """Write ``data`` at ``offset`` of the object behind ``name``, through a raw mapping
-    of /dev/shm (no mapshare call at all)."""
+    of /dev/shm (no mapshare call at all; Windows: of its named section)."""
+    if WINDOWS:
+        with _windows_raw_map(name) as m:
+            m[offset : offset + len(data)] = data
+        return
     fd = os.open(shm_path(name), os.O_RDWR)
     try:
         size = os.fstat(fd).st_size
@@ -455,26 +478,35 @@ def flip(name: str, seconds: float, seed: int, control: bool) -> None:
     """Scribble random bytes over the ring (and, if ``control``, over tail/head and the
     capacity line) for ``seconds``."""
     rng = random.Random(seed)
+    if WINDOWS:
+        with _windows_raw_map(name) as m:
+            _scribble(m, len(m), rng, seconds, control)
+        return
     fd = os.open(shm_path(name), os.O_RDWR)
     try:
         size = os.fstat(fd).st_size
         with mmap.mmap(fd, size) as m:
-            ring_len = size - RING_DATA
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                for _ in range(200):
-                    if control and rng.random() < 0.1:
-                        off = RING_CONTROL + rng.choice(
-                            [OFF_CAPACITY, OFF_MAX_MESSAGE, OFF_TAIL, OFF_HEAD]
-                        )
-                        m[off : off + 8] = rng.randbytes(8)
-                    else:
-                        off = RING_DATA + rng.randrange(ring_len)
-                        n = min(rng.randint(1, 64), size - off)
-                        m[off : off + n] = rng.randbytes(n)
-                time.sleep(0.0002)
+            _scribble(m, size, rng, seconds, control)
     finally:
         os.close(fd)
+
+
+def _scribble(m: mmap.mmap, size: int, rng: random.Random, seconds: float,
+              control: bool) -> None:
+    ring_len = size - RING_DATA
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for _ in range(200):
+            if control and rng.random() < 0.1:
+                off = RING_CONTROL + rng.choice(
+                    [OFF_CAPACITY, OFF_MAX_MESSAGE, OFF_TAIL, OFF_HEAD]
+                )
+                m[off : off + 8] = rng.randbytes(8)
+            else:
+                off = RING_DATA + rng.randrange(ring_len)
+                n = min(rng.randint(1, 64), size - off)
+                m[off : off + n] = rng.randbytes(n)
+        time.sleep(0.0002)
 
 
 def receive_loop_catching(name: str, seconds: float, q: Any) -> None:

@@ -4,15 +4,23 @@ into multiprocessing: the parent asserts on what they sent."""
 
 from __future__ import annotations
 
-import os
 import signal
 import struct
+import sys
 import time
 from typing import Any, Optional
 
 import mapshare
 
 COUNTER = struct.Struct("<q")
+
+WINDOWS = sys.platform == "win32"
+# The exit code multiprocessing reports for a child ended by Child.kill(): -SIGKILL on
+# POSIX; on Windows TerminateProcess, which multiprocessing reports as -SIGTERM.
+KILLED = -signal.SIGTERM if WINDOWS else -signal.SIGKILL
+# A child context that holds on every OS: 'fork' where it exists (the tests' default,
+# children may take handles), else 'spawn' (children then reopen handles by name).
+FORK_OR_SPAWN = "spawn" if WINDOWS else "fork"
 
 
 def _report_exc(conn: Any, exc: BaseException) -> None:
@@ -61,6 +69,13 @@ def hold_then_sleep(lock: mapshare.Lock, conn: Any) -> None:
     conn.send("held")
     while True:
         time.sleep(1)
+
+
+def hold_segment_lock_then_sleep(seg_name: str, conn: Any) -> None:
+    """``hold_then_sleep`` with the built-in lock of the segment ``seg_name`` (for
+    spawn: a segment's lock is not picklable, its segment is opened by name)."""
+    seg = mapshare.Segment.open(seg_name)
+    hold_then_sleep(seg.lock(), conn)
 
 
 def hold_named_then_sleep(lock_name: str, conn: Any) -> None:
@@ -396,8 +411,9 @@ class Child:
         return msg[1]
 
     def kill(self) -> None:
+        """SIGKILL (Windows: TerminateProcess, its equivalent) and reap."""
         if self.proc.is_alive():
-            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.kill()
         self.proc.join(10)
 
     def stop(self) -> None:

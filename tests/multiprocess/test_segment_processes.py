@@ -18,6 +18,7 @@ import pytest
 
 import mapshare
 from mapshare import _naming
+from mapshare.testing import shm_entries
 
 sys.path.insert(0, os.path.dirname(__file__))
 import _segment_children as children
@@ -25,10 +26,20 @@ import _segment_children as children
 CHILDREN = os.path.join(os.path.dirname(__file__), "_segment_children.py")
 TIMEOUT = 60.0
 CONTEXTS = ["spawn", "fork"]
+WINDOWS = sys.platform == "win32"
+NO_PERSISTENT_SHM = ("lifetime='persistent' needs a backing file on Windows "
+                     "(UnsupportedError, see docs/platforms.md)")
 
 
 def _shm(name: str) -> str:
     return "/dev/shm" + _naming.os_name(name)
+
+
+def _exists(name: str) -> bool:
+    """Whether the OS object of ``name`` exists (Windows: a listed named section)."""
+    if WINDOWS:
+        return _naming.os_name(name) in shm_entries()
+    return os.path.exists(_shm(name))
 
 
 def _finish(*procs: Any) -> None:
@@ -117,11 +128,13 @@ def test_file_backed_survives_process_exit(ctx_name: str, name: str, tmp_file: s
         assert seg.read(len(data)) == data
         assert seg.size == len(data) + 100
     # the last user of a 'shared' file-backed segment took the name with it
-    assert not os.path.exists(_shm(name))
+    assert not _exists(name)
     with pytest.raises(mapshare.SegmentNotFoundError):
         mapshare.Segment.open(name)
 
 
+@pytest.mark.posix_only("reopens by name after every process exited (Windows: the name "
+                        "goes with the last handle; reopen by path, see test_platform.py)")
 def test_file_backed_persistent_reopens_by_name_after_exit(name: str, tmp_file: str) -> None:
     data = os.urandom(500)
     ctx = multiprocessing.get_context("spawn")
@@ -137,7 +150,7 @@ def test_file_backed_persistent_reopens_by_name_after_exit(name: str, tmp_file: 
             assert seg.read(len(data)) == data
             seg.unlink()
     finally:
-        if os.path.exists(_shm(name)):
+        if _exists(name):
             os.unlink(_shm(name))
     assert os.path.exists(tmp_file)  # unlink removes the name, never the data
 
@@ -173,6 +186,7 @@ def test_read_only_child_cannot_write(ctx_name: str, name: str) -> None:
 RACERS = 20
 
 
+@pytest.mark.posix_only("fork, and children that use persistent shm or /dev/shm inodes")
 def test_twenty_processes_race_to_create(name: str) -> None:
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(RACERS)
@@ -202,6 +216,7 @@ def test_twenty_processes_race_to_create(name: str) -> None:
             pass
 
 
+@pytest.mark.posix_only("fork, and children that use persistent shm or /dev/shm inodes")
 def test_twenty_processes_race_open_or_create(name: str) -> None:
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(RACERS)
@@ -225,7 +240,7 @@ def test_twenty_processes_race_open_or_create(name: str) -> None:
         _finish(*procs)
     assert all(p.exitcode == 0 for p in procs)
     # 'shared' lifetime: the last of them took it away
-    assert not os.path.exists(_shm(name))
+    assert not _exists(name)
 
 
 # ---- another user ---------------------------------------------------------------------
@@ -241,6 +256,7 @@ def test_other_uid_cannot_open(name: str) -> None:
         assert seg.read(4) == b"\0" * 4
 
 
+@pytest.mark.needs_fork
 def test_forked_child_closes_inherited_handles_at_exit(name: str) -> None:
     ctx = multiprocessing.get_context("fork")
     seg = mapshare.Segment.create(name, 4096)
@@ -252,12 +268,12 @@ def test_forked_child_closes_inherited_handles_at_exit(name: str) -> None:
         attached = {q.pid: q.handles for q in seg.info().attached}
         assert attached == {os.getpid(): 1, p.pid: 1}  # the child holds the inherited one
         seg.close()  # the parent leaves first
-        assert os.path.exists(_shm(name))
+        assert _exists(name)
     finally:
         release.set()
         _finish(p)
     assert p.exitcode == 0
-    assert not os.path.exists(_shm(name))  # the child's exit was the last close
+    assert not _exists(name)  # the child's exit was the last close
 
 
 # ---- 'shared' and 'persistent' lifetimes across processes -----------------------------
@@ -273,19 +289,21 @@ def test_shared_survives_first_close_with_two_processes(name: str) -> None:
     try:
         assert ready.wait(TIMEOUT)
         seg.close()  # first close: the child still holds it
-        assert os.path.exists(_shm(name))
+        assert _exists(name)
         with mapshare.Segment.open(name) as again:
             assert again.read(10) == b"still here"
-        assert os.path.exists(_shm(name))
+        assert _exists(name)
     finally:
         release.set()
         _finish(p)
     assert p.exitcode == 0
-    assert not os.path.exists(_shm(name))  # the child's close was the last
+    assert not _exists(name)  # the child's close was the last
     with pytest.raises(mapshare.SegmentNotFoundError):
         mapshare.Segment.open(name)
 
 
+@pytest.mark.posix_only("a killed last holder leaves the name behind only on POSIX (Windows: "
+                        "the name vanishes with the dead process's handles)")
 @pytest.mark.parametrize("ctx_name", CONTEXTS)
 def test_sigkilled_last_holder_is_collected(ctx_name: str, name: str) -> None:
     ctx = multiprocessing.get_context(ctx_name)
@@ -297,18 +315,18 @@ def test_sigkilled_last_holder_is_collected(ctx_name: str, name: str) -> None:
         os.kill(p.pid, signal.SIGKILL)
         p.join(TIMEOUT)
         assert p.exitcode == -signal.SIGKILL
-        assert os.path.exists(_shm(name))  # nobody closed it
+        assert _exists(name)  # nobody closed it
         infos = [i for i in mapshare.segments() if i.name == name]
         assert len(infos) == 1
         assert infos[0].attached and infos[0].all_dead
         assert infos[0].creator_alive is False
         dry = [r for r in mapshare.collect(dry_run=True) if r.name == name]
-        assert len(dry) == 1 and os.path.exists(_shm(name))
+        assert len(dry) == 1 and _exists(name)
         removed = [r for r in mapshare.collect() if r.name == name]
         assert len(removed) == 1
         assert str(p.pid) in removed[0].reason
         assert removed[0].os_name == _naming.os_name(name)
-        assert not os.path.exists(_shm(name))
+        assert not _exists(name)
     finally:
         _finish(p)
 
@@ -326,13 +344,14 @@ def test_collect_keeps_segment_with_live_holder(ctx_name: str, name: str) -> Non
         assert ready.wait(TIMEOUT)
         seg.close()
         assert not [r for r in mapshare.collect() if r.name == name]
-        assert os.path.exists(_shm(name))
+        assert _exists(name)
     finally:
         release.set()
         _finish(p)
-    assert not os.path.exists(_shm(name))
+    assert not _exists(name)
 
 
+@pytest.mark.posix_only("fork, and " + NO_PERSISTENT_SHM)
 def test_sigkilled_persistent_holder_is_kept(name: str) -> None:
     ctx = multiprocessing.get_context("fork")
     ready = ctx.Event()
@@ -347,11 +366,12 @@ def test_sigkilled_persistent_holder_is_kept(name: str) -> None:
             assert seg.read(4) == b"held"
             assert seg.lifetime == "persistent"
             seg.unlink()
-        assert not os.path.exists(_shm(name))
+        assert not _exists(name)
     finally:
         _finish(p)
 
 
+@pytest.mark.posix_only(NO_PERSISTENT_SHM)
 @pytest.mark.parametrize("ctx_name", CONTEXTS)
 def test_persistent_outlives_every_process(ctx_name: str, name: str) -> None:
     ctx = multiprocessing.get_context(ctx_name)
@@ -360,18 +380,18 @@ def test_persistent_outlives_every_process(ctx_name: str, name: str) -> None:
     _finish(p)
     assert p.exitcode == 0
     try:
-        assert os.path.exists(_shm(name))
+        assert _exists(name)
         assert not [r for r in mapshare.collect() if r.name == name]
         with mapshare.Segment.open(name) as seg:
             assert seg.read(7) == b"persist"
-        assert os.path.exists(_shm(name))  # closing it did not remove it either
+        assert _exists(name)  # closing it did not remove it either
         with mapshare.Segment.open(name) as seg:
             seg.unlink()
-        assert not os.path.exists(_shm(name))
+        assert not _exists(name)
         with pytest.raises(mapshare.SegmentNotFoundError):
             mapshare.Segment.open(name)
     finally:
-        if os.path.exists(_shm(name)):
+        if _exists(name):
             os.unlink(_shm(name))
 
 
@@ -427,6 +447,14 @@ def _fill_attach_table(name: str, first: int, last: int, pid: int) -> None:
     """Write entries for ``pid`` (count 1, start 1) into slots first..last-1."""
     import struct
 
+    if WINDOWS:  # no /dev/shm: through the named section (Python's mmap, not mapshare)
+        import mmap
+
+        tag = "Local\\" + _naming.os_name(name).lstrip("/")
+        with mmap.mmap(-1, ATTACH_OFFSET + 16 * last, tagname=tag) as m:
+            for i in range(first, last):
+                struct.pack_into("<IIQ", m, ATTACH_OFFSET + 16 * i, pid, 1, 1)
+        return
     fd = os.open(_shm(name), os.O_RDWR)
     try:
         for i in range(first, last):
@@ -457,9 +485,9 @@ def test_dead_entries_do_not_keep_a_shared_segment(name: str) -> None:
     _fill_attach_table(name, 1, 6, _dead_pid())
     assert len(seg.info().attached) == 6
     seg.close()
-    assert os.path.exists(_shm(name))  # our other handle is still open
+    assert _exists(name)  # our other handle is still open
     other.close()  # the last live user: the dead entries do not count
-    assert not os.path.exists(_shm(name))
+    assert not _exists(name)
 
 
 def test_close_with_live_peer_keeps_segment_and_reaps_dead_before_it(name: str) -> None:
@@ -475,11 +503,11 @@ def test_close_with_live_peer_keeps_segment_and_reaps_dead_before_it(name: str) 
         mine = mapshare.Segment.open(name)
         mine.close()
         seg.close()
-        assert os.path.exists(_shm(name))  # the live peer holds it
+        assert _exists(name)  # the live peer holds it
         info = next(i for i in mapshare.segments() if i.name == name)
         assert p.pid in [q.pid for q in info.attached if q.alive]
     finally:
         release.set()
         _finish(p)
     assert p.exitcode == 0
-    assert not os.path.exists(_shm(name))  # the peer was last; dead entries did not count
+    assert not _exists(name)  # the peer was last; dead entries did not count

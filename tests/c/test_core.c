@@ -1,0 +1,1001 @@
+/* Unit tests of the C core in plain C: the ring, the robust lock, header validation,
+ * wait/wake across fork, the SIGBUS guard.  Links csrc/{segment,sync,ring}.c and
+ * csrc/platform/linux.c directly; no Python.  Build and run with tests/c/run.sh.
+ *
+ * Ring tests run on exact-size heap buffers (fake_segment.h), so AddressSanitizer
+ * reports any access outside the ring; cross-process tests use real /dev/shm objects
+ * named /mapshare.ctest<pid>_<n>, always unlinked. */
+#define _GNU_SOURCE
+#include "fake_segment.h"
+#include "atomics.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_THREAD__)
+/* gcc 12's ThreadSanitizer has no interceptor for pthread_mutex_clocklock (which
+ * linux.c uses for timed lock waits), so a lock taken through it is invisible to TSan
+ * and its unlock is reported as "unlock of an unlocked mutex".  In the TSan build only,
+ * this definition interposes it with the intercepted pthread_mutex_timedlock. */
+int pthread_mutex_clocklock(pthread_mutex_t *m, clockid_t clk, const struct timespec *abs)
+{
+    struct timespec now, real;
+    clock_gettime(clk, &now);
+    clock_gettime(CLOCK_REALTIME, &real);
+    long long left = (long long)(abs->tv_sec - now.tv_sec) * 1000000000LL + (abs->tv_nsec - now.tv_nsec);
+    if (left < 0)
+        left = 0;
+    long long ns = real.tv_nsec + left % 1000000000LL;
+    real.tv_sec += (time_t)(left / 1000000000LL + ns / 1000000000LL);
+    real.tv_nsec = (long)(ns % 1000000000LL);
+    return pthread_mutex_timedlock(m, &real);
+}
+#endif
+
+static int failures_in_test;
+static int passed, failed;
+
+#define CHECK(c) do { if (!(c)) { fprintf(stderr, "  FAIL %s:%d: %s\n", __FILE__, __LINE__, #c); failures_in_test++; } } while (0)
+#define CHECK_EQ(a, b) do { long long _a = (long long)(a), _b = (long long)(b); if (_a != _b) { fprintf(stderr, "  FAIL %s:%d: %s == %s (%lld != %lld)\n", __FILE__, __LINE__, #a, #b, _a, _b); failures_in_test++; } } while (0)
+
+static char osname_buf[64];
+static const char *fresh_osname(void)
+{
+    static int counter;
+    snprintf(osname_buf, sizeof osname_buf, "/mapshare.ctest%d_%d", (int)getpid(), counter++);
+    return osname_buf;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+static int child_status(pid_t pid)
+{
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid)
+        return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* ---- ring ------------------------------------------------------------------------ */
+
+static void fill(uint8_t *p, size_t n, unsigned k)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)(k * 13u + i);
+}
+
+static ms_status recv_into(ms_channel *ch, fake_buf *b)
+{
+    ms_wait_opts o = nowait_opts();
+    return ms_channel_receive(ch, fake_alloc, b, &o);
+}
+
+static void test_ring_push_pop(void)
+{
+    fake_seg f;
+    CHECK(fake_channel_init(&f, 256) == 0);
+    ms_channel ch;
+    CHECK_EQ(ms_channel_bind(&ch, &f.seg), MS_OK);
+    CHECK_EQ(ch.max_message, 248);
+    ms_wait_opts o = nowait_opts();
+    uint8_t out[512];
+    fake_buf b = { out, sizeof out, 0 };
+    CHECK_EQ(recv_into(&ch, &b), MS_E_EMPTY);
+    CHECK_EQ(ms_channel_send(&ch, "hello", 5, &o), MS_OK);
+    CHECK_EQ(ms_channel_send(&ch, "", 0, &o), MS_OK);
+    CHECK_EQ(ms_channel_send(&ch, "world!!!", 8, &o), MS_OK);
+    CHECK_EQ(recv_into(&ch, &b), MS_OK);
+    CHECK(b.len == 5 && memcmp(out, "hello", 5) == 0);
+    CHECK_EQ(recv_into(&ch, &b), MS_OK);
+    CHECK_EQ(b.len, 0);
+    CHECK_EQ(recv_into(&ch, &b), MS_OK);
+    CHECK(b.len == 8 && memcmp(out, "world!!!", 8) == 0);
+    CHECK_EQ(recv_into(&ch, &b), MS_E_EMPTY);
+    CHECK_EQ(ms_channel_send(&ch, out, 249, &o), MS_E_TOO_LARGE);
+    ms_channel_stats st;
+    ms_channel_statistics(&ch, &st);
+    CHECK_EQ(st.sent_messages, 3);
+    CHECK_EQ(st.received_messages, 3);
+    CHECK_EQ(st.queued_bytes, 0);
+    ms_channel_detach(&ch);
+    fake_free(&f);
+}
+
+static void test_ring_wrap_many(void)
+{
+    /* messages of every size 0..max_message through the smallest ring: wraps, padding
+     * records and exact fits; a send that does not fit succeeds after receives */
+    fake_seg f;
+    CHECK(fake_channel_init(&f, 64) == 0);
+    ms_channel ch;
+    CHECK_EQ(ms_channel_bind(&ch, &f.seg), MS_OK);
+    ms_ring *r = (ms_ring *)f.hdr->kind_area;
+    ms_wait_opts o = nowait_opts();
+    uint8_t in[64], out[64];
+    size_t lens[8];
+    fake_buf b = { out, sizeof out, 0 };
+    unsigned sent = 0, got = 0;
+    for (unsigned round = 0; round < 3000; round++) {
+        size_t n = (round * 7u) % 57u;  /* 0..56 == max_message */
+        fill(in, n, sent);
+        ms_status s;
+        int tries = 0;
+        while ((s = ms_channel_send(&ch, in, n, &o)) == MS_E_FULL && tries++ < 4) {
+            ms_status rs = recv_into(&ch, &b);
+            if (rs == MS_OK) {
+                CHECK_EQ(b.len, lens[got % 8]);
+                uint8_t want[64];
+                fill(want, b.len, got);
+                CHECK(memcmp(out, want, b.len) == 0);
+                got++;
+            } else {
+                CHECK_EQ(rs, MS_E_EMPTY);   /* only a padding record was left */
+                CHECK_EQ(got, sent);
+            }
+        }
+        CHECK_EQ(s, MS_OK);
+        lens[sent % 8] = n;
+        sent++;
+        CHECK(r->tail - r->head <= 64);
+        CHECK_EQ(r->tail % 8, 0);
+        CHECK(sent - got <= 7);
+    }
+    while (got < sent) {
+        CHECK_EQ(recv_into(&ch, &b), MS_OK);
+        got++;
+    }
+    CHECK_EQ(recv_into(&ch, &b), MS_E_EMPTY);
+    ms_channel_detach(&ch);
+    fake_free(&f);
+}
+
+static void test_ring_fifo_wrap(void)
+{
+    /* strict FIFO check over many wraps with a model */
+    fake_seg f;
+    CHECK(fake_channel_init(&f, 128) == 0);
+    ms_channel ch;
+    CHECK_EQ(ms_channel_bind(&ch, &f.seg), MS_OK);
+    ms_wait_opts o = nowait_opts();
+    uint8_t in[128], out[128];
+    fake_buf b = { out, sizeof out, 0 };
+    size_t lens[64];
+    unsigned head = 0, tail = 0;
+    unsigned seed = 12345;
+    for (int i = 0; i < 20000; i++) {
+        seed = seed * 1103515245u + 12345u;
+        if ((seed >> 16) & 1) {
+            size_t n = (seed >> 8) % 121u;  /* 0..120 == max_message */
+            fill(in, n, tail);
+            ms_status s = ms_channel_send(&ch, in, n, &o);
+            CHECK(s == MS_OK || s == MS_E_FULL);
+            if (s == MS_OK)
+                lens[tail++ % 64] = n;
+        } else {
+            ms_status s = recv_into(&ch, &b);
+            if (head == tail) {
+                CHECK_EQ(s, MS_E_EMPTY);
+            } else {
+                CHECK_EQ(s, MS_OK);
+                CHECK_EQ(b.len, lens[head % 64]);
+                fill(in, b.len, head);
+                CHECK(memcmp(out, in, b.len) == 0);
+                head++;
+            }
+        }
+        CHECK(tail - head <= 16);
+    }
+    CHECK(tail > 1000);
+    ms_channel_detach(&ch);
+    fake_free(&f);
+}
+
+static void test_ring_padding_record(void)
+{
+    fake_seg f;
+    CHECK(fake_channel_init(&f, 64) == 0);
+    ms_channel ch;
+    CHECK_EQ(ms_channel_bind(&ch, &f.seg), MS_OK);
+    ms_ring *r = (ms_ring *)f.hdr->kind_area;
+    ms_wait_opts o = nowait_opts();
+    uint8_t in[64], out[64];
+    fake_buf b = { out, sizeof out, 0 };
+    fill(in, 40, 1);
+    CHECK_EQ(ms_channel_send(&ch, in, 40, &o), MS_OK);   /* record 48 bytes at 0 */
+    CHECK_EQ(recv_into(&ch, &b), MS_OK);                  /* head = tail = 48 */
+    fill(in, 20, 2);
+    CHECK_EQ(ms_channel_send(&ch, in, 20, &o), MS_OK);   /* 32 bytes do not fit in 16 */
+    uint32_t pad[2];
+    memcpy(pad, f.data + 48, 8);
+    CHECK_EQ(pad[0], 16);
+    CHECK_EQ(pad[1], MS_REC_PAD);
+    CHECK_EQ(r->tail, 64 + 32);
+    uint32_t rec[2];
+    memcpy(rec, f.data, 8);
+    CHECK_EQ(rec[0], 20);
+    CHECK_EQ(rec[1], 0);
+    CHECK_EQ(recv_into(&ch, &b), MS_OK);                  /* skips the pad */
+    CHECK(b.len == 20 && memcmp(out, in, 20) == 0);
+    CHECK_EQ(r->head, 96);
+    ms_channel_detach(&ch);
+    fake_free(&f);
+}
+
+static void test_ring_exact_fit(void)
+{
+    fake_seg f;
+    CHECK(fake_channel_init(&f, 64) == 0);
+    ms_channel ch;
+    CHECK_EQ(ms_channel_bind(&ch, &f.seg), MS_OK);
+    ms_wait_opts o = nowait_opts();
+    uint8_t in[64], out[64];
+    fake_buf b = { out, sizeof out, 0 };
+    fill(in, 56, 9);
+    CHECK_EQ(ms_channel_send(&ch, in, 56, &o), MS_OK);   /* exactly the whole ring */
+    CHECK_EQ(ms_channel_send(&ch, in, 0, &o), MS_E_FULL);
+    CHECK_EQ(recv_into(&ch, &b), MS_OK);
+    CHECK(b.len == 56 && memcmp(out, in, 56) == 0);
+    /* two records that exactly fill it */
+    CHECK_EQ(ms_channel_send(&ch, in, 24, &o), MS_OK);
+    CHECK_EQ(ms_channel_send(&ch, in, 24, &o), MS_OK);
+    CHECK_EQ(ms_channel_send(&ch, in, 0, &o), MS_E_FULL);
+    CHECK_EQ(recv_into(&ch, &b), MS_OK);
+    CHECK_EQ(recv_into(&ch, &b), MS_OK);
+    CHECK_EQ(recv_into(&ch, &b), MS_E_EMPTY);
+    ms_channel_detach(&ch);
+    fake_free(&f);
+}
+
+static void test_ring_max_message_on_an_empty_ring_at_any_offset(void)
+{
+    /* an empty ring whose head is not at offset 0 takes a max_message message at once,
+     * without a receiver having to skip the padding record first */
+    for (unsigned start = 0; start < 8; start++) {
+        fake_seg f;
+        CHECK(fake_channel_init(&f, 64) == 0);
+        ms_channel ch;
+        CHECK_EQ(ms_channel_bind(&ch, &f.seg), MS_OK);
+        ms_wait_opts o = nowait_opts();
+        uint8_t in[64], out[64];
+        fake_buf b = { out, sizeof out, 0 };
+        if (start) {
+            CHECK_EQ(ms_channel_send(&ch, in, 8 * start - 8, &o), MS_OK);  /* head ends at 8*start */
+            CHECK_EQ(recv_into(&ch, &b), MS_OK);
+        }
+        fill(in, 56, start);
+        CHECK_EQ(ms_channel_send(&ch, in, 56, &o), MS_OK);
+        CHECK_EQ(recv_into(&ch, &b), MS_OK);
+        CHECK(b.len == 56 && memcmp(out, in, 56) == 0);
+        ms_channel_detach(&ch);
+        fake_free(&f);
+    }
+}
+
+static void test_ring_loan_view(void)
+{
+    fake_seg f;
+    CHECK(fake_channel_init(&f, 128) == 0);
+    ms_channel ch;
+    CHECK_EQ(ms_channel_bind(&ch, &f.seg), MS_OK);
+    ms_wait_opts o = nowait_opts();
+    uint8_t *lp;
+    CHECK_EQ(ms_channel_loan(&ch, 32, &lp, &o), MS_OK);
+    CHECK(lp >= f.data && lp + 32 <= f.data + 128);
+    memcpy(lp, "loaned bytes", 12);
+    CHECK_EQ(ms_channel_send(&ch, "x", 1, &o), MS_E_BUSY);  /* this handle holds the loan */
+    CHECK_EQ(ms_channel_commit(&ch, 12), MS_OK);
+    CHECK_EQ(ms_channel_commit(&ch, 12), MS_E_INVALID);
+    CHECK_EQ(ms_channel_loan(&ch, 8, &lp, &o), MS_OK);
+    CHECK_EQ(ms_channel_abort(&ch), MS_OK);                  /* nothing published */
+    const uint8_t *p;
+    size_t len;
+    CHECK_EQ(ms_channel_peek(&ch, &p, &len, &o), MS_OK);
+    CHECK(len == 12 && memcmp(p, "loaned bytes", 12) == 0);
+    CHECK_EQ(ms_channel_unconsume(&ch), MS_OK);              /* stays queued */
+    CHECK_EQ(ms_channel_peek(&ch, &p, &len, &o), MS_OK);
+    CHECK_EQ(len, 12);
+    CHECK_EQ(ms_channel_consume(&ch), MS_OK);
+    CHECK_EQ(ms_channel_peek(&ch, &p, &len, &o), MS_E_EMPTY);
+    CHECK_EQ(ms_channel_close_sending(&ch), MS_OK);
+    CHECK_EQ(ms_channel_peek(&ch, &p, &len, &o), MS_E_CLOSED);
+    CHECK_EQ(ms_channel_send(&ch, "x", 1, &o), MS_E_CLOSED);
+    ms_channel_detach(&ch);
+    fake_free(&f);
+}
+
+/* Corrupt one thing; every entry point must answer MS_E_LAYOUT, never touch memory
+ * outside the ring (ASan), and leave the locks free. */
+static void expect_layout_everywhere(fake_seg *f, ms_channel *ch, int send_too)
+{
+    ms_wait_opts o = nowait_opts();
+    uint8_t out[256];
+    fake_buf b = { out, sizeof out, 0 };
+    const uint8_t *p;
+    size_t len;
+    CHECK_EQ(recv_into(ch, &b), MS_E_LAYOUT);
+    CHECK_EQ(ms_channel_peek(ch, &p, &len, &o), MS_E_LAYOUT);
+    if (send_too) {
+        uint8_t *lp;
+        CHECK_EQ(ms_channel_send(ch, "abc", 3, &o), MS_E_LAYOUT);
+        CHECK_EQ(ms_channel_loan(ch, 8, &lp, &o), MS_E_LAYOUT);
+    }
+    ms_ring *r = (ms_ring *)f->hdr->kind_area;
+    int held, dead;
+    uint32_t holder;
+    ms_p_lock_inspect(r->recv_lock, &held, &holder, &dead);
+    CHECK_EQ(held, 0);
+    ms_p_lock_inspect(r->send_lock, &held, &holder, &dead);
+    CHECK_EQ(held, 0);
+    ms_channel_stats st;
+    ms_channel_statistics(ch, &st);
+    CHECK(st.queued_bytes <= st.capacity);
+}
+
+static void test_ring_corruption(void)
+{
+    for (int variant = 0; variant < 9; variant++) {
+        fake_seg f;
+        CHECK(fake_channel_init(&f, 128) == 0);
+        ms_channel ch;
+        CHECK_EQ(ms_channel_bind(&ch, &f.seg), MS_OK);
+        ms_wait_opts o = nowait_opts();
+        CHECK_EQ(ms_channel_send(&ch, "0123456789", 10, &o), MS_OK);  /* 24 bytes at 0 */
+        ms_ring *r = (ms_ring *)f.hdr->kind_area;
+        uint32_t *rec = (uint32_t *)f.data;
+        int send_too = 0;
+        switch (variant) {
+        case 0: r->head = 3; break;                                   /* unaligned head */
+        case 1: r->tail = r->head + 129; send_too = 1; break;         /* tail too far */
+        case 2: r->head = r->tail + 8; break;  /* head past tail (a sender may not look at the head: it keeps a lower-bound hint; see below) */
+        case 3: rec[0] = 1000; break;                                 /* length > max */
+        case 4: rec[0] = 120; break;                                  /* past the tail */
+        case 5: rec[1] = 0x80; break;                                 /* unknown flags */
+        case 6: rec[1] = MS_REC_PAD; rec[0] = 8; break;               /* pad, wrong size */
+        case 7: rec[1] = MS_REC_PAD; rec[0] = 128; break;             /* pad beyond tail */
+        case 8: r->tail = UINT64_MAX - 7; r->head = UINT64_MAX - 200; send_too = 1; break;
+        }
+        int before = failures_in_test;
+        expect_layout_everywhere(&f, &ch, send_too);
+        if (!send_too) {
+            /* a send may succeed (it writes at the tail, inside the ring) or refuse */
+            ms_status s = ms_channel_send(&ch, "abc", 3, &o);
+            CHECK(s == MS_OK || s == MS_E_LAYOUT || s == MS_E_FULL);
+            uint8_t out[256];
+            fake_buf b = { out, sizeof out, 0 };
+            CHECK(recv_into(&ch, &b) != MS_OK || b.len <= ch.max_message);
+        }
+        if (failures_in_test != before)
+            fprintf(stderr, "  (corruption variant %d)\n", variant);
+        ms_channel_detach(&ch);
+        fake_free(&f);
+    }
+}
+
+static void test_ring_scribble_while_viewed(void)
+{
+    /* a writer enlarges the record's length while the receiver holds a view: consume
+     * re-validates and reports MS_E_LAYOUT instead of moving the head past the ring */
+    fake_seg f;
+    CHECK(fake_channel_init(&f, 64) == 0);
+    ms_channel ch;
+    CHECK_EQ(ms_channel_bind(&ch, &f.seg), MS_OK);
+    ms_wait_opts o = nowait_opts();
+    CHECK_EQ(ms_channel_send(&ch, "abcdefgh", 8, &o), MS_OK);
+    const uint8_t *p;
+    size_t len;
+    CHECK_EQ(ms_channel_peek(&ch, &p, &len, &o), MS_OK);
+    ((uint32_t *)f.data)[0] = 4000;
+    CHECK_EQ(ms_channel_consume(&ch), MS_E_LAYOUT);
+    int held, dead;
+    uint32_t holder;
+    ms_p_lock_inspect(((ms_ring *)f.hdr->kind_area)->recv_lock, &held, &holder, &dead);
+    CHECK_EQ(held, 0);
+    ms_channel_detach(&ch);
+    fake_free(&f);
+}
+
+static void test_ring_bind_rejects(void)
+{
+    fake_seg f;
+    CHECK(fake_channel_init(&f, 128) == 0);
+    ms_channel ch;
+    ms_ring *r = (ms_ring *)f.hdr->kind_area;
+    r->capacity = 256;
+    CHECK_EQ(ms_channel_bind(&ch, &f.seg), MS_E_LAYOUT);   /* larger than the mapping */
+    r->capacity = 128;
+    r->max_message = 128;
+    CHECK_EQ(ms_channel_bind(&ch, &f.seg), MS_E_LAYOUT);
+    r->max_message = 120;
+    f.seg.kind = MS_KIND_SEGMENT;
+    CHECK_EQ(ms_channel_bind(&ch, &f.seg), MS_E_LAYOUT);
+    f.seg.kind = MS_KIND_CHANNEL;
+    CHECK_EQ(ms_channel_bind(&ch, &f.seg), MS_OK);
+    fake_free(&f);
+}
+
+/* threads: one sender, one receiver, blocking, over a tiny ring (also the TSan test) */
+struct spsc { ms_channel *ch; unsigned n; int bad; };
+
+static void *spsc_sender(void *arg)
+{
+    struct spsc *a = (struct spsc *)arg;
+    ms_wait_opts o = timeout_opts(20000000000LL);
+    uint8_t buf[48];
+    for (unsigned i = 0; i < a->n; i++) {
+        size_t n = 4 + i % 40;
+        fill(buf, n, i);
+        memcpy(buf, &i, 4);
+        if (ms_channel_send(a->ch, buf, n, &o) != MS_OK)
+            a->bad++;
+    }
+    return NULL;
+}
+
+static void test_ring_threads(void)
+{
+    fake_seg f;
+    CHECK(fake_channel_init(&f, 96) == 0);
+    ms_channel tx, rx;
+    CHECK_EQ(ms_channel_bind(&tx, &f.seg), MS_OK);
+    CHECK_EQ(ms_channel_bind(&rx, &f.seg), MS_OK);
+    struct spsc a = { &tx, 20000, 0 };
+    pthread_t t;
+    pthread_create(&t, NULL, spsc_sender, &a);
+    ms_wait_opts o = timeout_opts(20000000000LL);
+    uint8_t out[128], want[48];
+    fake_buf b = { out, sizeof out, 0 };
+    for (unsigned i = 0; i < a.n; i++) {
+        ms_status s = ms_channel_receive(&rx, fake_alloc, &b, &o);
+        if (s != MS_OK) {
+            CHECK_EQ(s, MS_OK);
+            break;
+        }
+        size_t n = 4 + i % 40;
+        fill(want, n, i);
+        memcpy(want, &i, 4);
+        if (b.len != n || memcmp(out, want, n) != 0) {
+            CHECK(!"message out of order or torn");
+            break;
+        }
+    }
+    pthread_join(t, NULL);
+    CHECK_EQ(a.bad, 0);
+    ms_channel_detach(&tx);
+    ms_channel_detach(&rx);
+    fake_free(&f);
+}
+
+/* ---- header validation ------------------------------------------------------------ */
+
+static ms_status validate(ms_header *h, uint64_t objsize)
+{
+    ms_segment seg;
+    memset(&seg, 0, sizeof seg);
+    seg.hdr = h;
+    ms_object_stat st;
+    memset(&st, 0, sizeof st);
+    st.size = objsize;
+    return ms_segment_validate(&seg, &st);
+}
+
+static void test_header_validation(void)
+{
+    ms_header *h = (ms_header *)aligned_alloc(4096, 4096);
+    const uint64_t obj = 8192;
+#define CASE(mut, expect) do { fake_header_fill(h, MS_KIND_SEGMENT, 100, obj); mut; CHECK_EQ(validate(h, obj), expect); } while (0)
+    CASE((void)0, MS_OK);
+    CASE(h->magic = 0, MS_E_INITIALIZING);
+    CASE(h->magic = MS_MAGIC ^ 1, MS_E_LAYOUT);
+    CASE(h->magic = 0x00414d5053485201ULL, MS_E_LAYOUT);   /* byte-swapped */
+    CASE(h->version = 0, MS_E_LAYOUT);
+    CASE(h->version = 2, MS_E_LAYOUT);
+    CASE(h->kind = 0, MS_E_LAYOUT);
+    CASE(h->kind = MS_KIND_MAX + 1, MS_E_LAYOUT);
+    CASE(h->header_size = 2048, MS_E_LAYOUT);
+    CASE(h->data_offset = 0, MS_E_LAYOUT);
+    CASE(h->data_offset = 8192, MS_E_LAYOUT);
+    CASE(h->lifetime = 0, MS_E_LAYOUT);
+    CASE(h->lifetime = 3, MS_E_LAYOUT);
+    CASE(h->name_len = 257, MS_E_LAYOUT);
+    CASE(h->name_len = 0xFFFFFFFFu, MS_E_LAYOUT);
+    CASE(h->total_size = obj + 4096, MS_E_LAYOUT);         /* beyond the object */
+    CASE(h->total_size = 100, MS_E_LAYOUT);                /* before the data offset */
+    CASE(h->size = 4097, MS_E_LAYOUT);                     /* beyond total - offset */
+    CASE(h->size = UINT64_MAX, MS_E_LAYOUT);
+    CASE((h->size = UINT64_MAX - 4000, h->total_size = UINT64_MAX), MS_E_LAYOUT);
+    CASE(h->size = 4096, MS_OK);                           /* exactly fills it */
+    /* a header that is fine but the object shrank below total_size */
+    fake_header_fill(h, MS_KIND_SEGMENT, 100, obj);
+    CHECK_EQ(validate(h, 4096), MS_E_LAYOUT);
+#undef CASE
+    free(h);
+}
+
+static void test_open_invalid_objects(void)
+{
+    /* real /dev/shm objects that are not valid segments */
+    const char *osn = fresh_osname();
+    char osname[64];
+    snprintf(osname, sizeof osname, "%s", osn);
+    int fd = shm_open(osname, O_RDWR | O_CREAT | O_EXCL, 0600);
+    CHECK(fd >= 0);
+    ms_segment seg;
+    int err = 0;
+    /* size 0: shm_open done, ftruncate not yet */
+    CHECK_EQ(ms_segment_open(&seg, osname, NULL, 0, MS_ACCESS_WRITE, 0, 0, &err), MS_E_INITIALIZING);
+    CHECK(ftruncate(fd, 100) == 0);
+    CHECK_EQ(ms_segment_open(&seg, osname, NULL, 0, MS_ACCESS_WRITE, 0, 0, &err), MS_E_LAYOUT);
+    CHECK(ftruncate(fd, 8192) == 0);   /* zero header: magic 0 */
+    CHECK_EQ(ms_segment_open(&seg, osname, NULL, 0, MS_ACCESS_WRITE, 0, 0, &err), MS_E_INITIALIZING);
+    ms_header h;
+    fake_header_fill(&h, MS_KIND_SEGMENT, 4096, 8192);
+    h.version = 7;
+    CHECK(pwrite(fd, &h, sizeof h, 0) == (ssize_t)sizeof h);
+    CHECK_EQ(ms_segment_open(&seg, osname, NULL, 0, MS_ACCESS_WRITE, 0, 0, &err), MS_E_LAYOUT);
+    fake_header_fill(&h, MS_KIND_SEGMENT, 4096, 8192);
+    CHECK(pwrite(fd, &h, sizeof h, 0) == (ssize_t)sizeof h);
+    CHECK_EQ(ms_segment_open(&seg, osname, NULL, 0, MS_ACCESS_WRITE, 0, 0, &err), MS_OK);
+    CHECK_EQ(seg.size, 4096);
+    ms_segment_close(&seg);
+    CHECK_EQ(ms_segment_open(&seg, osname, NULL, MS_KIND_CHANNEL, MS_ACCESS_WRITE, 0, 0, &err), MS_E_LAYOUT);
+    fake_header_fill(&h, MS_KIND_SEGMENT, 4096, 8192);
+    h.total_size = 1 << 20;                                  /* claims more than exists */
+    CHECK(pwrite(fd, &h, sizeof h, 0) == (ssize_t)sizeof h);
+    CHECK_EQ(ms_segment_open(&seg, osname, NULL, 0, MS_ACCESS_WRITE, 0, 0, &err), MS_E_LAYOUT);
+    close(fd);
+    CHECK_EQ(ms_p_object_unlink(osname, 0, &err), MS_OK);
+    CHECK_EQ(ms_segment_open(&seg, osname, NULL, 0, MS_ACCESS_WRITE, 0, 0, &err), MS_E_NOT_FOUND);
+}
+
+/* ---- robust lock ------------------------------------------------------------------ */
+
+static int create_seg(ms_segment *seg, uint32_t kind, uint64_t size, ms_kind_init_fn init,
+                      void *arg, char *osname_out)
+{
+    int err = 0;
+    const char *osn = fresh_osname();
+    strcpy(osname_out, osn);
+    ms_status s = ms_segment_create(seg, osname_out, NULL, "ctest", kind, size, 0600,
+                                    MS_LIFETIME_PERSISTENT, 0, init, arg, &err);
+    if (s != MS_OK)
+        fprintf(stderr, "  create %s: status %d errno %d\n", osname_out, (int)s, err);
+    return s == MS_OK ? 0 : -1;
+}
+
+static void destroy_seg(ms_segment *seg, const char *osname)
+{
+    ms_segment_close(seg);
+    ms_p_object_unlink(osname, 0, NULL);
+}
+
+static void test_lock_owner_died(void)
+{
+    ms_segment seg;
+    char osn[64];
+    if (create_seg(&seg, MS_KIND_LOCK, 0, NULL, NULL, osn) != 0) {
+        CHECK(0);
+        return;
+    }
+    void *area = seg.hdr->user_lock;
+    int err = 0;
+    pid_t pid = fork();
+    if (pid == 0) {
+        int e;
+        if (ms_p_lock_acquire(seg.ctx, MS_SLOT_USER_LOCK, area, -1, &e) != MS_OK)
+            _exit(3);
+        _exit(0);  /* die holding it */
+    }
+    CHECK_EQ(child_status(pid), 0);
+    CHECK_EQ(ms_p_lock_acquire(seg.ctx, MS_SLOT_USER_LOCK, area, 1000000000LL, &err), MS_E_OWNER_DIED);
+    /* we hold it now: relocking from the same thread is refused, not a deadlock */
+    CHECK_EQ(ms_p_lock_acquire(seg.ctx, MS_SLOT_USER_LOCK, area, 0, &err), MS_E_BUSY);
+    CHECK_EQ(ms_p_lock_release(seg.ctx, MS_SLOT_USER_LOCK, area, &err), MS_OK);
+    CHECK_EQ(ms_p_lock_acquire(seg.ctx, MS_SLOT_USER_LOCK, area, 0, &err), MS_OK);
+    CHECK_EQ(ms_p_lock_release(seg.ctx, MS_SLOT_USER_LOCK, area, &err), MS_OK);
+
+    /* SIGKILL while holding it, while the parent is blocked in acquire */
+    int pipefd[2];
+    CHECK(pipe(pipefd) == 0);
+    pid = fork();
+    if (pid == 0) {
+        int e;
+        ms_status s = ms_p_lock_acquire(seg.ctx, MS_SLOT_USER_LOCK, area, -1, &e);
+        char c = s == MS_OK ? 'y' : 'n';
+        if (write(pipefd[1], &c, 1) != 1)
+            _exit(4);
+        pause();
+        _exit(0);
+    }
+    char c = 0;
+    CHECK(read(pipefd[0], &c, 1) == 1 && c == 'y');
+    CHECK_EQ(ms_p_lock_acquire(seg.ctx, MS_SLOT_USER_LOCK, area, 0, &err), MS_E_TIMEOUT);
+    kill(pid, SIGKILL);
+    CHECK_EQ(ms_p_lock_acquire(seg.ctx, MS_SLOT_USER_LOCK, area, 10000000000LL, &err), MS_E_OWNER_DIED);
+    CHECK_EQ(ms_p_lock_release(seg.ctx, MS_SLOT_USER_LOCK, area, &err), MS_OK);
+    child_status(pid);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    destroy_seg(&seg, osn);
+}
+
+static void test_lock_not_owner(void)
+{
+    ms_segment seg;
+    char osn[64];
+    if (create_seg(&seg, MS_KIND_LOCK, 0, NULL, NULL, osn) != 0) {
+        CHECK(0);
+        return;
+    }
+    void *area = seg.hdr->user_lock;
+    int err = 0;
+    CHECK_EQ(ms_p_lock_release(seg.ctx, MS_SLOT_USER_LOCK, area, &err), MS_E_NOT_OWNER);
+    /* held by a live child: still not ours to release */
+    int go[2], done[2];
+    CHECK(pipe(go) == 0 && pipe(done) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int e;
+        char c = ms_p_lock_acquire(seg.ctx, MS_SLOT_USER_LOCK, area, -1, &e) == MS_OK ? 'y' : 'n';
+        if (write(go[1], &c, 1) != 1 || read(done[0], &c, 1) != 1)
+            _exit(4);
+        _exit(ms_p_lock_release(seg.ctx, MS_SLOT_USER_LOCK, area, &e) == MS_OK ? 0 : 5);
+    }
+    char c = 0;
+    CHECK(read(go[0], &c, 1) == 1 && c == 'y');
+    CHECK_EQ(ms_p_lock_release(seg.ctx, MS_SLOT_USER_LOCK, area, &err), MS_E_NOT_OWNER);
+    int held, dead;
+    uint32_t holder;
+    ms_p_lock_inspect(area, &held, &holder, &dead);
+    CHECK_EQ(held, 1);
+    CHECK_EQ(dead, 0);
+    CHECK(write(done[1], "x", 1) == 1);
+    CHECK_EQ(child_status(pid), 0);
+    CHECK_EQ(ms_p_lock_acquire(seg.ctx, MS_SLOT_USER_LOCK, area, 0, &err), MS_OK);
+    CHECK_EQ(ms_p_lock_release(seg.ctx, MS_SLOT_USER_LOCK, area, &err), MS_OK);
+    close(go[0]); close(go[1]); close(done[0]); close(done[1]);
+    destroy_seg(&seg, osn);
+}
+
+static void test_lock_corrupt_list_pointers(void)
+{
+    /* a writer aims the robust-list pointers inside a held mutex at our memory: the
+     * release refuses (MS_E_LAYOUT) instead of letting glibc write through them.
+     * Runs in a child so that a failure cannot damage this process's robust list. */
+    ms_segment seg;
+    char osn[64];
+    if (create_seg(&seg, MS_KIND_LOCK, 0, NULL, NULL, osn) != 0) {
+        CHECK(0);
+        return;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        void *area = seg.hdr->user_lock;
+        int e;
+        static uint64_t victim[4] = { 0x1111, 0x2222, 0x3333, 0x4444 };
+        if (ms_p_lock_acquire(seg.ctx, MS_SLOT_USER_LOCK, area, -1, &e) != MS_OK)
+            _exit(2);
+        uint8_t saved[16];
+        memcpy(saved, (uint8_t *)area + 24, 16);
+        uintptr_t evil = (uintptr_t)&victim[1];
+        memcpy((uint8_t *)area + 24, &evil, 8);            /* __prev */
+        if (ms_p_lock_release(seg.ctx, MS_SLOT_USER_LOCK, area, &e) != MS_E_LAYOUT)
+            _exit(3);
+        memcpy((uint8_t *)area + 24, saved, 16);
+        memcpy((uint8_t *)area + 32, &evil, 8);            /* __next */
+        if (ms_p_lock_release(seg.ctx, MS_SLOT_USER_LOCK, area, &e) != MS_E_LAYOUT)
+            _exit(4);
+        if (victim[0] != 0x1111 || victim[1] != 0x2222 || victim[2] != 0x3333)
+            _exit(5);
+        memcpy((uint8_t *)area + 24, saved, 16);           /* repaired: releases */
+        if (ms_p_lock_release(seg.ctx, MS_SLOT_USER_LOCK, area, &e) != MS_OK)
+            _exit(6);
+        _exit(0);
+    }
+    CHECK_EQ(child_status(pid), 0);
+    destroy_seg(&seg, osn);
+}
+
+static void test_lock_forged_kind_refused(void)
+{
+    /* a writer turns the mutex into a robust priority-inheritance one with a made-up
+     * owner: glibc would abort() the peer on an assertion; linux.c refuses instead */
+    ms_segment seg;
+    char osn[64];
+    if (create_seg(&seg, MS_KIND_LOCK, 0, NULL, NULL, osn) != 0) {
+        CHECK(0);
+        return;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        pthread_mutex_t *m = (pthread_mutex_t *)seg.hdr->user_lock;
+        int e, good = m->__data.__kind;
+        m->__data.__kind = 16 | 32 | 128;        /* ROBUST | PRIO_INHERIT | PSHARED */
+        m->__data.__lock = 0x3ffffff0;            /* an owner tid that does not exist */
+        if (ms_p_lock_acquire(seg.ctx, MS_SLOT_USER_LOCK, m, 100000000LL, &e) != MS_E_LAYOUT)
+            _exit(2);
+        if (ms_p_lock_acquire(seg.ctx, MS_SLOT_USER_LOCK, m, 0, &e) != MS_E_LAYOUT)
+            _exit(3);
+        m->__data.__kind = good;
+        m->__data.__lock = 0;
+        if (ms_p_lock_acquire(seg.ctx, MS_SLOT_USER_LOCK, m, 0, &e) != MS_OK)
+            _exit(4);
+        m->__data.__kind = 1;                     /* recursive: refused at release too */
+        if (ms_p_lock_release(seg.ctx, MS_SLOT_USER_LOCK, m, &e) != MS_E_LAYOUT)
+            _exit(5);
+        m->__data.__kind = good;
+        if (ms_p_lock_release(seg.ctx, MS_SLOT_USER_LOCK, m, &e) != MS_OK)
+            _exit(6);
+        _exit(0);
+    }
+    CHECK_EQ(child_status(pid), 0);
+    destroy_seg(&seg, osn);
+}
+
+/* ---- wait / wake across fork ------------------------------------------------------- */
+
+static void test_event_across_fork(void)
+{
+    ms_segment seg;
+    char osn[64];
+    uint32_t initial = 0;
+    if (create_seg(&seg, MS_KIND_EVENT, 0, ms_event_init, &initial, osn) != 0) {
+        CHECK(0);
+        return;
+    }
+    ms_event *e = (ms_event *)seg.hdr->kind_area;
+    ms_wait_opts o = timeout_opts(50000000LL);
+    CHECK_EQ(ms_event_wait(&seg, MS_SLOT_EVENT, e, &o), MS_E_TIMEOUT);
+    pid_t pid = fork();
+    if (pid == 0) {
+        ms_wait_opts w = timeout_opts(20000000000LL);   /* sleeps on the futex */
+        ms_status s = ms_event_wait(&seg, MS_SLOT_EVENT, e, &w);
+        _exit(s == MS_OK ? 0 : 10 + (int)s);
+    }
+    /* let the child go to sleep (waiters != 0), then set */
+    for (int i = 0; i < 2000 && ms_load32(&e->waiters) == 0; i++)
+        sleep_ms(1);
+    CHECK(ms_load32(&e->waiters) != 0);
+    ms_event_set(&seg, MS_SLOT_EVENT, e);
+    CHECK_EQ(child_status(pid), 0);
+    CHECK(ms_event_is_set(e));
+    destroy_seg(&seg, osn);
+}
+
+static void test_change_and_semaphore_across_fork(void)
+{
+    ms_segment seg;
+    char osn[64];
+    uint32_t v[2] = { 0, 5 };
+    if (create_seg(&seg, MS_KIND_SEMAPHORE, 0, ms_semaphore_init, v, osn) != 0) {
+        CHECK(0);
+        return;
+    }
+    ms_semaphore *s = (ms_semaphore *)seg.hdr->kind_area;
+    uint32_t since = ms_change_count(&seg);
+    pid_t pid = fork();
+    if (pid == 0) {
+        ms_wait_opts w = timeout_opts(20000000000LL);
+        uint32_t now;
+        if (ms_change_wait(&seg, since, &w, &now) != MS_OK || now == since)
+            _exit(2);
+        if (ms_semaphore_acquire(&seg, MS_SLOT_SEMAPHORE, s, &w) != MS_OK)
+            _exit(3);
+        if (ms_semaphore_acquire(&seg, MS_SLOT_SEMAPHORE, s, &w) != MS_OK)
+            _exit(4);
+        _exit(0);
+    }
+    sleep_ms(20);
+    ms_change_notify(&seg);
+    sleep_ms(20);
+    CHECK_EQ(ms_semaphore_release(&seg, MS_SLOT_SEMAPHORE, s, 1), MS_OK);
+    sleep_ms(20);
+    CHECK_EQ(ms_semaphore_release(&seg, MS_SLOT_SEMAPHORE, s, 1), MS_OK);
+    CHECK_EQ(child_status(pid), 0);
+    CHECK_EQ(ms_load32(&s->value), 0);
+    CHECK_EQ(ms_semaphore_release(&seg, MS_SLOT_SEMAPHORE, s, 6), MS_E_VALUE);
+    destroy_seg(&seg, osn);
+}
+
+static void test_channel_across_fork(void)
+{
+    ms_segment seg;
+    char osn[64];
+    if (create_seg(&seg, MS_KIND_CHANNEL, 256, ms_ring_init, NULL, osn) != 0) {
+        CHECK(0);
+        return;
+    }
+    ms_channel ch;
+    CHECK_EQ(ms_channel_bind(&ch, &seg), MS_OK);
+    const unsigned N = 5000;
+    pid_t pid = fork();
+    if (pid == 0) {
+        ms_channel tx;
+        if (ms_channel_bind(&tx, &seg) != MS_OK)
+            _exit(2);
+        ms_wait_opts w = timeout_opts(20000000000LL);
+        uint8_t buf[100];
+        for (unsigned i = 0; i < N; i++) {
+            size_t n = 4 + i % 90;
+            fill(buf, n, i);
+            memcpy(buf, &i, 4);
+            if (ms_channel_send(&tx, buf, n, &w) != MS_OK)
+                _exit(3);
+        }
+        ms_channel_close_sending(&tx);
+        ms_channel_detach(&tx);
+        _exit(0);
+    }
+    ms_wait_opts w = timeout_opts(20000000000LL);
+    uint8_t out[256], want[100];
+    fake_buf b = { out, sizeof out, 0 };
+    unsigned got = 0;
+    for (;;) {
+        ms_status s = ms_channel_receive(&ch, fake_alloc, &b, &w);
+        if (s == MS_E_CLOSED)
+            break;
+        if (s != MS_OK) {
+            CHECK_EQ(s, MS_OK);
+            break;
+        }
+        size_t n = 4 + got % 90;
+        fill(want, n, got);
+        memcpy(want, &got, 4);
+        if (b.len != n || memcmp(out, want, n) != 0) {
+            CHECK(!"message out of order or torn");
+            break;
+        }
+        got++;
+    }
+    CHECK_EQ(got, N);
+    CHECK_EQ(child_status(pid), 0);
+    ms_channel_detach(&ch);
+    destroy_seg(&seg, osn);
+}
+
+static void test_receiver_killed_in_view(void)
+{
+    /* a receiver SIGKILLed while holding a view: the message is redelivered */
+    ms_segment seg;
+    char osn[64];
+    if (create_seg(&seg, MS_KIND_CHANNEL, 256, ms_ring_init, NULL, osn) != 0) {
+        CHECK(0);
+        return;
+    }
+    ms_channel ch;
+    CHECK_EQ(ms_channel_bind(&ch, &seg), MS_OK);
+    ms_wait_opts o = nowait_opts();
+    CHECK_EQ(ms_channel_send(&ch, "keep me", 7, &o), MS_OK);
+    int p[2];
+    CHECK(pipe(p) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        ms_channel rx;
+        const uint8_t *ptr;
+        size_t len;
+        ms_wait_opts w = timeout_opts(5000000000LL);
+        if (ms_channel_bind(&rx, &seg) != MS_OK || ms_channel_peek(&rx, &ptr, &len, &w) != MS_OK)
+            _exit(2);
+        if (write(p[1], "v", 1) != 1)
+            _exit(3);
+        pause();
+        _exit(0);
+    }
+    char c;
+    CHECK(read(p[0], &c, 1) == 1);
+    kill(pid, SIGKILL);
+    child_status(pid);
+    uint8_t out[64];
+    fake_buf b = { out, sizeof out, 0 };
+    ms_wait_opts w = timeout_opts(10000000000LL);
+    CHECK_EQ(ms_channel_receive(&ch, fake_alloc, &b, &w), MS_OK);
+    CHECK(b.len == 7 && memcmp(out, "keep me", 7) == 0);
+    ms_channel_stats st;
+    ms_channel_statistics(&ch, &st);
+    CHECK_EQ(st.redelivered, 1);
+    CHECK_EQ(st.queued_bytes, 0);
+    close(p[0]); close(p[1]);
+    ms_channel_detach(&ch);
+    destroy_seg(&seg, osn);
+}
+
+/* ---- SIGBUS guard ------------------------------------------------------------------ */
+
+static void test_sigbus_guard(void)
+{
+    ms_segment seg;
+    char osn[64];
+    if (create_seg(&seg, MS_KIND_SEGMENT, 3 * 4096, NULL, NULL, osn) != 0) {
+        CHECK(0);
+        return;
+    }
+    memset(seg.data, 7, 3 * 4096);
+    uint8_t out[64];
+    CHECK_EQ(ms_p_guarded_copy(out, seg.data + 8192, 64), MS_OK);
+    CHECK_EQ(out[0], 7);
+    /* a peer truncates the object under us */
+    int fd = shm_open(osn, O_RDWR, 0);
+    CHECK(fd >= 0);
+    CHECK(ftruncate(fd, 4096) == 0);
+    close(fd);
+    CHECK_EQ(ms_p_guarded_copy(out, seg.data + 8192, 64), MS_E_FAULT);
+    CHECK_EQ(ms_p_guarded_copy(seg.data, out, 64), MS_E_FAULT);
+    ms_segment_fault(&seg);
+    /* quarantined: reads zeros, never faults again */
+    CHECK_EQ(ms_p_guarded_copy(out, seg.data + 8192, 64), MS_OK);
+    CHECK_EQ(out[0], 0);
+    CHECK_EQ(seg.hdr->magic, 0);
+    /* the guard nests and is reusable */
+    CHECK_EQ(ms_p_guarded_copy(out, seg.data, 16), MS_OK);
+    destroy_seg(&seg, osn);
+}
+
+/* ---- runner ------------------------------------------------------------------------- */
+
+struct test { const char *name; void (*fn)(void); int threads; };
+
+static const struct test tests[] = {
+    { "ring_push_pop", test_ring_push_pop, 0 },
+    { "ring_wrap_many", test_ring_wrap_many, 0 },
+    { "ring_fifo_wrap", test_ring_fifo_wrap, 0 },
+    { "ring_padding_record", test_ring_padding_record, 0 },
+    { "ring_exact_fit", test_ring_exact_fit, 0 },
+    { "ring_max_message_any_offset", test_ring_max_message_on_an_empty_ring_at_any_offset, 0 },
+    { "ring_loan_view", test_ring_loan_view, 0 },
+    { "ring_corruption", test_ring_corruption, 0 },
+    { "ring_scribble_while_viewed", test_ring_scribble_while_viewed, 0 },
+    { "ring_bind_rejects", test_ring_bind_rejects, 0 },
+    { "ring_threads", test_ring_threads, 1 },
+    { "header_validation", test_header_validation, 0 },
+    { "open_invalid_objects", test_open_invalid_objects, 0 },
+    { "lock_owner_died", test_lock_owner_died, 0 },
+    { "lock_not_owner", test_lock_not_owner, 0 },
+    { "lock_corrupt_list_pointers", test_lock_corrupt_list_pointers, 0 },
+    { "lock_forged_kind_refused", test_lock_forged_kind_refused, 0 },
+    { "event_across_fork", test_event_across_fork, 0 },
+    { "change_and_semaphore_across_fork", test_change_and_semaphore_across_fork, 0 },
+    { "channel_across_fork", test_channel_across_fork, 0 },
+    { "receiver_killed_in_view", test_receiver_killed_in_view, 0 },
+    { "sigbus_guard", test_sigbus_guard, 0 },
+};
+
+int main(int argc, char **argv)
+{
+    /* usage: test_core [substring ...]  (no argument: every test; "-x name": skip) */
+    const char *skip = getenv("MS_CTEST_SKIP");
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+        int run = argc < 2;
+        for (int a = 1; a < argc; a++)
+            if (strstr(tests[i].name, argv[a]))
+                run = 1;
+        if (skip && strstr(skip, tests[i].name))
+            run = 0;
+        if (!run)
+            continue;
+        failures_in_test = 0;
+        tests[i].fn();
+        if (failures_in_test) {
+            failed++;
+            printf("FAIL %s\n", tests[i].name);
+        } else {
+            passed++;
+            printf("ok   %s\n", tests[i].name);
+        }
+        fflush(stdout);
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
