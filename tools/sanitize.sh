@@ -29,6 +29,10 @@ mkdir -p "$WORK/src" "$WORK/reports"
     (cd "$WORK/src" && tar xf -)
 find "$WORK/src/src/mapshare" -name '_core*.so' -delete
 "$PY" -m venv --system-site-packages "$VENV"
+# pytest and numpy usually come from the base interpreter; install them if they do not
+"$VENV/bin/python" -c "import pytest, numpy" 2>/dev/null ||
+    "$VENV/bin/pip" install -q pytest numpy >"$WORK/pip-deps.log" 2>&1 ||
+    { cat "$WORK/pip-deps.log"; exit 1; }
 MAPSHARE_SANITIZE=1 "$VENV/bin/pip" install -q --no-deps --no-build-isolation \
     --no-cache-dir "$WORK/src" >"$WORK/pip.log" 2>&1 || { cat "$WORK/pip.log"; exit 1; }
 LIBASAN=$(gcc -print-file-name=libasan.so)

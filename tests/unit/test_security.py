@@ -7,11 +7,15 @@ child; they are skipped otherwise."""
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import pickle
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -49,7 +53,21 @@ def mode_of(path: str) -> int:
 # user runs the system Python 3 with this mapshare on its path (same ABI when the
 # versions match, checked below).
 SYSTEM_PY = "/usr/bin/python3"
-PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(mapshare.__file__)))
+
+
+@functools.cache
+def pkg_dir() -> str:
+    """A copy of the installed package that another user can read: the package may live
+    in a private directory (a CI venv made by mktemp -d is 0700)."""
+    d = tempfile.mkdtemp(prefix="mapshare-nobody-")
+    shutil.copytree(os.path.dirname(os.path.abspath(mapshare.__file__)),
+                    os.path.join(d, "mapshare"))
+    for root, _dirs, files in os.walk(d):
+        os.chmod(root, 0o755)
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o644)
+    atexit.register(shutil.rmtree, d, True)
+    return d
 
 
 def _system_python_usable() -> bool:
@@ -79,7 +97,7 @@ def run_as_nobody(code: str) -> subprocess.CompletedProcess[str]:
         os.setgid(NOBODY)
         os.setuid(NOBODY)
 
-    env = dict(os.environ, PYTHONPATH=PKG_DIR)
+    env = dict(os.environ, PYTHONPATH=pkg_dir())
     return subprocess.run(
         [SYSTEM_PY, "-c", textwrap.dedent(code)],
         env=env,
