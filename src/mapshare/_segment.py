@@ -881,12 +881,32 @@ class Segment:
         if _WINDOWS:
             return  # Windows names vanish with their last handle
         ident = self._link_ident if self._path is not None else self._ident
+        if ident is None and self._path is not None:
+            ident = self._find_link()
         if ident is None:
             return
         try:
             _core.unlink_if_same(self._os_name, ident[0], ident[1])
         except SegmentNotFoundError:
             pass
+
+    def _find_link(self) -> Optional[tuple[int, int]]:
+        """Opened by path: the identity of the name's link object, if it still points at
+        our file (a name re-created for another file must not be taken away)."""
+        try:
+            link = _core.open(self._os_name, None, _core.KIND_LINK, _core.ACCESS_READ)
+        except (LayoutError, OSError):
+            return None
+        try:
+            data = link.read()
+            st = link.stat()
+        finally:
+            link.close(detach=False)
+        if len(data) < struct.calcsize(_LINK_FMT):
+            return None
+        if struct.unpack_from(_LINK_FMT, data) != self._ident:
+            return None
+        return (st["dev"], st["ino"])
 
     def _after_fork(self) -> None:
         if not self._core.closed:
