@@ -24,8 +24,6 @@ LINUX = sys.platform.startswith("linux")
 WINDOWS = sys.platform == "win32"
 
 NO_FORK = "no fork on Windows"
-# Test files not ported to Windows yet: skipped there at collection, with this reason.
-NOT_PORTED: dict[str, str] = {}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -43,8 +41,8 @@ def _uses_fork(item: pytest.Item) -> bool:
     callspec = getattr(item, "callspec", None)
     if callspec is None:
         return False
-    return any(
-        v == "fork" or getattr(v, "_name", None) == "fork"  # a value or a context object
+    return any(  # a parameter "fork", or a multiprocessing context object of that kind
+        (isinstance(v, str) and v == "fork") or getattr(v, "_name", None) == "fork"
         for v in callspec.params.values()
     )
 
@@ -53,16 +51,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not WINDOWS:
         return
     for item in items:
-        path = item.nodeid.split("::", 1)[0].replace("\\", "/")
-        if path in NOT_PORTED:
-            item.add_marker(pytest.mark.skip(reason=NOT_PORTED[path]))
-        elif _uses_fork(item):
+        if _uses_fork(item):
             item.add_marker(pytest.mark.skip(reason=NO_FORK))
         else:
             mark = item.get_closest_marker("posix_only")
             if mark is not None:
                 why = mark.args[0] if mark.args else mark.kwargs.get("reason", "")
                 item.add_marker(pytest.mark.skip(reason=f"POSIX only: {why}"))
+
 
 _session_before: set[str] = set()
 _leaks: set[str] = set()
