@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -58,6 +59,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if mark is not None:
                 why = mark.args[0] if mark.args else mark.kwargs.get("reason", "")
                 item.add_marker(pytest.mark.skip(reason=f"POSIX only: {why}"))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_leftover_wait_threads() -> Iterator[None]:
+    """After each module, stop the asyncio helpers' wait threads: a later test that forks
+    must not fork a multithreaded process (a deadlock source, seen under ASan)."""
+    yield
+    from mapshare import _aio
+
+    _aio.shutdown()
 
 
 _session_before: set[str] = set()

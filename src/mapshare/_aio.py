@@ -49,6 +49,17 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 
+def shutdown() -> None:
+    """Stop the wait threads (they are started again on demand).  Call it before
+    forking from a process that used the asyncio helpers: forking a process that has
+    other threads is fragile (their locks are copied in whatever state they were)."""
+    global _pool
+    with _pool_lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=True)
+
+
 def _executor() -> concurrent.futures.ThreadPoolExecutor:
     global _pool
     with _pool_lock:
