@@ -86,9 +86,6 @@ class _Named:
             raise TypeError("pickle the segment instead, and reopen with open_in()")
         return (type(self).open, (self._segment.name,))
 
-    def __del__(self) -> None:
-        pass
-
 
 class Lock(_core.Lock, _Named):
     """A mutual-exclusion lock between processes that survives a killed holder.
