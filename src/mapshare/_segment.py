@@ -7,6 +7,7 @@ the mechanism (mapping, header validation, the attach table) is in ``_core``.
 
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import errno
 import os
@@ -15,7 +16,7 @@ import sys
 import time
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, TypeVar, Union
 
 from . import _core, _naming
 from ._core import Segment as _CoreSegment
@@ -94,15 +95,54 @@ def _close_at_child_exit(_key: object) -> None:
 
 
 def _close_live() -> None:
+    """Close every handle of this process (interpreter exit, a multiprocessing child's
+    exit): a normal exit detaches like close(), even with views, arrays or held locks.
+    Channels first, so they leave their peer tables before their segment goes."""
+    for hook in _exit_hooks:
+        try:
+            hook()
+        except Exception:
+            pass
     for seg in list(_live):
         try:
-            seg.close()
-        except Exception:  # a view still in use: leave it to `mapshare gc`
+            seg._close(force=True)
+        except Exception:
             pass
+
+
+# Called first by _close_live (the channel module registers its handles' closing here).
+_exit_hooks: list[Callable[[], None]] = []
+atexit.register(_close_live)
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+_RECLAIM_TRIES = 3
+# An object whose creator never published its header and whose creator cannot be
+# identified is judged abandoned once it is this old (a live creator publishes within
+# microseconds).
+UNFINISHED_GRACE = 10.0
+
+
+def _reclaim(osn: str, flags: int = 0) -> bool:
+    """Remove the name ``osn`` if nobody can use its object any more, so that it can be
+    created again (see ``ms_segment_reclaim``): a 'shared' object whose attached
+    processes all died, one marked destroyed, or one whose creator died before publishing
+    its header.  Never a persistent object (its data outlives its processes) and never
+    one a live process uses.  True when the name is free now."""
+    result = _core.reclaim(osn, flags, False)
+    if result == _core.RECLAIM_UNFINISHED and _unfinished_age(osn) > UNFINISHED_GRACE:
+        result = _core.reclaim(osn, flags, True)
+    return result in (_core.RECLAIM_REMOVED, _core.RECLAIM_ABSENT)
+
+
+def _unfinished_age(osn: str) -> float:
+    try:
+        return time.time() - os.stat(_SHM_DIR + osn).st_mtime
+    except OSError:
+        return 0.0
 
 
 def _lifetime_code(lifetime: str) -> int:
@@ -399,11 +439,17 @@ class Segment:
         flags = _core.OBJ_GLOBAL if global_namespace else 0
         if path is None or _WINDOWS:
             fspath = None if path is None else os.fspath(path)
-            try:
-                core = _core.create(osn, name, cls._kind, size, fspath, mode, lt, flags, init)
-            except SegmentExistsError:
-                cls._raise_exists(name, osn)
-                raise
+            for attempt in range(_RECLAIM_TRIES):
+                try:
+                    core = _core.create(
+                        osn, name, cls._kind, size, fspath, mode, lt, flags, init
+                    )
+                    break
+                except SegmentExistsError:
+                    if attempt + 1 < _RECLAIM_TRIES and path is None and _reclaim(osn, flags):
+                        continue  # the old object was abandoned and is gone: create anew
+                    cls._raise_exists(name, osn)
+                    raise
             return cls._wrap(core, name, osn, fspath, "rw", False)
         return cls._create_file_backed(name, osn, os.fspath(path), size, mode, lt, init)
 
@@ -850,18 +896,34 @@ class Segment:
     # ---- lifetime ------------------------------------------------------------------
 
     def close(self) -> None:
-        """Detach this handle.  Raises BufferError while memoryviews or numpy arrays of
-        the memory are still in use (nothing is unmapped under them).  For a 'shared'
-        segment, the last process to close removes it."""
+        """Detach this handle: the name goes when the last user of a 'shared' segment
+        closes.  Memoryviews and numpy arrays of the memory stay valid: the mapping is
+        unmapped when the last of them is released, never under them.  Raises
+        BufferError while this handle holds the segment's lock or another thread waits
+        inside it."""
+        self._close(force=False)
+
+    def _close(self, *, force: bool) -> None:
+        """force: the exit path (interpreter exit, a collected handle, a multiprocessing
+        child returning): locks this thread holds are released, never refused."""
         core = self._core
         if core.closed:
             return
-        if self._buf is not None:
-            self._buf.release()
-            self._buf = None
-        last = core.close()
+        # Drop, never release, our memoryview: a numpy array may use it as its base.
+        self._buf = None
+        # numpy 2 keeps the exporting object itself as an array's base, with no buffer
+        # export: anything referencing the core object beyond this handle (self._core,
+        # the local, getrefcount's argument) may point into the mapping, so it is then
+        # unmapped only when the core object goes.
+        defer = sys.getrefcount(core) > 3
+        # The last user removes an anonymous segment's name inside close(), under its
+        # meta lock (a reclaimer that already replaced the name keeps its new object).
+        remove = None
+        if not self._unlinked and self._path is None and not _WINDOWS:
+            remove = self._os_name
+        last = core.close(True, force, defer, remove)
         _live.discard(self)
-        if last and not self._unlinked:
+        if last and not self._unlinked and remove is None:
             self._remove_name()
 
     def unlink(self) -> None:
@@ -924,8 +986,8 @@ class Segment:
         except AttributeError:
             return
         try:
-            if not core.closed and not core.exports:
-                self.close()
+            if not core.closed:
+                self._close(force=True)
         except Exception:
             pass
 
