@@ -1087,8 +1087,10 @@ static PyObject *Window_exit(WindowObject *self, PyObject *const *args, Py_ssize
          * `with ... as` name, it may be the base of a numpy array (np.frombuffer and
          * np.ndarray(buffer=) keep the memoryview, not an export): releasing it would
          * leave that array pointing at memory about to be reused or unmapped.  Keep it
-         * then: its export keeps the mapping alive and the finish reports the escape. */
-        if (Py_REFCNT(self->mv) <= 2) {
+         * then: its export keeps the mapping alive and the finish reports the escape.
+         * (Not when an exception leaves the block: its traceback's frames hold names of
+         * the view, which are no escape.) */
+        if (!ok || Py_REFCNT(self->mv) <= 2) {
             PyObject *r = PyObject_CallMethodNoArgs(self->mv, str_release);
             if (r)
                 Py_DECREF(r);

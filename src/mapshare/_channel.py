@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Optional, cast
 
 from . import _core
+from . import _segment as _segment_mod
 from ._aio import wait_until
 from ._errors import ChannelEmpty, ChannelFull, EndOfChannel, LayoutError
-from . import _segment as _segment_mod
 from ._segment import Lifetime, Segment
 
 if TYPE_CHECKING:

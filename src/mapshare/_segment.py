@@ -138,6 +138,50 @@ def _reclaim(osn: str, flags: int = 0) -> bool:
     return result in (_core.RECLAIM_REMOVED, _core.RECLAIM_ABSENT)
 
 
+def _reclaim_link(osn: str) -> bool:
+    """The name of a file-backed segment is a persistent link object; it is stale when
+    its file is gone or replaced, or when that segment is 'shared' and every process
+    attached to it died.  Remove such a link (under its meta lock); True when the name
+    is free now.  The file itself is data and always stays."""
+    try:
+        link = _core.open(osn, None, _core.KIND_LINK, _core.ACCESS_WRITE)
+    except SegmentNotFoundError:
+        return True
+    except (LayoutError, OSError):
+        return _reclaim(osn)  # not a link: the ordinary rules
+    try:
+        data = link.read()
+        n = struct.calcsize(_LINK_FMT)
+        if len(data) < n:
+            return False
+        ident = struct.unpack_from(_LINK_FMT, data)
+        path = os.fsdecode(data[n:].split(b"\0", 1)[0])
+        if ident == (0, 0):
+            return False  # being written
+        stale = False
+        try:
+            target = _core.open(osn, path, 0, _core.ACCESS_WRITE)
+        except SegmentNotFoundError:
+            stale = True
+        except (LayoutError, OSError):
+            return False
+        else:
+            try:
+                st = target.stat()
+                if (st["dev"], st["ino"]) != ident:
+                    stale = True
+                elif target.lifetime == _core.LIFETIME_SHARED:
+                    _, stale = target.reap()
+            finally:
+                target.close(False)
+        if not stale:
+            return False
+        link.remove_name(osn)
+        return True
+    finally:
+        link.close(False)
+
+
 def _unfinished_age(osn: str) -> float:
     try:
         return time.time() - os.stat(_SHM_DIR + osn).st_mtime
@@ -497,16 +541,18 @@ class Segment:
         cls, name: str, osn: str, path: str, size: int, mode: int, lt: int, init: object
     ) -> Any:
         # The name is a small 'link' object pointing at the file, so the segment can be
-        # opened by name like any other; the file carries the real header and data.
-        payload_len = struct.calcsize(_LINK_FMT) + len(os.fsencode(path)) + 1
-        try:
-            link = _core.create(
-                osn, name, _core.KIND_LINK, payload_len + 4096, None, mode,
-                _core.LIFETIME_PERSISTENT, 0, None,
-            )
-        except SegmentExistsError:
-            cls._raise_exists(name, osn)
-            raise
+        # opened by name like any other; the file carries the real header and data.  The
+        # link holds the absolute path: it is opened from any working directory.
+        path = os.path.abspath(path)
+        for attempt in range(_RECLAIM_TRIES):
+            try:
+                link = cls._new_link(osn, name, path, mode)
+                break
+            except SegmentExistsError:
+                if attempt + 1 < _RECLAIM_TRIES and _reclaim_link(osn):
+                    continue  # a link left by a killed process to a segment nobody uses
+                cls._raise_exists(name, osn)
+                raise
         try:
             core = _core.create(osn, name, cls._kind, size, path, mode, lt, 0, init)
         except BaseException:
@@ -514,12 +560,38 @@ class Segment:
             _core.unlink(osn)
             raise
         st = core.stat()
-        link.write(struct.pack(_LINK_FMT, st["dev"], st["ino"]) + os.fsencode(path) + b"\0")
+        self = cls._wrap(core, name, osn, path, "rw", False)
+        self._link_ident = cls._fill_link(link, path, (st["dev"], st["ino"]))
+        return self
+
+    @staticmethod
+    def _new_link(osn: str, name: str, path: str, mode: int) -> _CoreSegment:
+        payload_len = struct.calcsize(_LINK_FMT) + len(os.fsencode(path)) + 1
+        return _core.create(
+            osn, name, _core.KIND_LINK, payload_len + 4096, None, mode,
+            _core.LIFETIME_PERSISTENT, 0, None,
+        )
+
+    @staticmethod
+    def _fill_link(link: _CoreSegment, path: str, ident: tuple[int, int]) -> tuple[int, int]:
+        """Write the file's identity and absolute path into a new link; its identity."""
+        link.write(struct.pack(_LINK_FMT, *ident) + os.fsencode(path) + b"\0")
         link_st = link.stat()
         link.close()
-        self = cls._wrap(core, name, osn, os.path.abspath(path), "rw", False)
-        self._link_ident = (link_st["dev"], link_st["ino"])
-        return self
+        return (link_st["dev"], link_st["ino"])
+
+    def _register_link(self) -> None:
+        """Opened by path while its name is missing (every process had exited, so the
+        last one removed it): register the name again, so that others open it by name
+        and ``mapshare ls`` shows it.  A name that exists is left alone."""
+        if _WINDOWS or self._path is None:
+            return
+        mode = self._core.stat()["mode"] & 0o777
+        try:
+            link = self._new_link(self._os_name, self._name, self._path, mode | 0o600)
+        except (SegmentExistsError, PermissionError):
+            return
+        self._link_ident = self._fill_link(link, self._path, self._ident)
 
     @classmethod
     def open(
@@ -600,6 +672,7 @@ class Segment:
         allow_foreign: bool,
     ) -> Any:
         link_ident = None
+        by_path = fspath is not None
         if fspath is None:
             assert name is not None
             osn = _naming.os_name(name)
@@ -636,6 +709,8 @@ class Segment:
             core, name, osn, None if fspath is None else os.path.abspath(fspath), access, False
         )
         self._link_ident = link_ident
+        if by_path:
+            self._register_link()
         return self
 
     @staticmethod
@@ -712,6 +787,16 @@ class Segment:
             try:
                 seg = cls.open(name, timeout=max(0.0, deadline - time.monotonic()))
             except SegmentNotFoundError:
+                if path is not None and os.path.exists(path):
+                    # A file-backed segment whose name went with its last process: the
+                    # file is the segment; reopening it registers the name again.
+                    try:
+                        seg = cls.open(
+                            name, path=path, timeout=max(0.0, deadline - time.monotonic())
+                        )
+                    except SegmentNotFoundError:
+                        continue
+                    return cls._check_same(seg, name, size)
                 try:
                     return cls._create(
                         name, size, path=path, mode=mode, lifetime=lifetime, init=init
@@ -720,15 +805,19 @@ class Segment:
                     if time.monotonic() >= deadline:
                         raise
                     continue  # lost the race, or a destroyed one is going away
-            if seg.size != size or seg._core.kind != cls._kind:
-                kind = KIND_NAMES.get(seg._core.kind, "?")
-                got = seg.size
-                seg.close()
-                raise LayoutError(
-                    f"existing segment {name!r} is a {kind} of {got} bytes; asked for a "
-                    f"{KIND_NAMES[cls._kind]} of {size} bytes"
-                )
-            return seg
+            return cls._check_same(seg, name, size)
+
+    @classmethod
+    def _check_same(cls, seg: Any, name: str, size: int) -> Any:
+        if seg.size != size or seg._core.kind != cls._kind:
+            kind = KIND_NAMES.get(seg._core.kind, "?")
+            got = seg.size
+            seg.close()
+            raise LayoutError(
+                f"existing segment {name!r} is a {kind} of {got} bytes; asked for a "
+                f"{KIND_NAMES[cls._kind]} of {size} bytes"
+            )
+        return seg
 
     # ---- attributes ----------------------------------------------------------------
 
