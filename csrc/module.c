@@ -957,8 +957,23 @@ typedef struct {
     int kind;                 /* 0 view, 1 loan, 2 received message */
     PyObject *chan;           /* kinds 1 and 2: the ChannelObject it belongs to */
     PyObject *mv;             /* the memoryview handed out by __enter__ */
+    PyObject *exp;            /* the WindowExport that memoryview is made from */
     uint64_t offset;          /* of ptr in the segment's user area */
 } WindowObject;
+
+/* The exporter of a loan's or received message's memoryview.  numpy keeps the
+ * exporting object as an array's base (np.ndarray(buffer=view)) -- or the memoryview
+ * itself (np.frombuffer) -- without holding a buffer export, so releasing the memoryview
+ * cannot tell whether an array still points in.  This object can: it is referenced only
+ * by its window, by the memoryview, and by whatever array took it as its base.  It holds
+ * one export of the window for as long as it lives, so an array that outlives the block
+ * keeps the mapping alive and is reported (BufferError), never left dangling. */
+typedef struct {
+    PyObject_HEAD
+    WindowObject *w;
+} WindowExportObject;
+
+static PyTypeObject WindowExport_Type;
 
 static PyTypeObject Window_Type;
 static PyObject *str_release;
@@ -984,8 +999,64 @@ static WindowObject *new_window(SegmentObject *owner, uint8_t *ptr, Py_ssize_t l
     w->kind = kind;
     w->chan = NULL;
     w->mv = NULL;
+    w->exp = NULL;
     w->offset = owner->seg.data && ptr ? (uint64_t)(ptr - owner->seg.data) : 0;
     return w;
+}
+
+static PyObject *window_export_new(WindowObject *w)
+{
+    WindowExportObject *e = PyObject_New(WindowExportObject, &WindowExport_Type);
+    if (!e)
+        return NULL;
+    Py_INCREF(w);
+    e->w = w;
+    w->exports++;
+    w->owner->exports++;
+    return (PyObject *)e;
+}
+
+static void WindowExport_dealloc(WindowExportObject *self)
+{
+    WindowObject *w = self->w;
+    w->exports--;
+    w->owner->exports--;
+    seg_export_released(w->owner);
+    Py_DECREF(w);
+    PyObject_Del(self);
+}
+
+static int WindowExport_getbuffer(WindowExportObject *self, Py_buffer *view, int flags)
+{
+    /* Valid as long as this object lives (it holds the window's export), even after the
+     * window was finished: the mapping is still there. */
+    WindowObject *w = self->w;
+    static char empty;
+    return PyBuffer_FillInfo(view, (PyObject *)self, w->len ? (void *)w->ptr : &empty,
+                             w->len, w->readonly, flags);
+}
+
+static PyBufferProcs WindowExport_as_buffer = {
+    (getbufferproc)WindowExport_getbuffer,
+    NULL,
+};
+
+static PyTypeObject WindowExport_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mapshare._core.WindowExport",
+    .tp_basicsize = sizeof(WindowExportObject),
+    .tp_dealloc = (destructor)WindowExport_dealloc,
+    .tp_as_buffer = &WindowExport_as_buffer,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The exporter of a loan's or received message's memoryview (internal).",
+};
+
+/* Drop the window's own references to what __enter__ handed out (a finished or
+ * abandoned loan or view); whatever still uses them keeps the mapping alive. */
+static void window_drop(WindowObject *w)
+{
+    Py_CLEAR(w->mv);
+    Py_CLEAR(w->exp);
 }
 
 static int Window_getbuffer(WindowObject *self, Py_buffer *view, int flags)
@@ -1049,6 +1120,7 @@ static void Window_dealloc(WindowObject *self)
 {
     if (self->map_base)
         { ms_p_map_unwatch(self->map_base); ms_p_unmap(self->map_base, self->map_len); }
+    Py_XDECREF(self->exp);
     Py_XDECREF(self->mv);
     Py_XDECREF(self->chan);
     Py_XDECREF(self->owner);
@@ -1066,9 +1138,14 @@ static PyObject *Window_enter(WindowObject *self, PyObject *unused)
         PyErr_SetString(PyExc_RuntimeError, "this loan or view was already entered");
         return NULL;
     }
-    self->mv = PyMemoryView_FromObject((PyObject *)self);
-    if (!self->mv)
+    self->exp = window_export_new(self);
+    if (!self->exp)
         return NULL;
+    self->mv = PyMemoryView_FromObject(self->exp);
+    if (!self->mv) {
+        Py_CLEAR(self->exp);
+        return NULL;
+    }
     Py_INCREF(self->mv);
     return self->mv;
 }
@@ -1097,8 +1174,10 @@ static PyObject *Window_exit(WindowObject *self, PyObject *const *args, Py_ssize
             else
                 PyErr_Clear();
         }
-        Py_CLEAR(self->mv);
     }
+    /* If an array took the exporter as its base, it survives this and its export
+     * remains: the finish below reports it. */
+    window_drop(self);
     PyObject *r = window_finish(self, ok);
     if (!r)
         return NULL;
@@ -1968,6 +2047,10 @@ static void Channel_dealloc(ChannelObject *self)
 {
     if (self->bound && self->segobj && self->segobj->open)
         ms_channel_detach(&self->ch);
+    if (self->loan)
+        window_drop(self->loan);
+    if (self->view)
+        window_drop(self->view);
     Py_XDECREF(self->loan);
     Py_XDECREF(self->view);
     Py_XDECREF(self->segobj);
@@ -1980,10 +2063,12 @@ static PyObject *Channel_detach(ChannelObject *self, PyObject *unused)
     if (self->bound && self->segobj->open) {
         if (self->loan) {
             self->loan->valid = 0;
+            window_drop(self->loan);
             Py_CLEAR(self->loan);
         }
         if (self->view) {
             self->view->valid = 0;
+            window_drop(self->view);
             Py_CLEAR(self->view);
         }
         SEG_ALLOW_THREADS(self->segobj, ms_channel_detach(&self->ch));
@@ -2532,10 +2617,12 @@ static PyObject *Channel_after_fork(ChannelObject *self, PyObject *unused)
     self->ch.view_open = 0;
     if (self->loan) {
         self->loan->valid = 0;
+        window_drop(self->loan);
         Py_CLEAR(self->loan);
     }
     if (self->view) {
         self->view->valid = 0;
+        window_drop(self->view);
         Py_CLEAR(self->view);
     }
     Py_RETURN_NONE;
@@ -2694,6 +2781,7 @@ PyMODINIT_FUNC PyInit__core(void)
     if (!zero_timeout || !str_release)
         return NULL;
     if (PyType_Ready(&Segment_Type) < 0 || PyType_Ready(&Window_Type) < 0 ||
+        PyType_Ready(&WindowExport_Type) < 0 ||
         PyType_Ready(&Channel_Type) < 0 || PyType_Ready(&Lock_Type) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&moduledef);

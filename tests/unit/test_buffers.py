@@ -173,17 +173,26 @@ def test_receive_array_view_escape_is_reported_and_never_dangles(name: str) -> N
     """, name)
 
 
-def test_receive_view_array_escape_then_close(name: str) -> None:
-    run("""
+@pytest.mark.parametrize("make", ["np.frombuffer(v, dtype=np.uint8)",
+                                  "np.ndarray((64,), dtype=np.uint8, buffer=v)",
+                                  "np.asarray(v)", "v[8:16]"])
+def test_receive_view_array_escape_then_close(make: str, name: str) -> None:
+    run(f"""
         ch = mapshare.Channel.create(NAME, 1 << 16)
+        ch.send(bytes(range(64)))
+        with ch.receive_view() as v:             # used and dropped inside: fine
+            tmp = {make}
+            del tmp
         ch.send(bytes(range(64)))
         try:
             with ch.receive_view() as v:
-                a = np.frombuffer(v, dtype=np.uint8)
+                a = {make}
         except BufferError:
             pass
+        else:
+            raise AssertionError("an escaped array was not reported")
         ch.close()
-        int(a.sum())
+        bytes(a)                                 # still mapped: no crash
         print("ok")
     """, name)
 
@@ -201,7 +210,11 @@ def test_loan_array_then_close(name: str) -> None:
                 b = np.ndarray((64,), dtype=np.uint8, buffer=buf)
                 b[:] = 4
         except BufferError:
-            pass
+            pass                                 # still writable: not sent
+        else:
+            raise AssertionError("a loan was sent while an array could still write it")
+        ch.send(b"next")
+        assert ch.receive() == b"next"
         ch.close()
         b[0] = 1                                 # still mapped: no crash
         print("ok")
