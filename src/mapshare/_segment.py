@@ -88,6 +88,24 @@ class _ForkKey:
 _FORK_KEY = _ForkKey()
 
 
+_child_exit_pid = 0
+
+
+def _register_child_exit() -> None:
+    """A handle made inside a forked multiprocessing child (after the fork) must be
+    closed by that child's exit path too: it ends with os._exit, which skips atexit."""
+    global _child_exit_pid
+    util = sys.modules.get("multiprocessing.util")
+    if util is None or _child_exit_pid == os.getpid():
+        return
+    import multiprocessing
+
+    if multiprocessing.parent_process() is None:
+        return  # the main process: atexit closes its handles
+    _child_exit_pid = os.getpid()
+    util.Finalize(None, _close_live, exitpriority=0)
+
+
 def _close_at_child_exit(_key: object) -> None:
     import multiprocessing.util as util
 
@@ -424,6 +442,7 @@ class Segment:
         self._ident = (st["dev"], st["ino"])
         self._link_ident = None
         _live.add(self)
+        _register_child_exit()
         return self
 
     @classmethod
@@ -866,8 +885,8 @@ class Segment:
     @property
     def buf(self) -> memoryview:
         """The segment's memory (read-only for access='r').  Views and numpy arrays
-        made from it keep it mapped: ``close()`` raises BufferError until they are
-        released."""
+        made from it keep it mapped, even after ``close()``: the mapping goes with the
+        last of them."""
         if self._buf is None:
             self._check_open()
             self._buf = memoryview(self._core)

@@ -175,13 +175,18 @@ def test_script_with_live_memory_at_exit(alive: str, name: str) -> None:
     recreate(kind, name)
 
 
+_held: list[object] = []
+
+
 def _child_creates(name: str) -> None:
-    mapshare.Segment.create(name, 64)  # no close: the child just returns
+    _held.append(mapshare.Segment.create(name, 64))  # no close: the child just returns
+    _held.append(mapshare.Channel.create(name + "c", 4096))
 
 
 def _child_opens(name: str) -> None:
     seg = mapshare.Segment.open(name)
     seg.buf[0] = 1
+    _held.append(seg)
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
@@ -191,7 +196,7 @@ def test_multiprocessing_child_returning(method: str, name: str) -> None:
     p.start()
     p.join(60)
     assert p.exitcode == 0
-    assert gone(name)
+    assert gone(name) and gone(name + "c")
     with mapshare.Segment.create(name, 64) as seg:
         p = ctx.Process(target=_child_opens, args=(name,))
         p.start()
