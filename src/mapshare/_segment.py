@@ -509,7 +509,9 @@ class Segment:
                     )
                     break
                 except SegmentExistsError:
-                    if attempt + 1 < _RECLAIM_TRIES and path is None and _reclaim(osn, flags):
+                    # (Windows names vanish with their last handle: nothing to reclaim.)
+                    if (attempt + 1 < _RECLAIM_TRIES and path is None and not _WINDOWS
+                            and _reclaim(osn, flags)):
                         continue  # the old object was abandoned and is gone: create anew
                     cls._raise_exists(name, osn)
                     raise
@@ -802,6 +804,14 @@ class Segment:
         init: object, timeout: float,
     ) -> Any:
         deadline = time.monotonic() + timeout
+        if path is None and not _WINDOWS:
+            # An object abandoned by processes that all died is not opened but replaced,
+            # exactly as create() would (racing callers all end up with the new one).
+            _naming.validate(name)
+            try:
+                _reclaim(_naming.os_name(name))
+            except OSError:
+                pass
         while True:
             try:
                 seg = cls.open(name, timeout=max(0.0, deadline - time.monotonic()))

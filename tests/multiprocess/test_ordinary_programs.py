@@ -212,7 +212,8 @@ def test_multiprocessing_child_returning(method: str, name: str) -> None:
 def _start_service(make: str, name: str, cwd: str | None = None) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [sys.executable, "-c",
-         PRELUDE + f"obj = {make}\nprint('ready', flush=True)\ntime.sleep(120)\n", name],
+         PRELUDE + f"obj = {make}\nif isinstance(obj, mapshare.Segment): obj.buf[0] = 7\n"
+         "print('ready', flush=True)\ntime.sleep(120)\n", name],
         stdout=subprocess.PIPE, text=True, cwd=cwd,
     )
     assert proc.stdout is not None
@@ -279,7 +280,9 @@ def _race_create(name: str, q: Any, done: Any) -> None:
 
 def _race_open_or_create(name: str, q: Any, done: Any) -> None:
     seg = mapshare.Segment.open_or_create(name, 4096)
-    q.put(f"{os.fstat(os.open('/dev/shm' + seg.os_name, os.O_RDONLY)).st_ino}")
+    fd = os.open('/dev/shm' + seg.os_name, os.O_RDONLY)
+    q.put(f"{os.fstat(fd).st_ino} {seg.buf[0]}")
+    os.close(fd)
     done.wait()
     seg.close()
 
@@ -302,7 +305,8 @@ def test_racing_creators_after_sigkill(target: Callable[..., None], name: str) -
         if target is _race_create:
             assert results.count("created") == 1, results
         else:
-            assert len(set(results)) == 1, results  # everyone opened the same object
+            assert len(set(results)) == 1, results  # everyone opened the same object,
+            assert results[0].endswith(" 0"), results  # a new one, not the dead service's
         assert gone(name)
 
 
