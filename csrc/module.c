@@ -526,6 +526,9 @@ static int segment_close_impl(SegmentObject *self, int detach, int force, int de
         self->keep_mapping = 1;
     }
     int last = 0;
+    /* Closed before the GIL is let go below: no other thread starts using the mapping
+     * from here on (every entry point checks `open`). */
+    self->open = 0;
     if (detach && self->seg.attached && !self->seg.faulted) {
         int err = 0;
         ms_status st;
@@ -535,7 +538,6 @@ static int segment_close_impl(SegmentObject *self, int detach, int force, int de
         (void)st;  /* a stuck meta lock must not stop us from closing */
     }
     self->seg.attached = 0;
-    self->open = 0;
     if (last && remove_osname) {
         /* the last user removes the name, under the meta lock: a reclaimer that already
          * replaced it with a new object keeps its object */
