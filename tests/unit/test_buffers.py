@@ -276,3 +276,31 @@ def test_deferred_unmap_happens_when_the_array_goes(name: str) -> None:
         assert open("/proc/self/maps").read().count("mapshare.") == 0
         print("ok")
     """, name)
+
+
+def test_stdlib_two_process_example(name: str) -> None:
+    # The standard library's example, as two programs: the second attaches, changes the
+    # array and closes without deleting it first; the first sees the change.
+    run("""
+        import subprocess
+        a = np.array([1, 1, 2, 3, 5, 8])
+        shm = mapshare.Segment.create(NAME, a.nbytes)
+        b = np.ndarray(a.shape, dtype=a.dtype, buffer=shm.buf)
+        b[:] = a[:]
+        other = '''
+        import mapshare, numpy as np, sys
+        existing = mapshare.Segment.open(sys.argv[1])
+        c = np.ndarray((6,), dtype=np.int64, buffer=existing.buf)
+        c[-1] = 888
+        existing.close()
+        print(int(c[-1]))
+        '''
+        out = subprocess.run([sys.executable, "-c", other.replace("\\n        ", "\\n"), NAME],
+                             capture_output=True, text=True)
+        assert out.returncode == 0 and out.stdout == "888\\n", (out.returncode, out.stderr)
+        assert b[-1] == 888
+        shm.close()
+        shm.unlink()
+        assert b.sum() == 900
+        print("ok")
+    """, name)
