@@ -1276,6 +1276,25 @@ static PyObject *Segment_map_view(SegmentObject *self, PyObject *args, PyObject 
     return (PyObject *)w;
 }
 
+/* subview(offset, length) -> Window: read-only, inside this handle's own mapping (no
+ * new mapping).  An array built on it keeps the Window -- hence this object and its
+ * mapping -- alive, and cannot be made writable (the Window exports read-only). */
+static PyObject *Segment_subview(SegmentObject *self, PyObject *args)
+{
+    unsigned long long offset, length;
+    if (!PyArg_ParseTuple(args, "KK:subview", &offset, &length))
+        return NULL;
+    if (seg_check(self) < 0)
+        return NULL;
+    if (parse_range(self, offset, length) < 0)
+        return NULL;
+    uint8_t *ptr = self->seg.data ? self->seg.data + offset : NULL;
+    WindowObject *w = new_window(self, ptr, (Py_ssize_t)length, 1, 0);
+    if (w)
+        w->offset = offset;
+    return (PyObject *)w;
+}
+
 /* ---- locks, change notification, event, semaphore ---------------------------------- */
 
 static void *lock_area(SegmentObject *self, int which, unsigned *slot)
@@ -1809,6 +1828,8 @@ static PyMethodDef Segment_methods[] = {
      "Register the forked child as a user of the segment."},
     {"reap", (PyCFunction)Segment_reap, METH_NOARGS,
      "reap() -> (removed, empty): drop dead processes from the attach table."},
+    {"subview", (PyCFunction)Segment_subview, METH_VARARGS,
+     "subview(offset, length) -> Window: read-only, inside this handle's mapping."},
     {"remove_name", (PyCFunction)Segment_remove_name, METH_VARARGS,
      "remove_name(osname, flags=0) -> bool: unlink osname if it still names this object "
      "(under its meta lock)."},

@@ -339,15 +339,15 @@ class Channel(_core.Channel):
             dtype, shape, order, off = self._parse_array(m)
             nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
             start = window.offset + off
-            # The array's base is a memoryview of the segment itself (an export numpy
-            # keeps alive with the array), so closing the channel never unmaps under it.
-            base = memoryview(self._segment._core).toreadonly()[start : start + nbytes]
+            # The array's base is a read-only window on the segment's own mapping: it
+            # keeps the mapping alive even after close(), and cannot be made writable.
+            base: Any = self._segment._core.subview(start, nbytes) if nbytes else b""
             a = np.ndarray(shape, dtype, buffer=base, order=order)
             del m
             yield a
             # Ours (a, getrefcount's argument) and the `with ... as` name: anything more
             # is an array or reference that outlived the block.
-            escaped = sys.getrefcount(a) > 3 or sys.getrefcount(base) > 3
+            escaped = sys.getrefcount(a) > 3 or bool(nbytes and sys.getrefcount(base) > 3)
             del a, base
         if escaped:
             raise BufferError(

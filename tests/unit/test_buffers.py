@@ -304,3 +304,20 @@ def test_stdlib_two_process_example(name: str) -> None:
         assert b.sum() == 900
         print("ok")
     """, name)
+
+
+def test_receive_array_view_cannot_be_made_writable(name: str) -> None:
+    run("""
+        ch = mapshare.Channel.create(NAME, 1 << 16)
+        ch.send_array(np.arange(10))
+        with ch.receive_array_view() as a:
+            try:
+                a.flags.writeable = True
+            except ValueError:
+                pass
+            else:
+                raise AssertionError("a received array became writable")
+            del a
+        ch.close()
+        print("ok")
+    """, name)
