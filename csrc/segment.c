@@ -269,6 +269,26 @@ static int reap_locked(ms_header *h, int *live)
     return removed;
 }
 
+/* Does any live process remain attached?  Stops at the first live one (clearing the
+ * dead entries met on the way), so the answer costs one liveness check in the common
+ * case rather than one per attached process.  The liveness rule of the attach table for
+ * reclaiming: a change to how attachment is recorded plugs in here. */
+static int any_live_locked(ms_header *h)
+{
+    uint32_t me = ms_p_pid();
+    for (unsigned i = 0; i < MS_ATTACH_SLOTS; i++) {
+        uint32_t pid = ms_load_relaxed32(&h->attach[i].pid);
+        if (!pid)
+            continue;
+        if (pid == me ||
+            ms_p_process_alive(pid, ms_load_relaxed64(&h->attach[i].start)) != 0)
+            return 1;
+        ms_store32(&h->attach[i].count, 0);
+        ms_store32(&h->attach[i].pid, 0);
+    }
+    return 0;
+}
+
 static ms_status attach_impl(ms_segment *seg, int *err)
 {
     if (seg->raw || seg->attached)
@@ -573,12 +593,10 @@ static ms_status reclaim_fn(void *arg)
     int reclaim = ms_load32(&h->state) == MS_STATE_DESTROYED;
     if (!reclaim && seg->lifetime == MS_LIFETIME_SHARED &&
         !(seg->flags & MS_FLAG_FILE_BACKED)) {
-        /* The liveness rule of the attach table (reap_locked) decides, under the lock
+        /* The liveness rule of the attach table (any_live_locked) decides, under the lock
          * every attacher takes: an opener racing with us either registered first (we
          * keep the object) or finds it DESTROYED and fails. */
-        int live;
-        reap_locked(h, &live);
-        if (live == 0) {
+        if (!any_live_locked(h)) {
             ms_store32(&h->state, MS_STATE_DESTROYED);
             reclaim = 1;
         }
