@@ -1060,6 +1060,10 @@ class Segment:
     def _remove_name(self) -> None:
         if _WINDOWS:
             return  # Windows names vanish with their last handle
+        if self._path is None and not self._raw and not self._core.closed:
+            # under the meta lock, like a reclaimer (see ms_segment_remove_name)
+            self._core.remove_name(self._os_name)
+            return
         ident = self._link_ident if self._path is not None else self._ident
         if ident is None and self._path is not None:
             ident = self._find_link()
