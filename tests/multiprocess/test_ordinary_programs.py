@@ -369,3 +369,20 @@ def test_file_backed_create_after_sigkill(tmp_path: Path, name: str) -> None:
     with mapshare.Segment.open_or_create(name, 64, path=path):
         pass
     assert gone(name)
+
+
+def test_daemon_thread_waiting_inside_at_exit(name: str) -> None:
+    # A daemon thread still blocked in receive() when the script ends: the handle is
+    # detached (the name goes), and its mapping is left to the ending process.
+    script("""
+        ch = mapshare.Channel.create(NAME, 4096)
+        started = threading.Event()
+        def wait():
+            started.set()
+            ch.receive()
+        threading.Thread(target=wait, daemon=True).start()
+        started.wait()
+        time.sleep(0.2)
+    """, name)
+    assert gone(name)
+    recreate("channel", name)
