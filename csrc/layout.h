@@ -30,6 +30,8 @@
 #endif
 
 #define MS_MAGIC            0x0152485350414d00ULL  /* bytes "\0MAPSHR\x01" */
+#define MS_MAGIC_RECLAIMED  0x0152485350414dffULL  /* an unfinished header claimed by a
+                                                       * reclaimer: never valid, unlinked */
 #define MS_LAYOUT_VERSION   1u
 #define MS_HEADER_SIZE      4096u
 #define MS_NAME_MAX         255u

@@ -188,7 +188,23 @@ typedef struct {
     int64_t spin_ns;
     PyObject *weakreflist;
     Py_ssize_t waiting;       /* threads inside a GIL-released call on this handle */
+    int unmap_pending;        /* closed while in use: 1 unmap when the last export goes,
+                               * 2 when this object is deallocated */
+    int keep_mapping;         /* closed while a lock or a waiting thread needed it: never
+                               * unmap (a robust-list entry or C code still points in) */
 } SegmentObject;
+
+/* The mapping lives as long as anything exported from it: close() detaches at once but
+ * leaves the unmapping to the release of the last buffer (numpy keeps a memoryview as its
+ * base without holding an export of its own, so refusing or force-releasing would leave
+ * arrays pointing at unmapped memory). */
+static void seg_export_released(SegmentObject *s)
+{
+    if (s->exports == 0 && s->unmap_pending == 1 && !s->keep_mapping) {
+        s->unmap_pending = 0;
+        ms_segment_close(&s->seg);
+    }
+}
 
 /* Every call that releases the GIL while it uses a handle's mappings counts itself in,
  * so that close() from another thread refuses instead of unmapping under it. */
@@ -265,6 +281,8 @@ static SegmentObject *new_segment_object(void)
     self->locks_held = 0;
     self->spin_ns = 50000;
     self->waiting = 0;
+    self->unmap_pending = 0;
+    self->keep_mapping = 0;
     self->weakreflist = NULL;
     return self;
 }
@@ -423,6 +441,28 @@ static PyObject *core_unlink_if_same(PyObject *mod, PyObject *args)
     Py_RETURN_TRUE;
 }
 
+/* reclaim(osname, flags=0, unfinished_ok=False) -> int (RECLAIM_*): see
+ * ms_segment_reclaim. */
+static PyObject *core_reclaim(PyObject *mod, PyObject *args)
+{
+    const char *osname;
+    unsigned int flags = 0;
+    int unfinished_ok = 0;
+    (void)mod;
+    if (!PyArg_ParseTuple(args, "s|Ip:reclaim", &osname, &flags, &unfinished_ok))
+        return NULL;
+    int err = 0, result = MS_RECLAIM_KEPT;
+    ms_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = ms_segment_reclaim(osname, flags, unfinished_ok, &result, &err);
+    Py_END_ALLOW_THREADS
+    if (st == MS_E_PERMISSION || st == MS_E_FAULT || st == MS_E_LAYOUT)
+        return PyLong_FromLong(MS_RECLAIM_KEPT);  /* not ours to take */
+    if (st != MS_OK)
+        return raise_status(st, err, osname);
+    return PyLong_FromLong(result);
+}
+
 static PyObject *core_process_alive(PyObject *mod, PyObject *args)
 {
     unsigned int pid;
@@ -442,26 +482,94 @@ static PyObject *core_process_start(PyObject *mod, PyObject *args)
     return PyLong_FromUnsignedLongLong(ms_p_process_start(pid));
 }
 
-static void segment_release(SegmentObject *self)
+static void *lock_area(SegmentObject *self, int which, unsigned *slot);
+
+/* Release the locks this thread holds through this handle (a normal exit or a collected
+ * handle is not a crash: the next acquirer must not be told the owner died).  Locks held
+ * by other threads stay held.  Returns how many remain held. */
+static int seg_release_own_locks(SegmentObject *self)
 {
-    if (!self->open)
-        return;
-    self->open = 0;
-    if (self->seg.attached && !self->seg.faulted) {
-        int last = 0;
-        ms_segment_detach(&self->seg, &last, NULL);
+    for (int which = 0; which < 3 && self->locks_held; which++) {
+        if (!(self->locks_held & (1 << which)))
+            continue;
+        unsigned slot;
+        void *area = self->seg.hdr && !self->seg.faulted ? lock_area(self, which, &slot) : NULL;
+        if (area && ms_lock_release(&self->seg, slot, area, NULL) == MS_OK)
+            self->locks_held &= ~(1 << which);
     }
-    ms_segment_close(&self->seg);
+    return self->locks_held != 0;
+}
+
+/* Detach and close the handle.  force: the exit path (interpreter exit, a collected
+ * handle): release this thread's locks instead of refusing, and when a lock stays held by
+ * another thread or a thread still waits inside, detach but leave the mapping in place.
+ * Returns -1 with an exception set (not forced), else whether this was the last user. */
+static int segment_close_impl(SegmentObject *self, int detach, int force, int defer,
+                              const char *remove_osname, unsigned remove_flags)
+{
+    if (self->locks_held > 0) {
+        if (!force) {
+            PyErr_SetString(PyExc_BufferError,
+                            "cannot close: a lock in this segment is held through this handle");
+            return -1;
+        }
+        if (seg_release_own_locks(self))
+            self->keep_mapping = 1;
+    }
+    if (self->waiting > 0) {
+        if (!force) {
+            PyErr_Format(PyExc_BufferError,
+                         "cannot close: %zd thread(s) are waiting in this segment",
+                         self->waiting);
+            return -1;
+        }
+        self->keep_mapping = 1;
+    }
+    int last = 0;
+    /* Closed before the GIL is let go below: no other thread starts using the mapping
+     * from here on (every entry point checks `open`). */
+    self->open = 0;
+    if (detach && self->seg.attached && !self->seg.faulted) {
+        int err = 0;
+        ms_status st;
+        Py_BEGIN_ALLOW_THREADS
+        st = ms_segment_detach(&self->seg, &last, &err);
+        Py_END_ALLOW_THREADS
+        (void)st;  /* a stuck meta lock must not stop us from closing */
+    }
+    self->seg.attached = 0;
+    if (last && remove_osname) {
+        /* the last user removes the name, under the meta lock: a reclaimer that already
+         * replaced it with a new object keeps its object */
+        int removed = 0;
+        Py_BEGIN_ALLOW_THREADS
+        ms_segment_remove_name(&self->seg, remove_osname, remove_flags, &removed, NULL);
+        Py_END_ALLOW_THREADS
+    }
+    if (self->keep_mapping)
+        return last;
+    if (defer)
+        self->unmap_pending = 2;
+    else if (self->exports > 0)
+        self->unmap_pending = 1;
+    else
+        ms_segment_close(&self->seg);
+    return last;
 }
 
 static void Segment_dealloc(SegmentObject *self)
 {
     if (self->weakreflist)
         PyObject_ClearWeakRefs((PyObject *)self);
-    /* Exports keep us alive, so none remain here; a lock still held by this thread
-     * must not be unmapped (it is on glibc's robust list): leave that mapping. */
-    if (self->open && self->locks_held == 0)
-        segment_release(self);
+    /* Exports keep us alive, so none remain here. */
+    if (self->open) {
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        segment_close_impl(self, 1, 1, 0, NULL, 0);
+        PyErr_Restore(et, ev, tb);
+    } else if (self->unmap_pending && !self->keep_mapping) {
+        ms_segment_close(&self->seg);
+    }
     PyObject_Del(self);
 }
 
@@ -486,6 +594,7 @@ static void Segment_releasebuffer(SegmentObject *self, Py_buffer *view)
 {
     (void)view;
     self->exports--;
+    seg_export_released(self);
 }
 
 static PyBufferProcs Segment_as_buffer = {
@@ -495,40 +604,18 @@ static PyBufferProcs Segment_as_buffer = {
 
 static PyObject *Segment_close(SegmentObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"detach", NULL};
-    int detach = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|p:close", kwlist, &detach))
+    static char *kwlist[] = {"detach", "force", "defer", "remove", "flags", NULL};
+    int detach = 1, force = 0, defer = 0;
+    const char *remove = NULL;
+    unsigned int flags = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|pppzI:close", kwlist, &detach, &force,
+                                     &defer, &remove, &flags))
         return NULL;
     if (!self->open)
         Py_RETURN_FALSE;
-    if (self->exports > 0) {
-        PyErr_Format(PyExc_BufferError,
-                     "cannot close: %zd view(s) of the segment's memory are still in use "
-                     "(release memoryviews and numpy arrays first)", self->exports);
+    int last = segment_close_impl(self, detach, force, defer, remove, flags);
+    if (last < 0)
         return NULL;
-    }
-    if (self->locks_held > 0) {
-        PyErr_SetString(PyExc_BufferError,
-                        "cannot close: a lock in this segment is held through this handle");
-        return NULL;
-    }
-    if (self->waiting > 0) {
-        PyErr_Format(PyExc_BufferError,
-                     "cannot close: %zd thread(s) are waiting in this segment", self->waiting);
-        return NULL;
-    }
-    int last = 0;
-    if (detach && self->seg.attached && !self->seg.faulted) {
-        int err = 0;
-        ms_status st;
-        Py_BEGIN_ALLOW_THREADS
-        st = ms_segment_detach(&self->seg, &last, &err);
-        Py_END_ALLOW_THREADS
-        (void)st;  /* a stuck meta lock must not stop us from unmapping */
-    }
-    self->seg.attached = 0;
-    self->open = 0;
-    ms_segment_close(&self->seg);
     return PyBool_FromLong(last);
 }
 
@@ -569,6 +656,28 @@ static PyObject *Segment_reap(SegmentObject *self, PyObject *unused)
     if (st != MS_OK)
         return raise_status(st, err, "reap");
     return Py_BuildValue("(iO)", removed, empty ? Py_True : Py_False);
+}
+
+/* remove_name(osname, flags=0) -> bool: unlink osname if it still names this object,
+ * under its meta lock.  Works on a closed handle whose mapping is still present. */
+static PyObject *Segment_remove_name(SegmentObject *self, PyObject *args)
+{
+    const char *osname;
+    unsigned int flags = 0;
+    if (!PyArg_ParseTuple(args, "s|I:remove_name", &osname, &flags))
+        return NULL;
+    if (self->seg.obj.handle == MS_NO_HANDLE) {
+        PyErr_SetString(PyExc_ValueError, "segment is closed");
+        return NULL;
+    }
+    int err = 0, removed = 0;
+    ms_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = ms_segment_remove_name(&self->seg, osname, flags, &removed, &err);
+    Py_END_ALLOW_THREADS
+    if (st != MS_OK)
+        return raise_status(st, err, osname);
+    return PyBool_FromLong(removed);
 }
 
 static PyObject *Segment_mark_destroyed(SegmentObject *self, PyObject *unused)
@@ -850,7 +959,23 @@ typedef struct {
     int kind;                 /* 0 view, 1 loan, 2 received message */
     PyObject *chan;           /* kinds 1 and 2: the ChannelObject it belongs to */
     PyObject *mv;             /* the memoryview handed out by __enter__ */
+    PyObject *exp;            /* the WindowExport that memoryview is made from */
+    uint64_t offset;          /* of ptr in the segment's user area */
 } WindowObject;
+
+/* The exporter of a loan's or received message's memoryview.  numpy keeps the
+ * exporting object as an array's base (np.ndarray(buffer=view)) -- or the memoryview
+ * itself (np.frombuffer) -- without holding a buffer export, so releasing the memoryview
+ * cannot tell whether an array still points in.  This object can: it is referenced only
+ * by its window, by the memoryview, and by whatever array took it as its base.  It holds
+ * one export of the window for as long as it lives, so an array that outlives the block
+ * keeps the mapping alive and is reported (BufferError), never left dangling. */
+typedef struct {
+    PyObject_HEAD
+    WindowObject *w;
+} WindowExportObject;
+
+static PyTypeObject WindowExport_Type;
 
 static PyTypeObject Window_Type;
 static PyObject *str_release;
@@ -876,7 +1001,64 @@ static WindowObject *new_window(SegmentObject *owner, uint8_t *ptr, Py_ssize_t l
     w->kind = kind;
     w->chan = NULL;
     w->mv = NULL;
+    w->exp = NULL;
+    w->offset = owner->seg.data && ptr ? (uint64_t)(ptr - owner->seg.data) : 0;
     return w;
+}
+
+static PyObject *window_export_new(WindowObject *w)
+{
+    WindowExportObject *e = PyObject_New(WindowExportObject, &WindowExport_Type);
+    if (!e)
+        return NULL;
+    Py_INCREF(w);
+    e->w = w;
+    w->exports++;
+    w->owner->exports++;
+    return (PyObject *)e;
+}
+
+static void WindowExport_dealloc(WindowExportObject *self)
+{
+    WindowObject *w = self->w;
+    w->exports--;
+    w->owner->exports--;
+    seg_export_released(w->owner);
+    Py_DECREF(w);
+    PyObject_Del(self);
+}
+
+static int WindowExport_getbuffer(WindowExportObject *self, Py_buffer *view, int flags)
+{
+    /* Valid as long as this object lives (it holds the window's export), even after the
+     * window was finished: the mapping is still there. */
+    WindowObject *w = self->w;
+    static char empty;
+    return PyBuffer_FillInfo(view, (PyObject *)self, w->len ? (void *)w->ptr : &empty,
+                             w->len, w->readonly, flags);
+}
+
+static PyBufferProcs WindowExport_as_buffer = {
+    (getbufferproc)WindowExport_getbuffer,
+    NULL,
+};
+
+static PyTypeObject WindowExport_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mapshare._core.WindowExport",
+    .tp_basicsize = sizeof(WindowExportObject),
+    .tp_dealloc = (destructor)WindowExport_dealloc,
+    .tp_as_buffer = &WindowExport_as_buffer,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The exporter of a loan's or received message's memoryview (internal).",
+};
+
+/* Drop the window's own references to what __enter__ handed out (a finished or
+ * abandoned loan or view); whatever still uses them keeps the mapping alive. */
+static void window_drop(WindowObject *w)
+{
+    Py_CLEAR(w->mv);
+    Py_CLEAR(w->exp);
 }
 
 static int Window_getbuffer(WindowObject *self, Py_buffer *view, int flags)
@@ -900,6 +1082,7 @@ static void Window_releasebuffer(WindowObject *self, Py_buffer *view)
     (void)view;
     self->exports--;
     self->owner->exports--;
+    seg_export_released(self->owner);
 }
 
 static PyBufferProcs Window_as_buffer = {
@@ -939,6 +1122,7 @@ static void Window_dealloc(WindowObject *self)
 {
     if (self->map_base)
         { ms_p_map_unwatch(self->map_base); ms_p_unmap(self->map_base, self->map_len); }
+    Py_XDECREF(self->exp);
     Py_XDECREF(self->mv);
     Py_XDECREF(self->chan);
     Py_XDECREF(self->owner);
@@ -956,9 +1140,14 @@ static PyObject *Window_enter(WindowObject *self, PyObject *unused)
         PyErr_SetString(PyExc_RuntimeError, "this loan or view was already entered");
         return NULL;
     }
-    self->mv = PyMemoryView_FromObject((PyObject *)self);
-    if (!self->mv)
+    self->exp = window_export_new(self);
+    if (!self->exp)
         return NULL;
+    self->mv = PyMemoryView_FromObject(self->exp);
+    if (!self->mv) {
+        Py_CLEAR(self->exp);
+        return NULL;
+    }
     Py_INCREF(self->mv);
     return self->mv;
 }
@@ -973,14 +1162,24 @@ static PyObject *Window_exit(WindowObject *self, PyObject *const *args, Py_ssize
     int ok = nargs < 1 || args[0] == Py_None;
     if (self->mv) {
         /* Release our memoryview; if a view of it is still in use, the finish below
-         * sees the remaining export and says so. */
-        PyObject *r = PyObject_CallMethodNoArgs(self->mv, str_release);
-        if (r)
-            Py_DECREF(r);
-        else
-            PyErr_Clear();
-        Py_CLEAR(self->mv);
+         * sees the remaining export and says so.  Referenced by more than us and the
+         * `with ... as` name, it may be the base of a numpy array (np.frombuffer and
+         * np.ndarray(buffer=) keep the memoryview, not an export): releasing it would
+         * leave that array pointing at memory about to be reused or unmapped.  Keep it
+         * then: its export keeps the mapping alive and the finish reports the escape.
+         * (Not when an exception leaves the block: its traceback's frames hold names of
+         * the view, which are no escape.) */
+        if (!ok || Py_REFCNT(self->mv) <= 2) {
+            PyObject *r = PyObject_CallMethodNoArgs(self->mv, str_release);
+            if (r)
+                Py_DECREF(r);
+            else
+                PyErr_Clear();
+        }
     }
+    /* If an array took the exporter as its base, it survives this and its export
+     * remains: the finish below reports it. */
+    window_drop(self);
     PyObject *r = window_finish(self, ok);
     if (!r)
         return NULL;
@@ -1000,6 +1199,12 @@ static PyObject *Window_get_nbytes(WindowObject *self, void *c)
     return PyLong_FromSsize_t(self->len);
 }
 
+static PyObject *Window_get_offset(WindowObject *self, void *c)
+{
+    (void)c;
+    return PyLong_FromUnsignedLongLong(self->offset);
+}
+
 static PyMethodDef Window_methods[] = {
     {"release", (PyCFunction)Window_release, METH_NOARGS,
      "Unmap this view.  Raises BufferError while memoryviews of it are in use."},
@@ -1013,6 +1218,8 @@ static PyMethodDef Window_methods[] = {
 static PyGetSetDef Window_getset[] = {
     {"released", (getter)Window_get_released, NULL, "True once released.", NULL},
     {"nbytes", (getter)Window_get_nbytes, NULL, "Length in bytes.", NULL},
+    {"offset", (getter)Window_get_offset, NULL,
+     "Offset of the first byte in the segment's user area.", NULL},
     {NULL}
 };
 
@@ -1065,6 +1272,26 @@ static PyObject *Segment_map_view(SegmentObject *self, PyObject *args, PyObject 
     }
     w->map_base = base;
     w->map_len = base_len;
+    w->offset = offset;
+    return (PyObject *)w;
+}
+
+/* subview(offset, length) -> Window: read-only, inside this handle's own mapping (no
+ * new mapping).  An array built on it keeps the Window -- hence this object and its
+ * mapping -- alive, and cannot be made writable (the Window exports read-only). */
+static PyObject *Segment_subview(SegmentObject *self, PyObject *args)
+{
+    unsigned long long offset, length;
+    if (!PyArg_ParseTuple(args, "KK:subview", &offset, &length))
+        return NULL;
+    if (seg_check(self) < 0)
+        return NULL;
+    if (parse_range(self, offset, length) < 0)
+        return NULL;
+    uint8_t *ptr = self->seg.data ? self->seg.data + offset : NULL;
+    WindowObject *w = new_window(self, ptr, (Py_ssize_t)length, 1, 0);
+    if (w)
+        w->offset = offset;
     return (PyObject *)w;
 }
 
@@ -1601,6 +1828,11 @@ static PyMethodDef Segment_methods[] = {
      "Register the forked child as a user of the segment."},
     {"reap", (PyCFunction)Segment_reap, METH_NOARGS,
      "reap() -> (removed, empty): drop dead processes from the attach table."},
+    {"subview", (PyCFunction)Segment_subview, METH_VARARGS,
+     "subview(offset, length) -> Window: read-only, inside this handle's mapping."},
+    {"remove_name", (PyCFunction)Segment_remove_name, METH_VARARGS,
+     "remove_name(osname, flags=0) -> bool: unlink osname if it still names this object "
+     "(under its meta lock)."},
     {"mark_destroyed", (PyCFunction)Segment_mark_destroyed, METH_NOARGS,
      "Mark the header DESTROYED so that nobody attaches again."},
     {"stat", (PyCFunction)Segment_stat, METH_NOARGS, "Facts about the OS object."},
@@ -1838,6 +2070,10 @@ static void Channel_dealloc(ChannelObject *self)
 {
     if (self->bound && self->segobj && self->segobj->open)
         ms_channel_detach(&self->ch);
+    if (self->loan)
+        window_drop(self->loan);
+    if (self->view)
+        window_drop(self->view);
     Py_XDECREF(self->loan);
     Py_XDECREF(self->view);
     Py_XDECREF(self->segobj);
@@ -1850,10 +2086,12 @@ static PyObject *Channel_detach(ChannelObject *self, PyObject *unused)
     if (self->bound && self->segobj->open) {
         if (self->loan) {
             self->loan->valid = 0;
+            window_drop(self->loan);
             Py_CLEAR(self->loan);
         }
         if (self->view) {
             self->view->valid = 0;
+            window_drop(self->view);
             Py_CLEAR(self->view);
         }
         SEG_ALLOW_THREADS(self->segobj, ms_channel_detach(&self->ch));
@@ -2402,10 +2640,12 @@ static PyObject *Channel_after_fork(ChannelObject *self, PyObject *unused)
     self->ch.view_open = 0;
     if (self->loan) {
         self->loan->valid = 0;
+        window_drop(self->loan);
         Py_CLEAR(self->loan);
     }
     if (self->view) {
         self->view->valid = 0;
+        window_drop(self->view);
         Py_CLEAR(self->view);
     }
     Py_RETURN_NONE;
@@ -2540,6 +2780,9 @@ static PyMethodDef module_methods[] = {
     {"unlink", core_unlink, METH_VARARGS, "unlink(osname, flags=0)"},
     {"list_objects", core_list_objects, METH_VARARGS,
      "list_objects(flags=0) -> sorted OS names of the mapshare objects"},
+    {"reclaim", core_reclaim, METH_VARARGS,
+     "reclaim(osname, flags=0, unfinished_ok=False) -> RECLAIM_*: remove a name nobody "
+     "can use any more (see ms_segment_reclaim)."},
     {"unlink_if_same", core_unlink_if_same, METH_VARARGS,
      "unlink_if_same(osname, dev, ino, flags=0) -> bool"},
     {"process_alive", core_process_alive, METH_VARARGS,
@@ -2561,6 +2804,7 @@ PyMODINIT_FUNC PyInit__core(void)
     if (!zero_timeout || !str_release)
         return NULL;
     if (PyType_Ready(&Segment_Type) < 0 || PyType_Ready(&Window_Type) < 0 ||
+        PyType_Ready(&WindowExport_Type) < 0 ||
         PyType_Ready(&Channel_Type) < 0 || PyType_Ready(&Lock_Type) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&moduledef);
@@ -2581,6 +2825,10 @@ PyMODINIT_FUNC PyInit__core(void)
     ADD_INT("KIND_SEMAPHORE", MS_KIND_SEMAPHORE);
     ADD_INT("KIND_CHANNEL", MS_KIND_CHANNEL);
     ADD_INT("KIND_LINK", MS_KIND_LINK);
+    ADD_INT("RECLAIM_KEPT", MS_RECLAIM_KEPT);
+    ADD_INT("RECLAIM_REMOVED", MS_RECLAIM_REMOVED);
+    ADD_INT("RECLAIM_ABSENT", MS_RECLAIM_ABSENT);
+    ADD_INT("RECLAIM_UNFINISHED", MS_RECLAIM_UNFINISHED);
     ADD_INT("LIFETIME_PERSISTENT", MS_LIFETIME_PERSISTENT);
     ADD_INT("LIFETIME_SHARED", MS_LIFETIME_SHARED);
     ADD_INT("ACCESS_READ", MS_ACCESS_READ);

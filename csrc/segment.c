@@ -269,6 +269,26 @@ static int reap_locked(ms_header *h, int *live)
     return removed;
 }
 
+/* Does any live process remain attached?  Stops at the first live one (clearing the
+ * dead entries met on the way), so the answer costs one liveness check in the common
+ * case rather than one per attached process.  The liveness rule of the attach table for
+ * reclaiming: a change to how attachment is recorded plugs in here. */
+static int any_live_locked(ms_header *h)
+{
+    uint32_t me = ms_p_pid();
+    for (unsigned i = 0; i < MS_ATTACH_SLOTS; i++) {
+        uint32_t pid = ms_load_relaxed32(&h->attach[i].pid);
+        if (!pid)
+            continue;
+        if (pid == me ||
+            ms_p_process_alive(pid, ms_load_relaxed64(&h->attach[i].start)) != 0)
+            return 1;
+        ms_store32(&h->attach[i].count, 0);
+        ms_store32(&h->attach[i].pid, 0);
+    }
+    return 0;
+}
+
 static ms_status attach_impl(ms_segment *seg, int *err)
 {
     if (seg->raw || seg->attached)
@@ -503,5 +523,147 @@ ms_status ms_segment_map_range(ms_segment *seg, uint64_t offset, uint64_t length
     *base_len = (size_t)len;
     *ptr = (uint8_t *)p + (abs - start);
     ms_p_map_watch(p, (size_t)len, NULL);
+    return MS_OK;
+}
+
+/* ---- reclaiming a name nobody can use any more ------------------------------------- */
+
+/* Unlink osname only if it still names the object `obj` (dev, ino): a name re-created by
+ * someone else since must not be taken from them.  Callers hold the object's meta lock
+ * (or won its unfinished-header claim), so two reclaimers never both get here for one
+ * object, and a closer removing its own name re-checks under the same lock. */
+static int unlink_if_same(const char *osname, unsigned flags, const ms_object *obj)
+{
+    ms_object_stat mine, now;
+    ms_object cur;
+    if (ms_p_object_stat(obj, &mine, NULL) != MS_OK)
+        return 0;
+    if (ms_p_object_open(osname, NULL, 0, flags, &cur, NULL) != MS_OK)
+        return 0;
+    ms_status st = ms_p_object_stat(&cur, &now, NULL);
+    ms_p_object_close(&cur);
+    if (st != MS_OK || now.dev != mine.dev || now.ino != mine.ino)
+        return 0;
+    return ms_p_object_unlink(osname, flags, NULL) == MS_OK;
+}
+
+struct reclaim_args {
+    ms_segment *seg;
+    const ms_object_stat *ost;
+    const char *osname;
+    unsigned flags;
+    int unfinished_ok;
+    int *result;
+    int *err;
+};
+
+static ms_status reclaim_fn(void *arg)
+{
+    struct reclaim_args *a = (struct reclaim_args *)arg;
+    ms_segment *seg = a->seg;
+    ms_header *h = seg->hdr;
+    uint64_t magic = ms_load64(&h->magic);
+    if (magic == 0) {
+        /* Never published.  Its creator wrote its pid and start time first; if that
+         * process is gone (or the caller judged it abandoned by age), claim the object
+         * by moving magic off 0 -- only the claim's winner unlinks. */
+        uint32_t pid = ms_load_relaxed32(&h->creator_pid);
+        uint64_t start = ms_load_relaxed64(&h->creator_start);
+        int dead = pid && start && ms_p_process_alive(pid, start) == 0;
+        if (!dead && !a->unfinished_ok) {
+            *a->result = MS_RECLAIM_UNFINISHED;
+            return MS_OK;
+        }
+        uint64_t expected = 0;
+        if (!ms_cas64(&h->magic, &expected, MS_MAGIC_RECLAIMED)) {
+            *a->result = MS_RECLAIM_KEPT;  /* published just now, or another claimed it */
+            return MS_OK;
+        }
+        *a->result = unlink_if_same(a->osname, a->flags, &seg->obj) ? MS_RECLAIM_REMOVED
+                                                                    : MS_RECLAIM_ABSENT;
+        return MS_OK;
+    }
+    if (ms_segment_validate(seg, a->ost) != MS_OK) {
+        *a->result = MS_RECLAIM_KEPT;  /* not ours to judge: corrupt or foreign */
+        return MS_OK;
+    }
+    ms_status st = meta_lock(seg, a->err);
+    if (st != MS_OK)
+        return st;
+    int reclaim = ms_load32(&h->state) == MS_STATE_DESTROYED;
+    if (!reclaim && seg->lifetime == MS_LIFETIME_SHARED &&
+        !(seg->flags & MS_FLAG_FILE_BACKED)) {
+        /* The liveness rule of the attach table (any_live_locked) decides, under the lock
+         * every attacher takes: an opener racing with us either registered first (we
+         * keep the object) or finds it DESTROYED and fails. */
+        if (!any_live_locked(h)) {
+            ms_store32(&h->state, MS_STATE_DESTROYED);
+            reclaim = 1;
+        }
+    }
+    if (reclaim)
+        *a->result = unlink_if_same(a->osname, a->flags, &seg->obj) ? MS_RECLAIM_REMOVED
+                                                                    : MS_RECLAIM_ABSENT;
+    else
+        *a->result = MS_RECLAIM_KEPT;
+    meta_unlock(seg);
+    return MS_OK;
+}
+
+ms_status ms_segment_reclaim(const char *osname, unsigned flags, int unfinished_ok,
+                             int *result, int *err)
+{
+    ms_segment seg;
+    ms_object_stat ost;
+    ms_status st;
+    *result = MS_RECLAIM_KEPT;
+    memset(&seg, 0, sizeof seg);
+    seg.obj.handle = MS_NO_HANDLE;
+    st = ms_p_object_open(osname, NULL, 1, flags, &seg.obj, err);
+    if (st == MS_E_NOT_FOUND) {
+        *result = MS_RECLAIM_ABSENT;
+        return MS_OK;
+    }
+    if (st != MS_OK)
+        return st;
+    if ((st = ms_p_object_stat(&seg.obj, &ost, err)) != MS_OK)
+        goto out;
+    if (ost.size < MS_HEADER_SIZE) {
+        /* shm_open done, no header yet: nothing tells who made it but its age */
+        if (ost.size == 0 && unfinished_ok)
+            *result = unlink_if_same(osname, flags, &seg.obj) ? MS_RECLAIM_REMOVED
+                                                              : MS_RECLAIM_ABSENT;
+        else
+            *result = ost.size == 0 ? MS_RECLAIM_UNFINISHED : MS_RECLAIM_KEPT;
+        goto out;
+    }
+    if ((st = ms_p_waitctx_open(osname, flags, &seg.ctx, err)) != MS_OK)
+        goto out;
+    if ((st = map_header(&seg, 1, err)) != MS_OK)
+        goto out;
+    {
+        struct reclaim_args ra = { &seg, &ost, osname, flags, unfinished_ok, result, err };
+        st = ms_p_guarded_call(reclaim_fn, &ra);
+        if (st == MS_E_FAULT)
+            ms_segment_fault(&seg);
+    }
+out:
+    ms_segment_close(&seg);
+    return st;
+}
+
+ms_status ms_segment_remove_name(ms_segment *seg, const char *osname, unsigned flags,
+                                 int *removed, int *err)
+{
+    *removed = 0;
+    if (seg->raw || !seg->hdr || !seg->hdr_writable || seg->faulted) {
+        *removed = unlink_if_same(osname, flags, &seg->obj);
+        return MS_OK;
+    }
+    ms_status st = meta_lock(seg, err);
+    if (st != MS_OK)
+        return st;
+    *removed = unlink_if_same(osname, flags, &seg->obj);
+    meta_unlock(seg);
     return MS_OK;
 }

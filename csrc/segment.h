@@ -69,6 +69,27 @@ ms_status ms_segment_map_range(ms_segment *seg, uint64_t offset, uint64_t length
                                int access, void **base, size_t *base_len, uint8_t **ptr,
                                int *err);
 
+/* Results of ms_segment_reclaim */
+#define MS_RECLAIM_KEPT       0   /* in use, persistent, or not ours to judge */
+#define MS_RECLAIM_REMOVED    1   /* the name was removed: it can be created again */
+#define MS_RECLAIM_ABSENT     2   /* the name is gone already (or names another object) */
+#define MS_RECLAIM_UNFINISHED 3   /* header never published, creator not known dead */
+
+/* Remove the name osname if it names an object nobody can use any more: one marked
+ * DESTROYED, a 'shared' one whose attached processes all died (judged by the attach
+ * table's liveness rule under the object's meta lock, which also marks it DESTROYED so a
+ * racing opener fails), or one whose creator died before publishing the header
+ * (unfinished_ok: also when the creator is unknown -- the caller judged it by age).
+ * Persistent objects are data and are never reclaimed.  Only that very object's name is
+ * removed, never one re-created since. */
+ms_status ms_segment_reclaim(const char *osname, unsigned flags, int unfinished_ok,
+                             int *result, int *err);
+
+/* Remove osname if it still names seg's object, under seg's meta lock (so it cannot race
+ * with a reclaimer that already replaced the name). */
+ms_status ms_segment_remove_name(ms_segment *seg, const char *osname, unsigned flags,
+                                 int *removed, int *err);
+
 uint64_t ms_round_up(uint64_t v, uint64_t to);
 
 #endif

@@ -11,6 +11,7 @@ import ast
 import os
 import pickle
 import struct
+import sys
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Optional, cast
 
 from . import _core
+from . import _segment as _segment_mod
 from ._aio import wait_until
 from ._errors import ChannelEmpty, ChannelFull, EndOfChannel, LayoutError
 from ._segment import Lifetime, Segment
@@ -55,6 +57,19 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _close_at_exit() -> None:
+    """A normal exit leaves the peer tables like close() does (not a dead peer)."""
+    for ch in list(_live):
+        try:
+            if not ch._segment.closed:
+                ch._detach()
+        except Exception:
+            pass
+
+
+_segment_mod._exit_hooks.append(_close_at_exit)
 
 
 @dataclass(frozen=True)
@@ -312,19 +327,33 @@ class Channel(_core.Channel):
     @contextmanager
     def receive_array_view(self, timeout: Optional[float] = None) -> Iterator[np.ndarray]:
         """Yield the next array as a read-only view inside the ring (zero copy), valid
-        only inside the block; copy what must outlive it."""
+        only inside the block; copy what must outlive it.  Like ``receive_view``, an
+        array derived from it (a slice, a transpose, another reference) still alive when
+        the block ends raises BufferError: the message is consumed and its memory will be
+        reused.  Never a dangling pointer: the array keeps the mapping alive even after
+        ``close()``."""
         import numpy as np
 
-        with self.receive_view(timeout) as m:
+        window = self.receive_view(timeout)
+        with window as m:
             dtype, shape, order, off = self._parse_array(m)
             nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-            sub = m[off : off + nbytes]
-            a = np.ndarray(shape, dtype, buffer=sub, order=order)
-            try:
-                yield a
-            finally:
-                del a
-                sub.release()
+            start = window.offset + off
+            # The array's base is a read-only window on the segment's own mapping: it
+            # keeps the mapping alive even after close(), and cannot be made writable.
+            base: Any = self._segment._core.subview(start, nbytes) if nbytes else b""
+            a = np.ndarray(shape, dtype, buffer=base, order=order)
+            del m
+            yield a
+            # Ours (a, getrefcount's argument) and the `with ... as` name: anything more
+            # is an array or reference that outlived the block.
+            escaped = sys.getrefcount(a) > 3 or bool(nbytes and sys.getrefcount(base) > 3)
+            del a, base
+        if escaped:
+            raise BufferError(
+                "an array or view of the received message outlived its block; the "
+                "message was consumed and its memory will be reused (copy it instead)"
+            )
 
     # ---- end of stream -------------------------------------------------------------
 

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import os
-import struct
 import time
 from dataclasses import dataclass
 from typing import Optional
 
 from . import _core
-from ._errors import LayoutError, MapshareError, SegmentNotFoundError
-from ._segment import _SHM_DIR, SegmentInfo, _list_os_names, segment_info
+from ._errors import SegmentNotFoundError
+from ._segment import (
+    _SHM_DIR,
+    UNFINISHED_GRACE,
+    SegmentInfo,
+    _list_os_names,
+    _reclaim_link,
+    segment_info,
+)
 
 __all__ = ["Reclaimed", "collect"]
 
-# An object that never got a header (creator died between shm_open and publishing) is
-# removed once it is this old: a live creator publishes within microseconds.
-UNFINISHED_GRACE = 10.0
 
 
 @dataclass(frozen=True)
@@ -76,66 +79,11 @@ def _reason(info: SegmentInfo) -> Optional[str]:
 
 
 def _reclaim(osn: str, info: SegmentInfo) -> bool:
-    """Remove under the segment's meta lock, re-checking liveness there so that a
-    process attaching concurrently wins over the collector."""
-    if info.state == "initializing":
-        try:
-            _core.unlink(osn)
-        except SegmentNotFoundError:
-            return False
-        return True
-    if info.state == "destroyed":
-        return _reclaim_destroyed(osn)
-    try:
-        core = _core.open(osn, info.path if info.kind != "link" else None, 0,
-                          _core.ACCESS_WRITE)
-    except (SegmentNotFoundError, LayoutError):
-        return False
-    try:
-        st = core.stat()
-        if info.path is not None:
-            # the name is a link; the attach table lives in the backing file
-            try:
-                target = _core.open(osn, info.path, 0, _core.ACCESS_WRITE)
-            except (OSError, LayoutError):
-                target = None
-            if target is not None:
-                try:
-                    _, empty = target.reap()
-                finally:
-                    target.close(detach=False)
-                if not empty and info.state != "destroyed":
-                    return False
-        else:
-            _, empty = core.reap()
-            if not empty and info.state != "destroyed":
-                return False
-    finally:
-        core.close(detach=False)
-    return bool(_core.unlink_if_same(osn, st["dev"], st["ino"]))
-
-
-def _reclaim_destroyed(osn: str) -> bool:
-    """Unlink an object whose last user marked it destroyed but died before removing
-    its name -- that very object (re-checked through a raw mapping), never a new one
-    created under the name since."""
-    try:
-        raw = _core.open(osn, None, 0, _core.ACCESS_READ, True)
-    except (OSError, LayoutError):
-        return False
-    try:
-        st = raw.stat()
-        (state,) = struct.unpack("<I", raw.read(4, _STATE_OFFSET))
-    except MapshareError:
-        return False
-    finally:
-        raw.close(detach=False)
-    if state != _core.STATE_DESTROYED:
-        return False
-    try:
-        return bool(_core.unlink_if_same(osn, st["dev"], st["ino"]))
-    except SegmentNotFoundError:
-        return False
-
-
-_STATE_OFFSET = 72  # ms_header.state (csrc/layout.h)
+    """Remove through the same rule ``create`` applies to a name it finds taken
+    (``ms_segment_reclaim``): decided again under the object's meta lock, so a process
+    attaching concurrently wins over the collector, and only that very object's name is
+    removed, never one re-created since."""
+    if info.path is not None:
+        return _reclaim_link(osn)
+    unfinished_ok = info.state == "initializing"
+    return bool(_core.reclaim(osn, 0, unfinished_ok) == _core.RECLAIM_REMOVED)

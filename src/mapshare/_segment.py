@@ -7,6 +7,7 @@ the mechanism (mapping, header validation, the attach table) is in ``_core``.
 
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import errno
 import os
@@ -15,7 +16,7 @@ import sys
 import time
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, TypeVar, Union
 
 from . import _core, _naming
 from ._core import Segment as _CoreSegment
@@ -87,6 +88,24 @@ class _ForkKey:
 _FORK_KEY = _ForkKey()
 
 
+_child_exit_pid = 0
+
+
+def _register_child_exit() -> None:
+    """A handle made inside a forked multiprocessing child (after the fork) must be
+    closed by that child's exit path too: it ends with os._exit, which skips atexit."""
+    global _child_exit_pid
+    util = sys.modules.get("multiprocessing.util")
+    if util is None or _child_exit_pid == os.getpid():
+        return
+    import multiprocessing
+
+    if multiprocessing.parent_process() is None:
+        return  # the main process: atexit closes its handles
+    _child_exit_pid = os.getpid()
+    util.Finalize(None, _close_live, exitpriority=0)
+
+
 def _close_at_child_exit(_key: object) -> None:
     import multiprocessing.util as util
 
@@ -94,15 +113,98 @@ def _close_at_child_exit(_key: object) -> None:
 
 
 def _close_live() -> None:
+    """Close every handle of this process (interpreter exit, a multiprocessing child's
+    exit): a normal exit detaches like close(), even with views, arrays or held locks.
+    Channels first, so they leave their peer tables before their segment goes."""
+    for hook in _exit_hooks:
+        try:
+            hook()
+        except Exception:
+            pass
     for seg in list(_live):
         try:
-            seg.close()
-        except Exception:  # a view still in use: leave it to `mapshare gc`
+            seg._close(force=True)
+        except Exception:
             pass
+
+
+# Called first by _close_live (the channel module registers its handles' closing here).
+_exit_hooks: list[Callable[[], None]] = []
+atexit.register(_close_live)
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+_RECLAIM_TRIES = 3
+# An object whose creator never published its header and whose creator cannot be
+# identified is judged abandoned once it is this old (a live creator publishes within
+# microseconds).
+UNFINISHED_GRACE = 10.0
+
+
+def _reclaim(osn: str, flags: int = 0) -> bool:
+    """Remove the name ``osn`` if nobody can use its object any more, so that it can be
+    created again (see ``ms_segment_reclaim``): a 'shared' object whose attached
+    processes all died, one marked destroyed, or one whose creator died before publishing
+    its header.  Never a persistent object (its data outlives its processes) and never
+    one a live process uses.  True when the name is free now."""
+    result = _core.reclaim(osn, flags, False)
+    if result == _core.RECLAIM_UNFINISHED and _unfinished_age(osn) > UNFINISHED_GRACE:
+        result = _core.reclaim(osn, flags, True)
+    return result in (_core.RECLAIM_REMOVED, _core.RECLAIM_ABSENT)
+
+
+def _reclaim_link(osn: str) -> bool:
+    """The name of a file-backed segment is a persistent link object; it is stale when
+    its file is gone or replaced, or when that segment is 'shared' and every process
+    attached to it died.  Remove such a link (under its meta lock); True when the name
+    is free now.  The file itself is data and always stays."""
+    try:
+        link = _core.open(osn, None, _core.KIND_LINK, _core.ACCESS_WRITE)
+    except SegmentNotFoundError:
+        return True
+    except (LayoutError, OSError):
+        return _reclaim(osn)  # not a link: the ordinary rules
+    try:
+        data = link.read()
+        n = struct.calcsize(_LINK_FMT)
+        if len(data) < n:
+            return False
+        ident = struct.unpack_from(_LINK_FMT, data)
+        path = os.fsdecode(data[n:].split(b"\0", 1)[0])
+        if ident == (0, 0):
+            return False  # being written
+        stale = False
+        try:
+            target = _core.open(osn, path, 0, _core.ACCESS_WRITE)
+        except SegmentNotFoundError:
+            stale = True
+        except (LayoutError, OSError):
+            return False
+        else:
+            try:
+                st = target.stat()
+                if (st["dev"], st["ino"]) != ident:
+                    stale = True
+                elif target.lifetime == _core.LIFETIME_SHARED:
+                    _, stale = target.reap()
+            finally:
+                target.close(False)
+        if not stale:
+            return False
+        link.remove_name(osn)
+        return True
+    finally:
+        link.close(False)
+
+
+def _unfinished_age(osn: str) -> float:
+    try:
+        return time.time() - os.stat(_SHM_DIR + osn).st_mtime
+    except OSError:
+        return 0.0
 
 
 def _lifetime_code(lifetime: str) -> int:
@@ -340,6 +442,7 @@ class Segment:
         self._ident = (st["dev"], st["ino"])
         self._link_ident = None
         _live.add(self)
+        _register_child_exit()
         return self
 
     @classmethod
@@ -399,11 +502,19 @@ class Segment:
         flags = _core.OBJ_GLOBAL if global_namespace else 0
         if path is None or _WINDOWS:
             fspath = None if path is None else os.fspath(path)
-            try:
-                core = _core.create(osn, name, cls._kind, size, fspath, mode, lt, flags, init)
-            except SegmentExistsError:
-                cls._raise_exists(name, osn)
-                raise
+            for attempt in range(_RECLAIM_TRIES):
+                try:
+                    core = _core.create(
+                        osn, name, cls._kind, size, fspath, mode, lt, flags, init
+                    )
+                    break
+                except SegmentExistsError:
+                    # (Windows names vanish with their last handle: nothing to reclaim.)
+                    if (attempt + 1 < _RECLAIM_TRIES and path is None and not _WINDOWS
+                            and _reclaim(osn, flags)):
+                        continue  # the old object was abandoned and is gone: create anew
+                    cls._raise_exists(name, osn)
+                    raise
             return cls._wrap(core, name, osn, fspath, "rw", False)
         return cls._create_file_backed(name, osn, os.fspath(path), size, mode, lt, init)
 
@@ -451,16 +562,18 @@ class Segment:
         cls, name: str, osn: str, path: str, size: int, mode: int, lt: int, init: object
     ) -> Any:
         # The name is a small 'link' object pointing at the file, so the segment can be
-        # opened by name like any other; the file carries the real header and data.
-        payload_len = struct.calcsize(_LINK_FMT) + len(os.fsencode(path)) + 1
-        try:
-            link = _core.create(
-                osn, name, _core.KIND_LINK, payload_len + 4096, None, mode,
-                _core.LIFETIME_PERSISTENT, 0, None,
-            )
-        except SegmentExistsError:
-            cls._raise_exists(name, osn)
-            raise
+        # opened by name like any other; the file carries the real header and data.  The
+        # link holds the absolute path: it is opened from any working directory.
+        path = os.path.abspath(path)
+        for attempt in range(_RECLAIM_TRIES):
+            try:
+                link = cls._new_link(osn, name, path, mode)
+                break
+            except SegmentExistsError:
+                if attempt + 1 < _RECLAIM_TRIES and _reclaim_link(osn):
+                    continue  # a link left by a killed process to a segment nobody uses
+                cls._raise_exists(name, osn)
+                raise
         try:
             core = _core.create(osn, name, cls._kind, size, path, mode, lt, 0, init)
         except BaseException:
@@ -468,12 +581,38 @@ class Segment:
             _core.unlink(osn)
             raise
         st = core.stat()
-        link.write(struct.pack(_LINK_FMT, st["dev"], st["ino"]) + os.fsencode(path) + b"\0")
+        self = cls._wrap(core, name, osn, path, "rw", False)
+        self._link_ident = cls._fill_link(link, path, (st["dev"], st["ino"]))
+        return self
+
+    @staticmethod
+    def _new_link(osn: str, name: str, path: str, mode: int) -> _CoreSegment:
+        payload_len = struct.calcsize(_LINK_FMT) + len(os.fsencode(path)) + 1
+        return _core.create(
+            osn, name, _core.KIND_LINK, payload_len + 4096, None, mode,
+            _core.LIFETIME_PERSISTENT, 0, None,
+        )
+
+    @staticmethod
+    def _fill_link(link: _CoreSegment, path: str, ident: tuple[int, int]) -> tuple[int, int]:
+        """Write the file's identity and absolute path into a new link; its identity."""
+        link.write(struct.pack(_LINK_FMT, *ident) + os.fsencode(path) + b"\0")
         link_st = link.stat()
         link.close()
-        self = cls._wrap(core, name, osn, os.path.abspath(path), "rw", False)
-        self._link_ident = (link_st["dev"], link_st["ino"])
-        return self
+        return (link_st["dev"], link_st["ino"])
+
+    def _register_link(self) -> None:
+        """Opened by path while its name is missing (every process had exited, so the
+        last one removed it): register the name again, so that others open it by name
+        and ``mapshare ls`` shows it.  A name that exists is left alone."""
+        if _WINDOWS or self._path is None:
+            return
+        mode = self._core.stat()["mode"] & 0o777
+        try:
+            link = self._new_link(self._os_name, self._name, self._path, mode | 0o600)
+        except (SegmentExistsError, PermissionError):
+            return
+        self._link_ident = self._fill_link(link, self._path, self._ident)
 
     @classmethod
     def open(
@@ -554,6 +693,7 @@ class Segment:
         allow_foreign: bool,
     ) -> Any:
         link_ident = None
+        by_path = fspath is not None
         if fspath is None:
             assert name is not None
             osn = _naming.os_name(name)
@@ -590,6 +730,8 @@ class Segment:
             core, name, osn, None if fspath is None else os.path.abspath(fspath), access, False
         )
         self._link_ident = link_ident
+        if by_path:
+            self._register_link()
         return self
 
     @staticmethod
@@ -662,10 +804,28 @@ class Segment:
         init: object, timeout: float,
     ) -> Any:
         deadline = time.monotonic() + timeout
+        if path is None and not _WINDOWS:
+            # An object abandoned by processes that all died is not opened but replaced,
+            # exactly as create() would (racing callers all end up with the new one).
+            _naming.validate(name)
+            try:
+                _reclaim(_naming.os_name(name))
+            except OSError:
+                pass
         while True:
             try:
                 seg = cls.open(name, timeout=max(0.0, deadline - time.monotonic()))
             except SegmentNotFoundError:
+                if path is not None and os.path.exists(path):
+                    # A file-backed segment whose name went with its last process: the
+                    # file is the segment; reopening it registers the name again.
+                    try:
+                        seg = cls.open(
+                            name, path=path, timeout=max(0.0, deadline - time.monotonic())
+                        )
+                    except SegmentNotFoundError:
+                        continue
+                    return cls._check_same(seg, name, size)
                 try:
                     return cls._create(
                         name, size, path=path, mode=mode, lifetime=lifetime, init=init
@@ -674,15 +834,19 @@ class Segment:
                     if time.monotonic() >= deadline:
                         raise
                     continue  # lost the race, or a destroyed one is going away
-            if seg.size != size or seg._core.kind != cls._kind:
-                kind = KIND_NAMES.get(seg._core.kind, "?")
-                got = seg.size
-                seg.close()
-                raise LayoutError(
-                    f"existing segment {name!r} is a {kind} of {got} bytes; asked for a "
-                    f"{KIND_NAMES[cls._kind]} of {size} bytes"
-                )
-            return seg
+            return cls._check_same(seg, name, size)
+
+    @classmethod
+    def _check_same(cls, seg: Any, name: str, size: int) -> Any:
+        if seg.size != size or seg._core.kind != cls._kind:
+            kind = KIND_NAMES.get(seg._core.kind, "?")
+            got = seg.size
+            seg.close()
+            raise LayoutError(
+                f"existing segment {name!r} is a {kind} of {got} bytes; asked for a "
+                f"{KIND_NAMES[cls._kind]} of {size} bytes"
+            )
+        return seg
 
     # ---- attributes ----------------------------------------------------------------
 
@@ -731,8 +895,8 @@ class Segment:
     @property
     def buf(self) -> memoryview:
         """The segment's memory (read-only for access='r').  Views and numpy arrays
-        made from it keep it mapped: ``close()`` raises BufferError until they are
-        released."""
+        made from it keep it mapped, even after ``close()``: the mapping goes with the
+        last of them."""
         if self._buf is None:
             self._check_open()
             self._buf = memoryview(self._core)
@@ -850,18 +1014,34 @@ class Segment:
     # ---- lifetime ------------------------------------------------------------------
 
     def close(self) -> None:
-        """Detach this handle.  Raises BufferError while memoryviews or numpy arrays of
-        the memory are still in use (nothing is unmapped under them).  For a 'shared'
-        segment, the last process to close removes it."""
+        """Detach this handle: the name goes when the last user of a 'shared' segment
+        closes.  Memoryviews and numpy arrays of the memory stay valid: the mapping is
+        unmapped when the last of them is released, never under them.  Raises
+        BufferError while this handle holds the segment's lock or another thread waits
+        inside it."""
+        self._close(force=False)
+
+    def _close(self, *, force: bool) -> None:
+        """force: the exit path (interpreter exit, a collected handle, a multiprocessing
+        child returning): locks this thread holds are released, never refused."""
         core = self._core
         if core.closed:
             return
-        if self._buf is not None:
-            self._buf.release()
-            self._buf = None
-        last = core.close()
+        # Drop, never release, our memoryview: a numpy array may use it as its base.
+        self._buf = None
+        # numpy 2 keeps the exporting object itself as an array's base, with no buffer
+        # export: anything referencing the core object beyond this handle (self._core,
+        # the local, getrefcount's argument) may point into the mapping, so it is then
+        # unmapped only when the core object goes.
+        defer = sys.getrefcount(core) > 3
+        # The last user removes an anonymous segment's name inside close(), under its
+        # meta lock (a reclaimer that already replaced the name keeps its new object).
+        remove = None
+        if not self._unlinked and self._path is None and not _WINDOWS:
+            remove = self._os_name
+        last = core.close(True, force, defer, remove)
         _live.discard(self)
-        if last and not self._unlinked:
+        if last and not self._unlinked and remove is None:
             self._remove_name()
 
     def unlink(self) -> None:
@@ -880,6 +1060,10 @@ class Segment:
     def _remove_name(self) -> None:
         if _WINDOWS:
             return  # Windows names vanish with their last handle
+        if self._path is None and not self._raw and not self._core.closed:
+            # under the meta lock, like a reclaimer (see ms_segment_remove_name)
+            self._core.remove_name(self._os_name)
+            return
         ident = self._link_ident if self._path is not None else self._ident
         if ident is None and self._path is not None:
             ident = self._find_link()
@@ -924,8 +1108,8 @@ class Segment:
         except AttributeError:
             return
         try:
-            if not core.closed and not core.exports:
-                self.close()
+            if not core.closed:
+                self._close(force=True)
         except Exception:
             pass
 

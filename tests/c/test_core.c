@@ -947,6 +947,107 @@ static void test_sigbus_guard(void)
 
 struct test { const char *name; void (*fn)(void); int threads; };
 
+/* ---- reclaiming abandoned names ------------------------------------------------------ */
+
+static int name_exists(const char *osname)
+{
+    ms_object o;
+    if (ms_p_object_open(osname, NULL, 0, 0, &o, NULL) != MS_OK)
+        return 0;
+    ms_p_object_close(&o);
+    return 1;
+}
+
+static void test_segment_reclaim(void)
+{
+    int err = 0, result = -1;
+    char osn[64];
+    strcpy(osn, fresh_osname());
+    /* absent */
+    CHECK_EQ(ms_segment_reclaim(osn, 0, 0, &result, &err), MS_OK);
+    CHECK_EQ(result, MS_RECLAIM_ABSENT);
+
+    /* a 'shared' object whose only attached process died: removed */
+    pid_t pid = fork();
+    if (pid == 0) {
+        ms_segment s;
+        int e;
+        _exit(ms_segment_create(&s, osn, NULL, "ctest", MS_KIND_SEGMENT, 64, 0600,
+                                MS_LIFETIME_SHARED, 0, NULL, NULL, &e) == MS_OK ? 0 : 3);
+    }
+    CHECK_EQ(child_status(pid), 0);
+    CHECK(name_exists(osn));
+    CHECK_EQ(ms_segment_reclaim(osn, 0, 0, &result, &err), MS_OK);
+    CHECK_EQ(result, MS_RECLAIM_REMOVED);
+    CHECK(!name_exists(osn));
+
+    /* a live user (us): kept, and still usable */
+    ms_segment seg;
+    CHECK_EQ(ms_segment_create(&seg, osn, NULL, "ctest", MS_KIND_SEGMENT, 64, 0600,
+                               MS_LIFETIME_SHARED, 0, NULL, NULL, &err), MS_OK);
+    CHECK_EQ(ms_segment_reclaim(osn, 0, 0, &result, &err), MS_OK);
+    CHECK_EQ(result, MS_RECLAIM_KEPT);
+    CHECK(name_exists(osn));
+    CHECK_EQ(ms_load32(&seg.hdr->state), MS_STATE_READY);
+    /* marked destroyed: removed even with us attached (nobody can open it) */
+    CHECK_EQ(ms_segment_mark_destroyed(&seg, &err), MS_OK);
+    CHECK_EQ(ms_segment_reclaim(osn, 0, 0, &result, &err), MS_OK);
+    CHECK_EQ(result, MS_RECLAIM_REMOVED);
+    CHECK(!name_exists(osn));
+    /* the name now names a new object: our remove_name must leave it alone */
+    ms_segment fresh;
+    CHECK_EQ(ms_segment_create(&fresh, osn, NULL, "ctest", MS_KIND_SEGMENT, 64, 0600,
+                               MS_LIFETIME_SHARED, 0, NULL, NULL, &err), MS_OK);
+    int removed = -1;
+    CHECK_EQ(ms_segment_remove_name(&seg, osn, 0, &removed, &err), MS_OK);
+    CHECK_EQ(removed, 0);
+    CHECK(name_exists(osn));
+    ms_segment_close(&seg);
+    CHECK_EQ(ms_segment_remove_name(&fresh, osn, 0, &removed, &err), MS_OK);
+    CHECK_EQ(removed, 1);
+    ms_segment_close(&fresh);
+
+    /* persistent with a dead creator: data, kept */
+    pid = fork();
+    if (pid == 0) {
+        ms_segment s;
+        int e;
+        _exit(ms_segment_create(&s, osn, NULL, "ctest", MS_KIND_SEGMENT, 64, 0600,
+                                MS_LIFETIME_PERSISTENT, 0, NULL, NULL, &e) == MS_OK ? 0 : 3);
+    }
+    CHECK_EQ(child_status(pid), 0);
+    CHECK_EQ(ms_segment_reclaim(osn, 0, 0, &result, &err), MS_OK);
+    CHECK_EQ(result, MS_RECLAIM_KEPT);
+    CHECK(name_exists(osn));
+    ms_p_object_unlink(osn, 0, NULL);
+
+    /* an unfinished header (magic 0) whose creator died: claimed and removed once */
+    pid = fork();
+    if (pid == 0) {
+        ms_segment s;
+        int e;
+        if (ms_segment_create(&s, osn, NULL, "ctest", MS_KIND_SEGMENT, 64, 0600,
+                              MS_LIFETIME_SHARED, 0, NULL, NULL, &e) != MS_OK)
+            _exit(3);
+        ms_store64(&s.hdr->magic, 0);  /* as if it died before publishing */
+        _exit(0);
+    }
+    CHECK_EQ(child_status(pid), 0);
+    CHECK_EQ(ms_segment_reclaim(osn, 0, 0, &result, &err), MS_OK);
+    CHECK_EQ(result, MS_RECLAIM_REMOVED);
+    CHECK(!name_exists(osn));
+
+    /* an empty object (no header yet): only by age, i.e. unfinished_ok */
+    ms_object o;
+    CHECK_EQ(ms_p_object_create(osn, NULL, 0, 0600, 0, &o, &err), MS_OK);
+    CHECK_EQ(ms_segment_reclaim(osn, 0, 0, &result, &err), MS_OK);
+    CHECK_EQ(result, MS_RECLAIM_UNFINISHED);
+    CHECK_EQ(ms_segment_reclaim(osn, 0, 1, &result, &err), MS_OK);
+    CHECK_EQ(result, MS_RECLAIM_REMOVED);
+    ms_p_object_close(&o);
+    CHECK(!name_exists(osn));
+}
+
 static const struct test tests[] = {
     { "ring_push_pop", test_ring_push_pop, 0 },
     { "ring_wrap_many", test_ring_wrap_many, 0 },
@@ -961,6 +1062,7 @@ static const struct test tests[] = {
     { "ring_threads", test_ring_threads, 1 },
     { "header_validation", test_header_validation, 0 },
     { "open_invalid_objects", test_open_invalid_objects, 0 },
+    { "segment_reclaim", test_segment_reclaim, 0 },
     { "lock_owner_died", test_lock_owner_died, 0 },
     { "lock_not_owner", test_lock_not_owner, 0 },
     { "lock_corrupt_list_pointers", test_lock_corrupt_list_pointers, 0 },
