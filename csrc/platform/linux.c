@@ -18,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/sysmacros.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -116,7 +118,9 @@ void ms_p_object_close(ms_object *obj)
 {
     if (obj->handle != MS_NO_HANDLE)
         close((int)obj->handle);
-    obj->handle = MS_NO_HANDLE;
+    if (obj->file != MS_NO_HANDLE)
+        close((int)obj->file);  /* the opener lock's description */
+    obj->handle = obj->file = MS_NO_HANDLE;
 }
 
 ms_status ms_p_object_unlink(const char *osname, unsigned flags, int *err)
@@ -168,6 +172,90 @@ ms_status ms_p_object_truncate(ms_object *obj, uint64_t size, int *err)
     if (ftruncate((int)obj->handle, (off_t)size) != 0)
         return errno_status(errno, err);
     obj->size = size;
+    return MS_OK;
+}
+
+/* ---- openers ---------------------------------------------------------------------- */
+
+/* The opener count is a flock(LOCK_SH) on a description of its own (obj->file), never
+ * mapped: a lock belongs to an open file description, which every mapping made from it
+ * also keeps alive -- a forked child's inherited mappings would otherwise hold the
+ * parent's count until the child unmaps, and a closing handle's own mappings would make
+ * it look like another opener.  Without /proc, the object's own descriptor does. */
+static int lock_fd(const ms_object *obj)
+{
+    return obj->file != MS_NO_HANDLE ? (int)obj->file : (int)obj->handle;
+}
+
+ms_status ms_p_object_share(ms_object *obj, int *err)
+{
+    if (obj->file == MS_NO_HANDLE) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", (int)obj->handle);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);  /* the same file, by construction */
+        if (fd >= 0)
+            obj->file = fd;
+    }
+    while (flock(lock_fd(obj), LOCK_SH | LOCK_NB) != 0) {
+        if (errno == EINTR)
+            continue;
+        if (errno == EWOULDBLOCK)
+            return MS_E_BUSY;
+        return errno_status(errno, err);
+    }
+    return MS_OK;
+}
+
+void ms_p_object_unshare(ms_object *obj)
+{
+    flock(lock_fd(obj), LOCK_UN);
+}
+
+int ms_p_object_others(ms_object *obj)
+{
+    /* A failed conversion drops a shared lock this description held (Linux, BSD):
+     * callers ask only with a handle that is leaving or never counted. */
+    return flock(lock_fd(obj), LOCK_EX | LOCK_NB) == 0 ? 0 : 1;
+}
+
+ms_status ms_p_object_after_fork(ms_object *obj, int *err)
+{
+    /* The inherited description is the parent's (its lock is the parent's count):
+     * let go of our reference and take a description of our own. */
+    if (obj->file != MS_NO_HANDLE)
+        close((int)obj->file);
+    obj->file = MS_NO_HANDLE;
+    return ms_p_object_share(obj, err);
+}
+
+ms_status ms_p_object_openers(const ms_object *obj, uint32_t *pids, unsigned max,
+                              unsigned *n, int *err)
+{
+    struct stat st;
+    char line[256];
+    *n = 0;
+    if (fstat((int)obj->handle, &st) != 0)
+        return errno_status(errno, err);
+    FILE *f = fopen("/proc/locks", "re");
+    if (!f)
+        return errno_status(errno, err);
+    /* "1: FLOCK  ADVISORY  READ  1234 00:1a:5678 0 EOF"; "1: -> FLOCK ..." is a waiter */
+    while (fgets(line, sizeof line, f)) {
+        char type[16], adv[16], rw[16];
+        unsigned pid, maj, min;
+        unsigned long long ino;
+        if (sscanf(line, "%*[^:]: %15s %15s %15s %u %x:%x:%llu", type, adv, rw, &pid, &maj,
+                   &min, &ino) != 7)
+            continue;
+        if (strcmp(type, "FLOCK") != 0 || strcmp(rw, "READ") != 0 ||
+            ino != (unsigned long long)st.st_ino || maj != major(st.st_dev) ||
+            min != minor(st.st_dev))
+            continue;
+        if (*n < max)
+            pids[*n] = pid;
+        (*n)++;
+    }
+    fclose(f);
     return MS_OK;
 }
 

@@ -23,7 +23,8 @@ typedef intptr_t ms_handle_t;
 /* An open shared-memory object or backing file. */
 typedef struct ms_object {
     ms_handle_t handle;   /* POSIX: fd of the shm object or file. Windows: file-mapping HANDLE */
-    ms_handle_t file;     /* Windows: the backing file HANDLE (or MS_NO_HANDLE). POSIX: unused */
+    ms_handle_t file;     /* Windows: the backing file HANDLE (or MS_NO_HANDLE).  Linux: the
+                           * opener lock's own descriptor (ms_p_object_share), or none */
     uint64_t size;        /* the object's size in bytes when created or opened */
     int writable;         /* opened for writing */
 } ms_object;
@@ -88,6 +89,35 @@ ms_status ms_p_object_stat(const ms_object *obj, ms_object_stat *st, int *err);
 
 /* Resize (grow) an object we created; used only before publication. */
 ms_status ms_p_object_truncate(ms_object *obj, uint64_t size, int *err);
+
+/* ---- openers: who has the object open ---------------------------------------------- */
+
+/* Every handle that attaches counts as an opener of the object until it is closed or its
+ * process dies, whatever its access: a read-only opener cannot write the attach table,
+ * so the attach table alone cannot tell whether a 'shared' object is still in use.
+ * Linux: flock(LOCK_SH) on an open file description of the handle's own (obj->file),
+ * released by the kernel when the process dies.  Windows: a name lives as long as any handle, so these are
+ * no-ops (ms_p_object_others answers 0). */
+
+/* Count this handle.  MS_E_BUSY while another handle is removing the object (it holds
+ * the exclusive lock of ms_p_object_others); the caller retries or gives up. */
+ms_status ms_p_object_share(ms_object *obj, int *err);
+/* Stop counting this handle (done by a handle about to close, before it asks
+ * ms_p_object_others). */
+void ms_p_object_unshare(ms_object *obj);
+/* 1 if another handle counts as an opener -- of any process, this one's other handles
+ * included; 0 if none does: this handle then holds the object exclusively until it is
+ * closed, so no new opener can start counting while the caller removes the name.
+ * Asking gives up this handle's own count: ask only from a handle that is leaving (after
+ * ms_p_object_unshare) or that never counted (an inspector).  Errors answer 1. */
+int ms_p_object_others(ms_object *obj);
+/* In a forked child: give this handle its own count (the inherited one belongs to the
+ * parent's handle as much as to ours). */
+ms_status ms_p_object_after_fork(ms_object *obj, int *err);
+/* The pids of the processes counted as openers, up to `max` of them; *n is the total.
+ * Linux: /proc/locks.  MS_E_INVALID where the OS cannot tell (Windows). */
+ms_status ms_p_object_openers(const ms_object *obj, uint32_t *pids, unsigned max,
+                              unsigned *n, int *err);
 
 /* ---- mappings -------------------------------------------------------------------- */
 

@@ -192,6 +192,10 @@ class SegmentInfo:
     """Kind-specific details (channel depth and peers, event state, semaphore value)."""
     error: Optional[str] = None
     """Why the header could not be read, for state 'corrupt' or 'initializing'."""
+    read_only_openers: Optional[tuple[int, ...]] = None
+    """Pids of processes that have it open without being in ``attached`` (read-only
+    openers, which cannot write the attach table but count as attached all the same);
+    None where the OS cannot tell (Windows) or the header could not be read."""
 
     @property
     def all_dead(self) -> bool:
@@ -226,6 +230,9 @@ class SegmentInfo:
             "change_count": self.change_count,
             "extra": self.extra,
             "error": self.error,
+            "read_only_openers": None
+            if self.read_only_openers is None
+            else list(self.read_only_openers),
         }
 
 
@@ -286,7 +293,16 @@ def _info_from_header(
         lock=_lock_state(h["lock"]),
         change_count=h["change_count"],
         extra=extra,
+        read_only_openers=_read_only_openers(h),
     )
+
+
+def _read_only_openers(h: dict[str, Any]) -> Optional[tuple[int, ...]]:
+    openers = h.get("openers")
+    if openers is None:
+        return None
+    in_table = {p["pid"] for p in h["attached"]}
+    return tuple(sorted({p for p in openers if p not in in_table}))
 
 
 class Segment:
@@ -581,8 +597,7 @@ class Segment:
             core = _core.open(osn, fspath, 0, acc, False, flags)
         try:
             cls._check_opened(core, name, osn, allow_foreign)
-            if core.header_writable:
-                core.attach()
+            core.attach()  # every opener counts, read-only ones included
         except BaseException:
             core.close(detach=False)
             raise

@@ -26,7 +26,7 @@ ROOT = hasattr(os, "getuid") and os.getuid() == 0
 WINDOWS = sys.platform == "win32"
 NO_PERSISTENT_SHM = ("lifetime='persistent' needs a backing file on Windows "
                      "(UnsupportedError, see docs/platforms.md)")
-HEADER = 4096
+HEADER = mapshare._core.HEADER_SIZE  # header page + attach table (csrc/layout.h)
 NOBODY = 65534
 
 # header field offsets (csrc/layout.h)
@@ -435,8 +435,16 @@ def test_persistent_until_unlink(name: str) -> None:
     ("what", "offset", "data"),
     [
         ("bad magic", OFF_MAGIC, struct.pack("<Q", 0x1122334455667788)),
-        ("future version", OFF_VERSION, struct.pack("<I", 2)),
+        ("future version", OFF_VERSION, struct.pack("<I", 3)),
+        ("version 1 (attach table inside the header page)", OFF_VERSION,
+         struct.pack("<I", 1)),
         ("old version", OFF_VERSION, struct.pack("<I", 0)),
+        ("attach table beyond the header", 88, struct.pack("<Q", 1 << 20)),
+        ("attach table inside the header page", 88, struct.pack("<Q", 2048)),
+        ("attach table misaligned", 88, struct.pack("<Q", 4096 + 8)),
+        ("no attach slots", 96, struct.pack("<I", 0)),
+        ("more attach slots than fit", 96, struct.pack("<I", 4097)),
+        ("absurd attach slots", 96, struct.pack("<I", 0xFFFFFFFF)),
         ("size beyond the mapping", OFF_SIZE, struct.pack("<Q", 1 << 40)),
         ("size overflowing", OFF_SIZE, struct.pack("<Q", (1 << 64) - 1)),
         ("total beyond the object", OFF_TOTAL, struct.pack("<Q", 1 << 40)),
