@@ -904,6 +904,11 @@ class Segment:
             _core.unlink_if_same(self._os_name, ident[0], ident[1])
         except SegmentNotFoundError:
             pass
+        except PermissionDeniedError:
+            # Only the owner may remove a name from /dev/shm (sticky): a group member
+            # who was the last user leaves it to the owner's next close or `mapshare gc`
+            # (nobody is attached any more, so either removes it).
+            pass
 
     def _find_link(self) -> Optional[tuple[int, int]]:
         """Opened by path: the identity of the name's link object, if it still points at

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import struct
 import subprocess
@@ -41,6 +42,10 @@ class Holder:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
         assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], TIMEOUT)
+        if not ready:
+            self.proc.kill()
+            pytest.fail("the attachers did not report (a child died before reporting?)")
         line = self.proc.stdout.readline()
         assert line, "the holder died before its children reported"
         self.report: dict[str, Any] = json.loads(line)
