@@ -3,9 +3,9 @@
  * read a segment from that page alone.
  *
  * All integers are little-endian, naturally aligned.  The object starts with the header
- * page (ms_header, MS_HEADER_PAGE bytes: identity, locks, kind area), followed by the
- * attach table (attach_slots entries of ms_attach at attach_offset); together they are
- * the first header_size bytes.  The user area (a segment's bytes, a channel's ring)
+ * page (ms_header, MS_HEADER_PAGE bytes: identity, locks, kind area) and the attach table
+ * (attach_slots entries of ms_attach at attach_offset, which starts in the second half of
+ * the header page and runs on after it); together they are the first header_size bytes.  The user area (a segment's bytes, a channel's ring)
  * starts at data_offset (== header_size == MS_HEADER_SIZE for objects this version
  * creates) and is `size` bytes long (the object itself is rounded up to whole pages).
  * Readers take attach_offset, attach_slots and data_offset from the header, checked
@@ -39,9 +39,12 @@
 #define MS_NAME_MAX         255u
 #define MS_ATTACH_SLOTS     4096u   /* processes that can attach at once (created objects) */
 #define MS_ATTACH_SLOTS_MAX 65536u  /* the most a reader accepts from a header */
-#define MS_ATTACH_OFFSET    MS_HEADER_PAGE
-/* header page + attach table: where the user area starts (69,632 bytes) */
-#define MS_HEADER_SIZE      (MS_ATTACH_OFFSET + MS_ATTACH_SLOTS * 16u)
+/* The table starts in the second half of the header page (where version 1 had its 120
+ * entries), so that its first 128 entries -- all a segment with few attachers uses --
+ * share the page every opener touches anyway, and runs on into the pages after it. */
+#define MS_ATTACH_OFFSET    2048u
+/* header page + attach table, rounded up to a page: where the user area starts (69,632) */
+#define MS_HEADER_SIZE      ((MS_ATTACH_OFFSET + MS_ATTACH_SLOTS * 16u + 4095u) / 4096u * 4096u)
 #define MS_KIND_AREA_SIZE   1024u
 
 /* kinds */
@@ -169,7 +172,7 @@ typedef struct ms_header {
     uint32_t flags;            /*  76 MS_FLAG_* */
     uint32_t name_len;         /*  80 bytes used in name[] */
     uint32_t mode;             /*  84 permission bits asked for */
-    uint64_t attach_offset;    /*  88 where the attach table starts (>= MS_HEADER_PAGE) */
+    uint64_t attach_offset;    /*  88 where the attach table starts (>= 2048, after kind_area) */
     uint32_t attach_slots;     /*  96 entries in the attach table */
     uint32_t attach_end;       /* 100 hint: every slot at or after it is free */
     uint32_t attach_hint;      /* 104 hint: no free slot before it */
@@ -182,7 +185,8 @@ typedef struct ms_header {
     uint32_t change_waiters;   /* 516 */
     uint8_t  reserved1[504];   /* 520 */
     uint8_t  kind_area[MS_KIND_AREA_SIZE];          /* 1024 ms_event, ms_semaphore, ms_ring */
-    uint8_t  reserved2[2048];                       /* 2048 (the attach table in version 1) */
+    uint8_t  attach_head[2048];                     /* 2048 the first 128 entries of the attach
+                                                     * table (at attach_offset == 2048) */
 } ms_header;
 
 MS_STATIC_ASSERT(sizeof(ms_attach) == 16, "attach slot size");
@@ -200,5 +204,6 @@ MS_STATIC_ASSERT(offsetof(ms_header, attach_offset) == 88, "attach table fields"
 MS_STATIC_ASSERT(offsetof(ms_header, attach_hint) == 104, "attach hint offset");
 MS_STATIC_ASSERT(sizeof(ms_header) == MS_HEADER_PAGE, "header is one 4 KiB page");
 MS_STATIC_ASSERT(MS_HEADER_SIZE % 4096 == 0, "the user area starts on a page");
+MS_STATIC_ASSERT(offsetof(ms_header, attach_head) == MS_ATTACH_OFFSET, "table in the page");
 
 #endif

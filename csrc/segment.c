@@ -164,7 +164,8 @@ ms_status ms_segment_validate(ms_segment *seg, const ms_object_stat *st)
         return MS_E_LAYOUT;
     /* header page, then the table, inside [0, data_offset), which the header mapping
      * covers; every term is bounded before it is added, so nothing overflows */
-    if (slots == 0 || slots > MS_ATTACH_SLOTS_MAX || attach_offset < MS_HEADER_PAGE ||
+    if (slots == 0 || slots > MS_ATTACH_SLOTS_MAX ||
+        attach_offset < offsetof(ms_header, attach_head) || data_offset < MS_HEADER_PAGE ||
         attach_offset % sizeof(ms_attach) != 0 ||
         attach_offset > (uint64_t)MS_ATTACH_SLOTS_MAX * sizeof(ms_attach) ||
         header_size != data_offset || data_offset % 8 != 0 ||
@@ -407,6 +408,8 @@ static int table_any_live(ms_segment *seg, int reap)
 static ms_status share(ms_segment *seg, int *err)
 {
     uint64_t deadline = 0;
+    if (seg->no_opener_lock)
+        return MS_OK;
     for (;;) {
         ms_status st = ms_p_object_share(&seg->obj, err);
         if (st != MS_E_BUSY)
@@ -422,6 +425,12 @@ static ms_status share(ms_segment *seg, int *err)
     }
 }
 
+static void unshare(ms_segment *seg)
+{
+    if (!seg->no_opener_lock)
+        ms_p_object_unshare(&seg->obj);
+}
+
 static ms_status attach_impl(ms_segment *seg, int *err)
 {
     if (seg->raw || seg->attached)
@@ -433,14 +442,14 @@ static ms_status attach_impl(ms_segment *seg, int *err)
     if (!seg->hdr_writable) {
         /* read-only: counted by the opener lock alone (it cannot write the table) */
         if (ms_load32(&h->state) == MS_STATE_DESTROYED) {
-            ms_p_object_unshare(&seg->obj);
+            unshare(seg);
             return MS_E_DESTROYED;
         }
         seg->attached = 1;
         return MS_OK;
     }
     if ((st = meta_lock(seg, err)) != MS_OK) {
-        ms_p_object_unshare(&seg->obj);
+        unshare(seg);
         return st;
     }
     if (ms_load32(&h->state) == MS_STATE_DESTROYED) {
@@ -499,7 +508,7 @@ attached:
 out:
     meta_unlock(seg);
     if (st != MS_OK)
-        ms_p_object_unshare(&seg->obj);
+        unshare(seg);
     return st;
 }
 
@@ -511,7 +520,9 @@ static int last_user(ms_segment *seg)
     if (seg->lifetime != MS_LIFETIME_SHARED ||
         ms_load32(&seg->hdr->state) == MS_STATE_DESTROYED)
         return 0;
-    if (ms_p_object_others(&seg->obj))
+    /* (a forked child without a description of its own goes by the table alone, as
+     * before opener locks: the inherited lock is the parent's) */
+    if (!seg->no_opener_lock && ms_p_object_others(&seg->obj))
         return 0;
     if (seg->hdr_writable && !(seg->flags & MS_FLAG_FILE_BACKED))
         ms_store32(&seg->hdr->state, MS_STATE_DESTROYED);
@@ -527,7 +538,7 @@ static ms_status detach_impl(ms_segment *seg, int *last, int *err)
         /* A read-only opener cannot take the meta lock nor mark the state: it only
          * tells its caller whether nobody else is left (who then removes the name). */
         seg->attached = 0;
-        ms_p_object_unshare(&seg->obj);
+        unshare(seg);
         if (!table_any_live(seg, 0))
             *last = last_user(seg);
         return MS_OK;
@@ -553,8 +564,11 @@ static ms_status detach_impl(ms_segment *seg, int *last, int *err)
     /* Last user?  One live process is enough to know it is not: stop at the first
      * (reaping the dead met on the way), so closing costs one liveness check rather than
      * one per attached process.  ms_segment_reap (gc) still sweeps the whole table. */
+    /* Otherwise the opener lock goes with the handle's description: when it is closed
+     * and no mapping made from it is left (a view still in use keeps it, as it keeps
+     * the memory). */
     if (!table_any_live(seg, 1)) {
-        ms_p_object_unshare(&seg->obj);
+        unshare(seg);
         *last = last_user(seg);
     }
     meta_unlock(seg);
@@ -582,10 +596,19 @@ static ms_status after_fork_impl(ms_segment *seg, int *err)
         return MS_OK;
     seg->attached = 0;
     seg->in_table = 0;
-    /* Without a description of its own the child would share the parent's opener count
-     * (and drop it for both when it leaves); if that fails, shared is still better than
-     * none. */
-    ms_p_object_after_fork(&seg->obj, NULL);
+    /* The inherited description is the parent's, with the parent's opener lock, and our
+     * inherited mappings keep it alive: take a description of our own and move the
+     * mappings to it.  Without one (no /proc), count through the table alone. */
+    if (!seg->no_opener_lock && ms_p_object_after_fork(&seg->obj, NULL) == MS_OK) {
+        int rw = seg->hdr_writable ? MS_ACCESS_WRITE : MS_ACCESS_READ;
+        ms_p_remap(&seg->obj, seg->hdr, 0, seg->hdr_len, rw, NULL);
+        if (seg->map)
+            ms_p_remap(&seg->obj, seg->map,
+                       seg->data_offset - (uint64_t)(seg->data - (uint8_t *)seg->map),
+                       seg->map_len, seg->access, NULL);
+    } else {
+        seg->no_opener_lock = 1;
+    }
     return attach_impl(seg, err);
 }
 

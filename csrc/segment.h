@@ -28,6 +28,8 @@ typedef struct ms_segment {
     int raw;
     int attached;           /* counted as attached: an opener (platform lock), and... */
     int in_table;           /* ...registered in the attach table (writable header) */
+    int no_opener_lock;     /* forked child without a description of its own: the
+                             * inherited opener lock is the parent's, never ours to drop */
     volatile int faulted;   /* a SIGBUS was caught: the mappings are quarantined */
 } ms_segment;
 

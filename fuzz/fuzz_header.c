@@ -52,7 +52,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t n)
     if (objfd < 0)
         objfd = memfd_create("fuzz_header", MFD_CLOEXEC);
     seg.obj.handle = objfd;
-    seg.obj.file = MS_NO_HANDLE;
     seg.hdr = h;
     seg.hdr_len = MS_HEADER_PAGE;
     seg.hdr_writable = 1;
@@ -84,7 +83,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t n)
         REQUIRE(seg.total >= seg.data_offset && seg.total <= objsize);
         REQUIRE(seg.size <= seg.total - seg.data_offset);
         REQUIRE(seg.slots >= 1 && seg.slots <= MS_ATTACH_SLOTS_MAX);
-        REQUIRE((uint8_t *)seg.table >= (uint8_t *)h + MS_HEADER_PAGE &&
+        REQUIRE((uint8_t *)seg.table >= (uint8_t *)h->attach_head &&
                 (uint8_t *)(seg.table + seg.slots) <= (uint8_t *)h + seg.hdr_len);
         REQUIRE(seg.lifetime == MS_LIFETIME_SHARED || seg.lifetime == MS_LIFETIME_PERSISTENT);
 
@@ -140,8 +139,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t n)
         }
         ms_segment_reap(&seg, &removed, &empty, &err);
         REQUIRE(removed >= 0 && (uint32_t)removed <= seg.slots);
-        if (seg.obj.file != MS_NO_HANDLE)
-            close((int)seg.obj.file);  /* the opener lock's description */
+        ms_p_object_unshare(&seg.obj);
         ms_change_notify(&seg);
         (void)ms_change_count(&seg);
     }

@@ -15,20 +15,20 @@ KIND_SEGMENT, KIND_CHANNEL, KIND_EVENT = 1, 5, 3
 
 def header(kind: int, size: int, magic: int = MAGIC, lifetime: int = 2,
            slots: int = 16, end: int = 2, hint: int = 2) -> tuple[int, bytes]:
-    """(object size, the header area: header page + attach table of ``slots``)."""
-    data_offset = 4096 + 16 * slots
+    """(object size, the header area: header page + attach table of ``slots`` at 2048)."""
+    data_offset = (2048 + 16 * slots + 4095) // 4096 * 4096
     total = data_offset + (size + 4095) // 4096 * 4096
     h = bytearray(data_offset)
     struct.pack_into("<QIIIIQQQ", h, 0, magic, 2, kind, data_offset, lifetime, size,
                      data_offset, total)
     struct.pack_into("<IIII", h, 72, 1, 0, 4, 0o600)
-    struct.pack_into("<QIII", h, 88, 4096, slots, end, hint)  # attach table and hints
+    struct.pack_into("<QIII", h, 88, 2048, slots, end, hint)  # attach table and hints
     h[128:132] = b"seed"
     if kind == KIND_CHANNEL:
         struct.pack_into("<QQ", h, 1024, size, size - 8)
     # one attached process (pid 1, which is alive) and one dead-looking one
-    struct.pack_into("<IIQ", h, 4096, 1, 1, 1)
-    struct.pack_into("<IIQ", h, 4112, 0x7FFFFFF0, 1, 12345)
+    struct.pack_into("<IIQ", h, 2048, 1, 1, 1)
+    struct.pack_into("<IIQ", h, 2064, 0x7FFFFFF0, 1, 12345)
     return total, bytes(h)
 
 

@@ -118,9 +118,7 @@ void ms_p_object_close(ms_object *obj)
 {
     if (obj->handle != MS_NO_HANDLE)
         close((int)obj->handle);
-    if (obj->file != MS_NO_HANDLE)
-        close((int)obj->file);  /* the opener lock's description */
-    obj->handle = obj->file = MS_NO_HANDLE;
+    obj->handle = MS_NO_HANDLE;
 }
 
 ms_status ms_p_object_unlink(const char *osname, unsigned flags, int *err)
@@ -177,26 +175,14 @@ ms_status ms_p_object_truncate(ms_object *obj, uint64_t size, int *err)
 
 /* ---- openers ---------------------------------------------------------------------- */
 
-/* The opener count is a flock(LOCK_SH) on a description of its own (obj->file), never
- * mapped: a lock belongs to an open file description, which every mapping made from it
- * also keeps alive -- a forked child's inherited mappings would otherwise hold the
- * parent's count until the child unmaps, and a closing handle's own mappings would make
- * it look like another opener.  Without /proc, the object's own descriptor does. */
-static int lock_fd(const ms_object *obj)
-{
-    return obj->file != MS_NO_HANDLE ? (int)obj->file : (int)obj->handle;
-}
+/* The opener count is a flock(LOCK_SH) on the handle's own open file description.  A lock
+ * lives as long as its description, which every mapping made from it also keeps alive:
+ * a forked child therefore moves its inherited handles, mappings included, to
+ * descriptions of its own. */
 
 ms_status ms_p_object_share(ms_object *obj, int *err)
 {
-    if (obj->file == MS_NO_HANDLE) {
-        char path[64];
-        snprintf(path, sizeof path, "/proc/self/fd/%d", (int)obj->handle);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);  /* the same file, by construction */
-        if (fd >= 0)
-            obj->file = fd;
-    }
-    while (flock(lock_fd(obj), LOCK_SH | LOCK_NB) != 0) {
+    while (flock((int)obj->handle, LOCK_SH | LOCK_NB) != 0) {
         if (errno == EINTR)
             continue;
         if (errno == EWOULDBLOCK)
@@ -208,24 +194,46 @@ ms_status ms_p_object_share(ms_object *obj, int *err)
 
 void ms_p_object_unshare(ms_object *obj)
 {
-    flock(lock_fd(obj), LOCK_UN);
+    flock((int)obj->handle, LOCK_UN);
 }
 
 int ms_p_object_others(ms_object *obj)
 {
     /* A failed conversion drops a shared lock this description held (Linux, BSD):
      * callers ask only with a handle that is leaving or never counted. */
-    return flock(lock_fd(obj), LOCK_EX | LOCK_NB) == 0 ? 0 : 1;
+    return flock((int)obj->handle, LOCK_EX | LOCK_NB) == 0 ? 0 : 1;
 }
 
 ms_status ms_p_object_after_fork(ms_object *obj, int *err)
 {
-    /* The inherited description is the parent's (its lock is the parent's count):
-     * let go of our reference and take a description of our own. */
-    if (obj->file != MS_NO_HANDLE)
-        close((int)obj->file);
-    obj->file = MS_NO_HANDLE;
-    return ms_p_object_share(obj, err);
+    /* A description of our own for the same file (through /proc: the same inode by
+     * construction), under the same descriptor number. */
+    char path[64];
+    int fd = (int)obj->handle;
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    int nfd = open(path, (obj->writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    if (nfd < 0)
+        return errno_status(errno, err);
+    if (dup3(nfd, fd, O_CLOEXEC) < 0) {
+        int e = errno;
+        close(nfd);
+        return errno_status(e, err);
+    }
+    close(nfd);
+    return MS_OK;
+}
+
+ms_status ms_p_remap(const ms_object *obj, void *addr, uint64_t offset, size_t length,
+                     int access, int *err)
+{
+    int prot = access == MS_ACCESS_READ ? PROT_READ : PROT_READ | PROT_WRITE;
+    if (access == MS_ACCESS_COPY)
+        return MS_OK;  /* private pages would be lost: keep the inherited mapping */
+    void *p = mmap(addr, length, prot, MAP_SHARED | MAP_FIXED, (int)obj->handle,
+                   (off_t)offset);
+    if (p == MAP_FAILED)
+        return errno_status(errno, err);
+    return MS_OK;
 }
 
 ms_status ms_p_object_openers(const ms_object *obj, uint32_t *pids, unsigned max,

@@ -23,8 +23,7 @@ typedef intptr_t ms_handle_t;
 /* An open shared-memory object or backing file. */
 typedef struct ms_object {
     ms_handle_t handle;   /* POSIX: fd of the shm object or file. Windows: file-mapping HANDLE */
-    ms_handle_t file;     /* Windows: the backing file HANDLE (or MS_NO_HANDLE).  Linux: the
-                           * opener lock's own descriptor (ms_p_object_share), or none */
+    ms_handle_t file;     /* Windows: the backing file HANDLE (or MS_NO_HANDLE). POSIX: unused */
     uint64_t size;        /* the object's size in bytes when created or opened */
     int writable;         /* opened for writing */
 } ms_object;
@@ -95,15 +94,17 @@ ms_status ms_p_object_truncate(ms_object *obj, uint64_t size, int *err);
 /* Every handle that attaches counts as an opener of the object until it is closed or its
  * process dies, whatever its access: a read-only opener cannot write the attach table,
  * so the attach table alone cannot tell whether a 'shared' object is still in use.
- * Linux: flock(LOCK_SH) on an open file description of the handle's own (obj->file),
- * released by the kernel when the process dies.  Windows: a name lives as long as any handle, so these are
+ * Linux: flock(LOCK_SH) on the handle's open file description, released by the kernel
+ * when the process dies.  A description lives as long as any mapping made from it, so
+ * a handle counts until it is closed and unmapped (or lets go explicitly with
+ * ms_p_object_unshare), and a forked child moves each inherited handle, mappings
+ * included, to a description of its own.  Windows: a name lives as long as any handle, so these are
  * no-ops (ms_p_object_others answers 0). */
 
 /* Count this handle.  MS_E_BUSY while another handle is removing the object (it holds
  * the exclusive lock of ms_p_object_others); the caller retries or gives up. */
 ms_status ms_p_object_share(ms_object *obj, int *err);
-/* Stop counting this handle (done by a handle about to close, before it asks
- * ms_p_object_others). */
+/* Stop counting this handle (every handle does, as it detaches). */
 void ms_p_object_unshare(ms_object *obj);
 /* 1 if another handle counts as an opener -- of any process, this one's other handles
  * included; 0 if none does: this handle then holds the object exclusively until it is
@@ -111,9 +112,16 @@ void ms_p_object_unshare(ms_object *obj);
  * Asking gives up this handle's own count: ask only from a handle that is leaving (after
  * ms_p_object_unshare) or that never counted (an inspector).  Errors answer 1. */
 int ms_p_object_others(ms_object *obj);
-/* In a forked child: give this handle its own count (the inherited one belongs to the
- * parent's handle as much as to ours). */
+/* In a forked child: give this handle an open description of its own, under the same
+ * descriptor (the inherited one, and its opener lock, are the parent's).  The caller
+ * then moves its mappings over (ms_p_remap) and takes its own count.  Windows: no fork. */
 ms_status ms_p_object_after_fork(ms_object *obj, int *err);
+/* Map [offset, offset+length) of the object again at `addr`, replacing the mapping there
+ * (same contents: the object is shared), so that it refers to the handle's current
+ * description.  Copy-on-write mappings are left alone (their private pages would be
+ * lost).  Windows: a no-op. */
+ms_status ms_p_remap(const ms_object *obj, void *addr, uint64_t offset, size_t length,
+                     int access, int *err);
 /* The pids of the processes counted as openers, up to `max` of them; *n is the total.
  * Linux: /proc/locks.  MS_E_INVALID where the OS cannot tell (Windows). */
 ms_status ms_p_object_openers(const ms_object *obj, uint32_t *pids, unsigned max,

@@ -511,14 +511,18 @@ static void test_header_validation(void)
     CASE(h->data_offset = 0, MS_E_LAYOUT);
     CASE(h->data_offset = 8192, MS_E_LAYOUT);              /* != header_size */
     CASE((h->data_offset = h->header_size = 4096), MS_E_LAYOUT);  /* no room for the table */
+    CASE((h->data_offset = h->header_size = 2048 + 16, h->attach_slots = 1), MS_E_LAYOUT);
+                                                            /* header area under a page */
     CASE((h->data_offset = h->header_size = 1u << 30, h->total_size = 1u << 30),
          MS_E_LAYOUT);                                      /* absurd header area */
     CASE(h->attach_slots = 0, MS_E_LAYOUT);
-    CASE(h->attach_slots = MS_ATTACH_SLOTS + 1, MS_E_LAYOUT);  /* past data_offset */
+    CASE(h->attach_slots = MS_ATTACH_SLOTS + 128, MS_OK);   /* fills the header area */
+    CASE(h->attach_slots = MS_ATTACH_SLOTS + 129, MS_E_LAYOUT);  /* past data_offset */
     CASE(h->attach_slots = 0xFFFFFFFFu, MS_E_LAYOUT);
     CASE(h->attach_slots = 16, MS_OK);                     /* a smaller table is fine */
-    CASE(h->attach_offset = 2048, MS_E_LAYOUT);            /* inside the header page */
-    CASE(h->attach_offset = 4096 + 8, MS_E_LAYOUT);        /* misaligned */
+    CASE(h->attach_offset = 1024, MS_E_LAYOUT);            /* over the kind area */
+    CASE(h->attach_offset = 2048 + 8, MS_E_LAYOUT);        /* misaligned */
+    CASE(h->attach_offset = 4096, MS_OK);                  /* after the page, just fits */
     CASE(h->attach_offset = 4096 + 16, MS_E_LAYOUT);       /* runs past data_offset */
     CASE(h->attach_offset = UINT64_MAX - 15, MS_E_LAYOUT); /* would wrap */
     CASE((h->attach_offset = 8192, h->attach_slots = 16), MS_OK);

@@ -434,7 +434,7 @@ def test_pickled_file_backed_segment_reattaches(name: str, tmp_file: str) -> Non
 
 # ---- the attach table -----------------------------------------------------------------
 
-ATTACH_OFFSET, ATTACH_SLOTS = 4096, mapshare._core.ATTACH_SLOTS  # csrc/layout.h
+ATTACH_OFFSET, ATTACH_SLOTS = 2048, mapshare._core.ATTACH_SLOTS  # csrc/layout.h
 OFF_ATTACH_END = 100  # ms_header.attach_end
 
 
