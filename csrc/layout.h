@@ -83,7 +83,11 @@
 
 /* One attached process.  The attach table is attach_slots of these at attach_offset;
  * attach_end and attach_hint in the header keep attach and detach O(attached) rather
- * than O(slots) -- they are hints, rebuilt from the slots whenever they disagree. */
+ * than O(slots) -- they are hints, rebuilt from the slots whenever they disagree.
+ * attach_reserved says how many leading entries have storage: the creator reserves the
+ * header page only (its 128 entries), attachers reserve the table page by page as they
+ * reach it, and nobody reads past it (reading a hole would allocate it, or on a full
+ * filesystem raise SIGBUS). */
 typedef struct ms_attach {
     uint32_t pid;          /* 0: free slot */
     uint32_t count;        /* handles this process holds */
@@ -176,7 +180,7 @@ typedef struct ms_header {
     uint32_t attach_slots;     /*  96 entries in the attach table */
     uint32_t attach_end;       /* 100 hint: every slot at or after it is free */
     uint32_t attach_hint;      /* 104 hint: no free slot before it */
-    uint32_t reserved0a;       /* 108 */
+    uint32_t attach_reserved;  /* 108 entries [0, it) have storage; the rest may be holes */
     uint8_t  reserved0[16];    /* 112 */
     char     name[256];        /* 128 the logical name, not NUL-terminated if 256 long */
     uint8_t  meta_lock[64];    /* 384 protects state and the attach table */
@@ -202,6 +206,7 @@ MS_STATIC_ASSERT(offsetof(ms_header, change_seq) == 512, "change counter offset"
 MS_STATIC_ASSERT(offsetof(ms_header, kind_area) == 1024, "kind area offset");
 MS_STATIC_ASSERT(offsetof(ms_header, attach_offset) == 88, "attach table fields");
 MS_STATIC_ASSERT(offsetof(ms_header, attach_hint) == 104, "attach hint offset");
+MS_STATIC_ASSERT(offsetof(ms_header, attach_reserved) == 108, "attach reserved offset");
 MS_STATIC_ASSERT(sizeof(ms_header) == MS_HEADER_PAGE, "header is one 4 KiB page");
 MS_STATIC_ASSERT(MS_HEADER_SIZE % 4096 == 0, "the user area starts on a page");
 MS_STATIC_ASSERT(offsetof(ms_header, attach_head) == MS_ATTACH_OFFSET, "table in the page");

@@ -697,8 +697,12 @@ static PyObject *Segment_header(SegmentObject *self, PyObject *unused)
     SETITEM("change_count", PyLong_FromUnsignedLong(h->change_seq));
     SETITEM("change_waiters", PyLong_FromUnsignedLong(h->change_waiters));
     {
-        /* the whole table (no hint trusted), copied once under the fault guard */
-        size_t len = (size_t)self->seg.slots * sizeof(ms_attach);
+        /* the whole table (no hint trusted) as far as it has storage, copied once under
+         * the fault guard */
+        uint32_t lim = self->seg.hdr->attach_reserved;
+        if (lim > self->seg.slots)
+            lim = self->seg.slots;
+        size_t len = (size_t)lim * sizeof(ms_attach);
         ms_attach *t = PyMem_Malloc(len ? len : 1);
         if (!t) {
             PyErr_NoMemory();
@@ -711,7 +715,7 @@ static PyObject *Segment_header(SegmentObject *self, PyObject *unused)
             raise_status(MS_E_FAULT, 0, "header");
             goto fail;
         }
-        v = attach_list(t, self->seg.slots);
+        v = attach_list(t, lim);
         PyMem_Free(t);
         if (!v || PyDict_SetItemString(d, "attached", v) < 0) {
             Py_XDECREF(v);

@@ -70,9 +70,17 @@ ms_status ms_segment_create(ms_segment *seg, const char *osname, const char *pat
     if (size > UINT64_MAX / 2)
         return MS_E_NO_SPACE;
     uint64_t total = MS_HEADER_SIZE + ms_round_up(size, ms_p_page_size());
-    st = ms_p_object_create(osname, path, total, mode, flags, &seg->obj, err);
+    /* Storage for the header page and the user area now; the rest of the attach table
+     * (64 KiB) page by page as attachers reach it, so that an object costs one page
+     * more than its user area until more than 128 processes attach. */
+    st = ms_p_object_create(osname, path, total, mode, flags | MS_OBJ_RESERVE_LATER,
+                            &seg->obj, err);
     if (st != MS_OK)
         return st;
+    if ((st = ms_p_object_reserve(&seg->obj, 0, MS_HEADER_PAGE, err)) != MS_OK ||
+        (st = ms_p_object_reserve(&seg->obj, MS_HEADER_SIZE, total - MS_HEADER_SIZE, err))
+            != MS_OK)
+        goto fail;
     st = ms_p_waitctx_open(osname, flags, &seg->ctx, err);
     if (st == MS_OK)
         st = map_header(seg, MS_HEADER_SIZE, 1, err);
@@ -113,6 +121,7 @@ ms_status ms_segment_create(ms_segment *seg, const char *osname, const char *pat
     seg->slot = 0;
     h->attach_end = 1;
     h->attach_hint = 1;
+    h->attach_reserved = (MS_HEADER_PAGE - MS_ATTACH_OFFSET) / sizeof(ms_attach);
     if (init && (st = init(h, init_arg, err)) != MS_OK)
         goto fail;
     ms_store64(&h->magic, MS_MAGIC);
@@ -282,11 +291,19 @@ fail:
 /* Rebuild the hints from the slots: attach_end is one past the last used slot,
  * attach_hint the first free one (or attach_end).  O(slots): after a holder of the meta
  * lock died, or when the hints read back inconsistent. */
+/* How many leading entries may be read: those with storage (attach_reserved, checked).
+ * Every entry past it is free. */
+static uint32_t table_limit(const ms_segment *seg)
+{
+    uint32_t r = ms_load_relaxed32(&seg->hdr->attach_reserved);
+    return r < seg->slots ? r : seg->slots;
+}
+
 static void table_rebuild(ms_segment *seg)
 {
     ms_attach *t = seg->table;
-    uint32_t end = 0, hint = UINT32_MAX;
-    for (uint32_t i = 0; i < seg->slots; i++) {
+    uint32_t end = 0, hint = UINT32_MAX, lim = table_limit(seg);
+    for (uint32_t i = 0; i < lim; i++) {
         if (ms_load_relaxed32(&t[i].pid))
             end = i + 1;
         else if (hint == UINT32_MAX)
@@ -303,7 +320,7 @@ static void table_hints(ms_segment *seg, uint32_t *end, uint32_t *hint)
 {
     *end = ms_load_relaxed32(&seg->hdr->attach_end);
     *hint = ms_load_relaxed32(&seg->hdr->attach_hint);
-    if (*end > seg->slots || *hint > *end) {
+    if (*end > table_limit(seg) || *hint > *end) {
         table_rebuild(seg);
         *end = ms_load_relaxed32(&seg->hdr->attach_end);
         *hint = ms_load_relaxed32(&seg->hdr->attach_hint);
@@ -365,7 +382,8 @@ static int reap_locked(ms_segment *seg, int *live)
     table_hints(seg, &end, &hint);
     (void)hint;
     /* the whole table, not just up to the end hint: gc trusts no hint */
-    for (uint32_t i = 0; i < seg->slots; i++) {
+    uint32_t lim = table_limit(seg);
+    for (uint32_t i = 0; i < lim; i++) {
         uint32_t pid = ms_load_relaxed32(&t[i].pid);
         if (!pid)
             continue;
@@ -387,9 +405,9 @@ static int reap_locked(ms_segment *seg, int *live)
 static int table_any_live(ms_segment *seg, int reap)
 {
     uint32_t me = ms_p_pid();
-    uint32_t end = ms_load_relaxed32(&seg->hdr->attach_end);
-    if (end > seg->slots || !reap)
-        end = seg->slots;  /* without the lock, or if it reads wrong, trust no hint */
+    uint32_t end = ms_load_relaxed32(&seg->hdr->attach_end), lim = table_limit(seg);
+    if (end > lim || !reap)
+        end = lim;  /* without the lock, or if it reads wrong, trust no hint */
     for (uint32_t i = 0; i < end; i++) {
         uint32_t pid = ms_load_relaxed32(&seg->table[i].pid);
         if (!pid)
@@ -469,11 +487,13 @@ static ms_status attach_impl(ms_segment *seg, int *err)
                 goto attached;
             }
         }
-        /* no free slot before the hint; look from there, then past the end */
-        for (slot = hint; slot < seg->slots && ms_load_relaxed32(&t[slot].pid); slot++)
+        /* no free slot before the hint; look from there, then past the end (and past
+         * the reserved entries, all free) */
+        uint32_t lim = table_limit(seg);
+        for (slot = hint; slot < lim && ms_load_relaxed32(&t[slot].pid); slot++)
             if (slot >= end)
                 break;  /* a used slot past the end: the hints are wrong */
-        if (slot < seg->slots && slot >= end && ms_load_relaxed32(&t[slot].pid)) {
+        if (slot < lim && slot >= end && ms_load_relaxed32(&t[slot].pid)) {
             if (rebuilt) {
                 st = MS_E_LAYOUT;  /* changing under the meta lock: not ours to fix */
                 goto out;
@@ -493,6 +513,16 @@ static ms_status attach_impl(ms_segment *seg, int *err)
         int live;
         reap_locked(seg, &live);
         reaped = rebuilt = 1;
+    }
+    if (slot >= table_limit(seg)) {
+        /* A page of the table never used yet: reserve its storage before writing (a
+         * hole written on a full /dev/shm would be SIGBUS), then say so. */
+        uint64_t table_off = (uint64_t)((uint8_t *)t - (uint8_t *)h);
+        uint64_t off = (table_off + (uint64_t)slot * sizeof(ms_attach)) / 4096 * 4096;
+        if ((st = ms_p_object_reserve(&seg->obj, off, 4096, err)) != MS_OK)
+            goto out;
+        uint64_t upto = (off + 4096 - table_off) / sizeof(ms_attach);
+        ms_store32(&h->attach_reserved, upto < seg->slots ? (uint32_t)upto : seg->slots);
     }
     /* end before pid: a process dying here leaves the end too far, never too short */
     if (slot >= end)
@@ -534,11 +564,14 @@ static ms_status detach_impl(ms_segment *seg, int *last, int *err)
     *last = 0;
     if (seg->raw || !seg->attached || seg->faulted)
         return MS_OK;
+    /* Let go of the opener lock first, before leaving the table: two users closing at
+     * once must not each see the other's lock after the other saw its entry gone (the
+     * lock would otherwise last until the descriptor is closed and unmapped). */
+    unshare(seg);
     if (!seg->in_table) {
         /* A read-only opener cannot take the meta lock nor mark the state: it only
          * tells its caller whether nobody else is left (who then removes the name). */
         seg->attached = 0;
-        unshare(seg);
         if (!table_any_live(seg, 0))
             *last = last_user(seg);
         return MS_OK;
@@ -564,13 +597,8 @@ static ms_status detach_impl(ms_segment *seg, int *last, int *err)
     /* Last user?  One live process is enough to know it is not: stop at the first
      * (reaping the dead met on the way), so closing costs one liveness check rather than
      * one per attached process.  ms_segment_reap (gc) still sweeps the whole table. */
-    /* Otherwise the opener lock goes with the handle's description: when it is closed
-     * and no mapping made from it is left (a view still in use keeps it, as it keeps
-     * the memory). */
-    if (!table_any_live(seg, 1)) {
-        unshare(seg);
+    if (!table_any_live(seg, 1))
         *last = last_user(seg);
-    }
     meta_unlock(seg);
     return MS_OK;
 }

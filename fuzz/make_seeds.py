@@ -22,7 +22,8 @@ def header(kind: int, size: int, magic: int = MAGIC, lifetime: int = 2,
     struct.pack_into("<QIIIIQQQ", h, 0, magic, 2, kind, data_offset, lifetime, size,
                      data_offset, total)
     struct.pack_into("<IIII", h, 72, 1, 0, 4, 0o600)
-    struct.pack_into("<QIII", h, 88, 2048, slots, end, hint)  # attach table and hints
+    # attach table, hints, entries with storage
+    struct.pack_into("<QIIII", h, 88, 2048, slots, end, hint, min(slots, 128))
     h[128:132] = b"seed"
     if kind == KIND_CHANNEL:
         struct.pack_into("<QQ", h, 1024, size, size - 8)

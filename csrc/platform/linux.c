@@ -61,7 +61,7 @@ ms_status ms_p_object_create(const char *osname, const char *path, uint64_t size
     int rc = fchmod(fd, (mode_t)mode);
     if (rc == 0 && ftruncate(fd, (off_t)size) != 0)
         rc = -1;
-    if (rc == 0) {
+    if (rc == 0 && !(flags & MS_OBJ_RESERVE_LATER)) {
         /* Reserve every page now: on tmpfs and most filesystems this allocates blocks,
          * so ENOSPC is reported here instead of SIGBUS at first touch. */
         int e = posix_fallocate(fd, 0, (off_t)size);
@@ -162,6 +162,17 @@ ms_status ms_p_object_stat(const ms_object *obj, ms_object_stat *out, int *err)
     out->dev = (uint64_t)st.st_dev;
     out->ino = (uint64_t)st.st_ino;
     out->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+    return MS_OK;
+}
+
+ms_status ms_p_object_reserve(const ms_object *obj, uint64_t offset, uint64_t length,
+                              int *err)
+{
+    if (length == 0)
+        return MS_OK;
+    int e = posix_fallocate((int)obj->handle, (off_t)offset, (off_t)length);
+    if (e != 0 && e != EOPNOTSUPP && e != EINVAL)
+        return errno_status(e, err);
     return MS_OK;
 }
 

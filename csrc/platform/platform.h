@@ -40,6 +40,8 @@ typedef struct ms_object_stat {
 /* Flags for ms_p_object_create / ms_p_object_open */
 #define MS_OBJ_FOLLOW_SYMLINKS 0x1   /* path=: allow the last component to be a symlink */
 #define MS_OBJ_GLOBAL          0x2   /* Windows: Global\ namespace instead of Local\ */
+#define MS_OBJ_RESERVE_LATER   0x100 /* create: reserve no storage; the caller reserves what it
+                                      * needs with ms_p_object_reserve (Windows: ignored) */
 
 /* Access modes for mappings. */
 #define MS_ACCESS_READ  1   /* read-only, shared */
@@ -86,6 +88,13 @@ ms_status ms_p_object_list(unsigned flags, ms_list_fn fn, void *arg, int *err);
 /* fstat-like facts about an open object. */
 ms_status ms_p_object_stat(const ms_object *obj, ms_object_stat *st, int *err);
 
+/* Reserve storage for [offset, offset+length) of an object opened for writing (a hole
+ * otherwise filled on first touch, which on a full /dev/shm or disk would be SIGBUS):
+ * MS_E_NO_SPACE if it cannot be had.  Already reserved ranges cost one system call.
+ * Windows: sections are committed whole at creation; MS_OK. */
+ms_status ms_p_object_reserve(const ms_object *obj, uint64_t offset, uint64_t length,
+                              int *err);
+
 /* Resize (grow) an object we created; used only before publication. */
 ms_status ms_p_object_truncate(ms_object *obj, uint64_t size, int *err);
 
@@ -96,9 +105,8 @@ ms_status ms_p_object_truncate(ms_object *obj, uint64_t size, int *err);
  * so the attach table alone cannot tell whether a 'shared' object is still in use.
  * Linux: flock(LOCK_SH) on the handle's open file description, released by the kernel
  * when the process dies.  A description lives as long as any mapping made from it, so
- * a handle counts until it is closed and unmapped (or lets go explicitly with
- * ms_p_object_unshare), and a forked child moves each inherited handle, mappings
- * included, to a description of its own.  Windows: a name lives as long as any handle, so these are
+ * a handle lets go explicitly (ms_p_object_unshare) as it detaches, and a forked child
+ * moves each inherited handle, mappings included, to a description of its own.  Windows: a name lives as long as any handle, so these are
  * no-ops (ms_p_object_others answers 0). */
 
 /* Count this handle.  MS_E_BUSY while another handle is removing the object (it holds

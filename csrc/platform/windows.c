@@ -657,6 +657,13 @@ ms_status ms_p_object_after_fork(ms_object *obj, int *err)
     return MS_OK;
 }
 
+ms_status ms_p_object_reserve(const ms_object *obj, uint64_t offset, uint64_t length,
+                              int *err)
+{
+    (void)obj; (void)offset; (void)length; (void)err;
+    return MS_OK;
+}
+
 ms_status ms_p_remap(const ms_object *obj, void *addr, uint64_t offset, size_t length,
                      int access, int *err)
 {

@@ -31,6 +31,7 @@ static inline void fake_header_fill(ms_header *h, uint32_t kind, uint64_t size, 
     h->total_size = total;
     h->attach_offset = MS_ATTACH_OFFSET;
     h->attach_slots = MS_ATTACH_SLOTS;
+    h->attach_reserved = MS_ATTACH_SLOTS;
     h->state = MS_STATE_READY;
     h->name_len = 4;
     memcpy(h->name, "fake", 4);

@@ -614,6 +614,7 @@ static void test_attach_table(void)
     CHECK_EQ(h->data_offset, MS_HEADER_SIZE);
     CHECK_EQ(h->attach_end, 1);
     CHECK_EQ(h->attach_hint, 1);
+    CHECK_EQ(h->attach_reserved, 128);  /* the entries in the header page */
     /* a second handle of this process shares its entry */
     CHECK_EQ(ms_segment_open(&b, osname, NULL, 0, MS_ACCESS_WRITE, 0, 0, &err), MS_OK);
     CHECK_EQ(b.slots, MS_ATTACH_SLOTS);
@@ -634,6 +635,7 @@ static void test_attach_table(void)
     }
     h->attach_end = MS_ATTACH_SLOTS;
     h->attach_hint = MS_ATTACH_SLOTS;
+    h->attach_reserved = MS_ATTACH_SLOTS;  /* as if attachers had reached every page */
     CHECK_EQ(open_attach_in_child(osname), MS_E_ATTACH_LIMIT);
     CHECK_EQ(a.table[0].count, 2);  /* the refused attach changed nothing */
     /* the sleeper dies: the next attacher reaps every slot it held and takes one */

@@ -571,16 +571,37 @@ def test_full_tmpfs_raises_no_space_at_create(name: str, small_tmpfs: Path) -> N
     assert not path.exists()
     assert os.listdir(small_tmpfs) == []
     assert not _exists(name)
-    # exactly the limit fits (header + user area == 1 MiB)...
+    # exactly the limit fits (header page + user area == 1 MiB: the rest of the attach
+    # table is reserved page by page, only once more than 128 processes attach)...
     exact = small_tmpfs / "exact.bin"
-    with mapshare.Segment.create(name, (1 << 20) - HEADER, path=exact) as seg:
+    with mapshare.Segment.create(name, (1 << 20) - 4096, path=exact) as seg:
         seg.write(b"E", offset=seg.size - 1)  # touching the last page is safe
-        assert os.path.getsize(exact) == 1 << 20
+        assert os.stat(exact).st_blocks * 512 == 1 << 20
         # ...and then nothing more does
         with pytest.raises(mapshare.NoSpaceError):
             mapshare.Segment.create(name + "x", 1, path=small_tmpfs / "one.bin")
         assert os.listdir(small_tmpfs) == ["exact.bin"]
         assert not os.path.exists(_shm(name + "x"))
+        assert seg.read(1, seg.size - 1) == b"E"
+        # the 129th attached process needs a table page that cannot be had: a clear
+        # NoSpaceError when it opens, never SIGBUS
+        start = mapshare._core.process_start(1)
+        with open(exact, "r+b") as f:
+            f.seek(2048 + 16)
+            f.write(struct.pack("<IIQ", 1, 1, start) * 127)  # slots 1-127: pid 1, alive
+            f.seek(100)
+            f.write(struct.pack("<II", 128, 128))  # attach_end, attach_hint
+        assert len(seg.info().attached) == 128
+        out = subprocess.run(
+            [sys.executable, "-c",
+             "import sys, mapshare\n"
+             "try:\n    mapshare.Segment.open(sys.argv[1])\n"
+             "except mapshare.NoSpaceError as e:\n    print('NoSpaceError', e)\n",
+             name],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert out.returncode == 0 and out.stdout.startswith("NoSpaceError"), out
+        assert len(seg.info().attached) == 128
         assert seg.read(1, seg.size - 1) == b"E"
 
 
