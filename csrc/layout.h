@@ -2,10 +2,14 @@
  * docs/design/layout.md mirrors it field by field so that a C, C++ or Rust program can
  * read a segment from that page alone.
  *
- * All integers are little-endian, naturally aligned.  The header occupies the first
- * MS_HEADER_SIZE bytes of the object; the user area (a segment's bytes, a channel's
- * ring) starts at data_offset (== MS_HEADER_SIZE in layout version 1) and is
- * `size` bytes long (the object itself is rounded up to whole pages).
+ * All integers are little-endian, naturally aligned.  The object starts with the header
+ * page (ms_header, MS_HEADER_PAGE bytes: identity, locks, kind area) and the attach table
+ * (attach_slots entries of ms_attach at attach_offset, which starts in the second half of
+ * the header page and runs on after it); together they are the first header_size bytes.  The user area (a segment's bytes, a channel's ring)
+ * starts at data_offset (== header_size == MS_HEADER_SIZE for objects this version
+ * creates) and is `size` bytes long (the object itself is rounded up to whole pages).
+ * Readers take attach_offset, attach_slots and data_offset from the header, checked
+ * against the mapping (a later writer may choose another table size).
  *
  * Publication: the creator writes every field with magic == 0, then stores `magic`
  * with release ordering.  An opener that sees magic == 0 knows the header is still
@@ -32,10 +36,17 @@
 #define MS_MAGIC            0x0152485350414d00ULL  /* bytes "\0MAPSHR\x01" */
 #define MS_MAGIC_RECLAIMED  0x0152485350414dffULL  /* an unfinished header claimed by a
                                                        * reclaimer: never valid, unlinked */
-#define MS_LAYOUT_VERSION   1u
-#define MS_HEADER_SIZE      4096u
+#define MS_LAYOUT_VERSION   2u
+#define MS_HEADER_PAGE      4096u   /* sizeof(ms_header) */
 #define MS_NAME_MAX         255u
-#define MS_ATTACH_SLOTS     120u
+#define MS_ATTACH_SLOTS     4096u   /* processes that can attach at once (created objects) */
+#define MS_ATTACH_SLOTS_MAX 65536u  /* the most a reader accepts from a header */
+/* The table starts in the second half of the header page (where version 1 had its 120
+ * entries), so that its first 128 entries -- all a segment with few attachers uses --
+ * share the page every opener touches anyway, and runs on into the pages after it. */
+#define MS_ATTACH_OFFSET    2048u
+/* header page + attach table, rounded up to a page: where the user area starts (69,632) */
+#define MS_HEADER_SIZE      ((MS_ATTACH_OFFSET + MS_ATTACH_SLOTS * 16u + 4095u) / 4096u * 4096u)
 #define MS_KIND_AREA_SIZE   1024u
 
 /* kinds */
@@ -72,6 +83,13 @@
 /* events and semaphores placed in the user area (Event.create_in): base + offset / 8 */
 #define MS_SLOT_USER_BASE   0x100u
 
+/* One attached process.  The attach table is attach_slots of these at attach_offset;
+ * attach_end and attach_hint in the header keep attach and detach O(attached) rather
+ * than O(slots) -- they are hints, rebuilt from the slots whenever they disagree.
+ * attach_reserved says how many leading entries have storage: the creator reserves the
+ * header page only (its 128 entries), attachers reserve the table page by page as they
+ * reach it, and nobody reads past it (reading a hole would allocate it, or on a full
+ * filesystem raise SIGBUS). */
 typedef struct ms_attach {
     uint32_t pid;          /* 0: free slot */
     uint32_t count;        /* handles this process holds */
@@ -160,7 +178,12 @@ typedef struct ms_header {
     uint32_t flags;            /*  76 MS_FLAG_* */
     uint32_t name_len;         /*  80 bytes used in name[] */
     uint32_t mode;             /*  84 permission bits asked for */
-    uint8_t  reserved0[40];    /*  88 */
+    uint64_t attach_offset;    /*  88 where the attach table starts (>= 2048, after kind_area) */
+    uint32_t attach_slots;     /*  96 entries in the attach table */
+    uint32_t attach_end;       /* 100 hint: every slot at or after it is free */
+    uint32_t attach_hint;      /* 104 hint: no free slot before it */
+    uint32_t attach_reserved;  /* 108 entries [0, it) have storage; the rest may be holes */
+    uint8_t  reserved0[16];    /* 112 */
     char     name[256];        /* 128 the logical name, not NUL-terminated if 256 long */
     uint8_t  meta_lock[64];    /* 384 protects state and the attach table */
     uint8_t  user_lock[64];    /* 448 seg.lock() and named Lock */
@@ -168,8 +191,8 @@ typedef struct ms_header {
     uint32_t change_waiters;   /* 516 */
     uint8_t  reserved1[504];   /* 520 */
     uint8_t  kind_area[MS_KIND_AREA_SIZE];          /* 1024 ms_event, ms_semaphore, ms_ring */
-    ms_attach attach[MS_ATTACH_SLOTS];              /* 2048 processes attached */
-    uint8_t  reserved2[MS_HEADER_SIZE - 2048 - MS_ATTACH_SLOTS * sizeof(ms_attach)];
+    uint8_t  attach_head[2048];                     /* 2048 the first 128 entries of the attach
+                                                     * table (at attach_offset == 2048) */
 } ms_header;
 
 MS_STATIC_ASSERT(sizeof(ms_attach) == 16, "attach slot size");
@@ -183,7 +206,11 @@ MS_STATIC_ASSERT(offsetof(ms_header, meta_lock) == 384, "meta lock offset");
 MS_STATIC_ASSERT(offsetof(ms_header, user_lock) == 448, "user lock offset");
 MS_STATIC_ASSERT(offsetof(ms_header, change_seq) == 512, "change counter offset");
 MS_STATIC_ASSERT(offsetof(ms_header, kind_area) == 1024, "kind area offset");
-MS_STATIC_ASSERT(offsetof(ms_header, attach) == 2048, "attach table offset");
-MS_STATIC_ASSERT(sizeof(ms_header) == MS_HEADER_SIZE, "header is one 4 KiB page");
+MS_STATIC_ASSERT(offsetof(ms_header, attach_offset) == 88, "attach table fields");
+MS_STATIC_ASSERT(offsetof(ms_header, attach_hint) == 104, "attach hint offset");
+MS_STATIC_ASSERT(offsetof(ms_header, attach_reserved) == 108, "attach reserved offset");
+MS_STATIC_ASSERT(sizeof(ms_header) == MS_HEADER_PAGE, "header is one 4 KiB page");
+MS_STATIC_ASSERT(MS_HEADER_SIZE % 4096 == 0, "the user area starts on a page");
+MS_STATIC_ASSERT(offsetof(ms_header, attach_head) == MS_ATTACH_OFFSET, "table in the page");
 
 #endif

@@ -67,6 +67,7 @@ static const char *status_text(ms_status st)
     case MS_E_FAULT: return "the segment's memory vanished (truncated by another process?)";
     case MS_E_INVALID: return "invalid argument";
     case MS_E_VALUE: return "value out of range";
+    case MS_E_ATTACH_LIMIT: return "the attach table is full of live processes";
     default: return "error";
     }
 }
@@ -627,6 +628,21 @@ static PyObject *Segment_attach(SegmentObject *self, PyObject *unused)
     int err = 0;
     ms_status st;
     SEG_ALLOW_THREADS(self, st = ms_segment_attach(&self->seg, &err));
+    if (st == MS_E_ATTACH_LIMIT && error_classes[st]) {
+        /* AttachLimitError(message, limit) */
+        PyObject *msg = PyUnicode_FromFormat(
+            "attach: the attach table is full: %u processes are attached already, the most "
+            "one object allows (a process takes one slot however many handles it opens)",
+            (unsigned)self->seg.slots);
+        PyObject *ex = msg ? PyObject_CallFunction(error_classes[st], "OI", msg,
+                                                   (unsigned)self->seg.slots) : NULL;
+        Py_XDECREF(msg);
+        if (ex) {
+            PyErr_SetObject(error_classes[st], ex);
+            Py_DECREF(ex);
+        }
+        return NULL;
+    }
     if (st != MS_OK)
         return raise_status(st, err, "attach");
     Py_RETURN_NONE;
@@ -637,11 +653,9 @@ static PyObject *Segment_after_fork(SegmentObject *self, PyObject *unused)
 {
     (void)unused;
     self->locks_held = 0;
-    if (!self->open || self->seg.raw || self->seg.faulted || !self->seg.hdr_writable)
+    if (!self->open || self->seg.raw || self->seg.faulted)
         Py_RETURN_NONE;
-    self->seg.attached = 0;
-    if (ms_segment_attach(&self->seg, NULL) != MS_OK)
-        self->seg.attached = 0;
+    ms_segment_after_fork(&self->seg, NULL);
     Py_RETURN_NONE;
 }
 
@@ -717,6 +731,13 @@ static ms_status copy_header_fn(void *arg)
     return MS_OK;
 }
 
+static ms_status copy_table_fn(void *arg)
+{
+    void **a = (void **)arg;
+    memcpy(a[0], a[1], *(size_t *)a[2]);
+    return MS_OK;
+}
+
 static PyObject *attach_list(const ms_attach *table, unsigned n)
 {
     PyObject *list = PyList_New(0);
@@ -784,7 +805,54 @@ static PyObject *Segment_header(SegmentObject *self, PyObject *unused)
     } while (0)
     SETITEM("change_count", PyLong_FromUnsignedLong(h->change_seq));
     SETITEM("change_waiters", PyLong_FromUnsignedLong(h->change_waiters));
-    SETITEM("attached", attach_list(h->attach, MS_ATTACH_SLOTS));
+    {
+        /* the whole table (no hint trusted) as far as it has storage, copied once under
+         * the fault guard */
+        uint32_t lim = self->seg.hdr->attach_reserved;
+        if (lim > self->seg.slots)
+            lim = self->seg.slots;
+        size_t len = (size_t)lim * sizeof(ms_attach);
+        ms_attach *t = PyMem_Malloc(len ? len : 1);
+        if (!t) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        void *ta[3] = {t, self->seg.table, &len};
+        if (ms_p_guarded_call(copy_table_fn, ta) != MS_OK) {
+            PyMem_Free(t);
+            ms_segment_fault(&self->seg);
+            raise_status(MS_E_FAULT, 0, "header");
+            goto fail;
+        }
+        v = attach_list(t, lim);
+        PyMem_Free(t);
+        if (!v || PyDict_SetItemString(d, "attached", v) < 0) {
+            Py_XDECREF(v);
+            goto fail;
+        }
+        Py_DECREF(v);
+    }
+    SETITEM("attach_slots", PyLong_FromUnsignedLong(self->seg.slots));
+    {
+        /* every process counted as an opener, read-only ones included, where the OS can
+         * tell (None where it cannot) */
+        uint32_t pids[256];
+        unsigned n = 0;
+        int err = 0;
+        if (ms_p_object_openers(&self->seg.obj, pids, 256, &n, &err) != MS_OK) {
+            SETITEM("openers", Py_NewRef(Py_None));
+        } else {
+            PyObject *l = PyList_New(0);
+            for (unsigned i = 0; l && i < n && i < 256; i++) {
+                PyObject *x = PyLong_FromUnsignedLong(pids[i]);
+                if (!x || PyList_Append(l, x) < 0)
+                    Py_CLEAR(l);
+                Py_XDECREF(x);
+            }
+            SETITEM("openers", l);
+            SETITEM("openers_count", PyLong_FromUnsignedLong(n));
+        }
+    }
     SETITEM("lock", lock_info(self->seg.hdr->user_lock));
     if (h->kind == MS_KIND_EVENT) {
         ms_event *e = (ms_event *)h->kind_area;
@@ -1811,7 +1879,8 @@ static PyGetSetDef Segment_getset[] = {
     {"closed", (getter)Segment_get_closed, NULL, "True after close().", NULL},
     {"faulted", (getter)Segment_get_faulted, NULL, "True after the memory vanished.", NULL},
     {"exports", (getter)Segment_get_exports, NULL, "Buffers currently exported.", NULL},
-    {"attached", (getter)Segment_get_attached, NULL, "Registered in the attach table.", NULL},
+    {"attached", (getter)Segment_get_attached, NULL,
+     "Counted as attached (in the attach table, or by its opener lock if read-only).", NULL},
     {"header_writable", (getter)Segment_get_header_writable, NULL,
      "The header is mapped writable (locks and registration possible).", NULL},
     {"spin", (getter)Segment_get_spin, (setter)Segment_set_spin,
@@ -1823,7 +1892,9 @@ static PyMethodDef Segment_methods[] = {
     {"close", (PyCFunction)(void (*)(void))Segment_close, METH_VARARGS | METH_KEYWORDS,
      "close(detach=True) -> bool: unmap; True if this was the last user of a shared "
      "segment (which is then destroyed and its name must be removed)."},
-    {"attach", (PyCFunction)Segment_attach, METH_NOARGS, "Register in the attach table."},
+    {"attach", (PyCFunction)Segment_attach, METH_NOARGS,
+     "Count this handle as attached: the opener lock, and the attach table if the header "
+     "is writable."},
     {"after_fork", (PyCFunction)Segment_after_fork, METH_NOARGS,
      "Register the forked child as a user of the segment."},
     {"reap", (PyCFunction)Segment_reap, METH_NOARGS,
@@ -2843,6 +2914,7 @@ PyMODINIT_FUNC PyInit__core(void)
     ADD_INT("LAYOUT_VERSION", MS_LAYOUT_VERSION);
     ADD_INT("NAME_MAX", MS_NAME_MAX);
     ADD_INT("ATTACH_SLOTS", MS_ATTACH_SLOTS);
+    ADD_INT("HEADER_PAGE", MS_HEADER_PAGE);
     ADD_INT("PAGE_SIZE", ms_p_page_size());
     ADD_INT("GRANULARITY", ms_p_granularity());
     ADD_INT("RECORD_HEADER", MS_REC_HEADER);
@@ -2868,6 +2940,7 @@ PyMODINIT_FUNC PyInit__core(void)
     ADD_INT("E_FAULT", MS_E_FAULT);
     ADD_INT("E_INVALID", MS_E_INVALID);
     ADD_INT("E_VALUE", MS_E_VALUE);
+    ADD_INT("E_ATTACH_LIMIT", MS_E_ATTACH_LIMIT);
 #undef ADD_INT
 #ifdef _WIN32
     PyModule_AddStringConstant(m, "PLATFORM", "windows");

@@ -8,8 +8,12 @@
 typedef struct ms_segment {
     ms_object obj;
     ms_waitctx *ctx;
-    ms_header *hdr;         /* the header page, shared; NULL for raw segments */
-    size_t hdr_len;
+    ms_header *hdr;         /* the header page and attach table, shared; NULL if raw */
+    size_t hdr_len;         /* == data_offset */
+    ms_attach *table;       /* the attach table inside the header mapping */
+    uint32_t slots;         /* its entries (validated) */
+    uint32_t slot;          /* this handle's entry: a hint, checked against the pid */
+    uint64_t data_offset;   /* validated */
     int hdr_writable;
     void *map;              /* the mapping that contains the user area (NULL if size 0) */
     size_t map_len;
@@ -22,7 +26,10 @@ typedef struct ms_segment {
     uint32_t flags;
     int access;
     int raw;
-    int attached;           /* registered in the attach table */
+    int attached;           /* counted as attached: an opener (platform lock), and... */
+    int in_table;           /* ...registered in the attach table (writable header) */
+    int no_opener_lock;     /* forked child without a description of its own: the
+                             * inherited opener lock is the parent's, never ours to drop */
     volatile int faulted;   /* a SIGBUS was caught: the mappings are quarantined */
 } ms_segment;
 
@@ -43,16 +50,30 @@ ms_status ms_segment_open(ms_segment *seg, const char *osname, const char *path,
 /* Validate the published header against the mapping; fills seg's local copies. */
 ms_status ms_segment_validate(ms_segment *seg, const ms_object_stat *st);
 
-/* Register this process in the attach table (reaping dead entries). */
+/* Count this handle as attached, whatever its access: every attacher takes the object's
+ * opener count (ms_p_object_share); one with a writable header also registers its
+ * process in the attach table (pid, start, handle count), reaping dead entries only when
+ * the table is full.  MS_E_ATTACH_LIMIT: attach_slots live processes already attached.
+ * MS_E_DESTROYED: the object was destroyed meanwhile. */
 ms_status ms_segment_attach(ms_segment *seg, int *err);
 
-/* Unregister; *last = 1 when the lifetime is shared and no live process remains (the
- * state is then DESTROYED and the caller removes the name). */
+/* Detach this handle; *last = 1 when the lifetime is shared and no other user remains
+ * (no live process in the attach table, no other opener): the state is then DESTROYED
+ * (if the header is writable) and the caller removes the name. */
 ms_status ms_segment_detach(ms_segment *seg, int *last, int *err);
 
-/* Remove dead entries; *empty = 1 when no live process remains attached and the
- * lifetime is shared (state set to DESTROYED). */
+/* THE liveness check for whoever removes a name it does not use itself (gc, collect,
+ * create over an abandoned name): sweep dead entries from the attach table; *empty = 1
+ * when the lifetime is shared, no live process is in the table and no other handle
+ * counts as an opener (read-only openers included).  The state is then DESTROYED and
+ * this handle holds the object exclusively until it is closed, so nobody can attach
+ * while the caller removes the name.  Call it from a handle that is not attached
+ * (open without ms_segment_attach); it needs a writable header. */
 ms_status ms_segment_reap(ms_segment *seg, int *removed, int *empty, int *err);
+
+/* In a forked child, for a handle the parent had attached: count it for the child
+ * (its own opener count, and its pid in the table if the header is writable). */
+ms_status ms_segment_after_fork(ms_segment *seg, int *err);
 
 /* Mark DESTROYED (explicit unlink). */
 ms_status ms_segment_mark_destroyed(ms_segment *seg, int *err);

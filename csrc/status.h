@@ -23,13 +23,14 @@ typedef enum ms_status {
     MS_E_TOO_LARGE = 12,   /* message larger than the channel can ever hold */
     MS_E_NOT_OWNER = 13,   /* release of a lock this thread does not hold */
     MS_E_NO_SPACE = 14,    /* storage could not be reserved (ENOSPC, quota) */
-    MS_E_BUSY = 15,        /* the object is in use (e.g. attach table full) */
+    MS_E_BUSY = 15,        /* the object is in use (a lock already held, a loan open) */
     MS_E_INITIALIZING = 16,/* header not yet published by its creator */
     MS_E_DESTROYED = 17,   /* segment was being destroyed while we attached */
     MS_E_BROKEN = 18,      /* every sender died without closing the channel */
     MS_E_FAULT = 19,       /* the backing object shrank under us (SIGBUS caught) */
     MS_E_INVALID = 20,     /* invalid argument */
-    MS_E_VALUE = 21        /* semaphore over its bound, or similar misuse */
+    MS_E_VALUE = 21,       /* semaphore over its bound, or similar misuse */
+    MS_E_ATTACH_LIMIT = 22 /* the attach table is full of live processes */
 } ms_status;
 
 #endif

@@ -13,17 +13,29 @@ MAGIC = 0x0152485350414D00
 KIND_SEGMENT, KIND_CHANNEL, KIND_EVENT = 1, 5, 3
 
 
-def header(kind: int, size: int, total: int, magic: int = MAGIC, lifetime: int = 2) -> bytes:
-    h = bytearray(4096)
-    struct.pack_into("<QIIIIQQQ", h, 0, magic, 1, kind, 4096, lifetime, size, 4096, total)
+def header(kind: int, size: int, magic: int = MAGIC, lifetime: int = 2,
+           slots: int = 16, end: int = 2, hint: int = 2) -> tuple[int, bytes]:
+    """(object size, the header area: header page + attach table of ``slots`` at 2048)."""
+    data_offset = (2048 + 16 * slots + 4095) // 4096 * 4096
+    total = data_offset + (size + 4095) // 4096 * 4096
+    h = bytearray(data_offset)
+    struct.pack_into("<QIIIIQQQ", h, 0, magic, 2, kind, data_offset, lifetime, size,
+                     data_offset, total)
     struct.pack_into("<IIII", h, 72, 1, 0, 4, 0o600)
+    # attach table, hints, entries with storage
+    struct.pack_into("<QIIII", h, 88, 2048, slots, end, hint, min(slots, 128))
     h[128:132] = b"seed"
     if kind == KIND_CHANNEL:
         struct.pack_into("<QQ", h, 1024, size, size - 8)
     # one attached process (pid 1, which is alive) and one dead-looking one
     struct.pack_into("<IIQ", h, 2048, 1, 1, 1)
     struct.pack_into("<IIQ", h, 2064, 0x7FFFFFF0, 1, 12345)
-    return bytes(h)
+    return total, bytes(h)
+
+
+def header_seed(kind: int, size: int, **kw: int) -> bytes:
+    total, h = header(kind, size, **kw)
+    return struct.pack("<Q", total) + h
 
 
 def ring_control(cap: int, head: int, tail: int) -> bytes:
@@ -58,11 +70,14 @@ def write(sub: str, name: str, data: bytes) -> None:
 
 
 def main() -> None:
-    obj = 4096 + 4096
-    write("header", "seed-segment", struct.pack("<Q", obj) + header(KIND_SEGMENT, 100, obj))
-    write("header", "seed-channel", struct.pack("<Q", obj) + header(KIND_CHANNEL, 4096, obj))
-    write("header", "seed-event", struct.pack("<Q", 4096) + header(KIND_EVENT, 0, 4096))
-    write("header", "seed-initializing", struct.pack("<Q", obj) + header(KIND_SEGMENT, 1, obj, 0))
+    write("header", "seed-segment", header_seed(KIND_SEGMENT, 100))
+    write("header", "seed-channel", header_seed(KIND_CHANNEL, 4096))
+    write("header", "seed-event", header_seed(KIND_EVENT, 0))
+    write("header", "seed-initializing", header_seed(KIND_SEGMENT, 1, magic=0))
+    # a full table of 2 (the attach limit), garbage hints, the real table size
+    write("header", "seed-full", header_seed(KIND_SEGMENT, 8, slots=2, end=2, hint=2))
+    write("header", "seed-bad-hints", header_seed(KIND_SEGMENT, 8, end=0, hint=7))
+    write("header", "seed-4096", header_seed(KIND_SEGMENT, 64, slots=4096))
     # rings: capacity selector byte (bit 7: keep capacity valid), control, peers, bytes
     for i, (sel, msgs, start) in enumerate(
         [

@@ -18,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/sysmacros.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -59,7 +61,7 @@ ms_status ms_p_object_create(const char *osname, const char *path, uint64_t size
     int rc = fchmod(fd, (mode_t)mode);
     if (rc == 0 && ftruncate(fd, (off_t)size) != 0)
         rc = -1;
-    if (rc == 0) {
+    if (rc == 0 && !(flags & MS_OBJ_RESERVE_LATER)) {
         /* Reserve every page now: on tmpfs and most filesystems this allocates blocks,
          * so ENOSPC is reported here instead of SIGBUS at first touch. */
         int e = posix_fallocate(fd, 0, (off_t)size);
@@ -163,11 +165,116 @@ ms_status ms_p_object_stat(const ms_object *obj, ms_object_stat *out, int *err)
     return MS_OK;
 }
 
+ms_status ms_p_object_reserve(const ms_object *obj, uint64_t offset, uint64_t length,
+                              int *err)
+{
+    if (length == 0)
+        return MS_OK;
+    int e = posix_fallocate((int)obj->handle, (off_t)offset, (off_t)length);
+    if (e != 0 && e != EOPNOTSUPP && e != EINVAL)
+        return errno_status(e, err);
+    return MS_OK;
+}
+
 ms_status ms_p_object_truncate(ms_object *obj, uint64_t size, int *err)
 {
     if (ftruncate((int)obj->handle, (off_t)size) != 0)
         return errno_status(errno, err);
     obj->size = size;
+    return MS_OK;
+}
+
+/* ---- openers ---------------------------------------------------------------------- */
+
+/* The opener count is a flock(LOCK_SH) on the handle's own open file description.  A lock
+ * lives as long as its description, which every mapping made from it also keeps alive:
+ * a forked child therefore moves its inherited handles, mappings included, to
+ * descriptions of its own. */
+
+ms_status ms_p_object_share(ms_object *obj, int *err)
+{
+    while (flock((int)obj->handle, LOCK_SH | LOCK_NB) != 0) {
+        if (errno == EINTR)
+            continue;
+        if (errno == EWOULDBLOCK)
+            return MS_E_BUSY;
+        return errno_status(errno, err);
+    }
+    return MS_OK;
+}
+
+void ms_p_object_unshare(ms_object *obj)
+{
+    flock((int)obj->handle, LOCK_UN);
+}
+
+int ms_p_object_others(ms_object *obj)
+{
+    /* A failed conversion drops a shared lock this description held (Linux, BSD):
+     * callers ask only with a handle that is leaving or never counted. */
+    return flock((int)obj->handle, LOCK_EX | LOCK_NB) == 0 ? 0 : 1;
+}
+
+ms_status ms_p_object_after_fork(ms_object *obj, int *err)
+{
+    /* A description of our own for the same file (through /proc: the same inode by
+     * construction), under the same descriptor number. */
+    char path[64];
+    int fd = (int)obj->handle;
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    int nfd = open(path, (obj->writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    if (nfd < 0)
+        return errno_status(errno, err);
+    if (dup3(nfd, fd, O_CLOEXEC) < 0) {
+        int e = errno;
+        close(nfd);
+        return errno_status(e, err);
+    }
+    close(nfd);
+    return MS_OK;
+}
+
+ms_status ms_p_remap(const ms_object *obj, void *addr, uint64_t offset, size_t length,
+                     int access, int *err)
+{
+    int prot = access == MS_ACCESS_READ ? PROT_READ : PROT_READ | PROT_WRITE;
+    if (access == MS_ACCESS_COPY)
+        return MS_OK;  /* private pages would be lost: keep the inherited mapping */
+    void *p = mmap(addr, length, prot, MAP_SHARED | MAP_FIXED, (int)obj->handle,
+                   (off_t)offset);
+    if (p == MAP_FAILED)
+        return errno_status(errno, err);
+    return MS_OK;
+}
+
+ms_status ms_p_object_openers(const ms_object *obj, uint32_t *pids, unsigned max,
+                              unsigned *n, int *err)
+{
+    struct stat st;
+    char line[256];
+    *n = 0;
+    if (fstat((int)obj->handle, &st) != 0)
+        return errno_status(errno, err);
+    FILE *f = fopen("/proc/locks", "re");
+    if (!f)
+        return errno_status(errno, err);
+    /* "1: FLOCK  ADVISORY  READ  1234 00:1a:5678 0 EOF"; "1: -> FLOCK ..." is a waiter */
+    while (fgets(line, sizeof line, f)) {
+        char type[16], adv[16], rw[16];
+        unsigned pid, maj, min;
+        unsigned long long ino;
+        if (sscanf(line, "%*[^:]: %15s %15s %15s %u %x:%x:%llu", type, adv, rw, &pid, &maj,
+                   &min, &ino) != 7)
+            continue;
+        if (strcmp(type, "FLOCK") != 0 || strcmp(rw, "READ") != 0 ||
+            ino != (unsigned long long)st.st_ino || maj != major(st.st_dev) ||
+            min != minor(st.st_dev))
+            continue;
+        if (*n < max)
+            pids[*n] = pid;
+        (*n)++;
+    }
+    fclose(f);
     return MS_OK;
 }
 

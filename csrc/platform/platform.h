@@ -40,6 +40,8 @@ typedef struct ms_object_stat {
 /* Flags for ms_p_object_create / ms_p_object_open */
 #define MS_OBJ_FOLLOW_SYMLINKS 0x1   /* path=: allow the last component to be a symlink */
 #define MS_OBJ_GLOBAL          0x2   /* Windows: Global\ namespace instead of Local\ */
+#define MS_OBJ_RESERVE_LATER   0x100 /* create: reserve no storage; the caller reserves what it
+                                      * needs with ms_p_object_reserve (Windows: ignored) */
 
 /* Access modes for mappings. */
 #define MS_ACCESS_READ  1   /* read-only, shared */
@@ -86,8 +88,52 @@ ms_status ms_p_object_list(unsigned flags, ms_list_fn fn, void *arg, int *err);
 /* fstat-like facts about an open object. */
 ms_status ms_p_object_stat(const ms_object *obj, ms_object_stat *st, int *err);
 
+/* Reserve storage for [offset, offset+length) of an object opened for writing (a hole
+ * otherwise filled on first touch, which on a full /dev/shm or disk would be SIGBUS):
+ * MS_E_NO_SPACE if it cannot be had.  Already reserved ranges cost one system call.
+ * Windows: sections are committed whole at creation; MS_OK. */
+ms_status ms_p_object_reserve(const ms_object *obj, uint64_t offset, uint64_t length,
+                              int *err);
+
 /* Resize (grow) an object we created; used only before publication. */
 ms_status ms_p_object_truncate(ms_object *obj, uint64_t size, int *err);
+
+/* ---- openers: who has the object open ---------------------------------------------- */
+
+/* Every handle that attaches counts as an opener of the object until it is closed or its
+ * process dies, whatever its access: a read-only opener cannot write the attach table,
+ * so the attach table alone cannot tell whether a 'shared' object is still in use.
+ * Linux: flock(LOCK_SH) on the handle's open file description, released by the kernel
+ * when the process dies.  A description lives as long as any mapping made from it, so
+ * a handle lets go explicitly (ms_p_object_unshare) as it detaches, and a forked child
+ * moves each inherited handle, mappings included, to a description of its own.  Windows: a name lives as long as any handle, so these are
+ * no-ops (ms_p_object_others answers 0). */
+
+/* Count this handle.  MS_E_BUSY while another handle is removing the object (it holds
+ * the exclusive lock of ms_p_object_others); the caller retries or gives up. */
+ms_status ms_p_object_share(ms_object *obj, int *err);
+/* Stop counting this handle (every handle does, as it detaches). */
+void ms_p_object_unshare(ms_object *obj);
+/* 1 if another handle counts as an opener -- of any process, this one's other handles
+ * included; 0 if none does: this handle then holds the object exclusively until it is
+ * closed, so no new opener can start counting while the caller removes the name.
+ * Asking gives up this handle's own count: ask only from a handle that is leaving (after
+ * ms_p_object_unshare) or that never counted (an inspector).  Errors answer 1. */
+int ms_p_object_others(ms_object *obj);
+/* In a forked child: give this handle an open description of its own, under the same
+ * descriptor (the inherited one, and its opener lock, are the parent's).  The caller
+ * then moves its mappings over (ms_p_remap) and takes its own count.  Windows: no fork. */
+ms_status ms_p_object_after_fork(ms_object *obj, int *err);
+/* Map [offset, offset+length) of the object again at `addr`, replacing the mapping there
+ * (same contents: the object is shared), so that it refers to the handle's current
+ * description.  Copy-on-write mappings are left alone (their private pages would be
+ * lost).  Windows: a no-op. */
+ms_status ms_p_remap(const ms_object *obj, void *addr, uint64_t offset, size_t length,
+                     int access, int *err);
+/* The pids of the processes counted as openers, up to `max` of them; *n is the total.
+ * Linux: /proc/locks.  MS_E_INVALID where the OS cannot tell (Windows). */
+ms_status ms_p_object_openers(const ms_object *obj, uint32_t *pids, unsigned max,
+                              unsigned *n, int *err);
 
 /* ---- mappings -------------------------------------------------------------------- */
 

@@ -635,6 +635,50 @@ ms_status ms_p_object_list(unsigned flags, ms_list_fn fn, void *arg, int *err)
     return st;
 }
 
+/* ---- openers: a Windows name lives as long as any handle, whatever its access ---- */
+
+ms_status ms_p_object_share(ms_object *obj, int *err)
+{
+    (void)obj; (void)err;
+    return MS_OK;
+}
+
+void ms_p_object_unshare(ms_object *obj) { (void)obj; }
+
+int ms_p_object_others(ms_object *obj)
+{
+    (void)obj;
+    return 0;
+}
+
+ms_status ms_p_object_after_fork(ms_object *obj, int *err)
+{
+    (void)obj; (void)err;
+    return MS_OK;
+}
+
+ms_status ms_p_object_reserve(const ms_object *obj, uint64_t offset, uint64_t length,
+                              int *err)
+{
+    (void)obj; (void)offset; (void)length; (void)err;
+    return MS_OK;
+}
+
+ms_status ms_p_remap(const ms_object *obj, void *addr, uint64_t offset, size_t length,
+                     int access, int *err)
+{
+    (void)obj; (void)addr; (void)offset; (void)length; (void)access; (void)err;
+    return MS_OK;
+}
+
+ms_status ms_p_object_openers(const ms_object *obj, uint32_t *pids, unsigned max,
+                              unsigned *n, int *err)
+{
+    (void)obj; (void)pids; (void)max; (void)err;
+    *n = 0;
+    return MS_E_INVALID;
+}
+
 ms_status ms_p_object_stat(const ms_object *obj, ms_object_stat *st, int *err)
 {
     memset(st, 0, sizeof *st);

@@ -16,6 +16,7 @@ message channels.
 
 from ._channel import Channel as Channel
 from ._channel import ChannelStatistics as ChannelStatistics
+from ._errors import AttachLimitError as AttachLimitError
 from ._errors import ChannelBroken as ChannelBroken
 from ._errors import ChannelEmpty as ChannelEmpty
 from ._errors import ChannelFull as ChannelFull
@@ -47,6 +48,7 @@ from ._sync import Semaphore as Semaphore
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttachLimitError",
     "Channel",
     "ChannelBroken",
     "ChannelEmpty",

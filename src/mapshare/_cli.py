@@ -110,6 +110,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"attached:    {len(info.attached)} process(es)")
     for p in info.attached:
         print(f"  pid {p.pid}: {p.handles} handle(s), {_alive(p.alive)}")
+    if info.read_only_openers is None:
+        print("read-only:   unknown on this OS (read-only openers are not in the table)")
+    else:
+        ro = ", ".join(str(pid) for pid in info.read_only_openers) or "none"
+        print(f"read-only:   {len(info.read_only_openers)} process(es): {ro}")
     x = info.extra
     if info.kind == "channel":
         print(f"depth:       {x['queued_messages']} message(s), {x['queued_bytes']} of "

@@ -32,6 +32,7 @@ HEADER_SIZE: int
 LAYOUT_VERSION: int
 NAME_MAX: int
 ATTACH_SLOTS: int
+HEADER_PAGE: int
 PAGE_SIZE: int
 GRANULARITY: int
 RECORD_HEADER: int
@@ -58,6 +59,7 @@ E_BROKEN: int
 E_FAULT: int
 E_INVALID: int
 E_VALUE: int
+E_ATTACH_LIMIT: int
 
 def set_errors(mapping: dict[int, type[BaseException]], /) -> None: ...
 def create(

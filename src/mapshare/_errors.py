@@ -9,6 +9,7 @@ import queue
 from . import _core
 
 __all__ = [
+    "AttachLimitError",
     "ChannelBroken",
     "ChannelEmpty",
     "ChannelFull",
@@ -71,6 +72,24 @@ class SegmentDestroyedError(MapshareError):
 class SegmentFaultError(MapshareError):
     """The segment's memory vanished under us: another process truncated the object.
     The handle is unusable afterwards; its memory reads as zeros."""
+
+
+class AttachLimitError(MapshareError):
+    """Opening failed because the object's attach table is full: ``limit`` live
+    processes are attached already, the most one object allows (4,096 for objects this
+    version creates; a process takes one slot however many handles it opens).  Dead
+    processes' slots are reclaimed first, so this means that many processes really are
+    alive and attached."""
+
+    limit: int
+    """The number of processes one object can have attached at once."""
+
+    def __init__(self, message: str = "the attach table is full", limit: int = 0) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.limit))
 
 
 class WaitTimeout(MapshareError, TimeoutError):
@@ -140,5 +159,6 @@ _core.set_errors(
         _core.E_FAULT: SegmentFaultError,
         _core.E_INVALID: ValueError,
         _core.E_VALUE: ValueError,
+        _core.E_ATTACH_LIMIT: AttachLimitError,
     }
 )

@@ -75,6 +75,10 @@ def _reason(info: SegmentInfo) -> Optional[str]:
         return f"every attached process is dead ({pids})"
     if not info.attached and info.creator_alive is False:
         return f"no process attached and its creator {info.creator_pid} is dead"
+    if not info.attached and info.read_only_openers == ():
+        # its creator detached, read-only openers kept it, and they have gone (the
+        # reap under the meta lock re-checks that nobody has it open)
+        return "no process attached or open"
     return None
 
 

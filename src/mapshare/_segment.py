@@ -294,6 +294,10 @@ class SegmentInfo:
     """Kind-specific details (channel depth and peers, event state, semaphore value)."""
     error: Optional[str] = None
     """Why the header could not be read, for state 'corrupt' or 'initializing'."""
+    read_only_openers: Optional[tuple[int, ...]] = None
+    """Pids of processes that have it open without being in ``attached`` (read-only
+    openers, which cannot write the attach table but count as attached all the same);
+    None where the OS cannot tell (Windows) or the header could not be read."""
 
     @property
     def all_dead(self) -> bool:
@@ -328,6 +332,9 @@ class SegmentInfo:
             "change_count": self.change_count,
             "extra": self.extra,
             "error": self.error,
+            "read_only_openers": None
+            if self.read_only_openers is None
+            else list(self.read_only_openers),
         }
 
 
@@ -388,7 +395,16 @@ def _info_from_header(
         lock=_lock_state(h["lock"]),
         change_count=h["change_count"],
         extra=extra,
+        read_only_openers=_read_only_openers(h),
     )
+
+
+def _read_only_openers(h: dict[str, Any]) -> Optional[tuple[int, ...]]:
+    openers = h.get("openers")
+    if openers is None:
+        return None
+    in_table = {p["pid"] for p in h["attached"]}
+    return tuple(sorted({p for p in openers if p not in in_table}))
 
 
 class Segment:
@@ -721,8 +737,7 @@ class Segment:
             core = _core.open(osn, fspath, 0, acc, False, flags)
         try:
             cls._check_opened(core, name, osn, allow_foreign)
-            if core.header_writable:
-                core.attach()
+            core.attach()  # every opener counts, read-only ones included
         except BaseException:
             core.close(detach=False)
             raise
@@ -1072,6 +1087,11 @@ class Segment:
         try:
             _core.unlink_if_same(self._os_name, ident[0], ident[1])
         except SegmentNotFoundError:
+            pass
+        except PermissionDeniedError:
+            # Only the owner may remove a name from /dev/shm (sticky): a group member
+            # who was the last user leaves it to the owner's next close or `mapshare gc`
+            # (nobody is attached any more, so either removes it).
             pass
 
     def _find_link(self) -> Optional[tuple[int, int]]:

@@ -13,7 +13,7 @@
 
 typedef struct fake_seg {
     ms_segment seg;
-    ms_header *hdr;     /* 4096 bytes, page aligned */
+    ms_header *hdr;     /* the 4096-byte header page, page aligned (no attach table) */
     uint8_t *data;      /* exactly `cap` bytes (NULL for cap 0) */
     uint64_t cap;
 } fake_seg;
@@ -29,6 +29,9 @@ static inline void fake_header_fill(ms_header *h, uint32_t kind, uint64_t size, 
     h->size = size;
     h->data_offset = MS_HEADER_SIZE;
     h->total_size = total;
+    h->attach_offset = MS_ATTACH_OFFSET;
+    h->attach_slots = MS_ATTACH_SLOTS;
+    h->attach_reserved = MS_ATTACH_SLOTS;
     h->state = MS_STATE_READY;
     h->name_len = 4;
     memcpy(h->name, "fake", 4);
@@ -56,6 +59,7 @@ static inline int fake_channel_init(fake_seg *f, uint64_t cap)
         return -1;
     f->hdr->magic = MS_MAGIC;
     f->seg.obj.handle = MS_NO_HANDLE;
+    f->seg.obj.file = MS_NO_HANDLE;
     f->seg.hdr = f->hdr;
     f->seg.hdr_len = 4096;
     f->seg.hdr_writable = 1;

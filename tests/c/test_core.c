@@ -486,6 +486,7 @@ static ms_status validate(ms_header *h, uint64_t objsize)
     ms_segment seg;
     memset(&seg, 0, sizeof seg);
     seg.hdr = h;
+    seg.hdr_len = MS_HEADER_PAGE;  /* validation reads the header page alone */
     ms_object_stat st;
     memset(&st, 0, sizeof st);
     st.size = objsize;
@@ -495,19 +496,37 @@ static ms_status validate(ms_header *h, uint64_t objsize)
 static void test_header_validation(void)
 {
     ms_header *h = (ms_header *)aligned_alloc(4096, 4096);
-    const uint64_t obj = 8192;
+    const uint64_t obj = MS_HEADER_SIZE + 4096;
 #define CASE(mut, expect) do { fake_header_fill(h, MS_KIND_SEGMENT, 100, obj); mut; CHECK_EQ(validate(h, obj), expect); } while (0)
     CASE((void)0, MS_OK);
     CASE(h->magic = 0, MS_E_INITIALIZING);
     CASE(h->magic = MS_MAGIC ^ 1, MS_E_LAYOUT);
     CASE(h->magic = 0x00414d5053485201ULL, MS_E_LAYOUT);   /* byte-swapped */
     CASE(h->version = 0, MS_E_LAYOUT);
-    CASE(h->version = 2, MS_E_LAYOUT);
+    CASE(h->version = 1, MS_E_LAYOUT);                     /* the table inside the page */
+    CASE(h->version = 3, MS_E_LAYOUT);
     CASE(h->kind = 0, MS_E_LAYOUT);
     CASE(h->kind = MS_KIND_MAX + 1, MS_E_LAYOUT);
     CASE(h->header_size = 2048, MS_E_LAYOUT);
     CASE(h->data_offset = 0, MS_E_LAYOUT);
-    CASE(h->data_offset = 8192, MS_E_LAYOUT);
+    CASE(h->data_offset = 8192, MS_E_LAYOUT);              /* != header_size */
+    CASE((h->data_offset = h->header_size = 4096), MS_E_LAYOUT);  /* no room for the table */
+    CASE((h->data_offset = h->header_size = 2048 + 16, h->attach_slots = 1), MS_E_LAYOUT);
+                                                            /* header area under a page */
+    CASE((h->data_offset = h->header_size = 1u << 30, h->total_size = 1u << 30),
+         MS_E_LAYOUT);                                      /* absurd header area */
+    CASE(h->attach_slots = 0, MS_E_LAYOUT);
+    CASE(h->attach_slots = MS_ATTACH_SLOTS + 128, MS_OK);   /* fills the header area */
+    CASE(h->attach_slots = MS_ATTACH_SLOTS + 129, MS_E_LAYOUT);  /* past data_offset */
+    CASE(h->attach_slots = 0xFFFFFFFFu, MS_E_LAYOUT);
+    CASE(h->attach_slots = 16, MS_OK);                     /* a smaller table is fine */
+    CASE(h->attach_offset = 1024, MS_E_LAYOUT);            /* over the kind area */
+    CASE(h->attach_offset = 2048 + 8, MS_E_LAYOUT);        /* misaligned */
+    CASE(h->attach_offset = 4096, MS_OK);                  /* after the page, just fits */
+    CASE(h->attach_offset = 4096 + 16, MS_E_LAYOUT);       /* runs past data_offset */
+    CASE(h->attach_offset = UINT64_MAX - 15, MS_E_LAYOUT); /* would wrap */
+    CASE((h->attach_offset = 8192, h->attach_slots = 16), MS_OK);
+    CASE((h->attach_end = 0xFFFFFFFFu, h->attach_hint = 0xFFFFFFFFu), MS_OK);  /* hints */
     CASE(h->lifetime = 0, MS_E_LAYOUT);
     CASE(h->lifetime = 3, MS_E_LAYOUT);
     CASE(h->name_len = 257, MS_E_LAYOUT);
@@ -520,7 +539,7 @@ static void test_header_validation(void)
     CASE(h->size = 4096, MS_OK);                           /* exactly fills it */
     /* a header that is fine but the object shrank below total_size */
     fake_header_fill(h, MS_KIND_SEGMENT, 100, obj);
-    CHECK_EQ(validate(h, 4096), MS_E_LAYOUT);
+    CHECK_EQ(validate(h, MS_HEADER_SIZE), MS_E_LAYOUT);
 #undef CASE
     free(h);
 }
@@ -539,26 +558,156 @@ static void test_open_invalid_objects(void)
     CHECK_EQ(ms_segment_open(&seg, osname, NULL, 0, MS_ACCESS_WRITE, 0, 0, &err), MS_E_INITIALIZING);
     CHECK(ftruncate(fd, 100) == 0);
     CHECK_EQ(ms_segment_open(&seg, osname, NULL, 0, MS_ACCESS_WRITE, 0, 0, &err), MS_E_LAYOUT);
-    CHECK(ftruncate(fd, 8192) == 0);   /* zero header: magic 0 */
+    const uint64_t obj = MS_HEADER_SIZE + 4096;
+    CHECK(ftruncate(fd, (off_t)obj) == 0);   /* zero header: magic 0 */
     CHECK_EQ(ms_segment_open(&seg, osname, NULL, 0, MS_ACCESS_WRITE, 0, 0, &err), MS_E_INITIALIZING);
     ms_header h;
-    fake_header_fill(&h, MS_KIND_SEGMENT, 4096, 8192);
+    fake_header_fill(&h, MS_KIND_SEGMENT, 4096, obj);
     h.version = 7;
     CHECK(pwrite(fd, &h, sizeof h, 0) == (ssize_t)sizeof h);
     CHECK_EQ(ms_segment_open(&seg, osname, NULL, 0, MS_ACCESS_WRITE, 0, 0, &err), MS_E_LAYOUT);
-    fake_header_fill(&h, MS_KIND_SEGMENT, 4096, 8192);
+    fake_header_fill(&h, MS_KIND_SEGMENT, 4096, obj);
     CHECK(pwrite(fd, &h, sizeof h, 0) == (ssize_t)sizeof h);
     CHECK_EQ(ms_segment_open(&seg, osname, NULL, 0, MS_ACCESS_WRITE, 0, 0, &err), MS_OK);
     CHECK_EQ(seg.size, 4096);
     ms_segment_close(&seg);
     CHECK_EQ(ms_segment_open(&seg, osname, NULL, MS_KIND_CHANNEL, MS_ACCESS_WRITE, 0, 0, &err), MS_E_LAYOUT);
-    fake_header_fill(&h, MS_KIND_SEGMENT, 4096, 8192);
+    fake_header_fill(&h, MS_KIND_SEGMENT, 4096, obj);
     h.total_size = 1 << 20;                                  /* claims more than exists */
     CHECK(pwrite(fd, &h, sizeof h, 0) == (ssize_t)sizeof h);
     CHECK_EQ(ms_segment_open(&seg, osname, NULL, 0, MS_ACCESS_WRITE, 0, 0, &err), MS_E_LAYOUT);
     close(fd);
     CHECK_EQ(ms_p_object_unlink(osname, 0, &err), MS_OK);
     CHECK_EQ(ms_segment_open(&seg, osname, NULL, 0, MS_ACCESS_WRITE, 0, 0, &err), MS_E_NOT_FOUND);
+}
+
+/* ---- attach table and opener lock ------------------------------------------------------ */
+
+static int open_attach_in_child(const char *osname)
+{
+    /* a fresh process attaches: its exit code is the status */
+    pid_t pid = fork();
+    if (pid == 0) {
+        ms_segment s;
+        int e = 0;
+        ms_status st = ms_segment_open(&s, osname, NULL, 0, MS_ACCESS_WRITE, 0, 0, &e);
+        if (st == MS_OK)
+            st = ms_segment_attach(&s, &e);
+        _exit((int)st);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void test_attach_table(void)
+{
+    char osname[64];
+    snprintf(osname, sizeof osname, "%s", fresh_osname());
+    ms_segment a, b, c, insp;
+    int err = 0, last = 0, removed = 0, empty = 0;
+    CHECK_EQ(ms_segment_create(&a, osname, NULL, "ctest", MS_KIND_SEGMENT, 64, 0600,
+                               MS_LIFETIME_SHARED, 0, NULL, NULL, &err), MS_OK);
+    ms_header *h = a.hdr;
+    CHECK_EQ(h->attach_offset, MS_ATTACH_OFFSET);
+    CHECK_EQ(h->attach_slots, MS_ATTACH_SLOTS);
+    CHECK_EQ(h->data_offset, MS_HEADER_SIZE);
+    CHECK_EQ(h->attach_end, 1);
+    CHECK_EQ(h->attach_hint, 1);
+    CHECK_EQ(h->attach_reserved, 128);  /* the entries in the header page */
+    /* a second handle of this process shares its entry */
+    CHECK_EQ(ms_segment_open(&b, osname, NULL, 0, MS_ACCESS_WRITE, 0, 0, &err), MS_OK);
+    CHECK_EQ(b.slots, MS_ATTACH_SLOTS);
+    CHECK_EQ(ms_segment_attach(&b, &err), MS_OK);
+    CHECK_EQ(a.table[0].count, 2);
+    CHECK_EQ(h->attach_end, 1);
+    /* fill every other slot with a live process */
+    pid_t sleeper = fork();
+    if (sleeper == 0) {
+        pause();
+        _exit(0);
+    }
+    uint64_t start = ms_p_process_start((uint32_t)sleeper);
+    for (uint32_t i = 1; i < MS_ATTACH_SLOTS; i++) {
+        a.table[i].start = start;
+        a.table[i].count = 1;
+        a.table[i].pid = (uint32_t)sleeper;
+    }
+    h->attach_end = MS_ATTACH_SLOTS;
+    h->attach_hint = MS_ATTACH_SLOTS;
+    h->attach_reserved = MS_ATTACH_SLOTS;  /* as if attachers had reached every page */
+    CHECK_EQ(open_attach_in_child(osname), MS_E_ATTACH_LIMIT);
+    CHECK_EQ(a.table[0].count, 2);  /* the refused attach changed nothing */
+    /* the sleeper dies: the next attacher reaps every slot it held and takes one */
+    kill(sleeper, SIGKILL);
+    waitpid(sleeper, NULL, 0);
+    CHECK_EQ(open_attach_in_child(osname), MS_OK);
+    /* the sweep rebuilt the hints: we in slot 0, the child (which exited without
+     * detaching, so now dead) in slot 1 */
+    CHECK_EQ(h->attach_end, 2);
+    CHECK_EQ(h->attach_hint, 2);
+    /* garbage hints are rebuilt, the entry found again */
+    h->attach_end = 0;
+    h->attach_hint = 0;
+    CHECK_EQ(ms_segment_open(&c, osname, NULL, 0, MS_ACCESS_WRITE, 0, 0, &err), MS_OK);
+    CHECK_EQ(ms_segment_attach(&c, &err), MS_OK);
+    CHECK_EQ(c.slot, 0);
+    CHECK_EQ(a.table[0].count, 3);
+    /* an inspector's reap: this process is attached, so not empty */
+    CHECK_EQ(ms_segment_open(&insp, osname, NULL, 0, MS_ACCESS_WRITE, 0, 0, &err), MS_OK);
+    CHECK_EQ(ms_segment_reap(&insp, &removed, &empty, &err), MS_OK);
+    CHECK_EQ(empty, 0);
+    ms_segment_close(&insp);
+    /* detach down to the last: the entry is freed, the end hint shrinks */
+    CHECK_EQ(ms_segment_detach(&c, &last, &err), MS_OK);
+    CHECK_EQ(last, 0);
+    ms_segment_close(&c);
+    CHECK_EQ(ms_segment_detach(&b, &last, &err), MS_OK);
+    CHECK_EQ(last, 0);
+    ms_segment_close(&b);
+    CHECK_EQ(ms_segment_detach(&a, &last, &err), MS_OK);
+    CHECK_EQ(last, 1);             /* the dead child's entry does not count */
+    CHECK_EQ(h->attach_end, 0);    /* ... and was reaped on the way */
+    CHECK_EQ(h->state, MS_STATE_DESTROYED);
+    ms_segment_close(&a);
+    ms_p_object_unlink(osname, 0, NULL);
+}
+
+static void test_opener_lock(void)
+{
+    /* a handle that cannot register in the table (read-only) still counts */
+    char osname[64];
+    snprintf(osname, sizeof osname, "%s", fresh_osname());
+    ms_segment a, r, insp;
+    int err = 0, last = 0, removed = 0, empty = 0;
+    CHECK_EQ(ms_segment_create(&a, osname, NULL, "ctest", MS_KIND_SEGMENT, 64, 0600,
+                               MS_LIFETIME_SHARED, 0, NULL, NULL, &err), MS_OK);
+    CHECK_EQ(ms_segment_open(&r, osname, NULL, 0, MS_ACCESS_READ, 0, 0, &err), MS_OK);
+    r.hdr_writable = 0;  /* as for a group member whose header mapping is read-only */
+    CHECK_EQ(ms_segment_attach(&r, &err), MS_OK);
+    CHECK(r.attached && !r.in_table);
+    CHECK_EQ(a.hdr->attach_end, 1);
+    /* the creator leaves: not the last user */
+    CHECK_EQ(ms_segment_detach(&a, &last, &err), MS_OK);
+    CHECK_EQ(last, 0);
+    CHECK_EQ(a.hdr->state, MS_STATE_READY);
+    ms_segment_close(&a);
+    /* gc's check agrees: somebody has it open */
+    CHECK_EQ(ms_segment_open(&insp, osname, NULL, 0, MS_ACCESS_WRITE, 0, 0, &err), MS_OK);
+    CHECK_EQ(ms_segment_reap(&insp, &removed, &empty, &err), MS_OK);
+    CHECK_EQ(empty, 0);
+    ms_segment_close(&insp);
+    /* the reader is the last: it says so (it cannot mark the state itself) */
+    CHECK_EQ(ms_segment_detach(&r, &last, &err), MS_OK);
+    CHECK_EQ(last, 1);
+    ms_segment_close(&r);
+    /* and now gc finds it empty, and holds it while removing the name */
+    CHECK_EQ(ms_segment_open(&insp, osname, NULL, 0, MS_ACCESS_WRITE, 0, 0, &err), MS_OK);
+    CHECK_EQ(ms_segment_reap(&insp, &removed, &empty, &err), MS_OK);
+    CHECK_EQ(empty, 1);
+    CHECK_EQ(insp.hdr->state, MS_STATE_DESTROYED);
+    ms_segment_close(&insp);
+    ms_p_object_unlink(osname, 0, NULL);
 }
 
 /* ---- robust lock ------------------------------------------------------------------ */
@@ -1063,6 +1212,8 @@ static const struct test tests[] = {
     { "header_validation", test_header_validation, 0 },
     { "open_invalid_objects", test_open_invalid_objects, 0 },
     { "segment_reclaim", test_segment_reclaim, 0 },
+    { "attach_table", test_attach_table, 0 },
+    { "opener_lock", test_opener_lock, 0 },
     { "lock_owner_died", test_lock_owner_died, 0 },
     { "lock_not_owner", test_lock_not_owner, 0 },
     { "lock_corrupt_list_pointers", test_lock_corrupt_list_pointers, 0 },

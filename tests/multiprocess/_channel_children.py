@@ -430,7 +430,7 @@ class MakeFileWhenUnpickled:
 # ---- corruption ---------------------------------------------------------------------
 
 RING_CONTROL = 1024  # ms_header.kind_area: the ms_ring
-RING_DATA = 4096  # MS_HEADER_SIZE: the ring itself
+RING_DATA = mapshare._core.HEADER_SIZE  # MS_HEADER_SIZE: the ring itself
 OFF_CAPACITY = 0
 OFF_MAX_MESSAGE = 8
 OFF_TAIL = 64

@@ -434,7 +434,8 @@ def test_pickled_file_backed_segment_reattaches(name: str, tmp_file: str) -> Non
 
 # ---- the attach table -----------------------------------------------------------------
 
-ATTACH_OFFSET, ATTACH_SLOTS = 2048, 120  # csrc/layout.h
+ATTACH_OFFSET, ATTACH_SLOTS = 2048, mapshare._core.ATTACH_SLOTS  # csrc/layout.h
+OFF_ATTACH_END, OFF_ATTACH_RESERVED = 100, 108  # ms_header.attach_end, attach_reserved
 
 
 def _dead_pid() -> int:
@@ -444,21 +445,28 @@ def _dead_pid() -> int:
 
 
 def _fill_attach_table(name: str, first: int, last: int, pid: int) -> None:
-    """Write entries for ``pid`` (count 1, start 1) into slots first..last-1."""
+    """Write entries for ``pid`` (count 1, start 1) into slots first..last-1, and move
+    the table's end hint and reserved count past them, as attaching processes would
+    have."""
     import struct
 
+    entries = b"".join(struct.pack("<IIQ", pid, 1, 1) for _ in range(first, last))
     if WINDOWS:  # no /dev/shm: through the named section (Python's mmap, not mapshare)
         import mmap
 
         tag = "Local\\" + _naming.os_name(name).lstrip("/")
         with mmap.mmap(-1, ATTACH_OFFSET + 16 * last, tagname=tag) as m:
-            for i in range(first, last):
-                struct.pack_into("<IIQ", m, ATTACH_OFFSET + 16 * i, pid, 1, 1)
+            m[ATTACH_OFFSET + 16 * first:ATTACH_OFFSET + 16 * last] = entries
+            for off in (OFF_ATTACH_END, OFF_ATTACH_RESERVED):
+                (v,) = struct.unpack_from("<I", m, off)
+                struct.pack_into("<I", m, off, max(v, last))
         return
     fd = os.open(_shm(name), os.O_RDWR)
     try:
-        for i in range(first, last):
-            os.pwrite(fd, struct.pack("<IIQ", pid, 1, 1), ATTACH_OFFSET + 16 * i)
+        os.pwrite(fd, entries, ATTACH_OFFSET + 16 * first)
+        for off in (OFF_ATTACH_END, OFF_ATTACH_RESERVED):
+            (v,) = struct.unpack("<I", os.pread(fd, 4, off))
+            os.pwrite(fd, struct.pack("<I", max(v, last)), off)
     finally:
         os.close(fd)
 

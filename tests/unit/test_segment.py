@@ -26,7 +26,7 @@ ROOT = hasattr(os, "getuid") and os.getuid() == 0
 WINDOWS = sys.platform == "win32"
 NO_PERSISTENT_SHM = ("lifetime='persistent' needs a backing file on Windows "
                      "(UnsupportedError, see docs/platforms.md)")
-HEADER = 4096
+HEADER = mapshare._core.HEADER_SIZE  # header page + attach table (csrc/layout.h)
 NOBODY = 65534
 
 # header field offsets (csrc/layout.h)
@@ -426,8 +426,16 @@ def test_persistent_until_unlink(name: str) -> None:
     ("what", "offset", "data"),
     [
         ("bad magic", OFF_MAGIC, struct.pack("<Q", 0x1122334455667788)),
-        ("future version", OFF_VERSION, struct.pack("<I", 2)),
+        ("future version", OFF_VERSION, struct.pack("<I", 3)),
+        ("version 1 (attach table inside the header page)", OFF_VERSION,
+         struct.pack("<I", 1)),
         ("old version", OFF_VERSION, struct.pack("<I", 0)),
+        ("attach table beyond the header", 88, struct.pack("<Q", 1 << 20)),
+        ("attach table over the kind area", 88, struct.pack("<Q", 1024)),
+        ("attach table misaligned", 88, struct.pack("<Q", 2048 + 8)),
+        ("no attach slots", 96, struct.pack("<I", 0)),
+        ("more attach slots than fit", 96, struct.pack("<I", 4096 + 129)),
+        ("absurd attach slots", 96, struct.pack("<I", 0xFFFFFFFF)),
         ("size beyond the mapping", OFF_SIZE, struct.pack("<Q", 1 << 40)),
         ("size overflowing", OFF_SIZE, struct.pack("<Q", (1 << 64) - 1)),
         ("total beyond the object", OFF_TOTAL, struct.pack("<Q", 1 << 40)),
@@ -557,17 +565,40 @@ def test_full_tmpfs_raises_no_space_at_create(name: str, small_tmpfs: Path) -> N
     assert not path.exists()
     assert os.listdir(small_tmpfs) == []
     assert not _exists(name)
-    # exactly the limit fits (header + user area == 1 MiB)...
+    # exactly the limit fits (header page + user area == 1 MiB: the rest of the attach
+    # table is reserved page by page, only once more than 128 processes attach)...
     exact = small_tmpfs / "exact.bin"
-    with mapshare.Segment.create(name, (1 << 20) - HEADER, path=exact) as seg:
+    with mapshare.Segment.create(name, (1 << 20) - 4096, path=exact) as seg:
         seg.write(b"E", offset=seg.size - 1)  # touching the last page is safe
-        assert os.path.getsize(exact) == 1 << 20
+        assert os.stat(exact).st_blocks * 512 == 1 << 20
         # ...and then nothing more does
         with pytest.raises(mapshare.NoSpaceError):
             mapshare.Segment.create(name + "x", 1, path=small_tmpfs / "one.bin")
         assert os.listdir(small_tmpfs) == ["exact.bin"]
         assert not os.path.exists(_shm(name + "x"))
         assert seg.read(1, seg.size - 1) == b"E"
+        # the 129th attached process needs a table page that cannot be had: a clear
+        # NoSpaceError when it opens, never SIGBUS
+        start = mapshare._core.process_start(1)
+        with open(exact, "r+b") as f:
+            f.seek(2048 + 16)
+            f.write(struct.pack("<IIQ", 1, 1, start) * 127)  # slots 1-127: pid 1, alive
+            f.seek(100)
+            f.write(struct.pack("<II", 128, 128))  # attach_end, attach_hint
+        assert len(seg.info().attached) == 128
+        out = subprocess.run(
+            [sys.executable, "-c",
+             "import sys, mapshare\n"
+             "try:\n    mapshare.Segment.open(sys.argv[1])\n"
+             "except mapshare.NoSpaceError as e:\n    print('NoSpaceError', e)\n",
+             name],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert out.returncode == 0 and out.stdout.startswith("NoSpaceError"), out
+        assert len(seg.info().attached) == 128
+        assert seg.read(1, seg.size - 1) == b"E"
+        # the forged entries look alive, so closing would rightly keep the name
+        seg.unlink()
 
 
 # ---- raw mappings of foreign objects --------------------------------------------------
