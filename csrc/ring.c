@@ -65,9 +65,14 @@ ms_status ms_channel_bind(ms_channel *ch, ms_segment *seg)
 #define HANDLES(c) ((c) & (MS_SLEEPER - 1u))
 #define SLEEPERS(c) ((c) / MS_SLEEPER)
 
-/* Take a dead process's entry out of the table, giving back its sleepers. */
-static void reap_entry(ms_attach *e, volatile uint32_t *waiters)
+/* Free the entry of process `pid`, found dead: claim it first (pid -> MS_PID_REAPING),
+ * so that of several processes finding it dead at once only one frees it, and nobody
+ * registers in it half-way; give back its sleepers; count a death if it still held
+ * handles (it never closed them) and `r` is given (the senders table).  1 if claimed. */
+static int reap_entry(ms_ring *r, ms_attach *e, uint32_t pid, volatile uint32_t *waiters)
 {
+    if (!ms_cas32(&e->pid, &pid, MS_PID_REAPING))
+        return 0;
     uint32_t c = ms_load32(&e->count);
     while (!ms_cas32(&e->count, &c, 0))
         ;
@@ -78,11 +83,21 @@ static void reap_entry(ms_attach *e, volatile uint32_t *waiters)
         while (!ms_cas32(waiters, &w, w > sub ? w - sub : 0))
             ;
     }
+    if (r && HANDLES(c)) {
+        ms_store32(&r->last_dead_sender, pid);
+        ms_add64(&r->sender_deaths, 1);
+    }
     ms_store32(&e->pid, 0);
+    return 1;
+}
+
+static int is_peer_pid(uint32_t pid)
+{
+    return pid != 0 && pid != MS_PID_REAPING;
 }
 
 /* Register this process (with its lock held); returns its entry or -1 if full. */
-static int register_peer(ms_attach *table, volatile uint32_t *waiters)
+static int register_peer(ms_ring *r, ms_attach *table, volatile uint32_t *waiters)
 {
     uint32_t me = ms_p_pid();
     int free_slot = -1;
@@ -92,14 +107,18 @@ static int register_peer(ms_attach *table, volatile uint32_t *waiters)
             ms_add32(&table[i].count, 1);
             return (int)i;
         }
-        if (pid && ms_p_process_alive(pid, ms_load_relaxed64(&table[i].start)) == 0) {
-            reap_entry(&table[i], waiters);
+        if (is_peer_pid(pid) &&
+            ms_p_process_alive(pid, ms_load_relaxed64(&table[i].start)) == 0 &&
+            reap_entry(table == r->senders ? r : NULL, &table[i], pid, waiters))
             pid = 0;
-        }
         if (!pid && free_slot < 0)
             free_slot = (int)i;
     }
     if (free_slot >= 0) {
+        /* claim the free entry: a reaper or another registrant may be at it too */
+        uint32_t zero = 0;
+        if (!ms_cas32(&table[free_slot].pid, &zero, MS_PID_REAPING))
+            return -1;
         table[free_slot].start = ms_p_process_start(me);
         ms_store32(&table[free_slot].count, 1);
         ms_store32(&table[free_slot].pid, me);
@@ -107,6 +126,8 @@ static int register_peer(ms_attach *table, volatile uint32_t *waiters)
     return free_slot;
 }
 
+/* Leave the table: no lock needed, only our own entry is touched (a reaper only claims
+ * entries of dead processes, a registrant only free ones). */
 static void unregister_peer(ms_attach *table, int slot)
 {
     if (slot < 0 || slot >= (int)MS_RING_PEERS ||
@@ -117,31 +138,22 @@ static void unregister_peer(ms_attach *table, int slot)
         ms_store32(&table[slot].pid, 0);  /* no handle left and nobody of ours asleep */
 }
 
-/* The shared waiter count says someone sleeps, yet a wake-up found nobody several times
- * in a row: give back the sleepers of dead processes. */
-static void repair_waiters(ms_attach *table, volatile uint32_t *waiters)
+/* Free the entries of dead processes (giving back their sleepers, counting dead
+ * senders).  `all`: every dead entry; else only those that had sleepers (the repair
+ * after wake-ups that found nobody). */
+static void reap_dead(ms_ring *r, ms_attach *table, volatile uint32_t *waiters, int all)
 {
     for (unsigned i = 0; i < MS_RING_PEERS; i++) {
         uint32_t pid = ms_load_relaxed32(&table[i].pid);
-        if (pid && SLEEPERS(ms_load32(&table[i].count)) &&
+        if (is_peer_pid(pid) && (all || SLEEPERS(ms_load32(&table[i].count))) &&
             ms_p_process_alive(pid, ms_load_relaxed64(&table[i].start)) == 0)
-            reap_entry(&table[i], waiters);
+            reap_entry(table == r->senders ? r : NULL, &table[i], pid, waiters);
     }
 }
 
-/* 1 if at least one sender registered and every registered sender is dead. */
-static int senders_all_dead(ms_ring *r)
+static void repair_waiters(ms_ring *r, ms_attach *table, volatile uint32_t *waiters)
 {
-    int seen = 0;
-    for (unsigned i = 0; i < MS_RING_PEERS; i++) {
-        uint32_t pid = ms_load_relaxed32(&r->senders[i].pid);
-        if (!pid)
-            continue;
-        seen = 1;
-        if (ms_p_process_alive(pid, ms_load_relaxed64(&r->senders[i].start)) != 0)
-            return 0;
-    }
-    return seen;
+    reap_dead(r, table, waiters, 0);
 }
 
 static uint32_t count_alive(ms_attach *table)
@@ -149,10 +161,35 @@ static uint32_t count_alive(ms_attach *table)
     uint32_t n = 0;
     for (unsigned i = 0; i < MS_RING_PEERS; i++) {
         uint32_t pid = ms_load_relaxed32(&table[i].pid);
-        if (pid && ms_p_process_alive(pid, ms_load_relaxed64(&table[i].start)) != 0)
+        if (is_peer_pid(pid) && ms_p_process_alive(pid, ms_load_relaxed64(&table[i].start)) != 0)
             n++;
     }
     return n;
+}
+
+/* Called by a receiver that found the channel empty and is about to wait: the broken
+ * edge (see ring.h).  Frees dead senders' entries first, so each death is counted once
+ * in the ring, then reports the deaths this handle has not reported yet, but only when
+ * no sender is left alive to send anything. */
+static ms_status check_broken(ms_channel *ch)
+{
+    ms_ring *r = ch->ring;
+    reap_dead(r, r->senders, &r->send_waiters, 1);
+    uint64_t deaths = ms_load64(&r->sender_deaths);
+    if (deaths == ch->seen_deaths || count_alive(r->senders) != 0)
+        return MS_OK;
+    uint64_t ab = ms_load_relaxed64(&r->abandoned);
+    ch->broken_deaths = deaths - ch->seen_deaths;
+    ch->broken_abandoned = ab - ch->seen_abandoned;
+    ch->broken_pid = ms_load_relaxed32(&r->last_dead_sender);
+    ch->seen_deaths = deaths;
+    ch->seen_abandoned = ab;
+    return MS_E_BROKEN;
+}
+
+static ms_status check_broken_fn(void *arg)
+{
+    return check_broken((ms_channel *)arg);
 }
 
 /* ---- locks -------------------------------------------------------------------------- */
@@ -167,7 +204,7 @@ static ms_status lock_send(ms_channel *ch, const ms_wait_opts *o)
         st = MS_OK;
     }
     if (st == MS_OK && !ch->sender_registered) {
-        ch->send_slot = register_peer(ch->ring->senders, &ch->ring->send_waiters);
+        ch->send_slot = register_peer(ch->ring, ch->ring->senders, &ch->ring->send_waiters);
         ch->sender_registered = 1;
     }
     return st;
@@ -191,7 +228,7 @@ static ms_status lock_recv(ms_channel *ch, const ms_wait_opts *o)
         st = MS_OK;
     }
     if (st == MS_OK && !ch->receiver_registered) {
-        ch->recv_slot = register_peer(ch->ring->receivers, &ch->ring->recv_waiters);
+        ch->recv_slot = register_peer(ch->ring, ch->ring->receivers, &ch->ring->recv_waiters);
         ch->receiver_registered = 1;
     }
     return st;
@@ -228,7 +265,7 @@ static void wake_receivers(ms_channel *ch)
                                &ch->ring->recv_waiters);
     if (n == 0 && ++ch->idle_wakes_r >= MS_REPAIR_AFTER) {
         ch->idle_wakes_r = 0;
-        repair_waiters(ch->ring->receivers, &ch->ring->recv_waiters);
+        repair_waiters(ch->ring, ch->ring->receivers, &ch->ring->recv_waiters);
     } else if (n != 0) {
         ch->idle_wakes_r = 0;
     }
@@ -240,7 +277,7 @@ static void wake_senders(ms_channel *ch)
                                &ch->ring->send_waiters);
     if (n == 0 && ++ch->idle_wakes_s >= MS_REPAIR_AFTER) {
         ch->idle_wakes_s = 0;
-        repair_waiters(ch->ring->senders, &ch->ring->send_waiters);
+        repair_waiters(ch->ring, ch->ring->senders, &ch->ring->send_waiters);
     } else if (n != 0) {
         ch->idle_wakes_s = 0;
     }
@@ -253,7 +290,7 @@ static volatile uint32_t *receiver_mark(ms_channel *ch)
         ms_wait_opts o = { 0, 0, NULL, NULL, 1, NULL };
         if (ms_lock_acquire(ch->seg, MS_SLOT_RECV_LOCK, ch->ring->recv_lock, &o, NULL) ==
             MS_OK) {
-            ch->recv_slot = register_peer(ch->ring->receivers, &ch->ring->recv_waiters);
+            ch->recv_slot = register_peer(ch->ring, ch->ring->receivers, &ch->ring->recv_waiters);
             ch->receiver_registered = 1;
             ms_lock_release(ch->seg, MS_SLOT_RECV_LOCK, ch->ring->recv_lock, NULL);
         }
@@ -332,11 +369,11 @@ static ms_status reserve_locked(ms_channel *ch, uint64_t rsize, uint64_t *pos, u
     }
 }
 
-static void publish_locked(ms_channel *ch, uint64_t pos, uint64_t payload)
+static void publish_locked(ms_channel *ch, uint64_t pos, uint64_t payload, uint32_t kind)
 {
     ms_ring *r = ch->ring;
     uint64_t rsize = MS_REC_HEADER + ALIGN8(payload);
-    uint32_t hdr[2] = { (uint32_t)payload, 0 };
+    uint32_t hdr[2] = { (uint32_t)payload, (kind << MS_REC_KIND_SHIFT) & MS_REC_KIND_MASK };
     memcpy(ch->buf + pos % ch->cap, hdr, sizeof hdr);
     ms_store_sc64(&r->tail, pos + rsize);
     r->sent_messages++;
@@ -395,13 +432,14 @@ static ms_status send_fn(void *arg)
         if (st == MS_OK) {
             if (a->loan_ptr) {
                 ch->loan_open = 1;
+                ch->loan_kind = MS_REC_KIND_BYTES;
                 ch->loan_pos = pos;
                 ch->loan_size = a->n;
                 *a->loan_ptr = ch->buf + pos % ch->cap + MS_REC_HEADER;
                 return MS_OK;  /* send_lock stays held until commit or abort */
             }
             memcpy(ch->buf + pos % ch->cap + MS_REC_HEADER, a->data, a->n);
-            publish_locked(ch, pos, a->n);
+            publish_locked(ch, pos, a->n, MS_REC_KIND_BYTES);
             unlock_send(ch);
             wake_receivers(ch);
             return MS_OK;
@@ -435,8 +473,6 @@ ms_status ms_channel_send(ms_channel *ch, const void *data, size_t n, const ms_w
 {
     if (n > ch->max_message)
         return MS_E_TOO_LARGE;
-    if (ch->loan_open)
-        return MS_E_BUSY;
     struct send_args a = { ch, data, n, o, NULL };
     ms_status st = ms_p_guarded_call(send_fn, &a);
     if (st == MS_E_FAULT)
@@ -448,8 +484,6 @@ ms_status ms_channel_loan(ms_channel *ch, size_t n, uint8_t **ptr, const ms_wait
 {
     if (n > ch->max_message)
         return MS_E_TOO_LARGE;
-    if (ch->loan_open)
-        return MS_E_BUSY;
     struct send_args a = { ch, NULL, n, o, ptr };
     ms_status st = ms_p_guarded_call(send_fn, &a);
     if (st == MS_E_FAULT)
@@ -460,7 +494,7 @@ ms_status ms_channel_loan(ms_channel *ch, size_t n, uint8_t **ptr, const ms_wait
 static ms_status commit_fn(void *arg)
 {
     ms_channel *ch = (ms_channel *)arg;
-    publish_locked(ch, ch->loan_pos, ch->loan_size);
+    publish_locked(ch, ch->loan_pos, ch->loan_size, ch->loan_kind);
     return MS_OK;
 }
 
@@ -505,7 +539,7 @@ static int avail_pred(void *arg)
 
 /* With recv_lock held: find the next message, skipping padding records.  MS_E_EMPTY if
  * there is none. */
-static ms_status next_locked(ms_channel *ch, uint64_t *pos, uint32_t *len)
+static ms_status next_locked(ms_channel *ch, uint64_t *pos, uint32_t *len, uint32_t *kind)
 {
     ms_ring *r = ch->ring;
     uint64_t cap = ch->cap;
@@ -534,10 +568,12 @@ static ms_status next_locked(ms_channel *ch, uint64_t *pos, uint32_t *len)
             continue;
         }
         uint64_t rsize = MS_REC_HEADER + ALIGN8(hdr[0]);
-        if (hdr[1] != 0 || hdr[0] > ch->max_message || rsize > avail || off + rsize > cap)
+        if ((hdr[1] & ~MS_REC_KIND_MASK) != 0 || hdr[0] > ch->max_message || rsize > avail ||
+            off + rsize > cap)
             return MS_E_LAYOUT;
         *pos = h;
         *len = hdr[0];
+        *kind = hdr[1] >> MS_REC_KIND_SHIFT;
         return MS_OK;
     }
 }
@@ -588,8 +624,8 @@ static ms_status recv_fn(void *arg)
             }
             /* Before sleeping, and again every slice while asleep (the last sender may
              * die while we wait): a channel whose every sender died will never fill. */
-            if (senders_all_dead(ch->ring))
-                return MS_E_BROKEN;
+            if ((st = check_broken(ch)) != MS_OK)
+                return st;
             ms_wait_opts so = wo;
             if (so.timeout_ns < 0 || so.timeout_ns > MS_SLICE_NS)
                 so.timeout_ns = MS_SLICE_NS;
@@ -621,13 +657,14 @@ static ms_status recv_fn(void *arg)
         if (st != MS_OK)
             return st;
         uint64_t pos;
-        uint32_t len;
-        st = next_locked(ch, &pos, &len);
+        uint32_t len, kind;
+        st = next_locked(ch, &pos, &len, &kind);
         if (st == MS_OK) {
             const uint8_t *src = ch->buf + pos % ch->cap + MS_REC_HEADER;
             ch->ring->holding = 1;  /* our own cache line: no cost to senders */
             if (!a->alloc) {
                 ch->view_open = 1;
+                ch->view_kind = kind;
                 ch->view_next = pos;
                 *a->ptr = src;
                 *a->len = len;
@@ -677,8 +714,6 @@ static ms_status run_recv(struct recv_args *a)
 ms_status ms_channel_receive(ms_channel *ch, ms_alloc_fn alloc, void *arg,
                              const ms_wait_opts *o)
 {
-    if (ch->view_open)
-        return MS_E_BUSY;
     struct recv_args a = { ch, o, alloc, arg, NULL, NULL };
     return run_recv(&a);
 }
@@ -686,8 +721,6 @@ ms_status ms_channel_receive(ms_channel *ch, ms_alloc_fn alloc, void *arg,
 ms_status ms_channel_peek(ms_channel *ch, const uint8_t **ptr, size_t *len,
                           const ms_wait_opts *o)
 {
-    if (ch->view_open)
-        return MS_E_BUSY;
     struct recv_args a = { ch, o, NULL, NULL, ptr, len };
     return run_recv(&a);
 }
@@ -757,8 +790,8 @@ static ms_status batch_recv_fn(void *arg)
         return st;
     while (*a->count < a->max) {
         uint64_t pos;
-        uint32_t len;
-        st = next_locked(ch, &pos, &len);
+        uint32_t len, kind;
+        st = next_locked(ch, &pos, &len, &kind);
         if (st != MS_OK)
             break;
         uint8_t *dst = a->alloc(a->arg, len);
@@ -791,8 +824,6 @@ ms_status ms_channel_receive_batch(ms_channel *ch, ms_alloc_fn alloc, void *arg,
                                    size_t *count, const ms_wait_opts *o)
 {
     *count = 0;
-    if (ch->view_open)
-        return MS_E_BUSY;
     if (max == 0)
         return MS_OK;
     /* the first message with the full waiting semantics of receive() */
@@ -852,7 +883,7 @@ static ms_status batch_send_fn(void *arg)
         if (st != MS_OK)
             break;
         memcpy(ch->buf + pos % ch->cap + MS_REC_HEADER, p, len);
-        publish_locked(ch, pos, len);
+        publish_locked(ch, pos, len, MS_REC_KIND_BYTES);
         (*a->count)++;
         sent++;
     }
@@ -866,8 +897,6 @@ ms_status ms_channel_send_batch(ms_channel *ch, ms_get_fn get, void *arg, size_t
                                 size_t *count, const ms_wait_opts *o)
 {
     *count = 0;
-    if (ch->loan_open)
-        return MS_E_BUSY;
     for (;;) {
         struct batch_send_args a = { ch, get, arg, n, count };
         ms_status st = ms_p_guarded_call(batch_send_fn, &a);
@@ -889,26 +918,43 @@ ms_status ms_channel_send_batch(ms_channel *ch, ms_get_fn get, void *arg, size_t
     }
 }
 
+static int avail_or_abort(void *arg)
+{
+    return ((struct avail_pred *)arg)->ch->abort_waits || avail_pred(arg);
+}
+
+static int space_or_abort(void *arg)
+{
+    return ((struct space_pred *)arg)->ch->abort_waits || space_pred(arg);
+}
+
 ms_status ms_channel_wait_readable(ms_channel *ch, const ms_wait_opts *o)
 {
     struct avail_pred ap = { ch };
-    if (!avail_pred(&ap) && o->timeout_ns != 0 && senders_all_dead(ch->ring))
-        return MS_E_BROKEN;
+    if (ch->abort_waits)
+        return MS_OK;
+    if (!avail_pred(&ap) && o->timeout_ns != 0) {
+        ms_status st = ms_p_guarded_call(check_broken_fn, ch);
+        if (st != MS_OK)
+            return st;
+    }
     ms_wait_opts wo = *o;
     wo.mark = receiver_mark(ch);
     return ms_wait_for(ch->seg, MS_SLOT_NOT_EMPTY, &ch->ring->not_empty_seq,
-                       &ch->ring->recv_waiters, avail_pred, &ap, &wo);
+                       &ch->ring->recv_waiters, avail_or_abort, &ap, &wo);
 }
 
 ms_status ms_channel_wait_writable(ms_channel *ch, size_t n, const ms_wait_opts *o)
 {
     if (n > ch->max_message)
         return MS_E_TOO_LARGE;
+    if (ch->abort_waits)
+        return MS_OK;
     struct space_pred sp = { ch, MS_REC_HEADER + ALIGN8(n) };
     ms_wait_opts wo = *o;
     wo.mark = sender_mark(ch);
     return ms_wait_for(ch->seg, MS_SLOT_NOT_FULL, &ch->ring->not_full_seq,
-                       &ch->ring->send_waiters, space_pred, &sp, &wo);
+                       &ch->ring->send_waiters, space_or_abort, &sp, &wo);
 }
 
 /* ---- control ------------------------------------------------------------------------ */
@@ -929,6 +975,29 @@ ms_status ms_channel_close_sending(ms_channel *ch)
     return MS_OK;
 }
 
+static ms_status unregister_fn(void *arg)
+{
+    ms_channel *ch = (ms_channel *)arg;
+    if (ch->sender_registered)
+        unregister_peer(ch->ring->senders, ch->send_slot);
+    if (ch->receiver_registered)
+        unregister_peer(ch->ring->receivers, ch->recv_slot);
+    return MS_OK;
+}
+
+void ms_channel_abort_waits(ms_channel *ch)
+{
+    ch->abort_waits = 1;
+    if (ch->seg->faulted)
+        return;
+    /* a spurious wake-up for the other processes' sleepers: they look and sleep again */
+    ms_fence();
+    ms_add32(&ch->ring->not_empty_seq, 1);
+    ms_p_wake32(ch->seg->ctx, MS_SLOT_NOT_EMPTY, &ch->ring->not_empty_seq, 1);
+    ms_add32(&ch->ring->not_full_seq, 1);
+    ms_p_wake32(ch->seg->ctx, MS_SLOT_NOT_FULL, &ch->ring->not_full_seq, 1);
+}
+
 void ms_channel_detach(ms_channel *ch)
 {
     if (ch->seg->faulted)
@@ -937,25 +1006,11 @@ void ms_channel_detach(ms_channel *ch)
         ms_channel_abort(ch);
     if (ch->view_open)
         ms_channel_unconsume(ch);
-    /* The peer tables are only advisory; update them without the locks' help when the
-     * locks are busy rather than block a close. */
-    if (ch->sender_registered) {
-        ms_wait_opts o = { 100000000LL, 0, NULL, NULL, 0 };
-        if (lock_send(ch, &o) == MS_OK) {
-            unregister_peer(ch->ring->senders, ch->send_slot);
-            /* lock_send registered nothing new: we were registered already */
-            unlock_send(ch);
-        }
-        ch->sender_registered = 0;
-    }
-    if (ch->receiver_registered) {
-        ms_wait_opts o = { 100000000LL, 0, NULL, NULL, 0 };
-        if (lock_recv(ch, &o) == MS_OK) {
-            unregister_peer(ch->ring->receivers, ch->recv_slot);
-            unlock_recv(ch);
-        }
-        ch->receiver_registered = 0;
-    }
+    /* Leaving the peer tables takes no lock (see unregister_peer): a close never
+     * blocks, and a normal exit is never mistaken for a dead sender. */
+    ms_p_guarded_call(unregister_fn, ch);
+    ch->sender_registered = 0;
+    ch->receiver_registered = 0;
 }
 
 void ms_channel_statistics(ms_channel *ch, ms_channel_stats *s)
@@ -963,8 +1018,8 @@ void ms_channel_statistics(ms_channel *ch, ms_channel_stats *s)
     ms_ring *r = ch->ring;
     memset(s, 0, sizeof *s);
     /* report live sleepers only: give back those of processes that died asleep */
-    repair_waiters(r->senders, &r->send_waiters);
-    repair_waiters(r->receivers, &r->recv_waiters);
+    repair_waiters(r, r->senders, &r->send_waiters);
+    repair_waiters(r, r->receivers, &r->recv_waiters);
     uint64_t h = ms_load64(&r->head), t = ms_load64(&r->tail);
     s->capacity = ch->cap;
     s->max_message = ch->max_message;
@@ -978,6 +1033,7 @@ void ms_channel_statistics(ms_channel *ch, ms_channel_stats *s)
     s->high_water = ms_load_relaxed64(&r->high_water);
     s->redelivered = ms_load_relaxed64(&r->redelivered);
     s->abandoned = ms_load_relaxed64(&r->abandoned);
+    s->sender_deaths = ms_load_relaxed64(&r->sender_deaths);
     s->senders_alive = count_alive(r->senders);
     s->receivers_alive = count_alive(r->receivers);
     s->send_waiters = ms_load_relaxed32(&r->send_waiters);
