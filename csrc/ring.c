@@ -52,6 +52,9 @@ ms_status ms_channel_bind(ms_channel *ch, ms_segment *seg)
     ch->cap = cap;
     ch->max_message = maxm;
     ch->send_slot = ch->recv_slot = -1;
+    /* deaths found before this handle existed are not its to report */
+    ch->seen_deaths = ms_load64(&r->sender_deaths);
+    ch->seen_abandoned = ms_load64(&r->abandoned);
     return MS_OK;
 }
 
@@ -323,6 +326,8 @@ static void skip_lone_pad(ms_channel *ch, uint64_t t, uint64_t pad)
     unlock_recv(ch);
 }
 
+#define MS_RESTART_MIN 4096u
+
 /* With send_lock held: make room for a record of `rsize` bytes at the tail.  Returns
  * MS_OK with *pos set, or MS_E_FULL with *need = free bytes to wait for. */
 static ms_status reserve_locked(ms_channel *ch, uint64_t rsize, uint64_t *pos, uint64_t *need)
@@ -343,7 +348,19 @@ static ms_status reserve_locked(ms_channel *ch, uint64_t rsize, uint64_t *pos, u
         }
         if (used > cap || (t & 7u) != 0)
             return MS_E_LAYOUT;
-        if (off + rsize > cap) {
+        /* An empty ring past its first half: restart at offset 0, whose memory is still
+         * in cache, rather than march on through a large ring's cold memory (one
+         * padding record; checked for large records only, where the copy dominates). */
+        int restart = 0;
+        if (rsize >= MS_RESTART_MIN && off >= cap / 2 && off + rsize <= cap) {
+            if (used != 0) {
+                h = ms_load64(&r->head);
+                ch->cached_head = h;
+                used = t - h;
+            }
+            restart = used == 0;
+        }
+        if (off + rsize > cap || restart) {
             /* Not enough room before the end: fill it with a padding record, which
              * receivers skip, and start again at offset 0. */
             uint64_t pad = cap - off;

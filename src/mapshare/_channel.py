@@ -8,6 +8,7 @@ The C ring does the work in one call per message (reserve, copy, publish, wake).
 from __future__ import annotations
 
 import ast
+import atexit
 import os
 import pickle
 import struct
@@ -86,6 +87,22 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _detach_live() -> None:
+    """At interpreter exit: every channel handle leaves the peer tables (aborting a loan
+    or view left open), so that a script that ends normally is never taken for a dead
+    sender.  (A multiprocessing child, which ends with os._exit, gets the same through
+    the segments' exit hook: closing a channel's segment detaches the channel first.)"""
+    for ch in list(_live):
+        try:
+            if not ch._segment.closed:
+                ch._detach()
+        except Exception:  # a handle in an inconsistent state must not stop the others
+            pass
+
+
+atexit.register(_detach_live)
 
 
 @dataclass(frozen=True)
