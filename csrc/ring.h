@@ -40,6 +40,8 @@ typedef struct ms_channel {
     uint64_t broken_deaths;
     uint64_t broken_abandoned;
     uint32_t broken_pid;
+    int hot_skip;          /* the receiver did not keep up this lap (see hot_window_wait) */
+    unsigned hot_misses;
     volatile int abort_waits; /* set by ms_channel_abort_waits(): wait_readable/writable return */
 } ms_channel;
 
