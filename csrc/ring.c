@@ -204,11 +204,12 @@ static ms_status check_broken_fn(void *arg)
  * (its critical section is one copy) or was preempted (more senders than cores: 64
  * processes on 2 cores).  So spin only a little, then give the CPU away with a yield
  * rather than burn the time slice the holder needs, and only then sleep in the lock. */
-static ms_status ring_lock(ms_channel *ch, unsigned slot, void *area, const ms_wait_opts *o)
+static ms_status ring_lock_contended(ms_channel *ch, unsigned slot, void *area,
+                                     const ms_wait_opts *o)
 {
     ms_wait_opts now = { 0, 0, NULL, NULL, 1, NULL };
     ms_status st = ms_lock_acquire(ch->seg, slot, area, &now, NULL);
-    if (st != MS_E_TIMEOUT || o->timeout_ns == 0)
+    if (st != MS_E_TIMEOUT)
         return st;
     uint64_t start = ms_p_monotonic_ns();
     int64_t budget = MS_LOCK_YIELD_NS;
@@ -232,6 +233,14 @@ static ms_status ring_lock(ms_channel *ch, unsigned slot, void *area, const ms_w
     if (w.timeout_ns > 0)
         w.timeout_ns = w.timeout_ns > (int64_t)el ? w.timeout_ns - (int64_t)el : 1;
     return ms_lock_acquire(ch->seg, slot, area, &w, NULL);
+}
+
+static inline ms_status ring_lock(ms_channel *ch, unsigned slot, void *area,
+                                  const ms_wait_opts *o)
+{
+    if (o->timeout_ns == 0)  /* the fast path: one try */
+        return ms_lock_acquire(ch->seg, slot, area, o, NULL);
+    return ring_lock_contended(ch, slot, area, o);
 }
 
 static ms_status lock_send(ms_channel *ch, const ms_wait_opts *o)
