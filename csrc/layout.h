@@ -141,7 +141,9 @@ typedef struct ms_ring {
     uint32_t last_dead_sender; /* pid of the sender most recently found dead (0: none) */
     uint64_t abandoned;        /* loans left uncommitted by a sender that died */
     uint64_t sender_deaths;    /* senders found dead while registered (never closed) */
-    uint8_t  pad3[40];
+    uint32_t unlisted_senders; /* handles sending while the senders table was full */
+    uint32_t unlisted_receivers;
+    uint8_t  pad3[32];
     /* lines 4-5: the two robust locks */
     uint8_t  send_lock[64];
     uint8_t  recv_lock[64];

@@ -179,7 +179,11 @@ static ms_status check_broken(ms_channel *ch)
     ms_ring *r = ch->ring;
     reap_dead(r, r->senders, &r->send_waiters, 1);
     uint64_t deaths = ms_load64(&r->sender_deaths);
-    if (deaths == ch->seen_deaths || count_alive(r->senders) != 0)
+    /* Senders beyond the table are only counted: while any is open, one may be alive
+     * (and one that died without closing keeps that count up: receivers then wait,
+     * the safe side for a service). */
+    if (deaths == ch->seen_deaths || count_alive(r->senders) != 0 ||
+        ms_load32(&r->unlisted_senders) != 0)
         return MS_OK;
     uint64_t ab = ms_load_relaxed64(&r->abandoned);
     ch->broken_deaths = deaths - ch->seen_deaths;
@@ -255,6 +259,8 @@ static ms_status lock_send(ms_channel *ch, const ms_wait_opts *o)
     if (st == MS_OK && !ch->sender_registered) {
         ch->send_slot = register_peer(ch->ring, ch->ring->senders, &ch->ring->send_waiters);
         ch->sender_registered = 1;
+        if (ch->send_slot < 0)  /* table full: counted, so that no death is assumed */
+            ms_add32(&ch->ring->unlisted_senders, 1);
     }
     return st;
 }
@@ -279,6 +285,8 @@ static ms_status lock_recv(ms_channel *ch, const ms_wait_opts *o)
     if (st == MS_OK && !ch->receiver_registered) {
         ch->recv_slot = register_peer(ch->ring, ch->ring->receivers, &ch->ring->recv_waiters);
         ch->receiver_registered = 1;
+        if (ch->recv_slot < 0)
+            ms_add32(&ch->ring->unlisted_receivers, 1);
     }
     return st;
 }
@@ -341,6 +349,8 @@ static volatile uint32_t *receiver_mark(ms_channel *ch)
             MS_OK) {
             ch->recv_slot = register_peer(ch->ring, ch->ring->receivers, &ch->ring->recv_waiters);
             ch->receiver_registered = 1;
+            if (ch->recv_slot < 0)
+                ms_add32(&ch->ring->unlisted_receivers, 1);
             ms_lock_release(ch->seg, MS_SLOT_RECV_LOCK, ch->ring->recv_lock, NULL);
         }
     }
@@ -1088,13 +1098,28 @@ ms_status ms_channel_close_sending(ms_channel *ch)
     return MS_OK;
 }
 
+static void unlist(volatile uint32_t *count)
+{
+    uint32_t c = ms_load32(count);
+    while (c && !ms_cas32(count, &c, c - 1))
+        ;
+}
+
 static ms_status unregister_fn(void *arg)
 {
     ms_channel *ch = (ms_channel *)arg;
-    if (ch->sender_registered)
-        unregister_peer(ch->ring->senders, ch->send_slot);
-    if (ch->receiver_registered)
-        unregister_peer(ch->ring->receivers, ch->recv_slot);
+    if (ch->sender_registered) {
+        if (ch->send_slot < 0)
+            unlist(&ch->ring->unlisted_senders);
+        else
+            unregister_peer(ch->ring->senders, ch->send_slot);
+    }
+    if (ch->receiver_registered) {
+        if (ch->recv_slot < 0)
+            unlist(&ch->ring->unlisted_receivers);
+        else
+            unregister_peer(ch->ring->receivers, ch->recv_slot);
+    }
     return MS_OK;
 }
 
@@ -1147,8 +1172,8 @@ void ms_channel_statistics(ms_channel *ch, ms_channel_stats *s)
     s->redelivered = ms_load_relaxed64(&r->redelivered);
     s->abandoned = ms_load_relaxed64(&r->abandoned);
     s->sender_deaths = ms_load_relaxed64(&r->sender_deaths);
-    s->senders_alive = count_alive(r->senders);
-    s->receivers_alive = count_alive(r->receivers);
+    s->senders_alive = count_alive(r->senders) + ms_load_relaxed32(&r->unlisted_senders);
+    s->receivers_alive = count_alive(r->receivers) + ms_load_relaxed32(&r->unlisted_receivers);
     s->send_waiters = ms_load_relaxed32(&r->send_waiters);
     s->recv_waiters = ms_load_relaxed32(&r->recv_waiters);
     s->closed = (ms_load_relaxed32(&r->flags) & MS_RING_CLOSED) != 0;

@@ -240,3 +240,35 @@ def test_job_queue_consumer_survives_normal_exits_and_a_killed_producer(name: st
 def test_cli_receive_follow_survives_normal_exits_and_a_killed_producer(name: str) -> None:
     _, rc = _run_job_queue(name, [sys.executable, "-m", "mapshare", "receive", "--follow"])
     assert rc == 0
+
+
+@pytest.mark.posix_only("SIGKILL")
+def test_more_senders_than_the_peer_table_holds(name: str) -> None:
+    """20 sender processes (the table lists 16): killing the 16 listed ones while 4
+    unlisted ones live is no broken channel, and statistics count every live sender."""
+    ctx = mp.get_context("spawn" if sys.platform == "win32" else "fork")
+    with Channel.create(name, 1 << 16) as ch:
+        procs: list[Any] = []
+        try:
+            for i in range(20):  # one at a time: the first 16 take the table's entries
+                ev = ctx.Event()
+                p = ctx.Process(target=cc.send_then_wait, args=(name, [b"%d" % i], ev))
+                p.start()
+                assert ev.wait(JOIN)
+                procs.append(p)
+            assert ch.statistics().senders == 20
+            for p in procs[:16]:
+                p.kill()
+                p.join(JOIN)
+            assert sorted(ch.receive(timeout=JOIN) for _ in range(20)) == sorted(
+                b"%d" % i for i in range(20)
+            )
+            with pytest.raises(mapshare.WaitTimeout):  # 4 senders live: no ChannelBroken
+                ch.receive(timeout=0.3)
+            assert ch.statistics().senders == 4
+        finally:
+            for p in procs:
+                if p.is_alive():
+                    p.kill()
+                p.join(30)
+            ch.unlink()
