@@ -32,7 +32,7 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
-import mapshare  # noqa: E402
+import mapshare
 
 CTX = mp.get_context("fork")
 SMALL = b"x" * 64
@@ -140,7 +140,7 @@ def main() -> int:
         for label, fn in cells:
             runs.setdefault(label, []).append(fn())
     med = {k: statistics.median(v) for k, v in runs.items()}
-    print("| cell | messages/s (median of %d) |" % args.repeat)
+    print(f"| cell | messages/s (median of {args.repeat}) |")
     print("|---|---:|")
     for label, _ in cells:
         print(f"| {label} | {med[label]:,.0f} |")

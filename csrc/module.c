@@ -63,7 +63,7 @@ static const char *status_text(ms_status st)
     case MS_E_BUSY: return "busy";
     case MS_E_INITIALIZING: return "segment is still being initialized by its creator";
     case MS_E_DESTROYED: return "segment was destroyed";
-    case MS_E_BROKEN: return "every sender died without closing the channel";
+    case MS_E_BROKEN: return "a sender died without closing the channel, and none is left";
     case MS_E_FAULT: return "the segment's memory vanished (truncated by another process?)";
     case MS_E_INVALID: return "invalid argument";
     case MS_E_VALUE: return "value out of range";
@@ -2549,7 +2549,8 @@ static PyMethodDef Channel_methods[] = {
      "receive($self, timeout=None)\n--\n\n"
      "Receive the next message as bytes, waiting while the channel is empty: timeout=None\n"
      "waits forever, 0 does not wait (ChannelEmpty), else seconds (WaitTimeout).\n"
-     "EndOfChannel once closed and drained; ChannelBroken if every sender died."},
+     "EndOfChannel once closed and drained; ChannelBroken once (per handle) when a\n"
+     "sender died without closing and none is left, then it waits normally."},
     {"receive_nowait", (PyCFunction)Channel_receive_nowait, METH_NOARGS,
      "receive_nowait($self, /)\n--\n\nReceive without waiting; ChannelEmpty if there is nothing."},
     {"send_many", (PyCFunction)(void (*)(void))Channel_send_many, METH_VARARGS | METH_KEYWORDS,
@@ -2566,7 +2567,7 @@ static PyMethodDef Channel_methods[] = {
      "Close the channel for sending: receivers drain what is queued, then get\n"
      "EndOfChannel; later sends raise EndOfChannel.  Permanent."},
     {"loan", (PyCFunction)(void (*)(void))Channel_loan, METH_VARARGS | METH_KEYWORDS,
-     "loan($self, n, timeout=None)\n--\n\n"
+     "loan($self, n, timeout=None, *, _kind=0)\n--\n\n"
      "Reserve n bytes inside the ring: `with ch.loan(n) as buf:` gives a writable\n"
      "memoryview, sent when the block ends and discarded if it raises.  While the loan\n"
      "is open this handle holds the send lock (other senders wait)."},

@@ -21,8 +21,8 @@ from ._errors import ChannelEmpty as ChannelEmpty
 from ._errors import ChannelFull as ChannelFull
 from ._errors import EndOfChannel as EndOfChannel
 from ._errors import LayoutError as LayoutError
-from ._errors import MessageKindError as MessageKindError
 from ._errors import MapshareError as MapshareError
+from ._errors import MessageKindError as MessageKindError
 from ._errors import MessageTooLarge as MessageTooLarge
 from ._errors import NameCollisionError as NameCollisionError
 from ._errors import NoSpaceError as NoSpaceError
@@ -56,10 +56,10 @@ __all__ = [
     "EndOfChannel",
     "Event",
     "LayoutError",
-    "MessageKindError",
     "Lock",
     "LockState",
     "MapshareError",
+    "MessageKindError",
     "MessageTooLarge",
     "NameCollisionError",
     "NoSpaceError",

@@ -168,12 +168,13 @@ class Channel(_core.Channel):
     # no Python frame in between.
 
     _segment: Segment
+    _waits: list[None]  # one entry per asyncio wait running in a worker thread
 
     @classmethod
     def _wrap(cls, seg: Segment, spin: Optional[float]) -> Channel:
         self = cast(Channel, _core.Channel.__new__(cls, seg._core))
         self._segment = seg
-        self._waits: list[None] = []  # asyncio waits running in worker threads
+        self._waits = []
         if isinstance(seg, _ChannelSegment):
             seg._channel = weakref.ref(self)
         if spin is not None:

@@ -634,7 +634,8 @@ def echo_kinds(name: str, n: int) -> None:
     `name + '.back'` (created here), then wait for it to be drained and remove it."""
     import numpy as np
 
-    with mapshare.Channel.open(name) as ch, mapshare.Channel.create(name + ".back", 1 << 16) as back:
+    back_name = name + ".back"
+    with mapshare.Channel.open(name) as ch, mapshare.Channel.create(back_name, 1 << 16) as back:
         try:
             for _ in range(n):
                 m = ch.receive_any(timeout=60)

@@ -38,7 +38,7 @@ def test_other_threads_wait_while_a_loan_is_open(name: str) -> None:
                     ch.send(b"second", timeout=JOIN)
                     with ch.loan(6, timeout=JOIN) as m:
                         m[:] = b"third!"
-                except BaseException as exc:  # noqa: BLE001 - reported below
+                except BaseException as exc:
                     errors.append(exc)
                 done.set()
 
@@ -68,7 +68,7 @@ def test_other_threads_wait_while_a_view_is_open(name: str) -> None:
                     got.append(ch.receive(timeout=JOIN))
                     with ch.receive_view(timeout=JOIN) as v:
                         got.append(bytes(v))
-                except BaseException as exc:  # noqa: BLE001 - reported below
+                except BaseException as exc:
                     got.append(exc)
                 done.set()
 
