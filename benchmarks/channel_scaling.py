@@ -126,13 +126,18 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=200_000, help="64 B messages per cell")
     ap.add_argument("--big", type=int, default=2000, help="1 MiB messages per cell")
     ap.add_argument("--senders", default="1,8,64", help="sender counts")
+    ap.add_argument("--capacity", type=int, default=1 << 20,
+                    help="ring bytes for the many-senders cells (default 1 MiB)")
     ap.add_argument("--json", metavar="FILE", help="write every repetition as JSON")
     args = ap.parse_args()
     counts = [int(x) for x in args.senders.split(",")]
     runs: dict[str, list[float]] = {}
     cells: list[tuple[str, Any]] = []
     for n in counts:
-        cells.append((f"mapshare {n} senders", lambda n=n: many_senders_mapshare(n, args.messages)))
+        cells.append((
+            f"mapshare {n} senders",
+            lambda n=n: many_senders_mapshare(n, args.messages, args.capacity),
+        ))
         cells.append((f"Queue {n} senders", lambda n=n: many_senders_queue(n, args.messages)))
     cells.append(("mapshare 1 MiB, 8 MiB ring", lambda: big_ring(8 << 20, args.big)))
     cells.append(("mapshare 1 MiB, 64 MiB ring", lambda: big_ring(64 << 20, args.big)))
