@@ -330,8 +330,21 @@ static void wake_receivers(ms_channel *ch)
 
 static void wake_senders(ms_channel *ch)
 {
-    int n = ms_wake_waiters_sc(ch->seg, MS_SLOT_NOT_FULL, &ch->ring->not_full_seq,
-                               &ch->ring->send_waiters);
+    ms_ring *r = ch->ring;
+    uint32_t w = ms_load_sc32(&r->send_waiters);
+    if (w > 1) {
+        /* Several senders asleep on a full ring (many producers, one consumer): a wake-up
+         * wakes them all, so waking them for every message taken (a few bytes of room)
+         * is a herd of processes fighting for one slot, on every message.  Wake them
+         * once half the ring is free instead: each then finds room.  (A sender that
+         * could have gone earlier is late by at most one sleep slice, and only while
+         * the ring is over half full with others waiting too.) */
+        uint64_t used = ms_load64(&r->tail) - ms_load_relaxed64(&r->head);
+        if (used <= ch->cap && ch->cap - used < ch->cap / 2)
+            return;
+    }
+    int n = w ? ms_wake_waiters_sc(ch->seg, MS_SLOT_NOT_FULL, &r->not_full_seq,
+                                   &r->send_waiters) : -2;
     if (n == 0 && ++ch->idle_wakes_s >= MS_REPAIR_AFTER) {
         ch->idle_wakes_s = 0;
         repair_waiters(ch->ring, ch->ring->senders, &ch->ring->send_waiters);
