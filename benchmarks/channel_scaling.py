@@ -124,7 +124,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=3, help="repetitions per cell (median)")
     ap.add_argument("--messages", type=int, default=200_000, help="64 B messages per cell")
-    ap.add_argument("--big", type=int, default=2000, help="1 MiB messages per cell")
+    ap.add_argument("--big", type=int, default=4000, help="1 MiB messages per cell")
     ap.add_argument("--senders", default="1,8,64", help="sender counts")
     ap.add_argument("--capacity", type=int, default=1 << 20,
                     help="ring bytes for the many-senders cells (default 1 MiB)")
