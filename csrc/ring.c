@@ -129,8 +129,9 @@ static int register_peer(ms_ring *r, ms_attach *table, volatile uint32_t *waiter
     return free_slot;
 }
 
-/* Leave the table: no lock needed, only our own entry is touched (a reaper only claims
- * entries of dead processes, a registrant only free ones). */
+/* Leave the table.  Safe without the lock against other processes (a reaper only claims
+ * entries of dead processes, a registrant only free ones); the lock, when the caller
+ * has it, also orders it with this process's other threads registering. */
 static void unregister_peer(ms_attach *table, int slot)
 {
     if (slot < 0 || slot >= (int)MS_RING_PEERS ||
@@ -1121,17 +1122,28 @@ static void unlist(volatile uint32_t *count)
 static ms_status unregister_fn(void *arg)
 {
     ms_channel *ch = (ms_channel *)arg;
+    /* Under the side's lock if it comes soon, so that another thread of this process
+     * registering at the same instant cannot have its entry freed under it; without it
+     * if not (a close never blocks for long, and a normal exit is never taken for a
+     * crash). */
+    ms_wait_opts o = { 10000000LL, 0, NULL, NULL, 0, NULL };
     if (ch->sender_registered) {
+        int locked = lock_send(ch, &o) == MS_OK;
         if (ch->send_slot < 0)
             unlist(&ch->ring->unlisted_senders);
         else
             unregister_peer(ch->ring->senders, ch->send_slot);
+        if (locked)
+            unlock_send(ch);
     }
     if (ch->receiver_registered) {
+        int locked = lock_recv(ch, &o) == MS_OK;
         if (ch->recv_slot < 0)
             unlist(&ch->ring->unlisted_receivers);
         else
             unregister_peer(ch->ring->receivers, ch->recv_slot);
+        if (locked)
+            unlock_recv(ch);
     }
     return MS_OK;
 }
@@ -1157,8 +1169,8 @@ void ms_channel_detach(ms_channel *ch)
         ms_channel_abort(ch);
     if (ch->view_open)
         ms_channel_unconsume(ch);
-    /* Leaving the peer tables takes no lock (see unregister_peer): a close never
-     * blocks, and a normal exit is never mistaken for a dead sender. */
+    /* Leaving the peer tables waits at most briefly for the locks (see unregister_fn):
+     * a close never blocks, and a normal exit is never mistaken for a dead sender. */
     ms_p_guarded_call(unregister_fn, ch);
     ch->sender_registered = 0;
     ch->receiver_registered = 0;
