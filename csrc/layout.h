@@ -114,14 +114,24 @@ typedef struct ms_semaphore {
  * position p lives at ring offset p % capacity.  A record is an 8-byte header
  * (uint32 length, uint32 flags) followed by the payload padded to 8 bytes; a record never
  * wraps: when it would not fit before the end, a PAD record (flags & MS_REC_PAD) fills
- * the rest and the record starts at offset 0.
+ * the rest and the record starts at offset 0.  A message's flags carry its kind in bits
+ * 8-15 (MS_REC_KIND_*: how the payload is to be decoded; 0 = plain bytes); every other
+ * bit of a message's flags is 0.
+ * A sender may also pad to the end when it finds the ring empty past its first half
+ * (then the ring restarts at offset 0, whose memory is still in cache).
  * The tail is only moved by a sender holding send_lock, the head by a receiver holding
  * recv_lock, each with release ordering after the record is complete, so a sender killed
  * mid-write never exposes a partial record. */
 #define MS_REC_HEADER   8u
 #define MS_REC_PAD      0x1u
+#define MS_REC_KIND_SHIFT 8u
+#define MS_REC_KIND_MASK  0xFF00u
+#define MS_REC_KIND_BYTES  0u    /* send(), send_many(), loan() */
+#define MS_REC_KIND_OBJECT 1u    /* send_object(): a pickle with out-of-band buffers */
+#define MS_REC_KIND_ARRAY  2u    /* send_array(): dtype, shape, order, data */
 #define MS_RING_CLOSED  0x1u     /* close_sending() was called */
 #define MS_RING_PEERS   16u
+#define MS_PID_REAPING  0xFFFFFFFFu
 
 typedef struct ms_ring {
     /* line 0: immutable after creation */
@@ -148,14 +158,20 @@ typedef struct ms_ring {
     uint8_t  pad2[16];
     /* line 3: rarely written */
     uint32_t flags;            /* MS_RING_CLOSED */
-    uint32_t reserved3;
+    uint32_t last_dead_sender; /* pid of the sender most recently found dead (0: none) */
     uint64_t abandoned;        /* loans left uncommitted by a sender that died */
-    uint8_t  pad3[48];
+    uint64_t sender_deaths;    /* senders found dead while registered (never closed) */
+    uint32_t unlisted_senders; /* handles sending while the senders table was full */
+    uint32_t unlisted_receivers;
+    uint8_t  pad3[32];
     /* lines 4-5: the two robust locks */
     uint8_t  send_lock[64];
     uint8_t  recv_lock[64];
-    /* processes that have sent / received (pid 0: free), for statistics and to tell
-     * receivers when every sender died without closing (a broken channel) */
+    /* processes that have sent / received (pid 0: free; MS_PID_REAPING: an entry of a
+     * dead process being freed), for statistics and to tell receivers that a sender
+     * died without closing (a broken channel).  A process that closes its handles, or
+     * exits normally, leaves the table; only one that died without its exit path stays
+     * behind, and whoever finds it dead frees it and counts it in sender_deaths. */
     ms_attach senders[MS_RING_PEERS];
     ms_attach receivers[MS_RING_PEERS];
 } ms_ring;
@@ -200,6 +216,7 @@ MS_STATIC_ASSERT(sizeof(ms_ring) == 384 + 2 * MS_RING_PEERS * 16, "ring control 
 MS_STATIC_ASSERT(sizeof(ms_ring) <= MS_KIND_AREA_SIZE, "ring fits the kind area");
 MS_STATIC_ASSERT(offsetof(ms_ring, tail) == 64, "tail on its own line");
 MS_STATIC_ASSERT(offsetof(ms_ring, head) == 128, "head on its own line");
+MS_STATIC_ASSERT(offsetof(ms_ring, sender_deaths) == 208, "sender deaths offset");
 MS_STATIC_ASSERT(offsetof(ms_ring, send_lock) == 256, "send lock line");
 MS_STATIC_ASSERT(offsetof(ms_header, name) == 128, "name offset");
 MS_STATIC_ASSERT(offsetof(ms_header, meta_lock) == 384, "meta lock offset");

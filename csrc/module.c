@@ -63,7 +63,7 @@ static const char *status_text(ms_status st)
     case MS_E_BUSY: return "busy";
     case MS_E_INITIALIZING: return "segment is still being initialized by its creator";
     case MS_E_DESTROYED: return "segment was destroyed";
-    case MS_E_BROKEN: return "every sender died without closing the channel";
+    case MS_E_BROKEN: return "a sender died without closing the channel, and none is left";
     case MS_E_FAULT: return "the segment's memory vanished (truncated by another process?)";
     case MS_E_INVALID: return "invalid argument";
     case MS_E_VALUE: return "value out of range";
@@ -2094,6 +2094,8 @@ typedef struct {
     ms_channel ch;
     WindowObject *loan;       /* open loan window, if any */
     WindowObject *view;       /* open received view, if any */
+    unsigned long loan_thread; /* the thread that opened the loan (view) */
+    unsigned long view_thread;
     int bound;
 } ChannelObject;
 
@@ -2135,6 +2137,46 @@ static int ch_check(ChannelObject *self)
         return -1;
     }
     return 0;
+}
+
+/* Status -> exception for channel calls: ChannelBroken carries what it reports, and
+ * MS_E_BUSY (this thread holds the lock the call needs) says which. */
+static PyObject *ch_raise(ChannelObject *self, ms_status st)
+{
+    if (st == MS_E_BROKEN) {
+        ms_channel *c = &self->ch;
+        PyObject *exc = PyObject_CallFunction(
+            error_classes[MS_E_BROKEN], "s",
+            c->broken_deaths == 1
+                ? "a sender died without closing the channel, and no sender is left"
+                : "senders died without closing the channel, and no sender is left");
+        if (!exc)
+            return NULL;
+        PyObject *pid = PyLong_FromUnsignedLong(c->broken_pid);
+        PyObject *n = PyLong_FromUnsignedLongLong(c->broken_deaths);
+        PyObject *ab = PyLong_FromUnsignedLongLong(c->broken_abandoned);
+        if (pid && n && ab && PyObject_SetAttrString(exc, "pid", pid) == 0 &&
+            PyObject_SetAttrString(exc, "dead_senders", n) == 0 &&
+            PyObject_SetAttrString(exc, "abandoned", ab) == 0)
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_XDECREF(pid);
+        Py_XDECREF(n);
+        Py_XDECREF(ab);
+        Py_DECREF(exc);
+        return NULL;
+    }
+    if (st == MS_E_BUSY && ((self->ch.loan_open &&
+                             self->loan_thread == PyThread_get_thread_ident()) ||
+                            (self->ch.view_open &&
+                             self->view_thread == PyThread_get_thread_ident()))) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        self->ch.loan_open ? "this thread has a loan open on this channel "
+                                             "handle: finish it first"
+                                           : "this thread has a received view open on this "
+                                             "channel handle: finish it first");
+        return NULL;
+    }
+    return raise_status(st, 0, NULL);
 }
 
 static void Channel_dealloc(ChannelObject *self)
@@ -2261,7 +2303,7 @@ static PyObject *channel_send(ChannelObject *self, PyObject *data, PyObject *tob
     if (have_buf)
         PyBuffer_Release(&buf);
     if (st != MS_OK)
-        return raise_status(st, 0, NULL);
+        return ch_raise(self, st);
     RET_NONE(self->segobj);
 }
 
@@ -2337,7 +2379,7 @@ static PyObject *channel_receive(ChannelObject *self, PyObject *tobj)
             Py_XDECREF(an.result);
         }
     }
-    return raise_status(st, 0, NULL);
+    return ch_raise(self, st);
 }
 
 /* receive_many(max_messages, timeout=None) -> list[bytes] */
@@ -2451,26 +2493,33 @@ static PyObject *Channel_send_many(ChannelObject *self, PyObject *args, PyObject
     }
     Py_DECREF(it);
     if (st != MS_OK)
-        return raise_status(st, 0, NULL);
+        return ch_raise(self, st);
     return PyLong_FromSsize_t(total);
 }
 
 /* loan(n, timeout=None) -> Window (writable, inside the ring) */
 static PyObject *Channel_loan(ChannelObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"n", "timeout", NULL};
+    static char *kwlist[] = {"n", "timeout", "_kind", NULL};
     Py_ssize_t n;
     PyObject *tobj = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "n|O:loan", kwlist, &n, &tobj))
+    unsigned int kind = MS_REC_KIND_BYTES;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "n|O$I:loan", kwlist, &n, &tobj, &kind))
         return NULL;
+    if (kind > 255) {
+        PyErr_SetString(PyExc_ValueError, "_kind must be < 256");
+        return NULL;
+    }
     if (ch_check(self) < 0)
         return NULL;
     if (n < 0) {
         PyErr_SetString(PyExc_ValueError, "loan size must be >= 0");
         return NULL;
     }
-    if (self->loan) {
-        PyErr_SetString(PyExc_RuntimeError, "this channel handle already has an open loan");
+    /* Another thread's loan: wait for the send lock it holds, like another process. */
+    if (self->loan && self->loan_thread == PyThread_get_thread_ident()) {
+        PyErr_SetString(PyExc_RuntimeError, "this thread already has an open loan on this "
+                                            "channel handle");
         return NULL;
     }
     ms_wait_opts o;
@@ -2483,7 +2532,9 @@ static PyObject *Channel_loan(ChannelObject *self, PyObject *args, PyObject *kw)
     ms_status st = ms_channel_loan(&self->ch, (size_t)n, &ptr, &o);
     seg_wait_end(self->segobj, g.ts);
     if (st != MS_OK)
-        return raise_status(st, 0, NULL);
+        return ch_raise(self, st);
+    self->ch.loan_kind = kind;
+    self->loan_thread = PyThread_get_thread_ident();
     WindowObject *w = new_window(self->segobj, ptr, n, 0, 1);
     if (!w) {
         ms_channel_abort(&self->ch);
@@ -2515,7 +2566,7 @@ static PyObject *channel_commit(ChannelObject *self, WindowObject *w, Py_ssize_t
     Py_DECREF(w);
     ms_status st = ms_channel_commit(&self->ch, (size_t)used);
     if (st != MS_OK)
-        return raise_status(st, 0, NULL);
+        return ch_raise(self, st);
     RET_NONE(self->segobj);
 }
 
@@ -2571,8 +2622,9 @@ static PyObject *Channel_receive_view(ChannelObject *self, PyObject *args, PyObj
         return NULL;
     if (ch_check(self) < 0)
         return NULL;
-    if (self->view) {
-        PyErr_SetString(PyExc_RuntimeError, "this channel handle already has an open view");
+    if (self->view && self->view_thread == PyThread_get_thread_ident()) {
+        PyErr_SetString(PyExc_RuntimeError, "this thread already has an open view on this "
+                                            "channel handle");
         return NULL;
     }
     const uint8_t *ptr = NULL;
@@ -2591,7 +2643,8 @@ static PyObject *Channel_receive_view(ChannelObject *self, PyObject *args, PyObj
         }
     }
     if (st != MS_OK)
-        return raise_status(st, 0, NULL);
+        return ch_raise(self, st);
+    self->view_thread = PyThread_get_thread_ident();
     WindowObject *w = new_window(self->segobj, (uint8_t *)ptr, (Py_ssize_t)len, 1, 2);
     if (!w) {
         ms_channel_unconsume(&self->ch);
@@ -2612,7 +2665,7 @@ static PyObject *channel_consume(ChannelObject *self, WindowObject *w, int keep)
     Py_DECREF(w);
     ms_status st = keep ? ms_channel_unconsume(&self->ch) : ms_channel_consume(&self->ch);
     if (st != MS_OK)
-        return raise_status(st, 0, NULL);
+        return ch_raise(self, st);
     if (e > 0 && !keep) {
         PyErr_Format(PyExc_BufferError,
                      "%zd view(s) of the received message outlived its block; the message "
@@ -2671,7 +2724,7 @@ static PyObject *Channel_wait_readable(ChannelObject *self, PyObject *args)
         RET_TRUE(self->segobj);
     if (st == MS_E_TIMEOUT)
         RET_FALSE(self->segobj);
-    return raise_status(st, 0, NULL);
+    return ch_raise(self, st);
 }
 
 static PyObject *Channel_wait_writable(ChannelObject *self, PyObject *args)
@@ -2698,7 +2751,7 @@ static PyObject *Channel_wait_writable(ChannelObject *self, PyObject *args)
         RET_TRUE(self->segobj);
     if (st == MS_E_TIMEOUT)
         RET_FALSE(self->segobj);
-    return raise_status(st, 0, NULL);
+    return ch_raise(self, st);
 }
 
 static PyObject *Channel_after_fork(ChannelObject *self, PyObject *unused)
@@ -2722,6 +2775,26 @@ static PyObject *Channel_after_fork(ChannelObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* _view_kind() -> int: the MS_REC_KIND_* of the message in this thread's open view */
+static PyObject *Channel_view_kind(ChannelObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (!self->view || self->view_thread != PyThread_get_thread_ident()) {
+        PyErr_SetString(PyExc_RuntimeError, "no received view open on this thread");
+        return NULL;
+    }
+    return PyLong_FromUnsignedLong(self->ch.view_kind);
+}
+
+/* _abort_waits(): the asyncio helpers' waits on this handle return now and from now on */
+static PyObject *Channel_abort_waits(ChannelObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (self->bound && self->segobj->open)
+        ms_channel_abort_waits(&self->ch);
+    Py_RETURN_NONE;
+}
+
 static PyObject *Channel_close_sending(ChannelObject *self, PyObject *unused)
 {
     (void)unused;
@@ -2729,7 +2802,7 @@ static PyObject *Channel_close_sending(ChannelObject *self, PyObject *unused)
         return NULL;
     ms_status st = ms_channel_close_sending(&self->ch);
     if (st != MS_OK)
-        return raise_status(st, 0, NULL);
+        return ch_raise(self, st);
     RET_NONE(self->segobj);
 }
 
@@ -2741,7 +2814,7 @@ static PyObject *Channel_statistics(ChannelObject *self, PyObject *unused)
     ms_channel_stats s;
     ms_channel_statistics(&self->ch, &s);
     return Py_BuildValue(
-        "{sKsKsKsKsKsKsKsKsKsKsKsIsIsIsIsO}", "capacity", (unsigned long long)s.capacity,
+        "{sKsKsKsKsKsKsKsKsKsKsKsKsIsIsIsIsO}", "capacity", (unsigned long long)s.capacity,
         "max_message", (unsigned long long)s.max_message,
         "queued_bytes", (unsigned long long)s.queued_bytes,
         "queued_messages", (unsigned long long)s.queued_messages_estimate,
@@ -2751,7 +2824,8 @@ static PyObject *Channel_statistics(ChannelObject *self, PyObject *unused)
         "received_bytes", (unsigned long long)s.received_bytes,
         "high_water", (unsigned long long)s.high_water,
         "redelivered", (unsigned long long)s.redelivered,
-        "abandoned", (unsigned long long)s.abandoned, "senders", s.senders_alive,
+        "abandoned", (unsigned long long)s.abandoned,
+        "dead_senders", (unsigned long long)s.sender_deaths, "senders", s.senders_alive,
         "receivers", s.receivers_alive, "send_waiters", s.send_waiters,
         "receive_waiters", s.recv_waiters, "closed", s.closed ? Py_True : Py_False);
 }
@@ -2786,7 +2860,8 @@ static PyMethodDef Channel_methods[] = {
      "receive($self, timeout=None)\n--\n\n"
      "Receive the next message as bytes, waiting while the channel is empty: timeout=None\n"
      "waits forever, 0 does not wait (ChannelEmpty), else seconds (WaitTimeout).\n"
-     "EndOfChannel once closed and drained; ChannelBroken if every sender died."},
+     "EndOfChannel once closed and drained; ChannelBroken once (per handle) when a\n"
+     "sender died without closing and none is left, then it waits normally."},
     {"receive_nowait", (PyCFunction)Channel_receive_nowait, METH_NOARGS,
      "receive_nowait($self, /)\n--\n\nReceive without waiting; ChannelEmpty if there is nothing."},
     {"send_many", (PyCFunction)(void (*)(void))Channel_send_many, METH_VARARGS | METH_KEYWORDS,
@@ -2803,7 +2878,7 @@ static PyMethodDef Channel_methods[] = {
      "Close the channel for sending: receivers drain what is queued, then get\n"
      "EndOfChannel; later sends raise EndOfChannel.  Permanent."},
     {"loan", (PyCFunction)(void (*)(void))Channel_loan, METH_VARARGS | METH_KEYWORDS,
-     "loan($self, n, timeout=None)\n--\n\n"
+     "loan($self, n, timeout=None, *, _kind=0)\n--\n\n"
      "Reserve n bytes inside the ring: `with ch.loan(n) as buf:` gives a writable\n"
      "memoryview, sent when the block ends and discarded if it raises.  While the loan\n"
      "is open this handle holds the send lock (other senders wait)."},
@@ -2819,6 +2894,10 @@ static PyMethodDef Channel_methods[] = {
     {"_consume", (PyCFunction)Channel_consume, METH_VARARGS, "_consume(window, keep=False)"},
     {"_statistics", (PyCFunction)Channel_statistics, METH_NOARGS, "Counters as a dict."},
     {"_detach", (PyCFunction)Channel_detach, METH_NOARGS, "Leave the peer tables."},
+    {"_view_kind", (PyCFunction)Channel_view_kind, METH_NOARGS,
+     "The kind of the message in this thread's open view."},
+    {"_abort_waits", (PyCFunction)Channel_abort_waits, METH_NOARGS,
+     "Make the asyncio helpers' waits on this handle return."},
     {"_after_fork", (PyCFunction)Channel_after_fork, METH_NOARGS, "Reset in a forked child."},
     {"_wait_readable", (PyCFunction)Channel_wait_readable, METH_VARARGS,
      "_wait_readable(timeout=None) -> bool: a message or the end is there"},

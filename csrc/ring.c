@@ -52,6 +52,9 @@ ms_status ms_channel_bind(ms_channel *ch, ms_segment *seg)
     ch->cap = cap;
     ch->max_message = maxm;
     ch->send_slot = ch->recv_slot = -1;
+    /* deaths found before this handle existed are not its to report */
+    ch->seen_deaths = ms_load64(&r->sender_deaths);
+    ch->seen_abandoned = ms_load64(&r->abandoned);
     return MS_OK;
 }
 
@@ -65,9 +68,14 @@ ms_status ms_channel_bind(ms_channel *ch, ms_segment *seg)
 #define HANDLES(c) ((c) & (MS_SLEEPER - 1u))
 #define SLEEPERS(c) ((c) / MS_SLEEPER)
 
-/* Take a dead process's entry out of the table, giving back its sleepers. */
-static void reap_entry(ms_attach *e, volatile uint32_t *waiters)
+/* Free the entry of process `pid`, found dead: claim it first (pid -> MS_PID_REAPING),
+ * so that of several processes finding it dead at once only one frees it, and nobody
+ * registers in it half-way; give back its sleepers; count a death if it still held
+ * handles (it never closed them) and `r` is given (the senders table).  1 if claimed. */
+static int reap_entry(ms_ring *r, ms_attach *e, uint32_t pid, volatile uint32_t *waiters)
 {
+    if (!ms_cas32(&e->pid, &pid, MS_PID_REAPING))
+        return 0;
     uint32_t c = ms_load32(&e->count);
     while (!ms_cas32(&e->count, &c, 0))
         ;
@@ -78,11 +86,21 @@ static void reap_entry(ms_attach *e, volatile uint32_t *waiters)
         while (!ms_cas32(waiters, &w, w > sub ? w - sub : 0))
             ;
     }
+    if (r && HANDLES(c)) {
+        ms_store32(&r->last_dead_sender, pid);
+        ms_add64(&r->sender_deaths, 1);
+    }
     ms_store32(&e->pid, 0);
+    return 1;
+}
+
+static int is_peer_pid(uint32_t pid)
+{
+    return pid != 0 && pid != MS_PID_REAPING;
 }
 
 /* Register this process (with its lock held); returns its entry or -1 if full. */
-static int register_peer(ms_attach *table, volatile uint32_t *waiters)
+static int register_peer(ms_ring *r, ms_attach *table, volatile uint32_t *waiters)
 {
     uint32_t me = ms_p_pid();
     int free_slot = -1;
@@ -92,14 +110,18 @@ static int register_peer(ms_attach *table, volatile uint32_t *waiters)
             ms_add32(&table[i].count, 1);
             return (int)i;
         }
-        if (pid && ms_p_process_alive(pid, ms_load_relaxed64(&table[i].start)) == 0) {
-            reap_entry(&table[i], waiters);
+        if (is_peer_pid(pid) &&
+            ms_p_process_alive(pid, ms_load_relaxed64(&table[i].start)) == 0 &&
+            reap_entry(table == r->senders ? r : NULL, &table[i], pid, waiters))
             pid = 0;
-        }
         if (!pid && free_slot < 0)
             free_slot = (int)i;
     }
     if (free_slot >= 0) {
+        /* claim the free entry: a reaper or another registrant may be at it too */
+        uint32_t zero = 0;
+        if (!ms_cas32(&table[free_slot].pid, &zero, MS_PID_REAPING))
+            return -1;
         table[free_slot].start = ms_p_process_start(me);
         ms_store32(&table[free_slot].count, 1);
         ms_store32(&table[free_slot].pid, me);
@@ -107,6 +129,9 @@ static int register_peer(ms_attach *table, volatile uint32_t *waiters)
     return free_slot;
 }
 
+/* Leave the table.  Safe without the lock against other processes (a reaper only claims
+ * entries of dead processes, a registrant only free ones); the lock, when the caller
+ * has it, also orders it with this process's other threads registering. */
 static void unregister_peer(ms_attach *table, int slot)
 {
     if (slot < 0 || slot >= (int)MS_RING_PEERS ||
@@ -117,31 +142,22 @@ static void unregister_peer(ms_attach *table, int slot)
         ms_store32(&table[slot].pid, 0);  /* no handle left and nobody of ours asleep */
 }
 
-/* The shared waiter count says someone sleeps, yet a wake-up found nobody several times
- * in a row: give back the sleepers of dead processes. */
-static void repair_waiters(ms_attach *table, volatile uint32_t *waiters)
+/* Free the entries of dead processes (giving back their sleepers, counting dead
+ * senders).  `all`: every dead entry; else only those that had sleepers (the repair
+ * after wake-ups that found nobody). */
+static void reap_dead(ms_ring *r, ms_attach *table, volatile uint32_t *waiters, int all)
 {
     for (unsigned i = 0; i < MS_RING_PEERS; i++) {
         uint32_t pid = ms_load_relaxed32(&table[i].pid);
-        if (pid && SLEEPERS(ms_load32(&table[i].count)) &&
+        if (is_peer_pid(pid) && (all || SLEEPERS(ms_load32(&table[i].count))) &&
             ms_p_process_alive(pid, ms_load_relaxed64(&table[i].start)) == 0)
-            reap_entry(&table[i], waiters);
+            reap_entry(table == r->senders ? r : NULL, &table[i], pid, waiters);
     }
 }
 
-/* 1 if at least one sender registered and every registered sender is dead. */
-static int senders_all_dead(ms_ring *r)
+static void repair_waiters(ms_ring *r, ms_attach *table, volatile uint32_t *waiters)
 {
-    int seen = 0;
-    for (unsigned i = 0; i < MS_RING_PEERS; i++) {
-        uint32_t pid = ms_load_relaxed32(&r->senders[i].pid);
-        if (!pid)
-            continue;
-        seen = 1;
-        if (ms_p_process_alive(pid, ms_load_relaxed64(&r->senders[i].start)) != 0)
-            return 0;
-    }
-    return seen;
+    reap_dead(r, table, waiters, 0);
 }
 
 static uint32_t count_alive(ms_attach *table)
@@ -149,17 +165,92 @@ static uint32_t count_alive(ms_attach *table)
     uint32_t n = 0;
     for (unsigned i = 0; i < MS_RING_PEERS; i++) {
         uint32_t pid = ms_load_relaxed32(&table[i].pid);
-        if (pid && ms_p_process_alive(pid, ms_load_relaxed64(&table[i].start)) != 0)
+        if (is_peer_pid(pid) && ms_p_process_alive(pid, ms_load_relaxed64(&table[i].start)) != 0)
             n++;
     }
     return n;
 }
 
+/* Called by a receiver that found the channel empty and is about to wait: the broken
+ * edge (see ring.h).  Frees dead senders' entries first, so each death is counted once
+ * in the ring, then reports the deaths this handle has not reported yet, but only when
+ * no sender is left alive to send anything. */
+static ms_status check_broken(ms_channel *ch)
+{
+    ms_ring *r = ch->ring;
+    reap_dead(r, r->senders, &r->send_waiters, 1);
+    uint64_t deaths = ms_load64(&r->sender_deaths);
+    /* Senders beyond the table are only counted: while any is open, one may be alive
+     * (and one that died without closing keeps that count up: receivers then wait,
+     * the safe side for a service). */
+    if (deaths == ch->seen_deaths || count_alive(r->senders) != 0 ||
+        ms_load32(&r->unlisted_senders) != 0)
+        return MS_OK;
+    uint64_t ab = ms_load_relaxed64(&r->abandoned);
+    ch->broken_deaths = deaths - ch->seen_deaths;
+    ch->broken_abandoned = ab - ch->seen_abandoned;
+    ch->broken_pid = ms_load_relaxed32(&r->last_dead_sender);
+    ch->seen_deaths = deaths;
+    ch->seen_abandoned = ab;
+    return MS_E_BROKEN;
+}
+
+static ms_status check_broken_fn(void *arg)
+{
+    return check_broken((ms_channel *)arg);
+}
+
 /* ---- locks -------------------------------------------------------------------------- */
+
+/* How long a contended ring lock is fought for with spins and yields before sleeping. */
+#define MS_LOCK_YIELD_NS 200000LL
+
+/* Take a send or receive lock.  Contended, its holder is either about to release it
+ * (its critical section is one copy) or was preempted (more senders than cores: 64
+ * processes on 2 cores).  So spin only a little, then give the CPU away with a yield
+ * rather than burn the time slice the holder needs, and only then sleep in the lock. */
+static ms_status ring_lock_contended(ms_channel *ch, unsigned slot, void *area,
+                                     const ms_wait_opts *o)
+{
+    ms_wait_opts now = { 0, 0, NULL, NULL, 1, NULL };
+    ms_status st = ms_lock_acquire(ch->seg, slot, area, &now, NULL);
+    if (st != MS_E_TIMEOUT)
+        return st;
+    uint64_t start = ms_p_monotonic_ns();
+    int64_t budget = MS_LOCK_YIELD_NS;
+    if (o->timeout_ns > 0 && o->timeout_ns < budget)
+        budget = o->timeout_ns;
+    uint64_t el = 0;
+    while ((int64_t)el < budget) {
+        for (int i = 0; i < 64; i++)
+            ms_cpu_relax();
+        st = ms_lock_acquire(ch->seg, slot, area, &now, NULL);
+        if (st != MS_E_TIMEOUT)
+            return st;
+        ms_p_yield();
+        st = ms_lock_acquire(ch->seg, slot, area, &now, NULL);
+        if (st != MS_E_TIMEOUT)
+            return st;
+        el = ms_p_monotonic_ns() - start;
+    }
+    ms_wait_opts w = *o;
+    w.spin_ns = 0;
+    if (w.timeout_ns > 0)
+        w.timeout_ns = w.timeout_ns > (int64_t)el ? w.timeout_ns - (int64_t)el : 1;
+    return ms_lock_acquire(ch->seg, slot, area, &w, NULL);
+}
+
+static inline ms_status ring_lock(ms_channel *ch, unsigned slot, void *area,
+                                  const ms_wait_opts *o)
+{
+    if (o->timeout_ns == 0)  /* the fast path: one try */
+        return ms_lock_acquire(ch->seg, slot, area, o, NULL);
+    return ring_lock_contended(ch, slot, area, o);
+}
 
 static ms_status lock_send(ms_channel *ch, const ms_wait_opts *o)
 {
-    ms_status st = ms_lock_acquire(ch->seg, MS_SLOT_SEND_LOCK, ch->ring->send_lock, o, NULL);
+    ms_status st = ring_lock(ch, MS_SLOT_SEND_LOCK, ch->ring->send_lock, o);
     if (st == MS_E_OWNER_DIED) {
         /* A sender died inside send or holding a loan: its record was never published
          * (the tail moves last), so there is nothing to undo. */
@@ -167,8 +258,10 @@ static ms_status lock_send(ms_channel *ch, const ms_wait_opts *o)
         st = MS_OK;
     }
     if (st == MS_OK && !ch->sender_registered) {
-        ch->send_slot = register_peer(ch->ring->senders, &ch->ring->send_waiters);
+        ch->send_slot = register_peer(ch->ring, ch->ring->senders, &ch->ring->send_waiters);
         ch->sender_registered = 1;
+        if (ch->send_slot < 0)  /* table full: counted, so that no death is assumed */
+            ms_add32(&ch->ring->unlisted_senders, 1);
     }
     return st;
 }
@@ -180,7 +273,7 @@ static void unlock_send(ms_channel *ch)
 
 static ms_status lock_recv(ms_channel *ch, const ms_wait_opts *o)
 {
-    ms_status st = ms_lock_acquire(ch->seg, MS_SLOT_RECV_LOCK, ch->ring->recv_lock, o, NULL);
+    ms_status st = ring_lock(ch, MS_SLOT_RECV_LOCK, ch->ring->recv_lock, o);
     if (st == MS_E_OWNER_DIED) {
         /* A receiver died between finding a message and moving the head (it had one in
          * hand): that message is still at the head and is offered again. */
@@ -191,8 +284,10 @@ static ms_status lock_recv(ms_channel *ch, const ms_wait_opts *o)
         st = MS_OK;
     }
     if (st == MS_OK && !ch->receiver_registered) {
-        ch->recv_slot = register_peer(ch->ring->receivers, &ch->ring->recv_waiters);
+        ch->recv_slot = register_peer(ch->ring, ch->ring->receivers, &ch->ring->recv_waiters);
         ch->receiver_registered = 1;
+        if (ch->recv_slot < 0)
+            ms_add32(&ch->ring->unlisted_receivers, 1);
     }
     return st;
 }
@@ -228,7 +323,7 @@ static void wake_receivers(ms_channel *ch)
                                &ch->ring->recv_waiters);
     if (n == 0 && ++ch->idle_wakes_r >= MS_REPAIR_AFTER) {
         ch->idle_wakes_r = 0;
-        repair_waiters(ch->ring->receivers, &ch->ring->recv_waiters);
+        repair_waiters(ch->ring, ch->ring->receivers, &ch->ring->recv_waiters);
     } else if (n != 0) {
         ch->idle_wakes_r = 0;
     }
@@ -236,11 +331,24 @@ static void wake_receivers(ms_channel *ch)
 
 static void wake_senders(ms_channel *ch)
 {
-    int n = ms_wake_waiters_sc(ch->seg, MS_SLOT_NOT_FULL, &ch->ring->not_full_seq,
-                               &ch->ring->send_waiters);
+    ms_ring *r = ch->ring;
+    uint32_t w = ms_load_sc32(&r->send_waiters);
+    if (w > 1) {
+        /* Several senders asleep on a full ring (many producers, one consumer): a wake-up
+         * wakes them all, so waking them for every message taken (a few bytes of room)
+         * is a herd of processes fighting for one slot, on every message.  Wake them
+         * once half the ring is free instead: each then finds room.  (A sender that
+         * could have gone earlier is late by at most one sleep slice, and only while
+         * the ring is over half full with others waiting too.) */
+        uint64_t used = ms_load64(&r->tail) - ms_load_relaxed64(&r->head);
+        if (used <= ch->cap && ch->cap - used < ch->cap / 2)
+            return;
+    }
+    int n = w ? ms_wake_waiters_sc(ch->seg, MS_SLOT_NOT_FULL, &r->not_full_seq,
+                                   &r->send_waiters) : -2;
     if (n == 0 && ++ch->idle_wakes_s >= MS_REPAIR_AFTER) {
         ch->idle_wakes_s = 0;
-        repair_waiters(ch->ring->senders, &ch->ring->send_waiters);
+        repair_waiters(ch->ring, ch->ring->senders, &ch->ring->send_waiters);
     } else if (n != 0) {
         ch->idle_wakes_s = 0;
     }
@@ -253,8 +361,10 @@ static volatile uint32_t *receiver_mark(ms_channel *ch)
         ms_wait_opts o = { 0, 0, NULL, NULL, 1, NULL };
         if (ms_lock_acquire(ch->seg, MS_SLOT_RECV_LOCK, ch->ring->recv_lock, &o, NULL) ==
             MS_OK) {
-            ch->recv_slot = register_peer(ch->ring->receivers, &ch->ring->recv_waiters);
+            ch->recv_slot = register_peer(ch->ring, ch->ring->receivers, &ch->ring->recv_waiters);
             ch->receiver_registered = 1;
+            if (ch->recv_slot < 0)
+                ms_add32(&ch->ring->unlisted_receivers, 1);
             ms_lock_release(ch->seg, MS_SLOT_RECV_LOCK, ch->ring->recv_lock, NULL);
         }
     }
@@ -286,6 +396,21 @@ static void skip_lone_pad(ms_channel *ch, uint64_t t, uint64_t pad)
     unlock_recv(ch);
 }
 
+#define MS_RESTART_MIN 4096u
+
+/* A large ring kept full cycles through memory that is no longer in cache: each record
+ * is read long after it was written (7.4 k/s of 1 MiB messages through a 64 MiB ring vs
+ * 28 k/s through an 8 MiB one).  So a sender that may wait, of a large record, first
+ * waits a little (MS_HOT_WAIT_NS at most) for the queue to fall within MS_HOT_WINDOW
+ * bytes: a receiver that keeps up then reads what was just written, and the throughput,
+ * which the receiver bounds anyway, is that of a small ring.  A receiver that does not
+ * keep up (or none at all) loses nothing: after the wait the whole capacity is used. */
+#define MS_HOT_WINDOW (4u << 20)
+#define MS_HOT_MIN_RECORD (64u << 10)
+#define MS_HOT_WAIT_NS 2000000LL
+#define MS_HOT_MISSES 4u
+
+
 /* With send_lock held: make room for a record of `rsize` bytes at the tail.  Returns
  * MS_OK with *pos set, or MS_E_FULL with *need = free bytes to wait for. */
 static ms_status reserve_locked(ms_channel *ch, uint64_t rsize, uint64_t *pos, uint64_t *need)
@@ -306,7 +431,21 @@ static ms_status reserve_locked(ms_channel *ch, uint64_t rsize, uint64_t *pos, u
         }
         if (used > cap || (t & 7u) != 0)
             return MS_E_LAYOUT;
-        if (off + rsize > cap) {
+        /* An empty ring past its first half: restart at offset 0, whose memory is still
+         * in cache, rather than march on through a large ring's cold memory (one
+         * padding record; checked for large records only, where the copy dominates). */
+        int restart = 0;
+        if (rsize >= MS_RESTART_MIN &&
+            (off >= cap / 2 || (cap > 2 * (uint64_t)MS_HOT_WINDOW && off >= MS_HOT_WINDOW)) &&
+            off + rsize <= cap) {
+            if (used != 0) {
+                h = ms_load64(&r->head);
+                ch->cached_head = h;
+                used = t - h;
+            }
+            restart = used == 0;
+        }
+        if (off + rsize > cap || restart) {
             /* Not enough room before the end: fill it with a padding record, which
              * receivers skip, and start again at offset 0. */
             uint64_t pad = cap - off;
@@ -332,11 +471,11 @@ static ms_status reserve_locked(ms_channel *ch, uint64_t rsize, uint64_t *pos, u
     }
 }
 
-static void publish_locked(ms_channel *ch, uint64_t pos, uint64_t payload)
+static void publish_locked(ms_channel *ch, uint64_t pos, uint64_t payload, uint32_t kind)
 {
     ms_ring *r = ch->ring;
     uint64_t rsize = MS_REC_HEADER + ALIGN8(payload);
-    uint32_t hdr[2] = { (uint32_t)payload, 0 };
+    uint32_t hdr[2] = { (uint32_t)payload, (kind << MS_REC_KIND_SHIFT) & MS_REC_KIND_MASK };
     memcpy(ch->buf + pos % ch->cap, hdr, sizeof hdr);
     ms_store_sc64(&r->tail, pos + rsize);
     r->sent_messages++;
@@ -367,6 +506,39 @@ static ms_status check_not_closed(ms_channel *ch)
     return (ms_load32(&ch->ring->flags) & MS_RING_CLOSED) ? MS_E_CLOSED : MS_OK;
 }
 
+static void hot_window_wait(ms_channel *ch, uint64_t rsize, const ms_wait_opts *o)
+{
+    if (ch->cap <= 2 * (uint64_t)MS_HOT_WINDOW || rsize < MS_HOT_MIN_RECORD ||
+        rsize > MS_HOT_WINDOW)
+        return;
+    uint64_t t = ms_load_relaxed64(&ch->ring->tail);
+    int past = t % ch->cap >= MS_HOT_WINDOW;
+    if (!past) {
+        ch->hot_skip = 0;  /* back in the window: try again on this lap */
+        ch->hot_misses = 0;
+    }
+    if (ch->hot_skip)
+        return;
+    uint64_t used = t - ms_load64(&ch->ring->head);
+    /* past the window: wait for the queue to drain, so the record restarts at 0 */
+    uint64_t limit = past ? 0 : MS_HOT_WINDOW - rsize;
+    if (used > ch->cap || used <= limit)
+        return;
+    struct space_pred sp = { ch, ch->cap - limit };
+    ms_wait_opts wo = *o;
+    if (wo.timeout_ns < 0 || wo.timeout_ns > MS_HOT_WAIT_NS)
+        wo.timeout_ns = MS_HOT_WAIT_NS;
+    wo.mark = sender_mark(ch);
+    /* A receiver that did not keep up several times in a row (one late wake-up on a
+     * busy machine is not that): stop waiting for it until the next lap, and use the
+     * whole ring, as a burst needs. */
+    if (ms_wait_for(ch->seg, MS_SLOT_NOT_FULL, &ch->ring->not_full_seq,
+                    &ch->ring->send_waiters, space_pred, &sp, &wo) == MS_OK)
+        ch->hot_misses = 0;
+    else if (++ch->hot_misses >= MS_HOT_MISSES)
+        ch->hot_skip = 1;
+}
+
 static ms_status send_fn(void *arg)
 {
     struct send_args *a = (struct send_args *)arg;
@@ -378,6 +550,8 @@ static ms_status send_fn(void *arg)
         lock_opts.timeout_ns = 0;
     else if (a->o->timeout_ns == 0)
         lock_opts.timeout_ns = MS_LOCK_NOWAIT_NS;
+    else
+        hot_window_wait(ch, rsize, a->o);
     for (;;) {
         ms_status st = lock_send(ch, &lock_opts);
         if (st == MS_E_TIMEOUT && a->o->try_only)
@@ -395,13 +569,14 @@ static ms_status send_fn(void *arg)
         if (st == MS_OK) {
             if (a->loan_ptr) {
                 ch->loan_open = 1;
+                ch->loan_kind = MS_REC_KIND_BYTES;
                 ch->loan_pos = pos;
                 ch->loan_size = a->n;
                 *a->loan_ptr = ch->buf + pos % ch->cap + MS_REC_HEADER;
                 return MS_OK;  /* send_lock stays held until commit or abort */
             }
             memcpy(ch->buf + pos % ch->cap + MS_REC_HEADER, a->data, a->n);
-            publish_locked(ch, pos, a->n);
+            publish_locked(ch, pos, a->n, MS_REC_KIND_BYTES);
             unlock_send(ch);
             wake_receivers(ch);
             return MS_OK;
@@ -435,8 +610,6 @@ ms_status ms_channel_send(ms_channel *ch, const void *data, size_t n, const ms_w
 {
     if (n > ch->max_message)
         return MS_E_TOO_LARGE;
-    if (ch->loan_open)
-        return MS_E_BUSY;
     struct send_args a = { ch, data, n, o, NULL };
     ms_status st = ms_p_guarded_call(send_fn, &a);
     if (st == MS_E_FAULT)
@@ -448,8 +621,6 @@ ms_status ms_channel_loan(ms_channel *ch, size_t n, uint8_t **ptr, const ms_wait
 {
     if (n > ch->max_message)
         return MS_E_TOO_LARGE;
-    if (ch->loan_open)
-        return MS_E_BUSY;
     struct send_args a = { ch, NULL, n, o, ptr };
     ms_status st = ms_p_guarded_call(send_fn, &a);
     if (st == MS_E_FAULT)
@@ -460,7 +631,7 @@ ms_status ms_channel_loan(ms_channel *ch, size_t n, uint8_t **ptr, const ms_wait
 static ms_status commit_fn(void *arg)
 {
     ms_channel *ch = (ms_channel *)arg;
-    publish_locked(ch, ch->loan_pos, ch->loan_size);
+    publish_locked(ch, ch->loan_pos, ch->loan_size, ch->loan_kind);
     return MS_OK;
 }
 
@@ -505,7 +676,7 @@ static int avail_pred(void *arg)
 
 /* With recv_lock held: find the next message, skipping padding records.  MS_E_EMPTY if
  * there is none. */
-static ms_status next_locked(ms_channel *ch, uint64_t *pos, uint32_t *len)
+static ms_status next_locked(ms_channel *ch, uint64_t *pos, uint32_t *len, uint32_t *kind)
 {
     ms_ring *r = ch->ring;
     uint64_t cap = ch->cap;
@@ -534,10 +705,12 @@ static ms_status next_locked(ms_channel *ch, uint64_t *pos, uint32_t *len)
             continue;
         }
         uint64_t rsize = MS_REC_HEADER + ALIGN8(hdr[0]);
-        if (hdr[1] != 0 || hdr[0] > ch->max_message || rsize > avail || off + rsize > cap)
+        if ((hdr[1] & ~MS_REC_KIND_MASK) != 0 || hdr[0] > ch->max_message || rsize > avail ||
+            off + rsize > cap)
             return MS_E_LAYOUT;
         *pos = h;
         *len = hdr[0];
+        *kind = hdr[1] >> MS_REC_KIND_SHIFT;
         return MS_OK;
     }
 }
@@ -588,8 +761,8 @@ static ms_status recv_fn(void *arg)
             }
             /* Before sleeping, and again every slice while asleep (the last sender may
              * die while we wait): a channel whose every sender died will never fill. */
-            if (senders_all_dead(ch->ring))
-                return MS_E_BROKEN;
+            if ((st = check_broken(ch)) != MS_OK)
+                return st;
             ms_wait_opts so = wo;
             if (so.timeout_ns < 0 || so.timeout_ns > MS_SLICE_NS)
                 so.timeout_ns = MS_SLICE_NS;
@@ -621,13 +794,14 @@ static ms_status recv_fn(void *arg)
         if (st != MS_OK)
             return st;
         uint64_t pos;
-        uint32_t len;
-        st = next_locked(ch, &pos, &len);
+        uint32_t len, kind;
+        st = next_locked(ch, &pos, &len, &kind);
         if (st == MS_OK) {
             const uint8_t *src = ch->buf + pos % ch->cap + MS_REC_HEADER;
             ch->ring->holding = 1;  /* our own cache line: no cost to senders */
             if (!a->alloc) {
                 ch->view_open = 1;
+                ch->view_kind = kind;
                 ch->view_next = pos;
                 *a->ptr = src;
                 *a->len = len;
@@ -677,8 +851,6 @@ static ms_status run_recv(struct recv_args *a)
 ms_status ms_channel_receive(ms_channel *ch, ms_alloc_fn alloc, void *arg,
                              const ms_wait_opts *o)
 {
-    if (ch->view_open)
-        return MS_E_BUSY;
     struct recv_args a = { ch, o, alloc, arg, NULL, NULL };
     return run_recv(&a);
 }
@@ -686,8 +858,6 @@ ms_status ms_channel_receive(ms_channel *ch, ms_alloc_fn alloc, void *arg,
 ms_status ms_channel_peek(ms_channel *ch, const uint8_t **ptr, size_t *len,
                           const ms_wait_opts *o)
 {
-    if (ch->view_open)
-        return MS_E_BUSY;
     struct recv_args a = { ch, o, NULL, NULL, ptr, len };
     return run_recv(&a);
 }
@@ -757,8 +927,8 @@ static ms_status batch_recv_fn(void *arg)
         return st;
     while (*a->count < a->max) {
         uint64_t pos;
-        uint32_t len;
-        st = next_locked(ch, &pos, &len);
+        uint32_t len, kind;
+        st = next_locked(ch, &pos, &len, &kind);
         if (st != MS_OK)
             break;
         uint8_t *dst = a->alloc(a->arg, len);
@@ -791,8 +961,6 @@ ms_status ms_channel_receive_batch(ms_channel *ch, ms_alloc_fn alloc, void *arg,
                                    size_t *count, const ms_wait_opts *o)
 {
     *count = 0;
-    if (ch->view_open)
-        return MS_E_BUSY;
     if (max == 0)
         return MS_OK;
     /* the first message with the full waiting semantics of receive() */
@@ -852,7 +1020,7 @@ static ms_status batch_send_fn(void *arg)
         if (st != MS_OK)
             break;
         memcpy(ch->buf + pos % ch->cap + MS_REC_HEADER, p, len);
-        publish_locked(ch, pos, len);
+        publish_locked(ch, pos, len, MS_REC_KIND_BYTES);
         (*a->count)++;
         sent++;
     }
@@ -866,8 +1034,6 @@ ms_status ms_channel_send_batch(ms_channel *ch, ms_get_fn get, void *arg, size_t
                                 size_t *count, const ms_wait_opts *o)
 {
     *count = 0;
-    if (ch->loan_open)
-        return MS_E_BUSY;
     for (;;) {
         struct batch_send_args a = { ch, get, arg, n, count };
         ms_status st = ms_p_guarded_call(batch_send_fn, &a);
@@ -889,26 +1055,43 @@ ms_status ms_channel_send_batch(ms_channel *ch, ms_get_fn get, void *arg, size_t
     }
 }
 
+static int avail_or_abort(void *arg)
+{
+    return ((struct avail_pred *)arg)->ch->abort_waits || avail_pred(arg);
+}
+
+static int space_or_abort(void *arg)
+{
+    return ((struct space_pred *)arg)->ch->abort_waits || space_pred(arg);
+}
+
 ms_status ms_channel_wait_readable(ms_channel *ch, const ms_wait_opts *o)
 {
     struct avail_pred ap = { ch };
-    if (!avail_pred(&ap) && o->timeout_ns != 0 && senders_all_dead(ch->ring))
-        return MS_E_BROKEN;
+    if (ch->abort_waits)
+        return MS_OK;
+    if (!avail_pred(&ap) && o->timeout_ns != 0) {
+        ms_status st = ms_p_guarded_call(check_broken_fn, ch);
+        if (st != MS_OK)
+            return st;
+    }
     ms_wait_opts wo = *o;
     wo.mark = receiver_mark(ch);
     return ms_wait_for(ch->seg, MS_SLOT_NOT_EMPTY, &ch->ring->not_empty_seq,
-                       &ch->ring->recv_waiters, avail_pred, &ap, &wo);
+                       &ch->ring->recv_waiters, avail_or_abort, &ap, &wo);
 }
 
 ms_status ms_channel_wait_writable(ms_channel *ch, size_t n, const ms_wait_opts *o)
 {
     if (n > ch->max_message)
         return MS_E_TOO_LARGE;
+    if (ch->abort_waits)
+        return MS_OK;
     struct space_pred sp = { ch, MS_REC_HEADER + ALIGN8(n) };
     ms_wait_opts wo = *o;
     wo.mark = sender_mark(ch);
     return ms_wait_for(ch->seg, MS_SLOT_NOT_FULL, &ch->ring->not_full_seq,
-                       &ch->ring->send_waiters, space_pred, &sp, &wo);
+                       &ch->ring->send_waiters, space_or_abort, &sp, &wo);
 }
 
 /* ---- control ------------------------------------------------------------------------ */
@@ -929,6 +1112,55 @@ ms_status ms_channel_close_sending(ms_channel *ch)
     return MS_OK;
 }
 
+static void unlist(volatile uint32_t *count)
+{
+    uint32_t c = ms_load32(count);
+    while (c && !ms_cas32(count, &c, c - 1))
+        ;
+}
+
+static ms_status unregister_fn(void *arg)
+{
+    ms_channel *ch = (ms_channel *)arg;
+    /* Under the side's lock if it comes soon, so that another thread of this process
+     * registering at the same instant cannot have its entry freed under it; without it
+     * if not (a close never blocks for long, and a normal exit is never taken for a
+     * crash). */
+    ms_wait_opts o = { 10000000LL, 0, NULL, NULL, 0, NULL };
+    if (ch->sender_registered) {
+        int locked = lock_send(ch, &o) == MS_OK;
+        if (ch->send_slot < 0)
+            unlist(&ch->ring->unlisted_senders);
+        else
+            unregister_peer(ch->ring->senders, ch->send_slot);
+        if (locked)
+            unlock_send(ch);
+    }
+    if (ch->receiver_registered) {
+        int locked = lock_recv(ch, &o) == MS_OK;
+        if (ch->recv_slot < 0)
+            unlist(&ch->ring->unlisted_receivers);
+        else
+            unregister_peer(ch->ring->receivers, ch->recv_slot);
+        if (locked)
+            unlock_recv(ch);
+    }
+    return MS_OK;
+}
+
+void ms_channel_abort_waits(ms_channel *ch)
+{
+    ch->abort_waits = 1;
+    if (ch->seg->faulted)
+        return;
+    /* a spurious wake-up for the other processes' sleepers: they look and sleep again */
+    ms_fence();
+    ms_add32(&ch->ring->not_empty_seq, 1);
+    ms_p_wake32(ch->seg->ctx, MS_SLOT_NOT_EMPTY, &ch->ring->not_empty_seq, 1);
+    ms_add32(&ch->ring->not_full_seq, 1);
+    ms_p_wake32(ch->seg->ctx, MS_SLOT_NOT_FULL, &ch->ring->not_full_seq, 1);
+}
+
 void ms_channel_detach(ms_channel *ch)
 {
     if (ch->seg->faulted)
@@ -937,25 +1169,11 @@ void ms_channel_detach(ms_channel *ch)
         ms_channel_abort(ch);
     if (ch->view_open)
         ms_channel_unconsume(ch);
-    /* The peer tables are only advisory; update them without the locks' help when the
-     * locks are busy rather than block a close. */
-    if (ch->sender_registered) {
-        ms_wait_opts o = { 100000000LL, 0, NULL, NULL, 0 };
-        if (lock_send(ch, &o) == MS_OK) {
-            unregister_peer(ch->ring->senders, ch->send_slot);
-            /* lock_send registered nothing new: we were registered already */
-            unlock_send(ch);
-        }
-        ch->sender_registered = 0;
-    }
-    if (ch->receiver_registered) {
-        ms_wait_opts o = { 100000000LL, 0, NULL, NULL, 0 };
-        if (lock_recv(ch, &o) == MS_OK) {
-            unregister_peer(ch->ring->receivers, ch->recv_slot);
-            unlock_recv(ch);
-        }
-        ch->receiver_registered = 0;
-    }
+    /* Leaving the peer tables waits at most briefly for the locks (see unregister_fn):
+     * a close never blocks, and a normal exit is never mistaken for a dead sender. */
+    ms_p_guarded_call(unregister_fn, ch);
+    ch->sender_registered = 0;
+    ch->receiver_registered = 0;
 }
 
 void ms_channel_statistics(ms_channel *ch, ms_channel_stats *s)
@@ -963,8 +1181,8 @@ void ms_channel_statistics(ms_channel *ch, ms_channel_stats *s)
     ms_ring *r = ch->ring;
     memset(s, 0, sizeof *s);
     /* report live sleepers only: give back those of processes that died asleep */
-    repair_waiters(r->senders, &r->send_waiters);
-    repair_waiters(r->receivers, &r->recv_waiters);
+    repair_waiters(r, r->senders, &r->send_waiters);
+    repair_waiters(r, r->receivers, &r->recv_waiters);
     uint64_t h = ms_load64(&r->head), t = ms_load64(&r->tail);
     s->capacity = ch->cap;
     s->max_message = ch->max_message;
@@ -978,8 +1196,9 @@ void ms_channel_statistics(ms_channel *ch, ms_channel_stats *s)
     s->high_water = ms_load_relaxed64(&r->high_water);
     s->redelivered = ms_load_relaxed64(&r->redelivered);
     s->abandoned = ms_load_relaxed64(&r->abandoned);
-    s->senders_alive = count_alive(r->senders);
-    s->receivers_alive = count_alive(r->receivers);
+    s->sender_deaths = ms_load_relaxed64(&r->sender_deaths);
+    s->senders_alive = count_alive(r->senders) + ms_load_relaxed32(&r->unlisted_senders);
+    s->receivers_alive = count_alive(r->receivers) + ms_load_relaxed32(&r->unlisted_receivers);
     s->send_waiters = ms_load_relaxed32(&r->send_waiters);
     s->recv_waiters = ms_load_relaxed32(&r->recv_waiters);
     s->closed = (ms_load_relaxed32(&r->flags) & MS_RING_CLOSED) != 0;

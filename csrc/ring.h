@@ -31,6 +31,18 @@ typedef struct ms_channel {
     int recv_slot;
     unsigned idle_wakes_s; /* consecutive wake-ups that found nobody (see ring.c) */
     unsigned idle_wakes_r;
+    uint32_t loan_kind;    /* MS_REC_KIND_* the open loan is published with */
+    uint32_t view_kind;    /* MS_REC_KIND_* of the viewed record */
+    /* Broken-peer edge: ring->sender_deaths and ->abandoned as of this handle's last
+     * report; MS_E_BROKEN fills the broken_* fields with what it reports. */
+    uint64_t seen_deaths;
+    uint64_t seen_abandoned;
+    uint64_t broken_deaths;
+    uint64_t broken_abandoned;
+    uint32_t broken_pid;
+    int hot_skip;          /* the receiver did not keep up this lap (see hot_window_wait) */
+    unsigned hot_misses;
+    volatile int abort_waits; /* set by ms_channel_abort_waits(): wait_readable/writable return */
 } ms_channel;
 
 ms_status ms_ring_init(ms_header *h, void *arg, int *err);
@@ -40,14 +52,24 @@ uint64_t ms_channel_max_message(uint64_t capacity);
 ms_status ms_channel_send(ms_channel *ch, const void *data, size_t n, const ms_wait_opts *o);
 
 /* Zero-copy send: reserve n payload bytes (holding send_lock), write them at *ptr, then
- * commit (publish `used` <= n bytes) or abort. */
+ * commit (publish `used` <= n bytes, with kind ch->loan_kind, which the loan sets to
+ * MS_REC_KIND_BYTES and the caller may change before committing) or abort.
+ * The loan and view calls are per handle: a second loan (view) on a handle that has
+ * one open is the caller's to prevent (the same thread would deadlock on the lock it
+ * holds; another thread simply waits for it). */
 ms_status ms_channel_loan(ms_channel *ch, size_t n, uint8_t **ptr, const ms_wait_opts *o);
 ms_status ms_channel_commit(ms_channel *ch, size_t used);
 ms_status ms_channel_abort(ms_channel *ch);
 
 /* Receive: wait for a message and hold recv_lock with ptr and len pointing at it inside
- * the ring; ms_channel_consume() releases it and moves the head past it,
- * ms_channel_unconsume() releases it and leaves it queued. */
+ * the ring (its kind in ch->view_kind); ms_channel_consume() releases it and moves the
+ * head past it, ms_channel_unconsume() releases it and leaves it queued.
+ *
+ * Broken peers (every receiving call that would wait): MS_E_BROKEN is an edge, not a
+ * level.  It is returned when the channel is empty, no registered sender is alive, and
+ * senders died without closing (SIGKILL, os._exit) since this handle last reported it;
+ * it is reported once (ch->broken_* say how many died, the last pid, the loans they
+ * abandoned), after which the handle waits normally. */
 ms_status ms_channel_peek(ms_channel *ch, const uint8_t **ptr, size_t *len,
                           const ms_wait_opts *o);
 ms_status ms_channel_consume(ms_channel *ch);
@@ -76,12 +98,16 @@ ms_status ms_channel_wait_readable(ms_channel *ch, const ms_wait_opts *o);
 ms_status ms_channel_wait_writable(ms_channel *ch, size_t n, const ms_wait_opts *o);
 
 ms_status ms_channel_close_sending(ms_channel *ch);
+/* Make this handle's ms_channel_wait_readable/_writable calls return at once (MS_OK),
+ * now and from now on: for closing a handle that an abandoned waiter still uses. */
+void ms_channel_abort_waits(ms_channel *ch);
 void ms_channel_detach(ms_channel *ch);
 
 typedef struct ms_channel_stats {
     uint64_t capacity, max_message, queued_bytes, queued_messages_estimate;
     uint64_t sent_messages, sent_bytes, received_messages, received_bytes;
     uint64_t high_water, redelivered, abandoned;
+    uint64_t sender_deaths;
     uint32_t senders_alive, receivers_alive, send_waiters, recv_waiters;
     int closed;
 } ms_channel_stats;

@@ -26,7 +26,7 @@ typedef enum ms_status {
     MS_E_BUSY = 15,        /* the object is in use (a lock already held, a loan open) */
     MS_E_INITIALIZING = 16,/* header not yet published by its creator */
     MS_E_DESTROYED = 17,   /* segment was being destroyed while we attached */
-    MS_E_BROKEN = 18,      /* every sender died without closing the channel */
+    MS_E_BROKEN = 18,      /* a sender died without closing; none is left (an edge) */
     MS_E_FAULT = 19,       /* the backing object shrank under us (SIGBUS caught) */
     MS_E_INVALID = 20,     /* invalid argument */
     MS_E_VALUE = 21,       /* semaphore over its bound, or similar misuse */

@@ -94,6 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t n)
     ms_wait_opts o = nowait_opts();
     uint32_t model_len[MODEL_MAX];
     uint32_t model_id[MODEL_MAX];
+    uint32_t model_kind[MODEL_MAX];  /* the record kind each message was sent with */
     unsigned mhead = 0, mtail = 0;
     uint32_t counter = 0;
     int tainted = 0, closed = 0;
@@ -121,6 +122,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t n)
             if (s == MS_OK && mtail - mhead < MODEL_MAX) {
                 model_len[mtail % MODEL_MAX] = (uint32_t)sz;
                 model_id[mtail % MODEL_MAX] = counter;
+                model_kind[mtail % MODEL_MAX] = MS_REC_KIND_BYTES;
                 mtail++;
             } else if (s == MS_OK) {
                 tainted = 1;
@@ -155,6 +157,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t n)
                 uint32_t el = model_len[mhead % MODEL_MAX], id = model_id[mhead % MODEL_MAX];
                 fill(src, el, id);
                 REQUIRE(len == el && memcmp(p, src, el) == 0);
+                REQUIRE(ch.view_kind == model_kind[mhead % MODEL_MAX]);
             }
             if (mode >= 0 && (mode & 1))
                 tainted |= foreign_write(&f, &g);
@@ -185,12 +188,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t n)
                 REQUIRE(ms_channel_abort(&ch) == MS_OK);
             } else {
                 size_t used = mode >= 0 ? sz * (size_t)((mode >> 2) & 3) / 3 : sz;
+                uint32_t kind = mode >= 0 ? (uint32_t)(mode >> 4) & 0xFFu : MS_REC_KIND_BYTES;
                 fill(lp, used, counter);
+                ch.loan_kind = kind;
                 s = ms_channel_commit(&ch, used);
                 REQUIRE(allowed(s));
                 if (s == MS_OK && mtail - mhead < MODEL_MAX) {
                     model_len[mtail % MODEL_MAX] = (uint32_t)used;
                     model_id[mtail % MODEL_MAX] = counter;
+                    model_kind[mtail % MODEL_MAX] = kind;
                     mtail++;
                 } else if (s == MS_OK) {
                     tainted = 1;

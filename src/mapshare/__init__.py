@@ -23,6 +23,7 @@ from ._errors import ChannelFull as ChannelFull
 from ._errors import EndOfChannel as EndOfChannel
 from ._errors import LayoutError as LayoutError
 from ._errors import MapshareError as MapshareError
+from ._errors import MessageKindError as MessageKindError
 from ._errors import MessageTooLarge as MessageTooLarge
 from ._errors import NameCollisionError as NameCollisionError
 from ._errors import NoSpaceError as NoSpaceError
@@ -60,6 +61,7 @@ __all__ = [
     "Lock",
     "LockState",
     "MapshareError",
+    "MessageKindError",
     "MessageTooLarge",
     "NameCollisionError",
     "NoSpaceError",

@@ -12,16 +12,24 @@ import os
 import pickle
 import struct
 import sys
+import time
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Optional, cast
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union, cast
 
 from . import _core
 from . import _segment as _segment_mod
 from ._aio import wait_until
-from ._errors import ChannelEmpty, ChannelFull, EndOfChannel, LayoutError
+from ._errors import (
+    ChannelBroken,
+    ChannelEmpty,
+    ChannelFull,
+    EndOfChannel,
+    LayoutError,
+    MessageKindError,
+)
 from ._segment import Lifetime, Segment
 
 if TYPE_CHECKING:
@@ -36,6 +44,18 @@ _ARR_HEAD = struct.Struct("<4sIII")  # magic, descr length, ndim, order ('C' or 
 _ALIGN = 8
 _MAX_NDIM = 64
 
+# The kind of a message, in its ring record's flags (csrc/layout.h MS_REC_KIND_*), so
+# that a call never mistakes one kind for another by sniffing the payload.
+_KIND_BYTES = 0
+_KIND_OBJECT = 1
+_KIND_ARRAY = 2
+_KIND_NAMES = {_KIND_BYTES: "bytes", _KIND_OBJECT: "object", _KIND_ARRAY: "array"}
+_KIND_CALLS = {
+    _KIND_BYTES: "receive()",
+    _KIND_OBJECT: "receive_object()",
+    _KIND_ARRAY: "receive_array()",
+}
+
 
 def _pad(n: int) -> int:
     return (n + _ALIGN - 1) & ~(_ALIGN - 1)
@@ -43,6 +63,17 @@ def _pad(n: int) -> int:
 
 class _ChannelSegment(Segment):
     _kind = _core.KIND_CHANNEL
+    _channel: Optional[weakref.ref[Channel]] = None
+
+    def _close(self, *, force: bool) -> None:
+        """Leave the channel's peer tables first: whoever closes the segment (the
+        channel, its finalizer, the interpreter's or a multiprocessing child's exit
+        hook) makes a clean exit, never one that receivers take for a dead sender."""
+        ref = self._channel
+        ch = ref() if ref is not None else None
+        if ch is not None and not self._core.closed:
+            ch._detach()
+        super()._close(force=force)
 
 
 # Open channels of this process, so that a forked child does not believe it holds the
@@ -59,17 +90,22 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _close_at_exit() -> None:
-    """A normal exit leaves the peer tables like close() does (not a dead peer)."""
+def _detach_live() -> None:
+    """At interpreter exit: every channel handle leaves the peer tables (aborting a loan
+    or view left open), so that a script that ends normally is never taken for a dead
+    sender.  (A multiprocessing child, which ends with os._exit, gets the same through
+    the segments' exit hook: closing a channel's segment detaches the channel first.)"""
     for ch in list(_live):
         try:
             if not ch._segment.closed:
                 ch._detach()
-        except Exception:
+        except Exception:  # a handle in an inconsistent state must not stop the others
             pass
 
 
-_segment_mod._exit_hooks.append(_close_at_exit)
+# Run by the segments' exit path (atexit and a multiprocessing child's exit) before they
+# close: a channel leaves its peer tables first.
+_segment_mod._exit_hooks.append(_detach_live)
 
 
 @dataclass(frozen=True)
@@ -99,6 +135,8 @@ class ChannelStatistics:
     """Messages offered again because a receiver died holding them (receive_view)."""
     abandoned: int
     """Sends and loans left unfinished by a sender that died: never visible to anyone."""
+    dead_senders: int
+    """Senders that died without closing (SIGKILL, ``os._exit``), found since creation."""
     senders: int
     """Processes alive that have sent on this channel and not closed it."""
     receivers: int
@@ -133,11 +171,15 @@ class Channel(_core.Channel):
     # no Python frame in between.
 
     _segment: Segment
+    _waits: list[None]  # one entry per asyncio wait running in a worker thread
 
     @classmethod
     def _wrap(cls, seg: Segment, spin: Optional[float]) -> Channel:
         self = cast(Channel, _core.Channel.__new__(cls, seg._core))
         self._segment = seg
+        self._waits = []
+        if isinstance(seg, _ChannelSegment):
+            seg._channel = weakref.ref(self)
         if spin is not None:
             seg.spin = spin
         _live.add(self)
@@ -212,15 +254,15 @@ class Channel(_core.Channel):
 
     # ---- objects -------------------------------------------------------------------
 
-    def send_object(self, obj: Any, timeout: Optional[float] = None) -> None:
-        """Pickle ``obj`` (protocol 5) and send it; large buffers (numpy arrays, bytes,
-        memoryviews) travel out-of-band, copied once straight into the ring."""
+    @staticmethod
+    def _encode_object(obj: Any) -> tuple[int, Callable[[memoryview], None]]:
         buffers: list[pickle.PickleBuffer] = []
         data = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
         raws = [b.raw() for b in buffers]
         head = _OBJ_HEAD.size + 8 * len(raws)
         total = _pad(head + len(data)) + sum(_pad(r.nbytes) for r in raws)
-        with self.loan(total, timeout) as m:
+
+        def write(m: memoryview) -> None:
             _OBJ_HEAD.pack_into(m, 0, _OBJ_MAGIC, len(raws), len(data))
             for i, r in enumerate(raws):
                 struct.pack_into("<Q", m, _OBJ_HEAD.size + 8 * i, r.nbytes)
@@ -229,36 +271,69 @@ class Channel(_core.Channel):
             for r in raws:
                 m[off : off + r.nbytes] = r
                 off += _pad(r.nbytes)
-        for r in raws:
-            r.release()
+
+        return total, write
+
+    def send_object(self, obj: Any, timeout: Optional[float] = None) -> None:
+        """Pickle ``obj`` (protocol 5) and send it; large buffers (numpy arrays, bytes,
+        memoryviews) travel out-of-band, copied once straight into the ring.  The
+        message is marked as an object: ``receive_object()`` or ``receive_any()`` take it."""
+        total, write = self._encode_object(obj)
+        with self.loan(total, timeout, _kind=_KIND_OBJECT) as m:
+            write(m)
+
+    @staticmethod
+    def _decode_object(m: memoryview) -> tuple[bytes, list[bytearray]]:
+        if m.nbytes < _OBJ_HEAD.size:
+            raise LayoutError("object message too short")
+        magic, nbuf, plen = _OBJ_HEAD.unpack_from(m, 0)
+        head = _OBJ_HEAD.size + 8 * nbuf
+        if magic != _OBJ_MAGIC or head > m.nbytes or plen > m.nbytes - head:
+            raise LayoutError("corrupt object message")
+        sizes = [struct.unpack_from("<Q", m, _OBJ_HEAD.size + 8 * i)[0] for i in range(nbuf)]
+        data = bytes(m[head : head + plen])
+        off = _pad(head + plen)
+        bufs = []
+        for size in sizes:
+            if off + size > m.nbytes:
+                raise LayoutError("object message buffers run past its end")
+            bufs.append(bytearray(m[off : off + size]))
+            off += _pad(size)
+        return data, bufs
+
+    def _view_of(self, kind: int, call: str, timeout: Optional[float]) -> Any:
+        """The next message as an open view, if it is of ``kind``; else leave it queued
+        and raise MessageKindError."""
+        view = self.receive_view(timeout)
+        found = self._view_kind()
+        if found != kind:
+            self._consume(view, True)  # keep it queued
+            name = _KIND_NAMES.get(found, f"unknown ({found})")
+            err = MessageKindError(
+                f"{call} found a message of kind {name}; it was left queued "
+                f"(use {_KIND_CALLS.get(found, 'receive()')} or receive_any())"
+            )
+            err.kind = name
+            raise err
+        return view
 
     def receive_object(self, timeout: Optional[float] = None) -> Any:
-        """Receive and unpickle an object sent with ``send_object``.  This and
-        ``receive_object_async`` are the only calls that unpickle: only use them on a
-        channel whose senders you trust, as unpickling can run code."""
-        with self.receive_view(timeout) as m:
-            if m.nbytes < _OBJ_HEAD.size:
-                raise LayoutError("not an object message (too short)")
-            magic, nbuf, plen = _OBJ_HEAD.unpack_from(m, 0)
-            head = _OBJ_HEAD.size + 8 * nbuf
-            if magic != _OBJ_MAGIC or head > m.nbytes or plen > m.nbytes - head:
-                raise LayoutError("not an object message sent with send_object()")
-            sizes = [struct.unpack_from("<Q", m, _OBJ_HEAD.size + 8 * i)[0] for i in range(nbuf)]
-            data = bytes(m[head : head + plen])
-            off = _pad(head + plen)
-            bufs = []
-            for size in sizes:
-                if off + size > m.nbytes:
-                    raise LayoutError("object message buffers run past its end")
-                bufs.append(bytearray(m[off : off + size]))
-                off += _pad(size)
+        """Receive and unpickle an object sent with ``send_object``.  A message of
+        another kind is left queued (``MessageKindError``).  This and
+        ``receive_any``/their async forms are the only calls that unpickle: only use
+        them on a channel whose senders you trust, as unpickling can run code."""
+        with self._view_of(_KIND_OBJECT, "receive_object()", timeout) as m:
+            data, bufs = self._decode_object(m)
         return pickle.loads(data, buffers=bufs)
+
+    def receive_object_nowait(self) -> Any:
+        """``receive_object`` without waiting: ``ChannelEmpty`` if there is nothing."""
+        return self.receive_object(0)
 
     # ---- numpy ---------------------------------------------------------------------
 
-    def send_array(self, array: Any, timeout: Optional[float] = None) -> None:
-        """Send a numpy array (any shape, order, byte order or structured dtype; not
-        object dtype) with its dtype, shape and order, copied once into the ring."""
+    @staticmethod
+    def _encode_array(array: Any) -> tuple[int, Callable[[memoryview], None]]:
         import numpy as np
 
         a = np.asanyarray(array)
@@ -270,7 +345,8 @@ class Channel(_core.Channel):
         descr = repr(np.lib.format.dtype_to_descr(a.dtype)).encode()
         head = _ARR_HEAD.size + len(descr) + 8 * a.ndim
         off = _pad(head)
-        with self.loan(off + a.nbytes, timeout) as m:
+
+        def write(m: memoryview) -> None:
             _ARR_HEAD.pack_into(m, 0, _ARR_MAGIC, len(descr), a.ndim, ord(order))
             m[_ARR_HEAD.size : _ARR_HEAD.size + len(descr)] = descr
             struct.pack_into(f"<{a.ndim}q", m, _ARR_HEAD.size + len(descr), *a.shape)
@@ -279,16 +355,25 @@ class Channel(_core.Channel):
                 np.copyto(dest, a, casting="no")
                 del dest
 
+        return off + a.nbytes, write
+
+    def send_array(self, array: Any, timeout: Optional[float] = None) -> None:
+        """Send a numpy array (any shape, order, byte order or structured dtype; not
+        object dtype) with its dtype, shape and order, copied once into the ring."""
+        total, write = self._encode_array(array)
+        with self.loan(total, timeout, _kind=_KIND_ARRAY) as m:
+            write(m)
+
     def _parse_array(
         self, m: memoryview
     ) -> tuple[Any, tuple[int, ...], Literal["C", "F"], int]:
         import numpy as np
 
         if m.nbytes < _ARR_HEAD.size:
-            raise LayoutError("not an array message (too short)")
+            raise LayoutError("array message too short")
         magic, dlen, ndim, order = _ARR_HEAD.unpack_from(m, 0)
         if magic != _ARR_MAGIC or ndim > _MAX_NDIM or order not in (ord("C"), ord("F")):
-            raise LayoutError("not an array message sent with send_array()")
+            raise LayoutError("corrupt array message")
         head = _ARR_HEAD.size + dlen + 8 * ndim
         if head > m.nbytes:
             raise LayoutError("array message header runs past its end")
@@ -310,31 +395,39 @@ class Channel(_core.Channel):
             raise LayoutError("array message shorter than its shape and dtype say")
         return dtype, tuple(shape), "F" if order == ord("F") else "C", off
 
-    def receive_array(self, timeout: Optional[float] = None) -> np.ndarray:
-        """Receive an array sent with ``send_array``: same dtype, shape and order,
-        read-only, its data copied once out of the ring.  For no copy at all, use
-        ``receive_array_view``."""
+    def _copy_array(self, m: memoryview) -> np.ndarray:
         import numpy as np
 
-        with self.receive_view(timeout) as m:
-            dtype, shape, order, off = self._parse_array(m)
-            nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-            data = bytearray(m[off : off + nbytes])
+        dtype, shape, order, off = self._parse_array(m)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        data = bytearray(m[off : off + nbytes])
         a = np.ndarray(shape, dtype, buffer=data, order=order)
         a.flags.writeable = False
         return a
 
+    def receive_array(self, timeout: Optional[float] = None) -> np.ndarray:
+        """Receive an array sent with ``send_array``: same dtype, shape and order,
+        read-only, its data copied once out of the ring.  For no copy at all, use
+        ``receive_array_view``.  A message of another kind is left queued
+        (``MessageKindError``)."""
+        with self._view_of(_KIND_ARRAY, "receive_array()", timeout) as m:
+            return self._copy_array(m)
+
+    def receive_array_nowait(self) -> np.ndarray:
+        """``receive_array`` without waiting: ``ChannelEmpty`` if there is nothing."""
+        return self.receive_array(0)
+
     @contextmanager
     def receive_array_view(self, timeout: Optional[float] = None) -> Iterator[np.ndarray]:
         """Yield the next array as a read-only view inside the ring (zero copy), valid
-        only inside the block; copy what must outlive it.  Like ``receive_view``, an
-        array derived from it (a slice, a transpose, another reference) still alive when
-        the block ends raises BufferError: the message is consumed and its memory will be
-        reused.  Never a dangling pointer: the array keeps the mapping alive even after
-        ``close()``."""
+        only inside the block; copy what must outlive it.  A message of another kind is
+        left queued (``MessageKindError``).  Like ``receive_view``, an array derived from
+        it (a slice, a transpose, another reference) still alive when the block ends
+        raises BufferError: the message is consumed and its memory will be reused.  Never
+        a dangling pointer: the array keeps the mapping alive even after ``close()``."""
         import numpy as np
 
-        window = self.receive_view(timeout)
+        window = self._view_of(_KIND_ARRAY, "receive_array_view()", timeout)
         with window as m:
             dtype, shape, order, off = self._parse_array(m)
             nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
@@ -355,18 +448,73 @@ class Channel(_core.Channel):
                 "message was consumed and its memory will be reused (copy it instead)"
             )
 
+    # ---- any kind ------------------------------------------------------------------
+
+    def receive_any(self, timeout: Optional[float] = None) -> Union[bytes, Any]:
+        """Receive the next message whatever its kind, decoded by it: ``bytes`` for
+        ``send``/``send_many``/``loan``, the object for ``send_object`` (unpickled: trusted
+        senders only), a read-only numpy array for ``send_array``."""
+        with self.receive_view(timeout) as m:
+            kind = self._view_kind()
+            if kind == _KIND_OBJECT:
+                data, bufs = self._decode_object(m)
+            elif kind == _KIND_ARRAY:
+                return self._copy_array(m)
+            else:
+                return bytes(m)
+        return pickle.loads(data, buffers=bufs)
+
+    def receive_any_nowait(self) -> Union[bytes, Any]:
+        """``receive_any`` without waiting: ``ChannelEmpty`` if there is nothing."""
+        return self.receive_any(0)
+
     # ---- end of stream -------------------------------------------------------------
 
     def __iter__(self) -> Iterator[bytes]:
-        """Receive messages until the channel is closed for sending and drained."""
+        """Receive messages until the channel is closed for sending and drained.
+
+        A sender that died (``ChannelBroken``) does not end the loop: it waits for the
+        next sender, as a service does; a pipeline that must learn of its producer's
+        death calls ``receive()`` and catches ``ChannelBroken`` (docs/channel.md)."""
         receive = self.receive
         while True:
             try:
                 yield receive(None)
             except EndOfChannel:
                 return
+            except ChannelBroken:
+                continue
 
     # ---- asyncio -------------------------------------------------------------------
+
+    def _block_readable(self, t: float) -> object:
+        # runs in a worker thread; close() waits for (and wakes) the ones in flight
+        self._waits.append(None)
+        try:
+            return self._wait_readable(t)
+        finally:
+            self._waits.pop()
+
+    def _block_writable(self, n: int) -> Callable[[float], object]:
+        def block(t: float) -> object:
+            self._waits.append(None)
+            try:
+                return self._wait_writable(n, t)
+            finally:
+                self._waits.pop()
+
+        return block
+
+    async def _receive_async(self, call: Callable[[], Any], timeout: Optional[float],
+                             what: str) -> Any:
+        def attempt() -> Any:
+            try:
+                return (call(),)
+            except ChannelEmpty:
+                return None
+
+        result = await wait_until(attempt, self._block_readable, timeout, what=what)
+        return result[0]
 
     async def send_async(self, data: Any, timeout: Optional[float] = None) -> None:
         """``send`` for asyncio: waits for room without blocking the event loop."""
@@ -379,32 +527,88 @@ class Channel(_core.Channel):
             except ChannelFull:
                 return None
 
-        def block(t: float) -> object:
-            return self._wait_writable(n, t)
+        await wait_until(attempt, self._block_writable(n), timeout, what="send")
 
-        await wait_until(attempt, block, timeout, what="send")
+    async def _send_encoded_async(
+        self, total: int, write: Callable[[memoryview], None], kind: int,
+        timeout: Optional[float], what: str,
+    ) -> None:
+        def attempt() -> Optional[bool]:
+            try:
+                loan = self.loan(total, 0, _kind=kind)
+            except ChannelFull:
+                return None
+            with loan as m:
+                write(m)
+            return True
+
+        await wait_until(attempt, self._block_writable(total), timeout, what=what)
+
+    async def send_object_async(self, obj: Any, timeout: Optional[float] = None) -> None:
+        """``send_object`` for asyncio (pickled once, sent when there is room)."""
+        total, write = self._encode_object(obj)
+        await self._send_encoded_async(total, write, _KIND_OBJECT, timeout, "send_object")
+
+    async def send_array_async(self, array: Any, timeout: Optional[float] = None) -> None:
+        """``send_array`` for asyncio."""
+        total, write = self._encode_array(array)
+        await self._send_encoded_async(total, write, _KIND_ARRAY, timeout, "send_array")
+
+    async def send_many_async(self, messages: Any, timeout: Optional[float] = None) -> int:
+        """``send_many`` for asyncio: sends in order, waiting for room as needed;
+        returns how many were sent.  ``timeout`` applies to each wait."""
+        count = 0
+        for m in messages:
+            try:
+                self.send_nowait(m)
+            except ChannelFull:
+                await self.send_async(m, timeout)
+            count += 1
+        return count
 
     async def receive_async(self, timeout: Optional[float] = None) -> bytes:
         """``receive`` for asyncio; the message is taken on the loop's thread, so a
         cancelled call never loses one."""
-        def attempt() -> Optional[bytes]:
-            try:
-                return self.receive_nowait()
-            except ChannelEmpty:
-                return None
+        result: bytes = await self._receive_async(self.receive_nowait, timeout, "receive")
+        return result
 
-        def block(t: float) -> object:
-            return self._wait_readable(t)
+    async def receive_object_async(self, timeout: Optional[float] = None) -> Any:
+        """``receive_object`` for asyncio (unpickles: trusted senders only)."""
+        return await self._receive_async(self.receive_object_nowait, timeout, "receive_object")
 
-        return await wait_until(attempt, block, timeout, what="receive")
+    async def receive_array_async(self, timeout: Optional[float] = None) -> np.ndarray:
+        """``receive_array`` for asyncio."""
+        result: np.ndarray = await self._receive_async(
+            self.receive_array_nowait, timeout, "receive_array"
+        )
+        return result
+
+    async def receive_any_async(self, timeout: Optional[float] = None) -> Union[bytes, Any]:
+        """``receive_any`` for asyncio (unpickles objects: trusted senders only)."""
+        return await self._receive_async(self.receive_any_nowait, timeout, "receive_any")
+
+    async def receive_many_async(
+        self, max_messages: int, timeout: Optional[float] = None
+    ) -> list[bytes]:
+        """``receive_many`` for asyncio: waits for at least one message, then takes up
+        to ``max_messages`` that are there."""
+        if max_messages < 1:
+            raise ValueError("max_messages must be >= 1")
+        result: list[bytes] = await self._receive_async(
+            lambda: self.receive_many(max_messages, 0), timeout, "receive_many"
+        )
+        return result
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        """``async for msg in channel``: until closed for sending and drained."""
+        """``async for msg in channel``: until closed for sending and drained; like
+        ``for``, a sender's death does not end it."""
         while True:
             try:
                 yield await self.receive_async()
             except EndOfChannel:
                 return
+            except ChannelBroken:
+                continue
 
     # ---- inspection and lifetime ---------------------------------------------------
 
@@ -413,10 +617,33 @@ class Channel(_core.Channel):
         return ChannelStatistics(**self._statistics())
 
     def close(self) -> None:
-        """Detach this handle (the channel lives on for the others)."""
+        """Detach this handle (the channel lives on for the others).  Leaving is never
+        taken for a crash: receivers do not get ``ChannelBroken`` for this sender.  The
+        same happens when the handle is garbage-collected and at interpreter or
+        multiprocessing-child exit."""
         if not self._segment.closed:
+            if self._waits:
+                # An asyncio wait that was cancelled may still run in a worker thread:
+                # make it return now instead of at the end of its slice.
+                self._abort_waits()
+                deadline = time.monotonic() + 2.0
+                while self._waits and time.monotonic() < deadline:
+                    time.sleep(0.0005)
             self._detach()
         self._segment.close()
+
+    def __del__(self) -> None:
+        # Runs before the instance's attributes are cleared (and with them the segment,
+        # whose own finalizer would close it without leaving the peer tables).
+        try:
+            seg = self._segment
+        except AttributeError:
+            return
+        try:
+            if not seg.closed:
+                self._detach()
+        except Exception:
+            pass
 
     def unlink(self) -> None:
         """Remove the channel's name."""

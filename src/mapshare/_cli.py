@@ -224,7 +224,9 @@ def cmd_receive(args: argparse.Namespace) -> int:
                 msg = ch.receive(args.timeout)
             except (EndOfChannel, ChannelBroken) as exc:
                 if isinstance(exc, ChannelBroken):
-                    print(f"mapshare receive: {exc}", file=sys.stderr)
+                    print(f"mapshare receive: {exc} (pid {exc.pid})", file=sys.stderr)
+                    if args.follow:
+                        continue  # an edge: keep following the senders to come
                     return 1
                 break
             except WaitTimeout:

@@ -16,6 +16,7 @@ __all__ = [
     "EndOfChannel",
     "LayoutError",
     "MapshareError",
+    "MessageKindError",
     "MessageTooLarge",
     "NameCollisionError",
     "NoSpaceError",
@@ -124,8 +125,26 @@ class EndOfChannel(MapshareError):
 
 
 class ChannelBroken(MapshareError):
-    """The channel is empty and every process that sent on it died without closing it:
-    nothing more will arrive."""
+    """A sender died without closing the channel (SIGKILL, ``os._exit``, a fatal signal),
+    the channel is empty and no sender is left alive: raised once per handle for the
+    deaths it has not reported yet, after which receiving waits normally again (a new
+    sender may come).  A sender that exits normally is never a dead sender.
+
+    Attributes: ``pid`` (the sender most recently found dead), ``dead_senders`` (how
+    many died since this handle last reported it), ``abandoned`` (sends or loans they
+    left unfinished in that time: never delivered)."""
+
+    pid: int = 0
+    dead_senders: int = 0
+    abandoned: int = 0
+
+
+class MessageKindError(MapshareError, TypeError):
+    """The next message is of another kind than the call expects (bytes, an object from
+    ``send_object`` or an array from ``send_array``); it was left queued.  ``kind`` is
+    the kind found; ``receive_any()`` takes any kind."""
+
+    kind: str = ""
 
 
 class MessageTooLarge(MapshareError, ValueError):

@@ -144,12 +144,30 @@ class Lock(_core.Lock, _Named):
 
     async def acquire_async(self, timeout: Optional[float] = None) -> bool:
         """``acquire`` for asyncio (see mapshare._aio: polls with back-off on the loop's
-        thread, which then owns the lock).  Raises ``WaitTimeout`` on timeout."""
+        thread, which then owns the lock).  Raises ``WaitTimeout`` on timeout.
+
+        Tasks of one event loop share its thread, so to the lock they are one owner:
+        while one task holds it, the others wait their turn here (they do not get the
+        RuntimeError a thread acquiring twice gets); a task that acquires twice waits
+        forever, as with ``asyncio.Lock``."""
 
         def attempt() -> Optional[bool]:
-            return True if self.acquire(0) else None
+            try:
+                return True if self.acquire(0) else None
+            except RuntimeError:
+                # held by this thread, so by another task of this loop (which releases
+                # it on this thread too): wait like any other contender
+                return None
 
         return await poll_until(attempt, timeout, what="lock acquire")
+
+    async def __aenter__(self) -> Lock:
+        """``async with lock:``: ``acquire_async()`` on entry, ``release()`` on exit."""
+        await self.acquire_async()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
 
     def __repr__(self) -> str:
         return f"<Lock {self.name!r} {'locked' if self.locked() else 'unlocked'}>"

@@ -1061,6 +1061,111 @@ static void test_receiver_killed_in_view(void)
     destroy_seg(&seg, osn);
 }
 
+static void test_sender_killed_is_an_edge(void)
+{
+    /* A sender that detaches is not a dead sender; one SIGKILLed while registered is
+     * reported once (MS_E_BROKEN with its pid) when the channel is empty and no sender is
+     * left, then receiving waits normally (MS_E_TIMEOUT). */
+    ms_segment seg;
+    char osn[64];
+    if (create_seg(&seg, MS_KIND_CHANNEL, 256, ms_ring_init, NULL, osn) != 0) {
+        CHECK(0);
+        return;
+    }
+    ms_channel ch;
+    CHECK_EQ(ms_channel_bind(&ch, &seg), MS_OK);
+    uint8_t out[64];
+    fake_buf b = { out, sizeof out, 0 };
+    ms_wait_opts w = timeout_opts(200000000LL);
+    /* a sender that detaches cleanly */
+    pid_t pid = fork();
+    if (pid == 0) {
+        ms_channel tx;
+        ms_wait_opts o = nowait_opts();
+        if (ms_channel_bind(&tx, &seg) != MS_OK || ms_channel_send(&tx, "a", 1, &o) != MS_OK)
+            _exit(2);
+        ms_channel_detach(&tx);
+        _exit(0);
+    }
+    CHECK_EQ(child_status(pid), 0);
+    CHECK_EQ(ms_channel_receive(&ch, fake_alloc, &b, &w), MS_OK);
+    CHECK_EQ(ms_channel_receive(&ch, fake_alloc, &b, &w), MS_E_TIMEOUT);
+    /* a sender killed while registered, with a message of kind object queued */
+    int p[2];
+    CHECK(pipe(p) == 0);
+    pid = fork();
+    if (pid == 0) {
+        ms_channel tx;
+        ms_wait_opts o = nowait_opts();
+        uint8_t *lp;
+        if (ms_channel_bind(&tx, &seg) != MS_OK || ms_channel_loan(&tx, 2, &lp, &o) != MS_OK)
+            _exit(2);
+        memcpy(lp, "ob", 2);
+        tx.loan_kind = MS_REC_KIND_OBJECT;
+        if (ms_channel_commit(&tx, 2) != MS_OK || write(p[1], "s", 1) != 1)
+            _exit(3);
+        pause();
+        _exit(0);
+    }
+    char c;
+    CHECK(read(p[0], &c, 1) == 1);
+    kill(pid, SIGKILL);
+    child_status(pid);
+    const uint8_t *ptr;
+    size_t len;
+    CHECK_EQ(ms_channel_peek(&ch, &ptr, &len, &w), MS_OK);  /* queued messages first */
+    CHECK(len == 2 && memcmp(ptr, "ob", 2) == 0);
+    CHECK_EQ(ch.view_kind, MS_REC_KIND_OBJECT);
+    CHECK_EQ(ms_channel_consume(&ch), MS_OK);
+    CHECK_EQ(ms_channel_receive(&ch, fake_alloc, &b, &w), MS_E_BROKEN);
+    CHECK_EQ(ch.broken_pid, (uint32_t)pid);
+    CHECK_EQ(ch.broken_deaths, 1);
+    CHECK_EQ(ms_channel_receive(&ch, fake_alloc, &b, &w), MS_E_TIMEOUT);
+    CHECK_EQ(ms_channel_wait_readable(&ch, &w), MS_E_TIMEOUT);
+    /* another handle bound after the death was found has nothing to report */
+    ms_channel other;
+    CHECK_EQ(ms_channel_bind(&other, &seg), MS_OK);
+    CHECK_EQ(ms_channel_receive(&other, fake_alloc, &b, &w), MS_E_TIMEOUT);
+    ms_channel_stats st;
+    ms_channel_statistics(&ch, &st);
+    CHECK_EQ(st.sender_deaths, 1);
+    CHECK_EQ(st.senders_alive, 0);
+    close(p[0]); close(p[1]);
+    ms_channel_detach(&other);
+    ms_channel_detach(&ch);
+    destroy_seg(&seg, osn);
+}
+
+static void test_ring_restarts_at_zero_when_empty(void)
+{
+    /* Large records find an empty ring past its first half: the next one starts at
+     * offset 0 (memory still in cache) instead of marching on. */
+    ms_segment seg;
+    char osn[64];
+    if (create_seg(&seg, MS_KIND_CHANNEL, 64 * 1024, ms_ring_init, NULL, osn) != 0) {
+        CHECK(0);
+        return;
+    }
+    ms_channel ch;
+    CHECK_EQ(ms_channel_bind(&ch, &seg), MS_OK);
+    static uint8_t msg[8192], out[8192];
+    fake_buf b = { out, sizeof out, 0 };
+    ms_wait_opts o = nowait_opts();
+    uint64_t max_off = 0;
+    for (unsigned i = 0; i < 100; i++) {
+        fill(msg, sizeof msg, i);
+        CHECK_EQ(ms_channel_send(&ch, msg, sizeof msg, &o), MS_OK);
+        uint64_t off = (ms_load64(&ch.ring->tail) - 8 - sizeof msg) % ch.cap;
+        if (off > max_off)
+            max_off = off;
+        CHECK_EQ(ms_channel_receive(&ch, fake_alloc, &b, &o), MS_OK);
+        CHECK(b.len == sizeof msg && memcmp(out, msg, sizeof msg) == 0);
+    }
+    CHECK(max_off < ch.cap / 2 + sizeof msg + 8);
+    ms_channel_detach(&ch);
+    destroy_seg(&seg, osn);
+}
+
 /* ---- SIGBUS guard ------------------------------------------------------------------ */
 
 static void test_sigbus_guard(void)
@@ -1222,6 +1327,8 @@ static const struct test tests[] = {
     { "change_and_semaphore_across_fork", test_change_and_semaphore_across_fork, 0 },
     { "channel_across_fork", test_channel_across_fork, 0 },
     { "receiver_killed_in_view", test_receiver_killed_in_view, 0 },
+    { "sender_killed_is_an_edge", test_sender_killed_is_an_edge, 0 },
+    { "ring_restarts_at_zero_when_empty", test_ring_restarts_at_zero_when_empty, 0 },
     { "sigbus_guard", test_sigbus_guard, 0 },
 };
 

@@ -611,3 +611,42 @@ def blocked_send_report(name: str, q: Any) -> None:
             q.put("sent")
         except Exception as exc:
             q.put(type(exc).__name__)
+
+
+# ---- normal exits (issue 9 part 2) -----------------------------------------------------
+
+
+def send_and_return(name: str, messages: list[bytes]) -> None:
+    """A multiprocessing child that sends and returns, closing nothing explicitly."""
+    ch = mapshare.Channel.open(name)
+    for m in messages:
+        ch.send(m)
+
+
+def send_inherited_and_return(ch: Any, messages: list[bytes]) -> None:
+    """A forked child that sends on the handle it inherited, then returns."""
+    for m in messages:
+        ch.send(m)
+
+
+def echo_kinds(name: str, n: int) -> None:
+    """Receive n messages of any kind from `name` and send each back, same kind, on
+    `name + '.back'` (created here), then wait for it to be drained and remove it."""
+    import numpy as np
+
+    back_name = name + ".back"
+    with mapshare.Channel.open(name) as ch, mapshare.Channel.create(back_name, 1 << 16) as back:
+        try:
+            for _ in range(n):
+                m = ch.receive_any(timeout=60)
+                if isinstance(m, bytes):
+                    back.send(m)
+                elif isinstance(m, np.ndarray):
+                    back.send_array(m)
+                else:
+                    back.send_object(m)
+            deadline = time.monotonic() + 60
+            while back.statistics().queued_messages and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            back.unlink()

@@ -138,33 +138,93 @@ def test_object_dtype_arrays_are_refused(ch: Channel) -> None:
     assert ch.statistics().sent_messages == 0  # nothing was sent
 
 
-def test_receive_array_refuses_a_message_that_is_not_an_array(ch: Channel) -> None:
-    ch.send(b"MSA1 but garbage after the magic")
+def _send_as_array(ch: Channel, raw: bytes) -> None:
+    """Send raw bytes marked as an array message (what a buggy or hostile sender could
+    write into the ring)."""
+    with ch.loan(len(raw), _kind=2) as m:
+        m[:] = raw
+
+
+def test_receive_array_refuses_a_corrupt_array_message(ch: Channel) -> None:
+    _send_as_array(ch, b"MSA1 but garbage after the magic")
     with pytest.raises(mapshare.LayoutError):
         ch.receive_array()
-    ch.send(b"")
+    _send_as_array(ch, b"")
     with pytest.raises(mapshare.LayoutError):
         ch.receive_array()
     # an array header claiming more data than the message holds
     ch.send_array(np.arange(10, dtype=np.int64))
     with ch.receive_view() as v:
         raw = bytearray(v)
-    ch.send(bytes(raw[:-8]))
+    _send_as_array(ch, bytes(raw[:-8]))
     with pytest.raises(mapshare.LayoutError):
         ch.receive_array()
     # an object dtype forged into an array message is refused, never unpickled
     forged = raw.replace(b"'<i8'", b"'|O' ")
     assert forged != raw
-    ch.send(bytes(forged))
+    _send_as_array(ch, bytes(forged))
     with pytest.raises(mapshare.LayoutError):
         ch.receive_array()
     assert ch.statistics().queued_messages == 0
 
 
+@pytest.mark.parametrize("call", ["receive_array", "receive_array_view", "receive_object"])
+def test_the_wrong_receive_call_leaves_the_message_queued(ch: Channel, call: str) -> None:
+    """Issue 9 part 8: receive_object() on a bytes or array message (and receive_array()
+    on a non-array) used to consume it and raise LayoutError.  Now the message stays
+    queued and a MessageKindError (a TypeError) names the kind found."""
+    arr = np.arange(4, dtype=np.int32)
+    messages: list[Any] = [b"MSO1 looks like an object", b"MSA1 looks like an array"]
+    if call != "receive_object":
+        messages.append({"an": "object"})
+    else:
+        messages.append(arr)
+    for m in messages:
+        if isinstance(m, bytes):
+            ch.send(m)
+        elif isinstance(m, np.ndarray):
+            ch.send_array(m)
+        else:
+            ch.send_object(m)
+        with pytest.raises(mapshare.MessageKindError) as info:
+            if call == "receive_array_view":
+                with ch.receive_array_view(timeout=0):
+                    pass
+            else:
+                getattr(ch, call)(timeout=0)
+        assert isinstance(info.value, TypeError)
+        assert info.value.kind in ("bytes", "object", "array")
+        assert ch.statistics().queued_messages == 1
+        got = ch.receive_any(timeout=0)
+        if isinstance(m, np.ndarray):
+            assert np.array_equal(got, m)
+        else:
+            assert got == m
+    assert ch.statistics().queued_messages == 0
+
+
+def test_receive_any_decodes_each_kind(ch: Channel) -> None:
+    arr = np.arange(6, dtype=">f8").reshape(2, 3)
+    ch.send(b"MSO1 raw bytes are bytes")
+    ch.send_object({"k": [1, 2]})
+    ch.send_array(arr)
+    ch.send_many([b"a", b"b"])
+    with ch.loan(3) as m:
+        m[:] = b"xyz"
+    assert ch.receive_any() == b"MSO1 raw bytes are bytes"
+    assert ch.receive_any() == {"k": [1, 2]}
+    got = ch.receive_any()
+    assert got.dtype == arr.dtype and np.array_equal(got, arr)
+    assert [ch.receive_any_nowait() for _ in range(3)] == [b"a", b"b", b"xyz"]
+    with pytest.raises(mapshare.ChannelEmpty):
+        ch.receive_any_nowait()
+
+
 def test_receive_object_refuses_a_plain_message(ch: Channel) -> None:
     ch.send(pickle.dumps("a pickle, but not sent with send_object"))
-    with pytest.raises(mapshare.LayoutError):
+    with pytest.raises(mapshare.MessageKindError):
         ch.receive_object()
+    assert ch.receive() == pickle.dumps("a pickle, but not sent with send_object")
 
 
 def test_receive_and_receive_view_never_unpickle(ch: Channel, tmp_path: Any) -> None:

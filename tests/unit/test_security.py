@@ -383,8 +383,11 @@ def test_only_receive_object_unpickles(name: str, tmp_path: Path) -> None:
             assert bytes(v) == evil
         assert ch.receive_many(1, timeout=TIMEOUT) == [evil]
         assert not marker.exists()
-        with pytest.raises(mapshare.MapshareError):
-            ch.receive_array(timeout=TIMEOUT)  # not an array message: refused
+        with pytest.raises(mapshare.MessageKindError):
+            ch.receive_array(timeout=TIMEOUT)  # not an array message: refused, left queued
+        with pytest.raises(mapshare.MessageKindError):
+            ch.receive_object(timeout=TIMEOUT)  # a bytes message is never unpickled
+        assert ch.receive(timeout=TIMEOUT) == evil
         assert not marker.exists()
         # the explicit call does unpickle (which is why it is documented as trusted-only)
         ch.send_object(_Marker(str(marker)))
