@@ -197,10 +197,20 @@ class _NameWatch:
             self._fd = -1
 
 
-def _is_core_not_found(exc: BaseException) -> bool:
-    """True for the core's own ENOENT (whose message names the OS object, not the
-    logical name the user gave): replaced by one that names what the user asked for."""
-    return isinstance(exc, SegmentNotFoundError) and "mapshare." in str(exc)
+def _open_core(
+    osn: str, name: Optional[str], fspath: Optional[str], kind: int, acc: int, raw: bool,
+    flags: int,
+) -> _CoreSegment:
+    """``_core.open``, with errors that name the logical name, not ``/mapshare.x``."""
+    try:
+        return _core.open(osn, fspath, kind, acc, raw, flags)
+    except OSError as exc:
+        if name is None or fspath is not None or exc.filename != osn:
+            raise
+        missing = isinstance(exc, SegmentNotFoundError)
+        what = "no segment named" if missing else "segment"
+        detail = "" if missing else f": {exc.strerror}"
+        raise type(exc)(exc.errno, f"{what} {name!r}{detail}") from None
 
 
 def _inotify_watch(directory: str) -> int:
@@ -260,7 +270,8 @@ class SegmentInfo:
     lifetime: str
     """'shared' (removed when the last user detaches or dies) or 'persistent'."""
     state: str
-    """'ready', 'destroyed', 'initializing' or 'corrupt'."""
+    """'ready', 'destroyed', 'initializing', 'corrupt', or 'no permission' (another
+    user's object this process may not read)."""
     path: Optional[str]
     """Backing file, or None for anonymous shared memory."""
     creator_pid: int
@@ -636,14 +647,10 @@ class Segment:
                         name, fspath, access, acc, flags, allow_foreign, want, init_s
                     )
                     return seg._with_spin(spin)
-                except SegmentNotFoundError as exc:
+                except SegmentNotFoundError:
                     waited = time.monotonic() - start
                     if wait_s is not None and waited >= wait_s:
                         if wait_s == 0:
-                            if _is_core_not_found(exc):
-                                raise SegmentNotFoundError(
-                                    errno.ENOENT, f"no segment named {what!r}"
-                                ) from None
                             raise
                         raise SegmentNotFoundError(
                             errno.ENOENT,
@@ -728,7 +735,7 @@ class Segment:
         if fspath is None:
             assert name is not None
             osn = _naming.os_name(name)
-            core = _core.open(osn, None, 0, acc, False, flags)
+            core = _open_core(osn, name, None, 0, acc, False, flags)
             if core.kind == _core.KIND_LINK and not _WINDOWS:
                 fspath, dev, ino, link_ident = cls._read_link(core, name)
                 core = _core.open(osn, fspath, 0, acc, False, flags)
@@ -1168,6 +1175,9 @@ def segment_info(os_name: str) -> SegmentInfo:
         state = "initializing" if isinstance(exc, _Initializing) else "corrupt"
         if isinstance(exc, SegmentNotFoundError):
             raise
+        if isinstance(exc, PermissionError):
+            # another user's object that we may not read: not a corrupt one
+            return _broken_info(os_name, "no permission", exc.strerror or str(exc))
         return _broken_info(os_name, state, str(exc))
     try:
         h = core.header()
@@ -1243,8 +1253,12 @@ def _broken_info(os_name: str, state: str, error: str) -> SegmentInfo:
         created = _dt.datetime.fromtimestamp(st.st_mtime, tz=_dt.timezone.utc)
     except OSError:
         pass
+    # the logical name is in the header we could not read; a short one is also the OS
+    # name's tail (a long one is hashed there: see _naming)
+    tail = os_name.lstrip("/")[len(_naming.PREFIX):]
+    name = tail if tail and "~" not in tail else "?"
     return SegmentInfo(
-        name="?", os_name=os_name, kind="?", size=size, lifetime="?", state=state, path=None,
+        name=name, os_name=os_name, kind="?", size=size, lifetime="?", state=state, path=None,
         creator_pid=0, creator_alive=None, created=created, uid=uid, mode=mode, attached=(),
         lock=None, change_count=0, extra={}, error=error,
     )
