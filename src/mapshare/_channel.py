@@ -130,7 +130,9 @@ class Channel(_core.Channel):
 
     @staticmethod
     def _capacity(capacity: int) -> int:
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 64:
+        if isinstance(capacity, bool) or not isinstance(capacity, int):
+            raise TypeError(f"capacity must be an int, not {type(capacity).__name__}")
+        if capacity < 64:
             raise ValueError(f"capacity must be an int >= 64 bytes, not {capacity!r}")
         return _pad(capacity)
 
