@@ -42,9 +42,9 @@ def _keywords(fn: Callable[..., Any]) -> set[str]:
 
 @pytest.mark.parametrize("cls", KINDS, ids=lambda c: c.__name__)
 def test_every_factory_takes_the_shared_keywords(cls: type[Any]) -> None:
-    assert CREATE_KW <= _keywords(cls.create), cls
-    assert OPEN_KW <= _keywords(cls.open), cls
-    assert OPEN_OR_CREATE_KW <= _keywords(cls.open_or_create), cls
+    assert _keywords(cls.create) >= CREATE_KW, cls
+    assert _keywords(cls.open) >= OPEN_KW, cls
+    assert _keywords(cls.open_or_create) >= OPEN_OR_CREATE_KW, cls
     # and the same defaults for the same meaning
     for fn in (cls.create, cls.open, cls.open_or_create):
         params = inspect.signature(fn).parameters
@@ -196,7 +196,7 @@ def test_offsets_do_not_wrap(name: str) -> None:
 
 
 def test_counts_are_checked(name: str) -> None:
-    with pytest.raises(TypeError, match="capacity|int"):
+    with pytest.raises(TypeError, match="capacity must be an int"):
         mapshare.Channel.create(name, True)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="maximum"):
         mapshare.Semaphore.create(name, 2**32 + 1)
@@ -294,7 +294,7 @@ if given is not None:
         seg = mapshare.Segment.create(unique_name(), 64)
         try:
             data = bytes(range(1, n + 1))
-            ok = 0 <= offset and offset + n <= 64
+            ok = offset >= 0 and offset + n <= 64
             try:
                 seg.write(data, offset=offset)
             except ValueError:
