@@ -78,6 +78,7 @@ def test_factories_accept_the_keywords_and_return_the_class(cls: type[Any], name
         made.close()
 
 
+@pytest.mark.posix_only("mode bits of /dev/shm objects")
 def test_allow_foreign_is_passed_through_by_every_kind(name: str) -> None:
     # A world-writable object is refused without allow_foreign, for every kind (before,
     # only Segment.open took the option; the message told users of the others to pass it).
