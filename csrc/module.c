@@ -167,6 +167,11 @@ static int parse_timeout(PyObject *obj, int64_t *out)
         *out = -1;
         return 0;
     }
+    if (PyBool_Check(obj) || !(PyFloat_Check(obj) || PyIndex_Check(obj))) {
+        PyErr_Format(PyExc_TypeError, "timeout must be None or a number of seconds, not %.100s",
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
     double t = PyFloat_AsDouble(obj);
     if (t == -1.0 && PyErr_Occurred())
         return -1;
@@ -177,6 +182,84 @@ static int parse_timeout(PyObject *obj, int64_t *out)
     *out = t > 9e9 ? -1 : (int64_t)(t * 1e9);
     return 0;
 }
+
+/* Validate a timeout before a fast path that may not need it, so that a wrong one is
+ * refused whether or not the call would have waited.  None and a float >= 0 cost one
+ * comparison; anything else goes through the full parse. */
+static inline int timeout_check(PyObject *obj)
+{
+    if (obj == Py_None || (PyFloat_CheckExact(obj) && PyFloat_AS_DOUBLE(obj) >= 0))
+        return 0;
+    int64_t unused;
+    return parse_timeout(obj, &unused);
+}
+
+/* Sizes, offsets, lengths and counts: an int (never a bool) that fits the C type.
+ * PyArg's "K" and "I" wrap silently (2**64 + 16 became 16), so every such argument goes
+ * through here and an out-of-range value is a ValueError naming the argument. */
+static int u64_arg(PyObject *obj, const char *what, unsigned long long max,
+                   unsigned long long *out)
+{
+    if (PyBool_Check(obj) || !PyIndex_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int, not %.100s", what,
+                     Py_TYPE(obj)->tp_name);
+        return 0;
+    }
+    PyObject *i = PyNumber_Index(obj);
+    if (!i)
+        return 0;
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(i, &overflow);
+    if (v == -1 && PyErr_Occurred()) {
+        Py_DECREF(i);
+        return 0;
+    }
+    if (overflow < 0 || (!overflow && v < 0)) {
+        PyErr_Format(PyExc_ValueError, "%s must be >= 0, not %R", what, i);
+        Py_DECREF(i);
+        return 0;
+    }
+    unsigned long long u = overflow ? PyLong_AsUnsignedLongLong(i) : (unsigned long long)v;
+    if (u == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        u = max;
+        overflow = 2;  /* beyond 2**64 - 1 */
+    }
+    if (overflow == 2 || u > max) {
+        PyErr_Format(PyExc_ValueError, "%s %R is too large (at most %llu)", what, i, max);
+        Py_DECREF(i);
+        return 0;
+    }
+    Py_DECREF(i);
+    *out = u;
+    return 1;
+}
+
+#define U64_CONVERTER(fname, what, max)                                      \
+    static int fname(PyObject *obj, void *out)                               \
+    {                                                                        \
+        return u64_arg(obj, what, max, (unsigned long long *)out);           \
+    }
+
+U64_CONVERTER(conv_size, "size", (unsigned long long)INT64_MAX)
+U64_CONVERTER(conv_offset, "offset", ULLONG_MAX)
+U64_CONVERTER(conv_length, "length", ULLONG_MAX)
+U64_CONVERTER(conv_dev, "dev", ULLONG_MAX)
+U64_CONVERTER(conv_ino, "ino", ULLONG_MAX)
+
+/* unsigned 32-bit counts and values (semaphores) */
+static int u32_arg(PyObject *obj, const char *what, unsigned int *out)
+{
+    unsigned long long v;
+    if (!u64_arg(obj, what, UINT32_MAX, &v))
+        return 0;
+    *out = (unsigned int)v;
+    return 1;
+}
+
+static int conv_count(PyObject *obj, void *out) { return u32_arg(obj, "n", out); }
+static int conv_value(PyObject *obj, void *out) { return u32_arg(obj, "value", out); }
+static int conv_maximum(PyObject *obj, void *out) { return u32_arg(obj, "maximum", out); }
 
 /* ---- Segment ------------------------------------------------------------------------ */
 
@@ -297,8 +380,9 @@ static PyObject *core_create(PyObject *mod, PyObject *args, PyObject *kw)
     unsigned long long size;
     PyObject *init = Py_None;
     (void)mod;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ssIK|zIIIO:create", kwlist, &osname, &name,
-                                     &kind, &size, &path, &mode, &lifetime, &flags, &init))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "ssIO&|zIIIO:create", kwlist, &osname, &name,
+                                     &kind, conv_size, &size, &path, &mode, &lifetime, &flags,
+                                     &init))
         return NULL;
     ms_kind_init_fn fn = NULL;
     void *arg = NULL;
@@ -308,7 +392,8 @@ static PyObject *core_create(PyObject *mod, PyObject *args, PyObject *kw)
         initv[0] = init != Py_None && PyObject_IsTrue(init) ? 1 : 0;
         arg = initv;
     } else if (kind == MS_KIND_SEMAPHORE) {
-        if (!PyArg_ParseTuple(init, "II:semaphore init", &initv[0], &initv[1]))
+        if (!PyArg_ParseTuple(init, "O&O&:semaphore init", conv_value, &initv[0],
+                              conv_maximum, &initv[1]))
             return NULL;
         fn = ms_semaphore_init;
         arg = initv;
@@ -418,7 +503,8 @@ static PyObject *core_unlink_if_same(PyObject *mod, PyObject *args)
     unsigned long long dev, ino;
     unsigned int flags = 0;
     (void)mod;
-    if (!PyArg_ParseTuple(args, "sKK|I:unlink_if_same", &osname, &dev, &ino, &flags))
+    if (!PyArg_ParseTuple(args, "sO&O&|I:unlink_if_same", &osname, conv_dev, &dev, conv_ino,
+                          &ino, &flags))
         return NULL;
     ms_object obj;
     ms_object_stat st;
@@ -909,7 +995,8 @@ static PyObject *Segment_read(SegmentObject *self, PyObject *args, PyObject *kw)
     static char *kwlist[] = {"n", "offset", NULL};
     PyObject *nobj = Py_None;
     unsigned long long offset = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OK:read", kwlist, &nobj, &offset))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OO&:read", kwlist, &nobj, conv_offset,
+                                     &offset))
         return NULL;
     if (seg_check(self) < 0)
         return NULL;
@@ -917,8 +1004,7 @@ static PyObject *Segment_read(SegmentObject *self, PyObject *args, PyObject *kw)
     if (nobj == Py_None) {
         n = offset <= self->seg.size ? self->seg.size - offset : 0;
     } else {
-        n = PyLong_AsUnsignedLongLong(nobj);
-        if (PyErr_Occurred())
+        if (!u64_arg(nobj, "n", ULLONG_MAX, &n))
             return NULL;
     }
     if (parse_range(self, offset, n) < 0)
@@ -949,7 +1035,8 @@ static PyObject *Segment_write(SegmentObject *self, PyObject *args, PyObject *kw
     static char *kwlist[] = {"data", "offset", NULL};
     Py_buffer buf;
     unsigned long long offset = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*|K:write", kwlist, &buf, &offset))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*|O&:write", kwlist, &buf, conv_offset,
+                                     &offset))
         return NULL;
     if (seg_check(self) < 0) {
         PyBuffer_Release(&buf);
@@ -985,16 +1072,14 @@ static PyObject *Segment_flush(SegmentObject *self, PyObject *args, PyObject *kw
     unsigned long long offset = 0;
     PyObject *lobj = Py_None;
     int durable = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|KOp:flush", kwlist, &offset, &lobj, &durable))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O&Op:flush", kwlist, conv_offset, &offset,
+                                     &lobj, &durable))
         return NULL;
     if (seg_check(self) < 0)
         return NULL;
     unsigned long long n = self->seg.size > offset ? self->seg.size - offset : 0;
-    if (lobj != Py_None) {
-        n = PyLong_AsUnsignedLongLong(lobj);
-        if (PyErr_Occurred())
-            return NULL;
-    }
+    if (lobj != Py_None && !u64_arg(lobj, "length", ULLONG_MAX, &n))
+        return NULL;
     if (parse_range(self, offset, n) < 0)
         return NULL;
     if (self->seg.access == MS_ACCESS_COPY)
@@ -1309,8 +1394,8 @@ static PyObject *Segment_map_view(SegmentObject *self, PyObject *args, PyObject 
     static char *kwlist[] = {"offset", "length", "access", NULL};
     unsigned long long offset, length;
     int access = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "KK|i:map_view", kwlist, &offset, &length,
-                                     &access))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&O&|i:map_view", kwlist, conv_offset, &offset,
+                                     conv_length, &length, &access))
         return NULL;
     if (seg_check(self) < 0)
         return NULL;
@@ -1564,8 +1649,15 @@ static void *sync_area(SegmentObject *self, PyObject *offobj, uint32_t kind, siz
         *slot = default_slot;
         return self->seg.hdr->kind_area;
     }
-    unsigned long long off = PyLong_AsUnsignedLongLong(offobj);
-    if (PyErr_Occurred())
+    if (self->seg.kind != MS_KIND_SEGMENT) {
+        /* the data area of a channel (or of a lock, event or semaphore) is theirs: an
+         * event written into a ring would silently corrupt it */
+        PyErr_SetString(PyExc_TypeError,
+                        "events and semaphores can be placed only in a plain segment");
+        return NULL;
+    }
+    unsigned long long off;
+    if (!u64_arg(offobj, "offset", ULLONG_MAX, &off))
         return NULL;
     if (off % 8 != 0 || off > self->seg.size || need > self->seg.size - off) {
         PyErr_Format(PyExc_ValueError,
@@ -1673,7 +1765,8 @@ static PyObject *Segment_sem_init(SegmentObject *self, PyObject *args)
     PyObject *off;
     unsigned int value, maximum;
     unsigned slot;
-    if (!PyArg_ParseTuple(args, "OII:sem_init", &off, &value, &maximum))
+    if (!PyArg_ParseTuple(args, "OO&O&:sem_init", &off, conv_value, &value, conv_maximum,
+                          &maximum))
         return NULL;
     ms_semaphore *s = SEM_AREA(off, slot);
     if (!s)
@@ -1747,7 +1840,7 @@ static PyObject *Segment_sem_release(SegmentObject *self, PyObject *args)
     unsigned int n = 1;
     PyObject *off = Py_None;
     unsigned slot;
-    if (!PyArg_ParseTuple(args, "|IO:sem_release", &n, &off))
+    if (!PyArg_ParseTuple(args, "|O&O:sem_release", conv_count, &n, &off))
         return NULL;
     ms_semaphore *s = SEM_AREA(off, slot);
     if (!s)
@@ -2263,6 +2356,8 @@ static PyObject *Channel_send_nowait(ChannelObject *self, PyObject *data)
 
 static PyObject *channel_send(ChannelObject *self, PyObject *data, PyObject *tobj)
 {
+    if (tobj != zero_timeout && timeout_check(tobj) < 0)
+        return NULL;
     if (ch_check(self) < 0)
         return NULL;
     const char *p;
@@ -2353,6 +2448,8 @@ static PyObject *Channel_receive_nowait(ChannelObject *self, PyObject *unused)
 
 static PyObject *channel_receive(ChannelObject *self, PyObject *tobj)
 {
+    if (tobj != zero_timeout && timeout_check(tobj) < 0)
+        return NULL;
     if (ch_check(self) < 0)
         return NULL;
     PyObject *result = NULL;
@@ -2619,6 +2716,8 @@ static PyObject *Channel_receive_view(ChannelObject *self, PyObject *args, PyObj
     static char *kwlist[] = {"timeout", NULL};
     PyObject *tobj = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:receive_view", kwlist, &tobj))
+        return NULL;
+    if (timeout_check(tobj) < 0)
         return NULL;
     if (ch_check(self) < 0)
         return NULL;

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROLES = {
@@ -20,8 +19,9 @@ def main(folder: str) -> int:
     here = Path(__file__).parent / folder
     name = f"ex-{folder[:4]}-{os.getpid()}"
     first, second = ROLES[folder]
+    # Both start at once: a second role that opens waits for the name with wait=, and
+    # the lock workers wait for each other at a start line.
     a = subprocess.Popen([sys.executable, str(here / first), name])
-    time.sleep(0.3)  # the first role creates; the second opens (it also retries briefly)
     b = subprocess.Popen([sys.executable, str(here / second), name])
     codes = [b.wait(timeout=60), a.wait(timeout=60)]
     print(f"{folder}: exit codes {codes}")

@@ -1,20 +1,11 @@
 """Receive arrays as zero-copy views inside the ring and reduce them in place."""
 
 import sys
-import time
 
 import mapshare
 
 name = sys.argv[1] if len(sys.argv) > 1 else "example-numpy"
-deadline = time.monotonic() + 10
-while True:
-    try:
-        ch = mapshare.Channel.open(name)
-        break
-    except mapshare.SegmentNotFoundError:
-        if time.monotonic() > deadline:
-            raise
-        time.sleep(0.05)
+ch = mapshare.Channel.open(name, wait=10)              # waits up to 10 s for the publisher
 total = 0.0
 count = 0
 with ch:

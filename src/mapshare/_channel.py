@@ -30,7 +30,7 @@ from ._errors import (
     LayoutError,
     MessageKindError,
 )
-from ._segment import Lifetime, Segment
+from ._segment import _INIT_WAIT, Lifetime, Segment
 
 if TYPE_CHECKING:
     import numpy as np
@@ -187,38 +187,55 @@ class Channel(_core.Channel):
 
     @staticmethod
     def _capacity(capacity: int) -> int:
-        if not isinstance(capacity, int) or capacity < 64:
+        if isinstance(capacity, bool) or not isinstance(capacity, int):
+            raise TypeError(f"capacity must be an int, not {type(capacity).__name__}")
+        if capacity < 64:
             raise ValueError(f"capacity must be an int >= 64 bytes, not {capacity!r}")
         return _pad(capacity)
 
     @classmethod
     def create(
         cls, name: str, capacity: int, *, mode: int = 0o600, lifetime: Lifetime = "shared",
-        spin: Optional[float] = None,
+        global_namespace: bool = False, spin: Optional[float] = None,
     ) -> Channel:
         """Create a channel whose ring holds ``capacity`` bytes (rounded up to a
         multiple of 8; each message takes its length rounded up to 8, plus 8).
-        ``spin``: seconds a blocked call busy-waits before sleeping (default 50 µs)."""
+        The keywords mean what they mean for ``Segment.create``; ``spin``: seconds a
+        blocked call busy-waits before sleeping (default 50 µs)."""
         seg = _ChannelSegment._create(
-            name, cls._capacity(capacity), path=None, mode=mode, lifetime=lifetime, init=None
+            name, cls._capacity(capacity), path=None, mode=mode, lifetime=lifetime,
+            init=None, global_namespace=global_namespace,
         )
         return cls._wrap(seg, spin)
 
     @classmethod
-    def open(cls, name: str, *, spin: Optional[float] = None) -> Channel:
-        """Open an existing channel (``LayoutError`` if the name is not a channel)."""
-        return cls._wrap(_ChannelSegment.open(name), spin)
+    def open(
+        cls, name: str, *, allow_foreign: bool = False, global_namespace: bool = False,
+        wait: Optional[float] = 0, init_timeout: float = _INIT_WAIT,
+        spin: Optional[float] = None,
+    ) -> Channel:
+        """Open an existing channel (``LayoutError`` if the name is not a channel).
+        The keywords mean what they mean for ``Segment.open``: ``wait`` waits that many
+        seconds for the name to appear (None: forever), ``allow_foreign`` trusts a
+        channel of another user (a group member opening a ``mode=0o660`` channel)."""
+        seg = _ChannelSegment.open(
+            name, allow_foreign=allow_foreign, global_namespace=global_namespace, wait=wait,
+            init_timeout=init_timeout,
+        )
+        return cls._wrap(seg, spin)
 
     @classmethod
     def open_or_create(
         cls, name: str, capacity: int, *, mode: int = 0o600, lifetime: Lifetime = "shared",
-        spin: Optional[float] = None,
+        allow_foreign: bool = False, global_namespace: bool = False,
+        init_timeout: float = _INIT_WAIT, spin: Optional[float] = None,
     ) -> Channel:
         """Open the channel, or create it; ``LayoutError`` if it exists with another
         capacity."""
         seg = _ChannelSegment._open_or_create(
             name, cls._capacity(capacity), path=None, mode=mode, lifetime=lifetime, init=None,
-            timeout=2.0,
+            init_timeout=init_timeout, allow_foreign=allow_foreign,
+            global_namespace=global_namespace,
         )
         return cls._wrap(seg, spin)
 

@@ -3,17 +3,23 @@ run the demo.
 
     mapshare ls [--json]                 list segments
     mapshare info NAME [--json]          one segment: header, peers, lock, channel depth
+    mapshare create channel NAME --capacity N | segment NAME --size N
     mapshare rm NAME [NAME ...]          remove names
     mapshare gc [--dry-run] [--json]     remove 'shared' segments whose users all died
     mapshare send NAME [DATA | -]        send DATA, or each line of stdin, on a channel
-    mapshare receive NAME [--count N] [--follow] [--timeout S]
+    mapshare receive NAME [--count N] [--follow] [--timeout S] [--hex | --json]
     mapshare demo                        the file-mapping demo: a writer and a reader process
+
+No command prints a traceback: every failure is one line on stderr naming the logical
+name, and an exit status from ``EXIT_*`` below (docs/cli.md lists them).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
+import os
 import sys
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -22,15 +28,56 @@ from typing import Any, Optional
 from . import _naming
 from ._errors import (
     ChannelBroken,
+    ChannelFull,
     EndOfChannel,
     LayoutError,
     MapshareError,
+    MessageTooLarge,
+    SegmentExistsError,
     SegmentNotFoundError,
     WaitTimeout,
 )
 from ._segment import SegmentInfo, segment_info, segments
 
 __all__ = ["main"]
+
+EXIT_OK = 0
+"""Success."""
+EXIT_ERROR = 1
+"""A mapshare error not listed below (the message says which)."""
+EXIT_USAGE = 2
+"""Bad arguments, including an invalid name (argparse uses 2 as well)."""
+EXIT_NOT_FOUND = 3
+"""No object of that name."""
+EXIT_PERMISSION = 4
+"""The object belongs to another user, or its mode does not let you in."""
+EXIT_EXISTS = 5
+"""``create``: the name is taken."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C."""
+EXIT_BROKEN_PIPE = 141
+"""The reader of our output went away (``mapshare ls --json | head``): 128 + SIGPIPE,
+as a shell reports a tool killed by it; nothing is printed."""
+
+
+class _UsageError(Exception):
+    """A bad argument found after parsing (an invalid name)."""
+
+
+def _check_name(name: str) -> str:
+    """A logical name, or ``_UsageError`` stating the naming rule."""
+    try:
+        return _naming.validate(name)
+    except (TypeError, ValueError):
+        raise _UsageError(f"invalid name {name!r}: {_naming.RULE}") from None
+
+
+def _os_name_of(name: str) -> str:
+    """The OS name for a logical name; ``/mapshare.x`` OS names are accepted as they are
+    (``mapshare ls`` shows them for objects whose header cannot be read)."""
+    if name.startswith("/") and _naming.is_os_name(name[1:]) and "/" not in name[1:]:
+        return name
+    return _naming.os_name(_check_name(name))
 
 
 def _human(n: int) -> str:
@@ -77,10 +124,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def _find(name: str) -> SegmentInfo:
     try:
-        osn = _naming.os_name(name)
-    except ValueError:
-        osn = name if name.startswith("/") else "/" + name
-    return segment_info(osn)
+        return segment_info(_os_name_of(name))
+    except SegmentNotFoundError:
+        raise SegmentNotFoundError(2, f"no segment named {name!r}") from None
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -92,6 +138,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"os name:     {info.os_name}")
     print(f"kind:        {info.kind}")
     print(f"state:       {info.state}" + (f" ({info.error})" if info.error else ""))
+    if info.state == "no permission":
+        print(f"owner:       uid {info.uid}, mode {oct(info.mode)}")
+        return 0
     print(f"size:        {info.size} bytes ({_human(info.size)})")
     print(f"lifetime:    {info.lifetime}")
     print(f"backing:     {info.path or 'shared memory'}")
@@ -139,9 +188,11 @@ def cmd_rm(args: argparse.Namespace) -> int:
     status = 0
     for name in args.names:
         try:
-            osn = _naming.os_name(name)
-        except ValueError:
-            osn = name if name.startswith("/") else "/" + name
+            osn = _os_name_of(name)
+        except _UsageError as exc:
+            print(f"mapshare rm: {exc}", file=sys.stderr)
+            status = EXIT_USAGE
+            continue
         try:
             if _core.PLATFORM == "windows":
                 _rm_windows(osn)
@@ -150,7 +201,10 @@ def cmd_rm(args: argparse.Namespace) -> int:
             print(f"removed {name}")
         except SegmentNotFoundError:
             print(f"mapshare rm: no segment named {name!r}", file=sys.stderr)
-            status = 1
+            status = status or EXIT_NOT_FOUND
+        except PermissionError as exc:
+            print(f"mapshare rm: {name!r}: no permission ({exc.strerror})", file=sys.stderr)
+            status = status or EXIT_PERMISSION
         except LayoutError as exc:  # Windows: a name that is not a mapshare segment
             print(f"mapshare rm: {name!r}: {exc} (Windows removes a name when its last "
                   "handle closes)", file=sys.stderr)
@@ -192,19 +246,44 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_send(args: argparse.Namespace) -> int:
+def _open_channel(args: argparse.Namespace) -> Any:
     from ._channel import Channel
 
-    ch = Channel.open(args.name)
+    return Channel.open(_check_name(args.name), allow_foreign=args.allow_foreign)
+
+
+def _send_one(ch: Any, data: bytes, timeout: Optional[float], sent: int, where: str) -> None:
+    """Send, turning a full channel and an oversized message into messages that say
+    how far we got and why."""
+    try:
+        ch.send(data, timeout)
+    except MessageTooLarge:
+        raise MessageTooLarge(
+            f"{where}: a message of {len(data)} bytes is larger than channel "
+            f"{ch.name!r} can ever hold (max_message {ch.max_message} bytes, capacity "
+            f"{ch.capacity}); {sent} message(s) sent before it"
+        ) from None
+    except (WaitTimeout, ChannelFull):
+        raise WaitTimeout(
+            f"{where}: channel {ch.name!r} stayed full for {timeout:g} s; "
+            f"{sent} message(s) sent, the rest were not"
+        ) from None
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    ch = _open_channel(args)
     try:
         if args.data is not None and args.data != "-":
-            ch.send(args.data.encode(), args.timeout)
+            _send_one(ch, os.fsencode(args.data), args.timeout, 0, "message")
             return 0
+        sent = 0
         with (
             open(args.file, "rb") if args.file is not None else nullcontext(sys.stdin.buffer)
         ) as stream:
-            for line in stream:
-                ch.send(line.rstrip(b"\n"), args.timeout)
+            for lineno, line in enumerate(stream, 1):
+                where = f"{args.file or 'stdin'} line {lineno}"
+                _send_one(ch, line.rstrip(b"\n"), args.timeout, sent, where)
+                sent += 1
         if args.close:
             ch.close_sending()
     finally:
@@ -212,11 +291,23 @@ def cmd_send(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_receive(args: argparse.Namespace) -> int:
-    from ._channel import Channel
+def _emit(out: Any, msg: bytes, fmt: str) -> None:
+    if fmt == "hex":
+        out.write(msg.hex().encode() + b"\n")
+    elif fmt == "json":
+        try:
+            rec: dict[str, Any] = {"size": len(msg), "text": msg.decode("utf-8")}
+        except UnicodeDecodeError:
+            rec = {"size": len(msg), "base64": base64.b64encode(msg).decode("ascii")}
+        out.write(json.dumps(rec).encode() + b"\n")
+    else:
+        out.write(msg + b"\n")
 
-    ch = Channel.open(args.name)
+
+def cmd_receive(args: argparse.Namespace) -> int:
+    ch = _open_channel(args)
     out = sys.stdout.buffer
+    fmt = "hex" if args.hex else "json" if args.json else "raw"
     n = 0
     try:
         while args.follow or n < args.count:
@@ -231,11 +322,52 @@ def cmd_receive(args: argparse.Namespace) -> int:
                 break
             except WaitTimeout:
                 break
-            out.write(msg + b"\n")
+            _emit(out, msg, fmt)
             out.flush()
             n += 1
     finally:
         ch.close()
+    return 0
+
+
+def _parse_mode(text: str) -> int:
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"mode must be octal digits like 660, not {text!r}"
+        ) from None
+
+
+def _parse_size(text: str) -> int:
+    """A byte count: digits with an optional K, M or G (powers of 1024)."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    mult = units.get(t[-1:], 1)
+    digits = t[:-1] if t[-1:] in units else t
+    if not digits.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a byte count like 4096 or 1M, not {text!r}")
+    return int(digits) * mult
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    from ._channel import Channel
+    from ._segment import Segment
+
+    name = _check_name(args.name)
+    obj: Any
+    if args.kind == "channel":
+        obj = Channel.create(name, args.capacity, mode=args.mode, lifetime=args.lifetime)
+        seg = obj.segment
+    else:
+        obj = seg = Segment.create(name, args.size, mode=args.mode, lifetime=args.lifetime)
+    info = seg.info()
+    obj.close()
+    if args.json:
+        print(json.dumps(info.as_dict(), indent=2))
+    else:
+        print(f"created {args.kind} {name} ({_human(info.size)}, {info.lifetime}, mode "
+              f"{oct(info.mode)})")
     return 0
 
 
@@ -262,6 +394,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=cmd_info)
 
+    s = sub.add_parser("create", help="create a channel or a segment")
+    csub = s.add_subparsers(dest="kind", required=True)
+    for kind, size_opt, size_help in (
+        ("channel", "--capacity", "ring size in bytes (K, M, G suffixes allowed)"),
+        ("segment", "--size", "size in bytes (K, M, G suffixes allowed)"),
+    ):
+        c = csub.add_parser(kind, help=f"create a {kind}")
+        c.add_argument("name")
+        c.add_argument(size_opt, type=_parse_size, required=True, help=size_help)
+        c.add_argument("--mode", type=_parse_mode, default=0o600,
+                       help="permission bits in octal (default 600; 660 lets the group in)")
+        c.add_argument("--lifetime", choices=["persistent", "shared"], default="persistent",
+                       help="persistent (default): stays until `mapshare rm`; shared: "
+                       "removed when its last user detaches (this command detaches at once)")
+        c.add_argument("--json", action="store_true", help="print the new object's info")
+        c.set_defaults(func=cmd_create)
+
     s = sub.add_parser("rm", help="remove segment names")
     s.add_argument("names", nargs="+")
     s.set_defaults(func=cmd_rm)
@@ -278,6 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--close", action="store_true",
                    help="close the channel for sending after the last line")
     s.add_argument("--timeout", type=float, default=None, help="seconds to wait for room")
+    s.add_argument("--allow-foreign", action="store_true",
+                   help="open a channel owned by another user (e.g. a group's, mode 660)")
     s.set_defaults(func=cmd_send)
 
     s = sub.add_parser("receive", help="receive messages from a channel, one per line")
@@ -286,6 +437,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--follow", action="store_true", help="keep receiving until the end")
     s.add_argument("--timeout", type=float, default=None,
                    help="stop after this many seconds without a message")
+    fmt = s.add_mutually_exclusive_group()
+    fmt.add_argument("--hex", action="store_true", help="print each message in hex")
+    fmt.add_argument("--json", action="store_true",
+                     help='one JSON object per message: {"size", "text"} or, for bytes that '
+                     'are not UTF-8, {"size", "base64"}')
+    s.add_argument("--allow-foreign", action="store_true",
+                   help="open a channel owned by another user (e.g. a group's, mode 660)")
     s.set_defaults(func=cmd_receive)
 
     s = sub.add_parser("demo", help="writer and reader processes meet by name")
@@ -307,9 +465,50 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        return int(args.func(args))
-    except MapshareError as exc:
-        print(f"mapshare {args.command}: {exc}", file=sys.stderr)
-        return 1
+        return _run(args)
+    except BrokenPipeError:
+        # the reader went away: say nothing more, and keep Python's own flush at exit
+        # from printing "Exception ignored ... BrokenPipeError"
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_BROKEN_PIPE
+
+
+def _run(args: Any) -> int:
+    cmd = f"mapshare {args.command}"
+    try:
+        status = int(args.func(args))
+        sys.stdout.flush()  # a broken pipe surfaces here, inside the handler of main
+        return status
+    except BrokenPipeError:
+        raise
+    except _UsageError as exc:
+        print(f"{cmd}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SegmentNotFoundError as exc:
+        print(f"{cmd}: {_message(exc)}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    except PermissionError as exc:  # PermissionDeniedError, and the OS's own
+        print(f"{cmd}: no permission: {_message(exc)}", file=sys.stderr)
+        return EXIT_PERMISSION
+    except SegmentExistsError as exc:
+        print(f"{cmd}: {_message(exc)}", file=sys.stderr)
+        return EXIT_EXISTS
+    except (MapshareError, OSError, ValueError) as exc:
+        print(f"{cmd}: {_message(exc)}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+
+
+def _message(exc: BaseException) -> str:
+    """An exception as one line: OSErrors without their '[Errno 2]' prefix."""
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+        if exc.filename is not None:
+            text += f": {exc.filename!r}"
+        return text
+    return str(exc) or type(exc).__name__

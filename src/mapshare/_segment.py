@@ -231,6 +231,107 @@ def _check_mode(mode: int) -> int:
     return mode
 
 
+def _check_size(size: object, what: str = "size") -> int:
+    # bool is an int to Python, but size=True is a mistake, never a size of 1
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise TypeError(f"{what} must be an int, not {type(size).__name__}")
+    if size < 0:
+        raise ValueError(f"{what} must be >= 0, not {size!r}")
+    return size
+
+
+def _check_seconds(value: object, what: str, *, none_ok: bool = True) -> Optional[float]:
+    """A duration argument: None (when allowed: forever) or a number of seconds >= 0."""
+    if value is None and none_ok:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"{what} must be {'None or ' if none_ok else ''}a number of seconds, "
+            f"not {type(value).__name__}"
+        )
+    if not value >= 0:  # also refuses NaN
+        raise ValueError(f"{what} must be >= 0 seconds, not {value!r}")
+    return float(value)
+
+
+class _NameWatch:
+    """Sleep until something is created in /dev/shm (Linux inotify), so that
+    ``open(name, wait=...)`` does not poll.  Elsewhere, or when inotify is unavailable
+    (no /dev/shm, out of watches), it sleeps ``_POLL`` seconds per round instead."""
+
+    _POLL = 0.005
+    _SAFETY = 1.0  # even with inotify, look again at least this often (a missed event)
+
+    def __init__(self) -> None:
+        self._fd = -1
+        if sys.platform.startswith("linux"):
+            try:
+                self._fd = _inotify_watch(_SHM_DIR)
+            except OSError:
+                self._fd = -1
+
+    @classmethod
+    def polling(cls) -> _NameWatch:
+        """A watch that only sleeps (for a backing file, which can be anywhere)."""
+        self = object.__new__(cls)
+        self._fd = -1
+        return self
+
+    def sleep(self, remaining: Optional[float]) -> None:
+        """Wait for a creation in the directory, at most ``remaining`` seconds."""
+        if self._fd < 0:
+            time.sleep(self._POLL if remaining is None else min(self._POLL, remaining))
+            return
+        import select
+
+        t = self._SAFETY if remaining is None else min(self._SAFETY, remaining)
+        ready, _, _ = select.select([self._fd], [], [], t)
+        if ready:
+            try:
+                os.read(self._fd, 65536)  # drain: we only care that something happened
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Release the inotify descriptor."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _open_core(
+    osn: str, name: Optional[str], fspath: Optional[str], kind: int, acc: int, raw: bool,
+    flags: int,
+) -> _CoreSegment:
+    """``_core.open``, with errors that name the logical name, not ``/mapshare.x``."""
+    try:
+        return _core.open(osn, fspath, kind, acc, raw, flags)
+    except OSError as exc:
+        if name is None or fspath is not None or exc.filename != osn:
+            raise
+        missing = isinstance(exc, SegmentNotFoundError)
+        what = "no segment named" if missing else "segment"
+        detail = "" if missing else f": {exc.strerror}"
+        raise type(exc)(exc.errno, f"{what} {name!r}{detail}") from None
+
+
+def _inotify_watch(directory: str) -> int:
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    in_nonblock_cloexec = 0o4000 | 0o2000000
+    in_create_moved_to_attrib = 0x100 | 0x80 | 0x04
+    fd = int(libc.inotify_init1(in_nonblock_cloexec))
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "inotify_init1")
+    if libc.inotify_add_watch(fd, os.fsencode(directory), in_create_moved_to_attrib) < 0:
+        err = ctypes.get_errno()
+        os.close(fd)
+        raise OSError(err, "inotify_add_watch")
+    return fd
+
+
 @dataclass(frozen=True)
 class ProcessInfo:
     """A process attached to a segment."""
@@ -271,7 +372,8 @@ class SegmentInfo:
     lifetime: str
     """'shared' (removed when the last user detaches or dies) or 'persistent'."""
     state: str
-    """'ready', 'destroyed', 'initializing' or 'corrupt'."""
+    """'ready', 'destroyed', 'initializing', 'corrupt', or 'no permission' (another
+    user's object this process may not read)."""
     path: Optional[str]
     """Backing file, or None for anonymous shared memory."""
     creator_pid: int
@@ -463,7 +565,7 @@ class Segment:
 
     @classmethod
     def create(
-        cls,
+        cls: type[_S],
         name: str,
         size: int,
         *,
@@ -471,23 +573,32 @@ class Segment:
         mode: int = 0o600,
         lifetime: Lifetime = "shared",
         global_namespace: bool = False,
-    ) -> Segment:
+        spin: Optional[float] = None,
+    ) -> _S:
         """Create a new segment of ``size`` bytes, exclusively.
 
         ``path``: back it by a new file at that path (created exclusively, never through
         a symlink) instead of anonymous shared memory.  ``mode``: permission bits,
-        owner-only by default.  ``lifetime``: ``"shared"`` (default) removes the
+        owner-only by default (``0o660`` lets the file's group in: they open it with
+        ``allow_foreign=True``).  ``lifetime``: ``"shared"`` (default) removes the
         segment when the last attached process closes it or dies; ``"persistent"`` keeps
-        it until ``unlink()``.  Storage is reserved now, so a full ``/dev/shm`` or disk
-        raises ``NoSpaceError`` here rather than SIGBUS later.
+        it until ``unlink()``.  ``global_namespace``: Windows ``Global\\`` names.
+        ``spin``: seconds a blocked wait busy-waits before sleeping.  Storage is
+        reserved now, so a full ``/dev/shm`` or disk raises ``NoSpaceError`` here rather
+        than SIGBUS later.
 
         Raises ``SegmentExistsError`` if the name is taken.
         """
-        seg: Segment = cls._create(
+        seg: _S = cls._create(
             name, size, path=path, mode=mode, lifetime=lifetime, init=None,
             global_namespace=global_namespace,
         )
-        return seg
+        return seg._with_spin(spin)
+
+    def _with_spin(self: _S, spin: Optional[float]) -> _S:
+        if spin is not None:
+            self.spin = spin
+        return self
 
     @classmethod
     def _create(
@@ -502,8 +613,7 @@ class Segment:
         global_namespace: bool = False,
     ) -> Any:
         _naming.validate(name)
-        if not isinstance(size, int) or size < 0:
-            raise ValueError(f"size must be an int >= 0, not {size!r}")
+        _check_size(size)
         mode = _check_mode(mode)
         lt = _lifetime_code(lifetime)
         if _WINDOWS and path is None and lt == _core.LIFETIME_PERSISTENT:
@@ -632,26 +742,36 @@ class Segment:
 
     @classmethod
     def open(
-        cls,
+        cls: type[_S],
         name: Optional[str] = None,
         *,
         path: Optional[PathLike] = None,
         access: Access = "rw",
         raw: bool = False,
+        kind: str = "segment",
         allow_foreign: bool = False,
         follow_symlinks: bool = False,
         global_namespace: bool = False,
-        timeout: float = _INIT_WAIT,
-    ) -> Segment:
+        wait: Optional[float] = 0,
+        init_timeout: float = _INIT_WAIT,
+        spin: Optional[float] = None,
+    ) -> _S:
         """Open an existing segment by name, or by the path of its backing file.
 
         ``access``: ``"rw"``, ``"r"`` (writes raise) or ``"copy"`` (copy-on-write:
         writes stay private to this handle, never reach the file or other processes).
         ``raw=True`` maps a foreign object with no mapshare header: ``name`` is then the
         exact POSIX shm name (``"/foo"``) or use ``path=`` for a plain file.
+        ``kind``: a name holding a channel, lock, event or semaphore is refused
+        (``LayoutError``: writing into it would corrupt it) unless you ask for it by its
+        kind (``"channel"``...) or with ``"any"``.
         ``allow_foreign``: accept a segment owned by another user or writable by
-        everyone (refused by default).  ``timeout``: how long to wait for a creator that
-        is still writing the header.
+        everyone (refused by default).
+        ``wait``: seconds to wait for the name to appear (``0``, the default: don't;
+        ``None``: forever); ``SegmentNotFoundError`` after that.  On Linux the wait
+        sleeps on inotify events of ``/dev/shm``, elsewhere it looks every 5 ms.
+        ``init_timeout``: how long to wait for a creator that is still writing the
+        header (then ``LayoutError``).  ``spin``: see the ``spin`` property.
 
         Raises ``SegmentNotFoundError`` if it does not exist, ``LayoutError`` if it is
         not a valid mapshare segment of the expected kind.
@@ -662,17 +782,74 @@ class Segment:
         flags = (_core.OBJ_FOLLOW_SYMLINKS if follow_symlinks else 0) | (
             _core.OBJ_GLOBAL if global_namespace else 0
         )
-        if raw:
-            raw_seg: Segment = cls._open_raw(name, path, access, acc, flags)
-            return raw_seg
+        want = cls._wanted_kind(kind)
+        wait_s = _check_seconds(wait, "wait")
+        init_s = _check_seconds(init_timeout, "init_timeout", none_ok=False)
+        assert init_s is not None
         fspath = None if path is None else os.fspath(path)
-        if name is not None:
+        if name is not None and not raw:
             _naming.validate(name)
-        deadline = time.monotonic() + timeout
+        what = name if name is not None else fspath
+        watch: Optional[_NameWatch] = None
+        start = time.monotonic()
+        try:
+            while True:
+                try:
+                    if raw:
+                        raw_seg: _S = cls._open_raw(name, path, access, acc, flags)
+                        return raw_seg._with_spin(spin)
+                    seg: _S = cls._open_initialized(
+                        name, fspath, access, acc, flags, allow_foreign, want, init_s
+                    )
+                    return seg._with_spin(spin)
+                except SegmentNotFoundError:
+                    waited = time.monotonic() - start
+                    if wait_s is not None and waited >= wait_s:
+                        if wait_s == 0:
+                            raise
+                        raise SegmentNotFoundError(
+                            errno.ENOENT,
+                            f"no segment named {what!r} appeared within {wait_s:g} s",
+                        ) from None
+                    if watch is None:
+                        # watch before the next look: a creation in between still wakes us
+                        watch = _NameWatch() if fspath is None else _NameWatch.polling()
+                        continue
+                    watch.sleep(None if wait_s is None else wait_s - waited)
+        finally:
+            if watch is not None:
+                watch.close()
+
+    @classmethod
+    def _wanted_kind(cls, kind: str) -> Optional[int]:
+        """The kind code ``open`` insists on (None: any)."""
+        if cls._kind != _core.KIND_SEGMENT:
+            return cls._kind
+        if kind == "any":
+            return None
+        for code, kname in KIND_NAMES.items():
+            if kname == kind and code != _core.KIND_LINK:
+                return code
+        names = ", ".join(repr(k) for k in KIND_NAMES.values() if k != "link")
+        raise ValueError(f"kind must be 'any' or one of {names}, not {kind!r}")
+
+    @classmethod
+    def _open_initialized(
+        cls,
+        name: Optional[str],
+        fspath: Optional[str],
+        access: str,
+        acc: int,
+        flags: int,
+        allow_foreign: bool,
+        want: Optional[int],
+        init_timeout: float,
+    ) -> Any:
+        """Open once the creator has finished the header (waits up to ``init_timeout``)."""
+        deadline = time.monotonic() + init_timeout
         while True:
             try:
-                seg: Segment = cls._open_once(name, fspath, access, acc, flags, allow_foreign)
-                return seg
+                return cls._open_once(name, fspath, access, acc, flags, allow_foreign, want)
             except (_Initializing, SegmentDestroyedError) as exc:
                 if time.monotonic() >= deadline:
                     if isinstance(exc, SegmentDestroyedError):
@@ -707,13 +884,14 @@ class Segment:
         acc: int,
         flags: int,
         allow_foreign: bool,
+        want: Optional[int] = None,
     ) -> Any:
         link_ident = None
         by_path = fspath is not None
         if fspath is None:
             assert name is not None
             osn = _naming.os_name(name)
-            core = _core.open(osn, None, 0, acc, False, flags)
+            core = _open_core(osn, name, None, 0, acc, False, flags)
             if core.kind == _core.KIND_LINK and not _WINDOWS:
                 fspath, dev, ino, link_ident = cls._read_link(core, name)
                 core = _core.open(osn, fspath, 0, acc, False, flags)
@@ -736,7 +914,7 @@ class Segment:
             osn = _naming.os_name(name)
             core = _core.open(osn, fspath, 0, acc, False, flags)
         try:
-            cls._check_opened(core, name, osn, allow_foreign)
+            cls._check_opened(core, name, osn, allow_foreign, want)
             core.attach()  # every opener counts, read-only ones included
         except BaseException:
             core.close(detach=False)
@@ -765,7 +943,8 @@ class Segment:
 
     @classmethod
     def _check_opened(
-        cls, core: _CoreSegment, name: str, osn: str, allow_foreign: bool
+        cls, core: _CoreSegment, name: str, osn: str, allow_foreign: bool,
+        want: Optional[int] = None,
     ) -> None:
         header_name = core.name
         if header_name != name:
@@ -773,10 +952,13 @@ class Segment:
                 f"{osn!r} holds segment {header_name!r}, not {name!r} "
                 "(two names that share an OS name)"
             )
-        if cls._kind != _core.KIND_SEGMENT and core.kind != cls._kind:
+        if want is not None and core.kind != want:
+            hint = ""
+            if cls._kind == _core.KIND_SEGMENT:
+                hint = " (Segment.open(name, kind='any') maps it anyway: writes can corrupt it)"
             raise LayoutError(
                 f"{name!r} is a {KIND_NAMES.get(core.kind, '?')}, not a "
-                f"{KIND_NAMES[cls._kind]}"
+                f"{KIND_NAMES.get(want, '?')}{hint}"
             )
         if not allow_foreign and not _WINDOWS:
             st = core.stat()
@@ -784,7 +966,8 @@ class Segment:
                 raise PermissionDeniedError(
                     1,
                     f"segment {name!r} is owned by uid {st['uid']}, not by you "
-                    f"(uid {os.geteuid()}); pass allow_foreign=True to trust it",
+                    f"(uid {os.geteuid()}); pass allow_foreign=True (mapshare: --allow-foreign) "
+                    "to trust it",
                 )
             if st["mode"] & 0o002:
                 raise PermissionDeniedError(
@@ -795,30 +978,41 @@ class Segment:
 
     @classmethod
     def open_or_create(
-        cls,
+        cls: type[_S],
         name: str,
         size: int,
         *,
         path: Optional[PathLike] = None,
         mode: int = 0o600,
         lifetime: Lifetime = "shared",
-        timeout: float = _INIT_WAIT,
-    ) -> Segment:
+        allow_foreign: bool = False,
+        global_namespace: bool = False,
+        init_timeout: float = _INIT_WAIT,
+        spin: Optional[float] = None,
+    ) -> _S:
         """Open ``name`` if it exists, else create it; safe when many processes race.
+        The keywords mean what they mean for ``create`` and ``open`` (there is no
+        ``wait``: a missing name is created).
 
         Raises ``LayoutError`` if the existing segment differs in size or kind.
         """
-        seg: Segment = cls._open_or_create(
-            name, size, path=path, mode=mode, lifetime=lifetime, init=None, timeout=timeout
+        seg: _S = cls._open_or_create(
+            name, size, path=path, mode=mode, lifetime=lifetime, init=None,
+            init_timeout=init_timeout, allow_foreign=allow_foreign,
+            global_namespace=global_namespace,
         )
-        return seg
+        return seg._with_spin(spin)
 
     @classmethod
     def _open_or_create(
         cls, name: str, size: int, *, path: Optional[PathLike], mode: int, lifetime: str,
-        init: object, timeout: float,
+        init: object, init_timeout: float, allow_foreign: bool = False,
+        global_namespace: bool = False,
     ) -> Any:
-        deadline = time.monotonic() + timeout
+        _check_size(size)
+        init_s = _check_seconds(init_timeout, "init_timeout", none_ok=False)
+        assert init_s is not None
+        deadline = time.monotonic() + init_s
         if path is None and not _WINDOWS:
             # An object abandoned by processes that all died is not opened but replaced,
             # exactly as create() would (racing callers all end up with the new one).
@@ -829,21 +1023,27 @@ class Segment:
                 pass
         while True:
             try:
-                seg = cls.open(name, timeout=max(0.0, deadline - time.monotonic()))
+                seg = cls.open(
+                    name, init_timeout=max(0.0, deadline - time.monotonic()), kind="any",
+                    allow_foreign=allow_foreign, global_namespace=global_namespace,
+                )
             except SegmentNotFoundError:
                 if path is not None and os.path.exists(path):
                     # A file-backed segment whose name went with its last process: the
                     # file is the segment; reopening it registers the name again.
                     try:
                         seg = cls.open(
-                            name, path=path, timeout=max(0.0, deadline - time.monotonic())
+                            name, path=path,
+                            init_timeout=max(0.0, deadline - time.monotonic()), kind="any",
+                            allow_foreign=allow_foreign, global_namespace=global_namespace,
                         )
                     except SegmentNotFoundError:
                         continue
                     return cls._check_same(seg, name, size)
                 try:
                     return cls._create(
-                        name, size, path=path, mode=mode, lifetime=lifetime, init=init
+                        name, size, path=path, mode=mode, lifetime=lifetime, init=init,
+                        global_namespace=global_namespace,
                     )
                 except SegmentExistsError:
                     if time.monotonic() >= deadline:
@@ -1116,7 +1316,7 @@ class Segment:
         if not self._core.closed:
             self._core.after_fork()
 
-    def __enter__(self) -> Any:
+    def __enter__(self: _S) -> _S:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -1146,13 +1346,13 @@ class Segment:
 
 def _reopen(cls: type[Segment], name: str, path: Optional[str], access: Access) -> Segment:
     if path is not None and name is None:
-        return cls.open(path=path, access=access)
+        return cls.open(path=path, access=access, kind="any")
     try:
-        return cls.open(name, access=access)
+        return cls.open(name, access=access, kind="any")
     except SegmentNotFoundError:
         if path is None:
             raise
-        return cls.open(path=path, access=access)
+        return cls.open(path=path, access=access, kind="any")
 
 
 def _reopen_raw(cls: type[Segment], name: str, path: Optional[str], access: Access) -> Segment:
@@ -1181,6 +1381,9 @@ def segment_info(os_name: str) -> SegmentInfo:
         state = "initializing" if isinstance(exc, _Initializing) else "corrupt"
         if isinstance(exc, SegmentNotFoundError):
             raise
+        if isinstance(exc, PermissionError):
+            # another user's object that we may not read: not a corrupt one
+            return _broken_info(os_name, "no permission", exc.strerror or str(exc))
         return _broken_info(os_name, state, str(exc))
     try:
         h = core.header()
@@ -1256,8 +1459,12 @@ def _broken_info(os_name: str, state: str, error: str) -> SegmentInfo:
         created = _dt.datetime.fromtimestamp(st.st_mtime, tz=_dt.timezone.utc)
     except OSError:
         pass
+    # the logical name is in the header we could not read; a short one is also the OS
+    # name's tail (a long one is hashed there: see _naming)
+    tail = os_name.lstrip("/")[len(_naming.PREFIX):]
+    name = tail if tail and "~" not in tail else "?"
     return SegmentInfo(
-        name="?", os_name=os_name, kind="?", size=size, lifetime="?", state=state, path=None,
+        name=name, os_name=os_name, kind="?", size=size, lifetime="?", state=state, path=None,
         creator_pid=0, creator_alive=None, created=created, uid=uid, mode=mode, attached=(),
         lock=None, change_count=0, extra={}, error=error,
     )

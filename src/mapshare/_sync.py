@@ -6,11 +6,13 @@ Ctrl-C interrupts a wait in the main thread; timeouts use the monotonic clock.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Optional, TypeVar, cast
 
 from . import _core
 from ._aio import poll_until, wait_until
-from ._segment import Lifetime, LockState, Segment, _lock_state
+from ._errors import LayoutError
+from ._segment import _INIT_WAIT, Lifetime, LockState, Segment, _lock_state
 
 __all__ = ["Event", "Lock", "Semaphore"]
 
@@ -50,10 +52,62 @@ class _Named:
         return self
 
     @classmethod
-    def open(cls, name: str) -> Any:
+    def open(
+        cls: type[_N],
+        name: str,
+        *,
+        allow_foreign: bool = False,
+        global_namespace: bool = False,
+        wait: Optional[float] = 0,
+        init_timeout: float = _INIT_WAIT,
+        spin: Optional[float] = None,
+    ) -> _N:
         """Open an existing one by name (``SegmentNotFoundError`` if missing,
-        ``LayoutError`` if the name holds another kind of object)."""
-        return cls._wrap(cls._segment_cls.open(name), True)
+        ``LayoutError`` if the name holds another kind of object).  The keywords mean
+        what they mean for ``Segment.open``: ``allow_foreign`` trusts an object of
+        another user (a group member opening a ``mode=0o660`` object), ``wait`` waits
+        that many seconds for the name to appear (None: forever)."""
+        seg = cls._segment_cls.open(
+            name, allow_foreign=allow_foreign, global_namespace=global_namespace, wait=wait,
+            init_timeout=init_timeout, spin=spin,
+        )
+        return cls._wrap(seg, True)
+
+    @classmethod
+    def _create_named(
+        cls: type[_N], name: str, init: object, mode: int, lifetime: str,
+        global_namespace: bool, spin: Optional[float],
+    ) -> _N:
+        seg = cls._segment_cls._create(
+            name, 0, path=None, mode=mode, lifetime=lifetime, init=init,
+            global_namespace=global_namespace,
+        )
+        return cls._wrap(seg._with_spin(spin), True)
+
+    @classmethod
+    def _open_or_create_named(
+        cls: type[_N], name: str, init: object, mode: int, lifetime: str,
+        allow_foreign: bool, global_namespace: bool, init_timeout: float,
+        spin: Optional[float],
+    ) -> _N:
+        seg = cls._segment_cls._open_or_create(
+            name, 0, path=None, mode=mode, lifetime=lifetime, init=init,
+            init_timeout=init_timeout, allow_foreign=allow_foreign,
+            global_namespace=global_namespace,
+        )
+        return cls._wrap(seg._with_spin(spin), True)
+
+    @staticmethod
+    def _check_in(segment: Segment, offset: object) -> None:
+        """create_in/open_in take a plain segment and an int offset."""
+        if not isinstance(segment, Segment) or type(segment)._kind != _core.KIND_SEGMENT:
+            raise TypeError(
+                "events and semaphores can be placed only in a plain Segment's user area, "
+                f"not in {type(segment).__name__}"
+                + (f" {segment.name!r}" if isinstance(segment, Segment) else "")
+            )
+        if isinstance(offset, bool) or not isinstance(offset, int):
+            raise TypeError(f"offset must be an int, not {type(offset).__name__}")
 
     @property
     def name(self) -> str:
@@ -109,22 +163,24 @@ class Lock(_core.Lock, _Named):
     _segment_cls = _LockSegment
 
     @classmethod
-    def create(cls, name: str, *, mode: int = 0o600, lifetime: Lifetime = "shared") -> Lock:
-        """Create a named lock (exclusive: ``SegmentExistsError`` if the name exists)."""
-        return cls._wrap(
-            _LockSegment._create(name, 0, path=None, mode=mode, lifetime=lifetime, init=None),
-            True,
-        )
+    def create(
+        cls, name: str, *, mode: int = 0o600, lifetime: Lifetime = "shared",
+        global_namespace: bool = False, spin: Optional[float] = None,
+    ) -> Lock:
+        """Create a named lock (exclusive: ``SegmentExistsError`` if the name exists).
+        The keywords mean what they mean for ``Segment.create``."""
+        return cls._create_named(name, None, mode, lifetime, global_namespace, spin)
 
     @classmethod
     def open_or_create(
-        cls, name: str, *, mode: int = 0o600, lifetime: Lifetime = "shared"
+        cls, name: str, *, mode: int = 0o600, lifetime: Lifetime = "shared",
+        allow_foreign: bool = False, global_namespace: bool = False,
+        init_timeout: float = _INIT_WAIT, spin: Optional[float] = None,
     ) -> Lock:
         """Open the named lock, or create it; safe when processes race."""
-        seg = _LockSegment._open_or_create(
-            name, 0, path=None, mode=mode, lifetime=lifetime, init=None, timeout=2.0
+        return cls._open_or_create_named(
+            name, None, mode, lifetime, allow_foreign, global_namespace, init_timeout, spin
         )
-        return cls._wrap(seg, True)
 
     @classmethod
     def _bind(cls, seg: Segment) -> Lock:
@@ -182,36 +238,48 @@ class Event(_Named):
     @classmethod
     def create(
         cls, name: str, *, initially_set: bool = False, mode: int = 0o600,
-        lifetime: Lifetime = "shared",
+        lifetime: Lifetime = "shared", global_namespace: bool = False,
+        spin: Optional[float] = None,
     ) -> Event:
-        """Create a named event (exclusive)."""
-        seg = _EventSegment._create(
-            name, 0, path=None, mode=mode, lifetime=lifetime, init=initially_set
+        """Create a named event (exclusive).  The keywords mean what they mean for
+        ``Segment.create``."""
+        return cls._create_named(
+            name, bool(initially_set), mode, lifetime, global_namespace, spin
         )
-        return cls._wrap(seg, True)
 
     @classmethod
     def open_or_create(
-        cls, name: str, *, mode: int = 0o600, lifetime: Lifetime = "shared"
+        cls, name: str, *, initially_set: bool = False, mode: int = 0o600,
+        lifetime: Lifetime = "shared", allow_foreign: bool = False,
+        global_namespace: bool = False, init_timeout: float = _INIT_WAIT,
+        spin: Optional[float] = None,
     ) -> Event:
-        """Open the named event, or create it (clear)."""
-        seg = _EventSegment._open_or_create(
-            name, 0, path=None, mode=mode, lifetime=lifetime, init=False, timeout=2.0
+        """Open the named event, or create it (set if ``initially_set``)."""
+        return cls._open_or_create_named(
+            name, bool(initially_set), mode, lifetime, allow_foreign, global_namespace,
+            init_timeout, spin,
         )
-        return cls._wrap(seg, True)
 
     @classmethod
     def create_in(cls, segment: Segment, offset: int, *, initially_set: bool = False) -> Event:
-        """Place a new event in 8 bytes of ``segment`` at ``offset`` (a multiple of 8)."""
+        """Place a new event in 8 bytes of ``segment`` at ``offset`` (a multiple of 8).
+        ``segment`` must be a plain ``Segment`` (not a channel's)."""
+        cls._check_in(segment, offset)
         segment._core.event_init(offset, initially_set)
         return cls.open_in(segment, offset)
 
     @classmethod
     def open_in(cls, segment: Segment, offset: int) -> Event:
         """Use the event another process placed at ``offset`` of ``segment``."""
+        cls._check_in(segment, offset)
         self = cls._wrap(segment, False)
         self._offset = offset
         segment._core.event_is_set(offset)  # validates the offset
+        state = int.from_bytes(segment.read(4, offset), sys.byteorder)
+        if state > 1:
+            raise LayoutError(
+                f"no event at offset {offset} of segment {segment.name!r} (state {state})"
+            )
         return self
 
     def set(self) -> None:
@@ -256,47 +324,70 @@ class Semaphore(_Named):
 
     _segment_cls = _SemaphoreSegment
 
+    @staticmethod
+    def _init(value: int, maximum: Optional[int]) -> tuple[int, int]:
+        for what, v in (("value", value), ("maximum", maximum)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+                raise TypeError(f"{what} must be an int, not {type(v).__name__}")
+        maximum = maximum if maximum is not None else max(value, 1)
+        if not 0 <= value <= maximum or maximum < 1 or maximum > 0xFFFFFFFF:
+            raise ValueError(
+                f"need 0 <= value <= maximum, 1 <= maximum < 2**32 (value={value}, "
+                f"maximum={maximum})"
+            )
+        return value, maximum
+
     @classmethod
     def create(
         cls, name: str, value: int = 1, *, maximum: Optional[int] = None, mode: int = 0o600,
-        lifetime: Lifetime = "shared",
+        lifetime: Lifetime = "shared", global_namespace: bool = False,
+        spin: Optional[float] = None,
     ) -> Semaphore:
         """Create a named semaphore holding ``value`` units, at most ``maximum``
-        (default: ``value``, or 1 if value is 0)."""
-        maximum = maximum if maximum is not None else max(value, 1)
-        seg = _SemaphoreSegment._create(
-            name, 0, path=None, mode=mode, lifetime=lifetime, init=(value, maximum)
+        (default: ``value``, or 1 if value is 0).  The keywords mean what they mean
+        for ``Segment.create``."""
+        return cls._create_named(
+            name, cls._init(value, maximum), mode, lifetime, global_namespace, spin
         )
-        return cls._wrap(seg, True)
 
     @classmethod
     def open_or_create(
         cls, name: str, value: int = 1, *, maximum: Optional[int] = None, mode: int = 0o600,
-        lifetime: Lifetime = "shared",
+        lifetime: Lifetime = "shared", allow_foreign: bool = False,
+        global_namespace: bool = False, init_timeout: float = _INIT_WAIT,
+        spin: Optional[float] = None,
     ) -> Semaphore:
         """Open the named semaphore, or create it with ``value``."""
-        maximum = maximum if maximum is not None else max(value, 1)
-        seg = _SemaphoreSegment._open_or_create(
-            name, 0, path=None, mode=mode, lifetime=lifetime, init=(value, maximum),
-            timeout=2.0,
+        return cls._open_or_create_named(
+            name, cls._init(value, maximum), mode, lifetime, allow_foreign,
+            global_namespace, init_timeout, spin,
         )
-        return cls._wrap(seg, True)
 
     @classmethod
     def create_in(
         cls, segment: Segment, offset: int, value: int = 1, *, maximum: Optional[int] = None
     ) -> Semaphore:
-        """Place a new semaphore in 16 bytes of ``segment`` at ``offset`` (multiple of 8)."""
-        maximum = maximum if maximum is not None else max(value, 1)
+        """Place a new semaphore in 16 bytes of ``segment`` at ``offset`` (multiple of 8).
+        ``segment`` must be a plain ``Segment`` (not a channel's)."""
+        cls._check_in(segment, offset)
+        value, maximum = cls._init(value, maximum)
         segment._core.sem_init(offset, value, maximum)
         return cls.open_in(segment, offset)
 
     @classmethod
     def open_in(cls, segment: Segment, offset: int) -> Semaphore:
-        """Use the semaphore another process placed at ``offset`` of ``segment``."""
+        """Use the semaphore another process placed at ``offset`` of ``segment``
+        (``LayoutError`` if what is there cannot be a semaphore: a maximum of 0, or a
+        value above it, as in memory where none was created)."""
+        cls._check_in(segment, offset)
         self = cls._wrap(segment, False)
         self._offset = offset
-        segment._core.sem_value(offset)  # validates the offset
+        value, maximum, _ = segment._core.sem_value(offset)  # validates the offset
+        if maximum < 1 or value > maximum:
+            raise LayoutError(
+                f"no semaphore at offset {offset} of segment {segment.name!r} "
+                f"(value {value}, maximum {maximum})"
+            )
         return self
 
     def acquire(self, timeout: Optional[float] = None) -> bool:

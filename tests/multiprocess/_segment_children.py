@@ -73,7 +73,7 @@ def race_open_or_create(name: str, barrier: Any, q: Any, done: Any) -> None:
     report its inode, and stay attached until ``done`` is set."""
     try:
         barrier.wait(60)
-        seg = mapshare.Segment.open_or_create(name, 8192, timeout=30.0)
+        seg = mapshare.Segment.open_or_create(name, 8192, init_timeout=30.0)
     except Exception as exc:
         q.put((os.getpid(), "error", f"{type(exc).__name__}: {exc}"))
         return

@@ -133,7 +133,7 @@ def test_kill_during_segment_create() -> None:
             for osn in after:
                 assert state_of(osn) == "initializing", (osn, states)
                 with pytest.raises(mapshare.LayoutError):
-                    Segment.open(osn[len("/mapshare.") :], timeout=0.05)
+                    Segment.open(osn[len("/mapshare.") :], init_timeout=0.05)
             assert reclaimed >= {o for o in left if states[o] != "initializing"}
             # a reclaimed name is free again, at once
             for osn in sorted(reclaimed & set(left))[:1]:

@@ -148,9 +148,9 @@ def test_info_subprocess(name: str) -> None:
 
 def test_info_in_process_and_missing(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_main(capsys, "info", name)
-    assert code == 1 and name in err and out == ""
+    assert code == _cli.EXIT_NOT_FOUND and name in err and out == ""
     r = cli("info", name)
-    assert r.returncode == 1 and name in r.stderr
+    assert r.returncode == _cli.EXIT_NOT_FOUND and name in r.stderr
     with mapshare.Channel.create(name, 4096) as ch:
         ch.send(b"queued")
         code, out, _ = run_main(capsys, "info", name, "--json")
@@ -175,7 +175,7 @@ def test_rm_subprocess(names: object) -> None:
     assert f"removed {a}" in r.stdout and f"removed {b}" in r.stdout
     assert not _exists(a) and not _exists(b)
     r = cli("rm", a)
-    assert r.returncode == 1 and "no segment named" in r.stderr
+    assert r.returncode == _cli.EXIT_NOT_FOUND and "no segment named" in r.stderr
 
 
 @pytest.mark.posix_only("rm removes the name at once (Windows: marks it destroyed; the name "
@@ -190,7 +190,7 @@ def test_rm_in_process(name: str, capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(mapshare.SegmentNotFoundError):
             mapshare.Segment.open(name)
     code, _, err = run_main(capsys, "rm", name)
-    assert code == 1 and name in err
+    assert code == _cli.EXIT_NOT_FOUND and name in err
 
 
 # ---- gc ---------------------------------------------------------------------------------

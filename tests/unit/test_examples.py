@@ -21,3 +21,25 @@ def test_example_runs(folder: str) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"{folder}: exit codes [0, 0]" in r.stdout
     assert not {e for e in shm_entries() - before if f"ex-{folder[:4]}" in e}
+
+
+def test_lock_example_shows_contention() -> None:
+    # issue 9.12: the workers used to run one after the other, so the example never
+    # showed two processes contending for the lock
+    import re
+
+    r = subprocess.run(
+        [sys.executable, str(EXAMPLES / "run.py"), "lock"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    waits = [int(n) for n in re.findall(r"found the lock held (\d+) times", r.stdout)]
+    assert len(waits) == 2 and sum(waits) > 0, r.stdout
+    assert "counter = 20000 (no update lost)" in r.stdout, r.stdout
+
+
+def test_examples_do_not_hand_write_retry_loops() -> None:
+    # issue 9.6: open(..., wait=) replaces the retry loop around open
+    for script in EXAMPLES.glob("*/*.py"):
+        text = script.read_text()
+        assert "except mapshare.SegmentNotFoundError" not in text, script

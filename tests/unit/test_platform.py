@@ -91,7 +91,7 @@ def test_rm_on_windows_refuses_new_opens_and_the_name_goes_with_the_last_handle(
         assert _cli.main(["rm", name]) == 0
         assert f"removed {name}" in capsys.readouterr().out
         with pytest.raises(mapshare.SegmentNotFoundError):
-            mapshare.Segment.open(name, timeout=0.1)
+            mapshare.Segment.open(name, init_timeout=0.1)
         seg.write(b"still mapped")  # removing does not unmap the holder
         assert seg.read(12) == b"still mapped"
         assert _cli.main(["rm", name]) == 1  # already removed

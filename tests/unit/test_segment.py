@@ -475,7 +475,7 @@ def test_never_finished_header(persistent: str) -> None:
     _poke(persistent, OFF_CREATOR_PID, struct.pack("<I", _dead_pid()))
     t0 = time.monotonic()
     with pytest.raises(mapshare.LayoutError) as err:
-        mapshare.Segment.open(persistent, timeout=0.2)
+        mapshare.Segment.open(persistent, init_timeout=0.2)
     assert time.monotonic() - t0 < 30  # it gave up instead of hanging
     assert "never finished" in str(err.value)
     info = [i for i in mapshare.segments() if i.os_name == _naming.os_name(persistent)]
@@ -495,7 +495,7 @@ def test_empty_object_is_initializing(name: str) -> None:
     os.close(fd)
     try:
         with pytest.raises(mapshare.LayoutError):
-            mapshare.Segment.open(name, timeout=0.1)
+            mapshare.Segment.open(name, init_timeout=0.1)
         with pytest.raises(mapshare.SegmentExistsError):
             mapshare.Segment.create(name, 10)
     finally:
@@ -512,7 +512,7 @@ def test_destroyed_but_still_named_is_listed_and_collected(name: str,
     try:
         _poke(name, OFF_STATE, struct.pack("<I", 2))  # MS_STATE_DESTROYED
         with pytest.raises(mapshare.SegmentNotFoundError):
-            mapshare.Segment.open(name, timeout=0.1)
+            mapshare.Segment.open(name, init_timeout=0.1)
         # the tools list it instead of crashing
         info = [i for i in mapshare.segments() if i.os_name == _naming.os_name(name)]
         assert len(info) == 1
@@ -697,16 +697,27 @@ def test_other_kinds_are_layout_errors(names: object) -> None:
         ch.close()
 
 
-def test_plain_segment_open_reports_the_real_kind(names: object) -> None:
-    # Segment.open accepts any mapshare kind (a generic handle); it must say what it is
+def test_plain_segment_open_refuses_other_kinds(names: object) -> None:
+    # issue 9.7: Segment.open of a channel handed out write access to its ring.  Other
+    # kinds are refused unless asked for (kind='any' or by their kind), and then the
+    # handle says what it is.
     lname, cname = names(), names()  # type: ignore[operator]
     lock = mapshare.Lock.create(lname)
     ch = mapshare.Channel.create(cname, 4096)
     try:
-        with mapshare.Segment.open(lname) as seg:
+        for n, kind in ((lname, "lock"), (cname, "channel")):
+            with pytest.raises(mapshare.LayoutError, match=f"is a {kind}, not a segment"):
+                mapshare.Segment.open(n)
+            with pytest.raises(mapshare.LayoutError, match=f"is a {kind}, not a segment"):
+                mapshare.Segment.open(n, access="r")
+        with mapshare.Segment.open(lname, kind="any") as seg:
             assert seg.info().kind == "lock" and seg.size == 0
-        with mapshare.Segment.open(cname) as seg:
+        with mapshare.Segment.open(cname, kind="channel") as seg:
             assert seg.info().kind == "channel"
+        with pytest.raises(mapshare.LayoutError, match="is a channel, not a lock"):
+            mapshare.Segment.open(cname, kind="lock")
+        with pytest.raises(ValueError, match="kind must be"):
+            mapshare.Segment.open(cname, kind="ring")
     finally:
         lock.close()
         ch.close()
