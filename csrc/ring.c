@@ -433,17 +433,22 @@ static ms_status reserve_locked(ms_channel *ch, uint64_t rsize, uint64_t *pos, u
             return MS_E_LAYOUT;
         /* An empty ring past its first half: restart at offset 0, whose memory is still
          * in cache, rather than march on through a large ring's cold memory (one
-         * padding record; checked for large records only, where the copy dominates). */
+         * padding record; checked for large records only, where the copy dominates).
+         * In a large ring's hot window (see hot_window_wait) the ring need not be empty:
+         * the queue sits in [off - used, off), so a record fits at 0 as soon as
+         * used + rsize <= off -- the sender then never waits for the receiver to drain
+         * (which would stop the two copies overlapping once per window). */
         int restart = 0;
-        if (rsize >= MS_RESTART_MIN &&
-            (off >= cap / 2 || (cap > 2 * (uint64_t)MS_HOT_WINDOW && off >= MS_HOT_WINDOW)) &&
-            off + rsize <= cap) {
+        int hot = cap > 2 * (uint64_t)MS_HOT_WINDOW && off >= MS_HOT_WINDOW;
+        if (rsize >= MS_RESTART_MIN && (off >= cap / 2 || hot) && off + rsize <= cap) {
             if (used != 0) {
                 h = ms_load64(&r->head);
                 ch->cached_head = h;
                 used = t - h;
             }
-            restart = used == 0;
+            restart = used == 0 ||
+                      (hot && !ch->hot_skip && rsize >= MS_HOT_MIN_RECORD &&
+                       rsize <= MS_HOT_WINDOW && used <= off && used + rsize <= off);
         }
         if (off + rsize > cap || restart) {
             /* Not enough room before the end: fill it with a padding record, which
@@ -520,8 +525,10 @@ static void hot_window_wait(ms_channel *ch, uint64_t rsize, const ms_wait_opts *
     if (ch->hot_skip)
         return;
     uint64_t used = t - ms_load64(&ch->ring->head);
-    /* past the window: wait for the queue to drain, so the record restarts at 0 */
-    uint64_t limit = past ? 0 : MS_HOT_WINDOW - rsize;
+    /* Wait until the queue and this record fit in the window: inside it, the record
+     * follows the queue; past it, the record restarts at 0 (reserve_locked), below the
+     * queue, without waiting for the ring to drain. */
+    uint64_t limit = MS_HOT_WINDOW - rsize;
     if (used > ch->cap || used <= limit)
         return;
     struct space_pred sp = { ch, ch->cap - limit };

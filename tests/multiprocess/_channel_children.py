@@ -650,3 +650,15 @@ def echo_kinds(name: str, n: int) -> None:
                 time.sleep(0.01)
         finally:
             back.unlink()
+
+
+def big_ring_sender(name: str, sizes: list[int]) -> None:
+    """Send one message per size, each tagged with its sequence number and a CRC, so the
+    receiver can check order, integrity and that nothing is lost."""
+    import zlib
+
+    with mapshare.Channel.open(name, wait=10) as ch:
+        for seq, n in enumerate(sizes):
+            body = bytes([(seq * 7 + i) & 0xFF for i in range(256)]) * (n // 256 + 1)
+            body = body[: max(0, n - 8)]
+            ch.send(struct.pack("<II", seq, zlib.crc32(body)) + body, timeout=60)
