@@ -276,6 +276,10 @@ typedef struct {
                                * 2 when this object is deallocated */
     int keep_mapping;         /* closed while a lock or a waiting thread needed it: never
                                * unmap (a robust-list entry or C code still points in) */
+    Py_ssize_t internal_refs; /* references held by this package's Lock and Channel objects,
+                               * which touch the mapping only through the open checks of
+                               * this object: close() does not count them as users of the
+                               * memory (see _segment.Segment._close) */
 } SegmentObject;
 
 /* The mapping lives as long as anything exported from it: close() detaches at once but
@@ -367,6 +371,7 @@ static SegmentObject *new_segment_object(void)
     self->waiting = 0;
     self->unmap_pending = 0;
     self->keep_mapping = 0;
+    self->internal_refs = 0;
     self->weakreflist = NULL;
     return self;
 }
@@ -1937,6 +1942,11 @@ static PyObject *Segment_get_exports(SegmentObject *self, void *c)
     (void)c;
     return PyLong_FromSsize_t(self->exports);
 }
+static PyObject *Segment_get_internal_refs(SegmentObject *self, void *c)
+{
+    (void)c;
+    return PyLong_FromSsize_t(self->internal_refs);
+}
 static PyObject *Segment_get_attached(SegmentObject *self, void *c)
 {
     (void)c;
@@ -1972,6 +1982,8 @@ static PyGetSetDef Segment_getset[] = {
     {"closed", (getter)Segment_get_closed, NULL, "True after close().", NULL},
     {"faulted", (getter)Segment_get_faulted, NULL, "True after the memory vanished.", NULL},
     {"exports", (getter)Segment_get_exports, NULL, "Buffers currently exported.", NULL},
+    {"internal_refs", (getter)Segment_get_internal_refs, NULL,
+     "References held by Lock and Channel objects (not users of the memory).", NULL},
     {"attached", (getter)Segment_get_attached, NULL,
      "Counted as attached (in the attach table, or by its opener lock if read-only).", NULL},
     {"header_writable", (getter)Segment_get_header_writable, NULL,
@@ -2073,11 +2085,14 @@ static PyObject *Lock_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         return NULL;
     Py_INCREF(segobj);
     self->seg = (SegmentObject *)segobj;
+    self->seg->internal_refs++;
     return (PyObject *)self;
 }
 
 static void Lock_dealloc(LockObject *self)
 {
+    if (self->seg)
+        self->seg->internal_refs--;
     Py_XDECREF(self->seg);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -2215,6 +2230,7 @@ static PyObject *Channel_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     }
     Py_INCREF(segobj);
     self->segobj = s;
+    s->internal_refs++;
     self->bound = 1;
     return (PyObject *)self;
 }
@@ -2282,6 +2298,8 @@ static void Channel_dealloc(ChannelObject *self)
         window_drop(self->view);
     Py_XDECREF(self->loan);
     Py_XDECREF(self->view);
+    if (self->segobj)
+        self->segobj->internal_refs--;
     Py_XDECREF(self->segobj);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }

@@ -1247,8 +1247,11 @@ class Segment:
         # numpy 2 keeps the exporting object itself as an array's base, with no buffer
         # export: anything referencing the core object beyond this handle (self._core,
         # the local, getrefcount's argument) may point into the mapping, so it is then
-        # unmapped only when the core object goes.
-        defer = sys.getrefcount(core) > 3
+        # unmapped only when the core object goes.  This package's own Lock and Channel
+        # objects do not point in (they go through the core's open checks): they don't
+        # count, or a channel's or a named lock's mapping -- and on Windows its name,
+        # which lives as long as a view of it -- would outlast close().
+        defer = sys.getrefcount(core) - core.internal_refs > 3
         # The last user removes an anonymous segment's name inside close(), under its
         # meta lock (a reclaimer that already replaced the name keeps its new object).
         remove = None

@@ -265,6 +265,32 @@ def test_many_close_cycles_unmap_promptly(name: str) -> None:
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs /proc")
+def test_channel_and_lock_handles_unmap_at_close(name: str) -> None:
+    # A Channel or Lock object still referenced after close() does not point into the
+    # mapping (it goes through the closed handle's checks): close() unmaps at once.  On
+    # Windows a mapped view keeps the name alive, so a deferred unmap there leaked names.
+    run("""
+        ch = mapshare.Channel.create(NAME, 4096)
+        ch.send(b"x")
+        lock = mapshare.Lock.create(NAME + "l")
+        seg = mapshare.Segment.create(NAME + "s", 4096)
+        seg_lock = seg.lock()
+        ch.close(); lock.close(); seg.close()
+        maps = open("/proc/self/maps").read().count("mapshare.")
+        assert maps == 0, maps
+        for call in (lambda: ch.receive_nowait(), lambda: lock.acquire(0),
+                     lambda: seg_lock.acquire(0)):
+            try:
+                call()
+            except (ValueError, mapshare.MapshareError):
+                pass
+            else:
+                raise AssertionError("a closed handle was used")
+        print("ok")
+    """, name)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs /proc")
 def test_deferred_unmap_happens_when_the_array_goes(name: str) -> None:
     run("""
         seg = mapshare.Segment.create(NAME, 1 << 20)
