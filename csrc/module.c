@@ -1118,6 +1118,9 @@ typedef struct {
     PyObject *chan;           /* kinds 1 and 2: the ChannelObject it belongs to */
     PyObject *mv;             /* the memoryview handed out by __enter__ */
     PyObject *exp;            /* the WindowExport that memoryview is made from */
+    int internal;             /* counted in owner->internal_refs: this window never points
+                               * into the owner's mapping unless through an export (a loan
+                               * or received view), or it has a mapping of its own */
     uint64_t offset;          /* of ptr in the segment's user area */
 } WindowObject;
 
@@ -1161,6 +1164,12 @@ static WindowObject *new_window(SegmentObject *owner, uint8_t *ptr, Py_ssize_t l
     w->mv = NULL;
     w->exp = NULL;
     w->offset = owner->seg.data && ptr ? (uint64_t)(ptr - owner->seg.data) : 0;
+    /* A loan or received view shows its memory only through WindowExport objects, which
+     * count as exports; a bare segment subview (kind 0 without a mapping of its own) is
+     * what numpy keeps as a base without an export, so its reference must count. */
+    w->internal = kind != 0;
+    if (w->internal)
+        owner->internal_refs++;
     return w;
 }
 
@@ -1283,6 +1292,8 @@ static void Window_dealloc(WindowObject *self)
     Py_XDECREF(self->exp);
     Py_XDECREF(self->mv);
     Py_XDECREF(self->chan);
+    if (self->owner && self->internal)
+        self->owner->internal_refs--;
     Py_XDECREF(self->owner);
     PyObject_Del(self);
 }
@@ -1429,6 +1440,8 @@ static PyObject *Segment_map_view(SegmentObject *self, PyObject *args, PyObject 
         return NULL;
     }
     w->map_base = base;
+    w->internal = 1;  /* its own mapping: the owner's can go */
+    self->internal_refs++;
     w->map_len = base_len;
     w->offset = offset;
     return (PyObject *)w;

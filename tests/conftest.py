@@ -86,13 +86,34 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     _session_before.update(shm_entries())
 
 
+def _settle(os_names: list[str]) -> list[str]:
+    """Which of these names are still present.  On Windows a name lives as long as any
+    handle or mapped view of it, so a handle closed by the test but whose mapping is
+    still referenced from an uncollected cycle (an exception's traceback) or by a worker
+    thread finishing its last wait slice is not a leak yet: collect, and give such
+    threads a moment, before calling it one.  On Linux close() removed the name."""
+    present = [o for o in os_names if o in shm_entries()]
+    if not WINDOWS or not present:
+        return present
+    import gc
+    import time
+
+    deadline = time.monotonic() + 2.0
+    while present and time.monotonic() < deadline:
+        gc.collect()
+        present = [o for o in present if o in shm_entries()]
+        if present:
+            time.sleep(0.05)
+    return present
+
+
 @pytest.fixture
 def name(request: pytest.FixtureRequest) -> str:
     """A fresh segment name; whatever is left under it is reported and removed."""
     n = unique_name()
     yield n
     osn = _naming.os_name(n)
-    if osn in shm_entries():
+    if _settle([osn]):
         _leaks.add(f"{osn} (test {request.node.nodeid})")
         remove([osn])
 
@@ -108,7 +129,7 @@ def names() -> NameFactory:
         return n
 
     yield make
-    left = [_naming.os_name(n) for n in made if _naming.os_name(n) in shm_entries()]
+    left = _settle([_naming.os_name(n) for n in made])
     _leaks.update(left)
     remove(left)
 

@@ -94,9 +94,9 @@ def test_rm_on_windows_refuses_new_opens_and_the_name_goes_with_the_last_handle(
             mapshare.Segment.open(name, init_timeout=0.1)
         seg.write(b"still mapped")  # removing does not unmap the holder
         assert seg.read(12) == b"still mapped"
-        assert _cli.main(["rm", name]) == 1  # already removed
+        assert _cli.main(["rm", name]) == _cli.EXIT_NOT_FOUND  # already removed
         assert name in capsys.readouterr().err
     finally:
         seg.close()
     assert _naming.os_name(name) not in shm_entries()
-    assert _cli.main(["rm", name]) == 1
+    assert _cli.main(["rm", name]) == _cli.EXIT_NOT_FOUND
