@@ -96,18 +96,24 @@ typedef struct ms_attach {
     uint64_t start;        /* ms_p_process_start(pid) when it attached */
 } ms_attach;
 
-/* Event: `state` is the futex word (0 clear, 1 set). */
+/* Event: `state` is the futex word (0 clear, 1 set).  `tag` is MS_EVENT_TAG once
+ * initialised (written after the other fields), so that opening an event where none was
+ * created (Event.open_in on zeroed or foreign bytes) is refused rather than "working". */
+#define MS_EVENT_TAG        0x5645534du   /* bytes "MSEV" */
+#define MS_SEMAPHORE_TAG    0x4d53534du   /* bytes "MSSM" */
 typedef struct ms_event {
     uint32_t state;
     uint32_t waiters;
+    uint32_t reserved;
+    uint32_t tag;              /* MS_EVENT_TAG: the last word, as in ms_semaphore */
 } ms_event;
 
-/* Semaphore: `value` is the futex word. */
+/* Semaphore: `value` is the futex word; `tag` as for events. */
 typedef struct ms_semaphore {
     uint32_t value;
     uint32_t waiters;
     uint32_t maximum;
-    uint32_t reserved;
+    uint32_t tag;              /* MS_SEMAPHORE_TAG */
 } ms_semaphore;
 
 /* Channel ring control.  head/tail are byte positions that only grow (mod 2^64);
@@ -212,6 +218,10 @@ typedef struct ms_header {
 } ms_header;
 
 MS_STATIC_ASSERT(sizeof(ms_attach) == 16, "attach slot size");
+MS_STATIC_ASSERT(sizeof(ms_event) == 16, "event size");
+MS_STATIC_ASSERT(sizeof(ms_semaphore) == 16, "semaphore size");
+MS_STATIC_ASSERT(offsetof(ms_event, tag) == 12 && offsetof(ms_semaphore, tag) == 12,
+                 "tags are the last word (module.c sync_area)");
 MS_STATIC_ASSERT(sizeof(ms_ring) == 384 + 2 * MS_RING_PEERS * 16, "ring control size");
 MS_STATIC_ASSERT(sizeof(ms_ring) <= MS_KIND_AREA_SIZE, "ring fits the kind area");
 MS_STATIC_ASSERT(offsetof(ms_ring, tail) == 64, "tail on its own line");

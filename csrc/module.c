@@ -1651,7 +1651,7 @@ static PyObject *Segment_wait_change(SegmentObject *self, PyObject *args, PyObje
 /* The event or semaphore an operation works on: the kind area of a named object
  * (offset None) or `need` bytes at an 8-aligned offset of the user area. */
 static void *sync_area(SegmentObject *self, PyObject *offobj, uint32_t kind, size_t need,
-                       unsigned default_slot, unsigned *slot)
+                       unsigned default_slot, unsigned *slot, int creating)
 {
     if (seg_check_header(self) < 0)
         return NULL;
@@ -1688,14 +1688,28 @@ static void *sync_area(SegmentObject *self, PyObject *offobj, uint32_t kind, siz
         return NULL;
     }
     *slot = MS_SLOT_USER_BASE + (unsigned)(off / 8);
-    return self->seg.data + off;
+    uint8_t *p = self->seg.data + off;
+    if (!creating) {
+        /* the tag is the last word of both structures, written last by their init */
+        uint32_t want = kind == MS_KIND_EVENT ? MS_EVENT_TAG : MS_SEMAPHORE_TAG;
+        if (ms_load32((const uint32_t *)(p + need - 4)) != want) {
+            raise_status(MS_E_LAYOUT, 0,
+                         kind == MS_KIND_EVENT ? "no event was created at this offset"
+                                               : "no semaphore was created at this offset");
+            return NULL;
+        }
+    }
+    return p;
 }
 
-#define EVENT_AREA(offobj, slot) \
-    ((ms_event *)sync_area(self, offobj, MS_KIND_EVENT, sizeof(ms_event), MS_SLOT_EVENT, &slot))
-#define SEM_AREA(offobj, slot)                                                        \
+#define EVENT_AREA_X(offobj, slot, creating)                                                \
+    ((ms_event *)sync_area(self, offobj, MS_KIND_EVENT, sizeof(ms_event), MS_SLOT_EVENT, &slot, \
+                           creating))
+#define SEM_AREA_X(offobj, slot, creating)                                            \
     ((ms_semaphore *)sync_area(self, offobj, MS_KIND_SEMAPHORE, sizeof(ms_semaphore), \
-                               MS_SLOT_SEMAPHORE, &slot))
+                               MS_SLOT_SEMAPHORE, &slot, creating))
+#define EVENT_AREA(offobj, slot) EVENT_AREA_X(offobj, slot, 0)
+#define SEM_AREA(offobj, slot) SEM_AREA_X(offobj, slot, 0)
 
 static PyObject *Segment_event_init(SegmentObject *self, PyObject *args)
 {
@@ -1704,7 +1718,7 @@ static PyObject *Segment_event_init(SegmentObject *self, PyObject *args)
     unsigned slot;
     if (!PyArg_ParseTuple(args, "O|p:event_init", &off, &state))
         return NULL;
-    ms_event *e = EVENT_AREA(off, slot);
+    ms_event *e = EVENT_AREA_X(off, slot, 1);
     if (!e)
         return NULL;
     ms_event_init_at(e, (uint32_t)state);
@@ -1786,7 +1800,7 @@ static PyObject *Segment_sem_init(SegmentObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OO&O&:sem_init", &off, conv_value, &value, conv_maximum,
                           &maximum))
         return NULL;
-    ms_semaphore *s = SEM_AREA(off, slot);
+    ms_semaphore *s = SEM_AREA_X(off, slot, 1);
     if (!s)
         return NULL;
     if (ms_semaphore_init_at(s, value, maximum) != MS_OK) {

@@ -204,7 +204,9 @@ ms_status ms_change_wait(ms_segment *seg, uint32_t since, const ms_wait_opts *o,
 void ms_event_init_at(ms_event *e, uint32_t state)
 {
     e->waiters = 0;
+    e->reserved = 0;
     ms_store32(&e->state, state ? 1 : 0);
+    ms_store32(&e->tag, MS_EVENT_TAG);
 }
 
 ms_status ms_event_init(ms_header *h, void *arg, int *err)
@@ -240,8 +242,8 @@ ms_status ms_semaphore_init_at(ms_semaphore *s, uint32_t value, uint32_t maximum
         return MS_E_INVALID;
     s->maximum = maximum;
     s->waiters = 0;
-    s->reserved = 0;
     ms_store32(&s->value, value);
+    ms_store32(&s->tag, MS_SEMAPHORE_TAG);
     return MS_OK;
 }
 

@@ -262,7 +262,7 @@ class Event(_Named):
 
     @classmethod
     def create_in(cls, segment: Segment, offset: int, *, initially_set: bool = False) -> Event:
-        """Place a new event in 8 bytes of ``segment`` at ``offset`` (a multiple of 8).
+        """Place a new event in 16 bytes of ``segment`` at ``offset`` (a multiple of 8).
         ``segment`` must be a plain ``Segment`` (not a channel's)."""
         cls._check_in(segment, offset)
         segment._core.event_init(offset, initially_set)
@@ -270,11 +270,18 @@ class Event(_Named):
 
     @classmethod
     def open_in(cls, segment: Segment, offset: int) -> Event:
-        """Use the event another process placed at ``offset`` of ``segment``."""
+        """Use the event another process placed at ``offset`` of ``segment``
+        (``LayoutError`` if no event was created there: every event carries a tag)."""
         cls._check_in(segment, offset)
         self = cls._wrap(segment, False)
         self._offset = offset
-        segment._core.event_is_set(offset)  # validates the offset
+        try:
+            segment._core.event_is_set(offset)  # validates the offset and the tag
+        except LayoutError:
+            raise LayoutError(
+                f"no event at offset {offset} of segment {segment.name!r} (none was "
+                "created there with Event.create_in)"
+            ) from None
         state = int.from_bytes(segment.read(4, offset), sys.byteorder)
         if state > 1:
             raise LayoutError(
@@ -377,12 +384,18 @@ class Semaphore(_Named):
     @classmethod
     def open_in(cls, segment: Segment, offset: int) -> Semaphore:
         """Use the semaphore another process placed at ``offset`` of ``segment``
-        (``LayoutError`` if what is there cannot be a semaphore: a maximum of 0, or a
-        value above it, as in memory where none was created)."""
+        (``LayoutError`` if no semaphore was created there -- every semaphore carries a
+        tag -- or what is there cannot be one: a maximum of 0, or a value above it)."""
         cls._check_in(segment, offset)
         self = cls._wrap(segment, False)
         self._offset = offset
-        value, maximum, _ = segment._core.sem_value(offset)  # validates the offset
+        try:
+            value, maximum, _ = segment._core.sem_value(offset)  # offset and tag
+        except LayoutError:
+            raise LayoutError(
+                f"no semaphore at offset {offset} of segment {segment.name!r} (none was "
+                "created there with Semaphore.create_in)"
+            ) from None
         if maximum < 1 or value > maximum:
             raise LayoutError(
                 f"no semaphore at offset {offset} of segment {segment.name!r} "

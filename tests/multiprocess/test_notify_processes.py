@@ -219,8 +219,8 @@ def test_semaphore_bounds_concurrency(method: str, names: Any) -> None:
 def test_objects_placed_in_segment_shared_with_other_process(method: str, name: str) -> None:
     with mapshare.Segment.create(name, 64) as seg:
         ev = mapshare.Event.create_in(seg, 0)
-        sem = mapshare.Semaphore.create_in(seg, 8, 0, maximum=5)
-        child = Child(method, children.placed_objects_peer, name, 0, 8, 3)
+        sem = mapshare.Semaphore.create_in(seg, 16, 0, maximum=5)
+        child = Child(method, children.placed_objects_peer, name, 0, 16, 3)
         try:
             assert child.recv() == "ready"
             assert sem.acquire(timeout=0.05) is False

@@ -267,7 +267,9 @@ def test_create_in_ranges_stay_in_the_user_area(name: str) -> None:
                 mapshare.Event.create_in(seg, off)
             with pytest.raises(ValueError, match="offset"):
                 mapshare.Semaphore.create_in(seg, off)
-        mapshare.Event.create_in(seg, 56)  # the last 8 bytes are fine
+        mapshare.Event.create_in(seg, 48)  # the last 16 bytes are fine (an event is 16)
+        with pytest.raises(ValueError, match="offset"):
+            mapshare.Event.create_in(seg, 56)
         with pytest.raises(TypeError):
             mapshare.Event.create_in(seg, True)  # type: ignore[arg-type]
 
@@ -279,6 +281,16 @@ def test_open_in_where_nothing_was_created(name: str) -> None:
         seg.write(b"\xff" * 8, 32)
         with pytest.raises(mapshare.LayoutError, match="no event at offset 32"):
             mapshare.Event.open_in(seg, 32)
+        # zeroes look like a clear event and a plausible value: the tag tells them apart
+        with pytest.raises(mapshare.LayoutError, match="no event at offset 0"):
+            mapshare.Event.open_in(seg, 0)
+        seg.write(b"\x01\x00\x00\x00\x00\x00\x00\x00\x05\x00\x00\x00", 48)
+        with pytest.raises(mapshare.LayoutError, match="no semaphore at offset 48"):
+            mapshare.Semaphore.open_in(seg, 48)
+        ev = mapshare.Event.create_in(seg, 0)
+        assert not mapshare.Event.open_in(seg, 0).is_set()
+        ev.set()
+        assert mapshare.Event.open_in(seg, 0).is_set()
         sem = mapshare.Semaphore.create_in(seg, 16, 2, maximum=5)
         assert mapshare.Semaphore.open_in(seg, 16).value == 2 == sem.value
 
