@@ -258,6 +258,22 @@ static int u32_arg(PyObject *obj, const char *what, unsigned int *out)
 }
 
 static int conv_count(PyObject *obj, void *out) { return u32_arg(obj, "n", out); }
+
+/* Py_ssize_t counts and byte lengths (loan sizes, batch sizes): never a bool, never
+ * negative (PyArg's "n" takes True as 1). */
+static int ssize_arg(PyObject *obj, const char *what, Py_ssize_t *out)
+{
+    unsigned long long v;
+    if (!u64_arg(obj, what, (unsigned long long)PY_SSIZE_T_MAX, &v))
+        return 0;
+    *out = (Py_ssize_t)v;
+    return 1;
+}
+static int conv_loan_size(PyObject *obj, void *out) { return ssize_arg(obj, "n", out); }
+static int conv_max_messages(PyObject *obj, void *out)
+{
+    return ssize_arg(obj, "max_messages", out);
+}
 static int conv_value(PyObject *obj, void *out) { return u32_arg(obj, "value", out); }
 static int conv_maximum(PyObject *obj, void *out) { return u32_arg(obj, "maximum", out); }
 
@@ -2543,7 +2559,8 @@ static PyObject *Channel_receive_many(ChannelObject *self, PyObject *args, PyObj
     static char *kwlist[] = {"max_messages", "timeout", NULL};
     Py_ssize_t max;
     PyObject *tobj = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "n|O:receive_many", kwlist, &max, &tobj))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|O:receive_many", kwlist, conv_max_messages,
+                                     &max, &tobj))
         return NULL;
     if (max < 1) {
         PyErr_SetString(PyExc_ValueError, "max_messages must be >= 1");
@@ -2646,7 +2663,8 @@ static PyObject *Channel_loan(ChannelObject *self, PyObject *args, PyObject *kw)
     Py_ssize_t n;
     PyObject *tobj = Py_None;
     unsigned int kind = MS_REC_KIND_BYTES;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "n|O$I:loan", kwlist, &n, &tobj, &kind))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|O$I:loan", kwlist, conv_loan_size, &n,
+                                     &tobj, &kind))
         return NULL;
     if (kind > 255) {
         PyErr_SetString(PyExc_ValueError, "_kind must be < 256");

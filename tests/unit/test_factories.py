@@ -339,3 +339,19 @@ if given is not None:
             assert 0 <= size <= 4096 and seg.size == size
         finally:
             seg.close()
+
+
+def test_loan_and_batch_sizes_refuse_bools_and_negatives(name: str) -> None:
+    # PyArg's "n" took True as 1: loan(True) lent one byte, receive_many(True) took one
+    with mapshare.Channel.create(name, 4096) as ch:
+        with pytest.raises(TypeError, match="n must be an int"):
+            ch.loan(True)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="max_messages must be an int"):
+            ch.receive_many(True)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="n must be >= 0"):
+            ch.loan(-1)
+        with pytest.raises(ValueError, match="max_messages must be >= 1"):
+            ch.receive_many(0)
+        with ch.loan(3) as buf:
+            buf[:] = b"abc"
+        assert ch.receive_many(5, timeout=0) == [b"abc"]
