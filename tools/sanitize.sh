@@ -37,6 +37,10 @@ MAPSHARE_SANITIZE=1 "$VENV/bin/pip" install -q --no-deps --no-build-isolation \
     --no-cache-dir "$WORK/src" >"$WORK/pip.log" 2>&1 || { cat "$WORK/pip.log"; exit 1; }
 LIBASAN=$(gcc -print-file-name=libasan.so)
 export LD_PRELOAD="$LIBASAN${LD_PRELOAD:+ $LD_PRELOAD}"
+# The suite forks a lot.  numpy's OpenBLAS starts a worker thread in every process that
+# imports it, and a child forked from a process with other threads is fragile under ASan
+# (a fork child hung once in this stage, undiagnosed): keep the processes single-threaded.
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 export ASAN_OPTIONS="detect_leaks=0:allow_user_segv_handler=1:handle_segv=0:handle_sigbus=0:abort_on_error=1:log_path=$WORK/reports/asan"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$WORK/reports/ubsan"
 export PATH="$VENV/bin:$PATH"
