@@ -37,9 +37,13 @@ MAPSHARE_SANITIZE=1 "$VENV/bin/pip" install -q --no-deps --no-build-isolation \
     --no-cache-dir "$WORK/src" >"$WORK/pip.log" 2>&1 || { cat "$WORK/pip.log"; exit 1; }
 LIBASAN=$(gcc -print-file-name=libasan.so)
 export LD_PRELOAD="$LIBASAN${LD_PRELOAD:+ $LD_PRELOAD}"
-# The suite forks a lot.  numpy's OpenBLAS starts a worker thread in every process that
-# imports it, and a child forked from a process with other threads is fragile under ASan
-# (a fork child hung once in this stage, undiagnosed): keep the processes single-threaded.
+# The suite forks a lot, and a child forked while another thread of the parent holds
+# ASan's allocator lock deadlocks in its first malloc (seen once in this stage: gdb showed
+# the child in __asan::Allocator::Allocate <- PyOS_AfterFork_Child, the parent left with
+# one thread).  So no helper threads: numpy's OpenBLAS starts a worker in every process
+# that imports it, and pytest's faulthandler_timeout starts a watchdog thread per test
+# (every wait in the suite is bounded by the tests' own timeouts; crashes still dump a
+# traceback, only the watchdog is off).
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 export ASAN_OPTIONS="detect_leaks=0:allow_user_segv_handler=1:handle_segv=0:handle_sigbus=0:abort_on_error=1:log_path=$WORK/reports/asan"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$WORK/reports/ubsan"
@@ -54,7 +58,7 @@ echo "sanitize: $core (ASan+UBSan)"
 cd "$ROOT"
 [ $# -gt 0 ] || set -- tests
 status=0
-"$VENV/bin/python" -m pytest -x -q -p no:cacheprovider "$@" || status=$?
+"$VENV/bin/python" -m pytest -x -q -p no:cacheprovider -o faulthandler_timeout=0 "$@" || status=$?
 if ls "$WORK/reports/" | grep -q .; then
     echo "sanitize: sanitizer reports:" >&2
     for f in "$WORK"/reports/*; do echo "--- $f" >&2; head -60 "$f" >&2; done
