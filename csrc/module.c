@@ -2291,7 +2291,7 @@ static int ch_check(ChannelObject *self)
     return 0;
 }
 
-/* Status -> exception for channel calls: ChannelBroken carries what it reports, and
+/* Status -> exception for channel calls: BrokenChannelError carries what it reports, and
  * MS_E_BUSY (this thread holds the lock the call needs) says which. */
 static PyObject *ch_raise(ChannelObject *self, ms_status st)
 {
@@ -3015,14 +3015,14 @@ static PyMethodDef Channel_methods[] = {
      "send($self, data, timeout=None)\n--\n\n"
      "Send a bytes-like object, waiting while the channel is full: timeout=None waits\n"
      "forever, 0 does not wait (ChannelFull), else seconds (WaitTimeout).\n"
-     "MessageTooLarge if it can never fit; EndOfChannel after close_sending()."},
+     "MessageTooLargeError if it can never fit; EndOfChannel after close_sending()."},
     {"send_nowait", (PyCFunction)Channel_send_nowait, METH_O,
      "send_nowait($self, data, /)\n--\n\nSend without waiting; ChannelFull if there is no room."},
     {"receive", (PyCFunction)(void (*)(void))Channel_receive, METH_FASTCALL | METH_KEYWORDS,
      "receive($self, timeout=None)\n--\n\n"
      "Receive the next message as bytes, waiting while the channel is empty: timeout=None\n"
      "waits forever, 0 does not wait (ChannelEmpty), else seconds (WaitTimeout).\n"
-     "EndOfChannel once closed and drained; ChannelBroken once (per handle) when a\n"
+     "EndOfChannel once closed and drained; BrokenChannelError once (per handle) when a\n"
      "sender died without closing and none is left, then it waits normally."},
     {"receive_nowait", (PyCFunction)Channel_receive_nowait, METH_NOARGS,
      "receive_nowait($self, /)\n--\n\nReceive without waiting; ChannelEmpty if there is nothing."},

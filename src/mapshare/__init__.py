@@ -17,14 +17,14 @@ message channels.
 from ._channel import Channel as Channel
 from ._channel import ChannelStatistics as ChannelStatistics
 from ._errors import AttachLimitError as AttachLimitError
-from ._errors import ChannelBroken as ChannelBroken
+from ._errors import BrokenChannelError as BrokenChannelError
 from ._errors import ChannelEmpty as ChannelEmpty
 from ._errors import ChannelFull as ChannelFull
 from ._errors import EndOfChannel as EndOfChannel
 from ._errors import LayoutError as LayoutError
 from ._errors import MapshareError as MapshareError
 from ._errors import MessageKindError as MessageKindError
-from ._errors import MessageTooLarge as MessageTooLarge
+from ._errors import MessageTooLargeError as MessageTooLargeError
 from ._errors import NameCollisionError as NameCollisionError
 from ._errors import NoSpaceError as NoSpaceError
 from ._errors import NotOwnerError as NotOwnerError
@@ -50,8 +50,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AttachLimitError",
+    "BrokenChannelError",
     "Channel",
-    "ChannelBroken",
     "ChannelEmpty",
     "ChannelFull",
     "ChannelStatistics",
@@ -62,7 +62,7 @@ __all__ = [
     "LockState",
     "MapshareError",
     "MessageKindError",
-    "MessageTooLarge",
+    "MessageTooLargeError",
     "NameCollisionError",
     "NoSpaceError",
     "NotOwnerError",

@@ -23,7 +23,7 @@ from . import _core
 from . import _segment as _segment_mod
 from ._aio import wait_until
 from ._errors import (
-    ChannelBroken,
+    BrokenChannelError,
     ChannelEmpty,
     ChannelFull,
     EndOfChannel,
@@ -156,7 +156,7 @@ class Channel(_core.Channel):
     ``Channel.open(name)``s it.  ``send``/``receive`` block (``timeout=None``), give up
     after ``timeout`` seconds (``WaitTimeout``, a TimeoutError), or never wait
     (``send_nowait``/``receive_nowait``: ``ChannelFull``/``ChannelEmpty``).  A message
-    larger than ``max_message`` raises ``MessageTooLarge`` at once.
+    larger than ``max_message`` raises ``MessageTooLargeError`` at once.
 
     Crash safety: a message becomes visible only when completely written, so a sender
     killed mid-write exposes nothing; a receiver killed inside ``receive_view`` leaves
@@ -490,16 +490,16 @@ class Channel(_core.Channel):
     def __iter__(self) -> Iterator[bytes]:
         """Receive messages until the channel is closed for sending and drained.
 
-        A sender that died (``ChannelBroken``) does not end the loop: it waits for the
+        A sender that died (``BrokenChannelError``) does not end the loop: it waits for the
         next sender, as a service does; a pipeline that must learn of its producer's
-        death calls ``receive()`` and catches ``ChannelBroken`` (docs/channel.md)."""
+        death calls ``receive()`` and catches ``BrokenChannelError`` (docs/channel.md)."""
         receive = self.receive
         while True:
             try:
                 yield receive(None)
             except EndOfChannel:
                 return
-            except ChannelBroken:
+            except BrokenChannelError:
                 continue
 
     # ---- asyncio -------------------------------------------------------------------
@@ -624,7 +624,7 @@ class Channel(_core.Channel):
                 yield await self.receive_async()
             except EndOfChannel:
                 return
-            except ChannelBroken:
+            except BrokenChannelError:
                 continue
 
     # ---- inspection and lifetime ---------------------------------------------------
@@ -635,7 +635,7 @@ class Channel(_core.Channel):
 
     def close(self) -> None:
         """Detach this handle (the channel lives on for the others).  Leaving is never
-        taken for a crash: receivers do not get ``ChannelBroken`` for this sender.  The
+        taken for a crash: receivers do not get ``BrokenChannelError`` for this sender.  The
         same happens when the handle is garbage-collected and at interpreter or
         multiprocessing-child exit."""
         if not self._segment.closed:

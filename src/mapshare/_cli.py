@@ -27,12 +27,12 @@ from typing import Any, Optional
 
 from . import _naming
 from ._errors import (
-    ChannelBroken,
+    BrokenChannelError,
     ChannelFull,
     EndOfChannel,
     LayoutError,
     MapshareError,
-    MessageTooLarge,
+    MessageTooLargeError,
     SegmentExistsError,
     SegmentNotFoundError,
     WaitTimeout,
@@ -257,8 +257,8 @@ def _send_one(ch: Any, data: bytes, timeout: Optional[float], sent: int, where: 
     how far we got and why."""
     try:
         ch.send(data, timeout)
-    except MessageTooLarge:
-        raise MessageTooLarge(
+    except MessageTooLargeError:
+        raise MessageTooLargeError(
             f"{where}: a message of {len(data)} bytes is larger than channel "
             f"{ch.name!r} can ever hold (max_message {ch.max_message} bytes, capacity "
             f"{ch.capacity}); {sent} message(s) sent before it"
@@ -313,8 +313,8 @@ def cmd_receive(args: argparse.Namespace) -> int:
         while args.follow or n < args.count:
             try:
                 msg = ch.receive(args.timeout)
-            except (EndOfChannel, ChannelBroken) as exc:
-                if isinstance(exc, ChannelBroken):
+            except (EndOfChannel, BrokenChannelError) as exc:
+                if isinstance(exc, BrokenChannelError):
                     print(f"mapshare receive: {exc} (pid {exc.pid})", file=sys.stderr)
                     if args.follow:
                         continue  # an edge: keep following the senders to come

@@ -10,14 +10,14 @@ from . import _core
 
 __all__ = [
     "AttachLimitError",
-    "ChannelBroken",
+    "BrokenChannelError",
     "ChannelEmpty",
     "ChannelFull",
     "EndOfChannel",
     "LayoutError",
     "MapshareError",
     "MessageKindError",
-    "MessageTooLarge",
+    "MessageTooLargeError",
     "NameCollisionError",
     "NoSpaceError",
     "NotOwnerError",
@@ -124,7 +124,7 @@ class EndOfChannel(MapshareError):
     """The channel was closed for sending and everything queued has been received."""
 
 
-class ChannelBroken(MapshareError):
+class BrokenChannelError(MapshareError):
     """A sender died without closing the channel (SIGKILL, ``os._exit``, a fatal signal),
     the channel is empty and no sender is left alive: raised once per handle for the
     deaths it has not reported yet, after which receiving waits normally again (a new
@@ -147,7 +147,7 @@ class MessageKindError(MapshareError, TypeError):
     kind: str = ""
 
 
-class MessageTooLarge(MapshareError, ValueError):
+class MessageTooLargeError(MapshareError, ValueError):
     """The message can never fit in this channel; it was not sent."""
 
 
@@ -168,13 +168,13 @@ _core.set_errors(
         _core.E_FULL: ChannelFull,
         _core.E_EMPTY: ChannelEmpty,
         _core.E_CLOSED: EndOfChannel,
-        _core.E_TOO_LARGE: MessageTooLarge,
+        _core.E_TOO_LARGE: MessageTooLargeError,
         _core.E_NOT_OWNER: NotOwnerError,
         _core.E_NO_SPACE: NoSpaceError,
         _core.E_BUSY: MapshareError,
         _core.E_INITIALIZING: _Initializing,
         _core.E_DESTROYED: SegmentDestroyedError,
-        _core.E_BROKEN: ChannelBroken,
+        _core.E_BROKEN: BrokenChannelError,
         _core.E_FAULT: SegmentFaultError,
         _core.E_INVALID: ValueError,
         _core.E_VALUE: ValueError,

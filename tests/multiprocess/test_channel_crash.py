@@ -426,8 +426,8 @@ def test_flipper_scribbling_while_a_receiver_loops(name: str, control: bool) -> 
     assert sum(outcomes.values()) > 50, outcomes  # it did keep looping
     assert "LayoutError" in outcomes, outcomes
     unexpected = set(outcomes) - {
-        "ok", "LayoutError", "WaitTimeout", "ChannelEmpty", "ChannelFull", "MessageTooLarge",
-        "MapshareError", "EndOfChannel", "ChannelBroken",
+        "ok", "LayoutError", "WaitTimeout", "ChannelEmpty", "ChannelFull", "MessageTooLargeError",
+        "MapshareError", "EndOfChannel", "BrokenChannelError",
     }
     assert not unexpected, outcomes
 
@@ -439,7 +439,7 @@ def test_waiter_counts_forget_waiters_killed_in_their_sleep(name: str) -> None:
         q = CTX.Queue()
         rx = CTX.Process(target=cc.receive_all_report, args=(name, None, q))
         procs.append(rx)
-        ch.send(b"keep me registered")  # the parent is a live sender: no ChannelBroken
+        ch.send(b"keep me registered")  # the parent is a live sender: no BrokenChannelError
         ch.receive()
         rx.start()
         deadline = time.monotonic() + JOIN

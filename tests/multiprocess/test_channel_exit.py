@@ -1,4 +1,4 @@
-"""Issue 9 part 2: a normal exit is not a broken peer, and ChannelBroken is an edge.
+"""Issue 9 part 2: a normal exit is not a broken peer, and BrokenChannelError is an edge.
 
 A producer that ends without ``close()`` (end of script, ``del``, scope exit, ``sys.exit``,
 an uncaught exception, a multiprocessing child returning) leaves the channel's peer
@@ -122,7 +122,7 @@ def test_a_killed_producer_is_reported_once_then_receive_waits(name: str, death:
             )
             proc.wait(JOIN)
             assert ch.receive(timeout=JOIN) == b"k"  # what it sent is delivered first
-            with pytest.raises(mapshare.ChannelBroken) as info:
+            with pytest.raises(mapshare.BrokenChannelError) as info:
                 ch.receive(timeout=JOIN)
             # The edge is gone: a receive loop that catches and retries makes one call
             # per timeout, not thousands (the old code raised at once, ~17,000/s).
@@ -132,7 +132,7 @@ def test_a_killed_producer_is_reported_once_then_receive_waits(name: str, death:
                 calls += 1
                 try:
                     ch.receive(timeout=max(0.0, end - time.monotonic()))
-                except (mapshare.ChannelBroken, mapshare.WaitTimeout):
+                except (mapshare.BrokenChannelError, mapshare.WaitTimeout):
                     pass
             assert calls <= 3
             assert info.value.pid == proc.pid
@@ -170,7 +170,7 @@ def test_a_receiver_asleep_when_the_producer_is_killed_gets_the_edge(name: str) 
             tx.join(JOIN)
             got, end = q.get(timeout=JOIN)
             rx.join(JOIN)
-            assert (got, end) == ([b"1"], "ChannelBroken")
+            assert (got, end) == ([b"1"], "BrokenChannelError")
         finally:
             for p in (tx, rx):
                 if p.is_alive():
@@ -263,7 +263,7 @@ def test_more_senders_than_the_peer_table_holds(name: str) -> None:
             assert sorted(ch.receive(timeout=JOIN) for _ in range(20)) == sorted(
                 b"%d" % i for i in range(20)
             )
-            with pytest.raises(mapshare.WaitTimeout):  # 4 senders live: no ChannelBroken
+            with pytest.raises(mapshare.WaitTimeout):  # 4 senders live: no BrokenChannelError
                 ch.receive(timeout=0.3)
             assert ch.statistics().senders == 4
         finally:

@@ -257,7 +257,7 @@ def test_channel_broken_when_every_sender_was_killed(
     name: str, receiver_waits_first: bool
 ) -> None:
     """Two senders send and are SIGKILLed without closing: the receiver gets what they
-    sent, then ChannelBroken instead of waiting forever (timeout=None) - whether it was
+    sent, then BrokenChannelError instead of waiting forever (timeout=None) - whether it was
     already asleep when the last sender died or came later."""
     ctx = mp.get_context(FORK_OR_SPAWN)
     ch = Channel.create(name, 4096)
@@ -294,7 +294,7 @@ def test_channel_broken_when_every_sender_was_killed(
         stop(procs)
         ch.close()
         ch.unlink()
-    assert end == "ChannelBroken"
+    assert end == "BrokenChannelError"
     assert sorted(got) == sorted(b"s%d-%d" % (i, j) for i in range(2) for j in range(3))
 
 
@@ -403,7 +403,7 @@ def test_receive_async_gets_channel_broken(name: str) -> None:
         stop([tx, rx])
         ch.close()
         ch.unlink()
-    assert (got, end) == ([b"1", b"2"], "ChannelBroken")
+    assert (got, end) == ([b"1", b"2"], "BrokenChannelError")
 
 
 @pytest.mark.needs_fork

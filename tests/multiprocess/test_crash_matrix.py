@@ -231,7 +231,7 @@ class Receiver(threading.Thread):
             while not self.stop.is_set():
                 try:
                     self.got.append(cc.check(self.ch.receive(timeout=0.05)))
-                except (mapshare.WaitTimeout, mapshare.ChannelBroken):
+                except (mapshare.WaitTimeout, mapshare.BrokenChannelError):
                     pass
         except BaseException as e:  # reported by the test
             self.error = e
@@ -242,7 +242,7 @@ def drain(ch: Channel) -> list[int]:
     while True:
         try:
             out.append(cc.check(ch.receive_nowait()))
-        except (mapshare.ChannelEmpty, mapshare.ChannelBroken):
+        except (mapshare.ChannelEmpty, mapshare.BrokenChannelError):
             return out
 
 

@@ -183,18 +183,18 @@ def test_message_larger_than_max_message_fails_at_once(ch: Channel, extra: int) 
         lambda: ch.send(b"x" * n, timeout=30),
     ):
         t0 = time.monotonic()
-        with pytest.raises(mapshare.MessageTooLarge):
+        with pytest.raises(mapshare.MessageTooLargeError):
             call()
         assert time.monotonic() - t0 < 10  # bound a hang only
-    with pytest.raises(mapshare.MessageTooLarge), ch.loan(n):
+    with pytest.raises(mapshare.MessageTooLargeError), ch.loan(n):
         pass
-    assert issubclass(mapshare.MessageTooLarge, ValueError)
+    assert issubclass(mapshare.MessageTooLargeError, ValueError)
     assert ch.statistics().sent_messages == 0
 
 
 def test_message_of_capacity_fails_even_on_a_busy_ring(ch: Channel) -> None:
     ch.send_nowait(b"q" * 200)
-    with pytest.raises(mapshare.MessageTooLarge):
+    with pytest.raises(mapshare.MessageTooLargeError):
         ch.send(b"x" * ch.capacity)  # no wait for the queued message to leave
     assert ch.receive_nowait() == b"q" * 200
 
@@ -219,7 +219,7 @@ def test_channel_over_4_gib_limits_messages_to_what_a_record_length_holds(name: 
     with Channel.create(name, (1 << 32) + 65536) as c:
         try:
             assert c.max_message <= 0xFFFFFFFF
-            with pytest.raises(mapshare.MessageTooLarge), c.loan((1 << 32) + 8) as buf:
+            with pytest.raises(mapshare.MessageTooLargeError), c.loan((1 << 32) + 8) as buf:
                 buf[:8] = b"ABCDEFGH"
             c.send(b"next")
             assert c.receive_nowait() == b"next"

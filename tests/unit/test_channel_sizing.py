@@ -26,7 +26,7 @@ def _fill(ch: mapshare.Channel, a: Any) -> int:
     while True:
         try:
             ch.send_array(a, timeout=0)
-        except (mapshare.WaitTimeout, mapshare.ChannelFull, mapshare.MessageTooLarge):
+        except (mapshare.WaitTimeout, mapshare.ChannelFull, mapshare.MessageTooLargeError):
             return k
         k += 1
 
