@@ -11,7 +11,6 @@ Windows (the suite also runs there, under Wine: tools/wine/run-tests.sh):
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 
@@ -19,21 +18,9 @@ import pytest
 
 from mapshare import _naming
 from mapshare.testing import leftover, remove, session_token, shm_entries, unique_name
-
-ROOT = os.getuid() == 0 if hasattr(os, "getuid") else False
-LINUX = sys.platform.startswith("linux")
-WINDOWS = sys.platform == "win32"
+from support import NO_PERSISTENT_SHM, WINDOWS
 
 NO_FORK = "no fork on Windows"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "needs_fork: uses the 'fork' multiprocessing context (skipped on Windows)"
-    )
-    config.addinivalue_line(
-        "markers", "posix_only(reason): tests POSIX-only behaviour (skipped on Windows)"
-    )
 
 
 def _uses_fork(item: pytest.Item) -> bool:
@@ -135,6 +122,21 @@ def names() -> NameFactory:
 
 
 NameFactory = object
+
+
+@pytest.fixture
+def persistent(name: str) -> Iterator[str]:
+    """A closed persistent segment of 8192 bytes holding b'payload' at 0; removed after."""
+    import mapshare
+
+    if WINDOWS:
+        pytest.skip(NO_PERSISTENT_SHM)
+    with mapshare.Segment.create(name, 8192, lifetime="persistent") as seg:
+        seg.write(b"payload")
+    try:
+        yield name
+    finally:
+        remove([_naming.os_name(name)])
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

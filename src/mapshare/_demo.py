@@ -92,6 +92,7 @@ def run(verbose: bool = True) -> int:
         if w.poll() is None:
             w.kill()
             w.wait()
+        w.stdout.close()  # else a ResourceWarning when the Popen object is collected
     try:
         Segment.open(name).close()  # also removes what killed processes left behind
         left = True

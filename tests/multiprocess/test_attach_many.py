@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 import mapshare
-from mapshare import _core, _naming
+from mapshare import _core
+from support import exists, shm_path
 
 HELPER = os.path.join(os.path.dirname(__file__), "_attach_children.py")
 CHILDREN = os.path.join(os.path.dirname(__file__), "_segment_children.py")
@@ -27,10 +28,6 @@ TIMEOUT = 600.0  # bounds a hang (4,096 forks on 2 busy cores), never a speed as
 OFF_ATTACH_END, OFF_ATTACH_HINT = 100, 104  # csrc/layout.h
 
 pytestmark = [pytest.mark.needs_fork, pytest.mark.posix_only("os.fork and /dev/shm")]
-
-
-def _exists(name: str) -> bool:
-    return os.path.exists("/dev/shm" + _naming.os_name(name))
 
 
 class Holder:
@@ -45,6 +42,9 @@ class Holder:
         ready, _, _ = select.select([self.proc.stdout], [], [], TIMEOUT)
         if not ready:
             self.proc.kill()
+            self.proc.wait(TIMEOUT)
+            self.proc.stdin.close()  # type: ignore[union-attr]
+            self.proc.stdout.close()
             pytest.fail("the attachers did not report (a child died before reporting?)")
         line = self.proc.stdout.readline()
         assert line, "the holder died before its children reported"
@@ -57,6 +57,7 @@ class Holder:
         self.proc.stdin.close()
         line = self.proc.stdout.readline()
         self.proc.wait(TIMEOUT)
+        self.proc.stdout.close()
         assert line, "the holder died while releasing its children"
         done: dict[str, Any] = json.loads(line)
         return done
@@ -69,6 +70,9 @@ class Holder:
                 pass
         self.proc.kill()
         self.proc.wait(TIMEOUT)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 def test_thousand_forked_attachers(name: str) -> None:
@@ -82,7 +86,7 @@ def test_thousand_forked_attachers(name: str) -> None:
         assert alive == set(holder.pids) | {os.getpid()}
         assert len(info.attached) == 1001
         seg.close()  # the creator leaves first: the 1,000 keep it
-        assert _exists(name)
+        assert exists(name)
         started = time.monotonic()
         done = holder.release()
         print(f"1,000 attachers detached in {time.monotonic() - started:.2f} s")
@@ -92,7 +96,7 @@ def test_thousand_forked_attachers(name: str) -> None:
         raise
     finally:
         seg.close()
-    assert not _exists(name)  # the last child's close removed it
+    assert not exists(name)  # the last child's close removed it
 
 
 def test_attach_limit_error_at_n_plus_one(name: str) -> None:
@@ -126,7 +130,7 @@ def test_attach_limit_error_at_n_plus_one(name: str) -> None:
         raise
     finally:
         seg.close()
-    assert not _exists(name)
+    assert not exists(name)
 
 
 def test_attach_limit_error_is_documented_and_picklable() -> None:
@@ -169,14 +173,14 @@ def test_sigkilled_attachers_are_reaped(name: str) -> None:
             again.kill()
             raise
         seg.close()
-        assert _exists(name)
+        assert exists(name)
         holder.release()
     except BaseException:
         holder.kill()
         raise
     finally:
         seg.close()
-    assert not _exists(name)
+    assert not exists(name)
 
 
 def test_sigkilled_last_attachers_do_not_keep_the_name(name: str) -> None:
@@ -184,16 +188,16 @@ def test_sigkilled_last_attachers_do_not_keep_the_name(name: str) -> None:
     holder = Holder(name, 20)
     try:
         seg.close()
-        assert _exists(name)
+        assert exists(name)
         holder.kill()  # every attacher dies without detaching
-        assert _exists(name)
+        assert exists(name)
         # the next opener to close is the last live user: it removes the name
         out = subprocess.run([sys.executable, CHILDREN, "read", name, "4"],
                              capture_output=True, text=True, timeout=TIMEOUT)
         assert out.returncode == 0, out.stderr
     finally:
         holder.kill()
-    assert not _exists(name)
+    assert not exists(name)
 
 
 @pytest.mark.parametrize(
@@ -206,7 +210,7 @@ def test_garbage_table_hints_are_rebuilt(name: str, end: int, hint: int) -> None
     seg = mapshare.Segment.create(name, 64)
     holder = Holder(name, 3)
     try:
-        fd = os.open("/dev/shm" + _naming.os_name(name), os.O_RDWR)
+        fd = os.open(shm_path(name), os.O_RDWR)
         try:
             os.pwrite(fd, struct.pack("<II", end, hint), OFF_ATTACH_END)
         finally:
@@ -223,11 +227,11 @@ def test_garbage_table_hints_are_rebuilt(name: str, end: int, hint: int) -> None
             more.kill()
             raise
         seg.close()
-        assert _exists(name)
+        assert exists(name)
         holder.release()
     except BaseException:
         holder.kill()
         raise
     finally:
         seg.close()
-    assert not _exists(name)
+    assert not exists(name)

@@ -6,43 +6,26 @@ duplicated one, a crash or a hang; corruption is reported as LayoutError."""
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import random
-import signal
 import struct
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any, Optional
 
+import _channel_children as cc
 import pytest
 
 import mapshare
 from mapshare import Channel
-
-sys.path.insert(0, os.path.dirname(__file__))
-import _channel_children as cc
+from support import KILLED, WINDOWS, stop
 
 JOIN = 120  # seconds: bounds a hang, never a speed assertion
-WINDOWS = sys.platform == "win32"
 # The children take names, not handles, so the crash tests hold under 'spawn' too: on
 # Windows (no fork) they run with it.  Linux: 'fork', as the issue asks.
 CTX = mp.get_context("spawn" if WINDOWS else "fork")
 SPAWN = mp.get_context("spawn")
-# multiprocessing's exit code for a killed child: -SIGKILL; on Windows kill() is
-# TerminateProcess, reported as -SIGTERM.
-KILLED = -signal.SIGTERM if WINDOWS else -signal.SIGKILL
 # Senders killed mid-stream.  Each Windows kill costs a spawn (~0.5 s under Wine).
 SENDER_KILLS = 30 if WINDOWS else 100
-
-
-def stop(procs: list[Any]) -> None:
-    for p in procs:
-        if p.pid is not None and p.is_alive():
-            p.kill()  # SIGKILL; Windows: TerminateProcess
-    for p in procs:
-        if p.pid is not None:
-            p.join(30)
 
 
 def kill(p: Any) -> None:

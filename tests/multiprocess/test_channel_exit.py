@@ -8,20 +8,17 @@ sender, reported once per receiver handle, after which receiving waits normally.
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import subprocess
 import sys
 import textwrap
 import time
 from typing import Any
 
+import _channel_children as cc
 import pytest
 
 import mapshare
 from mapshare import Channel
-
-sys.path.insert(0, os.path.dirname(__file__))
-import _channel_children as cc
 
 JOIN = 120  # seconds: bounds a hang, never a speed assertion
 

@@ -5,6 +5,7 @@ stream, broken channels, and the ``mapshare`` command line."""
 from __future__ import annotations
 
 import array
+import asyncio
 import json
 import multiprocessing as mp
 import os
@@ -17,29 +18,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import _channel_children as cc
 import numpy as np
 import pytest
 
 import mapshare
 from mapshare import Channel
-
-sys.path.insert(0, os.path.dirname(__file__))
-import _channel_children as cc
+from support import WINDOWS, stop
 
 JOIN = 120  # seconds: bounds a hang, never a speed assertion
-WINDOWS = sys.platform == "win32"
 # For tests whose children take names (not handles): 'fork' as the issue asks; Windows
 # has no fork, and the behaviour under test is the same there with 'spawn'.
 FORK_OR_SPAWN = "spawn" if WINDOWS else "fork"
-
-
-def stop(procs: list[Any]) -> None:
-    """Kill and reap whatever is still running."""
-    for p in procs:
-        if p.is_alive():
-            p.kill()  # SIGKILL; Windows: TerminateProcess
-    for p in procs:
-        p.join(30)
 
 
 @pytest.fixture
@@ -625,3 +615,43 @@ def test_large_ring_hot_window_keeps_every_message_intact(
             assert stats.queued_messages == 0
         finally:
             stop([p])
+
+
+def test_async_forms_against_a_peer_process(name: str) -> None:
+    ctx = mp.get_context("spawn")
+    arr = np.arange(12, dtype=np.float32).reshape(3, 4)
+    with Channel.create(name, 1 << 16) as ch:
+        try:
+            async def main() -> None:
+                await ch.send_object_async({"x": 1})
+                await ch.send_array_async(arr)
+                assert await ch.send_many_async([b"1", b"2"]) == 2
+                echo = ctx.Process(target=cc.echo_kinds, args=(name, 4))
+                echo.start()
+                try:
+                    # the peer echoes each message back with its kind, through "name.back"
+                    back = None
+                    deadline = time.monotonic() + JOIN
+                    while back is None:
+                        try:
+                            back = Channel.open(name + ".back")
+                        except mapshare.SegmentNotFoundError:
+                            assert time.monotonic() < deadline
+                            await asyncio.sleep(0.01)
+                    with back:
+                        assert await back.receive_object_async(JOIN) == {"x": 1}
+                        got = await back.receive_array_async(JOIN)
+                        assert np.array_equal(got, arr) and got.dtype == arr.dtype
+                        many: list[bytes] = []
+                        while len(many) < 2:
+                            many += await back.receive_many_async(10, JOIN)
+                        assert many == [b"1", b"2"]
+                        with pytest.raises(mapshare.WaitTimeout):
+                            await back.receive_any_async(0.05)
+                finally:
+                    echo.join(JOIN)
+                    assert echo.exitcode == 0
+
+            asyncio.run(main())
+        finally:
+            ch.unlink()

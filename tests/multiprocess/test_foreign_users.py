@@ -21,7 +21,7 @@ from typing import Any, Callable
 import pytest
 
 import mapshare
-from mapshare import _naming
+from support import shm_path
 
 pytestmark = [
     pytest.mark.posix_only("uids, groups and mode bits"),
@@ -37,7 +37,7 @@ JOIN = 60.0
 
 
 def _give_to_group(name: str) -> None:
-    os.chown("/dev/shm" + _naming.os_name(name), -1, GROUP)
+    os.chown(shm_path(name), -1, GROUP)
 
 
 def _as_group_member(body: Callable[[], Any]) -> Any:

@@ -15,13 +15,11 @@ import time
 from collections.abc import Iterator
 from typing import Any, Optional
 
+import _sync_children as children
 import pytest
+from _sync_children import FORK_OR_SPAWN, KILLED, WINDOWS, Child
 
 import mapshare
-
-sys.path.insert(0, os.path.dirname(__file__))
-import _sync_children as children
-from _sync_children import FORK_OR_SPAWN, KILLED, WINDOWS, Child
 
 CONTEXTS = ["spawn", "fork"]
 # Lock operations per process in the counting test.  On Windows every contended lock

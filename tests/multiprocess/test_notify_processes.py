@@ -6,19 +6,16 @@ processes, objects placed in a segment and used by another process, timeouts, an
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from typing import Any
 
+import _sync_children as children
 import pytest
+from _sync_children import FORK_OR_SPAWN, WINDOWS, Child
 
 import mapshare
-
-sys.path.insert(0, os.path.dirname(__file__))
-import _sync_children as children
-from _sync_children import FORK_OR_SPAWN, WINDOWS, Child
 
 CONTEXTS = ["spawn", "fork"]
 # Windows' time.monotonic (GetTickCount64 in CPython 3.11) ticks every ~15.6 ms, so a

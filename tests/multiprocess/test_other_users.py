@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 import mapshare
-from mapshare import _naming
+from support import exists, shm_path
 
 NOBODY = 65534
 GROUP = 4242  # any gid: the member gets it as a supplementary group, the object as its group
@@ -28,14 +28,6 @@ pytestmark = [
     pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0,
                        reason="acting as a second user needs root"),
 ]
-
-
-def _shm(name: str) -> str:
-    return "/dev/shm" + _naming.os_name(name)
-
-
-def _exists(name: str) -> bool:
-    return os.path.exists(_shm(name))
 
 
 class Member:
@@ -97,7 +89,7 @@ def group_segment(name: str) -> Iterator[mapshare.Segment]:
     """A 'shared' segment of root's with mode 0o640 and group GROUP."""
     seg = mapshare.Segment.create(name, 64, mode=0o640)
     seg.write(b"data")
-    os.chown(_shm(name), -1, GROUP)
+    os.chown(shm_path(name), -1, GROUP)
     yield seg
     seg.close()
 
@@ -116,15 +108,15 @@ def test_group_reader_keeps_the_name_until_it_closes(name: str,
         assert [p.pid for p in info.attached] == [os.getpid()]  # it cannot write the table
         assert info.read_only_openers == (member.pid,)  # but it is counted
         seg.close()  # the creator leaves first
-        assert _exists(name), "the creator's close removed the name under a reader"
+        assert exists(name), "the creator's close removed the name under a reader"
         assert not _collected(name), "gc removed the name under a reader"
-        assert _exists(name)
+        assert exists(name)
         assert member.release() == 0  # its close may not remove root's name (sticky
     finally:                          # /dev/shm): nobody is left, so gc does
         member.kill()
-    assert _exists(name)
+    assert exists(name)
     assert _collected(name)
-    assert not _exists(name)
+    assert not exists(name)
 
 
 def test_group_reader_killed_then_the_next_closer_removes_the_name(
@@ -134,14 +126,14 @@ def test_group_reader_killed_then_the_next_closer_removes_the_name(
     try:
         assert member.report.startswith("ok"), member.report
         seg.close()
-        assert _exists(name)
+        assert exists(name)
         member.kill()  # SIGKILL: the kernel drops its opener lock
         with mapshare.Segment.open(name) as again:
             assert again.read(4) == b"data"
             assert again.info().read_only_openers == ()
     finally:
         member.kill()
-    assert not _exists(name)  # that close was the last user's
+    assert not exists(name)  # that close was the last user's
 
 
 def test_group_reader_killed_then_gc_removes_the_name(
@@ -151,7 +143,7 @@ def test_group_reader_killed_then_gc_removes_the_name(
     try:
         assert member.report.startswith("ok"), member.report
         seg.close()
-        assert _exists(name)
+        assert exists(name)
         assert not _collected(name)
         member.kill()
         deadline = time.monotonic() + TIMEOUT
@@ -161,7 +153,7 @@ def test_group_reader_killed_then_gc_removes_the_name(
     finally:
         member.kill()
     assert _collected(name)
-    assert not _exists(name)
+    assert not exists(name)
 
 
 def test_own_read_only_handle_keeps_the_name(name: str) -> None:
@@ -170,11 +162,11 @@ def test_own_read_only_handle_keeps_the_name(name: str) -> None:
     reader = mapshare.Segment.open(name, access="r")
     try:
         seg.close()
-        assert _exists(name)
+        assert exists(name)
         assert reader.read(1) == b"\0"
     finally:
         reader.close()
-    assert not _exists(name)
+    assert not exists(name)
 
 
 def test_forked_read_only_handle_counts_for_the_child(name: str) -> None:
@@ -194,7 +186,7 @@ def test_forked_read_only_handle_counts_for_the_child(name: str) -> None:
             seg.close()  # the child keeps only the read-only handle
             os.write(to_parent_w, b"1")
             os.read(to_child_r, 1)  # the parent has closed both of its handles
-            code = 0 if reader.read(1) == b"\0" and _exists(name) else 2
+            code = 0 if reader.read(1) == b"\0" and exists(name) else 2
             reader.close()
         finally:
             os._exit(code)
@@ -204,10 +196,10 @@ def test_forked_read_only_handle_counts_for_the_child(name: str) -> None:
         assert os.read(to_parent_r, 1) == b"1"
         reader.close()
         seg.close()
-        assert _exists(name), "the parent's close removed the name under the child"
+        assert exists(name), "the parent's close removed the name under the child"
     finally:
         os.close(to_child_w)
         os.close(to_parent_r)
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert not _exists(name)  # the child's close was the last
+    assert not exists(name)  # the child's close was the last

@@ -8,38 +8,36 @@ import concurrent.futures
 import multiprocessing
 import os
 import signal
+import struct
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import _segment_children as children
 import pytest
 
 import mapshare
 from mapshare import _naming
-from mapshare.testing import shm_entries
-
-sys.path.insert(0, os.path.dirname(__file__))
-import _segment_children as children
+from support import (
+    NO_PERSISTENT_SHM,
+    OFF_ATTACH_END,
+    OFF_ATTACH_RESERVED,
+    OFF_CREATOR_PID,
+    OFF_MAGIC,
+    ROOT,
+    WINDOWS,
+    dead_pid,
+    exists,
+    poke,
+    shm_path,
+)
 
 CHILDREN = os.path.join(os.path.dirname(__file__), "_segment_children.py")
 TIMEOUT = 60.0
 CONTEXTS = ["spawn", "fork"]
-WINDOWS = sys.platform == "win32"
-NO_PERSISTENT_SHM = ("lifetime='persistent' needs a backing file on Windows "
-                     "(UnsupportedError, see docs/platforms.md)")
-
-
-def _shm(name: str) -> str:
-    return "/dev/shm" + _naming.os_name(name)
-
-
-def _exists(name: str) -> bool:
-    """Whether the OS object of ``name`` exists (Windows: a listed named section)."""
-    if WINDOWS:
-        return _naming.os_name(name) in shm_entries()
-    return os.path.exists(_shm(name))
 
 
 def _finish(*procs: Any) -> None:
@@ -128,7 +126,7 @@ def test_file_backed_survives_process_exit(ctx_name: str, name: str, tmp_file: s
         assert seg.read(len(data)) == data
         assert seg.size == len(data) + 100
     # the last user of a 'shared' file-backed segment took the name with it
-    assert not _exists(name)
+    assert not exists(name)
     with pytest.raises(mapshare.SegmentNotFoundError):
         mapshare.Segment.open(name)
 
@@ -150,8 +148,8 @@ def test_file_backed_persistent_reopens_by_name_after_exit(name: str, tmp_file: 
             assert seg.read(len(data)) == data
             seg.unlink()
     finally:
-        if _exists(name):
-            os.unlink(_shm(name))
+        if exists(name):
+            os.unlink(shm_path(name))
     assert os.path.exists(tmp_file)  # unlink removes the name, never the data
 
 
@@ -240,7 +238,7 @@ def test_twenty_processes_race_open_or_create(name: str) -> None:
         _finish(*procs)
     assert all(p.exitcode == 0 for p in procs)
     # 'shared' lifetime: the last of them took it away
-    assert not _exists(name)
+    assert not exists(name)
 
 
 # ---- another user ---------------------------------------------------------------------
@@ -250,7 +248,7 @@ def test_twenty_processes_race_open_or_create(name: str) -> None:
                     reason="dropping privileges to uid 65534 needs root")
 def test_other_uid_cannot_open(name: str) -> None:
     with mapshare.Segment.create(name, 4096) as seg:
-        assert os.stat(_shm(name)).st_mode & 0o777 == 0o600
+        assert os.stat(shm_path(name)).st_mode & 0o777 == 0o600
         msg = _run_child("fork", children.drop_privileges_and_open, name)
         assert msg == ("denied", "PermissionDeniedError", True)
         assert seg.read(4) == b"\0" * 4
@@ -268,12 +266,12 @@ def test_forked_child_closes_inherited_handles_at_exit(name: str) -> None:
         attached = {q.pid: q.handles for q in seg.info().attached}
         assert attached == {os.getpid(): 1, p.pid: 1}  # the child holds the inherited one
         seg.close()  # the parent leaves first
-        assert _exists(name)
+        assert exists(name)
     finally:
         release.set()
         _finish(p)
     assert p.exitcode == 0
-    assert not _exists(name)  # the child's exit was the last close
+    assert not exists(name)  # the child's exit was the last close
 
 
 # ---- 'shared' and 'persistent' lifetimes across processes -----------------------------
@@ -289,15 +287,15 @@ def test_shared_survives_first_close_with_two_processes(name: str) -> None:
     try:
         assert ready.wait(TIMEOUT)
         seg.close()  # first close: the child still holds it
-        assert _exists(name)
+        assert exists(name)
         with mapshare.Segment.open(name) as again:
             assert again.read(10) == b"still here"
-        assert _exists(name)
+        assert exists(name)
     finally:
         release.set()
         _finish(p)
     assert p.exitcode == 0
-    assert not _exists(name)  # the child's close was the last
+    assert not exists(name)  # the child's close was the last
     with pytest.raises(mapshare.SegmentNotFoundError):
         mapshare.Segment.open(name)
 
@@ -315,18 +313,18 @@ def test_sigkilled_last_holder_is_collected(ctx_name: str, name: str) -> None:
         os.kill(p.pid, signal.SIGKILL)
         p.join(TIMEOUT)
         assert p.exitcode == -signal.SIGKILL
-        assert _exists(name)  # nobody closed it
+        assert exists(name)  # nobody closed it
         infos = [i for i in mapshare.segments() if i.name == name]
         assert len(infos) == 1
         assert infos[0].attached and infos[0].all_dead
         assert infos[0].creator_alive is False
         dry = [r for r in mapshare.collect(dry_run=True) if r.name == name]
-        assert len(dry) == 1 and _exists(name)
+        assert len(dry) == 1 and exists(name)
         removed = [r for r in mapshare.collect() if r.name == name]
         assert len(removed) == 1
         assert str(p.pid) in removed[0].reason
         assert removed[0].os_name == _naming.os_name(name)
-        assert not _exists(name)
+        assert not exists(name)
     finally:
         _finish(p)
 
@@ -344,11 +342,11 @@ def test_collect_keeps_segment_with_live_holder(ctx_name: str, name: str) -> Non
         assert ready.wait(TIMEOUT)
         seg.close()
         assert not [r for r in mapshare.collect() if r.name == name]
-        assert _exists(name)
+        assert exists(name)
     finally:
         release.set()
         _finish(p)
-    assert not _exists(name)
+    assert not exists(name)
 
 
 @pytest.mark.posix_only("fork, and " + NO_PERSISTENT_SHM)
@@ -366,7 +364,7 @@ def test_sigkilled_persistent_holder_is_kept(name: str) -> None:
             assert seg.read(4) == b"held"
             assert seg.lifetime == "persistent"
             seg.unlink()
-        assert not _exists(name)
+        assert not exists(name)
     finally:
         _finish(p)
 
@@ -380,19 +378,19 @@ def test_persistent_outlives_every_process(ctx_name: str, name: str) -> None:
     _finish(p)
     assert p.exitcode == 0
     try:
-        assert _exists(name)
+        assert exists(name)
         assert not [r for r in mapshare.collect() if r.name == name]
         with mapshare.Segment.open(name) as seg:
             assert seg.read(7) == b"persist"
-        assert _exists(name)  # closing it did not remove it either
+        assert exists(name)  # closing it did not remove it either
         with mapshare.Segment.open(name) as seg:
             seg.unlink()
-        assert not _exists(name)
+        assert not exists(name)
         with pytest.raises(mapshare.SegmentNotFoundError):
             mapshare.Segment.open(name)
     finally:
-        if _exists(name):
-            os.unlink(_shm(name))
+        if exists(name):
+            os.unlink(shm_path(name))
 
 
 # ---- pickling into workers ------------------------------------------------------------
@@ -435,13 +433,6 @@ def test_pickled_file_backed_segment_reattaches(name: str, tmp_file: str) -> Non
 # ---- the attach table -----------------------------------------------------------------
 
 ATTACH_OFFSET, ATTACH_SLOTS = 2048, mapshare._core.ATTACH_SLOTS  # csrc/layout.h
-OFF_ATTACH_END, OFF_ATTACH_RESERVED = 100, 108  # ms_header.attach_end, attach_reserved
-
-
-def _dead_pid() -> int:
-    p = subprocess.Popen([sys.executable, "-c", "pass"])
-    p.wait()
-    return p.pid
 
 
 def _fill_attach_table(name: str, first: int, last: int, pid: int) -> None:
@@ -461,7 +452,7 @@ def _fill_attach_table(name: str, first: int, last: int, pid: int) -> None:
                 (v,) = struct.unpack_from("<I", m, off)
                 struct.pack_into("<I", m, off, max(v, last))
         return
-    fd = os.open(_shm(name), os.O_RDWR)
+    fd = os.open(shm_path(name), os.O_RDWR)
     try:
         os.pwrite(fd, entries, ATTACH_OFFSET + 16 * first)
         for off in (OFF_ATTACH_END, OFF_ATTACH_RESERVED):
@@ -474,7 +465,7 @@ def _fill_attach_table(name: str, first: int, last: int, pid: int) -> None:
 def test_full_table_of_dead_processes_is_reaped_on_open(name: str) -> None:
     with mapshare.Segment.create(name, 4096) as seg:
         seg.write(b"room")
-        _fill_attach_table(name, 1, ATTACH_SLOTS, _dead_pid())
+        _fill_attach_table(name, 1, ATTACH_SLOTS, dead_pid())
         info = seg.info()
         assert len(info.attached) == ATTACH_SLOTS
         assert sum(p.alive is False for p in info.attached) == ATTACH_SLOTS - 1
@@ -490,12 +481,12 @@ def test_full_table_of_dead_processes_is_reaped_on_open(name: str) -> None:
 def test_dead_entries_do_not_keep_a_shared_segment(name: str) -> None:
     seg = mapshare.Segment.create(name, 4096)
     other = mapshare.Segment.open(name)
-    _fill_attach_table(name, 1, 6, _dead_pid())
+    _fill_attach_table(name, 1, 6, dead_pid())
     assert len(seg.info().attached) == 6
     seg.close()
-    assert _exists(name)  # our other handle is still open
+    assert exists(name)  # our other handle is still open
     other.close()  # the last live user: the dead entries do not count
-    assert not _exists(name)
+    assert not exists(name)
 
 
 def test_close_with_live_peer_keeps_segment_and_reaps_dead_before_it(name: str) -> None:
@@ -507,15 +498,94 @@ def test_close_with_live_peer_keeps_segment_and_reaps_dead_before_it(name: str) 
     try:
         assert ready.wait(TIMEOUT)
         # the peer sits in slot 1; put dead entries after it
-        _fill_attach_table(name, 2, 10, _dead_pid())
+        _fill_attach_table(name, 2, 10, dead_pid())
         mine = mapshare.Segment.open(name)
         mine.close()
         seg.close()
-        assert _exists(name)  # the live peer holds it
+        assert exists(name)  # the live peer holds it
         info = next(i for i in mapshare.segments() if i.name == name)
         assert p.pid in [q.pid for q in info.attached if q.alive]
     finally:
         release.set()
         _finish(p)
     assert p.exitcode == 0
-    assert not _exists(name)  # the peer was last; dead entries did not count
+    assert not exists(name)  # the peer was last; dead entries did not count
+
+
+def test_never_finished_header(persistent: str) -> None:
+    poke(persistent, OFF_MAGIC, b"\0" * 8)
+    poke(persistent, OFF_CREATOR_PID, struct.pack("<I", dead_pid()))
+    t0 = time.monotonic()
+    with pytest.raises(mapshare.LayoutError) as err:
+        mapshare.Segment.open(persistent, init_timeout=0.2)
+    assert time.monotonic() - t0 < 30  # it gave up instead of hanging
+    assert "never finished" in str(err.value)
+    info = [i for i in mapshare.segments() if i.os_name == _naming.os_name(persistent)]
+    assert info[0].state == "initializing"
+    # young: gc leaves it (its creator might still be writing); old: gc removes it
+    assert not [r for r in mapshare.collect() if r.os_name == info[0].os_name]
+    past = time.time() - 3600
+    os.utime(shm_path(persistent), (past, past))
+    removed = [r for r in mapshare.collect() if r.os_name == info[0].os_name]
+    assert len(removed) == 1 and "never finished" in removed[0].reason
+    assert not os.path.exists(shm_path(persistent))
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    if not ROOT:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_full_tmpfs_raises_no_space_at_create(name: str, small_tmpfs: Path) -> None:
+    path = small_tmpfs / "big.bin"
+    with pytest.raises(mapshare.NoSpaceError) as err:
+        mapshare.Segment.create(name, 2 << 20, path=path)
+    assert isinstance(err.value, OSError)
+    assert not path.exists()
+    assert os.listdir(small_tmpfs) == []
+    assert not exists(name)
+    # exactly the limit fits (header page + user area == 1 MiB: the rest of the attach
+    # table is reserved page by page, only once more than 128 processes attach)...
+    exact = small_tmpfs / "exact.bin"
+    with mapshare.Segment.create(name, (1 << 20) - 4096, path=exact) as seg:
+        seg.write(b"E", offset=seg.size - 1)  # touching the last page is safe
+        assert os.stat(exact).st_blocks * 512 == 1 << 20
+        # ...and then nothing more does
+        with pytest.raises(mapshare.NoSpaceError):
+            mapshare.Segment.create(name + "x", 1, path=small_tmpfs / "one.bin")
+        assert os.listdir(small_tmpfs) == ["exact.bin"]
+        assert not os.path.exists(shm_path(name + "x"))
+        assert seg.read(1, seg.size - 1) == b"E"
+        # the 129th attached process needs a table page that cannot be had: a clear
+        # NoSpaceError when it opens, never SIGBUS
+        start = mapshare._core.process_start(1)
+        with open(exact, "r+b") as f:
+            f.seek(2048 + 16)
+            f.write(struct.pack("<IIQ", 1, 1, start) * 127)  # slots 1-127: pid 1, alive
+            f.seek(100)
+            f.write(struct.pack("<II", 128, 128))  # attach_end, attach_hint
+        assert len(seg.info().attached) == 128
+        out = subprocess.run(
+            [sys.executable, "-c",
+             "import sys, mapshare\n"
+             "try:\n    mapshare.Segment.open(sys.argv[1])\n"
+             "except mapshare.NoSpaceError as e:\n    print('NoSpaceError', e)\n",
+             name],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert out.returncode == 0 and out.stdout.startswith("NoSpaceError"), out
+        assert len(seg.info().attached) == 128
+        assert seg.read(1, seg.size - 1) == b"E"
+        # the forged entries look alive, so closing would rightly keep the name
+        seg.unlink()

@@ -1,108 +1,29 @@
 """asyncio waits: Lock.acquire_async, Event.wait_async, Segment.wait_for_change_async and
-Semaphore.acquire_async complete when another process or thread acts, never block the
-event loop, time out with WaitTimeout, and cancel cleanly (nothing held or consumed)."""
+Semaphore.acquire_async complete when another thread acts, never block the event loop, time out with
+WaitTimeout, and cancel cleanly (nothing held or consumed).  When another process
+acts: tests/multiprocess/test_aio_processes.py."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 import mapshare
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "multiprocess"))
-import _sync_children as children
-from _sync_children import Child
+from support import WAITABLE_KINDS, async_waiter, make_waitable, with_ticker
 
 # Windows' time.monotonic (GetTickCount64 in CPython 3.11) ticks every ~15.6 ms: a timed
 # wait can measure one tick short there.
 TICK = 0.016 if sys.platform == "win32" else 0.0
 
-KINDS = ["lock", "event", "change", "semaphore"]
 
-
-def _make(kind: str, name: str) -> Any:
-    if kind == "lock":
-        return mapshare.Lock.create(name)
-    if kind == "event":
-        return mapshare.Event.create(name)
-    if kind == "change":
-        return mapshare.Segment.create(name, 64)
-    return mapshare.Semaphore.create(name, 0, maximum=1)
-
-
-def _waiter(kind: str, obj: Any, timeout: Any = None) -> Callable[[], Awaitable[Any]]:
-    if kind == "lock":
-        return lambda: obj.acquire_async(timeout)
-    if kind == "event":
-        return lambda: obj.wait_async(timeout)
-    if kind == "change":
-        since = obj.change_count
-        return lambda: obj.wait_for_change_async(since, timeout)
-    return lambda: obj.acquire_async(timeout)
-
-
-async def _with_ticker(aw: Awaitable[Any]) -> tuple[Any, int, float]:
-    """Await aw while a task ticks every 5 ms; return (result, ticks, longest gap)."""
-    ticks = 0
-    gap = 0.0
-    stop = False
-
-    async def tick() -> None:
-        nonlocal ticks, gap
-        last = time.monotonic()
-        while not stop:
-            await asyncio.sleep(0.005)
-            now = time.monotonic()
-            gap = max(gap, now - last)
-            last = now
-            ticks += 1
-
-    t = asyncio.create_task(tick())
-    try:
-        result = await aw
-    finally:
-        stop = True
-        await t
-    return result, ticks, gap
-
-
-@pytest.mark.parametrize("method", ["fork", "spawn"])
-@pytest.mark.parametrize("kind", KINDS)
-def test_async_wait_completes_when_other_process_acts(method: str, kind: str,
-                                                      name: str) -> None:
-    obj = _make(kind, name)
-    child = Child(method, children.act_later, kind, name, 0.5)
-    try:
-        assert child.recv() == "ready"
-        since = obj.change_count if kind == "change" else None
-        result, ticks, _gap = asyncio.run(_with_ticker(_waiter(kind, obj, 30)()))
-        if kind == "change":
-            assert result == (since + 1) & 0xFFFFFFFF
-        else:
-            assert result is True
-        # the loop kept running during ~0.5 s of waiting: a blocked loop ticks ~once
-        assert ticks >= 10, ticks
-        assert child.result() is None
-        if kind == "lock":
-            assert obj.locked() and obj.state().holder == threading.get_native_id()
-            obj.release()
-        if kind == "semaphore":
-            assert obj.value == 0
-    finally:
-        child.stop()
-        obj.close()
-
-
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", WAITABLE_KINDS)
 def test_async_wait_completes_when_other_thread_acts(kind: str, name: str) -> None:
-    obj = _make(kind, name)
+    obj = make_waitable(kind, name)
     held = threading.Event()
     go = threading.Event()
 
@@ -128,11 +49,11 @@ def test_async_wait_completes_when_other_thread_acts(kind: str, name: str) -> No
     t.start()
     try:
         assert held.wait(30)
-        waiter = _waiter(kind, obj, 30)
+        waiter = async_waiter(kind, obj, 30)
 
         async def main() -> Any:
             go.set()
-            return await _with_ticker(waiter())
+            return await with_ticker(waiter())
 
         result, ticks, _ = asyncio.run(main())
         assert result is not None and result is not False
@@ -145,9 +66,9 @@ def test_async_wait_completes_when_other_thread_acts(kind: str, name: str) -> No
         obj.close()
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", WAITABLE_KINDS)
 def test_async_timeout_raises_wait_timeout(kind: str, name: str) -> None:
-    obj = _make(kind, name)
+    obj = make_waitable(kind, name)
     holder = None
     release = threading.Event()
     if kind == "lock":
@@ -165,11 +86,11 @@ def test_async_timeout_raises_wait_timeout(kind: str, name: str) -> None:
     try:
         t0 = time.monotonic()
         with pytest.raises(mapshare.WaitTimeout):
-            asyncio.run(_with_ticker(_waiter(kind, obj, 0.3)()))
+            asyncio.run(with_ticker(async_waiter(kind, obj, 0.3)()))
         elapsed = time.monotonic() - t0
         assert 0.3 - TICK <= elapsed < 5.0
         with pytest.raises(TimeoutError):
-            asyncio.run(_waiter(kind, obj, 0)())
+            asyncio.run(async_waiter(kind, obj, 0)())
     finally:
         release.set()
         if holder is not None:
@@ -177,12 +98,12 @@ def test_async_timeout_raises_wait_timeout(kind: str, name: str) -> None:
         obj.close()
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", WAITABLE_KINDS)
 def test_async_cancel_is_prompt_and_clean(kind: str, name: str) -> None:
     """task.cancel() ends the await with CancelledError at once; afterwards the lock is
     not held by us and no semaphore unit was consumed, even once the resource becomes
     available while the background wait slice is still running."""
-    obj = _make(kind, name)
+    obj = make_waitable(kind, name)
     release = threading.Event()
     holder = None
     if kind == "lock":
@@ -199,7 +120,7 @@ def test_async_cancel_is_prompt_and_clean(kind: str, name: str) -> None:
         assert held.wait(30)
 
     async def main() -> float:
-        task = asyncio.create_task(_waiter(kind, obj, None)())
+        task = asyncio.create_task(async_waiter(kind, obj, None)())
         await asyncio.sleep(0.1)
         assert not task.done()
         t0 = time.monotonic()

@@ -4,24 +4,20 @@ read-only results, refusals, and the rule that only receive_object unpickles.
 
 from __future__ import annotations
 
-import os
 import pickle
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
-
-import mapshare
-from mapshare import Channel
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "multiprocess"))
 from _channel_children import (
     MakeFileWhenUnpickled,
     array_cases,
     object_cases,
 )
+
+import mapshare
+from mapshare import Channel
 
 
 @pytest.fixture

@@ -2,27 +2,19 @@
 
 Threads sharing one handle wait (not fail) while another thread has a loan or a view
 open; close() right after a cancelled asyncio wait works at once; tasks of one loop
-queue up on a Lock; the async forms of every send/receive call exist and work against
-a peer process."""
+queue up on a Lock.  The async forms of every send/receive call against a peer
+process: tests/multiprocess/test_channel_processes.py."""
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing as mp
-import os
-import sys
 import threading
-import time
 from typing import Any
 
-import numpy as np
 import pytest
 
 import mapshare
 from mapshare import Channel
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "multiprocess"))
-import _channel_children as cc
 
 JOIN = 60  # bounds a hang, never a speed assertion
 
@@ -148,41 +140,3 @@ def test_tasks_of_one_loop_queue_on_a_lock(name: str) -> None:
         lk.close()
 
 
-def test_async_forms_against_a_peer_process(name: str) -> None:
-    ctx = mp.get_context("spawn")
-    arr = np.arange(12, dtype=np.float32).reshape(3, 4)
-    with Channel.create(name, 1 << 16) as ch:
-        try:
-            async def main() -> None:
-                await ch.send_object_async({"x": 1})
-                await ch.send_array_async(arr)
-                assert await ch.send_many_async([b"1", b"2"]) == 2
-                echo = ctx.Process(target=cc.echo_kinds, args=(name, 4))
-                echo.start()
-                try:
-                    # the peer echoes each message back with its kind, through "name.back"
-                    back = None
-                    deadline = time.monotonic() + JOIN
-                    while back is None:
-                        try:
-                            back = Channel.open(name + ".back")
-                        except mapshare.SegmentNotFoundError:
-                            assert time.monotonic() < deadline
-                            await asyncio.sleep(0.01)
-                    with back:
-                        assert await back.receive_object_async(JOIN) == {"x": 1}
-                        got = await back.receive_array_async(JOIN)
-                        assert np.array_equal(got, arr) and got.dtype == arr.dtype
-                        many: list[bytes] = []
-                        while len(many) < 2:
-                            many += await back.receive_many_async(10, JOIN)
-                        assert many == [b"1", b"2"]
-                        with pytest.raises(mapshare.WaitTimeout):
-                            await back.receive_any_async(0.05)
-                finally:
-                    echo.join(JOIN)
-                    assert echo.exitcode == 0
-
-            asyncio.run(main())
-        finally:
-            ch.unlink()

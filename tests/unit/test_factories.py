@@ -6,8 +6,6 @@ from __future__ import annotations
 import inspect
 import math
 import os
-import subprocess
-import sys
 import threading
 import time
 from typing import Any, Callable
@@ -122,24 +120,6 @@ def test_open_waits_for_the_name_to_appear(cls: type[Any], name: str) -> None:
         t.join()
         for m in made:
             m.close()
-
-
-def test_open_wait_none_waits_for_a_process_that_creates_later(name: str) -> None:
-    child = subprocess.Popen([
-        sys.executable, "-c",
-        "import sys, time, mapshare\n"
-        "time.sleep(0.5)\n"
-        "ch = mapshare.Channel.create(sys.argv[1], 4096)\n"
-        "ch.send(b'hi')\n"
-        "ch.receive(timeout=30) if False else time.sleep(2)\n"
-        "ch.close()\n",
-        name,
-    ])
-    try:
-        with mapshare.Channel.open(name, wait=None) as ch:
-            assert ch.receive(timeout=30) == b"hi"
-    finally:
-        child.wait(60)
 
 
 def test_open_wait_gives_up_with_the_name(name: str) -> None:

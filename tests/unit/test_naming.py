@@ -4,26 +4,13 @@ and detection of two long names that share an OS name."""
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 
 import mapshare
 from mapshare import _naming
 from mapshare.testing import shm_entries
-
-WINDOWS = sys.platform == "win32"
-
-
-def _shm(name: str) -> str:
-    return "/dev/shm" + _naming.os_name(name)
-
-
-def _exists(name: str) -> bool:
-    """Whether the OS object of ``name`` exists (Windows: a listed named section)."""
-    if WINDOWS:
-        return _naming.os_name(name) in shm_entries()
-    return os.path.exists(_shm(name))
+from support import exists
 
 
 def _tag() -> str:
@@ -81,13 +68,13 @@ def test_names_of_20_21_255_chars_work_end_to_end(length: int) -> None:
     name = (tag + "n" * 300)[:length]
     with mapshare.Segment.create(name, 100) as seg:
         assert seg.name == name
-        assert _exists(name)
+        assert exists(name)
         seg.write(b"long")
         with mapshare.Segment.open(name) as other:
             assert other.name == name and other.read(4) == b"long"
             assert other.info().name == name
         assert [i.name for i in mapshare.segments() if i.os_name == seg.os_name] == [name]
-    assert not _exists(name)
+    assert not exists(name)
 
 
 def test_256_chars_is_refused() -> None:
@@ -106,7 +93,7 @@ def test_case_variants_are_distinct(length: int) -> None:
         b.write(b"lower")
         with mapshare.Segment.open(upper) as a2, mapshare.Segment.open(lower) as b2:
             assert a2.read(5) == b"UPPER" and b2.read(5) == b"lower"
-    assert not _exists(upper) and not _exists(lower)
+    assert not exists(upper) and not exists(lower)
 
 
 @pytest.mark.posix_only("moves an object to another name through /dev/shm")

@@ -10,10 +10,6 @@ import gc
 import os
 import stat
 import struct
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from multiprocessing import shared_memory
 from pathlib import Path
 
@@ -21,64 +17,30 @@ import pytest
 
 import mapshare
 from mapshare import _naming
-from mapshare.testing import shm_entries
+from support import (
+    NO_PERSISTENT_SHM,
+    OFF_DATA_OFFSET,
+    OFF_MAGIC,
+    OFF_SIZE,
+    OFF_STATE,
+    OFF_TOTAL,
+    OFF_VERSION,
+    ROOT,
+    WINDOWS,
+    exists,
+    poke,
+    shm_path,
+)
 
-ROOT = hasattr(os, "getuid") and os.getuid() == 0
-WINDOWS = sys.platform == "win32"
-NO_PERSISTENT_SHM = ("lifetime='persistent' needs a backing file on Windows "
-                     "(UnsupportedError, see docs/platforms.md)")
 HEADER = mapshare._core.HEADER_SIZE  # header page + attach table (csrc/layout.h)
 NOBODY = 65534
-
-# header field offsets (csrc/layout.h)
-OFF_MAGIC, OFF_VERSION, OFF_SIZE, OFF_TOTAL = 0, 8, 24, 40
-OFF_DATA_OFFSET, OFF_CREATOR_PID, OFF_CREATOR_START, OFF_STATE = 32, 48, 56, 72
-
-
-def _shm(name: str) -> str:
-    return "/dev/shm" + _naming.os_name(name)
-
-
-def _exists(name: str) -> bool:
-    """Whether the OS object of ``name`` exists (Windows: a listed named section)."""
-    if WINDOWS:
-        return _naming.os_name(name) in shm_entries()
-    return os.path.exists(_shm(name))
-
-
-def _poke(name: str, offset: int, data: bytes) -> None:
-    """Write raw bytes into the OS object behind ``name`` (through the file system)."""
-    fd = os.open(_shm(name), os.O_RDWR)
-    try:
-        os.pwrite(fd, data, offset)
-    finally:
-        os.close(fd)
 
 
 def _remove(name: str) -> None:
     try:
-        os.unlink(_shm(name))
+        os.unlink(shm_path(name))
     except FileNotFoundError:
         pass
-
-
-def _dead_pid() -> int:
-    p = subprocess.Popen(["true"])
-    p.wait()
-    return p.pid
-
-
-@pytest.fixture
-def persistent(name: str) -> Iterator[str]:
-    """A closed persistent segment of 8192 bytes holding b'payload' at 0; removed after."""
-    if WINDOWS:
-        pytest.skip(NO_PERSISTENT_SHM)
-    with mapshare.Segment.create(name, 8192, lifetime="persistent") as seg:
-        seg.write(b"payload")
-    try:
-        yield name
-    finally:
-        _remove(name)
 
 
 # ---- file-backed data -----------------------------------------------------------------
@@ -107,7 +69,7 @@ def test_file_backed_flush_puts_data_in_file(name: str, tmp_path: Path) -> None:
     assert data in path.read_bytes()
     with mapshare.Segment.open(path=path) as again:
         assert again.read(len(data), offset=123) == data
-    assert not _exists(name)
+    assert not exists(name)
 
 
 def test_file_backed_durable_flush(name: str, tmp_path: Path) -> None:
@@ -126,7 +88,7 @@ def test_file_backed_create_refuses_existing_file(name: str, tmp_path: Path) -> 
     with pytest.raises(FileExistsError):
         mapshare.Segment.create(name, 4096, path=path)
     assert path.read_bytes() == b"do not touch"
-    assert not _exists(name)
+    assert not exists(name)
 
 
 def test_open_by_path_with_wrong_name_is_layout_error(names: object, tmp_path: Path) -> None:
@@ -202,7 +164,7 @@ def test_invalid_access_and_lifetime_and_mode(name: str) -> None:
         with pytest.raises(ValueError):
             mapshare.Segment.open(name, access="w")  # type: ignore[arg-type]
         assert seg.size == 10
-    assert not _exists(name)
+    assert not exists(name)
 
 
 # ---- views ----------------------------------------------------------------------------
@@ -284,7 +246,7 @@ def test_close_leaves_live_views_valid(name: str) -> None:
     # the handle itself (Linux removed the name at close())
     del seg
     gc.collect()
-    assert not _exists(name)
+    assert not exists(name)
 
 
 # ---- a segment over 4 GiB -------------------------------------------------------------
@@ -319,7 +281,7 @@ def test_segment_over_4_gib(name: str) -> None:
             seg.write(b"xx", offset=BIG - 1)
     finally:
         seg.close()
-    assert not _exists(name)  # 'shared': the 4 GiB are given back
+    assert not exists(name)  # 'shared': the 4 GiB are given back
 
 
 # ---- permissions ----------------------------------------------------------------------
@@ -328,7 +290,7 @@ def test_segment_over_4_gib(name: str) -> None:
 @pytest.mark.posix_only("POSIX mode bits (Windows: a DACL, which Wine does not enforce)")
 def test_default_mode_is_0600(name: str) -> None:
     with mapshare.Segment.create(name, 64) as seg:
-        assert stat.S_IMODE(os.stat(_shm(name)).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(shm_path(name)).st_mode) == 0o600
         assert seg.info().mode & 0o777 == 0o600
 
 
@@ -337,7 +299,7 @@ def test_explicit_mode_is_not_cut_by_umask(name: str) -> None:
     old = os.umask(0o077)
     try:
         with mapshare.Segment.create(name, 64, mode=0o640):
-            assert stat.S_IMODE(os.stat(_shm(name)).st_mode) == 0o640
+            assert stat.S_IMODE(os.stat(shm_path(name)).st_mode) == 0o640
     finally:
         os.umask(old)
 
@@ -351,7 +313,7 @@ def test_file_backed_default_mode(name: str, tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not ROOT, reason="chown to another uid needs root")
 def test_foreign_owner_is_refused(persistent: str) -> None:
-    os.chown(_shm(persistent), NOBODY, NOBODY)
+    os.chown(shm_path(persistent), NOBODY, NOBODY)
     with pytest.raises(mapshare.PermissionDeniedError) as err:
         mapshare.Segment.open(persistent)
     assert isinstance(err.value, PermissionError)
@@ -363,13 +325,13 @@ def test_foreign_owner_is_refused(persistent: str) -> None:
 
 
 def test_world_writable_is_refused(persistent: str) -> None:
-    os.chmod(_shm(persistent), 0o666)
+    os.chmod(shm_path(persistent), 0o666)
     with pytest.raises(mapshare.PermissionDeniedError):
         mapshare.Segment.open(persistent)
     with mapshare.Segment.open(persistent, allow_foreign=True) as seg:
         assert seg.read(7) == b"payload"
     # creating one world-writable on purpose is allowed, and then it opens with consent
-    os.unlink(_shm(persistent))
+    os.unlink(shm_path(persistent))
     with mapshare.Segment.create(persistent, 64, mode=0o666) as seg:
         with pytest.raises(mapshare.PermissionDeniedError):
             mapshare.Segment.open(persistent)
@@ -383,10 +345,10 @@ def test_shared_gone_after_last_close(name: str) -> None:
     seg = mapshare.Segment.create(name, 100)
     other = mapshare.Segment.open(name)
     seg.close()
-    assert _exists(name)
+    assert exists(name)
     assert other.read(1) == b"\0"
     other.close()
-    assert not _exists(name)
+    assert not exists(name)
     with pytest.raises(mapshare.SegmentNotFoundError) as err:
         mapshare.Segment.open(name)
     assert isinstance(err.value, FileNotFoundError)
@@ -396,7 +358,7 @@ def test_shared_gone_after_last_close(name: str) -> None:
 def test_shared_unlinked_while_open_keeps_working(name: str) -> None:
     with mapshare.Segment.create(name, 100) as seg:
         seg.unlink()
-        assert not _exists(name)
+        assert not exists(name)
         seg.write(b"ok")
         assert seg.read(2) == b"ok"
         with pytest.raises(mapshare.SegmentNotFoundError):
@@ -413,12 +375,12 @@ def test_persistent_until_unlink(name: str) -> None:
     seg.write(b"stay")
     seg.close()
     try:
-        assert _exists(name)
+        assert exists(name)
         with mapshare.Segment.open(name) as again:
             assert again.lifetime == "persistent"
             assert again.read(4) == b"stay"
             again.unlink()
-        assert not _exists(name)
+        assert not exists(name)
         with pytest.raises(mapshare.SegmentNotFoundError):
             mapshare.Segment.open(name)
     finally:
@@ -450,7 +412,7 @@ def test_persistent_until_unlink(name: str) -> None:
 )
 def test_corrupt_header_is_layout_error(persistent: str, what: str, offset: int,
                                         data: bytes) -> None:
-    _poke(persistent, offset, data)
+    poke(persistent, offset, data)
     with pytest.raises(mapshare.LayoutError):
         mapshare.Segment.open(persistent)
     with pytest.raises(mapshare.LayoutError):
@@ -471,33 +433,14 @@ def test_corrupt_header_through_raw_mapping(persistent: str) -> None:
 
 
 def test_truncated_object_is_layout_error(persistent: str) -> None:
-    os.truncate(_shm(persistent), HEADER + 100)  # shorter than total_size says
+    os.truncate(shm_path(persistent), HEADER + 100)  # shorter than total_size says
     with pytest.raises(mapshare.LayoutError):
         mapshare.Segment.open(persistent)
 
 
-def test_never_finished_header(persistent: str) -> None:
-    _poke(persistent, OFF_MAGIC, b"\0" * 8)
-    _poke(persistent, OFF_CREATOR_PID, struct.pack("<I", _dead_pid()))
-    t0 = time.monotonic()
-    with pytest.raises(mapshare.LayoutError) as err:
-        mapshare.Segment.open(persistent, init_timeout=0.2)
-    assert time.monotonic() - t0 < 30  # it gave up instead of hanging
-    assert "never finished" in str(err.value)
-    info = [i for i in mapshare.segments() if i.os_name == _naming.os_name(persistent)]
-    assert info[0].state == "initializing"
-    # young: gc leaves it (its creator might still be writing); old: gc removes it
-    assert not [r for r in mapshare.collect() if r.os_name == info[0].os_name]
-    past = time.time() - 3600
-    os.utime(_shm(persistent), (past, past))
-    removed = [r for r in mapshare.collect() if r.os_name == info[0].os_name]
-    assert len(removed) == 1 and "never finished" in removed[0].reason
-    assert not os.path.exists(_shm(persistent))
-
-
 @pytest.mark.posix_only("makes an empty object through /dev/shm")
 def test_empty_object_is_initializing(name: str) -> None:
-    fd = os.open(_shm(name), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    fd = os.open(shm_path(name), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
     os.close(fd)
     try:
         with pytest.raises(mapshare.LayoutError):
@@ -516,7 +459,7 @@ def test_destroyed_but_still_named_is_listed_and_collected(name: str,
     with mapshare.Segment.create(name, 5000, lifetime="persistent"):
         pass
     try:
-        _poke(name, OFF_STATE, struct.pack("<I", 2))  # MS_STATE_DESTROYED
+        poke(name, OFF_STATE, struct.pack("<I", 2))  # MS_STATE_DESTROYED
         with pytest.raises(mapshare.SegmentNotFoundError):
             mapshare.Segment.open(name, init_timeout=0.1)
         # the tools list it instead of crashing
@@ -532,79 +475,16 @@ def test_destroyed_but_still_named_is_listed_and_collected(name: str,
         removed = [r for r in mapshare.collect() if r.os_name == _naming.os_name(name)]
         assert len(removed) == 1 and "destroyed" in removed[0].reason
         assert removed[0].name == name
-        assert not _exists(name)
+        assert not exists(name)
         # the name is free again
         mapshare.Segment.create(name, 10).close()
         # and create() itself reclaims a destroyed one (no gc needed)
         with mapshare.Segment.create(name, 5000, lifetime="persistent"):
             pass
-        _poke(name, OFF_STATE, struct.pack("<I", 2))
+        poke(name, OFF_STATE, struct.pack("<I", 2))
         mapshare.Segment.create(name, 10).close()
     finally:
         _remove(name)
-
-
-# ---- a full tmpfs ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    if not ROOT:
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
-
-
-def test_full_tmpfs_raises_no_space_at_create(name: str, small_tmpfs: Path) -> None:
-    path = small_tmpfs / "big.bin"
-    with pytest.raises(mapshare.NoSpaceError) as err:
-        mapshare.Segment.create(name, 2 << 20, path=path)
-    assert isinstance(err.value, OSError)
-    assert not path.exists()
-    assert os.listdir(small_tmpfs) == []
-    assert not _exists(name)
-    # exactly the limit fits (header page + user area == 1 MiB: the rest of the attach
-    # table is reserved page by page, only once more than 128 processes attach)...
-    exact = small_tmpfs / "exact.bin"
-    with mapshare.Segment.create(name, (1 << 20) - 4096, path=exact) as seg:
-        seg.write(b"E", offset=seg.size - 1)  # touching the last page is safe
-        assert os.stat(exact).st_blocks * 512 == 1 << 20
-        # ...and then nothing more does
-        with pytest.raises(mapshare.NoSpaceError):
-            mapshare.Segment.create(name + "x", 1, path=small_tmpfs / "one.bin")
-        assert os.listdir(small_tmpfs) == ["exact.bin"]
-        assert not os.path.exists(_shm(name + "x"))
-        assert seg.read(1, seg.size - 1) == b"E"
-        # the 129th attached process needs a table page that cannot be had: a clear
-        # NoSpaceError when it opens, never SIGBUS
-        start = mapshare._core.process_start(1)
-        with open(exact, "r+b") as f:
-            f.seek(2048 + 16)
-            f.write(struct.pack("<IIQ", 1, 1, start) * 127)  # slots 1-127: pid 1, alive
-            f.seek(100)
-            f.write(struct.pack("<II", 128, 128))  # attach_end, attach_hint
-        assert len(seg.info().attached) == 128
-        out = subprocess.run(
-            [sys.executable, "-c",
-             "import sys, mapshare\n"
-             "try:\n    mapshare.Segment.open(sys.argv[1])\n"
-             "except mapshare.NoSpaceError as e:\n    print('NoSpaceError', e)\n",
-             name],
-            capture_output=True, text=True, timeout=60,
-        )
-        assert out.returncode == 0 and out.stdout.startswith("NoSpaceError"), out
-        assert len(seg.info().attached) == 128
-        assert seg.read(1, seg.size - 1) == b"E"
-        # the forged entries look alive, so closing would rightly keep the name
-        seg.unlink()
 
 
 # ---- raw mappings of foreign objects --------------------------------------------------
@@ -676,7 +556,7 @@ def test_open_or_create_with_other_size_is_layout_error(name: str) -> None:
             mapshare.Segment.open_or_create(name, 2000)
         assert "1000" in str(err.value)
         assert seg.info().attached[0].handles == 1  # the failed attempt let go
-    assert not _exists(name)
+    assert not exists(name)
 
 
 def test_other_kinds_are_layout_errors(names: object) -> None:
@@ -779,7 +659,7 @@ def test_info_of_file_backed_and_persistent(name: str, tmp_path: Path) -> None:
         assert listed[0].path == (None if WINDOWS else str(path)) and listed[0].size == 100
         assert listed[0].kind == "segment"
         seg.unlink()
-    assert not _exists(name)
+    assert not exists(name)
     assert path.exists()
 
 

@@ -15,11 +15,9 @@ import pytest
 import mapshare
 from mapshare import _cli, _naming
 from mapshare.testing import shm_entries
+from support import NO_PERSISTENT_SHM, WINDOWS, exists, shm_path
 
 TIMEOUT = 60.0
-WINDOWS = sys.platform == "win32"
-NO_PERSISTENT_SHM = ("lifetime='persistent' needs a backing file on Windows "
-                     "(UnsupportedError, see docs/platforms.md)")
 
 HOLDER = """
 import sys, time, mapshare
@@ -28,17 +26,6 @@ seg.write(b"held")
 print("READY", flush=True)
 time.sleep(600)
 """
-
-
-def _shm(name: str) -> str:
-    return "/dev/shm" + _naming.os_name(name)
-
-
-def _exists(name: str) -> bool:
-    """Whether the OS object of ``name`` exists (Windows: a listed named section)."""
-    if WINDOWS:
-        return _naming.os_name(name) in shm_entries()
-    return os.path.exists(_shm(name))
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -67,7 +54,7 @@ def killed_holder(name: str) -> Iterator[str]:
         assert p.stdout.readline().strip() == "READY"
         os.kill(p.pid, signal.SIGKILL)
         assert p.wait(TIMEOUT) == -signal.SIGKILL
-        assert _exists(name)
+        assert exists(name)
         yield name
     finally:
         if p.poll() is None:
@@ -173,7 +160,7 @@ def test_rm_subprocess(names: object) -> None:
     r = cli("rm", a, b)
     assert r.returncode == 0, r.stderr
     assert f"removed {a}" in r.stdout and f"removed {b}" in r.stdout
-    assert not _exists(a) and not _exists(b)
+    assert not exists(a) and not exists(b)
     r = cli("rm", a)
     assert r.returncode == _cli.EXIT_NOT_FOUND and "no segment named" in r.stderr
 
@@ -184,7 +171,7 @@ def test_rm_in_process(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     with mapshare.Segment.create(name, 64) as seg:
         code, out, _ = run_main(capsys, "rm", name)
         assert code == 0 and f"removed {name}" in out
-        assert not _exists(name)
+        assert not exists(name)
         seg.write(b"still mapped")  # removing the name does not unmap anyone
         assert seg.read(12) == b"still mapped"
         with pytest.raises(mapshare.SegmentNotFoundError):
@@ -202,16 +189,16 @@ def test_gc_subprocess(killed_holder: str) -> None:
     assert r.returncode == 0, r.stderr
     line = next(ln for ln in r.stdout.splitlines() if f" {name} " in ln)
     assert line.startswith("would remove") and "dead" in line
-    assert _exists(name)
+    assert exists(name)
     r = cli("gc", "--dry-run", "--json")
     assert any(d["name"] == name for d in json.loads(r.stdout))
     r = cli("gc")
     assert r.returncode == 0, r.stderr
     lines = [ln for ln in r.stdout.splitlines() if f" {name} " in ln]
-    assert len(lines) == 1, (r.stdout, _exists(name))
+    assert len(lines) == 1, (r.stdout, exists(name))
     line = lines[0]
     assert line.startswith("removed") and "dead" in line
-    assert not _exists(name)
+    assert not exists(name)
     r = cli("gc")
     assert name not in r.stdout
 
@@ -223,10 +210,10 @@ def test_gc_in_process(killed_holder: str, capsys: pytest.CaptureFixture[str]) -
     assert [d["os_name"] for d in json.loads(out) if d["name"] == name] == [
         _naming.os_name(name)
     ]
-    assert _exists(name)
+    assert exists(name)
     code, out, _ = run_main(capsys, "gc")
     assert code == 0 and f"removed {name}" in out
-    assert not _exists(name)
+    assert not exists(name)
 
 
 @pytest.mark.posix_only(NO_PERSISTENT_SHM)
@@ -238,9 +225,9 @@ def test_gc_leaves_live_and_persistent(names: object, capsys: pytest.CaptureFixt
             code, out, _ = run_main(capsys, "gc")
             assert code == 0
             assert live not in out and pers not in out
-            assert _exists(live) and _exists(pers)
+            assert exists(live) and exists(pers)
         finally:
-            os.unlink(_shm(pers))
+            os.unlink(shm_path(pers))
 
 
 # ---- demo and usage ---------------------------------------------------------------------

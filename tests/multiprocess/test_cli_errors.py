@@ -15,13 +15,13 @@ import pytest
 
 import mapshare
 from mapshare import _cli, _naming
+from support import LINUX
 
 TIMEOUT = 60.0
 _SCRIPT = os.path.join(os.path.dirname(sys.executable), "mapshare")
 # the console script pip installed next to this Python (under Wine: python -m mapshare)
 EXE = shutil.which("mapshare") or (_SCRIPT if os.path.exists(_SCRIPT) else None)
 COMMAND = [EXE] if EXE else [sys.executable, "-m", "mapshare"]
-LINUX = sys.platform.startswith("linux")
 
 
 def run(*args: str, stdin: Optional[bytes] = None) -> subprocess.CompletedProcess[bytes]:

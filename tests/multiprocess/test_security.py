@@ -31,19 +31,13 @@ from mapshare import (
     Segment,
     SegmentExistsError,
     Semaphore,
-    _naming,
 )
+from support import LINUX, ROOT, shm_path
 
-LINUX = sys.platform.startswith("linux")
-ROOT = LINUX and os.geteuid() == 0
 NOBODY = 65534
 TIMEOUT = 120  # bounds a hang only
 
 pytestmark = pytest.mark.skipif(not LINUX, reason="POSIX modes and /dev/shm (Linux)")
-
-
-def shm_file(name: str) -> str:
-    return "/dev/shm" + _naming.os_name(name)
 
 
 def mode_of(path: str) -> int:
@@ -126,7 +120,7 @@ def test_every_object_is_owner_only_by_default(names: object, tmp_path: Path) ->
         fb = Segment.create(n6, 100, path=tmp_path / "backing")
         made.append((fb, n6))
         for _, n in made:
-            assert mode_of(shm_file(n)) == 0o600, n
+            assert mode_of(shm_path(n)) == 0o600, n
         assert mode_of(str(tmp_path / "backing")) == 0o600
     finally:
         os.umask(old)
@@ -145,7 +139,7 @@ def test_the_mode_asked_for_is_exact_whatever_the_umask(name: str) -> None:
     finally:
         os.umask(old)
     try:
-        assert mode_of(shm_file(name)) == 0o640
+        assert mode_of(shm_path(name)) == 0o640
     finally:
         seg.close()
         seg.unlink()
@@ -171,7 +165,7 @@ def test_a_segment_owned_by_another_uid_is_refused_unless_allowed(name: str) -> 
     seg = Segment.create(name, 64, lifetime="persistent")
     try:
         seg.write(b"mine")
-        os.chown(shm_file(name), NOBODY, NOBODY)
+        os.chown(shm_path(name), NOBODY, NOBODY)
         with pytest.raises(PermissionDeniedError, match=f"uid {NOBODY}"):
             Segment.open(name)
         with pytest.raises(PermissionDeniedError):
@@ -210,13 +204,13 @@ def test_a_name_precreated_by_another_user_is_detected_at_create(name: str) -> N
     """The attacker makes a valid-looking segment under our name first (so that we
     would write our data into memory they control): create() refuses and names them."""
     decoy = Segment.create(name, 64, lifetime="persistent", mode=0o644)
-    header = Path(shm_file(name)).read_bytes()
+    header = Path(shm_path(name)).read_bytes()
     decoy.close()
     decoy.unlink()
     r = run_as_nobody(
         f"""
         import os, zlib
-        fd = os.open({shm_file(name)!r}, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o666)
+        fd = os.open({shm_path(name)!r}, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o666)
         os.fchmod(fd, 0o666)
         # compressed: the header with its attach table is longer than one argument may be
         os.write(fd, zlib.decompress(bytes.fromhex({zlib.compress(header).hex()!r})))
@@ -226,13 +220,13 @@ def test_a_name_precreated_by_another_user_is_detected_at_create(name: str) -> N
     )
     try:
         assert r.stdout.strip() == "planted", r.stderr
-        assert os.stat(shm_file(name)).st_uid == NOBODY
+        assert os.stat(shm_path(name)).st_uid == NOBODY
         with pytest.raises(SegmentExistsError, match=f"owned by uid {NOBODY}"):
             Segment.create(name, 64)
         with pytest.raises(PermissionDeniedError):  # nor is it opened by mistake
             Segment.open(name)
     finally:
-        os.unlink(shm_file(name))
+        os.unlink(shm_path(name))
 
 
 @needs_root
@@ -242,7 +236,7 @@ def test_an_empty_object_precreated_by_another_user_is_detected_at_create(name: 
     r = run_as_nobody(
         f"""
         import os
-        os.close(os.open({shm_file(name)!r}, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o666))
+        os.close(os.open({shm_path(name)!r}, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o666))
         print("planted")
         """
     )
@@ -251,7 +245,7 @@ def test_an_empty_object_precreated_by_another_user_is_detected_at_create(name: 
         with pytest.raises(SegmentExistsError, match=f"owned by uid {NOBODY}"):
             Segment.create(name, 64)
     finally:
-        os.unlink(shm_file(name))
+        os.unlink(shm_path(name))
 
 
 # ---- symlinks -------------------------------------------------------------------------
@@ -266,7 +260,7 @@ def test_create_refuses_a_symlink_planted_at_the_path(name: str, tmp_path: Path)
         Segment.create(name, 4096, path=link)
     assert victim.read_bytes() == b"precious"
     assert os.path.islink(link)
-    assert not os.path.exists(shm_file(name))  # nothing left under the name
+    assert not os.path.exists(shm_path(name))  # nothing left under the name
     dangling = tmp_path / "dangling"
     dangling.symlink_to(tmp_path / "not-there")
     with pytest.raises(SegmentExistsError):
@@ -336,7 +330,7 @@ def test_a_scribbling_writer_cannot_crash_a_peer(name: str) -> None:
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready"
-        with open(shm_file(name), "r+b") as f, mmap.mmap(f.fileno(), 0) as m:
+        with open(shm_path(name), "r+b") as f, mmap.mmap(f.fileno(), 0) as m:
             # everything but the robust mutexes (their bytes are glibc's to parse; see
             # docs/security.md, residual risks): header fields, ring control, records
             spans = [
@@ -391,5 +385,5 @@ def test_only_receive_object_unpickles(name: str, tmp_path: Path) -> None:
         assert not marker.exists()
         # the explicit call does unpickle (which is why it is documented as trusted-only)
         ch.send_object(_Marker(str(marker)))
-        ch.receive_object(timeout=TIMEOUT)
+        ch.receive_object(timeout=TIMEOUT).close()  # what unpickling opened
         assert marker.exists()

@@ -21,10 +21,9 @@ from typing import Any
 
 import pytest
 
-from mapshare import Channel, Segment, _naming
+from mapshare import Channel, Segment
+from support import LINUX, ROOT, shm_path
 
-LINUX = sys.platform.startswith("linux")
-ROOT = LINUX and os.geteuid() == 0
 TIMEOUT = 180  # bounds a hang only
 
 pytestmark = pytest.mark.skipif(not LINUX, reason="/dev/shm, /proc and mounts (Linux)")
@@ -32,10 +31,6 @@ needs_ns = pytest.mark.skipif(
     not ROOT or shutil.which("unshare") is None,
     reason="needs root and unshare(1) to mount a small tmpfs in a private namespace",
 )
-
-
-def shm_file(name: str) -> str:
-    return "/dev/shm" + _naming.os_name(name)
 
 
 def run_py(code: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -303,13 +298,13 @@ def test_truncation_under_a_peer_raises_never_crashes(name: str, op: str, keep: 
     try:
         assert proc.stdout is not None and proc.stdin is not None
         assert proc.stdout.readline().strip() == "ready"
-        os.truncate(shm_file(name), keep)
+        os.truncate(shm_path(name), keep)
         out, err = proc.communicate("go\n", timeout=TIMEOUT)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        os.unlink(shm_file(name))
+        os.unlink(shm_path(name))
     assert proc.returncode == 0, (f"victim died: {exit_text(proc.returncode)}", err[-3000:])
     got = json.loads(out.strip().splitlines()[-1])
     assert got[0] in ("SegmentFaultError", "LayoutError"), got
@@ -350,8 +345,8 @@ def test_closing_a_handle_after_truncation_never_crashes(name: str, kind: str, k
     try:
         r = run_py(CLOSE_AFTER, name, kind, str(keep))
     finally:
-        if os.path.exists(shm_file(name)):
-            os.unlink(shm_file(name))
+        if os.path.exists(shm_path(name)):
+            os.unlink(shm_path(name))
     assert r.returncode == 0, (f"close() crashed: {exit_text(r.returncode)}", r.stderr[-2000:])
     assert last_json(r)[0] in ("closed", "SegmentFaultError", "LayoutError")
 
@@ -371,13 +366,13 @@ def test_truncation_wakes_a_sleeping_waiter_with_an_error(name: str) -> None:
         import time
 
         time.sleep(0.3)  # let it fall asleep (not a timing assertion: either way it must fault)
-        os.truncate(shm_file(name), 0)
+        os.truncate(shm_path(name), 0)
         out, err = proc.communicate(timeout=TIMEOUT)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        os.unlink(shm_file(name))
+        os.unlink(shm_path(name))
     assert proc.returncode == 0, (f"victim died: {exit_text(proc.returncode)}", err[-3000:])
     got = json.loads(out.strip().splitlines()[-1])
     assert got[0] == "asleep"
@@ -474,4 +469,4 @@ def test_ten_thousand_cycles_leak_no_fd_mapping_or_memory(name: str) -> None:
     assert fd1 == fd0, res
     assert maps1 <= maps0 + 2, res  # malloc may add an arena; no per-cycle mapping
     assert rss1 - rss0 < 5 * 1024 * 1024, res
-    assert not os.path.exists(shm_file(name))
+    assert not os.path.exists(shm_path(name))
