@@ -12,7 +12,7 @@ Windows (the suite also runs there, under Wine: tools/wine/run-tests.sh):
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -94,8 +94,11 @@ def _settle(os_names: list[str]) -> list[str]:
     return present
 
 
+NameFactory = Callable[[], str]
+
+
 @pytest.fixture
-def name(request: pytest.FixtureRequest) -> str:
+def name(request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh segment name; whatever is left under it is reported and removed."""
     n = unique_name()
     yield n
@@ -106,7 +109,7 @@ def name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def names() -> NameFactory:
+def names() -> Iterator[NameFactory]:
     """Several fresh names: names() returns a new one each call."""
     made: list[str] = []
 
@@ -119,9 +122,6 @@ def names() -> NameFactory:
     left = _settle([_naming.os_name(n) for n in made])
     _leaks.update(left)
     remove(left)
-
-
-NameFactory = object
 
 
 @pytest.fixture

@@ -10,17 +10,23 @@ modules do not import this one: some of them also run as scripts by path.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any, Union, cast
 
 import mapshare
 from mapshare import _naming
 from mapshare.testing import shm_entries
+
+if TYPE_CHECKING:
+    from multiprocessing.context import ForkContext, SpawnContext
+
+    MPContext = Union[ForkContext, SpawnContext]
 
 WINDOWS = sys.platform == "win32"
 LINUX = sys.platform.startswith("linux")
@@ -67,6 +73,14 @@ def dead_pid() -> int:
     return p.pid
 
 
+def mp_context(method: str) -> MPContext:
+    """``multiprocessing.get_context(method)`` for 'fork' or 'spawn', typed as the
+    context it is (get_context(str) is typed BaseContext, which has no Process)."""
+    if method not in ("fork", "spawn"):
+        raise ValueError(f"not a start method the tests use: {method!r}")
+    return cast("MPContext", multiprocessing.get_context(method))
+
+
 def stop(procs: Iterable[Any]) -> None:
     """SIGKILL (Windows: TerminateProcess) and reap whichever of these multiprocessing
     processes still run; processes never started are skipped."""
@@ -96,7 +110,9 @@ def make_waitable(kind: str, name: str) -> Any:
     return mapshare.Semaphore.create(name, 0, maximum=1)
 
 
-def async_waiter(kind: str, obj: Any, timeout: Any = None) -> Callable[[], Awaitable[Any]]:
+def async_waiter(
+    kind: str, obj: Any, timeout: Any = None
+) -> Callable[[], Coroutine[Any, Any, Any]]:
     """A function making the coroutine that waits on ``obj`` (made by make_waitable)."""
     if kind == "lock":
         return lambda: obj.acquire_async(timeout)

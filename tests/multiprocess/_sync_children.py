@@ -8,9 +8,12 @@ import signal
 import struct
 import sys
 import time
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Union, cast
 
 import mapshare
+
+if TYPE_CHECKING:
+    from multiprocessing.context import ForkContext, SpawnContext
 
 COUNTER = struct.Struct("<q")
 
@@ -385,7 +388,8 @@ class Child:
     def __init__(self, method: str, target: Any, *args: Any) -> None:
         import multiprocessing
 
-        ctx = multiprocessing.get_context(method)
+        # get_context(str) is typed BaseContext, which has no Process
+        ctx = cast("Union[ForkContext, SpawnContext]", multiprocessing.get_context(method))
         self.conn, w = ctx.Pipe(duplex=False)
         self.proc = ctx.Process(target=target, args=(*args, w), daemon=True)
         self.proc.start()

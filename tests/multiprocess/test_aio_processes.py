@@ -25,6 +25,7 @@ def test_async_wait_completes_when_other_process_acts(method: str, kind: str,
         since = obj.change_count if kind == "change" else None
         result, ticks, _gap = asyncio.run(with_ticker(async_waiter(kind, obj, 30)()))
         if kind == "change":
+            assert since is not None
             assert result == (since + 1) & 0xFFFFFFFF
         else:
             assert result is True

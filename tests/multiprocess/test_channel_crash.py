@@ -17,12 +17,12 @@ import pytest
 
 import mapshare
 from mapshare import Channel
-from support import KILLED, WINDOWS, stop
+from support import KILLED, WINDOWS, mp_context, stop
 
 JOIN = 120  # seconds: bounds a hang, never a speed assertion
 # The children take names, not handles, so the crash tests hold under 'spawn' too: on
 # Windows (no fork) they run with it.  Linux: 'fork', as the issue asks.
-CTX = mp.get_context("spawn" if WINDOWS else "fork")
+CTX = mp_context("spawn" if WINDOWS else "fork")
 SPAWN = mp.get_context("spawn")
 # Senders killed mid-stream.  Each Windows kill costs a spawn (~0.5 s under Wine).
 SENDER_KILLS = 30 if WINDOWS else 100

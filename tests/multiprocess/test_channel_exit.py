@@ -19,6 +19,7 @@ import pytest
 
 import mapshare
 from mapshare import Channel
+from support import mp_context
 
 JOIN = 120  # seconds: bounds a hang, never a speed assertion
 
@@ -76,7 +77,7 @@ def test_a_producer_that_exits_normally_is_not_a_broken_peer(name: str, how: str
 def test_a_multiprocessing_child_that_returns_is_not_a_broken_peer(
     name: str, method: str
 ) -> None:
-    ctx = mp.get_context(method)
+    ctx = mp_context(method)
     with Channel.create(name, 4096) as ch:
         try:
             p = ctx.Process(target=cc.send_and_return, args=(name, [b"a", b"b"]))
@@ -243,7 +244,7 @@ def test_cli_receive_follow_survives_normal_exits_and_a_killed_producer(name: st
 def test_more_senders_than_the_peer_table_holds(name: str) -> None:
     """20 sender processes (the table lists 16): killing the 16 listed ones while 4
     unlisted ones live is no broken channel, and statistics count every live sender."""
-    ctx = mp.get_context("spawn" if sys.platform == "win32" else "fork")
+    ctx = mp_context("spawn" if sys.platform == "win32" else "fork")
     with Channel.create(name, 1 << 16) as ch:
         procs: list[Any] = []
         try:

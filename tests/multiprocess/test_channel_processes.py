@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import _channel_children as cc
 import numpy as np
@@ -24,7 +24,7 @@ import pytest
 
 import mapshare
 from mapshare import Channel
-from support import WINDOWS, stop
+from support import WINDOWS, mp_context, stop
 
 JOIN = 120  # seconds: bounds a hang, never a speed assertion
 # For tests whose children take names (not handles): 'fork' as the issue asks; Windows
@@ -63,7 +63,7 @@ def test_four_senders_four_receivers_every_message_exactly_once(
     and each receiver sees each sender's messages in the order they were sent.  The
     ring (256 KiB, or 72 KiB: barely more than the largest message) wraps thousands of
     times."""
-    ctx = mp.get_context(method)
+    ctx = mp_context(method)
     senders = 4
     per = total // senders
     ch = Channel.create(name, capacity)
@@ -143,7 +143,7 @@ def _same(a: Any, b: Any) -> bool:
 
 @pytest.mark.parametrize("method", ["spawn", "fork"])
 def test_objects_and_arrays_from_a_child_are_equal(channel: Channel, method: str) -> None:
-    ctx = mp.get_context(method)
+    ctx = mp_context(method)
     procs = [
         ctx.Process(target=cc.send_objects, args=(channel.name,)),
     ]
@@ -168,7 +168,7 @@ def test_objects_and_arrays_from_a_child_are_equal(channel: Channel, method: str
 
 @pytest.mark.parametrize("method", ["spawn", "fork"])
 def test_objects_and_arrays_to_a_child_are_equal(channel: Channel, method: str) -> None:
-    ctx = mp.get_context(method)
+    ctx = mp_context(method)
     q = ctx.Queue()
     objs, arrs = cc.object_cases(), cc.array_cases()
     p = ctx.Process(
@@ -219,7 +219,7 @@ def test_a_pickle_sent_as_bytes_is_never_unpickled_by_the_receiver(
 
 @pytest.mark.parametrize("method", ["spawn", "fork"])
 def test_close_sending_ends_iteration_in_every_receiver(channel: Channel, method: str) -> None:
-    ctx = mp.get_context(method)
+    ctx = mp_context(method)
     q = ctx.Queue()
     procs = [ctx.Process(target=cc.iterate_report, args=(channel.name, q)) for _ in range(3)]
     try:
@@ -249,7 +249,7 @@ def test_channel_broken_when_every_sender_was_killed(
     """Two senders send and are SIGKILLed without closing: the receiver gets what they
     sent, then BrokenChannelError instead of waiting forever (timeout=None) - whether it was
     already asleep when the last sender died or came later."""
-    ctx = mp.get_context(FORK_OR_SPAWN)
+    ctx = mp_context(FORK_OR_SPAWN)
     ch = Channel.create(name, 4096)
     q = ctx.Queue()
     ev = [ctx.Event(), ctx.Event()]
@@ -314,7 +314,7 @@ def test_sender_closing_its_handle_does_not_break_the_channel(name: str) -> None
 
 
 def test_one_sender_killed_while_another_lives_is_not_broken(name: str) -> None:
-    ctx = mp.get_context(FORK_OR_SPAWN)
+    ctx = mp_context(FORK_OR_SPAWN)
     ch = Channel.create(name, 4096)
     ev = ctx.Event()
     victim = ctx.Process(target=cc.send_then_wait, args=(name, [b"v"], ev))
@@ -342,7 +342,7 @@ def test_a_forked_child_does_not_inherit_the_parents_loan_view_or_registration(
     ch = Channel.create(name, 4096)
     q = ctx.Queue()
     go = ctx.Event()
-    child = None
+    child: Optional[mp.context.ForkProcess] = None
     try:
         ch.send(b"queued")  # the parent is a registered sender (and receiver below)
         ch.receive()
@@ -363,6 +363,7 @@ def test_a_forked_child_does_not_inherit_the_parents_loan_view_or_registration(
             assert outcome == ["WaitTimeout", "ok"]  # waited for the parent's send lock
         else:
             assert outcome == ["ok", "WaitTimeout"]  # waited for the parent's receive lock
+        assert child is not None  # (mypy: the with block above could have swallowed)
         child.kill()
         child.join(JOIN)
         assert ch.statistics().senders == 1
@@ -429,7 +430,7 @@ def test_asyncio_in_a_child_forked_after_the_parent_used_it(name: str) -> None:
 def test_close_sending_releases_a_sender_blocked_in_another_process(
     name: str, method: str
 ) -> None:
-    ctx = mp.get_context(method)
+    ctx = mp_context(method)
     ch = Channel.create(name, 256)
     q = ctx.Queue()
     p = ctx.Process(target=cc.blocked_send_report, args=(name, q))
@@ -451,7 +452,7 @@ def test_close_sending_releases_a_sender_blocked_in_another_process(
 
 
 def test_statistics_count_peers_in_other_processes(name: str) -> None:
-    ctx = mp.get_context(FORK_OR_SPAWN)
+    ctx = mp_context(FORK_OR_SPAWN)
     ch = Channel.create(name, 4096)
     evs = [ctx.Event() for _ in range(2)]
     procs = [ctx.Process(target=cc.send_then_wait, args=(name, [b"x"], e)) for e in evs]
@@ -478,7 +479,7 @@ def test_statistics_count_peers_in_other_processes(name: str) -> None:
 
 def cli(
     *args: str, stdin: bytes | None = None, timeout: float = JOIN
-) -> subprocess.CompletedProcess:
+) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [sys.executable, "-m", "mapshare", *args],
         input=stdin,
@@ -519,7 +520,7 @@ def test_cli_send_receive_and_info(channel: Channel) -> None:
 
 
 def test_cli_info_shows_live_peers(channel: Channel) -> None:
-    ctx = mp.get_context(FORK_OR_SPAWN)
+    ctx = mp_context(FORK_OR_SPAWN)
     ev = ctx.Event()
     p = ctx.Process(target=cc.send_then_wait, args=(channel.name, [b"q"], ev))
     try:

@@ -22,7 +22,6 @@ about a minute on 2 cores).  A summary of the counts is printed (``-s``) and wri
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import random
 import signal
@@ -38,6 +37,7 @@ import pytest
 import mapshare
 from mapshare import Channel, Event, Segment
 from mapshare._segment import segment_info
+from support import mp_context
 
 N = int(os.environ.get("MAPSHARE_CRASH_N", "100"))
 TIMEOUT = 30.0  # bounds a hang (a deadlock), never a speed assertion
@@ -53,7 +53,7 @@ def contexts() -> Iterator[tuple[int, Any]]:
     rng = random.Random(os.environ.get("MAPSHARE_CRASH_SEED", "mapshare"))
     for i in range(N):
         method = "spawn" if i % 10 == 0 else "fork"
-        yield i, (mp.get_context(method), rng)
+        yield i, (mp_context(method), rng)
 
 
 def run_and_kill(
@@ -224,7 +224,10 @@ class Receiver(threading.Thread):
 
     def __init__(self, ch: Channel) -> None:
         super().__init__(daemon=True)
-        self.ch, self.got, self.stop, self.error = ch, [], threading.Event(), None
+        self.ch = ch
+        self.got: list[int] = []
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
 
     def run(self) -> None:
         try:

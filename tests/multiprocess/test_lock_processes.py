@@ -20,6 +20,7 @@ import pytest
 from _sync_children import FORK_OR_SPAWN, KILLED, WINDOWS, Child
 
 import mapshare
+from support import mp_context
 
 CONTEXTS = ["spawn", "fork"]
 # Lock operations per process in the counting test.  On Windows every contended lock
@@ -73,9 +74,8 @@ def test_four_processes_count_exactly(method: str, which: str, names: Any) -> No
     (COUNT_PER_PROCESS)."""
     seg_name = names()
     n, procs = COUNT_PER_PROCESS, 4
-    import multiprocessing
 
-    start = multiprocessing.get_context(method).Event()
+    start = mp_context(method).Event()
     with mapshare.Segment.create(seg_name, 64) as seg:
         named = mapshare.Lock.create(names()) if which == "named-lock" else None
         kids: list[Child] = []
@@ -107,8 +107,8 @@ def _kill_round(lock: mapshare.Lock, method: str, mode: str, rng: random.Random,
         target = children.hold_named_then_sleep if mode == "hold" else children.churn_named
         child = Child(method, target, lock.name)
     else:
-        target = children.hold_then_sleep if mode == "hold" else children.churn
-        child = Child(method, target, lock)
+        target_with_lock = children.hold_then_sleep if mode == "hold" else children.churn
+        child = Child(method, target_with_lock, lock)
     try:
         assert child.recv(30) in ("held", "started")
         time.sleep(rng.random() * 0.004)
@@ -266,6 +266,7 @@ def test_sigint_interrupts_blocked_wait(method: str, kind: str, name: str) -> No
         assert child.recv() == "ready"
         time.sleep(0.3)  # let it get past spinning, into the sleep
         assert child.proc.is_alive() and not child.conn.poll(0)
+        assert child.proc.pid is not None
         t0 = time.monotonic()
         os.kill(child.proc.pid, signal.SIGINT)
         msg = child.recv(10)

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import _sync_children as children
@@ -250,13 +251,13 @@ def _info(name: str) -> tuple[dict[str, Any], str]:
     return json.loads(js.stdout), txt.stdout
 
 
-def _until(pred: Any, timeout: float = 10.0) -> bool:
+def _until(pred: Callable[[], object], timeout: float = 10.0) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if pred():
             return True
         time.sleep(0.01)
-    return pred()
+    return bool(pred())
 
 
 @pytest.mark.parametrize("kind", ["event", "semaphore"])

@@ -21,6 +21,7 @@ import pytest
 import mapshare
 from mapshare import _naming
 from mapshare.testing import shm_entries
+from support import mp_context
 
 pytestmark = pytest.mark.posix_only("SIGKILL, /dev/shm")
 
@@ -191,7 +192,7 @@ def _child_opens(name: str) -> None:
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_multiprocessing_child_returning(method: str, name: str) -> None:
-    ctx = multiprocessing.get_context(method)
+    ctx = mp_context(method)
     p = ctx.Process(target=_child_creates, args=(name,))
     p.start()
     p.join(60)

@@ -31,6 +31,7 @@ from support import (
     WINDOWS,
     dead_pid,
     exists,
+    mp_context,
     poke,
     shm_path,
 )
@@ -50,7 +51,7 @@ def _finish(*procs: Any) -> None:
 
 def _run_child(ctx_name: str, target: Any, *args: Any) -> tuple[Any, ...]:
     """Run ``target(*args, conn)`` in a child and return what it sent."""
-    ctx = multiprocessing.get_context(ctx_name)
+    ctx = mp_context(ctx_name)
     r, w = ctx.Pipe(duplex=False)
     p = ctx.Process(target=target, args=(*args, w))
     p.start()
@@ -113,7 +114,7 @@ def test_plain_subprocess_reads_and_writes(name: str) -> None:
 @pytest.mark.parametrize("ctx_name", CONTEXTS)
 def test_file_backed_survives_process_exit(ctx_name: str, name: str, tmp_file: str) -> None:
     data = os.urandom(1000)
-    ctx = multiprocessing.get_context(ctx_name)
+    ctx = mp_context(ctx_name)
     p = ctx.Process(target=children.create_file_backed, args=(name, tmp_file, data, "shared"))
     p.start()
     _finish(p)
@@ -304,12 +305,12 @@ def test_shared_survives_first_close_with_two_processes(name: str) -> None:
                         "the name vanishes with the dead process's handles)")
 @pytest.mark.parametrize("ctx_name", CONTEXTS)
 def test_sigkilled_last_holder_is_collected(ctx_name: str, name: str) -> None:
-    ctx = multiprocessing.get_context(ctx_name)
+    ctx = mp_context(ctx_name)
     ready = ctx.Event()
     p = ctx.Process(target=children.create_and_hold, args=(name, 4096, "shared", ready))
     p.start()
     try:
-        assert ready.wait(TIMEOUT)
+        assert ready.wait(TIMEOUT) and p.pid is not None
         os.kill(p.pid, signal.SIGKILL)
         p.join(TIMEOUT)
         assert p.exitcode == -signal.SIGKILL
@@ -333,7 +334,7 @@ def test_sigkilled_last_holder_is_collected(ctx_name: str, name: str) -> None:
 def test_collect_keeps_segment_with_live_holder(ctx_name: str, name: str) -> None:
     # fork: the child also inherits (and registers) the parent's handle, and must close
     # it when it exits, so that the last one out removes the segment
-    ctx = multiprocessing.get_context(ctx_name)
+    ctx = mp_context(ctx_name)
     ready, release = ctx.Event(), ctx.Event()
     seg = mapshare.Segment.create(name, 4096)
     p = ctx.Process(target=children.hold_segment, args=(name, ready, release))
@@ -356,7 +357,7 @@ def test_sigkilled_persistent_holder_is_kept(name: str) -> None:
     p = ctx.Process(target=children.create_and_hold, args=(name, 4096, "persistent", ready))
     p.start()
     try:
-        assert ready.wait(TIMEOUT)
+        assert ready.wait(TIMEOUT) and p.pid is not None
         os.kill(p.pid, signal.SIGKILL)
         p.join(TIMEOUT)
         assert not [r for r in mapshare.collect() if r.name == name]
@@ -372,7 +373,7 @@ def test_sigkilled_persistent_holder_is_kept(name: str) -> None:
 @pytest.mark.posix_only(NO_PERSISTENT_SHM)
 @pytest.mark.parametrize("ctx_name", CONTEXTS)
 def test_persistent_outlives_every_process(ctx_name: str, name: str) -> None:
-    ctx = multiprocessing.get_context(ctx_name)
+    ctx = mp_context(ctx_name)
     p = ctx.Process(target=children.create_persistent, args=(name, b"persist"))
     p.start()
     _finish(p)
@@ -398,7 +399,7 @@ def test_persistent_outlives_every_process(ctx_name: str, name: str) -> None:
 
 @pytest.mark.parametrize("ctx_name", CONTEXTS)
 def test_pickled_segment_reattaches_in_pool_worker(ctx_name: str, name: str) -> None:
-    ctx = multiprocessing.get_context(ctx_name)
+    ctx = mp_context(ctx_name)
     data = os.urandom(16)
     with mapshare.Segment.create(name, 4096) as seg:
         seg.write(data)
@@ -446,7 +447,8 @@ def _fill_attach_table(name: str, first: int, last: int, pid: int) -> None:
         import mmap
 
         tag = "Local\\" + _naming.os_name(name).lstrip("/")
-        with mmap.mmap(-1, ATTACH_OFFSET + 16 * last, tagname=tag) as m:
+        # tagname is Windows-only: mypy checks this file as Linux
+        with mmap.mmap(-1, ATTACH_OFFSET + 16 * last, tagname=tag) as m:  # type: ignore[call-arg]
             m[ATTACH_OFFSET + 16 * first:ATTACH_OFFSET + 16 * last] = entries
             for off in (OFF_ATTACH_END, OFF_ATTACH_RESERVED):
                 (v,) = struct.unpack_from("<I", m, off)

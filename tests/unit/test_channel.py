@@ -11,7 +11,7 @@ import queue
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -177,11 +177,12 @@ def test_max_message_at_an_offset_with_a_receiver_waiting(ch: Channel, offset: i
 @pytest.mark.parametrize("extra", [1, 7, 8, 9, 1000])
 def test_message_larger_than_max_message_fails_at_once(ch: Channel, extra: int) -> None:
     n = ch.max_message + extra
-    for call in (
+    calls: list[Callable[[], object]] = [
         lambda: ch.send(b"x" * n),  # timeout=None: must not wait for room
         lambda: ch.send_nowait(b"x" * n),
         lambda: ch.send(b"x" * n, timeout=30),
-    ):
+    ]
+    for call in calls:
         t0 = time.monotonic()
         with pytest.raises(mapshare.MessageTooLargeError):
             call()
@@ -371,7 +372,7 @@ def test_receive_view_is_read_only_and_consumed_at_the_end(ch: Channel) -> None:
         assert v.readonly
         assert bytes(v) == b"view me"
         with pytest.raises(TypeError):
-            v[0] = 0  # type: ignore[index]
+            v[0] = 0
     with pytest.raises(KeyError), ch.receive_view() as v:
         assert bytes(v) == b"second"
         raise KeyError("consumed anyway")

@@ -209,7 +209,7 @@ def test_receive_any_decodes_each_kind(ch: Channel) -> None:
         m[:] = b"xyz"
     assert ch.receive_any() == b"MSO1 raw bytes are bytes"
     assert ch.receive_any() == {"k": [1, 2]}
-    got = ch.receive_any()
+    got: Any = ch.receive_any()
     assert got.dtype == arr.dtype and np.array_equal(got, arr)
     assert [ch.receive_any_nowait() for _ in range(3)] == [b"a", b"b", b"xyz"]
     with pytest.raises(mapshare.ChannelEmpty):

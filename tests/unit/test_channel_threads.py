@@ -87,6 +87,7 @@ def test_close_right_after_a_cancelled_async_wait(name: str, direction: str) -> 
             ch.send(b"x" * 48)  # full
 
         async def main() -> None:
+            task: asyncio.Task[Any]
             if direction == "receive":
                 task = asyncio.create_task(ch.receive_async())
             else:

@@ -18,7 +18,7 @@ try:
     from hypothesis import given, settings
     from hypothesis import strategies as st
 except ImportError:  # pragma: no cover - hypothesis is in the test extra
-    given = None
+    given = None  # type: ignore[assignment]
 
 KINDS: list[type[Any]] = [
     mapshare.Segment, mapshare.Lock, mapshare.Event, mapshare.Semaphore, mapshare.Channel,
@@ -178,7 +178,7 @@ def test_offsets_do_not_wrap(name: str) -> None:
 
 def test_counts_are_checked(name: str) -> None:
     with pytest.raises(TypeError, match="capacity must be an int"):
-        mapshare.Channel.create(name, True)  # type: ignore[arg-type]
+        mapshare.Channel.create(name, True)
     with pytest.raises(ValueError, match="maximum"):
         mapshare.Semaphore.create(name, 2**32 + 1)
     with pytest.raises(TypeError, match="value"):
@@ -251,7 +251,7 @@ def test_create_in_ranges_stay_in_the_user_area(name: str) -> None:
         with pytest.raises(ValueError, match="offset"):
             mapshare.Event.create_in(seg, 56)
         with pytest.raises(TypeError):
-            mapshare.Event.create_in(seg, True)  # type: ignore[arg-type]
+            mapshare.Event.create_in(seg, True)
 
 
 def test_open_in_where_nothing_was_created(name: str) -> None:
@@ -325,9 +325,9 @@ def test_loan_and_batch_sizes_refuse_bools_and_negatives(name: str) -> None:
     # PyArg's "n" took True as 1: loan(True) lent one byte, receive_many(True) took one
     with mapshare.Channel.create(name, 4096) as ch:
         with pytest.raises(TypeError, match="n must be an int"):
-            ch.loan(True)  # type: ignore[arg-type]
+            ch.loan(True)
         with pytest.raises(TypeError, match="max_messages must be an int"):
-            ch.receive_many(True)  # type: ignore[arg-type]
+            ch.receive_many(True)
         with pytest.raises(ValueError, match="n must be >= 0"):
             ch.loan(-1)
         with pytest.raises(ValueError, match="max_messages must be >= 1"):

@@ -510,6 +510,7 @@ def test_raw_posix_shm_made_with_os_open() -> None:
 
 def test_raw_multiprocessing_shared_memory() -> None:
     shm = shared_memory.SharedMemory(create=True, size=4096)
+    assert shm.buf is not None  # typed Optional: None only after close()
     try:
         shm.buf[:5] = b"stdlb"
         with mapshare.Segment.open(shm.name, raw=True) as seg:

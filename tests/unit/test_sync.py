@@ -122,8 +122,12 @@ def test_lock_timeout_against_other_thread(lock: mapshare.Lock) -> None:
 def test_lock_handed_over_between_threads(lock: mapshare.Lock) -> None:
     lock.acquire()
     got: list[bool] = []
-    t = threading.Thread(target=lambda: (got.append(lock.acquire(timeout=30)),
-                                         lock.release()))
+
+    def take_and_release() -> None:
+        got.append(lock.acquire(timeout=30))
+        lock.release()
+
+    t = threading.Thread(target=take_and_release)
     t.start()
     time.sleep(0.05)
     assert not got  # still waiting
@@ -200,7 +204,7 @@ def test_open_wrong_kind_and_missing(names: Any) -> None:
     finally:
         ev.close()
     with pytest.raises(TypeError):
-        mapshare.Lock()
+        mapshare.Lock()  # type: ignore[call-arg]
 
 
 # ---- events ----------------------------------------------------------------------------------
