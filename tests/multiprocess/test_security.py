@@ -290,7 +290,7 @@ def test_open_by_path_refuses_a_symlink_unless_asked(name: str, tmp_path: Path) 
 # A writer's power over a peer is covered in depth elsewhere: fuzz/ (libFuzzer on every
 # path that reads a header or ring state, including writes between validation and use),
 # tests/c/test_core.c (ring_corruption, ring_scribble_while_viewed,
-# lock_corrupt_list_pointers, header_validation), tests/unit/test_resources.py
+# lock_corrupt_list_pointers, header_validation), tests/multiprocess/test_resources.py
 # (truncation under a peer) and the corruption tests of the channel suite.  Here: one
 # end-to-end run with a real process scribbling while a peer works.
 
