@@ -85,11 +85,11 @@ def test_async_timeout_raises_wait_timeout(kind: str, name: str) -> None:
         assert held.wait(30)
     try:
         t0 = time.monotonic()
-        with pytest.raises(mapshare.WaitTimeout):
+        with pytest.raises(mapshare.WaitTimeout, match=r"timed out after 0\.3 s"):
             asyncio.run(with_ticker(async_waiter(kind, obj, 0.3)()))
         elapsed = time.monotonic() - t0
         assert 0.3 - TICK <= elapsed < 5.0
-        with pytest.raises(TimeoutError):
+        with pytest.raises(TimeoutError, match="timed out after 0 s"):
             asyncio.run(async_waiter(kind, obj, 0)())
     finally:
         release.set()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import re
 import struct
 import threading
 import time
@@ -184,10 +185,14 @@ def test_message_larger_than_max_message_fails_at_once(ch: Channel, extra: int) 
     ]
     for call in calls:
         t0 = time.monotonic()
-        with pytest.raises(mapshare.MessageTooLargeError):
+        with pytest.raises(
+            mapshare.MessageTooLargeError, match="larger than the channel can ever hold"
+        ):
             call()
         assert time.monotonic() - t0 < 10  # bound a hang only
-    with pytest.raises(mapshare.MessageTooLargeError), ch.loan(n):
+    with pytest.raises(
+        mapshare.MessageTooLargeError, match="larger than the channel can ever hold"
+    ), ch.loan(n):
         pass
     assert issubclass(mapshare.MessageTooLargeError, ValueError)
     assert ch.statistics().sent_messages == 0
@@ -195,13 +200,15 @@ def test_message_larger_than_max_message_fails_at_once(ch: Channel, extra: int) 
 
 def test_message_of_capacity_fails_even_on_a_busy_ring(ch: Channel) -> None:
     ch.send_nowait(b"q" * 200)
-    with pytest.raises(mapshare.MessageTooLargeError):
+    with pytest.raises(
+        mapshare.MessageTooLargeError, match="larger than the channel can ever hold"
+    ):
         ch.send(b"x" * ch.capacity)  # no wait for the queued message to leave
     assert ch.receive_nowait() == b"q" * 200
 
 
 def test_capacity_and_max_message() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"capacity must be an int >= 64 bytes, not 32"):
         Channel.create("never-made", 32)
 
 
@@ -220,7 +227,9 @@ def test_channel_over_4_gib_limits_messages_to_what_a_record_length_holds(name: 
     with Channel.create(name, (1 << 32) + 65536) as c:
         try:
             assert c.max_message <= 0xFFFFFFFF
-            with pytest.raises(mapshare.MessageTooLargeError), c.loan((1 << 32) + 8) as buf:
+            with pytest.raises(
+                mapshare.MessageTooLargeError, match="larger than the channel can ever hold"
+            ), c.loan((1 << 32) + 8) as buf:
                 buf[:8] = b"ABCDEFGH"
             c.send(b"next")
             assert c.receive_nowait() == b"next"
@@ -232,20 +241,25 @@ def test_channel_over_4_gib_limits_messages_to_what_a_record_length_holds(name: 
 def test_open_refuses_what_is_not_a_channel(names: Any) -> None:
     seg_name = names()
     with mapshare.Segment.create(seg_name, 4096) as seg:
-        with pytest.raises(mapshare.LayoutError):
+        with pytest.raises(
+            mapshare.LayoutError, match=f"'{re.escape(seg_name)}' is a segment, not a channel"
+        ):
             Channel.open(seg_name)
         seg.unlink()
     ch_name = names()
     with Channel.create(ch_name, 4096) as c:
-        with pytest.raises(mapshare.LayoutError):
+        with pytest.raises(
+            mapshare.LayoutError,
+            match="is a channel of 4096 bytes; asked for a channel of 8192 bytes",
+        ):
             Channel.open_or_create(ch_name, 8192)
         with Channel.open_or_create(ch_name, 4096) as same:
             same.send(b"hi")
         assert c.receive_nowait() == b"hi"
-        with pytest.raises(mapshare.SegmentExistsError):
+        with pytest.raises(mapshare.SegmentExistsError, match=re.escape(ch_name)):
             Channel.create(ch_name, 4096)
         c.unlink()
-    with pytest.raises(mapshare.SegmentNotFoundError):
+    with pytest.raises(mapshare.SegmentNotFoundError, match=re.escape(ch_name)):
         Channel.open(ch_name)
 
 
@@ -346,7 +360,7 @@ def test_loan_is_sent_on_leaving_and_discarded_on_exception(ch: Channel) -> None
 
 def test_a_loan_still_exported_at_the_end_is_not_sent(ch: Channel) -> None:
     kept = []
-    with pytest.raises(BufferError), ch.loan(4) as buf:
+    with pytest.raises(BufferError, match="the message was not sent"), ch.loan(4) as buf:
         buf[:] = b"leak"
         kept.append(memoryview(buf)[1:3])  # a view that would outlive the block
     with pytest.raises(mapshare.ChannelEmpty):
@@ -358,7 +372,7 @@ def test_a_loan_still_exported_at_the_end_is_not_sent(ch: Channel) -> None:
 def test_a_view_that_outlives_its_block_is_reported(ch: Channel) -> None:
     ch.send(b"short-lived")
     kept = []
-    with pytest.raises(BufferError), ch.receive_view() as v:
+    with pytest.raises(BufferError, match="the message was consumed"), ch.receive_view() as v:
         kept.append(v[0:5])
     assert ch.statistics().queued_messages == 0  # consumed all the same
     ch.send(b"next")
@@ -574,7 +588,7 @@ def test_async_send_blocked_on_a_full_channel_ends_at_close_sending(ch: Channel)
 def test_async_receive_times_out(ch: Channel) -> None:
     async def main() -> None:
         t0 = time.monotonic()
-        with pytest.raises(mapshare.WaitTimeout):
+        with pytest.raises(mapshare.WaitTimeout, match=r"timed out after 0\.3 s"):
             await ch.receive_async(timeout=0.3)
         assert time.monotonic() - t0 >= 0.29
 

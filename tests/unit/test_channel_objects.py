@@ -126,10 +126,10 @@ def test_receive_array_result_does_not_alias_the_ring(ch: Channel) -> None:
 
 
 def test_object_dtype_arrays_are_refused(ch: Channel) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"use send_object\(\)"):
         ch.send_array(np.array([1, "two", None], dtype=object))
     rec = np.zeros(2, dtype=[("a", "i4"), ("o", "O")])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"use send_object\(\)"):
         ch.send_array(rec)
     assert ch.statistics().sent_messages == 0  # nothing was sent
 
@@ -143,23 +143,25 @@ def _send_as_array(ch: Channel, raw: bytes) -> None:
 
 def test_receive_array_refuses_a_corrupt_array_message(ch: Channel) -> None:
     _send_as_array(ch, b"MSA1 but garbage after the magic")
-    with pytest.raises(mapshare.LayoutError):
+    with pytest.raises(mapshare.LayoutError, match="corrupt array message"):
         ch.receive_array()
     _send_as_array(ch, b"")
-    with pytest.raises(mapshare.LayoutError):
+    with pytest.raises(mapshare.LayoutError, match="array message too short"):
         ch.receive_array()
     # an array header claiming more data than the message holds
     ch.send_array(np.arange(10, dtype=np.int64))
     with ch.receive_view() as v:
         raw = bytearray(v)
     _send_as_array(ch, bytes(raw[:-8]))
-    with pytest.raises(mapshare.LayoutError):
+    with pytest.raises(
+        mapshare.LayoutError, match="array message shorter than its shape and dtype say"
+    ):
         ch.receive_array()
     # an object dtype forged into an array message is refused, never unpickled
     forged = raw.replace(b"'<i8'", b"'|O' ")
     assert forged != raw
     _send_as_array(ch, bytes(forged))
-    with pytest.raises(mapshare.LayoutError):
+    with pytest.raises(mapshare.LayoutError, match="object dtype refused"):
         ch.receive_array()
     assert ch.statistics().queued_messages == 0
 
@@ -182,7 +184,7 @@ def test_the_wrong_receive_call_leaves_the_message_queued(ch: Channel, call: str
             ch.send_array(m)
         else:
             ch.send_object(m)
-        with pytest.raises(mapshare.MessageKindError) as info:
+        with pytest.raises(mapshare.MessageKindError, match="it was left queued") as info:
             if call == "receive_array_view":
                 with ch.receive_array_view(timeout=0):
                     pass
@@ -218,7 +220,9 @@ def test_receive_any_decodes_each_kind(ch: Channel) -> None:
 
 def test_receive_object_refuses_a_plain_message(ch: Channel) -> None:
     ch.send(pickle.dumps("a pickle, but not sent with send_object"))
-    with pytest.raises(mapshare.MessageKindError):
+    with pytest.raises(
+        mapshare.MessageKindError, match="found a message of kind bytes; it was left queued"
+    ):
         ch.receive_object()
     assert ch.receive() == pickle.dumps("a pickle, but not sent with send_object")
 

@@ -39,7 +39,9 @@ def test_other_threads_wait_while_a_loan_is_open(name: str) -> None:
                 t = threading.Thread(target=other)
                 t.start()
                 assert not done.wait(0.3)  # it waits for our loan, it does not fail
-                with pytest.raises(RuntimeError):
+                with pytest.raises(
+                    RuntimeError, match="already has an open loan on this channel handle"
+                ):
                     ch.loan(1)  # this thread already has one: refused, not a deadlock
             t.join(JOIN)
             assert errors == []
@@ -69,7 +71,9 @@ def test_other_threads_wait_while_a_view_is_open(name: str) -> None:
                 t = threading.Thread(target=other)
                 t.start()
                 assert not done.wait(0.3)
-                with pytest.raises(RuntimeError):
+                with pytest.raises(
+                    RuntimeError, match="already has an open view on this channel handle"
+                ):
                     ch.receive_view()
             t.join(JOIN)
             assert got == [b"b", b"c"]

@@ -141,7 +141,7 @@ def test_open_wait_and_init_timeout_are_checked(bad: Any, name: str) -> None:
 def test_timeout_is_renamed_init_timeout(name: str) -> None:
     # Segment.open(name, timeout=...) meant "wait for the header", which readers took for
     # "wait for the name"; both now have their own names
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="'timeout'"):
         mapshare.Segment.open(name, timeout=1.0)  # type: ignore[call-arg]
 
 
@@ -250,7 +250,7 @@ def test_create_in_ranges_stay_in_the_user_area(name: str) -> None:
         mapshare.Event.create_in(seg, 48)  # the last 16 bytes are fine (an event is 16)
         with pytest.raises(ValueError, match="offset"):
             mapshare.Event.create_in(seg, 56)
-        with pytest.raises(TypeError):
+        with pytest.raises(TypeError, match="must be an int, not bool"):
             mapshare.Event.create_in(seg, True)
 
 

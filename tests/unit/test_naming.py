@@ -4,6 +4,7 @@ and detection of two long names that share an OS name."""
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -26,21 +27,21 @@ def test_invalid_names_state_the_rule(bad: str) -> None:
     with pytest.raises(ValueError) as err:
         _naming.validate(bad)
     assert "1 to 255 characters" in str(err.value)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="1 to 255 characters"):
         _naming.os_name(bad)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="1 to 255 characters"):
         mapshare.Segment.create(bad, 10)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="1 to 255 characters"):
         mapshare.Segment.open(bad)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="1 to 255 characters"):
         mapshare.Segment.open_or_create(bad, 10)
 
 
 @pytest.mark.parametrize("bad", [None, 5, b"bytes", ["x"]])
 def test_non_str_names_are_type_errors(bad: object) -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="name must be str, not "):
         _naming.validate(bad)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="name must be str, not "):
         mapshare.Segment.create(bad, 10)  # type: ignore[arg-type]
 
 
@@ -78,7 +79,7 @@ def test_names_of_20_21_255_chars_work_end_to_end(length: int) -> None:
 
 
 def test_256_chars_is_refused() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="1 to 255 characters"):
         mapshare.Segment.create("n" * 256, 10)
 
 
@@ -117,9 +118,9 @@ def test_long_names_sharing_an_os_name_are_detected() -> None:
         assert isinstance(err2.value, mapshare.SegmentExistsError)
         assert isinstance(err2.value, FileExistsError)
         assert name_a in str(err2.value)
-        with pytest.raises(mapshare.LayoutError):
+        with pytest.raises(mapshare.LayoutError, match=re.escape(name_a)):
             mapshare.Segment.open_or_create(name_b, 4096)
-        with pytest.raises(mapshare.SegmentNotFoundError):
+        with pytest.raises(mapshare.SegmentNotFoundError, match=re.escape(name_a)):
             mapshare.Segment.open(name_a)
         # A's data is untouched by the failed attempts
         info = [i for i in mapshare.segments() if i.os_name == osn_b]

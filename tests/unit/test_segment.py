@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import os
+import re
 import stat
 import struct
 from multiprocessing import shared_memory
@@ -85,7 +86,7 @@ def test_file_backed_durable_flush(name: str, tmp_path: Path) -> None:
 def test_file_backed_create_refuses_existing_file(name: str, tmp_path: Path) -> None:
     path = tmp_path / "exists.bin"
     path.write_bytes(b"do not touch")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(FileExistsError, match=re.escape(str(path))):
         mapshare.Segment.create(name, 4096, path=path)
     assert path.read_bytes() == b"do not touch"
     assert not exists(name)
@@ -94,7 +95,9 @@ def test_file_backed_create_refuses_existing_file(name: str, tmp_path: Path) -> 
 def test_open_by_path_with_wrong_name_is_layout_error(names: object, tmp_path: Path) -> None:
     a, b = names(), names()  # type: ignore[operator]
     path = tmp_path / "x.bin"
-    with mapshare.Segment.create(a, 4096, path=path), pytest.raises(mapshare.LayoutError):
+    with mapshare.Segment.create(a, 4096, path=path), pytest.raises(
+        mapshare.LayoutError, match=f"{re.escape(a)}.*{re.escape(b)}"
+    ):
         mapshare.Segment.open(b, path=path)
 
 
@@ -135,7 +138,7 @@ def test_read_only_access_refuses_writes(name: str) -> None:
         with mapshare.Segment.open(name, access="r") as ro:
             assert ro.access == "r"
             assert ro.read(3) == b"abc"
-            with pytest.raises(mapshare.PermissionDeniedError):
+            with pytest.raises(mapshare.PermissionDeniedError, match="access='r'"):
                 ro.write(b"x")
             assert ro.buf.readonly
             with pytest.raises(TypeError):
@@ -148,20 +151,20 @@ def test_read_only_access_refuses_writes(name: str) -> None:
                 v[0] = 0
             v.release()
             # a read-only handle cannot widen a view
-            with pytest.raises((PermissionError, ValueError)):
+            with pytest.raises((PermissionError, ValueError), match="read-only"):
                 ro.view(0, 10, access="rw")
         assert seg.read(3) == b"abc"
 
 
 def test_invalid_access_and_lifetime_and_mode(name: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="lifetime must be 'shared' or 'persistent'"):
         mapshare.Segment.create(name, 10, lifetime="forever")  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"mode must give the owner read and write \(0o600"):
         mapshare.Segment.create(name, 10, mode=0o400)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="size must be >= 0"):
         mapshare.Segment.create(name, -1)
     with mapshare.Segment.create(name, 10) as seg:
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="access must be 'rw', 'r' or 'copy'"):
             mapshare.Segment.open(name, access="w")  # type: ignore[arg-type]
         assert seg.size == 10
     assert not exists(name)
@@ -201,9 +204,9 @@ def test_view_bounds(name: str) -> None:
         for offset, length in [(0, 101), (100, 1), (99, 2), (-1, 1), (0, 0)]:
             with pytest.raises((ValueError, OverflowError)):
                 seg.view(offset, length)
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"outside the segment \(size 100\)"):
             seg.read(10, offset=95)
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"outside the segment \(size 100\)"):
             seg.write(b"0123456789", offset=95)
 
 
@@ -231,9 +234,9 @@ def test_close_leaves_live_views_valid(name: str) -> None:
         v[0] = 1
         m[0] = 2
         assert a[5] == 42 and a[10] == 2
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=f"'{re.escape(name)}' is closed"):
             seg.read(1)
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=f"'{re.escape(name)}' is closed"):
             _ = seg.buf
         v.release()
         m.release()
@@ -314,26 +317,32 @@ def test_file_backed_default_mode(name: str, tmp_path: Path) -> None:
 @pytest.mark.skipif(not ROOT, reason="chown to another uid needs root")
 def test_foreign_owner_is_refused(persistent: str) -> None:
     os.chown(shm_path(persistent), NOBODY, NOBODY)
-    with pytest.raises(mapshare.PermissionDeniedError) as err:
+    with pytest.raises(mapshare.PermissionDeniedError, match=r"allow_foreign=True") as err:
         mapshare.Segment.open(persistent)
     assert isinstance(err.value, PermissionError)
     assert str(NOBODY) in str(err.value)
     with mapshare.Segment.open(persistent, allow_foreign=True) as seg:
         assert seg.read(7) == b"payload"
-    with pytest.raises(mapshare.SegmentExistsError):
+    with pytest.raises(mapshare.SegmentExistsError, match="owned by uid 65534"):
         mapshare.Segment.create(persistent, 8192)
 
 
 def test_world_writable_is_refused(persistent: str) -> None:
     os.chmod(shm_path(persistent), 0o666)
-    with pytest.raises(mapshare.PermissionDeniedError):
+    with pytest.raises(
+        mapshare.PermissionDeniedError,
+        match=r"writable by every user \(mode 0o666\).*allow_foreign=True",
+    ):
         mapshare.Segment.open(persistent)
     with mapshare.Segment.open(persistent, allow_foreign=True) as seg:
         assert seg.read(7) == b"payload"
     # creating one world-writable on purpose is allowed, and then it opens with consent
     os.unlink(shm_path(persistent))
     with mapshare.Segment.create(persistent, 64, mode=0o666) as seg:
-        with pytest.raises(mapshare.PermissionDeniedError):
+        with pytest.raises(
+            mapshare.PermissionDeniedError,
+            match=r"writable by every user \(mode 0o666\).*allow_foreign=True",
+        ):
             mapshare.Segment.open(persistent)
         mapshare.Segment.open(persistent, allow_foreign=True).close()
 
@@ -349,7 +358,7 @@ def test_shared_gone_after_last_close(name: str) -> None:
     assert other.read(1) == b"\0"
     other.close()
     assert not exists(name)
-    with pytest.raises(mapshare.SegmentNotFoundError) as err:
+    with pytest.raises(mapshare.SegmentNotFoundError, match=re.escape(name)) as err:
         mapshare.Segment.open(name)
     assert isinstance(err.value, FileNotFoundError)
 
@@ -361,7 +370,7 @@ def test_shared_unlinked_while_open_keeps_working(name: str) -> None:
         assert not exists(name)
         seg.write(b"ok")
         assert seg.read(2) == b"ok"
-        with pytest.raises(mapshare.SegmentNotFoundError):
+        with pytest.raises(mapshare.SegmentNotFoundError, match=re.escape(name)):
             mapshare.Segment.open(name)
         # the name is free for a new segment
         with mapshare.Segment.create(name, 50) as fresh:
@@ -381,7 +390,7 @@ def test_persistent_until_unlink(name: str) -> None:
             assert again.read(4) == b"stay"
             again.unlink()
         assert not exists(name)
-        with pytest.raises(mapshare.SegmentNotFoundError):
+        with pytest.raises(mapshare.SegmentNotFoundError, match=re.escape(name)):
             mapshare.Segment.open(name)
     finally:
         _remove(name)
@@ -443,9 +452,9 @@ def test_empty_object_is_initializing(name: str) -> None:
     fd = os.open(shm_path(name), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
     os.close(fd)
     try:
-        with pytest.raises(mapshare.LayoutError):
+        with pytest.raises(mapshare.LayoutError, match="never finished"):
             mapshare.Segment.open(name, init_timeout=0.1)
-        with pytest.raises(mapshare.SegmentExistsError):
+        with pytest.raises(mapshare.SegmentExistsError, match=re.escape(name)):
             mapshare.Segment.create(name, 10)
     finally:
         _remove(name)
@@ -460,7 +469,7 @@ def test_destroyed_but_still_named_is_listed_and_collected(name: str,
         pass
     try:
         poke(name, OFF_STATE, struct.pack("<I", 2))  # MS_STATE_DESTROYED
-        with pytest.raises(mapshare.SegmentNotFoundError):
+        with pytest.raises(mapshare.SegmentNotFoundError, match=f"{re.escape(name)}.* destroyed"):
             mapshare.Segment.open(name, init_timeout=0.1)
         # the tools list it instead of crashing
         info = [i for i in mapshare.segments() if i.os_name == _naming.os_name(name)]
@@ -517,7 +526,7 @@ def test_raw_multiprocessing_shared_memory() -> None:
             assert seg.read(5) == b"stdlb"
             seg.buf[5:10] = b"mshar"
             with mapshare.Segment.open(shm.name, raw=True, access="r") as ro, \
-                    pytest.raises(mapshare.PermissionDeniedError):
+                    pytest.raises(mapshare.PermissionDeniedError, match="access='r'"):
                 ro.write(b"x")
         assert bytes(shm.buf[:10]) == b"stdlbmshar"
     finally:
@@ -538,11 +547,11 @@ def test_raw_plain_file(tmp_path: Path) -> None:
 
 
 def test_raw_missing_and_empty(tmp_path: Path) -> None:
-    with pytest.raises(mapshare.SegmentNotFoundError):
+    with pytest.raises(mapshare.SegmentNotFoundError, match=re.escape(str(tmp_path / "nope"))):
         mapshare.Segment.open(path=tmp_path / "nope", raw=True)
     empty = tmp_path / "empty"
     empty.write_bytes(b"")
-    with pytest.raises(mapshare.LayoutError):
+    with pytest.raises(mapshare.LayoutError, match=re.escape(str(empty))):
         mapshare.Segment.open(path=empty, raw=True)
 
 
@@ -553,7 +562,9 @@ def test_open_or_create_with_other_size_is_layout_error(name: str) -> None:
     with mapshare.Segment.open_or_create(name, 1000) as seg:
         with mapshare.Segment.open_or_create(name, 1000) as same:
             assert same.size == 1000
-        with pytest.raises(mapshare.LayoutError) as err:
+        with pytest.raises(
+            mapshare.LayoutError, match="of 1000 bytes; asked for a segment of 2000 bytes"
+        ) as err:
             mapshare.Segment.open_or_create(name, 2000)
         assert "1000" in str(err.value)
         assert seg.info().attached[0].handles == 1  # the failed attempt let go
@@ -565,19 +576,29 @@ def test_other_kinds_are_layout_errors(names: object) -> None:
     lock = mapshare.Lock.create(lname)
     ch = mapshare.Channel.create(cname, 4096)
     try:
-        with pytest.raises(mapshare.LayoutError):
+        with pytest.raises(
+            mapshare.LayoutError, match=f"'{re.escape(lname)}' is a lock, not a channel"
+        ):
             mapshare.Channel.open(lname)
-        with pytest.raises(mapshare.LayoutError):
+        with pytest.raises(
+            mapshare.LayoutError, match=f"'{re.escape(cname)}' is a channel, not a lock"
+        ):
             mapshare.Lock.open(cname)
-        with pytest.raises(mapshare.LayoutError):
+        with pytest.raises(
+            mapshare.LayoutError, match=f"'{re.escape(lname)}' is a lock, not an? event"
+        ):
             mapshare.Event.open(lname)
-        with pytest.raises(mapshare.LayoutError):
+        with pytest.raises(
+            mapshare.LayoutError, match=f"'{re.escape(cname)}' is a channel, not a semaphore"
+        ):
             mapshare.Semaphore.open(cname)
-        with pytest.raises(mapshare.LayoutError):
+        with pytest.raises(mapshare.LayoutError, match=f"'{re.escape(lname)}' is a lock"):
             mapshare.Segment.open_or_create(lname, 0)
-        with pytest.raises(mapshare.LayoutError):
+        with pytest.raises(
+            mapshare.LayoutError, match=f"'{re.escape(cname)}' is a channel, not a lock"
+        ):
             mapshare.Lock.open_or_create(cname)
-        with pytest.raises(mapshare.SegmentExistsError):
+        with pytest.raises(mapshare.SegmentExistsError, match=re.escape(lname)):
             mapshare.Segment.create(lname, 10)
     finally:
         lock.close()
@@ -676,5 +697,7 @@ def test_repr_and_pickle_roundtrip_in_process(name: str) -> None:
 
 
 def test_constructor_is_refused() -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(
+        TypeError, match=r"use Segment\.create\(\), \.open\(\) or \.open_or_create\(\)"
+    ):
         mapshare.Segment()

@@ -5,6 +5,7 @@ waiter, bounds, and the GIL being released while a thread waits."""
 from __future__ import annotations
 
 import pickle
+import re
 import sys
 import threading
 import time
@@ -70,7 +71,7 @@ def test_lock_basics(lock: mapshare.Lock) -> None:
     assert "unlocked" in repr(lock)
     assert lock.acquire(timeout=0) is True  # a free lock: one try succeeds
     lock.release()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="timeout must be None or a number >= 0"):
         lock.acquire(timeout=-1)
     with pytest.raises(TypeError):
         lock.acquire(nonsense=1)  # type: ignore[call-arg]
@@ -81,11 +82,11 @@ def test_lock_is_not_reentrant(lock: mapshare.Lock) -> None:
     lock.acquire()
     with pytest.raises(RuntimeError, match="reentrant"):
         lock.acquire()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="reentrant"):
         lock.acquire(timeout=0)
     assert lock.locked()
     lock.release()
-    with pytest.raises(mapshare.NotOwnerError):
+    with pytest.raises(mapshare.NotOwnerError, match="not held by this thread"):
         lock.release()  # released once already
 
 
@@ -145,7 +146,7 @@ def test_holder_thread_exits_while_holding(lock: mapshare.Lock) -> None:
     t = threading.Thread(target=lock.acquire)
     t.start()
     t.join(30)
-    with pytest.raises(mapshare.OwnerDiedError) as info:
+    with pytest.raises(mapshare.OwnerDiedError, match="now held by you") as info:
         lock.acquire(timeout=5)
     assert info.value.lock is lock
     st = lock.state()
@@ -164,7 +165,7 @@ def test_segment_lock_holder_thread_exits(name: str) -> None:
         t = threading.Thread(target=lk.acquire)
         t.start()
         t.join(30)
-        with pytest.raises(mapshare.OwnerDiedError):
+        with pytest.raises(mapshare.OwnerDiedError, match="now held by you"):
             lk.acquire(timeout=5)
         lk.release()
     assert seg.closed
@@ -172,7 +173,7 @@ def test_segment_lock_holder_thread_exits(name: str) -> None:
 
 def test_close_refused_while_held(lock: mapshare.Lock) -> None:
     lock.acquire()
-    with pytest.raises(BufferError):
+    with pytest.raises(BufferError, match="a lock in this segment is held through this handle"):
         lock.close()
     lock.release()
 
@@ -191,11 +192,13 @@ def test_lock_pickles_as_name(lock: mapshare.Lock) -> None:
 def test_open_wrong_kind_and_missing(names: Any) -> None:
     ev = mapshare.Event.create(names())
     try:
-        with pytest.raises(mapshare.LayoutError):
+        with pytest.raises(
+            mapshare.LayoutError, match=f"'{re.escape(ev.name)}' is an? event, not a lock"
+        ):
             mapshare.Lock.open(ev.name)
         with pytest.raises(mapshare.SegmentNotFoundError):
             mapshare.Lock.open(names())
-        with pytest.raises(mapshare.SegmentExistsError):
+        with pytest.raises(mapshare.SegmentExistsError, match=re.escape(ev.name)):
             mapshare.Event.create(ev.name)
         again = mapshare.Event.open_or_create(ev.name)
         ev.set()
@@ -254,9 +257,11 @@ def test_event_in_segment(name: str) -> None:
         assert b.is_set()
         b.clear()
         assert not a.is_set()
-        with pytest.raises(TypeError):
+        with pytest.raises(TypeError, match="no name of its own"):
             a.unlink()
-        with pytest.raises(TypeError):
+        with pytest.raises(
+            TypeError, match=r"pickle the segment instead, and reopen with open_in\(\)"
+        ):
             pickle.dumps(a)
         a.close()  # leaves the segment open
         assert not seg.closed
@@ -269,11 +274,11 @@ def test_semaphore_bounds(name: str) -> None:
     sem = mapshare.Semaphore.create(name, 2)
     try:
         assert (sem.value, sem.maximum) == (2, 2)
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="released more times than its maximum"):
             sem.release()
         assert sem.acquire(0) and sem.acquire(0)
         assert sem.acquire(0) is False
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="released more times than its maximum"):
             sem.release(3)
         assert sem.value == 0  # a refused release changes nothing
         sem.release(2)
@@ -291,7 +296,7 @@ def test_semaphore_defaults_and_invalid(names: Any) -> None:
         assert (s0.value, s0.maximum) == (0, 1)
     finally:
         s0.close()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"value=3, maximum=2"):
         mapshare.Semaphore.create(names(), 3, maximum=2)
 
 
