@@ -407,7 +407,7 @@ def test_asyncio_in_a_child_forked_after_the_parent_used_it(name: str) -> None:
     ch = Channel.create(name, 4096)
 
     async def warm_up() -> None:  # creates the wait pool in this process
-        with pytest.raises(mapshare.WaitTimeout):
+        with pytest.raises(mapshare.WaitTimeout, match=r"timed out after 0\.3 s"):
             await ch.receive_async(timeout=0.3)
 
     asyncio.run(warm_up())
@@ -647,7 +647,7 @@ def test_async_forms_against_a_peer_process(name: str) -> None:
                         while len(many) < 2:
                             many += await back.receive_many_async(10, JOIN)
                         assert many == [b"1", b"2"]
-                        with pytest.raises(mapshare.WaitTimeout):
+                        with pytest.raises(mapshare.WaitTimeout, match=r"timed out after 0\.05 s"):
                             await back.receive_any_async(0.05)
                 finally:
                     echo.join(JOIN)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -174,7 +175,7 @@ def test_rm_in_process(name: str, capsys: pytest.CaptureFixture[str]) -> None:
         assert not exists(name)
         seg.write(b"still mapped")  # removing the name does not unmap anyone
         assert seg.read(12) == b"still mapped"
-        with pytest.raises(mapshare.SegmentNotFoundError):
+        with pytest.raises(mapshare.SegmentNotFoundError, match=re.escape(name)):
             mapshare.Segment.open(name)
     code, _, err = run_main(capsys, "rm", name)
     assert code == _cli.EXIT_NOT_FOUND and name in err

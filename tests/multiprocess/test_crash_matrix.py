@@ -132,7 +132,7 @@ def test_kill_during_segment_create() -> None:
             # a grace period, UNFINISHED_GRACE)
             for osn in after:
                 assert state_of(osn) == "initializing", (osn, states)
-                with pytest.raises(mapshare.LayoutError):
+                with pytest.raises(mapshare.LayoutError, match="never finished"):
                     Segment.open(osn[len("/mapshare.") :], init_timeout=0.05)
             assert reclaimed >= {o for o in left if states[o] != "initializing"}
             # a reclaimed name is free again, at once

@@ -182,7 +182,7 @@ def test_sigkill_holder_of_segment_lock(name: str) -> None:
             child.kill()
         finally:
             child.stop()
-        with pytest.raises(mapshare.OwnerDiedError):
+        with pytest.raises(mapshare.OwnerDiedError, match="now held by you"):
             lk.acquire(timeout=5)
         assert lk.locked()
         lk.release()

@@ -134,9 +134,9 @@ def test_wait_timeouts(names: Any) -> None:
             assert sem.acquire(timeout=0.2) is False
             assert 0.2 - TICK <= time.monotonic() - t0 < 5.0
             assert sem.acquire(timeout=0) is False
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="timeout must be None or a number >= 0"):
             ev.wait(-1)
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="timeout must be None or a number >= 0"):
             sem.acquire(timeout=-1)
         # timeout=0 still succeeds when the wait is already satisfied
         ev.set()
@@ -203,7 +203,7 @@ def test_semaphore_bounds_concurrency(method: str, names: Any) -> None:
         assert inside == 0
         assert 1 <= peak <= 2
         assert (sem.value, sem.maximum) == (2, 2)
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="released more times than its maximum"):
             sem.release()
         assert sem.value == 2
     finally:
@@ -233,9 +233,11 @@ def test_objects_placed_in_segment_shared_with_other_process(method: str, name: 
         assert sem.value == 0
         assert sem.acquire(timeout=0) is False
         assert ev.is_set()
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="offset 3 must be a multiple of 8"):
             mapshare.Event.create_in(seg, 3)  # not a multiple of 8
-        with pytest.raises(ValueError):
+        with pytest.raises(
+            ValueError, match="offset 56 must be a multiple of 8 with 16 bytes inside the segment"
+        ):
             mapshare.Semaphore.create_in(seg, 56, 1)  # 16 bytes do not fit at 56 of 64
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -144,7 +145,7 @@ def test_lock_held_by_a_daemon_thread_at_exit_is_owner_died(name: str) -> None:
             threading.Thread(target=hold, daemon=True).start()
             held.wait()
         """, name)
-        with pytest.raises(mapshare.OwnerDiedError):
+        with pytest.raises(mapshare.OwnerDiedError, match="now held by you"):
             lock.acquire(timeout=10)
         lock.release()
         assert [p for p in lock._segment.info().attached if p.pid != os.getpid()] == []
@@ -249,7 +250,7 @@ def test_create_after_sigkill_with_a_held_lock(name: str) -> None:
 def test_create_never_takes_a_name_a_live_process_uses(name: str) -> None:
     proc = _start_service(MAKE["segment"], name)
     try:
-        with pytest.raises(mapshare.SegmentExistsError):
+        with pytest.raises(mapshare.SegmentExistsError, match=re.escape(name)):
             mapshare.Segment.create(name, 4096)
     finally:
         _kill(proc)
@@ -259,7 +260,7 @@ def test_create_never_takes_a_name_a_live_process_uses(name: str) -> None:
 def test_persistent_object_of_a_killed_service_is_kept(name: str) -> None:
     _kill(_start_service("mapshare.Segment.create(NAME, 64, lifetime='persistent')", name))
     try:
-        with pytest.raises(mapshare.SegmentExistsError):
+        with pytest.raises(mapshare.SegmentExistsError, match=re.escape(name)):
             mapshare.Segment.create(name, 64)
         mapshare.Segment.open(name).close()  # its data is still there
     finally:
@@ -363,7 +364,7 @@ def test_file_backed_create_after_sigkill(tmp_path: Path, name: str) -> None:
     path = str(tmp_path / "data.bin")
     _kill(_start_service(f"mapshare.Segment.create(NAME, 64, path={path!r})", name))
     assert not gone(name)  # its link
-    with pytest.raises(mapshare.SegmentExistsError):
+    with pytest.raises(mapshare.SegmentExistsError, match=re.escape(path)):
         mapshare.Segment.create(name, 64, path=path)  # the file is data: never replaced
     with mapshare.Segment.create(name, 64, path=str(tmp_path / "other.bin")):
         pass

@@ -11,6 +11,7 @@ import atexit
 import functools
 import os
 import pickle
+import re
 import shutil
 import stat
 import subprocess
@@ -168,7 +169,7 @@ def test_a_segment_owned_by_another_uid_is_refused_unless_allowed(name: str) -> 
         os.chown(shm_path(name), NOBODY, NOBODY)
         with pytest.raises(PermissionDeniedError, match=f"uid {NOBODY}"):
             Segment.open(name)
-        with pytest.raises(PermissionDeniedError):
+        with pytest.raises(PermissionDeniedError, match=f"uid {NOBODY}.*allow_foreign=True"):
             Segment.open(name, access="r")
         with Segment.open(name, allow_foreign=True) as other:
             assert other.read(4) == b"mine"
@@ -223,7 +224,8 @@ def test_a_name_precreated_by_another_user_is_detected_at_create(name: str) -> N
         assert os.stat(shm_path(name)).st_uid == NOBODY
         with pytest.raises(SegmentExistsError, match=f"owned by uid {NOBODY}"):
             Segment.create(name, 64)
-        with pytest.raises(PermissionDeniedError):  # nor is it opened by mistake
+        # nor is it opened by mistake
+        with pytest.raises(PermissionDeniedError, match=f"uid {NOBODY}"):
             Segment.open(name)
     finally:
         os.unlink(shm_path(name))
@@ -256,14 +258,14 @@ def test_create_refuses_a_symlink_planted_at_the_path(name: str, tmp_path: Path)
     victim.write_bytes(b"precious")
     link = tmp_path / "segment"
     link.symlink_to(victim)
-    with pytest.raises(SegmentExistsError):
+    with pytest.raises(SegmentExistsError, match=re.escape(str(link))):
         Segment.create(name, 4096, path=link)
     assert victim.read_bytes() == b"precious"
     assert os.path.islink(link)
     assert not os.path.exists(shm_path(name))  # nothing left under the name
     dangling = tmp_path / "dangling"
     dangling.symlink_to(tmp_path / "not-there")
-    with pytest.raises(SegmentExistsError):
+    with pytest.raises(SegmentExistsError, match=re.escape(str(dangling))):
         Segment.create(name, 4096, path=dangling)
     assert not (tmp_path / "not-there").exists()
 
@@ -276,7 +278,7 @@ def test_open_by_path_refuses_a_symlink_unless_asked(name: str, tmp_path: Path) 
         seg.flush()
         link = tmp_path / "link"
         link.symlink_to(real)
-        with pytest.raises(PermissionDeniedError):
+        with pytest.raises(PermissionDeniedError, match=re.escape(str(link))):
             Segment.open(path=link)
         with Segment.open(path=link, follow_symlinks=True) as other:
             assert other.read(4) == b"data"
@@ -377,9 +379,9 @@ def test_only_receive_object_unpickles(name: str, tmp_path: Path) -> None:
             assert bytes(v) == evil
         assert ch.receive_many(1, timeout=TIMEOUT) == [evil]
         assert not marker.exists()
-        with pytest.raises(mapshare.MessageKindError):
+        with pytest.raises(mapshare.MessageKindError, match="kind bytes; it was left queued"):
             ch.receive_array(timeout=TIMEOUT)  # not an array message: refused, left queued
-        with pytest.raises(mapshare.MessageKindError):
+        with pytest.raises(mapshare.MessageKindError, match="kind bytes; it was left queued"):
             ch.receive_object(timeout=TIMEOUT)  # a bytes message is never unpickled
         assert ch.receive(timeout=TIMEOUT) == evil
         assert not marker.exists()

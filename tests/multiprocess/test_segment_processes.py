@@ -7,6 +7,7 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -128,7 +129,7 @@ def test_file_backed_survives_process_exit(ctx_name: str, name: str, tmp_file: s
         assert seg.size == len(data) + 100
     # the last user of a 'shared' file-backed segment took the name with it
     assert not exists(name)
-    with pytest.raises(mapshare.SegmentNotFoundError):
+    with pytest.raises(mapshare.SegmentNotFoundError, match=re.escape(name)):
         mapshare.Segment.open(name)
 
 
@@ -297,7 +298,7 @@ def test_shared_survives_first_close_with_two_processes(name: str) -> None:
         _finish(p)
     assert p.exitcode == 0
     assert not exists(name)  # the child's close was the last
-    with pytest.raises(mapshare.SegmentNotFoundError):
+    with pytest.raises(mapshare.SegmentNotFoundError, match=re.escape(name)):
         mapshare.Segment.open(name)
 
 
@@ -387,7 +388,7 @@ def test_persistent_outlives_every_process(ctx_name: str, name: str) -> None:
         with mapshare.Segment.open(name) as seg:
             seg.unlink()
         assert not exists(name)
-        with pytest.raises(mapshare.SegmentNotFoundError):
+        with pytest.raises(mapshare.SegmentNotFoundError, match=re.escape(name)):
             mapshare.Segment.open(name)
     finally:
         if exists(name):
@@ -551,7 +552,7 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
 
 def test_full_tmpfs_raises_no_space_at_create(name: str, small_tmpfs: Path) -> None:
     path = small_tmpfs / "big.bin"
-    with pytest.raises(mapshare.NoSpaceError) as err:
+    with pytest.raises(mapshare.NoSpaceError, match=re.escape(str(path))) as err:
         mapshare.Segment.create(name, 2 << 20, path=path)
     assert isinstance(err.value, OSError)
     assert not path.exists()
@@ -564,7 +565,7 @@ def test_full_tmpfs_raises_no_space_at_create(name: str, small_tmpfs: Path) -> N
         seg.write(b"E", offset=seg.size - 1)  # touching the last page is safe
         assert os.stat(exact).st_blocks * 512 == 1 << 20
         # ...and then nothing more does
-        with pytest.raises(mapshare.NoSpaceError):
+        with pytest.raises(mapshare.NoSpaceError, match=re.escape(str(small_tmpfs / "one.bin"))):
             mapshare.Segment.create(name + "x", 1, path=small_tmpfs / "one.bin")
         assert os.listdir(small_tmpfs) == ["exact.bin"]
         assert not os.path.exists(shm_path(name + "x"))
