@@ -1,5 +1,6 @@
 """What several test files share: the platform flags, where a name lives in the file
-system, and how to stop the processes a test started.
+system and the header offsets of csrc/layout.h (for corrupting one on purpose), how to
+start and stop the processes a test needs, and the asyncio-wait helpers.
 
 Importable as ``support`` from every test file: pyproject's pytest ``pythonpath`` puts
 tests/ (this file) and tests/multiprocess/ (the ``_*_children`` modules) on ``sys.path``,
