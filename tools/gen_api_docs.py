@@ -98,6 +98,13 @@ def docstring(obj: Any) -> str:
     doc = getattr(obj, "__doc__", None)
     if not isinstance(doc, str):
         return ""
+    if inspect.isclass(obj) and dataclasses.is_dataclass(obj):
+        try:  # the docstring dataclasses makes up for a class without one
+            made_up = obj.__name__ + str(inspect.signature(obj)).replace(" -> None", "")
+        except (TypeError, ValueError):
+            made_up = None
+        if doc == made_up:
+            return ""
     return inspect.cleandoc(doc).strip()
 
 
