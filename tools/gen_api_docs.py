@@ -464,6 +464,10 @@ def render() -> str:
         "",
         "The concepts behind these names: [concepts.md](concepts.md).",
         "",
+        "From the package's docstring:",
+        "",
+        *("> " + line if line else ">" for line in docstring(mapshare).splitlines()),
+        "",
         "| group | names |",
         "|---|---|",
     ]
