@@ -356,7 +356,7 @@ def median(values: Sequence[float]) -> float:
 
 
 def fmt_us(v: float | None) -> str:
-    """Microseconds with three significant digits, ANCHORS.md style."""
+    """Microseconds with three significant digits, as the report's tables show them."""
     if v is None or math.isnan(v):
         return "—"
     if v >= 100:

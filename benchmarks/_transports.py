@@ -13,7 +13,7 @@ Rows (CLI key -> what is measured):
 * ``queue``           multiprocessing.Queue, ``put``/``get`` (pickles the bytes)
 * ``shm``             an SPSC byte ring in one ``multiprocessing.shared_memory`` block;
                       posix_ipc semaphores for latency, multiprocessing semaphores for
-                      throughput (as in /work/shared/ANCHORS.md)
+                      throughput
 * ``zmq``             pyzmq PAIR sockets over ``ipc://`` in a private temp directory
 * ``faster_fifo``     faster-fifo ``Queue.put``/``get``
 * ``iceoryx2_poll``   iceoryx2 0.10 publish-subscribe, receiver busy-polls ``receive()``

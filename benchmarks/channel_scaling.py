@@ -5,7 +5,7 @@ Run from the repository root::
     python benchmarks/channel_scaling.py              # ~1-2 min on 2 cores
     python benchmarks/channel_scaling.py --json out.json --repeat 3
 
-What it measures, in one run (issue 9 part 13), and the ratios it prints:
+What it measures, in one run, and the ratios it prints:
 
 * **Many senders, one receiver**, 64-byte messages: 1, 8 and 64 sender processes (forked)
   each send their share of M messages with ``send()`` as fast as they can; one receiver

@@ -27,7 +27,7 @@ per CPU (the first two CPUs this process may use, normally 0 and 1) via
 order rotates), and the tables show the median of the K results.
 
 The output is a markdown report on stdout (and ``--markdown FILE``): latency and throughput
-tables like /work/shared/ANCHORS.md, and ratio tables "mapshare vs each other transport".
+tables (one row per transport), and ratio tables "mapshare vs each other transport".
 The machine is noisy: compare numbers only within one run, as ratios. ``--json FILE``
 writes every repetition; ``--plot FILE`` writes a PNG (needs matplotlib).
 

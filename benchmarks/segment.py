@@ -21,7 +21,7 @@ What it measures (one process; the machine is noisy, so compare only within a ru
   the pages already faulted in (a warm-up pass), the operations interleaved.
 
 Ratios are mapshare / stdlib: for costs below 1 is faster, for bandwidth above 1 is faster.
-The aims (issue 2): open no slower than ``SharedMemory``; bulk copy within 10 % of a plain
+The aims: open no slower than ``SharedMemory``; bulk copy within 10 % of a plain
 memoryview copy into ``SharedMemory.buf``.  Exit status 0 unless something leaked.
 """
 

@@ -292,8 +292,8 @@ class Channel(_core.Channel):
         return total, write
 
     def send_object(self, obj: Any, timeout: Optional[float] = None) -> None:
-        """Pickle ``obj`` (protocol 5) and send it; large buffers (numpy arrays, bytes,
-        memoryviews) travel out-of-band, copied once straight into the ring.  The
+        """Pickle ``obj`` (protocol 5) and send it; out-of-band buffers (numpy arrays,
+        ``pickle.PickleBuffer``s; not ``bytes``) are copied once straight into the ring.  The
         message is marked as an object: ``receive_object()`` or ``receive_any()`` take it."""
         total, write = self._encode_object(obj)
         with self.loan(total, timeout, _kind=_KIND_OBJECT) as m:

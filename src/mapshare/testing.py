@@ -19,7 +19,7 @@ __all__ = ["leftover", "remove", "session_token", "shm_entries", "unique_name"]
 _counter = itertools.count()
 
 
-TOKEN_ENV = "MAPSHARE_TEST_TOKEN"
+_TOKEN_ENV = "MAPSHARE_TEST_TOKEN"
 
 
 def unique_name(prefix: str = "t") -> str:
@@ -27,16 +27,16 @@ def unique_name(prefix: str = "t") -> str:
     variable MAPSHARE_TEST_TOKEN, inherited by child processes, else the pid), a counter
     and random bits; at most 20 characters for prefixes of up to 3, so its OS name is
     readable (not hashed)."""
-    token = os.environ.get(TOKEN_ENV) or f"{os.getpid() % 100000:05d}"
+    token = os.environ.get(_TOKEN_ENV) or f"{os.getpid() % 100000:05d}"
     return f"{prefix}{token[:5]}{next(_counter):04d}{os.urandom(3).hex()}"[:20]
 
 
 def session_token() -> str:
     """Set (once) and return this test session's token; see ``unique_name``."""
-    token = os.environ.get(TOKEN_ENV)
+    token = os.environ.get(_TOKEN_ENV)
     if not token:
         token = os.urandom(3).hex()[:5]
-        os.environ[TOKEN_ENV] = token
+        os.environ[_TOKEN_ENV] = token
     return token
 
 

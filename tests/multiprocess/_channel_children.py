@@ -614,7 +614,7 @@ def blocked_send_report(name: str, q: Any) -> None:
             q.put(type(exc).__name__)
 
 
-# ---- normal exits (issue 9 part 2) -----------------------------------------------------
+# ---- normal exits ----------------------------------------------------------------------
 
 
 def send_and_return(name: str, messages: list[bytes]) -> None:

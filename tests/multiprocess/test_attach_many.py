@@ -1,4 +1,4 @@
-"""Many processes on one object (issue 9, part 10): thousands of real forked attachers,
+"""Many processes on one object: thousands of real forked attachers,
 the limit error when the attach table is really full, SIGKILLed attachers reaped.
 
 The durations printed (``-s``) are for information; nothing here asserts speed.

@@ -1,4 +1,4 @@
-"""Issue 9 part 2: a normal exit is not a broken peer, and BrokenChannelError is an edge.
+"""A normal exit is not a broken peer, and BrokenChannelError is an edge.
 
 A producer that ends without ``close()`` (end of script, ``del``, scope exit, ``sys.exit``,
 an uncaught exception, a multiprocessing child returning) leaves the channel's peer

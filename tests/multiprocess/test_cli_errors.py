@@ -1,4 +1,4 @@
-"""Issue 9.11: the ``mapshare`` command never prints a traceback.  Each case runs the
+"""The ``mapshare`` command never prints a traceback.  Each case runs the
 real installed command (``mapshare``, the console script) in a subprocess and checks the
 exit status, that stderr names the logical name, and that no "Traceback" appears."""
 

@@ -346,7 +346,7 @@ def test_kill_during_channel_receive(names: Callable[[], str], view: bool) -> No
             # receive() copies out and consumes under the lock: nothing of it can be
             # redelivered.  The counter still says 1 when the receiver died after moving
             # the head but before unlocking, with more messages queued (a statistics bug
-            # reported to the lead: lock_recv counts any owner death as a redelivery);
+            # in the C core: lock_recv counts any owner death as a redelivery);
             # counted here, not asserted, so the message checks above stay the verdict.
             miscounted = int(not view and redelivered == 1)
             check_capacity(ch)

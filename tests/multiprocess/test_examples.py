@@ -24,7 +24,7 @@ def test_example_runs(folder: str) -> None:
 
 
 def test_lock_example_shows_contention() -> None:
-    # issue 9.12: the workers used to run one after the other, so the example never
+    # the workers used to run one after the other, so the example never
     # showed two processes contending for the lock
     import re
 
@@ -39,7 +39,7 @@ def test_lock_example_shows_contention() -> None:
 
 
 def test_examples_do_not_hand_write_retry_loops() -> None:
-    # issue 9.6: open(..., wait=) replaces the retry loop around open
+    # open(..., wait=) replaces the retry loop around open
     for script in EXAMPLES.glob("*/*.py"):
         text = script.read_text()
         assert "except mapshare.SegmentNotFoundError" not in text, script

@@ -1,4 +1,4 @@
-"""Issue 9.4: objects created with a group mode are used end to end by a member of that
+"""Objects created with a group mode are used end to end by a member of that
 group running as another uid.
 
 The creator (this test, as root) makes each object with ``mode=0o660`` and gives it the

@@ -1,4 +1,4 @@
-"""Another user of the object's group (issue 9, part 4, the mechanism): every opener,
+"""Another user of the object's group (the mechanism): every opener,
 whatever its access, counts as attached.
 
 A read-only opener cannot write the attach table (its header mapping is read-only); it is

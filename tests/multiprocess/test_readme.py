@@ -1,4 +1,4 @@
-"""The README tour runs as printed (issue 9.6: its reader timed out when the writer
+"""The README tour runs as printed (its reader once timed out when the writer
 notified before the reader opened)."""
 
 from __future__ import annotations

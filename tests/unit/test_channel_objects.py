@@ -168,7 +168,7 @@ def test_receive_array_refuses_a_corrupt_array_message(ch: Channel) -> None:
 
 @pytest.mark.parametrize("call", ["receive_array", "receive_array_view", "receive_object"])
 def test_the_wrong_receive_call_leaves_the_message_queued(ch: Channel, call: str) -> None:
-    """Issue 9 part 8: receive_object() on a bytes or array message (and receive_array()
+    """receive_object() on a bytes or array message (and receive_array()
     on a non-array) used to consume it and raise LayoutError.  Now the message stays
     queued and a MessageKindError (a TypeError) names the kind found."""
     arr = np.arange(4, dtype=np.int32)

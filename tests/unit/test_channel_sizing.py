@@ -1,5 +1,5 @@
 """docs/channel.md "Sizing a channel for arrays": the record size and capacity formulas
-(issue 9.12: k frames of capacity hold k - 1 arrays, which was undocumented)."""
+(k frames of capacity hold k - 1 arrays, which the page once did not say)."""
 
 from __future__ import annotations
 

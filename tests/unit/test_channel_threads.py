@@ -1,4 +1,4 @@
-"""Issue 9 part 9: channels and locks shared by threads and asyncio tasks.
+"""Channels and locks shared by threads and asyncio tasks.
 
 Threads sharing one handle wait (not fail) while another thread has a loan or a view
 open; close() right after a cancelled asyncio wait works at once; tasks of one loop

@@ -1,4 +1,4 @@
-"""Issue 9.4, 9.6 and 9.7: one keyword set on every factory, waiting for a name to
+"""One keyword set on every factory, waiting for a name to
 appear, and bad input that gets a clear error instead of a wrong result."""
 
 from __future__ import annotations

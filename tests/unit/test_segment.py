@@ -606,7 +606,7 @@ def test_other_kinds_are_layout_errors(names: object) -> None:
 
 
 def test_plain_segment_open_refuses_other_kinds(names: object) -> None:
-    # issue 9.7: Segment.open of a channel handed out write access to its ring.  Other
+    # Segment.open of a channel used to hand out write access to its ring.  Other
     # kinds are refused unless asked for (kind='any' or by their kind), and then the
     # handle says what it is.
     lname, cname = names(), names()  # type: ignore[operator]

@@ -9,7 +9,7 @@
 #     Windows Python
 #     from win_amd64 wheels
 # Everything lives under ${MAPSHARE_WINE_CACHE:-$HOME/.cache/mapshare-wine}.
-# See /work/shared/WINDOWS-UNDER-WINE.md (docs) for the recipe and the traps.
+# See tools/wine/README.md for the recipe and the traps.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
