@@ -37,7 +37,7 @@ import pytest
 
 import mapshare
 from mapshare import Channel, Event, Segment
-from mapshare._segment import segment_info
+from mapshare._inspect import segment_info
 
 N = int(os.environ.get("MAPSHARE_CRASH_N", "100"))
 TIMEOUT = 30.0  # bounds a hang (a deadlock), never a speed assertion
