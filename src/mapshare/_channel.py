@@ -17,7 +17,7 @@ import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union, cast
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, cast
 
 from . import _core, _registry
 from ._aio import wait_until
@@ -335,7 +335,7 @@ class Channel(_core.Channel):
             raise err
         return view
 
-    def receive_object(self, timeout: Optional[float] = None) -> Any:
+    def receive_object(self, timeout: Optional[float] = None) -> object:
         """Receive and unpickle an object sent with ``send_object``.  A message of
         another kind is left queued (``MessageKindError``).  This and
         ``receive_any``/their async forms are the only calls that unpickle: only use
@@ -344,7 +344,7 @@ class Channel(_core.Channel):
             data, bufs = self._decode_object(m)
         return pickle.loads(data, buffers=bufs)
 
-    def receive_object_nowait(self) -> Any:
+    def receive_object_nowait(self) -> object:
         """``receive_object`` without waiting: ``ChannelEmpty`` if there is nothing."""
         return self.receive_object(0)
 
@@ -468,7 +468,7 @@ class Channel(_core.Channel):
 
     # ---- any kind ------------------------------------------------------------------
 
-    def receive_any(self, timeout: Optional[float] = None) -> Union[bytes, Any]:
+    def receive_any(self, timeout: Optional[float] = None) -> object:
         """Receive the next message whatever its kind, decoded by it: ``bytes`` for
         ``send``/``send_many``/``loan``, the object for ``send_object`` (unpickled: trusted
         senders only), a read-only numpy array for ``send_array``."""
@@ -482,7 +482,7 @@ class Channel(_core.Channel):
                 return bytes(m)
         return pickle.loads(data, buffers=bufs)
 
-    def receive_any_nowait(self) -> Union[bytes, Any]:
+    def receive_any_nowait(self) -> object:
         """``receive_any`` without waiting: ``ChannelEmpty`` if there is nothing."""
         return self.receive_any(0)
 
@@ -590,7 +590,7 @@ class Channel(_core.Channel):
         result: bytes = await self._receive_async(self.receive_nowait, timeout, "receive")
         return result
 
-    async def receive_object_async(self, timeout: Optional[float] = None) -> Any:
+    async def receive_object_async(self, timeout: Optional[float] = None) -> object:
         """``receive_object`` for asyncio (unpickles: trusted senders only)."""
         return await self._receive_async(self.receive_object_nowait, timeout, "receive_object")
 
@@ -601,7 +601,7 @@ class Channel(_core.Channel):
         )
         return result
 
-    async def receive_any_async(self, timeout: Optional[float] = None) -> Union[bytes, Any]:
+    async def receive_any_async(self, timeout: Optional[float] = None) -> object:
         """``receive_any`` for asyncio (unpickles objects: trusted senders only)."""
         return await self._receive_async(self.receive_any_nowait, timeout, "receive_any")
 
