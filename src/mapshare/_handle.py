@@ -88,6 +88,13 @@ class Handle:
     ``close()`` detaches this handle and ``unlink()`` removes the name.  A handle is a
     context manager (closing on exit) and pickles as its name, so a worker process
     reattaches.
+
+    The factories of every kind take the same keywords for the same meaning (``mode``,
+    ``lifetime``, ``global_namespace``, ``spin``; ``allow_foreign``, ``wait``,
+    ``init_timeout`` when opening).  A keyword that cannot apply to a kind is not
+    accepted by it, never accepted and ignored: ``path``, ``access``, ``raw``, ``kind``
+    and ``follow_symlinks`` are ``Segment.open``'s alone, and ``open_or_create`` has no
+    ``wait`` (a missing name is created).
     """
 
     _kind: int = _core.KIND_SEGMENT

@@ -271,7 +271,8 @@ class Event(_Named):
     @classmethod
     def create_in(cls, segment: Segment, offset: int, *, initially_set: bool = False) -> Self:
         """Place a new event in 16 bytes of ``segment`` at ``offset`` (a multiple of 8).
-        ``segment`` must be a plain ``Segment`` (not a channel's)."""
+        ``segment`` must be a plain ``Segment`` (not a channel's).  Naming, permissions,
+        lifetime and ``spin`` are that segment handle's: no keywords for them here."""
         cls._check_in(segment, offset)
         segment._core.event_init(offset, initially_set)
         return cls.open_in(segment, offset)
@@ -383,7 +384,8 @@ class Semaphore(_Named):
         cls, segment: Segment, offset: int, value: int = 1, *, maximum: Optional[int] = None
     ) -> Self:
         """Place a new semaphore in 16 bytes of ``segment`` at ``offset`` (multiple of 8).
-        ``segment`` must be a plain ``Segment`` (not a channel's)."""
+        ``segment`` must be a plain ``Segment`` (not a channel's).  Naming, permissions,
+        lifetime and ``spin`` are that segment handle's: no keywords for them here."""
         cls._check_in(segment, offset)
         value, maximum = cls._init(value, maximum)
         segment._core.sem_init(offset, value, maximum)
