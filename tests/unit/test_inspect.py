@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterator
 
 import pytest
 
@@ -27,12 +28,18 @@ def _poke(name: str, offset: int, data: bytes) -> None:
 
 
 @pytest.fixture
-def destroyed(name: str) -> str:
+def destroyed(name: str) -> Iterator[str]:
     """A persistent segment whose last user marked it destroyed and died before
-    removing the name."""
+    removing the name (removed afterwards: nobody else would)."""
     mapshare.Segment.create(name, 5000, lifetime="persistent").close()
-    _poke(name, OFF_STATE, struct.pack("<I", 2))  # MS_STATE_DESTROYED
-    return name
+    try:
+        _poke(name, OFF_STATE, struct.pack("<I", 2))  # MS_STATE_DESTROYED
+        yield name
+    finally:
+        try:
+            os.unlink("/dev/shm" + _naming.os_name(name))
+        except FileNotFoundError:
+            pass
 
 
 @pytest.mark.posix_only(POSIX)
