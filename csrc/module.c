@@ -8,6 +8,7 @@
 #include <Python.h>
 #include <structmember.h>
 
+#include "inspect.h"
 #include "layout.h"
 #include "ring.h"
 #include "segment.h"
@@ -3082,6 +3083,35 @@ static PyTypeObject Channel_Type = {
 
 /* ---- module ------------------------------------------------------------------------- */
 
+/* ---- inspection (csrc/inspect.c): the one reader of header offsets for Python -------- */
+
+static PyObject *core_peek_header(PyObject *mod, PyObject *args)
+{
+    const char *osname;
+    const char *path = NULL;
+    unsigned int flags = 0;
+    (void)mod;
+    if (!PyArg_ParseTuple(args, "s|zI:peek_header", &osname, &path, &flags))
+        return NULL;
+    ms_header_info h;
+    int err = 0;
+    ms_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = ms_inspect_peek(osname, path, flags, &h, &err);
+    Py_END_ALLOW_THREADS
+    if (st != MS_OK)
+        return raise_status(st, err, path ? path : osname);
+    return Py_BuildValue(
+        "{sIsIsIsKsIsIsKsKsIsIsIsN}",
+        "version", h.version, "kind", h.kind, "lifetime", h.lifetime,
+        "size", (unsigned long long)h.size, "creator_pid", h.creator_pid,
+        "creator_uid", h.creator_uid,
+        "creator_start", (unsigned long long)h.creator_start,
+        "created_ns", (unsigned long long)h.created_ns, "state", h.state,
+        "flags", h.flags, "mode", h.mode,
+        "name", PyUnicode_DecodeUTF8(h.name, (Py_ssize_t)h.name_len, "replace"));
+}
+
 static PyMethodDef module_methods[] = {
     {"set_errors", set_errors, METH_O, "Register {status: exception class}."},
     {"create", (PyCFunction)(void (*)(void))core_create, METH_VARARGS | METH_KEYWORDS,
@@ -3100,6 +3130,9 @@ static PyMethodDef module_methods[] = {
     {"process_alive", core_process_alive, METH_VARARGS,
      "process_alive(pid, start=0) -> 1 alive, 0 dead, -1 unknown"},
     {"process_start", core_process_start, METH_VARARGS, "process_start(pid) -> int"},
+    {"peek_header", core_peek_header, METH_VARARGS,
+     "peek_header(osname, path=None, flags=0) -> dict: the identity fields of a header "
+     "(ms_inspect_peek), without attaching; for objects open() refuses (destroyed)."},
     {NULL}
 };
 

@@ -8,7 +8,7 @@
  * self-consistent (the attach table inside the header area), then exercises the code
  * that trusts a validated header: channel binding + a receive/send on the fuzzed ring
  * control, the attach table (attach/detach/reap over fuzzed pids and fuzzed end/hint
- * hints), and lock inspection.
+ * hints), lock inspection, and the parser of unattached headers (inspect.c).
  *
  * The robust mutexes themselves (meta_lock, user_lock, send_lock, recv_lock) are
  * re-initialised before use: what glibc does with a scribbled-over pthread_mutex_t is
@@ -17,6 +17,7 @@
  * tests. */
 #define _GNU_SOURCE
 #include "fake_segment.h"
+#include "inspect.h"
 
 #include <stdio.h>
 #include <sys/mman.h>
@@ -38,6 +39,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t n)
     ms_header *h = (ms_header *)aligned_alloc(64, MS_HEADER_PAGE);
     memset(h, 0, MS_HEADER_PAGE);
     memcpy(h, in, n < MS_HEADER_PAGE ? n : MS_HEADER_PAGE);
+
+    /* inspection without attaching (inspect.c) parses the raw bytes, whatever their
+     * length: the input buffer is exactly n bytes, so ASan sees any read past it */
+    ms_header_info info;
+    if (ms_inspect_parse(in, n, &info) == MS_OK) {
+        REQUIRE(info.name_len <= MS_INSPECT_NAME_FIELD);
+        REQUIRE(info.name[info.name_len] == '\0');
+        REQUIRE(info.version == MS_LAYOUT_VERSION);
+    }
 
     /* inspection reads the raw lock words (segments listing) */
     int held, dead;

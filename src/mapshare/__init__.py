@@ -16,6 +16,7 @@ message channels.
 
 from ._channel import Channel as Channel
 from ._channel import ChannelStatistics as ChannelStatistics
+from ._core import Window as Window
 from ._errors import AttachLimitError as AttachLimitError
 from ._errors import BrokenChannelError as BrokenChannelError
 from ._errors import ChannelEmpty as ChannelEmpty
@@ -36,12 +37,13 @@ from ._errors import SegmentFaultError as SegmentFaultError
 from ._errors import SegmentNotFoundError as SegmentNotFoundError
 from ._errors import UnsupportedError as UnsupportedError
 from ._errors import WaitTimeout as WaitTimeout
+from ._gc import Reclaimed as Reclaimed
 from ._gc import collect as collect
-from ._segment import LockState as LockState
-from ._segment import ProcessInfo as ProcessInfo
+from ._inspect import LockState as LockState
+from ._inspect import ProcessInfo as ProcessInfo
+from ._inspect import SegmentInfo as SegmentInfo
+from ._inspect import segments as segments
 from ._segment import Segment as Segment
-from ._segment import SegmentInfo as SegmentInfo
-from ._segment import segments as segments
 from ._sync import Event as Event
 from ._sync import Lock as Lock
 from ._sync import Semaphore as Semaphore
@@ -69,6 +71,7 @@ __all__ = [
     "OwnerDiedError",
     "PermissionDeniedError",
     "ProcessInfo",
+    "Reclaimed",
     "Segment",
     "SegmentDestroyedError",
     "SegmentExistsError",
@@ -78,6 +81,7 @@ __all__ = [
     "Semaphore",
     "UnsupportedError",
     "WaitTimeout",
+    "Window",
     "collect",
     "segments",
 ]

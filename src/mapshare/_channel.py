@@ -17,10 +17,9 @@ import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union, cast
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, cast
 
-from . import _core
-from . import _segment as _segment_mod
+from . import _core, _registry
 from ._aio import wait_until
 from ._errors import (
     BrokenChannelError,
@@ -30,10 +29,12 @@ from ._errors import (
     LayoutError,
     MessageKindError,
 )
-from ._segment import _INIT_WAIT, Lifetime, Segment
+from ._options import INIT_WAIT, Lifetime
+from ._segment import Segment
 
 if TYPE_CHECKING:
     import numpy as np
+    from typing_extensions import Self
 
 __all__ = ["Channel", "ChannelStatistics"]
 
@@ -105,7 +106,7 @@ def _detach_live() -> None:
 
 # Run by the segments' exit path (atexit and a multiprocessing child's exit) before they
 # close: a channel leaves its peer tables first.
-_segment_mod._exit_hooks.append(_detach_live)
+_registry.exit_hooks.append(_detach_live)
 
 
 @dataclass(frozen=True)
@@ -174,8 +175,8 @@ class Channel(_core.Channel):
     _waits: list[None]  # one entry per asyncio wait running in a worker thread
 
     @classmethod
-    def _wrap(cls, seg: Segment, spin: Optional[float]) -> Channel:
-        self = cast(Channel, _core.Channel.__new__(cls, seg._core))
+    def _wrap(cls, seg: Segment, spin: Optional[float]) -> Self:
+        self = cast("Self", _core.Channel.__new__(cls, seg._core))
         self._segment = seg
         self._waits = []
         if isinstance(seg, _ChannelSegment):
@@ -197,7 +198,7 @@ class Channel(_core.Channel):
     def create(
         cls, name: str, capacity: int, *, mode: int = 0o600, lifetime: Lifetime = "shared",
         global_namespace: bool = False, spin: Optional[float] = None,
-    ) -> Channel:
+    ) -> Self:
         """Create a channel whose ring holds ``capacity`` bytes (rounded up to a
         multiple of 8; each message takes its length rounded up to 8, plus 8).
         The keywords mean what they mean for ``Segment.create``; ``spin``: seconds a
@@ -211,9 +212,9 @@ class Channel(_core.Channel):
     @classmethod
     def open(
         cls, name: str, *, allow_foreign: bool = False, global_namespace: bool = False,
-        wait: Optional[float] = 0, init_timeout: float = _INIT_WAIT,
+        wait: Optional[float] = 0, init_timeout: float = INIT_WAIT,
         spin: Optional[float] = None,
-    ) -> Channel:
+    ) -> Self:
         """Open an existing channel (``LayoutError`` if the name is not a channel).
         The keywords mean what they mean for ``Segment.open``: ``wait`` waits that many
         seconds for the name to appear (None: forever), ``allow_foreign`` trusts a
@@ -228,8 +229,8 @@ class Channel(_core.Channel):
     def open_or_create(
         cls, name: str, capacity: int, *, mode: int = 0o600, lifetime: Lifetime = "shared",
         allow_foreign: bool = False, global_namespace: bool = False,
-        init_timeout: float = _INIT_WAIT, spin: Optional[float] = None,
-    ) -> Channel:
+        init_timeout: float = INIT_WAIT, spin: Optional[float] = None,
+    ) -> Self:
         """Open the channel, or create it; ``LayoutError`` if it exists with another
         capacity."""
         seg = _ChannelSegment._open_or_create(
@@ -334,7 +335,7 @@ class Channel(_core.Channel):
             raise err
         return view
 
-    def receive_object(self, timeout: Optional[float] = None) -> Any:
+    def receive_object(self, timeout: Optional[float] = None) -> object:
         """Receive and unpickle an object sent with ``send_object``.  A message of
         another kind is left queued (``MessageKindError``).  This and
         ``receive_any``/their async forms are the only calls that unpickle: only use
@@ -343,7 +344,7 @@ class Channel(_core.Channel):
             data, bufs = self._decode_object(m)
         return pickle.loads(data, buffers=bufs)
 
-    def receive_object_nowait(self) -> Any:
+    def receive_object_nowait(self) -> object:
         """``receive_object`` without waiting: ``ChannelEmpty`` if there is nothing."""
         return self.receive_object(0)
 
@@ -467,7 +468,7 @@ class Channel(_core.Channel):
 
     # ---- any kind ------------------------------------------------------------------
 
-    def receive_any(self, timeout: Optional[float] = None) -> Union[bytes, Any]:
+    def receive_any(self, timeout: Optional[float] = None) -> object:
         """Receive the next message whatever its kind, decoded by it: ``bytes`` for
         ``send``/``send_many``/``loan``, the object for ``send_object`` (unpickled: trusted
         senders only), a read-only numpy array for ``send_array``."""
@@ -481,7 +482,7 @@ class Channel(_core.Channel):
                 return bytes(m)
         return pickle.loads(data, buffers=bufs)
 
-    def receive_any_nowait(self) -> Union[bytes, Any]:
+    def receive_any_nowait(self) -> object:
         """``receive_any`` without waiting: ``ChannelEmpty`` if there is nothing."""
         return self.receive_any(0)
 
@@ -589,7 +590,7 @@ class Channel(_core.Channel):
         result: bytes = await self._receive_async(self.receive_nowait, timeout, "receive")
         return result
 
-    async def receive_object_async(self, timeout: Optional[float] = None) -> Any:
+    async def receive_object_async(self, timeout: Optional[float] = None) -> object:
         """``receive_object`` for asyncio (unpickles: trusted senders only)."""
         return await self._receive_async(self.receive_object_nowait, timeout, "receive_object")
 
@@ -600,7 +601,7 @@ class Channel(_core.Channel):
         )
         return result
 
-    async def receive_any_async(self, timeout: Optional[float] = None) -> Union[bytes, Any]:
+    async def receive_any_async(self, timeout: Optional[float] = None) -> object:
         """``receive_any`` for asyncio (unpickles objects: trusted senders only)."""
         return await self._receive_async(self.receive_any_nowait, timeout, "receive_any")
 
@@ -670,7 +671,7 @@ class Channel(_core.Channel):
         if not self._segment.closed:
             super()._after_fork()  # the C method of the same name
 
-    def __enter__(self) -> Channel:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -37,7 +37,7 @@ from ._errors import (
     SegmentNotFoundError,
     WaitTimeout,
 )
-from ._segment import SegmentInfo, segment_info, segments
+from ._inspect import SegmentInfo, segment_info, segments
 
 __all__ = ["main"]
 

@@ -5,8 +5,12 @@ extension at import)."""
 from __future__ import annotations
 
 import queue
+from typing import TYPE_CHECKING, Optional
 
 from . import _core
+
+if TYPE_CHECKING:
+    from ._sync import Lock
 
 __all__ = [
     "AttachLimitError",
@@ -102,10 +106,11 @@ class OwnerDiedError(MapshareError):
 
     Raised by ``Lock.acquire()`` **with the lock held by the caller**: repair the
     state the lock protects, then call ``release()`` (or keep using it and release
-    later).  ``lock`` is the Lock concerned.
+    later).  ``lock`` is the Lock concerned (None if the error did not come from a
+    ``Lock``).
     """
 
-    lock: object = None
+    lock: Optional[Lock] = None
 
 
 class NotOwnerError(MapshareError, RuntimeError):

@@ -1,4 +1,6 @@
-"""Garbage collection of segments whose users all died (``mapshare gc``)."""
+"""Garbage collection of segments whose users all died (``mapshare gc``), and the one
+rule that decides whether a name can be taken back (``create`` over an abandoned name
+applies it too)."""
 
 from __future__ import annotations
 
@@ -7,19 +9,72 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from . import _core
-from ._errors import SegmentNotFoundError
-from ._segment import (
-    _SHM_DIR,
-    UNFINISHED_GRACE,
-    SegmentInfo,
-    _list_os_names,
-    _reclaim_link,
-    segment_info,
-)
+from . import _core, _link
+from ._errors import LayoutError, SegmentNotFoundError
+from ._inspect import SegmentInfo, list_os_names, segment_info
+from ._platform import HAS_DEV_SHM, SHM_DIR
 
-__all__ = ["Reclaimed", "collect"]
+__all__ = ["UNFINISHED_GRACE", "Reclaimed", "collect", "reclaim", "reclaim_link"]
 
+# An object whose creator never published its header and whose creator cannot be
+# identified is judged abandoned once it is this old (a live creator publishes within
+# microseconds).
+UNFINISHED_GRACE = 10.0
+
+
+def reclaim(osn: str, flags: int = 0) -> bool:
+    """Remove the name ``osn`` if nobody can use its object any more, so that it can be
+    created again (see ``ms_segment_reclaim``): a 'shared' object whose attached
+    processes all died, one marked destroyed, or one whose creator died before publishing
+    its header.  Never a persistent object (its data outlives its processes) and never
+    one a live process uses.  True when the name is free now."""
+    result = _core.reclaim(osn, flags, False)
+    if result == _core.RECLAIM_UNFINISHED and (_age(osn) or 0.0) > UNFINISHED_GRACE:
+        result = _core.reclaim(osn, flags, True)
+    return result in (_core.RECLAIM_REMOVED, _core.RECLAIM_ABSENT)
+
+
+def reclaim_link(osn: str) -> bool:
+    """The name of a file-backed segment is a persistent link object; it is stale when
+    its file is gone or replaced, or when that segment is 'shared' and every process
+    attached to it died.  Remove such a link (under its meta lock); True when the name
+    is free now.  The file itself is data and always stays."""
+    try:
+        link = _core.open(osn, None, _core.KIND_LINK, _core.ACCESS_WRITE)
+    except SegmentNotFoundError:
+        return True
+    except (LayoutError, OSError):
+        return reclaim(osn)  # not a link: the ordinary rules
+    try:
+        parsed = _link.parse(link.read())
+        if parsed is None:
+            return False
+        dev, ino, path = parsed
+        ident = (dev, ino)
+        if ident == (0, 0):
+            return False  # being written
+        stale = False
+        try:
+            target = _core.open(osn, path, 0, _core.ACCESS_WRITE)
+        except SegmentNotFoundError:
+            stale = True
+        except (LayoutError, OSError):
+            return False
+        else:
+            try:
+                st = target.stat()
+                if (st["dev"], st["ino"]) != ident:
+                    stale = True
+                elif target.lifetime == _core.LIFETIME_SHARED:
+                    _, stale = target.reap()
+            finally:
+                target.close(False)
+        if not stale:
+            return False
+        link.remove_name(osn)
+        return True
+    finally:
+        link.close(False)
 
 
 @dataclass(frozen=True)
@@ -35,8 +90,11 @@ class Reclaimed:
 
 
 def _age(os_name: str) -> Optional[float]:
+    """Seconds since the object was last modified (None where that cannot be told)."""
+    if not HAS_DEV_SHM:
+        return None
     try:
-        return time.time() - os.stat(_SHM_DIR + os_name).st_mtime
+        return time.time() - os.stat(SHM_DIR + os_name).st_mtime
     except OSError:
         return None
 
@@ -46,7 +104,7 @@ def collect(*, dry_run: bool = False) -> list[Reclaimed]:
     whose creator died before finishing the header.  Persistent segments and anything
     with a live (or undeterminable) user are kept.  Returns what was removed."""
     out: list[Reclaimed] = []
-    for osn in _list_os_names():
+    for osn in list_os_names():
         try:
             info = segment_info(osn)
         except SegmentNotFoundError:
@@ -54,7 +112,7 @@ def collect(*, dry_run: bool = False) -> list[Reclaimed]:
         reason = _reason(info)
         if reason is None:
             continue
-        if not dry_run and not _reclaim(osn, info):
+        if not dry_run and not _collect_one(osn, info):
             continue
         out.append(Reclaimed(os_name=osn, name=info.name, reason=reason))
     return out
@@ -82,12 +140,12 @@ def _reason(info: SegmentInfo) -> Optional[str]:
     return None
 
 
-def _reclaim(osn: str, info: SegmentInfo) -> bool:
+def _collect_one(osn: str, info: SegmentInfo) -> bool:
     """Remove through the same rule ``create`` applies to a name it finds taken
     (``ms_segment_reclaim``): decided again under the object's meta lock, so a process
     attaching concurrently wins over the collector, and only that very object's name is
     removed, never one re-created since."""
     if info.path is not None:
-        return _reclaim_link(osn)
+        return reclaim_link(osn)
     unfinished_ok = info.state == "initializing"
     return bool(_core.reclaim(osn, 0, unfinished_ok) == _core.RECLAIM_REMOVED)

@@ -7,27 +7,34 @@ Ctrl-C interrupts a wait in the main thread; timeouts use the monotonic clock.
 from __future__ import annotations
 
 import sys
-from typing import Any, Optional, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 from . import _core
 from ._aio import poll_until, wait_until
 from ._errors import LayoutError
-from ._segment import _INIT_WAIT, Lifetime, LockState, Segment, _lock_state
+from ._handle import Handle
+from ._inspect import LockState, lock_state
+from ._options import INIT_WAIT, Lifetime
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    # Only for annotations: _segment imports this module (Segment.lock() returns a
+    # Lock), never the other way round at run time.
+    from ._segment import Segment
 
 __all__ = ["Event", "Lock", "Semaphore"]
 
-_N = TypeVar("_N", bound="_Named")
 
-
-class _LockSegment(Segment):
+class _LockSegment(Handle):
     _kind = _core.KIND_LOCK
 
 
-class _EventSegment(Segment):
+class _EventSegment(Handle):
     _kind = _core.KIND_EVENT
 
 
-class _SemaphoreSegment(Segment):
+class _SemaphoreSegment(Handle):
     _kind = _core.KIND_SEMAPHORE
 
 
@@ -35,8 +42,8 @@ class _Named:
     """Shared plumbing: a synchronization object is a small segment of its own kind,
     or lives inside another segment."""
 
-    _segment_cls: type[Segment] = Segment
-    _segment: Segment
+    _segment_cls: type[Handle] = Handle
+    _segment: Handle
     _owns: bool
     _offset: Optional[int]
 
@@ -44,7 +51,7 @@ class _Named:
         raise TypeError(f"use {type(self).__name__}.create(), .open() or .open_or_create()")
 
     @classmethod
-    def _wrap(cls: type[_N], seg: Segment, owns: bool) -> _N:
+    def _wrap(cls, seg: Handle, owns: bool) -> Self:
         self = object.__new__(cls)
         self._segment = seg
         self._owns = owns
@@ -53,15 +60,15 @@ class _Named:
 
     @classmethod
     def open(
-        cls: type[_N],
+        cls,
         name: str,
         *,
         allow_foreign: bool = False,
         global_namespace: bool = False,
         wait: Optional[float] = 0,
-        init_timeout: float = _INIT_WAIT,
+        init_timeout: float = INIT_WAIT,
         spin: Optional[float] = None,
-    ) -> _N:
+    ) -> Self:
         """Open an existing one by name (``SegmentNotFoundError`` if missing,
         ``LayoutError`` if the name holds another kind of object).  The keywords mean
         what they mean for ``Segment.open``: ``allow_foreign`` trusts an object of
@@ -75,9 +82,9 @@ class _Named:
 
     @classmethod
     def _create_named(
-        cls: type[_N], name: str, init: object, mode: int, lifetime: str,
+        cls, name: str, init: object, mode: int, lifetime: str,
         global_namespace: bool, spin: Optional[float],
-    ) -> _N:
+    ) -> Self:
         seg = cls._segment_cls._create(
             name, 0, path=None, mode=mode, lifetime=lifetime, init=init,
             global_namespace=global_namespace,
@@ -86,10 +93,10 @@ class _Named:
 
     @classmethod
     def _open_or_create_named(
-        cls: type[_N], name: str, init: object, mode: int, lifetime: str,
+        cls, name: str, init: object, mode: int, lifetime: str,
         allow_foreign: bool, global_namespace: bool, init_timeout: float,
         spin: Optional[float],
-    ) -> _N:
+    ) -> Self:
         seg = cls._segment_cls._open_or_create(
             name, 0, path=None, mode=mode, lifetime=lifetime, init=init,
             init_timeout=init_timeout, allow_foreign=allow_foreign,
@@ -100,11 +107,12 @@ class _Named:
     @staticmethod
     def _check_in(segment: Segment, offset: object) -> None:
         """create_in/open_in take a plain segment and an int offset."""
-        if not isinstance(segment, Segment) or type(segment)._kind != _core.KIND_SEGMENT:
+        # a Handle of the plain segment kind is a Segment (not a channel's, a lock's...)
+        if not isinstance(segment, Handle) or type(segment)._kind != _core.KIND_SEGMENT:
             raise TypeError(
                 "events and semaphores can be placed only in a plain Segment's user area, "
                 f"not in {type(segment).__name__}"
-                + (f" {segment.name!r}" if isinstance(segment, Segment) else "")
+                + (f" {segment.name!r}" if isinstance(segment, Handle) else "")
             )
         if isinstance(offset, bool) or not isinstance(offset, int):
             raise TypeError(f"offset must be an int, not {type(offset).__name__}")
@@ -166,7 +174,7 @@ class Lock(_core.Lock, _Named):
     def create(
         cls, name: str, *, mode: int = 0o600, lifetime: Lifetime = "shared",
         global_namespace: bool = False, spin: Optional[float] = None,
-    ) -> Lock:
+    ) -> Self:
         """Create a named lock (exclusive: ``SegmentExistsError`` if the name exists).
         The keywords mean what they mean for ``Segment.create``."""
         return cls._create_named(name, None, mode, lifetime, global_namespace, spin)
@@ -175,20 +183,20 @@ class Lock(_core.Lock, _Named):
     def open_or_create(
         cls, name: str, *, mode: int = 0o600, lifetime: Lifetime = "shared",
         allow_foreign: bool = False, global_namespace: bool = False,
-        init_timeout: float = _INIT_WAIT, spin: Optional[float] = None,
-    ) -> Lock:
+        init_timeout: float = INIT_WAIT, spin: Optional[float] = None,
+    ) -> Self:
         """Open the named lock, or create it; safe when processes race."""
         return cls._open_or_create_named(
             name, None, mode, lifetime, allow_foreign, global_namespace, init_timeout, spin
         )
 
     @classmethod
-    def _bind(cls, seg: Segment) -> Lock:
+    def _bind(cls, seg: Segment) -> Self:
         return cls._wrap(seg, False)
 
     @classmethod
-    def _wrap(cls: type[_N], seg: Segment, owns: bool) -> _N:
-        self = cast(_N, _core.Lock.__new__(cast(Any, cls), seg._core))
+    def _wrap(cls, seg: Handle, owns: bool) -> Self:
+        self = cast("Self", _core.Lock.__new__(cast(Any, cls), seg._core))
         self._segment = seg
         self._owns = owns
         self._offset = None
@@ -196,7 +204,7 @@ class Lock(_core.Lock, _Named):
 
     def state(self) -> LockState:
         """Holder thread id and whether the holder is alive."""
-        return _lock_state(self._segment._core.lock_state())
+        return lock_state(self._segment._core.lock_state())
 
     async def acquire_async(self, timeout: Optional[float] = None) -> bool:
         """``acquire`` for asyncio (see mapshare._aio: polls with back-off on the loop's
@@ -217,7 +225,7 @@ class Lock(_core.Lock, _Named):
 
         return await poll_until(attempt, timeout, what="lock acquire")
 
-    async def __aenter__(self) -> Lock:
+    async def __aenter__(self) -> Self:
         """``async with lock:``: ``acquire_async()`` on entry, ``release()`` on exit."""
         await self.acquire_async()
         return self
@@ -240,7 +248,7 @@ class Event(_Named):
         cls, name: str, *, initially_set: bool = False, mode: int = 0o600,
         lifetime: Lifetime = "shared", global_namespace: bool = False,
         spin: Optional[float] = None,
-    ) -> Event:
+    ) -> Self:
         """Create a named event (exclusive).  The keywords mean what they mean for
         ``Segment.create``."""
         return cls._create_named(
@@ -251,9 +259,9 @@ class Event(_Named):
     def open_or_create(
         cls, name: str, *, initially_set: bool = False, mode: int = 0o600,
         lifetime: Lifetime = "shared", allow_foreign: bool = False,
-        global_namespace: bool = False, init_timeout: float = _INIT_WAIT,
+        global_namespace: bool = False, init_timeout: float = INIT_WAIT,
         spin: Optional[float] = None,
-    ) -> Event:
+    ) -> Self:
         """Open the named event, or create it (set if ``initially_set``)."""
         return cls._open_or_create_named(
             name, bool(initially_set), mode, lifetime, allow_foreign, global_namespace,
@@ -261,15 +269,16 @@ class Event(_Named):
         )
 
     @classmethod
-    def create_in(cls, segment: Segment, offset: int, *, initially_set: bool = False) -> Event:
+    def create_in(cls, segment: Segment, offset: int, *, initially_set: bool = False) -> Self:
         """Place a new event in 16 bytes of ``segment`` at ``offset`` (a multiple of 8).
-        ``segment`` must be a plain ``Segment`` (not a channel's)."""
+        ``segment`` must be a plain ``Segment`` (not a channel's).  Naming, permissions,
+        lifetime and ``spin`` are that segment handle's: no keywords for them here."""
         cls._check_in(segment, offset)
         segment._core.event_init(offset, initially_set)
         return cls.open_in(segment, offset)
 
     @classmethod
-    def open_in(cls, segment: Segment, offset: int) -> Event:
+    def open_in(cls, segment: Segment, offset: int) -> Self:
         """Use the event another process placed at ``offset`` of ``segment``
         (``LayoutError`` if no event was created there: every event carries a tag)."""
         cls._check_in(segment, offset)
@@ -349,7 +358,7 @@ class Semaphore(_Named):
         cls, name: str, value: int = 1, *, maximum: Optional[int] = None, mode: int = 0o600,
         lifetime: Lifetime = "shared", global_namespace: bool = False,
         spin: Optional[float] = None,
-    ) -> Semaphore:
+    ) -> Self:
         """Create a named semaphore holding ``value`` units, at most ``maximum``
         (default: ``value``, or 1 if value is 0).  The keywords mean what they mean
         for ``Segment.create``."""
@@ -361,9 +370,9 @@ class Semaphore(_Named):
     def open_or_create(
         cls, name: str, value: int = 1, *, maximum: Optional[int] = None, mode: int = 0o600,
         lifetime: Lifetime = "shared", allow_foreign: bool = False,
-        global_namespace: bool = False, init_timeout: float = _INIT_WAIT,
+        global_namespace: bool = False, init_timeout: float = INIT_WAIT,
         spin: Optional[float] = None,
-    ) -> Semaphore:
+    ) -> Self:
         """Open the named semaphore, or create it with ``value``."""
         return cls._open_or_create_named(
             name, cls._init(value, maximum), mode, lifetime, allow_foreign,
@@ -373,16 +382,17 @@ class Semaphore(_Named):
     @classmethod
     def create_in(
         cls, segment: Segment, offset: int, value: int = 1, *, maximum: Optional[int] = None
-    ) -> Semaphore:
+    ) -> Self:
         """Place a new semaphore in 16 bytes of ``segment`` at ``offset`` (multiple of 8).
-        ``segment`` must be a plain ``Segment`` (not a channel's)."""
+        ``segment`` must be a plain ``Segment`` (not a channel's).  Naming, permissions,
+        lifetime and ``spin`` are that segment handle's: no keywords for them here."""
         cls._check_in(segment, offset)
         value, maximum = cls._init(value, maximum)
         segment._core.sem_init(offset, value, maximum)
         return cls.open_in(segment, offset)
 
     @classmethod
-    def open_in(cls, segment: Segment, offset: int) -> Semaphore:
+    def open_in(cls, segment: Segment, offset: int) -> Self:
         """Use the semaphore another process placed at ``offset`` of ``segment``
         (``LayoutError`` if no semaphore was created there -- every semaphore carries a
         tag -- or what is there cannot be one: a maximum of 0, or a value above it)."""
@@ -436,7 +446,7 @@ class Semaphore(_Named):
 
         return await wait_until(attempt, block, timeout, what="semaphore acquire")
 
-    def __enter__(self) -> Semaphore:
+    def __enter__(self) -> Self:
         self.acquire()
         return self
 

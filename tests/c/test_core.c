@@ -1,6 +1,6 @@
 /* Unit tests of the C core in plain C: the ring, the robust lock, header validation,
- * wait/wake across fork, the SIGBUS guard.  Links csrc/{segment,sync,ring}.c and
- * csrc/platform/linux.c directly; no Python.  Build and run with tests/c/run.sh.
+ * wait/wake across fork, the SIGBUS guard, header inspection.  Links
+ * csrc/{segment,sync,ring,inspect}.c and csrc/platform/linux.c directly; no Python.  Build and run with tests/c/run.sh.
  *
  * Ring tests run on exact-size heap buffers (fake_segment.h), so AddressSanitizer
  * reports any access outside the ring; cross-process tests use real /dev/shm objects
@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include "fake_segment.h"
 #include "atomics.h"
+#include "inspect.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1302,6 +1303,88 @@ static void test_segment_reclaim(void)
     CHECK(!name_exists(osn));
 }
 
+/* ---- inspection (inspect.c) --------------------------------------------------------- */
+
+static void test_inspect_parse(void)
+{
+    /* a header copy another process may have scribbled anything into */
+    ms_header *h = (ms_header *)aligned_alloc(4096, 4096);
+    ms_header_info info;
+    const uint64_t obj = MS_HEADER_SIZE + 4096;
+    fake_header_fill(h, MS_KIND_CHANNEL, 100, obj);
+    h->creator_pid = 4242;
+    h->created_ns = 1234567890123456789ULL;
+    h->state = MS_STATE_DESTROYED;
+    memcpy(h->name, "abc", 3);
+    h->name_len = 3;
+    CHECK_EQ(ms_inspect_parse(h, MS_INSPECT_LEN, &info), MS_OK);
+    CHECK_EQ(info.kind, MS_KIND_CHANNEL);
+    CHECK_EQ(info.size, 100);
+    CHECK_EQ(info.creator_pid, 4242);
+    CHECK(info.created_ns == 1234567890123456789ULL);
+    CHECK_EQ(info.state, MS_STATE_DESTROYED);
+    CHECK_EQ(info.name_len, 3);
+    CHECK(strcmp(info.name, "abc") == 0);
+    /* a name length past the field is clamped, and the name still ends with NUL */
+    memset(h->name, 'x', sizeof h->name);
+    h->name_len = 0xFFFFFFFFu;
+    CHECK_EQ(ms_inspect_parse(h, MS_INSPECT_LEN, &info), MS_OK);
+    CHECK_EQ(info.name_len, sizeof h->name);
+    CHECK_EQ(strlen(info.name), sizeof h->name);
+    /* too short, unpublished, foreign, another layout version */
+    CHECK_EQ(ms_inspect_parse(h, MS_INSPECT_LEN - 1, &info), MS_E_LAYOUT);
+    CHECK_EQ(ms_inspect_parse(NULL, 0, &info), MS_E_LAYOUT);
+    h->magic = 0;
+    CHECK_EQ(ms_inspect_parse(h, MS_INSPECT_LEN, &info), MS_E_INITIALIZING);
+    h->magic = MS_MAGIC_RECLAIMED;
+    CHECK_EQ(ms_inspect_parse(h, MS_INSPECT_LEN, &info), MS_E_LAYOUT);
+    h->magic = MS_MAGIC;
+    h->version = MS_LAYOUT_VERSION + 1;
+    CHECK_EQ(ms_inspect_parse(h, MS_INSPECT_LEN, &info), MS_E_LAYOUT);
+    /* the parser reads exactly MS_INSPECT_LEN bytes: an exact-size heap copy (ASan) */
+    unsigned char *exact = malloc(MS_INSPECT_LEN);
+    fake_header_fill(h, MS_KIND_SEGMENT, 100, obj);
+    memcpy(exact, h, MS_INSPECT_LEN);
+    CHECK_EQ(ms_inspect_parse(exact, MS_INSPECT_LEN, &info), MS_OK);
+    free(exact);
+    free(h);
+}
+
+static void test_inspect_peek(void)
+{
+    /* real /dev/shm objects: a destroyed segment's identity, and objects that are not */
+    char osname[64];
+    snprintf(osname, sizeof osname, "%s", fresh_osname());
+    ms_header_info info;
+    int err = 0;
+    CHECK_EQ(ms_inspect_peek(osname, NULL, 0, &info, &err), MS_E_NOT_FOUND);
+    ms_segment seg;
+    CHECK_EQ(ms_segment_create(&seg, osname, NULL, "peeked", MS_KIND_SEGMENT, 777, 0600,
+                               MS_LIFETIME_SHARED, 0, NULL, NULL, &err), MS_OK);
+    CHECK_EQ(ms_segment_mark_destroyed(&seg, &err), MS_OK);
+    CHECK_EQ(ms_inspect_peek(osname, NULL, 0, &info, &err), MS_OK);
+    CHECK_EQ(info.kind, MS_KIND_SEGMENT);
+    CHECK_EQ(info.size, 777);
+    CHECK_EQ(info.lifetime, MS_LIFETIME_SHARED);
+    CHECK_EQ(info.state, MS_STATE_DESTROYED);
+    CHECK_EQ(info.creator_pid, getpid());
+    CHECK(strcmp(info.name, "peeked") == 0);
+    ms_segment_close(&seg);
+    CHECK_EQ(ms_p_object_unlink(osname, 0, &err), MS_OK);
+
+    int fd = shm_open(osname, O_RDWR | O_CREAT | O_EXCL, 0600);
+    CHECK(fd >= 0);
+    CHECK_EQ(ms_inspect_peek(osname, NULL, 0, &info, &err), MS_E_LAYOUT);   /* empty */
+    CHECK(ftruncate(fd, (off_t)MS_INSPECT_LEN - 1) == 0);
+    CHECK_EQ(ms_inspect_peek(osname, NULL, 0, &info, &err), MS_E_LAYOUT);   /* short */
+    CHECK(ftruncate(fd, 4096) == 0);
+    CHECK_EQ(ms_inspect_peek(osname, NULL, 0, &info, &err), MS_E_INITIALIZING);
+    CHECK(pwrite(fd, "garbage!", 8, 0) == 8);
+    CHECK_EQ(ms_inspect_peek(osname, NULL, 0, &info, &err), MS_E_LAYOUT);   /* foreign */
+    close(fd);
+    CHECK_EQ(ms_p_object_unlink(osname, 0, &err), MS_OK);
+}
+
 static const struct test tests[] = {
     { "ring_push_pop", test_ring_push_pop, 0 },
     { "ring_wrap_many", test_ring_wrap_many, 0 },
@@ -1330,6 +1413,8 @@ static const struct test tests[] = {
     { "sender_killed_is_an_edge", test_sender_killed_is_an_edge, 0 },
     { "ring_restarts_at_zero_when_empty", test_ring_restarts_at_zero_when_empty, 0 },
     { "sigbus_guard", test_sigbus_guard, 0 },
+    { "inspect_parse", test_inspect_parse, 0 },
+    { "inspect_peek", test_inspect_peek, 0 },
 };
 
 int main(int argc, char **argv)

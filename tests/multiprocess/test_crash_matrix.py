@@ -36,7 +36,7 @@ import pytest
 
 import mapshare
 from mapshare import Channel, Event, Segment
-from mapshare._segment import segment_info
+from mapshare._inspect import segment_info
 from support import mp_context
 
 N = int(os.environ.get("MAPSHARE_CRASH_N", "100"))

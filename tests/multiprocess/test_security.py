@@ -387,5 +387,7 @@ def test_only_receive_object_unpickles(name: str, tmp_path: Path) -> None:
         assert not marker.exists()
         # the explicit call does unpickle (which is why it is documented as trusted-only)
         ch.send_object(_Marker(str(marker)))
-        ch.receive_object(timeout=TIMEOUT).close()  # what unpickling opened
+        opened = ch.receive_object(timeout=TIMEOUT)  # unpickling opened a file
+        assert hasattr(opened, "close")
+        opened.close()
         assert marker.exists()

@@ -335,3 +335,37 @@ def test_loan_and_batch_sizes_refuse_bools_and_negatives(name: str) -> None:
         with ch.loan(3) as buf:
             buf[:] = b"abc"
         assert ch.receive_many(5, timeout=0) == [b"abc"]
+
+
+# ---- the rule for keywords that cannot apply (issue 10, part 1) ---------------------------
+
+# What each kind adds to the shared set, and nothing else: a keyword that cannot apply to
+# a kind is not accepted by it (TypeError) rather than accepted and ignored
+# (docs/segment.md, "Where a keyword cannot apply").
+OWN_KW: dict[tuple[type[Any], str], set[str]] = {
+    (mapshare.Segment, "create"): {"path"},
+    (mapshare.Segment, "open"): {"path", "access", "raw", "kind", "follow_symlinks"},
+    (mapshare.Segment, "open_or_create"): {"path"},
+    (mapshare.Event, "create"): {"initially_set"},
+    (mapshare.Event, "open_or_create"): {"initially_set"},
+    (mapshare.Semaphore, "create"): {"maximum"},
+    (mapshare.Semaphore, "open_or_create"): {"maximum"},
+}
+
+
+@pytest.mark.parametrize("cls", KINDS, ids=lambda c: c.__name__)
+def test_factories_take_exactly_the_shared_keywords_and_their_own(cls: type[Any]) -> None:
+    shared = {"create": CREATE_KW, "open": OPEN_KW, "open_or_create": OPEN_OR_CREATE_KW}
+    for how, kw in shared.items():
+        own = OWN_KW.get((cls, how), set())
+        assert _keywords(getattr(cls, how)) == kw | own, (cls.__name__, how)
+
+
+@pytest.mark.parametrize("cls", [mapshare.Lock, mapshare.Event, mapshare.Semaphore,
+                                 mapshare.Channel], ids=lambda c: c.__name__)
+def test_segment_only_keywords_are_refused_by_other_kinds(cls: type[Any], name: str) -> None:
+    for kw in ({"path": "x"}, {"access": "r"}, {"raw": True}, {"follow_symlinks": True}):
+        with pytest.raises(TypeError, match="unexpected keyword"):
+            cls.open(name, **kw)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        _make(cls, name, "open_or_create", wait=1.0)

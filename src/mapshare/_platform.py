@@ -1,0 +1,57 @@
+"""What the platform under this process can do, as named capabilities.
+
+Policy code branches on what a platform offers (``if HAS_OWNER_UIDS:``), never on its
+name, so that a new platform is described here once rather than found in every
+``if windows`` of the package.  The C core reports the platform it was built for
+(``_core.PLATFORM``); its own differences live behind csrc/platform/platform.h.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from . import _core
+
+__all__ = [
+    "HAS_DEV_SHM",
+    "HAS_INOTIFY",
+    "HAS_LINK_OBJECTS",
+    "HAS_OWNER_UIDS",
+    "NAMES_OUTLIVE_HANDLES",
+    "PLATFORM",
+    "SHM_DIR",
+    "SHM_NAMES_HAVE_SLASH",
+]
+
+PLATFORM: str = _core.PLATFORM
+"""'linux' (also generic POSIX), 'darwin' or 'windows': the backend the core was built
+with.  For messages; branch on the capabilities below."""
+
+_POSIX = PLATFORM != "windows"
+
+HAS_OWNER_UIDS: bool = _POSIX
+"""Objects have an owner uid and permission bits, which an opener checks before it
+trusts them (``allow_foreign``).  Windows sections carry an ACL instead, set at
+creation from ``mode``."""
+
+NAMES_OUTLIVE_HANDLES: bool = _POSIX
+"""A name stays until somebody removes it (POSIX ``shm_unlink``): the last user removes
+a 'shared' object's name, ``gc`` reclaims names whose users died, and a 'persistent'
+anonymous segment can exist with nobody attached.  Windows names vanish with their
+last handle, so none of that applies there."""
+
+HAS_LINK_OBJECTS: bool = _POSIX
+"""A file-backed segment's name is a small 'link' object pointing at the file (a POSIX
+shm name can only name shared memory).  Windows names the file mapping itself."""
+
+SHM_NAMES_HAVE_SLASH: bool = _POSIX
+"""POSIX shm names start with '/' (``Segment.open(name, raw=True)`` adds one)."""
+
+HAS_DEV_SHM: bool = sys.platform.startswith("linux")
+"""Shared-memory names are files in ``SHM_DIR``, which can be stat()ed and watched."""
+
+HAS_INOTIFY: bool = sys.platform.startswith("linux")
+"""``open(name, wait=...)`` can sleep on inotify events instead of polling."""
+
+SHM_DIR = "/dev/shm"
+"""Where Linux keeps shared-memory objects (``HAS_DEV_SHM``)."""
