@@ -59,9 +59,10 @@ class NameWatch:
 
 def _inotify_watch(directory: str) -> int:
     import ctypes
-    import ctypes.util
 
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    # The C library this process already has loaded: find_library("c") would run
+    # ldconfig (a child process) on every wait.
+    libc = ctypes.CDLL(None, use_errno=True)
     in_nonblock_cloexec = 0o4000 | 0o2000000
     in_create_moved_to_attrib = 0x100 | 0x80 | 0x04
     fd = int(libc.inotify_init1(in_nonblock_cloexec))
