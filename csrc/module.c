@@ -18,7 +18,7 @@
 
 /* ---- errors ------------------------------------------------------------------------- */
 
-#define N_STATUS 32
+#define N_STATUS MS_STATUS_COUNT
 static PyObject *error_classes[N_STATUS];
 
 static PyObject *set_errors(PyObject *mod, PyObject *mapping)
@@ -60,14 +60,18 @@ static const char *status_text(ms_status st)
     case MS_E_TOO_LARGE: return "message is larger than the channel can ever hold";
     case MS_E_NOT_OWNER: return "lock is not held by this thread";
     case MS_E_NO_SPACE: return "no space left to reserve the storage";
-    case MS_E_BUSY: return "busy";
+    case MS_E_IN_USE: return "the object is in use by another handle";
     case MS_E_INITIALIZING: return "segment is still being initialized by its creator";
     case MS_E_DESTROYED: return "segment was destroyed";
     case MS_E_BROKEN: return "a sender died without closing the channel, and none is left";
     case MS_E_FAULT: return "the segment's memory vanished (truncated by another process?)";
     case MS_E_INVALID: return "invalid argument";
-    case MS_E_VALUE: return "value out of range";
+    case MS_E_VALUE: return "released above its maximum";
     case MS_E_ATTACH_LIMIT: return "the attach table is full of live processes";
+    case MS_E_ALREADY_HELD: return "this thread already holds the lock (locks are not reentrant)";
+    case MS_E_RETRY_NO_GIL: return "retry without the GIL";
+    case MS_E_WINDOW_OPEN: return "this thread already has a loan or a received view open "
+                                  "on this channel handle: finish it first";
     default: return "error";
     }
 }
@@ -77,11 +81,18 @@ static PyObject *raise_status(ms_status st, int err, const char *what)
 {
     if (st == MS_E_INTERRUPTED && PyErr_Occurred())
         return NULL;  /* the signal handler's exception (KeyboardInterrupt) */
+    if (st == MS_E_INTERRUPTED || st == MS_E_RETRY_NO_GIL) {
+        /* internal statuses: the binding handles them before they could get here */
+        PyErr_Format(PyExc_SystemError, "internal status %d (%s) reached a user",
+                     (int)st, status_text(st));
+        return NULL;
+    }
     PyObject *cls = (st > 0 && st < N_STATUS) ? error_classes[st] : NULL;
     if (!cls)
         cls = st == MS_E_TIMEOUT ? PyExc_TimeoutError : PyExc_OSError;
     if (st == MS_E_OS || (err && (st == MS_E_NOT_FOUND || st == MS_E_EXISTS ||
-                                  st == MS_E_PERMISSION || st == MS_E_NO_SPACE))) {
+                                  st == MS_E_PERMISSION || st == MS_E_NO_SPACE ||
+                                  st == MS_E_IN_USE))) {
         /* OSError subclasses get (errno, strerror, filename) like the builtins */
 #ifdef _WIN32
         /* OSError(errno, strerror, filename, winerror): errno is derived from winerror */
@@ -332,6 +343,8 @@ static void seg_wait_end(SegmentObject *s, PyThreadState *ts)
     } while (0)
 
 static PyTypeObject Segment_Type;
+static PyObject *raise_named(SegmentObject *s, ms_status st, const char *what,
+                             const char *detail);
 
 static int seg_check(SegmentObject *self)
 {
@@ -750,6 +763,9 @@ static PyObject *Segment_attach(SegmentObject *self, PyObject *unused)
         }
         return NULL;
     }
+    if (st == MS_E_IN_USE)
+        return raise_named(self, st, "segment", "another handle kept it in use (removing it) "
+                                                "for longer than an opener waits (5 s)");
     if (st != MS_OK)
         return raise_status(st, err, "attach");
     Py_RETURN_NONE;
@@ -1564,11 +1580,8 @@ static PyObject *Segment_lock_acquire(SegmentObject *self, PyObject *const *args
         RET_TRUE(self);
     if (st == MS_E_TIMEOUT)
         RET_FALSE(self);
-    if (st == MS_E_BUSY) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "this thread already holds the lock (mapshare.Lock is not reentrant)");
-        return NULL;
-    }
+    if (st == MS_E_ALREADY_HELD)
+        return raise_named(self, st, which ? "the metadata lock of" : "the lock of", NULL);
     return raise_status(st, err, "lock");
 }
 
@@ -1819,10 +1832,9 @@ static PyObject *Segment_sem_init(SegmentObject *self, PyObject *args)
     ms_semaphore *s = SEM_AREA_X(off, slot, 1);
     if (!s)
         return NULL;
-    if (ms_semaphore_init_at(s, value, maximum) != MS_OK) {
-        PyErr_SetString(PyExc_ValueError, "need 0 <= value <= maximum and maximum >= 1");
-        return NULL;
-    }
+    if (ms_semaphore_init_at(s, value, maximum) != MS_OK)
+        return raise_status(MS_E_INVALID, 0, "semaphore: need 0 <= value <= maximum and "
+                                             "maximum >= 1");
     RET_NONE(self);
 }
 
@@ -1893,10 +1905,8 @@ static PyObject *Segment_sem_release(SegmentObject *self, PyObject *args)
     ms_semaphore *s = SEM_AREA(off, slot);
     if (!s)
         return NULL;
-    if (ms_semaphore_release(&self->seg, slot, s, n) != MS_OK) {
-        PyErr_SetString(PyExc_ValueError, "semaphore released more times than its maximum");
-        return NULL;
-    }
+    if (ms_semaphore_release(&self->seg, slot, s, n) != MS_OK)
+        return raise_named(self, MS_E_VALUE, "semaphore", NULL);
     RET_NONE(self);
 }
 
@@ -1948,6 +1958,25 @@ static PyObject *Segment_get_name(SegmentObject *self, void *c)
         return raise_status(st, 0, "name");
     }
     return PyUnicode_DecodeUTF8(buf, len, "replace");
+}
+
+/* Raise the exception for `st` naming the object by its logical name (never the OS
+ * name): "<what> 'name': <detail, or the status text>". */
+static PyObject *raise_named(SegmentObject *s, ms_status st, const char *what,
+                             const char *detail)
+{
+    PyObject *name = s->open && s->seg.hdr ? Segment_get_name(s, NULL) : NULL;
+    if (!detail)
+        detail = status_text(st);
+    PyObject *cls = error_classes[st] ? error_classes[st] : PyExc_RuntimeError;
+    if (!name) {
+        PyErr_Clear();
+        PyErr_Format(cls, "%s: %s", what, detail);
+        return NULL;
+    }
+    PyErr_Format(cls, "%s %R: %s", what, name, detail);
+    Py_DECREF(name);
+    return NULL;
 }
 
 static PyObject *Segment_get_kind(SegmentObject *self, void *c)
@@ -2291,8 +2320,11 @@ static int ch_check(ChannelObject *self)
     return 0;
 }
 
+#define LOAN_OPEN "this thread already has a loan open on this handle: finish it first"
+#define VIEW_OPEN "this thread already has a received view open on this handle: finish it first"
+
 /* Status -> exception for channel calls: BrokenChannelError carries what it reports, and
- * MS_E_BUSY (this thread holds the lock the call needs) says which. */
+ * MS_E_ALREADY_HELD (this thread holds the lock the call needs) says which. */
 static PyObject *ch_raise(ChannelObject *self, ms_status st)
 {
     if (st == MS_E_BROKEN) {
@@ -2317,17 +2349,12 @@ static PyObject *ch_raise(ChannelObject *self, ms_status st)
         Py_DECREF(exc);
         return NULL;
     }
-    if (st == MS_E_BUSY && ((self->ch.loan_open &&
-                             self->loan_thread == PyThread_get_thread_ident()) ||
-                            (self->ch.view_open &&
-                             self->view_thread == PyThread_get_thread_ident()))) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        self->ch.loan_open ? "this thread has a loan open on this channel "
-                                             "handle: finish it first"
-                                           : "this thread has a received view open on this "
-                                             "channel handle: finish it first");
-        return NULL;
-    }
+    if (st == MS_E_ALREADY_HELD && ((self->ch.loan_open &&
+                                     self->loan_thread == PyThread_get_thread_ident()) ||
+                                    (self->ch.view_open &&
+                                     self->view_thread == PyThread_get_thread_ident())))
+        return raise_named(self->segobj, MS_E_WINDOW_OPEN, "channel",
+                           self->ch.loan_open ? LOAN_OPEN : VIEW_OPEN);
     return raise_status(st, 0, NULL);
 }
 
@@ -2439,16 +2466,16 @@ static PyObject *channel_send(ChannelObject *self, PyObject *data, PyObject *tob
     if (n < 65536) {
         st = ms_channel_send(&self->ch, p, (size_t)n, &fast_opts);
     } else {
-        st = MS_E_BUSY;  /* big copies run without the GIL */
+        st = MS_E_RETRY_NO_GIL;  /* big copies run without the GIL */
     }
-    if (st == MS_E_FULL || st == MS_E_BUSY) {
+    if (st == MS_E_FULL || st == MS_E_RETRY_NO_GIL) {
         ms_wait_opts o;
         if (channel_opts(self, tobj, &o) < 0) {
             if (have_buf)
                 PyBuffer_Release(&buf);
             return NULL;
         }
-        if (st == MS_E_BUSY || o.timeout_ns != 0) {
+        if (st == MS_E_RETRY_NO_GIL || o.timeout_ns != 0) {
             gil_wait g = {NULL, is_main_thread()};
             o.arg = &g;
             g.ts = seg_wait_begin(self->segobj);
@@ -2519,11 +2546,11 @@ static PyObject *channel_receive(ChannelObject *self, PyObject *tobj)
         RET_OBJ(self->segobj, result);
     if (st == MS_E_INVALID && PyErr_Occurred())
         return NULL;
-    if (st == MS_E_EMPTY || st == MS_E_BUSY) {
+    if (st == MS_E_EMPTY || st == MS_E_RETRY_NO_GIL) {
         ms_wait_opts o;
         if (channel_opts(self, tobj, &o) < 0)
             return NULL;
-        if (st == MS_E_BUSY || o.timeout_ns != 0) {
+        if (st == MS_E_RETRY_NO_GIL || o.timeout_ns != 0) {
             gil_wait g = {NULL, is_main_thread()};
             struct alloc_nogil an = {NULL, &g};
             o.arg = &g;
@@ -2678,9 +2705,7 @@ static PyObject *Channel_loan(ChannelObject *self, PyObject *args, PyObject *kw)
     }
     /* Another thread's loan: wait for the send lock it holds, like another process. */
     if (self->loan && self->loan_thread == PyThread_get_thread_ident()) {
-        PyErr_SetString(PyExc_RuntimeError, "this thread already has an open loan on this "
-                                            "channel handle");
-        return NULL;
+        return raise_named(self->segobj, MS_E_WINDOW_OPEN, "channel", LOAN_OPEN);
     }
     ms_wait_opts o;
     if (channel_opts(self, tobj, &o) < 0)
@@ -2785,18 +2810,16 @@ static PyObject *Channel_receive_view(ChannelObject *self, PyObject *args, PyObj
     if (ch_check(self) < 0)
         return NULL;
     if (self->view && self->view_thread == PyThread_get_thread_ident()) {
-        PyErr_SetString(PyExc_RuntimeError, "this thread already has an open view on this "
-                                            "channel handle");
-        return NULL;
+        return raise_named(self->segobj, MS_E_WINDOW_OPEN, "channel", VIEW_OPEN);
     }
     const uint8_t *ptr = NULL;
     size_t len = 0;
     ms_status st = ms_channel_peek(&self->ch, &ptr, &len, &fast_opts);
-    if (st == MS_E_EMPTY || st == MS_E_BUSY) {
+    if (st == MS_E_EMPTY || st == MS_E_RETRY_NO_GIL) {
         ms_wait_opts o;
         if (channel_opts(self, tobj, &o) < 0)
             return NULL;
-        if (st == MS_E_BUSY || o.timeout_ns != 0) {
+        if (st == MS_E_RETRY_NO_GIL || o.timeout_ns != 0) {
             gil_wait g = {NULL, is_main_thread()};
             o.arg = &g;
             g.ts = seg_wait_begin(self->segobj);
@@ -3082,8 +3105,26 @@ static PyTypeObject Channel_Type = {
 
 /* ---- module ------------------------------------------------------------------------- */
 
+/* _raise_status(code, what=None): raise what a C call returning `code` raises, so that a
+ * test can check the whole status -> exception mapping from the C side. */
+static PyObject *core_raise_status(PyObject *mod, PyObject *args)
+{
+    int code;
+    const char *what = NULL;
+    (void)mod;
+    if (!PyArg_ParseTuple(args, "i|z:_raise_status", &code, &what))
+        return NULL;
+    if (code <= 0 || code >= N_STATUS) {
+        PyErr_SetString(PyExc_ValueError, "not an error status");
+        return NULL;
+    }
+    return raise_status((ms_status)code, 0, what);
+}
+
 static PyMethodDef module_methods[] = {
     {"set_errors", set_errors, METH_O, "Register {status: exception class}."},
+    {"_raise_status", core_raise_status, METH_VARARGS,
+     "_raise_status(code, what=None): raise the exception of a status (for tests)."},
     {"create", (PyCFunction)(void (*)(void))core_create, METH_VARARGS | METH_KEYWORDS,
      "create(osname, name, kind, size, path=None, mode=0o600, lifetime=2, flags=0, "
      "init=None) -> Segment"},
@@ -3174,7 +3215,7 @@ PyMODINIT_FUNC PyInit__core(void)
     ADD_INT("E_TOO_LARGE", MS_E_TOO_LARGE);
     ADD_INT("E_NOT_OWNER", MS_E_NOT_OWNER);
     ADD_INT("E_NO_SPACE", MS_E_NO_SPACE);
-    ADD_INT("E_BUSY", MS_E_BUSY);
+    ADD_INT("E_IN_USE", MS_E_IN_USE);
     ADD_INT("E_INITIALIZING", MS_E_INITIALIZING);
     ADD_INT("E_DESTROYED", MS_E_DESTROYED);
     ADD_INT("E_BROKEN", MS_E_BROKEN);
@@ -3182,6 +3223,9 @@ PyMODINIT_FUNC PyInit__core(void)
     ADD_INT("E_INVALID", MS_E_INVALID);
     ADD_INT("E_VALUE", MS_E_VALUE);
     ADD_INT("E_ATTACH_LIMIT", MS_E_ATTACH_LIMIT);
+    ADD_INT("E_ALREADY_HELD", MS_E_ALREADY_HELD);
+    ADD_INT("E_RETRY_NO_GIL", MS_E_RETRY_NO_GIL);
+    ADD_INT("E_WINDOW_OPEN", MS_E_WINDOW_OPEN);
 #undef ADD_INT
 #ifdef _WIN32
     PyModule_AddStringConstant(m, "PLATFORM", "windows");

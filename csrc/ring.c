@@ -562,7 +562,7 @@ static ms_status send_fn(void *arg)
     for (;;) {
         ms_status st = lock_send(ch, &lock_opts);
         if (st == MS_E_TIMEOUT && a->o->try_only)
-            return MS_E_BUSY;
+            return MS_E_RETRY_NO_GIL;
         if (st == MS_E_TIMEOUT && a->o->timeout_ns == 0)
             return MS_E_FULL;
         if (st != MS_OK)
@@ -795,7 +795,7 @@ static ms_status recv_fn(void *arg)
             lo.timeout_ns = MS_LOCK_NOWAIT_NS;
         st = lock_recv(ch, &lo);
         if (st == MS_E_TIMEOUT && a->o->try_only)
-            return MS_E_BUSY;
+            return MS_E_RETRY_NO_GIL;
         if (st == MS_E_TIMEOUT && a->o->timeout_ns == 0)
             return MS_E_EMPTY;
         if (st != MS_OK)

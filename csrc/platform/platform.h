@@ -109,7 +109,7 @@ ms_status ms_p_object_truncate(ms_object *obj, uint64_t size, int *err);
  * moves each inherited handle, mappings included, to a description of its own.  Windows: a name lives as long as any handle, so these are
  * no-ops (ms_p_object_others answers 0). */
 
-/* Count this handle.  MS_E_BUSY while another handle is removing the object (it holds
+/* Count this handle.  MS_E_IN_USE while another handle is removing the object (it holds
  * the exclusive lock of ms_p_object_others); the caller retries or gives up. */
 ms_status ms_p_object_share(ms_object *obj, int *err);
 /* Stop counting this handle (every handle does, as it detaches). */

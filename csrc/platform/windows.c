@@ -45,7 +45,7 @@
  * Locks.  Each lock slot has a named mutex; WAIT_ABANDONED (the holder thread or process
  * died) gives MS_E_OWNER_DIED with the mutex held.  Windows mutexes are recursive: a
  * re-acquisition by the holding thread is detected through the shared area (holder
- * pid + thread id) and refused with MS_E_BUSY, as on Linux.  The 64-byte shared area
+ * pid + thread id) and refused with MS_E_ALREADY_HELD, as on Linux.  The 64-byte shared area
  * records the holder (for ms_p_lock_inspect); the mutex alone decides ownership.  A
  * named mutex vanishes with its last handle, so a holder that dies while nobody else
  * has the mutex open takes it along and the next acquirer creates a fresh one (no
@@ -122,7 +122,7 @@ static ms_status win_status(DWORD e, int *err)
     case ERROR_BAD_PATHNAME: case ERROR_DIRECTORY:
         return MS_E_INVALID;
     case ERROR_SHARING_VIOLATION: case ERROR_LOCK_VIOLATION: case ERROR_USER_MAPPED_FILE:
-        return MS_E_BUSY;
+        return MS_E_IN_USE;
     default:
         return MS_E_OS;
     }
@@ -1388,7 +1388,7 @@ ms_status ms_p_lock_acquire(ms_waitctx *ctx, unsigned slot, void *area, int64_t 
         if (held_by_me(l)) {
             /* Windows mutexes are recursive; the Linux lock is not: refuse, like EDEADLK */
             ReleaseMutex(m);
-            return set_err(MS_E_BUSY, ERROR_POSSIBLE_DEADLOCK, err);
+            return set_err(MS_E_ALREADY_HELD, ERROR_POSSIBLE_DEADLOCK, err);
         }
         if (InterlockedCompareExchange(&l->held, 0, 0) != 0) {
             /* The shared area still names a holder although we own the mutex: that

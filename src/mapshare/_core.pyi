@@ -52,7 +52,7 @@ E_CLOSED: int
 E_TOO_LARGE: int
 E_NOT_OWNER: int
 E_NO_SPACE: int
-E_BUSY: int
+E_IN_USE: int
 E_INITIALIZING: int
 E_DESTROYED: int
 E_BROKEN: int
@@ -60,8 +60,12 @@ E_FAULT: int
 E_INVALID: int
 E_VALUE: int
 E_ATTACH_LIMIT: int
+E_ALREADY_HELD: int
+E_RETRY_NO_GIL: int
+E_WINDOW_OPEN: int
 
 def set_errors(mapping: dict[int, type[BaseException]], /) -> None: ...
+def _raise_status(code: int, what: Optional[str] = None, /) -> None: ...
 def create(
     osname: str,
     name: str,

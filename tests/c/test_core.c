@@ -296,7 +296,7 @@ static void test_ring_loan_view(void)
     CHECK_EQ(ms_channel_loan(&ch, 32, &lp, &o), MS_OK);
     CHECK(lp >= f.data && lp + 32 <= f.data + 128);
     memcpy(lp, "loaned bytes", 12);
-    CHECK_EQ(ms_channel_send(&ch, "x", 1, &o), MS_E_BUSY);  /* this handle holds the loan */
+    CHECK_EQ(ms_channel_send(&ch, "x", 1, &o), MS_E_ALREADY_HELD);  /* this handle holds the loan */
     CHECK_EQ(ms_channel_commit(&ch, 12), MS_OK);
     CHECK_EQ(ms_channel_commit(&ch, 12), MS_E_INVALID);
     CHECK_EQ(ms_channel_loan(&ch, 8, &lp, &o), MS_OK);
@@ -751,7 +751,7 @@ static void test_lock_owner_died(void)
     CHECK_EQ(child_status(pid), 0);
     CHECK_EQ(ms_p_lock_acquire(seg.ctx, MS_SLOT_USER_LOCK, area, 1000000000LL, &err), MS_E_OWNER_DIED);
     /* we hold it now: relocking from the same thread is refused, not a deadlock */
-    CHECK_EQ(ms_p_lock_acquire(seg.ctx, MS_SLOT_USER_LOCK, area, 0, &err), MS_E_BUSY);
+    CHECK_EQ(ms_p_lock_acquire(seg.ctx, MS_SLOT_USER_LOCK, area, 0, &err), MS_E_ALREADY_HELD);
     CHECK_EQ(ms_p_lock_release(seg.ctx, MS_SLOT_USER_LOCK, area, &err), MS_OK);
     CHECK_EQ(ms_p_lock_acquire(seg.ctx, MS_SLOT_USER_LOCK, area, 0, &err), MS_OK);
     CHECK_EQ(ms_p_lock_release(seg.ctx, MS_SLOT_USER_LOCK, area, &err), MS_OK);
