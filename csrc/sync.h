@@ -18,7 +18,7 @@ typedef struct ms_wait_opts {
     int try_only;
     /* If set: the caller's own peer-table entry count word; while asleep, the waiter
      * adds MS_SLEEPER to it, so that a waiter that dies in its sleep can be subtracted
-     * from the shared waiter count by whoever finds it dead (see ring.c). */
+     * from the shared waiter count by whoever finds it dead (see channel.c). */
     volatile uint32_t *mark;
 } ms_wait_opts;
 

@@ -330,6 +330,10 @@ size_t ms_p_page_size(void)
 
 size_t ms_p_granularity(void) { return ms_p_page_size(); }
 
+const char *ms_p_name(void) { return "linux"; }
+
+int ms_p_err_is_winerror(void) { return 0; }
+
 /* ---- processes and clocks ---------------------------------------------------------- */
 
 uint32_t ms_p_pid(void) { return (uint32_t)getpid(); }

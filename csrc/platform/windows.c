@@ -865,6 +865,10 @@ static SYSTEM_INFO *sysinfo(void)
 size_t ms_p_page_size(void) { return (size_t)sysinfo()->dwPageSize; }
 size_t ms_p_granularity(void) { return (size_t)sysinfo()->dwAllocationGranularity; }
 
+const char *ms_p_name(void) { return "windows"; }
+
+int ms_p_err_is_winerror(void) { return 1; }
+
 /* ---- processes and clocks ---------------------------------------------------------- */
 
 uint32_t ms_p_pid(void) { return (uint32_t)GetCurrentProcessId(); }
@@ -1314,7 +1318,7 @@ int ms_p_wake32(ms_waitctx *ctx, unsigned slot, volatile uint32_t *word, int all
         /* A release does not say whom it woke, but tokens left over from an earlier one
          * mean that nobody took them: the count names sleepers that are not there (a
          * waiter killed in its sleep never decrements it).  Say "woke nobody" then, so
-         * that callers repair the count (ring.c looks for dead sleepers after several);
+         * that callers repair the count (channel.c looks for dead sleepers after several);
          * a token left by a waiter that timed out only costs such a check. */
         return prev > 0 ? 0 : -1;
     }

@@ -1,10 +1,10 @@
-/* The channel ring (see ring.h and layout.h).
+/* The channel ring (see channel.h and layout.h).
  *
  * Untrusted memory: head, tail and every record header are read once into locals and
  * checked (alignment, distance, bounds) before use; any inconsistency is MS_E_LAYOUT.
  * Every access to the ring runs under ms_p_guarded_call so that a truncated object
  * gives MS_E_FAULT instead of SIGBUS. */
-#include "ring.h"
+#include "channel.h"
 #include "atomics.h"
 
 #include <string.h>
@@ -172,7 +172,7 @@ static uint32_t count_alive(ms_attach *table)
 }
 
 /* Called by a receiver that found the channel empty and is about to wait: the broken
- * edge (see ring.h).  Frees dead senders' entries first, so each death is counted once
+ * edge (see channel.h).  Frees dead senders' entries first, so each death is counted once
  * in the ring, then reports the deaths this handle has not reported yet, but only when
  * no sender is left alive to send anything. */
 static ms_status check_broken(ms_channel *ch)
