@@ -21,11 +21,9 @@
 
 #include <string.h>
 
-#if defined(__GNUC__) && !defined(_WIN32)
-#define MS_BINDING_API __attribute__((visibility("hidden")))
-#else
-#define MS_BINDING_API
-#endif
+/* Shared between the files of the extension, never exported from it (nor called
+ * through the PLT: the hot paths call across these files). */
+#define MS_BINDING_API MS_P_HIDDEN
 
 /* ---- module state and errors (module.c) ------------------------------------------- */
 

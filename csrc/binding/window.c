@@ -200,7 +200,9 @@ static PyObject *Window_exit(WindowObject *self, PyObject *const *args, Py_ssize
          * (Not when an exception leaves the block: its traceback's frames hold names of
          * the view, which are no escape.) */
         if (!ok || Py_REFCNT(self->mv) <= 2) {
-            PyObject *r = PyObject_CallMethodNoArgs(self->mv, ms_state()->str_release);
+            ms_module_state *state = ms_state();
+            PyObject *r = state ? PyObject_CallMethodNoArgs(self->mv, state->str_release)
+                                : PyObject_CallMethod(self->mv, "release", NULL);
             if (r)
                 Py_DECREF(r);
             else

@@ -17,6 +17,13 @@
 #include <stdint.h>
 #include "../status.h"
 
+/* A function shared by the files of one shared object but not exported from it. */
+#if defined(__GNUC__) && !defined(_WIN32)
+#define MS_P_HIDDEN __attribute__((visibility("hidden")))
+#else
+#define MS_P_HIDDEN  /* a DLL exports only what is marked dllexport */
+#endif
+
 /* An OS handle: a file descriptor on POSIX, a HANDLE on Windows (fits in intptr_t). */
 typedef intptr_t ms_handle_t;
 #define MS_NO_HANDLE ((ms_handle_t)-1)
