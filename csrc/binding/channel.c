@@ -216,7 +216,8 @@ static PyObject *channel_send(ChannelObject *self, PyObject *data, PyObject *tob
             return NULL;
         }
         if (st == MS_E_RETRY_NO_GIL || o.timeout_ns != 0) {
-            WAIT_WITHOUT_GIL(self->segobj, o, st = ms_channel_send(&self->ch, p, (size_t)n, &o));
+            WAIT_WITHOUT_GIL(self->segobj, o,
+                             st = ms_channel_send(&self->ch, p, (size_t)n, &o));
         }
     }
     if (have_buf)
@@ -400,7 +401,8 @@ static PyObject *Channel_send_many(ChannelObject *self, PyObject *args, PyObject
             break;
         struct buf_array ba = {bufs};
         size_t count = 0;
-        WAIT_WITHOUT_GIL(self->segobj, o, st = ms_channel_send_batch(&self->ch, get_buf, &ba, n, &count, &o));
+        WAIT_WITHOUT_GIL(self->segobj, o,
+                         st = ms_channel_send_batch(&self->ch, get_buf, &ba, n, &count, &o));
         for (size_t i = 0; i < n; i++)
             PyBuffer_Release(&bufs[i]);
         total += (Py_ssize_t)count;
@@ -648,7 +650,8 @@ static PyObject *Channel_wait_writable(ChannelObject *self, PyObject *args)
     if (channel_opts(self, tobj, &o) < 0)
         return NULL;
     ms_status st;
-    WAIT_WITHOUT_GIL(self->segobj, o, st = ms_channel_wait_writable(&self->ch, (size_t)n, &o));
+    WAIT_WITHOUT_GIL(self->segobj, o,
+                     st = ms_channel_wait_writable(&self->ch, (size_t)n, &o));
     if (st == MS_OK)
         RET_TRUE(self->segobj);
     if (st == MS_E_TIMEOUT)
