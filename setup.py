@@ -15,7 +15,7 @@ from glob import glob
 
 from setuptools import Extension, setup
 
-sources = sorted(glob("csrc/*.c"))
+sources = sorted(glob("csrc/*.c")) + sorted(glob("csrc/binding/*.c"))
 if sys.platform == "win32":
     sources.append("csrc/platform/windows.c")
     libraries = ["advapi32"]
@@ -48,7 +48,7 @@ setup(
             "mapshare._core",
             sources=sources,
             include_dirs=["csrc"],
-            depends=sorted(glob("csrc/*.h") + glob("csrc/platform/*.h")),
+            depends=sorted(glob("csrc/*.h") + glob("csrc/platform/*.h") + glob("csrc/binding/*.h")),
             libraries=libraries,
             extra_compile_args=compile_args,
             extra_link_args=link_args,

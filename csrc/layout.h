@@ -221,7 +221,7 @@ MS_STATIC_ASSERT(sizeof(ms_attach) == 16, "attach slot size");
 MS_STATIC_ASSERT(sizeof(ms_event) == 16, "event size");
 MS_STATIC_ASSERT(sizeof(ms_semaphore) == 16, "semaphore size");
 MS_STATIC_ASSERT(offsetof(ms_event, tag) == 12 && offsetof(ms_semaphore, tag) == 12,
-                 "tags are the last word (module.c sync_area)");
+                 "tags are the last word (binding/segment.c sync_area)");
 MS_STATIC_ASSERT(sizeof(ms_ring) == 384 + 2 * MS_RING_PEERS * 16, "ring control size");
 MS_STATIC_ASSERT(sizeof(ms_ring) <= MS_KIND_AREA_SIZE, "ring fits the kind area");
 MS_STATIC_ASSERT(offsetof(ms_ring, tail) == 64, "tail on its own line");

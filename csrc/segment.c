@@ -430,7 +430,7 @@ static ms_status share(ms_segment *seg, int *err)
         return MS_OK;
     for (;;) {
         ms_status st = ms_p_object_share(&seg->obj, err);
-        if (st != MS_E_BUSY)
+        if (st != MS_E_IN_USE)
             return st;
         if (ms_load32(&seg->hdr->state) == MS_STATE_DESTROYED)
             return MS_E_DESTROYED;
@@ -438,7 +438,7 @@ static ms_status share(ms_segment *seg, int *err)
         if (!deadline)
             deadline = now + 5000000000ULL;
         else if (now > deadline)
-            return MS_E_BUSY;
+            return MS_E_IN_USE;
         ms_p_yield();
     }
 }

@@ -14,11 +14,11 @@ typedef struct ms_wait_opts {
     int (*interrupted)(void *arg);
     void *arg;
     /* Channel fast path: do not wait for a busy send/receive lock either; report
-     * MS_E_BUSY so the caller can retry without holding what it holds (the GIL). */
+     * MS_E_RETRY_NO_GIL so the caller can retry without holding what it holds (the GIL). */
     int try_only;
     /* If set: the caller's own peer-table entry count word; while asleep, the waiter
      * adds MS_SLEEPER to it, so that a waiter that dies in its sleep can be subtracted
-     * from the shared waiter count by whoever finds it dead (see ring.c). */
+     * from the shared waiter count by whoever finds it dead (see channel.c). */
     volatile uint32_t *mark;
 } ms_wait_opts;
 

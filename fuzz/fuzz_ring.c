@@ -17,7 +17,8 @@
 static int allowed(ms_status s)
 {
     return s == MS_OK || s == MS_E_LAYOUT || s == MS_E_EMPTY || s == MS_E_CLOSED ||
-           s == MS_E_FULL || s == MS_E_BUSY || s == MS_E_TOO_LARGE || s == MS_E_TIMEOUT;
+           s == MS_E_FULL || s == MS_E_ALREADY_HELD || s == MS_E_RETRY_NO_GIL ||
+           s == MS_E_TOO_LARGE || s == MS_E_TIMEOUT;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *in, size_t n)

@@ -17,7 +17,7 @@ ROOT=$(dirname "$HERE")
 BUILD=${MS_FUZZ_BUILD:-/tmp/mapshare-fuzz}
 CC=${CC_FUZZ:-clang}
 mkdir -p "$BUILD/artifacts"
-SRC="$ROOT/csrc/segment.c $ROOT/csrc/sync.c $ROOT/csrc/ring.c $ROOT/csrc/inspect.c $ROOT/csrc/platform/linux.c"
+SRC="$ROOT/csrc/segment.c $ROOT/csrc/sync.c $ROOT/csrc/channel.c $ROOT/csrc/inspect.c $ROOT/csrc/platform/linux.c"
 FLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -I$ROOT/csrc -I$ROOT/tests/c"
 HARNESSES="header ring interleave"
 for h in $HARNESSES; do

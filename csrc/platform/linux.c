@@ -197,7 +197,7 @@ ms_status ms_p_object_share(ms_object *obj, int *err)
         if (errno == EINTR)
             continue;
         if (errno == EWOULDBLOCK)
-            return MS_E_BUSY;
+            return MS_E_IN_USE;
         return errno_status(errno, err);
     }
     return MS_OK;
@@ -329,6 +329,10 @@ size_t ms_p_page_size(void)
 }
 
 size_t ms_p_granularity(void) { return ms_p_page_size(); }
+
+const char *ms_p_name(void) { return "linux"; }
+
+int ms_p_err_is_winerror(void) { return 0; }
 
 /* ---- processes and clocks ---------------------------------------------------------- */
 
@@ -598,7 +602,7 @@ static ms_status lock_result(struct ms_tls *t, int rc, void *area, int *err)
         return MS_E_TIMEOUT;
     case EDEADLK:
         if (err) *err = rc;
-        return MS_E_BUSY;  /* this thread already holds it */
+        return MS_E_ALREADY_HELD;
     case ENOTRECOVERABLE: case EINVAL:
         if (err) *err = rc;
         return MS_E_LAYOUT;
@@ -623,7 +627,7 @@ ms_status ms_p_lock_acquire(ms_waitctx *ctx, unsigned slot, void *area, int64_t 
     /* A normal mutex relocked by its own holder would deadlock; refuse instead. */
     if (held_find(t, area) >= 0) {
         if (err) *err = EDEADLK;
-        return MS_E_BUSY;
+        return MS_E_ALREADY_HELD;
     }
     if (!kind_ok(area)) {
         if (err) *err = EINVAL;

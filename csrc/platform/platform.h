@@ -1,10 +1,11 @@
-/* The platform layer: everything that differs between Linux, other POSIX systems,
- * macOS and Windows, behind one interface.  Algorithms (segment.c, sync.c, ring.c)
- * call only these functions and never test the OS themselves.
+/* The platform layer: everything that differs between operating systems, behind one
+ * interface.  Algorithms (segment.c, sync.c, channel.c) call only these functions and
+ * never test the OS themselves.
  *
- * Exactly one of linux.c (Linux, also used for generic POSIX where noted), darwin.c or
- * windows.c is compiled.  Every function returns an ms_status; when the cause is an OS
- * error, its number (errno or GetLastError()) is stored in *err.
+ * Exactly one backend is compiled: linux.c (Linux) or windows.c (Windows); there is no
+ * other yet (docs/platforms.md says what a new one must provide).  Every function
+ * returns an ms_status; when the cause is an OS error, its number (errno or
+ * GetLastError()) is stored in *err.
  *
  * If a platform cannot honour a promise (a timeout, owner-death detection), it returns
  * an error; it never silently degrades.
@@ -15,6 +16,13 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "../status.h"
+
+/* A function shared by the files of one shared object but not exported from it. */
+#if defined(__GNUC__) && !defined(_WIN32)
+#define MS_P_HIDDEN __attribute__((visibility("hidden")))
+#else
+#define MS_P_HIDDEN  /* a DLL exports only what is marked dllexport */
+#endif
 
 /* An OS handle: a file descriptor on POSIX, a HANDLE on Windows (fits in intptr_t). */
 typedef intptr_t ms_handle_t;
@@ -109,7 +117,7 @@ ms_status ms_p_object_truncate(ms_object *obj, uint64_t size, int *err);
  * moves each inherited handle, mappings included, to a description of its own.  Windows: a name lives as long as any handle, so these are
  * no-ops (ms_p_object_others answers 0). */
 
-/* Count this handle.  MS_E_BUSY while another handle is removing the object (it holds
+/* Count this handle.  MS_E_IN_USE while another handle is removing the object (it holds
  * the exclusive lock of ms_p_object_others); the caller retries or gives up. */
 ms_status ms_p_object_share(ms_object *obj, int *err);
 /* Stop counting this handle (every handle does, as it detaches). */
@@ -148,6 +156,11 @@ void ms_p_unmap(void *addr, size_t length);
 ms_status ms_p_flush(const ms_object *obj, void *addr, size_t length, int durable, int *err);
 
 size_t ms_p_page_size(void);
+/* The backend's name, exported as mapshare._core.PLATFORM: "linux" or "windows". */
+const char *ms_p_name(void);
+/* 1 if the `*err` numbers this backend reports are Windows error codes (GetLastError()),
+ * 0 if they are errno values: the binding builds OSError from them accordingly. */
+int ms_p_err_is_winerror(void);
 size_t ms_p_granularity(void);      /* mapping offset alignment: page size, 64 KiB on Windows */
 
 /* ---- processes and clocks ---------------------------------------------------------- */

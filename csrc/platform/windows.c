@@ -45,7 +45,7 @@
  * Locks.  Each lock slot has a named mutex; WAIT_ABANDONED (the holder thread or process
  * died) gives MS_E_OWNER_DIED with the mutex held.  Windows mutexes are recursive: a
  * re-acquisition by the holding thread is detected through the shared area (holder
- * pid + thread id) and refused with MS_E_BUSY, as on Linux.  The 64-byte shared area
+ * pid + thread id) and refused with MS_E_ALREADY_HELD, as on Linux.  The 64-byte shared area
  * records the holder (for ms_p_lock_inspect); the mutex alone decides ownership.  A
  * named mutex vanishes with its last handle, so a holder that dies while nobody else
  * has the mutex open takes it along and the next acquirer creates a fresh one (no
@@ -122,7 +122,7 @@ static ms_status win_status(DWORD e, int *err)
     case ERROR_BAD_PATHNAME: case ERROR_DIRECTORY:
         return MS_E_INVALID;
     case ERROR_SHARING_VIOLATION: case ERROR_LOCK_VIOLATION: case ERROR_USER_MAPPED_FILE:
-        return MS_E_BUSY;
+        return MS_E_IN_USE;
     default:
         return MS_E_OS;
     }
@@ -865,6 +865,10 @@ static SYSTEM_INFO *sysinfo(void)
 size_t ms_p_page_size(void) { return (size_t)sysinfo()->dwPageSize; }
 size_t ms_p_granularity(void) { return (size_t)sysinfo()->dwAllocationGranularity; }
 
+const char *ms_p_name(void) { return "windows"; }
+
+int ms_p_err_is_winerror(void) { return 1; }
+
 /* ---- processes and clocks ---------------------------------------------------------- */
 
 uint32_t ms_p_pid(void) { return (uint32_t)GetCurrentProcessId(); }
@@ -1314,7 +1318,7 @@ int ms_p_wake32(ms_waitctx *ctx, unsigned slot, volatile uint32_t *word, int all
         /* A release does not say whom it woke, but tokens left over from an earlier one
          * mean that nobody took them: the count names sleepers that are not there (a
          * waiter killed in its sleep never decrements it).  Say "woke nobody" then, so
-         * that callers repair the count (ring.c looks for dead sleepers after several);
+         * that callers repair the count (channel.c looks for dead sleepers after several);
          * a token left by a waiter that timed out only costs such a check. */
         return prev > 0 ? 0 : -1;
     }
@@ -1388,7 +1392,7 @@ ms_status ms_p_lock_acquire(ms_waitctx *ctx, unsigned slot, void *area, int64_t 
         if (held_by_me(l)) {
             /* Windows mutexes are recursive; the Linux lock is not: refuse, like EDEADLK */
             ReleaseMutex(m);
-            return set_err(MS_E_BUSY, ERROR_POSSIBLE_DEADLOCK, err);
+            return set_err(MS_E_ALREADY_HELD, ERROR_POSSIBLE_DEADLOCK, err);
         }
         if (InterlockedCompareExchange(&l->held, 0, 0) != 0) {
             /* The shared area still names a holder although we own the mutex: that

@@ -17,11 +17,13 @@ message channels.
 from ._channel import Channel as Channel
 from ._channel import ChannelStatistics as ChannelStatistics
 from ._core import Window as Window
+from ._errors import AlreadyHeldError as AlreadyHeldError
 from ._errors import AttachLimitError as AttachLimitError
 from ._errors import BrokenChannelError as BrokenChannelError
 from ._errors import ChannelEmpty as ChannelEmpty
 from ._errors import ChannelFull as ChannelFull
 from ._errors import EndOfChannel as EndOfChannel
+from ._errors import InvalidArgumentError as InvalidArgumentError
 from ._errors import LayoutError as LayoutError
 from ._errors import MapshareError as MapshareError
 from ._errors import MessageKindError as MessageKindError
@@ -34,9 +36,13 @@ from ._errors import PermissionDeniedError as PermissionDeniedError
 from ._errors import SegmentDestroyedError as SegmentDestroyedError
 from ._errors import SegmentExistsError as SegmentExistsError
 from ._errors import SegmentFaultError as SegmentFaultError
+from ._errors import SegmentInUseError as SegmentInUseError
 from ._errors import SegmentNotFoundError as SegmentNotFoundError
+from ._errors import SemaphoreOverflowError as SemaphoreOverflowError
+from ._errors import SystemCallError as SystemCallError
 from ._errors import UnsupportedError as UnsupportedError
 from ._errors import WaitTimeout as WaitTimeout
+from ._errors import WindowOpenError as WindowOpenError
 from ._gc import Reclaimed as Reclaimed
 from ._gc import collect as collect
 from ._inspect import LockState as LockState
@@ -51,6 +57,7 @@ from ._sync import Semaphore as Semaphore
 __version__ = "0.1.0"
 
 __all__ = [
+    "AlreadyHeldError",
     "AttachLimitError",
     "BrokenChannelError",
     "Channel",
@@ -59,6 +66,7 @@ __all__ = [
     "ChannelStatistics",
     "EndOfChannel",
     "Event",
+    "InvalidArgumentError",
     "LayoutError",
     "Lock",
     "LockState",
@@ -76,12 +84,16 @@ __all__ = [
     "SegmentDestroyedError",
     "SegmentExistsError",
     "SegmentFaultError",
+    "SegmentInUseError",
     "SegmentInfo",
     "SegmentNotFoundError",
     "Semaphore",
+    "SemaphoreOverflowError",
+    "SystemCallError",
     "UnsupportedError",
     "WaitTimeout",
     "Window",
+    "WindowOpenError",
     "collect",
     "segments",
 ]

@@ -1,6 +1,10 @@
 """The exception hierarchy: one root, leaves that also subclass the builtin a user would
 already catch.  Each C status code maps to exactly one class (registered with the
-extension at import)."""
+extension at import), and no status maps to the root.
+
+Naming rule (CONTRIBUTING.md, "Exceptions"): a failure ends in ``Error``
+(``BrokenChannelError``); a condition met in normal flow carries no suffix
+(``ChannelFull``, ``ChannelEmpty``, ``EndOfChannel``, ``WaitTimeout``)."""
 
 from __future__ import annotations
 
@@ -13,11 +17,13 @@ if TYPE_CHECKING:
     from ._sync import Lock
 
 __all__ = [
+    "AlreadyHeldError",
     "AttachLimitError",
     "BrokenChannelError",
     "ChannelEmpty",
     "ChannelFull",
     "EndOfChannel",
+    "InvalidArgumentError",
     "LayoutError",
     "MapshareError",
     "MessageKindError",
@@ -30,13 +36,23 @@ __all__ = [
     "SegmentDestroyedError",
     "SegmentExistsError",
     "SegmentFaultError",
+    "SegmentInUseError",
     "SegmentNotFoundError",
+    "SemaphoreOverflowError",
+    "SystemCallError",
+    "UnsupportedError",
     "WaitTimeout",
+    "WindowOpenError",
 ]
 
 
 class MapshareError(Exception):
     """Root of every exception mapshare raises on purpose."""
+
+
+class SystemCallError(MapshareError, OSError):
+    """An OS call failed for a reason mapshare has no more specific class for;
+    ``errno`` (``winerror`` on Windows) and ``strerror`` say which."""
 
 
 class SegmentNotFoundError(MapshareError, FileNotFoundError):
@@ -117,6 +133,34 @@ class NotOwnerError(MapshareError, RuntimeError):
     """``release()`` of a lock that the calling thread does not hold."""
 
 
+class AlreadyHeldError(MapshareError, RuntimeError):
+    """``acquire()`` of a lock that the calling thread already holds: mapshare locks are
+    not reentrant (acquiring again would deadlock)."""
+
+
+class SegmentInUseError(MapshareError, OSError):
+    """The object is in use by another handle: opening waited (5 s) for a last user
+    that was removing it, or the OS refused because another process has the file in use
+    (Windows sharing violations)."""
+
+
+class InvalidArgumentError(MapshareError, ValueError):
+    """The C core refused an argument: a name the OS cannot use, an offset or size
+    outside the object, a commit of more than was loaned, a semaphore whose value is
+    above its maximum."""
+
+
+class SemaphoreOverflowError(MapshareError, ValueError):
+    """``Semaphore.release()`` would raise the value above the semaphore's maximum
+    (like ``threading.BoundedSemaphore``); nothing was released."""
+
+
+class WindowOpenError(MapshareError, RuntimeError):
+    """This thread already has a loan (or a received view) open on this channel handle:
+    finish it (leave its ``with`` block, ``send`` it or release it) before sending,
+    receiving or opening another.  Other threads and other handles are not affected."""
+
+
 class ChannelFull(MapshareError, queue.Full):
     """A non-blocking send found the channel full."""
 
@@ -161,28 +205,37 @@ class UnsupportedError(MapshareError, NotImplementedError):
     Windows' paging file, whose name would vanish with its last handle)."""
 
 
-_core.set_errors(
-    {
-        _core.E_OS: OSError,
-        _core.E_NOT_FOUND: SegmentNotFoundError,
-        _core.E_EXISTS: SegmentExistsError,
-        _core.E_PERMISSION: PermissionDeniedError,
-        _core.E_LAYOUT: LayoutError,
-        _core.E_TIMEOUT: WaitTimeout,
-        _core.E_OWNER_DIED: OwnerDiedError,
-        _core.E_FULL: ChannelFull,
-        _core.E_EMPTY: ChannelEmpty,
-        _core.E_CLOSED: EndOfChannel,
-        _core.E_TOO_LARGE: MessageTooLargeError,
-        _core.E_NOT_OWNER: NotOwnerError,
-        _core.E_NO_SPACE: NoSpaceError,
-        _core.E_BUSY: MapshareError,
-        _core.E_INITIALIZING: _Initializing,
-        _core.E_DESTROYED: SegmentDestroyedError,
-        _core.E_BROKEN: BrokenChannelError,
-        _core.E_FAULT: SegmentFaultError,
-        _core.E_INVALID: ValueError,
-        _core.E_VALUE: ValueError,
-        _core.E_ATTACH_LIMIT: AttachLimitError,
-    }
-)
+#: Statuses that never reach a user: the binding raises the signal handler's exception
+#: for E_INTERRUPTED and retries the call without the GIL for E_RETRY_NO_GIL;
+#: E_INITIALIZING maps to the private ``_Initializing``, which ``Segment.open`` catches
+#: (it retries, then raises LayoutError).
+_INTERNAL_STATUSES = frozenset({_core.E_INTERRUPTED, _core.E_RETRY_NO_GIL, _core.E_INITIALIZING})
+
+#: status -> class.  Every user-visible status has its own class; none is the root.
+_STATUS_CLASSES: dict[int, type[BaseException]] = {
+    _core.E_OS: SystemCallError,
+    _core.E_NOT_FOUND: SegmentNotFoundError,
+    _core.E_EXISTS: SegmentExistsError,
+    _core.E_PERMISSION: PermissionDeniedError,
+    _core.E_LAYOUT: LayoutError,
+    _core.E_TIMEOUT: WaitTimeout,
+    _core.E_OWNER_DIED: OwnerDiedError,
+    _core.E_FULL: ChannelFull,
+    _core.E_EMPTY: ChannelEmpty,
+    _core.E_CLOSED: EndOfChannel,
+    _core.E_TOO_LARGE: MessageTooLargeError,
+    _core.E_NOT_OWNER: NotOwnerError,
+    _core.E_NO_SPACE: NoSpaceError,
+    _core.E_IN_USE: SegmentInUseError,
+    _core.E_INITIALIZING: _Initializing,
+    _core.E_DESTROYED: SegmentDestroyedError,
+    _core.E_BROKEN: BrokenChannelError,
+    _core.E_FAULT: SegmentFaultError,
+    _core.E_INVALID: InvalidArgumentError,
+    _core.E_VALUE: SemaphoreOverflowError,
+    _core.E_ATTACH_LIMIT: AttachLimitError,
+    _core.E_ALREADY_HELD: AlreadyHeldError,
+    _core.E_WINDOW_OPEN: WindowOpenError,
+}
+
+_core.set_errors(_STATUS_CLASSES)

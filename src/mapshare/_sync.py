@@ -6,12 +6,10 @@ Ctrl-C interrupts a wait in the main thread; timeouts use the monotonic clock.
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Any, Optional, cast
 
 from . import _core
 from ._aio import poll_until, wait_until
-from ._errors import LayoutError
 from ._handle import Handle
 from ._inspect import LockState, lock_state
 from ._options import INIT_WAIT, Lifetime
@@ -237,11 +235,24 @@ class Lock(_core.Lock, _Named):
         return f"<Lock {self.name!r} {'locked' if self.locked() else 'unlocked'}>"
 
 
-class Event(_Named):
+class Event(_core.Event, _Named):
     """A flag that processes wait on: ``set()``, ``clear()``, ``is_set()``,
-    ``wait(timeout)``, like ``threading.Event`` but shared by name."""
+    ``wait(timeout=None)`` (True, or False on timeout), like ``threading.Event`` but shared
+    by name.  All four are C methods: the event's place is checked once, when this object
+    is made."""
 
     _segment_cls = _EventSegment
+
+    @classmethod
+    def _wrap(
+        cls, seg: Handle, owns: bool, offset: Optional[int] = None,
+        init: Optional[bool] = None,
+    ) -> Self:
+        self = cast("Self", _core.Event.__new__(cast(Any, cls), seg._core, offset, init))
+        self._segment = seg
+        self._owns = owns
+        self._offset = offset
+        return self
 
     @classmethod
     def create(
@@ -274,55 +285,23 @@ class Event(_Named):
         ``segment`` must be a plain ``Segment`` (not a channel's).  Naming, permissions,
         lifetime and ``spin`` are that segment handle's: no keywords for them here."""
         cls._check_in(segment, offset)
-        segment._core.event_init(offset, initially_set)
-        return cls.open_in(segment, offset)
+        return cls._wrap(segment, False, offset, bool(initially_set))
 
     @classmethod
     def open_in(cls, segment: Segment, offset: int) -> Self:
         """Use the event another process placed at ``offset`` of ``segment``
         (``LayoutError`` if no event was created there: every event carries a tag)."""
         cls._check_in(segment, offset)
-        self = cls._wrap(segment, False)
-        self._offset = offset
-        try:
-            segment._core.event_is_set(offset)  # validates the offset and the tag
-        except LayoutError:
-            raise LayoutError(
-                f"no event at offset {offset} of segment {segment.name!r} (none was "
-                "created there with Event.create_in)"
-            ) from None
-        state = int.from_bytes(segment.read(4, offset), sys.byteorder)
-        if state > 1:
-            raise LayoutError(
-                f"no event at offset {offset} of segment {segment.name!r} (state {state})"
-            )
-        return self
-
-    def set(self) -> None:
-        """Set the flag and wake every waiter."""
-        self._segment._core.event_set(self._offset)
-
-    def clear(self) -> None:
-        """Clear the flag."""
-        self._segment._core.event_clear(self._offset)
-
-    def is_set(self) -> bool:
-        """The flag's value."""
-        return bool(self._segment._core.event_is_set(self._offset))
-
-    def wait(self, timeout: Optional[float] = None) -> bool:
-        """Block until the flag is set; True, or False after ``timeout`` seconds."""
-        return bool(self._segment._core.event_wait(timeout, None, self._offset))
+        return cls._wrap(segment, False, offset)
 
     async def wait_async(self, timeout: Optional[float] = None) -> bool:
         """``wait`` for asyncio; raises ``WaitTimeout`` on timeout; cancellable."""
-        core, off = self._segment._core, self._offset
 
         def attempt() -> Optional[bool]:
-            return True if core.event_is_set(off) else None
+            return True if self.is_set() else None
 
         def block(t: float) -> object:
-            return core.event_wait(t, 0.0, off)
+            return self._wait(t, 0.0)
 
         return await wait_until(attempt, block, timeout, what="event wait")
 
@@ -330,15 +309,28 @@ class Event(_Named):
         return f"<Event {self.name!r} {'set' if self.is_set() else 'clear'}>"
 
 
-class Semaphore(_Named):
+class Semaphore(_core.Semaphore, _Named):
     """A bounded counting semaphore shared between processes.
 
-    ``acquire`` takes a unit (waiting while there is none), ``release`` returns one;
-    releasing above ``maximum`` raises ValueError (like ``threading.BoundedSemaphore``).
-    A unit taken by a process that dies is not returned: use ``Lock`` for exclusion
-    that must survive crashes."""
+    ``acquire(timeout=None)`` takes a unit (waiting while there is none; True, or False
+    on timeout), ``release(n=1)`` returns units; releasing above ``maximum`` raises
+    ``SemaphoreOverflowError``, a ValueError (like ``threading.BoundedSemaphore``).
+    ``with sem:`` acquires and releases one unit.  ``value`` and ``maximum`` read the
+    current state.  All of these are C methods and attributes.  A unit taken by a process
+    that dies is not returned: use ``Lock`` for exclusion that must survive crashes."""
 
     _segment_cls = _SemaphoreSegment
+
+    @classmethod
+    def _wrap(
+        cls, seg: Handle, owns: bool, offset: Optional[int] = None,
+        init: Optional[tuple[int, int]] = None,
+    ) -> Self:
+        self = cast("Self", _core.Semaphore.__new__(cast(Any, cls), seg._core, offset, init))
+        self._segment = seg
+        self._owns = owns
+        self._offset = offset
+        return self
 
     @staticmethod
     def _init(value: int, maximum: Optional[int]) -> tuple[int, int]:
@@ -387,9 +379,7 @@ class Semaphore(_Named):
         ``segment`` must be a plain ``Segment`` (not a channel's).  Naming, permissions,
         lifetime and ``spin`` are that segment handle's: no keywords for them here."""
         cls._check_in(segment, offset)
-        value, maximum = cls._init(value, maximum)
-        segment._core.sem_init(offset, value, maximum)
-        return cls.open_in(segment, offset)
+        return cls._wrap(segment, False, offset, cls._init(value, maximum))
 
     @classmethod
     def open_in(cls, segment: Segment, offset: int) -> Self:
@@ -397,61 +387,20 @@ class Semaphore(_Named):
         (``LayoutError`` if no semaphore was created there -- every semaphore carries a
         tag -- or what is there cannot be one: a maximum of 0, or a value above it)."""
         cls._check_in(segment, offset)
-        self = cls._wrap(segment, False)
-        self._offset = offset
-        try:
-            value, maximum, _ = segment._core.sem_value(offset)  # offset and tag
-        except LayoutError:
-            raise LayoutError(
-                f"no semaphore at offset {offset} of segment {segment.name!r} (none was "
-                "created there with Semaphore.create_in)"
-            ) from None
-        if maximum < 1 or value > maximum:
-            raise LayoutError(
-                f"no semaphore at offset {offset} of segment {segment.name!r} "
-                f"(value {value}, maximum {maximum})"
-            )
-        return self
-
-    def acquire(self, timeout: Optional[float] = None) -> bool:
-        """Take a unit: ``timeout=None`` waits forever, ``0`` tries once; returns False
-        on timeout."""
-        return bool(self._segment._core.sem_acquire(timeout, None, self._offset))
-
-    def release(self, n: int = 1) -> None:
-        """Return ``n`` units and wake waiters (ValueError above the maximum)."""
-        self._segment._core.sem_release(n, self._offset)
-
-    @property
-    def value(self) -> int:
-        """Units available now."""
-        return int(self._segment._core.sem_value(self._offset)[0])
-
-    @property
-    def maximum(self) -> int:
-        """The bound."""
-        return int(self._segment._core.sem_value(self._offset)[1])
+        return cls._wrap(segment, False, offset)
 
     async def acquire_async(self, timeout: Optional[float] = None) -> bool:
         """``acquire`` for asyncio; raises ``WaitTimeout`` on timeout; cancellable (a
         unit is only ever taken on the loop's thread)."""
-        core, off = self._segment._core, self._offset
 
         def attempt() -> Optional[bool]:
-            return True if core.sem_acquire(0, 0.0, off) else None
+            return True if self.acquire(0) else None
 
         def block(t: float) -> object:
             # wait (in the worker thread) for a unit to be there, without taking it
-            return core.sem_wait_available(t, 0.0, off)
+            return self._wait_available(t, 0.0)
 
         return await wait_until(attempt, block, timeout, what="semaphore acquire")
-
-    def __enter__(self) -> Self:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
     def __repr__(self) -> str:
         return f"<Semaphore {self.name!r} value={self.value}/{self.maximum}>"

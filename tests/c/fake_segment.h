@@ -4,7 +4,7 @@
 #ifndef MS_FAKE_SEGMENT_H
 #define MS_FAKE_SEGMENT_H
 
-#include "ring.h"
+#include "channel.h"
 #include "segment.h"
 #include "sync.h"
 

@@ -13,7 +13,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 BUILD=${MS_CTEST_BUILD:-/tmp/mapshare-ctest}
 CC=${CC:-gcc}
 mkdir -p "$BUILD"
-SRC="$HERE/test_core.c $ROOT/csrc/segment.c $ROOT/csrc/sync.c $ROOT/csrc/ring.c $ROOT/csrc/inspect.c $ROOT/csrc/platform/linux.c"
+SRC="$HERE/test_core.c $ROOT/csrc/segment.c $ROOT/csrc/sync.c $ROOT/csrc/channel.c $ROOT/csrc/inspect.c $ROOT/csrc/platform/linux.c"
 BASE="-std=gnu11 -g -O1 -Wall -Wextra -Wno-missing-field-initializers -fno-strict-aliasing -fno-omit-frame-pointer -I$ROOT/csrc -I$HERE"
 modes=${1:-all}
 [ $# -gt 0 ] && shift

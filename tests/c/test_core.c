@@ -297,7 +297,7 @@ static void test_ring_loan_view(void)
     CHECK_EQ(ms_channel_loan(&ch, 32, &lp, &o), MS_OK);
     CHECK(lp >= f.data && lp + 32 <= f.data + 128);
     memcpy(lp, "loaned bytes", 12);
-    CHECK_EQ(ms_channel_send(&ch, "x", 1, &o), MS_E_BUSY);  /* this handle holds the loan */
+    CHECK_EQ(ms_channel_send(&ch, "x", 1, &o), MS_E_ALREADY_HELD);  /* this handle holds the loan */
     CHECK_EQ(ms_channel_commit(&ch, 12), MS_OK);
     CHECK_EQ(ms_channel_commit(&ch, 12), MS_E_INVALID);
     CHECK_EQ(ms_channel_loan(&ch, 8, &lp, &o), MS_OK);
@@ -711,6 +711,24 @@ static void test_opener_lock(void)
     ms_p_object_unlink(osname, 0, NULL);
 }
 
+/* A handle removing an object holds it exclusively: an opener is told MS_E_IN_USE (the
+ * one status of that meaning; segment.c retries it for a while), never a lock status. */
+static void test_opener_sees_in_use_while_removed(void)
+{
+    const char *osn = fresh_osname();
+    ms_object remover, opener;
+    int err = 0;
+    CHECK_EQ(ms_p_object_create(osn, NULL, 4096, 0600, 0, &remover, &err), MS_OK);
+    CHECK_EQ(ms_p_object_open(osn, NULL, 1, 0, &opener, &err), MS_OK);
+    CHECK_EQ(ms_p_object_others(&remover), 0);  /* nobody counts: held exclusively now */
+    CHECK_EQ(ms_p_object_share(&opener, &err), MS_E_IN_USE);
+    ms_p_object_close(&remover);
+    CHECK_EQ(ms_p_object_share(&opener, &err), MS_OK);  /* the remover is gone */
+    ms_p_object_unshare(&opener);
+    ms_p_object_close(&opener);
+    ms_p_object_unlink(osn, 0, NULL);
+}
+
 /* ---- robust lock ------------------------------------------------------------------ */
 
 static int create_seg(ms_segment *seg, uint32_t kind, uint64_t size, ms_kind_init_fn init,
@@ -752,7 +770,7 @@ static void test_lock_owner_died(void)
     CHECK_EQ(child_status(pid), 0);
     CHECK_EQ(ms_p_lock_acquire(seg.ctx, MS_SLOT_USER_LOCK, area, 1000000000LL, &err), MS_E_OWNER_DIED);
     /* we hold it now: relocking from the same thread is refused, not a deadlock */
-    CHECK_EQ(ms_p_lock_acquire(seg.ctx, MS_SLOT_USER_LOCK, area, 0, &err), MS_E_BUSY);
+    CHECK_EQ(ms_p_lock_acquire(seg.ctx, MS_SLOT_USER_LOCK, area, 0, &err), MS_E_ALREADY_HELD);
     CHECK_EQ(ms_p_lock_release(seg.ctx, MS_SLOT_USER_LOCK, area, &err), MS_OK);
     CHECK_EQ(ms_p_lock_acquire(seg.ctx, MS_SLOT_USER_LOCK, area, 0, &err), MS_OK);
     CHECK_EQ(ms_p_lock_release(seg.ctx, MS_SLOT_USER_LOCK, area, &err), MS_OK);
@@ -1402,6 +1420,7 @@ static const struct test tests[] = {
     { "segment_reclaim", test_segment_reclaim, 0 },
     { "attach_table", test_attach_table, 0 },
     { "opener_lock", test_opener_lock, 0 },
+    { "opener_sees_in_use_while_removed", test_opener_sees_in_use_while_removed, 0 },
     { "lock_owner_died", test_lock_owner_died, 0 },
     { "lock_not_owner", test_lock_not_owner, 0 },
     { "lock_corrupt_list_pointers", test_lock_corrupt_list_pointers, 0 },

@@ -40,7 +40,7 @@ def test_other_threads_wait_while_a_loan_is_open(name: str) -> None:
                 t.start()
                 assert not done.wait(0.3)  # it waits for our loan, it does not fail
                 with pytest.raises(
-                    RuntimeError, match="already has an open loan on this channel handle"
+                    mapshare.WindowOpenError, match="already has a loan open on this handle"
                 ):
                     ch.loan(1)  # this thread already has one: refused, not a deadlock
             t.join(JOIN)
@@ -72,7 +72,7 @@ def test_other_threads_wait_while_a_view_is_open(name: str) -> None:
                 t.start()
                 assert not done.wait(0.3)
                 with pytest.raises(
-                    RuntimeError, match="already has an open view on this channel handle"
+                    mapshare.WindowOpenError, match="has a received view open on this handle"
                 ):
                     ch.receive_view()
             t.join(JOIN)

@@ -236,7 +236,7 @@ def test_create_in_refuses_a_channel_segment(name: str) -> None:
                 make()
         # the core refuses too, whatever Python object reaches it
         with pytest.raises(TypeError, match="plain segment"):
-            ch.segment._core.event_init(0, True)
+            mapshare._core.Event(ch.segment._core, 0, True)
         assert ch.receive(timeout=0) == b"precious"
 
 

@@ -164,8 +164,11 @@ def main(argv=None) -> int:
     if args.sources:
         sources = [os.path.abspath(s) for s in args.sources]
     else:
-        sources = sorted(glob.glob(os.path.join(ROOT, "csrc", "*.c"))) + [platform_src]
-    core_sources = [s for s in sources if os.path.basename(s) != "module.c"]
+        sources = (sorted(glob.glob(os.path.join(ROOT, "csrc", "*.c")))
+                   + sorted(glob.glob(os.path.join(ROOT, "csrc", "binding", "*.c")))
+                   + [platform_src])
+    binding_dir = os.path.join(ROOT, "csrc", "binding")
+    core_sources = [s for s in sources if os.path.dirname(s) != binding_dir]
 
     # the plain-C platform self-test: windows.c + the test, no Python
     if args.selftest:
@@ -176,12 +179,12 @@ def main(argv=None) -> int:
         run([CC, "-specs=" + specs, "-o", exe, *objs, "-ladvapi32"])
         check_imports(exe)
         print(f"build.py: {os.path.relpath(exe, ROOT)}")
-        if not os.path.exists(os.path.join(ROOT, "csrc", "module.c")) and not args.sources:
+        if not os.path.isdir(binding_dir) and not args.sources:
             return 0
 
-    has_module = any(os.path.basename(s) == "module.c" for s in sources) or args.sources
+    has_module = len(core_sources) < len(sources) or args.sources
     if not has_module:
-        print("build.py: csrc/module.c does not exist yet: compiling the core only (no .pyd)",
+        print("build.py: csrc/binding/ does not exist yet: compiling the core only (no .pyd)",
               file=sys.stderr)
         compile_all(core_sources, os.path.join(build, "obj"), specs,
                     extra + ["-I", os.path.join(PYW, "include")], args.jobs)

@@ -688,9 +688,9 @@ static void test_lock(void)
     ms_p_lock_inspect(c->lock_area, &held, &holder, &dead);
     CHECK(held && holder == GetCurrentThreadId() && !dead, "held by me");
     s = ms_p_lock_acquire(ctx, MS_SLOT_USER_LOCK, c->lock_area, 0, &err);
-    CHECK(s == MS_E_BUSY, "relock by the holder refused: %d", s);
+    CHECK(s == MS_E_ALREADY_HELD, "relock by the holder refused: %d", s);
     s = ms_p_lock_acquire(ctx2, MS_SLOT_USER_LOCK, c->lock_area, 0, &err);
-    CHECK(s == MS_E_BUSY, "relock through another handle refused: %d", s);
+    CHECK(s == MS_E_ALREADY_HELD, "relock through another handle refused: %d", s);
     wa.ctx = ctx; wa.c = c; wa.done = NULL;
     t = CreateThread(NULL, 0, release_other_thread, &wa, 0, NULL);
     WaitForSingleObject(t, 5000);

@@ -4,8 +4,8 @@
  * by recv_lock and move only the head; so a sender and a receiver never contend, and a
  * single sender with a single receiver is a plain SPSC ring.  See layout.h for the
  * record format and the crash-safety argument. */
-#ifndef MS_RING_H
-#define MS_RING_H
+#ifndef MS_CHANNEL_H
+#define MS_CHANNEL_H
 
 #include "sync.h"
 
@@ -29,7 +29,7 @@ typedef struct ms_channel {
     uint64_t cached_tail;  /* receiver side */
     int send_slot;         /* our entry in the ring's senders / receivers tables */
     int recv_slot;
-    unsigned idle_wakes_s; /* consecutive wake-ups that found nobody (see ring.c) */
+    unsigned idle_wakes_s; /* consecutive wake-ups that found nobody (see channel.c) */
     unsigned idle_wakes_r;
     uint32_t loan_kind;    /* MS_REC_KIND_* the open loan is published with */
     uint32_t view_kind;    /* MS_REC_KIND_* of the viewed record */

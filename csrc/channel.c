@@ -1,10 +1,10 @@
-/* The channel ring (see ring.h and layout.h).
+/* The channel ring (see channel.h and layout.h).
  *
  * Untrusted memory: head, tail and every record header are read once into locals and
  * checked (alignment, distance, bounds) before use; any inconsistency is MS_E_LAYOUT.
  * Every access to the ring runs under ms_p_guarded_call so that a truncated object
  * gives MS_E_FAULT instead of SIGBUS. */
-#include "ring.h"
+#include "channel.h"
 #include "atomics.h"
 
 #include <string.h>
@@ -172,7 +172,7 @@ static uint32_t count_alive(ms_attach *table)
 }
 
 /* Called by a receiver that found the channel empty and is about to wait: the broken
- * edge (see ring.h).  Frees dead senders' entries first, so each death is counted once
+ * edge (see channel.h).  Frees dead senders' entries first, so each death is counted once
  * in the ring, then reports the deaths this handle has not reported yet, but only when
  * no sender is left alive to send anything. */
 static ms_status check_broken(ms_channel *ch)
@@ -562,7 +562,7 @@ static ms_status send_fn(void *arg)
     for (;;) {
         ms_status st = lock_send(ch, &lock_opts);
         if (st == MS_E_TIMEOUT && a->o->try_only)
-            return MS_E_BUSY;
+            return MS_E_RETRY_NO_GIL;
         if (st == MS_E_TIMEOUT && a->o->timeout_ns == 0)
             return MS_E_FULL;
         if (st != MS_OK)
@@ -795,7 +795,7 @@ static ms_status recv_fn(void *arg)
             lo.timeout_ns = MS_LOCK_NOWAIT_NS;
         st = lock_recv(ch, &lo);
         if (st == MS_E_TIMEOUT && a->o->try_only)
-            return MS_E_BUSY;
+            return MS_E_RETRY_NO_GIL;
         if (st == MS_E_TIMEOUT && a->o->timeout_ns == 0)
             return MS_E_EMPTY;
         if (st != MS_OK)

@@ -1,0 +1,483 @@
+/* mapshare._core: the module, its state, and the status -> exception mapping.
+ *
+ * The exception classes are policy, defined in one place (mapshare._errors) and
+ * registered here at import with set_errors(); raise_status() maps each ms_status to
+ * exactly one of them.  The per-type code lives in the other files of this directory.
+ */
+#include "binding.h"
+#include "../inspect.h"
+
+/* ---- errors ------------------------------------------------------------------------- */
+
+#define N_STATUS MS_STATUS_COUNT
+
+static struct PyModuleDef moduledef;
+
+ms_module_state *ms_state(void)
+{
+    PyObject *m = PyState_FindModule(&moduledef);
+    return m ? (ms_module_state *)PyModule_GetState(m) : NULL;
+}
+
+PyObject *ms_error_class(ms_status st)
+{
+    ms_module_state *state = ms_state();
+    return state && st > 0 && st < N_STATUS ? state->error_classes[st] : NULL;
+}
+
+static PyObject *set_errors(PyObject *mod, PyObject *mapping)
+{
+    ms_module_state *state = (ms_module_state *)PyModule_GetState(mod);
+    if (!PyDict_Check(mapping)) {
+        PyErr_SetString(PyExc_TypeError, "expected a dict {status: exception class}");
+        return NULL;
+    }
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(mapping, &pos, &key, &value)) {
+        long code = PyLong_AsLong(key);
+        if (code < 0 || code >= N_STATUS) {
+            PyErr_SetString(PyExc_ValueError, "status code out of range");
+            return NULL;
+        }
+        Py_INCREF(value);
+        Py_XSETREF(state->error_classes[code], value);
+    }
+    Py_RETURN_NONE;
+}
+
+const char *status_text(ms_status st)
+{
+    switch (st) {
+    case MS_E_OS: return "operating system error";
+    case MS_E_NOT_FOUND: return "no such segment";
+    case MS_E_EXISTS: return "a segment of that name already exists";
+    case MS_E_PERMISSION: return "permission denied";
+    case MS_E_LAYOUT: return "invalid or corrupt segment layout";
+    case MS_E_TIMEOUT: return "timed out";
+    case MS_E_INTERRUPTED: return "interrupted";
+    case MS_E_OWNER_DIED: return "the previous owner died while holding the lock; "
+                                 "it is now held by you";
+    case MS_E_FULL: return "channel is full";
+    case MS_E_EMPTY: return "channel is empty";
+    case MS_E_CLOSED: return "end of channel: closed for sending and drained";
+    case MS_E_TOO_LARGE: return "message is larger than the channel can ever hold";
+    case MS_E_NOT_OWNER: return "lock is not held by this thread";
+    case MS_E_NO_SPACE: return "no space left to reserve the storage";
+    case MS_E_IN_USE: return "the object is in use by another handle";
+    case MS_E_INITIALIZING: return "segment is still being initialized by its creator";
+    case MS_E_DESTROYED: return "segment was destroyed";
+    case MS_E_BROKEN: return "a sender died without closing the channel, and none is left";
+    case MS_E_FAULT: return "the segment's memory vanished (truncated by another process?)";
+    case MS_E_INVALID: return "invalid argument";
+    case MS_E_VALUE: return "released above its maximum";
+    case MS_E_ATTACH_LIMIT: return "the attach table is full of live processes";
+    case MS_E_ALREADY_HELD: return "this thread already holds the lock (locks are not reentrant)";
+    case MS_E_RETRY_NO_GIL: return "retry without the GIL";
+    case MS_E_WINDOW_OPEN: return "this thread already has a loan or a received view open "
+                                  "on this channel handle: finish it first";
+    default: return "error";
+    }
+}
+
+PyObject *raise_status(ms_status st, int err, const char *what)
+{
+    if (st == MS_E_INTERRUPTED && PyErr_Occurred())
+        return NULL;  /* the signal handler's exception (KeyboardInterrupt) */
+    if (st == MS_E_INTERRUPTED || st == MS_E_RETRY_NO_GIL) {
+        /* internal statuses: the binding handles them before they could get here */
+        PyErr_Format(PyExc_SystemError, "internal status %d (%s) reached a user",
+                     (int)st, status_text(st));
+        return NULL;
+    }
+    PyObject *cls = ms_error_class(st);
+    if (!cls)
+        cls = st == MS_E_TIMEOUT ? PyExc_TimeoutError : PyExc_OSError;
+    if (st == MS_E_OS || (err && (st == MS_E_NOT_FOUND || st == MS_E_EXISTS ||
+                                  st == MS_E_PERMISSION || st == MS_E_NO_SPACE ||
+                                  st == MS_E_IN_USE))) {
+        /* OSError subclasses get (errno, strerror, filename) like the builtins; with a
+         * Windows error code, OSError(0, text, filename, winerror) derives errno from it */
+        PyObject *args =
+            ms_p_err_is_winerror()
+                ? Py_BuildValue("(issi)", 0, status_text(st), what ? what : "", err)
+                : Py_BuildValue("(isss)", err, err ? strerror(err) : status_text(st),
+                                what ? what : "", status_text(st));
+        if (args) {
+            PyErr_SetObject(cls, args);
+            Py_DECREF(args);
+        }
+        return NULL;
+    }
+    if (what)
+        PyErr_Format(cls, "%s: %s", what, status_text(st));
+    else
+        PyErr_SetString(cls, status_text(st));
+    return NULL;
+}
+
+/* ---- waiting with the GIL released ------------------------------------------------- */
+
+int check_signals(void *arg)
+{
+    gil_wait *g = (gil_wait *)arg;
+    if (!g->main_thread)
+        return 0;
+    PyEval_RestoreThread(g->ts);
+    int r = PyErr_CheckSignals();
+    g->ts = PyEval_SaveThread();
+    return r < 0;
+}
+
+/* Keyword arguments of the METH_FASTCALL methods, by name, without private APIs. */
+int fast_kwargs(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                const char *const *names, PyObject **out, Py_ssize_t nout, const char *fname)
+{
+    if (nargs > nout) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %zd arguments", fname, nout);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        out[i] = args[i];
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+        Py_ssize_t j;
+        for (j = 0; j < nout; j++)
+            if (PyUnicode_CompareWithASCIIString(key, names[j]) == 0)
+                break;
+        if (j == nout) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument %R",
+                         fname, key);
+            return -1;
+        }
+        if (j < nargs) {
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument %R",
+                         fname, key);
+            return -1;
+        }
+        out[j] = args[nargs + k];
+    }
+    return 0;
+}
+
+int parse_timeout(PyObject *obj, int64_t *out)
+{
+    if (obj == NULL || obj == Py_None) {
+        *out = -1;
+        return 0;
+    }
+    if (PyBool_Check(obj) || !(PyFloat_Check(obj) || PyIndex_Check(obj))) {
+        PyErr_Format(PyExc_TypeError, "timeout must be None or a number of seconds, not %.100s",
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    double t = PyFloat_AsDouble(obj);
+    if (t == -1.0 && PyErr_Occurred())
+        return -1;
+    if (t != t || t < 0) {
+        PyErr_SetString(PyExc_ValueError, "timeout must be None or a number >= 0");
+        return -1;
+    }
+    *out = t > 9e9 ? -1 : (int64_t)(t * 1e9);
+    return 0;
+}
+
+/* Sizes, offsets, lengths and counts: an int (never a bool) that fits the C type.
+ * PyArg's "K" and "I" wrap silently (2**64 + 16 became 16), so every such argument goes
+ * through here and an out-of-range value is a ValueError naming the argument. */
+int u64_arg(PyObject *obj, const char *what, unsigned long long max, unsigned long long *out)
+{
+    if (PyBool_Check(obj) || !PyIndex_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int, not %.100s", what,
+                     Py_TYPE(obj)->tp_name);
+        return 0;
+    }
+    PyObject *i = PyNumber_Index(obj);
+    if (!i)
+        return 0;
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(i, &overflow);
+    if (v == -1 && PyErr_Occurred()) {
+        Py_DECREF(i);
+        return 0;
+    }
+    if (overflow < 0 || (!overflow && v < 0)) {
+        PyErr_Format(PyExc_ValueError, "%s must be >= 0, not %R", what, i);
+        Py_DECREF(i);
+        return 0;
+    }
+    unsigned long long u = overflow ? PyLong_AsUnsignedLongLong(i) : (unsigned long long)v;
+    if (u == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        u = max;
+        overflow = 2;  /* beyond 2**64 - 1 */
+    }
+    if (overflow == 2 || u > max) {
+        PyErr_Format(PyExc_ValueError, "%s %R is too large (at most %llu)", what, i, max);
+        Py_DECREF(i);
+        return 0;
+    }
+    Py_DECREF(i);
+    *out = u;
+    return 1;
+}
+
+#define U64_CONVERTER(fname, what, max)                                      \
+    int fname(PyObject *obj, void *out)                               \
+    {                                                                        \
+        return u64_arg(obj, what, max, (unsigned long long *)out);           \
+    }
+
+U64_CONVERTER(conv_size, "size", (unsigned long long)INT64_MAX)
+U64_CONVERTER(conv_offset, "offset", ULLONG_MAX)
+U64_CONVERTER(conv_length, "length", ULLONG_MAX)
+U64_CONVERTER(conv_dev, "dev", ULLONG_MAX)
+U64_CONVERTER(conv_ino, "ino", ULLONG_MAX)
+
+/* unsigned 32-bit counts and values (semaphores) */
+static int u32_arg(PyObject *obj, const char *what, unsigned int *out)
+{
+    unsigned long long v;
+    if (!u64_arg(obj, what, UINT32_MAX, &v))
+        return 0;
+    *out = (unsigned int)v;
+    return 1;
+}
+
+int conv_count(PyObject *obj, void *out) { return u32_arg(obj, "n", out); }
+
+/* Py_ssize_t counts and byte lengths (loan sizes, batch sizes): never a bool, never
+ * negative (PyArg's "n" takes True as 1). */
+static int ssize_arg(PyObject *obj, const char *what, Py_ssize_t *out)
+{
+    unsigned long long v;
+    if (!u64_arg(obj, what, (unsigned long long)PY_SSIZE_T_MAX, &v))
+        return 0;
+    *out = (Py_ssize_t)v;
+    return 1;
+}
+int conv_loan_size(PyObject *obj, void *out) { return ssize_arg(obj, "n", out); }
+int conv_max_messages(PyObject *obj, void *out)
+{
+    return ssize_arg(obj, "max_messages", out);
+}
+int conv_value(PyObject *obj, void *out) { return u32_arg(obj, "value", out); }
+int conv_maximum(PyObject *obj, void *out) { return u32_arg(obj, "maximum", out); }
+
+
+/* ---- module ------------------------------------------------------------------------- */
+
+/* _raise_status(code, what=None): raise what a C call returning `code` raises, so that a
+ * test can check the whole status -> exception mapping from the C side. */
+static PyObject *core_raise_status(PyObject *mod, PyObject *args)
+{
+    int code;
+    const char *what = NULL;
+    (void)mod;
+    if (!PyArg_ParseTuple(args, "i|z:_raise_status", &code, &what))
+        return NULL;
+    if (code <= 0 || code >= N_STATUS) {
+        PyErr_SetString(PyExc_ValueError, "not an error status");
+        return NULL;
+    }
+    return raise_status((ms_status)code, 0, what);
+}
+
+/* ---- inspection (csrc/inspect.c): the one reader of header offsets for Python -------- */
+
+static PyObject *core_peek_header(PyObject *mod, PyObject *args)
+{
+    const char *osname;
+    const char *path = NULL;
+    unsigned int flags = 0;
+    (void)mod;
+    if (!PyArg_ParseTuple(args, "s|zI:peek_header", &osname, &path, &flags))
+        return NULL;
+    ms_header_info h;
+    int err = 0;
+    ms_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = ms_inspect_peek(osname, path, flags, &h, &err);
+    Py_END_ALLOW_THREADS
+    if (st != MS_OK)
+        return raise_status(st, err, path ? path : osname);
+    return Py_BuildValue(
+        "{sIsIsIsKsIsIsKsKsIsIsIsN}",
+        "version", h.version, "kind", h.kind, "lifetime", h.lifetime,
+        "size", (unsigned long long)h.size, "creator_pid", h.creator_pid,
+        "creator_uid", h.creator_uid,
+        "creator_start", (unsigned long long)h.creator_start,
+        "created_ns", (unsigned long long)h.created_ns, "state", h.state,
+        "flags", h.flags, "mode", h.mode,
+        "name", PyUnicode_DecodeUTF8(h.name, (Py_ssize_t)h.name_len, "replace"));
+}
+
+
+static PyMethodDef module_methods[] = {
+    {"set_errors", set_errors, METH_O, "Register {status: exception class}."},
+    {"_raise_status", core_raise_status, METH_VARARGS,
+     "_raise_status(code, what=None): raise the exception of a status (for tests)."},
+    {"create", (PyCFunction)(void (*)(void))core_create, METH_VARARGS | METH_KEYWORDS,
+     "create(osname, name, kind, size, path=None, mode=0o600, lifetime=2, flags=0, "
+     "init=None) -> Segment"},
+    {"open", (PyCFunction)(void (*)(void))core_open, METH_VARARGS | METH_KEYWORDS,
+     "open(osname, path, kind=0, access=2, raw=False, flags=0) -> Segment"},
+    {"unlink", core_unlink, METH_VARARGS, "unlink(osname, flags=0)"},
+    {"list_objects", core_list_objects, METH_VARARGS,
+     "list_objects(flags=0) -> sorted OS names of the mapshare objects"},
+    {"reclaim", core_reclaim, METH_VARARGS,
+     "reclaim(osname, flags=0, unfinished_ok=False) -> RECLAIM_*: remove a name nobody "
+     "can use any more (see ms_segment_reclaim)."},
+    {"unlink_if_same", core_unlink_if_same, METH_VARARGS,
+     "unlink_if_same(osname, dev, ino, flags=0) -> bool"},
+    {"process_alive", core_process_alive, METH_VARARGS,
+     "process_alive(pid, start=0) -> 1 alive, 0 dead, -1 unknown"},
+    {"process_start", core_process_start, METH_VARARGS, "process_start(pid) -> int"},
+    {"peek_header", core_peek_header, METH_VARARGS,
+     "peek_header(osname, path=None, flags=0) -> dict: the identity fields of a header "
+     "(ms_inspect_peek), without attaching; for objects open() refuses (destroyed)."},
+    {NULL}
+};
+
+static int module_traverse(PyObject *m, visitproc visit, void *arg)
+{
+    ms_module_state *state = (ms_module_state *)PyModule_GetState(m);
+    for (int i = 0; i < N_STATUS; i++)
+        Py_VISIT(state->error_classes[i]);
+    Py_VISIT(state->str_release);
+    return 0;
+}
+
+static int module_clear(PyObject *m)
+{
+    ms_module_state *state = (ms_module_state *)PyModule_GetState(m);
+    for (int i = 0; i < N_STATUS; i++)
+        Py_CLEAR(state->error_classes[i]);
+    Py_CLEAR(state->str_release);
+    return 0;
+}
+
+static void module_free(void *m)
+{
+    module_clear((PyObject *)m);
+}
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "mapshare._core",
+    .m_doc = "The C core of mapshare: memory layout, waiting, locks, events, semaphores "
+             "and channels.",
+    .m_size = sizeof(ms_module_state),
+    .m_methods = module_methods,
+    .m_traverse = module_traverse,
+    .m_clear = module_clear,
+    .m_free = module_free,
+};
+
+/* Every addition is checked: a failure fails the import instead of leaving a module
+ * with a missing name. */
+static int add_types(PyObject *m)
+{
+    PyTypeObject *types[] = {&Segment_Type, &Window_Type, &WindowExport_Type, &Lock_Type,
+                             &Event_Type, &Semaphore_Type, &Channel_Type};
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
+        if (PyType_Ready(types[i]) < 0)
+            return -1;
+    }
+    /* WindowExport is internal: ready, never exported by name */
+    PyTypeObject *exported[] = {&Segment_Type, &Window_Type, &Lock_Type, &Event_Type,
+                                &Semaphore_Type, &Channel_Type};
+    for (size_t i = 0; i < sizeof exported / sizeof *exported; i++) {
+        if (PyModule_AddType(m, exported[i]) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int add_constants(PyObject *m)
+{
+    static const struct { const char *name; long long value; } ints[] = {
+        {"KIND_SEGMENT", (long long)(MS_KIND_SEGMENT)},
+        {"KIND_LOCK", (long long)(MS_KIND_LOCK)},
+        {"KIND_EVENT", (long long)(MS_KIND_EVENT)},
+        {"KIND_SEMAPHORE", (long long)(MS_KIND_SEMAPHORE)},
+        {"KIND_CHANNEL", (long long)(MS_KIND_CHANNEL)},
+        {"KIND_LINK", (long long)(MS_KIND_LINK)},
+        {"RECLAIM_KEPT", (long long)(MS_RECLAIM_KEPT)},
+        {"RECLAIM_REMOVED", (long long)(MS_RECLAIM_REMOVED)},
+        {"RECLAIM_ABSENT", (long long)(MS_RECLAIM_ABSENT)},
+        {"RECLAIM_UNFINISHED", (long long)(MS_RECLAIM_UNFINISHED)},
+        {"LIFETIME_PERSISTENT", (long long)(MS_LIFETIME_PERSISTENT)},
+        {"LIFETIME_SHARED", (long long)(MS_LIFETIME_SHARED)},
+        {"ACCESS_READ", (long long)(MS_ACCESS_READ)},
+        {"ACCESS_WRITE", (long long)(MS_ACCESS_WRITE)},
+        {"ACCESS_COPY", (long long)(MS_ACCESS_COPY)},
+        {"FLAG_FILE_BACKED", (long long)(MS_FLAG_FILE_BACKED)},
+        {"OBJ_FOLLOW_SYMLINKS", (long long)(MS_OBJ_FOLLOW_SYMLINKS)},
+        {"OBJ_GLOBAL", (long long)(MS_OBJ_GLOBAL)},
+        {"STATE_READY", (long long)(MS_STATE_READY)},
+        {"STATE_DESTROYED", (long long)(MS_STATE_DESTROYED)},
+        {"HEADER_SIZE", (long long)(MS_HEADER_SIZE)},
+        {"LAYOUT_VERSION", (long long)(MS_LAYOUT_VERSION)},
+        {"NAME_MAX", (long long)(MS_NAME_MAX)},
+        {"ATTACH_SLOTS", (long long)(MS_ATTACH_SLOTS)},
+        {"HEADER_PAGE", (long long)(MS_HEADER_PAGE)},
+        {"RECORD_HEADER", (long long)(MS_REC_HEADER)},
+        {"E_OS", (long long)(MS_E_OS)},
+        {"E_NOT_FOUND", (long long)(MS_E_NOT_FOUND)},
+        {"E_EXISTS", (long long)(MS_E_EXISTS)},
+        {"E_PERMISSION", (long long)(MS_E_PERMISSION)},
+        {"E_LAYOUT", (long long)(MS_E_LAYOUT)},
+        {"E_TIMEOUT", (long long)(MS_E_TIMEOUT)},
+        {"E_INTERRUPTED", (long long)(MS_E_INTERRUPTED)},
+        {"E_OWNER_DIED", (long long)(MS_E_OWNER_DIED)},
+        {"E_FULL", (long long)(MS_E_FULL)},
+        {"E_EMPTY", (long long)(MS_E_EMPTY)},
+        {"E_CLOSED", (long long)(MS_E_CLOSED)},
+        {"E_TOO_LARGE", (long long)(MS_E_TOO_LARGE)},
+        {"E_NOT_OWNER", (long long)(MS_E_NOT_OWNER)},
+        {"E_NO_SPACE", (long long)(MS_E_NO_SPACE)},
+        {"E_IN_USE", (long long)(MS_E_IN_USE)},
+        {"E_INITIALIZING", (long long)(MS_E_INITIALIZING)},
+        {"E_DESTROYED", (long long)(MS_E_DESTROYED)},
+        {"E_BROKEN", (long long)(MS_E_BROKEN)},
+        {"E_FAULT", (long long)(MS_E_FAULT)},
+        {"E_INVALID", (long long)(MS_E_INVALID)},
+        {"E_VALUE", (long long)(MS_E_VALUE)},
+        {"E_ATTACH_LIMIT", (long long)(MS_E_ATTACH_LIMIT)},
+        {"E_ALREADY_HELD", (long long)(MS_E_ALREADY_HELD)},
+        {"E_RETRY_NO_GIL", (long long)(MS_E_RETRY_NO_GIL)},
+        {"E_WINDOW_OPEN", (long long)(MS_E_WINDOW_OPEN)},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
+        PyObject *o = PyLong_FromLongLong(ints[i].value);
+        if (!o || PyModule_AddObject(m, ints[i].name, o) < 0) {
+            Py_XDECREF(o);
+            return -1;
+        }
+    }
+    PyObject *magic = PyLong_FromUnsignedLongLong(MS_MAGIC);
+    if (!magic || PyModule_AddObject(m, "MAGIC", magic) < 0) {
+        Py_XDECREF(magic);
+        return -1;
+    }
+    if (PyModule_AddIntConstant(m, "PAGE_SIZE", (long)ms_p_page_size()) < 0 ||
+        PyModule_AddIntConstant(m, "GRANULARITY", (long)ms_p_granularity()) < 0)
+        return -1;
+    return PyModule_AddStringConstant(m, "PLATFORM", ms_p_name());
+}
+
+PyMODINIT_FUNC PyInit__core(void)
+{
+    PyObject *m = PyModule_Create(&moduledef);
+    if (!m)
+        return NULL;
+    ms_module_state *state = (ms_module_state *)PyModule_GetState(m);
+    state->str_release = PyUnicode_InternFromString("release");
+    if (!state->str_release || add_types(m) < 0 || add_constants(m) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

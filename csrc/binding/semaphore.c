@@ -1,0 +1,230 @@
+/* mapshare._core.Semaphore: a bounded semaphore (csrc/sync.c) in a segment, as an object.
+ *
+ * Built once from (segment, offset) like Event: kind, offset, access and tag are checked
+ * at construction (and that what is there can be a semaphore: a maximum of at least 1,
+ * a value not above it), the address kept.  acquire/release/__enter__/__exit__ are C
+ * methods.  The semaphore keeps its segment object (and so the mapping) alive.
+ */
+#include "binding.h"
+
+typedef struct {
+    PyObject_HEAD
+    SegmentObject *seg;
+    ms_semaphore *s;
+    unsigned slot;
+} SemaphoreObject;
+
+/* A try that never waits: the uncontended acquire needs no wait options. */
+static const ms_wait_opts try_once = {0, 0, NULL, NULL, 0, NULL};
+
+/* Semaphore(segment, offset=None, init=None): as Event; `init` is (value, maximum). */
+static PyObject *Semaphore_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"segment", "offset", "init", NULL};
+    PyObject *segobj, *offobj = Py_None, *init = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!|OO:Semaphore", kwlist, &Segment_Type,
+                                     &segobj, &offobj, &init))
+        return NULL;
+    SegmentObject *seg = (SegmentObject *)segobj;
+    unsigned int value = 0, maximum = 0;
+    int creating = init != Py_None;
+    if (creating && !PyArg_ParseTuple(init, "O&O&:Semaphore init", conv_value, &value,
+                                      conv_maximum, &maximum))
+        return NULL;
+    unsigned slot;
+    ms_semaphore *s = (ms_semaphore *)sync_area(seg, offobj, MS_KIND_SEMAPHORE,
+                                                sizeof(ms_semaphore), MS_SLOT_SEMAPHORE,
+                                                &slot, creating);
+    if (!s)
+        return NULL;
+    if (creating) {
+        ms_status st = ms_semaphore_init_at(s, value, maximum);
+        if (st != MS_OK)
+            return raise_status(st, 0, "semaphore: need 0 <= value <= maximum and "
+                                       "maximum >= 1");
+    } else if (offobj != Py_None) {
+        uint32_t v = ms_load32(&s->value), m = ms_load32(&s->maximum);
+        if (m < 1 || v > m) {
+            PyObject *name = PyObject_GetAttrString(segobj, "name");
+            if (name)
+                PyErr_Format(ms_error_class(MS_E_LAYOUT) ? ms_error_class(MS_E_LAYOUT)
+                                                         : PyExc_ValueError,
+                             "no semaphore at offset %S of segment %R (value %u, maximum %u)",
+                             offobj, name, (unsigned)v, (unsigned)m);
+            Py_XDECREF(name);
+            return NULL;
+        }
+    }
+    if (FAULTED(seg))
+        return raise_status(MS_E_FAULT, 0, NULL);
+    SemaphoreObject *self = (SemaphoreObject *)type->tp_alloc(type, 0);
+    if (!self)
+        return NULL;
+    Py_INCREF(segobj);
+    self->seg = seg;
+    self->s = s;
+    self->slot = slot;
+    seg->internal_refs++;
+    return (PyObject *)self;
+}
+
+static void Semaphore_dealloc(SemaphoreObject *self)
+{
+    if (self->seg)
+        self->seg->internal_refs--;
+    Py_XDECREF(self->seg);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *sem_acquire(SemaphoreObject *self, PyObject *tobj)
+{
+    SegmentObject *seg = self->seg;
+    if (seg_check(seg) < 0 || timeout_check(tobj) < 0)
+        return NULL;
+    if (ms_semaphore_acquire(&seg->seg, self->slot, self->s, &try_once) == MS_OK)
+        RET_TRUE(seg);
+    ms_wait_opts o;
+    if (wait_args(tobj, NULL, seg, &o) < 0)
+        return NULL;
+    if (o.timeout_ns == 0)
+        RET_FALSE(seg);
+    ms_status st;
+    WAIT_WITHOUT_GIL(seg, o, st = ms_semaphore_acquire(&seg->seg, self->slot, self->s, &o));
+    if (st == MS_OK)
+        RET_TRUE(seg);
+    if (st == MS_E_TIMEOUT)
+        RET_FALSE(seg);
+    return raise_status(FAULTED(seg) ? MS_E_FAULT : st, 0, "acquire");
+}
+
+static PyObject *Semaphore_acquire(SemaphoreObject *self, PyObject *const *args,
+                                   Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs == 0 && !kwnames)
+        return sem_acquire(self, Py_None);
+    if (nargs == 1 && !kwnames)
+        return sem_acquire(self, args[0]);
+    static const char *const kwlist[] = {"timeout"};
+    PyObject *vals[1] = {Py_None};
+    if (fast_kwargs(args, nargs, kwnames, kwlist, vals, 1, "acquire") < 0)
+        return NULL;
+    return sem_acquire(self, vals[0]);
+}
+
+static PyObject *sem_release(SemaphoreObject *self, unsigned int n)
+{
+    if (seg_check(self->seg) < 0)
+        return NULL;
+    ms_status st = ms_semaphore_release(&self->seg->seg, self->slot, self->s, n);
+    if (st != MS_OK)
+        return raise_named(self->seg, st, "semaphore", NULL);
+    RET_NONE(self->seg);
+}
+
+static PyObject *Semaphore_release(SemaphoreObject *self, PyObject *const *args,
+                                   Py_ssize_t nargs, PyObject *kwnames)
+{
+    unsigned int n = 1;
+    if (nargs || kwnames) {
+        static const char *const kwlist[] = {"n"};
+        PyObject *vals[1] = {NULL};
+        if (fast_kwargs(args, nargs, kwnames, kwlist, vals, 1, "release") < 0)
+            return NULL;
+        if (vals[0] && !conv_count(vals[0], &n))
+            return NULL;
+    }
+    return sem_release(self, n);
+}
+
+/* _wait_available(timeout, spin): wait for a unit to be there without taking it (the
+ * worker thread of acquire_async; the loop's thread takes it) */
+static PyObject *Semaphore__wait_available(SemaphoreObject *self, PyObject *args)
+{
+    PyObject *tobj, *sobj;
+    if (!PyArg_ParseTuple(args, "OO:_wait_available", &tobj, &sobj))
+        return NULL;
+    SegmentObject *seg = self->seg;
+    if (seg_check(seg) < 0)
+        return NULL;
+    ms_wait_opts o;
+    if (wait_args(tobj, sobj, seg, &o) < 0)
+        return NULL;
+    ms_status st;
+    WAIT_WITHOUT_GIL(seg, o,
+                     st = ms_semaphore_wait_available(&seg->seg, self->slot, self->s, &o));
+    if (st == MS_OK)
+        RET_TRUE(seg);
+    if (st == MS_E_TIMEOUT)
+        RET_FALSE(seg);
+    return raise_status(FAULTED(seg) ? MS_E_FAULT : st, 0, "wait");
+}
+
+static PyObject *Semaphore_enter(SemaphoreObject *self, PyObject *unused)
+{
+    (void)unused;
+    PyObject *r = sem_acquire(self, Py_None);
+    if (!r)
+        return NULL;
+    Py_DECREF(r);
+    Py_INCREF(self);
+    return (PyObject *)self;
+}
+
+static PyObject *Semaphore_exit(SemaphoreObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)args; (void)nargs;
+    PyObject *r = sem_release(self, 1);
+    if (!r)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_FALSE;
+}
+
+static PyObject *Semaphore_get_value(SemaphoreObject *self, void *c)
+{
+    (void)c;
+    if (seg_check(self->seg) < 0)
+        return NULL;
+    RET_OBJ(self->seg, PyLong_FromUnsignedLong(ms_load32(&self->s->value)));
+}
+
+static PyObject *Semaphore_get_maximum(SemaphoreObject *self, void *c)
+{
+    (void)c;
+    if (seg_check(self->seg) < 0)
+        return NULL;
+    RET_OBJ(self->seg, PyLong_FromUnsignedLong(ms_load32(&self->s->maximum)));
+}
+
+static PyMethodDef Semaphore_methods[] = {
+    {"acquire", (PyCFunction)(void (*)(void))Semaphore_acquire, METH_FASTCALL | METH_KEYWORDS,
+     "acquire($self, timeout=None)\n--\n\n"
+     "Take a unit: timeout=None waits forever, 0 tries once; returns False on timeout."},
+    {"release", (PyCFunction)(void (*)(void))Semaphore_release, METH_FASTCALL | METH_KEYWORDS,
+     "release($self, n=1)\n--\n\n"
+     "Return n units and wake waiters (SemaphoreOverflowError above the maximum)."},
+    {"_wait_available", (PyCFunction)Semaphore__wait_available, METH_VARARGS,
+     "_wait_available($self, timeout, spin, /)\n--\n\n"
+     "Wait for a unit to be there without taking it."},
+    {"__enter__", (PyCFunction)Semaphore_enter, METH_NOARGS, "acquire()"},
+    {"__exit__", (PyCFunction)(void (*)(void))Semaphore_exit, METH_FASTCALL, "release()"},
+    {NULL}
+};
+
+static PyGetSetDef Semaphore_getset[] = {
+    {"value", (getter)Semaphore_get_value, NULL, "Units available now.", NULL},
+    {"maximum", (getter)Semaphore_get_maximum, NULL, "The bound.", NULL},
+    {NULL}
+};
+
+PyTypeObject Semaphore_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mapshare._core.Semaphore",
+    .tp_basicsize = sizeof(SemaphoreObject),
+    .tp_dealloc = (destructor)Semaphore_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "A bounded semaphore in a segment (mechanism only; see mapshare.Semaphore).",
+    .tp_methods = Semaphore_methods,
+    .tp_getset = Semaphore_getset,
+    .tp_new = Semaphore_new,
+};
