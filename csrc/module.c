@@ -8,6 +8,8 @@
 #include <Python.h>
 #include <structmember.h>
 
+#include "pycompat.h" /* C-API newer than the 3.9 floor */
+
 #include "layout.h"
 #include "ring.h"
 #include "segment.h"
