@@ -9,7 +9,7 @@ Run with the *Linux* Python, after tools/wine/setup.sh:
 It runs tools/wine/build.py (unless --no-build), takes the package it staged
 (build/wine/site/mapshare/, the .pyd inside) and writes a wheel of it: the metadata is the
 one setuptools makes from pyproject.toml for the Linux wheels (METADATA, entry points,
-LICENSE), then WHEEL with the win_amd64 tag and a RECORD with every file's sha256 and size
+LICENSE; setuptools runs in a throw-away venv, as under pip's build isolation), then WHEEL with the win_amd64 tag and a RECORD with every file's sha256 and size
 (PEP 427/376), so pip installs, lists and uninstalls it like any other wheel.
 tools/wine/run-tests.sh --wheel installs it into the Windows CPython under Wine.
 """
@@ -33,19 +33,30 @@ SKIP_EXT = (".pyc", ".pyo", ".so", ".o")
 
 
 def dist_info(tmp: str) -> str:
-    """The .dist-info directory setuptools prepares from pyproject.toml (no compiling)."""
+    """The .dist-info directory setuptools prepares from pyproject.toml (no compiling).
+
+    Like pip's build isolation: setuptools runs in a throw-away venv with the build-system
+    requirements, not in whatever Python runs this script."""
+    venv = os.path.join(tmp, "venv")
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    py = os.path.join(venv, "bin", "python")
+    r = subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                        "setuptools>=61", "wheel"], text=True, capture_output=True)
+    if r.returncode:
+        sys.stderr.write(r.stdout + r.stderr)
+        raise SystemExit("wheel.py: could not install setuptools and wheel for the metadata")
     code = (
         "import sys; from setuptools import build_meta as b; "
         "print(b.prepare_metadata_for_build_wheel(sys.argv[1]))"
     )
-    r = subprocess.run([sys.executable, "-c", code, tmp], cwd=ROOT, text=True,
-                       capture_output=True)
+    meta = os.path.join(tmp, "meta")
+    os.makedirs(meta)
+    r = subprocess.run([py, "-c", code, meta], cwd=ROOT, text=True, capture_output=True)
     if r.returncode:
         sys.stderr.write(r.stdout + r.stderr)
-        raise SystemExit("wheel.py: setuptools could not prepare the metadata "
-                         "(needs setuptools>=61 and wheel: pip install setuptools wheel)")
+        raise SystemExit("wheel.py: setuptools could not prepare the metadata")
     name = r.stdout.strip().splitlines()[-1]
-    return os.path.join(tmp, name)
+    return os.path.join(meta, name)
 
 
 def record_line(arcname: str, data: bytes) -> str:
