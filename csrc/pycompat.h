@@ -47,4 +47,12 @@ static inline int PyModule_Add(PyObject *mod, const char *name, PyObject *value)
 }
 #endif
 
+#if PY_VERSION_HEX >= 0x030D0000 /* 3.13 */
+/* 3.13 moved this declaration to the internal headers (pycore_signal.h); libpython still
+ * exports the function. Declared here so that 3.13 builds do not rely on an implicit
+ * declaration (a warning with gcc 12, an error from gcc 14). It is private API: the
+ * binding's is_main_thread() should move to a public equivalent. */
+PyAPI_FUNC(int) _PyOS_IsMainThread(void);
+#endif
+
 #endif /* MS_PYCOMPAT_H */
