@@ -76,7 +76,10 @@ for cell in $cells; do
     src=$WORK/src$ver
     mkdir -p "$src"
     git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$src"
-    "$venv/bin/python" -m pip install -q --only-binary=numpy "$src[test]" "$spec"
+    # a C-API function a Python's public headers no longer declare must fail the build
+    # (gcc 12 only warns about the implicit declaration, and pip -q hides the warning)
+    CFLAGS="-Werror=implicit-function-declaration" \
+        "$venv/bin/python" -m pip install -q --only-binary=numpy "$src[test]" "$spec"
     "$venv/bin/python" -c 'import sys, numpy, mapshare
 print("python", sys.version.split()[0], "numpy", numpy.__version__, "mapshare", mapshare.__version__, mapshare.__file__)
 assert "site-packages" in mapshare.__file__, mapshare.__file__'
