@@ -63,6 +63,7 @@ fi
 WORK=$(mktemp -d /tmp/mapshare-matrix-XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 summary=()
+failed=0
 for cell in $cells; do
     ver=${cell%%:*}
     np=${cell#*:}
@@ -85,9 +86,19 @@ print("python", sys.version.split()[0], "numpy", numpy.__version__, "mapshare", 
 assert "site-packages" in mapshare.__file__, mapshare.__file__'
     # -W error::DeprecationWarning: a deprecation this Python reports is a failure here,
     # before it becomes a removal in the next Python
-    (cd "$src" && "$venv/bin/python" -m pytest -q -p no:cacheprovider -W error::DeprecationWarning)
-    summary+=("Python $ver + numpy $("$venv/bin/python" -c 'import numpy; print(numpy.__version__)'): passed")
+    npver=$("$venv/bin/python" -c 'import numpy; print(numpy.__version__)')
+    # every cell runs even if one fails, so that one run shows the whole matrix
+    if (cd "$src" && "$venv/bin/python" -m pytest -q -p no:cacheprovider \
+        -W error::DeprecationWarning) >"$WORK/out" 2>&1; then
+        result=passed
+    else
+        result=FAILED
+        failed=$((failed + 1))
+    fi
+    cat "$WORK/out"
+    summary+=("Python $ver + numpy $npver: $result ($(tail -1 "$WORK/out" | tr -d '='))")
     rm -rf "$venv" "$src"
 done
 printf '\n---- matrix ----\n'
 printf '%s\n' "${summary[@]}"
+[ "$failed" -eq 0 ]
