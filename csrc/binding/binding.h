@@ -13,6 +13,8 @@
 #include <Python.h>
 #include <structmember.h>
 
+#include "../pycompat.h" /* C-API newer than the 3.9 floor */
+
 #include "../layout.h"
 #include "../channel.h"
 #include "../segment.h"

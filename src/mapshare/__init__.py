@@ -53,8 +53,7 @@ from ._segment import Segment as Segment
 from ._sync import Event as Event
 from ._sync import Lock as Lock
 from ._sync import Semaphore as Semaphore
-
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 __all__ = [
     "AlreadyHeldError",

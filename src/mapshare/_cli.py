@@ -38,6 +38,7 @@ from ._errors import (
     WaitTimeout,
 )
 from ._inspect import SegmentInfo, segment_info, segments
+from ._version import __version__
 
 __all__ = ["main"]
 
@@ -383,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mapshare",
         description="Named shared memory and memory-mapped files: inspect, clean, demo.",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("ls", help="list mapshare segments")
