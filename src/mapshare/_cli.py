@@ -38,6 +38,7 @@ from ._errors import (
     WaitTimeout,
 )
 from ._inspect import SegmentInfo, segment_info, segments
+from ._platform import NAMES_OUTLIVE_HANDLES
 from ._version import __version__
 
 __all__ = ["main"]
@@ -195,10 +196,10 @@ def cmd_rm(args: argparse.Namespace) -> int:
             status = EXIT_USAGE
             continue
         try:
-            if _core.PLATFORM == "windows":
-                _rm_windows(osn)
-            else:
+            if NAMES_OUTLIVE_HANDLES:
                 _core.unlink(osn)
+            else:  # the name goes with the last handle: mark it destroyed instead
+                _rm_windows(osn)
             print(f"removed {name}")
         except SegmentNotFoundError:
             print(f"mapshare rm: no segment named {name!r}", file=sys.stderr)

@@ -97,11 +97,10 @@ def test_the_cycle_finder_finds_cycles() -> None:
 
 def test_platform_branches_name_capabilities() -> None:
     # Policy branches on what a platform can do (_platform.HAS_OWNER_UIDS, ...), not on
-    # its name: only _platform itself looks at the platform's name (the CLI's Windows
-    # rm is the one command that differs by platform).
+    # its name: only _platform itself looks at the platform's name.
     offenders = []
     for path in sorted(PACKAGE.glob("*.py")):
-        if path.stem in ("_platform", "_cli"):
+        if path.stem == "_platform":
             continue
         text = path.read_text(encoding="utf-8")
         for needle in ('PLATFORM == "windows"', "_WINDOWS", 'sys.platform.startswith("linux")'):
