@@ -510,16 +510,18 @@ def _scribble(m: mmap.mmap, size: int, rng: random.Random, seconds: float,
         time.sleep(0.0002)
 
 
-def receive_loop_catching(name: str, seconds: float, q: Any) -> None:
+def receive_loop_catching(name: str, seconds: float, q: Any, started: Any = None) -> None:
     """For ``seconds``: send_nowait twice, then receive(timeout=0.01) or receive_view
     once (so the ring stays full of records), catching every MapshareError; report how
-    many of each outcome."""
+    many of each outcome.  ``started`` (an Event) is set once the channel is open."""
     outcomes: dict[str, int] = {}
 
     def count(key: str) -> None:
         outcomes[key] = outcomes.get(key, 0) + 1
 
     with mapshare.Channel.open(name) as ch:
+        if started is not None:
+            started.set()
         end = time.monotonic() + seconds
         i = 0
         while time.monotonic() < end:

@@ -388,13 +388,17 @@ def test_flipper_scribbling_while_a_receiver_loops(name: str, control: bool) -> 
     catching MapshareError: the looping process exits normally."""
     ch = Channel.create(name, 16 * 1024)
     q = SPAWN.Queue()
-    looper = SPAWN.Process(target=cc.receive_loop_catching, args=(name, 2.0, q))
+    started = SPAWN.Event()
+    looper = SPAWN.Process(target=cc.receive_loop_catching, args=(name, 2.0, q, started))
     flipper: Optional[Any] = None
     try:
         for i in range(100):
             ch.send_nowait(b"%d" % i * (i % 50))
         looper.start()
-        time.sleep(0.3)  # let it start looping on a sane channel
+        # it opens a sane channel (a slow spawn on a busy machine must not open one
+        # already scribbled on: that is LayoutError at open, not the loop under test)
+        assert started.wait(JOIN), f"looper did not start (exit code {looper.exitcode})"
+        time.sleep(0.3)  # and loops on it for a moment
         flipper = CTX.Process(target=cc.flip, args=(name, 2.2, 11 if control else 12, control))
         flipper.start()
         outcomes = q.get(timeout=JOIN)
