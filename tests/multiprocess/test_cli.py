@@ -258,3 +258,10 @@ def test_usage_errors() -> None:
     with pytest.raises(SystemExit) as exc:
         _cli.main(["info"])
     assert exc.value.code == 2
+
+
+def test_cli_version() -> None:
+    r = subprocess.run([sys.executable, "-m", "mapshare", "--version"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"mapshare {mapshare.__version__}"

@@ -86,7 +86,7 @@ def test_file_backed_durable_flush(name: str, tmp_path: Path) -> None:
 def test_file_backed_create_refuses_existing_file(name: str, tmp_path: Path) -> None:
     path = tmp_path / "exists.bin"
     path.write_bytes(b"do not touch")
-    with pytest.raises(FileExistsError, match=re.escape(str(path))):
+    with pytest.raises(FileExistsError, match=re.escape(repr(str(path)))):
         mapshare.Segment.create(name, 4096, path=path)
     assert path.read_bytes() == b"do not touch"
     assert not exists(name)
@@ -547,7 +547,9 @@ def test_raw_plain_file(tmp_path: Path) -> None:
 
 
 def test_raw_missing_and_empty(tmp_path: Path) -> None:
-    with pytest.raises(mapshare.SegmentNotFoundError, match=re.escape(str(tmp_path / "nope"))):
+    with pytest.raises(
+        mapshare.SegmentNotFoundError, match=re.escape(repr(str(tmp_path / "nope")))
+    ):
         mapshare.Segment.open(path=tmp_path / "nope", raw=True)
     empty = tmp_path / "empty"
     empty.write_bytes(b"")
