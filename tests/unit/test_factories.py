@@ -337,7 +337,7 @@ def test_loan_and_batch_sizes_refuse_bools_and_negatives(name: str) -> None:
         assert ch.receive_many(5, timeout=0) == [b"abc"]
 
 
-# ---- the rule for keywords that cannot apply (issue 10, part 1) ---------------------------
+# ---- the rule for keywords that cannot apply --------------------------------------------
 
 # What each kind adds to the shared set, and nothing else: a keyword that cannot apply to
 # a kind is not accepted by it (TypeError) rather than accepted and ignored
