@@ -123,7 +123,8 @@ class ChannelStatistics:
     queued_messages: int
     """Messages sent and not yet received."""
     sent_messages: int
-    """Messages sent since creation."""
+    """Messages sent since creation.  The count follows the publication: a sender killed
+    between the two leaves it one behind (the message itself is delivered)."""
     sent_bytes: int
     """Payload bytes sent since creation."""
     received_messages: int

@@ -124,7 +124,9 @@ def test_sender_killed_mid_stream_100_times(name: str) -> None:
             assert d == 0
     assert stats.abandoned == sum(deltas)
     assert phases.count(2) >= 3, f"too few kills inside a loan: {phases}"
-    assert stats.sent_messages == stats.received_messages
+    # the sent counter is bumped just after a message is published: a kill in between
+    # delivers the message and loses its count (each kill at most once)
+    assert 0 <= stats.received_messages - stats.sent_messages <= kills
 
 
 def test_sender_killed_holding_a_loan_exposes_nothing(name: str) -> None:
