@@ -7,7 +7,7 @@
 # The install step runs with no compiler reachable (PATH is the venv's bin/ alone, CC and
 # CXX point at /bin/false) and may take only a wheel (--only-binary, --no-index): if pip
 # had to build mapshare from source, it would fail here. The tests run from a copy of
-# tests/, examples/, README.md and pyproject.toml -- no src/ -- and first check that
+# tests/, examples/, docs/, README.md and pyproject.toml -- no src/ -- and first check that
 # `import mapshare` is the venv's installed copy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +28,7 @@ env PATH="$V" CC=/bin/false CXX=/bin/false \
     "$V/python" -m pip install --no-index --find-links "$DIST" --only-binary=:all: mapshare
 
 mkdir "$WORK/t"
-git ls-files -z tests examples README.md pyproject.toml | xargs -0 cp --parents -t "$WORK/t"
+git ls-files -z tests examples docs README.md pyproject.toml | xargs -0 cp --parents -t "$WORK/t"
 cd "$WORK/t"
 "$V/python" - "$WORK/venv" <<'PY'
 import os, sys, sysconfig
