@@ -74,6 +74,12 @@ def check_accounting(out: dict[str, Any]) -> None:
     assert out["position"] - out["first_position"] == out["received"] + out["missed"]
 
 
+def _kill_later(pid: int, delay: float, killed_at: list[float]) -> None:
+    time.sleep(delay)  # the publisher is asleep by now
+    killed_at.append(time.monotonic())
+    os.kill(pid, 9)
+
+
 # ---- (d) block mode: a killed subscriber releases the publisher -----------------------
 
 
@@ -106,12 +112,7 @@ def test_block_mode_publisher_released_by_a_subscriber_sigkill(
                 t.publish(b"x" * 100, timeout=0.05)
             killed_at: list[float] = []
 
-            def killer(p: Any = p) -> None:
-                time.sleep(0.2)  # the publisher is asleep by now
-                killed_at.append(time.monotonic())
-                os.kill(p.pid, 9)
-
-            th = threading.Thread(target=killer)
+            th = threading.Thread(target=_kill_later, args=(p.pid, 0.2, killed_at))
             th.start()
             try:
                 t.publish(b"x" * 100, timeout=JOIN)

@@ -355,7 +355,7 @@ def test_script_that_ends_is_not_a_dead_subscriber(name: str, how: str, overflow
         assert s.publisher_deaths == 0
         assert published(t) == 1
         # nobody holds a block-mode publisher: the whole ring can be written at once
-        for i in range(4096 // 64):
+        for _ in range(4096 // 64):
             t.publish_nowait(b"x" * 40)
     finally:
         if p.poll() is None:
