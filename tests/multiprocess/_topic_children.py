@@ -38,6 +38,12 @@ POOL = random.Random(20261201).randbytes(POOL_SIZE + (1 << 20))
 # subscriber table and the ring are in the user area, which starts at HEADER_SIZE.
 KIND_AREA = 1024
 USER_AREA = mapshare._core.HEADER_SIZE
+# ms_topic field offsets (line 0 geometry, line 1 the publisher's, line 3 counters)
+OFF_CAPACITY, OFF_MAX_MESSAGE, OFF_RING_OFFSET, OFF_SUBS_OFFSET = 0, 8, 16, 24
+OFF_MAX_SUBSCRIBERS, OFF_HISTORY, OFF_OVERFLOW = 32, 36, 40
+OFF_TAIL, OFF_NEXT_SEQ, OFF_INTENT, OFF_HEAD, OFF_HEAD_SEQ, OFF_HEAD_GEN = (
+    64, 72, 80, 88, 96, 104)
+SUB_ENTRY = 64  # ms_topic_sub: pid u32, state u32, start, position, pos, received, ...
 
 
 def message(pub: int, counter: int, n: int) -> bytes:
@@ -377,7 +383,10 @@ def loop_catching(name: str, seconds: float, q: Any, started: Any) -> None:
 
 def expect_error(name: str, what: str, q: Any) -> None:
     """In a fresh process: open the topic and do one thing (``what``: 'open',
-    'receive', 'history', 'publish', 'statistics'); report (outcome, detail)."""
+    'history' (subscribe at start="history" and receive until a 1 s timeout), 'live'
+    (the same from start=0), 'publish' (one 16-byte message), 'statistics');
+    report (outcome, detail, messages received)."""
+    got: list[bytes] = []
     try:
         with mapshare.Topic.open(name) as t:
             if what == "publish":
@@ -386,12 +395,11 @@ def expect_error(name: str, what: str, q: Any) -> None:
                 t.statistics()
             elif what != "open":
                 with t.subscribe(start="history" if what == "history" else 0) as sub:
-                    got = []
-                    for _ in range(10):
-                        got.append(sub.receive(timeout=2))
-        q.put(("ok", ""))
+                    while len(got) < 10:
+                        got.append(sub.receive(timeout=1))
+        q.put(("ok", "", got))
     except Exception as exc:
-        q.put((_error_name(exc), str(exc)))
+        q.put((_error_name(exc), str(exc), got))
 
 
 def stop_self() -> None:

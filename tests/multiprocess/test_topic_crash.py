@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import statistics
+import struct
 import threading
 import time
 from typing import Any
@@ -430,3 +431,145 @@ def test_scribbler_while_a_process_loops_on_the_topic(name: str, where: str) -> 
     assert sum(outcomes.values()) > 50, outcomes
     assert set(outcomes) <= ALLOWED, outcomes
     assert "LayoutError" in outcomes, outcomes
+
+
+# Targeted garbage.  The topic holds A (100 bytes, record at ring offset 0, 16 + 104 =
+# 120 bytes) and B (200 bytes, record at 120, 16 + 200 bytes): tail 336, next_seq 2,
+# head 0, head_seq 0, intent 336.  Offsets: "k" = ms_topic (the kind area), "r" = the
+# ring, "s" = the subscriber table.  What a fresh subscriber ("history": replays A and B)
+# must get: "LayoutError"; "lag-or-layout": garbage that a reader cannot tell from being
+# lapped may give a clean Lagged instead (then what it reads must be intact), never a
+# hang; "ok": consistent after all (it reads A and B, or at least no crash).
+U32, U64 = struct.Struct("<I"), struct.Struct("<Q")
+REC = struct.Struct("<IIQ")  # record header: length, flags, seq
+A, B = b"A" * 100, b"B" * 200
+GARBAGE: list[tuple[str, str, int, bytes, str]] = [
+    ("tail-huge", "k", tc.OFF_TAIL, U64.pack(2**64 - 8), "LayoutError"),
+    ("tail-misaligned", "k", tc.OFF_TAIL, U64.pack(337), "LayoutError"),
+    ("tail-beyond-a-lap", "k", tc.OFF_TAIL, U64.pack(336 + 3 * 4096), "LayoutError"),
+    ("head-past-tail", "k", tc.OFF_HEAD, U64.pack(400), "LayoutError"),
+    ("head-misaligned", "k", tc.OFF_HEAD, U64.pack(4), "LayoutError"),
+    ("head-seq-wrong", "k", tc.OFF_HEAD_SEQ, U64.pack(5), "LayoutError"),
+    ("head-seq-huge", "k", tc.OFF_HEAD_SEQ, U64.pack(2**63), "LayoutError"),
+    ("head-gen-stuck-odd", "k", tc.OFF_HEAD_GEN, U64.pack(1), "lag-or-layout"),
+    ("next-seq-huge", "k", tc.OFF_NEXT_SEQ, U64.pack(2**63), "LayoutError"),
+    ("next-seq-behind", "k", tc.OFF_NEXT_SEQ, U64.pack(0), "LayoutError"),
+    ("intent-huge", "k", tc.OFF_INTENT, U64.pack(2**64 - 8), "lag-or-layout"),
+    ("intent-a-lap-ahead", "k", tc.OFF_INTENT, U64.pack(336 + 4096), "lag-or-layout"),
+    ("length-absurd", "r", 0, REC.pack(0xFFFFFFFF, 0, 0), "LayoutError"),
+    ("length-past-tail", "r", 0, REC.pack(1000, 0, 0), "LayoutError"),
+    ("length-past-ring-end", "r", 0, REC.pack(4096, 0, 0), "LayoutError"),
+    ("seq-wrong", "r", 0, REC.pack(100, 0, 7), "LayoutError"),
+    ("second-seq-wrong", "r", 120, REC.pack(200, 0, 0), "LayoutError"),
+    ("flags-garbage", "r", 0, REC.pack(100, 0xDEADBEEE, 0), "LayoutError"),
+    ("pad-wrong-length", "r", 0, REC.pack(64, 1, 0), "LayoutError"),
+    ("pad-past-tail", "r", 0, REC.pack(4096, 1, 0), "LayoutError"),
+    ("table-entry-garbage", "s", 3 * tc.SUB_ENTRY, os.urandom(64), "ok"),
+    ("table-position-huge", "s", 16, U64.pack(2**63), "ok"),
+]
+
+
+def poke_from_another_process(name: str, offset: int, data: bytes) -> None:
+    p = CTX.Process(target=tc.poke, args=(name, offset, data))
+    p.start()
+    p.join(JOIN)
+    assert p.exitcode == 0
+
+
+def run_child(target: Any, *args: Any) -> Any:
+    q = SPAWN.Queue()
+    p = SPAWN.Process(target=target, args=(*args, q))
+    try:
+        p.start()
+        out = q.get(timeout=JOIN)
+        p.join(JOIN)
+        assert p.exitcode == 0
+        return out
+    finally:
+        stop([p])
+
+
+def read_u64(name: str, offset: int) -> int:
+    with open(tc.shm_path(name), "rb") as f:
+        f.seek(offset)
+        return int(U64.unpack(f.read(8))[0])
+
+
+@pytest.mark.parametrize(("case", "area", "offset", "data", "expect"), GARBAGE,
+                         ids=[g[0] for g in GARBAGE])
+def test_garbage_in_the_topic_gives_layout_error(
+    name: str, case: str, area: str, offset: int, data: bytes, expect: str
+) -> None:
+    t = Topic.create(name, 4096, history=10, max_subscribers=8)
+    try:
+        assert t.publish(A) == 0 and t.publish(B) == 1
+        mine = t.subscribe(start="history")  # bound before the garbage
+        base = {
+            "k": tc.KIND_AREA,
+            "r": tc.USER_AREA + read_u64(name, tc.KIND_AREA + tc.OFF_RING_OFFSET),
+            "s": tc.USER_AREA + read_u64(name, tc.KIND_AREA + tc.OFF_SUBS_OFFSET),
+        }[area]
+        assert read_u64(name, tc.KIND_AREA + tc.OFF_TAIL) == 336  # the layout assumed
+        poke_from_another_process(name, base + offset, data)
+        t0 = time.monotonic()
+        outcome, detail, got = run_child(tc.expect_error, name, "history")
+        took = time.monotonic() - t0
+        assert took < 60, f"{case}: a hang bounded only by the test ({took:.0f} s)"
+        if expect == "LayoutError":
+            assert outcome == "LayoutError", (case, outcome, detail, got)
+            assert got in ([], [A]), got
+        elif expect == "lag-or-layout":
+            assert outcome in ("LayoutError", "Lagged", "WaitTimeout"), (outcome, detail)
+            assert all(m in (A, B) for m in got), got
+        else:
+            assert outcome in ("WaitTimeout", "LayoutError"), (outcome, detail)
+        # the handle bound before the change: the same verdict, never a crash
+        with pytest.raises((mapshare.LayoutError, mapshare.Lagged, mapshare.WaitTimeout)):
+            for _ in range(3):
+                assert mine.receive(timeout=1) in (A, B)
+        # statistics and a publish in fresh processes end (either way) without a crash
+        for what in ("statistics", "publish"):
+            outcome, detail, _ = run_child(tc.expect_error, name, what)
+            assert outcome in ("ok", "LayoutError", "WaitTimeout", "TopicFull"), (
+                what, outcome, detail)
+        mine.close()
+    finally:
+        t.close()
+        t.unlink()
+
+
+@pytest.mark.parametrize(
+    ("case", "offset", "data"),
+    [
+        ("capacity", tc.OFF_CAPACITY, U64.pack(2 * 4096)),
+        ("capacity-not-multiple-of-8", tc.OFF_CAPACITY, U64.pack(4096 - 3)),
+        ("max-message", tc.OFF_MAX_MESSAGE, U64.pack(4096)),
+        ("ring-offset-beyond", tc.OFF_RING_OFFSET, U64.pack(1 << 40)),
+        ("subs-offset-in-ring", tc.OFF_SUBS_OFFSET, U64.pack(4096)),
+        ("max-subscribers-huge", tc.OFF_MAX_SUBSCRIBERS, U32.pack(0xFFFFFFFF)),
+        ("overflow-unknown", tc.OFF_OVERFLOW, U32.pack(9)),
+        ("history-huge", tc.OFF_HISTORY, U32.pack(0xFFFFFFFF)),
+    ],
+)
+def test_changed_geometry_refuses_new_handles(
+    name: str, case: str, offset: int, data: bytes
+) -> None:
+    """The immutable line of ms_topic rewritten: a new handle refuses the topic with
+    LayoutError; a handle bound before goes on with the geometry it validated."""
+    t = Topic.create(name, 4096, history=10, max_subscribers=8)
+    try:
+        t.publish(A)
+        mine = t.subscribe(start="history")
+        poke_from_another_process(name, tc.KIND_AREA + offset, data)
+        outcome, detail, _ = run_child(tc.expect_error, name, "open")
+        if case == "history-huge":
+            # history is a count of messages, not a size: a huge one is only capped
+            # by what the ring holds (no LayoutError needed)
+            assert outcome in ("ok", "LayoutError"), detail
+        else:
+            assert outcome == "LayoutError", (case, detail)
+        assert mine.receive(timeout=5) == A
+        mine.close()
+    finally:
+        t.close()
+        t.unlink()
