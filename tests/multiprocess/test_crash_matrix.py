@@ -410,13 +410,14 @@ def test_kill_during_topic_publish(name: str, loan: bool) -> None:
             rx.start()
             try:
                 run_and_kill(ctx, rng, cc.actor_publish, name, loan)
-                seq = t.publish(b"probe", timeout=TIMEOUT)  # recovers the lock
             finally:
                 rx.stop.set()
                 rx.join(TIMEOUT)
             assert not rx.is_alive(), "subscriber stuck: deadlock"
             if rx.error:
                 raise rx.error
+            seq = t.publish(b"probe", timeout=TIMEOUT)  # recovers the lock
+            assert sub.receive(timeout=TIMEOUT) == b"probe"
             got = rx.got
             expected = 0
             for counter, missed in got:
