@@ -43,6 +43,21 @@ ms_status ms_wait_for(ms_segment *seg, unsigned slot, volatile uint32_t *word,
                       volatile uint32_t *waiters, ms_pred_fn pred, void *parg,
                       const ms_wait_opts *o);
 
+/* One object of a multi-object wait (ms_wait_any).  The owner of each kind fills it:
+ * `ready` is that kind's predicate, `word`/`waiters` the same futex word and waiter count
+ * its single-object wait uses, so the kind's existing wakers wake a multi-object waiter
+ * too. */
+typedef struct ms_waitable {
+    ms_segment *seg;             /* whose wait context the word belongs to */
+    unsigned slot;               /* the word's wait slot (Windows named events) */
+    volatile uint32_t *word;     /* changes whenever `ready` may have become true */
+    volatile uint32_t *waiters;  /* the count wakers check before a system call */
+    ms_pred_fn ready; void *arg; /* 1 when the object is ready now */
+} ms_waitable;
+
+/* Wait until at least one is ready; ready[i] = 1 for each ready one. */
+ms_status ms_wait_any(ms_waitable *items, size_t n, const ms_wait_opts *o, uint8_t *ready);
+
 /* Wake everyone waiting on word if anyone is: bumps word first.  Returns -2 when the
  * waiter count was 0 (no system call), else what ms_p_wake32 returned. */
 int ms_wake_waiters(ms_segment *seg, unsigned slot, volatile uint32_t *word,
