@@ -53,6 +53,11 @@ typedef struct ms_waitable {
     volatile uint32_t *word;     /* changes whenever `ready` may have become true */
     volatile uint32_t *waiters;  /* the count wakers check before a system call */
     ms_pred_fn ready; void *arg; /* 1 when the object is ready now */
+    /* Optional (NULL): like ms_wait_opts.mark, the waiter's own peer-table count word
+     * for this object, raised by MS_SLEEPER while asleep so that a waiter that dies in
+     * its sleep can be subtracted from *waiters by whoever finds it dead.  Added after
+     * the spec's six fields; callers zero the struct before a filler fills it. */
+    volatile uint32_t *mark;
 } ms_waitable;
 
 /* Wait until at least one is ready; ready[i] = 1 for each ready one. */
