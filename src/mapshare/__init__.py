@@ -2,8 +2,8 @@
 
 The Windows file-mapping model (CreateFileMapping / OpenFileMapping / MapViewOfFile) for
 Python on every OS -- named segments, backing files, views, access modes, permissions and
-explicit lifetimes -- plus robust locks, events, semaphores, change notification and
-message channels.
+explicit lifetimes -- plus robust locks, events, semaphores, change notification,
+message channels and broadcast topics.
 
     >>> import mapshare
     >>> with mapshare.Segment.create("example", 4096) as seg:
@@ -24,6 +24,7 @@ from ._errors import ChannelEmpty as ChannelEmpty
 from ._errors import ChannelFull as ChannelFull
 from ._errors import EndOfChannel as EndOfChannel
 from ._errors import InvalidArgumentError as InvalidArgumentError
+from ._errors import Lagged as Lagged
 from ._errors import LayoutError as LayoutError
 from ._errors import MapshareError as MapshareError
 from ._errors import MessageKindError as MessageKindError
@@ -39,7 +40,10 @@ from ._errors import SegmentFaultError as SegmentFaultError
 from ._errors import SegmentInUseError as SegmentInUseError
 from ._errors import SegmentNotFoundError as SegmentNotFoundError
 from ._errors import SemaphoreOverflowError as SemaphoreOverflowError
+from ._errors import SubscriberLimitError as SubscriberLimitError
 from ._errors import SystemCallError as SystemCallError
+from ._errors import TopicEmpty as TopicEmpty
+from ._errors import TopicFull as TopicFull
 from ._errors import UnsupportedError as UnsupportedError
 from ._errors import WaitTimeout as WaitTimeout
 from ._errors import WindowOpenError as WindowOpenError
@@ -53,6 +57,10 @@ from ._segment import Segment as Segment
 from ._sync import Event as Event
 from ._sync import Lock as Lock
 from ._sync import Semaphore as Semaphore
+from ._topic import Subscriber as Subscriber
+from ._topic import SubscriberStatistics as SubscriberStatistics
+from ._topic import Topic as Topic
+from ._topic import TopicStatistics as TopicStatistics
 from ._version import __version__ as __version__
 
 __all__ = [
@@ -66,6 +74,7 @@ __all__ = [
     "EndOfChannel",
     "Event",
     "InvalidArgumentError",
+    "Lagged",
     "LayoutError",
     "Lock",
     "LockState",
@@ -88,7 +97,14 @@ __all__ = [
     "SegmentNotFoundError",
     "Semaphore",
     "SemaphoreOverflowError",
+    "Subscriber",
+    "SubscriberLimitError",
+    "SubscriberStatistics",
     "SystemCallError",
+    "Topic",
+    "TopicEmpty",
+    "TopicFull",
+    "TopicStatistics",
     "UnsupportedError",
     "WaitTimeout",
     "Window",

@@ -103,7 +103,7 @@ def test_block_mode_is_reported(block: Topic) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"capacity": 63}, ValueError, "capacity must be an int >= 64"),
+        ({"capacity": 127}, ValueError, "capacity must be an int >= 128"),
         ({"capacity": True}, TypeError, "capacity must be an int"),
         ({"capacity": 240, "history": 11}, ValueError,
          r"cannot hold history=11 messages .* use capacity >= 264"),
