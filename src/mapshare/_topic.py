@@ -42,8 +42,8 @@ _OVERFLOW_NAMES = {v: k for k, v in _OVERFLOW.items()}
 # a 16-byte header and an 8-byte (padded) payload.
 _SUB_ENTRY = 64
 _MIN_RECORD = 16 + 8
-_MIN_CAPACITY = 64
-_MAX_SUBSCRIBERS = 4096
+_MIN_CAPACITY = 128  # csrc/layout.h MS_TOPIC_CAPACITY_MIN
+_MAX_SUBSCRIBERS = 65536  # MS_TOPIC_SUBS_MAX
 
 
 def _user_area(capacity: int, max_subscribers: int) -> int:

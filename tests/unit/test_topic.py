@@ -103,7 +103,7 @@ def test_block_mode_is_reported(block: Topic) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"capacity": 63}, ValueError, "capacity must be an int >= 64"),
+        ({"capacity": 127}, ValueError, "capacity must be an int >= 128"),
         ({"capacity": True}, TypeError, "capacity must be an int"),
         ({"capacity": 240, "history": 11}, ValueError,
          r"cannot hold history=11 messages .* use capacity >= 264"),
@@ -711,3 +711,34 @@ def drain_any(sub: Subscriber) -> list[object]:
             out.append(sub.receive_any_nowait())
         except TopicEmpty:
             return out
+
+
+# ---- the documentation's examples run as printed -----------------------------------------
+
+
+def test_the_snippets_of_docs_topic_md_run(names: Any) -> None:
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "topic.md"
+    if not page.exists():
+        pytest.skip("run from a source checkout (docs/topic.md)")
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), re.S)
+    assert len(blocks) >= 6
+    scope: dict[str, Any] = {"mapshare": mapshare}
+    made: dict[str, str] = {}
+
+    def rename(m: re.Match[str]) -> str:
+        if m.group(2) not in made:
+            made[m.group(2)] = names()
+        return f'{m.group(1)}"{made[m.group(2)]}"'
+
+    try:
+        for code in blocks:
+            code = re.sub(r'(Topic\.(?:create|open|open_or_create)\()"([\w-]+)"', rename, code)
+            exec(compile(code, str(page), "exec"), scope)
+    finally:
+        for value in scope.values():
+            if isinstance(value, (Topic, Subscriber)):
+                value.close()
+    assert len(made) >= 6
