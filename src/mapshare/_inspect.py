@@ -282,6 +282,8 @@ def topic_details(core: Any) -> dict[str, Any]:
     except (MapshareError, OSError, ValueError, TypeError, AttributeError) as exc:
         return {"error": str(exc) or type(exc).__name__}
     d["overflow"] = _OVERFLOW_NAMES.get(d.get("overflow", 0), f"unknown({d.get('overflow')})")
+    if "oldest" not in d:  # the core's name for it
+        d["oldest"] = d.get("oldest_held", d["published"])
     d["held"] = d["published"] - d["oldest"]
     d["subscribers"] = [
         {k: r[k] for k in ("pid", "alive", "position", "lag", "missed", "received")}
