@@ -285,7 +285,7 @@ elif how == "raise":
 elif how == "gc":
     del sub, t
     import gc; gc.collect()
-    input()
+    sys.stdin.read()
 elif how == "_exit":
     os._exit(0)
 elif how == "kill":

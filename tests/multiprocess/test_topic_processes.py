@@ -348,7 +348,7 @@ def test_script_that_ends_is_not_a_dead_subscriber(name: str, how: str, overflow
             assert p.poll() is None  # freed while the process still runs
             p.stdin.close()
         p.wait(JOIN)
-        assert p.returncode == {"end": 0, "exit": 3, "raise": 1, "gc": 0}[how], p.stderr
+        assert p.returncode == {"end": 0, "exit": 3, "raise": 1, "gc": 0}[how], p.stderr.read() if p.stderr else ""
         s = t.statistics()
         assert p.pid not in rows_of(t)
         assert s.subscriber_deaths == 0
@@ -424,15 +424,18 @@ def test_statistics_rows_from_several_processes(name: str, method: str) -> None:
     t = Topic.create(name, 64 * 1024, history=100)
     for i in range(10):
         t.publish(tc.message(0, i, 10))
-    close_now = ctx.Event()
     procs: list[Any] = []
+    # one event per child: a multiprocessing Event some SIGKILLed process was waiting
+    # on can no longer be set (its condition waits for the dead sleeper)
+    closers: list[Any] = []
     reads = [0, 3, 7]
     try:
         for r in reads:
-            ready = ctx.Event()
+            ready, close_now = ctx.Event(), ctx.Event()
             p = ctx.Process(target=tc.subscribe_until_told,
                             args=(name, 0, ready, close_now, r))
             procs.append(p)
+            closers.append(close_now)
             p.start()
             assert ready.wait(JOIN)
         with t.subscribe(start="live") as mine:
@@ -455,7 +458,8 @@ def test_statistics_rows_from_several_processes(name: str, method: str) -> None:
             assert (victim.pid in rows and rows[victim.pid].alive is False) or (
                 s.subscriber_deaths == 1)
             # the others close: their rows go
-            close_now.set()
+            for ev in closers[:2]:
+                ev.set()
             for p in procs[:2]:
                 p.join(JOIN)
                 assert p.exitcode == 0
@@ -463,7 +467,8 @@ def test_statistics_rows_from_several_processes(name: str, method: str) -> None:
             assert procs[0].pid not in rows and procs[1].pid not in rows
             assert rows[os.getpid()].position == 11
     finally:
-        close_now.set()
+        for ev in closers[:2]:
+            ev.set()
         stop(procs)
         t.close()
         t.unlink()
