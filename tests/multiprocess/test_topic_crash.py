@@ -60,12 +60,14 @@ def check_accounting(out: dict[str, Any]) -> None:
     missed, and received + missed == what it was offered."""
     assert out["end"] in ("stop", "WaitTimeout", "limit"), out.get("error")
     assert out["bad"] == 0
-    lags = {i: (m, pos) for i, m, pos in out["lags"]}
-    assert len(lags) == len(out["lags"]), "two Lagged without a message between them"
+    # several Lagged in a row are fine (lapped again before reading the oldest held);
+    # each counts exactly what it skipped
+    lags: dict[int, list[tuple[int, int]]] = {}
+    for i, m, pos in out["lags"]:
+        lags.setdefault(i, []).append((m, pos))
     expected = out["first_position"]
     for j, (_, _, seq) in enumerate(out["msgs"]):
-        if j in lags:
-            missed, pos = lags[j]
+        for missed, pos in lags.get(j, ()):
             assert missed == pos - expected and missed > 0, (j, missed, pos, expected)
             expected = pos
         assert seq == expected, (j, seq, expected)
@@ -101,11 +103,11 @@ def test_block_mode_publisher_released_by_a_subscriber_sigkill(
     try:
         for trial in range(trials):
             ready = CTX.Event()
-            p = CTX.Process(target=tc.subscribe_and_hold, args=(name, "live", ready, holding))
+            # a view holder subscribes at the message it will hold, published first
+            start = t.publish(b"viewed") if holding == "view" else "live"
+            p = CTX.Process(target=tc.subscribe_and_hold, args=(name, start, ready, holding))
             procs.append(p)
             p.start()
-            if holding == "view":
-                t.publish(b"viewed")  # what it holds
             assert ready.wait(JOIN)
             n = fill(t)
             assert n > 0 or holding == "view"
@@ -250,7 +252,7 @@ def test_publisher_killed_mid_write_exposes_nothing_and_blocks_nobody(name: str)
             procs.append(p)
             p.start()
             assert ready.wait(JOIN)
-            time.sleep(rng.uniform(0.0, 0.03))
+            time.sleep(rng.uniform(0.0, 0.01))
             kill(p)
             phases.append(phase.value)
             t0 = time.monotonic()
@@ -268,11 +270,9 @@ def test_publisher_killed_mid_write_exposes_nothing_and_blocks_nobody(name: str)
         t.unlink()
     for out in outs:
         check_accounting(out)
-        # each publisher's messages arrive in the order it published them
-        last: dict[int, int] = {}
-        for pub, counter, _ in out["msgs"]:
-            assert counter > last.get(pub, -1), (pub, counter)
-            last[pub] = counter
+        # the probes (publisher 1) arrive in the order they were published
+        probes = [c for pub, c, _ in out["msgs"] if pub == 1]
+        assert probes == sorted(set(probes)), probes
         assert out["position"] == s.published
     big = sum(1 for out in outs for pub, _, _ in out["msgs"] if pub >= 100)
     print(f"\n{PUBLISHER_KILLS} publisher kills (phases {phases}): publisher_deaths "
@@ -282,13 +282,14 @@ def test_publisher_killed_mid_write_exposes_nothing_and_blocks_nobody(name: str)
     assert 1 <= s.publisher_deaths <= PUBLISHER_KILLS
     assert s.abandoned <= s.publisher_deaths
     assert phases.count(2) >= 2, f"too few kills inside a loan: {phases}"
+    assert s.publisher_deaths >= phases.count(2) // 2, "kills inside loans went uncounted"
 
 
 def test_publisher_killed_holding_a_loan_exposes_nothing(name: str) -> None:
     """A publisher killed while it holds a loan it has half written: subscribers see
     the messages before and after, never the loan; the next publish recovers the lock
     and takes the sequence number the dead loan never got."""
-    t = Topic.create(name, 64 * 1024, history=10)
+    t = Topic.create(name, 1 << 20, history=10)
     sub = t.subscribe()
     ready = CTX.Event()
     phase = CTX.RawValue("i", 0)
@@ -299,6 +300,7 @@ def test_publisher_killed_holding_a_loan_exposes_nothing(name: str) -> None:
         assert ready.wait(JOIN)
         deadline = time.monotonic() + JOIN
         while phase.value != 2:
+            assert p.is_alive(), f"the publisher died on its own ({p.exitcode})"
             assert time.monotonic() < deadline
         kill(p)
         n = t.statistics().published
