@@ -344,7 +344,7 @@ def loop_catching(name: str, seconds: float, q: Any, started: Any) -> None:
         outcomes[key] = outcomes.get(key, 0) + 1
 
     with mapshare.Topic.open(name) as t:
-        sub = t.subscribe(start="history")
+        sub: Any = t.subscribe(start="history")
         started.set()
         end = time.monotonic() + seconds
         i = 0
@@ -355,18 +355,21 @@ def loop_catching(name: str, seconds: float, q: Any, started: Any) -> None:
                 count("ok")
             except mapshare.MapshareError as exc:
                 count(_error_name(exc))
-            try:
-                if i % 2:
-                    with sub.receive_view(timeout=0.01) as v:
-                        bytes(v[:16])
-                else:
-                    sub.receive(timeout=0.01)
-                count("ok")
-            except mapshare.MapshareError as exc:
-                count(_error_name(exc))
-            if i % 50 == 0:
+            if sub is not None:
                 try:
-                    sub.close()
+                    if i % 2:
+                        with sub.receive_view(timeout=0.01) as v:
+                            bytes(v[:16])
+                    else:
+                        sub.receive(timeout=0.01)
+                    count("ok")
+                except mapshare.MapshareError as exc:
+                    count(_error_name(exc))
+            if i % 50 == 0 or sub is None:
+                try:
+                    if sub is not None:
+                        sub.close()
+                    sub = None
                     sub = t.subscribe(start=random.choice(["live", "history", i]))
                     count("ok")
                 except mapshare.MapshareError as exc:
@@ -376,7 +379,8 @@ def loop_catching(name: str, seconds: float, q: Any, started: Any) -> None:
             except mapshare.MapshareError as exc:
                 count(_error_name(exc))
         try:
-            sub.close()
+            if sub is not None:
+                sub.close()
         except mapshare.MapshareError:
             pass
     q.put(outcomes)
