@@ -348,7 +348,8 @@ def test_script_that_ends_is_not_a_dead_subscriber(name: str, how: str, overflow
             assert p.poll() is None  # freed while the process still runs
             p.stdin.close()
         p.wait(JOIN)
-        assert p.returncode == {"end": 0, "exit": 3, "raise": 1, "gc": 0}[how], p.stderr.read() if p.stderr else ""
+        codes = {"end": 0, "exit": 3, "raise": 1, "gc": 0}
+        assert p.returncode == codes[how], p.stderr.read() if p.stderr else ""
         s = t.statistics()
         assert p.pid not in rows_of(t)
         assert s.subscriber_deaths == 0
