@@ -752,9 +752,12 @@ static ms_status register_locked(ms_subscriber *s, int mode, uint64_t want)
         } else if (want >= hs) {
             st = walk_locked(t, h, hs, tail, want, &pos, &position);
         } else {
+            /* counted now, reported by the first receive */
             pos = h;
             position = hs;
             s->pending_missed = hs - want;
+            s->missed += hs - want;
+            s->lagged++;
         }
     } else if (mode == MS_SUB_REGISTER) {
         pos = s->pos;
