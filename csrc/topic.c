@@ -354,7 +354,7 @@ static ms_status reserve_locked(ms_topic_handle *t, uint64_t rsize, uint64_t *st
             memcpy(&r, t->ring + o, sizeof r);
             uint64_t size;
             if (r.flags == MS_REC_PAD) {
-                if (r.length != cap - o || r.seq != nhs)
+                if (r.length != cap - o || o == 0 || r.seq != nhs)
                     return MS_E_LAYOUT;
                 size = r.length;
             } else {
@@ -694,7 +694,7 @@ static ms_status walk_locked(ms_topic_handle *t, uint64_t h, uint64_t hs, uint64
         rec_hdr r;
         memcpy(&r, t->ring + o, sizeof r);
         if (r.flags == MS_REC_PAD) {
-            if (r.length != cap - o || r.seq != hs)
+            if (r.length != cap - o || o == 0 || r.length > tail - h || r.seq != hs)
                 return MS_E_LAYOUT;
             h += r.length;
             continue;
@@ -853,11 +853,13 @@ static void publish_progress(ms_subscriber *s)
     }
 }
 
-static inline int overwritten(ms_subscriber *s, uint64_t pos)
+/* 1 if the record at pos may have been overwritten since it was read; *intent is the
+ * value that says so (the bound the oldest record still held must respect). */
+static inline int overwritten(ms_subscriber *s, uint64_t pos, uint64_t *intent)
 {
     fence_acquire();
-    uint64_t intent = ms_load64(&s->t->tp->intent);
-    return intent > pos + s->t->cap;
+    *intent = ms_load64(&s->t->tp->intent);
+    return *intent > pos + s->t->cap;
 }
 
 /* Status of the lag path when a publisher is in the middle of moving head (or died
@@ -866,7 +868,7 @@ static inline int overwritten(ms_subscriber *s, uint64_t pos)
 
 /* Overwritten: jump to the oldest record still held, counting what was lost.  MS_OK
  * when nothing was lost after all (only padding was overwritten): read on. */
-static ms_status lag(ms_subscriber *s)
+static ms_status lag(ms_subscriber *s, uint64_t bound)
 {
     ms_topic *tp = s->t->tp;
     uint64_t cap = s->t->cap;
@@ -885,7 +887,10 @@ static ms_status lag(ms_subscriber *s)
         if (ms_load_relaxed64(&tp->head_gen) != g1)
             continue;
         uint64_t tail = ms_load64(&tp->tail);
-        if (h % 8 || h > tail || tail - h > cap || h < s->pos || hs < s->position)
+        /* the oldest record held lies past what was overwritten (bound - cap): a head
+         * that does not is no head a publisher wrote (and would loop forever) */
+        if (h % 8 || h > tail || tail - h > cap || h <= s->pos || hs < s->position ||
+            h + cap < bound)
             return MS_E_LAYOUT;
         uint64_t from = s->position > s->skip_until ? s->position : s->skip_until;
         uint64_t m = hs > from ? hs - from : 0;
@@ -942,8 +947,9 @@ static ms_status read_fn(void *arg)
             return MS_E_EMPTY;
         if (p > tail || guard > cap / 8 + 2)
             return MS_E_LAYOUT;
+        uint64_t intent;
         if (tail - p > cap) {
-            ms_status st = lag(s);
+            ms_status st = lag(s, tail);
             if (st == MS_OK)
                 continue;
             return st;
@@ -956,13 +962,14 @@ static ms_status read_fn(void *arg)
         rec_hdr r;
         memcpy(&r, t->ring + off, sizeof r);
         if (r.flags == MS_REC_PAD) {
-            if (overwritten(s, p)) {
-                ms_status st = lag(s);
+            if (overwritten(s, p, &intent)) {
+                ms_status st = lag(s, intent);
                 if (st == MS_OK)
                     continue;
                 return st;
             }
-            if (r.length != cap - off || r.seq != s->position)
+            if (r.length != cap - off || off == 0 || r.length > tail - p ||
+                r.seq != s->position)
                 return MS_E_LAYOUT;
             s->pos = p + r.length;
             continue;
@@ -970,8 +977,8 @@ static ms_status read_fn(void *arg)
         uint64_t rsize = HDR + ALIGN8(r.length);
         if ((r.flags & ~MS_REC_KIND_MASK) != 0 || r.length > t->max_message ||
             off + rsize > cap || rsize > tail - p || r.seq != s->position) {
-            if (overwritten(s, p)) {
-                ms_status st = lag(s);
+            if (overwritten(s, p, &intent)) {
+                ms_status st = lag(s, intent);
                 if (st == MS_OK)
                     continue;
                 return st;
@@ -987,8 +994,8 @@ static ms_status read_fn(void *arg)
         }
         const uint8_t *src = t->ring + off + HDR;
         if (!a->alloc) {
-            if (overwritten(s, p)) {
-                ms_status st = lag(s);
+            if (overwritten(s, p, &intent)) {
+                ms_status st = lag(s, intent);
                 if (st == MS_OK)
                     continue;
                 return st;
@@ -1007,9 +1014,9 @@ static ms_status read_fn(void *arg)
         if (!dst)
             return MS_E_INVALID;
         memcpy(dst, src, r.length);
-        if (overwritten(s, p)) {
+        if (overwritten(s, p, &intent)) {
             /* torn or stale: what dst holds is not a message (the caller drops it) */
-            ms_status st = lag(s);
+            ms_status st = lag(s, intent);
             return st == MS_OK ? MS_E_RETRY_NO_GIL : st;
         }
         s->view_kind = r.flags >> MS_REC_KIND_SHIFT;
@@ -1158,8 +1165,9 @@ ms_status ms_subscriber_peek(ms_subscriber *s, const uint8_t **ptr, size_t *len,
 static ms_status release_fn(void *arg)
 {
     ms_subscriber *s = (ms_subscriber *)arg;
-    if (overwritten(s, s->view_pos)) {
-        ms_status st = lag(s);
+    uint64_t intent;
+    if (overwritten(s, s->view_pos, &intent)) {
+        ms_status st = lag(s, intent);
         /* nothing lost means only padding was overwritten: impossible for a viewed
          * message, whose own bytes are what was checked */
         return st == MS_OK ? MS_E_LAYOUT : st == LAG_STALLED ? MS_E_LAGGED : st;
