@@ -43,6 +43,9 @@
  * sleeps, look for subscribers that died in their sleep (as channel.c does). */
 #define REPAIR_AFTER 32u
 
+/* How long subscribing waits for pub_lock (MS_E_TIMEOUT after). */
+#define SUBSCRIBE_LOCK_NS 10000000000LL
+
 typedef struct rec_hdr {
     uint32_t length;
     uint32_t flags;
@@ -450,7 +453,9 @@ static ms_status wait_progress(ms_topic_handle *t, uint64_t low, const ms_wait_o
         if (o->timeout_ns > 0 && ms_p_monotonic_ns() - *start >= (uint64_t)o->timeout_ns &&
             !progress_pred(&pp))
             return MS_E_TIMEOUT;
-        if (o->timeout_ns < 0 && wo.interrupted && wo.interrupted(wo.arg))
+        /* a slice is the one place Ctrl-C is seen while blocked (ms_wait_for returned
+         * at the end of its only slice) */
+        if (wo.interrupted && wo.interrupted(wo.arg))
             return MS_E_INTERRUPTED;
         return MS_OK;
     }
@@ -795,7 +800,9 @@ static ms_status open_fn(void *arg)
 {
     struct open_args *a = (struct open_args *)arg;
     ms_topic_handle *t = a->s->t;
-    ms_wait_opts lo = { -1, 0, NULL, NULL, 0, NULL };
+    /* pub_lock is held briefly by publishers, and for as long as a loan is open: a
+     * subscribe does not wait for a loan left open forever */
+    ms_wait_opts lo = { SUBSCRIBE_LOCK_NS, 0, NULL, NULL, 0, NULL };
     ms_status st = pub_lock(t, &lo);
     if (st != MS_OK)
         return st;
@@ -1170,7 +1177,15 @@ static ms_status release_fn(void *arg)
         ms_status st = lag(s, intent);
         /* nothing lost means only padding was overwritten: impossible for a viewed
          * message, whose own bytes are what was checked */
-        return st == MS_OK ? MS_E_LAYOUT : st == LAG_STALLED ? MS_E_LAGGED : st;
+        if (st == LAG_STALLED) {
+            /* the view was overwritten, but how much was lost cannot be read yet (a
+             * publisher is moving head, or died doing so): say so now with 0, and let
+             * the next receive count the loss -- the totals stay exact */
+            s->lag_missed = 0;
+            s->lag_position = s->position;
+            return MS_E_LAGGED;
+        }
+        return st == MS_OK ? MS_E_LAYOUT : st;
     }
     s->pos = s->view_pos + s->view_rsize;
     s->position++;
@@ -1187,11 +1202,6 @@ ms_status ms_subscriber_release(ms_subscriber *s)
     ms_status st = ms_p_guarded_call(release_fn, s);
     if (st == MS_E_FAULT)
         ms_segment_fault(s->t->seg);
-    if (st == MS_E_LAGGED && s->lag_missed == 0) {
-        /* stalled lag path: report the loss of the viewed message at least */
-        s->lag_missed = 1;
-        s->lag_position = s->position + 1;
-    }
     return st;
 }
 

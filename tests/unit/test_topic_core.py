@@ -579,3 +579,35 @@ def test_random_garbage_never_crashes_or_hangs(make: Any) -> None:
             for s in subs:
                 s.close()
             subs = [t.sub(), t.sub(_core.SUB_HISTORY)]
+
+
+def test_a_corrupt_intent_is_a_layout_error_not_a_loop(make: Any) -> None:
+    """An intent far above every record says the subscriber was lapped, but head has not
+    moved past it: a jump to where it already is would read again forever (found by
+    fuzz/fuzz_topic.c)."""
+    t = make(1024)
+    s = t.sub()
+    t.topic.publish(b"a" * 24)
+    t.poke64(OFF_INTENT, 1 << 30)
+    with pytest.raises(mapshare.LayoutError):
+        s.receive(timeout=2)
+
+
+# ---- waiting ------------------------------------------------------------------------------
+
+def test_wait_readable_says_whether_a_message_came(make: Any) -> None:
+    t = make(1024)
+    s = t.sub()
+    assert s._wait_readable(0.01) is False
+    threading.Timer(0.05, t.topic.publish, args=(b"m",)).start()
+    assert s._wait_readable(5) is True
+    assert s.receive_nowait() == b"m"
+
+
+def test_abort_waits_ends_a_wait_at_once(make: Any) -> None:
+    t = make(1024)
+    s = t.sub()
+    threading.Timer(0.05, s._abort_waits).start()
+    start = time.monotonic()
+    assert s._wait_readable(10) is True
+    assert time.monotonic() - start < 5  # bounds a hang only
