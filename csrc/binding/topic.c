@@ -382,9 +382,11 @@ static PyObject *topic_commit(TopicObject *self, WindowObject *w, Py_ssize_t use
     }
     w->valid = 0;
     self->loan = NULL;
-    Py_DECREF(w);
     uint64_t seq = 0;
     ms_status st = ms_topic_commit(&self->t, (size_t)used, &seq);
+    if (st == MS_OK)
+        w->seq = (long long)seq;  /* `with topic.loan(n) as buf:` then loan.seq */
+    Py_DECREF(w);
     if (st != MS_OK)
         return topic_raise(self->segobj, st, NULL);
     RET_OBJ(self->segobj, PyLong_FromUnsignedLongLong(seq));
