@@ -743,3 +743,41 @@ def test_the_snippets_of_docs_topic_md_run(names: Any) -> None:
             if isinstance(value, (Topic, Subscriber)):
                 value.close()
     assert len(made) >= 6
+
+
+def test_async_arrays(name: str) -> None:
+    np = pytest.importorskip("numpy")
+
+    async def main() -> None:
+        with Topic.create(name, 1 << 14, overflow="block") as t, t.subscribe() as sub:
+            a = np.arange(6, dtype=np.int16).reshape(2, 3)
+            assert await t.publish_array_async(a, timeout=10) == 0
+            got = await sub.receive_array_async(timeout=10)
+            assert (got == a).all() and got.dtype == a.dtype
+
+    asyncio.run(main())
+
+
+def test_spin_unlink_and_the_segment(name: str) -> None:
+    t = Topic.create(name, 256, spin=0.0)
+    try:
+        assert t.spin == 0.0
+        t.spin = 1e-4
+        assert t.spin == pytest.approx(1e-4)
+        assert t.segment.closed is False
+        t.unlink()
+        with pytest.raises(mapshare.SegmentNotFoundError):
+            Topic.open(name)
+        assert t.publish(b"still usable") == 0  # unlinking removes the name only
+    finally:
+        t.close()
+
+
+def test_a_message_of_another_kind_is_skipped_and_counted(topic: Topic) -> None:
+    with topic.subscribe() as sub:
+        topic.publish(b"raw")
+        topic.publish_object("obj")
+        with pytest.raises(mapshare.MessageKindError, match=r"sequence number 0\); it was skipped"):
+            sub.receive_object()
+        assert (sub.position, sub.received) == (1, 1)
+        assert sub.receive_object() == "obj"
