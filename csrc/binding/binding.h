@@ -223,6 +223,8 @@ typedef struct {
                                * into the owner's mapping unless through an export (a loan
                                * or received view), or it has a mapping of its own */
     uint64_t offset;          /* of ptr in the segment's user area */
+    long long seq;            /* a topic loan: the sequence number it was published as
+                               * (-1 before, and for every other window) */
 } WindowObject;
 
 /* The exporter of a loan's or received message's memoryview.  numpy keeps the
