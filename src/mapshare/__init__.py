@@ -54,6 +54,8 @@ from ._sync import Event as Event
 from ._sync import Lock as Lock
 from ._sync import Semaphore as Semaphore
 from ._version import __version__ as __version__
+from ._wait import wait as wait
+from ._wait import wait_async as wait_async
 
 __all__ = [
     "AlreadyHeldError",
@@ -95,4 +97,6 @@ __all__ = [
     "WindowOpenError",
     "collect",
     "segments",
+    "wait",
+    "wait_async",
 ]
