@@ -16,7 +16,6 @@ import pytest
 
 import mapshare
 from mapshare import _aio, _core
-
 from support import WINDOWS
 
 
