@@ -31,11 +31,11 @@ def _describe(obj: object) -> str:
     return f"{type(obj).__name__} {name!r}" if isinstance(name, str) else type(obj).__name__
 
 
-def _core_waitable(obj: object, i: int) -> tuple[Any, Optional[Handle], Optional[Any]]:
-    """What ``_core.wait_any`` waits on for ``obj``, the handle whose closing makes it
-    unusable, and the channel (if it is one) whose close() must be able to end the wait.
-    A Segment without ``since`` is a pair with the counter as of now: a change after
-    this call, even one between two slices of ``wait_async``, is never missed."""
+def _core_waitable(obj: object, i: int) -> tuple[Any, bool, Optional[Any]]:
+    """What ``_core.wait_any`` waits on for ``obj``, whether ``obj`` is closed, and the
+    object (a channel or subscriber) whose close() must be able to end the wait.  A
+    Segment without ``since`` is a pair with the counter as of now: a change after this
+    call, even one between two slices of ``wait_async``, is never missed."""
     if isinstance(obj, tuple):
         if len(obj) != 2 or not isinstance(obj[0], Handle):
             raise TypeError(f"wait(): objects[{i}]: a tuple must be (Segment, since)")
@@ -47,22 +47,20 @@ def _core_waitable(obj: object, i: int) -> tuple[Any, Optional[Handle], Optional
         if not 0 <= since < 2**32:
             raise ValueError(f"wait(): objects[{i}]: since must be a change count "
                              f"(0 <= since < 2**32), not {since}")
-        return (seg._core, since), seg, None
+        return (seg._core, since), seg.closed, None
     if isinstance(obj, Handle):
         if obj.closed:
-            return obj, obj, None
-        return (obj._core, int(obj._core.change_count())), obj, None
+            return obj, True, None
+        return (obj._core, int(obj._core.change_count())), False, None
     if isinstance(obj, _core.Channel):
-        return obj, getattr(obj, "_segment", None), obj
+        seg = getattr(obj, "_segment", None)
+        return obj, seg is not None and seg.closed, obj
     if isinstance(obj, (_core.Event, _core.Semaphore)):
-        return obj, getattr(obj, "_segment", None), None
+        seg = getattr(obj, "_segment", None)
+        return obj, seg is not None and seg.closed, None
     sub_type = getattr(_core, "Subscriber", None)
     if sub_type is not None and isinstance(obj, sub_type):
-        return obj, getattr(obj, "_segment", None), None
-    waitable = getattr(obj, "_waitable", None)
-    if callable(waitable):
-        # a Python wrapper that holds the _core object instead of being one
-        return _core_waitable(waitable(), i)
+        return obj, bool(getattr(obj, "closed", False)), obj
     raise TypeError(
         f"wait(): objects[{i}]: cannot wait on {type(obj).__name__} (wait on {_KINDS}; "
         "a Lock is acquired, not waited on)"
@@ -83,20 +81,22 @@ def _prepare(objects: Iterable[T]) -> tuple[list[T], list[Any], list[Any]]:
         if key in seen:
             raise ValueError(f"wait(): objects[{i}] ({_describe(obj)}) is listed twice")
         seen.add(key)
-        target, handle, channel = _core_waitable(obj, i)
-        if handle is not None and handle.closed:
+        target, closed, abortable = _core_waitable(obj, i)
+        if closed:
             raise ValueError(f"wait(): objects[{i}] ({_describe(obj)}) is closed")
         core.append(target)
-        if channel is not None:
-            channels.append(channel)
+        # the Python classes keep a list of the waits in flight (channel.py, _topic.py)
+        if abortable is not None and isinstance(getattr(abortable, "_waits", None), list):
+            channels.append(abortable)
     return items, core, channels
 
 
 def _block(core: list[Any], channels: list[Any], timeout: Optional[float],
            spin: Optional[float]) -> list[int]:
-    # Counted in each channel's waits, like its own asyncio waits: close() from another
-    # thread then ends this wait at once (the channel is reported ready, and its next use
-    # says it is closed) instead of refusing because a thread waits inside.
+    # Counted in each channel's (and subscriber's) waits, like its own asyncio waits:
+    # close() from another thread then ends this wait at once (the object is reported
+    # ready, and its next use says it is closed) instead of refusing because a thread
+    # waits inside.
     for ch in channels:
         ch._waits.append(None)
     try:
