@@ -13,6 +13,12 @@ from mapshare import _core
 
 
 def _open(kind: str, name: str) -> Any:
+    if kind == "subscriber":
+        # the topic handle is closed after its subscriber, at the end
+        topic = mapshare.Topic.open(name)  # type: ignore[attr-defined,unused-ignore]
+        sub = topic.subscribe()
+        _topics.append(topic)
+        return sub
     if kind == "event":
         return mapshare.Event.open(name)
     if kind == "semaphore":
@@ -20,6 +26,9 @@ def _open(kind: str, name: str) -> Any:
     if kind == "channel":
         return mapshare.Channel.open(name)
     return mapshare.Segment.open(name)
+
+
+_topics: list[Any] = []
 
 
 def wait_on(objects: list[tuple[str, str]], polling: bool, timeout: Optional[float],
@@ -37,7 +46,7 @@ def wait_on(objects: list[tuple[str, str]], polling: bool, timeout: Optional[flo
     except BaseException as exc:
         conn.send(("error", type(exc).__name__, str(exc)))
     finally:
-        for x in opened:
+        for x in opened + _topics:
             x.close()
         conn.close()
 

@@ -343,3 +343,55 @@ def test_wait_async_does_not_block_the_loop_and_cancels(objs: Objects) -> None:
     objs.channel.send(b"y")
     assert objs.semaphore.acquire(timeout=0)
     assert objs.channel.receive_nowait() == b"y"
+
+
+# ---- topic subscribers ----------------------------------------------------------------
+
+HAVE_TOPIC = hasattr(mapshare, "Topic") and hasattr(_core, "Subscriber")
+needs_topic = pytest.mark.skipif(not HAVE_TOPIC, reason="mapshare.Topic not merged yet")
+
+
+@needs_topic
+def test_a_publish_wakes_a_subscriber_waiter(objs: Objects, name: str, mode: str) -> None:
+    topic: Any = mapshare.Topic.create(name, 4096)  # type: ignore[attr-defined,unused-ignore]
+    try:
+        sub = topic.subscribe()
+        t = _later(0.05, lambda: topic.publish(b"a"))
+        assert mapshare.wait([objs.event, sub, objs.channel], timeout=30) == [sub]
+        t.join()
+        # ready takes nothing: the message is still there, then gone
+        assert mapshare.wait([sub], timeout=0) == [sub]
+        assert sub.receive_nowait() == b"a"
+        assert mapshare.wait([sub], timeout=0) == []
+        # a second subscriber of the same topic is a second object
+        other = topic.subscribe()
+        topic.publish(b"b")
+        assert mapshare.wait([sub, other], timeout=0) == [sub, other]
+        other.close()
+        with pytest.raises(ValueError, match="is closed"):
+            mapshare.wait([sub, other])
+        sub.close()
+    finally:
+        topic.close()
+        topic.unlink()
+
+
+@needs_topic
+def test_closing_a_subscriber_ends_a_wait_in_another_thread(name: str) -> None:
+    topic: Any = mapshare.Topic.create(name, 4096)  # type: ignore[attr-defined,unused-ignore]
+    try:
+        sub = topic.subscribe()
+        out: list[Any] = []
+        t = threading.Thread(target=lambda: out.append(mapshare.wait([sub])))
+        t.start()
+        deadline = time.monotonic() + 10
+        while not sub._waits and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(0.02)
+        sub.close()
+        t.join(10)
+        assert not t.is_alive()
+        assert out == [[sub]]
+    finally:
+        topic.close()
+        topic.unlink()
