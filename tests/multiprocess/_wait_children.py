@@ -15,7 +15,7 @@ from mapshare import _core
 def _open(kind: str, name: str) -> Any:
     if kind == "subscriber":
         # the topic handle is closed after its subscriber, at the end
-        topic = mapshare.Topic.open(name)  # type: ignore[attr-defined,unused-ignore]
+        topic = mapshare.Topic.open(name)
         sub = topic.subscribe()
         _topics.append(topic)
         return sub

@@ -144,16 +144,12 @@ def test_a_sender_killed_during_the_wait_makes_the_channel_ready(
     assert mapshare.wait([four["event"], ch], timeout=0.2) == []
 
 
-HAVE_TOPIC = hasattr(mapshare, "Topic") and hasattr(mapshare._core, "Subscriber")
-needs_topic = pytest.mark.skipif(not HAVE_TOPIC, reason="mapshare.Topic not merged yet")
 
-
-@needs_topic
 @pytest.mark.parametrize("mode", MODES)
 def test_a_publish_in_another_process_wakes_a_subscriber_waiter(
     four: dict[str, Any], name: str, mode: str
 ) -> None:
-    topic: Any = mapshare.Topic.create(name, 4096)  # type: ignore[attr-defined,unused-ignore]
+    topic = mapshare.Topic.create(name, 4096)
     try:
         objects = [(k, four[k].name) for k in KINDS] + [("subscriber", name)]
         child = _start_waiter(objects, mode)

@@ -347,13 +347,9 @@ def test_wait_async_does_not_block_the_loop_and_cancels(objs: Objects) -> None:
 
 # ---- topic subscribers ----------------------------------------------------------------
 
-HAVE_TOPIC = hasattr(mapshare, "Topic") and hasattr(_core, "Subscriber")
-needs_topic = pytest.mark.skipif(not HAVE_TOPIC, reason="mapshare.Topic not merged yet")
 
-
-@needs_topic
 def test_a_publish_wakes_a_subscriber_waiter(objs: Objects, name: str, mode: str) -> None:
-    topic: Any = mapshare.Topic.create(name, 4096)  # type: ignore[attr-defined,unused-ignore]
+    topic = mapshare.Topic.create(name, 4096)
     try:
         sub = topic.subscribe()
         t = _later(0.05, lambda: topic.publish(b"a"))
@@ -376,9 +372,8 @@ def test_a_publish_wakes_a_subscriber_waiter(objs: Objects, name: str, mode: str
         topic.unlink()
 
 
-@needs_topic
 def test_closing_a_subscriber_ends_a_wait_in_another_thread(name: str) -> None:
-    topic: Any = mapshare.Topic.create(name, 4096)  # type: ignore[attr-defined,unused-ignore]
+    topic = mapshare.Topic.create(name, 4096)
     try:
         sub = topic.subscribe()
         out: list[Any] = []
