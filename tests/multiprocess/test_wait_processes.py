@@ -161,3 +161,19 @@ def test_a_publish_in_another_process_wakes_a_subscriber_waiter(
     finally:
         topic.close()
         topic.unlink()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_waiter_killed_in_its_sleep_is_not_counted_for_ever(four: dict[str, Any],
+                                                              mode: str) -> None:
+    """The waiter marks its sleep in its receiver entry (ms_waitable.mark), so whoever
+    finds it dead (statistics() here, a sender after idle wake-ups) gives its count back;
+    else every later send would pay a futex system call for ever."""
+    ch = four["channel"]
+    child = _start_waiter([("event", four["event"].name), ("channel", ch.name)], mode)
+    try:
+        assert ch.statistics().receive_waiters == 1
+        child.kill()
+    finally:
+        child.stop()
+    assert ch.statistics().receive_waiters == 0
