@@ -437,8 +437,6 @@ class Topic(_core.Topic):
         """Counters, what the ring holds, and one row per subscriber (pid, alive,
         position, lag, missed, received)."""
         d = self._statistics()
-        if "oldest" not in d:  # tcore's first slice names it oldest_held
-            d["oldest"] = d["oldest_held"]
         rows = tuple(
             SubscriberStatistics(
                 pid=r["pid"], alive=bool(r["alive"]), position=r["position"],
