@@ -859,7 +859,7 @@ static PyObject *sub_release(SubscriberObject *self, WindowObject *w)
     w->valid = 0;
     self->view = NULL;
     Py_DECREF(w);
-    if (self->s.closed || self->topic->segobj->seg.faulted) {
+    if (self->s.closed || !self->topic->segobj->open || self->topic->segobj->seg.faulted) {
         ms_subscriber_unview(&self->s);
         RET_NONE(self->topic->segobj);
     }
