@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union, cast
 
 from . import _codec, _core, _registry
 from ._aio import poll_until, wait_until
-from ._errors import LayoutError, MessageKindError, TopicEmpty, TopicFull
+from ._errors import LayoutError, MapshareError, MessageKindError, TopicEmpty, TopicFull
 from ._options import INIT_WAIT, Lifetime
 from ._segment import Segment
 
@@ -504,9 +504,12 @@ class Topic(_core.Topic):
         return (Topic.open, (self.name,))
 
     def __repr__(self) -> str:
-        if self._segment.closed:
+        try:
+            s = self.statistics()
+        except ValueError:  # closed, or left at interpreter exit
             return f"<Topic {self.name!r} closed>"
-        s = self.statistics()
+        except MapshareError as exc:  # a corrupt topic still has a repr
+            return f"<Topic {self.name!r} ({type(exc).__name__})>"
         return (
             f"<Topic {self.name!r} {s.overflow}, {s.published} published, {s.held} held, "
             f"{len(s.subscribers)} subscriber(s)>"

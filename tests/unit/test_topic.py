@@ -781,3 +781,18 @@ def test_a_message_of_another_kind_is_skipped_and_counted(topic: Topic) -> None:
             sub.receive_object()
         assert (sub.position, sub.received) == (1, 1)
         assert sub.receive_object() == "obj"
+
+
+def test_a_decoding_error_inside_an_overwritten_view_is_reported_as_lagged(
+    topic: Topic,
+) -> None:
+    # receive_object/receive_array decode inside the view: garbage read from a record
+    # that was being overwritten must surface as Lagged (the cause), not as the error
+    # the garbage caused
+    with topic.subscribe() as sub:
+        topic.publish(msg(0))
+        with pytest.raises(Lagged) as info, sub.receive_view():
+            for i in range(1, 30):
+                topic.publish(msg(i))
+            raise mapshare.LayoutError("corrupt object message")
+        assert isinstance(info.value.__context__, mapshare.LayoutError)
