@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.support import poke
 
 import mapshare
 from mapshare import _core, _naming
+from support import poke
 
 KIND_AREA = 1024
 OFF_TAIL, OFF_NEXT_SEQ, OFF_INTENT, OFF_HEAD, OFF_HEAD_SEQ, OFF_HEAD_GEN = 64, 72, 80, 88, 96, 104
