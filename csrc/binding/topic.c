@@ -16,6 +16,8 @@ typedef struct {
     WindowObject *loan;        /* open loan window, if any */
     unsigned long loan_thread;
     int bound;
+    int readonly;              /* bound to a read-only mapping (inspection): statistics and
+                                * properties only; publishing and subscribing refused */
 } TopicObject;
 
 typedef struct {
@@ -93,8 +95,8 @@ static PyObject *Topic_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     SegmentObject *s = (SegmentObject *)segobj;
     if (seg_check_header(s) < 0)
         return NULL;
-    if (!s->seg.hdr_writable || s->seg.access != MS_ACCESS_WRITE)
-        return raise_status(MS_E_PERMISSION, 0, "a topic needs read-write access");
+    /* read-only (mapshare info, another user's topic): readable, nothing is written */
+    int readonly = !s->seg.hdr_writable || s->seg.access != MS_ACCESS_WRITE;
     TopicObject *self = (TopicObject *)type->tp_alloc(type, 0);
     if (!self)
         return NULL;
@@ -107,6 +109,7 @@ static PyObject *Topic_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     self->segobj = s;
     s->internal_refs++;
     self->bound = 1;
+    self->readonly = readonly;
     return (PyObject *)self;
 }
 
@@ -118,6 +121,19 @@ static int tp_check(TopicObject *self)
     }
     if (self->segobj->seg.faulted) {
         raise_status(MS_E_FAULT, 0, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* The checks of every call that writes: publishing, loaning, subscribing. */
+static int tp_check_writable(TopicObject *self)
+{
+    if (tp_check(self) < 0)
+        return -1;
+    if (self->readonly) {
+        raise_status(MS_E_PERMISSION, 0,
+                     "a topic needs read-write access to publish or subscribe");
         return -1;
     }
     return 0;
@@ -179,7 +195,7 @@ static PyObject *topic_publish(TopicObject *self, PyObject *data, PyObject *tobj
 {
     if (tobj && timeout_check(tobj) < 0)
         return NULL;
-    if (tp_check(self) < 0)
+    if (tp_check_writable(self) < 0)
         return NULL;
     if (loan_mine(self))
         return topic_raise(self->segobj, MS_E_WINDOW_OPEN, NULL);
@@ -269,7 +285,7 @@ static PyObject *Topic_publish_many(TopicObject *self, PyObject *args, PyObject 
     PyObject *iterable, *tobj = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O:publish_many", kwlist, &iterable, &tobj))
         return NULL;
-    if (tp_check(self) < 0)
+    if (tp_check_writable(self) < 0)
         return NULL;
     if (loan_mine(self))
         return topic_raise(self->segobj, MS_E_WINDOW_OPEN, NULL);
@@ -339,7 +355,7 @@ static PyObject *Topic_loan(TopicObject *self, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_ValueError, "_kind must be < 256");
         return NULL;
     }
-    if (tp_check(self) < 0)
+    if (tp_check_writable(self) < 0)
         return NULL;
     if (loan_mine(self))
         return topic_raise(self->segobj, MS_E_WINDOW_OPEN, NULL);
@@ -382,9 +398,11 @@ static PyObject *topic_commit(TopicObject *self, WindowObject *w, Py_ssize_t use
     }
     w->valid = 0;
     self->loan = NULL;
-    Py_DECREF(w);
     uint64_t seq = 0;
     ms_status st = ms_topic_commit(&self->t, (size_t)used, &seq);
+    if (st == MS_OK)
+        w->seq = (long long)seq;  /* `with topic.loan(n) as buf:` then loan.seq */
+    Py_DECREF(w);
     if (st != MS_OK)
         return topic_raise(self->segobj, st, NULL);
     RET_OBJ(self->segobj, PyLong_FromUnsignedLongLong(seq));
@@ -543,8 +561,9 @@ static PyMethodDef Topic_methods[] = {
     {"loan", (PyCFunction)(void (*)(void))Topic_loan, METH_VARARGS | METH_KEYWORDS,
      "loan($self, n, timeout=None, *, _kind=0)\n--\n\n"
      "Reserve n bytes inside the ring: `with t.loan(n) as buf:` gives a writable\n"
-     "memoryview, published when the block ends (discarded if it raises).  While the\n"
-     "loan is open this handle holds the publishers' lock."},
+     "memoryview, published when the block ends (discarded if it raises); the loan's\n"
+     "`seq` is then the message's sequence number.  While the loan is open this handle\n"
+     "holds the publishers' lock."},
     {"_commit", (PyCFunction)Topic_commit, METH_VARARGS, "_commit(window, used=None) -> seq"},
     {"_abort", (PyCFunction)Topic_abort, METH_VARARGS, "_abort(window)"},
     {"_statistics", (PyCFunction)Topic_statistics, METH_NOARGS,
@@ -580,7 +599,7 @@ static PyObject *Subscriber_new(PyTypeObject *type, PyObject *args, PyObject *kw
                                      &mode, conv_offset, &seq))
         return NULL;
     TopicObject *topic = (TopicObject *)tobj;
-    if (tp_check(topic) < 0)
+    if (tp_check_writable(topic) < 0)
         return NULL;
     if (mode < MS_SUB_LIVE || mode > MS_SUB_SEQ) {
         PyErr_SetString(PyExc_ValueError, "start_mode must be SUB_LIVE, SUB_HISTORY or SUB_SEQ");
@@ -856,7 +875,7 @@ static PyObject *sub_release(SubscriberObject *self, WindowObject *w)
     w->valid = 0;
     self->view = NULL;
     Py_DECREF(w);
-    if (self->s.closed || self->topic->segobj->seg.faulted) {
+    if (self->s.closed || !self->topic->segobj->open || self->topic->segobj->seg.faulted) {
         ms_subscriber_unview(&self->s);
         RET_NONE(self->topic->segobj);
     }
