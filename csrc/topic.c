@@ -129,7 +129,7 @@ ms_status ms_topic_bind(ms_topic_handle *t, ms_segment *seg)
 
 static int is_sub_pid(uint32_t pid)
 {
-    return pid != 0 && pid != MS_PID_REAPING;
+    return pid != 0 && pid != MS_PID_REAPING && pid != MS_PID_CLAIMING;
 }
 
 /* ---- the publisher's lock ------------------------------------------------------------ */
@@ -143,6 +143,17 @@ static int is_sub_pid(uint32_t pid)
 static ms_status repair_locked(ms_topic_handle *t)
 {
     ms_topic *tp = t->tp;
+    if (ms_load_relaxed32(&tp->subscribing)) {
+        /* the dead holder was subscribing: only the entry it was claiming is left over
+         * (claims happen under this lock only, so every CLAIMING entry is its) */
+        for (uint32_t i = 0; i < t->max_subs; i++) {
+            uint32_t c = MS_PID_CLAIMING;
+            ms_cas32(&t->subs[i].pid, &c, 0);
+        }
+        ms_store32(&tp->subscribing, 0);
+        ms_add64(&tp->subscriber_deaths, 1);
+        return MS_OK;
+    }
     ms_add64(&tp->publisher_deaths, 1);
     ms_add64(&tp->abandoned, 1);
     uint64_t g = ms_load_relaxed64(&tp->head_gen);
@@ -725,7 +736,7 @@ static int claim_entry(ms_topic_handle *t)
     for (uint32_t i = 0; i < t->max_subs; i++) {
         uint32_t zero = 0;
         if (ms_load_relaxed32(&t->subs[i].pid) == 0 &&
-            ms_cas32(&t->subs[i].pid, &zero, MS_PID_REAPING))
+            ms_cas32(&t->subs[i].pid, &zero, MS_PID_CLAIMING))
             return (int)i;
     }
     return -1;
@@ -806,7 +817,10 @@ static ms_status open_fn(void *arg)
     ms_status st = pub_lock(t, &lo);
     if (st != MS_OK)
         return st;
+    /* a subscriber that dies holding the lock is not a dead publisher (repair_locked) */
+    ms_store32(&t->tp->subscribing, 1);
     st = register_locked(a->s, a->mode, a->seq);
+    ms_store32(&t->tp->subscribing, 0);
     pub_unlock(t);
     return st;
 }

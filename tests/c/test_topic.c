@@ -468,6 +468,38 @@ static void test_topic_publisher_killed_mid_write(void)
     fake_topic_free(&f);
 }
 
+/* A subscriber that dies inside subscribe (holding pub_lock, its entry half claimed):
+ * the next holder frees the entry -- none leaks -- and counts a subscriber death, not a
+ * publisher death. */
+static void test_topic_subscriber_killed_in_subscribe(void)
+{
+    fake_topic f;
+    CHECK(fake_topic_init(&f, 512, 0, MS_TOPIC_OVERWRITE, 2, 1) == 0);
+    ms_topic *tp = fake_topic_ctl(&f);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int err;
+        if (ms_p_lock_acquire(f.seg.ctx, MS_SLOT_PUB_LOCK, tp->pub_lock, -1, &err) != MS_OK)
+            _exit(3);
+        tp->subscribing = 1;              /* what ms_subscriber_open does first, */
+        f.t.subs[1].pid = MS_PID_CLAIMING;  /* then the claim of an entry; then dies */
+        _exit(0);
+    }
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ms_subscriber a, b;
+    CHECK_EQ(ms_subscriber_open(&a, &f.t, MS_SUB_LIVE, 0), MS_OK);
+    CHECK_EQ(ms_subscriber_open(&b, &f.t, MS_SUB_LIVE, 0), MS_OK);  /* no entry leaked */
+    CHECK_EQ(tp->subscriber_deaths, 1);
+    CHECK_EQ(tp->publisher_deaths, 0);
+    CHECK_EQ(tp->subscribing, 0);
+    uint64_t seq;
+    CHECK_EQ(pub(&f, "x", 1, &seq), MS_OK);
+    ms_subscriber_close(&a);
+    ms_subscriber_close(&b);
+    fake_topic_free(&f);
+}
+
 /* Block mode: a subscriber process killed while the publisher waits for it releases the
  * publisher within a slice (its entry is reaped). */
 static void test_topic_block_dead_subscriber(void)
@@ -579,6 +611,7 @@ static const struct test tests[] = {
     { "topic_corrupt_records", test_topic_corrupt_records },
     { "topic_bind_validates", test_topic_bind_validates },
     { "topic_publisher_killed_mid_write", test_topic_publisher_killed_mid_write },
+    { "topic_subscriber_killed_in_subscribe", test_topic_subscriber_killed_in_subscribe },
     { "topic_block_dead_subscriber", test_topic_block_dead_subscriber },
     { "topic_concurrent_no_torn_reads", test_topic_concurrent_no_torn_reads },
 };
