@@ -115,23 +115,24 @@ def publish_then_wait(name: str, pub: int, count: int, size: int, ready: Any) ->
 
 
 def publish_large_until_killed(name: str, pub: int, ready: Any, phase: Any) -> None:
-    """Publish large messages (32..256 KiB) forever, also through loans; ``phase`` says
-    where it is: 1 inside publish(), 2 inside a loan's block, 0 in between (the parent
-    kills it at a random moment and reads the phase)."""
+    """Publish large messages (32..256 KiB) forever, one in three through a loan written
+    in eight pieces; ``phase`` says where it is: 1 inside publish(), 2 inside a loan's
+    block, 0 in between (the parent kills it at a random moment and reads the phase).
+    The 64 messages are built before ``ready`` and published in a cycle, so that nearly
+    all of the time goes to publishing, and a kill lands mid-write."""
     rng = random.Random(pub)
+    msgs = [message(pub, i, rng.randint(32 * 1024, 256 * 1024)) for i in range(64)]
     with mapshare.Topic.open(name) as t:
         ready.set()
         i = 0
         while True:
-            n = rng.randint(32 * 1024, 256 * 1024)
-            msg = message(pub, i, n)
+            msg = msgs[i & 63]
             if i % 3 == 2:
                 with t.loan(len(msg)) as buf:
                     phase.value = 2  # the loan is held from here to its commit
-                    # written in two halves, slowly enough that a kill lands inside
-                    half = len(msg) // 2
-                    buf[:half] = msg[:half]
-                    buf[half:] = msg[half:]
+                    step = len(msg) // 8 + 1
+                    for off in range(0, len(msg), step):
+                        buf[off : off + step] = msg[off : off + step]
             else:
                 phase.value = 1
                 t.publish(msg, timeout=60)
@@ -343,7 +344,7 @@ def loop_catching(name: str, seconds: float, q: Any, started: Any) -> None:
         outcomes[key] = outcomes.get(key, 0) + 1
 
     with mapshare.Topic.open(name) as t:
-        sub = t.subscribe(start="history")
+        sub: Any = t.subscribe(start="history")
         started.set()
         end = time.monotonic() + seconds
         i = 0
@@ -354,18 +355,21 @@ def loop_catching(name: str, seconds: float, q: Any, started: Any) -> None:
                 count("ok")
             except mapshare.MapshareError as exc:
                 count(_error_name(exc))
-            try:
-                if i % 2:
-                    with sub.receive_view(timeout=0.01) as v:
-                        bytes(v[:16])
-                else:
-                    sub.receive(timeout=0.01)
-                count("ok")
-            except mapshare.MapshareError as exc:
-                count(_error_name(exc))
-            if i % 50 == 0:
+            if sub is not None:
                 try:
-                    sub.close()
+                    if i % 2:
+                        with sub.receive_view(timeout=0.01) as v:
+                            bytes(v[:16])
+                    else:
+                        sub.receive(timeout=0.01)
+                    count("ok")
+                except mapshare.MapshareError as exc:
+                    count(_error_name(exc))
+            if i % 50 == 0 or sub is None:
+                try:
+                    if sub is not None:
+                        sub.close()
+                    sub = None
                     sub = t.subscribe(start=random.choice(["live", "history", i]))
                     count("ok")
                 except mapshare.MapshareError as exc:
@@ -375,7 +379,8 @@ def loop_catching(name: str, seconds: float, q: Any, started: Any) -> None:
             except mapshare.MapshareError as exc:
                 count(_error_name(exc))
         try:
-            sub.close()
+            if sub is not None:
+                sub.close()
         except mapshare.MapshareError:
             pass
     q.put(outcomes)
