@@ -894,6 +894,11 @@ static ms_status lag(ms_subscriber *s, uint64_t bound)
     ms_topic *tp = s->t->tp;
     uint64_t cap = s->t->cap;
     for (unsigned i = 0; i < HEAD_TRIES; i++) {
+        /* A publisher moves head then tail, with head >= tail - cap at every instant, and
+         * may do so between our loads: a tail read before head bounds head from below,
+         * one read after bounds it from above.  (One tail read checked against both made a
+         * lapped subscriber see a consistent head as corrupt: MS_E_LAYOUT under load.) */
+        uint64_t tail0 = ms_load64(&tp->tail);
         uint64_t g1 = ms_load64(&tp->head_gen);
         if (g1 & 1u) {
             if (i % 64 == 63)
@@ -910,8 +915,8 @@ static ms_status lag(ms_subscriber *s, uint64_t bound)
         uint64_t tail = ms_load64(&tp->tail);
         /* the oldest record held lies past what was overwritten (bound - cap): a head
          * that does not is no head a publisher wrote (and would loop forever) */
-        if (h % 8 || h > tail || tail - h > cap || h <= s->pos || hs < s->position ||
-            h + cap < bound)
+        if (h % 8 || h > tail || (tail0 > h && tail0 - h > cap) || h <= s->pos ||
+            hs < s->position || h + cap < bound)
             return MS_E_LAYOUT;
         uint64_t from = s->position > s->skip_until ? s->position : s->skip_until;
         uint64_t m = hs > from ? hs - from : 0;

@@ -10,7 +10,9 @@ with mapshare.Topic.open(name, wait=10) as topic:   # waits up to 10 s for the p
     with topic.subscribe(start="history") as sub:
         print(f"subscriber: joined at sequence number {sub.position}")
         expected = sub.position
-        for msg in sub:                              # Lagged would end the loop: none here
+        while True:
+            # a timeout, not a bare receive(): a publisher that died never sends "end"
+            msg = sub.receive(timeout=30)            # Lagged would end the script: none here
             if msg == b"end":
                 break
             assert msg == b"msg %d" % expected, f"gap or duplicate at {expected}: {msg!r}"
