@@ -264,7 +264,7 @@ def segment_info(os_name: str) -> SegmentInfo:
                     target.close(detach=False)
         info = info_from_header(h, os_name, st, path)
         if h["kind"] == _core.KIND_TOPIC:
-            info.extra.update(topic_details(os_name))
+            info.extra.update(topic_details(core))
         return info
     finally:
         core.close(detach=False)
@@ -273,22 +273,15 @@ def segment_info(os_name: str) -> SegmentInfo:
 _OVERFLOW_NAMES = {1: "overwrite", 2: "block"}
 
 
-def topic_details(os_name: str) -> dict[str, Any]:
-    """A topic's statistics as JSON-friendly ``extra`` fields.  The core binds a topic
-    only on a read-write mapping, so this opens one, without attaching, and only reads
-    through it (no subscriber entry, no attach-table row).  An unreadable topic (another
-    user's that we may only read, a corrupt one) gives ``{"error": why}``, never an
+def topic_details(core: Any) -> dict[str, Any]:
+    """A topic's statistics as JSON-friendly ``extra`` fields, read through the core on
+    the read-only mapping opened for inspection (nothing is written: no subscriber
+    entry, no attach).  An unreadable topic gives ``{"error": why}``, never an
     exception."""
-    try:
-        core = _core.open(os_name, None, 0, _core.ACCESS_WRITE)
-    except (MapshareError, OSError) as exc:
-        return {"error": str(exc) or type(exc).__name__}
     try:
         d = dict(_core.Topic(core)._statistics())
     except (MapshareError, OSError, ValueError, TypeError, AttributeError) as exc:
         return {"error": str(exc) or type(exc).__name__}
-    finally:
-        core.close(detach=False)
     d["overflow"] = _OVERFLOW_NAMES.get(d.get("overflow", 0), f"unknown({d.get('overflow')})")
     if "oldest" not in d:  # the core's name for it
         d["oldest"] = d.get("oldest_held", d["published"])
