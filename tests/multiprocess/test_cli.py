@@ -369,7 +369,7 @@ def test_topic_subscribe_follow_reports_lagged_on_stderr_and_goes_on(name: str) 
                 t.publish(b"message %04d" % i)
             os.kill(p.pid, signal.SIGCONT)
             assert p.stdout is not None
-            seqs = []
+            seqs: list[int] = []
             while not seqs or seqs[-1] != n - 1:
                 seqs.append(json.loads(p.stdout.readline())["seq"])
             os.kill(p.pid, signal.SIGINT)

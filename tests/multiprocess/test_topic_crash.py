@@ -20,6 +20,7 @@ import pytest
 
 import mapshare
 from mapshare import Topic
+from mapshare._topic import Overflow
 from support import KILLED, mp_context, stop
 
 JOIN = 120.0  # seconds: bounds a hang, never a speed assertion
@@ -329,7 +330,7 @@ def test_publisher_killed_holding_a_loan_exposes_nothing(name: str) -> None:
 
 @pytest.mark.parametrize("overflow", ["overwrite", "block"])
 def test_subscriber_killed_anywhere_never_blocks_the_publisher(
-    name: str, overflow: str
+    name: str, overflow: Overflow
 ) -> None:
     """SUBSCRIBER_KILLS subscriber processes, each SIGKILLed at a random moment while it
     receives (half of the time inside a view) from a publisher process publishing as

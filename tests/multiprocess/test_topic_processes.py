@@ -21,6 +21,7 @@ import pytest
 
 import mapshare
 from mapshare import Lagged, Topic
+from mapshare._topic import Overflow
 from support import mp_context, stop
 
 JOIN = 120.0  # seconds: bounds a hang, never a speed assertion
@@ -223,7 +224,7 @@ def test_view_overwritten_in_use_raises_lagged_on_exit(name: str) -> None:
 
 
 @pytest.mark.parametrize("overflow", ["overwrite", "block"])
-def test_history_to_live_switch_at_full_rate(name: str, overflow: str) -> None:
+def test_history_to_live_switch_at_full_rate(name: str, overflow: Overflow) -> None:
     """While a publisher process publishes as fast as it can, subscribe with
     start="history" again and again: each replays exactly the last H messages (its first
     sequence number is within what was published around the subscribe call, minus H),
@@ -330,7 +331,9 @@ def test_subscribe_before_first_publish_sees_message_0(
 
 @pytest.mark.parametrize("overflow", ["overwrite", "block"])
 @pytest.mark.parametrize("how", ["end", "exit", "raise", "gc"])
-def test_script_that_ends_is_not_a_dead_subscriber(name: str, how: str, overflow: str) -> None:
+def test_script_that_ends_is_not_a_dead_subscriber(
+    name: str, how: str, overflow: Overflow
+) -> None:
     """A script that subscribes and publishes, then ends (end of script, sys.exit, an
     uncaught exception, or drops its handles to the GC): its subscriber entry is freed,
     nothing is counted as a death, and a block-mode publisher is not held by it."""
