@@ -726,7 +726,28 @@ static ms_status walk_locked(ms_topic_handle *t, uint64_t h, uint64_t hs, uint64
         return MS_E_LAYOUT;
     *pos = h;
     *seq = hs;
-    return MS_OK;
+    /* the rest of the log must hold exactly the messages up to next_seq (a subscribe is
+     * rare: checking what it will read costs one walk of the ring at most) */
+    uint64_t nseq = ms_load_relaxed64(&t->tp->next_seq);
+    while (h < tail) {
+        uint64_t o = h % cap;
+        if (cap - o < HDR) {
+            h += cap - o;
+            continue;
+        }
+        rec_hdr r;
+        memcpy(&r, t->ring + o, sizeof r);
+        uint64_t size = r.flags == MS_REC_PAD ? r.length : HDR + ALIGN8(r.length);
+        if (r.seq != hs || size < HDR || size > tail - h || o + size > cap ||
+            (r.flags == MS_REC_PAD && (r.length != cap - o || o == 0)) ||
+            (r.flags != MS_REC_PAD && ((r.flags & ~MS_REC_KIND_MASK) != 0 ||
+                                       r.length > t->max_message)))
+            return MS_E_LAYOUT;
+        h += size;
+        if (r.flags != MS_REC_PAD)
+            hs++;
+    }
+    return h == tail && hs == nseq ? MS_OK : MS_E_LAYOUT;
 }
 
 struct open_args { ms_subscriber *s; int mode; uint64_t seq; };
@@ -894,11 +915,6 @@ static ms_status lag(ms_subscriber *s, uint64_t bound)
     ms_topic *tp = s->t->tp;
     uint64_t cap = s->t->cap;
     for (unsigned i = 0; i < HEAD_TRIES; i++) {
-        /* A publisher moves head then tail, with head >= tail - cap at every instant, and
-         * may do so between our loads: a tail read before head bounds head from below,
-         * one read after bounds it from above.  (One tail read checked against both made a
-         * lapped subscriber see a consistent head as corrupt: MS_E_LAYOUT under load.) */
-        uint64_t tail0 = ms_load64(&tp->tail);
         uint64_t g1 = ms_load64(&tp->head_gen);
         if (g1 & 1u) {
             if (i % 64 == 63)
@@ -915,9 +931,10 @@ static ms_status lag(ms_subscriber *s, uint64_t bound)
         uint64_t tail = ms_load64(&tp->tail);
         /* the oldest record held lies past what was overwritten (bound - cap): a head
          * that does not is no head a publisher wrote (and would loop forever) */
-        if (h % 8 || h > tail || (tail0 > h && tail0 - h > cap) || h <= s->pos ||
-            hs < s->position || h + cap < bound)
+        if (h % 8 || h > tail || h <= s->pos || hs < s->position || h + cap < bound)
             return MS_E_LAYOUT;
+        if (tail - h > cap)
+            continue;  /* lapped again since head was read (a fast publisher): re-read */
         uint64_t from = s->position > s->skip_until ? s->position : s->skip_until;
         uint64_t m = hs > from ? hs - from : 0;
         s->pos = h;
