@@ -745,7 +745,7 @@ def report(
     for name, how, r, met in targets(summary, st):
         verdict = "—" if met is None else ("**met**" if met else "**not met**")
         trows.append([name, how, "—" if r is None else f"{r:.2f}", verdict])
-    lines.append(md_table(["target", "ratio", "value", "verdict"], trows, right_from=2))
+    lines.append(md_table(["target", "ratio of", "ratio", "verdict"], trows, right_from=2))
     lines += ["", "## What each row does with a subscriber that is behind", ""]
     lines += [f"- {ps.label}: {ps.overflow}" for ps in ran]
     not_run = [
@@ -895,6 +895,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--bench", default=",".join(BENCHES), help="rtt,pubcost,fanout,stall")
     p.add_argument("--sizes", default=None, help="fanout sizes in bytes (64,4096,1048576)")
     p.add_argument("--subscribers", default=None, help="pubcost subscriber counts (1,4,16)")
+    p.add_argument("--fanout-subscribers", default=None, help="fanout subscriber counts (1,4)")
     p.add_argument(
         "--seconds",
         type=float,
@@ -982,7 +983,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         pubcost_subs=(
             tuple(int(x) for x in args.subscribers.split(",")) if args.subscribers else PUBCOST_SUBS
         ),
-        fanout_subs=FANOUT_SUBS,
+        fanout_subs=(
+            tuple(int(x) for x in args.fanout_subscribers.split(","))
+            if args.fanout_subscribers
+            else FANOUT_SUBS
+        ),
         benches=benches,
         timeout=args.timeout,
     )
