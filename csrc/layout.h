@@ -56,7 +56,9 @@
 #define MS_KIND_SEMAPHORE   4u   /* a named Semaphore: ms_semaphore in the kind area */
 #define MS_KIND_CHANNEL     5u   /* a Channel: ms_ring in the kind area, ring in the user area */
 #define MS_KIND_LINK        6u   /* a name pointing at a file-backed segment: path in the user area */
-#define MS_KIND_MAX         6u
+#define MS_KIND_TOPIC       7u   /* a Topic: ms_topic in the kind area, subscriber table + ring
+                                  * in the user area */
+#define MS_KIND_MAX         7u
 
 /* states */
 #define MS_STATE_READY      1u
@@ -75,11 +77,14 @@
 #define MS_SLOT_SEMAPHORE   2u
 #define MS_SLOT_NOT_EMPTY   3u
 #define MS_SLOT_NOT_FULL    4u
+#define MS_SLOT_DATA        5u   /* topic: data_seq (subscribers wait for a message) */
+#define MS_SLOT_PROGRESS    6u   /* topic: progress (a block-mode publisher waits for room) */
 /* lock slots (Windows named mutexes) */
 #define MS_SLOT_META_LOCK   8u
 #define MS_SLOT_USER_LOCK   9u
 #define MS_SLOT_SEND_LOCK   10u
 #define MS_SLOT_RECV_LOCK   11u
+#define MS_SLOT_PUB_LOCK    12u
 /* events and semaphores placed in the user area (Event.create_in): base + offset / 8 */
 #define MS_SLOT_USER_BASE   0x100u
 
@@ -181,6 +186,93 @@ typedef struct ms_ring {
     ms_attach senders[MS_RING_PEERS];
     ms_attach receivers[MS_RING_PEERS];
 } ms_ring;
+
+/* Topic: one shared log of messages that every subscriber reads at its own position
+ * (docs/design/layout.md, "Topic", has the publication protocol in full).
+ *
+ * The user area holds the subscriber table (max_subscribers entries of ms_topic_sub at
+ * subs_offset) and then the ring (capacity bytes at ring_offset, 64-byte aligned).
+ * Positions (tail, intent, head, a subscriber's pos) are byte positions that only grow;
+ * position p lives at ring offset p % capacity.  A record is a 16-byte header
+ * {u32 length, u32 flags, u64 seq} followed by the payload padded to 8 bytes; a record
+ * never wraps.  When a record does not fit before the end of the ring, a PAD record
+ * (flags == MS_REC_PAD, length == the bytes to the end, seq == the next message's seq)
+ * fills the rest; when fewer than 16 bytes are left there is no header at all (an
+ * implicit pad) and the next record starts at offset 0.  A message's flags carry its
+ * kind in bits 8-15 (MS_REC_KIND_*, as for channels); every other bit is 0.
+ * A record (header + payload) is at most capacity / 2 bytes, so a publish never drops a
+ * record that is not yet complete: head <= tail always.
+ *
+ * Publication: under pub_lock, a publisher advances head/head_seq past every record the
+ * new one will overwrite (inside a head_gen seqlock), stores intent = max(intent, end),
+ * then writes, then stores next_seq and tail.  A reader that copied a record at pos
+ * validates it by reloading intent: the copy is good iff pos + capacity >= intent. */
+#define MS_TOPIC_REC_HEADER  16u
+#define MS_TOPIC_OVERWRITE   1u    /* overflow: the publisher never waits */
+#define MS_TOPIC_BLOCK       2u    /* overflow: the publisher waits for live subscribers */
+#define MS_TOPIC_SUB_SIZE    64u   /* bytes of one subscriber-table entry */
+#define MS_TOPIC_SUBS_MAX    65536u
+#define MS_TOPIC_CAPACITY_MIN 128u
+
+typedef struct ms_topic {
+    /* line 0: immutable after creation */
+    uint64_t capacity;         /*   0 ring bytes, multiple of 8, >= MS_TOPIC_CAPACITY_MIN */
+    uint64_t max_message;      /*   8 largest payload: capacity / 2 - 16, rounded down to 8 */
+    uint64_t ring_offset;      /*  16 of the ring in the user area, multiple of 64 */
+    uint64_t subs_offset;      /*  24 of the subscriber table in the user area, multiple of 64 */
+    uint32_t max_subscribers;  /*  32 entries in the subscriber table */
+    uint32_t history;          /*  36 messages start="history" replays (at most) */
+    uint32_t overflow;         /*  40 MS_TOPIC_OVERWRITE or MS_TOPIC_BLOCK */
+    uint32_t reserved0;        /*  44 */
+    uint8_t  pad0[16];
+    /* line 1: written by the publisher holding pub_lock */
+    uint64_t tail;             /*  64 end of the last published record */
+    uint64_t next_seq;         /*  72 seq of the next message == messages published */
+    uint64_t intent;           /*  80 bytes below intent - capacity may be overwritten */
+    uint64_t head;             /*  88 oldest record still held (<= tail) */
+    uint64_t head_seq;         /*  96 its seq (the next message's if head == tail) */
+    uint64_t head_gen;         /* 104 seqlock of (head, head_seq): odd while they change */
+    uint32_t data_seq;         /* 112 futex word subscribers sleep on */
+    uint32_t sub_waiters;      /* 116 subscribers' threads asleep on data_seq */
+    uint8_t  pad1[8];
+    /* line 2: written by subscribers */
+    uint32_t progress;         /* 128 futex word a block-mode publisher sleeps on */
+    uint32_t pub_waiters;      /* 132 publishers asleep on progress */
+    uint8_t  pad2[56];
+    /* line 3: counters */
+    uint64_t published_bytes;  /* 192 payload bytes published */
+    uint64_t publisher_deaths; /* 200 pub_lock found OWNER_DIED */
+    uint64_t abandoned;        /* 208 loans or publishes a dead publisher left unfinished */
+    uint64_t subscriber_deaths;/* 216 entries of dead subscribers reaped */
+    uint64_t subscribes;       /* 224 entries ever claimed (a block-mode publisher's cache key) */
+    uint8_t  pad3[24];
+    /* line 4: the publishers' robust lock (Windows: MS_SLOT_PUB_LOCK) */
+    uint8_t  pub_lock[64];     /* 256 */
+} ms_topic;
+
+/* One subscriber (pid 0: free; MS_PID_REAPING: being claimed or freed).  Written only by
+ * the process that owns it, with plain stores on its own cache line, except when a
+ * process that found its owner dead frees it. */
+typedef struct ms_topic_sub {
+    uint32_t pid;              /*  0 */
+    uint32_t state;            /*  4 sleeping threads x MS_SLEEPER (0x10000) */
+    uint64_t start;            /*  8 ms_p_process_start(pid) */
+    uint64_t position;         /* 16 seq of the next message it will read */
+    uint64_t pos;              /* 24 byte position of that record (block mode respects it) */
+    uint64_t received;         /* 32 messages delivered */
+    uint64_t missed;           /* 40 messages lost to overwriting (sum of Lagged.missed) */
+    uint64_t lagged;           /* 48 Lagged events */
+    uint64_t reserved;         /* 56 */
+} ms_topic_sub;
+
+MS_STATIC_ASSERT(sizeof(ms_topic) == 320, "topic control size");
+MS_STATIC_ASSERT(sizeof(ms_topic) <= MS_KIND_AREA_SIZE, "topic fits the kind area");
+MS_STATIC_ASSERT(offsetof(ms_topic, tail) == 64, "topic publisher line");
+MS_STATIC_ASSERT(offsetof(ms_topic, data_seq) == 112, "topic data word");
+MS_STATIC_ASSERT(offsetof(ms_topic, progress) == 128, "topic subscriber line");
+MS_STATIC_ASSERT(offsetof(ms_topic, published_bytes) == 192, "topic counters line");
+MS_STATIC_ASSERT(offsetof(ms_topic, pub_lock) == 256, "topic lock line");
+MS_STATIC_ASSERT(sizeof(ms_topic_sub) == MS_TOPIC_SUB_SIZE, "subscriber entry is one line");
 
 typedef struct ms_header {
     /* identity: written once by the creator, before magic */

@@ -43,11 +43,15 @@ typedef enum ms_status {
     MS_E_RETRY_NO_GIL = 24,/* internal: a non-blocking fast path (ms_wait_opts.try_only)
                             * found a lock taken or a copy too big to make while holding
                             * the caller's own lock (the GIL); retry the call without it */
-    MS_E_WINDOW_OPEN = 25  /* this thread already has a loan (or a received view) open on
+    MS_E_WINDOW_OPEN = 25, /* this thread already has a loan (or a received view) open on
                             * this channel handle: finish it first */
+    MS_E_LAGGED = 26,      /* a topic subscriber was overwritten (lapped): the messages it
+                            * lost are counted in ms_subscriber.lag_missed, and it resumes
+                            * at lag_position, the oldest message still held */
+    MS_E_SUBSCRIBER_LIMIT = 27 /* the topic's subscriber table is full of live subscribers */
 } ms_status;
 
 /* One more than the largest code: the size of a table indexed by status. */
-#define MS_STATUS_COUNT 26
+#define MS_STATUS_COUNT 28
 
 #endif

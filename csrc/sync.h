@@ -43,6 +43,26 @@ ms_status ms_wait_for(ms_segment *seg, unsigned slot, volatile uint32_t *word,
                       volatile uint32_t *waiters, ms_pred_fn pred, void *parg,
                       const ms_wait_opts *o);
 
+/* One object of a multi-object wait (ms_wait_any).  The owner of each kind fills it:
+ * `ready` is that kind's predicate, `word`/`waiters` the same futex word and waiter count
+ * its single-object wait uses, so the kind's existing wakers wake a multi-object waiter
+ * too. */
+typedef struct ms_waitable {
+    ms_segment *seg;             /* whose wait context the word belongs to */
+    unsigned slot;               /* the word's wait slot (Windows named events) */
+    volatile uint32_t *word;     /* changes whenever `ready` may have become true */
+    volatile uint32_t *waiters;  /* the count wakers check before a system call */
+    ms_pred_fn ready; void *arg; /* 1 when the object is ready now */
+    /* Optional (NULL): like ms_wait_opts.mark, the waiter's own peer-table count word
+     * for this object, raised by MS_SLEEPER while asleep so that a waiter that dies in
+     * its sleep can be subtracted from *waiters by whoever finds it dead.  Added after
+     * the spec's six fields; callers zero the struct before a filler fills it. */
+    volatile uint32_t *mark;
+} ms_waitable;
+
+/* Wait until at least one is ready; ready[i] = 1 for each ready one. */
+ms_status ms_wait_any(ms_waitable *items, size_t n, const ms_wait_opts *o, uint8_t *ready);
+
 /* Wake everyone waiting on word if anyone is: bumps word first.  Returns -2 when the
  * waiter count was 0 (no system call), else what ms_p_wake32 returned. */
 int ms_wake_waiters(ms_segment *seg, unsigned slot, volatile uint32_t *word,

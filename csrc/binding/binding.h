@@ -17,6 +17,7 @@
 
 #include "../layout.h"
 #include "../channel.h"
+#include "../topic.h"
 #include "../segment.h"
 #include "../sync.h"
 #include "../atomics.h"
@@ -33,6 +34,8 @@
 typedef struct {
     PyObject *error_classes[MS_STATUS_COUNT];  /* status -> class, from mapshare._errors */
     PyObject *str_release;                     /* "release", interned */
+    PyObject *topic_full;                      /* TopicFull: MS_E_FULL of a topic call */
+    PyObject *topic_empty;                     /* TopicEmpty: MS_E_EMPTY of a topic call */
 } ms_module_state;
 
 /* The state of the imported module (found through its definition). */
@@ -250,6 +253,18 @@ extern MS_BINDING_API PyTypeObject Lock_Type;
 extern MS_BINDING_API PyTypeObject Event_Type;
 extern MS_BINDING_API PyTypeObject Semaphore_Type;
 extern MS_BINDING_API PyTypeObject Channel_Type;
+
+/* ---- Topic and Subscriber (topic.c) ----------------------------------------------- */
+
+#define MS_HAVE_TOPIC 1
+extern MS_BINDING_API PyTypeObject Topic_Type;
+extern MS_BINDING_API PyTypeObject Subscriber_Type;
+/* Finish a topic loan (commit if ok, else abort) or a subscriber's received view. */
+MS_BINDING_API PyObject *topic_window_finish(WindowObject *w, int ok);
+/* _core._set_topic_errors(TopicFull, TopicEmpty) */
+MS_BINDING_API PyObject *core_set_topic_errors(PyObject *mod, PyObject *args);
+/* For mapshare.wait: 0 with *w filled, or -1 with a Python error set. */
+MS_BINDING_API int ms_binding_subscriber_waitable(PyObject *obj, ms_waitable *w);
 
 /* Module-level functions (segment.c): create, open and manage objects by name. */
 MS_BINDING_API PyObject *core_create(PyObject *mod, PyObject *args, PyObject *kw);

@@ -604,6 +604,8 @@ PyObject *window_finish(WindowObject *w, int ok)
     ChannelObject *ch = (ChannelObject *)w->chan;
     if (!ch)
         Py_RETURN_NONE;
+    if (!PyObject_TypeCheck(w->chan, &Channel_Type))
+        return topic_window_finish(w, ok);  /* a topic's loan or a subscriber's view */
     if (w->kind == 1) {
         if (ch->loan != w)
             Py_RETURN_NONE;  /* already finished */

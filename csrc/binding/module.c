@@ -76,6 +76,9 @@ const char *status_text(ms_status st)
     case MS_E_RETRY_NO_GIL: return "retry without the GIL";
     case MS_E_WINDOW_OPEN: return "this thread already has a loan or a received view open "
                                   "on this channel handle: finish it first";
+    case MS_E_LAGGED: return "the subscriber was overwritten: messages were lost";
+    case MS_E_SUBSCRIBER_LIMIT: return "the topic's subscriber table is full of live "
+                                       "subscribers";
     default: return "error";
     }
 }
@@ -93,6 +96,15 @@ PyObject *raise_status(ms_status st, int err, const char *what)
     PyObject *cls = ms_error_class(st);
     if (!cls)
         cls = st == MS_E_TIMEOUT ? PyExc_TimeoutError : PyExc_OSError;
+    if (st == MS_E_LAGGED && cls != PyExc_OSError) {
+        /* Lagged(missed, position): the topic binding raises it with its numbers */
+        PyObject *exc = PyObject_CallFunction(cls, "ii", 0, 0);
+        if (exc) {
+            PyErr_SetObject(cls, exc);
+            Py_DECREF(exc);
+        }
+        return NULL;
+    }
     if (st == MS_E_OS || (err && (st == MS_E_NOT_FOUND || st == MS_E_EXISTS ||
                                   st == MS_E_PERMISSION || st == MS_E_NO_SPACE ||
                                   st == MS_E_IN_USE))) {
@@ -318,6 +330,9 @@ static PyMethodDef module_methods[] = {
     {"set_errors", set_errors, METH_O, "Register {status: exception class}."},
     {"_raise_status", core_raise_status, METH_VARARGS,
      "_raise_status(code, what=None): raise the exception of a status (for tests)."},
+    {"_set_topic_errors", core_set_topic_errors, METH_VARARGS,
+     "_set_topic_errors(TopicFull, TopicEmpty): the classes topic calls raise for a full "
+     "or empty topic."},
     {"create", (PyCFunction)(void (*)(void))core_create, METH_VARARGS | METH_KEYWORDS,
      "create(osname, name, kind, size, path=None, mode=0o600, lifetime=2, flags=0, "
      "init=None) -> Segment"},
@@ -346,6 +361,8 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg)
     for (int i = 0; i < N_STATUS; i++)
         Py_VISIT(state->error_classes[i]);
     Py_VISIT(state->str_release);
+    Py_VISIT(state->topic_full);
+    Py_VISIT(state->topic_empty);
     return 0;
 }
 
@@ -355,6 +372,8 @@ static int module_clear(PyObject *m)
     for (int i = 0; i < N_STATUS; i++)
         Py_CLEAR(state->error_classes[i]);
     Py_CLEAR(state->str_release);
+    Py_CLEAR(state->topic_full);
+    Py_CLEAR(state->topic_empty);
     return 0;
 }
 
@@ -380,14 +399,16 @@ static struct PyModuleDef moduledef = {
 static int add_types(PyObject *m)
 {
     PyTypeObject *types[] = {&Segment_Type, &Window_Type, &WindowExport_Type, &Lock_Type,
-                             &Event_Type, &Semaphore_Type, &Channel_Type};
+                             &Event_Type, &Semaphore_Type, &Channel_Type, &Topic_Type,
+                             &Subscriber_Type};
     for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
         if (PyType_Ready(types[i]) < 0)
             return -1;
     }
     /* WindowExport is internal: ready, never exported by name */
     PyTypeObject *exported[] = {&Segment_Type, &Window_Type, &Lock_Type, &Event_Type,
-                                &Semaphore_Type, &Channel_Type};
+                                &Semaphore_Type, &Channel_Type, &Topic_Type,
+                                &Subscriber_Type};
     for (size_t i = 0; i < sizeof exported / sizeof *exported; i++) {
         if (PyModule_AddType(m, exported[i]) < 0)
             return -1;
@@ -404,6 +425,16 @@ static int add_constants(PyObject *m)
         {"KIND_SEMAPHORE", (long long)(MS_KIND_SEMAPHORE)},
         {"KIND_CHANNEL", (long long)(MS_KIND_CHANNEL)},
         {"KIND_LINK", (long long)(MS_KIND_LINK)},
+        {"KIND_TOPIC", (long long)(MS_KIND_TOPIC)},
+        {"SUB_LIVE", (long long)(MS_SUB_LIVE)},
+        {"SUB_HISTORY", (long long)(MS_SUB_HISTORY)},
+        {"SUB_SEQ", (long long)(MS_SUB_SEQ)},
+        {"TOPIC_OVERWRITE", (long long)(MS_TOPIC_OVERWRITE)},
+        {"TOPIC_BLOCK", (long long)(MS_TOPIC_BLOCK)},
+        {"TOPIC_SUB_SIZE", (long long)(MS_TOPIC_SUB_SIZE)},
+        {"TOPIC_SUBSCRIBERS_MAX", (long long)(MS_TOPIC_SUBS_MAX)},
+        {"TOPIC_CAPACITY_MIN", (long long)(MS_TOPIC_CAPACITY_MIN)},
+        {"TOPIC_RECORD_HEADER", (long long)(MS_TOPIC_REC_HEADER)},
         {"RECLAIM_KEPT", (long long)(MS_RECLAIM_KEPT)},
         {"RECLAIM_REMOVED", (long long)(MS_RECLAIM_REMOVED)},
         {"RECLAIM_ABSENT", (long long)(MS_RECLAIM_ABSENT)},
@@ -449,6 +480,8 @@ static int add_constants(PyObject *m)
         {"E_ALREADY_HELD", (long long)(MS_E_ALREADY_HELD)},
         {"E_RETRY_NO_GIL", (long long)(MS_E_RETRY_NO_GIL)},
         {"E_WINDOW_OPEN", (long long)(MS_E_WINDOW_OPEN)},
+        {"E_LAGGED", (long long)(MS_E_LAGGED)},
+        {"E_SUBSCRIBER_LIMIT", (long long)(MS_E_SUBSCRIBER_LIMIT)},
     };
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
         PyObject *o = PyLong_FromLongLong(ints[i].value);

@@ -67,6 +67,7 @@ PyObject *core_create(PyObject *mod, PyObject *args, PyObject *kw)
     ms_kind_init_fn fn = NULL;
     void *arg = NULL;
     uint32_t initv[2] = {0, 0};
+    ms_topic_params tparams = {0, 0, 0, 0};
     if (kind == MS_KIND_EVENT) {
         fn = ms_event_init;
         initv[0] = init != Py_None && PyObject_IsTrue(init) ? 1 : 0;
@@ -79,6 +80,13 @@ PyObject *core_create(PyObject *mod, PyObject *args, PyObject *kw)
         arg = initv;
     } else if (kind == MS_KIND_CHANNEL) {
         fn = ms_ring_init;
+    } else if (kind == MS_KIND_TOPIC) {
+        /* init=(capacity, history, overflow, max_subscribers) */
+        if (!PyArg_ParseTuple(init, "O&III:topic init", conv_size, &tparams.capacity,
+                              &tparams.history, &tparams.overflow, &tparams.max_subscribers))
+            return NULL;
+        fn = ms_topic_init;
+        arg = &tparams;
     }
     SegmentObject *self = new_segment_object();
     if (!self)

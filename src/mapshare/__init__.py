@@ -24,6 +24,7 @@ from ._errors import ChannelEmpty as ChannelEmpty
 from ._errors import ChannelFull as ChannelFull
 from ._errors import EndOfChannel as EndOfChannel
 from ._errors import InvalidArgumentError as InvalidArgumentError
+from ._errors import Lagged as Lagged
 from ._errors import LayoutError as LayoutError
 from ._errors import MapshareError as MapshareError
 from ._errors import MessageKindError as MessageKindError
@@ -39,7 +40,10 @@ from ._errors import SegmentFaultError as SegmentFaultError
 from ._errors import SegmentInUseError as SegmentInUseError
 from ._errors import SegmentNotFoundError as SegmentNotFoundError
 from ._errors import SemaphoreOverflowError as SemaphoreOverflowError
+from ._errors import SubscriberLimitError as SubscriberLimitError
 from ._errors import SystemCallError as SystemCallError
+from ._errors import TopicEmpty as TopicEmpty
+from ._errors import TopicFull as TopicFull
 from ._errors import UnsupportedError as UnsupportedError
 from ._errors import WaitTimeout as WaitTimeout
 from ._errors import WindowOpenError as WindowOpenError
@@ -66,6 +70,7 @@ __all__ = [
     "EndOfChannel",
     "Event",
     "InvalidArgumentError",
+    "Lagged",
     "LayoutError",
     "Lock",
     "LockState",
@@ -88,7 +93,10 @@ __all__ = [
     "SegmentNotFoundError",
     "Semaphore",
     "SemaphoreOverflowError",
+    "SubscriberLimitError",
     "SystemCallError",
+    "TopicEmpty",
+    "TopicFull",
     "UnsupportedError",
     "WaitTimeout",
     "Window",

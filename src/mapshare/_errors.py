@@ -4,7 +4,8 @@ extension at import), and no status maps to the root.
 
 Naming rule (CONTRIBUTING.md, "Exceptions"): a failure ends in ``Error``
 (``BrokenChannelError``); a condition met in normal flow carries no suffix
-(``ChannelFull``, ``ChannelEmpty``, ``EndOfChannel``, ``WaitTimeout``)."""
+(``ChannelFull``, ``ChannelEmpty``, ``EndOfChannel``, ``WaitTimeout``, ``Lagged``,
+``TopicFull``, ``TopicEmpty``)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ __all__ = [
     "ChannelFull",
     "EndOfChannel",
     "InvalidArgumentError",
+    "Lagged",
     "LayoutError",
     "MapshareError",
     "MessageKindError",
@@ -39,7 +41,10 @@ __all__ = [
     "SegmentInUseError",
     "SegmentNotFoundError",
     "SemaphoreOverflowError",
+    "SubscriberLimitError",
     "SystemCallError",
+    "TopicEmpty",
+    "TopicFull",
     "UnsupportedError",
     "WaitTimeout",
     "WindowOpenError",
@@ -200,6 +205,52 @@ class MessageTooLargeError(MapshareError, ValueError):
     """The message can never fit in this channel; it was not sent."""
 
 
+class TopicFull(MapshareError, queue.Full):
+    """A non-blocking publish to a topic with ``overflow="block"`` found no room: a live
+    subscriber has not yet read what the message would overwrite.  Nothing was
+    published."""
+
+
+class TopicEmpty(MapshareError, queue.Empty):
+    """A non-blocking receive found no new message for this subscriber."""
+
+
+class Lagged(MapshareError):
+    """This subscriber was overwritten (``overflow="overwrite"``): the publisher went a
+    whole ring ahead of it, and ``missed`` messages it had not read are gone.  Raised
+    exactly once per loss, by the receive that found it; the subscriber then continues
+    with the oldest message still held, whose sequence number is ``position``.
+    Nothing is lost silently: for every subscriber, messages received plus the sum of
+    every ``missed`` equals the messages published since it started.
+
+    A view (``receive_view``) that was overwritten while it was open raises it when its
+    block ends: what the view showed may have been changed under it."""
+
+    missed: int
+    """How many messages this subscriber lost (their sequence numbers are
+    ``position - missed`` up to ``position - 1``)."""
+
+    position: int
+    """The sequence number of the next message it will receive."""
+
+    def __init__(self, missed: int = 0, position: int = 0) -> None:
+        super().__init__(
+            f"the subscriber was overwritten: {missed} message(s) lost; "
+            f"it resumes at sequence number {position}"
+        )
+        self.missed = missed
+        self.position = position
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.missed, self.position))
+
+
+class SubscriberLimitError(MapshareError):
+    """``subscribe()`` found the topic's subscriber table full: ``max_subscribers``
+    subscribers of live processes are open (entries of dead processes are reclaimed
+    first).  Close subscribers, or create the topic with a larger ``max_subscribers``."""
+
+
 class UnsupportedError(MapshareError, NotImplementedError):
     """This OS cannot provide what was asked for (e.g. a ``persistent`` segment in
     Windows' paging file, whose name would vanish with its last handle)."""
@@ -236,6 +287,11 @@ _STATUS_CLASSES: dict[int, type[BaseException]] = {
     _core.E_ATTACH_LIMIT: AttachLimitError,
     _core.E_ALREADY_HELD: AlreadyHeldError,
     _core.E_WINDOW_OPEN: WindowOpenError,
+    _core.E_LAGGED: Lagged,
+    _core.E_SUBSCRIBER_LIMIT: SubscriberLimitError,
 }
 
 _core.set_errors(_STATUS_CLASSES)
+# A full or empty topic is the topic's own condition, raised by the topic binding for
+# E_FULL / E_EMPTY (whose classes are the channel's).
+_core._set_topic_errors(TopicFull, TopicEmpty)

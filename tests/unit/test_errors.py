@@ -11,7 +11,8 @@ import mapshare
 from mapshare import _core, _errors
 
 STATUSES = {n: getattr(_core, n) for n in dir(_core) if n.startswith("E_")}
-NORMAL_FLOW = {"ChannelFull", "ChannelEmpty", "EndOfChannel", "WaitTimeout"}
+NORMAL_FLOW = {"ChannelFull", "ChannelEmpty", "EndOfChannel", "WaitTimeout", "Lagged",
+               "TopicFull", "TopicEmpty"}
 
 
 def test_every_status_has_exactly_one_class_and_none_is_the_root() -> None:

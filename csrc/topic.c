@@ -1,0 +1,1344 @@
+/* The topic log (see topic.h, layout.h and docs/design/layout.md, "Topic").
+ *
+ * Untrusted memory: every position, length and seq read from the segment is copied into
+ * a local and checked (alignment, distance, bounds, agreement with the others) before
+ * use; any inconsistency is MS_E_LAYOUT, never an out-of-bounds access or an unbounded
+ * loop.  Every access to shared memory runs under ms_p_guarded_call, so that a
+ * truncated object gives MS_E_FAULT instead of SIGBUS.
+ *
+ * Why a subscriber's copy is never torn: a publisher stores `intent` (the end of what it
+ * is about to write) before it overwrites anything, with a release fence between; a
+ * subscriber copies, then (after an acquire fence) reloads intent.  Bytes at position p
+ * can only have been overwritten by a write of position p + capacity or later, which
+ * was preceded by intent > p + capacity: if the subscriber's reload says
+ * intent <= pos + capacity, nothing it copied from [pos, tail) was overwritten. */
+#include "topic.h"
+#include "atomics.h"
+
+#include <string.h>
+
+#define ALIGN8(n) (((uint64_t)(n) + 7u) & ~(uint64_t)7u)
+#define HDR MS_TOPIC_REC_HEADER
+
+/* Fences of the seqlock-style protocol: on x86-64 both compile to nothing but forbid the
+ * compiler to move memory accesses across them. */
+#if defined(_MSC_VER) && !defined(__clang__)
+#define fence_release() MemoryBarrier()
+#define fence_acquire() MemoryBarrier()
+#else
+#define fence_release() __atomic_thread_fence(__ATOMIC_RELEASE)
+#define fence_acquire() __atomic_thread_fence(__ATOMIC_ACQUIRE)
+#endif
+
+/* How often a lapped subscriber re-reads (head, head_seq) while a publisher is changing
+ * them before it gives up for now (it then waits as if nothing had come). */
+#define HEAD_TRIES 4096
+
+/* A block-mode publisher sleeps at most this long before it checks whether the
+ * subscribers holding it back are still alive (a SIGKILLed one releases it within
+ * 100 ms: one slice plus the check). */
+#define BLOCK_SLICE_NS 20000000LL
+
+/* After this many wake-ups in a row that found nobody although the count said someone
+ * sleeps, look for subscribers that died in their sleep (as channel.c does). */
+#define REPAIR_AFTER 32u
+
+typedef struct rec_hdr {
+    uint32_t length;
+    uint32_t flags;
+    uint64_t seq;
+} rec_hdr;
+
+uint64_t ms_topic_max_message(uint64_t capacity)
+{
+    /* a record is at most half the ring: then a record and the padding before it never
+     * need more than the whole ring, so a publish drops only complete records */
+    if (capacity < MS_TOPIC_CAPACITY_MIN)
+        return 0;
+    uint64_t m = (capacity / 2 - HDR) & ~(uint64_t)7u;
+    return m > 0xFFFFFFF8u ? 0xFFFFFFF8u : m;
+}
+
+static uint64_t subs_bytes(uint32_t max_subs)
+{
+    return (uint64_t)max_subs * MS_TOPIC_SUB_SIZE;  /* a multiple of 64 */
+}
+
+uint64_t ms_topic_area_size(uint64_t capacity, uint32_t max_subscribers)
+{
+    if (capacity < MS_TOPIC_CAPACITY_MIN || capacity % 8 != 0 || max_subscribers == 0 ||
+        max_subscribers > MS_TOPIC_SUBS_MAX || capacity > (UINT64_MAX >> 4))
+        return 0;
+    return subs_bytes(max_subscribers) + capacity;
+}
+
+ms_status ms_topic_init(ms_header *h, void *arg, int *err)
+{
+    ms_topic *tp = (ms_topic *)h->kind_area;
+    const ms_topic_params *p = (const ms_topic_params *)arg;
+    if (!p)
+        return MS_E_INVALID;
+    uint64_t need = ms_topic_area_size(p->capacity, p->max_subscribers);
+    if (!need || h->size < need ||
+        (p->overflow != MS_TOPIC_OVERWRITE && p->overflow != MS_TOPIC_BLOCK) ||
+        p->capacity < (uint64_t)p->history * (HDR + 8))
+        return MS_E_INVALID;
+    memset(tp, 0, sizeof *tp);
+    tp->capacity = p->capacity;
+    tp->max_message = ms_topic_max_message(p->capacity);
+    tp->subs_offset = 0;
+    tp->ring_offset = subs_bytes(p->max_subscribers);
+    tp->max_subscribers = p->max_subscribers;
+    tp->history = p->history;
+    tp->overflow = p->overflow;
+    return ms_p_lock_init(tp->pub_lock, err);
+}
+
+ms_status ms_topic_bind(ms_topic_handle *t, ms_segment *seg)
+{
+    memset(t, 0, sizeof *t);
+    if (seg->kind != MS_KIND_TOPIC || !seg->hdr || !seg->data)
+        return MS_E_LAYOUT;
+    ms_topic *tp = (ms_topic *)seg->hdr->kind_area;
+    uint64_t cap = ms_load_relaxed64(&tp->capacity);
+    uint64_t maxm = ms_load_relaxed64(&tp->max_message);
+    uint64_t ro = ms_load_relaxed64(&tp->ring_offset);
+    uint64_t so = ms_load_relaxed64(&tp->subs_offset);
+    uint32_t ns = ms_load_relaxed32(&tp->max_subscribers);
+    uint32_t hist = ms_load_relaxed32(&tp->history);
+    uint32_t ov = ms_load_relaxed32(&tp->overflow);
+    if (!ms_topic_area_size(cap, ns) || maxm != ms_topic_max_message(cap) ||
+        (ov != MS_TOPIC_OVERWRITE && ov != MS_TOPIC_BLOCK) || ro % 64 != 0 || so % 64 != 0 ||
+        so > seg->size || subs_bytes(ns) > ro - so || ro < so || ro > seg->size ||
+        cap > seg->size - ro || ((uintptr_t)seg->data) % 64 != 0)
+        return MS_E_LAYOUT;
+    t->seg = seg;
+    t->tp = tp;
+    t->subs = (ms_topic_sub *)(seg->data + so);
+    t->ring = seg->data + ro;
+    t->cap = cap;
+    t->max_message = maxm;
+    t->max_subs = ns;
+    t->history = hist;
+    t->overflow = ov;
+    return MS_OK;
+}
+
+static int is_sub_pid(uint32_t pid)
+{
+    return pid != 0 && pid != MS_PID_REAPING;
+}
+
+/* ---- the publisher's lock ------------------------------------------------------------ */
+
+#define MS_LOCK_YIELD_NS 200000LL
+
+/* Repair after a publisher died holding pub_lock.  It exposed nothing (tail moves last);
+ * intent stays where it is -- it may already have overwritten bytes below it, and
+ * lowering intent would let a subscriber there validate a torn copy.  Only a head
+ * update it left half done is redone: head_seq is recomputed from the record at head. */
+static ms_status repair_locked(ms_topic_handle *t)
+{
+    ms_topic *tp = t->tp;
+    ms_add64(&tp->publisher_deaths, 1);
+    ms_add64(&tp->abandoned, 1);
+    uint64_t g = ms_load_relaxed64(&tp->head_gen);
+    if (!(g & 1u))
+        return MS_OK;
+    uint64_t tail = ms_load_relaxed64(&tp->tail);
+    uint64_t h = ms_load_relaxed64(&tp->head);
+    uint64_t hs = ms_load_relaxed64(&tp->next_seq);
+    uint64_t cap = t->cap;
+    int ok = h <= tail && tail - h <= cap && h % 8 == 0;
+    if (ok && h < tail) {
+        uint64_t off = h % cap;
+        if (cap - off < HDR) {
+            /* an implicit pad: the record after it is at the next lap's offset 0 */
+            h += cap - off;
+            off = 0;
+        }
+        rec_hdr r;
+        if (h < tail) {
+            memcpy(&r, t->ring + off, sizeof r);
+            hs = r.seq;
+            ok = hs <= ms_load_relaxed64(&tp->next_seq);
+        }
+    }
+    if (!ok) {
+        /* unrecoverable: hold nothing (subscribers validate by intent, not head) */
+        h = tail;
+        hs = ms_load_relaxed64(&tp->next_seq);
+    }
+    ms_store64(&tp->head_seq, hs);
+    ms_store64(&tp->head, h);
+    ms_store64(&tp->head_gen, g + 1);
+    return MS_OK;
+}
+
+static ms_status pub_lock_contended(ms_topic_handle *t, const ms_wait_opts *o)
+{
+    ms_wait_opts now = { 0, 0, NULL, NULL, 1, NULL };
+    ms_status st = ms_lock_acquire(t->seg, MS_SLOT_PUB_LOCK, t->tp->pub_lock, &now, NULL);
+    if (st != MS_E_TIMEOUT)
+        return st;
+    uint64_t start = ms_p_monotonic_ns();
+    int64_t budget = MS_LOCK_YIELD_NS;
+    if (o->timeout_ns > 0 && o->timeout_ns < budget)
+        budget = o->timeout_ns;
+    uint64_t el = 0;
+    while ((int64_t)el < budget) {
+        for (int i = 0; i < 64; i++)
+            ms_cpu_relax();
+        st = ms_lock_acquire(t->seg, MS_SLOT_PUB_LOCK, t->tp->pub_lock, &now, NULL);
+        if (st != MS_E_TIMEOUT)
+            return st;
+        ms_p_yield();
+        el = ms_p_monotonic_ns() - start;
+    }
+    ms_wait_opts w = *o;
+    w.spin_ns = 0;
+    if (w.timeout_ns > 0)
+        w.timeout_ns = w.timeout_ns > (int64_t)el ? w.timeout_ns - (int64_t)el : 1;
+    return ms_lock_acquire(t->seg, MS_SLOT_PUB_LOCK, t->tp->pub_lock, &w, NULL);
+}
+
+/* Take pub_lock; o->timeout_ns 0 tries once. */
+static ms_status pub_lock(ms_topic_handle *t, const ms_wait_opts *o)
+{
+    ms_status st = o->timeout_ns == 0
+                       ? ms_lock_acquire(t->seg, MS_SLOT_PUB_LOCK, t->tp->pub_lock, o, NULL)
+                       : pub_lock_contended(t, o);
+    if (st == MS_E_OWNER_DIED)
+        st = repair_locked(t);
+    return st;
+}
+
+static void pub_unlock(ms_topic_handle *t)
+{
+    ms_lock_release(t->seg, MS_SLOT_PUB_LOCK, t->tp->pub_lock, NULL);
+}
+
+/* ---- subscriber table ---------------------------------------------------------------- */
+
+/* Free the entry of a subscriber found dead (claim it first, so that of several finders
+ * only one frees it), giving back the threads it had asleep on data_seq.  1 if freed. */
+static int reap_sub(ms_topic_handle *t, ms_topic_sub *e, uint32_t pid)
+{
+    if (!ms_cas32(&e->pid, &pid, MS_PID_REAPING))
+        return 0;
+    uint32_t c = ms_xchg32(&e->state, 0);
+    uint32_t sleepers = c / MS_SLEEPER;
+    if (sleepers) {
+        uint32_t w = ms_load32(&t->tp->sub_waiters);
+        while (!ms_cas32(&t->tp->sub_waiters, &w, w > sleepers ? w - sleepers : 0))
+            ;
+    }
+    ms_add64(&t->tp->subscriber_deaths, 1);
+    ms_store32(&e->pid, 0);
+    return 1;
+}
+
+static int sub_dead(ms_topic_sub *e, uint32_t pid)
+{
+    return ms_p_process_alive(pid, ms_load_relaxed64(&e->start)) == 0;
+}
+
+/* Reap dead entries: all of them, or only those with sleepers (the waiter repair). */
+static void reap_dead_subs(ms_topic_handle *t, int only_sleepers)
+{
+    for (uint32_t i = 0; i < t->max_subs; i++) {
+        ms_topic_sub *e = &t->subs[i];
+        uint32_t pid = ms_load_relaxed32(&e->pid);
+        if (is_sub_pid(pid) && (!only_sleepers || ms_load_relaxed32(&e->state) >= MS_SLEEPER) &&
+            sub_dead(e, pid))
+            reap_sub(t, e, pid);
+    }
+}
+
+/* ---- publishing ---------------------------------------------------------------------- */
+
+/* Block mode, with pub_lock held: 1 if a live subscriber (by its entry; liveness is
+ * checked only while waiting) still has to read something below `low`. */
+static int blocked_below(ms_topic_handle *t, uint64_t low)
+{
+    ms_topic *tp = t->tp;
+    uint64_t key = ms_load_relaxed64(&tp->subscribes);
+    if (t->min_valid && t->min_key == key && t->min_pos >= low)
+        return 0;  /* nobody joined since the last scan, and positions only grow */
+    uint64_t min = UINT64_MAX;
+    for (uint32_t i = 0; i < t->max_subs; i++) {
+        ms_topic_sub *e = &t->subs[i];
+        uint32_t pid = ms_load32(&e->pid);
+        if (!is_sub_pid(pid))
+            continue;
+        uint64_t p = ms_load64(&e->pos);
+        if (p < min)
+            min = p;
+    }
+    t->min_pos = min;
+    t->min_key = key;
+    t->min_valid = 1;
+    return min < low;
+}
+
+struct progress_pred { ms_topic_handle *t; uint64_t low; };
+
+static int progress_pred(void *arg)
+{
+    struct progress_pred *p = (struct progress_pred *)arg;
+    ms_topic_handle *t = p->t;
+    if (t->abort_waits)
+        return 1;
+    for (uint32_t i = 0; i < t->max_subs; i++) {
+        ms_topic_sub *e = &t->subs[i];
+        uint32_t pid = ms_load32(&e->pid);
+        if (is_sub_pid(pid) && ms_load64(&e->pos) < p->low)
+            return 0;
+    }
+    return 1;
+}
+
+/* Reap the dead among the subscribers holding the publisher back. */
+static void reap_blockers(ms_topic_handle *t, uint64_t low)
+{
+    for (uint32_t i = 0; i < t->max_subs; i++) {
+        ms_topic_sub *e = &t->subs[i];
+        uint32_t pid = ms_load32(&e->pid);
+        if (is_sub_pid(pid) && ms_load64(&e->pos) < low && sub_dead(e, pid))
+            reap_sub(t, e, pid);
+    }
+    t->min_valid = 0;
+}
+
+/* With pub_lock held: place a record of rsize bytes at the tail.  Drops (advances head
+ * past) every record it will overwrite, stores intent, writes the padding record if one
+ * is needed.  MS_OK: *start, *seq set, the caller writes the record and calls
+ * publish_locked.  MS_E_FULL (block mode): *low = the position every live subscriber must
+ * reach first; nothing was changed. */
+static ms_status reserve_locked(ms_topic_handle *t, uint64_t rsize, uint64_t *start,
+                                uint64_t *seq, uint64_t *low_out)
+{
+    ms_topic *tp = t->tp;
+    uint64_t cap = t->cap;
+    uint64_t tail = ms_load_relaxed64(&tp->tail);
+    uint64_t nseq = ms_load_relaxed64(&tp->next_seq);
+    uint64_t intent = ms_load_relaxed64(&tp->intent);
+    uint64_t h = ms_load_relaxed64(&tp->head);
+    uint64_t hs = ms_load_relaxed64(&tp->head_seq);
+    if (tail % 8 || h % 8 || h > tail || tail - h > cap || intent < tail ||
+        intent - tail > cap || hs > nseq || tail > (UINT64_MAX >> 2))
+        return MS_E_LAYOUT;
+    uint64_t off = tail % cap;
+    uint64_t pad = 0;
+    if (cap - off < HDR || off + rsize > cap)
+        pad = cap - off;
+    uint64_t s = tail + pad;
+    uint64_t end = s + rsize;
+    uint64_t low = end > cap ? end - cap : 0;
+    if (low > tail)
+        return MS_E_LAYOUT;  /* rsize <= cap / 2 makes this impossible */
+    if (t->overflow == MS_TOPIC_BLOCK && h < low && blocked_below(t, low)) {
+        *low_out = low;
+        return MS_E_FULL;
+    }
+    if (h < low) {
+        /* drop the records the new one overwrites (each fully written: below tail) */
+        uint64_t nh = h, nhs = hs;
+        while (nh < low) {
+            uint64_t o = nh % cap;
+            if (cap - o < HDR) {
+                nh += cap - o;
+                continue;
+            }
+            rec_hdr r;
+            memcpy(&r, t->ring + o, sizeof r);
+            uint64_t size;
+            if (r.flags == MS_REC_PAD) {
+                if (r.length != cap - o || r.seq != nhs)
+                    return MS_E_LAYOUT;
+                size = r.length;
+            } else {
+                size = HDR + ALIGN8(r.length);
+                if ((r.flags & ~MS_REC_KIND_MASK) != 0 || r.length > t->max_message ||
+                    o + size > cap || r.seq != nhs)
+                    return MS_E_LAYOUT;
+                nhs++;
+            }
+            nh += size;
+            if (nh > tail)
+                return MS_E_LAYOUT;
+        }
+        uint64_t g = ms_load_relaxed64(&tp->head_gen);
+        ms_store64(&tp->head_gen, g + 1);
+        fence_release();
+        ms_store64(&tp->head_seq, nhs);
+        ms_store64(&tp->head, nh);
+        ms_store64(&tp->head_gen, g + 2);
+    }
+    if (end > intent) {
+        ms_store64(&tp->intent, end);
+        /* the overwrite below must not become visible before the new intent */
+        fence_release();
+    }
+    if (pad >= HDR) {
+        rec_hdr r = { (uint32_t)pad, MS_REC_PAD, nseq };
+        memcpy(t->ring + off, &r, sizeof r);
+    }
+    *start = s;
+    *seq = nseq;
+    return MS_OK;
+}
+
+/* With pub_lock held, after the payload was written at start + 16: write the header
+ * and publish (tail moves last: a publisher killed before it exposes nothing). */
+static void publish_locked(ms_topic_handle *t, uint64_t start, uint64_t len, uint32_t kind,
+                           uint64_t seq)
+{
+    ms_topic *tp = t->tp;
+    rec_hdr r = { (uint32_t)len, (kind << MS_REC_KIND_SHIFT) & MS_REC_KIND_MASK, seq };
+    memcpy(t->ring + start % t->cap, &r, sizeof r);
+    ms_store64(&tp->next_seq, seq + 1);
+    tp->published_bytes += len;
+    ms_store_sc64(&tp->tail, start + HDR + ALIGN8(len));
+}
+
+/* After a sequentially consistent store of tail. */
+static void wake_subscribers(ms_topic_handle *t)
+{
+    int n = ms_wake_waiters_sc(t->seg, MS_SLOT_DATA, &t->tp->data_seq, &t->tp->sub_waiters);
+    if (n == 0 && ++t->idle_wakes >= REPAIR_AFTER) {
+        t->idle_wakes = 0;
+        reap_dead_subs(t, 1);
+    } else if (n != 0) {
+        t->idle_wakes = 0;
+    }
+}
+
+struct pub_args {
+    ms_topic_handle *t;
+    const void *data;
+    size_t n;
+    uint32_t kind;
+    const ms_wait_opts *o;
+    uint8_t **loan_ptr;   /* non-NULL: reserve only, keep the lock */
+    uint64_t *seq;
+};
+
+/* Block mode, unlocked: wait until every live subscriber reached `low`, checking the
+ * blockers' liveness every slice.  Returns MS_OK (look again), MS_E_TIMEOUT, or what
+ * the wait returned. */
+static ms_status wait_progress(ms_topic_handle *t, uint64_t low, const ms_wait_opts *o,
+                               uint64_t *start)
+{
+    ms_wait_opts wo = *o;
+    if (wo.timeout_ns > 0) {
+        if (!*start)
+            *start = ms_p_monotonic_ns();
+        uint64_t el = ms_p_monotonic_ns() - *start;
+        if (el >= (uint64_t)o->timeout_ns)
+            return MS_E_TIMEOUT;
+        wo.timeout_ns = o->timeout_ns - (int64_t)el;
+    }
+    if (wo.timeout_ns < 0 || wo.timeout_ns > BLOCK_SLICE_NS)
+        wo.timeout_ns = BLOCK_SLICE_NS;
+    wo.mark = NULL;
+    struct progress_pred pp = { t, low };
+    ms_status st = ms_wait_for(t->seg, MS_SLOT_PROGRESS, &t->tp->progress,
+                               &t->tp->pub_waiters, progress_pred, &pp, &wo);
+    if (st == MS_E_TIMEOUT) {
+        reap_blockers(t, low);
+        if (o->timeout_ns > 0 && ms_p_monotonic_ns() - *start >= (uint64_t)o->timeout_ns &&
+            !progress_pred(&pp))
+            return MS_E_TIMEOUT;
+        if (o->timeout_ns < 0 && wo.interrupted && wo.interrupted(wo.arg))
+            return MS_E_INTERRUPTED;
+        return MS_OK;
+    }
+    t->min_valid = 0;
+    if (st == MS_OK && t->abort_waits)
+        return MS_E_TIMEOUT;
+    return st;
+}
+
+static ms_status publish_fn(void *arg)
+{
+    struct pub_args *a = (struct pub_args *)arg;
+    ms_topic_handle *t = a->t;
+    uint64_t rsize = HDR + ALIGN8(a->n);
+    ms_wait_opts lo = *a->o;
+    uint64_t start = 0;
+    if (a->o->try_only)
+        lo.timeout_ns = 0;
+    else if (a->o->timeout_ns == 0)
+        lo.timeout_ns = MS_LOCK_NOWAIT_NS;
+    for (;;) {
+        ms_status st = pub_lock(t, &lo);
+        if (st == MS_E_TIMEOUT && a->o->try_only)
+            return MS_E_RETRY_NO_GIL;
+        if (st == MS_E_TIMEOUT && a->o->timeout_ns == 0)
+            return MS_E_FULL;
+        if (st != MS_OK)
+            return st;
+        uint64_t s, seq, low = 0;
+        st = reserve_locked(t, rsize, &s, &seq, &low);
+        if (st == MS_OK) {
+            if (a->loan_ptr) {
+                t->loan_open = 1;
+                t->loan_kind = a->kind;
+                t->loan_start = s;
+                t->loan_size = a->n;
+                t->loan_seq = seq;
+                *a->loan_ptr = t->ring + s % t->cap + HDR;
+                return MS_OK;  /* pub_lock stays held until commit or abort */
+            }
+            memcpy(t->ring + s % t->cap + HDR, a->data, a->n);
+            publish_locked(t, s, a->n, a->kind, seq);
+            pub_unlock(t);
+            wake_subscribers(t);
+            if (a->seq)
+                *a->seq = seq;
+            return MS_OK;
+        }
+        pub_unlock(t);
+        if (st != MS_E_FULL)
+            return st;
+        if (a->o->timeout_ns == 0)
+            return MS_E_FULL;
+        st = wait_progress(t, low, a->o, &start);
+        if (st != MS_OK)
+            return st;
+    }
+}
+
+static ms_status run_pub(struct pub_args *a)
+{
+    ms_status st = ms_p_guarded_call(publish_fn, a);
+    if (st == MS_E_FAULT)
+        ms_segment_fault(a->t->seg);
+    return st;
+}
+
+ms_status ms_topic_publish(ms_topic_handle *t, const void *data, size_t n, uint32_t kind,
+                           const ms_wait_opts *o, uint64_t *seq)
+{
+    if (n > t->max_message)
+        return MS_E_TOO_LARGE;
+    struct pub_args a = { t, data, n, kind, o, NULL, seq };
+    return run_pub(&a);
+}
+
+ms_status ms_topic_loan(ms_topic_handle *t, size_t n, uint8_t **ptr, const ms_wait_opts *o)
+{
+    if (n > t->max_message)
+        return MS_E_TOO_LARGE;
+    struct pub_args a = { t, NULL, n, MS_REC_KIND_BYTES, o, ptr, NULL };
+    return run_pub(&a);
+}
+
+static ms_status commit_fn(void *arg)
+{
+    ms_topic_handle *t = (ms_topic_handle *)arg;
+    publish_locked(t, t->loan_start, t->loan_size, t->loan_kind, t->loan_seq);
+    return MS_OK;
+}
+
+ms_status ms_topic_commit(ms_topic_handle *t, size_t used, uint64_t *seq)
+{
+    if (!t->loan_open || used > t->loan_size)
+        return MS_E_INVALID;
+    t->loan_size = used;
+    t->loan_open = 0;
+    ms_status st = ms_p_guarded_call(commit_fn, t);
+    if (st == MS_E_FAULT) {
+        ms_segment_fault(t->seg);
+        return st;
+    }
+    pub_unlock(t);
+    wake_subscribers(t);
+    if (seq)
+        *seq = t->loan_seq;
+    return MS_OK;
+}
+
+ms_status ms_topic_abort(ms_topic_handle *t)
+{
+    if (!t->loan_open)
+        return MS_E_INVALID;
+    t->loan_open = 0;
+    /* nothing was published: the reserved bytes (and the records dropped for them) are
+     * simply the next publish's to use; intent stays, which is always safe */
+    if (!t->seg->faulted)
+        pub_unlock(t);
+    return MS_OK;
+}
+
+struct batch_args {
+    ms_topic_handle *t;
+    ms_get_fn get;
+    void *arg;
+    size_t n;
+    size_t *count;
+    uint64_t *last_seq;
+    uint64_t low;
+};
+
+/* Publish what can go now under one lock; MS_E_FULL (block mode) when the next one must
+ * wait, with a->low set. */
+static ms_status batch_fn(void *arg)
+{
+    struct batch_args *a = (struct batch_args *)arg;
+    ms_topic_handle *t = a->t;
+    ms_wait_opts lo = { MS_LOCK_NOWAIT_NS, 0, NULL, NULL, 0, NULL };
+    ms_status st = pub_lock(t, &lo);
+    if (st == MS_E_TIMEOUT)
+        return MS_E_RETRY_NO_GIL;
+    if (st != MS_OK)
+        return st;
+    size_t done = 0;
+    while (*a->count < a->n) {
+        const uint8_t *p;
+        size_t len;
+        if (a->get(a->arg, *a->count, &p, &len) != 0) {
+            st = MS_E_INVALID;
+            break;
+        }
+        if (len > t->max_message) {
+            st = MS_E_TOO_LARGE;
+            break;
+        }
+        uint64_t s, seq;
+        st = reserve_locked(t, HDR + ALIGN8(len), &s, &seq, &a->low);
+        if (st != MS_OK)
+            break;
+        memcpy(t->ring + s % t->cap + HDR, p, len);
+        publish_locked(t, s, len, MS_REC_KIND_BYTES, seq);
+        *a->last_seq = seq;
+        (*a->count)++;
+        done++;
+    }
+    pub_unlock(t);
+    if (done)
+        wake_subscribers(t);
+    return st;
+}
+
+ms_status ms_topic_publish_batch(ms_topic_handle *t, ms_get_fn get, void *arg, size_t n,
+                                 size_t *count, uint64_t *last_seq, const ms_wait_opts *o)
+{
+    *count = 0;
+    uint64_t start = 0;
+    while (*count < n) {
+        struct batch_args a = { t, get, arg, n, count, last_seq, 0 };
+        ms_status st = ms_p_guarded_call(batch_fn, &a);
+        if (st == MS_E_FAULT)
+            ms_segment_fault(t->seg);
+        if (st == MS_OK)
+            return MS_OK;
+        if (st == MS_E_RETRY_NO_GIL) {
+            /* the lock is busy: take it with the caller's full waiting */
+            const uint8_t *p;
+            size_t len;
+            if (get(arg, *count, &p, &len) != 0)
+                return MS_E_INVALID;
+            uint64_t seq;
+            st = ms_topic_publish(t, p, len, MS_REC_KIND_BYTES, o, &seq);
+            if (st != MS_OK)
+                return st;
+            *last_seq = seq;
+            (*count)++;
+            continue;
+        }
+        if (st != MS_E_FULL)
+            return st;
+        if (o->timeout_ns == 0)
+            return MS_E_FULL;
+        st = wait_progress(t, a.low, o, &start);
+        if (st != MS_OK)
+            return st;
+    }
+    return MS_OK;
+}
+
+void ms_topic_abort_waits(ms_topic_handle *t)
+{
+    t->abort_waits = 1;
+    if (t->seg->faulted)
+        return;
+    ms_fence();
+    ms_add32(&t->tp->progress, 1);
+    ms_p_wake32(t->seg->ctx, MS_SLOT_PROGRESS, &t->tp->progress, 1);
+}
+
+void ms_topic_detach(ms_topic_handle *t)
+{
+    if (t->seg->faulted)
+        return;
+    if (t->loan_open)
+        ms_topic_abort(t);
+}
+
+/* ---- subscribing --------------------------------------------------------------------- */
+
+/* With pub_lock held: from (h, hs), walk whole records until the one of seq `target`
+ * (or tail).  *pos is its position. */
+static ms_status walk_locked(ms_topic_handle *t, uint64_t h, uint64_t hs, uint64_t tail,
+                             uint64_t target, uint64_t *pos, uint64_t *seq)
+{
+    uint64_t cap = t->cap;
+    while (hs < target && h < tail) {
+        uint64_t o = h % cap;
+        if (cap - o < HDR) {
+            h += cap - o;
+            continue;
+        }
+        rec_hdr r;
+        memcpy(&r, t->ring + o, sizeof r);
+        if (r.flags == MS_REC_PAD) {
+            if (r.length != cap - o || r.seq != hs)
+                return MS_E_LAYOUT;
+            h += r.length;
+            continue;
+        }
+        uint64_t size = HDR + ALIGN8(r.length);
+        if ((r.flags & ~MS_REC_KIND_MASK) != 0 || r.length > t->max_message ||
+            o + size > cap || r.seq != hs || size > tail - h)
+            return MS_E_LAYOUT;
+        h += size;
+        hs++;
+    }
+    if (hs != target)
+        return MS_E_LAYOUT;
+    *pos = h;
+    *seq = hs;
+    return MS_OK;
+}
+
+struct open_args { ms_subscriber *s; int mode; uint64_t seq; };
+
+static int claim_entry(ms_topic_handle *t)
+{
+    for (uint32_t i = 0; i < t->max_subs; i++) {
+        uint32_t zero = 0;
+        if (ms_load_relaxed32(&t->subs[i].pid) == 0 &&
+            ms_cas32(&t->subs[i].pid, &zero, MS_PID_REAPING))
+            return (int)i;
+    }
+    return -1;
+}
+
+/* With pub_lock held: claim an entry at the start position and publish it. */
+static ms_status register_locked(ms_subscriber *s, int mode, uint64_t want)
+{
+    ms_topic_handle *t = s->t;
+    ms_topic *tp = t->tp;
+    uint64_t cap = t->cap;
+    uint64_t tail = ms_load_relaxed64(&tp->tail);
+    uint64_t nseq = ms_load_relaxed64(&tp->next_seq);
+    uint64_t h = ms_load_relaxed64(&tp->head);
+    uint64_t hs = ms_load_relaxed64(&tp->head_seq);
+    if (tail % 8 || h % 8 || h > tail || tail - h > cap || hs > nseq)
+        return MS_E_LAYOUT;
+    uint64_t pos = tail, position = nseq;
+    ms_status st = MS_OK;
+    s->skip_until = 0;
+    s->pending_missed = 0;
+    if (mode == MS_SUB_HISTORY) {
+        uint64_t held = nseq - hs;
+        uint64_t k = held < t->history ? held : t->history;
+        st = walk_locked(t, h, hs, tail, nseq - k, &pos, &position);
+    } else if (mode == MS_SUB_SEQ) {
+        if (want >= nseq) {
+            s->skip_until = want;
+        } else if (want >= hs) {
+            st = walk_locked(t, h, hs, tail, want, &pos, &position);
+        } else {
+            pos = h;
+            position = hs;
+            s->pending_missed = hs - want;
+        }
+    } else if (mode == MS_SUB_REGISTER) {
+        pos = s->pos;
+        position = s->position;
+    }
+    if (st != MS_OK)
+        return st;
+    int slot = claim_entry(t);
+    if (slot < 0) {
+        reap_dead_subs(t, 0);
+        slot = claim_entry(t);
+    }
+    if (slot < 0)
+        return MS_E_SUBSCRIBER_LIMIT;
+    ms_topic_sub *e = &t->subs[slot];
+    uint32_t me = ms_p_pid();
+    e->start = ms_p_process_start(me);
+    e->state = 0;
+    e->position = position;
+    e->pos = pos;
+    e->received = s->received;
+    e->missed = s->missed;
+    e->lagged = s->lagged;
+    e->reserved = 0;
+    ms_add64(&tp->subscribes, 1);
+    ms_store32(&e->pid, me);
+    s->slot = slot;
+    s->pos = pos;
+    s->position = position;
+    s->need_register = 0;
+    return MS_OK;
+}
+
+static ms_status open_fn(void *arg)
+{
+    struct open_args *a = (struct open_args *)arg;
+    ms_topic_handle *t = a->s->t;
+    ms_wait_opts lo = { -1, 0, NULL, NULL, 0, NULL };
+    ms_status st = pub_lock(t, &lo);
+    if (st != MS_OK)
+        return st;
+    st = register_locked(a->s, a->mode, a->seq);
+    pub_unlock(t);
+    return st;
+}
+
+static ms_status do_register(ms_subscriber *s, int mode, uint64_t seq)
+{
+    struct open_args a = { s, mode, seq };
+    ms_status st = ms_p_guarded_call(open_fn, &a);
+    if (st == MS_E_FAULT)
+        ms_segment_fault(s->t->seg);
+    return st;
+}
+
+ms_status ms_subscriber_open(ms_subscriber *s, ms_topic_handle *t, int mode, uint64_t seq)
+{
+    memset(s, 0, sizeof *s);
+    s->t = t;
+    s->slot = -1;
+    if (mode < MS_SUB_LIVE || mode > MS_SUB_SEQ)
+        return MS_E_INVALID;
+    ms_status st = do_register(s, mode, seq);
+    if (st != MS_OK)
+        s->closed = 1;
+    return st;
+}
+
+static inline ms_topic_sub *my_entry(ms_subscriber *s)
+{
+    return s->slot >= 0 ? &s->t->subs[s->slot] : NULL;
+}
+
+/* Our entry says where we are: plain stores on our own line.  In block mode a publisher
+ * may sleep until we move: the store of pos and the check of its waiter count must not
+ * be reordered (a sequentially consistent store, then the load). */
+static void publish_progress(ms_subscriber *s)
+{
+    ms_topic_sub *e = my_entry(s);
+    if (!e)
+        return;
+    ms_topic_handle *t = s->t;
+    ms_store64(&e->position, s->position);
+    ms_store64(&e->received, s->received);
+    if (t->overflow == MS_TOPIC_BLOCK) {
+        ms_store_sc64(&e->pos, s->pos);
+        if (ms_load_relaxed32(&t->tp->pub_waiters) != 0) {
+            ms_add32(&t->tp->progress, 1);
+            ms_p_wake32(t->seg->ctx, MS_SLOT_PROGRESS, &t->tp->progress, 1);
+        }
+    } else {
+        ms_store64(&e->pos, s->pos);
+    }
+}
+
+static inline int overwritten(ms_subscriber *s, uint64_t pos)
+{
+    fence_acquire();
+    uint64_t intent = ms_load64(&s->t->tp->intent);
+    return intent > pos + s->t->cap;
+}
+
+/* Status of the lag path when a publisher is in the middle of moving head (or died
+ * there): nothing can be said yet; the caller waits as if empty. */
+#define LAG_STALLED MS_E_EMPTY
+
+/* Overwritten: jump to the oldest record still held, counting what was lost.  MS_OK
+ * when nothing was lost after all (only padding was overwritten): read on. */
+static ms_status lag(ms_subscriber *s)
+{
+    ms_topic *tp = s->t->tp;
+    uint64_t cap = s->t->cap;
+    for (unsigned i = 0; i < HEAD_TRIES; i++) {
+        uint64_t g1 = ms_load64(&tp->head_gen);
+        if (g1 & 1u) {
+            if (i % 64 == 63)
+                ms_p_yield();
+            else
+                ms_cpu_relax();
+            continue;
+        }
+        uint64_t h = ms_load_relaxed64(&tp->head);
+        uint64_t hs = ms_load_relaxed64(&tp->head_seq);
+        fence_acquire();
+        if (ms_load_relaxed64(&tp->head_gen) != g1)
+            continue;
+        uint64_t tail = ms_load64(&tp->tail);
+        if (h % 8 || h > tail || tail - h > cap || h < s->pos || hs < s->position)
+            return MS_E_LAYOUT;
+        uint64_t from = s->position > s->skip_until ? s->position : s->skip_until;
+        uint64_t m = hs > from ? hs - from : 0;
+        s->pos = h;
+        s->position = hs;
+        if (m == 0) {
+            publish_progress(s);
+            return MS_OK;
+        }
+        s->missed += m;
+        s->lagged++;
+        s->lag_missed = m;
+        s->lag_position = hs;
+        ms_topic_sub *e = my_entry(s);
+        if (e) {
+            ms_store64(&e->missed, s->missed);
+            ms_store64(&e->lagged, s->lagged);
+        }
+        publish_progress(s);
+        return MS_E_LAGGED;
+    }
+    return LAG_STALLED;
+}
+
+struct read_args {
+    ms_subscriber *s;
+    ms_alloc_fn alloc;      /* NULL: peek */
+    void *alloc_arg;
+    const uint8_t **ptr;
+    size_t *len;
+    int try_only;           /* the GIL-held fast path: big copies go without it */
+};
+
+#define FAST_COPY_MAX 65536u
+
+/* One attempt, no waiting: MS_OK (delivered or viewed), MS_E_EMPTY, MS_E_LAGGED. */
+static ms_status read_fn(void *arg)
+{
+    struct read_args *a = (struct read_args *)arg;
+    ms_subscriber *s = a->s;
+    ms_topic_handle *t = s->t;
+    uint64_t cap = t->cap;
+    if (s->pending_missed) {
+        s->lag_missed = s->pending_missed;
+        s->lag_position = s->position;
+        s->pending_missed = 0;
+        return MS_E_LAGGED;
+    }
+    /* each pass moves past one record of [pos, tail) or returns: bounded by the ring */
+    for (unsigned guard = 0;; guard++) {
+        uint64_t tail = ms_load64(&t->tp->tail);
+        uint64_t p = s->pos;
+        if (tail == p)
+            return MS_E_EMPTY;
+        if (p > tail || guard > cap / 8 + 2)
+            return MS_E_LAYOUT;
+        if (tail - p > cap) {
+            ms_status st = lag(s);
+            if (st == MS_OK)
+                continue;
+            return st;
+        }
+        uint64_t off = p % cap;
+        if (cap - off < HDR) {
+            s->pos = p + (cap - off);
+            continue;
+        }
+        rec_hdr r;
+        memcpy(&r, t->ring + off, sizeof r);
+        if (r.flags == MS_REC_PAD) {
+            if (overwritten(s, p)) {
+                ms_status st = lag(s);
+                if (st == MS_OK)
+                    continue;
+                return st;
+            }
+            if (r.length != cap - off || r.seq != s->position)
+                return MS_E_LAYOUT;
+            s->pos = p + r.length;
+            continue;
+        }
+        uint64_t rsize = HDR + ALIGN8(r.length);
+        if ((r.flags & ~MS_REC_KIND_MASK) != 0 || r.length > t->max_message ||
+            off + rsize > cap || rsize > tail - p || r.seq != s->position) {
+            if (overwritten(s, p)) {
+                ms_status st = lag(s);
+                if (st == MS_OK)
+                    continue;
+                return st;
+            }
+            return MS_E_LAYOUT;
+        }
+        if (r.seq < s->skip_until) {
+            /* start=N beyond the newest when subscribing: not missed, not delivered */
+            s->pos = p + rsize;
+            s->position++;
+            publish_progress(s);
+            continue;
+        }
+        const uint8_t *src = t->ring + off + HDR;
+        if (!a->alloc) {
+            if (overwritten(s, p)) {
+                ms_status st = lag(s);
+                if (st == MS_OK)
+                    continue;
+                return st;
+            }
+            s->view_open = 1;
+            s->view_pos = p;
+            s->view_rsize = rsize;
+            s->view_kind = r.flags >> MS_REC_KIND_SHIFT;
+            *a->ptr = src;
+            *a->len = r.length;
+            return MS_OK;
+        }
+        if (a->try_only && r.length > FAST_COPY_MAX)
+            return MS_E_RETRY_NO_GIL;
+        uint8_t *dst = a->alloc(a->alloc_arg, r.length);
+        if (!dst)
+            return MS_E_INVALID;
+        memcpy(dst, src, r.length);
+        if (overwritten(s, p)) {
+            /* torn or stale: what dst holds is not a message (the caller drops it) */
+            ms_status st = lag(s);
+            return st == MS_OK ? MS_E_RETRY_NO_GIL : st;
+        }
+        s->view_kind = r.flags >> MS_REC_KIND_SHIFT;
+        s->pos = p + rsize;
+        s->position++;
+        s->received++;
+        publish_progress(s);
+        return MS_OK;
+    }
+}
+
+static ms_status prepare(ms_subscriber *s)
+{
+    if (s->closed)
+        return MS_E_INVALID;
+    if (s->need_register)
+        return do_register(s, MS_SUB_REGISTER, 0);
+    return MS_OK;
+}
+
+static ms_status read_once(struct read_args *a)
+{
+    ms_status st = ms_p_guarded_call(read_fn, a);
+    if (st == MS_E_FAULT)
+        ms_segment_fault(a->s->t->seg);
+    return st;
+}
+
+static int data_pred(void *arg)
+{
+    ms_subscriber *s = (ms_subscriber *)arg;
+    return s->abort_waits || s->pending_missed ||
+           ms_load64(&s->t->tp->tail) != s->pos;
+}
+
+int ms_subscriber_ready(void *arg)
+{
+    return data_pred(arg);
+}
+
+/* Sleep until the tail moves past `seen` (or the deadline): the wait shared by receive
+ * and wait_readable. */
+struct moved_pred { ms_subscriber *s; uint64_t seen; };
+
+static int moved_pred(void *arg)
+{
+    struct moved_pred *m = (struct moved_pred *)arg;
+    return m->s->abort_waits || ms_load64(&m->s->t->tp->tail) != m->seen;
+}
+
+static ms_status wait_data(ms_subscriber *s, uint64_t seen, const ms_wait_opts *o,
+                           int64_t left)
+{
+    ms_wait_opts wo = *o;
+    wo.timeout_ns = left;
+    ms_topic_sub *e = my_entry(s);
+    wo.mark = e ? &e->state : NULL;
+    struct moved_pred mp = { s, seen };
+    return ms_wait_for(s->t->seg, MS_SLOT_DATA, &s->t->tp->data_seq, &s->t->tp->sub_waiters,
+                       moved_pred, &mp, &wo);
+}
+
+static ms_status read_waiting(struct read_args *a, const ms_wait_opts *o)
+{
+    ms_subscriber *s = a->s;
+    ms_status st = prepare(s);
+    if (st != MS_OK)
+        return st;
+    if (s->view_open)
+        return MS_E_WINDOW_OPEN;
+    a->try_only = o->try_only;
+    uint64_t start = 0;
+    for (;;) {
+        uint64_t seen = s->pos;
+        st = read_once(a);
+        if (st == MS_E_RETRY_NO_GIL && !a->try_only)
+            continue;  /* lapped while copying nothing lost yet: read again */
+        if (st != MS_E_EMPTY)
+            return st;
+        if (o->timeout_ns == 0)
+            return MS_E_EMPTY;
+        if (s->abort_waits)
+            return MS_E_TIMEOUT;
+        int64_t left = o->timeout_ns;
+        if (left > 0) {
+            if (!start)
+                start = ms_p_monotonic_ns();
+            uint64_t el = ms_p_monotonic_ns() - start;
+            if (el >= (uint64_t)o->timeout_ns)
+                return MS_E_TIMEOUT;
+            left = o->timeout_ns - (int64_t)el;
+        }
+        /* a stalled lag path (a publisher moving head) leaves tail != pos: wait for the
+         * tail to move instead, or spin a slice at most */
+        uint64_t tail = ms_load64(&s->t->tp->tail);
+        if (tail != seen) {
+            seen = tail;
+            if (left < 0 || left > 1000000)
+                left = 1000000;
+        }
+        st = wait_data(s, seen, o, left);
+        if (st != MS_OK && st != MS_E_TIMEOUT)
+            return st;
+    }
+}
+
+ms_status ms_subscriber_receive(ms_subscriber *s, ms_alloc_fn alloc, void *arg,
+                                const ms_wait_opts *o)
+{
+    struct read_args a = { s, alloc, arg, NULL, NULL, 0 };
+    return read_waiting(&a, o);
+}
+
+ms_status ms_subscriber_receive_batch(ms_subscriber *s, ms_alloc_fn alloc, void *arg,
+                                      size_t max, size_t *count, const ms_wait_opts *o)
+{
+    *count = 0;
+    if (max == 0)
+        return MS_OK;
+    ms_status st = ms_subscriber_receive(s, alloc, arg, o);
+    if (st != MS_OK)
+        return st;
+    *count = 1;
+    struct read_args a = { s, alloc, arg, NULL, NULL, 0 };
+    while (*count < max) {
+        st = read_once(&a);
+        if (st == MS_E_LAGGED) {
+            /* keep it for the next call: this one has delivered messages */
+            s->pending_missed = s->lag_missed;
+            break;
+        }
+        if (st != MS_OK)
+            break;
+        (*count)++;
+    }
+    return st == MS_E_EMPTY || st == MS_E_LAGGED || st == MS_OK ? MS_OK : st;
+}
+
+ms_status ms_subscriber_peek(ms_subscriber *s, const uint8_t **ptr, size_t *len,
+                             const ms_wait_opts *o)
+{
+    struct read_args a = { s, NULL, NULL, ptr, len, 0 };
+    return read_waiting(&a, o);
+}
+
+static ms_status release_fn(void *arg)
+{
+    ms_subscriber *s = (ms_subscriber *)arg;
+    if (overwritten(s, s->view_pos)) {
+        ms_status st = lag(s);
+        /* nothing lost means only padding was overwritten: impossible for a viewed
+         * message, whose own bytes are what was checked */
+        return st == MS_OK ? MS_E_LAYOUT : st == LAG_STALLED ? MS_E_LAGGED : st;
+    }
+    s->pos = s->view_pos + s->view_rsize;
+    s->position++;
+    s->received++;
+    publish_progress(s);
+    return MS_OK;
+}
+
+ms_status ms_subscriber_release(ms_subscriber *s)
+{
+    if (!s->view_open)
+        return MS_E_INVALID;
+    s->view_open = 0;
+    ms_status st = ms_p_guarded_call(release_fn, s);
+    if (st == MS_E_FAULT)
+        ms_segment_fault(s->t->seg);
+    if (st == MS_E_LAGGED && s->lag_missed == 0) {
+        /* stalled lag path: report the loss of the viewed message at least */
+        s->lag_missed = 1;
+        s->lag_position = s->position + 1;
+    }
+    return st;
+}
+
+ms_status ms_subscriber_unview(ms_subscriber *s)
+{
+    if (!s->view_open)
+        return MS_E_INVALID;
+    s->view_open = 0;
+    return MS_OK;
+}
+
+ms_status ms_subscriber_wait_readable(ms_subscriber *s, const ms_wait_opts *o)
+{
+    ms_status st = prepare(s);
+    if (st != MS_OK)
+        return st;
+    if (data_pred(s))
+        return MS_OK;
+    ms_wait_opts wo = *o;
+    ms_topic_sub *e = my_entry(s);
+    wo.mark = e ? &e->state : NULL;
+    return ms_wait_for(s->t->seg, MS_SLOT_DATA, &s->t->tp->data_seq, &s->t->tp->sub_waiters,
+                       data_pred, s, &wo);
+}
+
+ms_status ms_subscriber_waitable(ms_subscriber *s, ms_waitable *w)
+{
+    ms_status st = prepare(s);
+    if (st != MS_OK)
+        return st;
+    ms_topic_sub *e = my_entry(s);
+    w->seg = s->t->seg;
+    w->slot = MS_SLOT_DATA;
+    w->word = &s->t->tp->data_seq;
+    w->waiters = &s->t->tp->sub_waiters;
+    w->ready = ms_subscriber_ready;
+    w->arg = s;
+    w->mark = e ? &e->state : NULL;
+    return MS_OK;
+}
+
+void ms_subscriber_abort_waits(ms_subscriber *s)
+{
+    s->abort_waits = 1;
+    if (s->t->seg->faulted)
+        return;
+    ms_fence();
+    ms_add32(&s->t->tp->data_seq, 1);
+    ms_p_wake32(s->t->seg->ctx, MS_SLOT_DATA, &s->t->tp->data_seq, 1);
+}
+
+void ms_subscriber_after_fork(ms_subscriber *s)
+{
+    s->slot = -1;
+    s->view_open = 0;
+    if (!s->closed)
+        s->need_register = 1;
+}
+
+static ms_status close_fn(void *arg)
+{
+    ms_subscriber *s = (ms_subscriber *)arg;
+    ms_topic_sub *e = my_entry(s);
+    uint32_t me = ms_p_pid();
+    if (e && ms_load_relaxed32(&e->pid) == me) {
+        ms_topic *tp = s->t->tp;
+        ms_store_sc64(&e->pos, UINT64_MAX);  /* never holds a publisher back again */
+        ms_store32(&e->pid, 0);
+        ms_fence();
+        if (ms_load_relaxed32(&tp->pub_waiters) != 0) {
+            ms_add32(&tp->progress, 1);
+            ms_p_wake32(s->t->seg->ctx, MS_SLOT_PROGRESS, &tp->progress, 1);
+        }
+    }
+    return MS_OK;
+}
+
+void ms_subscriber_close(ms_subscriber *s)
+{
+    if (s->closed)
+        return;
+    s->closed = 1;
+    s->view_open = 0;
+    if (!s->t->seg->faulted && s->slot >= 0)
+        ms_p_guarded_call(close_fn, s);
+    s->slot = -1;
+}
+
+/* ---- statistics ---------------------------------------------------------------------- */
+
+struct stats_args {
+    ms_topic_handle *t;
+    ms_topic_stats *st;
+    ms_topic_sub_stats *rows;
+    size_t max_rows;
+    size_t *nrows;
+};
+
+static ms_status stats_fn(void *arg)
+{
+    struct stats_args *a = (struct stats_args *)arg;
+    ms_topic_handle *t = a->t;
+    ms_topic *tp = t->tp;
+    ms_topic_stats *s = a->st;
+    memset(s, 0, sizeof *s);
+    s->capacity = t->cap;
+    s->max_message = t->max_message;
+    s->history = t->history;
+    s->overflow = t->overflow;
+    s->max_subscribers = t->max_subs;
+    uint64_t g, h, hs, tail, nseq;
+    unsigned tries = 0;
+    do {
+        g = ms_load64(&tp->head_gen);
+        h = ms_load_relaxed64(&tp->head);
+        hs = ms_load_relaxed64(&tp->head_seq);
+        fence_acquire();
+    } while ((g & 1u || ms_load_relaxed64(&tp->head_gen) != g) && ++tries < HEAD_TRIES);
+    tail = ms_load64(&tp->tail);
+    nseq = ms_load64(&tp->next_seq);
+    s->published = nseq;
+    s->head_seq = hs <= nseq ? hs : nseq;
+    s->held = nseq - s->head_seq;
+    s->held_bytes = tail >= h && tail - h <= t->cap ? tail - h : 0;
+    s->published_bytes = ms_load_relaxed64(&tp->published_bytes);
+    s->publisher_deaths = ms_load_relaxed64(&tp->publisher_deaths);
+    s->abandoned = ms_load_relaxed64(&tp->abandoned);
+    s->subscriber_deaths = ms_load_relaxed64(&tp->subscriber_deaths);
+    s->sub_waiters = ms_load_relaxed32(&tp->sub_waiters);
+    s->pub_waiters = ms_load_relaxed32(&tp->pub_waiters);
+    size_t n = 0;
+    for (uint32_t i = 0; i < t->max_subs; i++) {
+        ms_topic_sub *e = &t->subs[i];
+        uint32_t pid = ms_load32(&e->pid);
+        if (!is_sub_pid(pid))
+            continue;
+        s->subscribers++;
+        if (n < a->max_rows) {
+            ms_topic_sub_stats *r = &a->rows[n++];
+            r->pid = pid;
+            r->alive = ms_p_process_alive(pid, ms_load_relaxed64(&e->start));
+            r->position = ms_load_relaxed64(&e->position);
+            r->received = ms_load_relaxed64(&e->received);
+            r->missed = ms_load_relaxed64(&e->missed);
+            r->lagged = ms_load_relaxed64(&e->lagged);
+        }
+    }
+    *a->nrows = n;
+    return MS_OK;
+}
+
+ms_status ms_topic_statistics(ms_topic_handle *t, ms_topic_stats *st, ms_topic_sub_stats *rows,
+                              size_t max_rows, size_t *nrows)
+{
+    struct stats_args a = { t, st, rows, max_rows, nrows };
+    *nrows = 0;
+    ms_status r = ms_p_guarded_call(stats_fn, &a);
+    if (r == MS_E_FAULT)
+        ms_segment_fault(t->seg);
+    return r;
+}
