@@ -12,6 +12,7 @@ ROLES = {
     "channel": ("producer.py", "consumer.py"),
     "lock": ("worker.py", "worker.py"),
     "numpy": ("publisher.py", "subscriber.py"),
+    "topic": ("publisher.py", "subscriber.py"),
 }
 
 

@@ -53,6 +53,12 @@ GROUPS: list[tuple[str, str, list[str]]] = [
         ["Channel", "ChannelStatistics"],
     ),
     (
+        "Topics",
+        "Broadcast publish/subscribe with sequence numbers, history and counted loss "
+        "([topic.md](topic.md)).",
+        ["Topic", "Subscriber", "TopicStatistics", "SubscriberStatistics"],
+    ),
+    (
         "Inspection and cleanup",
         "What exists, who is attached, and removing what dead processes left behind "
         "([cli.md](cli.md): `mapshare ls`, `info`, `gc`).",
@@ -78,6 +84,7 @@ MODULE_GROUPS = {
     "link": "Segments",
     "sync": "Synchronization",
     "channel": "Channels",
+    "topic": "Topics",
     "inspect": "Inspection and cleanup",
     "gc": "Inspection and cleanup",
     "errors": "Errors",

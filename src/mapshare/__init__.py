@@ -2,8 +2,8 @@
 
 The Windows file-mapping model (CreateFileMapping / OpenFileMapping / MapViewOfFile) for
 Python on every OS -- named segments, backing files, views, access modes, permissions and
-explicit lifetimes -- plus robust locks, events, semaphores, change notification and
-message channels.
+explicit lifetimes -- plus robust locks, events, semaphores, change notification,
+message channels and broadcast topics.
 
     >>> import mapshare
     >>> with mapshare.Segment.create("example", 4096) as seg:
@@ -57,6 +57,10 @@ from ._segment import Segment as Segment
 from ._sync import Event as Event
 from ._sync import Lock as Lock
 from ._sync import Semaphore as Semaphore
+from ._topic import Subscriber as Subscriber
+from ._topic import SubscriberStatistics as SubscriberStatistics
+from ._topic import Topic as Topic
+from ._topic import TopicStatistics as TopicStatistics
 from ._version import __version__ as __version__
 
 __all__ = [
@@ -93,10 +97,14 @@ __all__ = [
     "SegmentNotFoundError",
     "Semaphore",
     "SemaphoreOverflowError",
+    "Subscriber",
     "SubscriberLimitError",
+    "SubscriberStatistics",
     "SystemCallError",
+    "Topic",
     "TopicEmpty",
     "TopicFull",
+    "TopicStatistics",
     "UnsupportedError",
     "WaitTimeout",
     "Window",

@@ -7,26 +7,22 @@ The C ring does the work in one call per message (reserve, copy, publish, wake).
 
 from __future__ import annotations
 
-import ast
 import os
 import pickle
-import struct
-import sys
 import time
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, cast
+from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
-from . import _core, _registry
+from . import _codec, _core, _registry
 from ._aio import wait_until
 from ._errors import (
     BrokenChannelError,
     ChannelEmpty,
     ChannelFull,
     EndOfChannel,
-    LayoutError,
     MessageKindError,
 )
 from ._options import INIT_WAIT, Lifetime
@@ -37,30 +33,6 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 __all__ = ["Channel", "ChannelStatistics"]
-
-_OBJ_MAGIC = b"MSO1"
-_OBJ_HEAD = struct.Struct("<4sIQ")  # magic, number of out-of-band buffers, pickle length
-_ARR_MAGIC = b"MSA1"
-_ARR_HEAD = struct.Struct("<4sIII")  # magic, descr length, ndim, order ('C' or 'F')
-_ALIGN = 8
-_MAX_NDIM = 64
-
-# The kind of a message, in its ring record's flags (csrc/layout.h MS_REC_KIND_*), so
-# that a call never mistakes one kind for another by sniffing the payload.
-_KIND_BYTES = 0
-_KIND_OBJECT = 1
-_KIND_ARRAY = 2
-_KIND_NAMES = {_KIND_BYTES: "bytes", _KIND_OBJECT: "object", _KIND_ARRAY: "array"}
-_KIND_CALLS = {
-    _KIND_BYTES: "receive()",
-    _KIND_OBJECT: "receive_object()",
-    _KIND_ARRAY: "receive_array()",
-}
-
-
-def _pad(n: int) -> int:
-    return (n + _ALIGN - 1) & ~(_ALIGN - 1)
-
 
 class _ChannelSegment(Segment):
     _kind = _core.KIND_CHANNEL
@@ -193,7 +165,7 @@ class Channel(_core.Channel):
             raise TypeError(f"capacity must be an int, not {type(capacity).__name__}")
         if capacity < 64:
             raise ValueError(f"capacity must be an int >= 64 bytes, not {capacity!r}")
-        return _pad(capacity)
+        return _codec.pad(capacity)
 
     @classmethod
     def create(
@@ -273,52 +245,13 @@ class Channel(_core.Channel):
 
     # ---- objects -------------------------------------------------------------------
 
-    @staticmethod
-    def _encode_object(obj: Any) -> tuple[int, Callable[[memoryview], None]]:
-        buffers: list[pickle.PickleBuffer] = []
-        data = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
-        raws = [b.raw() for b in buffers]
-        head = _OBJ_HEAD.size + 8 * len(raws)
-        total = _pad(head + len(data)) + sum(_pad(r.nbytes) for r in raws)
-
-        def write(m: memoryview) -> None:
-            _OBJ_HEAD.pack_into(m, 0, _OBJ_MAGIC, len(raws), len(data))
-            for i, r in enumerate(raws):
-                struct.pack_into("<Q", m, _OBJ_HEAD.size + 8 * i, r.nbytes)
-            m[head : head + len(data)] = data
-            off = _pad(head + len(data))
-            for r in raws:
-                m[off : off + r.nbytes] = r
-                off += _pad(r.nbytes)
-
-        return total, write
-
     def send_object(self, obj: Any, timeout: Optional[float] = None) -> None:
         """Pickle ``obj`` (protocol 5) and send it; out-of-band buffers (numpy arrays,
         ``pickle.PickleBuffer``s; not ``bytes``) are copied once straight into the ring.  The
         message is marked as an object: ``receive_object()`` or ``receive_any()`` take it."""
-        total, write = self._encode_object(obj)
-        with self.loan(total, timeout, _kind=_KIND_OBJECT) as m:
+        total, write = _codec.encode_object(obj)
+        with self.loan(total, timeout, _kind=_codec.KIND_OBJECT) as m:
             write(m)
-
-    @staticmethod
-    def _decode_object(m: memoryview) -> tuple[bytes, list[bytearray]]:
-        if m.nbytes < _OBJ_HEAD.size:
-            raise LayoutError("object message too short")
-        magic, nbuf, plen = _OBJ_HEAD.unpack_from(m, 0)
-        head = _OBJ_HEAD.size + 8 * nbuf
-        if magic != _OBJ_MAGIC or head > m.nbytes or plen > m.nbytes - head:
-            raise LayoutError("corrupt object message")
-        sizes = [struct.unpack_from("<Q", m, _OBJ_HEAD.size + 8 * i)[0] for i in range(nbuf)]
-        data = bytes(m[head : head + plen])
-        off = _pad(head + plen)
-        bufs = []
-        for size in sizes:
-            if off + size > m.nbytes:
-                raise LayoutError("object message buffers run past its end")
-            bufs.append(bytearray(m[off : off + size]))
-            off += _pad(size)
-        return data, bufs
 
     def _view_of(self, kind: int, call: str, timeout: Optional[float]) -> Any:
         """The next message as an open view, if it is of ``kind``; else leave it queued
@@ -327,10 +260,10 @@ class Channel(_core.Channel):
         found = self._view_kind()
         if found != kind:
             self._consume(view, True)  # keep it queued
-            name = _KIND_NAMES.get(found, f"unknown ({found})")
+            name = _codec.KIND_NAMES.get(found, f"unknown ({found})")
             err = MessageKindError(
                 f"{call} found a message of kind {name}; it was left queued "
-                f"(use {_KIND_CALLS.get(found, 'receive()')} or receive_any())"
+                f"(use {_codec.KIND_CALLS.get(found, 'receive()')} or receive_any())"
             )
             err.kind = name
             raise err
@@ -341,8 +274,8 @@ class Channel(_core.Channel):
         another kind is left queued (``MessageKindError``).  This and
         ``receive_any``/their async forms are the only calls that unpickle: only use
         them on a channel whose senders you trust, as unpickling can run code."""
-        with self._view_of(_KIND_OBJECT, "receive_object()", timeout) as m:
-            data, bufs = self._decode_object(m)
+        with self._view_of(_codec.KIND_OBJECT, "receive_object()", timeout) as m:
+            data, bufs = _codec.decode_object(m)
         return pickle.loads(data, buffers=bufs)
 
     def receive_object_nowait(self) -> object:
@@ -351,86 +284,20 @@ class Channel(_core.Channel):
 
     # ---- numpy ---------------------------------------------------------------------
 
-    @staticmethod
-    def _encode_array(array: Any) -> tuple[int, Callable[[memoryview], None]]:
-        import numpy as np
-
-        a = np.asanyarray(array)
-        if a.dtype.hasobject:
-            raise ValueError("arrays of Python objects cannot be shared; use send_object()")
-        order: Literal["C", "F"] = (
-            "F" if (a.flags.f_contiguous and not a.flags.c_contiguous) else "C"
-        )
-        descr = repr(np.lib.format.dtype_to_descr(a.dtype)).encode()
-        head = _ARR_HEAD.size + len(descr) + 8 * a.ndim
-        off = _pad(head)
-
-        def write(m: memoryview) -> None:
-            _ARR_HEAD.pack_into(m, 0, _ARR_MAGIC, len(descr), a.ndim, ord(order))
-            m[_ARR_HEAD.size : _ARR_HEAD.size + len(descr)] = descr
-            struct.pack_into(f"<{a.ndim}q", m, _ARR_HEAD.size + len(descr), *a.shape)
-            if a.nbytes:
-                dest = np.ndarray(a.shape, a.dtype, buffer=m[off:], order=order)
-                np.copyto(dest, a, casting="no")
-                del dest
-
-        return off + a.nbytes, write
-
     def send_array(self, array: Any, timeout: Optional[float] = None) -> None:
         """Send a numpy array (any shape, order, byte order or structured dtype; not
         object dtype) with its dtype, shape and order, copied once into the ring."""
-        total, write = self._encode_array(array)
-        with self.loan(total, timeout, _kind=_KIND_ARRAY) as m:
+        total, write = _codec.encode_array(array)
+        with self.loan(total, timeout, _kind=_codec.KIND_ARRAY) as m:
             write(m)
-
-    def _parse_array(
-        self, m: memoryview
-    ) -> tuple[Any, tuple[int, ...], Literal["C", "F"], int]:
-        import numpy as np
-
-        if m.nbytes < _ARR_HEAD.size:
-            raise LayoutError("array message too short")
-        magic, dlen, ndim, order = _ARR_HEAD.unpack_from(m, 0)
-        if magic != _ARR_MAGIC or ndim > _MAX_NDIM or order not in (ord("C"), ord("F")):
-            raise LayoutError("corrupt array message")
-        head = _ARR_HEAD.size + dlen + 8 * ndim
-        if head > m.nbytes:
-            raise LayoutError("array message header runs past its end")
-        try:
-            descr = ast.literal_eval(bytes(m[_ARR_HEAD.size : _ARR_HEAD.size + dlen]).decode())
-            dtype = np.lib.format.descr_to_dtype(descr)
-        except (ValueError, SyntaxError, TypeError, UnicodeDecodeError) as exc:
-            raise LayoutError(f"array message has an invalid dtype: {exc}") from None
-        if dtype.hasobject:
-            raise LayoutError("array message with an object dtype refused")
-        shape = struct.unpack_from(f"<{ndim}q", m, _ARR_HEAD.size + dlen)
-        if any(s < 0 for s in shape):
-            raise LayoutError("array message with a negative dimension")
-        count = 1
-        for s in shape:
-            count *= s
-        off = _pad(head)
-        if count * dtype.itemsize > m.nbytes - min(off, m.nbytes):
-            raise LayoutError("array message shorter than its shape and dtype say")
-        return dtype, tuple(shape), "F" if order == ord("F") else "C", off
-
-    def _copy_array(self, m: memoryview) -> np.ndarray:
-        import numpy as np
-
-        dtype, shape, order, off = self._parse_array(m)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        data = bytearray(m[off : off + nbytes])
-        a = np.ndarray(shape, dtype, buffer=data, order=order)
-        a.flags.writeable = False
-        return a
 
     def receive_array(self, timeout: Optional[float] = None) -> np.ndarray:
         """Receive an array sent with ``send_array``: same dtype, shape and order,
         read-only, its data copied once out of the ring.  For no copy at all, use
         ``receive_array_view``.  A message of another kind is left queued
         (``MessageKindError``)."""
-        with self._view_of(_KIND_ARRAY, "receive_array()", timeout) as m:
-            return self._copy_array(m)
+        with self._view_of(_codec.KIND_ARRAY, "receive_array()", timeout) as m:
+            return _codec.copy_array(m)
 
     def receive_array_nowait(self) -> np.ndarray:
         """``receive_array`` without waiting: ``ChannelEmpty`` if there is nothing."""
@@ -444,28 +311,8 @@ class Channel(_core.Channel):
         it (a slice, a transpose, another reference) still alive when the block ends
         raises BufferError: the message is consumed and its memory will be reused.  Never
         a dangling pointer: the array keeps the mapping alive even after ``close()``."""
-        import numpy as np
-
-        window = self._view_of(_KIND_ARRAY, "receive_array_view()", timeout)
-        with window as m:
-            dtype, shape, order, off = self._parse_array(m)
-            nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-            start = window.offset + off
-            # The array's base is a read-only window on the segment's own mapping: it
-            # keeps the mapping alive even after close(), and cannot be made writable.
-            base: Any = self._segment._core.subview(start, nbytes) if nbytes else b""
-            a = np.ndarray(shape, dtype, buffer=base, order=order)
-            del m
-            yield a
-            # Ours (a, getrefcount's argument) and the `with ... as` name: anything more
-            # is an array or reference that outlived the block.
-            escaped = sys.getrefcount(a) > 3 or bool(nbytes and sys.getrefcount(base) > 3)
-            del a, base
-        if escaped:
-            raise BufferError(
-                "an array or view of the received message outlived its block; the "
-                "message was consumed and its memory will be reused (copy it instead)"
-            )
+        window = self._view_of(_codec.KIND_ARRAY, "receive_array_view()", timeout)
+        yield from _codec.array_view(window, self._segment._core)
 
     # ---- any kind ------------------------------------------------------------------
 
@@ -475,10 +322,10 @@ class Channel(_core.Channel):
         senders only), a read-only numpy array for ``send_array``."""
         with self.receive_view(timeout) as m:
             kind = self._view_kind()
-            if kind == _KIND_OBJECT:
-                data, bufs = self._decode_object(m)
-            elif kind == _KIND_ARRAY:
-                return self._copy_array(m)
+            if kind == _codec.KIND_OBJECT:
+                data, bufs = _codec.decode_object(m)
+            elif kind == _codec.KIND_ARRAY:
+                return _codec.copy_array(m)
             else:
                 return bytes(m)
         return pickle.loads(data, buffers=bufs)
@@ -565,13 +412,13 @@ class Channel(_core.Channel):
 
     async def send_object_async(self, obj: Any, timeout: Optional[float] = None) -> None:
         """``send_object`` for asyncio (pickled once, sent when there is room)."""
-        total, write = self._encode_object(obj)
-        await self._send_encoded_async(total, write, _KIND_OBJECT, timeout, "send_object")
+        total, write = _codec.encode_object(obj)
+        await self._send_encoded_async(total, write, _codec.KIND_OBJECT, timeout, "send_object")
 
     async def send_array_async(self, array: Any, timeout: Optional[float] = None) -> None:
         """``send_array`` for asyncio."""
-        total, write = self._encode_array(array)
-        await self._send_encoded_async(total, write, _KIND_ARRAY, timeout, "send_array")
+        total, write = _codec.encode_array(array)
+        await self._send_encoded_async(total, write, _codec.KIND_ARRAY, timeout, "send_array")
 
     async def send_many_async(self, messages: Any, timeout: Optional[float] = None) -> int:
         """``send_many`` for asyncio: sends in order, waiting for room as needed;

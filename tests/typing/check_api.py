@@ -8,7 +8,7 @@ what a user gets from a factory, a ``with`` block, a receive call, a loan window
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 import numpy as np
 from typing_extensions import assert_type
@@ -18,6 +18,7 @@ from mapshare import (
     Channel,
     ChannelStatistics,
     Event,
+    Lagged,
     Lock,
     LockState,
     OwnerDiedError,
@@ -26,6 +27,10 @@ from mapshare import (
     Segment,
     SegmentInfo,
     Semaphore,
+    Subscriber,
+    SubscriberStatistics,
+    Topic,
+    TopicStatistics,
     Window,
 )
 
@@ -53,6 +58,9 @@ def factories() -> None:
     assert_type(Channel.create("c", 4096), Channel)
     assert_type(Channel.open("c"), Channel)
     assert_type(Channel.open_or_create("c", 4096), Channel)
+    assert_type(Topic.create("t", 4096, history=10, overflow="block"), Topic)
+    assert_type(Topic.open("t", wait=1.0), Topic)
+    assert_type(Topic.open_or_create("t", 4096), Topic)
     seg = Segment.open("a")
     assert_type(Event.create_in(seg, 0), Event)
     assert_type(Event.open_in(seg, 0), Event)
@@ -74,6 +82,10 @@ def context_managers() -> None:
         assert_type(sem, Semaphore)
     with Channel.open("c") as ch:
         assert_type(ch, Channel)
+    with Topic.open("t") as topic:
+        assert_type(topic, Topic)
+        with topic.subscribe() as sub:
+            assert_type(sub, Subscriber)
 
 
 async def async_context_managers() -> None:
@@ -131,6 +143,63 @@ def inspection(seg: Segment, lock: Lock, ch: Channel) -> None:
     assert_type(seg.buf, memoryview)
     assert_type(seg.view(0, 10), memoryview)
     assert_type(seg.read(), bytes)
+
+
+def publishing(topic: Topic) -> None:
+    assert_type(topic.publish(b"x"), int)
+    assert_type(topic.publish_nowait(b"x"), int)
+    assert_type(topic.publish_many([b"a", b"b"]), int)
+    assert_type(topic.publish_object({"a": 1}), int)
+    assert_type(topic.publish_array(np.zeros(3)), int)
+    assert_type(topic.loan(100), Window)
+    with topic.loan(100) as window:
+        assert_type(window, memoryview)
+    assert_type(topic.overflow, Literal["overwrite", "block"])
+    assert_type(topic.subscribe(start="history"), Subscriber)
+    assert_type(topic.subscribe(start=12), Subscriber)
+
+
+def subscribing(sub: Subscriber) -> None:
+    assert_type(sub.receive(), bytes)
+    assert_type(sub.receive(timeout=1.0), bytes)
+    assert_type(sub.receive_nowait(), bytes)
+    assert_type(sub.receive_many(10), list[bytes])
+    assert_type(sub.receive_object(), object)
+    assert_type(sub.receive_any(), object)
+    assert_type(sub.receive_array(), np.ndarray)
+    assert_type(sub.receive_view(), Window)
+    with sub.receive_view() as view:
+        assert_type(view, memoryview)
+    with sub.receive_array_view() as array:
+        assert_type(array, np.ndarray)
+    for message in sub:
+        assert_type(message, bytes)
+    assert_type(sub.position, int)
+    assert_type(sub.missed, int)
+    assert_type(sub.received, int)
+    assert_type(sub.topic, Topic)
+
+
+async def topic_async(topic: Topic, sub: Subscriber) -> None:
+    assert_type(await topic.publish_async(b"x"), int)
+    assert_type(await sub.receive_async(), bytes)
+    assert_type(await sub.receive_object_async(), object)
+    assert_type(await sub.receive_many_async(4), list[bytes])
+    async for message in sub:
+        assert_type(message, bytes)
+
+
+def topic_inspection(topic: Topic) -> None:
+    stats = topic.statistics()
+    assert_type(stats, TopicStatistics)
+    assert_type(stats.subscribers, tuple[SubscriberStatistics, ...])
+    assert_type(stats.subscribers[0].lag, int)
+    assert_type(topic.segment, Segment)
+    try:
+        topic.subscribe().receive()
+    except Lagged as lag:
+        assert_type(lag.missed, int)
+        assert_type(lag.position, int)
 
 
 def errors() -> None:
