@@ -63,6 +63,8 @@ class Cell:
     warmup: int
     #: mapshare only: the segment's spin setting (``None`` = the library default)
     spin: float | None = None
+    #: overrides for experiments by hand (the CLI sets none): ``overflow`` and
+    #: ``capacity`` of the Topic row
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -189,7 +191,9 @@ class TopicPubSub(PubSub):
     def setup(self, cell: Cell) -> tuple[Any, Callable[[], None]]:
         import mapshare
 
-        overflow = "overwrite" if cell.bench in ("pubcost", "stall") else "block"
+        overflow = cell.extra.get("overflow") or (
+            "overwrite" if cell.bench in ("pubcost", "stall") else "block"
+        )
         names = [_short_name() for _ in range(2 if cell.bench == "rtt" else 1)]
         topics: list[Any] = []
 
@@ -209,7 +213,7 @@ class TopicPubSub(PubSub):
                 topics.append(
                     mapshare.Topic.create(
                         n,
-                        ring_capacity(cell),
+                        cell.extra.get("capacity") or ring_capacity(cell),
                         overflow=overflow,
                         max_subscribers=max(4, cell.subscribers),
                         **self._kwargs(),
