@@ -856,14 +856,6 @@ def plot(
             hatch=None,
             edgecolor="black",
         )
-        ax_s.annotate(
-            "none | stopped",
-            (i, 0),
-            xytext=(0, -28),
-            textcoords="offset points",
-            ha="center",
-            fontsize=7,
-        )
     ax_s.set_xticks(range(len(st_rows)), [p.label for p in st_rows], fontsize=8)
     ax_s.set_yscale("log")
     ax_s.set_ylabel("publish p99.9, ns (log; lower is better)")
