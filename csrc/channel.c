@@ -178,6 +178,10 @@ static uint32_t count_alive(ms_attach *table)
 static ms_status check_broken(ms_channel *ch)
 {
     ms_ring *r = ch->ring;
+    if (ch->broken_held) {
+        ch->broken_held = 0;
+        return MS_E_BROKEN;
+    }
     reap_dead(r, r->senders, &r->send_waiters, 1);
     uint64_t deaths = ms_load64(&r->sender_deaths);
     /* Senders beyond the table are only counted: while any is open, one may be alive
@@ -751,8 +755,13 @@ static ms_status recv_fn(void *arg)
         struct avail_pred ap = { ch };
         ms_status st;
         if (!avail_pred(&ap)) {
-            if (wo.timeout_ns == 0)
+            if (wo.timeout_ns == 0) {
+                if (ch->broken_held) {  /* found by a wait: report it now */
+                    ch->broken_held = 0;
+                    return MS_E_BROKEN;
+                }
                 return MS_E_EMPTY;
+            }
             if (!start)
                 start = ms_p_monotonic_ns();
             /* Spin first: the liveness check below costs system calls, and the next
@@ -1099,6 +1108,40 @@ ms_status ms_channel_wait_writable(ms_channel *ch, size_t n, const ms_wait_opts 
     wo.mark = sender_mark(ch);
     return ms_wait_for(ch->seg, MS_SLOT_NOT_FULL, &ch->ring->not_full_seq,
                        &ch->ring->send_waiters, space_or_abort, &sp, &wo);
+}
+
+static int channel_ready(void *arg)
+{
+    ms_channel_waitarg *a = (ms_channel_waitarg *)arg;
+    ms_channel *ch = a->ch;
+    struct avail_pred ap = { ch };
+    if (ch->abort_waits || ch->broken_held || avail_pred(&ap))
+        return 1;
+    uint64_t now = ms_p_monotonic_ns();
+    if (now < a->next_check)
+        return 0;
+    a->next_check = now + MS_SLICE_NS / 2;
+    ms_status st = ms_p_guarded_call(check_broken_fn, ch);
+    if (st == MS_E_BROKEN) {
+        ch->broken_held = 1;
+        return 1;
+    }
+    if (st == MS_E_FAULT)
+        ms_segment_fault(ch->seg);  /* the wait reports it */
+    return st != MS_OK;
+}
+
+void ms_channel_waitable(ms_channel *ch, ms_channel_waitarg *a, ms_waitable *w)
+{
+    a->ch = ch;
+    a->next_check = 0;
+    w->seg = ch->seg;
+    w->slot = MS_SLOT_NOT_EMPTY;
+    w->word = &ch->ring->not_empty_seq;
+    w->waiters = &ch->ring->recv_waiters;
+    w->ready = channel_ready;
+    w->arg = a;
+    w->mark = receiver_mark(ch);
 }
 
 /* ---- control ------------------------------------------------------------------------ */

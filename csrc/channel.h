@@ -43,6 +43,10 @@ typedef struct ms_channel {
     int hot_skip;          /* the receiver did not keep up this lap (see hot_window_wait) */
     unsigned hot_misses;
     volatile int abort_waits; /* set by ms_channel_abort_waits(): wait_readable/writable return */
+    /* A broken edge (MS_E_BROKEN, broken_* filled) that a multi-object wait found and
+     * reported as "ready": the next receiving call on this handle reports it, even one
+     * that does not wait (else a wait loop would find it ready again and again). */
+    int broken_held;
 } ms_channel;
 
 ms_status ms_ring_init(ms_header *h, void *arg, int *err);
@@ -96,6 +100,16 @@ ms_status ms_channel_send_batch(ms_channel *ch, ms_get_fn get, void *arg, size_t
  * `need` bytes are free: for callers that must not consume on another thread. */
 ms_status ms_channel_wait_readable(ms_channel *ch, const ms_wait_opts *o);
 ms_status ms_channel_wait_writable(ms_channel *ch, size_t n, const ms_wait_opts *o);
+
+/* A multi-object wait (ms_wait_any) on this handle receiving: ready when a message is
+ * there, the channel is closed (EndOfChannel) or a broken edge is pending (looked for
+ * before the first sleep and then at most every half slice: it costs system calls),
+ * which is then held for the next receiving call (see broken_held); or once
+ * ms_channel_abort_waits() was called.  *a is the caller's storage for the predicate's
+ * argument.  Registers this process as a receiver (as a blocking receive does), so that
+ * a waiter killed in its sleep is subtracted from the waiter count. */
+typedef struct ms_channel_waitarg { ms_channel *ch; uint64_t next_check; } ms_channel_waitarg;
+void ms_channel_waitable(ms_channel *ch, ms_channel_waitarg *a, ms_waitable *w);
 
 ms_status ms_channel_close_sending(ms_channel *ch);
 /* Make this handle's ms_channel_wait_readable/_writable calls return at once (MS_OK),

@@ -245,12 +245,19 @@ typedef struct ms_topic {
     uint64_t abandoned;        /* 208 loans or publishes a dead publisher left unfinished */
     uint64_t subscriber_deaths;/* 216 entries of dead subscribers reaped */
     uint64_t subscribes;       /* 224 entries ever claimed (a block-mode publisher's cache key) */
-    uint8_t  pad3[24];
+    uint32_t subscribing;      /* 232 1 while pub_lock is held to subscribe, not to publish */
+    uint32_t reserved3;        /* 236 */
+    uint8_t  pad3[16];
     /* line 4: the publishers' robust lock (Windows: MS_SLOT_PUB_LOCK) */
     uint8_t  pub_lock[64];     /* 256 */
 } ms_topic;
 
-/* One subscriber (pid 0: free; MS_PID_REAPING: being claimed or freed).  Written only by
+/* A subscriber-table entry being filled in by a subscribe (under pub_lock): whoever takes
+ * pub_lock with OWNER_DIED frees such an entry (its claimant died half-way). */
+#define MS_PID_CLAIMING 0xFFFFFFFEu
+
+/* One subscriber (pid 0: free; MS_PID_CLAIMING: being claimed; MS_PID_REAPING: being
+ * freed by whoever found its owner dead).  Written only by
  * the process that owns it, with plain stores on its own cache line, except when a
  * process that found its owner dead frees it. */
 typedef struct ms_topic_sub {
@@ -271,6 +278,7 @@ MS_STATIC_ASSERT(offsetof(ms_topic, tail) == 64, "topic publisher line");
 MS_STATIC_ASSERT(offsetof(ms_topic, data_seq) == 112, "topic data word");
 MS_STATIC_ASSERT(offsetof(ms_topic, progress) == 128, "topic subscriber line");
 MS_STATIC_ASSERT(offsetof(ms_topic, published_bytes) == 192, "topic counters line");
+MS_STATIC_ASSERT(offsetof(ms_topic, subscribing) == 232, "topic subscribing flag");
 MS_STATIC_ASSERT(offsetof(ms_topic, pub_lock) == 256, "topic lock line");
 MS_STATIC_ASSERT(sizeof(ms_topic_sub) == MS_TOPIC_SUB_SIZE, "subscriber entry is one line");
 

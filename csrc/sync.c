@@ -2,6 +2,7 @@
 #include "sync.h"
 #include "atomics.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static int64_t remaining_ns(uint64_t deadline, int64_t timeout_ns)
@@ -97,6 +98,162 @@ ms_status ms_wait_for(ms_segment *seg, unsigned slot, volatile uint32_t *word,
     }
 }
 
+/* ---- waiting on several objects ----------------------------------------------------- */
+
+/* Polling, where the system cannot sleep on several words at once (or for more words
+ * than it can): sleep on the first word -- a change there wakes at once -- in naps
+ * growing from MS_POLL_MIN_NS to MS_POLL_MAX_NS, and look at every word between naps.
+ * A change to any other word is seen at most MS_POLL_MAX_NS late; an idle waiter makes
+ * at most 1000 system calls a second. */
+#define MS_POLL_MIN_NS 50000LL
+#define MS_POLL_MAX_NS 1000000LL
+
+static volatile int force_polling;
+
+int ms_wait_any_polling(int force)
+{
+    if (force >= 0)
+        force_polling = force ? 1 : 0;
+    return force_polling;
+}
+
+static ms_status poll_many(const ms_wait_word *w, size_t n, int64_t timeout_ns,
+                           int64_t *nap)
+{
+    uint64_t start = ms_p_monotonic_ns();
+    for (;;) {
+        for (size_t i = 0; i < n; i++)
+            if (ms_load32(w[i].word) != w[i].expected)
+                return MS_OK;
+        int64_t left = timeout_ns;
+        if (timeout_ns >= 0) {
+            uint64_t el = ms_p_monotonic_ns() - start;
+            if (el >= (uint64_t)timeout_ns)
+                return MS_E_TIMEOUT;
+            left = timeout_ns - (int64_t)el;
+        }
+        int64_t step = (left < 0 || left > *nap) ? *nap : left;
+        ms_status st = ms_p_wait32(w[0].ctx, w[0].slot, w[0].word, w[0].expected, step);
+        if (*nap < MS_POLL_MAX_NS)
+            *nap *= 2;
+        if (st == MS_E_INTERRUPTED || (st != MS_OK && st != MS_E_TIMEOUT))
+            return st;
+    }
+}
+
+struct any_pred { ms_waitable *items; size_t n; uint8_t *ready; };
+
+/* Every item's predicate, each one's answer in ready[]; 1 if any is ready. */
+static int any_ready(void *arg)
+{
+    struct any_pred *a = (struct any_pred *)arg;
+    int any = 0;
+    for (size_t i = 0; i < a->n; i++) {
+        int r = a->items[i].ready(a->items[i].arg) ? 1 : 0;
+        a->ready[i] = (uint8_t)r;
+        any |= r;
+    }
+    return any;
+}
+
+static void count_out(ms_waitable *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        ms_add32(items[i].waiters, (uint32_t)-1);
+        if (items[i].mark)
+            ms_add32(items[i].mark, (uint32_t)-MS_SLEEPER);
+    }
+}
+
+#define MS_WAIT_ANY_STACK 16
+
+ms_status ms_wait_any(ms_waitable *items, size_t n, const ms_wait_opts *o, uint8_t *ready)
+{
+    struct any_pred ap = { items, n, ready };
+    if (n == 0)
+        return MS_E_INVALID;
+    if (any_ready(&ap))
+        return MS_OK;
+    if (o->timeout_ns == 0)
+        return MS_E_TIMEOUT;
+    uint64_t start = ms_p_monotonic_ns();
+    uint64_t deadline = o->timeout_ns > 0 ? start + (uint64_t)o->timeout_ns : UINT64_MAX;
+
+    if (o->spin_ns > 0) {
+        int64_t budget = o->spin_ns;
+        if (o->timeout_ns > 0 && o->timeout_ns < budget)
+            budget = o->timeout_ns;
+        if (ms_spin_until(any_ready, &ap, budget))
+            return MS_OK;
+    }
+
+    ms_wait_word local[MS_WAIT_ANY_STACK];
+    ms_wait_word *ww = local;
+    if (n > MS_WAIT_ANY_STACK) {
+        ww = (ms_wait_word *)malloc(n * sizeof *ww);
+        if (!ww)
+            return MS_E_NO_SPACE;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ww[i].ctx = items[i].seg->ctx;
+        ww[i].slot = items[i].slot;
+        ww[i].word = items[i].word;
+    }
+    int native = !force_polling && n <= ms_p_wait_many_max();
+    int64_t nap = MS_POLL_MIN_NS;
+    ms_status result;
+    for (;;) {
+        /* As ms_wait_for, for every item: count in, then read the word, then look: a
+         * waker that changes an object after our look changes its word after our read
+         * and sees our count, so it wakes us (no lost wake-up). */
+        for (size_t i = 0; i < n; i++) {
+            if (items[i].mark)
+                ms_add32(items[i].mark, MS_SLEEPER);
+            ms_add32(items[i].waiters, 1);
+        }
+        for (size_t i = 0; i < n; i++)
+            ww[i].expected = ms_load32(items[i].word);
+        if (any_ready(&ap)) {
+            count_out(items, n);
+            result = MS_OK;
+            break;
+        }
+        int64_t left = remaining_ns(deadline, o->timeout_ns);
+        if (left == 0) {
+            count_out(items, n);
+            result = MS_E_TIMEOUT;
+            break;
+        }
+        int64_t slice = (left < 0 || left > MS_SLICE_NS) ? MS_SLICE_NS : left;
+        ms_status st = native ? ms_p_wait32_many(ww, n, slice)
+                              : poll_many(ww, n, slice, &nap);
+        count_out(items, n);
+        int faulted = 0;
+        for (size_t i = 0; i < n; i++)
+            faulted |= items[i].seg->faulted;
+        if (faulted) {
+            result = MS_E_FAULT;  /* an object shrank under us; its memory reads as zeros */
+            break;
+        }
+        if (any_ready(&ap)) {
+            result = MS_OK;
+            break;
+        }
+        if (st == MS_E_INTERRUPTED || st == MS_E_TIMEOUT) {
+            if (o->interrupted && o->interrupted(o->arg)) {
+                result = MS_E_INTERRUPTED;
+                break;
+            }
+        } else if (st != MS_OK) {
+            result = st;
+            break;
+        }
+    }
+    if (ww != local)
+        free(ww);
+    return result;
+}
+
 int ms_wake_waiters(ms_segment *seg, unsigned slot, volatile uint32_t *word,
                     volatile uint32_t *waiters)
 {
@@ -179,18 +336,30 @@ void ms_change_notify(ms_segment *seg)
         ms_p_wake32(seg->ctx, MS_SLOT_CHANGE, &h->change_seq, 1);
 }
 
-struct change_pred { ms_header *h; uint32_t since; };
 
 static int change_moved(void *arg)
 {
-    struct change_pred *c = (struct change_pred *)arg;
+    ms_change_since *c = (ms_change_since *)arg;
     return ms_load32(&c->h->change_seq) != c->since;
+}
+
+void ms_change_waitable(ms_segment *seg, ms_change_since *c, uint32_t since, ms_waitable *w)
+{
+    c->h = seg->hdr;
+    c->since = since;
+    w->seg = seg;
+    w->slot = MS_SLOT_CHANGE;
+    w->word = &seg->hdr->change_seq;
+    w->waiters = &seg->hdr->change_waiters;
+    w->ready = change_moved;
+    w->arg = c;
+    w->mark = NULL;
 }
 
 ms_status ms_change_wait(ms_segment *seg, uint32_t since, const ms_wait_opts *o,
                          uint32_t *now)
 {
-    struct change_pred c = { seg->hdr, since };
+    ms_change_since c = { seg->hdr, since };
     /* change_seq is both the predicate and the futex word: notify changes it before
      * waking, so a notify between our check and our sleep is never lost. */
     ms_status st = ms_wait_for(seg, MS_SLOT_CHANGE, &seg->hdr->change_seq,
@@ -227,6 +396,17 @@ void ms_event_clear(ms_event *e) { ms_store32(&e->state, 0); }
 int ms_event_is_set(ms_event *e) { return ms_load32(&e->state) != 0; }
 
 static int event_pred(void *arg) { return ms_load32(&((ms_event *)arg)->state) != 0; }
+
+void ms_event_waitable(ms_segment *seg, unsigned slot, ms_event *e, ms_waitable *w)
+{
+    w->seg = seg;
+    w->slot = slot;
+    w->word = &e->state;
+    w->waiters = &e->waiters;
+    w->ready = event_pred;
+    w->arg = e;
+    w->mark = NULL;
+}
 
 ms_status ms_event_wait(ms_segment *seg, unsigned slot, ms_event *e, const ms_wait_opts *o)
 {
@@ -274,6 +454,17 @@ ms_status ms_semaphore_acquire(ms_segment *seg, unsigned slot, ms_semaphore *s,
 }
 
 static int sem_available(void *arg) { return ms_load32(&((ms_semaphore *)arg)->value) > 0; }
+
+void ms_semaphore_waitable(ms_segment *seg, unsigned slot, ms_semaphore *s, ms_waitable *w)
+{
+    w->seg = seg;
+    w->slot = slot;
+    w->word = &s->value;
+    w->waiters = &s->waiters;
+    w->ready = sem_available;  /* never the taking predicate: a wait reports, never takes */
+    w->arg = s;
+    w->mark = NULL;
+}
 
 ms_status ms_semaphore_wait_available(ms_segment *seg, unsigned slot, ms_semaphore *s,
                                       const ms_wait_opts *o)

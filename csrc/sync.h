@@ -62,6 +62,19 @@ typedef struct ms_waitable {
 
 /* Wait until at least one is ready; ready[i] = 1 for each ready one. */
 ms_status ms_wait_any(ms_waitable *items, size_t n, const ms_wait_opts *o, uint8_t *ready);
+/* More precisely: MS_OK with ready[] filled (a snapshot: another process may take what
+ * was ready before the caller gets to it), MS_E_TIMEOUT (ready[] all 0), MS_E_INTERRUPTED
+ * (o->interrupted said stop), MS_E_FAULT (an item's segment faulted), MS_E_INVALID
+ * (n == 0), MS_E_NO_SPACE.  Every `ready` must be free of effects that matter (it runs
+ * many times, for items the caller will not act on): ms_semaphore_waitable's looks for a
+ * unit, it does not take one.  It spins first (o->spin_ns), then sleeps on every word at
+ * once (ms_p_wait32_many) in slices of at most MS_SLICE_NS, calling o->interrupted
+ * between them; where the platform cannot (ms_p_wait_many_max() < n), or after
+ * ms_wait_any_polling(1), it polls (see sync.c). */
+
+/* Tests: force = 1 makes every ms_wait_any poll, 0 lets it use the platform's
+ * multi-word sleep where there is one, -1 only asks.  Returns the setting now. */
+int ms_wait_any_polling(int force);
 
 /* Wake everyone waiting on word if anyone is: bumps word first.  Returns -2 when the
  * waiter count was 0 (no system call), else what ms_p_wake32 returned. */
@@ -79,6 +92,10 @@ ms_status ms_lock_release(ms_segment *seg, unsigned slot, void *area, int *err);
 
 /* Change notification. */
 uint32_t ms_change_count(ms_segment *seg);
+/* A wait on the change counter moving away from `since`; *c is the caller's storage for
+ * the predicate's argument (it must outlive the wait). */
+typedef struct ms_change_since { ms_header *h; uint32_t since; } ms_change_since;
+void ms_change_waitable(ms_segment *seg, ms_change_since *c, uint32_t since, ms_waitable *w);
 void ms_change_notify(ms_segment *seg);
 ms_status ms_change_wait(ms_segment *seg, uint32_t since, const ms_wait_opts *o,
                          uint32_t *now);
@@ -91,6 +108,8 @@ void ms_event_set(ms_segment *seg, unsigned slot, ms_event *e);
 void ms_event_clear(ms_event *e);
 int ms_event_is_set(ms_event *e);
 ms_status ms_event_wait(ms_segment *seg, unsigned slot, ms_event *e, const ms_wait_opts *o);
+/* Ready while set. */
+void ms_event_waitable(ms_segment *seg, unsigned slot, ms_event *e, ms_waitable *w);
 
 /* Semaphore, placed like an event (16 bytes).  arg of init: uint32_t[2] {value, maximum}. */
 ms_status ms_semaphore_init(ms_header *h, void *arg, int *err);
@@ -102,5 +121,7 @@ ms_status ms_semaphore_release(ms_segment *seg, unsigned slot, ms_semaphore *s, 
  * taken on the event loop's thread). */
 ms_status ms_semaphore_wait_available(ms_segment *seg, unsigned slot, ms_semaphore *s,
                                       const ms_wait_opts *o);
+/* Ready while a unit is available (it is not taken). */
+void ms_semaphore_waitable(ms_segment *seg, unsigned slot, ms_semaphore *s, ms_waitable *w);
 
 #endif

@@ -43,6 +43,9 @@
  * sleeps, look for subscribers that died in their sleep (as channel.c does). */
 #define REPAIR_AFTER 32u
 
+/* How long subscribing waits for pub_lock (MS_E_TIMEOUT after). */
+#define SUBSCRIBE_LOCK_NS 10000000000LL
+
 typedef struct rec_hdr {
     uint32_t length;
     uint32_t flags;
@@ -126,7 +129,7 @@ ms_status ms_topic_bind(ms_topic_handle *t, ms_segment *seg)
 
 static int is_sub_pid(uint32_t pid)
 {
-    return pid != 0 && pid != MS_PID_REAPING;
+    return pid != 0 && pid != MS_PID_REAPING && pid != MS_PID_CLAIMING;
 }
 
 /* ---- the publisher's lock ------------------------------------------------------------ */
@@ -140,6 +143,17 @@ static int is_sub_pid(uint32_t pid)
 static ms_status repair_locked(ms_topic_handle *t)
 {
     ms_topic *tp = t->tp;
+    if (ms_load_relaxed32(&tp->subscribing)) {
+        /* the dead holder was subscribing: only the entry it was claiming is left over
+         * (claims happen under this lock only, so every CLAIMING entry is its) */
+        for (uint32_t i = 0; i < t->max_subs; i++) {
+            uint32_t c = MS_PID_CLAIMING;
+            ms_cas32(&t->subs[i].pid, &c, 0);
+        }
+        ms_store32(&tp->subscribing, 0);
+        ms_add64(&tp->subscriber_deaths, 1);
+        return MS_OK;
+    }
     ms_add64(&tp->publisher_deaths, 1);
     ms_add64(&tp->abandoned, 1);
     uint64_t g = ms_load_relaxed64(&tp->head_gen);
@@ -354,7 +368,7 @@ static ms_status reserve_locked(ms_topic_handle *t, uint64_t rsize, uint64_t *st
             memcpy(&r, t->ring + o, sizeof r);
             uint64_t size;
             if (r.flags == MS_REC_PAD) {
-                if (r.length != cap - o || r.seq != nhs)
+                if (r.length != cap - o || o == 0 || r.seq != nhs)
                     return MS_E_LAYOUT;
                 size = r.length;
             } else {
@@ -450,7 +464,9 @@ static ms_status wait_progress(ms_topic_handle *t, uint64_t low, const ms_wait_o
         if (o->timeout_ns > 0 && ms_p_monotonic_ns() - *start >= (uint64_t)o->timeout_ns &&
             !progress_pred(&pp))
             return MS_E_TIMEOUT;
-        if (o->timeout_ns < 0 && wo.interrupted && wo.interrupted(wo.arg))
+        /* a slice is the one place Ctrl-C is seen while blocked (ms_wait_for returned
+         * at the end of its only slice) */
+        if (wo.interrupted && wo.interrupted(wo.arg))
             return MS_E_INTERRUPTED;
         return MS_OK;
     }
@@ -694,7 +710,7 @@ static ms_status walk_locked(ms_topic_handle *t, uint64_t h, uint64_t hs, uint64
         rec_hdr r;
         memcpy(&r, t->ring + o, sizeof r);
         if (r.flags == MS_REC_PAD) {
-            if (r.length != cap - o || r.seq != hs)
+            if (r.length != cap - o || o == 0 || r.length > tail - h || r.seq != hs)
                 return MS_E_LAYOUT;
             h += r.length;
             continue;
@@ -720,7 +736,7 @@ static int claim_entry(ms_topic_handle *t)
     for (uint32_t i = 0; i < t->max_subs; i++) {
         uint32_t zero = 0;
         if (ms_load_relaxed32(&t->subs[i].pid) == 0 &&
-            ms_cas32(&t->subs[i].pid, &zero, MS_PID_REAPING))
+            ms_cas32(&t->subs[i].pid, &zero, MS_PID_CLAIMING))
             return (int)i;
     }
     return -1;
@@ -752,9 +768,12 @@ static ms_status register_locked(ms_subscriber *s, int mode, uint64_t want)
         } else if (want >= hs) {
             st = walk_locked(t, h, hs, tail, want, &pos, &position);
         } else {
+            /* counted now, reported by the first receive */
             pos = h;
             position = hs;
             s->pending_missed = hs - want;
+            s->missed += hs - want;
+            s->lagged++;
         }
     } else if (mode == MS_SUB_REGISTER) {
         pos = s->pos;
@@ -792,11 +811,16 @@ static ms_status open_fn(void *arg)
 {
     struct open_args *a = (struct open_args *)arg;
     ms_topic_handle *t = a->s->t;
-    ms_wait_opts lo = { -1, 0, NULL, NULL, 0, NULL };
+    /* pub_lock is held briefly by publishers, and for as long as a loan is open: a
+     * subscribe does not wait for a loan left open forever */
+    ms_wait_opts lo = { SUBSCRIBE_LOCK_NS, 0, NULL, NULL, 0, NULL };
     ms_status st = pub_lock(t, &lo);
     if (st != MS_OK)
         return st;
+    /* a subscriber that dies holding the lock is not a dead publisher (repair_locked) */
+    ms_store32(&t->tp->subscribing, 1);
     st = register_locked(a->s, a->mode, a->seq);
+    ms_store32(&t->tp->subscribing, 0);
     pub_unlock(t);
     return st;
 }
@@ -850,11 +874,13 @@ static void publish_progress(ms_subscriber *s)
     }
 }
 
-static inline int overwritten(ms_subscriber *s, uint64_t pos)
+/* 1 if the record at pos may have been overwritten since it was read; *intent is the
+ * value that says so (the bound the oldest record still held must respect). */
+static inline int overwritten(ms_subscriber *s, uint64_t pos, uint64_t *intent)
 {
     fence_acquire();
-    uint64_t intent = ms_load64(&s->t->tp->intent);
-    return intent > pos + s->t->cap;
+    *intent = ms_load64(&s->t->tp->intent);
+    return *intent > pos + s->t->cap;
 }
 
 /* Status of the lag path when a publisher is in the middle of moving head (or died
@@ -863,7 +889,7 @@ static inline int overwritten(ms_subscriber *s, uint64_t pos)
 
 /* Overwritten: jump to the oldest record still held, counting what was lost.  MS_OK
  * when nothing was lost after all (only padding was overwritten): read on. */
-static ms_status lag(ms_subscriber *s)
+static ms_status lag(ms_subscriber *s, uint64_t bound)
 {
     ms_topic *tp = s->t->tp;
     uint64_t cap = s->t->cap;
@@ -882,7 +908,10 @@ static ms_status lag(ms_subscriber *s)
         if (ms_load_relaxed64(&tp->head_gen) != g1)
             continue;
         uint64_t tail = ms_load64(&tp->tail);
-        if (h % 8 || h > tail || tail - h > cap || h < s->pos || hs < s->position)
+        /* the oldest record held lies past what was overwritten (bound - cap): a head
+         * that does not is no head a publisher wrote (and would loop forever) */
+        if (h % 8 || h > tail || tail - h > cap || h <= s->pos || hs < s->position ||
+            h + cap < bound)
             return MS_E_LAYOUT;
         uint64_t from = s->position > s->skip_until ? s->position : s->skip_until;
         uint64_t m = hs > from ? hs - from : 0;
@@ -939,8 +968,9 @@ static ms_status read_fn(void *arg)
             return MS_E_EMPTY;
         if (p > tail || guard > cap / 8 + 2)
             return MS_E_LAYOUT;
+        uint64_t intent;
         if (tail - p > cap) {
-            ms_status st = lag(s);
+            ms_status st = lag(s, tail);
             if (st == MS_OK)
                 continue;
             return st;
@@ -953,13 +983,14 @@ static ms_status read_fn(void *arg)
         rec_hdr r;
         memcpy(&r, t->ring + off, sizeof r);
         if (r.flags == MS_REC_PAD) {
-            if (overwritten(s, p)) {
-                ms_status st = lag(s);
+            if (overwritten(s, p, &intent)) {
+                ms_status st = lag(s, intent);
                 if (st == MS_OK)
                     continue;
                 return st;
             }
-            if (r.length != cap - off || r.seq != s->position)
+            if (r.length != cap - off || off == 0 || r.length > tail - p ||
+                r.seq != s->position)
                 return MS_E_LAYOUT;
             s->pos = p + r.length;
             continue;
@@ -967,8 +998,8 @@ static ms_status read_fn(void *arg)
         uint64_t rsize = HDR + ALIGN8(r.length);
         if ((r.flags & ~MS_REC_KIND_MASK) != 0 || r.length > t->max_message ||
             off + rsize > cap || rsize > tail - p || r.seq != s->position) {
-            if (overwritten(s, p)) {
-                ms_status st = lag(s);
+            if (overwritten(s, p, &intent)) {
+                ms_status st = lag(s, intent);
                 if (st == MS_OK)
                     continue;
                 return st;
@@ -984,8 +1015,8 @@ static ms_status read_fn(void *arg)
         }
         const uint8_t *src = t->ring + off + HDR;
         if (!a->alloc) {
-            if (overwritten(s, p)) {
-                ms_status st = lag(s);
+            if (overwritten(s, p, &intent)) {
+                ms_status st = lag(s, intent);
                 if (st == MS_OK)
                     continue;
                 return st;
@@ -1004,9 +1035,9 @@ static ms_status read_fn(void *arg)
         if (!dst)
             return MS_E_INVALID;
         memcpy(dst, src, r.length);
-        if (overwritten(s, p)) {
+        if (overwritten(s, p, &intent)) {
             /* torn or stale: what dst holds is not a message (the caller drops it) */
-            ms_status st = lag(s);
+            ms_status st = lag(s, intent);
             return st == MS_OK ? MS_E_RETRY_NO_GIL : st;
         }
         s->view_kind = r.flags >> MS_REC_KIND_SHIFT;
@@ -1155,11 +1186,20 @@ ms_status ms_subscriber_peek(ms_subscriber *s, const uint8_t **ptr, size_t *len,
 static ms_status release_fn(void *arg)
 {
     ms_subscriber *s = (ms_subscriber *)arg;
-    if (overwritten(s, s->view_pos)) {
-        ms_status st = lag(s);
+    uint64_t intent;
+    if (overwritten(s, s->view_pos, &intent)) {
+        ms_status st = lag(s, intent);
         /* nothing lost means only padding was overwritten: impossible for a viewed
          * message, whose own bytes are what was checked */
-        return st == MS_OK ? MS_E_LAYOUT : st == LAG_STALLED ? MS_E_LAGGED : st;
+        if (st == LAG_STALLED) {
+            /* the view was overwritten, but how much was lost cannot be read yet (a
+             * publisher is moving head, or died doing so): say so now with 0, and let
+             * the next receive count the loss -- the totals stay exact */
+            s->lag_missed = 0;
+            s->lag_position = s->position;
+            return MS_E_LAGGED;
+        }
+        return st == MS_OK ? MS_E_LAYOUT : st;
     }
     s->pos = s->view_pos + s->view_rsize;
     s->position++;
@@ -1176,11 +1216,6 @@ ms_status ms_subscriber_release(ms_subscriber *s)
     ms_status st = ms_p_guarded_call(release_fn, s);
     if (st == MS_E_FAULT)
         ms_segment_fault(s->t->seg);
-    if (st == MS_E_LAGGED && s->lag_missed == 0) {
-        /* stalled lag path: report the loss of the viewed message at least */
-        s->lag_missed = 1;
-        s->lag_position = s->position + 1;
-    }
     return st;
 }
 

@@ -1,6 +1,6 @@
 """Write the small seed corpus of the fuzz harnesses (committed under fuzz/corpus/).
 
-python fuzz/make_seeds.py        # rewrites fuzz/corpus/{header,ring,interleave}/seed-*
+python fuzz/make_seeds.py        # rewrites fuzz/corpus/{header,ring,interleave,topic}/seed-*
 """
 
 from __future__ import annotations
@@ -62,6 +62,41 @@ def records(cap: int, msgs: list[bytes], start: int = 0) -> tuple[bytes, int]:
     return bytes(ring), pos
 
 
+def topic_log(cap: int, msgs: list[bytes]) -> tuple[bytes, bytes]:
+    """(topic control lines 0-3, ring) after publishing ``msgs`` into a topic of ``cap``
+    bytes, as csrc/topic.c does: 16-byte headers with seqs, padding records (implicit
+    below 16 bytes), records dropped from the head when overwritten."""
+    ring = bytearray(cap)
+    tail = intent = head = head_seq = 0
+    sizes: list[tuple[int, int]] = []  # (position, size) of what is held, pads too
+    for seq, m in enumerate(msgs):
+        r = 16 + (len(m) + 7) // 8 * 8
+        off = tail % cap
+        pad = cap - off if cap - off < 16 or off + r > cap else 0
+        start = tail + pad
+        end = start + r
+        low = end - cap
+        while head < low:
+            o = head % cap
+            if cap - o < 16:
+                head += cap - o
+                continue
+            length, flags, _ = struct.unpack_from("<IIQ", ring, o)
+            head += length if flags == 1 else 16 + (length + 7) // 8 * 8
+            head_seq += 0 if flags == 1 else 1
+        intent = max(intent, end)
+        if pad >= 16:
+            struct.pack_into("<IIQ", ring, off, pad, 1, seq)
+        struct.pack_into("<IIQ", ring, start % cap, len(m), 0, seq)
+        ring[start % cap + 16 : start % cap + 16 + len(m)] = m
+        tail = end
+        sizes.append((start, r))
+    c = bytearray(256)
+    struct.pack_into("<QQ", c, 0, cap, (cap // 2 - 16) & ~7)
+    struct.pack_into("<QQQQQQ", c, 64, tail, len(msgs), intent, head, head_seq, 0)
+    return bytes(c), bytes(ring)
+
+
 def write(sub: str, name: str, data: bytes) -> None:
     d = os.path.join(HERE, "corpus", sub)
     os.makedirs(d, exist_ok=True)
@@ -100,6 +135,22 @@ def main() -> None:
     ]
     for i, p in enumerate(progs):
         write("interleave", f"seed-{i}", p)
+    # topics: capacity selector (bit 7: keep line 0 valid), table size and mode, control
+    # lines 0-3, the subscriber table (one live-looking entry), the ring
+    for i, (sel, mode, msgs) in enumerate(
+        [
+            (0, 1, [b"hello", b"", b"world"]),
+            (8, 1, [bytes([k]) * (k * 7 % 60) for k in range(40)]),  # wrapped, pads, drops
+            (2, 5, [b"b" * 40] * 3),  # block mode, two entries
+            (1, 1, [b"x" * 8 * k for k in range(1, 12)]),  # implicit pads
+        ]
+    ):
+        cap = 128 + 8 * sel
+        ctl, ring = topic_log(cap, msgs)
+        nsubs = 1 + (mode & 3)
+        table = bytearray(64 * nsubs)
+        struct.pack_into("<IIQQQ", table, 0, 1, 0, 1, 0, 0)  # pid 1 (alive), at 0
+        write("topic", f"seed-{i}", bytes([sel | 0x80, mode]) + ctl + bytes(table) + ring)
 
 
 if __name__ == "__main__":

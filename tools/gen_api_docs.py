@@ -65,6 +65,12 @@ GROUPS: list[tuple[str, str, list[str]]] = [
         ["segments", "SegmentInfo", "ProcessInfo", "collect", "Reclaimed"],
     ),
     (
+        "Waiting on several objects",
+        "One sleep on several channels, subscribers, events, semaphores and segments "
+        "([wait.md](wait.md)).",
+        ["wait", "wait_async"],
+    ),
+    (
         "Errors",
         "One root, `MapshareError`; leaves also subclass the builtin exception a caller "
         "would already catch.  Conditions met in normal flow carry no suffix "
@@ -88,6 +94,7 @@ MODULE_GROUPS = {
     "inspect": "Inspection and cleanup",
     "gc": "Inspection and cleanup",
     "errors": "Errors",
+    "wait": "Waiting on several objects",
 }
 # Dunder methods worth documenting (they define how a user iterates or indexes).
 DUNDERS = ("__iter__", "__aiter__", "__len__", "__getitem__", "__contains__")

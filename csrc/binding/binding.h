@@ -223,6 +223,8 @@ typedef struct {
                                * into the owner's mapping unless through an export (a loan
                                * or received view), or it has a mapping of its own */
     uint64_t offset;          /* of ptr in the segment's user area */
+    long long seq;            /* a topic loan: the sequence number it was published as
+                               * (-1 before, and for every other window) */
 } WindowObject;
 
 /* The exporter of a loan's or received message's memoryview.  numpy keeps the
@@ -253,6 +255,19 @@ extern MS_BINDING_API PyTypeObject Lock_Type;
 extern MS_BINDING_API PyTypeObject Event_Type;
 extern MS_BINDING_API PyTypeObject Semaphore_Type;
 extern MS_BINDING_API PyTypeObject Channel_Type;
+
+/* ---- waiting on several objects (wait.c) ------------------------------------------ */
+
+/* Fill *w (zeroed by the caller) for _core.wait_any from an instance of the type the
+ * function is named after: 0, or -1 with an exception set (a closed handle).  Each lives
+ * beside its type; *a is the caller's storage for what the predicate needs. */
+MS_BINDING_API int ms_binding_event_waitable(PyObject *obj, ms_waitable *w);
+MS_BINDING_API int ms_binding_semaphore_waitable(PyObject *obj, ms_waitable *w);
+MS_BINDING_API int ms_binding_channel_waitable(PyObject *obj, ms_waitable *w,
+                                               ms_channel_waitarg *a);
+/* _core.wait_any(objects, timeout=None, spin=None) -> list[int] */
+MS_BINDING_API PyObject *core_wait_any(PyObject *mod, PyObject *args, PyObject *kw);
+MS_BINDING_API PyObject *core_wait_polling(PyObject *mod, PyObject *args);
 
 /* ---- Topic and Subscriber (topic.c) ----------------------------------------------- */
 

@@ -702,6 +702,15 @@ static PyObject *Channel_abort_waits(ChannelObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+int ms_binding_channel_waitable(PyObject *obj, ms_waitable *w, ms_channel_waitarg *a)
+{
+    ChannelObject *self = (ChannelObject *)obj;
+    if (ch_check(self) < 0)
+        return -1;
+    ms_channel_waitable(&self->ch, a, w);
+    return 0;
+}
+
 static PyObject *Channel_close_sending(ChannelObject *self, PyObject *unused)
 {
     (void)unused;

@@ -141,6 +141,15 @@ static PyObject *Event__wait(EventObject *self, PyObject *args)
     return event_wait(self, tobj, sobj);
 }
 
+int ms_binding_event_waitable(PyObject *obj, ms_waitable *w)
+{
+    EventObject *self = (EventObject *)obj;
+    if (seg_check(self->seg) < 0)
+        return -1;
+    ms_event_waitable(&self->seg->seg, self->slot, self->e, w);
+    return 0;
+}
+
 static PyMethodDef Event_methods[] = {
     {"set", (PyCFunction)Event_set, METH_NOARGS,
      "set($self, /)\n--\n\nSet the flag and wake every waiter."},

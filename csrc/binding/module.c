@@ -349,6 +349,13 @@ static PyMethodDef module_methods[] = {
     {"process_alive", core_process_alive, METH_VARARGS,
      "process_alive(pid, start=0) -> 1 alive, 0 dead, -1 unknown"},
     {"process_start", core_process_start, METH_VARARGS, "process_start(pid) -> int"},
+    {"wait_any", (PyCFunction)(void (*)(void))core_wait_any, METH_VARARGS | METH_KEYWORDS,
+     "wait_any(objects, timeout=None, spin=None) -> list[int]: the indexes of the ready\n"
+     "objects (Channel, Event, Semaphore, Segment or (Segment, since), Subscriber), in\n"
+     "order, after waiting for at least one (an empty list on timeout)."},
+    {"_wait_polling", core_wait_polling, METH_VARARGS,
+     "_wait_polling(force=None) -> bool: wait_any polls instead of sleeping on every\n"
+     "word at once (force=True, for tests; False: only where the system cannot)."},
     {"peek_header", core_peek_header, METH_VARARGS,
      "peek_header(osname, path=None, flags=0) -> dict: the identity fields of a header "
      "(ms_inspect_peek), without attaching; for objects open() refuses (destroyed)."},

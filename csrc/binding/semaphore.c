@@ -196,6 +196,15 @@ static PyObject *Semaphore_get_maximum(SemaphoreObject *self, void *c)
     RET_OBJ(self->seg, PyLong_FromUnsignedLong(ms_load32(&self->s->maximum)));
 }
 
+int ms_binding_semaphore_waitable(PyObject *obj, ms_waitable *w)
+{
+    SemaphoreObject *self = (SemaphoreObject *)obj;
+    if (seg_check(self->seg) < 0)
+        return -1;
+    ms_semaphore_waitable(&self->seg->seg, self->slot, self->s, w);
+    return 0;
+}
+
 static PyMethodDef Semaphore_methods[] = {
     {"acquire", (PyCFunction)(void (*)(void))Semaphore_acquire, METH_FASTCALL | METH_KEYWORDS,
      "acquire($self, timeout=None)\n--\n\n"

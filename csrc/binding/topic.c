@@ -382,9 +382,11 @@ static PyObject *topic_commit(TopicObject *self, WindowObject *w, Py_ssize_t use
     }
     w->valid = 0;
     self->loan = NULL;
-    Py_DECREF(w);
     uint64_t seq = 0;
     ms_status st = ms_topic_commit(&self->t, (size_t)used, &seq);
+    if (st == MS_OK)
+        w->seq = (long long)seq;  /* `with topic.loan(n) as buf:` then loan.seq */
+    Py_DECREF(w);
     if (st != MS_OK)
         return topic_raise(self->segobj, st, NULL);
     RET_OBJ(self->segobj, PyLong_FromUnsignedLongLong(seq));
@@ -543,8 +545,9 @@ static PyMethodDef Topic_methods[] = {
     {"loan", (PyCFunction)(void (*)(void))Topic_loan, METH_VARARGS | METH_KEYWORDS,
      "loan($self, n, timeout=None, *, _kind=0)\n--\n\n"
      "Reserve n bytes inside the ring: `with t.loan(n) as buf:` gives a writable\n"
-     "memoryview, published when the block ends (discarded if it raises).  While the\n"
-     "loan is open this handle holds the publishers' lock."},
+     "memoryview, published when the block ends (discarded if it raises); the loan's\n"
+     "`seq` is then the message's sequence number.  While the loan is open this handle\n"
+     "holds the publishers' lock."},
     {"_commit", (PyCFunction)Topic_commit, METH_VARARGS, "_commit(window, used=None) -> seq"},
     {"_abort", (PyCFunction)Topic_abort, METH_VARARGS, "_abort(window)"},
     {"_statistics", (PyCFunction)Topic_statistics, METH_NOARGS,
@@ -856,7 +859,7 @@ static PyObject *sub_release(SubscriberObject *self, WindowObject *w)
     w->valid = 0;
     self->view = NULL;
     Py_DECREF(w);
-    if (self->s.closed || self->topic->segobj->seg.faulted) {
+    if (self->s.closed || !self->topic->segobj->open || self->topic->segobj->seg.faulted) {
         ms_subscriber_unview(&self->s);
         RET_NONE(self->topic->segobj);
     }

@@ -25,6 +25,7 @@ WindowObject *new_window(SegmentObject *owner, uint8_t *ptr, Py_ssize_t len, int
     w->mv = NULL;
     w->exp = NULL;
     w->offset = owner->seg.data && ptr ? (uint64_t)(ptr - owner->seg.data) : 0;
+    w->seq = -1;
     /* A loan or received view shows its memory only through WindowExport objects, which
      * count as exports; a bare segment subview (kind 0 without a mapping of its own) is
      * what numpy keeps as a base without an export, so its reference must count. */
@@ -247,11 +248,20 @@ static PyMethodDef Window_methods[] = {
     {NULL}
 };
 
+static PyObject *Window_get_seq(WindowObject *self, void *c)
+{
+    (void)c;
+    return PyLong_FromLongLong(self->seq);
+}
+
 static PyGetSetDef Window_getset[] = {
     {"released", (getter)Window_get_released, NULL, "True once released.", NULL},
     {"nbytes", (getter)Window_get_nbytes, NULL, "Length in bytes.", NULL},
     {"offset", (getter)Window_get_offset, NULL,
      "Offset of the first byte in the segment's user area.", NULL},
+    {"seq", (getter)Window_get_seq, NULL,
+     "A topic loan: the sequence number it was published as, once its block ended "
+     "without an exception (-1 before, if it was discarded, and for other windows).", NULL},
     {NULL}
 };
 

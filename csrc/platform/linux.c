@@ -453,6 +453,64 @@ int ms_p_wake32(ms_waitctx *ctx, unsigned slot, volatile uint32_t *word, int all
     return n < 0 ? -1 : (int)n;
 }
 
+/* futex_waitv (Linux 5.16): defined here, not taken from <linux/futex.h>, so that the
+ * build does not depend on the headers' age; the probe decides at run time. */
+#define MS_NR_FUTEX_WAITV 449
+#define MS_FUTEX2_SIZE_U32 0x02   /* no FUTEX2_PRIVATE: the words are in shared mappings */
+#define MS_FUTEX_WAITV_MAX 128
+
+struct ms_futex_waitv {
+    uint64_t val;
+    uint64_t uaddr;
+    uint32_t flags;
+    uint32_t reserved;
+};
+
+size_t ms_p_wait_many_max(void)
+{
+    /* 0 unknown, 1 present, 2 absent.  A call with no futexes is refused with EINVAL by
+     * a kernel that has the system call; ENOSYS (older kernel) or EPERM (a seccomp
+     * filter that does not know it) means we must poll. */
+    static volatile int have;
+    int h = have;
+    if (h == 0) {
+        long rc = syscall(MS_NR_FUTEX_WAITV, NULL, 0, 0, NULL, CLOCK_MONOTONIC);
+        h = (rc < 0 && errno == EINVAL) ? 1 : 2;
+        have = h;
+    }
+    return h == 1 ? MS_FUTEX_WAITV_MAX : 0;
+}
+
+ms_status ms_p_wait32_many(const ms_wait_word *w, size_t n, int64_t timeout_ns)
+{
+    struct ms_futex_waitv v[MS_FUTEX_WAITV_MAX];
+    struct timespec ts, *tsp = NULL;
+    if (n == 0 || n > MS_FUTEX_WAITV_MAX)
+        return MS_E_INVALID;
+    for (size_t i = 0; i < n; i++) {
+        v[i].val = w[i].expected;
+        v[i].uaddr = (uint64_t)(uintptr_t)w[i].word;
+        v[i].flags = MS_FUTEX2_SIZE_U32;
+        v[i].reserved = 0;
+    }
+    if (timeout_ns >= 0) {
+        /* futex_waitv takes an absolute time on the given clock */
+        uint64_t end = ms_p_monotonic_ns() + (uint64_t)timeout_ns;
+        ts.tv_sec = (time_t)(end / 1000000000ULL);
+        ts.tv_nsec = (long)(end % 1000000000ULL);
+        tsp = &ts;
+    }
+    long rc = syscall(MS_NR_FUTEX_WAITV, v, (unsigned)n, 0, tsp, CLOCK_MONOTONIC);
+    if (rc >= 0)
+        return MS_OK;
+    switch (errno) {
+    case EAGAIN: return MS_OK;  /* a value had already changed */
+    case ETIMEDOUT: return MS_E_TIMEOUT;
+    case EINTR: case ERESTART: return MS_E_INTERRUPTED;
+    default: return MS_E_OS;
+    }
+}
+
 /* ---- robust lock ------------------------------------------------------------------- */
 
 /* glibc links every robust mutex a thread holds into that thread's robust list, through

@@ -201,6 +201,29 @@ ms_status ms_p_wait32(ms_waitctx *ctx, unsigned slot, volatile uint32_t *word,
  * by a waiter that died in its sleep). */
 int ms_p_wake32(ms_waitctx *ctx, unsigned slot, volatile uint32_t *word, int all);
 
+/* One word of a multi-word wait (ms_p_wait32_many). */
+typedef struct ms_wait_word {
+    ms_waitctx *ctx;             /* the wait context of the word's segment */
+    unsigned slot;               /* the word's slot key, as for ms_p_wait32 */
+    volatile uint32_t *word;
+    uint32_t expected;
+} ms_wait_word;
+
+/* How many words ms_p_wait32_many can sleep on at once; 0 if this system cannot sleep
+ * on several at all (callers then poll: sync.c's ms_wait_any).  Linux: 128
+ * (FUTEX_WAITV_MAX) where the kernel has futex_waitv (5.16+; probed once), else 0.
+ * Windows: 64 (MAXIMUM_WAIT_OBJECTS). */
+size_t ms_p_wait_many_max(void);
+
+/* Sleep while every w[i].word still holds w[i].expected, at most timeout_ns (-1: no
+ * limit); n <= ms_p_wait_many_max().  The same contract as ms_p_wait32 (MS_OK when
+ * woken or when a value differed, spurious wake-ups allowed; MS_E_TIMEOUT;
+ * MS_E_INTERRUPTED), for a waker of any one of the words: each ms_p_wake32 on one of
+ * them wakes this sleeper.  Linux: futex_waitv on shared (not private) 32-bit futexes.
+ * Windows: WaitForMultipleObjects on the slots' semaphores (words of one context and
+ * slot share one). */
+ms_status ms_p_wait32_many(const ms_wait_word *w, size_t n, int64_t timeout_ns);
+
 /* ---- robust lock ------------------------------------------------------------------- */
 
 /* A lock whose state lives in MS_LOCK_AREA bytes of shared memory (`area`), plus, on

@@ -1324,6 +1324,65 @@ int ms_p_wake32(ms_waitctx *ctx, unsigned slot, volatile uint32_t *word, int all
     }
 }
 
+size_t ms_p_wait_many_max(void) { return MAXIMUM_WAIT_OBJECTS; }
+
+/* As ms_p_wait32 for several words: count in on each distinct slot's semaphore, look at
+ * every word, then sleep on all the semaphores at once.  Words of one context and slot
+ * share a semaphore, which WaitForMultipleObjects may hold only once.  A token taken
+ * from one semaphore leaves the others' tokens (released for us too) behind: spurious
+ * wake-ups for later waits, which the contract allows. */
+ms_status ms_p_wait32_many(const ms_wait_word *w, size_t n, int64_t timeout_ns)
+{
+    HANDLE sems[MAXIMUM_WAIT_OBJECTS];
+    volatile LONG *cnts[MAXIMUM_WAIT_OBJECTS];
+    size_t i, j, k = 0;
+    int e = 0, clamped;
+    DWORD ms, r;
+    ms_status st = MS_OK;
+    if (n == 0 || n > MAXIMUM_WAIT_OBJECTS)
+        return MS_E_INVALID;
+    for (i = 0; i < n; i++) {
+        ms_slot_entry *ent;
+        HANDLE sem;
+        volatile LONG *cnt;
+        if (!w[i].ctx || !w[i].ctx->base)
+            return MS_E_INVALID;
+        if (ms_load32(w[i].word) != w[i].expected)
+            return MS_OK;
+        if (!(ent = slot_entry(w[i].ctx, w[i].slot)))
+            return MS_E_NO_SPACE;
+        sem = get_sem(w[i].ctx, ent, &e);
+        cnt = get_count(w[i].ctx, ent, &e);
+        if (!sem || !cnt)
+            return MS_E_OS;
+        for (j = 0; j < k; j++)
+            if (sems[j] == sem)
+                break;
+        if (j == k) {
+            sems[k] = sem;
+            cnts[k] = cnt;
+            k++;
+        }
+    }
+    for (j = 0; j < k; j++)
+        InterlockedIncrement(cnts[j]);      /* full barriers */
+    for (i = 0; i < n; i++)
+        if (ms_load32(w[i].word) != w[i].expected)
+            goto out;
+    ms = timeout_ms(timeout_ns, &clamped);
+    r = WaitForMultipleObjects((DWORD)k, sems, FALSE, ms);
+    if (r < WAIT_OBJECT_0 + k)
+        st = MS_OK;
+    else if (r == WAIT_TIMEOUT)
+        st = clamped ? MS_OK : MS_E_TIMEOUT;
+    else
+        st = MS_E_OS;
+out:
+    for (j = 0; j < k; j++)
+        InterlockedDecrement(cnts[j]);
+    return st;
+}
+
 /* ---- robust lock ------------------------------------------------------------------- */
 
 /* What the 64-byte shared area holds on Windows (the holder, see "Locks" above). */

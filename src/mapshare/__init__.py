@@ -62,6 +62,8 @@ from ._topic import SubscriberStatistics as SubscriberStatistics
 from ._topic import Topic as Topic
 from ._topic import TopicStatistics as TopicStatistics
 from ._version import __version__ as __version__
+from ._wait import wait as wait
+from ._wait import wait_async as wait_async
 
 __all__ = [
     "AlreadyHeldError",
@@ -111,4 +113,6 @@ __all__ = [
     "WindowOpenError",
     "collect",
     "segments",
+    "wait",
+    "wait_async",
 ]

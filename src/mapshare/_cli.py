@@ -2,12 +2,15 @@
 run the demo.
 
     mapshare ls [--json]                 list segments
-    mapshare info NAME [--json]          one segment: header, peers, lock, channel depth
-    mapshare create channel NAME --capacity N | segment NAME --size N
+    mapshare info NAME [--json]          one segment: header, peers, lock, channel depth,
+                                         a topic's subscribers and their lag
+    mapshare create channel NAME --capacity N | topic NAME --capacity N | segment NAME --size N
     mapshare rm NAME [NAME ...]          remove names
     mapshare gc [--dry-run] [--json]     remove 'shared' segments whose users all died
     mapshare send NAME [DATA | -]        send DATA, or each line of stdin, on a channel
     mapshare receive NAME [--count N] [--follow] [--timeout S] [--hex | --json]
+    mapshare publish NAME [DATA | -]     publish DATA, or each line of stdin, on a topic
+    mapshare subscribe NAME [--start history|live|N] [--count N] [--follow] [--json]
     mapshare demo                        the file-mapping demo: a writer and a reader process
 
 No command prints a traceback: every failure is one line on stderr naming the logical
@@ -30,11 +33,14 @@ from ._errors import (
     BrokenChannelError,
     ChannelFull,
     EndOfChannel,
+    Lagged,
     LayoutError,
     MapshareError,
     MessageTooLargeError,
     SegmentExistsError,
     SegmentNotFoundError,
+    TopicEmpty,
+    TopicFull,
     WaitTimeout,
 )
 from ._inspect import SegmentInfo, segment_info, segments
@@ -177,11 +183,38 @@ def cmd_info(args: argparse.Namespace) -> int:
         for role in ("senders", "receivers"):
             peers = ", ".join(f"{p['pid']} ({_alive(p['alive'])})" for p in x[role]) or "none"
             print(f"{role + ':':<13}{peers}")
+    elif info.kind == "topic":
+        _print_topic(x)
     elif info.kind == "event":
         print(f"event:       {'set' if x['event_set'] else 'clear'}, {x['waiters']} waiter(s)")
     elif info.kind == "semaphore":
         print(f"semaphore:   {x['value']} of {x['maximum']}, {x['waiters']} waiter(s)")
     return 0
+
+
+def _print_topic(x: dict[str, Any]) -> None:
+    """The topic lines of ``mapshare info`` (x: SegmentInfo.extra of a topic)."""
+    if "error" in x:
+        print(f"topic:       unreadable ({x['error']})")
+        return
+    print(f"capacity:    {x['capacity']} bytes of ring, messages up to {x['max_message']} "
+          "bytes")
+    print(f"overflow:    {x['overflow']}")
+    print(f"history:     {x['history']} message(s) replayed to start='history' "
+          f"({x['held']} held now)")
+    oldest = "-" if x["held"] == 0 else x["oldest"]
+    print(f"published:   {x['published']} message(s), {x['published_bytes']} bytes; "
+          f"oldest held: {oldest}")
+    print(f"deaths:      {x['publisher_deaths']} publisher(s) (left {x['abandoned']} "
+          f"loan(s)), {x['subscriber_deaths']} subscriber(s) reaped")
+    rows = x["subscribers"]
+    print(f"subscribers: {len(rows)}")
+    if rows:
+        _print_table(
+            [[str(r["pid"]), _alive(r["alive"]), str(r["position"]), str(r["lag"]),
+              str(r["missed"]), str(r["received"])] for r in rows],
+            ["  PID", "ALIVE", "POSITION", "LAG", "MISSED", "RECEIVED"],
+        )
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
@@ -293,15 +326,19 @@ def cmd_send(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_record(msg: bytes) -> dict[str, Any]:
+    """{"size", "text"} or, for bytes that are not UTF-8, {"size", "base64"}."""
+    try:
+        return {"size": len(msg), "text": msg.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"size": len(msg), "base64": base64.b64encode(msg).decode("ascii")}
+
+
 def _emit(out: Any, msg: bytes, fmt: str) -> None:
     if fmt == "hex":
         out.write(msg.hex().encode() + b"\n")
     elif fmt == "json":
-        try:
-            rec: dict[str, Any] = {"size": len(msg), "text": msg.decode("utf-8")}
-        except UnicodeDecodeError:
-            rec = {"size": len(msg), "base64": base64.b64encode(msg).decode("ascii")}
-        out.write(json.dumps(rec).encode() + b"\n")
+        out.write(json.dumps(_json_record(msg)).encode() + b"\n")
     else:
         out.write(msg + b"\n")
 
@@ -329,6 +366,105 @@ def cmd_receive(args: argparse.Namespace) -> int:
             n += 1
     finally:
         ch.close()
+    return 0
+
+
+def _open_topic(args: argparse.Namespace) -> Any:
+    from ._topic import Topic
+
+    name = _check_name(args.name)
+    if getattr(args, "create", None) is not None:
+        # persistent like `mapshare create`: this command detaches as it exits, and a
+        # 'shared' topic would vanish with it, history and all
+        return Topic.open_or_create(
+            name, args.create, history=args.history, overflow=args.overflow,
+            lifetime="persistent", mode=args.mode, allow_foreign=args.allow_foreign,
+        )
+    return Topic.open(name, allow_foreign=args.allow_foreign)
+
+
+def _publish_one(t: Any, data: bytes, args: argparse.Namespace, sent: int,
+                 where: str) -> None:
+    """Publish, turning a full (block-mode) topic and an oversized message into messages
+    that say how far we got and why; with --json, print the sequence number."""
+    try:
+        seq = t.publish(data, args.timeout)
+    except MessageTooLargeError:
+        raise MessageTooLargeError(
+            f"{where}: a message of {len(data)} bytes is larger than topic {t.name!r} can "
+            f"ever hold (max_message {t.max_message} bytes, capacity {t.capacity}); "
+            f"{sent} message(s) published before it"
+        ) from None
+    except (WaitTimeout, TopicFull):
+        raise WaitTimeout(
+            f"{where}: topic {t.name!r} (overflow='block') had a subscriber that did "
+            f"not read for {args.timeout:g} s; {sent} message(s) published, the rest "
+            "were not"
+        ) from None
+    if args.json:
+        print(json.dumps({"seq": seq, "size": len(data)}), flush=True)
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    t = _open_topic(args)
+    try:
+        if args.data is not None and args.data != "-":
+            _publish_one(t, os.fsencode(args.data), args, 0, "message")
+            return 0
+        sent = 0
+        with (
+            open(args.file, "rb") if args.file is not None else nullcontext(sys.stdin.buffer)
+        ) as stream:
+            for lineno, line in enumerate(stream, 1):
+                where = f"{args.file or 'stdin'} line {lineno}"
+                _publish_one(t, line.rstrip(b"\n"), args, sent, where)
+                sent += 1
+    finally:
+        t.close()
+    return 0
+
+
+def _parse_start(text: str) -> Any:
+    """--start: 'live', 'history' or a sequence number."""
+    if text in ("live", "history"):
+        return text
+    if text.isdigit():
+        return int(text)
+    raise argparse.ArgumentTypeError(
+        f"expected 'live', 'history' or a sequence number, not {text!r}")
+
+
+def cmd_subscribe(args: argparse.Namespace) -> int:
+    t = _open_topic(args)
+    out = sys.stdout.buffer
+    fmt = "hex" if args.hex else "json" if args.json else "raw"
+    # neither --count nor --follow: one message from 'live'; from 'history' or a
+    # sequence number, what is held now (then stop instead of waiting)
+    drain = args.count is None and not args.follow and args.start != "live"
+    count = 1 if args.count is None else args.count
+    n = 0
+    try:
+        with t.subscribe(start=args.start) as sub:
+            while args.follow or drain or n < count:
+                try:
+                    msg = sub.receive_nowait() if drain else sub.receive(args.timeout)
+                except Lagged as exc:
+                    # loss is reported, never silent; what follows is the oldest held
+                    print(f"mapshare subscribe: lagged: missed {exc.missed} message(s), "
+                          f"resuming at {exc.position}", file=sys.stderr, flush=True)
+                    continue
+                except (WaitTimeout, TopicEmpty):
+                    break
+                if fmt == "json":
+                    rec = _json_record(msg)
+                    rec = {"seq": sub.position - 1, **rec}
+                    out.write(json.dumps(rec).encode() + b"\n")
+                else:
+                    _emit(out, msg, fmt)
+                out.flush()
+                n += 1
+    finally:
+        t.close()
     return 0
 
 
@@ -361,6 +497,12 @@ def cmd_create(args: argparse.Namespace) -> int:
     if args.kind == "channel":
         obj = Channel.create(name, args.capacity, mode=args.mode, lifetime=args.lifetime)
         seg = obj.segment
+    elif args.kind == "topic":
+        from ._topic import Topic
+
+        obj = Topic.create(name, args.capacity, history=args.history, overflow=args.overflow,
+                           mode=args.mode, lifetime=args.lifetime)
+        seg = obj.segment
     else:
         obj = seg = Segment.create(name, args.size, mode=args.mode, lifetime=args.lifetime)
     info = seg.info()
@@ -377,6 +519,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ._demo import run
 
     return run(verbose=not args.quiet)
+
+
+def _topic_options(c: argparse.ArgumentParser, create_only: bool = False) -> None:
+    """--history and --overflow (and, for `publish --create`, --mode)."""
+    when = " (with --create)" if create_only else ""
+    c.add_argument("--history", type=int, default=0,
+                   help=f"messages replayed to late joiners{when} (default 0)")
+    c.add_argument("--overflow", choices=["overwrite", "block"], default="overwrite",
+                   help="overwrite (default): never wait, slow subscribers are told what "
+                   f"they missed; block: wait for the slowest live subscriber{when}")
+    if create_only:
+        c.add_argument("--mode", type=_parse_mode, default=0o600,
+                       help="permission bits in octal, with --create (default 600)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -397,15 +552,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=cmd_info)
 
-    s = sub.add_parser("create", help="create a channel or a segment")
+    s = sub.add_parser("create", help="create a channel, a topic or a segment")
     csub = s.add_subparsers(dest="kind", required=True)
     for kind, size_opt, size_help in (
         ("channel", "--capacity", "ring size in bytes (K, M, G suffixes allowed)"),
+        ("topic", "--capacity", "ring size in bytes (K, M, G suffixes allowed)"),
         ("segment", "--size", "size in bytes (K, M, G suffixes allowed)"),
     ):
         c = csub.add_parser(kind, help=f"create a {kind}")
         c.add_argument("name")
         c.add_argument(size_opt, type=_parse_size, required=True, help=size_help)
+        if kind == "topic":
+            _topic_options(c)
         c.add_argument("--mode", type=_parse_mode, default=0o600,
                        help="permission bits in octal (default 600; 660 lets the group in)")
         c.add_argument("--lifetime", choices=["persistent", "shared"], default="persistent",
@@ -449,6 +607,42 @@ def build_parser() -> argparse.ArgumentParser:
                    help="open a channel owned by another user (e.g. a group's, mode 660)")
     s.set_defaults(func=cmd_receive)
 
+    s = sub.add_parser("publish", help="publish a message, or each line of stdin, on a topic")
+    s.add_argument("name")
+    s.add_argument("data", nargs="?", help="the message; '-' or nothing reads lines of stdin")
+    s.add_argument("--file", help="read lines from this file instead of stdin")
+    s.add_argument("--create", type=_parse_size, metavar="CAPACITY",
+                   help="create the topic (persistent) with this many bytes of ring if it "
+                   "does not exist")
+    _topic_options(s, create_only=True)
+    s.add_argument("--timeout", type=float, default=None,
+                   help="overflow='block': seconds to wait for the slowest subscriber")
+    s.add_argument("--json", action="store_true",
+                   help='print {"seq", "size"} for each message published')
+    s.add_argument("--allow-foreign", action="store_true",
+                   help="open a topic owned by another user (e.g. a group's, mode 660)")
+    s.set_defaults(func=cmd_publish)
+
+    s = sub.add_parser("subscribe", help="print a topic's messages, one per line")
+    s.add_argument("name")
+    s.add_argument("--start", type=_parse_start, default="live",
+                   help="live (default: from the next message), history (the messages "
+                   "the topic holds for late joiners, then live) or a sequence number")
+    s.add_argument("--count", type=int, default=None,
+                   help="messages to print (default: 1 from live; from history or a "
+                   "sequence number, those held now)")
+    s.add_argument("--follow", action="store_true", help="keep printing until interrupted")
+    s.add_argument("--timeout", type=float, default=None,
+                   help="stop after this many seconds without a message")
+    fmt = s.add_mutually_exclusive_group()
+    fmt.add_argument("--hex", action="store_true", help="print each message in hex")
+    fmt.add_argument("--json", action="store_true",
+                     help='one JSON object per message: {"seq", "size", "text"} or, for '
+                     'bytes that are not UTF-8, {"seq", "size", "base64"}')
+    s.add_argument("--allow-foreign", action="store_true",
+                   help="open a topic owned by another user (e.g. a group's, mode 660)")
+    s.set_defaults(func=cmd_subscribe)
+
     s = sub.add_parser("demo", help="writer and reader processes meet by name")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_demo)
@@ -463,7 +657,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if extra:
         # argparse cannot fill an optional positional after an option
         # ("mapshare send NAME --close -"): take one leftover as the data
-        if args.command == "send" and args.data is None and len(extra) == 1:
+        if args.command in ("send", "publish") and args.data is None and len(extra) == 1:
             args.data = extra[0]
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -70,7 +70,8 @@ class SegmentInfo:
     os_name: str
     """The name the OS knows (``/mapshare....``)."""
     kind: str
-    """segment, lock, event, semaphore or channel (link for a file-backed name)."""
+    """segment, lock, event, semaphore, channel or topic (link for a file-backed
+    name)."""
     size: int
     """User area size in bytes, exactly as created."""
     lifetime: str
@@ -97,7 +98,9 @@ class SegmentInfo:
     change_count: int
     """The change counter moved by ``notify()``."""
     extra: dict[str, Any]
-    """Kind-specific details (channel depth and peers, event state, semaphore value)."""
+    """Kind-specific details (channel depth and peers, event state, semaphore value; a
+    topic's geometry, counters and ``subscribers`` rows: pid, alive, position, lag,
+    missed, received)."""
     error: Optional[str] = None
     """Why the header could not be read, for state 'corrupt' or 'initializing'."""
     read_only_openers: Optional[tuple[int, ...]] = None
@@ -259,9 +262,36 @@ def segment_info(os_name: str) -> SegmentInfo:
                     return info_from_header(target.header(), os_name, target.stat(), path)
                 finally:
                     target.close(detach=False)
-        return info_from_header(h, os_name, st, path)
+        info = info_from_header(h, os_name, st, path)
+        if h["kind"] == _core.KIND_TOPIC:
+            info.extra.update(topic_details(core))
+        return info
     finally:
         core.close(detach=False)
+
+
+_OVERFLOW_NAMES = {1: "overwrite", 2: "block"}
+
+
+def topic_details(core: Any) -> dict[str, Any]:
+    """A topic's statistics as JSON-friendly ``extra`` fields, read through the core
+    from a mapping opened for inspection (nothing is written: no subscriber entry, no
+    attach).  An unreadable topic gives ``{"error": why}``, never an exception."""
+    try:
+        d = dict(_core.Topic(core)._statistics())
+    except (MapshareError, OSError, ValueError, TypeError, AttributeError) as exc:
+        return {"error": str(exc) or type(exc).__name__}
+    d["overflow"] = _OVERFLOW_NAMES.get(d.get("overflow", 0), f"unknown({d.get('overflow')})")
+    if "oldest" not in d:  # the core's name for it
+        d["oldest"] = d.get("oldest_held", d["published"])
+    d["held"] = d["published"] - d["oldest"]
+    d["subscribers"] = [
+        {k: r[k] for k in ("pid", "alive", "position", "lag", "missed", "received")}
+        for r in d.get("subscribers", ())
+    ]
+    for r in d["subscribers"]:
+        r["alive"] = _alive(int(r["alive"])) if not isinstance(r["alive"], bool) else r["alive"]
+    return d
 
 
 def _replace(info: SegmentInfo, **changes: Any) -> SegmentInfo:

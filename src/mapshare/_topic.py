@@ -11,6 +11,7 @@ docs/design/layout.md).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pickle
 import time
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union, cast
 
 from . import _codec, _core, _registry
 from ._aio import poll_until, wait_until
-from ._errors import LayoutError, MessageKindError, TopicEmpty, TopicFull
+from ._errors import LayoutError, MapshareError, MessageKindError, TopicEmpty, TopicFull
 from ._options import INIT_WAIT, Lifetime
 from ._segment import Segment
 
@@ -35,21 +36,16 @@ __all__ = ["Subscriber", "SubscriberStatistics", "Topic", "TopicStatistics"]
 Overflow = Literal["overwrite", "block"]
 Start = Union[Literal["live", "history"], int]
 
-# csrc/layout.h: ms_topic.overflow
-_OVERFLOW = {"overwrite": 1, "block": 2}
+_OVERFLOW = {"overwrite": _core.TOPIC_OVERWRITE, "block": _core.TOPIC_BLOCK}
 _OVERFLOW_NAMES = {v: k for k, v in _OVERFLOW.items()}
-# Bytes of one subscriber-table entry (csrc/layout.h), and of the smallest record:
-# a 16-byte header and an 8-byte (padded) payload.
-_SUB_ENTRY = 64
-_MIN_RECORD = 16 + 8
-_MIN_CAPACITY = 128  # csrc/layout.h MS_TOPIC_CAPACITY_MIN
-_MAX_SUBSCRIBERS = 65536  # MS_TOPIC_SUBS_MAX
+# The smallest record: a header and an 8-byte (padded) payload.
+_MIN_RECORD = _core.TOPIC_RECORD_HEADER + 8
 
 
 def _user_area(capacity: int, max_subscribers: int) -> int:
-    """Bytes of user area a topic needs: the subscriber table, then the ring (both
-    multiples of 64, so the ring starts on a cache line)."""
-    return _SUB_ENTRY * max_subscribers + ((capacity + 63) & ~63)
+    """Bytes of user area a topic needs: the subscriber table (64-byte entries), then
+    the ring (csrc/topic.c ms_topic_area_size)."""
+    return _core.TOPIC_SUB_SIZE * max_subscribers + capacity
 
 
 class _TopicSegment(Segment):
@@ -222,9 +218,10 @@ class Topic(_core.Topic):
                             ("max_subscribers", max_subscribers)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{what} must be an int, not {type(value).__name__}")
-        if capacity < _MIN_CAPACITY:
+        if capacity < _core.TOPIC_CAPACITY_MIN:
             raise ValueError(
-                f"capacity must be an int >= {_MIN_CAPACITY} bytes, not {capacity!r}"
+                f"capacity must be an int >= {_core.TOPIC_CAPACITY_MIN} bytes, "
+                f"not {capacity!r}"
             )
         capacity = _codec.pad(capacity)
         if history < 0:
@@ -232,12 +229,12 @@ class Topic(_core.Topic):
         if history * _MIN_RECORD > capacity:
             raise ValueError(
                 f"a ring of {capacity} bytes cannot hold history={history} messages "
-                f"(each takes {_MIN_RECORD} bytes at least: 16 of header, the payload "
+                f"(each takes {_MIN_RECORD} bytes at least: a header and the payload "
                 f"padded to 8); use capacity >= {history * _MIN_RECORD}"
             )
-        if not 1 <= max_subscribers <= _MAX_SUBSCRIBERS:
+        if not 1 <= max_subscribers <= _core.TOPIC_SUBSCRIBERS_MAX:
             raise ValueError(
-                f"max_subscribers must be between 1 and {_MAX_SUBSCRIBERS}, "
+                f"max_subscribers must be between 1 and {_core.TOPIC_SUBSCRIBERS_MAX}, "
                 f"not {max_subscribers!r}"
             )
         try:
@@ -260,7 +257,7 @@ class Topic(_core.Topic):
 
         ``history``: how many of the newest messages ``subscribe(start="history")``
         replays to a late joiner (the ring must hold them: ``capacity`` at least
-        ``24 × history``; larger messages mean fewer are held).  ``overflow``:
+        ``24 * history``; larger messages mean fewer are held).  ``overflow``:
         ``"overwrite"`` (the publisher never waits; lapped subscribers get ``Lagged``)
         or ``"block"`` (the publisher waits for the slowest live subscriber).
         ``max_subscribers``: rows of the subscriber table (``SubscriberLimitError``
@@ -327,8 +324,7 @@ class Topic(_core.Topic):
     def overflow(self) -> Overflow:  # type: ignore[override]  # the core's is the code
         """``"overwrite"`` (the publisher never waits) or ``"block"`` (it waits for the
         slowest live subscriber)."""
-        code = _core.Topic.overflow.__get__(self)
-        return cast(Overflow, _OVERFLOW_NAMES.get(code, "overwrite"))
+        return cast(Overflow, _OVERFLOW_NAMES.get(super().overflow, "overwrite"))
 
     @property
     def spin(self) -> float:
@@ -350,14 +346,10 @@ class Topic(_core.Topic):
         self, total: int, write: Callable[[memoryview], None], kind: int,
         timeout: Optional[float],
     ) -> int:
-        window = self.loan(total, timeout, _kind=kind)
-        try:
-            with memoryview(window) as m:
-                write(m)
-        except BaseException:
-            self._abort(window)
-            raise
-        return self._commit(window)
+        loan = self.loan(total, timeout, _kind=kind)
+        with loan as m:
+            write(m)
+        return loan.seq
 
     def publish_object(self, obj: Any, timeout: Optional[float] = None) -> int:
         """Pickle ``obj`` (protocol 5) and publish it; returns its sequence number.
@@ -456,8 +448,8 @@ class Topic(_core.Topic):
             capacity=d["capacity"], max_message=d["max_message"], history=d["history"],
             overflow=cast(Overflow, _OVERFLOW_NAMES.get(d["overflow"], "overwrite")),
             max_subscribers=d["max_subscribers"], published=d["published"],
-            published_bytes=d["published_bytes"], oldest=d["oldest"],
-            held=d["published"] - d["oldest"], publisher_deaths=d["publisher_deaths"],
+            published_bytes=d["published_bytes"], oldest=d["oldest_held"],
+            held=d["held"], publisher_deaths=d["publisher_deaths"],
             abandoned=d["abandoned"], subscriber_deaths=d["subscriber_deaths"],
             subscribers=rows,
         )
@@ -512,9 +504,12 @@ class Topic(_core.Topic):
         return (Topic.open, (self.name,))
 
     def __repr__(self) -> str:
-        if self._segment.closed:
+        try:
+            s = self.statistics()
+        except ValueError:  # closed, or left at interpreter exit
             return f"<Topic {self.name!r} closed>"
-        s = self.statistics()
+        except MapshareError as exc:  # a corrupt topic still has a repr
+            return f"<Topic {self.name!r} ({type(exc).__name__})>"
         return (
             f"<Topic {self.name!r} {s.overflow}, {s.published} published, {s.held} held, "
             f"{len(s.subscribers)} subscriber(s)>"
@@ -659,6 +654,11 @@ class Subscriber(_core.Subscriber):
 
     async def _receive_async(self, call: Callable[[], Any], timeout: Optional[float],
                              what: str) -> Any:
+        # A subscriber is used by one thread at a time: a wait that a cancelled call left
+        # in a worker thread ends within one slice; let it, rather than collide with it.
+        while self._waits:
+            await asyncio.sleep(0.001)
+
         def attempt() -> Any:
             try:
                 return (call(),)

@@ -978,6 +978,191 @@ static void test_change_and_semaphore_across_fork(void)
     destroy_seg(&seg, osn);
 }
 
+/* ---- waiting on several objects (ms_wait_any) ------------------------------------- */
+
+struct waker {
+    int what;             /* 0 set event k, 1 release the semaphore, 2 notify, 3 send */
+    int k;
+    int delay_ms;
+    ms_segment *plain;    /* events at offsets 64*k of its user area */
+    ms_segment *sem_seg;
+    ms_channel *ch;
+};
+
+static ms_event *plain_event(ms_segment *plain, int k)
+{
+    return (ms_event *)(plain->data + 64 * k);
+}
+
+static unsigned plain_slot(int k)
+{
+    return MS_SLOT_USER_BASE + (unsigned)(64 * k) / 8;
+}
+
+static void *wake_later(void *arg)
+{
+    struct waker *w = (struct waker *)arg;
+    sleep_ms(w->delay_ms);
+    switch (w->what) {
+    case 0:
+        ms_event_set(w->plain, plain_slot(w->k), plain_event(w->plain, w->k));
+        break;
+    case 1:
+        ms_semaphore_release(w->sem_seg, MS_SLOT_SEMAPHORE,
+                             (ms_semaphore *)w->sem_seg->hdr->kind_area, 1);
+        break;
+    case 2:
+        ms_change_notify(w->plain);
+        break;
+    case 3: {
+        ms_wait_opts o = timeout_opts(1000000000LL);
+        ms_channel_send(w->ch, "hi", 2, &o);
+        break;
+    }
+    }
+    return NULL;
+}
+
+#define N_EVENTS 10
+
+/* items 0..9: events in a plain segment; 10: a semaphore; 11: the plain segment's change
+ * counter; 12: a channel.  Each kind, set from another thread while the waiter sleeps,
+ * wakes it and is the one reported; in both modes (futex_waitv and polling). */
+static void test_wait_any_threads(void)
+{
+    ms_segment plain, semseg;
+    char osn_plain[64], osn_sem[64];
+    uint32_t v[2] = { 0, 5 };
+    fake_seg fc;
+    if (create_seg(&plain, MS_KIND_SEGMENT, 4096, NULL, NULL, osn_plain) != 0) {
+        CHECK(0);
+        return;
+    }
+    if (create_seg(&semseg, MS_KIND_SEMAPHORE, 0, ms_semaphore_init, v, osn_sem) != 0) {
+        CHECK(0);
+        destroy_seg(&plain, osn_plain);
+        return;
+    }
+    CHECK_EQ(fake_channel_init(&fc, 256), 0);
+    ms_channel ch;
+    CHECK_EQ(ms_channel_bind(&ch, &fc.seg), MS_OK);
+    for (int k = 0; k < N_EVENTS; k++)
+        ms_event_init_at(plain_event(&plain, k), 0);
+    ms_semaphore *sem = (ms_semaphore *)semseg.hdr->kind_area;
+
+    for (int mode = 0; mode < 2; mode++) {
+        ms_wait_any_polling(mode);
+        for (int what = 0; what < 4; what++) {
+            ms_waitable items[N_EVENTS + 3];
+            uint8_t ready[N_EVENTS + 3];
+            ms_change_since cs;
+            ms_channel_waitarg ca;
+            memset(items, 0, sizeof items);
+            for (int k = 0; k < N_EVENTS; k++)
+                ms_event_waitable(&plain, plain_slot(k), plain_event(&plain, k), &items[k]);
+            ms_semaphore_waitable(&semseg, MS_SLOT_SEMAPHORE, sem, &items[N_EVENTS]);
+            ms_change_waitable(&plain, &cs, ms_change_count(&plain), &items[N_EVENTS + 1]);
+            ms_channel_waitable(&ch, &ca, &items[N_EVENTS + 2]);
+
+            /* nothing ready: a timeout, and every count back where it was */
+            ms_wait_opts o = timeout_opts(30000000LL);
+            memset(ready, 7, sizeof ready);
+            CHECK_EQ(ms_wait_any(items, N_EVENTS + 3, &o, ready), MS_E_TIMEOUT);
+            for (int i = 0; i < N_EVENTS + 3; i++) {
+                CHECK_EQ(ready[i], 0);
+                CHECK_EQ(ms_load32(items[i].waiters), 0);
+            }
+
+            /* the last event (what 0) or another kind, from another thread */
+            struct waker wk = { what, N_EVENTS - 1, 30, &plain, &semseg, &ch };
+            pthread_t t;
+            pthread_create(&t, NULL, wake_later, &wk);
+            o = timeout_opts(20000000000LL);
+            CHECK_EQ(ms_wait_any(items, N_EVENTS + 3, &o, ready), MS_OK);
+            pthread_join(t, NULL);
+            int want = what == 0 ? N_EVENTS - 1 : N_EVENTS + what - 1;
+            for (int i = 0; i < N_EVENTS + 3; i++) {
+                CHECK_EQ(ready[i], i == want);
+                CHECK_EQ(ms_load32(items[i].waiters), 0);
+            }
+            /* ready now: an immediate answer, without waiting */
+            o = timeout_opts(0);
+            CHECK_EQ(ms_wait_any(items, N_EVENTS + 3, &o, ready), MS_OK);
+            CHECK_EQ(ready[want], 1);
+            /* undo it */
+            if (what == 0)
+                ms_event_clear(plain_event(&plain, N_EVENTS - 1));
+            if (what == 1)
+                CHECK_EQ(ms_semaphore_acquire(&semseg, MS_SLOT_SEMAPHORE, sem, &o), MS_OK);
+            if (what == 3) {
+                uint8_t out[16];
+                fake_buf b = { out, sizeof out, 0 };
+                CHECK_EQ(recv_into(&ch, &b), MS_OK);
+            }
+        }
+        /* several ready at once: all reported */
+        ms_waitable items[3];
+        uint8_t ready[3];
+        memset(items, 0, sizeof items);
+        for (int k = 0; k < 3; k++)
+            ms_event_waitable(&plain, plain_slot(k), plain_event(&plain, k), &items[k]);
+        ms_event_set(&plain, plain_slot(0), plain_event(&plain, 0));
+        ms_event_set(&plain, plain_slot(2), plain_event(&plain, 2));
+        ms_wait_opts o = timeout_opts(-1);
+        CHECK_EQ(ms_wait_any(items, 3, &o, ready), MS_OK);
+        CHECK_EQ(ready[0], 1);
+        CHECK_EQ(ready[1], 0);
+        CHECK_EQ(ready[2], 1);
+        ms_event_clear(plain_event(&plain, 0));
+        ms_event_clear(plain_event(&plain, 2));
+    }
+    ms_wait_any_polling(0);
+    /* no items: refused, not a wait on nothing */
+    {
+        ms_wait_opts o = timeout_opts(0);
+        uint8_t r;
+        CHECK_EQ(ms_wait_any(NULL, 0, &o, &r), MS_E_INVALID);
+    }
+    ms_channel_detach(&ch);
+    fake_free(&fc);
+    destroy_seg(&semseg, osn_sem);
+    destroy_seg(&plain, osn_plain);
+}
+
+/* A waiter in another process, on an event and the change counter of one segment:
+ * the counter moved by the parent wakes it. */
+static void test_wait_any_across_fork(void)
+{
+    ms_segment seg;
+    char osn[64];
+    uint32_t initial = 0;
+    if (create_seg(&seg, MS_KIND_EVENT, 0, ms_event_init, &initial, osn) != 0) {
+        CHECK(0);
+        return;
+    }
+    ms_event *e = (ms_event *)seg.hdr->kind_area;
+    uint32_t since = ms_change_count(&seg);
+    pid_t pid = fork();
+    if (pid == 0) {
+        ms_waitable items[2];
+        uint8_t ready[2];
+        ms_change_since cs;
+        memset(items, 0, sizeof items);
+        ms_event_waitable(&seg, MS_SLOT_EVENT, e, &items[0]);
+        ms_change_waitable(&seg, &cs, since, &items[1]);
+        ms_wait_opts w = timeout_opts(20000000000LL);
+        ms_status s = ms_wait_any(items, 2, &w, ready);
+        _exit(s != MS_OK ? 10 + (int)s : (ready[0] == 0 && ready[1] == 1) ? 0 : 3);
+    }
+    for (int i = 0; i < 2000 && ms_load32(&seg.hdr->change_waiters) == 0; i++)
+        sleep_ms(1);
+    CHECK(ms_load32(&seg.hdr->change_waiters) != 0);
+    CHECK(ms_load32(&e->waiters) != 0);
+    ms_change_notify(&seg);
+    CHECK_EQ(child_status(pid), 0);
+    destroy_seg(&seg, osn);
+}
+
 static void test_channel_across_fork(void)
 {
     ms_segment seg;
@@ -1427,6 +1612,8 @@ static const struct test tests[] = {
     { "lock_forged_kind_refused", test_lock_forged_kind_refused, 0 },
     { "event_across_fork", test_event_across_fork, 0 },
     { "change_and_semaphore_across_fork", test_change_and_semaphore_across_fork, 0 },
+    { "wait_any_threads", test_wait_any_threads, 1 },
+    { "wait_any_across_fork", test_wait_any_across_fork, 0 },
     { "channel_across_fork", test_channel_across_fork, 0 },
     { "receiver_killed_in_view", test_receiver_killed_in_view, 0 },
     { "sender_killed_is_an_edge", test_sender_killed_is_an_edge, 0 },

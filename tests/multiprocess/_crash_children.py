@@ -126,3 +126,38 @@ def actor_receive(name: str, log_name: str, view: bool, ready: Any) -> None:
         else:
             seq = check(ch.receive())
         log_append(log, seq)
+
+
+def actor_publish(name: str, loan: bool, ready: Any) -> None:
+    """Publish numbered, checksummed messages on a topic, with publish() or loan()."""
+    t = mapshare.Topic.open(name)
+    seq = 0
+    ready.set()
+    while True:
+        if loan:
+            # built inside the loan: most kills land holding the publish lock
+            n = 16 + (seq * 37) % 500
+            with t.loan(HEAD.size + n) as buf:
+                p = payload(seq)
+                buf[HEAD.size :] = p
+                buf[: HEAD.size] = HEAD.pack(seq, len(p), zlib.crc32(p))
+        else:
+            t.publish(message(seq))
+        seq += 1
+
+
+def actor_subscribe(name: str, view: bool, ready: Any) -> None:
+    """Subscribe to a topic and read (receive() or receive_view()), checking each
+    message, forever."""
+    t = mapshare.Topic.open(name)
+    sub = t.subscribe()
+    ready.set()
+    while True:
+        try:
+            if view:
+                with sub.receive_view() as v:
+                    check(bytes(v))
+            else:
+                check(sub.receive())
+        except mapshare.Lagged:
+            pass

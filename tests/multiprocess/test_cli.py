@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -265,3 +266,186 @@ def test_cli_version() -> None:
                        text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == f"mapshare {mapshare.__version__}"
+
+
+# ---- topics: publish, subscribe, create topic, info -------------------------------------
+
+
+def cli_in(stdin: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mapshare", *args], input=stdin,
+        capture_output=True, text=True, timeout=TIMEOUT, check=False,
+    )
+
+
+@pytest.mark.posix_only(NO_PERSISTENT_SHM)
+def test_topic_publish_then_late_subscribers_replay_history(name: str) -> None:
+    """`create topic` (persistent), `publish` of stdin lines from one process that then
+    exits, and late `subscribe` processes: --start history replays the newest 5, --start N
+    from N, --json adds the sequence numbers."""
+    try:
+        r = cli("create", "topic", name, "--capacity", "64K", "--history", "5")
+        assert r.returncode == 0, r.stderr
+        assert f"created topic {name}" in r.stdout
+        r = cli_in("".join(f"line {i}\n" for i in range(10)), "publish", name)
+        assert (r.returncode, r.stdout) == (0, ""), r.stderr
+        r = cli("subscribe", name, "--start", "history")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines() == [f"line {i}" for i in range(5, 10)]
+        r = cli("subscribe", name, "--start", "7", "--json")
+        assert r.returncode == 0, r.stderr
+        assert [json.loads(ln) for ln in r.stdout.splitlines()] == [
+            {"seq": i, "size": 6, "text": f"line {i}"} for i in range(7, 10)
+        ]
+        r = cli("publish", name, "one more", "--json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout) == {"seq": 10, "size": 8}
+        r = cli("subscribe", name, "--start", "history", "--count", "2", "--hex")
+        assert r.stdout.splitlines() == [b"line 6".hex(), b"line 7".hex()]
+    finally:
+        cli("rm", name)
+
+
+@pytest.mark.posix_only(NO_PERSISTENT_SHM)
+def test_topic_publish_create(name: str) -> None:
+    try:
+        r = cli("publish", name, "--create", "4096", "--history", "3", "hello", "--json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout) == {"seq": 0, "size": 5}
+        r = cli("publish", name, "--create", "4096", "--history", "3", "again", "--json")
+        assert json.loads(r.stdout) == {"seq": 1, "size": 5}  # opened, not re-created
+        with mapshare.Topic.open(name) as t:
+            s = t.statistics()
+            assert (s.capacity, s.history, s.overflow, s.published) == (
+                4096, 3, "overwrite", 2)
+            assert t.segment.info().lifetime == "persistent"
+    finally:
+        cli("rm", name)
+
+
+def test_topic_subscribe_live_count_and_timeout(name: str) -> None:
+    with mapshare.Topic.create(name, 4096) as t:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "mapshare", "subscribe", name, "--count", "3", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + TIMEOUT
+            while not any(r.pid == p.pid for r in t.statistics().subscribers):
+                assert time.monotonic() < deadline and p.poll() is None
+                time.sleep(0.01)
+            for i in range(5):
+                t.publish(b"m%d" % i)
+            out, err = p.communicate(timeout=TIMEOUT)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+        assert p.returncode == 0, err
+        assert [json.loads(ln)["seq"] for ln in out.splitlines()] == [0, 1, 2]
+        # nothing published: --timeout ends it with status 0 and no output
+        r = cli("subscribe", name, "--timeout", "0.2")
+        assert (r.returncode, r.stdout) == (0, ""), r.stderr
+        assert t.statistics().subscribers == ()  # the CLI's subscriber left on exit
+        t.unlink()
+
+
+@pytest.mark.posix_only("SIGSTOP")
+def test_topic_subscribe_follow_reports_lagged_on_stderr_and_goes_on(name: str) -> None:
+    """A `subscribe --follow --json` process is stopped while 1000 messages go by: on
+    resuming it prints one 'lagged' line on stderr with the exact count missed, then
+    the newest messages, contiguous."""
+    n = 1000
+    with mapshare.Topic.create(name, 4096) as t:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "mapshare", "subscribe", name, "--follow", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + TIMEOUT
+            while not any(r.pid == p.pid for r in t.statistics().subscribers):
+                assert time.monotonic() < deadline and p.poll() is None
+                time.sleep(0.01)
+            os.kill(p.pid, signal.SIGSTOP)
+            for i in range(n):
+                t.publish(b"message %04d" % i)
+            os.kill(p.pid, signal.SIGCONT)
+            assert p.stdout is not None
+            seqs = []
+            while not seqs or seqs[-1] != n - 1:
+                seqs.append(json.loads(p.stdout.readline())["seq"])
+            os.kill(p.pid, signal.SIGINT)
+            _, err = p.communicate(timeout=TIMEOUT)
+        finally:
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGCONT)
+                p.kill()
+                p.communicate()
+        assert p.returncode == _cli.EXIT_INTERRUPTED
+        missed = seqs[0]
+        assert seqs == list(range(missed, n))
+        lines = [ln for ln in err.splitlines() if "lagged" in ln]
+        assert lines == [f"mapshare subscribe: lagged: missed {missed} message(s), "
+                         f"resuming at {missed}"], err
+        assert "Traceback" not in err
+        t.unlink()
+
+
+def test_topic_info_and_ls_show_subscribers_and_lag(name: str) -> None:
+    """`info` shows the topic's geometry, counters and one row per subscriber (pid,
+    alive, position, lag, missed) -- from another process; `--json` the same as data;
+    `ls` lists it as a topic."""
+    with mapshare.Topic.create(name, 8192, history=4, overflow="block") as t:
+        for i in range(10):
+            t.publish(b"x%d" % i)
+        with t.subscribe(start="history") as sub:
+            assert sub.receive(timeout=5) == b"x6"
+            r = cli("info", name)
+            assert r.returncode == 0, r.stderr
+            out = r.stdout
+            assert "kind:        topic" in out
+            assert "capacity:    8192 bytes of ring" in out
+            assert "overflow:    block" in out
+            assert "history:     4 message(s)" in out
+            assert "published:   10 message(s)" in out
+            assert "subscribers: 1" in out
+            row = next(ln.split() for ln in out.splitlines()
+                       if ln.strip().startswith(str(os.getpid())))
+            assert row == [str(os.getpid()), "alive", "7", "3", "0", "1"]
+            r = cli("info", name, "--json")
+            x = json.loads(r.stdout)["extra"]
+            assert (x["capacity"], x["overflow"], x["history"], x["published"]) == (
+                8192, "block", 4, 10)
+            assert x["subscribers"] == [{"pid": os.getpid(), "alive": True, "position": 7,
+                                         "lag": 3, "missed": 0, "received": 1}]
+            r = cli("ls")
+            line = next(ln for ln in r.stdout.splitlines() if ln.startswith(name + " "))
+            assert " topic " in line
+            r = cli("ls", "--json")
+            mine = [d for d in json.loads(r.stdout) if d["name"] == name]
+            assert mine[0]["kind"] == "topic"
+            assert mine[0]["extra"]["subscribers"][0]["lag"] == 3
+        t.unlink()
+
+
+def test_topic_publish_block_mode_timeout_says_how_many(name: str) -> None:
+    with mapshare.Topic.create(name, 4096, overflow="block") as t, t.subscribe():
+        r = cli_in("".join(f"{i:0100d}\n" for i in range(200)), "publish", name,
+                   "--timeout", "0.2")
+        assert r.returncode == _cli.EXIT_ERROR
+        assert "Traceback" not in r.stderr
+        m = re.search(r"stdin line (\d+): .* (\d+) message\(s\) published", r.stderr)
+        assert m is not None, r.stderr
+        assert int(m.group(2)) == int(m.group(1)) - 1 == t.statistics().published
+        t.unlink()
+
+
+def test_topic_commands_on_a_channel_or_nothing(name: str) -> None:
+    r = cli("subscribe", name)
+    assert r.returncode == _cli.EXIT_NOT_FOUND and name in r.stderr
+    r = cli("publish", name, "x")
+    assert r.returncode == _cli.EXIT_NOT_FOUND and name in r.stderr
+    with mapshare.Channel.create(name, 4096) as ch:
+        r = cli("subscribe", name, "--timeout", "0")
+        assert r.returncode == _cli.EXIT_ERROR and "Traceback" not in r.stderr
+        r = cli("subscribe", name, "--start", "soon")
+        assert r.returncode == _cli.EXIT_USAGE
+        ch.unlink()

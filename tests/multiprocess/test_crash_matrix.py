@@ -363,3 +363,123 @@ def test_kill_during_channel_receive(names: Callable[[], str], view: bool) -> No
         ch.unlink()
         log.close()
         log.unlink()
+
+
+# ---- topic ----------------------------------------------------------------------------
+
+
+class TopicReader(threading.Thread):
+    """Subscribes in this process and reads while an actor publishes: (counter, missed
+    before it) per message."""
+
+    def __init__(self, sub: Any) -> None:
+        super().__init__(daemon=True)
+        self.sub = sub
+        self.got: list[tuple[int, int]] = []
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        missed = 0
+        try:
+            while True:
+                try:
+                    self.got.append((cc.check(self.sub.receive(timeout=0.05)), missed))
+                    missed = 0
+                except mapshare.Lagged as lag:
+                    missed += lag.missed
+                except mapshare.WaitTimeout:
+                    if self.stop.is_set():
+                        return
+        except BaseException as e:  # reported by the test
+            self.error = e
+
+
+@pytest.mark.parametrize("loan", [False, True], ids=["publish", "loan"])
+def test_kill_during_topic_publish(name: str, loan: bool) -> None:
+    """A publisher killed anywhere: the subscriber sees the actor's messages intact and
+    in order, every gap a Lagged of exactly that size; the next publish goes through
+    (recovering the lock: publisher_deaths, abandoned); a max_message publish fits."""
+    op = "topic loan" if loan else "topic publish"
+    t = mapshare.Topic.create(name, 64 * 1024, lifetime="persistent")
+    try:
+        for _, (ctx, rng) in contexts():
+            before = t.statistics()
+            sub = t.subscribe()
+            rx = TopicReader(sub)
+            rx.start()
+            try:
+                run_and_kill(ctx, rng, cc.actor_publish, name, loan)
+            finally:
+                rx.stop.set()
+                rx.join(TIMEOUT)
+            assert not rx.is_alive(), "subscriber stuck: deadlock"
+            if rx.error:
+                raise rx.error
+            seq = t.publish(b"probe", timeout=TIMEOUT)  # recovers the lock
+            assert sub.receive(timeout=TIMEOUT) == b"probe"
+            got = rx.got
+            expected = 0
+            for counter, missed in got:
+                assert counter == expected + missed, (counter, expected, missed)
+                expected = counter + 1
+            st = t.statistics()
+            assert seq == st.published - 1
+            assert sub.received + sub.missed == st.published - before.published
+            sub.close()
+            big = os.urandom(t.max_message)
+            t.publish_nowait(big)
+            deaths = st.publisher_deaths - before.publisher_deaths
+            abandoned = st.abandoned - before.abandoned
+            assert deaths in (0, 1) and abandoned in (0, deaths)
+            record(op, kills=1, messages_verified=len(got), publisher_deaths=deaths,
+                   abandoned=abandoned, lagged_missed=sub.missed)
+    finally:
+        t.close()
+        t.unlink()
+
+
+def topic_feed(t: Any, stop: threading.Event, sent: list[int]) -> None:
+    """Publish numbered messages until stopped; sent[0] counts those published."""
+    while not stop.is_set():
+        try:
+            t.publish(cc.message(sent[0]), timeout=0.05)
+            sent[0] += 1
+        except mapshare.WaitTimeout:
+            pass
+
+
+@pytest.mark.parametrize("view", [False, True], ids=["receive", "receive_view"])
+def test_kill_during_topic_receive_block_mode(name: str, view: bool) -> None:
+    """A subscriber killed anywhere (inside a view too) of a block-mode topic: the
+    publisher here keeps publishing, never stuck past the kill (the dead entry is
+    reaped when it would block: subscriber_deaths)."""
+    op = "topic receive_view (block)" if view else "topic receive (block)"
+    t = mapshare.Topic.create(name, 8192, overflow="block", lifetime="persistent")
+    try:
+        for _, (ctx, rng) in contexts():
+            before = t.statistics()
+            stop = threading.Event()
+            sent = [0]
+
+            feeder = threading.Thread(target=topic_feed, args=(t, stop, sent), daemon=True)
+            feeder.start()
+            try:
+                run_and_kill(ctx, rng, cc.actor_subscribe, name, view)
+            finally:
+                stop.set()
+                feeder.join(TIMEOUT)
+            assert not feeder.is_alive(), "publisher stuck: deadlock"
+            # a ring's worth more goes through: the dead subscriber holds nothing
+            t0 = time.monotonic()
+            for _ in range(2 * 8192 // 64):
+                t.publish(b"m" * 40, timeout=TIMEOUT)
+            assert time.monotonic() - t0 < TIMEOUT
+            st = t.statistics()
+            assert st.subscribers == ()
+            deaths = st.subscriber_deaths - before.subscriber_deaths
+            assert deaths == 1
+            record(op, kills=1, published_meanwhile=sent[0], subscriber_deaths=deaths)
+    finally:
+        t.close()
+        t.unlink()
