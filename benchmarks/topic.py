@@ -395,6 +395,7 @@ class Settings:
     fanout_subs: tuple[int, ...]
     benches: tuple[str, ...]
     timeout: float
+    pinned: bool = True
 
 
 def cell_plan(st: Settings) -> list[tuple[str, int, int]]:
@@ -635,9 +636,13 @@ def report(
         "",
         f"`{command}` — {now}; {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
         f"{platform.python_implementation()} {platform.python_version()}; median of "
-        f"{st.repeat} interleaved repetition(s); run took {elapsed:.0f} s. Pinned: publisher "
-        "(echo server) on one CPU, every subscriber (client) on the other. Compare only "
-        "within one run.",
+        f"{st.repeat} interleaved repetition(s); run took {elapsed:.0f} s. "
+        + (
+            "Pinned: publisher (echo server) on one CPU, every subscriber (client) on the other. "
+            if st.pinned
+            else "Not pinned (fewer than 2 CPUs, or no sched_setaffinity). "
+        )
+        + "Compare only within one run.",
     ]
     ran = [ps for ps in pubsubs if ps.key in summary]
     if "rtt" in st.benches:
@@ -863,7 +868,8 @@ def plot(
     for ax in (ax_r, ax_c, ax_f, ax_s):
         ax.grid(which="both", alpha=0.3)
     fig.suptitle(
-        f"{command}\npinned; median of {st.repeat}; {os.cpu_count()} CPUs, "
+        f"{command}\n{'pinned' if st.pinned else 'not pinned'}; median of {st.repeat}; "
+        f"{os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}",
         fontsize=10,
     )
@@ -947,6 +953,10 @@ def aeron_unavailable(python: str | None) -> str | None:
 
 
 def cpu_pair() -> tuple[list[int] | None, list[int] | None]:
+    """(publisher's, subscribers') CPUs: the first two this process may use, or no
+    pinning where there are fewer or the OS cannot pin (macOS)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None, None
     allowed = sorted(os.sched_getaffinity(0))
     if len(allowed) >= 2:
         return [allowed[0]], [allowed[1]]
@@ -1010,7 +1020,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     cpus = cpu_pair()
     if cpus[0] is None:
-        print("warning: fewer than 2 CPUs, nothing is pinned", file=sys.stderr)
+        st.pinned = False
+        print("warning: nothing is pinned (fewer than 2 CPUs or no affinity)", file=sys.stderr)
 
     before = leak_snapshot()
     start = time.monotonic()
@@ -1035,7 +1046,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "system": platform.system(),
                 "machine": platform.machine(),
                 "cpus": os.cpu_count(),
-                "affinity": sorted(os.sched_getaffinity(0)),
+                "affinity": sorted(os.sched_getaffinity(0))
+                if hasattr(os, "sched_getaffinity")
+                else None,
                 "python": platform.python_version(),
                 "loadavg": os.getloadavg(),
             },
