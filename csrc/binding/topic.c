@@ -16,6 +16,8 @@ typedef struct {
     WindowObject *loan;        /* open loan window, if any */
     unsigned long loan_thread;
     int bound;
+    int readonly;              /* bound to a read-only mapping (inspection): statistics and
+                                * properties only; publishing and subscribing refused */
 } TopicObject;
 
 typedef struct {
@@ -93,8 +95,8 @@ static PyObject *Topic_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     SegmentObject *s = (SegmentObject *)segobj;
     if (seg_check_header(s) < 0)
         return NULL;
-    if (!s->seg.hdr_writable || s->seg.access != MS_ACCESS_WRITE)
-        return raise_status(MS_E_PERMISSION, 0, "a topic needs read-write access");
+    /* read-only (mapshare info, another user's topic): readable, nothing is written */
+    int readonly = !s->seg.hdr_writable || s->seg.access != MS_ACCESS_WRITE;
     TopicObject *self = (TopicObject *)type->tp_alloc(type, 0);
     if (!self)
         return NULL;
@@ -107,6 +109,7 @@ static PyObject *Topic_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     self->segobj = s;
     s->internal_refs++;
     self->bound = 1;
+    self->readonly = readonly;
     return (PyObject *)self;
 }
 
@@ -118,6 +121,19 @@ static int tp_check(TopicObject *self)
     }
     if (self->segobj->seg.faulted) {
         raise_status(MS_E_FAULT, 0, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* The checks of every call that writes: publishing, loaning, subscribing. */
+static int tp_check_writable(TopicObject *self)
+{
+    if (tp_check(self) < 0)
+        return -1;
+    if (self->readonly) {
+        raise_status(MS_E_PERMISSION, 0,
+                     "a topic needs read-write access to publish or subscribe");
         return -1;
     }
     return 0;
@@ -179,7 +195,7 @@ static PyObject *topic_publish(TopicObject *self, PyObject *data, PyObject *tobj
 {
     if (tobj && timeout_check(tobj) < 0)
         return NULL;
-    if (tp_check(self) < 0)
+    if (tp_check_writable(self) < 0)
         return NULL;
     if (loan_mine(self))
         return topic_raise(self->segobj, MS_E_WINDOW_OPEN, NULL);
@@ -269,7 +285,7 @@ static PyObject *Topic_publish_many(TopicObject *self, PyObject *args, PyObject 
     PyObject *iterable, *tobj = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O:publish_many", kwlist, &iterable, &tobj))
         return NULL;
-    if (tp_check(self) < 0)
+    if (tp_check_writable(self) < 0)
         return NULL;
     if (loan_mine(self))
         return topic_raise(self->segobj, MS_E_WINDOW_OPEN, NULL);
@@ -339,7 +355,7 @@ static PyObject *Topic_loan(TopicObject *self, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_ValueError, "_kind must be < 256");
         return NULL;
     }
-    if (tp_check(self) < 0)
+    if (tp_check_writable(self) < 0)
         return NULL;
     if (loan_mine(self))
         return topic_raise(self->segobj, MS_E_WINDOW_OPEN, NULL);
@@ -583,7 +599,7 @@ static PyObject *Subscriber_new(PyTypeObject *type, PyObject *args, PyObject *kw
                                      &mode, conv_offset, &seq))
         return NULL;
     TopicObject *topic = (TopicObject *)tobj;
-    if (tp_check(topic) < 0)
+    if (tp_check_writable(topic) < 0)
         return NULL;
     if (mode < MS_SUB_LIVE || mode > MS_SUB_SEQ) {
         PyErr_SetString(PyExc_ValueError, "start_mode must be SUB_LIVE, SUB_HISTORY or SUB_SEQ");

@@ -611,3 +611,29 @@ def test_abort_waits_ends_a_wait_at_once(make: Any) -> None:
     start = time.monotonic()
     assert s._wait_readable(10) is True
     assert time.monotonic() - start < 5  # bounds a hang only
+
+
+def test_a_read_only_mapping_gives_statistics_and_refuses_writes(make: Any) -> None:
+    """What `mapshare info` does: statistics through a read-only mapping, which writes
+    nothing; publishing and subscribing need read-write access."""
+    t = make(1024)
+    s = t.sub()
+    t.topic.publish(b"x")
+    ro = _core.open(t.osname, None, _core.KIND_TOPIC, _core.ACCESS_READ)
+    try:
+        topic = _core.Topic(ro)
+        st = topic._statistics()
+        assert st["published"] == 1 and [r["position"] for r in st["subscribers"]] == [0]
+        assert topic.capacity == 1024
+        with pytest.raises(mapshare.PermissionDeniedError, match="read-write"):
+            topic.publish(b"y")
+        with pytest.raises(mapshare.PermissionDeniedError):
+            topic.publish_many([b"y"])
+        with pytest.raises(mapshare.PermissionDeniedError):
+            topic.loan(4)
+        with pytest.raises(mapshare.PermissionDeniedError):
+            _core.Subscriber(topic, _core.SUB_LIVE, 0)
+        topic._detach()
+    finally:
+        ro.close(detach=False)
+    assert s.receive_nowait() == b"x"
