@@ -1,6 +1,6 @@
 """Instruction counts of the hot paths under ``valgrind --tool=callgrind``.
 
-    python benchmarks/callgrind_hot.py            # all four loops, ~1 minute
+    python benchmarks/callgrind_hot.py            # every loop, ~1 minute
     python benchmarks/callgrind_hot.py lock       # one loop
 
 Each loop runs twice under callgrind, with N and N + 10,000 iterations; the difference
@@ -24,6 +24,16 @@ LOOPS = {
     "semaphore": "o = mapshare.Semaphore.create(name)\nfor _ in r:\n    o.acquire(); o.release()",
     "channel": "o = mapshare.Channel.create(name, capacity=65536)\nm = bytes(64)\n"
                "for _ in r:\n    o.send(m); o.receive()",
+    # one publish + one receive by one subscriber (overwrite mode, never laps: 64 KiB ring)
+    "topic": "o = mapshare.Topic.create(name, capacity=65536)\ns = o.subscribe()\n"
+             "m = bytes(64)\nfor _ in r:\n    o.publish(m); s.receive()\ns.close()",
+    # publish alone with 1 and with 16 subscribers attached (none reading): in overwrite
+    # mode the difference must be 0 (the publisher never reads the subscriber table)
+    "topic_pub1": "o = mapshare.Topic.create(name, capacity=65536)\nss = [o.subscribe()]\n"
+                  "m = bytes(64)\nfor _ in r:\n    o.publish(m)\nfor s in ss: s.close()",
+    "topic_pub16": "o = mapshare.Topic.create(name, capacity=65536)\n"
+                   "ss = [o.subscribe() for _ in range(16)]\n"
+                   "m = bytes(64)\nfor _ in r:\n    o.publish(m)\nfor s in ss: s.close()",
 }
 BASE, EXTRA = 1000, 10000
 
