@@ -21,6 +21,9 @@ from mapshare import _core, _naming
 from support import poke
 
 KIND_AREA = 1024
+# Tests that write garbage through the file system (/dev/shm): Windows has no path to
+# its named mappings.
+POKES = pytest.mark.posix_only("writes into the object through /dev/shm")
 OFF_TAIL, OFF_NEXT_SEQ, OFF_INTENT, OFF_HEAD, OFF_HEAD_SEQ, OFF_HEAD_GEN = 64, 72, 80, 88, 96, 104
 OVERWRITE, BLOCK = _core.TOPIC_OVERWRITE, _core.TOPIC_BLOCK
 
@@ -488,6 +491,7 @@ def test_another_thread_cannot_use_a_subscriber_that_is_waiting(make: Any) -> No
 
 # ---- garbage ------------------------------------------------------------------------------
 
+@POKES
 @pytest.mark.parametrize("field,value", [
     (OFF_TAIL, 2**63 + 8), (OFF_TAIL, 12), (OFF_TAIL, 2**64 - 8), (OFF_INTENT, 1 << 40),
     (OFF_HEAD, 2**63), (OFF_HEAD_SEQ, 2**64 - 1), (OFF_NEXT_SEQ, 0),
@@ -507,6 +511,7 @@ def test_garbage_in_the_header_is_a_layout_error(make: Any, field: int, value: i
             t.sub(_core.SUB_HISTORY).close()
 
 
+@POKES
 def test_a_corrupt_record_header_is_a_layout_error(make: Any) -> None:
     t = make(1024)
     s = t.sub()
@@ -527,6 +532,7 @@ def test_a_corrupt_record_header_is_a_layout_error(make: Any) -> None:
     assert s.receive_nowait() == b"next"
 
 
+@POKES
 def test_random_garbage_never_crashes_or_hangs(make: Any) -> None:
     """Scribble random bytes over the control lines, the table and the ring between
     calls: every call either works or raises a mapshare error, and returns."""
@@ -581,6 +587,7 @@ def test_random_garbage_never_crashes_or_hangs(make: Any) -> None:
             subs = [t.sub(), t.sub(_core.SUB_HISTORY)]
 
 
+@POKES
 def test_a_corrupt_intent_is_a_layout_error_not_a_loop(make: Any) -> None:
     """An intent far above every record says the subscriber was lapped, but head has not
     moved past it: a jump to where it already is would read again forever (found by
