@@ -136,10 +136,43 @@ static int is_sub_pid(uint32_t pid)
 
 #define MS_LOCK_YIELD_NS 200000LL
 
+/* With pub_lock held: walk the whole records of [h, tail), the first of seq hs, checking
+ * each header; *nseq = the seq after the last.  MS_E_LAYOUT if any is inconsistent. */
+static ms_status count_locked(ms_topic_handle *t, uint64_t h, uint64_t hs, uint64_t tail,
+                              uint64_t *nseq)
+{
+    uint64_t cap = t->cap;
+    while (h < tail) {
+        uint64_t o = h % cap;
+        if (cap - o < HDR) {
+            h += cap - o;
+            continue;
+        }
+        rec_hdr r;
+        memcpy(&r, t->ring + o, sizeof r);
+        uint64_t size = r.flags == MS_REC_PAD ? r.length : HDR + ALIGN8(r.length);
+        if (r.seq != hs || size < HDR || size > tail - h || o + size > cap ||
+            (r.flags == MS_REC_PAD && (r.length != cap - o || o == 0)) ||
+            (r.flags != MS_REC_PAD && ((r.flags & ~MS_REC_KIND_MASK) != 0 ||
+                                       r.length > t->max_message)))
+            return MS_E_LAYOUT;
+        h += size;
+        if (r.flags != MS_REC_PAD)
+            hs++;
+    }
+    if (h != tail)
+        return MS_E_LAYOUT;
+    *nseq = hs;
+    return MS_OK;
+}
+
 /* Repair after a publisher died holding pub_lock.  It exposed nothing (tail moves last);
  * intent stays where it is -- it may already have overwritten bytes below it, and
- * lowering intent would let a subscriber there validate a torn copy.  Only a head
- * update it left half done is redone: head_seq is recomputed from the record at head. */
+ * lowering intent would let a subscriber there validate a torn copy.  What it may have
+ * left half done is redone: a head update (head_seq is recomputed from the record at
+ * head), and a commit that stored next_seq but died before tail (next_seq is recounted
+ * from the records in [head, tail): a record numbered past a gap would otherwise make
+ * every later walk over it fail). */
 static ms_status repair_locked(ms_topic_handle *t)
 {
     ms_topic *tp = t->tp;
@@ -157,31 +190,44 @@ static ms_status repair_locked(ms_topic_handle *t)
     ms_add64(&tp->publisher_deaths, 1);
     ms_add64(&tp->abandoned, 1);
     uint64_t g = ms_load_relaxed64(&tp->head_gen);
-    if (!(g & 1u))
-        return MS_OK;
     uint64_t tail = ms_load_relaxed64(&tp->tail);
     uint64_t h = ms_load_relaxed64(&tp->head);
-    uint64_t hs = ms_load_relaxed64(&tp->next_seq);
+    uint64_t hs = ms_load_relaxed64(&tp->head_seq);
+    uint64_t nseq = ms_load_relaxed64(&tp->next_seq);
     uint64_t cap = t->cap;
-    int ok = h <= tail && tail - h <= cap && h % 8 == 0;
-    if (ok && h < tail) {
-        uint64_t off = h % cap;
-        if (cap - off < HDR) {
-            /* an implicit pad: the record after it is at the next lap's offset 0 */
-            h += cap - off;
-            off = 0;
-        }
-        rec_hdr r;
+    int ok = h <= tail && tail - h <= cap && h % 8 == 0 && tail % 8 == 0;
+    if (ok && (g & 1u)) {
+        /* died between head_seq and head: take the seq from the record at head */
+        hs = nseq;
         if (h < tail) {
-            memcpy(&r, t->ring + off, sizeof r);
-            hs = r.seq;
-            ok = hs <= ms_load_relaxed64(&tp->next_seq);
+            uint64_t off = h % cap;
+            if (cap - off < HDR) {
+                /* an implicit pad: the record after it is at the next lap's offset 0 */
+                h += cap - off;
+                off = 0;
+            }
+            if (h < tail) {
+                rec_hdr r;
+                memcpy(&r, t->ring + off, sizeof r);
+                hs = r.seq;
+            }
         }
     }
-    if (!ok) {
+    uint64_t counted = 0;
+    if (ok && count_locked(t, h, hs, tail, &counted) == MS_OK &&
+        (counted == nseq || counted + 1 == nseq)) {
+        if (counted != nseq)
+            ms_store64(&tp->next_seq, counted);
+        if (!(g & 1u))
+            return MS_OK;
+    } else {
         /* unrecoverable: hold nothing (subscribers validate by intent, not head) */
         h = tail;
-        hs = ms_load_relaxed64(&tp->next_seq);
+        hs = nseq;
+    }
+    if (!(g & 1u)) {
+        ms_store64(&tp->head_gen, ++g);
+        fence_release();
     }
     ms_store64(&tp->head_seq, hs);
     ms_store64(&tp->head, h);
@@ -728,26 +774,11 @@ static ms_status walk_locked(ms_topic_handle *t, uint64_t h, uint64_t hs, uint64
     *seq = hs;
     /* the rest of the log must hold exactly the messages up to next_seq (a subscribe is
      * rare: checking what it will read costs one walk of the ring at most) */
-    uint64_t nseq = ms_load_relaxed64(&t->tp->next_seq);
-    while (h < tail) {
-        uint64_t o = h % cap;
-        if (cap - o < HDR) {
-            h += cap - o;
-            continue;
-        }
-        rec_hdr r;
-        memcpy(&r, t->ring + o, sizeof r);
-        uint64_t size = r.flags == MS_REC_PAD ? r.length : HDR + ALIGN8(r.length);
-        if (r.seq != hs || size < HDR || size > tail - h || o + size > cap ||
-            (r.flags == MS_REC_PAD && (r.length != cap - o || o == 0)) ||
-            (r.flags != MS_REC_PAD && ((r.flags & ~MS_REC_KIND_MASK) != 0 ||
-                                       r.length > t->max_message)))
-            return MS_E_LAYOUT;
-        h += size;
-        if (r.flags != MS_REC_PAD)
-            hs++;
-    }
-    return h == tail && hs == nseq ? MS_OK : MS_E_LAYOUT;
+    uint64_t counted = 0;
+    ms_status st = count_locked(t, h, hs, tail, &counted);
+    if (st != MS_OK)
+        return st;
+    return counted == ms_load_relaxed64(&t->tp->next_seq) ? MS_OK : MS_E_LAYOUT;
 }
 
 struct open_args { ms_subscriber *s; int mode; uint64_t seq; };

@@ -468,6 +468,72 @@ static void test_topic_publisher_killed_mid_write(void)
     fake_topic_free(&f);
 }
 
+/* A publisher dies inside its commit after storing next_seq but before tail (the
+ * window the SIGKILL test in tests/multiprocess/test_topic_crash.py found): the next
+ * holder recounts next_seq from the ring, so the messages after it are numbered without
+ * a gap and every later walk over them -- dropping them when the ring laps, a history
+ * subscribe -- succeeds. */
+static void test_topic_publisher_killed_in_commit(void)
+{
+    fake_topic f;
+    CHECK(fake_topic_init(&f, 512, 2, MS_TOPIC_OVERWRITE, 2, 1) == 0);
+    ms_subscriber s;
+    CHECK_EQ(ms_subscriber_open(&s, &f.t, MS_SUB_LIVE, 0), MS_OK);
+    uint8_t in[100], out[512];
+    fake_buf fb = { out, sizeof out, 0 };
+    uint64_t seq;
+    for (uint64_t i = 0; i < 3; i++) {
+        fill(in, sizeof in, i);
+        CHECK_EQ(pub(&f, in, sizeof in, &seq), MS_OK);
+    }
+    ms_topic *tp = fake_topic_ctl(&f);
+    uint64_t tail = tp->tail;
+    pid_t pid = fork();
+    if (pid == 0) {
+        ms_wait_opts o = timeout_opts(1000000000LL);
+        uint8_t *p = NULL;
+        if (ms_topic_loan(&f.t, 100, &p, &o) != MS_OK)
+            _exit(3);
+        fill(p, 100, 3);
+        /* the first half of the commit: the record's header, then next_seq */
+        struct { uint32_t length, flags; uint64_t seq; } r = { 100, 0, 3 };
+        memcpy(p - sizeof r, &r, sizeof r);
+        tp->next_seq = 4;
+        _exit(0);
+    }
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_EQ(tp->tail, tail);  /* nothing exposed */
+    /* enough messages to lap the ring several times */
+    for (uint64_t i = 3; i < 23; i++) {
+        fill(in, sizeof in, i);
+        CHECK_EQ(pub(&f, in, sizeof in, &seq), MS_OK);
+        CHECK_EQ(seq, i);
+    }
+    CHECK_EQ(tp->publisher_deaths, 1);
+    CHECK_EQ(tp->next_seq, 23);
+    ms_subscriber h;
+    CHECK_EQ(ms_subscriber_open(&h, &f.t, MS_SUB_HISTORY, 0), MS_OK);
+    CHECK_EQ(recv(&h, &fb), MS_OK);
+    CHECK(fb.len == sizeof in && check_fill(out, fb.len, 21));
+    CHECK_EQ(recv(&h, &fb), MS_OK);
+    CHECK(fb.len == sizeof in && check_fill(out, fb.len, 22));
+    CHECK_EQ(recv(&h, &fb), MS_E_EMPTY);
+    ms_status st;
+    uint64_t got = 0;
+    while ((st = recv(&s, &fb)) == MS_OK || st == MS_E_LAGGED) {
+        if (st == MS_OK) {
+            CHECK(check_fill(out, fb.len, s.position - 1));
+            got++;
+        }
+    }
+    CHECK_EQ(st, MS_E_EMPTY);
+    CHECK_EQ(got + s.missed, 23);
+    ms_subscriber_close(&h);
+    ms_subscriber_close(&s);
+    fake_topic_free(&f);
+}
+
 /* A subscriber that dies inside subscribe (holding pub_lock, its entry half claimed):
  * the next holder frees the entry -- none leaks -- and counts a subscriber death, not a
  * publisher death. */
@@ -612,6 +678,7 @@ static const struct test tests[] = {
     { "topic_bind_validates", test_topic_bind_validates },
     { "topic_publisher_killed_mid_write", test_topic_publisher_killed_mid_write },
     { "topic_subscriber_killed_in_subscribe", test_topic_subscriber_killed_in_subscribe },
+    { "topic_publisher_killed_in_commit", test_topic_publisher_killed_in_commit },
     { "topic_block_dead_subscriber", test_topic_block_dead_subscriber },
     { "topic_concurrent_no_torn_reads", test_topic_concurrent_no_torn_reads },
 };
