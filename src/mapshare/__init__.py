@@ -32,8 +32,8 @@ from ._errors import MessageTooLargeError as MessageTooLargeError
 from ._errors import NameCollisionError as NameCollisionError
 from ._errors import NoSpaceError as NoSpaceError
 from ._errors import NotOwnerError as NotOwnerError
-from ._errors import OwnerDiedError as OwnerDiedError
 from ._errors import Overwritten as Overwritten
+from ._errors import OwnerDiedError as OwnerDiedError
 from ._errors import PermissionDeniedError as PermissionDeniedError
 from ._errors import SegmentDestroyedError as SegmentDestroyedError
 from ._errors import SegmentExistsError as SegmentExistsError
@@ -91,8 +91,8 @@ __all__ = [
     "NameCollisionError",
     "NoSpaceError",
     "NotOwnerError",
-    "OwnerDiedError",
     "Overwritten",
+    "OwnerDiedError",
     "PermissionDeniedError",
     "ProcessInfo",
     "Reclaimed",
