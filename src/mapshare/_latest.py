@@ -241,28 +241,23 @@ class Latest(_core.Latest):
         """``with latest.view() as mv:`` a read-only memoryview of the newest value in
         shared memory, copied nowhere.  The writer is never held back: if it replaced
         the value while the block ran, leaving the block raises ``Overwritten`` (what
-        the block read may then mix two values).  The version viewed is
-        ``mv_version = latest.version`` read before the block only approximately: use
-        ``view_version()`` for the exact one."""
-        offset, length, _version, _kind, buffer, seq = self._peek()
-        window = self._segment._core.subview(offset, length)
-        try:
-            with window as mv:
-                yield mv
-        finally:
-            del window
-        self._check(buffer, seq)
+        the block read may then mix two values).  ``view_version()`` also gives the
+        version viewed.  Closing the handle inside the block keeps the memory mapped,
+        but the block's end then raises ``ValueError`` (nothing left to validate with)."""
+        with self.view_version() as (mv, _version):
+            yield mv
 
     @contextmanager
     def view_version(self) -> Iterator[tuple[memoryview, int]]:
         """Like ``view()``, yielding ``(memoryview, version)``."""
         offset, length, version, _kind, buffer, seq = self._peek()
-        window = self._segment._core.subview(offset, length)
+        # A read-only window on this handle's own mapping: whatever is derived from the
+        # memoryview (a slice, np.frombuffer) keeps the mapping alive, even past close().
+        mv = memoryview(self._segment._core.subview(offset, length))
         try:
-            with window as mv:
-                yield mv, version
+            yield mv, version
         finally:
-            del window
+            mv.release()
         self._check(buffer, seq)
 
     # ---- waiting ---------------------------------------------------------------------
