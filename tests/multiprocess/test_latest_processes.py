@@ -56,7 +56,7 @@ def test_a_million_reads_under_a_writer_at_full_speed_are_never_torn(
         stop_ev.set()
         writer.join(JOIN)
         assert writer.exitcode == 0
-        for reads, views, overwritten, torn, backwards, last in results:
+        for _reads, views, overwritten, torn, backwards, last in results:
             assert torn == []
             assert backwards == 0
             assert last > 0  # the writer really was running

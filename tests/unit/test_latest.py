@@ -19,8 +19,8 @@ import pytest
 
 import mapshare
 from mapshare import (
-    LayoutError,
     Latest,
+    LayoutError,
     MapshareError,
     MessageKindError,
     MessageTooLargeError,
@@ -126,9 +126,8 @@ def test_arrays_round_trip(name: str, dtype: Any, order: str) -> None:
 
 
 def test_object_arrays_are_refused(name: str) -> None:
-    with Latest.create(name, 4096) as lt:
-        with pytest.raises(ValueError):
-            lt.set_array(np.array([object()]))
+    with Latest.create(name, 4096) as lt, pytest.raises(ValueError):
+        lt.set_array(np.array([object()]))
 
 
 def test_view_is_zero_copy_and_read_only(name: str) -> None:
@@ -150,19 +149,16 @@ def test_a_view_survives_fewer_sets_than_buffers_and_reports_more(name: str) -> 
             lt.set(b"second")
             lt.set(b"third")  # the writer never touched the viewed buffer
             assert bytes(mv) == b"first"
-        with pytest.raises(Overwritten):
-            with lt.view() as mv:
-                for i in range(3):  # the third set reuses the viewed buffer
-                    lt.set(b"v%d" % i)
+        with pytest.raises(Overwritten), lt.view() as mv:
+            for i in range(3):  # the third set reuses the viewed buffer
+                lt.set(b"v%d" % i)
         assert lt.get() == (b"v2", 6)
 
 
 def test_the_writer_is_never_held_back_by_a_view(name: str) -> None:
-    with Latest.create(name, 64) as lt:
-        with pytest.raises(Overwritten):
-            with lt.view():
-                for i in range(100):
-                    assert lt.set(b"%d" % i) == i + 1
+    with Latest.create(name, 64) as lt, pytest.raises(Overwritten), lt.view():
+        for i in range(100):
+            assert lt.set(b"%d" % i) == i + 1
 
 
 def test_wait_for_update_times_out_and_wakes(name: str) -> None:
@@ -210,9 +206,8 @@ def test_open_or_create_races_and_checks_max_size(name: str) -> None:
 
 
 def test_other_kinds_are_not_latest(name: str) -> None:
-    with Topic.create(name, 4096):
-        with pytest.raises(LayoutError):
-            Latest.open(name)
+    with Topic.create(name, 4096), pytest.raises(LayoutError):
+        Latest.open(name)
     with pytest.raises(mapshare.SegmentNotFoundError):
         Latest.open(name)
 
@@ -250,10 +245,9 @@ def test_a_view_keeps_the_memory_after_close(name: str) -> None:
     """The memory stays mapped; the block's end cannot validate it any more and says so."""
     lt = Latest.create(name, 64)
     lt.set(b"kept")
-    with pytest.raises(ValueError, match="closed"):
-        with lt.view() as mv:
-            lt.close()
-            assert bytes(mv) == b"kept"
+    with pytest.raises(ValueError, match="closed"), lt.view() as mv:
+        lt.close()
+        assert bytes(mv) == b"kept"
 
 
 # ---- garbage in shared memory: LayoutError, never a crash or a hang ---------------------
@@ -279,9 +273,8 @@ def test_a_version_its_buffer_does_not_hold_is_a_layout_error(name: str) -> None
         poke(name, KIND_AREA + OFF_VERSION, struct.pack("<Q", 7))
         with pytest.raises(LayoutError):
             lt.get()
-        with pytest.raises(LayoutError):
-            with lt.view():
-                pass
+        with pytest.raises(LayoutError), lt.view():
+            pass
         lt.set(b"b")  # a writer repairs it: version 8 into buffer 2
         assert lt.get() == (b"b", 8)
 
