@@ -318,3 +318,36 @@ def test_random_garbage_never_crashes_or_hangs(name: str) -> None:
             if i % 10 == 0:
                 lt.set(b"%d" % i)
             assert time.monotonic() - start < 5
+
+
+def test_mapshare_wait_on_a_latest(name: str) -> None:
+    ev = mapshare.Event.create(name + "e")
+    try:
+        _wait_on_a_latest(name, ev)
+    finally:
+        ev.close()
+        ev.unlink()
+
+
+def _wait_on_a_latest(name: str, ev: mapshare.Event) -> None:
+    with Latest.create(name, 64) as lt:
+        assert mapshare.wait([lt], timeout=0.02) == []
+        assert mapshare.wait([(lt, 0)], timeout=0) == []
+        lt.set(b"a")
+        assert mapshare.wait([(lt, 0), ev], timeout=0) == [(lt, 0)]
+        assert mapshare.wait([(lt, 1)], timeout=0) == []
+        t = threading.Timer(0.05, lambda: lt.set(b"b"))
+        t.start()
+        assert mapshare.wait([lt, ev], timeout=30) == [lt]
+        t.join()
+
+        async def main() -> list[Any]:
+            return await mapshare.wait_async([(lt, 1)], timeout=5)
+
+        assert asyncio.run(main()) == [(lt, 1)]
+        with pytest.raises(TypeError):
+            mapshare.wait([(lt, "x")])
+        with pytest.raises(ValueError):
+            mapshare.wait([(lt, -1)])
+    with pytest.raises(ValueError, match="closed"):
+        mapshare.wait([lt])
