@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any, Optional, cast
 
 from . import _codec, _core
 from ._aio import wait_until
-from ._errors import LayoutError, MapshareError, MessageKindError, WaitTimeout
+from ._errors import (
+    LayoutError,
+    MapshareError,
+    MessageKindError,
+    MessageTooLargeError,
+    WaitTimeout,
+)
 from ._options import INIT_WAIT, Lifetime
 from ._segment import Segment
 
@@ -192,7 +198,13 @@ class Latest(_core.Latest):
 
     def _set_encoded(self, total: int, write: _codec.Writer, kind: int) -> int:
         if total > self.max_size:
-            raise _core_too_large(self, total)
+            raise MessageTooLargeError(
+                f"latest {self.name!r}: the encoded value of {total} bytes is larger "
+                f"than max_size={self.max_size}"
+            )
+        # Encoded into private memory first, then published by one C call: the writer
+        # must not hold the write lock while Python code (pickling, numpy) runs, or a
+        # slow encoder would stall every other writer.  That costs a second copy.
         buf = bytearray(total)
         write(memoryview(buf))
         version: int = self._set_kind(buf, kind)
@@ -327,10 +339,3 @@ class Latest(_core.Latest):
             return f"<Latest {self.name!r} ({type(exc).__name__})>"
         return f"<Latest {self.name!r} version {s.version}, {s.size} of {s.max_size} bytes>"
 
-
-def _core_too_large(latest: Latest, n: int) -> Exception:
-    from ._errors import MessageTooLargeError
-
-    return MessageTooLargeError(
-        f"latest {latest.name!r}: value of {n} bytes is larger than max_size={latest.max_size}"
-    )

@@ -351,3 +351,50 @@ def _wait_on_a_latest(name: str, ev: mapshare.Event) -> None:
             mapshare.wait([(lt, -1)])
     with pytest.raises(ValueError, match="closed"):
         mapshare.wait([lt])
+
+
+# ---- the one factory keyword set (as tests/unit/test_factories.py checks the others) ----
+
+
+def test_factories_take_the_shared_keywords_with_the_shared_defaults() -> None:
+    import inspect
+
+    create_kw = {"mode", "lifetime", "global_namespace", "spin"}
+    open_kw = {"allow_foreign", "global_namespace", "wait", "init_timeout", "spin"}
+    defaults = {"mode": 0o600, "lifetime": "shared", "global_namespace": False,
+                "spin": None, "allow_foreign": False, "wait": 0, "init_timeout": 2.0}
+    for fn, need in ((Latest.create, create_kw), (Latest.open, open_kw),
+                     (Latest.open_or_create, (create_kw | open_kw) - {"wait"})):
+        params = inspect.signature(fn).parameters
+        kw = {p.name for p in params.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+        assert kw >= need, fn
+        for k, v in defaults.items():
+            if k in params:
+                assert params[k].default == v, (fn, k)
+
+
+def test_factories_return_the_class_and_open_waits_for_the_name(name: str) -> None:
+    made: list[Latest] = []
+    t = threading.Timer(0.2, lambda: made.append(Latest.create(name, 64, spin=0.0)))
+    t.start()
+    try:
+        opened = Latest.open(name, wait=30, init_timeout=1.0, spin=0.001)
+        assert type(opened) is Latest and opened.spin == 0.001
+        opened.close()
+    finally:
+        t.join()
+    assert type(made[0]) is Latest and made[0].spin == 0.0
+    made[0].close()
+
+
+@pytest.mark.posix_only("mode bits of /dev/shm objects")
+def test_allow_foreign_is_needed_for_a_world_writable_slot(name: str) -> None:
+    import os
+
+    from mapshare import _naming
+
+    with Latest.create(name, 64, mode=0o666):
+        os.chmod("/dev/shm" + _naming.os_name(name), 0o666)
+        with pytest.raises(mapshare.PermissionDeniedError, match="allow_foreign=True"):
+            Latest.open(name)
+        Latest.open(name, allow_foreign=True).close()
