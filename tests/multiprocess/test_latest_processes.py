@@ -73,9 +73,9 @@ def test_a_million_reads_under_a_writer_at_full_speed_are_never_torn(
 
 def test_a_writer_killed_at_200_random_points(name: str) -> None:
     """Each round starts a writer process, lets it set values as fast as it can for a
-    random 0-8 ms and SIGKILLs it (Windows: TerminateProcess); then the value is intact, the version did not go
-    backwards, and the next round's writer (a new process) takes over at once -- also
-    when the killed one held the write lock (counted in writer_deaths)."""
+    random 0-8 ms and SIGKILLs it (Windows: TerminateProcess); then the value is intact,
+    the version did not go backwards, and the next round's writer (a new process) takes
+    over at once -- also when the killed one held the write lock (writer_deaths)."""
     max_size = 256
     rnd = random.Random(int(os.environ.get("MAPSHARE_LATEST_SEED", "12")))
     lt = Latest.create(name, max_size)
