@@ -100,11 +100,12 @@ def test_a_writer_killed_at_200_random_points(name: str) -> None:
             assert version >= last, f"round {i}: version went back from {last} to {version}"
             assert lc.check(data, version) is None, f"round {i}: {lc.check(data, version)}"
             last = version
-        # the writers really wrote, and some died holding the lock (the odds that none of
-        # 200 kills lands inside set() are negligible: it is most of the writer's loop)
+        # the writers really wrote, and some died holding the lock (with 200 kills the
+        # odds that none lands inside set() are negligible; with Windows' 30, not)
         s = lt.statistics()
         assert s.version == last > KILLS
-        assert s.writer_deaths > 0
+        if KILLS >= 100:
+            assert s.writer_deaths > 0
         # a writer in this process takes over too
         assert lt.set(lc.value(last + 1, max_size)) == last + 1
     finally:
