@@ -86,7 +86,7 @@ def test_a_writer_killed_at_200_random_points(name: str) -> None:
                                   str(max_size)], stdout=subprocess.PIPE)
             try:
                 assert p.stdout is not None
-                assert p.stdout.readline() == b"ready\n", f"round {i}: writer did not start"
+                assert p.stdout.readline().strip() == b"ready", f"round {i}: writer did not start"
                 time.sleep(rnd.random() * 0.008)
                 p.kill()
                 assert p.wait(JOIN) == KILLED_RC, f"round {i}: writer exited by itself"
