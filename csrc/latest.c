@@ -290,7 +290,7 @@ uint64_t ms_latest_version(ms_latest_handle *l)
 static int newer_pred(void *arg)
 {
     ms_latest_waitarg *a = (ms_latest_waitarg *)arg;
-    return ms_load64(&a->lt->version) > a->since;
+    return ms_load64(&a->lt->version) > a->since || (a->abort && *a->abort);
 }
 
 struct wait_args {
@@ -309,7 +309,7 @@ static ms_status wait_fn(void *arg)
 ms_status ms_latest_wait(ms_latest_handle *l, uint64_t since, const ms_wait_opts *o,
                          uint64_t *now)
 {
-    struct wait_args a = { l, { l->lt, since }, o };
+    struct wait_args a = { l, { l->lt, since, &l->abort_waits }, o };
     ms_status st = ms_p_guarded_call(wait_fn, &a);
     if (st == MS_E_FAULT)
         ms_segment_fault(l->seg);
@@ -318,11 +318,27 @@ ms_status ms_latest_wait(ms_latest_handle *l, uint64_t since, const ms_wait_opts
     return st;
 }
 
+static ms_status abort_fn(void *arg)
+{
+    ms_latest_handle *l = (ms_latest_handle *)arg;
+    ms_wake_waiters(l->seg, MS_SLOT_VERSION, &l->lt->update_seq, &l->lt->waiters);
+    return MS_OK;
+}
+
+void ms_latest_abort_waits(ms_latest_handle *l)
+{
+    l->abort_waits = 1;
+    ms_fence();
+    if (ms_p_guarded_call(abort_fn, l) == MS_E_FAULT)
+        ms_segment_fault(l->seg);
+}
+
 void ms_latest_waitable(ms_latest_handle *l, ms_latest_waitarg *a, uint64_t since,
                         ms_waitable *w)
 {
     a->lt = l->lt;
     a->since = since;
+    a->abort = NULL;
     w->seg = l->seg;
     w->slot = MS_SLOT_VERSION;
     w->word = &l->lt->update_seq;

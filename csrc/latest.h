@@ -26,6 +26,7 @@ typedef struct ms_latest_handle {
     uint64_t max_size;       /* validated copies of line 0 */
     uint64_t stride;
     uint32_t buffers;
+    volatile int abort_waits;  /* set by ms_latest_abort_waits: this handle's waits end */
 } ms_latest_handle;
 
 /* A view: where the value of `version` is, and the sequence word that validates it. */
@@ -65,8 +66,16 @@ uint64_t ms_latest_version(ms_latest_handle *l);
 /* Wait until the version is > since; *now = the version seen. */
 ms_status ms_latest_wait(ms_latest_handle *l, uint64_t since, const ms_wait_opts *o,
                          uint64_t *now);
-/* For ms_wait_any: ready once the version is > a->since. */
-typedef struct ms_latest_waitarg { ms_latest *lt; uint64_t since; } ms_latest_waitarg;
+/* Make every wait of this handle return now (MS_OK, whatever the version): a handle
+ * being closed ends the waits that a cancelled asyncio call left in worker threads.
+ * Wakes every sleeper of the slot's word (others just look again). */
+void ms_latest_abort_waits(ms_latest_handle *l);
+/* For ms_wait_any: ready once the version is > a->since (or *a->abort is set). */
+typedef struct ms_latest_waitarg {
+    ms_latest *lt;
+    uint64_t since;
+    volatile int *abort;   /* NULL: not abortable */
+} ms_latest_waitarg;
 void ms_latest_waitable(ms_latest_handle *l, ms_latest_waitarg *a, uint64_t since,
                         ms_waitable *w);
 

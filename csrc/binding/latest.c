@@ -252,6 +252,10 @@ static PyObject *Latest_wait(LatestObject *self, PyObject *args)
     WAIT_WITHOUT_GIL(self->segobj, o, st = ms_latest_wait(&self->l, since, &o, &now));
     if (st == MS_E_INTERRUPTED && PyErr_Occurred())
         return NULL;
+    if (self->l.abort_waits) {
+        PyErr_SetString(PyExc_ValueError, "latest is closed");
+        return NULL;
+    }
     if (st != MS_OK)
         return raise_named(self->segobj, st, "latest",
                            st == MS_E_TIMEOUT ? "no newer version within the timeout" : NULL);
@@ -259,6 +263,14 @@ static PyObject *Latest_wait(LatestObject *self, PyObject *args)
 }
 
 /* _statistics() -> (version, max_size, length, kind, buffers, waiters, writer_deaths) */
+static PyObject *Latest_abort_waits(LatestObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (self->bound && self->segobj->open && !self->segobj->seg.faulted)
+        ms_latest_abort_waits(&self->l);
+    Py_RETURN_NONE;
+}
+
 static PyObject *Latest_statistics(LatestObject *self, PyObject *unused)
 {
     (void)unused;
@@ -329,6 +341,8 @@ static PyMethodDef Latest_methods[] = {
     {"_statistics", (PyCFunction)Latest_statistics, METH_NOARGS,
      "_statistics() -> (version, max_size, length, kind, buffers, waiters, writer_deaths)"},
     {"_detach", (PyCFunction)Latest_detach, METH_NOARGS, "Stop using the segment."},
+    {"_abort_waits", (PyCFunction)Latest_abort_waits, METH_NOARGS,
+     "End this handle's waits now (they raise ValueError: closed)."},
     {NULL, NULL, 0, NULL}
 };
 

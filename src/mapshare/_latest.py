@@ -13,6 +13,7 @@ writer simply takes over.  The protocol: docs/design/layout.md, "Latest".
 from __future__ import annotations
 
 import pickle
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -92,6 +93,8 @@ class Latest(_core.Latest):
     # call each, no Python frame in between.
 
     _segment: Segment
+    # waits in flight on this handle (threads inside _wait): close() ends them first
+    _waits: list[None]
 
     @classmethod
     def _wrap(cls, seg: Segment, spin: Optional[float]) -> Self:
@@ -101,6 +104,7 @@ class Latest(_core.Latest):
             seg.close()
             raise
         self._segment = seg
+        self._waits = []
         if spin is not None:
             seg.spin = spin
         return self
@@ -280,7 +284,11 @@ class Latest(_core.Latest):
         (None: forever).  Costs the writer nothing while nobody waits."""
         if isinstance(since, bool) or not isinstance(since, int) or since < 0:
             raise ValueError(f"since must be a version >= 0, not {since!r}")
-        version: int = self._wait(since, timeout)
+        self._waits.append(None)
+        try:
+            version: int = self._wait(since, timeout)
+        finally:
+            self._waits.pop()
         return version
 
     async def wait_for_update_async(self, since: int, timeout: Optional[float] = None) -> int:
@@ -293,10 +301,14 @@ class Latest(_core.Latest):
             return v if v > since else None
 
         def block(seconds: float) -> None:
+            # counted, so that close() after a cancelled call ends this worker's wait
+            self._waits.append(None)
             try:
                 self._wait(since, seconds)
             except WaitTimeout:
                 pass
+            finally:
+                self._waits.pop()
 
         return await wait_until(attempt, block, timeout, what="wait_for_update")
 
@@ -312,8 +324,15 @@ class Latest(_core.Latest):
         )
 
     def close(self) -> None:
-        """Detach this handle (the slot lives on for the others)."""
+        """Detach this handle (the slot lives on for the others).  A wait on it in
+        another thread (or one that a cancelled ``wait_for_update_async`` left in a
+        worker thread) ends at once with ``ValueError``."""
         if not self._segment.closed:
+            if self._waits:
+                self._abort_waits()
+                deadline = time.monotonic() + 2.0
+                while self._waits and time.monotonic() < deadline:
+                    time.sleep(0.0005)
             self._detach()
         self._segment.close()
 

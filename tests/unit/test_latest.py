@@ -402,3 +402,37 @@ def test_allow_foreign_is_needed_for_a_world_writable_slot(name: str) -> None:
         with pytest.raises(mapshare.PermissionDeniedError, match="allow_foreign=True"):
             Latest.open(name)
         Latest.open(name, allow_foreign=True).close()
+
+
+def test_close_ends_a_wait_left_by_a_cancelled_async_call(name: str) -> None:
+    lt = Latest.create(name, 64)
+
+    async def main() -> None:
+        t = asyncio.ensure_future(lt.wait_for_update_async(0, timeout=30))
+        await asyncio.sleep(0.05)
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+
+    asyncio.run(main())
+    lt.close()  # refused ("a thread is waiting") before the wait could be ended
+    assert lt.closed
+
+
+def test_close_from_another_thread_ends_a_wait(name: str) -> None:
+    lt = Latest.create(name, 64)
+    errors: list[BaseException] = []
+
+    def waiter() -> None:
+        try:
+            lt.wait_for_update(0, timeout=30)
+        except BaseException as exc:  # noqa: BLE001 - what ended it is the result
+            errors.append(exc)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.1)
+    lt.close()
+    t.join(10)
+    assert not t.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], ValueError)
