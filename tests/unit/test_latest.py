@@ -426,7 +426,7 @@ def test_close_from_another_thread_ends_a_wait(name: str) -> None:
     def waiter() -> None:
         try:
             lt.wait_for_update(0, timeout=30)
-        except BaseException as exc:  # noqa: BLE001 - what ended it is the result
+        except BaseException as exc:
             errors.append(exc)
 
     t = threading.Thread(target=waiter)
