@@ -1,6 +1,6 @@
 """Write the small seed corpus of the fuzz harnesses (committed under fuzz/corpus/).
 
-python fuzz/make_seeds.py        # rewrites fuzz/corpus/{header,ring,interleave,topic}/seed-*
+python fuzz/make_seeds.py        # rewrites fuzz/corpus/{header,ring,interleave,topic,latest}/seed-*
 """
 
 from __future__ import annotations
@@ -151,6 +151,21 @@ def main() -> None:
         table = bytearray(64 * nsubs)
         struct.pack_into("<IIQQQ", table, 0, 1, 0, 1, 0, 0)  # pid 1 (alive), at 0
         write("topic", f"seed-{i}", bytes([sel | 0x80, mode]) + ctl + bytes(table) + ring)
+    # latest slots: max_size selector (bit 7: keep line 0 valid), buffer count, control
+    # lines 0-1 after `sets` values were published as csrc/latest.c does, the buffers
+    for i, (sel, nsel, sets) in enumerate([(0, 1, 0), (7, 1, 5), (3, 0, 2), (63, 3, 9)]):
+        max_size, nbuf = 8 * (1 + sel), 2 + nsel
+        stride = 64 + (max_size + 63) // 64 * 64
+        ctl = bytearray(128)
+        struct.pack_into("<QQQI", ctl, 0, max_size, 0, stride, nbuf)
+        struct.pack_into("<Q", ctl, 64, sets)
+        bufs = bytearray(stride * nbuf)
+        for v in range(max(0, sets - nbuf + 1), sets + 1):
+            off = (v % nbuf) * stride
+            n = (v * 5) % (max_size + 1)
+            struct.pack_into("<QQI", bufs, off, 2 * v, n, 0)
+            bufs[off + 64 : off + 64 + n] = bytes([v]) * n
+        write("latest", f"seed-{i}", bytes([sel | 0x80, nsel]) + ctl + bytes(bufs))
 
 
 if __name__ == "__main__":

@@ -79,6 +79,7 @@ const char *status_text(ms_status st)
     case MS_E_LAGGED: return "the subscriber was overwritten: messages were lost";
     case MS_E_SUBSCRIBER_LIMIT: return "the topic's subscriber table is full of live "
                                        "subscribers";
+    case MS_E_OVERWRITTEN: return "the value was replaced while the view was in use";
     default: return "error";
     }
 }
@@ -407,7 +408,7 @@ static int add_types(PyObject *m)
 {
     PyTypeObject *types[] = {&Segment_Type, &Window_Type, &WindowExport_Type, &Lock_Type,
                              &Event_Type, &Semaphore_Type, &Channel_Type, &Topic_Type,
-                             &Subscriber_Type};
+                             &Subscriber_Type, &Latest_Type};
     for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
         if (PyType_Ready(types[i]) < 0)
             return -1;
@@ -415,7 +416,7 @@ static int add_types(PyObject *m)
     /* WindowExport is internal: ready, never exported by name */
     PyTypeObject *exported[] = {&Segment_Type, &Window_Type, &Lock_Type, &Event_Type,
                                 &Semaphore_Type, &Channel_Type, &Topic_Type,
-                                &Subscriber_Type};
+                                &Subscriber_Type, &Latest_Type};
     for (size_t i = 0; i < sizeof exported / sizeof *exported; i++) {
         if (PyModule_AddType(m, exported[i]) < 0)
             return -1;
@@ -433,6 +434,10 @@ static int add_constants(PyObject *m)
         {"KIND_CHANNEL", (long long)(MS_KIND_CHANNEL)},
         {"KIND_LINK", (long long)(MS_KIND_LINK)},
         {"KIND_TOPIC", (long long)(MS_KIND_TOPIC)},
+        {"KIND_LATEST", (long long)(MS_KIND_LATEST)},
+        {"LATEST_BUFFERS", (long long)(MS_LATEST_BUFFERS)},
+        {"LATEST_SIZE_MAX", (long long)(MS_LATEST_SIZE_MAX)},
+        {"LATEST_BUF_HEADER", (long long)(MS_LATEST_BUF_HEADER)},
         {"SUB_LIVE", (long long)(MS_SUB_LIVE)},
         {"SUB_HISTORY", (long long)(MS_SUB_HISTORY)},
         {"SUB_SEQ", (long long)(MS_SUB_SEQ)},
@@ -489,6 +494,7 @@ static int add_constants(PyObject *m)
         {"E_WINDOW_OPEN", (long long)(MS_E_WINDOW_OPEN)},
         {"E_LAGGED", (long long)(MS_E_LAGGED)},
         {"E_SUBSCRIBER_LIMIT", (long long)(MS_E_SUBSCRIBER_LIMIT)},
+        {"E_OVERWRITTEN", (long long)(MS_E_OVERWRITTEN)},
     };
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
         PyObject *o = PyLong_FromLongLong(ints[i].value);

@@ -13,6 +13,7 @@
 typedef union {
     ms_change_since change;
     ms_channel_waitarg channel;
+    ms_latest_waitarg latest;
 } wait_store;
 
 /* The segment object an ms_waitable's segment is embedded in. */
@@ -47,10 +48,20 @@ static int segment_waitable(PyObject *obj, PyObject *sinceobj, ms_waitable *w,
 static int fill(PyObject *obj, Py_ssize_t i, ms_waitable *w, wait_store *store)
 {
     memset(w, 0, sizeof *w);  /* fillers that know only the spec's fields leave mark NULL */
+    if (PyTuple_Check(obj) && PyTuple_GET_SIZE(obj) == 2 &&
+        PyObject_TypeCheck(PyTuple_GET_ITEM(obj, 0), &Latest_Type)) {
+        /* (latest, since): ready once its version is > since */
+        unsigned long long since;
+        if (u64_arg(PyTuple_GET_ITEM(obj, 1), "since", ~0ull, &since) < 0)
+            return -1;
+        return ms_binding_latest_waitable(PyTuple_GET_ITEM(obj, 0), w, &store->latest,
+                                          (uint64_t)since);
+    }
     if (PyTuple_Check(obj)) {
         if (PyTuple_GET_SIZE(obj) != 2 ||
             !PyObject_TypeCheck(PyTuple_GET_ITEM(obj, 0), &Segment_Type)) {
-            PyErr_Format(PyExc_TypeError, "objects[%zd]: a tuple must be (segment, since)", i);
+            PyErr_Format(PyExc_TypeError,
+                         "objects[%zd]: a tuple must be (segment, since) or (latest, since)", i);
             return -1;
         }
         return segment_waitable(PyTuple_GET_ITEM(obj, 0), PyTuple_GET_ITEM(obj, 1), w,
@@ -70,7 +81,8 @@ static int fill(PyObject *obj, Py_ssize_t i, ms_waitable *w, wait_store *store)
 #endif
     PyErr_Format(PyExc_TypeError,
                  "objects[%zd]: cannot wait on %.100s (wait on a Channel, Event, Semaphore, "
-                 "Segment, (Segment, since) or Subscriber)", i, Py_TYPE(obj)->tp_name);
+                 "Segment, (Segment, since), Subscriber or (Latest, since))", i,
+                 Py_TYPE(obj)->tp_name);
     return -1;
 }
 

@@ -32,6 +32,7 @@ from ._errors import MessageTooLargeError as MessageTooLargeError
 from ._errors import NameCollisionError as NameCollisionError
 from ._errors import NoSpaceError as NoSpaceError
 from ._errors import NotOwnerError as NotOwnerError
+from ._errors import Overwritten as Overwritten
 from ._errors import OwnerDiedError as OwnerDiedError
 from ._errors import PermissionDeniedError as PermissionDeniedError
 from ._errors import SegmentDestroyedError as SegmentDestroyedError
@@ -53,6 +54,8 @@ from ._inspect import LockState as LockState
 from ._inspect import ProcessInfo as ProcessInfo
 from ._inspect import SegmentInfo as SegmentInfo
 from ._inspect import segments as segments
+from ._latest import Latest as Latest
+from ._latest import LatestStatistics as LatestStatistics
 from ._segment import Segment as Segment
 from ._sync import Event as Event
 from ._sync import Lock as Lock
@@ -77,6 +80,8 @@ __all__ = [
     "Event",
     "InvalidArgumentError",
     "Lagged",
+    "Latest",
+    "LatestStatistics",
     "LayoutError",
     "Lock",
     "LockState",
@@ -86,6 +91,7 @@ __all__ = [
     "NameCollisionError",
     "NoSpaceError",
     "NotOwnerError",
+    "Overwritten",
     "OwnerDiedError",
     "PermissionDeniedError",
     "ProcessInfo",

@@ -120,8 +120,12 @@ def cmd_ls(args: argparse.Namespace) -> int:
         alive = sum(1 for p in i.attached if p.alive)
         dead = sum(1 for p in i.attached if p.alive is False)
         procs = f"{alive} alive" + (f", {dead} dead" if dead else "")
+        kind = i.kind
+        if i.kind == "latest" and "version" in i.extra:
+            # a slot's version and the size of its newest value, at a glance
+            kind = f"latest v{i.extra['version']} {_human(i.extra['value_size'])}"
         rows.append([
-            i.name, i.kind, _human(i.size), i.lifetime, i.state,
+            i.name, kind, _human(i.size), i.lifetime, i.state,
             f"{i.creator_pid} ({_alive(i.creator_alive)})" if i.creator_pid else "-",
             procs, i.created.strftime("%Y-%m-%d %H:%M:%S") if i.created else "-",
         ])
@@ -185,6 +189,14 @@ def cmd_info(args: argparse.Namespace) -> int:
             print(f"{role + ':':<13}{peers}")
     elif info.kind == "topic":
         _print_topic(x)
+    elif info.kind == "latest":
+        if "error" in x:
+            print(f"latest:      unreadable ({x['error']})")
+        else:
+            print(f"version:     {x['version']} ({x['value_size']} bytes of "
+                  f"{x['max_size']}, {x['value_kind']})")
+            print(f"buffers:     {x['buffers']}, {x['waiters']} waiter(s), "
+                  f"{x['writer_deaths']} writer death(s)")
     elif info.kind == "event":
         print(f"event:       {'set' if x['event_set'] else 'clear'}, {x['waiters']} waiter(s)")
     elif info.kind == "semaphore":
@@ -341,6 +353,28 @@ def _emit(out: Any, msg: bytes, fmt: str) -> None:
         out.write(json.dumps(_json_record(msg)).encode() + b"\n")
     else:
         out.write(msg + b"\n")
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    """Print a Latest slot's newest value (raw, --hex or --json with its version)."""
+    from ._latest import Latest
+
+    lt = Latest.open(_check_name(args.name), allow_foreign=args.allow_foreign)
+    try:
+        if args.wait_since is not None:
+            lt.wait_for_update(args.wait_since, args.timeout)
+        data, version = lt.get()
+    finally:
+        lt.close()
+    if args.json:
+        obj = _json_record(data)
+        obj["version"] = version
+        print(json.dumps(obj))
+        return 0
+    out = sys.stdout.buffer
+    _emit(out, data, "hex" if args.hex else "raw")
+    out.flush()
+    return 0
 
 
 def cmd_receive(args: argparse.Namespace) -> int:
@@ -606,6 +640,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--allow-foreign", action="store_true",
                    help="open a channel owned by another user (e.g. a group's, mode 660)")
     s.set_defaults(func=cmd_receive)
+
+    s = sub.add_parser("get", help="print a latest-value slot's newest value")
+    s.add_argument("name")
+    fmt = s.add_mutually_exclusive_group()
+    fmt.add_argument("--hex", action="store_true", help="print the value in hex")
+    fmt.add_argument("--json", action="store_true",
+                     help='one JSON object: {"size", "text" or "base64", "version"}')
+    s.add_argument("--wait-since", type=int, default=None, metavar="VERSION",
+                   help="first wait for a version newer than this one")
+    s.add_argument("--timeout", type=float, default=None,
+                   help="with --wait-since: give up after this many seconds (exit 1)")
+    s.add_argument("--allow-foreign", action="store_true",
+                   help="open a slot owned by another user (e.g. a group's, mode 660)")
+    s.set_defaults(func=cmd_get)
 
     s = sub.add_parser("publish", help="publish a message, or each line of stdin, on a topic")
     s.add_argument("name")

@@ -70,7 +70,7 @@ class SegmentInfo:
     os_name: str
     """The name the OS knows (``/mapshare....``)."""
     kind: str
-    """segment, lock, event, semaphore, channel or topic (link for a file-backed
+    """segment, lock, event, semaphore, channel, topic or latest (link for a file-backed
     name)."""
     size: int
     """User area size in bytes, exactly as created."""
@@ -265,6 +265,8 @@ def segment_info(os_name: str) -> SegmentInfo:
         info = info_from_header(h, os_name, st, path)
         if h["kind"] == _core.KIND_TOPIC:
             info.extra.update(topic_details(core))
+        elif h["kind"] == _core.KIND_LATEST:
+            info.extra.update(latest_details(core))
         return info
     finally:
         core.close(detach=False)
@@ -293,6 +295,26 @@ def topic_details(core: Any) -> dict[str, Any]:
     for r in d["subscribers"]:
         r["alive"] = _alive(int(r["alive"])) if not isinstance(r["alive"], bool) else r["alive"]
     return d
+
+
+def latest_details(core: Any) -> dict[str, Any]:
+    """A latest-value slot's state as JSON-friendly ``extra`` fields (version, size of
+    the newest value, max_size, its kind, buffers, waiters, writer_deaths), read through
+    the core from a mapping opened for inspection (nothing is written).  An unreadable
+    slot gives ``{"error": why}``, never an exception."""
+    from ._codec import KIND_NAMES as CODEC_KINDS
+
+    try:
+        version, max_size, size, kind, buffers, waiters, deaths = (
+            _core.Latest(core)._statistics()
+        )
+    except (MapshareError, OSError, ValueError, TypeError) as exc:
+        return {"error": str(exc) or type(exc).__name__}
+    return {
+        "version": version, "value_size": size, "max_size": max_size,
+        "value_kind": CODEC_KINDS.get(kind, f"unknown({kind})"), "buffers": buffers,
+        "waiters": waiters, "writer_deaths": deaths,
+    }
 
 
 def _replace(info: SegmentInfo, **changes: Any) -> SegmentInfo:

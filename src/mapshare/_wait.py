@@ -22,7 +22,8 @@ __all__ = ["wait", "wait_async"]
 T = TypeVar("T")
 
 _KINDS = (
-    "a Channel, Event, Semaphore, Segment, (Segment, since) pair or Topic Subscriber"
+    "a Channel, Event, Semaphore, Segment, (Segment, since) pair, Topic Subscriber, "
+    "Latest or (Latest, since) pair"
 )
 
 
@@ -36,6 +37,21 @@ def _core_waitable(obj: object, i: int) -> tuple[Any, bool, Optional[Any]]:
     object (a channel or subscriber) whose close() must be able to end the wait.  A
     Segment without ``since`` is a pair with the counter as of now: a change after this
     call, even one between two slices of ``wait_async``, is never missed."""
+    if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], _core.Latest):
+        latest, since = obj
+        if isinstance(since, bool) or not isinstance(since, int):
+            raise TypeError(
+                f"wait(): objects[{i}]: since must be an int, not {type(since).__name__}"
+            )
+        if not 0 <= since < 2**64:
+            raise ValueError(f"wait(): objects[{i}]: since must be a version "
+                             f"(0 <= since < 2**64), not {since}")
+        return (latest, since), bool(latest.closed), None
+    if isinstance(obj, _core.Latest):
+        # like a Segment: ready once a version newer than the one of now is published
+        if obj.closed:
+            return obj, True, None
+        return (obj, int(obj.version)), False, None
     if isinstance(obj, tuple):
         if len(obj) != 2 or not isinstance(obj[0], Handle):
             raise TypeError(f"wait(): objects[{i}]: a tuple must be (Segment, since)")
@@ -116,7 +132,9 @@ def wait(objects: Iterable[T], timeout: Optional[float] = None) -> list[T]:
     next receive -- ``receive_nowait`` included -- then raises once); a Topic
     ``Subscriber`` has a message (or a ``Lagged`` report) to receive; an ``Event`` is
     set; a ``Semaphore`` has a unit (not taken); a ``Segment``'s change counter moved
-    since this call (or, for a ``(segment, since)`` pair, differs from ``since``).
+    since this call (or, for a ``(segment, since)`` pair, differs from ``since``); a
+    ``Latest`` has a version newer than it had at this call (for a ``(latest, since)``
+    pair: newer than ``since``).
 
     Readiness is a snapshot: another process may take the message or the unit first,
     so follow with non-blocking calls (``receive_nowait``, ``acquire(timeout=0)``) and

@@ -5,7 +5,8 @@
 #   tests/c/run.sh asan|tsan|plain [test-name-substring ...]
 #
 # Links csrc/{segment,sync,ring,inspect}.c + csrc/platform/linux.c directly (no Python); the
-# topic's tests (tests/c/test_topic.c, + csrc/topic.c) are a second program.  Builds
+# topic's tests (tests/c/test_topic.c, + csrc/topic.c) and Latest's (test_latest.c, +
+# csrc/latest.c) are separate programs.  Builds
 # into $MS_CTEST_BUILD (default /tmp/mapshare-ctest).  Each run ends with a line
 # "N passed, M failed"; the script exits non-zero if any test or sanitizer failed.
 set -eu
@@ -15,6 +16,7 @@ BUILD=${MS_CTEST_BUILD:-/tmp/mapshare-ctest}
 CC=${CC:-gcc}
 mkdir -p "$BUILD"
 SRC="$HERE/test_core.c $ROOT/csrc/segment.c $ROOT/csrc/sync.c $ROOT/csrc/channel.c $ROOT/csrc/inspect.c $ROOT/csrc/platform/linux.c"
+LATEST_SRC="$HERE/test_latest.c $ROOT/csrc/latest.c $ROOT/csrc/segment.c $ROOT/csrc/sync.c $ROOT/csrc/channel.c $ROOT/csrc/inspect.c $ROOT/csrc/platform/linux.c"
 TOPIC_SRC="$HERE/test_topic.c $ROOT/csrc/topic.c $ROOT/csrc/segment.c $ROOT/csrc/sync.c $ROOT/csrc/channel.c $ROOT/csrc/inspect.c $ROOT/csrc/platform/linux.c"
 BASE="-std=gnu11 -g -O1 -Wall -Wextra -Wno-missing-field-initializers -fno-strict-aliasing -fno-omit-frame-pointer -I$ROOT/csrc -I$HERE"
 modes=${1:-all}
@@ -46,14 +48,19 @@ for mode in $modes; do
         # lock_owner_died (a robust mutex of a dead
         # process); topic_concurrent_no_torn_reads: the subscriber's copy races with the
         # publisher's overwrite by design (the seqlock-style validation discards it), a
-        # race TSan reports although nothing torn is ever used.
-        skip="${MS_CTEST_TSAN_SKIP-lock_owner_died receiver_killed_in_view sigbus_guard topic_publisher_killed_mid_write topic_publisher_killed_in_commit topic_subscriber_killed_in_subscribe topic_concurrent_no_torn_reads}" ;;
+        # race TSan reports although nothing torn is ever used; latest_* likewise (the
+        # Latest writer's lock of a dead process, the reader's validated racy copy).
+        skip="${MS_CTEST_TSAN_SKIP-lock_owner_died receiver_killed_in_view sigbus_guard topic_publisher_killed_mid_write topic_publisher_killed_in_commit topic_subscriber_killed_in_subscribe topic_concurrent_no_torn_reads latest_writer_killed_mid_write latest_concurrent_no_torn_reads}" ;;
     plain)
         flags=""; env=""; skip="" ;;
     *) echo "unknown mode $mode" >&2; exit 2 ;;
     esac
-    for prog in test_core test_topic; do
-    if [ "$prog" = test_core ]; then src=$SRC; else src=$TOPIC_SRC; fi
+    for prog in test_core test_topic test_latest; do
+    case $prog in
+    test_core) src=$SRC ;;
+    test_topic) src=$TOPIC_SRC ;;
+    *) src=$LATEST_SRC ;;
+    esac
     # shellcheck disable=SC2086
     $CC $BASE $flags -o "$BUILD/${prog}_$mode" $src -lpthread -lrt
     echo "== tests/c $prog ($mode)"
