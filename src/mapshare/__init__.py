@@ -59,6 +59,7 @@ from ._sync import Lock as Lock
 from ._sync import Semaphore as Semaphore
 from ._topic import Subscriber as Subscriber
 from ._topic import SubscriberStatistics as SubscriberStatistics
+from ._array import SharedArray as SharedArray
 from ._topic import Topic as Topic
 from ._topic import TopicStatistics as TopicStatistics
 from ._version import __version__ as __version__
@@ -103,6 +104,7 @@ __all__ = [
     "SubscriberLimitError",
     "SubscriberStatistics",
     "SystemCallError",
+    "SharedArray",
     "Topic",
     "TopicEmpty",
     "TopicFull",
