@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 from . import _core
 from ._aio import wait_until
-from ._errors import LayoutError, NoSpaceError, WaitTimeout
+from ._errors import LayoutError, NoSpaceError, SegmentExistsError, WaitTimeout
 from ._options import INIT_WAIT, Access, Lifetime, PathLike, check_seconds
 from ._segment import Segment
 from ._sync import Lock
@@ -385,7 +385,7 @@ class SharedArray:
                 # we made it, or a racing opener is writing the same record
                 seg._core.write(rec, 0)
                 _core.array_ready(seg._core)
-            elif seg._core.read(len(rec) + 1, 0) != rec:
+            elif seg._core.read(None, 0) != rec:
                 raise LayoutError(f"array {name!r} is not backed by {fspath!r}")
             return cls._wrap(seg, data, fspath, spin)
         except BaseException:
@@ -602,7 +602,10 @@ def _write_npy_file(path: str, head: bytes, nbytes: int, mode: int) -> None:
     """A new .npy file (exclusive, never through a symlink) with its storage reserved."""
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) \
         | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-    fd = os.open(path, flags, mode)
+    try:
+        fd = os.open(path, flags, mode)
+    except FileExistsError:
+        raise SegmentExistsError(errno.EEXIST, f"file {path!r} already exists") from None
     try:
         os.fchmod(fd, mode) if hasattr(os, "fchmod") else None
         os.write(fd, head)
