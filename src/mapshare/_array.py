@@ -76,7 +76,7 @@ def _parse_descr(text: str) -> Any:
         if kind in ("s", "i"):
             return v
         if v == "[":
-            out = []
+            out: list[Any] = []
             while True:
                 if tokens[i] == ("p", "]"):
                     i += 1
@@ -85,7 +85,7 @@ def _parse_descr(text: str) -> Any:
                 if tokens[i] == ("p", ","):
                     i += 1
         if v == "(":
-            items = []
+            items: list[Any] = []
             while True:
                 if tokens[i] == ("p", ")"):
                     i += 1
@@ -453,7 +453,8 @@ class SharedArray:
     @property
     def dtype(self) -> np.dtype[Any]:
         """The dtype, exactly as created (byte order, fields, units)."""
-        return self.array.dtype
+        dt: np.dtype[Any] = self.array.dtype
+        return dt
 
     @property
     def shape(self) -> tuple[int, ...]:

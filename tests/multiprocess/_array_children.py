@@ -26,7 +26,7 @@ def describe(name: str, conn: Any) -> None:
             conn.send(("ok", np.lib.format.dtype_to_descr(arr.dtype), arr.dtype.str,
                        arr.shape, bool(arr.flags.f_contiguous and not arr.flags.c_contiguous),
                        digest(arr), arr.dtype.isalignedstruct))
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+    except BaseException as exc:
         conn.send(("error", type(exc).__name__, str(exc)))
 
 
@@ -35,7 +35,7 @@ def open_forged(name: str, conn: Any) -> None:
     try:
         with mapshare.SharedArray.open(name) as a:
             conn.send(("opened", a.shape, str(a.dtype), int(a.array.view(np.uint8).sum())))
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         conn.send(("error", type(exc).__name__, str(exc)))
 
 
@@ -46,7 +46,7 @@ def race_open(name: str, expect: float, n: int, conn: Any) -> None:
         with mapshare.SharedArray.open(name, wait=30) as a:
             arr = a.array
             conn.send(("ok", arr.shape, int((arr == expect).sum()), n))
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         conn.send(("error", type(exc).__name__, str(exc)))
 
 
@@ -58,7 +58,7 @@ def create_file_backed(name: str, path: str, conn: Any) -> None:
         a.flush()
         a.close()
         conn.send("done")
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         conn.send(("error", type(exc).__name__, str(exc)))
 
 
@@ -75,7 +75,7 @@ def wait_version(name: str, since: int, conn: Any) -> None:
             conn.send("waiting")
             v = a.wait_for_version(since, timeout=30)
             conn.send(("ok", v, float(a.array[0])))
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         conn.send(("error", type(exc).__name__, str(exc)))
 
 

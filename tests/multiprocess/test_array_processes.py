@@ -17,10 +17,10 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import _array_children as children
 import numpy as np
 import pytest
 
-import _array_children as children
 import mapshare
 from mapshare import SharedArray
 from support import LINUX, ROOT, exists, mp_context, poke, stop
@@ -47,7 +47,8 @@ DTYPES: list[tuple[str, Any, Any, str]] = [
     ("S5", (4,), "S5", "C"),
     ("V6", (2,), "V6", "C"),
     ("structured", (3,), [("x", "<i4"), ("y", ">f8"), ("name", "S4")], "C"),
-    ("structured-aligned", (3,), np.dtype([("a", "u1"), ("b", "<i8"), ("c", "u2")], align=True), "C"),
+    ("structured-aligned", (3,),
+     np.dtype([("a", "u1"), ("b", "<i8"), ("c", "u2")], align=True), "C"),
     ("structured-offsets", (2,), np.dtype({"names": ["p", "q"], "formats": ["<i2", ">f4"],
                                            "offsets": [4, 12], "itemsize": 20}), "C"),
     ("nested", (2, 2), [("pos", [("x", "<f4"), ("y", "<f4")]), ("t", "M8[ns]"),
@@ -292,9 +293,8 @@ def test_file_backed_open_by_name_while_alive(name: str, tmp_path: Path) -> None
             assert pickle.loads(pickle.dumps(b)).array.sum() == 15
         a.array[:] = 2
     assert np.load(path).sum() == 12
-    with pytest.raises(mapshare.SegmentExistsError):
-        with SharedArray.create(name, 3):
-            SharedArray.create(name + "2", 3, path=path)  # the file exists
+    with pytest.raises(mapshare.SegmentExistsError), SharedArray.create(name, 3):
+        SharedArray.create(name + "2", 3, path=path)  # the file exists
     os.unlink(path)
 
 
