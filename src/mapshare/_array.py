@@ -407,18 +407,8 @@ class SharedArray:
         if spin is not None:
             seg.spin = spin
         try:
-            size = data.size
-            info = _core.npy_parse(data._core.read(min(size, _HEADER_READ), 0))
-            if info["data_offset"] > size:
-                raise LayoutError("header longer than the mapping")
-            dt = _dtype_from_descr(info["descr"])
+            info, dt = _image_info(data._core)
             shape = tuple(info["shape"])
-            nbytes = info["count"] * dt.itemsize
-            if info["data_offset"] + nbytes > size:
-                raise LayoutError(
-                    f"array of shape {shape} and dtype {dt} needs "
-                    f"{info['data_offset'] + nbytes} bytes; the mapping has {size}"
-                )
             order = "F" if info["fortran_order"] else "C"
             self._array = np.ndarray(
                 shape, dt, buffer=data.buf, offset=info["data_offset"], order=order
@@ -582,6 +572,44 @@ def _reopen(name: str, path: Optional[str], access: Access) -> SharedArray:
         if path is None:
             raise
         return SharedArray.open(name, path=path, access=access)
+
+
+def _image_info(data: Any) -> tuple[dict[str, Any], np.dtype[Any]]:
+    """The validated header of the .npy image at the start of ``data`` (a _core.Segment):
+    its parsed fields and dtype; LayoutError if the data would not fit the mapping."""
+    size = int(data.size)
+    info = _core.npy_parse(data.read(min(size, _HEADER_READ), 0))
+    dt = _dtype_from_descr(info["descr"])
+    if info["data_offset"] + info["count"] * dt.itemsize > size:
+        raise LayoutError(
+            f"array of shape {tuple(info['shape'])} and dtype {dt} needs "
+            f"{info['data_offset'] + info['count'] * dt.itemsize} bytes; the mapping has {size}"
+        )
+    return info, dt
+
+
+def describe(core: Any) -> dict[str, Any]:
+    """What ``mapshare info`` / ``ls`` show of an array object (``core``: a _core.Segment
+    of kind array, opened for inspection): dtype, shape, order, version, backing file."""
+    ready, version = _core.array_state(core)
+    out: dict[str, Any] = {"ready": bool(ready), "version": int(version)}
+    if not ready:
+        return out
+    rec = core.read(min(int(core.size), len(_FILE_TAG) + 4096), 0)
+    data = core
+    if rec.startswith(_FILE_TAG):
+        out["file"] = os.fsdecode(rec[len(_FILE_TAG):])
+        data = _core.open("", out["file"], 0, _core.ACCESS_READ, True)
+    try:
+        info, dt = _image_info(data)
+    finally:
+        if data is not core:
+            data.close(detach=False)
+    out.update(
+        dtype=str(dt), descr=info["descr"], shape=list(info["shape"]),
+        order="F" if info["fortran_order"] else "C", nbytes=info["count"] * dt.itemsize,
+    )
+    return out
 
 
 def _wait_ready(seg: Segment, init_timeout: float) -> None:

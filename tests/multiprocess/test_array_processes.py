@@ -365,3 +365,35 @@ def test_read_only_opener_cannot_write_in_another_process(name: str) -> None:
                            text=True, timeout=TIMEOUT)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["ValueError", "False"]
+
+
+def mapshare_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mapshare", *args], capture_output=True,
+                          text=True, timeout=TIMEOUT)
+
+
+def test_cli_ls_and_info_show_dtype_shape_and_version(name: str, tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "rec.npy"
+    with SharedArray.create(name, (3, 4), ">f4", order="F") as a, \
+            SharedArray.create(name + "r", 5, [("a", "<i4"), ("t", "M8[ms]")], path=path):
+        a.publish()
+        ls = mapshare_cli("ls")
+        assert ls.returncode == 0, ls.stderr
+        line = next(row for row in ls.stdout.splitlines() if row.startswith(name + " "))
+        assert "array >f4 (3, 4)" in line
+        info = mapshare_cli("info", name)
+        assert info.returncode == 0, info.stderr
+        assert "dtype:       >f4" in info.stdout
+        assert "shape:       (3, 4), order F, 48 bytes" in info.stdout
+        assert "version:     1" in info.stdout
+        js = json.loads(mapshare_cli("info", "--json", name + "r").stdout)
+        assert js["kind"] == "array"
+        assert js["extra"]["shape"] == [5] and js["extra"]["file"] == str(path)
+        assert js["extra"]["descr"] == "[('a', '<i4'), ('t', '<M8[ms]')]"
+        # a forged header is reported, never a crash of the tool
+        poke(name, DATA + 10, b"{'descr': '|O'")
+        info = mapshare_cli("info", name)
+        assert info.returncode == 0, info.stderr
+        assert "array:       unreadable" in info.stdout
