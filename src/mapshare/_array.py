@@ -278,11 +278,19 @@ class SharedArray:
             data.close()
             os.unlink(fspath)
             raise
-        seg._core.write(_FILE_TAG + os.fsencode(fspath), 0)
-        self = cls._wrap(seg, data, fspath, spin)
-        if fill is not None:
-            self.array[...] = fill
-        _core.array_ready(seg._core)
+        try:
+            seg._core.write(_FILE_TAG + os.fsencode(fspath), 0)
+            self = cls._wrap(seg, data, fspath, spin)
+            if fill is not None:
+                self.array[...] = fill
+            _core.array_ready(seg._core)
+        except BaseException:
+            # nothing half-made stays behind: neither the name nor the file
+            data.close()
+            seg.unlink()
+            seg.close()
+            os.unlink(fspath)
+            raise
         return self
 
     @classmethod

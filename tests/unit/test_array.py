@@ -195,3 +195,13 @@ def test_forged_header_in_segment_is_layout_error(name: str, field: str, forged:
         poke(name, DATA, b"\x93NUMPY\x01\x00" + struct.pack("<H", len(body)) + body)
         with pytest.raises(mapshare.LayoutError):
             SharedArray.open(name)
+
+
+@pytest.mark.parametrize("file_backed", [False, True])
+def test_failed_fill_leaves_nothing_behind(name: str, tmp_path, file_backed: bool) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "a.npy" if file_backed else None
+    with pytest.raises(ValueError):
+        SharedArray.create(name, (3,), "<f8", fill=[1.0, 2.0], path=path)
+    with pytest.raises(mapshare.SegmentNotFoundError):
+        SharedArray.open(name)
+    assert path is None or not path.exists()
