@@ -131,6 +131,7 @@ FORGED = [
 ]
 
 
+@pytest.mark.posix_only("forges the header through /dev/shm")
 @pytest.mark.parametrize("ident,text", FORGED, ids=[f[0] for f in FORGED])
 def test_forged_header_from_another_process_is_layout_error(
     name: str, ident: str, text: bytes
@@ -163,6 +164,7 @@ def test_forged_header_from_another_process_is_layout_error(
         assert got[:2] == ("error", "LayoutError"), got
 
 
+@pytest.mark.posix_only("forges the header through /dev/shm")
 def test_forged_magic_and_length_from_another_process(name: str) -> None:
     with SharedArray.create(name, (6,), "<f8") as a:
         good = a._data._core.read(16, 0)
@@ -194,6 +196,7 @@ def test_opener_racing_create_never_sees_a_half_built_array(name: str) -> None:
         stop(procs)
 
 
+@pytest.mark.posix_only("forges the header through /dev/shm")
 def test_unready_array_is_refused_after_init_timeout(name: str) -> None:
     with SharedArray.create(name, 3) as a:
         # forge 'ready' back to 0, as if the creator died before finishing
@@ -321,10 +324,11 @@ def test_lock_owner_died(name: str) -> None:
     with SharedArray.create(name, 3) as a:
         ctx = mp_context("spawn")
         parent, child = ctx.Pipe()
-        p = ctx.Process(target=children.hold_lock_then_die, args=(name, child))
+        p = ctx.Process(target=children.hold_lock, args=(name, child))
         p.start()
         try:
             assert parent.poll(TIMEOUT) and parent.recv() == "held"
+            p.kill()  # SIGKILL (Windows: TerminateProcess) while it holds the lock
             p.join(TIMEOUT)
         finally:
             stop([p])
@@ -372,6 +376,7 @@ def mapshare_cli(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=TIMEOUT)
 
 
+@pytest.mark.posix_only("forges the header through /dev/shm")
 def test_cli_ls_and_info_show_dtype_shape_and_version(name: str, tmp_path: Path) -> None:
     import json
 
