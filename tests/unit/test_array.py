@@ -8,6 +8,7 @@ import asyncio
 import io
 import pickle
 import struct
+import threading
 
 import numpy as np
 import pytest
@@ -125,7 +126,11 @@ def test_lock_is_the_objects_robust_lock(name: str) -> None:
     with SharedArray.create(name, 4) as a, SharedArray.open(name) as b:
         with a.lock():
             assert b.lock().locked()
-            assert not b.lock().acquire(timeout=0)
+            got: list[bool] = []  # another thread: taking it again here is AlreadyHeldError
+            t = threading.Thread(target=lambda: got.append(b.lock().acquire(timeout=0)))
+            t.start()
+            t.join()
+            assert got == [False]
         assert not b.lock().locked()
 
 
