@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import time
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from . import _core
 from ._aio import wait_until
 from ._errors import LayoutError, NoSpaceError, SegmentExistsError, WaitTimeout
+from ._npy import FILE_TAG, dtype_from_descr, image_info
 from ._options import INIT_WAIT, Access, Lifetime, PathLike, check_seconds
 from ._segment import Segment
 from ._sync import Lock
@@ -31,90 +31,13 @@ if TYPE_CHECKING:
 
 __all__ = ["SharedArray"]
 
-_FILE_TAG = b"npy-file:"  # MS_ARRAY_FILE_TAG: a file-backed array's control record
 _MAGIC = b"\x93NUMPY"
 _ALIGN = 64               # numpy's ARRAY_ALIGN: the data starts on a 64-byte boundary
-_HEADER_READ = 65536 + 12  # MS_NPY_HEADER_MAX + the longest preamble
 Shape = Union[int, "tuple[int, ...]", "list[int]"]
 
 
 class _ArraySegment(Segment):
     _kind = _core.KIND_ARRAY
-
-
-# ---- the descr value: a strict literal parser (the C core checked the grammar) ------
-
-_TOKEN = re.compile(r"\s*(?:('[ -&(-\[\]-~]*')|(\"[ -!#-\[\]-~]*\")|(\d+)|([\[\](),]))")
-
-
-def _parse_descr(text: str) -> Any:
-    """The descr value of a header as Python data: str, list of tuples, int tuples.
-    Only the literal forms numpy writes are recognised; nothing is evaluated."""
-    tokens: list[tuple[str, Any]] = []
-    pos = 0
-    text = text.rstrip()
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if m is None:
-            raise LayoutError(f"invalid dtype descriptor near {text[pos:pos + 20]!r}")
-        s1, s2, num, punct = m.groups()
-        if s1 is not None or s2 is not None:
-            tokens.append(("s", (s1 or s2)[1:-1]))
-        elif num is not None:
-            tokens.append(("i", int(num)))
-        else:
-            tokens.append(("p", punct))
-        pos = m.end()
-    i = 0
-
-    def value(depth: int) -> Any:
-        nonlocal i
-        if depth > 32 or i >= len(tokens):
-            raise LayoutError("invalid dtype descriptor")
-        kind, v = tokens[i]
-        i += 1
-        if kind in ("s", "i"):
-            return v
-        if v == "[":
-            out: list[Any] = []
-            while True:
-                if tokens[i] == ("p", "]"):
-                    i += 1
-                    return out
-                out.append(value(depth + 1))
-                if tokens[i] == ("p", ","):
-                    i += 1
-        if v == "(":
-            items: list[Any] = []
-            while True:
-                if tokens[i] == ("p", ")"):
-                    i += 1
-                    return tuple(items)
-                items.append(value(depth + 1))
-                if tokens[i] == ("p", ","):
-                    i += 1
-        raise LayoutError("invalid dtype descriptor")
-
-    try:
-        result = value(0)
-    except IndexError:
-        raise LayoutError("invalid dtype descriptor (truncated)") from None
-    if i != len(tokens):
-        raise LayoutError("invalid dtype descriptor (trailing data)")
-    return result
-
-
-def _dtype_from_descr(text: str) -> np.dtype[Any]:
-    import numpy as np
-
-    descr = _parse_descr(text)
-    try:
-        dt = np.lib.format.descr_to_dtype(descr)
-    except Exception as exc:  # numpy raises TypeError/ValueError/KeyError on nonsense
-        raise LayoutError(f"invalid dtype descriptor {text[:80]!r}: {exc}") from None
-    if dt.hasobject:
-        raise LayoutError("the array's dtype holds Python objects: refused")
-    return dt
 
 
 # ---- building a header --------------------------------------------------------------
@@ -175,7 +98,7 @@ def _header(shape: tuple[int, ...], dt: np.dtype[Any], order: str) -> bytes:
         raise ValueError("dtype descriptor too long")
     try:
         parsed = _core.npy_parse(head)
-        back = _dtype_from_descr(parsed["descr"])
+        back = dtype_from_descr(parsed["descr"])
     except LayoutError:
         raise ValueError(
             f"dtype {dt} cannot be stored: its descriptor {descr!r} uses a form mapshare "
@@ -271,7 +194,7 @@ class SharedArray:
             raise
         try:
             seg = _ArraySegment._create(
-                name, len(_FILE_TAG) + len(os.fsencode(fspath)), path=None, mode=mode,
+                name, len(FILE_TAG) + len(os.fsencode(fspath)), path=None, mode=mode,
                 lifetime=lifetime, init=None, global_namespace=global_namespace,
             )
         except BaseException:
@@ -279,7 +202,7 @@ class SharedArray:
             os.unlink(fspath)
             raise
         try:
-            seg._core.write(_FILE_TAG + os.fsencode(fspath), 0)
+            seg._core.write(FILE_TAG + os.fsencode(fspath), 0)
             self = cls._wrap(seg, data, fspath, spin)
             if fill is not None:
                 self.array[...] = fill
@@ -356,9 +279,9 @@ class SharedArray:
         )
         try:
             _wait_ready(seg, init_timeout)
-            rec = seg._core.read(min(seg.size, len(_FILE_TAG) + 4096), 0)
-            if rec.startswith(_FILE_TAG):
-                fspath = os.fsdecode(rec[len(_FILE_TAG):])
+            rec = seg._core.read(min(seg.size, len(FILE_TAG) + 4096), 0)
+            if rec.startswith(FILE_TAG):
+                fspath = os.fsdecode(rec[len(FILE_TAG):])
                 if not os.path.isabs(fspath):
                     raise LayoutError(f"array {name!r}: invalid file record")
                 data = Segment.open(path=fspath, raw=True, access=access)
@@ -378,7 +301,7 @@ class SharedArray:
             if name is None:
                 st = os.stat(fspath)
                 name = f"npy-{st.st_dev:x}-{st.st_ino:x}"
-            rec = _FILE_TAG + os.fsencode(fspath)
+            rec = FILE_TAG + os.fsencode(fspath)
             seg = _ArraySegment._open_or_create(
                 name, len(rec), path=None, mode=0o600, lifetime="shared", init=None,
                 init_timeout=init_timeout, allow_foreign=allow_foreign,
@@ -415,7 +338,7 @@ class SharedArray:
         if spin is not None:
             seg.spin = spin
         try:
-            info, dt = _image_info(data._core)
+            info, dt = image_info(data._core)
             shape = tuple(info["shape"])
             order = "F" if info["fortran_order"] else "C"
             self._array = np.ndarray(
@@ -580,44 +503,6 @@ def _reopen(name: str, path: Optional[str], access: Access) -> SharedArray:
         if path is None:
             raise
         return SharedArray.open(name, path=path, access=access)
-
-
-def _image_info(data: Any) -> tuple[dict[str, Any], np.dtype[Any]]:
-    """The validated header of the .npy image at the start of ``data`` (a _core.Segment):
-    its parsed fields and dtype; LayoutError if the data would not fit the mapping."""
-    size = int(data.size)
-    info = _core.npy_parse(data.read(min(size, _HEADER_READ), 0))
-    dt = _dtype_from_descr(info["descr"])
-    if info["data_offset"] + info["count"] * dt.itemsize > size:
-        raise LayoutError(
-            f"array of shape {tuple(info['shape'])} and dtype {dt} needs "
-            f"{info['data_offset'] + info['count'] * dt.itemsize} bytes; the mapping has {size}"
-        )
-    return info, dt
-
-
-def describe(core: Any) -> dict[str, Any]:
-    """What ``mapshare info`` / ``ls`` show of an array object (``core``: a _core.Segment
-    of kind array, opened for inspection): dtype, shape, order, version, backing file."""
-    ready, version = _core.array_state(core)
-    out: dict[str, Any] = {"ready": bool(ready), "version": int(version)}
-    if not ready:
-        return out
-    rec = core.read(min(int(core.size), len(_FILE_TAG) + 4096), 0)
-    data = core
-    if rec.startswith(_FILE_TAG):
-        out["file"] = os.fsdecode(rec[len(_FILE_TAG):])
-        data = _core.open("", out["file"], 0, _core.ACCESS_READ, True)
-    try:
-        info, dt = _image_info(data)
-    finally:
-        if data is not core:
-            data.close(detach=False)
-    out.update(
-        dtype=str(dt), descr=info["descr"], shape=list(info["shape"]),
-        order="F" if info["fortran_order"] else "C", nbytes=info["count"] * dt.itemsize,
-    )
-    return out
 
 
 def _wait_ready(seg: Segment, init_timeout: float) -> None:

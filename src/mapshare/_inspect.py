@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from . import _core, _link, _naming
+from . import _core, _link, _naming, _npy
 from ._errors import (
     LayoutError,
     MapshareError,
@@ -302,10 +302,8 @@ def array_details(core: Any) -> dict[str, Any]:
     from a mapping opened for inspection (a file-backed array's .npy file is mapped
     read-only).  The header is validated as ``SharedArray.open`` does; an unreadable
     one gives ``{"error": why}``, never an exception."""
-    from ._array import describe
-
     try:
-        return describe(core)
+        return _npy.describe(core)
     except (MapshareError, OSError, ValueError, TypeError, ImportError) as exc:
         return {"error": str(exc) or type(exc).__name__}
 

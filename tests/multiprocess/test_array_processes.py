@@ -192,6 +192,9 @@ def test_opener_racing_create_never_sees_a_half_built_array(name: str) -> None:
                 assert parent.poll(TIMEOUT)
                 got = parent.recv()
                 assert got == ("ok", (n,), n, n), got
+            for p in procs:  # let them close (a killed opener would keep the name)
+                p.join(TIMEOUT)
+                assert p.exitcode == 0
     finally:
         stop(procs)
 
@@ -314,8 +317,9 @@ def test_process_pool_workers_reattach_by_name(name: str) -> None:
     with SharedArray.create(name, (4, 1000), "<i8", fill=1) as a:
         assert len(pickle.dumps(a)) < 200
         ctx = mp_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as pool:
-            res = list(pool.map(children.worker_add, [a] * 4, range(4)))
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+            futures = [pool.submit(children.worker_add, a, row) for row in range(4)]
+            res = [f.result(TIMEOUT) for f in futures]
         assert all(r[1] for r in res)
         assert [int(a.array[i].sum()) for i in range(4)] == [1000 * (1 + i) for i in range(4)]
 
