@@ -58,6 +58,8 @@
 #define MS_KIND_LINK        6u   /* a name pointing at a file-backed segment: path in the user area */
 #define MS_KIND_TOPIC       7u   /* a Topic: ms_topic in the kind area, subscriber table + ring
                                   * in the user area */
+#define MS_KIND_ARRAY       8u   /* a SharedArray: ms_array in the kind area, a .npy image
+                                  * (or, file-backed, a .npy file's path) in the user area */
 #define MS_KIND_LATEST      9u   /* a Latest: ms_latest in the kind area, its buffers in the
                                   * user area (8 is SharedArray's) */
 #define MS_KIND_MAX         9u
@@ -255,6 +257,26 @@ typedef struct ms_topic {
     /* line 4: the publishers' robust lock (Windows: MS_SLOT_PUB_LOCK) */
     uint8_t  pub_lock[64];     /* 256 */
 } ms_topic;
+
+/* SharedArray control (kind area of an MS_KIND_ARRAY object).  The user area holds a
+ * complete .npy image (magic, header padded so the data starts 64-byte aligned, data) at
+ * npy_offset; a file-backed array's user area instead holds MS_ARRAY_FILE_TAG + the
+ * file's absolute path, and the .npy image is the file itself from offset 0.  The
+ * creator writes the image, then stores ready = 1 (release): an opener that sees 0 waits
+ * (init_timeout) and never parses a half-built header.  publish() adds 1 to version and
+ * increments the header's change_seq (waking MS_SLOT_CHANGE waiters). */
+#define MS_ARRAY_TAG        0x5941534du   /* bytes "MSAY" */
+#define MS_ARRAY_FILE_TAG   "npy-file:"   /* user area of a file-backed array's control */
+typedef struct ms_array {
+    uint32_t tag;              /*  0 MS_ARRAY_TAG, written at init */
+    uint32_t ready;            /*  4 0 while the creator writes the image, then 1 */
+    uint64_t version;          /*  8 publish() count, from 0 */
+    uint64_t npy_offset;       /* 16 where the .npy image starts in the user area (0) */
+    uint8_t  reserved[40];     /* 24 */
+} ms_array;
+
+MS_STATIC_ASSERT(sizeof(ms_array) == 64, "array control is one line");
+MS_STATIC_ASSERT(offsetof(ms_array, version) == 8, "array version offset");
 
 /* A subscriber-table entry being filled in by a subscribe (under pub_lock): whoever takes
  * pub_lock with OWNER_DIED frees such an entry (its claimant died half-way). */

@@ -14,6 +14,7 @@ ROLES = {
     "numpy": ("publisher.py", "subscriber.py"),
     "topic": ("publisher.py", "subscriber.py"),
     "latest": ("writer.py", "reader.py"),
+    "array": ("writer.py", "reader.py"),
 }
 
 

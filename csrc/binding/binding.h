@@ -19,6 +19,7 @@
 #include "../channel.h"
 #include "../topic.h"
 #include "../latest.h"
+#include "../array.h"
 #include "../segment.h"
 #include "../sync.h"
 #include "../atomics.h"
@@ -288,6 +289,14 @@ extern MS_BINDING_API PyTypeObject Latest_Type;
 /* For mapshare.wait: ready once the version is > since; *a is the caller's storage. */
 MS_BINDING_API int ms_binding_latest_waitable(PyObject *obj, ms_waitable *w,
                                               ms_latest_waitarg *a, uint64_t since);
+/* ---- SharedArray (array.c) ------------------------------------------------------- */
+
+/* _core.npy_parse(data) -> dict; _core.array_state(seg) -> (ready, version);
+ * _core.array_ready(seg); _core.array_publish(seg) -> version */
+MS_BINDING_API PyObject *core_npy_parse(PyObject *mod, PyObject *arg);
+MS_BINDING_API PyObject *core_array_state(PyObject *mod, PyObject *arg);
+MS_BINDING_API PyObject *core_array_ready(PyObject *mod, PyObject *arg);
+MS_BINDING_API PyObject *core_array_publish(PyObject *mod, PyObject *arg);
 
 /* Module-level functions (segment.c): create, open and manage objects by name. */
 MS_BINDING_API PyObject *core_create(PyObject *mod, PyObject *args, PyObject *kw);

@@ -334,6 +334,14 @@ static PyMethodDef module_methods[] = {
     {"_set_topic_errors", core_set_topic_errors, METH_VARARGS,
      "_set_topic_errors(TopicFull, TopicEmpty): the classes topic calls raise for a full "
      "or empty topic."},
+    {"npy_parse", core_npy_parse, METH_O,
+     "npy_parse(data) -> dict: parse and validate a .npy image's header (LayoutError)."},
+    {"array_state", core_array_state, METH_O,
+     "array_state(segment) -> (ready, version) of an array object's control block."},
+    {"array_ready", core_array_ready, METH_O,
+     "array_ready(segment): publish a new array (its header and data are written)."},
+    {"array_publish", core_array_publish, METH_O,
+     "array_publish(segment) -> version: bump the version and wake waiters."},
     {"create", (PyCFunction)(void (*)(void))core_create, METH_VARARGS | METH_KEYWORDS,
      "create(osname, name, kind, size, path=None, mode=0o600, lifetime=2, flags=0, "
      "init=None) -> Segment"},
@@ -438,6 +446,7 @@ static int add_constants(PyObject *m)
         {"LATEST_BUFFERS", (long long)(MS_LATEST_BUFFERS)},
         {"LATEST_SIZE_MAX", (long long)(MS_LATEST_SIZE_MAX)},
         {"LATEST_BUF_HEADER", (long long)(MS_LATEST_BUF_HEADER)},
+        {"KIND_ARRAY", (long long)(MS_KIND_ARRAY)},
         {"SUB_LIVE", (long long)(MS_SUB_LIVE)},
         {"SUB_HISTORY", (long long)(MS_SUB_HISTORY)},
         {"SUB_SEQ", (long long)(MS_SUB_SEQ)},

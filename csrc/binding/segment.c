@@ -81,6 +81,8 @@ PyObject *core_create(PyObject *mod, PyObject *args, PyObject *kw)
         arg = initv;
     } else if (kind == MS_KIND_CHANNEL) {
         fn = ms_ring_init;
+    } else if (kind == MS_KIND_ARRAY) {
+        fn = ms_array_kind_init;
     } else if (kind == MS_KIND_TOPIC) {
         /* init=(capacity, history, overflow, max_subscribers) */
         if (!PyArg_ParseTuple(init, "O&III:topic init", conv_size, &tparams.capacity,

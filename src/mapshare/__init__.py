@@ -14,6 +14,7 @@ message channels and broadcast topics.
     b'hello'
 """
 
+from ._array import SharedArray as SharedArray
 from ._channel import Channel as Channel
 from ._channel import ChannelStatistics as ChannelStatistics
 from ._core import Window as Window
@@ -105,6 +106,7 @@ __all__ = [
     "SegmentNotFoundError",
     "Semaphore",
     "SemaphoreOverflowError",
+    "SharedArray",
     "Subscriber",
     "SubscriberLimitError",
     "SubscriberStatistics",

@@ -124,6 +124,13 @@ def cmd_ls(args: argparse.Namespace) -> int:
         if i.kind == "latest" and "version" in i.extra:
             # a slot's version and the size of its newest value, at a glance
             kind = f"latest v{i.extra['version']} {_human(i.extra['value_size'])}"
+        elif kind == "array" and "dtype" in i.extra:
+            # dtype and shape in the KIND column (no new column for one kind): the
+            # short type string for plain dtypes, the dtype abbreviated for records
+            x = i.extra
+            dt = x["descr"].strip("'\"") if not x["descr"].startswith("[") else x["dtype"]
+            dt = dt if len(dt) <= 24 else dt[:21] + "..."
+            kind = f"array {dt} {tuple(x['shape'])}"
         rows.append([
             i.name, kind, _human(i.size), i.lifetime, i.state,
             f"{i.creator_pid} ({_alive(i.creator_alive)})" if i.creator_pid else "-",
@@ -197,11 +204,28 @@ def cmd_info(args: argparse.Namespace) -> int:
                   f"{x['max_size']}, {x['value_kind']})")
             print(f"buffers:     {x['buffers']}, {x['waiters']} waiter(s), "
                   f"{x['writer_deaths']} writer death(s)")
+    elif info.kind == "array":
+        _print_array(x)
     elif info.kind == "event":
         print(f"event:       {'set' if x['event_set'] else 'clear'}, {x['waiters']} waiter(s)")
     elif info.kind == "semaphore":
         print(f"semaphore:   {x['value']} of {x['maximum']}, {x['waiters']} waiter(s)")
     return 0
+
+
+def _print_array(x: dict[str, Any]) -> None:
+    """The array lines of ``mapshare info`` (x: SegmentInfo.extra of an array)."""
+    if "error" in x:
+        print(f"array:       unreadable ({x['error']})")
+        return
+    if not x.get("ready"):
+        print("array:       being created (header not published yet)")
+        return
+    print(f"dtype:       {x['dtype']}")
+    print(f"shape:       {tuple(x['shape'])}, order {x['order']}, {x['nbytes']} bytes")
+    print(f"version:     {x['version']}")
+    if "file" in x:
+        print(f"file:        {x['file']} (.npy)")
 
 
 def _print_topic(x: dict[str, Any]) -> None:

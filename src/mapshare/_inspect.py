@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from . import _core, _link, _naming
+from . import _core, _link, _naming, _npy
 from ._errors import (
     LayoutError,
     MapshareError,
@@ -70,8 +70,8 @@ class SegmentInfo:
     os_name: str
     """The name the OS knows (``/mapshare....``)."""
     kind: str
-    """segment, lock, event, semaphore, channel, topic or latest (link for a file-backed
-    name)."""
+    """segment, lock, event, semaphore, channel, topic, array or latest (link for a
+    file-backed name)."""
     size: int
     """User area size in bytes, exactly as created."""
     lifetime: str
@@ -100,7 +100,8 @@ class SegmentInfo:
     extra: dict[str, Any]
     """Kind-specific details (channel depth and peers, event state, semaphore value; a
     topic's geometry, counters and ``subscribers`` rows: pid, alive, position, lag,
-    missed, received)."""
+    missed, received; an array's ``dtype``, ``descr``, ``shape``, ``order``,
+    ``nbytes``, ``version``, ``ready`` and ``file``)."""
     error: Optional[str] = None
     """Why the header could not be read, for state 'corrupt' or 'initializing'."""
     read_only_openers: Optional[tuple[int, ...]] = None
@@ -267,6 +268,8 @@ def segment_info(os_name: str) -> SegmentInfo:
             info.extra.update(topic_details(core))
         elif h["kind"] == _core.KIND_LATEST:
             info.extra.update(latest_details(core))
+        elif h["kind"] == _core.KIND_ARRAY:
+            info.extra.update(array_details(core))
         return info
     finally:
         core.close(detach=False)
@@ -315,6 +318,17 @@ def latest_details(core: Any) -> dict[str, Any]:
         "value_kind": CODEC_KINDS.get(kind, f"unknown({kind})"), "buffers": buffers,
         "waiters": waiters, "writer_deaths": deaths,
     }
+
+
+def array_details(core: Any) -> dict[str, Any]:
+    """An array's dtype, shape, order and version as JSON-friendly ``extra`` fields, read
+    from a mapping opened for inspection (a file-backed array's .npy file is mapped
+    read-only).  The header is validated as ``SharedArray.open`` does; an unreadable
+    one gives ``{"error": why}``, never an exception."""
+    try:
+        return _npy.describe(core)
+    except (MapshareError, OSError, ValueError, TypeError, ImportError) as exc:
+        return {"error": str(exc) or type(exc).__name__}
 
 
 def _replace(info: SegmentInfo, **changes: Any) -> SegmentInfo:

@@ -1,0 +1,135 @@
+"""The .npy image of a SharedArray, read from untrusted memory: the descriptor value
+parsed with a strict tokenizer (the C core, csrc/array.c, checked the grammar first),
+the dtype numpy rebuilds from it, and the extent checked against the mapping.  A module
+of its own so that inspection (``mapshare info``) reads arrays without importing the
+handle classes."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import TYPE_CHECKING, Any
+
+from . import _core
+from ._errors import LayoutError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["FILE_TAG", "describe", "dtype_from_descr", "image_info"]
+
+FILE_TAG = b"npy-file:"  # MS_ARRAY_FILE_TAG: a file-backed array's control record
+HEADER_READ = 65536 + 12  # MS_NPY_HEADER_MAX + the longest preamble
+
+
+# ---- the descr value: a strict literal parser (the C core checked the grammar) ------
+
+_TOKEN = re.compile(r"\s*(?:('[ -&(-\[\]-~]*')|(\"[ -!#-\[\]-~]*\")|(\d+)|([\[\](),]))")
+
+
+def _parse_descr(text: str) -> Any:
+    """The descr value of a header as Python data: str, list of tuples, int tuples.
+    Only the literal forms numpy writes are recognised; nothing is evaluated."""
+    tokens: list[tuple[str, Any]] = []
+    pos = 0
+    text = text.rstrip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            raise LayoutError(f"invalid dtype descriptor near {text[pos:pos + 20]!r}")
+        s1, s2, num, punct = m.groups()
+        if s1 is not None or s2 is not None:
+            tokens.append(("s", (s1 or s2)[1:-1]))
+        elif num is not None:
+            tokens.append(("i", int(num)))
+        else:
+            tokens.append(("p", punct))
+        pos = m.end()
+    i = 0
+
+    def value(depth: int) -> Any:
+        nonlocal i
+        if depth > 32 or i >= len(tokens):
+            raise LayoutError("invalid dtype descriptor")
+        kind, v = tokens[i]
+        i += 1
+        if kind in ("s", "i"):
+            return v
+        if v == "[":
+            out: list[Any] = []
+            while True:
+                if tokens[i] == ("p", "]"):
+                    i += 1
+                    return out
+                out.append(value(depth + 1))
+                if tokens[i] == ("p", ","):
+                    i += 1
+        if v == "(":
+            items: list[Any] = []
+            while True:
+                if tokens[i] == ("p", ")"):
+                    i += 1
+                    return tuple(items)
+                items.append(value(depth + 1))
+                if tokens[i] == ("p", ","):
+                    i += 1
+        raise LayoutError("invalid dtype descriptor")
+
+    try:
+        result = value(0)
+    except IndexError:
+        raise LayoutError("invalid dtype descriptor (truncated)") from None
+    if i != len(tokens):
+        raise LayoutError("invalid dtype descriptor (trailing data)")
+    return result
+
+
+def dtype_from_descr(text: str) -> np.dtype[Any]:
+    import numpy as np
+
+    descr = _parse_descr(text)
+    try:
+        dt = np.lib.format.descr_to_dtype(descr)
+    except Exception as exc:  # numpy raises TypeError/ValueError/KeyError on nonsense
+        raise LayoutError(f"invalid dtype descriptor {text[:80]!r}: {exc}") from None
+    if dt.hasobject:
+        raise LayoutError("the array's dtype holds Python objects: refused")
+    return dt
+
+
+def image_info(data: Any) -> tuple[dict[str, Any], np.dtype[Any]]:
+    """The validated header of the .npy image at the start of ``data`` (a _core.Segment):
+    its parsed fields and dtype; LayoutError if the data would not fit the mapping."""
+    size = int(data.size)
+    info = _core.npy_parse(data.read(min(size, HEADER_READ), 0))
+    dt = dtype_from_descr(info["descr"])
+    if info["data_offset"] + info["count"] * dt.itemsize > size:
+        raise LayoutError(
+            f"array of shape {tuple(info['shape'])} and dtype {dt} needs "
+            f"{info['data_offset'] + info['count'] * dt.itemsize} bytes; the mapping has {size}"
+        )
+    return info, dt
+
+
+def describe(core: Any) -> dict[str, Any]:
+    """What ``mapshare info`` / ``ls`` show of an array object (``core``: a _core.Segment
+    of kind array, opened for inspection): dtype, shape, order, version, backing file."""
+    ready, version = _core.array_state(core)
+    out: dict[str, Any] = {"ready": bool(ready), "version": int(version)}
+    if not ready:
+        return out
+    rec = core.read(min(int(core.size), len(FILE_TAG) + 4096), 0)
+    data = core
+    if rec.startswith(FILE_TAG):
+        out["file"] = os.fsdecode(rec[len(FILE_TAG):])
+        data = _core.open("", out["file"], 0, _core.ACCESS_READ, True)
+    try:
+        info, dt = image_info(data)
+    finally:
+        if data is not core:
+            data.close(detach=False)
+    out.update(
+        dtype=str(dt), descr=info["descr"], shape=list(info["shape"]),
+        order="F" if info["fortran_order"] else "C", nbytes=info["count"] * dt.itemsize,
+    )
+    return out
