@@ -155,7 +155,7 @@ def _loop_client(ep: Endpoint, payload: bytes, warmup: int, n: int) -> list[int]
     return samples
 
 
-def _child_main(
+def _two_party_role(
     transport: Transport,
     state: Any,
     role: Role,
@@ -163,47 +163,56 @@ def _child_main(
     size: int,
     count: int,
     warmup: int,
+    barrier: Any,
+) -> Any:
+    """One role of a two-process cell (``run_cell``): open the endpoint, run the loop, report."""
+    ep = transport.endpoint(state, role, mode, size)
+    result: Any = None
+    try:
+        barrier.wait(BARRIER_TIMEOUT)  # both endpoints exist
+        if ep.started is not None:
+            ep.started()
+        if mode == "latency":
+            if role == "server":
+                _loop_server(ep, warmup + count)
+            else:
+                result = _loop_client(ep, _payload(size), warmup, count)
+        elif role == "sender":
+            payload = _payload(size)
+            send = ep.send
+            for _ in range(warmup):
+                send(payload)
+            barrier.wait(BARRIER_TIMEOUT)  # receiver drained the warm-up
+            result = time.perf_counter_ns()
+            for _ in range(count):
+                send(payload)
+        else:
+            recv = ep.recv
+            for _ in range(warmup):
+                recv()
+            barrier.wait(BARRIER_TIMEOUT)
+            for _ in range(count):
+                recv()
+            result = time.perf_counter_ns()
+        barrier.wait(BARRIER_TIMEOUT)  # nobody closes while the peer still works
+    finally:
+        ep.close()
+    return result
+
+
+def _group_child(
+    target: Callable[..., Any],
+    args: tuple[Any, ...],
     cpus: list[int] | None,
     barrier: Any,
     out: multiprocessing.connection.Connection,
 ) -> None:
-    """Entry point of a benchmark child: pin, open the endpoint, run the role, report."""
+    """Entry point of every benchmark child: pin, run ``target(*args, barrier)``, report."""
     try:
         pin_to(cpus)
-        ep = transport.endpoint(state, role, mode, size)
-        result: Any = None
-        try:
-            barrier.wait(BARRIER_TIMEOUT)  # both endpoints exist
-            if ep.started is not None:
-                ep.started()
-            if mode == "latency":
-                if role == "server":
-                    _loop_server(ep, warmup + count)
-                else:
-                    result = _loop_client(ep, _payload(size), warmup, count)
-            elif role == "sender":
-                payload = _payload(size)
-                send = ep.send
-                for _ in range(warmup):
-                    send(payload)
-                barrier.wait(BARRIER_TIMEOUT)  # receiver drained the warm-up
-                result = time.perf_counter_ns()
-                for _ in range(count):
-                    send(payload)
-            else:
-                recv = ep.recv
-                for _ in range(warmup):
-                    recv()
-                barrier.wait(BARRIER_TIMEOUT)
-                for _ in range(count):
-                    recv()
-                result = time.perf_counter_ns()
-            barrier.wait(BARRIER_TIMEOUT)  # nobody closes while the peer still works
-        finally:
-            ep.close()
-        out.send(("ok", result))
+        out.send(("ok", target(*args, barrier)))
     except BaseException:
-        out.send(("error", f"{role}: {traceback.format_exc()}"))
+        out.send(("error", f"{getattr(target, '__name__', target)}: {traceback.format_exc()}"))
     finally:
         out.close()
 
@@ -229,6 +238,107 @@ class CellResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class ChildSpec:
+    """One process of a group: ``target(*args, barrier)`` runs in it, pinned to ``cpus``.
+
+    ``target`` must be a module-level function (it is pickled to a *spawned* child); what
+    it returns is pickled back to the parent. ``barrier`` is one ``Barrier`` shared by every
+    process of the group, for the start/stop rendezvous the measurement needs.
+    """
+
+    target: Callable[..., Any]
+    args: tuple[Any, ...]
+    cpus: list[int] | None = None
+    name: str = "bench-child"
+
+
+@dataclass
+class GroupResult:
+    """What ``run_group`` collected: one result per child, or the first error."""
+
+    results: list[Any]
+    error: str | None = None
+    traceback: str | None = None
+
+
+def run_group(
+    children: Sequence[ChildSpec],
+    timeout: float,
+    teardown: Callable[[], None] | None = None,
+) -> GroupResult:
+    """Run ``children`` in freshly spawned processes at once and collect their results.
+
+    Every child gets the same ``Barrier(len(children))``. Children that have not reported
+    within ``timeout`` seconds (or that are left when one of them failed) are killed;
+    ``teardown`` then runs in the parent, whatever happened, with SIGTERM/SIGINT held back
+    until it is done so that an interrupted run still removes what it created.
+    """
+    out = GroupResult(results=[None] * len(children))
+    procs: list[Any] = []
+    finished = False
+    try:
+        barrier = _CTX.Barrier(len(children))
+        conns: list[multiprocessing.connection.Connection] = []
+        for spec in children:
+            r, w = _CTX.Pipe(duplex=False)
+            p = _CTX.Process(
+                target=_group_child,
+                args=(spec.target, spec.args, spec.cpus, barrier, w),
+                name=spec.name,
+                daemon=True,
+            )
+            p.start()
+            w.close()
+            procs.append(p)
+            conns.append(r)
+        reported: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while len(reported) < len(children) and out.error is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                out.error = f"timed out after {timeout:.0f} s"
+                break
+            ready = multiprocessing.connection.wait(
+                [c for i, c in enumerate(conns) if i not in reported], left
+            )
+            for i, c in enumerate(conns):
+                if c not in ready:
+                    continue
+                reported.add(i)
+                try:
+                    status, value = c.recv()
+                except EOFError:
+                    status, value = (
+                        "error",
+                        f"{children[i].name}: died (exit code {procs[i].exitcode})",
+                    )
+                if status == "error":
+                    out.error = out.error or str(value).strip().splitlines()[-1]
+                    out.traceback = out.traceback or str(value)
+                else:
+                    out.results[i] = value
+        finished = out.error is None
+    finally:
+        # no SIGTERM/SIGINT handling in the middle of the cleanup; delivered right after it
+        masked = {signal.SIGTERM, signal.SIGINT}
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, masked)
+        try:
+            for p in procs:
+                p.join(timeout=10 if finished else 0.5)
+                if p.is_alive():
+                    p.kill()
+                    p.join(timeout=5)
+            if teardown is not None:
+                try:
+                    teardown()
+                except Exception as exc:
+                    out.error = out.error or f"teardown failed: {type(exc).__name__}: {exc}"
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+    return out
+
+
 def run_cell(
     transport: Transport,
     mode: Mode,
@@ -247,90 +357,35 @@ def run_cell(
     """
     roles: tuple[Role, Role] = ("server", "client") if mode == "latency" else ("sender", "receiver")
     res = CellResult(transport.key, mode, size, pinned, rep, count)
-    procs: list[Any] = []
-    teardown: Callable[[], None] | None = None
-    finished = False
-    try:
-        state, teardown = transport.setup(mode, size)
-        barrier = _CTX.Barrier(2)
-        conns: list[multiprocessing.connection.Connection] = []
-        for role, cpu in zip(roles, cpus):
-            r, w = _CTX.Pipe(duplex=False)
-            p = _CTX.Process(
-                target=_child_main,
-                args=(
-                    transport,
-                    state,
-                    role,
-                    mode,
-                    size,
-                    count,
-                    warmup,
-                    cpu,
-                    barrier,
-                    w,
-                ),
-                name=f"bench-{transport.key}-{role}",
-                daemon=True,
+    state, teardown = transport.setup(mode, size)
+    group = run_group(
+        [
+            ChildSpec(
+                _two_party_role,
+                (transport, state, role, mode, size, count, warmup),
+                cpu,
+                f"bench-{transport.key}-{role}",
             )
-            p.start()
-            w.close()
-            procs.append(p)
-            conns.append(r)
-        reports: dict[int, tuple[str, Any]] = {}
-        deadline = time.monotonic() + timeout
-        while len(reports) < 2:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                res.error = f"timed out after {timeout:.0f} s"
-                break
-            ready = multiprocessing.connection.wait(
-                [c for i, c in enumerate(conns) if i not in reports], left
-            )
-            for i, c in enumerate(conns):
-                if c not in ready:
-                    continue
-                try:
-                    reports[i] = c.recv()
-                except EOFError:
-                    reports[i] = (
-                        "error",
-                        f"{roles[i]}: died (exit code {procs[i].exitcode})",
-                    )
-                if reports[i][0] == "error":
-                    res.error = str(reports[i][1]).strip().splitlines()[-1]
-                    res.extra["traceback"] = str(reports[i][1])
-            if res.error:
-                break
-        if res.error is None:
-            a, b = reports[0][1], reports[1][1]
-            if mode == "latency":
-                samples: list[int] = b
-                res.p50_us = percentile(samples, 50) / 1e3
-                res.p99_us = percentile(samples, 99) / 1e3
-                res.seconds = sum(samples) / 1e9
-            else:
-                elapsed = (b - a) / 1e9
-                res.seconds = elapsed
-                res.rate = count / elapsed if elapsed > 0 else float("inf")
-        finished = True
-    finally:
-        # no SIGTERM/SIGINT handling in the middle of the cleanup; delivered right after it
-        masked = {signal.SIGTERM, signal.SIGINT}
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, masked)
-        try:
-            for p in procs:
-                p.join(timeout=10 if finished and res.error is None else 0.5)
-                if p.is_alive():
-                    p.kill()
-                    p.join(timeout=5)
-            if teardown is not None:
-                try:
-                    teardown()
-                except Exception as exc:
-                    res.error = res.error or f"teardown failed: {type(exc).__name__}: {exc}"
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            for role, cpu in zip(roles, cpus)
+        ],
+        timeout,
+        teardown,
+    )
+    if group.error is not None:
+        res.error = group.error
+        if group.traceback:
+            res.extra["traceback"] = group.traceback
+        return res
+    a, b = group.results
+    if mode == "latency":
+        samples: list[int] = b
+        res.p50_us = percentile(samples, 50) / 1e3
+        res.p99_us = percentile(samples, 99) / 1e3
+        res.seconds = sum(samples) / 1e9
+    else:
+        elapsed = (b - a) / 1e9
+        res.seconds = elapsed
+        res.rate = count / elapsed if elapsed > 0 else float("inf")
     return res
 
 
