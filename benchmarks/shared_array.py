@@ -1,11 +1,15 @@
 """Shared numpy arrays: mapshare.SharedArray side by side with what users do without it.
 
+Not ``benchmarks/array.py``: a script's own directory comes first on ``sys.path``, and a file
+named ``array.py`` there would replace the stdlib ``array`` module (which ``socket``, and so
+``multiprocessing``, import) for every benchmark in this directory.
+
 Run from the repository root::
 
-    python benchmarks/array.py --quick              # smoke test, < ~1 min
-    python benchmarks/array.py                      # full run (1 GiB pool cell), a few minutes
-    python benchmarks/array.py --json out.json --markdown out.md --plot docs/img/array.png
-    python benchmarks/array.py --only mapshare,sharedarray --bench open
+    python benchmarks/shared_array.py --quick  # smoke test, < ~1 min
+    python benchmarks/shared_array.py  # full run (1 GiB pool cell), a few minutes
+    python benchmarks/shared_array.py --json out.json --markdown out.md --plot docs/img/array.png
+    python benchmarks/shared_array.py --only mapshare,sharedarray --bench open
 
 Cells (issue 12, part 7), each in freshly spawned processes, pinned to the first CPU this
 process may use (the pool cell's workers are not pinned: there are four of them):
@@ -33,32 +37,24 @@ nothing leaked, 2 otherwise.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import math
 import os
+import platform
+import shlex
+import signal
 import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
-# This file is named after the concept (benchmarks/<concept>.py), which is also the name of
-# a stdlib module that multiprocessing and concurrent.futures import; with benchmarks/ first
-# on sys.path (as for any script) they would import this file instead. Moving the
-# directory to the end keeps `from _harness import ...` working and the stdlib first.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if sys.path and os.path.abspath(sys.path[0] or os.curdir) == _HERE:
-    sys.path.append(sys.path.pop(0))
-
-import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import datetime as dt  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import platform  # noqa: E402
-import shlex  # noqa: E402
-import signal  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Sequence  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-from _harness import (  # noqa: E402
+# benchmarks/ is sys.path[0] when this file is run as a script; spawned children inherit it.
+from _harness import (
     NAME_PREFIX,
     ChildSpec,
     fmt_ratio,
@@ -738,7 +734,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     cpu = first_cpu()
     st.pinned = cpu is not None
-    command = "python benchmarks/array.py" + "".join(
+    command = "python benchmarks/shared_array.py" + "".join(
         " " + shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
     )
     before = leak_snapshot()
