@@ -215,6 +215,7 @@ class Ends:
         self.state = state
         self._keep: list[Any] = []
         self._svc: Any = None
+        self._ports: dict[str, Any] = {}
 
     def _iox_service(self) -> Any:
         if self._svc is None:
@@ -230,6 +231,15 @@ class Ends:
             self._keep += [node, self._svc]
         return self._svc
 
+    def _iox_port(self, kind: str) -> Any:
+        """This process's one reader or writer port (a blackboard allows one writer)."""
+        if kind not in self._ports:
+            svc = self._iox_service()
+            b = svc.reader_builder() if kind == "reader" else svc.writer_builder()
+            self._ports[kind] = b.create()
+            self._keep.append(self._ports[kind])
+        return self._ports[kind]
+
     def reader(self, size: int) -> Callable[[], object]:
         """``get()`` of the slot holding ``size``-byte values."""
         if self.state["row"] == "mapshare":
@@ -238,10 +248,9 @@ class Ends:
             lat = mapshare.Latest.open(self.state["names"][size])
             self._keep.append(lat)
             return lat.get  # type: ignore[no-any-return]
-        svc = self._iox_service()
-        r = svc.reader_builder().create()
-        e = r.entry(ctypes.c_uint64(self.state["keys"][size]), _iox_types(size))
-        self._keep += [r, e]
+        e = self._iox_port("reader").entry(ctypes.c_uint64(self.state["keys"][size]),
+                                           _iox_types(size))
+        self._keep.append(e)
         return e.get  # type: ignore[no-any-return]
 
     def writer(self, size: int) -> Callable[[bytes], object]:
@@ -252,11 +261,9 @@ class Ends:
             lat = mapshare.Latest.open(self.state["names"][size])
             self._keep.append(lat)
             return lat.set  # type: ignore[no-any-return]
-        svc = self._iox_service()
-        w = svc.writer_builder().create()
         typ = _iox_types(size)
-        em = w.entry(ctypes.c_uint64(self.state["keys"][size]), typ)
-        self._keep += [w, em]
+        em = self._iox_port("writer").entry(ctypes.c_uint64(self.state["keys"][size]), typ)
+        self._keep.append(em)
         update = em.update_with_copy
         # the blackboard takes a ctypes value, not bytes: convert outside the timed call
         # where the caller reuses one value (getset), inside where it changes (readers)
@@ -301,11 +308,9 @@ def role_getset(
             if state["row"] == "mapshare":
                 set_, value = ends.writer(size), _value(size, 1)
             else:  # time the blackboard's own call on a ready ctypes value
-                svc = ends._iox_service()
-                w = svc.writer_builder().create()
                 typ = _iox_types(size)
-                em = w.entry(ctypes.c_uint64(state["keys"][size]), typ)
-                ends._keep += [w, em]
+                em = ends._iox_port("writer").entry(ctypes.c_uint64(state["keys"][size]), typ)
+                ends._keep.append(em)
                 set_, value = em.update_with_copy, typ.from_buffer_copy(_value(size, 1))
             out[f"set/{size}"] = _per_call(set_, (value,), batch, batches)
             out[f"get/{size}"] = _per_call(get, (), batch, batches)
