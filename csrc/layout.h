@@ -58,7 +58,11 @@
 #define MS_KIND_LINK        6u   /* a name pointing at a file-backed segment: path in the user area */
 #define MS_KIND_TOPIC       7u   /* a Topic: ms_topic in the kind area, subscriber table + ring
                                   * in the user area */
-#define MS_KIND_MAX         7u
+#define MS_KIND_ARRAY       8u   /* a SharedArray: ms_array in the kind area, a .npy image
+                                  * (or, file-backed, a .npy file's path) in the user area */
+#define MS_KIND_LATEST      9u   /* a Latest: ms_latest in the kind area, its buffers in the
+                                  * user area */
+#define MS_KIND_MAX         9u
 
 /* states */
 #define MS_STATE_READY      1u
@@ -79,12 +83,15 @@
 #define MS_SLOT_NOT_FULL    4u
 #define MS_SLOT_DATA        5u   /* topic: data_seq (subscribers wait for a message) */
 #define MS_SLOT_PROGRESS    6u   /* topic: progress (a block-mode publisher waits for room) */
+#define MS_SLOT_VERSION     7u   /* latest: update_seq (readers wait for a newer version);
+                                  * arrays wait on MS_SLOT_CHANGE */
 /* lock slots (Windows named mutexes) */
 #define MS_SLOT_META_LOCK   8u
 #define MS_SLOT_USER_LOCK   9u
 #define MS_SLOT_SEND_LOCK   10u
 #define MS_SLOT_RECV_LOCK   11u
 #define MS_SLOT_PUB_LOCK    12u
+#define MS_SLOT_WRITE_LOCK  13u  /* latest: write_lock */
 /* events and semaphores placed in the user area (Event.create_in): base + offset / 8 */
 #define MS_SLOT_USER_BASE   0x100u
 
@@ -252,6 +259,26 @@ typedef struct ms_topic {
     uint8_t  pub_lock[64];     /* 256 */
 } ms_topic;
 
+/* SharedArray control (kind area of an MS_KIND_ARRAY object).  The user area holds a
+ * complete .npy image (magic, header padded so the data starts 64-byte aligned, data) at
+ * npy_offset; a file-backed array's user area instead holds MS_ARRAY_FILE_TAG + the
+ * file's absolute path, and the .npy image is the file itself from offset 0.  The
+ * creator writes the image, then stores ready = 1 (release): an opener that sees 0 waits
+ * (init_timeout) and never parses a half-built header.  publish() adds 1 to version and
+ * increments the header's change_seq (waking MS_SLOT_CHANGE waiters). */
+#define MS_ARRAY_TAG        0x5941534du   /* bytes "MSAY" */
+#define MS_ARRAY_FILE_TAG   "npy-file:"   /* user area of a file-backed array's control */
+typedef struct ms_array {
+    uint32_t tag;              /*  0 MS_ARRAY_TAG, written at init */
+    uint32_t ready;            /*  4 0 while the creator writes the image, then 1 */
+    uint64_t version;          /*  8 publish() count, from 0 */
+    uint64_t npy_offset;       /* 16 where the .npy image starts in the user area (0) */
+    uint8_t  reserved[40];     /* 24 */
+} ms_array;
+
+MS_STATIC_ASSERT(sizeof(ms_array) == 64, "array control is one line");
+MS_STATIC_ASSERT(offsetof(ms_array, version) == 8, "array version offset");
+
 /* A subscriber-table entry being filled in by a subscribe (under pub_lock): whoever takes
  * pub_lock with OWNER_DIED frees such an entry (its claimant died half-way). */
 #define MS_PID_CLAIMING 0xFFFFFFFEu
@@ -281,6 +308,63 @@ MS_STATIC_ASSERT(offsetof(ms_topic, published_bytes) == 192, "topic counters lin
 MS_STATIC_ASSERT(offsetof(ms_topic, subscribing) == 232, "topic subscribing flag");
 MS_STATIC_ASSERT(offsetof(ms_topic, pub_lock) == 256, "topic lock line");
 MS_STATIC_ASSERT(sizeof(ms_topic_sub) == MS_TOPIC_SUB_SIZE, "subscriber entry is one line");
+
+/* Latest: the newest value of something, read without locks and never torn (a seqlock
+ * over `buffers` buffers; docs/design/layout.md, "Latest", has the protocol in full).
+ *
+ * The user area holds `buffers` buffers of buf_stride bytes each, from buf_offset: a
+ * 64-byte ms_latest_buf header, then max_size bytes of value (rounded up to 64).  The
+ * value of version v lives in buffer v % buffers, whose seq is 2v once complete (odd
+ * while a writer fills it).  Version 0 is the empty value buffer 0 holds at creation;
+ * every set publishes the next version (dense from 0, never going backwards).
+ *
+ * Writing (holding write_lock, a robust lock: never the sequence word): v = version;
+ * b = buffer (v + 1) % buffers; store b.seq = 2(v+1) + 1 (release), release fence, write
+ * length, kind and the bytes, store b.seq = 2(v+1) (release), then version = v + 1
+ * (sequentially consistent), release the lock, and wake readers only if `waiters` != 0.
+ * A writer killed before its version store exposed nothing: the next one takes the lock
+ * with OWNER_DIED and simply writes the same buffer again.
+ * Reading (no store to shared memory): v = version (acquire); s = b.seq (acquire) of
+ * buffer v % buffers; s must be 2v (else the version has moved: retry); copy length and
+ * bytes; acquire fence; the copy is good iff b.seq still equals s. */
+#define MS_LATEST_BUF_HEADER 64u
+#define MS_LATEST_BUFFERS    3u     /* what create() uses; a reader accepts 2..16 */
+#define MS_LATEST_BUFFERS_MAX 16u
+#define MS_LATEST_SIZE_MAX   (1ULL << 40)
+
+typedef struct ms_latest {
+    /* line 0: immutable after creation */
+    uint64_t max_size;         /*   0 largest value, bytes */
+    uint64_t buf_offset;       /*   8 of buffer 0 in the user area, multiple of 64 */
+    uint64_t buf_stride;       /*  16 64 + max_size rounded up to 64 */
+    uint32_t buffers;          /*  24 number of buffers (2..16; 3 when mapshare creates) */
+    uint32_t reserved0;        /*  28 */
+    uint8_t  pad0[32];
+    /* line 1: written by the writer holding write_lock */
+    uint64_t version;          /*  64 the newest complete value's version */
+    uint32_t update_seq;       /*  72 futex word readers sleep on (bumped when waiters) */
+    uint32_t waiters;          /*  76 readers' threads asleep on update_seq */
+    uint64_t writer_deaths;    /*  80 write_lock found OWNER_DIED */
+    uint8_t  pad1[40];
+    /* line 2: the writers' robust lock (Windows: MS_SLOT_WRITE_LOCK) */
+    uint8_t  write_lock[64];   /* 128 */
+} ms_latest;
+
+/* One buffer's header; the value's bytes follow at +64. */
+typedef struct ms_latest_buf {
+    uint64_t seq;              /*   0 2 x the version it holds; odd while being written */
+    uint64_t length;           /*   8 bytes of value (<= max_size) */
+    uint32_t kind;             /*  16 MS_REC_KIND_*: how the bytes are to be decoded */
+    uint32_t reserved;         /*  20 */
+    uint8_t  pad[40];
+} ms_latest_buf;
+
+MS_STATIC_ASSERT(sizeof(ms_latest) == 192, "latest control size");
+MS_STATIC_ASSERT(sizeof(ms_latest) <= MS_KIND_AREA_SIZE, "latest fits the kind area");
+MS_STATIC_ASSERT(offsetof(ms_latest, version) == 64, "latest writer line");
+MS_STATIC_ASSERT(offsetof(ms_latest, update_seq) == 72, "latest futex word");
+MS_STATIC_ASSERT(offsetof(ms_latest, write_lock) == 128, "latest lock line");
+MS_STATIC_ASSERT(sizeof(ms_latest_buf) == MS_LATEST_BUF_HEADER, "latest buffer header");
 
 typedef struct ms_header {
     /* identity: written once by the creator, before magic */

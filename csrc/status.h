@@ -48,10 +48,11 @@ typedef enum ms_status {
     MS_E_LAGGED = 26,      /* a topic subscriber was overwritten (lapped): the messages it
                             * lost are counted in ms_subscriber.lag_missed, and it resumes
                             * at lag_position, the oldest message still held */
-    MS_E_SUBSCRIBER_LIMIT = 27 /* the topic's subscriber table is full of live subscribers */
+    MS_E_SUBSCRIBER_LIMIT = 27,/* the topic's subscriber table is full of live subscribers */
+    MS_E_OVERWRITTEN = 28  /* a Latest view's value was replaced while it was in use */
 } ms_status;
 
 /* One more than the largest code: the size of a table indexed by status. */
-#define MS_STATUS_COUNT 28
+#define MS_STATUS_COUNT 29
 
 #endif

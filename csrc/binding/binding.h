@@ -18,6 +18,8 @@
 #include "../layout.h"
 #include "../channel.h"
 #include "../topic.h"
+#include "../array.h"
+#include "../latest.h"
 #include "../segment.h"
 #include "../sync.h"
 #include "../atomics.h"
@@ -280,6 +282,22 @@ MS_BINDING_API PyObject *topic_window_finish(WindowObject *w, int ok);
 MS_BINDING_API PyObject *core_set_topic_errors(PyObject *mod, PyObject *args);
 /* For mapshare.wait: 0 with *w filled, or -1 with a Python error set. */
 MS_BINDING_API int ms_binding_subscriber_waitable(PyObject *obj, ms_waitable *w);
+
+/* ---- SharedArray (array.c) ------------------------------------------------------- */
+
+/* _core.npy_parse(data) -> dict; _core.array_state(seg) -> (ready, version);
+ * _core.array_ready(seg); _core.array_publish(seg) -> version */
+MS_BINDING_API PyObject *core_npy_parse(PyObject *mod, PyObject *arg);
+MS_BINDING_API PyObject *core_array_state(PyObject *mod, PyObject *arg);
+MS_BINDING_API PyObject *core_array_ready(PyObject *mod, PyObject *arg);
+MS_BINDING_API PyObject *core_array_publish(PyObject *mod, PyObject *arg);
+
+/* ---- Latest (latest.c) ------------------------------------------------------------ */
+
+extern MS_BINDING_API PyTypeObject Latest_Type;
+/* For mapshare.wait: ready once the version is > since; *a is the caller's storage. */
+MS_BINDING_API int ms_binding_latest_waitable(PyObject *obj, ms_waitable *w,
+                                              ms_latest_waitarg *a, uint64_t since);
 
 /* Module-level functions (segment.c): create, open and manage objects by name. */
 MS_BINDING_API PyObject *core_create(PyObject *mod, PyObject *args, PyObject *kw);

@@ -79,6 +79,7 @@ const char *status_text(ms_status st)
     case MS_E_LAGGED: return "the subscriber was overwritten: messages were lost";
     case MS_E_SUBSCRIBER_LIMIT: return "the topic's subscriber table is full of live "
                                        "subscribers";
+    case MS_E_OVERWRITTEN: return "the value was replaced while the view was in use";
     default: return "error";
     }
 }
@@ -333,6 +334,14 @@ static PyMethodDef module_methods[] = {
     {"_set_topic_errors", core_set_topic_errors, METH_VARARGS,
      "_set_topic_errors(TopicFull, TopicEmpty): the classes topic calls raise for a full "
      "or empty topic."},
+    {"npy_parse", core_npy_parse, METH_O,
+     "npy_parse(data) -> dict: parse and validate a .npy image's header (LayoutError)."},
+    {"array_state", core_array_state, METH_O,
+     "array_state(segment) -> (ready, version) of an array object's control block."},
+    {"array_ready", core_array_ready, METH_O,
+     "array_ready(segment): publish a new array (its header and data are written)."},
+    {"array_publish", core_array_publish, METH_O,
+     "array_publish(segment) -> version: bump the version and wake waiters."},
     {"create", (PyCFunction)(void (*)(void))core_create, METH_VARARGS | METH_KEYWORDS,
      "create(osname, name, kind, size, path=None, mode=0o600, lifetime=2, flags=0, "
      "init=None) -> Segment"},
@@ -407,7 +416,7 @@ static int add_types(PyObject *m)
 {
     PyTypeObject *types[] = {&Segment_Type, &Window_Type, &WindowExport_Type, &Lock_Type,
                              &Event_Type, &Semaphore_Type, &Channel_Type, &Topic_Type,
-                             &Subscriber_Type};
+                             &Subscriber_Type, &Latest_Type};
     for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
         if (PyType_Ready(types[i]) < 0)
             return -1;
@@ -415,7 +424,7 @@ static int add_types(PyObject *m)
     /* WindowExport is internal: ready, never exported by name */
     PyTypeObject *exported[] = {&Segment_Type, &Window_Type, &Lock_Type, &Event_Type,
                                 &Semaphore_Type, &Channel_Type, &Topic_Type,
-                                &Subscriber_Type};
+                                &Subscriber_Type, &Latest_Type};
     for (size_t i = 0; i < sizeof exported / sizeof *exported; i++) {
         if (PyModule_AddType(m, exported[i]) < 0)
             return -1;
@@ -433,6 +442,11 @@ static int add_constants(PyObject *m)
         {"KIND_CHANNEL", (long long)(MS_KIND_CHANNEL)},
         {"KIND_LINK", (long long)(MS_KIND_LINK)},
         {"KIND_TOPIC", (long long)(MS_KIND_TOPIC)},
+        {"KIND_ARRAY", (long long)(MS_KIND_ARRAY)},
+        {"KIND_LATEST", (long long)(MS_KIND_LATEST)},
+        {"LATEST_BUFFERS", (long long)(MS_LATEST_BUFFERS)},
+        {"LATEST_SIZE_MAX", (long long)(MS_LATEST_SIZE_MAX)},
+        {"LATEST_BUF_HEADER", (long long)(MS_LATEST_BUF_HEADER)},
         {"SUB_LIVE", (long long)(MS_SUB_LIVE)},
         {"SUB_HISTORY", (long long)(MS_SUB_HISTORY)},
         {"SUB_SEQ", (long long)(MS_SUB_SEQ)},
@@ -489,6 +503,7 @@ static int add_constants(PyObject *m)
         {"E_WINDOW_OPEN", (long long)(MS_E_WINDOW_OPEN)},
         {"E_LAGGED", (long long)(MS_E_LAGGED)},
         {"E_SUBSCRIBER_LIMIT", (long long)(MS_E_SUBSCRIBER_LIMIT)},
+        {"E_OVERWRITTEN", (long long)(MS_E_OVERWRITTEN)},
     };
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
         PyObject *o = PyLong_FromLongLong(ints[i].value);

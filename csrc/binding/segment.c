@@ -68,6 +68,7 @@ PyObject *core_create(PyObject *mod, PyObject *args, PyObject *kw)
     void *arg = NULL;
     uint32_t initv[2] = {0, 0};
     ms_topic_params tparams = {0, 0, 0, 0};
+    ms_latest_params lparams = {0, 0};
     if (kind == MS_KIND_EVENT) {
         fn = ms_event_init;
         initv[0] = init != Py_None && PyObject_IsTrue(init) ? 1 : 0;
@@ -80,6 +81,8 @@ PyObject *core_create(PyObject *mod, PyObject *args, PyObject *kw)
         arg = initv;
     } else if (kind == MS_KIND_CHANNEL) {
         fn = ms_ring_init;
+    } else if (kind == MS_KIND_ARRAY) {
+        fn = ms_array_kind_init;
     } else if (kind == MS_KIND_TOPIC) {
         /* init=(capacity, history, overflow, max_subscribers) */
         if (!PyArg_ParseTuple(init, "O&III:topic init", conv_size, &tparams.capacity,
@@ -87,6 +90,13 @@ PyObject *core_create(PyObject *mod, PyObject *args, PyObject *kw)
             return NULL;
         fn = ms_topic_init;
         arg = &tparams;
+    } else if (kind == MS_KIND_LATEST) {
+        /* init=(max_size, buffers) */
+        if (!PyArg_ParseTuple(init, "O&I:latest init", conv_size, &lparams.max_size,
+                              &lparams.buffers))
+            return NULL;
+        fn = ms_latest_init;
+        arg = &lparams;
     }
     SegmentObject *self = new_segment_object();
     if (!self)

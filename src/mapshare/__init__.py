@@ -32,6 +32,7 @@ from ._errors import MessageTooLargeError as MessageTooLargeError
 from ._errors import NameCollisionError as NameCollisionError
 from ._errors import NoSpaceError as NoSpaceError
 from ._errors import NotOwnerError as NotOwnerError
+from ._errors import Overwritten as Overwritten
 from ._errors import OwnerDiedError as OwnerDiedError
 from ._errors import PermissionDeniedError as PermissionDeniedError
 from ._errors import SegmentDestroyedError as SegmentDestroyedError
@@ -53,12 +54,15 @@ from ._inspect import LockState as LockState
 from ._inspect import ProcessInfo as ProcessInfo
 from ._inspect import SegmentInfo as SegmentInfo
 from ._inspect import segments as segments
+from ._latest import Latest as Latest
+from ._latest import LatestStatistics as LatestStatistics
 from ._segment import Segment as Segment
 from ._sync import Event as Event
 from ._sync import Lock as Lock
 from ._sync import Semaphore as Semaphore
 from ._topic import Subscriber as Subscriber
 from ._topic import SubscriberStatistics as SubscriberStatistics
+from ._array import SharedArray as SharedArray
 from ._topic import Topic as Topic
 from ._topic import TopicStatistics as TopicStatistics
 from ._version import __version__ as __version__
@@ -77,6 +81,8 @@ __all__ = [
     "Event",
     "InvalidArgumentError",
     "Lagged",
+    "Latest",
+    "LatestStatistics",
     "LayoutError",
     "Lock",
     "LockState",
@@ -86,6 +92,7 @@ __all__ = [
     "NameCollisionError",
     "NoSpaceError",
     "NotOwnerError",
+    "Overwritten",
     "OwnerDiedError",
     "PermissionDeniedError",
     "ProcessInfo",
@@ -103,6 +110,7 @@ __all__ = [
     "SubscriberLimitError",
     "SubscriberStatistics",
     "SystemCallError",
+    "SharedArray",
     "Topic",
     "TopicEmpty",
     "TopicFull",

@@ -33,6 +33,7 @@ __all__ = [
     "NameCollisionError",
     "NoSpaceError",
     "NotOwnerError",
+    "Overwritten",
     "OwnerDiedError",
     "PermissionDeniedError",
     "SegmentDestroyedError",
@@ -245,6 +246,12 @@ class Lagged(MapshareError):
         return (type(self), (self.missed, self.position))
 
 
+class Overwritten(MapshareError):
+    """The value a ``Latest.view()`` showed was replaced while the view was open: what
+    the block read may mix two values.  Raised when the block ends; read it again (or
+    use ``get()``, which copies and never returns a mixed value)."""
+
+
 class SubscriberLimitError(MapshareError):
     """``subscribe()`` found the topic's subscriber table full: ``max_subscribers``
     subscribers of live processes are open (entries of dead processes are reclaimed
@@ -289,6 +296,7 @@ _STATUS_CLASSES: dict[int, type[BaseException]] = {
     _core.E_WINDOW_OPEN: WindowOpenError,
     _core.E_LAGGED: Lagged,
     _core.E_SUBSCRIBER_LIMIT: SubscriberLimitError,
+    _core.E_OVERWRITTEN: Overwritten,
 }
 
 _core.set_errors(_STATUS_CLASSES)

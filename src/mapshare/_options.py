@@ -38,6 +38,8 @@ KIND_NAMES = {
     _core.KIND_CHANNEL: "channel",
     _core.KIND_LINK: "link",
     _core.KIND_TOPIC: "topic",
+    _core.KIND_ARRAY: "array",
+    _core.KIND_LATEST: "latest",
 }
 INIT_WAIT = 2.0  # default init_timeout: seconds an opener waits for a creator's header
 

@@ -12,7 +12,7 @@ from mapshare import _core, _errors
 
 STATUSES = {n: getattr(_core, n) for n in dir(_core) if n.startswith("E_")}
 NORMAL_FLOW = {"ChannelFull", "ChannelEmpty", "EndOfChannel", "WaitTimeout", "Lagged",
-               "TopicFull", "TopicEmpty"}
+               "TopicFull", "TopicEmpty", "Overwritten"}
 
 
 def test_every_status_has_exactly_one_class_and_none_is_the_root() -> None:

@@ -1,0 +1,79 @@
+/* Latest: the newest value of something in one segment (layout.h, ms_latest).
+ *
+ * One writer at a time (serialised by a robust lock) publishes whole values into the
+ * next of a few buffers; readers copy the current one and validate it with its sequence
+ * word, so they never write shared memory, never wait for the writer and never see a
+ * torn value.  See docs/design/layout.md, "Latest", for the protocol. */
+#ifndef MS_LATEST_H
+#define MS_LATEST_H
+
+#include "sync.h"
+#include "channel.h"  /* ms_alloc_fn */
+
+/* The argument of ms_latest_init (through ms_segment_create). */
+typedef struct ms_latest_params {
+    uint64_t max_size;         /* 0 .. MS_LATEST_SIZE_MAX */
+    uint32_t buffers;          /* 2 .. MS_LATEST_BUFFERS_MAX */
+} ms_latest_params;
+
+/* The user area a slot of these parameters needs (0 if they are invalid). */
+uint64_t ms_latest_area_size(uint64_t max_size, uint32_t buffers);
+
+typedef struct ms_latest_handle {
+    ms_segment *seg;
+    ms_latest *lt;
+    uint8_t *bufs;           /* buffer 0 */
+    uint64_t max_size;       /* validated copies of line 0 */
+    uint64_t stride;
+    uint32_t buffers;
+} ms_latest_handle;
+
+/* A view: where the value of `version` is, and the sequence word that validates it. */
+typedef struct ms_latest_view {
+    const uint8_t *ptr;
+    uint64_t offset;         /* of ptr in the user area */
+    uint64_t length;
+    uint64_t version;
+    uint64_t seq;
+    uint32_t buffer;
+    uint32_t kind;
+} ms_latest_view;
+
+/* How long a reader keeps retrying while the writer replaces the value faster than it
+ * can copy it, before giving up with MS_E_TIMEOUT. */
+#define MS_LATEST_READ_BUDGET_NS 1000000000LL
+
+ms_status ms_latest_init(ms_header *h, void *arg, int *err);
+ms_status ms_latest_bind(ms_latest_handle *l, ms_segment *seg);
+
+/* Publish n bytes of kind `kind` (MS_REC_KIND_*) as the next version (*version).  Waits
+ * per `o` for another writer only: MS_E_TIMEOUT.  MS_E_TOO_LARGE beyond max_size. */
+ms_status ms_latest_write(ms_latest_handle *l, const void *data, size_t n, uint32_t kind,
+                          const ms_wait_opts *o, uint64_t *version);
+/* Copy the newest complete value into alloc(arg, length) (NULL: MS_E_INVALID);
+ * alloc may be called again with another length if the value changed meanwhile.
+ * MS_E_LAYOUT on an inconsistent header, MS_E_TIMEOUT when no complete copy could be
+ * made within MS_LATEST_READ_BUDGET_NS (the value changing continuously). */
+ms_status ms_latest_read(ms_latest_handle *l, ms_alloc_fn alloc, void *arg,
+                         uint64_t *version, uint32_t *kind);
+/* Locate the newest complete value without copying; ms_latest_check says whether it is
+ * still intact (MS_OK) or was replaced since (MS_E_OVERWRITTEN). */
+ms_status ms_latest_peek(ms_latest_handle *l, ms_latest_view *v);
+ms_status ms_latest_check(ms_latest_handle *l, const ms_latest_view *v);
+/* The newest version (one load). */
+uint64_t ms_latest_version(ms_latest_handle *l);
+/* Wait until the version is > since; *now = the version seen. */
+ms_status ms_latest_wait(ms_latest_handle *l, uint64_t since, const ms_wait_opts *o,
+                         uint64_t *now);
+/* For ms_wait_any: ready once the version is > a->since. */
+typedef struct ms_latest_waitarg { ms_latest *lt; uint64_t since; } ms_latest_waitarg;
+void ms_latest_waitable(ms_latest_handle *l, ms_latest_waitarg *a, uint64_t since,
+                        ms_waitable *w);
+
+typedef struct ms_latest_stats {
+    uint64_t version, max_size, length, writer_deaths;
+    uint32_t buffers, waiters, kind, reserved;
+} ms_latest_stats;
+ms_status ms_latest_statistics(ms_latest_handle *l, ms_latest_stats *st);
+
+#endif
