@@ -83,6 +83,7 @@ ROW_LABELS = {
     "shm": "stdlib SharedMemory(name) + np.ndarray(buffer=)",
     "pickle": "pickle each worker's quarter (a[lo:hi])",
     "private": "private np.ndarray",
+    "private4k": "private np.ndarray on 4 KiB pages",
 }
 WORKERS = 4
 
@@ -361,28 +362,64 @@ def run_pool(
 # --------------------------------------------------------------------------- work cell
 
 
+def _hugepage_switch() -> Callable[[bool], object] | None:
+    """numpy's switch for ``madvise(MADV_HUGEPAGE)`` on its large allocations (numpy >= 1.20;
+    moved to ``numpy._core`` in 2.0), or None."""
+    import numpy as np
+
+    for mod in ("_core", "core"):
+        f = getattr(getattr(getattr(np, mod, None), "multiarray", None),
+                    "_set_madvise_hugepage", None)
+        if f is not None:
+            return f  # type: ignore[no-any-return]
+    return None
+
+
+def shmem_hugepages() -> str:
+    """The kernel's transparent-huge-page policy for shared memory (tmpfs, /dev/shm)."""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/shmem_enabled") as f:
+            text = f.read()
+    except OSError:
+        return "unknown"
+    return text[text.index("[") + 1:text.index("]")] if "[" in text else text.strip()
+
+
 def role_work(state: dict[str, Any], reps: int, barrier: Any) -> dict[str, list[float]]:
-    """Time each op on the shared array and on a private one, interleaved; seconds."""
+    """Time each op on the shared array and on private ones, interleaved; seconds.
+
+    ``private`` is what ``np.empty_like`` gives (numpy asks for transparent huge pages on
+    large allocations); ``private4k`` is the same with that request switched off, i.e. on
+    4 KiB pages as the shared mapping is where the kernel gives shared memory none.
+    """
     import numpy as np
 
     import mapshare
 
     h = mapshare.SharedArray.open(state["mapshare"], access="rw")
     shared = h.array
-    private = np.empty_like(shared)
-    private[:] = shared  # both fully faulted in before the clock runs
-    shared += 0.0
+    arrays = {"shared": shared, "private": np.empty_like(shared)}
+    switch = _hugepage_switch()
+    if switch is not None:
+        old = switch(False)
+        try:
+            arrays["private4k"] = np.empty_like(shared)
+        finally:
+            switch(bool(old))
+    for x in arrays.values():  # every page faulted in before the clock runs
+        x[...] = 1.0
     ops: dict[str, Callable[[Any], object]] = {
         "add": lambda x: np.add(x, 1.0, out=x),
         "sum": lambda x: x.sum(),
     }
-    res: dict[str, list[float]] = {f"{op}/{w}": [] for op in ops for w in ("shared", "private")}
+    res: dict[str, list[float]] = {f"{op}/{w}": [] for op in ops for w in arrays}
     clock = time.perf_counter_ns
     try:
         for rep in range(reps + 1):  # the first round is a warm-up
             for op, f in ops.items():
-                pair = (("shared", shared), ("private", private))
-                for which, x in pair if rep % 2 else reversed(pair):
+                order = list(arrays.items())
+                k = rep % len(order)
+                for which, x in order[k:] + order[:k]:
                     t0 = clock()
                     f(x)
                     t = (clock() - t0) / 1e9
@@ -390,6 +427,7 @@ def role_work(state: dict[str, Any], reps: int, barrier: Any) -> dict[str, list[
                         res[f"{op}/{which}"].append(t)
     finally:
         del shared
+        arrays.clear()
         h.close()
     return res
 
@@ -467,7 +505,9 @@ def run_all(st: Settings, cpu: list[int] | None) -> list[dict[str, Any]]:
                 made.teardown,
             )
             for op in WORK_OPS:
-                for which in ("shared", "private"):
+                for which in ("shared", "private", "private4k"):
+                    if g.error is None and f"{op}/{which}" not in g.results[0]:
+                        continue  # no numpy hugepage switch: no 4 KiB private row
                     times = g.results[0][f"{op}/{which}"] if g.error is None else []
                     cells.append({
                         "bench": "work", "row": which, "op": op, "size": st.work_size,
@@ -534,6 +574,16 @@ def targets(s: dict[str, Any]) -> list[tuple[str, str, float | None, bool | None
             r,
             None if r is None else r >= 0.95,
         ))
+    for op in WORK_OPS:
+        w = s["work"].get(op, {})
+        if "private4k" in w and "shared" in w:
+            r = w["private4k"]["seconds"] / w["shared"]["seconds"]
+            out.append((
+                f"the same against a private array on 4 KiB pages ({op})",
+                f"{op}: private (no huge pages) time / shared time",
+                r,
+                r >= 0.95,
+            ))
     return out
 
 
@@ -603,20 +653,28 @@ def report(
     if s["work"]:
         rows = []
         for op, w in s["work"].items():
-            sh, pr = w.get("shared"), w.get("private")
+            sh, pr, p4 = w.get("shared"), w.get("private"), w.get("private4k")
             rows.append([
                 {"add": "np.add(x, 1.0, out=x)", "sum": "x.sum()"}[op],
                 f"{sh['gb_per_s']:.2f}" if sh else "—",
                 f"{pr['gb_per_s']:.2f}" if pr else "—",
+                f"{p4['gb_per_s']:.2f}" if p4 else "—",
                 fmt_ratio(pr["seconds"] / sh["seconds"]) if sh and pr else "—",
+                fmt_ratio(p4["seconds"] / sh["seconds"]) if sh and p4 else "—",
             ])
         lines += [
             "",
             f"## Element-wise work on a {fmt_size(st.work_size)} float64 array "
             f"(median of {st.work_reps})",
             "",
-            md_table(["op", "SharedArray.array GB/s", "private GB/s", "shared / private speed"],
-                     rows),
+            md_table(["op", "SharedArray.array GB/s", "private GB/s", "private, 4 KiB pages GB/s",
+                      "shared / private", "shared / private 4 KiB"], rows),
+            "",
+            "`private` is `np.empty_like`: numpy asks for transparent huge pages on large "
+            "allocations (`madvise`), and gets them where the kernel's policy for private "
+            "memory allows it; `private, 4 KiB pages` is the same with numpy's request "
+            "switched off. Shared memory gets huge pages only under the kernel's shmem policy, "
+            f"here `{shmem_hugepages()}` (/sys/kernel/mm/transparent_hugepage/shmem_enabled).",
         ]
     trows = []
     for name, how, r, met in targets(s):
@@ -660,12 +718,14 @@ def plot(path: Path, s: dict[str, Any], st: Settings, command: str) -> None:
     ax_p.set_yscale("log")
     ax_p.set_ylabel(f"{fmt_size(st.pool_size)} to {WORKERS} workers, ms (log; lower is better)")
     ops = list(s["work"])
-    for i, which in enumerate(("shared", "private")):
-        ax_w.bar([j + 0.4 * i for j in range(len(ops))],
-                 [s["work"][op].get(which, {}).get("gb_per_s", math.nan) for op in ops], 0.4,
-                 color="tab:blue" if which == "shared" else "tab:gray",
-                 label="SharedArray.array" if which == "shared" else "private ndarray")
-    ax_w.set_xticks([j + 0.2 for j in range(len(ops))],
+    work_rows = (("shared", "tab:blue", "SharedArray.array"),
+                 ("private", "tab:gray", "private ndarray"),
+                 ("private4k", "lightgray", "private, 4 KiB pages"))
+    for i, (which, color, label) in enumerate(work_rows):
+        ax_w.bar([j + 0.27 * i for j in range(len(ops))],
+                 [s["work"][op].get(which, {}).get("gb_per_s", math.nan) for op in ops], 0.27,
+                 color=color, label=label)
+    ax_w.set_xticks([j + 0.27 for j in range(len(ops))],
                     [{"add": "np.add(x, 1, out=x)", "sum": "x.sum()"}[o] for o in ops])
     ax_w.set_ylabel("GB/s (higher is better)")
     ax_w.legend(fontsize=8)
@@ -759,6 +819,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "cpus": os.cpu_count(),
                 "python": platform.python_version(),
                 "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None,
+                "shmem_hugepages": shmem_hugepages(),
             },
             "settings": dataclasses.asdict(st),
             "skipped": skipped,

@@ -44,7 +44,7 @@ def test_shared_array_benchmark_smoke(tmp_path: Path) -> None:
     assert not [c for c in cells if c["error"]], cells
     assert doc["leaks"] == []
     kinds = {(c["bench"], c["row"]) for c in cells}
-    assert kinds == {
+    assert kinds - {("work", "private4k")} == {  # 4 KiB pages: where numpy can switch
         ("open", "mapshare"), ("open", "npload"), ("open", "shm"),
         ("pool", "mapshare"), ("pool", "pickle"),
         ("work", "shared"), ("work", "private"),
