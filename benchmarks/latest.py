@@ -676,11 +676,13 @@ def plot(path: Path, s: dict[str, Any], st: Settings, command: str) -> None:
     for row, per in s["readers"].items():
         ns = sorted(int(n) for n in per)
         ax_r.plot(ns, [per[str(n)]["min_rate"] for n in ns], "o-", color=colors[row],
-                  label=f"{LABELS[row]}, slowest reader")
+                  label=f"{LABELS[row]}, slowest reader, per second")
+        ax_r.plot(ns, [per[str(n)]["min_cpu_rate"] for n in ns], "s--", color=colors[row],
+                  label=f"{LABELS[row]}, slowest reader, per CPU-second")
     ax_r.set_xticks(list(st.readers))
     ax_r.set_xlabel("reader processes")
     ax_r.set_ylabel("reads/s per reader (higher is better)")
-    ax_r.set_ylim(bottom=0)
+    ax_r.set_yscale("log")
     ax_r.legend(fontsize=8)
     c = s["copy"]
     if c:

@@ -715,8 +715,8 @@ def plot(path: Path, s: dict[str, Any], st: Settings, command: str) -> None:
              color=["tab:blue" if r == "mapshare" else "tab:gray" for r in rows])
     ax_p.set_xticks(range(len(rows)), ["SharedArray" if r == "mapshare" else "pickle"
                                        for r in rows])
-    ax_p.set_yscale("log")
-    ax_p.set_ylabel(f"{fmt_size(st.pool_size)} to {WORKERS} workers, ms (log; lower is better)")
+    ax_p.set_ylabel(f"{fmt_size(st.pool_size)} to {WORKERS} workers, each sums a quarter, ms "
+                    "(lower is better)")
     ops = list(s["work"])
     work_rows = (("shared", "tab:blue", "SharedArray.array"),
                  ("private", "tab:gray", "private ndarray"),
