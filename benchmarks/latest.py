@@ -670,7 +670,8 @@ def plot(path: Path, s: dict[str, Any], st: Settings, command: str) -> None:
                  color=colors[row], label=LABELS[row])
     ax_g.set_xticks([j + 0.2 for j in range(len(keys))],
                     [f"{k.split('/')[0]} {fmt_size(int(k.split('/')[1]))}" for k in keys])
-    ax_g.set_yscale("log")
+    if g:
+        ax_g.set_yscale("log")
     ax_g.set_ylabel("ns per call (log; lower is better)")
     ax_g.legend(fontsize=8)
     for row, per in s["readers"].items():
@@ -682,7 +683,8 @@ def plot(path: Path, s: dict[str, Any], st: Settings, command: str) -> None:
     ax_r.set_xticks(list(st.readers))
     ax_r.set_xlabel("reader processes")
     ax_r.set_ylabel("reads/s per reader (higher is better)")
-    ax_r.set_yscale("log")
+    if s["readers"]:
+        ax_r.set_yscale("log")
     ax_r.legend(fontsize=8)
     c = s["copy"]
     if c:
@@ -690,8 +692,10 @@ def plot(path: Path, s: dict[str, Any], st: Settings, command: str) -> None:
                  color=["tab:blue", "tab:gray"])
         ax_c.set_xticks([0, 1], ["Latest.get_array()", "memcpy"])
     ax_c.set_ylabel("1 MiB copy, GB/s (higher is better)")
-    for ax in (ax_g, ax_r, ax_c):
+    for ax, bench in ((ax_g, "getset"), (ax_r, "readers"), (ax_c, "copy")):
         ax.grid(which="both", alpha=0.3)
+        if not s[bench]:
+            ax.text(0.5, 0.5, f"{bench}: not run", ha="center", transform=ax.transAxes)
     fig.suptitle(f"{command}\n{os.cpu_count()} CPUs, Python {platform.python_version()}"
                  + ("; writer paced" if st.writer_paced else ""), fontsize=10)
     fig.tight_layout()

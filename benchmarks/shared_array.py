@@ -708,7 +708,8 @@ def plot(path: Path, s: dict[str, Any], st: Settings, command: str) -> None:
               markeredgewidth=2)
     ax_o.set_yticks(range(len(rows)), [ROW_LABELS[r] for r in rows], fontsize=7)
     ax_o.invert_yaxis()
-    ax_o.set_xscale("log")
+    if rows:
+        ax_o.set_xscale("log")
     ax_o.set_xlabel(f"open {fmt_size(st.open_size)}, µs (log; lower is better; | = p99)")
     rows = list(s["pool"])
     ax_p.bar(range(len(rows)), [s["pool"][r]["seconds"] * 1e3 for r in rows],
@@ -729,8 +730,10 @@ def plot(path: Path, s: dict[str, Any], st: Settings, command: str) -> None:
                     [{"add": "np.add(x, 1, out=x)", "sum": "x.sum()"}[o] for o in ops])
     ax_w.set_ylabel("GB/s (higher is better)")
     ax_w.legend(fontsize=8)
-    for ax in (ax_o, ax_p, ax_w):
+    for ax, bench in ((ax_o, "open"), (ax_p, "pool"), (ax_w, "work")):
         ax.grid(which="both", alpha=0.3)
+        if not s[bench]:
+            ax.text(0.5, 0.5, f"{bench}: not run", ha="center", transform=ax.transAxes)
     fig.suptitle(f"{command}\n{os.cpu_count()} CPUs, Python {platform.python_version()}",
                  fontsize=10)
     fig.tight_layout()
