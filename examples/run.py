@@ -13,6 +13,7 @@ ROLES = {
     "lock": ("worker.py", "worker.py"),
     "numpy": ("publisher.py", "subscriber.py"),
     "topic": ("publisher.py", "subscriber.py"),
+    "array": ("writer.py", "reader.py"),
 }
 
 

@@ -14,6 +14,7 @@ message channels and broadcast topics.
     b'hello'
 """
 
+from ._array import SharedArray as SharedArray
 from ._channel import Channel as Channel
 from ._channel import ChannelStatistics as ChannelStatistics
 from ._core import Window as Window
@@ -62,7 +63,6 @@ from ._sync import Lock as Lock
 from ._sync import Semaphore as Semaphore
 from ._topic import Subscriber as Subscriber
 from ._topic import SubscriberStatistics as SubscriberStatistics
-from ._array import SharedArray as SharedArray
 from ._topic import Topic as Topic
 from ._topic import TopicStatistics as TopicStatistics
 from ._version import __version__ as __version__
@@ -106,11 +106,11 @@ __all__ = [
     "SegmentNotFoundError",
     "Semaphore",
     "SemaphoreOverflowError",
+    "SharedArray",
     "Subscriber",
     "SubscriberLimitError",
     "SubscriberStatistics",
     "SystemCallError",
-    "SharedArray",
     "Topic",
     "TopicEmpty",
     "TopicFull",

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 from . import _core
 from ._aio import wait_until
-from ._errors import LayoutError, NoSpaceError, WaitTimeout
+from ._errors import LayoutError, NoSpaceError, SegmentExistsError, WaitTimeout
 from ._options import INIT_WAIT, Access, Lifetime, PathLike, check_seconds
 from ._segment import Segment
 from ._sync import Lock
@@ -76,7 +76,7 @@ def _parse_descr(text: str) -> Any:
         if kind in ("s", "i"):
             return v
         if v == "[":
-            out = []
+            out: list[Any] = []
             while True:
                 if tokens[i] == ("p", "]"):
                     i += 1
@@ -85,7 +85,7 @@ def _parse_descr(text: str) -> Any:
                 if tokens[i] == ("p", ","):
                     i += 1
         if v == "(":
-            items = []
+            items: list[Any] = []
             while True:
                 if tokens[i] == ("p", ")"):
                     i += 1
@@ -385,7 +385,7 @@ class SharedArray:
                 # we made it, or a racing opener is writing the same record
                 seg._core.write(rec, 0)
                 _core.array_ready(seg._core)
-            elif seg._core.read(len(rec) + 1, 0) != rec:
+            elif seg._core.read(None, 0) != rec:
                 raise LayoutError(f"array {name!r} is not backed by {fspath!r}")
             return cls._wrap(seg, data, fspath, spin)
         except BaseException:
@@ -407,18 +407,8 @@ class SharedArray:
         if spin is not None:
             seg.spin = spin
         try:
-            size = data.size
-            info = _core.npy_parse(data._core.read(min(size, _HEADER_READ), 0))
-            if info["data_offset"] > size:
-                raise LayoutError("header longer than the mapping")
-            dt = _dtype_from_descr(info["descr"])
+            info, dt = _image_info(data._core)
             shape = tuple(info["shape"])
-            nbytes = info["count"] * dt.itemsize
-            if info["data_offset"] + nbytes > size:
-                raise LayoutError(
-                    f"array of shape {shape} and dtype {dt} needs "
-                    f"{info['data_offset'] + nbytes} bytes; the mapping has {size}"
-                )
             order = "F" if info["fortran_order"] else "C"
             self._array = np.ndarray(
                 shape, dt, buffer=data.buf, offset=info["data_offset"], order=order
@@ -453,7 +443,8 @@ class SharedArray:
     @property
     def dtype(self) -> np.dtype[Any]:
         """The dtype, exactly as created (byte order, fields, units)."""
-        return self.array.dtype
+        dt: np.dtype[Any] = self.array.dtype
+        return dt
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -583,6 +574,44 @@ def _reopen(name: str, path: Optional[str], access: Access) -> SharedArray:
         return SharedArray.open(name, path=path, access=access)
 
 
+def _image_info(data: Any) -> tuple[dict[str, Any], np.dtype[Any]]:
+    """The validated header of the .npy image at the start of ``data`` (a _core.Segment):
+    its parsed fields and dtype; LayoutError if the data would not fit the mapping."""
+    size = int(data.size)
+    info = _core.npy_parse(data.read(min(size, _HEADER_READ), 0))
+    dt = _dtype_from_descr(info["descr"])
+    if info["data_offset"] + info["count"] * dt.itemsize > size:
+        raise LayoutError(
+            f"array of shape {tuple(info['shape'])} and dtype {dt} needs "
+            f"{info['data_offset'] + info['count'] * dt.itemsize} bytes; the mapping has {size}"
+        )
+    return info, dt
+
+
+def describe(core: Any) -> dict[str, Any]:
+    """What ``mapshare info`` / ``ls`` show of an array object (``core``: a _core.Segment
+    of kind array, opened for inspection): dtype, shape, order, version, backing file."""
+    ready, version = _core.array_state(core)
+    out: dict[str, Any] = {"ready": bool(ready), "version": int(version)}
+    if not ready:
+        return out
+    rec = core.read(min(int(core.size), len(_FILE_TAG) + 4096), 0)
+    data = core
+    if rec.startswith(_FILE_TAG):
+        out["file"] = os.fsdecode(rec[len(_FILE_TAG):])
+        data = _core.open("", out["file"], 0, _core.ACCESS_READ, True)
+    try:
+        info, dt = _image_info(data)
+    finally:
+        if data is not core:
+            data.close(detach=False)
+    out.update(
+        dtype=str(dt), descr=info["descr"], shape=list(info["shape"]),
+        order="F" if info["fortran_order"] else "C", nbytes=info["count"] * dt.itemsize,
+    )
+    return out
+
+
 def _wait_ready(seg: Segment, init_timeout: float) -> None:
     """Wait (up to init_timeout) for the creator to finish the header and the data."""
     deadline = time.monotonic() + init_timeout
@@ -602,7 +631,10 @@ def _write_npy_file(path: str, head: bytes, nbytes: int, mode: int) -> None:
     """A new .npy file (exclusive, never through a symlink) with its storage reserved."""
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) \
         | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-    fd = os.open(path, flags, mode)
+    try:
+        fd = os.open(path, flags, mode)
+    except FileExistsError:
+        raise SegmentExistsError(errno.EEXIST, f"file {path!r} already exists") from None
     try:
         os.fchmod(fd, mode) if hasattr(os, "fchmod") else None
         os.write(fd, head)

@@ -120,8 +120,16 @@ def cmd_ls(args: argparse.Namespace) -> int:
         alive = sum(1 for p in i.attached if p.alive)
         dead = sum(1 for p in i.attached if p.alive is False)
         procs = f"{alive} alive" + (f", {dead} dead" if dead else "")
+        kind = i.kind
+        if kind == "array" and "dtype" in i.extra:
+            # dtype and shape in the KIND column (no new column for one kind): the
+            # short type string for plain dtypes, the dtype abbreviated for records
+            x = i.extra
+            dt = x["descr"].strip("'\"") if not x["descr"].startswith("[") else x["dtype"]
+            dt = dt if len(dt) <= 24 else dt[:21] + "..."
+            kind = f"array {dt} {tuple(x['shape'])}"
         rows.append([
-            i.name, i.kind, _human(i.size), i.lifetime, i.state,
+            i.name, kind, _human(i.size), i.lifetime, i.state,
             f"{i.creator_pid} ({_alive(i.creator_alive)})" if i.creator_pid else "-",
             procs, i.created.strftime("%Y-%m-%d %H:%M:%S") if i.created else "-",
         ])
@@ -185,11 +193,28 @@ def cmd_info(args: argparse.Namespace) -> int:
             print(f"{role + ':':<13}{peers}")
     elif info.kind == "topic":
         _print_topic(x)
+    elif info.kind == "array":
+        _print_array(x)
     elif info.kind == "event":
         print(f"event:       {'set' if x['event_set'] else 'clear'}, {x['waiters']} waiter(s)")
     elif info.kind == "semaphore":
         print(f"semaphore:   {x['value']} of {x['maximum']}, {x['waiters']} waiter(s)")
     return 0
+
+
+def _print_array(x: dict[str, Any]) -> None:
+    """The array lines of ``mapshare info`` (x: SegmentInfo.extra of an array)."""
+    if "error" in x:
+        print(f"array:       unreadable ({x['error']})")
+        return
+    if not x.get("ready"):
+        print("array:       being created (header not published yet)")
+        return
+    print(f"dtype:       {x['dtype']}")
+    print(f"shape:       {tuple(x['shape'])}, order {x['order']}, {x['nbytes']} bytes")
+    print(f"version:     {x['version']}")
+    if "file" in x:
+        print(f"file:        {x['file']} (.npy)")
 
 
 def _print_topic(x: dict[str, Any]) -> None:

@@ -70,8 +70,8 @@ class SegmentInfo:
     os_name: str
     """The name the OS knows (``/mapshare....``)."""
     kind: str
-    """segment, lock, event, semaphore, channel or topic (link for a file-backed
-    name)."""
+    """segment, lock, event, semaphore, channel, topic or array (link for a
+    file-backed name)."""
     size: int
     """User area size in bytes, exactly as created."""
     lifetime: str
@@ -100,7 +100,8 @@ class SegmentInfo:
     extra: dict[str, Any]
     """Kind-specific details (channel depth and peers, event state, semaphore value; a
     topic's geometry, counters and ``subscribers`` rows: pid, alive, position, lag,
-    missed, received)."""
+    missed, received; an array's ``dtype``, ``descr``, ``shape``, ``order``,
+    ``nbytes``, ``version``, ``ready`` and ``file``)."""
     error: Optional[str] = None
     """Why the header could not be read, for state 'corrupt' or 'initializing'."""
     read_only_openers: Optional[tuple[int, ...]] = None
@@ -265,6 +266,8 @@ def segment_info(os_name: str) -> SegmentInfo:
         info = info_from_header(h, os_name, st, path)
         if h["kind"] == _core.KIND_TOPIC:
             info.extra.update(topic_details(core))
+        elif h["kind"] == _core.KIND_ARRAY:
+            info.extra.update(array_details(core))
         return info
     finally:
         core.close(detach=False)
@@ -292,6 +295,19 @@ def topic_details(core: Any) -> dict[str, Any]:
     for r in d["subscribers"]:
         r["alive"] = _alive(int(r["alive"])) if not isinstance(r["alive"], bool) else r["alive"]
     return d
+
+
+def array_details(core: Any) -> dict[str, Any]:
+    """An array's dtype, shape, order and version as JSON-friendly ``extra`` fields, read
+    from a mapping opened for inspection (a file-backed array's .npy file is mapped
+    read-only).  The header is validated as ``SharedArray.open`` does; an unreadable
+    one gives ``{"error": why}``, never an exception."""
+    from ._array import describe
+
+    try:
+        return describe(core)
+    except (MapshareError, OSError, ValueError, TypeError, ImportError) as exc:
+        return {"error": str(exc) or type(exc).__name__}
 
 
 def _replace(info: SegmentInfo, **changes: Any) -> SegmentInfo:

@@ -5,7 +5,8 @@
 #   tests/c/run.sh asan|tsan|plain [test-name-substring ...]
 #
 # Links csrc/{segment,sync,ring,inspect}.c + csrc/platform/linux.c directly (no Python); the
-# topic's tests (tests/c/test_topic.c, + csrc/topic.c) are a second program.  Builds
+# topic's tests (tests/c/test_topic.c, + csrc/topic.c) are a second program, the array
+# header parser's (tests/c/test_array.c, + csrc/array.c) a third.  Builds
 # into $MS_CTEST_BUILD (default /tmp/mapshare-ctest).  Each run ends with a line
 # "N passed, M failed"; the script exits non-zero if any test or sanitizer failed.
 set -eu
@@ -15,6 +16,7 @@ BUILD=${MS_CTEST_BUILD:-/tmp/mapshare-ctest}
 CC=${CC:-gcc}
 mkdir -p "$BUILD"
 SRC="$HERE/test_core.c $ROOT/csrc/segment.c $ROOT/csrc/sync.c $ROOT/csrc/channel.c $ROOT/csrc/inspect.c $ROOT/csrc/platform/linux.c"
+ARRAY_SRC="$HERE/test_array.c $ROOT/csrc/array.c"
 TOPIC_SRC="$HERE/test_topic.c $ROOT/csrc/topic.c $ROOT/csrc/segment.c $ROOT/csrc/sync.c $ROOT/csrc/channel.c $ROOT/csrc/inspect.c $ROOT/csrc/platform/linux.c"
 BASE="-std=gnu11 -g -O1 -Wall -Wextra -Wno-missing-field-initializers -fno-strict-aliasing -fno-omit-frame-pointer -I$ROOT/csrc -I$HERE"
 modes=${1:-all}
@@ -51,8 +53,12 @@ for mode in $modes; do
         flags=""; env=""; skip="" ;;
     *) echo "unknown mode $mode" >&2; exit 2 ;;
     esac
-    for prog in test_core test_topic; do
-    if [ "$prog" = test_core ]; then src=$SRC; else src=$TOPIC_SRC; fi
+    for prog in test_core test_topic test_array; do
+    case $prog in
+    test_core) src=$SRC ;;
+    test_topic) src=$TOPIC_SRC ;;
+    *) src=$ARRAY_SRC ;;
+    esac
     # shellcheck disable=SC2086
     $CC $BASE $flags -o "$BUILD/${prog}_$mode" $src -lpthread -lrt
     echo "== tests/c $prog ($mode)"

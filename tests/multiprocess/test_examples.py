@@ -11,7 +11,7 @@ from mapshare.testing import shm_entries
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-@pytest.mark.parametrize("folder", ["segment", "channel", "lock", "numpy", "topic"])
+@pytest.mark.parametrize("folder", ["segment", "channel", "lock", "numpy", "topic", "array"])
 def test_example_runs(folder: str) -> None:
     before = shm_entries()
     r = subprocess.run(

@@ -79,9 +79,8 @@ def test_subarray_dtype_extends_shape(name: str) -> None:
 
 
 def test_open_wrong_kind_is_layout_error(name: str) -> None:
-    with mapshare.Segment.create(name, 100):
-        with pytest.raises(mapshare.LayoutError):
-            SharedArray.open(name)
+    with mapshare.Segment.create(name, 100), pytest.raises(mapshare.LayoutError):
+        SharedArray.open(name)
 
 
 def test_array_outlives_close(name: str) -> None:
@@ -162,7 +161,8 @@ def test_parser_accepts_what_numpy_writes(text: bytes) -> None:
     b"{'descr': '<f8', 'fortran_order': False, 'shape': (" + b"1," * 65 + b")}",
     b"{'descr': '\\x41', 'fortran_order': False, 'shape': (2,)}",
     b"{'descr': [], 'fortran_order': False, 'shape': (2,)}",
-    b"{'descr': " + b"[('a', " * 40 + b"'<i4'" + b")]" * 40 + b", 'fortran_order': False, 'shape': ()}",
+    b"{'descr': " + b"[('a', " * 40 + b"'<i4'" + b")]" * 40
+    + b", 'fortran_order': False, 'shape': ()}",
     b"{'descr': '<f8', 'fortran_order': False, 'shape': (2,)} junk",
     b"{'descr': '<f8', 'fortran_order': False, 'shape': (2,)",
 ])
@@ -185,7 +185,7 @@ def test_parser_refuses_bad_preamble() -> None:
     ("descr", b"[('a', '|O')]"),
 ])
 def test_forged_header_in_segment_is_layout_error(name: str, field: str, forged: bytes) -> None:
-    with SharedArray.create(name, (2, 3), "<f8") as a:
+    with SharedArray.create(name, (2, 3), "<f8"):
         old = npy(np.zeros((2, 3)))[:128]
         text = {"descr": b"'<f8'", "fortran_order": b"False", "shape": b"(2, 3)"}
         text[field] = forged
