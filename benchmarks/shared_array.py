@@ -73,11 +73,12 @@ KiB = 1 << 10
 MiB = 1 << 20
 GiB = 1 << 30
 BENCHES = ("open", "pool", "work")
-OPEN_ROWS = ("mapshare", "sharedarray", "npload", "shm")
+OPEN_ROWS = ("mapshare", "segment", "sharedarray", "npload", "shm")
 POOL_ROWS = ("mapshare", "pickle")
 WORK_OPS = ("add", "sum")
 ROW_LABELS = {
     "mapshare": "mapshare SharedArray.open(name).array",
+    "segment": "mapshare Segment.open(name) (the layer below; no array)",
     "sharedarray": 'PyPI SharedArray.attach("shm://name", ro=True)',
     "npload": 'np.load(path, mmap_mode="r") (.npy in /dev/shm)',
     "shm": "stdlib SharedMemory(name) + np.ndarray(buffer=)",
@@ -101,7 +102,7 @@ def mapshare_name() -> str:
 
 def why_not(row: str) -> str | None:
     """Why a row cannot run here (a missing package), else None."""
-    need = {"mapshare": "mapshare", "sharedarray": "SharedArray"}.get(row)
+    need = {"mapshare": "mapshare", "segment": "mapshare", "sharedarray": "SharedArray"}.get(row)
     if need is None:
         return None
     try:
@@ -157,6 +158,14 @@ def make_objects(rows: Sequence[str], nbytes: int, fill: bool) -> Made:
             state["mapshare"] = name
             handle = h
             undo.append(h.close)
+        if "segment" in rows:
+            import mapshare
+
+            segname = mapshare_name()
+            seg = mapshare.Segment.create(segname, nbytes)
+            undo.append(seg.unlink)
+            undo.append(seg.close)
+            state["segment"] = segname
         if "sharedarray" in rows:
             import SharedArray as psa
 
@@ -220,6 +229,15 @@ def _opener(row: str, state: dict[str, Any]) -> Callable[[], Callable[[], None]]
             return close
 
         return open_mapshare
+    if row == "segment":
+        import mapshare
+
+        segname = state["segment"]
+
+        def open_segment() -> Callable[[], None]:
+            return mapshare.Segment.open(segname).close  # type: ignore[no-any-return]
+
+        return open_segment
     if row == "sharedarray":
         import SharedArray as psa
 
