@@ -61,7 +61,7 @@
 #define MS_KIND_ARRAY       8u   /* a SharedArray: ms_array in the kind area, a .npy image
                                   * (or, file-backed, a .npy file's path) in the user area */
 #define MS_KIND_LATEST      9u   /* a Latest: ms_latest in the kind area, its buffers in the
-                                  * user area (8 is SharedArray's) */
+                                  * user area */
 #define MS_KIND_MAX         9u
 
 /* states */
@@ -83,7 +83,8 @@
 #define MS_SLOT_NOT_FULL    4u
 #define MS_SLOT_DATA        5u   /* topic: data_seq (subscribers wait for a message) */
 #define MS_SLOT_PROGRESS    6u   /* topic: progress (a block-mode publisher waits for room) */
-#define MS_SLOT_VERSION     7u   /* latest: update_seq (readers wait for a newer version) */
+#define MS_SLOT_VERSION     7u   /* latest: update_seq (readers wait for a newer version);
+                                  * arrays wait on MS_SLOT_CHANGE */
 /* lock slots (Windows named mutexes) */
 #define MS_SLOT_META_LOCK   8u
 #define MS_SLOT_USER_LOCK   9u
