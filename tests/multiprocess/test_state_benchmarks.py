@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ from mapshare.testing import shm_entries
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-def _run(script: str, args: list[str], tmp_path: Path) -> tuple[dict, str]:
+def _run(script: str, args: list[str], tmp_path: Path) -> tuple[dict[str, Any], str]:
     out, md = tmp_path / "out.json", tmp_path / "out.md"
     r = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), "--quick", *args, "--json", str(out),
