@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 from . import _core
 from ._aio import wait_until
-from ._errors import LayoutError, NoSpaceError, SegmentExistsError, WaitTimeout
+from ._errors import (
+    LayoutError,
+    NoSpaceError,
+    PermissionDeniedError,
+    SegmentDestroyedError,
+    SegmentExistsError,
+    SegmentNotFoundError,
+    WaitTimeout,
+)
 from ._npy import FILE_TAG, dtype_from_descr, image_info
 from ._options import INIT_WAIT, Access, Lifetime, PathLike, check_seconds
 from ._segment import Segment
@@ -241,6 +249,76 @@ class SharedArray:
         )
 
     @classmethod
+    def open_or_create(
+        cls,
+        name: str,
+        shape: Shape,
+        dtype: Any = float,
+        *,
+        order: str = "C",
+        fill: Any = None,
+        mode: int = 0o600,
+        lifetime: Lifetime = "shared",
+        allow_foreign: bool = False,
+        global_namespace: bool = False,
+        init_timeout: float = INIT_WAIT,
+        spin: Optional[float] = None,
+    ) -> Self:
+        """Open the array ``name`` read-write, or create it (as ``create``) if it does
+        not exist; safe when many processes race: they all end up on one array, and
+        only its creator applies ``fill``.
+
+        An existing array must have exactly this dtype (byte order, fields, units),
+        shape and order: anything else is a ``LayoutError`` naming both, never a
+        reinterpretation of its memory.  (In shared memory only: a file-backed array
+        is created with ``create(path=...)`` and reopened with ``open(path=...)``.)
+        The keywords mean what they mean for ``create`` and ``open``.
+        """
+        shape_t, dt = _normalise(shape, dtype, order)
+        init_s = check_seconds(init_timeout, "init_timeout", none_ok=False)
+        assert init_s is not None
+        deadline = time.monotonic() + init_s
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            try:
+                self = cls.open(
+                    name, access="rw", allow_foreign=allow_foreign,
+                    global_namespace=global_namespace, init_timeout=left, spin=spin,
+                )
+            except (SegmentNotFoundError, SegmentDestroyedError):
+                try:
+                    return cls.create(
+                        name, shape_t, dt, order=order, fill=fill, mode=mode,
+                        lifetime=lifetime, global_namespace=global_namespace, spin=spin,
+                    )
+                except SegmentExistsError:
+                    # another process created it first (or a dying one is going away):
+                    # open theirs
+                    if time.monotonic() >= deadline:
+                        raise
+                    continue
+            return self._check_same(shape_t, dt, order)
+
+    def _check_same(self, shape: tuple[int, ...], dt: np.dtype[Any], order: str) -> Self:
+        arr = self.array
+        got_order = "F" if arr.ndim > 1 and arr.flags.f_contiguous \
+            and not arr.flags.c_contiguous else "C"
+        # a 0-d or 1-d array is both C and F contiguous: order only matters above 1-d
+        same_order = got_order == order or arr.ndim <= 1 or arr.size <= 1
+        if arr.dtype != dt or arr.dtype.itemsize != dt.itemsize or arr.shape != shape \
+                or not same_order:
+            import numpy as np
+
+            descr = np.lib.format.dtype_to_descr
+            found = f"shape={arr.shape} dtype={descr(arr.dtype)!r} order={got_order!r}"
+            self.close()
+            raise LayoutError(
+                f"existing array {self.name!r} has {found}; asked for shape={shape} "
+                f"dtype={descr(dt)!r} order={order!r}"
+            )
+        return self
+
+    @classmethod
     def open(
         cls,
         name: Optional[str] = None,
@@ -397,7 +475,8 @@ class SharedArray:
     def lock(self) -> Lock:
         """The array's robust cross-process lock (``with arr.lock():``); taking it after
         a holder died raises ``OwnerDiedError`` (the lock is then held: repair the
-        data, then release)."""
+        data, then release).  Any handle may take it, a read-only one (``access="r"``)
+        too: a reader holds it to copy data a writer changes under the same lock."""
         return self._seg.lock()
 
     @property
@@ -408,8 +487,16 @@ class SharedArray:
 
     def publish(self) -> int:
         """Tell readers the data changed: add 1 to ``version`` and wake every process in
-        ``wait_for_version``.  Returns the new version."""
+        ``wait_for_version``.  Returns the new version.  Only a handle that can write
+        the data may: ``PermissionDeniedError`` for ``access="r"`` or ``"copy"`` (its
+        writes, if any, stay private: announcing them would announce nothing)."""
         self._check_open()
+        if self.access != "rw":
+            raise PermissionDeniedError(
+                errno.EACCES,
+                f"array {self.name!r}: publish() needs access='rw', this handle has "
+                f"access={self.access!r}",
+            )
         return int(_core.array_publish(self._seg._core))
 
     def wait_for_version(self, since: int, timeout: Optional[float] = None) -> int:

@@ -380,6 +380,75 @@ def test_read_only_opener_cannot_write_in_another_process(name: str) -> None:
     assert r.stdout.split() == ["ValueError", "False"]
 
 
+@pytest.mark.parametrize("racers", [2, 6])
+def test_open_or_create_racing_processes_end_up_on_one_array(name: str, racers: int) -> None:
+    # persistent, so that a racer that finishes early does not take the name with it:
+    # every racer must have landed on the same array, which then holds every mark
+    ctx = mp_context("spawn")
+    go = ctx.Event()
+    pipes = [ctx.Pipe() for _ in range(racers)]
+    procs = [ctx.Process(target=children.open_or_create_and_mark,
+                         args=(name, i, racers, go, pipes[i][1])) for i in range(racers)]
+    try:
+        for p in procs:
+            p.start()
+        go.set()
+        got = [parent.recv() if parent.poll(TIMEOUT) else ("timeout",) for parent, _ in pipes]
+        for p in procs:
+            p.join(TIMEOUT)
+    finally:
+        stop(procs)
+    with SharedArray.open(name) as a:
+        a.unlink()
+        assert got == [("ok", "rw")] * racers
+        assert a.array.tolist() == [1] * racers
+
+
+def test_open_or_create_refuses_another_dtype_shape_or_order(name: str) -> None:
+    code = textwrap.dedent("""
+        import sys, numpy as np, mapshare
+        name = sys.argv[1]
+        for shape, dtype, order in [((2, 3), ">f4", "C"), ((3, 2), "<f4", "C"),
+                                    ((2, 3), "<f4", "F"), ((2, 3), [("a", "<f4")], "C")]:
+            try:
+                mapshare.SharedArray.open_or_create(name, shape, dtype, order=order)
+                print("opened")
+            except mapshare.LayoutError as e:
+                print("LayoutError", "asked for" in str(e))
+        with mapshare.SharedArray.open_or_create(name, (2, 3), "<f4", fill=9) as a:
+            print(a.access, float(a.array.sum()))
+    """)
+    with SharedArray.create(name, (2, 3), "<f4", fill=1.5):
+        r = subprocess.run([sys.executable, "-c", code, name], capture_output=True,
+                           text=True, timeout=TIMEOUT)
+    assert r.returncode == 0, r.stderr
+    # the existing array is opened as it is: its creator's fill, not the opener's
+    assert r.stdout.split("\n")[:-1] == ["LayoutError True"] * 4 + ["rw 9.0"]
+
+
+def test_read_only_handle_may_lock_but_not_publish(name: str) -> None:
+    code = textwrap.dedent("""
+        import sys, mapshare
+        for access in ("r", "copy", "rw"):
+            with mapshare.SharedArray.open(sys.argv[1], access=access) as a:
+                with a.lock():
+                    held = a.lock().locked()
+                try:
+                    print(access, held, "published", a.publish())
+                except mapshare.PermissionDeniedError as e:
+                    print(access, held, "PermissionDeniedError", a.version)
+    """)
+    with SharedArray.create(name, 3) as a:
+        r = subprocess.run([sys.executable, "-c", code, name], capture_output=True,
+                           text=True, timeout=TIMEOUT)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split("\n")[:-1] == [
+            "r True PermissionDeniedError 0", "copy True PermissionDeniedError 0",
+            "rw True published 1",
+        ]
+        assert a.version == 1
+
+
 def mapshare_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "mapshare", *args], capture_output=True,
                           text=True, timeout=TIMEOUT)
