@@ -262,7 +262,9 @@ typedef struct ms_topic {
 /* SharedArray control (kind area of an MS_KIND_ARRAY object).  The user area holds a
  * complete .npy image (magic, header padded so the data starts 64-byte aligned, data) at
  * npy_offset; a file-backed array's user area instead holds MS_ARRAY_FILE_TAG + the
- * file's absolute path, and the .npy image is the file itself from offset 0.  The
+ * file's absolute path + one NUL + the file's st_dev and st_ino (uint64 LE each; an
+ * opener refuses a file at that path with another identity), and the .npy image is the
+ * file itself from offset 0.  The
  * creator writes the image, then stores ready = 1 (release): an opener that sees 0 waits
  * (init_timeout) and never parses a half-built header.  publish() adds 1 to version and
  * increments the header's change_seq (waking MS_SLOT_CHANGE waiters). */

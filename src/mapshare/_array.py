@@ -28,7 +28,15 @@ from ._errors import (
     SegmentNotFoundError,
     WaitTimeout,
 )
-from ._npy import FILE_TAG, dtype_from_descr, image_info
+from ._npy import (
+    FILE_RECORD_MAX,
+    FILE_TAG,
+    check_file,
+    dtype_from_descr,
+    file_record,
+    image_info,
+    parse_file_record,
+)
 from ._options import INIT_WAIT, Access, Lifetime, PathLike, check_seconds
 from ._segment import Segment
 from ._sync import Lock
@@ -200,9 +208,12 @@ class SharedArray:
         except BaseException:
             os.unlink(fspath)
             raise
+        # the identity of the file just made (of the mapping, not of the path): openers
+        # by name check it, so a file replaced at that path is never taken for this one
+        rec = file_record(fspath, data._ident)
         try:
             seg = _ArraySegment._create(
-                name, len(FILE_TAG) + len(os.fsencode(fspath)), path=None, mode=mode,
+                name, len(rec), path=None, mode=mode,
                 lifetime=lifetime, init=None, global_namespace=global_namespace,
             )
         except BaseException:
@@ -210,7 +221,7 @@ class SharedArray:
             os.unlink(fspath)
             raise
         try:
-            seg._core.write(FILE_TAG + os.fsencode(fspath), 0)
+            seg._core.write(rec, 0)
             self = cls._wrap(seg, data, fspath, spin)
             if fill is not None:
                 self.array[...] = fill
@@ -357,13 +368,24 @@ class SharedArray:
         )
         try:
             _wait_ready(seg, init_timeout)
-            rec = seg._core.read(min(seg.size, len(FILE_TAG) + 4096), 0)
+            rec = seg._core.read(min(seg.size, FILE_RECORD_MAX), 0)
             if rec.startswith(FILE_TAG):
-                fspath = os.fsdecode(rec[len(FILE_TAG):])
-                if not os.path.isabs(fspath):
-                    raise LayoutError(f"array {name!r}: invalid file record")
+                fspath, ident = parse_file_record(rec)
                 data = Segment.open(path=fspath, raw=True, access=access)
-                return cls._wrap(seg, data, fspath, spin)
+                try:
+                    # the mapped file must be the one the array was made with (its
+                    # size is checked against the header by _wrap, as for any array)
+                    check_file(name, fspath, ident, data._ident)
+                except BaseException:
+                    data.close()
+                    raise
+                try:
+                    return cls._wrap(seg, data, fspath, spin)
+                except LayoutError as exc:
+                    raise LayoutError(
+                        f"array {name!r}: its file {fspath!r} no longer holds the array "
+                        f"(truncated or rewritten since it was made?): {exc}"
+                    ) from None
             return cls._wrap(seg, seg, None, spin)
         except BaseException:
             seg.close()
@@ -377,9 +399,9 @@ class SharedArray:
         data = Segment.open(path=fspath, raw=True, access=access)
         try:
             if name is None:
-                st = os.stat(fspath)
-                name = f"npy-{st.st_dev:x}-{st.st_ino:x}"
-            rec = FILE_TAG + os.fsencode(fspath)
+                dev, ino = data._ident  # the file mapped, not whatever the path holds now
+                name = f"npy-{dev:x}-{ino:x}"
+            rec = file_record(fspath, data._ident)
             seg = _ArraySegment._open_or_create(
                 name, len(rec), path=None, mode=0o600, lifetime="shared", init=None,
                 init_timeout=init_timeout, allow_foreign=allow_foreign,
@@ -394,8 +416,14 @@ class SharedArray:
                 # we made it, or a racing opener is writing the same record
                 seg._core.write(rec, 0)
                 _core.array_ready(seg._core)
-            elif seg._core.read(None, 0) != rec:
-                raise LayoutError(f"array {name!r} is not backed by {fspath!r}")
+            else:
+                got = seg._core.read(None, 0)
+                found, ident = parse_file_record(got) if got.startswith(FILE_TAG) \
+                    else ("", None)
+                if found != fspath:
+                    raise LayoutError(f"array {name!r} is not backed by {fspath!r}")
+                # the same path, but maybe another file than the live array's
+                check_file(name, fspath, ident, data._ident)
             return cls._wrap(seg, data, fspath, spin)
         except BaseException:
             data.close()

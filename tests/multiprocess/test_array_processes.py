@@ -304,6 +304,64 @@ def test_file_backed_open_by_name_while_alive(name: str, tmp_path: Path) -> None
     os.unlink(path)
 
 
+OPEN_BY_NAME = textwrap.dedent("""
+    import sys, mapshare
+    name, path = sys.argv[1], sys.argv[2]
+    try:
+        if path:
+            a = mapshare.SharedArray.open(name, path=path)
+        else:
+            a = mapshare.SharedArray.open(name)
+        print("opened", a.shape, a.array.dtype)
+    except mapshare.MapshareError as e:
+        print(type(e).__name__, "replaced" in str(e), e)
+""")
+
+
+@pytest.mark.parametrize("change", ["replace", "replace-short", "truncate-data",
+                                    "truncate-header", "truncate-empty"])
+def test_file_replaced_or_truncated_before_another_process_opens_by_name(
+    name: str, tmp_path: Path, change: str
+) -> None:
+    # never SIGBUS, never the other file's array: a clear LayoutError in the opener
+    path = tmp_path / "f.npy"
+    with SharedArray.create(name, (1000, 100), "<f8", path=path):
+        # (the creator's own .array is not touched again: truncating a file under a
+        # live mapping makes touching it fault, the documented limit)
+        if change.startswith("replace"):
+            os.unlink(path)
+            if change == "replace":
+                np.save(path, np.arange(10))  # a valid .npy of another array
+            else:
+                path.write_bytes(b"\0" * 100)
+        else:
+            size = {"truncate-data": 4096, "truncate-header": 100, "truncate-empty": 0}[change]
+            os.truncate(path, size)
+        r = subprocess.run([sys.executable, "-c", OPEN_BY_NAME, name, ""],
+                           capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode == 0, r.stderr
+    words = r.stdout.split()
+    assert words[0] == "LayoutError", r.stdout
+    if change == "replace":
+        assert words[1] == "True", r.stdout  # the message says the file was replaced
+
+
+def test_file_replaced_under_a_live_companion_is_refused_by_path(
+    name: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "f.npy"
+    with SharedArray.create(name, (10,), "<i8", path=path):
+        r = subprocess.run([sys.executable, "-c", OPEN_BY_NAME, name, str(path)],
+                           capture_output=True, text=True, timeout=TIMEOUT)
+        assert r.stdout.split()[:3] == ["opened", "(10,)", "int64"], r.stdout + r.stderr
+        os.unlink(path)
+        np.save(path, np.arange(10.0))
+        r = subprocess.run([sys.executable, "-c", OPEN_BY_NAME, name, str(path)],
+                           capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[:2] == ["LayoutError", "True"], r.stdout
+
+
 def test_non_npy_file_is_layout_error(tmp_path: Path) -> None:
     path = tmp_path / "x.npy"
     path.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", 118)
