@@ -27,7 +27,12 @@ typedef struct ms_latest_handle {
     uint64_t stride;
     uint32_t buffers;
     volatile int abort_waits;  /* set by ms_latest_abort_waits: this handle's waits end */
+    uint32_t idle_wakes;     /* wake-ups in a row that woke nobody (writer side) */
 } ms_latest_handle;
+
+/* After this many wake-ups in a row that found nobody asleep although `waiters` said
+ * someone was, a writer looks for sleepers that died in their sleep (reap_sleepers). */
+#define MS_LATEST_REPAIR_AFTER 32u
 
 /* A view: where the value of `version` is, and the sequence word that validates it. */
 typedef struct ms_latest_view {
@@ -66,6 +71,9 @@ uint64_t ms_latest_version(ms_latest_handle *l);
 /* Wait until the version is > since; *now = the version seen. */
 ms_status ms_latest_wait(ms_latest_handle *l, uint64_t since, const ms_wait_opts *o,
                          uint64_t *now);
+/* Give back the sleepers of dead processes from the slot's waiter count (what a writer
+ * does after MS_LATEST_REPAIR_AFTER idle wake-ups); returns how many it gave back. */
+uint32_t ms_latest_reap_sleepers(ms_latest_handle *l);
 /* Make every wait of this handle return now (MS_OK, whatever the version): a handle
  * being closed ends the waits that a cancelled asyncio call left in worker threads.
  * Wakes every sleeper of the slot's word (others just look again). */
