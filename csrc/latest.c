@@ -478,12 +478,48 @@ void ms_latest_waitable(ms_latest_handle *l, ms_latest_waitarg *a, uint64_t sinc
     a->lt = l->lt;
     a->since = since;
     a->abort = NULL;
+    a->l = NULL;
+    a->sleeper = NULL;
     w->seg = l->seg;
     w->slot = MS_SLOT_VERSION;
     w->word = &l->lt->update_seq;
     w->waiters = &l->lt->waiters;
     w->ready = newer_pred;
     w->arg = a;
+}
+
+static ms_status claim_fn(void *arg)
+{
+    ms_latest_waitarg *a = (ms_latest_waitarg *)arg;
+    a->sleeper = claim_sleeper(a->lt);
+    return MS_OK;
+}
+
+void ms_latest_waitable_listed(ms_latest_handle *l, ms_latest_waitarg *a, uint64_t since,
+                               ms_waitable *w)
+{
+    ms_latest_waitable(l, a, since, w);
+    if (ms_p_guarded_call(claim_fn, a) == MS_E_FAULT) {
+        ms_segment_fault(l->seg);
+        a->sleeper = NULL;  /* the wait sees the fault and ends */
+    }
+    a->l = l;
+    w->mark = a->sleeper ? &a->sleeper->count : NULL;
+}
+
+static ms_status release_fn(void *arg)
+{
+    release_sleeper((ms_latest_sleeper *)arg);
+    return MS_OK;
+}
+
+void ms_latest_waitable_done(ms_latest_waitarg *a)
+{
+    if (!a->l || !a->sleeper)
+        return;
+    if (ms_p_guarded_call(release_fn, a->sleeper) == MS_E_FAULT)
+        ms_segment_fault(a->l->seg);
+    a->sleeper = NULL;
 }
 
 static ms_status stats_fn(void *arg)

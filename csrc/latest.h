@@ -83,9 +83,17 @@ typedef struct ms_latest_waitarg {
     ms_latest *lt;
     uint64_t since;
     volatile int *abort;   /* NULL: not abortable */
+    ms_latest_handle *l;   /* ms_latest_waitable_listed: whose sleeper entry ... */
+    ms_latest_sleeper *sleeper;  /* ... this is (NULL: none, sleeps unlisted) */
 } ms_latest_waitarg;
 void ms_latest_waitable(ms_latest_handle *l, ms_latest_waitarg *a, uint64_t since,
                         ms_waitable *w);
+/* ms_latest_waitable, also claiming a sleeper entry as the waiter's mark (so that a
+ * multi-object waiter killed asleep is repaired like wait_for_update's); the caller
+ * must call ms_latest_waitable_done(a) once the wait is over. */
+void ms_latest_waitable_listed(ms_latest_handle *l, ms_latest_waitarg *a, uint64_t since,
+                               ms_waitable *w);
+void ms_latest_waitable_done(ms_latest_waitarg *a);
 
 typedef struct ms_latest_stats {
     uint64_t version, max_size, length, writer_deaths;

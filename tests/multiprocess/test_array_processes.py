@@ -318,6 +318,7 @@ OPEN_BY_NAME = textwrap.dedent("""
 """)
 
 
+@pytest.mark.posix_only("Windows refuses to replace or truncate a file another handle maps")
 @pytest.mark.parametrize("change", ["replace", "replace-short", "truncate-data",
                                     "truncate-header", "truncate-empty"])
 def test_file_replaced_or_truncated_before_another_process_opens_by_name(
@@ -346,6 +347,7 @@ def test_file_replaced_or_truncated_before_another_process_opens_by_name(
         assert words[1] == "True", r.stdout  # the message says the file was replaced
 
 
+@pytest.mark.posix_only("Windows refuses to replace a file another handle maps")
 def test_file_replaced_under_a_live_companion_is_refused_by_path(
     name: str, tmp_path: Path
 ) -> None:
@@ -440,26 +442,28 @@ def test_read_only_opener_cannot_write_in_another_process(name: str) -> None:
 
 @pytest.mark.parametrize("racers", [2, 6])
 def test_open_or_create_racing_processes_end_up_on_one_array(name: str, racers: int) -> None:
-    # persistent, so that a racer that finishes early does not take the name with it:
-    # every racer must have landed on the same array, which then holds every mark
+    # every racer must have landed on the same array, which then holds every mark (the
+    # racers keep it open until the parent has looked)
     ctx = mp_context("spawn")
-    go = ctx.Event()
+    go, done = ctx.Event(), ctx.Event()
     pipes = [ctx.Pipe() for _ in range(racers)]
     procs = [ctx.Process(target=children.open_or_create_and_mark,
-                         args=(name, i, racers, go, pipes[i][1])) for i in range(racers)]
+                         args=(name, i, racers, go, done, pipes[i][1]))
+             for i in range(racers)]
     try:
         for p in procs:
             p.start()
         go.set()
         got = [parent.recv() if parent.poll(TIMEOUT) else ("timeout",) for parent, _ in pipes]
+        assert got == [("ok", "rw")] * racers
+        with SharedArray.open(name) as a:
+            assert a.array.tolist() == [1] * racers
+        done.set()
         for p in procs:
             p.join(TIMEOUT)
+            assert p.exitcode == 0
     finally:
         stop(procs)
-    with SharedArray.open(name) as a:
-        a.unlink()
-        assert got == [("ok", "rw")] * racers
-        assert a.array.tolist() == [1] * racers
 
 
 def test_open_or_create_refuses_another_dtype_shape_or_order(name: str) -> None:

@@ -216,17 +216,20 @@ def test_open_access_must_be_r_or_rw(name: str) -> None:
         Latest.open(name, access="copy")
 
 
-@pytest.mark.parametrize("sleepers", [1, 3])
+@pytest.mark.parametrize("sleepers,how", [(1, "wait_for_update"), (3, "wait_for_update"),
+                                          (2, "mapshare.wait")])
 def test_a_reader_killed_in_its_sleep_is_given_back_from_the_waiter_count(
-    name: str, sleepers: int
+    name: str, sleepers: int, how: str
 ) -> None:
     # Before the sleeper table, waiters stayed > 0 for ever after this, and every set
     # made a wake-up system call.  Now the writer, finding its wake-ups wake nobody,
     # looks for sleepers of dead processes after 32 of them in a row.
+    target = ("lt.wait_for_update, args=(lt.version,)" if how == "wait_for_update"
+              else "mapshare.wait, args=([lt],)")
     code = (
         "import mapshare, sys, threading\n"
         f"lt = mapshare.Latest.open({name!r}, access='r', spin=0)\n"
-        f"ts = [threading.Thread(target=lt.wait_for_update, args=(lt.version,))\n"
+        f"ts = [threading.Thread(target={target})\n"
         f"      for _ in range({sleepers})]\n"
         "for t in ts:\n"
         "    t.start()\n"
