@@ -340,11 +340,15 @@ def test_file_replaced_or_truncated_before_another_process_opens_by_name(
             os.truncate(path, size)
         r = subprocess.run([sys.executable, "-c", OPEN_BY_NAME, name, ""],
                            capture_output=True, text=True, timeout=TIMEOUT)
+        info = mapshare_cli("info", name)
     assert r.returncode == 0, r.stderr
     words = r.stdout.split()
     assert words[0] == "LayoutError", r.stdout
+    # inspection says so too, rather than describing the other file's array
+    assert "array:       unreadable" in info.stdout, info.stdout + info.stderr
     if change == "replace":
         assert words[1] == "True", r.stdout  # the message says the file was replaced
+        assert "was replaced" in info.stdout
 
 
 @pytest.mark.posix_only("Windows refuses to replace a file another handle maps")
