@@ -281,7 +281,9 @@ typedef struct ms_topic {
 /* SharedArray control (kind area of an MS_KIND_ARRAY object).  The user area holds a
  * complete .npy image (magic, header padded so the data starts 64-byte aligned, data) at
  * npy_offset; a file-backed array's user area instead holds MS_ARRAY_FILE_TAG + the
- * file's absolute path, and the .npy image is the file itself from offset 0.  The
+ * file's absolute path + one NUL + the file's st_dev and st_ino (uint64 LE each; an
+ * opener refuses a file at that path with another identity), and the .npy image is the
+ * file itself from offset 0.  The
  * creator writes the image, then stores ready = 1 (release): an opener that sees 0 waits
  * (init_timeout) and never parses a half-built header.  publish() adds 1 to version and
  * increments the header's change_seq (waking MS_SLOT_CHANGE waiters). */
@@ -351,6 +353,16 @@ MS_STATIC_ASSERT(sizeof(ms_topic_sub) == MS_TOPIC_SUB_SIZE, "subscriber entry is
 #define MS_LATEST_BUFFERS_MAX 16u
 #define MS_LATEST_SIZE_MAX   (1ULL << 40)
 
+/* A sleeper-table entry (pid 0: free; MS_PID_CLAIMING: being claimed; MS_PID_REAPING:
+ * being freed by a process that found its owner dead). */
+typedef struct ms_latest_sleeper {
+    uint32_t pid;              /*   0 the sleeping thread's process */
+    uint32_t count;            /*   4 MS_SLEEPER (0x10000) while it is counted in waiters */
+    uint64_t start;            /*   8 that process's start time (as in the attach table) */
+} ms_latest_sleeper;
+
+#define MS_LATEST_SLEEPERS 48u
+
 typedef struct ms_latest {
     /* line 0: immutable after creation */
     uint64_t max_size;         /*   0 largest value, bytes */
@@ -367,6 +379,11 @@ typedef struct ms_latest {
     uint8_t  pad1[40];
     /* line 2: the writers' robust lock (Windows: MS_SLOT_WRITE_LOCK) */
     uint8_t  write_lock[64];   /* 128 */
+    /* 192: the sleeper table: one entry per thread asleep in wait_for_update now, so
+     * that a sleeper killed in its sleep can be given back from `waiters` by the writer
+     * that finds it dead (latest.c, reap_sleepers) */
+    ms_latest_sleeper sleepers[MS_LATEST_SLEEPERS];
+    uint8_t  reserved1[64];    /* 960 */
 } ms_latest;
 
 /* One buffer's header; the value's bytes follow at +64. */
@@ -378,7 +395,9 @@ typedef struct ms_latest_buf {
     uint8_t  pad[40];
 } ms_latest_buf;
 
-MS_STATIC_ASSERT(sizeof(ms_latest) == 192, "latest control size");
+MS_STATIC_ASSERT(sizeof(ms_latest_sleeper) == 16, "latest sleeper entry");
+MS_STATIC_ASSERT(offsetof(ms_latest, sleepers) == 192, "latest sleeper table");
+MS_STATIC_ASSERT(sizeof(ms_latest) == 1024, "latest control size");
 MS_STATIC_ASSERT(sizeof(ms_latest) <= MS_KIND_AREA_SIZE, "latest fits the kind area");
 MS_STATIC_ASSERT(offsetof(ms_latest, version) == 64, "latest writer line");
 MS_STATIC_ASSERT(offsetof(ms_latest, update_seq) == 72, "latest futex word");

@@ -319,7 +319,7 @@ int ms_binding_latest_waitable(PyObject *obj, ms_waitable *w, ms_latest_waitarg 
     LatestObject *self = (LatestObject *)obj;
     if (lt_check(self) < 0)
         return -1;
-    ms_latest_waitable(&self->l, a, since, w);
+    ms_latest_waitable_listed(&self->l, a, since, w);
     return 0;
 }
 

@@ -12,6 +12,7 @@ writer simply takes over.  The protocol: docs/design/layout.md, "Latest".
 
 from __future__ import annotations
 
+import errno
 import pickle
 import time
 from collections.abc import Iterator
@@ -26,9 +27,10 @@ from ._errors import (
     MapshareError,
     MessageKindError,
     MessageTooLargeError,
+    PermissionDeniedError,
     WaitTimeout,
 )
-from ._options import INIT_WAIT, Lifetime
+from ._options import INIT_WAIT, Access, Lifetime
 from ._segment import Segment
 
 if TYPE_CHECKING:
@@ -140,17 +142,23 @@ class Latest(_core.Latest):
 
     @classmethod
     def open(
-        cls, name: str, *, allow_foreign: bool = False, global_namespace: bool = False,
-        wait: Optional[float] = 0, init_timeout: float = INIT_WAIT,
-        spin: Optional[float] = None,
+        cls, name: str, *, access: Access = "rw", allow_foreign: bool = False,
+        global_namespace: bool = False, wait: Optional[float] = 0,
+        init_timeout: float = INIT_WAIT, spin: Optional[float] = None,
     ) -> Self:
-        """Open an existing slot (``LayoutError`` if the name is not one).  The keywords
-        mean what they mean for ``Segment.open``: ``wait`` waits that many seconds for
-        the name to appear (None: forever), ``allow_foreign`` trusts a slot of another
-        user."""
+        """Open an existing slot (``LayoutError`` if the name is not one).
+
+        ``access``: ``"rw"`` (the default: readers and writers alike) or ``"r"``: the
+        values are mapped read-only, ``get``, ``view``, ``version`` and
+        ``wait_for_update`` work, and ``set``, ``set_object`` and ``set_array`` raise
+        ``PermissionDeniedError`` (nothing is written).  The other keywords mean what
+        they mean for ``Segment.open``: ``wait`` waits that many seconds for the name to
+        appear (None: forever), ``allow_foreign`` trusts a slot of another user."""
+        if access not in ("r", "rw"):
+            raise ValueError(f"access must be 'r' or 'rw', not {access!r}")
         seg = _LatestSegment.open(
-            name, allow_foreign=allow_foreign, global_namespace=global_namespace, wait=wait,
-            init_timeout=init_timeout,
+            name, access=access, allow_foreign=allow_foreign,
+            global_namespace=global_namespace, wait=wait, init_timeout=init_timeout,
         )
         return cls._wrap(seg, spin)
 
@@ -185,6 +193,11 @@ class Latest(_core.Latest):
         return self._segment.name
 
     @property
+    def access(self) -> str:
+        """``"rw"``, or ``"r"`` for a read-only handle (``Latest.open(access="r")``)."""
+        return self._segment.access
+
+    @property
     def segment(self) -> Segment:
         """The segment holding the slot."""
         return self._segment
@@ -201,6 +214,11 @@ class Latest(_core.Latest):
     # ---- encoded values --------------------------------------------------------------
 
     def _set_encoded(self, total: int, write: _codec.Writer, kind: int) -> int:
+        if self._segment.access != "rw":
+            # refused before encoding (set() itself is refused by the C core)
+            raise PermissionDeniedError(
+                errno.EACCES, f"latest {self.name!r}: a read-only Latest cannot be set"
+            )
         if total > self.max_size:
             raise MessageTooLargeError(
                 f"latest {self.name!r}: the encoded value of {total} bytes is larger "
@@ -347,7 +365,9 @@ class Latest(_core.Latest):
         self.close()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Latest.open, (self.name,))
+        if self.access == "rw":
+            return (Latest.open, (self.name,))
+        return (_reopen, (self.name, self.access))
 
     def __repr__(self) -> str:
         try:
@@ -358,3 +378,8 @@ class Latest(_core.Latest):
             return f"<Latest {self.name!r} ({type(exc).__name__})>"
         return f"<Latest {self.name!r} version {s.version}, {s.size} of {s.max_size} bytes>"
 
+
+
+def _reopen(name: str, access: Access) -> Latest:
+    """Unpickle a read-only handle: reopen it read-only."""
+    return Latest.open(name, access=access)

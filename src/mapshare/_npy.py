@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING, Any
+import struct
+from typing import TYPE_CHECKING, Any, Optional
 
 from . import _core
 from ._errors import LayoutError
@@ -16,9 +17,59 @@ from ._errors import LayoutError
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["FILE_TAG", "describe", "dtype_from_descr", "image_info"]
+__all__ = [
+    "FILE_RECORD_MAX",
+    "FILE_TAG",
+    "check_file",
+    "describe",
+    "dtype_from_descr",
+    "file_record",
+    "image_info",
+    "parse_file_record",
+]
 
 FILE_TAG = b"npy-file:"  # MS_ARRAY_FILE_TAG: a file-backed array's control record
+# the longest record read back: the tag, a path of up to 4096 bytes, NUL, the identity
+FILE_RECORD_MAX = len(FILE_TAG) + 4096 + 1 + 16
+
+
+def file_record(path: str, ident: tuple[int, int]) -> bytes:
+    """A file-backed array's control record (docs/design/layout.md, "Array control"):
+    ``npy-file:``, the absolute path, a NUL, then the file's identity (st_dev, st_ino)
+    as two little-endian uint64 -- so that an opener by name can tell that the file at
+    that path is still the one the array was made with."""
+    dev, ino = ident
+    return FILE_TAG + os.fsencode(path) + b"\0" + struct.pack("<QQ", dev, ino)
+
+
+def parse_file_record(rec: bytes) -> tuple[str, Optional[tuple[int, int]]]:
+    """(path, identity or None) of a control record starting with ``FILE_TAG``; None
+    when the record carries no identity (made before it was recorded) or an all-zero
+    one (a platform that reports none).  LayoutError for anything malformed."""
+    body = rec[len(FILE_TAG):]
+    raw, sep, tail = body.partition(b"\0")
+    ident: Optional[tuple[int, int]] = None
+    if sep:
+        if len(tail) != 16:
+            raise LayoutError("invalid file-backed array record (identity)")
+        dev, ino = struct.unpack("<QQ", tail)
+        ident = (dev, ino) if (dev, ino) != (0, 0) else None
+    path = os.fsdecode(raw)
+    if not os.path.isabs(path):
+        raise LayoutError("invalid file-backed array record (path)")
+    return path, ident
+
+
+def check_file(name: str, path: str, ident: Optional[tuple[int, int]],
+               found: tuple[int, int]) -> None:
+    """LayoutError unless the file mapped (identity ``found``) is the one the record
+    names (``ident``; None: not recorded, nothing to check)."""
+    if ident is not None and tuple(found) != tuple(ident):
+        raise LayoutError(
+            f"array {name!r}: its file {path!r} was replaced since the array was made "
+            f"(device/inode {found[0]:x}/{found[1]:x}, recorded {ident[0]:x}/{ident[1]:x});"
+            " open it with SharedArray.open(path=...) if the new file is meant"
+        )
 HEADER_READ = 65536 + 12  # MS_NPY_HEADER_MAX + the longest preamble
 
 
@@ -118,11 +169,17 @@ def describe(core: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"ready": bool(ready), "version": int(version)}
     if not ready:
         return out
-    rec = core.read(min(int(core.size), len(FILE_TAG) + 4096), 0)
+    rec = core.read(min(int(core.size), FILE_RECORD_MAX), 0)
     data = core
     if rec.startswith(FILE_TAG):
-        out["file"] = os.fsdecode(rec[len(FILE_TAG):])
+        out["file"], ident = parse_file_record(rec)
         data = _core.open("", out["file"], 0, _core.ACCESS_READ, True)
+        try:
+            st = data.stat()
+            check_file(core.name, out["file"], ident, (st["dev"], st["ino"]))
+        except BaseException:
+            data.close(detach=False)
+            raise
     try:
         info, dt = image_info(data)
     finally:

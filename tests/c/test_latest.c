@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -201,6 +202,96 @@ static void test_latest_writer_killed_mid_write(void)
     fake_latest_free(&f);
 }
 
+/* A reader SIGKILLed while asleep in ms_latest_wait leaves `waiters` at 1 and its
+ * sleeper-table entry behind; the writer's wake-ups then find nobody, and after
+ * MS_LATEST_REPAIR_AFTER of them in a row it gives the dead sleeper back: waiters 0,
+ * the entry free, and no wake-up system call after that (n == -2). */
+static void test_latest_dead_sleeper_is_reaped(void)
+{
+    fake_latest f;
+    CHECK(fake_latest_init(&f, 64, 3, 1) == 0);
+    ms_latest *lt = fake_latest_ctl(&f);
+    pid_t pid = fork();
+    if (pid == 0) {
+        ms_wait_opts o = timeout_opts(-1);
+        uint64_t now = 0;
+        ms_latest_wait(&f.l, 0, &o, &now);
+        _exit(0);
+    }
+    /* until the child sleeps: counted in waiters, listed with MS_SLEEPER */
+    int listed = -1;
+    for (int tries = 0; tries < 5000 && listed < 0; tries++) {
+        for (unsigned i = 0; i < MS_LATEST_SLEEPERS; i++)
+            if (ms_load32(&lt->sleepers[i].pid) == (uint32_t)pid &&
+                ms_load32(&lt->sleepers[i].count) == MS_SLEEPER &&
+                ms_load32(&lt->waiters) == 1)
+                listed = (int)i;
+        if (listed < 0)
+            usleep(1000);
+    }
+    CHECK(listed >= 0);
+    usleep(20000);  /* into the futex wait itself */
+    kill(pid, SIGKILL);
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status));
+    CHECK_EQ(ms_load32(&lt->waiters), 1);
+    uint8_t in[8] = {0};
+    uint64_t v;
+    for (unsigned k = 1; k < MS_LATEST_REPAIR_AFTER; k++)
+        CHECK_EQ(put(&f, in, sizeof in, &v), MS_OK);
+    CHECK_EQ(ms_load32(&lt->waiters), 1);  /* not yet: only after REPAIR_AFTER idle wakes */
+    CHECK_EQ(put(&f, in, sizeof in, &v), MS_OK);
+    CHECK_EQ(ms_load32(&lt->waiters), 0);
+    if (listed >= 0) {
+        CHECK_EQ(ms_load32(&lt->sleepers[listed].pid), 0);
+        CHECK_EQ(ms_load32(&lt->sleepers[listed].count), 0);
+    }
+    /* nothing left to give back; a live entry (ours) is never reaped */
+    CHECK_EQ(ms_latest_reap_sleepers(&f.l), 0);
+    lt->sleepers[0].pid = (uint32_t)getpid();
+    lt->sleepers[0].count = MS_SLEEPER;
+    lt->waiters = 1;
+    CHECK_EQ(ms_latest_reap_sleepers(&f.l), 0);
+    CHECK_EQ(ms_load32(&lt->waiters), 1);
+    memset(&lt->sleepers[0], 0, sizeof lt->sleepers[0]);
+    lt->waiters = 0;
+    fake_latest_free(&f);
+}
+
+/* A scribbled table: sleepers beyond the waiter count never wrap it below zero, odd
+ * pids are skipped, and a full table leaves a waiter sleeping unlisted (it still wakes). */
+static void test_latest_sleeper_table_corrupt_or_full(void)
+{
+    fake_latest f;
+    CHECK(fake_latest_init(&f, 64, 3, 1) == 0);
+    ms_latest *lt = fake_latest_ctl(&f);
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);  /* a pid now dead */
+    lt->sleepers[3].pid = (uint32_t)pid;
+    lt->sleepers[3].count = 7 * MS_SLEEPER;
+    lt->sleepers[4].pid = MS_PID_REAPING;
+    lt->sleepers[4].count = MS_SLEEPER;
+    lt->waiters = 2;
+    CHECK_EQ(ms_latest_reap_sleepers(&f.l), 7);
+    CHECK_EQ(lt->waiters, 0);
+    CHECK_EQ(lt->sleepers[3].pid, 0);
+    CHECK_EQ(lt->sleepers[4].pid, MS_PID_REAPING);
+    memset(lt->sleepers, 0, sizeof lt->sleepers);
+    for (unsigned i = 0; i < MS_LATEST_SLEEPERS; i++)
+        lt->sleepers[i].pid = (uint32_t)getpid();  /* every entry taken (by a live pid) */
+    ms_wait_opts o = timeout_opts(20000000LL);
+    uint64_t now = 0;
+    CHECK_EQ(ms_latest_wait(&f.l, 0, &o, &now), MS_E_TIMEOUT);
+    CHECK_EQ(lt->waiters, 0);
+    for (unsigned i = 0; i < MS_LATEST_SLEEPERS; i++)
+        CHECK_EQ(lt->sleepers[i].count, 0);
+    memset(lt->sleepers, 0, sizeof lt->sleepers);
+    fake_latest_free(&f);
+}
+
 struct race { fake_latest *f; volatile int stop; uint64_t written; };
 
 #define RACE_MAX 4096u
@@ -273,6 +364,8 @@ static const struct test tests[] = {
     { "latest_corrupt_buffers", test_latest_corrupt_buffers },
     { "latest_writer_killed_mid_write", test_latest_writer_killed_mid_write },
     { "latest_concurrent_no_torn_reads", test_latest_concurrent_no_torn_reads },
+    { "latest_dead_sleeper_is_reaped", test_latest_dead_sleeper_is_reaped },
+    { "latest_sleeper_table_corrupt_or_full", test_latest_sleeper_table_corrupt_or_full },
 };
 
 int main(int argc, char **argv)

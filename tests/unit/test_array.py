@@ -211,3 +211,15 @@ def test_failed_fill_leaves_nothing_behind(name: str, tmp_path, file_backed: boo
     with pytest.raises(mapshare.SegmentNotFoundError):
         SharedArray.open(name)
     assert path is None or not path.exists()
+
+
+def test_file_record_round_trips_and_forged_records_are_layout_errors() -> None:
+    from mapshare._npy import FILE_TAG, file_record, parse_file_record
+
+    assert parse_file_record(file_record("/a/b.npy", (3, 7))) == ("/a/b.npy", (3, 7))
+    assert parse_file_record(file_record("/a/b.npy", (0, 0))) == ("/a/b.npy", None)
+    assert parse_file_record(FILE_TAG + b"/old/record.npy") == ("/old/record.npy", None)
+    for bad in (FILE_TAG + b"relative.npy\0" + bytes(16), FILE_TAG + b"/x.npy\0short",
+                FILE_TAG + b"/x.npy\0" + bytes(17), FILE_TAG):
+        with pytest.raises(mapshare.LayoutError):
+            parse_file_record(bad)
