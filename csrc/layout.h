@@ -203,8 +203,9 @@ typedef struct ms_ring {
      * that a sender died without closing (a broken channel), and to give back the
      * sleepers of a process killed asleep.  count: the process's registered handles in
      * bits 0-15 (a handle registers at its first send / receive, under that side's lock)
-     * plus MS_SLEEPER per thread asleep on the channel, added before the waiter count is
-     * raised and removed after it is lowered.  A process that closes its handles, or
+     * plus MS_SLEEPER per thread asleep on the channel, added after the waiter count is
+     * raised and removed before it is lowered (a repairer never subtracts more than was
+     * added).  A process that closes its handles, or
      * exits normally, leaves the table; only one that died without its exit path stays
      * behind, and whoever finds it dead frees it (pid -> MS_PID_REAPING by CAS, count ->
      * 0, its sleepers subtracted from the waiter count, pid = 0) and, if it still held
