@@ -32,6 +32,7 @@ __all__ = [
     "KIND_CALLS",
     "KIND_NAMES",
     "KIND_OBJECT",
+    "array_head_size",
     "array_view",
     "copy_array",
     "decode_object",
@@ -142,26 +143,59 @@ def encode_array(array: Any, what: str = "send_object()") -> tuple[int, Writer]:
     return off + a.nbytes, write
 
 
-def parse_array(m: memoryview) -> tuple[Any, tuple[int, ...], Literal["C", "F"], int]:
-    """(dtype, shape, order, offset of the data) of an array message, checked against
-    its length."""
+# descr text -> dtype, for the dtypes a structured-field rename cannot change in place
+# (``dt.names = ...`` mutates a structured dtype; every other dtype is immutable)
+_DTYPES: dict[bytes, Any] = {}
+_DTYPES_MAX = 256
+
+
+def _dtype_of(text: bytes) -> Any:
     import numpy as np
 
-    if m.nbytes < ARR_HEAD.size:
-        raise LayoutError("array message too short")
-    magic, dlen, ndim, order = ARR_HEAD.unpack_from(m, 0)
-    if magic != ARR_MAGIC or ndim > MAX_NDIM or order not in (ord("C"), ord("F")):
-        raise LayoutError("corrupt array message")
-    head = ARR_HEAD.size + dlen + 8 * ndim
-    if head > m.nbytes:
-        raise LayoutError("array message header runs past its end")
+    dtype = _DTYPES.get(text)
+    if dtype is not None:
+        return dtype
     try:
-        descr = ast.literal_eval(bytes(m[ARR_HEAD.size : ARR_HEAD.size + dlen]).decode())
+        descr = ast.literal_eval(text.decode())
         dtype = np.lib.format.descr_to_dtype(descr)
     except (ValueError, SyntaxError, TypeError, UnicodeDecodeError) as exc:
         raise LayoutError(f"array message has an invalid dtype: {exc}") from None
     if dtype.hasobject:
         raise LayoutError("array message with an object dtype refused")
+    if dtype.names is None:
+        if len(_DTYPES) >= _DTYPES_MAX:
+            _DTYPES.clear()
+        _DTYPES[text] = dtype
+    return dtype
+
+
+def array_head_size(m: Any) -> int:
+    """Bytes of the header (magic, descr, shape) of the array message starting ``m``, by
+    its first ``ARR_HEAD.size`` bytes (0 if ``m`` is shorter); untrusted: the caller
+    bounds it, ``parse_array`` checks it."""
+    if len(m) < ARR_HEAD.size:
+        return 0
+    _magic, dlen, ndim, _order = ARR_HEAD.unpack_from(m, 0)
+    return int(ARR_HEAD.size + dlen + 8 * ndim)
+
+
+def parse_array(
+    m: Any, length: int = -1
+) -> tuple[Any, tuple[int, ...], Literal["C", "F"], int]:
+    """(dtype, shape, order, offset of the data) of an array message, checked against
+    its length.  ``m``: the message, or (with ``length``, the message's length) at least
+    its first ``array_head_size`` bytes."""
+    have = m.nbytes if isinstance(m, memoryview) else len(m)
+    n = have if length < 0 else length
+    if have < ARR_HEAD.size:
+        raise LayoutError("array message too short")
+    magic, dlen, ndim, order = ARR_HEAD.unpack_from(m, 0)
+    if magic != ARR_MAGIC or ndim > MAX_NDIM or order not in (ord("C"), ord("F")):
+        raise LayoutError("corrupt array message")
+    head = ARR_HEAD.size + dlen + 8 * ndim
+    if head > have or head > n:
+        raise LayoutError("array message header runs past its end")
+    dtype = _dtype_of(bytes(m[ARR_HEAD.size : ARR_HEAD.size + dlen]))
     shape = struct.unpack_from(f"<{ndim}q", m, ARR_HEAD.size + dlen)
     if any(s < 0 for s in shape):
         raise LayoutError("array message with a negative dimension")
@@ -169,7 +203,7 @@ def parse_array(m: memoryview) -> tuple[Any, tuple[int, ...], Literal["C", "F"],
     for s in shape:
         count *= s
     off = pad(head)
-    if count * dtype.itemsize > m.nbytes - min(off, m.nbytes):
+    if count * dtype.itemsize > n - min(off, n):
         raise LayoutError("array message shorter than its shape and dtype say")
     return dtype, tuple(shape), "F" if order == ord("F") else "C", off
 
