@@ -6,7 +6,8 @@
 Each loop runs twice under callgrind, with N and N + 10,000 iterations (fewer for the
 costly loops, FEWER); the difference divided by that is the instruction count of one
 iteration (the interpreter's start-up and the object's creation cancel out).
-Instruction counts do not depend on the noisy VM, so a change to a hot path can be compared before/after to within a few instructions.
+Instruction counts do not depend on the noisy VM, so a change to a hot path can be
+compared before/after to within a few instructions.
 To measure another build, put its package first: ``PYTHONPATH=/other/src python ...``.
 """
 
