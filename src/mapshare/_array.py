@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 from . import _core
 from ._aio import wait_until
 from ._errors import LayoutError, NoSpaceError, SegmentExistsError, WaitTimeout
-from ._npy import FILE_TAG, dtype_from_descr, image_info
+from ._npy import _PREAMBLE_MAX, FILE_TAG, dtype_from_descr, image_info
 from ._options import INIT_WAIT, Access, Lifetime, PathLike, check_seconds
 from ._segment import Segment
 from ._sync import Lock
@@ -279,14 +279,18 @@ class SharedArray:
         )
         try:
             _wait_ready(seg, init_timeout)
-            rec = seg._core.read(min(seg.size, len(FILE_TAG) + 4096), 0)
-            if rec.startswith(FILE_TAG):
+            # The first bytes tell a file record from a .npy image, and are the image's
+            # preamble: the header is then read exactly, not a page or 64 KiB of it.
+            core = seg._core
+            pre = core.read(min(core.size, _PREAMBLE_MAX), 0)
+            if pre.startswith(FILE_TAG):
+                rec = core.read(min(core.size, len(FILE_TAG) + 4096), 0)
                 fspath = os.fsdecode(rec[len(FILE_TAG):])
                 if not os.path.isabs(fspath):
                     raise LayoutError(f"array {name!r}: invalid file record")
                 data = Segment.open(path=fspath, raw=True, access=access)
                 return cls._wrap(seg, data, fspath, spin)
-            return cls._wrap(seg, seg, None, spin)
+            return cls._wrap(seg, seg, None, spin, pre)
         except BaseException:
             seg.close()
             raise
@@ -326,7 +330,8 @@ class SharedArray:
 
     @classmethod
     def _wrap(
-        cls, seg: Segment, data: Segment, path: Optional[str], spin: Optional[float]
+        cls, seg: Segment, data: Segment, path: Optional[str], spin: Optional[float],
+        pre: bytes = b"",
     ) -> Self:
         import numpy as np
 
@@ -338,7 +343,7 @@ class SharedArray:
         if spin is not None:
             seg.spin = spin
         try:
-            info, dt = image_info(data._core)
+            info, dt = image_info(data._core, pre)
             shape = tuple(info["shape"])
             order = "F" if info["fortran_order"] else "C"
             self._array = np.ndarray(
@@ -507,6 +512,8 @@ def _reopen(name: str, path: Optional[str], access: Access) -> SharedArray:
 
 def _wait_ready(seg: Segment, init_timeout: float) -> None:
     """Wait (up to init_timeout) for the creator to finish the header and the data."""
+    if _core.array_state(seg._core)[0]:
+        return
     deadline = time.monotonic() + init_timeout
     while True:
         ready, _ = _core.array_state(seg._core)
