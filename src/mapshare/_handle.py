@@ -353,6 +353,16 @@ class Handle:
         fspath = None if path is None else os.fspath(path)
         if name is not None and not raw:
             _naming.validate(name)
+            if fspath is None:
+                # The common case first, without the retry loop's clocks and frames: an
+                # object that is there and finished.  Anything else (missing, still
+                # being created, being destroyed) goes through the loop below, which
+                # makes this same attempt again and waits as asked.
+                try:
+                    seg = cls._open_once(name, None, access, acc, flags, allow_foreign, want)
+                    return seg._with_spin(spin)
+                except (SegmentNotFoundError, _Initializing, SegmentDestroyedError):
+                    pass
         what = name if name is not None else fspath
         watch: Optional[NameWatch] = None
         start = time.monotonic()
