@@ -40,6 +40,7 @@ __all__ = [
     "encode_object",
     "pad",
     "parse_array",
+    "parse_array_head",
 ]
 
 OBJ_MAGIC = b"MSO1"
@@ -206,6 +207,37 @@ def parse_array(
     if count * dtype.itemsize > n - min(off, n):
         raise LayoutError("array message shorter than its shape and dtype say")
     return dtype, tuple(shape), "F" if order == ord("F") else "C", off
+
+
+# header bytes -> (dtype, shape, order, data offset, data bytes): a reader of a slot that
+# keeps publishing arrays of one shape parses the same header every time
+_HEADS: dict[bytes, tuple[Any, tuple[int, ...], Literal["C", "F"], int, int]] = {}
+
+
+def parse_array_head(
+    head: bytes, length: int
+) -> tuple[Any, tuple[int, ...], Literal["C", "F"], int]:
+    """``parse_array(head, length)`` for a header read on its own (``head``: the first
+    bytes of a message of ``length`` bytes), reusing the result for the same header
+    bytes.  The length check runs every time; structured dtypes are never reused (they
+    can be renamed in place)."""
+    need = array_head_size(head)
+    key = head[:need] if ARR_HEAD.size <= need <= len(head) else b""
+    hit = _HEADS.get(key) if key else None
+    if hit is not None:
+        dtype, shape, order, off, nbytes = hit
+        if nbytes > length - min(off, length):
+            raise LayoutError("array message shorter than its shape and dtype say")
+        return dtype, shape, order, off
+    dtype, shape, order, off = parse_array(head, length)
+    if key and dtype.names is None:
+        if len(_HEADS) >= _DTYPES_MAX:
+            _HEADS.clear()
+        count = 1
+        for n in shape:
+            count *= n
+        _HEADS[key] = (dtype, shape, order, off, count * dtype.itemsize)
+    return dtype, shape, order, off
 
 
 def copy_array(m: memoryview) -> np.ndarray:

@@ -276,7 +276,7 @@ class Latest(_core.Latest):
                 need = _codec.array_head_size(head)
                 if len(head) < need <= length:
                     head = core.read(need, offset)
-                dtype, shape, order, off = _codec.parse_array(head, length)
+                dtype, shape, order, off = _codec.parse_array_head(head, length)
             except (LayoutError, MessageKindError) as exc:
                 if not self._copy_into(buffer, seq, 0, None):
                     continue  # the value moved under the header read: not corrupt
@@ -285,7 +285,7 @@ class Latest(_core.Latest):
                 raise
             a = np.empty(shape, dtype, order=order)
             if self._copy_into(buffer, seq, off, a):
-                a.flags.writeable = False
+                a.setflags(write=False)
                 return a, version
             # replaced during the copy: read the newer value, for at most the budget the
             # C read has (MS_LATEST_READ_BUDGET_NS)

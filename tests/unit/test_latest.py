@@ -163,6 +163,19 @@ def test_get_array_refuses_a_corrupt_header(name: str, where: int, data: bytes) 
         assert version == 2 and b.tolist() == [0.0, 1.0, 2.0]
 
 
+@pytest.mark.posix_only("writes the object through /dev/shm")
+def test_a_header_parsed_before_is_still_checked_against_the_length(name: str) -> None:
+    """get_array reuses the parse of a header it has seen; the value's length is checked
+    on every call (a forged short length with a familiar header: LayoutError)."""
+    with Latest.create(name, 4096) as lt:
+        lt.set_array(np.arange(10.0))
+        lt.get_array()  # the header is now known
+        lt.set_array(np.arange(10.0))  # version 2: buffer 2
+        poke(name, buf_at(2, 4096) + BUF_LENGTH, struct.pack("<Q", 40))
+        with pytest.raises(LayoutError):
+            lt.get_array()
+
+
 def test_a_value_replaced_after_the_peek_is_never_copied_as_valid(name: str) -> None:
     """get_array's copy (_copy_into) validates the peeked value's sequence word: once the
     writer reused its buffer, the copy reports it (get_array then reads the new value)."""
