@@ -92,6 +92,11 @@ _DTYPES: dict[str, np.dtype[Any]] = {}
 _DTYPES_MAX = 256
 
 
+# exact header bytes -> (npy_parse's fields, dtype): the same bytes always parse the same
+# way, so a header seen before is not parsed again (the extent check still runs)
+_HEADERS: dict[bytes, tuple[dict[str, Any], np.dtype[Any]]] = {}
+
+
 def dtype_from_descr(text: str) -> np.dtype[Any]:
     """The dtype of a header's descr value (validated text, from ``npy_parse``)."""
     dt = _DTYPES.get(text)
@@ -135,10 +140,20 @@ def header_bytes(data: Any, pre: bytes = b"") -> bytes:
 def image_info(data: Any, pre: bytes = b"") -> tuple[dict[str, Any], np.dtype[Any]]:
     """The validated header of the .npy image at the start of ``data`` (a _core.Segment):
     its parsed fields and dtype; LayoutError if the data would not fit the mapping.
-    ``pre``: the image's first bytes, if the caller read them already."""
+    ``pre``: the image's first bytes, if the caller read them already.  The fields dict
+    may be shared with earlier calls: read it, never change it."""
     size = int(data.size)
-    info = _core.npy_parse(header_bytes(data, pre))
-    dt = dtype_from_descr(info["descr"])
+    head = header_bytes(data, pre)
+    hit = _HEADERS.get(head)
+    if hit is not None:
+        info, dt = hit
+    else:
+        info = _core.npy_parse(head)
+        dt = dtype_from_descr(info["descr"])
+        if dt.names is None:
+            if len(_HEADERS) >= _DTYPES_MAX:
+                _HEADERS.clear()
+            _HEADERS[head] = (info, dt)
     if info["data_offset"] + info["count"] * dt.itemsize > size:
         raise LayoutError(
             f"array of shape {tuple(info['shape'])} and dtype {dt} needs "

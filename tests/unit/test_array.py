@@ -222,6 +222,22 @@ def test_open_reads_the_header_length_the_preamble_gives_and_checks_it(
             SharedArray.open(name)
 
 
+@pytest.mark.posix_only("forges the header through /dev/shm")
+def test_a_header_seen_before_is_still_checked_against_the_mapping(names) -> None:  # type: ignore[no-untyped-def]
+    """open reuses the parse of header bytes it has seen; the data's extent is checked
+    against this mapping on every open (a big array's header copied into a small one:
+    LayoutError)."""
+    big, small = names(), names()
+    with SharedArray.create(big, 1000, "<f8"), SharedArray.create(small, 10, "<f8"):
+        with SharedArray.open(big):
+            pass  # its header is now known
+        head = npy(np.zeros(1000))[:128]
+        assert len(npy(np.zeros(10))[:128]) == 128  # same header length: only the shape
+        poke(small, DATA, head)
+        with pytest.raises(mapshare.LayoutError):
+            SharedArray.open(small)
+
+
 def test_open_of_a_format_2_header_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A .npy file np.save wrote with format 2.0 (4-byte HEADER_LEN) opens by path."""
     p = str(tmp_path / "v2.npy")
