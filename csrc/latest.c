@@ -389,6 +389,49 @@ ms_status ms_latest_check(ms_latest_handle *l, const ms_latest_view *v)
     return st;
 }
 
+/* Part of a value located by ms_latest_peek, copied straight into the caller's memory
+ * (a result the caller allocated from the value's own header: one copy, not two).  The
+ * seq is checked before (no copy of a buffer already reused) and after the copy, as in
+ * read_fn: with the header read in between, everything taken since the peek belongs to
+ * one value.  The range is bounded by max_size (the buffer's storage), whatever the
+ * caller passes. */
+struct copy_args {
+    ms_latest_handle *l;
+    const ms_latest_view *v;
+    uint64_t offset;
+    uint8_t *dst;
+    size_t n;
+};
+
+static ms_status copy_fn(void *arg)
+{
+    struct copy_args *a = (struct copy_args *)arg;
+    ms_latest_handle *l = a->l;
+    ms_latest_buf *b = (ms_latest_buf *)(l->bufs +
+                                         (uint64_t)(a->v->buffer % l->buffers) * l->stride);
+    if (ms_load64(&b->seq) != a->v->seq)
+        return MS_E_OVERWRITTEN;
+    if (a->n) {
+        memcpy(a->dst, (const uint8_t *)b + MS_LATEST_BUF_HEADER + a->offset, a->n);
+        fence_acquire();
+        if (ms_load_relaxed64(&b->seq) != a->v->seq)
+            return MS_E_OVERWRITTEN;
+    }
+    return MS_OK;
+}
+
+ms_status ms_latest_copy(ms_latest_handle *l, const ms_latest_view *v, uint64_t offset,
+                         void *dst, size_t n)
+{
+    if (offset > l->max_size || (uint64_t)n > l->max_size - offset)
+        return MS_E_INVALID;
+    struct copy_args a = { l, v, offset, (uint8_t *)dst, n };
+    ms_status st = ms_p_guarded_call(copy_fn, &a);
+    if (st == MS_E_FAULT)
+        ms_segment_fault(l->seg);
+    return st;
+}
+
 /* ---- versions and waiting -------------------------------------------------------- */
 
 uint64_t ms_latest_version(ms_latest_handle *l)

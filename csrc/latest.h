@@ -66,6 +66,12 @@ ms_status ms_latest_read(ms_latest_handle *l, ms_alloc_fn alloc, void *arg,
  * still intact (MS_OK) or was replaced since (MS_E_OVERWRITTEN). */
 ms_status ms_latest_peek(ms_latest_handle *l, ms_latest_view *v);
 ms_status ms_latest_check(ms_latest_handle *l, const ms_latest_view *v);
+/* Copy bytes [offset, offset + n) of the value v (from ms_latest_peek) to dst: MS_OK if
+ * v was still intact after the copy (dst then holds its bytes), MS_E_OVERWRITTEN if it
+ * was replaced before or during it (dst holds garbage: peek again).  n == 0 only checks.
+ * MS_E_INVALID for a range beyond max_size. */
+ms_status ms_latest_copy(ms_latest_handle *l, const ms_latest_view *v, uint64_t offset,
+                         void *dst, size_t n);
 /* The newest version (one load). */
 uint64_t ms_latest_version(ms_latest_handle *l);
 /* Wait until the version is > since; *now = the version seen. */

@@ -221,8 +221,10 @@ ms_status ms_segment_open(ms_segment *seg, const char *osname, const char *path,
         st = ms_p_object_open(osname, path, 0, flags, &seg->obj, err);
     if (st != MS_OK)
         return st;
-    if ((st = ms_p_object_stat(&seg->obj, &ost, err)) != MS_OK)
-        goto fail;
+    /* Only the size is used here, and ms_p_object_open has just read it (one fstat per
+     * open, not two: opening is meant to cost about one attach). */
+    memset(&ost, 0, sizeof ost);
+    ost.size = seg->obj.size;
     if (raw) {
         seg->size = ost.size;
         seg->total = ost.size;

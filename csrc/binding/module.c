@@ -19,6 +19,33 @@ ms_module_state *ms_state(void)
     return m ? (ms_module_state *)PyModule_GetState(m) : NULL;
 }
 
+static const char *const key_names[MS_KEY_N] = {
+    "size", "uid", "mode", "dev", "ino", "mtime_ns",
+    "major", "descr", "fortran_order", "shape", "count", "data_offset",
+};
+
+PyObject *ms_dict_build(const int *keys, PyObject **values, int n)
+{
+    ms_module_state *state = ms_state();
+    PyObject *d = NULL;
+    int i;
+    for (i = 0; i < n; i++)
+        if (!values[i])
+            goto out;
+    if (!state || !(d = PyDict_New()))
+        goto out;
+    for (i = 0; i < n; i++) {
+        if (PyDict_SetItem(d, state->keys[keys[i]], values[i]) < 0) {
+            Py_CLEAR(d);
+            goto out;
+        }
+    }
+out:
+    for (i = 0; i < n; i++)
+        Py_XDECREF(values[i]);
+    return d;
+}
+
 PyObject *ms_error_class(ms_status st)
 {
     ms_module_state *state = ms_state();
@@ -377,6 +404,8 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg)
     for (int i = 0; i < N_STATUS; i++)
         Py_VISIT(state->error_classes[i]);
     Py_VISIT(state->str_release);
+    for (int i = 0; i < MS_KEY_N; i++)
+        Py_VISIT(state->keys[i]);
     Py_VISIT(state->topic_full);
     Py_VISIT(state->topic_empty);
     return 0;
@@ -388,6 +417,8 @@ static int module_clear(PyObject *m)
     for (int i = 0; i < N_STATUS; i++)
         Py_CLEAR(state->error_classes[i]);
     Py_CLEAR(state->str_release);
+    for (int i = 0; i < MS_KEY_N; i++)
+        Py_CLEAR(state->keys[i]);
     Py_CLEAR(state->topic_full);
     Py_CLEAR(state->topic_empty);
     return 0;
@@ -530,6 +561,12 @@ PyMODINIT_FUNC PyInit__core(void)
         return NULL;
     ms_module_state *state = (ms_module_state *)PyModule_GetState(m);
     state->str_release = PyUnicode_InternFromString("release");
+    for (int i = 0; i < MS_KEY_N; i++) {
+        if (!(state->keys[i] = PyUnicode_InternFromString(key_names[i]))) {
+            Py_DECREF(m);
+            return NULL;
+        }
+    }
     if (!state->str_release || add_types(m) < 0 || add_constants(m) < 0) {
         Py_DECREF(m);
         return NULL;

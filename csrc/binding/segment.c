@@ -504,9 +504,17 @@ static PyObject *Segment_stat(SegmentObject *self, PyObject *unused)
     ms_status s = ms_p_object_stat(&self->seg.obj, &st, &err);
     if (s != MS_OK)
         return raise_status(s, err, "stat");
-    return Py_BuildValue("{sKsIsIsKsKsL}", "size", (unsigned long long)st.size, "uid", st.uid,
-                         "mode", st.mode, "dev", (unsigned long long)st.dev, "ino",
-                         (unsigned long long)st.ino, "mtime_ns", (long long)st.mtime_ns);
+    static const int keys[] = {MS_KEY_SIZE, MS_KEY_UID, MS_KEY_MODE, MS_KEY_DEV, MS_KEY_INO,
+                               MS_KEY_MTIME_NS};
+    PyObject *v[] = {
+        PyLong_FromUnsignedLongLong((unsigned long long)st.size),
+        PyLong_FromUnsignedLong(st.uid),
+        PyLong_FromUnsignedLong(st.mode),
+        PyLong_FromUnsignedLongLong((unsigned long long)st.dev),
+        PyLong_FromUnsignedLongLong((unsigned long long)st.ino),
+        PyLong_FromLongLong((long long)st.mtime_ns),
+    };
+    return ms_dict_build(keys, v, 6);
 }
 
 struct header_copy { ms_header h; };

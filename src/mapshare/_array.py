@@ -29,6 +29,7 @@ from ._errors import (
     WaitTimeout,
 )
 from ._npy import (
+    _PREAMBLE_MAX,
     FILE_RECORD_MAX,
     FILE_TAG,
     check_file,
@@ -368,8 +369,12 @@ class SharedArray:
         )
         try:
             _wait_ready(seg, init_timeout)
-            rec = seg._core.read(min(seg.size, FILE_RECORD_MAX), 0)
-            if rec.startswith(FILE_TAG):
+            # The first bytes tell a file record from a .npy image, and are the image's
+            # preamble: the header is then read exactly, not a page or 64 KiB of it.
+            core = seg._core
+            pre = core.read(min(core.size, _PREAMBLE_MAX), 0)
+            if pre.startswith(FILE_TAG):
+                rec = core.read(min(core.size, FILE_RECORD_MAX), 0)
                 fspath, ident = parse_file_record(rec)
                 data = Segment.open(path=fspath, raw=True, access=access)
                 try:
@@ -386,7 +391,7 @@ class SharedArray:
                         f"array {name!r}: its file {fspath!r} no longer holds the array "
                         f"(truncated or rewritten since it was made?): {exc}"
                     ) from None
-            return cls._wrap(seg, seg, None, spin)
+            return cls._wrap(seg, seg, None, spin, pre)
         except BaseException:
             seg.close()
             raise
@@ -432,7 +437,8 @@ class SharedArray:
 
     @classmethod
     def _wrap(
-        cls, seg: Segment, data: Segment, path: Optional[str], spin: Optional[float]
+        cls, seg: Segment, data: Segment, path: Optional[str], spin: Optional[float],
+        pre: bytes = b"",
     ) -> Self:
         import numpy as np
 
@@ -444,7 +450,7 @@ class SharedArray:
         if spin is not None:
             seg.spin = spin
         try:
-            info, dt = image_info(data._core)
+            info, dt = image_info(data._core, pre)
             shape = tuple(info["shape"])
             order = "F" if info["fortran_order"] else "C"
             self._array = np.ndarray(
@@ -622,6 +628,8 @@ def _reopen(name: str, path: Optional[str], access: Access) -> SharedArray:
 
 def _wait_ready(seg: Segment, init_timeout: float) -> None:
     """Wait (up to init_timeout) for the creator to finish the header and the data."""
+    if _core.array_state(seg._core)[0]:
+        return
     deadline = time.monotonic() + init_timeout
     while True:
         ready, _ = _core.array_state(seg._core)

@@ -48,6 +48,11 @@ def _user_area(max_size: int, buffers: int) -> int:
     return buffers * (_core.LATEST_BUF_HEADER + (max_size + 63) // 64 * 64)
 
 
+# Bytes of a value read to find an array's header (dtype, shape): most headers fit, a
+# longer one is read again whole.
+_GET_ARRAY_HEAD = 256
+
+
 class _LatestSegment(Segment):
     _kind = _core.KIND_LATEST
 
@@ -265,8 +270,51 @@ class Latest(_core.Latest):
     def get_array(self) -> tuple[np.ndarray, int]:
         """``(array, version)``: a read-only copy of the newest value, which
         ``set_array`` must have written (``MessageKindError`` otherwise)."""
-        data, version = self._get_of_kind(_codec.KIND_ARRAY, "get_array()")
-        return _codec.copy_array(memoryview(data)), version
+        import numpy as np
+
+        # One copy: the value's header is read first, the result allocated from it, and
+        # the data copied from the slot straight into the result.  The whole of it is
+        # one seqlock read spanning three C calls: _peek takes the buffer's sequence
+        # word, _copy_into checks it again after the data copy, and anything read in
+        # between (the header) belongs to that value only if it did not move.  A value
+        # replaced meanwhile is read again (never torn); a header that fails to parse is
+        # corrupt only if the value did not move either.
+        core = self._segment._core
+        started = 0.0
+        while True:
+            offset, length, version, kind, buffer, seq = self._peek()
+            try:
+                if kind != _codec.KIND_ARRAY:
+                    raise MessageKindError(
+                        f"get_array() found a value of kind "
+                        f"{_KIND_NAMES.get(kind, str(kind))!r} (version {version}); "
+                        "get() reads any kind as bytes"
+                    )
+                head = core.read(min(length, _GET_ARRAY_HEAD), offset)
+                need = _codec.array_head_size(head)
+                if len(head) < need <= length:
+                    head = core.read(need, offset)
+                dtype, shape, order, off = _codec.parse_array_head(head, length)
+            except (LayoutError, MessageKindError) as exc:
+                if not self._copy_into(buffer, seq, 0, None):
+                    continue  # the value moved under the header read: not corrupt
+                if isinstance(exc, MessageKindError):
+                    exc.kind = _KIND_NAMES.get(kind, str(kind))
+                raise
+            a = np.empty(shape, dtype, order=order)
+            if self._copy_into(buffer, seq, off, a):
+                a.setflags(write=False)
+                return a, version
+            # replaced during the copy: read the newer value, for at most the budget the
+            # C read has (MS_LATEST_READ_BUDGET_NS)
+            now = time.monotonic()
+            if not started:
+                started = now
+            elif now - started > 1.0:
+                raise WaitTimeout(
+                    f"latest {self.name!r}: no complete copy of the value could be made: "
+                    "it was replaced faster than it could be copied for 1 s"
+                )
 
     # ---- zero copy -------------------------------------------------------------------
 

@@ -71,6 +71,7 @@ def check_file(name: str, path: str, ident: Optional[tuple[int, int]],
             " open it with SharedArray.open(path=...) if the new file is meant"
         )
 HEADER_READ = 65536 + 12  # MS_NPY_HEADER_MAX + the longest preamble
+_PREAMBLE_MAX = 12        # magic (6), version (2), HEADER_LEN (2 in format 1, else 4)
 
 
 # ---- the descr value: a strict literal parser (the C core checked the grammar) ------
@@ -135,7 +136,23 @@ def _parse_descr(text: str) -> Any:
     return result
 
 
+# descr text -> dtype: numpy rebuilds a dtype in tens of microseconds, and opening an
+# array by name is meant to cost about one attach.  Only dtypes nothing can change in
+# place are kept (``dt.names = ...`` renames a structured dtype's fields in place).
+_DTYPES: dict[str, np.dtype[Any]] = {}
+_DTYPES_MAX = 256
+
+
+# exact header bytes -> (npy_parse's fields, dtype): the same bytes always parse the same
+# way, so a header seen before is not parsed again (the extent check still runs)
+_HEADERS: dict[bytes, tuple[dict[str, Any], np.dtype[Any]]] = {}
+
+
 def dtype_from_descr(text: str) -> np.dtype[Any]:
+    """The dtype of a header's descr value (validated text, from ``npy_parse``)."""
+    dt = _DTYPES.get(text)
+    if dt is not None:
+        return dt
     import numpy as np
 
     descr = _parse_descr(text)
@@ -145,15 +162,49 @@ def dtype_from_descr(text: str) -> np.dtype[Any]:
         raise LayoutError(f"invalid dtype descriptor {text[:80]!r}: {exc}") from None
     if dt.hasobject:
         raise LayoutError("the array's dtype holds Python objects: refused")
+    if dt.names is None:
+        if len(_DTYPES) >= _DTYPES_MAX:
+            _DTYPES.clear()
+        _DTYPES[text] = dt
     return dt
 
 
-def image_info(data: Any) -> tuple[dict[str, Any], np.dtype[Any]]:
-    """The validated header of the .npy image at the start of ``data`` (a _core.Segment):
-    its parsed fields and dtype; LayoutError if the data would not fit the mapping."""
+def header_bytes(data: Any, pre: bytes = b"") -> bytes:
+    """The header of the .npy image at the start of ``data`` (a _core.Segment): the
+    preamble (magic, version, HEADER_LEN) and then exactly HEADER_LEN bytes, never the
+    largest header allowed.  ``pre``: the image's first bytes, if already read.  The
+    length is untrusted: bounded by the mapping and HEADER_READ here, and every byte is
+    checked by ``npy_parse``."""
     size = int(data.size)
-    info = _core.npy_parse(data.read(min(size, HEADER_READ), 0))
-    dt = dtype_from_descr(info["descr"])
+    if len(pre) < _PREAMBLE_MAX:
+        pre = data.read(min(size, _PREAMBLE_MAX), 0)
+    if len(pre) >= 10 and pre[6] == 1:
+        total = 10 + int.from_bytes(pre[8:10], "little")
+    elif len(pre) >= 12 and pre[6] in (2, 3):
+        total = 12 + int.from_bytes(pre[8:12], "little")
+    else:
+        return pre  # not a .npy preamble: npy_parse says what is wrong
+    total = min(total, size, HEADER_READ)
+    return pre[:total] if total <= len(pre) else data.read(total, 0)
+
+
+def image_info(data: Any, pre: bytes = b"") -> tuple[dict[str, Any], np.dtype[Any]]:
+    """The validated header of the .npy image at the start of ``data`` (a _core.Segment):
+    its parsed fields and dtype; LayoutError if the data would not fit the mapping.
+    ``pre``: the image's first bytes, if the caller read them already.  The fields dict
+    may be shared with earlier calls: read it, never change it."""
+    size = int(data.size)
+    head = header_bytes(data, pre)
+    hit = _HEADERS.get(head)
+    if hit is not None:
+        info, dt = hit
+    else:
+        info = _core.npy_parse(head)
+        dt = dtype_from_descr(info["descr"])
+        if dt.names is None:
+            if len(_HEADERS) >= _DTYPES_MAX:
+                _HEADERS.clear()
+            _HEADERS[head] = (info, dt)
     if info["data_offset"] + info["count"] * dt.itemsize > size:
         raise LayoutError(
             f"array of shape {tuple(info['shape'])} and dtype {dt} needs "

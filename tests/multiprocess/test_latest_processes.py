@@ -71,6 +71,41 @@ def test_a_million_reads_under_a_writer_at_full_speed_are_never_torn(
         lt.close()
 
 
+def test_get_array_under_a_writer_at_full_speed_is_never_torn(name: str) -> None:
+    """get_array copies the data straight into its result after reading the header
+    (separate steps): a value replaced in between, or during the copy, is read again,
+    never returned mixed.  Shapes, lengths and byte orders change with every version."""
+    ctx = mp_context("spawn")
+    lt = Latest.create(name, 8 * 4096 + 256)
+    lt.set_array(lc.array_value(1))
+    wready, stop_ev = ctx.Event(), ctx.Event()
+    writer = ctx.Process(target=lc.write_arrays_forever, args=(name, wready, stop_ev))
+    readers = []
+    q = ctx.Queue()
+    reads = max(1000, READS // 50)
+    try:
+        writer.start()
+        assert wready.wait(JOIN)
+        for _ in range(2):
+            rready = ctx.Event()
+            r = ctx.Process(target=lc.read_arrays_and_check, args=(name, reads, rready, q))
+            r.start()
+            readers.append((r, rready))  # the event lives until the child has it
+        results = [q.get(timeout=JOIN) for _ in readers]
+        stop_ev.set()
+        writer.join(JOIN)
+        assert writer.exitcode == 0
+        for n, torn, backwards, last in results:
+            assert n == reads
+            assert torn == []
+            assert backwards == 0
+            assert last > 0
+    finally:
+        stop_ev.set()
+        stop([writer] + [r for r, _ in readers])
+        lt.close()
+
+
 def test_a_writer_killed_at_200_random_points(name: str) -> None:
     """Each round starts a writer process, lets it set values as fast as it can for a
     random 0-8 ms and SIGKILLs it (Windows: TerminateProcess); then the value is intact,
