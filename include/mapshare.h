@@ -334,7 +334,7 @@ MAPSHARE_API mapshare_status mapshare_channel_loan(mapshare_segment *ch, size_t 
                                                    void **ptr, double timeout);
 MAPSHARE_API mapshare_status mapshare_channel_commit(mapshare_segment *ch, size_t used);
 MAPSHARE_API mapshare_status mapshare_channel_abort(mapshare_segment *ch);
-/* Zero-copy receive: *ptr/*len point at the next message inside the ring until
+/* Zero-copy receive: *ptr and *len point at the next message inside the ring until
  * mapshare_channel_view_release(ch, consume): consume != 0 removes it, 0 leaves it
  * queued.  Statuses as for receive. */
 MAPSHARE_API mapshare_status mapshare_channel_view(mapshare_segment *ch, const void **ptr,
