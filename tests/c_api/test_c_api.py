@@ -133,6 +133,17 @@ def test_get_include_names_the_directory_of_the_header() -> None:
     assert (inc / "mapshare.h").read_text() == (REPO / "include" / "mapshare.h").read_text()
 
 
+def test_a_program_builds_from_get_sources_without_make(tmp_path: Path) -> None:
+    """What docs/c-api.md tells a user of an installed package to run."""
+    exe = tmp_path / "prog"
+    subprocess.run([_cc(), "-O1", "-D_DEFAULT_SOURCE", f"-I{mapshare.get_include()}",
+                    str(HERE / "capi_tool.c"), *mapshare.get_sources(), "-lpthread", "-lrt",
+                    "-o", str(exe)], check=True, capture_output=True, text=True, timeout=300)
+    out = subprocess.run([str(exe), "osname", "x" * 40], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == _naming.os_name("x" * 40)
+
+
 def test_the_shared_library_exports_the_api_and_nothing_else(lib: Path) -> None:
     nm = shutil.which("nm")
     if nm is None:
