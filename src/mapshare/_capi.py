@@ -9,10 +9,10 @@ source checkout finds them at the top of the repository instead.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from ._errors import UnsupportedError
+from ._platform import HAS_C_LIBRARY
 
 __all__ = ["LIBRARY_SOURCES", "get_include", "get_sources"]
 
@@ -48,7 +48,7 @@ def get_sources() -> list[str]:
     """The C files to compile, together with your program, into libmapshare (absolute
     paths; link with ``-lpthread -lrt``).  Linux only for now: elsewhere
     ``UnsupportedError``."""
-    if not sys.platform.startswith("linux"):
+    if not HAS_C_LIBRARY:
         raise UnsupportedError(
             "libmapshare is built on Linux only for now (docs/c-api.md); on this OS the "
             "C core is available only inside the Python extension"
