@@ -144,6 +144,27 @@ def test_a_program_builds_from_get_sources_without_make(tmp_path: Path) -> None:
     assert out.strip() == _naming.os_name("x" * 40)
 
 
+def test_a_program_links_the_shared_library(lib: Path, tmp_path: Path) -> None:
+    exe = tmp_path / "prog"
+    subprocess.run([_cc(), "-D_DEFAULT_SOURCE", f"-I{REPO / 'include'}",
+                    str(HERE / "capi_tool.c"), f"-L{lib}", "-lmapshare",
+                    f"-Wl,-rpath,{lib}", "-o", str(exe)],
+                   check=True, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([str(exe), "osname", "shared"], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "/mapshare.shared"
+
+
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="no cmake on PATH")
+def test_the_cmake_build_makes_both_libraries(tmp_path: Path) -> None:
+    build = tmp_path / "cmake"
+    for cmd in (["cmake", "-S", str(REPO), "-B", str(build), f"-DCMAKE_C_COMPILER={_cc()}"],
+                ["cmake", "--build", str(build)]):
+        cp = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert (build / "libmapshare.a").exists() and (build / "libmapshare.so").exists()
+
+
 def test_the_shared_library_exports_the_api_and_nothing_else(lib: Path) -> None:
     nm = shutil.which("nm")
     if nm is None:
