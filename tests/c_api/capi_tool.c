@@ -24,6 +24,10 @@
  *   lock NAME               acquire (timeout 5 s), print "ok CODE", release
  *   event-wait NAME / event-set NAME
  *   sem-acquire NAME / sem-release NAME
+ *   selftest NAME           the calls a single process can check by itself (channel
+ *                           loan/view/statistics/end, views, semaphore overflow,
+ *                           timeouts, bounds), on objects named NAME.*; prints "ok" or
+ *                           "FAIL line: what" lines
  */
 #include "mapshare.h"
 
@@ -37,6 +41,112 @@ static int fail(int st)
     printf("err %d %s\n", st, mapshare_strerror(st));
     fflush(stdout);
     return 1;
+}
+
+static int failures;
+#define EXPECT(cond) do { if (!(cond)) { printf("FAIL %d: %s\n", __LINE__, #cond); failures++; } } while (0)
+
+static int selftest(const char *base)
+{
+    char name[300];
+    mapshare_segment *ch = NULL, *ch2 = NULL, *seg = NULL, *ro = NULL, *sem = NULL, *ev = NULL;
+    mapshare_options o;
+    mapshare_options_init(&o);
+    /* channel: loan, commit, too small a buffer, view, window open, statistics, end */
+    snprintf(name, sizeof name, "%s.ch", base);
+    EXPECT(mapshare_channel_create(name, 100, NULL, &ch) == MAPSHARE_OK);
+    if (!ch)
+        return 1;
+    EXPECT(mapshare_channel_open_or_create(name, 104, NULL, &ch2) == MAPSHARE_OK);
+    mapshare_segment_close(ch2);
+    EXPECT(mapshare_channel_open_or_create(name, 200, NULL, &ch2) == MAPSHARE_E_LAYOUT);
+    void *p = NULL;
+    EXPECT(mapshare_channel_loan(ch, 32, &p, 1.0) == MAPSHARE_OK);
+    EXPECT(mapshare_channel_send(ch, "x", 1, 0) == MAPSHARE_E_WINDOW_OPEN);
+    memcpy(p, "loaned", 6);
+    EXPECT(mapshare_channel_commit(ch, 6) == MAPSHARE_OK);
+    EXPECT(mapshare_channel_send(ch, "second", 6, 0) == MAPSHARE_OK);
+    EXPECT(mapshare_channel_send(ch, "x", 100000, 0) == MAPSHARE_E_TOO_LARGE);
+    char buf[64];
+    size_t n = 0;
+    EXPECT(mapshare_channel_receive(ch, buf, 3, &n, 0) == MAPSHARE_E_BUFFER_TOO_SMALL);
+    EXPECT(n == 6);
+    const void *vp = NULL;
+    EXPECT(mapshare_channel_view(ch, &vp, &n, 0) == MAPSHARE_OK);
+    EXPECT(n == 6 && memcmp(vp, "loaned", 6) == 0);
+    EXPECT(mapshare_channel_message_kind(ch) == 0);
+    EXPECT(mapshare_segment_close(ch) == MAPSHARE_E_WINDOW_OPEN);
+    EXPECT(mapshare_channel_view_release(ch, 1) == MAPSHARE_OK);
+    EXPECT(mapshare_channel_receive(ch, buf, sizeof buf, &n, 0) == MAPSHARE_OK);
+    EXPECT(n == 6 && memcmp(buf, "second", 6) == 0);
+    EXPECT(mapshare_channel_receive(ch, buf, sizeof buf, &n, 0) == MAPSHARE_E_EMPTY);
+    EXPECT(mapshare_channel_receive(ch, buf, sizeof buf, &n, 0.02) == MAPSHARE_E_TIMEOUT);
+    mapshare_channel_stats st;
+    EXPECT(mapshare_channel_statistics(ch, &st) == MAPSHARE_OK);
+    EXPECT(st.capacity == 104 && st.sent_messages == 2 && st.received_messages == 2);
+    EXPECT(st.sent_bytes == 12 && st.queued_bytes == 0 && !st.closed);
+    EXPECT(mapshare_channel_close_sending(ch) == MAPSHARE_OK);
+    EXPECT(mapshare_channel_receive(ch, buf, sizeof buf, &n, 1.0) == MAPSHARE_E_CLOSED);
+    EXPECT(mapshare_channel_send(ch, "x", 1, 0) == MAPSHARE_E_CLOSED);
+    EXPECT(mapshare_segment_close(ch) == MAPSHARE_OK);
+    /* segment: views, read-only handles, bounds, change waits */
+    snprintf(name, sizeof name, "%s.seg", base);
+    EXPECT(mapshare_segment_create(name, 10000, NULL, &seg) == MAPSHARE_OK);
+    if (!seg)
+        return 1;
+    EXPECT(mapshare_segment_create(name, 10000, NULL, &ro) == MAPSHARE_E_EXISTS && !ro);
+    memcpy((char *)mapshare_segment_data(seg) + 5000, "viewed", 6);
+    mapshare_view *v = NULL;
+    EXPECT(mapshare_segment_map_view(seg, 4999, 100, MAPSHARE_ACCESS_READ, &v) == MAPSHARE_OK);
+    EXPECT(v && mapshare_view_size(v) == 100 &&
+           memcmp((char *)mapshare_view_data(v) + 1, "viewed", 6) == 0);
+    mapshare_view_release(v);
+    EXPECT(mapshare_segment_map_view(seg, 9990, 11, 0, &v) == MAPSHARE_E_INVALID && !v);
+    EXPECT(mapshare_segment_read(seg, 9990, buf, 11) == MAPSHARE_E_INVALID);
+    o.access = MAPSHARE_ACCESS_READ;
+    EXPECT(mapshare_segment_open(name, &o, &ro) == MAPSHARE_OK);
+    EXPECT(mapshare_segment_access(ro) == MAPSHARE_ACCESS_READ);
+    EXPECT(mapshare_segment_map_view(ro, 0, 10, MAPSHARE_ACCESS_WRITE, &v) ==
+           MAPSHARE_E_PERMISSION);
+    EXPECT(mapshare_segment_write(ro, 0, "x", 1) == MAPSHARE_E_PERMISSION);
+    EXPECT(mapshare_segment_read(ro, 5000, buf, 6) == MAPSHARE_OK && memcmp(buf, "viewed", 6) == 0);
+    uint32_t c = mapshare_segment_change_count(seg), now = 0;
+    EXPECT(mapshare_segment_wait_for_change(ro, c, 0.02, &now) == MAPSHARE_E_TIMEOUT);
+    EXPECT(mapshare_segment_notify(seg) == MAPSHARE_OK);
+    EXPECT(mapshare_segment_wait_for_change(ro, c, 1.0, &now) == MAPSHARE_OK && now == c + 1);
+    EXPECT(mapshare_lock_acquire(seg, 0) == MAPSHARE_OK);
+    EXPECT(mapshare_lock_acquire(seg, 0) == MAPSHARE_E_ALREADY_HELD);
+    EXPECT(mapshare_lock_release(seg) == MAPSHARE_OK);
+    EXPECT(mapshare_lock_release(seg) == MAPSHARE_E_NOT_OWNER);
+    EXPECT(mapshare_segment_close(ro) == MAPSHARE_OK);
+    EXPECT(mapshare_segment_close(seg) == MAPSHARE_OK);
+    EXPECT(mapshare_segment_open(name, NULL, &seg) == MAPSHARE_E_NOT_FOUND && !seg);
+    /* semaphores and events */
+    snprintf(name, sizeof name, "%s.sem", base);
+    EXPECT(mapshare_semaphore_create(name, 2, 1, NULL, &sem) == MAPSHARE_E_INVALID);
+    EXPECT(mapshare_semaphore_open_or_create(name, 1, 1, NULL, &sem) == MAPSHARE_OK);
+    EXPECT(mapshare_semaphore_release(sem, 1) == MAPSHARE_E_VALUE);
+    EXPECT(mapshare_semaphore_acquire(sem, 0) == MAPSHARE_OK);
+    EXPECT(mapshare_semaphore_acquire(sem, 0.02) == MAPSHARE_E_TIMEOUT);
+    EXPECT(mapshare_event_set(sem) == MAPSHARE_E_LAYOUT);
+    mapshare_segment_close(sem);
+    snprintf(name, sizeof name, "%s.ev", base);
+    EXPECT(mapshare_event_open_or_create(name, 1, NULL, &ev) == MAPSHARE_OK);
+    EXPECT(mapshare_event_is_set(ev) == 1);
+    EXPECT(mapshare_event_clear(ev) == MAPSHARE_OK && mapshare_event_is_set(ev) == 0);
+    EXPECT(mapshare_event_wait(ev, 0.02) == MAPSHARE_E_TIMEOUT);
+    mapshare_segment *lk = NULL;
+    EXPECT(mapshare_lock_open_or_create(name, NULL, &lk) == MAPSHARE_E_LAYOUT && !lk);
+    mapshare_segment_close(lk);
+    mapshare_segment_close(ev);
+    /* statuses have texts */
+    EXPECT(strstr(mapshare_strerror(MAPSHARE_E_VERSION), "layout version") != NULL);
+    EXPECT(strcmp(mapshare_strerror(12345), "unknown mapshare status") == 0);
+    if (failures)
+        printf("failed %d\n", failures);
+    else
+        printf("ok\n");
+    return failures != 0;
 }
 
 static int kind_code(const char *k)
@@ -77,6 +187,8 @@ int main(int argc, char **argv)
     int st;
     setvbuf(stdout, NULL, _IOLBF, 0);
 
+    if (strcmp(cmd, "selftest") == 0 && argc > i)
+        return selftest(argv[i]);
     if (strcmp(cmd, "osname") == 0) {
         for (int k = 0; k < rest; k++) {
             char buf[MAPSHARE_OS_NAME_MAX];

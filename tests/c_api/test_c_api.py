@@ -178,6 +178,15 @@ def test_the_shared_library_exports_the_api_and_nothing_else(lib: Path) -> None:
         assert f"{s}(" in header, s
 
 
+def test_c_selftest_of_every_call_a_single_process_can_check(tool: Tool, name: str) -> None:
+    """Loans, views, statistics and the end of a channel; views and read-only handles;
+    timeouts, bounds and the statuses of misuse (tests/c_api/capi_tool.c selftest)."""
+    cp = tool("selftest", name)
+    assert cp.returncode == 0 and cp.stdout.strip() == "ok", cp.stdout + cp.stderr
+    for suffix in (".ch", ".seg", ".sem", ".ev"):
+        assert not os.path.exists("/dev/shm" + _naming.os_name(name + suffix))
+
+
 # ---- naming ---------------------------------------------------------------------------
 
 
