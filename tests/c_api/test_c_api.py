@@ -461,9 +461,14 @@ def test_a_future_layout_version_is_refused_by_python_and_by_c(tool: Tool, name:
         seg.write(b"v2 data")
     try:
         poke(name, OFF_VERSION, (3).to_bytes(4, "little"))
-        with pytest.raises(mapshare.LayoutVersionError, match="layout version") as exc:
+        with pytest.raises(mapshare.LayoutVersionError,
+                           match=f"segment '{name}' was made with another mapshare layout "
+                           "version") as exc:
             mapshare.Segment.open(name)
         assert isinstance(exc.value, mapshare.LayoutError)
+        # never mistaken for an abandoned object and replaced
+        with pytest.raises(mapshare.LayoutVersionError):
+            mapshare.Segment.open_or_create(name, 64)
         code, text = _err(tool("open", name, "0"))
         assert code == 29  # MAPSHARE_E_VERSION
         assert "layout version" in text
