@@ -762,6 +762,28 @@ mapshare_status mapshare_segment_open_or_create(const char *name, uint64_t size,
 
 /* ---- close and unlink --------------------------------------------------------------- */
 
+/* Handle._find_link: opened by path, the name's link object if it points at our file
+ * (a name re-created for another file must not be taken away). */
+static void find_link(mapshare_segment *s)
+{
+    ms_segment link;
+    uint64_t ident[2];
+    int err = 0;
+    seg_reset(&link);
+    if (ms_segment_open(&link, s->osname, NULL, MS_KIND_LINK, MS_ACCESS_READ, 0, 0, &err) !=
+        MS_OK)
+        return;
+    ms_object_stat st;
+    if (link.size >= LINK_HEAD && ms_p_guarded_copy(ident, link.data, LINK_HEAD) == MS_OK &&
+        ident[0] == s->dev && ident[1] == s->ino &&
+        ms_p_object_stat(&link.obj, &st, &err) == MS_OK) {
+        s->link_dev = st.dev;
+        s->link_ino = st.ino;
+        s->has_link = 1;
+    }
+    ms_segment_close(&link);
+}
+
 /* Handle._remove_name */
 static void remove_name(mapshare_segment *s)
 {
@@ -770,6 +792,8 @@ static void remove_name(mapshare_segment *s)
         ms_segment_remove_name(&s->seg, s->osname, s->flags, &removed, &err);
         return;
     }
+    if (!s->has_link)
+        find_link(s);
     if (s->has_link)
         unlink_if_same(s->osname, 0, s->link_dev, s->link_ino);
 }

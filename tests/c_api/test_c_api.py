@@ -293,7 +293,10 @@ def test_python_file_backed_segment_opens_in_c_by_name_and_by_path(
         assert _ok(tool("open", name, "7"))[1] == "py file"
         lines = _ok(tool("--path", str(f), "open", "-", "7"))
         assert lines[0].split()[3] == name and lines[1] == "py file"
-        seg.unlink()
+        # opened by path, C finds the name's link (it points at this file) and removes it
+        _ok(tool("--path", str(f), "unlink", "-"))
+        assert not os.path.exists("/dev/shm" + _naming.os_name(name))
+        assert seg.read(7) == b"py file" and f.exists()  # the file is the data: it stays
 
 
 def test_persistent_segment_from_c_outlives_it_and_unlink_removes_it(
