@@ -110,8 +110,8 @@ def _err(cp: subprocess.CompletedProcess[str]) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("compiler,std,ext", [("gcc", "c99", "c"), ("g++", "c++17", "cpp")])
-def test_the_header_compiles_as_c99_and_cpp17_without_warnings(
-    tmp_path: Path, compiler: str, std: str, ext: str
+def test_the_header_compiles_as_c99_and_cpp17_without_warnings_and_links(
+    lib: Path, tmp_path: Path, compiler: str, std: str, ext: str
 ) -> None:
     cc = shutil.which(compiler)
     if cc is None:
@@ -119,16 +119,27 @@ def test_the_header_compiles_as_c99_and_cpp17_without_warnings(
     src = tmp_path / f"use.{ext}"
     src.write_text(
         '#include "mapshare.h"\n'
+        "#include <stdio.h>\n"
         "int main(void) {\n"
         "    mapshare_options o;\n"
+        "    char buf[MAPSHARE_OS_NAME_MAX];\n"
         "    mapshare_options_init(&o);\n"
-        "    return mapshare_strerror(MAPSHARE_E_VERSION) == 0;\n"
+        "    if (mapshare_os_name(\"from-a-program\", buf, sizeof buf) != MAPSHARE_OK)\n"
+        "        return 1;\n"
+        "    puts(buf);\n"
+        "    puts(mapshare_strerror(MAPSHARE_E_VERSION));\n"
+        "    return o.mode == 0600 ? 0 : 2;\n"
         "}\n"
     )
+    exe = tmp_path / "use"
     cp = subprocess.run([cc, f"-std={std}", "-Wall", "-Wextra", "-Werror", "-pedantic",
-                         f"-I{mapshare.get_include()}", "-fsyntax-only", str(src)],
+                         f"-I{mapshare.get_include()}", str(src), str(lib / "libmapshare.a"),
+                         "-lpthread", "-lrt", "-o", str(exe)],
                         capture_output=True, text=True, timeout=120, env=C_ENV)
     assert cp.returncode == 0, cp.stderr
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True,
+                         env=C_ENV).stdout.splitlines()
+    assert out[0] == "/mapshare.from-a-program" and "layout version" in out[1]
 
 
 def test_get_include_names_the_directory_of_the_header() -> None:
