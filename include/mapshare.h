@@ -203,7 +203,9 @@ MAPSHARE_API mapshare_status mapshare_segment_open_or_create(const char *name,
 /* Detach and free the handle (NULL is ignored).  A 'shared' object whose last user
  * this was is destroyed and its name removed.  Mappings made with
  * mapshare_segment_map_view stay valid until released.  Returns MAPSHARE_E_WINDOW_OPEN
- * (and closes nothing) while a channel loan or view is open on it. */
+ * (and closes nothing) while a channel loan or view is open on it.  Closing does not
+ * release a lock this thread holds (Python refuses to close then): release it first,
+ * or other processes wait until this one exits and then get MAPSHARE_E_OWNER_DIED. */
 MAPSHARE_API mapshare_status mapshare_segment_close(mapshare_segment *seg);
 
 /* Remove the segment's name now (any lifetime): new opens fail; handles already open
