@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Optional
 
@@ -76,8 +77,8 @@ class Peer:
 
     def __init__(self, exe: Path, *args: object) -> None:
         self.args = [str(exe), *map(str, args)]
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(self.args, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert self.proc.stdout is not None
         self._fd = self.proc.stdout.fileno()
         self._buf = b""
@@ -104,6 +105,12 @@ class Peer:
         got = self.line(timeout)
         assert got == text, f"{self.args}: expected {text!r}, got {got!r}"
 
+    def tell(self, text: str) -> None:
+        """Write a line to its stdin."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text.encode() + b"\n")
+        self.proc.stdin.flush()
+
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(JOIN)
@@ -113,6 +120,8 @@ class Peer:
     def finish(self, check: bool = True) -> list[str]:
         """Wait for it to exit; the rest of its stdout as lines.  check: assert it
         exited 0 (with its stderr in the message)."""
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
         out, err = self.proc.communicate(timeout=JOIN)
         rest = (self._buf + out).decode().splitlines()
         self._buf = b""
@@ -123,7 +132,7 @@ class Peer:
         return rest
 
     def _close(self) -> None:
-        for f in (self.proc.stdout, self.proc.stderr):
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if f is not None:
                 f.close()
 
@@ -187,9 +196,323 @@ def test_segment_both_ways(start: Any, names: Any) -> None:
             assert n == len(data)
             assert bytes(reply.buf[4 : 4 + n]) == data[::-1]
             assert reply.size == 4096
-            seen = seg.change_count()
+            seen = seg.change_count
             seg.buf[0:4] = struct.pack("<I", 3)
             seg.buf[4:7] = b"ack"
             seg.notify()
-            assert seg.change_count() == seen + 1
+            assert seg.change_count == seen + 1
             assert c.finish() == [f"read {len(data)}", "acked"]
+
+
+def echo_messages(seed: int, n: int, max_message: int) -> list[bytes]:
+    """Messages whose sizes sweep 0..~1.5 KiB (every record size modulo 8, so the ring
+    wraps at every offset and pads often), plus an empty one and one of the largest size
+    the C side's echo channel can carry back (its reply is 2 bytes longer)."""
+    rng = random.Random(seed)
+    msgs = [rng.randbytes(rng.choice([0, 1, 7, 8, 9, 100, 1000, 1500]) + rng.randrange(8))
+            for _ in range(n)]
+    msgs[n // 2] = b""
+    msgs[n // 3] = rng.randbytes(max_message - 2)
+    return msgs
+
+
+def test_channel_both_ways(start: Any, names: Any) -> None:
+    """Python sends through a small channel (wrap-around, padding, an empty message, a
+    message as large as the reply channel takes) and closes it; C receives each one
+    (copied and viewed in turn) until the end of stream and sends it back prefixed through
+    a channel it created (sent and loaned in turn), then closes that one; Python gets the
+    same messages back, in order, then the end of stream."""
+    to_c, from_c = names(), names()
+    with Channel.create(to_c, 4096) as ch:
+        msgs = echo_messages(2, 600, min(ch.max_message, 4096 - 64))
+        c = start("chan-echo", to_c, from_c, 4096)
+        back = Channel.open(from_c, wait=JOIN)
+        sent: list[BaseException] = []
+
+        def send_all() -> None:
+            try:
+                for m in msgs:
+                    ch.send(m, timeout=JOIN)
+                ch.close_sending()
+            except BaseException as exc:  # reported by the test thread below
+                sent.append(exc)
+
+        t = threading.Thread(target=send_all)
+        t.start()
+        try:
+            got = [bytes(m) for m in back]  # until C's close_sending, drained
+        finally:
+            t.join(JOIN)
+            back.close()
+        assert not sent, sent
+        assert c.finish() == [f"echoed {len(msgs)}"]
+        assert len(got) == len(msgs)
+        for i, (g, m) in enumerate(zip(got, msgs)):
+            assert g == b"C>" + m, f"message {i} ({len(m)} bytes) came back wrong"
+        s = ch.statistics()
+        assert s.received_messages == len(msgs) and s.queued_messages == 0
+        assert s.closed
+
+
+def test_lock_shared_by_c_and_python(start: Any, names: Any) -> None:
+    """A counter in a segment, incremented N times by C and N times by Python, each
+    read-yield-write under one named lock: nothing lost (without the lock, the yield
+    between read and write loses updates)."""
+    n = 3000
+    lname, sname = names(), names()
+    with closing(Lock.create(lname)) as lock, Segment.create(sname, 64) as seg:
+        c = start("lock-count", lname, sname, n)
+        for _ in range(n):
+            with lock:
+                (v,) = struct.unpack_from("<Q", seg.buf, 0)
+                os.sched_yield()
+                struct.pack_into("<Q", seg.buf, 0, v + 1)
+        assert c.finish() == [f"counted {n}"]
+        assert struct.unpack_from("<Q", seg.buf, 0)[0] == 2 * n
+        assert not lock.locked()
+
+
+def test_event_ping_pong(start: Any, names: Any) -> None:
+    """Python sets PING and waits for PONG; C waits for PING, clears it, sets PONG:
+    500 rounds, each wake-up crossing the language boundary."""
+    n = 500
+    a, b = names(), names()
+    with closing(Event.create(a)) as ping, closing(Event.create(b)) as pong:
+        c = start("event-pingpong", a, b, n)
+        for i in range(n):
+            ping.set()
+            assert pong.wait(JOIN), f"round {i}: no pong"
+            pong.clear()
+        assert c.finish() == [f"rounds {n}"]
+        assert not ping.is_set() and not pong.is_set()
+
+
+def test_semaphore_units_cross_both_ways(start: Any, names: Any) -> None:
+    """C releases 5 units, Python takes exactly 5 (a sixth is not there); Python releases
+    5, C takes exactly 5 (its sixth try times out)."""
+    n = 5
+    sname = names()
+    with closing(Semaphore.create(sname, 0, maximum=10)) as sem:
+        c = start("semaphore", sname, n)
+        c.expect(f"released {n}")
+        for i in range(n):
+            assert sem.acquire(timeout=JOIN), f"unit {i} from C missing"
+        assert not sem.acquire(timeout=0)
+        sem.release(n)
+        c.tell("go")
+        assert c.finish() == [f"acquired {n} value 0"]
+        assert not sem.acquire(timeout=0)
+
+
+# ---- a C peer SIGKILLed -----------------------------------------------------------------
+
+
+def test_c_receiver_killed_asleep(start: Any, name: str) -> None:
+    """A C receiver SIGKILLed asleep in a receive leaves its count in the waiter count;
+    Python's traffic notices it (no permanent wake-up system call per send: the stored
+    count returns to 0) and nothing is lost: the next sleeper, C or Python, wakes for the
+    next message."""
+    with Channel.create(name, 4096) as ch:
+        ch.send(b"keep me registered")  # a live sender: the receivers see no broken channel
+        ch.receive()
+        victim = start("receive-forever", name)
+        until(lambda: raw_waiters(ch)[0] == 1, "the C receiver to sleep")
+        victim.kill()
+        assert raw_waiters(ch)[0] == 1  # the header still counts the dead sleeper
+        for i in range(100):
+            ch.send(b"%d" % i)
+            assert ch.receive() == b"%d" % i
+        assert raw_waiters(ch) == (0, 0)
+        # no lost wake-up: a new C sleeper gets the next message
+        c = start("receive-forever", name)
+        until(lambda: raw_waiters(ch)[0] == 1, "the second C receiver to sleep")
+        ch.send(b"wake up")
+        assert c.finish() == ["got " + b"wake up".hex()]
+        assert raw_waiters(ch) == (0, 0)
+        assert ch.statistics().queued_messages == 0
+
+
+def test_c_sender_killed_holding_a_half_written_loan(start: Any, name: str) -> None:
+    """A C sender SIGKILLed with a loan half written: Python never sees any of it, its
+    next send recovers the send lock and goes through, and the loan counts as abandoned."""
+    with Channel.create(name, 8192) as ch:
+        ch.send(b"before")
+        victim = start("hold-loan", name, 3000)
+        victim.expect("ready")
+        assert ch.statistics().queued_messages == 1  # the loan is not visible
+        victim.kill()
+        ch.send(b"after", timeout=JOIN)
+        assert ch.receive(timeout=JOIN) == b"before"
+        assert ch.receive(timeout=JOIN) == b"after"
+        with pytest.raises(mapshare.ChannelEmpty):
+            ch.receive_nowait()
+        s = ch.statistics()
+        assert (s.abandoned, s.sent_messages, s.received_messages) == (1, 2, 2)
+        for i in range(50):  # and the ring goes on working across its end
+            ch.send(bytes([i]) * 700)
+            assert ch.receive() == bytes([i]) * 700
+
+
+def test_c_holder_killed_holding_the_lock(start: Any, names: Any) -> None:
+    """A C process SIGKILLed holding a named lock halfway through an update: Python's
+    acquire gets the lock with OwnerDiedError, repairs, releases; then the lock is an
+    ordinary lock again for both languages."""
+    lname, sname = names(), names()
+    with closing(Lock.create(lname)) as lock, Segment.create(sname, 64) as seg:
+        victim = start("hold-lock", lname, sname)
+        victim.expect("ready")
+        assert not lock.acquire(timeout=0)  # really held
+        victim.kill()
+        with pytest.raises(mapshare.OwnerDiedError) as info:
+            lock.acquire(timeout=JOIN)
+        assert info.value.lock is not None
+        assert lock.locked()  # acquired with the error
+        assert struct.unpack_from("<QQ", seg.buf, 0) == (1, 0)  # the half-written update
+        struct.pack_into("<Q", seg.buf, 8, 1)
+        lock.release()
+        assert lock.acquire(timeout=JOIN)  # no error now
+        lock.release()
+        c = start("lock-count", lname, sname, 10)
+        assert c.finish() == ["counted 10"]
+        assert struct.unpack_from("<Q", seg.buf, 0)[0] == 11
+
+
+# ---- a Python peer SIGKILLed, C surviving -------------------------------------------------
+
+
+def test_python_receiver_killed_asleep_c_recovers(start: Any, name: str) -> None:
+    """A Python receiver SIGKILLed asleep: the C peer's traffic repairs the waiter count
+    (the stored count returns to 0), and a C sleeper then wakes for Python's message."""
+    assert CTX is not None
+    with Channel.create(name, 4096) as ch:
+        ch.send(b"keep me registered")
+        ch.receive()
+        victim = CTX.Process(target=xc.receive_forever, args=(name,))
+        try:
+            victim.start()
+            until(lambda: raw_waiters(ch)[0] == 1, "the Python receiver to sleep")
+            victim.kill()
+            victim.join(JOIN)
+            assert victim.exitcode == -signal.SIGKILL
+        finally:
+            stop([victim])
+        assert raw_waiters(ch)[0] == 1
+        c = start("traffic", name, 100)
+        assert c.finish() == ["recv_waiters 0 send_waiters 0"]
+        assert raw_waiters(ch) == (0, 0)  # repaired by C's sends, not by a statistics read
+        c = start("receive-forever", name)
+        until(lambda: raw_waiters(ch)[0] == 1, "the C receiver to sleep")
+        ch.send(b"\x00\xff")
+        assert c.finish() == ["got 00ff"]
+
+
+def test_python_sender_killed_holding_a_half_written_loan_c_goes_on(
+    start: Any, name: str
+) -> None:
+    """A Python sender SIGKILLed inside a loan it half wrote: the C peer's send recovers
+    the send lock and goes through, C receives exactly the two complete messages, and
+    counts the loan as abandoned."""
+    assert CTX is not None
+    with Channel.create(name, 8192) as ch:
+        ch.send(b"before")
+        ready = CTX.Event()
+        victim = CTX.Process(target=xc.hold_half_written_loan, args=(name, 3000, ready))
+        try:
+            victim.start()
+            assert ready.wait(JOIN)
+            victim.kill()
+            victim.join(JOIN)
+            assert victim.exitcode == -signal.SIGKILL
+        finally:
+            stop([victim])
+        c = start("send-after", name, "from C")
+        assert c.finish() == [
+            "got " + b"before".hex(), "got " + b"from C".hex(), "abandoned 1 queued 0",
+        ]
+        ch.send(b"python again", timeout=JOIN)
+        assert ch.receive(timeout=JOIN) == b"python again"
+
+
+def test_python_holder_killed_holding_the_lock_c_goes_on(start: Any, names: Any) -> None:
+    """A Python process SIGKILLed holding a named lock halfway through an update: the C
+    peer's acquire returns MAPSHARE_E_OWNER_DIED with the lock held, it repairs and
+    releases; then both languages use the lock normally."""
+    assert CTX is not None
+    lname, sname = names(), names()
+    with closing(Lock.create(lname)) as lock, Segment.create(sname, 64) as seg:
+        ready = CTX.Event()
+        victim = CTX.Process(target=xc.hold_lock, args=(lname, sname, ready))
+        try:
+            victim.start()
+            assert ready.wait(JOIN)
+            victim.kill()
+            victim.join(JOIN)
+        finally:
+            stop([victim])
+        c = start("lock-after", lname, sname)
+        assert c.finish() == ["owner died; pair 1 0", "acquired; pair 1 1"]
+        assert lock.acquire(timeout=JOIN)  # no OwnerDiedError: C released it properly
+        assert struct.unpack_from("<QQ", seg.buf, 0) == (1, 1)
+        lock.release()
+
+
+# ---- C and Python on one channel, under stress ------------------------------------------
+
+
+def test_stress_c_and_python_senders_and_receivers(
+    start: Any, name: str, tmp_path: Path
+) -> None:
+    """Two C and two Python senders, two C and two Python receivers on one 32 KiB channel
+    (messages up to 4 KiB: it wraps and pads all the time; C sends every other message
+    through a loan and receives every other one through a view).  Every message is
+    checksummed; each is delivered exactly once; each receiver sees each sender's
+    messages in the order they were sent."""
+    assert CTX is not None
+    per_sender = 1500
+    c_senders, py_senders = [1, 2], [3, 4]
+    outs = [tmp_path / f"recv{i}.txt" for i in range(4)]
+    with Channel.create(name, 32 * 1024) as ch:
+        receivers_c = [start("stress-receive", name, outs[i]) for i in (0, 1)]
+        receivers_py = [CTX.Process(target=xc.stress_receiver, args=(name, str(outs[i])))
+                        for i in (2, 3)]
+        senders_py = [CTX.Process(target=xc.stress_sender, args=(name, s, per_sender))
+                      for s in py_senders]
+        procs = receivers_py + senders_py
+        try:
+            for p in procs:
+                p.start()
+            senders_c = [start("stress-send", name, s, per_sender) for s in c_senders]
+            for c in senders_c:
+                assert c.finish() == [f"sent {per_sender}"]
+            for p in senders_py:
+                p.join(JOIN)
+                assert p.exitcode == 0
+            ch.close_sending()  # every sender is done: the end of the stream
+            counts = [int(c.finish()[0].split()[1]) for c in receivers_c]
+            for p in receivers_py:
+                p.join(JOIN)
+                assert p.exitcode == 0
+        finally:
+            stop(procs)
+        s = ch.statistics()
+
+    total = per_sender * 4
+    seen: dict[int, list[int]] = {}
+    for i, out in enumerate(outs):
+        lines = out.read_text().splitlines()
+        if i < 2:
+            assert len(lines) == counts[i]
+        bad = [line for line in lines if line.startswith("BAD")]
+        assert not bad, f"receiver {i}: {bad[:5]}"
+        per: dict[int, list[int]] = {}
+        for line in lines:
+            sender, seq = map(int, line.split())
+            per.setdefault(sender, []).append(seq)
+        for sender, seqs in per.items():
+            assert seqs == sorted(seqs), f"receiver {i} saw sender {sender} out of order"
+            seen.setdefault(sender, []).extend(seqs)
+        assert lines, f"receiver {i} got nothing (no contention tested)"
+    assert sorted(seen) == sorted(c_senders + py_senders)
+    for sender, seqs in seen.items():
+        assert sorted(seqs) == list(range(per_sender)), f"sender {sender}: lost or doubled"
+    assert s.sent_messages == s.received_messages == total
