@@ -120,9 +120,7 @@ class Peer:
     def finish(self, check: bool = True) -> list[str]:
         """Wait for it to exit; the rest of its stdout as lines.  check: assert it
         exited 0 (with its stderr in the message)."""
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        out, err = self.proc.communicate(timeout=JOIN)
+        out, err = self.proc.communicate(timeout=JOIN)  # closes its stdin
         rest = (self._buf + out).decode().splitlines()
         self._buf = b""
         self.lines += rest
@@ -398,8 +396,10 @@ def test_python_receiver_killed_asleep_c_recovers(start: Any, name: str) -> None
             stop([victim])
         assert raw_waiters(ch)[0] == 1
         c = start("traffic", name, 100)
-        assert c.finish() == ["recv_waiters 0 send_waiters 0"]
+        c.expect("traffic 100")
         assert raw_waiters(ch) == (0, 0)  # repaired by C's sends, not by a statistics read
+        c.tell("quit")
+        assert c.finish() == []
         c = start("receive-forever", name)
         until(lambda: raw_waiters(ch)[0] == 1, "the C receiver to sleep")
         ch.send(b"\x00\xff")
