@@ -167,7 +167,7 @@ ms_status ms_segment_validate(ms_segment *seg, const ms_object_stat *st)
     uint64_t attach_offset = ms_load_relaxed64(&h->attach_offset);
     uint32_t slots = ms_load_relaxed32(&h->attach_slots);
     if (version != MS_LAYOUT_VERSION)
-        return MS_E_LAYOUT;
+        return MS_E_VERSION;  /* another layout: nothing past `version` means what we think */
     if (kind == 0 || kind > MS_KIND_MAX || name_len > MS_NAME_MAX + 1 ||
         (lifetime != MS_LIFETIME_PERSISTENT && lifetime != MS_LIFETIME_SHARED))
         return MS_E_LAYOUT;

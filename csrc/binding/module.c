@@ -46,6 +46,9 @@ static PyObject *set_errors(PyObject *mod, PyObject *mapping)
     Py_RETURN_NONE;
 }
 
+/* MS_E_VERSION's text names the version this build reads. */
+MS_STATIC_ASSERT(MS_LAYOUT_VERSION == 2u, "update the text of MS_E_VERSION");
+
 const char *status_text(ms_status st)
 {
     switch (st) {
@@ -80,6 +83,9 @@ const char *status_text(ms_status st)
     case MS_E_SUBSCRIBER_LIMIT: return "the topic's subscriber table is full of live "
                                        "subscribers";
     case MS_E_OVERWRITTEN: return "the value was replaced while the view was in use";
+    case MS_E_VERSION: return "the segment was made with another mapshare layout version "
+                              "than the one this mapshare reads (version 2): open it with "
+                              "the mapshare that made it, or upgrade";
     default: return "error";
     }
 }
@@ -504,6 +510,7 @@ static int add_constants(PyObject *m)
         {"E_LAGGED", (long long)(MS_E_LAGGED)},
         {"E_SUBSCRIBER_LIMIT", (long long)(MS_E_SUBSCRIBER_LIMIT)},
         {"E_OVERWRITTEN", (long long)(MS_E_OVERWRITTEN)},
+        {"E_VERSION", (long long)(MS_E_VERSION)},
     };
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
         PyObject *o = PyLong_FromLongLong(ints[i].value);

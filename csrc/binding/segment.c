@@ -241,7 +241,7 @@ PyObject *core_reclaim(PyObject *mod, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     st = ms_segment_reclaim(osname, flags, unfinished_ok, &result, &err);
     Py_END_ALLOW_THREADS
-    if (st == MS_E_PERMISSION || st == MS_E_FAULT || st == MS_E_LAYOUT)
+    if (st == MS_E_PERMISSION || st == MS_E_FAULT || st == MS_E_LAYOUT || st == MS_E_VERSION)
         return PyLong_FromLong(MS_RECLAIM_KEPT);  /* not ours to take */
     if (st != MS_OK)
         return raise_status(st, err, osname);

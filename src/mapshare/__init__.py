@@ -27,6 +27,7 @@ from ._errors import EndOfChannel as EndOfChannel
 from ._errors import InvalidArgumentError as InvalidArgumentError
 from ._errors import Lagged as Lagged
 from ._errors import LayoutError as LayoutError
+from ._errors import LayoutVersionError as LayoutVersionError
 from ._errors import MapshareError as MapshareError
 from ._errors import MessageKindError as MessageKindError
 from ._errors import MessageTooLargeError as MessageTooLargeError
@@ -84,6 +85,7 @@ __all__ = [
     "Latest",
     "LatestStatistics",
     "LayoutError",
+    "LayoutVersionError",
     "Lock",
     "LockState",
     "MapshareError",

@@ -81,6 +81,7 @@ E_WINDOW_OPEN: int
 E_LAGGED: int
 E_SUBSCRIBER_LIMIT: int
 E_OVERWRITTEN: int
+E_VERSION: int
 
 def set_errors(mapping: dict[int, type[BaseException]], /) -> None: ...
 def _set_topic_errors(full: type[BaseException], empty: type[BaseException], /) -> None: ...
