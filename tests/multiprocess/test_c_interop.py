@@ -55,21 +55,33 @@ def _compiler() -> Optional[str]:
 
 @pytest.fixture(scope="session")
 def peer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """tests/c_interop/peer.c compiled against include/mapshare.h and the C library
-    (built from this checkout by tools/build_clib.py into a temporary directory)."""
+    """tests/c_interop/peer.c compiled against include/mapshare.h and libmapshare, both
+    built from this checkout into a temporary directory (once per session)."""
     if sys.platform == "win32":
-        pytest.skip("the C peer needs POSIX (fork, SIGKILL) and a native compiler")
+        pytest.skip("the C peer needs POSIX (SIGKILL, pause) and a native compiler")
     cc = _compiler()
     if cc is None:
         pytest.skip("no C compiler (gcc or cc, or $CC) on PATH: the C peer cannot be built")
-    out = tmp_path_factory.mktemp("c_interop")
-    return build_peer(cc, out)
+    if shutil.which("make") is None:
+        pytest.skip("no make on PATH: libmapshare is built by 'make lib' (docs/c-api.md)")
+    return build_peer(cc, tmp_path_factory.mktemp("c_interop"))
 
 
 def build_peer(cc: str, out: Path) -> Path:
-    """Build the library and the peer into ``out``; fail (not skip) if either does not
-    compile: with a compiler present, a broken header or library is a bug."""
-    raise NotImplementedError  # filled in once the library's build command exists
+    """Build the library with its documented command (``make lib BUILD=...``) and the
+    peer against the public header only, as strict C99: with a compiler present, a
+    header or library that does not build is a failure, not a skip."""
+    def run(cmd: list[str]) -> None:
+        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False,
+                           timeout=600)
+        assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{r.stdout}{r.stderr}"
+
+    run(["make", "-s", "lib", f"BUILD={out}", f"CC={cc}"])
+    exe = out / "peer"
+    run([cc, "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", "-O1", "-g",
+         "-I", str(ROOT / "include"), str(ROOT / "tests" / "c_interop" / "peer.c"),
+         str(out / "libmapshare.a"), "-lpthread", "-lrt", "-o", str(exe)])
+    return exe
 
 
 class Peer:
