@@ -9,7 +9,8 @@
  *                             channel IN (alternately copied and viewed) until its end of
  *                             stream, send each to OUT prefixed by "C>" (alternately sent
  *                             and loaned), then close OUT for sending
- *   lock-count LOCK SEG N     N times under the named lock: read the u64 at 0 of SEG, yield,
+ *   lock-count LOCK SEG N     N times under the named lock LOCK (LOCK "-": SEG's built-in
+ *                             lock, Python's seg.lock()): read the u64 at 0 of SEG, yield,
  *                             write it + 1 (an update lost without the lock)
  *   event-pingpong PING PONG N   N times: wait for PING, clear it, set PONG
  *   semaphore SEM N           release N units one at a time; after "go" on stdin (Python
@@ -271,8 +272,12 @@ static int cmd_lock_count(const char *lock_name, const char *seg_name, unsigned 
 {
     mapshare_options o = waiting();
     mapshare_segment *lock, *seg;
-    OK(mapshare_lock_open(lock_name, &o, &lock));
+    int builtin = strcmp(lock_name, "-") == 0;
     OK(mapshare_segment_open(seg_name, &o, &seg));
+    if (builtin)
+        lock = seg;
+    else
+        OK(mapshare_lock_open(lock_name, &o, &lock));
     volatile uint64_t *counter = mapshare_segment_data(seg);
     for (unsigned long i = 0; i < n; i++) {
         OK(mapshare_lock_acquire(lock, WAIT));
@@ -282,8 +287,9 @@ static int cmd_lock_count(const char *lock_name, const char *seg_name, unsigned 
         OK(mapshare_lock_release(lock));
     }
     say("counted %lu", n);
+    if (!builtin)
+        OK(mapshare_segment_close(lock));
     OK(mapshare_segment_close(seg));
-    OK(mapshare_segment_close(lock));
     return 0;
 }
 

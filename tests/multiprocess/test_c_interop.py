@@ -264,14 +264,18 @@ def test_channel_both_ways(start: Any, names: Any) -> None:
         assert s.closed
 
 
-def test_lock_shared_by_c_and_python(start: Any, names: Any) -> None:
+@pytest.mark.parametrize("which", ["named", "segment"])
+def test_lock_shared_by_c_and_python(start: Any, names: Any, which: str) -> None:
     """A counter in a segment, incremented N times by C and N times by Python, each
-    read-yield-write under one named lock: nothing lost (without the lock, the yield
-    between read and write loses updates)."""
+    read-yield-write under one lock (a named Lock, or the segment's built-in lock:
+    Python's seg.lock(), C's mapshare_lock_acquire on the segment): nothing lost (without
+    the lock, the yield between read and write loses updates)."""
     n = 3000
     lname, sname = names(), names()
-    with closing(Lock.create(lname)) as lock, Segment.create(sname, 64) as seg:
-        c = start("lock-count", lname, sname, n)
+    with Segment.create(sname, 64) as seg, closing(
+        Lock.create(lname) if which == "named" else seg.lock()
+    ) as lock:
+        c = start("lock-count", lname if which == "named" else "-", sname, n)
         for _ in range(n):
             with lock:
                 (v,) = struct.unpack_from("<Q", seg.buf, 0)
