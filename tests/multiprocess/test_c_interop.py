@@ -367,6 +367,63 @@ def test_c_sender_killed_holding_a_half_written_loan(start: Any, name: str) -> N
             assert ch.receive() == bytes([i]) * 700
 
 
+def test_c_senders_killed_at_random_moments(start: Any, name: str) -> None:
+    """20 C senders, each SIGKILLed at a random moment of a stream of checksummed
+    messages (some sent by copy, some through loans) while Python receives on a thread:
+    nothing torn or foreign arrives, each killed sender's messages are a gap-free prefix
+    of its stream in order, and a Python send after each kill goes through."""
+    kills = 20
+    rng = random.Random(13)
+    got: dict[int, list[int]] = {}
+    bad: list[int] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+    with Channel.create(name, 32 * 1024) as ch:
+        ch.send(xc.stress_message(1, 0))  # a live sender: a dead one never breaks it
+
+        def receive_all() -> None:
+            try:
+                while True:
+                    try:
+                        msg = ch.receive(timeout=0.05)
+                    except mapshare.WaitTimeout:
+                        if done.is_set():
+                            return
+                        continue
+                    key = xc.stress_check(msg)
+                    if key is None:
+                        bad.append(len(msg))
+                    else:
+                        got.setdefault(key[0], []).append(key[1])
+            except BaseException as exc:
+                errors.append(exc)
+
+        t = threading.Thread(target=receive_all)
+        t.start()
+        try:
+            for i in range(kills):
+                before = ch.statistics().sent_messages
+                c = start("stress-send", name, 100 + i, 10**7)
+                until(lambda b=before: ch.statistics().sent_messages > b + 10,
+                      "the C sender to send")
+                time.sleep(rng.uniform(0, 0.02))
+                c.kill()
+                ch.send(xc.stress_message(1, i + 1), timeout=JOIN)
+        finally:
+            until(lambda: ch.statistics().queued_messages == 0, "the queue to drain")
+            done.set()
+            t.join(JOIN)
+        s = ch.statistics()
+    assert not errors, errors
+    assert not bad, f"torn or foreign messages of sizes {bad[:10]}"
+    assert got.pop(1) == list(range(kills + 1))  # every probe, in order
+    assert sorted(got) == [100 + i for i in range(kills)]
+    for sender, seqs in got.items():
+        assert seqs == list(range(len(seqs))), f"C sender {sender}: gap or disorder"
+    assert s.abandoned <= kills
+    assert s.received_messages == 1 + kills + sum(map(len, got.values()))
+
+
 def test_c_holder_killed_holding_the_lock(start: Any, names: Any) -> None:
     """A C process SIGKILLed holding a named lock halfway through an update: Python's
     acquire gets the lock with OwnerDiedError, repairs, releases; then the lock is an
