@@ -18,6 +18,8 @@
  *                             expect no more
  *   receive-forever NAME      receive one message with no timeout; print it
  *   hold-loan NAME N          loan N bytes, write half of them, say ready, sleep
+ *   hold-view NAME            view the next message (zero-copy receive), print it, say
+ *                             ready, sleep without releasing it
  *   hold-lock LOCK SEG        acquire the lock, write half of the pair at 0 of SEG, say
  *                             ready, sleep
  *   traffic NAME N            N times send then receive one message; say so and wait for
@@ -358,6 +360,20 @@ static int cmd_hold_loan(const char *name, unsigned long n)
     return 1;
 }
 
+static int cmd_hold_view(const char *name)
+{
+    mapshare_options o = waiting();
+    mapshare_segment *ch;
+    const void *p;
+    size_t len;
+    OK(mapshare_channel_open(name, &o, &ch));
+    OK(mapshare_channel_view(ch, &p, &len, WAIT));
+    print_hex("viewing", p, len);
+    say("ready");
+    sleep_forever();
+    return 1;
+}
+
 static int cmd_hold_lock(const char *lock_name, const char *seg_name)
 {
     mapshare_options o = waiting();
@@ -516,6 +532,7 @@ int main(int argc, char **argv)
     if (IS("semaphore", 2)) return cmd_semaphore(argv[2], arg_ul(argv[3]));
     if (IS("receive-forever", 1)) return cmd_receive_forever(argv[2]);
     if (IS("hold-loan", 2)) return cmd_hold_loan(argv[2], arg_ul(argv[3]));
+    if (IS("hold-view", 1)) return cmd_hold_view(argv[2]);
     if (IS("hold-lock", 2)) return cmd_hold_lock(argv[2], argv[3]);
     if (IS("traffic", 2)) return cmd_traffic(argv[2], arg_ul(argv[3]));
     if (IS("send-after", 2)) return cmd_send_after(argv[2], argv[3]);

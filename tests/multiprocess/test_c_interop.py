@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import _c_interop_children as xc
+import _channel_children as chc
 import pytest
 
 import mapshare
@@ -424,6 +425,24 @@ def test_c_senders_killed_at_random_moments(start: Any, name: str) -> None:
     assert s.received_messages == 1 + kills + sum(map(len, got.values()))
 
 
+def test_c_receiver_killed_holding_a_view(start: Any, name: str) -> None:
+    """A C receiver SIGKILLed while it holds a received message in a view (not yet
+    consumed): the message is offered again, whole, to the next receiver (Python), once."""
+    with Channel.create(name, 8192) as ch:
+        msg = bytes(range(256)) * 10
+        ch.send(msg)
+        ch.send(b"second")
+        victim = start("hold-view", name)
+        assert victim.line() == "viewing " + msg.hex()
+        victim.expect("ready")
+        victim.kill()
+        assert ch.receive(timeout=JOIN) == msg
+        assert ch.receive(timeout=JOIN) == b"second"
+        with pytest.raises(mapshare.ChannelEmpty):
+            ch.receive_nowait()
+        assert ch.statistics().redelivered == 1
+
+
 def test_c_holder_killed_holding_the_lock(start: Any, names: Any) -> None:
     """A C process SIGKILLed holding a named lock halfway through an update: Python's
     acquire gets the lock with OwnerDiedError, repairs, releases; then the lock is an
@@ -504,6 +523,33 @@ def test_python_sender_killed_holding_a_half_written_loan_c_goes_on(
         ]
         ch.send(b"python again", timeout=JOIN)
         assert ch.receive(timeout=JOIN) == b"python again"
+
+
+def test_python_receiver_killed_holding_a_view_c_gets_it(start: Any, name: str) -> None:
+    """A Python receiver SIGKILLed inside receive_view(): the C peer receives that message
+    whole, then the rest, each once."""
+    assert CTX is not None
+    with Channel.create(name, 8192) as ch:
+        msg = bytes(range(256)) * 10
+        ch.send(msg)
+        ch.send(b"second")
+        ready, report = CTX.Event(), CTX.Queue()
+        victim = CTX.Process(target=chc.hold_view, args=(name, ready, report))
+        try:
+            victim.start()
+            assert ready.wait(JOIN)
+            assert report.get(timeout=JOIN) == msg
+            victim.kill()
+            victim.join(JOIN)
+        finally:
+            stop([victim])
+            report.close()
+        c = start("send-after", name, "from C")
+        assert c.finish() == [
+            "got " + msg.hex(), "got " + b"second".hex(), "got " + b"from C".hex(),
+            "abandoned 0 queued 0",
+        ]
+        assert ch.statistics().redelivered == 1
 
 
 def test_python_holder_killed_holding_the_lock_c_goes_on(start: Any, names: Any) -> None:
