@@ -17,6 +17,7 @@
  *                             took them and released N again), acquire N units and
  *                             expect no more
  *   receive-forever NAME      receive one message with no timeout; print it
+ *   send-forever NAME N       send one message of N bytes 0xab with no timeout; say sent
  *   hold-loan NAME N          loan N bytes, write half of them, say ready, sleep
  *   hold-view NAME            view the next message (zero-copy receive), print it, say
  *                             ready, sleep without releasing it
@@ -347,6 +348,21 @@ static int cmd_receive_forever(const char *name)
     return 0;
 }
 
+static int cmd_send_forever(const char *name, unsigned long n)
+{
+    mapshare_options o = waiting();
+    mapshare_segment *ch;
+    static unsigned char buf[1 << 16];
+    if (n > sizeof buf)
+        die("at most %zu bytes", sizeof buf);
+    memset(buf, 0xab, n);
+    OK(mapshare_channel_open(name, &o, &ch));
+    OK(mapshare_channel_send(ch, buf, n, MAPSHARE_FOREVER));
+    say("sent %lu", n);
+    OK(mapshare_segment_close(ch));
+    return 0;
+}
+
 static int cmd_hold_loan(const char *name, unsigned long n)
 {
     mapshare_options o = waiting();
@@ -531,6 +547,7 @@ int main(int argc, char **argv)
         return cmd_event_pingpong(argv[2], argv[3], arg_ul(argv[4]));
     if (IS("semaphore", 2)) return cmd_semaphore(argv[2], arg_ul(argv[3]));
     if (IS("receive-forever", 1)) return cmd_receive_forever(argv[2]);
+    if (IS("send-forever", 2)) return cmd_send_forever(argv[2], arg_ul(argv[3]));
     if (IS("hold-loan", 2)) return cmd_hold_loan(argv[2], arg_ul(argv[3]));
     if (IS("hold-view", 1)) return cmd_hold_view(argv[2]);
     if (IS("hold-lock", 2)) return cmd_hold_lock(argv[2], argv[3]);

@@ -347,6 +347,33 @@ def test_c_receiver_killed_asleep(start: Any, name: str) -> None:
         assert ch.statistics().queued_messages == 0
 
 
+def test_c_sender_killed_asleep(start: Any, name: str) -> None:
+    """A C sender SIGKILLed asleep in a send to a full channel: Python's receiving traffic
+    takes it out of the stored send-waiter count, and a new C sender asleep on the full
+    channel is woken by the next receive and delivers its message whole."""
+    with Channel.create(name, 4096) as ch:
+        fill = b"f" * (ch.max_message - 64)
+        ch.send(fill)
+        victim = start("send-forever", name, 1000)
+        until(lambda: raw_waiters(ch)[1] == 1, "the C sender to sleep")
+        victim.kill()
+        assert raw_waiters(ch)[1] == 1
+        assert ch.receive() == fill
+        for i in range(100):
+            ch.send(b"%d" % i)
+            assert ch.receive() == b"%d" % i
+        assert raw_waiters(ch) == (0, 0)
+        ch.send(fill)
+        c = start("send-forever", name, 1000)
+        until(lambda: raw_waiters(ch)[1] == 1, "the second C sender to sleep")
+        assert ch.receive(timeout=JOIN) == fill
+        c.expect("sent 1000")
+        assert ch.receive(timeout=JOIN) == b"\xab" * 1000
+        assert c.finish() == []
+        with pytest.raises(mapshare.ChannelEmpty):
+            ch.receive_nowait()
+
+
 def test_c_sender_killed_holding_a_half_written_loan(start: Any, name: str) -> None:
     """A C sender SIGKILLed with a loan half written: Python never sees any of it, its
     next send recovers the send lock and goes through, and the loan counts as abandoned."""
