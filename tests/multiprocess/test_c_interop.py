@@ -48,6 +48,7 @@ CTX = mp_context("fork") if sys.platform != "win32" else None
 
 
 def _compiler() -> Optional[str]:
+    """$CC if it is a program on PATH, else gcc, else cc, else None."""
     for cc in (os.environ.get("CC"), "gcc", "cc"):
         if cc and shutil.which(cc):
             return cc
@@ -172,6 +173,7 @@ def start(peer: Path) -> Iterator[Any]:
 
 
 def until(cond: Any, what: str, timeout: float = JOIN) -> None:
+    """Poll cond() until it is true; AssertionError naming ``what`` at the deadline."""
     deadline = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
