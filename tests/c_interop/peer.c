@@ -5,6 +5,7 @@
  *                             read the u32-length-prefixed bytes at 0; create segment OUT
  *                             (4096 bytes) holding them reversed, notify; wait for the next
  *                             change of IN and expect "ack" there
+ *   os-name NAME...           print the OS name of each logical name (mapshare_os_name)
  *   chan-echo IN OUT CAP      create channel OUT (CAP bytes); receive every message of
  *                             channel IN (alternately copied and viewed) until its end of
  *                             stream, send each to OUT prefixed by "C>" (alternately sent
@@ -217,6 +218,16 @@ static int cmd_segment(const char *in_name, const char *out_name)
     say("acked");
     OK(mapshare_segment_close(out));
     OK(mapshare_segment_close(in));
+    return 0;
+}
+
+static int cmd_os_name(int n, char **names)
+{
+    char buf[MAPSHARE_OS_NAME_MAX];
+    for (int i = 0; i < n; i++) {
+        OK(mapshare_os_name(names[i], buf, sizeof buf));
+        say("%s", buf);
+    }
     return 0;
 }
 
@@ -541,6 +552,7 @@ int main(int argc, char **argv)
     crc_init();
 #define IS(c, nargs) (strcmp(cmd, c) == 0 && argc == 2 + (nargs))
     if (IS("segment", 2)) return cmd_segment(argv[2], argv[3]);
+    if (strcmp(cmd, "os-name") == 0) return cmd_os_name(argc - 2, argv + 2);
     if (IS("chan-echo", 3)) return cmd_chan_echo(argv[2], argv[3], arg_ul(argv[4]));
     if (IS("lock-count", 3)) return cmd_lock_count(argv[2], argv[3], arg_ul(argv[4]));
     if (IS("event-pingpong", 3))

@@ -33,7 +33,8 @@ import _channel_children as chc
 import pytest
 
 import mapshare
-from mapshare import Channel, Event, Lock, Segment, Semaphore
+from mapshare import Channel, Event, Lock, Segment, Semaphore, _naming
+from mapshare.testing import remove
 from support import mp_context, stop
 
 pytestmark = pytest.mark.posix_only("the C peer is built with a native compiler and killed "
@@ -215,6 +216,31 @@ def test_segment_both_ways(start: Any, names: Any) -> None:
             seg.notify()
             assert seg.change_count == seen + 1
             assert c.finish() == [f"read {len(data)}", "acked"]
+
+
+def test_long_names_meet(start: Any, names: Any) -> None:
+    """Names longer than 20 characters (whose OS names carry a hash) mean the same object
+    in both languages: C computes the same OS names, opens Python's segment by its long
+    name and creates one under another long name that Python opens."""
+    a, b = names() + "-a-rather-long-name-1", names() + "-a-rather-long-name-22"
+    c = start("os-name", a, b, "short")
+    assert c.finish() == [_naming.os_name(a), _naming.os_name(b), _naming.os_name("short")]
+    assert "~" in _naming.os_name(a)  # hashed: the case a C program could not open before
+    try:
+        with Segment.create(a, 4096) as seg:
+            c = start("segment", a, b)
+            seg.buf[0:4] = struct.pack("<I", 5)
+            seg.buf[4:9] = b"hello"
+            seg.notify()
+            with Segment.open(b, wait=JOIN) as reply:
+                reply.wait_for_change(0, timeout=JOIN)
+                assert bytes(reply.buf[0:9]) == struct.pack("<I", 5) + b"olleh"
+                assert reply.name == b
+                seg.buf[0:7] = struct.pack("<I", 3) + b"ack"
+                seg.notify()
+                assert c.finish() == ["read 5", "acked"]
+    finally:
+        remove([_naming.os_name(a), _naming.os_name(b)])  # after a failure only
 
 
 def echo_messages(seed: int, n: int, max_message: int) -> list[bytes]:
