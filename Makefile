@@ -36,7 +36,7 @@ $(BUILD)/libmapshare.a: $(OBJS)
 	$(AR) rcs $@ $(OBJS)
 
 $(BUILD)/libmapshare.so: $(OBJS)
-	$(CC) -shared -Wl,-soname,libmapshare.so.1 $(OBJS) -o $@ $(LIBS)
+	$(CC) -shared $(OBJS) -o $@ $(LIBS)
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib

@@ -278,6 +278,11 @@ MAPSHARE_API mapshare_status mapshare_lock_create(const char *name,
                                                   mapshare_segment **out);
 MAPSHARE_API mapshare_status mapshare_lock_open(const char *name, const mapshare_options *o,
                                                 mapshare_segment **out);
+/* Open the named lock, or create it (Python: Lock.open_or_create); the same for the
+ * other named kinds below.  Options as for create and open. */
+MAPSHARE_API mapshare_status mapshare_lock_open_or_create(const char *name,
+                                                          const mapshare_options *o,
+                                                          mapshare_segment **out);
 MAPSHARE_API mapshare_status mapshare_lock_acquire(mapshare_segment *seg, double timeout);
 MAPSHARE_API mapshare_status mapshare_lock_release(mapshare_segment *seg);
 
@@ -287,6 +292,10 @@ MAPSHARE_API mapshare_status mapshare_event_create(const char *name, int initial
                                                    mapshare_segment **out);
 MAPSHARE_API mapshare_status mapshare_event_open(const char *name, const mapshare_options *o,
                                                  mapshare_segment **out);
+MAPSHARE_API mapshare_status mapshare_event_open_or_create(const char *name,
+                                                           int initially_set,
+                                                           const mapshare_options *o,
+                                                           mapshare_segment **out);
 MAPSHARE_API mapshare_status mapshare_event_set(mapshare_segment *ev);
 MAPSHARE_API mapshare_status mapshare_event_clear(mapshare_segment *ev);
 /* 1 if set, 0 if not, negative (-MAPSHARE_E_LAYOUT) if ev is not an event. */
@@ -301,6 +310,11 @@ MAPSHARE_API mapshare_status mapshare_semaphore_create(const char *name, uint32_
 MAPSHARE_API mapshare_status mapshare_semaphore_open(const char *name,
                                                      const mapshare_options *o,
                                                      mapshare_segment **out);
+MAPSHARE_API mapshare_status mapshare_semaphore_open_or_create(const char *name,
+                                                               uint32_t value,
+                                                               uint32_t maximum,
+                                                               const mapshare_options *o,
+                                                               mapshare_segment **out);
 MAPSHARE_API mapshare_status mapshare_semaphore_acquire(mapshare_segment *sem,
                                                         double timeout);
 /* MAPSHARE_E_VALUE (nothing released) if it would exceed the maximum. */
@@ -318,6 +332,11 @@ MAPSHARE_API mapshare_status mapshare_channel_create(const char *name, uint64_t 
 MAPSHARE_API mapshare_status mapshare_channel_open(const char *name,
                                                    const mapshare_options *o,
                                                    mapshare_segment **out);
+/* MAPSHARE_E_LAYOUT if it exists with another capacity (after rounding up to 8). */
+MAPSHARE_API mapshare_status mapshare_channel_open_or_create(const char *name,
+                                                             uint64_t capacity,
+                                                             const mapshare_options *o,
+                                                             mapshare_segment **out);
 /* MAPSHARE_E_FULL (timeout 0) / _TIMEOUT, MAPSHARE_E_TOO_LARGE, MAPSHARE_E_CLOSED after
  * mapshare_channel_close_sending. */
 MAPSHARE_API mapshare_status mapshare_channel_send(mapshare_segment *ch, const void *data,

@@ -1020,6 +1020,13 @@ mapshare_status mapshare_lock_open(const char *name, const mapshare_options *o,
     return open_kind(name, MS_KIND_LOCK, 0, named_opts(o, &tmp), out);
 }
 
+mapshare_status mapshare_lock_open_or_create(const char *name, const mapshare_options *o,
+                                             mapshare_segment **out)
+{
+    mapshare_options tmp;
+    return open_or_create_kind(name, MS_KIND_LOCK, 0, NULL, named_opts(o, &tmp), out);
+}
+
 mapshare_status mapshare_lock_acquire(mapshare_segment *s, double timeout)
 {
     ms_status st = need_header(s);
@@ -1065,6 +1072,15 @@ mapshare_status mapshare_event_open(const char *name, const mapshare_options *o,
 {
     mapshare_options tmp;
     return open_kind(name, MS_KIND_EVENT, 0, named_opts(o, &tmp), out);
+}
+
+mapshare_status mapshare_event_open_or_create(const char *name, int initially_set,
+                                              const mapshare_options *o,
+                                              mapshare_segment **out)
+{
+    mapshare_options tmp;
+    uint32_t init[2] = {initially_set ? 1u : 0u, 0};
+    return open_or_create_kind(name, MS_KIND_EVENT, 0, init, named_opts(o, &tmp), out);
 }
 
 mapshare_status mapshare_event_set(mapshare_segment *s)
@@ -1120,7 +1136,7 @@ mapshare_status mapshare_semaphore_create(const char *name, uint32_t value, uint
                                           const mapshare_options *o, mapshare_segment **out)
 {
     /* Semaphore.create's checks (conv_value, conv_maximum): 1 <= maximum, value <= it */
-    if (maximum == 0 || value > maximum || maximum > 0x7fffffffu) {
+    if (maximum == 0 || value > maximum) {  /* Semaphore._init */
         if (out)
             *out = NULL;
         return ret(MS_E_INVALID, 0);
@@ -1135,6 +1151,21 @@ mapshare_status mapshare_semaphore_open(const char *name, const mapshare_options
 {
     mapshare_options tmp;
     return open_kind(name, MS_KIND_SEMAPHORE, 0, named_opts(o, &tmp), out);
+}
+
+mapshare_status mapshare_semaphore_open_or_create(const char *name, uint32_t value,
+                                                  uint32_t maximum,
+                                                  const mapshare_options *o,
+                                                  mapshare_segment **out)
+{
+    if (maximum == 0 || value > maximum) {  /* Semaphore._init */
+        if (out)
+            *out = NULL;
+        return ret(MS_E_INVALID, 0);
+    }
+    mapshare_options tmp;
+    uint32_t init[2] = {value, maximum};
+    return open_or_create_kind(name, MS_KIND_SEMAPHORE, 0, init, named_opts(o, &tmp), out);
 }
 
 mapshare_status mapshare_semaphore_acquire(mapshare_segment *s, double timeout)
@@ -1188,6 +1219,20 @@ mapshare_status mapshare_channel_open(const char *name, const mapshare_options *
 {
     mapshare_options tmp;
     return open_kind(name, MS_KIND_CHANNEL, 0, named_opts(o, &tmp), out);
+}
+
+mapshare_status mapshare_channel_open_or_create(const char *name, uint64_t capacity,
+                                                const mapshare_options *o,
+                                                mapshare_segment **out)
+{
+    if (capacity < 64 || capacity > UINT64_MAX - 7) {
+        if (out)
+            *out = NULL;
+        return ret(MS_E_INVALID, 0);
+    }
+    mapshare_options tmp;
+    return open_or_create_kind(name, MS_KIND_CHANNEL, (capacity + 7) / 8 * 8, NULL,
+                               named_opts(o, &tmp), out);
 }
 
 static ms_status channel_of(mapshare_segment *s, ms_channel **ch)

@@ -15,6 +15,8 @@ message channels and broadcast topics.
 """
 
 from ._array import SharedArray as SharedArray
+from ._capi import get_include as get_include
+from ._capi import get_sources as get_sources
 from ._channel import Channel as Channel
 from ._channel import ChannelStatistics as ChannelStatistics
 from ._core import Window as Window
@@ -122,6 +124,8 @@ __all__ = [
     "Window",
     "WindowOpenError",
     "collect",
+    "get_include",
+    "get_sources",
     "segments",
     "wait",
     "wait_async",
