@@ -30,9 +30,11 @@
  *                             printing each message; print the abandoned count
  *   lock-after LOCK SEG       acquire, expecting the previous holder dead; repair the
  *                             pair at 0 of SEG; release; acquire and release again
- *   stress-send NAME ID COUNT send COUNT stress messages as sender ID
- *   stress-receive NAME OUT   receive until the end of stream, writing "sender seq" (or
- *                             "BAD <len>") per message to the file OUT
+ *   stress-send NAME ID COUNT send COUNT stress messages as sender ID (every other one
+ *                             written in place through a loan)
+ *   stress-receive NAME OUT   receive until the end of stream (every other message through
+ *                             a view), writing "sender seq" (or "BAD <len>") per message
+ *                             to the file OUT
  *
  * Output: one line per fact on stdout (flushed at once, so a test can wait for "ready");
  * any unexpected status ends the program with exit code 1 and the status's text on
