@@ -203,7 +203,9 @@ MAPSHARE_API mapshare_status mapshare_segment_open_or_create(const char *name,
 /* Detach and free the handle (NULL is ignored).  A 'shared' object whose last user
  * this was is destroyed and its name removed.  Mappings made with
  * mapshare_segment_map_view stay valid until released.  Returns MAPSHARE_E_WINDOW_OPEN
- * (and closes nothing) while a channel loan or view is open on it. */
+ * (and closes nothing) while a channel loan or view is open on it.  Closing does not
+ * release a lock this thread holds (Python refuses to close then): release it first,
+ * or other processes wait until this one exits and then get MAPSHARE_E_OWNER_DIED. */
 MAPSHARE_API mapshare_status mapshare_segment_close(mapshare_segment *seg);
 
 /* Remove the segment's name now (any lifetime): new opens fail; handles already open
@@ -286,7 +288,10 @@ MAPSHARE_API mapshare_status mapshare_lock_open_or_create(const char *name,
 MAPSHARE_API mapshare_status mapshare_lock_acquire(mapshare_segment *seg, double timeout);
 MAPSHARE_API mapshare_status mapshare_lock_release(mapshare_segment *seg);
 
-/* ---- events ------------------------------------------------------------------------------- */
+/* ---- events ---------------------------------------------------------------------------------
+ * Events, semaphores, waits for a change, lock calls and channels need a writable header
+ * (a waiter counts itself there): on an object this process may only read they return
+ * MAPSHARE_E_PERMISSION, as in Python. */
 MAPSHARE_API mapshare_status mapshare_event_create(const char *name, int initially_set,
                                                    const mapshare_options *o,
                                                    mapshare_segment **out);
@@ -298,7 +303,8 @@ MAPSHARE_API mapshare_status mapshare_event_open_or_create(const char *name,
                                                            mapshare_segment **out);
 MAPSHARE_API mapshare_status mapshare_event_set(mapshare_segment *ev);
 MAPSHARE_API mapshare_status mapshare_event_clear(mapshare_segment *ev);
-/* 1 if set, 0 if not, negative (-MAPSHARE_E_LAYOUT) if ev is not an event. */
+/* 1 if set, 0 if not, negative (-MAPSHARE_E_LAYOUT) if ev is not an event or its
+ * header is read-only. */
 MAPSHARE_API int mapshare_event_is_set(mapshare_segment *ev);
 MAPSHARE_API mapshare_status mapshare_event_wait(mapshare_segment *ev, double timeout);
 

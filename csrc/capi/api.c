@@ -762,6 +762,28 @@ mapshare_status mapshare_segment_open_or_create(const char *name, uint64_t size,
 
 /* ---- close and unlink --------------------------------------------------------------- */
 
+/* Handle._find_link: opened by path, the name's link object if it points at our file
+ * (a name re-created for another file must not be taken away). */
+static void find_link(mapshare_segment *s)
+{
+    ms_segment link;
+    uint64_t ident[2];
+    int err = 0;
+    seg_reset(&link);
+    if (ms_segment_open(&link, s->osname, NULL, MS_KIND_LINK, MS_ACCESS_READ, 0, 0, &err) !=
+        MS_OK)
+        return;
+    ms_object_stat st;
+    if (link.size >= LINK_HEAD && ms_p_guarded_copy(ident, link.data, LINK_HEAD) == MS_OK &&
+        ident[0] == s->dev && ident[1] == s->ino &&
+        ms_p_object_stat(&link.obj, &st, &err) == MS_OK) {
+        s->link_dev = st.dev;
+        s->link_ino = st.ino;
+        s->has_link = 1;
+    }
+    ms_segment_close(&link);
+}
+
 /* Handle._remove_name */
 static void remove_name(mapshare_segment *s)
 {
@@ -770,6 +792,8 @@ static void remove_name(mapshare_segment *s)
         ms_segment_remove_name(&s->seg, s->osname, s->flags, &removed, &err);
         return;
     }
+    if (!s->has_link)
+        find_link(s);
     if (s->has_link)
         unlink_if_same(s->osname, 0, s->link_dev, s->link_ino);
 }
@@ -892,9 +916,11 @@ mapshare_status mapshare_segment_flush(mapshare_segment *s, int durable)
         return ret(MS_E_FAULT, 0);
     int err = 0;
     ms_status st = MS_OK;
+    if (s->access == MS_ACCESS_COPY)
+        return MAPSHARE_OK;  /* private pages have nowhere to go */
     if (s->seg.data && s->seg.size)
         st = ms_p_flush(&s->seg.obj, s->seg.data, (size_t)s->seg.size, durable, &err);
-    else if (s->seg.hdr)
+    if (st == MS_OK && s->seg.hdr && s->seg.hdr_writable)
         st = ms_p_flush(&s->seg.obj, s->seg.hdr, s->seg.hdr_len, durable, &err);
     return ret(st, err);
 }
@@ -980,6 +1006,8 @@ mapshare_status mapshare_segment_wait_for_change(mapshare_segment *s, uint32_t s
     ms_status st = need_header(s);
     if (st != MS_OK)
         return ret(st, 0);
+    if (!s->seg.hdr_writable)  /* a waiter counts itself in the header */
+        return ret(MS_E_PERMISSION, 0);
     ms_wait_opts o;
     wait_opts(s, timeout, &o);
     uint32_t n = 0;
@@ -1046,15 +1074,27 @@ mapshare_status mapshare_lock_release(mapshare_segment *s)
     ms_status st = need_header(s);
     if (st != MS_OK)
         return ret(st, 0);
+    if (!s->seg.hdr_writable)
+        return ret(MS_E_PERMISSION, 0);
     int err = 0;
     return ret(ms_lock_release(&s->seg, MS_SLOT_USER_LOCK, s->seg.hdr->user_lock, &err), err);
 }
 
 /* ---- events ------------------------------------------------------------------------- */
 
+static ms_status sync_error(mapshare_segment *s)
+{
+    if (!s || !s->seg.hdr)
+        return MS_E_INVALID;
+    if (s->seg.faulted)
+        return MS_E_FAULT;
+    return s->seg.hdr_writable ? MS_E_LAYOUT : MS_E_PERMISSION;
+}
+
+/* The binding's sync_area: every operation (even is_set) needs a writable header. */
 static ms_event *event_of(mapshare_segment *s)
 {
-    if (need_header(s) != MS_OK || s->seg.kind != MS_KIND_EVENT)
+    if (need_header(s) != MS_OK || s->seg.kind != MS_KIND_EVENT || !s->seg.hdr_writable)
         return NULL;
     return (ms_event *)(void *)s->seg.hdr->kind_area;
 }
@@ -1087,7 +1127,7 @@ mapshare_status mapshare_event_set(mapshare_segment *s)
 {
     ms_event *e = event_of(s);
     if (!e)
-        return ret(s && s->seg.faulted ? MS_E_FAULT : MS_E_LAYOUT, 0);
+        return ret(sync_error(s), 0);
     if (!s->seg.hdr_writable)
         return ret(MS_E_PERMISSION, 0);
     ms_event_set(&s->seg, MS_SLOT_EVENT, e);
@@ -1098,7 +1138,7 @@ mapshare_status mapshare_event_clear(mapshare_segment *s)
 {
     ms_event *e = event_of(s);
     if (!e)
-        return ret(s && s->seg.faulted ? MS_E_FAULT : MS_E_LAYOUT, 0);
+        return ret(sync_error(s), 0);
     if (!s->seg.hdr_writable)
         return ret(MS_E_PERMISSION, 0);
     ms_event_clear(e);
@@ -1117,7 +1157,7 @@ mapshare_status mapshare_event_wait(mapshare_segment *s, double timeout)
 {
     ms_event *e = event_of(s);
     if (!e)
-        return ret(s && s->seg.faulted ? MS_E_FAULT : MS_E_LAYOUT, 0);
+        return ret(sync_error(s), 0);
     ms_wait_opts o;
     wait_opts(s, timeout, &o);
     return ret(ms_event_wait(&s->seg, MS_SLOT_EVENT, e, &o), 0);
@@ -1127,7 +1167,7 @@ mapshare_status mapshare_event_wait(mapshare_segment *s, double timeout)
 
 static ms_semaphore *sem_of(mapshare_segment *s)
 {
-    if (need_header(s) != MS_OK || s->seg.kind != MS_KIND_SEMAPHORE)
+    if (need_header(s) != MS_OK || s->seg.kind != MS_KIND_SEMAPHORE || !s->seg.hdr_writable)
         return NULL;
     return (ms_semaphore *)(void *)s->seg.hdr->kind_area;
 }
@@ -1172,7 +1212,7 @@ mapshare_status mapshare_semaphore_acquire(mapshare_segment *s, double timeout)
 {
     ms_semaphore *m = sem_of(s);
     if (!m)
-        return ret(s && s->seg.faulted ? MS_E_FAULT : MS_E_LAYOUT, 0);
+        return ret(sync_error(s), 0);
     if (!s->seg.hdr_writable)
         return ret(MS_E_PERMISSION, 0);
     ms_wait_opts o;
@@ -1184,7 +1224,7 @@ mapshare_status mapshare_semaphore_release(mapshare_segment *s, uint32_t n)
 {
     ms_semaphore *m = sem_of(s);
     if (!m)
-        return ret(s && s->seg.faulted ? MS_E_FAULT : MS_E_LAYOUT, 0);
+        return ret(sync_error(s), 0);
     if (!s->seg.hdr_writable)
         return ret(MS_E_PERMISSION, 0);
     if (n == 0)
@@ -1242,6 +1282,8 @@ static ms_status channel_of(mapshare_segment *s, ms_channel **ch)
         return st;
     if (s->seg.kind != MS_KIND_CHANNEL)
         return MS_E_LAYOUT;
+    if (!s->seg.hdr_writable || s->seg.access != MS_ACCESS_WRITE)
+        return MS_E_PERMISSION;
     if (!s->ch_bound) {
         st = ms_channel_bind(&s->ch, &s->seg);
         if (st != MS_OK)

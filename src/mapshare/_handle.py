@@ -21,6 +21,7 @@ from . import _core, _link, _naming, _registry
 from ._core import Segment as _CoreSegment
 from ._errors import (
     LayoutError,
+    LayoutVersionError,
     NameCollisionError,
     PermissionDeniedError,
     SegmentDestroyedError,
@@ -69,6 +70,14 @@ def _open_core(
     """``_core.open``, with errors that name the logical name, not ``/mapshare.x``."""
     try:
         return _core.open(osn, fspath, kind, acc, raw, flags)
+    except LayoutVersionError:
+        if name is None or fspath is not None:
+            raise
+        raise LayoutVersionError(
+            f"segment {name!r} was made with another mapshare layout version than the one "
+            f"this mapshare reads (version {_core.LAYOUT_VERSION}): open it with the "
+            "mapshare that made it, or upgrade"
+        ) from None
     except OSError as exc:
         if name is None or fspath is not None or exc.filename != osn:
             raise

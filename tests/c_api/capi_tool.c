@@ -25,7 +25,7 @@
  *   event-wait NAME / event-set NAME
  *   sem-acquire NAME / sem-release NAME
  *   selftest NAME           the calls a single process can check by itself (channel
- *                           loan/view/statistics/end, views, semaphore overflow,
+ *                           loan/view/statistics/end, views, fork, semaphore overflow,
  *                           timeouts, bounds), on objects named NAME.*; prints "ok" or
  *                           "FAIL line: what" lines
  */
@@ -34,6 +34,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int fail(int st)
@@ -118,6 +120,19 @@ static int selftest(const char *base)
     EXPECT(mapshare_lock_acquire(seg, 0) == MAPSHARE_E_ALREADY_HELD);
     EXPECT(mapshare_lock_release(seg) == MAPSHARE_OK);
     EXPECT(mapshare_lock_release(seg) == MAPSHARE_E_NOT_OWNER);
+    /* fork: the child counts itself (after_fork), uses the handle, closes it; the
+     * segment lives on for the parent */
+    pid_t pid = fork();
+    if (pid == 0) {
+        int bad = mapshare_segment_after_fork(seg) != MAPSHARE_OK ||
+                  mapshare_segment_write(seg, 0, "child", 5) != MAPSHARE_OK ||
+                  mapshare_segment_notify(seg) != MAPSHARE_OK ||
+                  mapshare_segment_close(seg) != MAPSHARE_OK;
+        _exit(bad);
+    }
+    int wst = 0;
+    EXPECT(pid > 0 && waitpid(pid, &wst, 0) == pid && WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+    EXPECT(mapshare_segment_read(seg, 0, buf, 5) == MAPSHARE_OK && memcmp(buf, "child", 5) == 0);
     EXPECT(mapshare_segment_close(ro) == MAPSHARE_OK);
     EXPECT(mapshare_segment_close(seg) == MAPSHARE_OK);
     EXPECT(mapshare_segment_open(name, NULL, &seg) == MAPSHARE_E_NOT_FOUND && !seg);

@@ -45,6 +45,10 @@ pytestmark = [
 
 Tool = Callable[..., "subprocess.CompletedProcess[str]"]
 
+# The C side (compilers, make, the tool) runs without the sanitizer build's LD_PRELOAD
+# of libasan (tools/sanitize.sh): none of it is instrumented.
+C_ENV = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+
 
 def _cc() -> str:
     return shutil.which("gcc") or shutil.which("cc") or "cc"
@@ -55,7 +59,7 @@ def lib(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """libmapshare built by the documented command, into a temporary directory."""
     build = tmp_path_factory.mktemp("libmapshare")
     subprocess.run(["make", "-s", "-C", str(REPO), "lib", f"BUILD={build}", f"CC={_cc()}"],
-                   check=True, capture_output=True, text=True, timeout=300)
+                   check=True, capture_output=True, text=True, timeout=300, env=C_ENV)
     assert (build / "libmapshare.a").exists() and (build / "libmapshare.so").exists()
     return build
 
@@ -67,8 +71,7 @@ def tool_path(lib: Path) -> Path:
         [_cc(), "-std=c99", "-D_DEFAULT_SOURCE", "-Wall", "-Wextra", "-Werror", "-pedantic",
          f"-I{REPO / 'include'}", str(HERE / "capi_tool.c"), str(lib / "libmapshare.a"),
          "-lpthread", "-lrt", "-o", str(exe)],
-        check=True, capture_output=True, text=True, timeout=120,
-    )
+        check=True, capture_output=True, text=True, timeout=120, env=C_ENV)
     return exe
 
 
@@ -76,7 +79,7 @@ def tool_path(lib: Path) -> Path:
 def tool(tool_path: Path) -> Tool:
     def run(*args: str, timeout: float = 30, input: str = "") -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(tool_path), *args], capture_output=True, text=True,
-                              timeout=timeout, input=input)
+                              timeout=timeout, input=input, env=C_ENV)
     return run
 
 
@@ -107,8 +110,8 @@ def _err(cp: subprocess.CompletedProcess[str]) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("compiler,std,ext", [("gcc", "c99", "c"), ("g++", "c++17", "cpp")])
-def test_the_header_compiles_as_c99_and_cpp17_without_warnings(
-    tmp_path: Path, compiler: str, std: str, ext: str
+def test_the_header_compiles_as_c99_and_cpp17_without_warnings_and_links(
+    lib: Path, tmp_path: Path, compiler: str, std: str, ext: str
 ) -> None:
     cc = shutil.which(compiler)
     if cc is None:
@@ -116,16 +119,27 @@ def test_the_header_compiles_as_c99_and_cpp17_without_warnings(
     src = tmp_path / f"use.{ext}"
     src.write_text(
         '#include "mapshare.h"\n'
+        "#include <stdio.h>\n"
         "int main(void) {\n"
         "    mapshare_options o;\n"
+        "    char buf[MAPSHARE_OS_NAME_MAX];\n"
         "    mapshare_options_init(&o);\n"
-        "    return mapshare_strerror(MAPSHARE_E_VERSION) == 0;\n"
+        "    if (mapshare_os_name(\"from-a-program\", buf, sizeof buf) != MAPSHARE_OK)\n"
+        "        return 1;\n"
+        "    puts(buf);\n"
+        "    puts(mapshare_strerror(MAPSHARE_E_VERSION));\n"
+        "    return o.mode == 0600 ? 0 : 2;\n"
         "}\n"
     )
+    exe = tmp_path / "use"
     cp = subprocess.run([cc, f"-std={std}", "-Wall", "-Wextra", "-Werror", "-pedantic",
-                         f"-I{mapshare.get_include()}", "-fsyntax-only", str(src)],
-                        capture_output=True, text=True, timeout=120)
+                         f"-I{mapshare.get_include()}", str(src), str(lib / "libmapshare.a"),
+                         "-lpthread", "-lrt", "-o", str(exe)],
+                        capture_output=True, text=True, timeout=120, env=C_ENV)
     assert cp.returncode == 0, cp.stderr
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True,
+                         env=C_ENV).stdout.splitlines()
+    assert out[0] == "/mapshare.from-a-program" and "layout version" in out[1]
 
 
 def test_get_include_names_the_directory_of_the_header() -> None:
@@ -138,9 +152,10 @@ def test_a_program_builds_from_get_sources_without_make(tmp_path: Path) -> None:
     exe = tmp_path / "prog"
     subprocess.run([_cc(), "-O1", "-D_DEFAULT_SOURCE", f"-I{mapshare.get_include()}",
                     str(HERE / "capi_tool.c"), *mapshare.get_sources(), "-lpthread", "-lrt",
-                    "-o", str(exe)], check=True, capture_output=True, text=True, timeout=300)
+                    "-o", str(exe)],
+                   check=True, capture_output=True, text=True, timeout=300, env=C_ENV)
     out = subprocess.run([str(exe), "osname", "x" * 40], capture_output=True, text=True,
-                         check=True).stdout
+                         check=True, env=C_ENV).stdout
     assert out.strip() == _naming.os_name("x" * 40)
 
 
@@ -149,9 +164,9 @@ def test_a_program_links_the_shared_library(lib: Path, tmp_path: Path) -> None:
     subprocess.run([_cc(), "-D_DEFAULT_SOURCE", f"-I{REPO / 'include'}",
                     str(HERE / "capi_tool.c"), f"-L{lib}", "-lmapshare",
                     f"-Wl,-rpath,{lib}", "-o", str(exe)],
-                   check=True, capture_output=True, text=True, timeout=120)
+                   check=True, capture_output=True, text=True, timeout=120, env=C_ENV)
     out = subprocess.run([str(exe), "osname", "shared"], capture_output=True, text=True,
-                         check=True).stdout
+                         check=True, env=C_ENV).stdout
     assert out.strip() == "/mapshare.shared"
 
 
@@ -160,7 +175,7 @@ def test_the_cmake_build_makes_both_libraries(tmp_path: Path) -> None:
     build = tmp_path / "cmake"
     for cmd in (["cmake", "-S", str(REPO), "-B", str(build), f"-DCMAKE_C_COMPILER={_cc()}"],
                 ["cmake", "--build", str(build)]):
-        cp = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        cp = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=C_ENV)
         assert cp.returncode == 0, cp.stdout + cp.stderr
     assert (build / "libmapshare.a").exists() and (build / "libmapshare.so").exists()
 
@@ -170,7 +185,7 @@ def test_the_shared_library_exports_the_api_and_nothing_else(lib: Path) -> None:
     if nm is None:
         pytest.skip("no nm on PATH")
     out = subprocess.run([nm, "-D", "--defined-only", str(lib / "libmapshare.so")],
-                         capture_output=True, text=True, check=True).stdout
+                         capture_output=True, text=True, check=True, env=C_ENV).stdout
     syms = {line.split()[-1] for line in out.splitlines() if line.split()[1:2] == ["T"]}
     assert syms and all(s.startswith("mapshare_") for s in syms), sorted(syms)
     header = (REPO / "include" / "mapshare.h").read_text()
@@ -232,7 +247,7 @@ def long_name(name: str) -> Iterator[str]:
 
 def test_c_creates_python_opens_a_long_name(tool_path: Path, long_name: str) -> None:
     p = subprocess.Popen([str(tool_path), "create", long_name, "4096", "from C"],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=C_ENV)
     try:
         assert p.stdout is not None and p.stdin is not None
         line = p.stdout.readline().split()
@@ -265,7 +280,7 @@ def test_a_file_backed_segment_created_in_c_opens_in_python_by_name_and_path(
     f = tmp_path / "data.seg"
     p = subprocess.Popen([str(tool_path), "--path", str(f), "--persistent", "create", name,
                           "64", "on disk"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         text=True)
+                         text=True, env=C_ENV)
     try:
         assert p.stdout is not None and p.stdin is not None
         assert p.stdout.readline().startswith("ok")
@@ -289,7 +304,10 @@ def test_python_file_backed_segment_opens_in_c_by_name_and_by_path(
         assert _ok(tool("open", name, "7"))[1] == "py file"
         lines = _ok(tool("--path", str(f), "open", "-", "7"))
         assert lines[0].split()[3] == name and lines[1] == "py file"
-        seg.unlink()
+        # opened by path, C finds the name's link (it points at this file) and removes it
+        _ok(tool("--path", str(f), "unlink", "-"))
+        assert not os.path.exists("/dev/shm" + _naming.os_name(name))
+        assert seg.read(7) == b"py file" and f.exists()  # the file is the data: it stays
 
 
 def test_persistent_segment_from_c_outlives_it_and_unlink_removes_it(
@@ -335,7 +353,7 @@ def test_foreign_modes_are_refused_unless_allowed_in_both_languages(
 
 def test_c_waits_for_a_name_python_creates_later(tool_path: Path, name: str) -> None:
     p = subprocess.Popen([str(tool_path), "--wait", "20", "open", name, "5"],
-                         stdout=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, text=True, env=C_ENV)
     try:
         time.sleep(0.3)
         assert p.poll() is None  # still waiting
@@ -358,7 +376,8 @@ def test_a_read_only_open_in_c_cannot_write(tool: Tool, name: str) -> None:
 
 def test_channel_python_to_c_to_the_end_of_the_stream(tool_path: Path, name: str) -> None:
     with mapshare.Channel.create(name, 4096) as ch:
-        p = subprocess.Popen([str(tool_path), "recv", name], stdout=subprocess.PIPE, text=True)
+        p = subprocess.Popen([str(tool_path), "recv", name], stdout=subprocess.PIPE,
+                             text=True, env=C_ENV)
         try:
             for i in range(100):
                 ch.send(f"m{i}".encode())
@@ -385,7 +404,7 @@ def test_a_c_lock_holder_sigkilled_leaves_owner_died_to_python(
 ) -> None:
     with mapshare.Segment.create(name, 8) as seg:
         p = subprocess.Popen([str(tool_path), "lock-hold", name], stdout=subprocess.PIPE,
-                             text=True)
+                             text=True, env=C_ENV)
         try:
             assert p.stdout is not None and p.stdout.readline().strip() == "held"
             assert not seg.lock().acquire(timeout=0.05)
@@ -428,7 +447,7 @@ def test_events_and_semaphores_across_languages(tool: Tool, tool_path: Path,
     sem = mapshare.Semaphore.create(sem_name, 0, maximum=2)
     try:
         p = subprocess.Popen([str(tool_path), "event-wait", ev_name], stdout=subprocess.PIPE,
-                             text=True)
+                             text=True, env=C_ENV)
         try:
             time.sleep(0.1)
             ev.set()
@@ -456,9 +475,14 @@ def test_a_future_layout_version_is_refused_by_python_and_by_c(tool: Tool, name:
         seg.write(b"v2 data")
     try:
         poke(name, OFF_VERSION, (3).to_bytes(4, "little"))
-        with pytest.raises(mapshare.LayoutVersionError, match="layout version") as exc:
+        with pytest.raises(mapshare.LayoutVersionError,
+                           match=f"segment '{name}' was made with another mapshare layout "
+                           "version") as exc:
             mapshare.Segment.open(name)
         assert isinstance(exc.value, mapshare.LayoutError)
+        # never mistaken for an abandoned object and replaced
+        with pytest.raises(mapshare.LayoutVersionError):
+            mapshare.Segment.open_or_create(name, 64)
         code, text = _err(tool("open", name, "0"))
         assert code == 29  # MAPSHARE_E_VERSION
         assert "layout version" in text
