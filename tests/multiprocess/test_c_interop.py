@@ -43,6 +43,9 @@ pytestmark = pytest.mark.posix_only("the C peer is built with a native compiler 
 ROOT = Path(__file__).resolve().parents[2]
 JOIN = 120  # seconds: bounds a hang, never a speed assertion
 CTX = mp_context("fork") if sys.platform != "win32" else None
+# The C side (compiler, make, the peer) runs without the sanitizer build's LD_PRELOAD of
+# libasan (tools/sanitize.sh): none of it is instrumented.
+C_ENV = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
 
 
 # ---- the C peer ------------------------------------------------------------------------
@@ -76,7 +79,7 @@ def build_peer(cc: str, out: Path) -> Path:
     header or library that does not build is a failure, not a skip."""
     def run(cmd: list[str]) -> None:
         r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False,
-                           timeout=600)
+                           timeout=600, env=C_ENV)
         assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{r.stdout}{r.stderr}"
 
     run(["make", "-s", "lib", f"BUILD={out}", f"CC={cc}"])
@@ -93,7 +96,8 @@ class Peer:
     def __init__(self, exe: Path, *args: object) -> None:
         self.args = [str(exe), *map(str, args)]
         self.proc = subprocess.Popen(self.args, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=C_ENV)
         assert self.proc.stdout is not None
         self._fd = self.proc.stdout.fileno()
         self._buf = b""
