@@ -641,8 +641,8 @@ def test_stress_c_and_python_senders_and_receivers(
     start: Any, name: str, tmp_path: Path
 ) -> None:
     """Two C and two Python senders, two C and two Python receivers on one 32 KiB channel
-    (messages up to 4 KiB: it wraps and pads all the time; C sends every other message
-    through a loan and receives every other one through a view).  Every message is
+    (messages up to 4 KiB: it wraps and pads all the time; each sender sends every other
+    message through a loan, each receiver takes every other one through a view).  Every message is
     checksummed; each is delivered exactly once; each receiver sees each sender's
     messages in the order they were sent."""
     assert CTX is not None
