@@ -14,6 +14,7 @@ import sys
 from glob import glob
 
 from setuptools import Extension, setup
+from setuptools.command.build_py import build_py as _build_py
 
 sources = sorted(glob("csrc/*.c")) + sorted(glob("csrc/binding/*.c"))
 if sys.platform == "win32":
@@ -42,7 +43,34 @@ if sys.platform != "win32":
         compile_args += flags
         link_args += flags
 
+# The C API in the installed package (mapshare.get_include(), mapshare.get_sources()):
+# include/mapshare.h and the sources of libmapshare, copied under mapshare/ so that a C
+# program can be built against the mapshare it talks to (docs/c-api.md).  The list
+# matches src/mapshare/_capi.py LIBRARY_SOURCES (+ every header they include).
+C_API_FILES = (
+    ["include/mapshare.h"]
+    + sorted(glob("csrc/*.h")) + ["csrc/platform/platform.h"] + sorted(glob("csrc/capi/*"))
+    + [f"csrc/{s}" for s in ("segment.c", "sync.c", "channel.c", "inspect.c",
+                              "platform/linux.c")]
+)
+
+
+class build_py(_build_py):
+    """Also copies the C API's files into the package (not for an editable install,
+    whose mapshare.get_include() finds them in the checkout)."""
+
+    def run(self) -> None:
+        super().run()
+        if getattr(self, "editable_mode", False):
+            return
+        for rel in C_API_FILES:
+            dst = os.path.join(self.build_lib, "mapshare", rel)
+            self.mkpath(os.path.dirname(dst))
+            self.copy_file(rel, dst)
+
+
 setup(
+    cmdclass={"build_py": build_py},
     ext_modules=[
         Extension(
             "mapshare._core",

@@ -3,10 +3,11 @@
     python benchmarks/callgrind_hot.py            # every loop, ~1 minute
     python benchmarks/callgrind_hot.py lock       # one loop
 
-Each loop runs twice under callgrind, with N and N + 10,000 iterations; the difference
-divided by 10,000 is the instruction count of one iteration (the interpreter's start-up
-and the object's creation cancel out).  Instruction counts do not depend on the noisy VM,
-so a change to a hot path can be compared before/after to within a few instructions.
+Each loop runs twice under callgrind, with N and N + 10,000 iterations (fewer for the
+costly loops, FEWER); the difference divided by that is the instruction count of one
+iteration (the interpreter's start-up and the object's creation cancel out).
+Instruction counts do not depend on the noisy VM, so a change to a hot path can be
+compared before/after to within a few instructions.
 To measure another build, put its package first: ``PYTHONPATH=/other/src python ...``.
 """
 
@@ -34,8 +35,22 @@ LOOPS = {
     "topic_pub16": "o = mapshare.Topic.create(name, capacity=65536)\n"
                    "ss = [o.subscribe() for _ in range(16)]\n"
                    "m = bytes(64)\nfor _ in r:\n    o.publish(m)\nfor s in ss: s.close()",
+    # issue 12: an 8-byte get (the target against iceoryx2's blackboard must not regress)
+    "latest_get": "o = mapshare.Latest.create(name, 64)\no.set(bytes(8))\n"
+                  "for _ in r:\n    o.get()",
+    # one 1 MiB get_array: one copy out of the slot (~1,000,000 of it is memcpy)
+    "latest_get_array": "import numpy as np\no = mapshare.Latest.create(name, 1 << 20)\n"
+                        "o.set_array(np.zeros(131072 - 8))\nfor _ in r:\n    o.get_array()",
+    # open a 64 MiB array by name, take .array, close (the layer below: segment_open)
+    "array_open": "o = mapshare.SharedArray.create(name, 8 << 20)\n"
+                  "for _ in r:\n    a = mapshare.SharedArray.open(name); a.array; a.close()",
+    "segment_open": "o = mapshare.Segment.create(name, 64 << 20)\n"
+                    "for _ in r:\n    s = mapshare.Segment.open(name); s.close()",
 }
 BASE, EXTRA = 1000, 10000
+# loops whose iteration costs ~100,000 instructions or more: (N, extra) smaller
+FEWER = {"latest_get_array": (50, 300), "array_open": (100, 1000),
+         "segment_open": (100, 1000)}
 
 
 def instructions(loop: str, n: int) -> int:
@@ -53,7 +68,8 @@ def instructions(loop: str, n: int) -> int:
 
 def main() -> None:
     for loop in sys.argv[1:] or LOOPS:
-        per = (instructions(loop, BASE + EXTRA) - instructions(loop, BASE)) / EXTRA
+        base, extra = FEWER.get(loop, (BASE, EXTRA))
+        per = (instructions(loop, base + extra) - instructions(loop, base)) / extra
         print(f"{loop:10s} {per:10.0f} instructions per iteration")
 
 

@@ -93,6 +93,107 @@ static inline ms_latest_buf *buf_of(ms_latest_handle *l, uint64_t version)
     return (ms_latest_buf *)(l->bufs + (version % l->buffers) * l->stride);
 }
 
+/* ---- the sleeper table ------------------------------------------------------------
+ *
+ * A thread about to sleep in wait_for_update claims a free entry (pid 0 -> its pid by
+ * CAS, then its process's start time), sleeps with the entry's count as the wait's
+ * `mark` (ms_wait_for raises it by MS_SLEEPER while the thread is counted in `waiters`),
+ * and frees the entry when it wakes (count, start, then pid to 0).  A thread killed in
+ * its sleep leaves its entry with its dead pid and MS_SLEEPER: a writer whose wake-ups
+ * keep finding nobody scans the table and gives those back from `waiters`.  When every
+ * entry is taken, a sleeper sleeps unlisted (counted in `waiters` only), as before the
+ * table existed. */
+
+static volatile uint32_t self_pid;
+static volatile uint64_t self_start;
+
+/* This process's start time, read from the system once per process (a forked child
+ * reads its own: its pid differs). */
+static uint64_t my_start(uint32_t me)
+{
+    if (ms_load32(&self_pid) == me)
+        return ms_load64(&self_start);
+    uint64_t st = ms_p_process_start(me);
+    ms_store64(&self_start, st);
+    ms_store32(&self_pid, me);
+    return st;
+}
+
+static ms_latest_sleeper *claim_sleeper(ms_latest *lt)
+{
+    uint32_t me = ms_p_pid();
+    uint64_t start = my_start(me);
+    for (unsigned i = 0; i < MS_LATEST_SLEEPERS; i++) {
+        ms_latest_sleeper *e = &lt->sleepers[i];
+        uint32_t zero = 0;
+        if (ms_load_relaxed32(&e->pid) == 0 && ms_cas32(&e->pid, &zero, me)) {
+            /* start is 0 until stored: a reaper then checks only that the pid exists */
+            ms_store32(&e->count, 0);
+            ms_store64(&e->start, start);
+            return e;
+        }
+    }
+    return NULL;
+}
+
+static void release_sleeper(ms_latest_sleeper *e)
+{
+    if (ms_load_relaxed32(&e->pid) != ms_p_pid())
+        return;  /* rewritten by a forger: not ours to free any more */
+    ms_store32(&e->count, 0);
+    ms_store64(&e->start, 0);
+    ms_store32(&e->pid, 0);
+}
+
+/* Free the entries of dead processes, giving their sleepers back from `waiters` (never
+ * below zero: a scribbled count must not wrap around).  An entry is freed by whoever
+ * moves its pid to MS_PID_REAPING first.  Returns the sleepers given back. */
+static uint32_t reap_sleepers(ms_latest *lt)
+{
+    uint32_t given = 0;
+    for (unsigned i = 0; i < MS_LATEST_SLEEPERS; i++) {
+        ms_latest_sleeper *e = &lt->sleepers[i];
+        uint32_t pid = ms_load32(&e->pid);
+        if (pid == 0 || pid == MS_PID_REAPING || pid == MS_PID_CLAIMING)
+            continue;
+        /* alive or unknown (-1): leave it */
+        if (ms_p_process_alive(pid, ms_load64(&e->start)) != 0)
+            continue;
+        if (!ms_cas32(&e->pid, &pid, MS_PID_REAPING))
+            continue;
+        uint32_t sleepers = ms_xchg32(&e->count, 0) / MS_SLEEPER;
+        if (sleepers) {
+            uint32_t w = ms_load32(&lt->waiters);
+            while (!ms_cas32(&lt->waiters, &w, w > sleepers ? w - sleepers : 0))
+                ;
+            given += sleepers;
+        }
+        ms_store64(&e->start, 0);
+        ms_store32(&e->pid, 0);
+    }
+    return given;
+}
+
+struct reap_args {
+    ms_latest *lt;
+    uint32_t given;
+};
+
+static ms_status reap_fn(void *arg)
+{
+    struct reap_args *a = (struct reap_args *)arg;
+    a->given = reap_sleepers(a->lt);
+    return MS_OK;
+}
+
+uint32_t ms_latest_reap_sleepers(ms_latest_handle *l)
+{
+    struct reap_args a = { l->lt, 0 };
+    if (ms_p_guarded_call(reap_fn, &a) == MS_E_FAULT)
+        ms_segment_fault(l->seg);
+    return a.given;
+}
+
 /* ---- writing --------------------------------------------------------------------- */
 
 struct write_args {
@@ -130,7 +231,15 @@ static ms_status write_fn(void *arg)
     ms_store_sc64(&lt->version, nv);
     ms_lock_release(l->seg, MS_SLOT_WRITE_LOCK, lt->write_lock, NULL);
     /* readers asleep in wait_for_update: a system call only when there are some */
-    ms_wake_waiters_sc(l->seg, MS_SLOT_VERSION, &lt->update_seq, &lt->waiters);
+    int n = ms_wake_waiters_sc(l->seg, MS_SLOT_VERSION, &lt->update_seq, &lt->waiters);
+    if (n == 0 && ++l->idle_wakes >= MS_LATEST_REPAIR_AFTER) {
+        /* `waiters` says someone sleeps, yet wake-ups keep finding nobody: a sleeper
+         * may have been killed in its sleep; give its count back */
+        l->idle_wakes = 0;
+        reap_sleepers(lt);
+    } else if (n != 0) {
+        l->idle_wakes = 0;
+    }
     if (a->version)
         *a->version = nv;
     return MS_OK;
@@ -280,6 +389,49 @@ ms_status ms_latest_check(ms_latest_handle *l, const ms_latest_view *v)
     return st;
 }
 
+/* Part of a value located by ms_latest_peek, copied straight into the caller's memory
+ * (a result the caller allocated from the value's own header: one copy, not two).  The
+ * seq is checked before (no copy of a buffer already reused) and after the copy, as in
+ * read_fn: with the header read in between, everything taken since the peek belongs to
+ * one value.  The range is bounded by max_size (the buffer's storage), whatever the
+ * caller passes. */
+struct copy_args {
+    ms_latest_handle *l;
+    const ms_latest_view *v;
+    uint64_t offset;
+    uint8_t *dst;
+    size_t n;
+};
+
+static ms_status copy_fn(void *arg)
+{
+    struct copy_args *a = (struct copy_args *)arg;
+    ms_latest_handle *l = a->l;
+    ms_latest_buf *b = (ms_latest_buf *)(l->bufs +
+                                         (uint64_t)(a->v->buffer % l->buffers) * l->stride);
+    if (ms_load64(&b->seq) != a->v->seq)
+        return MS_E_OVERWRITTEN;
+    if (a->n) {
+        memcpy(a->dst, (const uint8_t *)b + MS_LATEST_BUF_HEADER + a->offset, a->n);
+        fence_acquire();
+        if (ms_load_relaxed64(&b->seq) != a->v->seq)
+            return MS_E_OVERWRITTEN;
+    }
+    return MS_OK;
+}
+
+ms_status ms_latest_copy(ms_latest_handle *l, const ms_latest_view *v, uint64_t offset,
+                         void *dst, size_t n)
+{
+    if (offset > l->max_size || (uint64_t)n > l->max_size - offset)
+        return MS_E_INVALID;
+    struct copy_args a = { l, v, offset, (uint8_t *)dst, n };
+    ms_status st = ms_p_guarded_call(copy_fn, &a);
+    if (st == MS_E_FAULT)
+        ms_segment_fault(l->seg);
+    return st;
+}
+
 /* ---- versions and waiting -------------------------------------------------------- */
 
 uint64_t ms_latest_version(ms_latest_handle *l)
@@ -302,8 +454,38 @@ struct wait_args {
 static ms_status wait_fn(void *arg)
 {
     struct wait_args *a = (struct wait_args *)arg;
-    return ms_wait_for(a->l->seg, MS_SLOT_VERSION, &a->l->lt->update_seq,
-                       &a->l->lt->waiters, newer_pred, &a->w, a->o);
+    ms_latest_handle *l = a->l;
+    const ms_wait_opts *o = a->o;
+    if (newer_pred(&a->w))
+        return MS_OK;
+    if (o->timeout_ns == 0)
+        return MS_E_TIMEOUT;
+    /* spin here, before claiming a sleeper entry: a wait that the spin satisfies (the
+     * usual case with a busy writer) touches no table */
+    ms_wait_opts rest = *o;
+    if (o->spin_ns > 0) {
+        uint64_t start = ms_p_monotonic_ns();
+        int64_t budget = o->spin_ns;
+        if (o->timeout_ns > 0 && o->timeout_ns < budget)
+            budget = o->timeout_ns;
+        if (ms_spin_until(newer_pred, &a->w, budget))
+            return MS_OK;
+        rest.spin_ns = 0;
+        if (o->timeout_ns > 0) {
+            uint64_t spent = ms_p_monotonic_ns() - start;
+            rest.timeout_ns = spent >= (uint64_t)o->timeout_ns
+                                  ? 0 : o->timeout_ns - (int64_t)spent;
+            if (rest.timeout_ns == 0)
+                return newer_pred(&a->w) ? MS_OK : MS_E_TIMEOUT;
+        }
+    }
+    ms_latest_sleeper *e = claim_sleeper(l->lt);
+    rest.mark = e ? &e->count : NULL;   /* NULL: the table is full, sleep unlisted */
+    ms_status st = ms_wait_for(l->seg, MS_SLOT_VERSION, &l->lt->update_seq, &l->lt->waiters,
+                               newer_pred, &a->w, &rest);
+    if (e)
+        release_sleeper(e);
+    return st;
 }
 
 ms_status ms_latest_wait(ms_latest_handle *l, uint64_t since, const ms_wait_opts *o,
@@ -339,12 +521,48 @@ void ms_latest_waitable(ms_latest_handle *l, ms_latest_waitarg *a, uint64_t sinc
     a->lt = l->lt;
     a->since = since;
     a->abort = NULL;
+    a->l = NULL;
+    a->sleeper = NULL;
     w->seg = l->seg;
     w->slot = MS_SLOT_VERSION;
     w->word = &l->lt->update_seq;
     w->waiters = &l->lt->waiters;
     w->ready = newer_pred;
     w->arg = a;
+}
+
+static ms_status claim_fn(void *arg)
+{
+    ms_latest_waitarg *a = (ms_latest_waitarg *)arg;
+    a->sleeper = claim_sleeper(a->lt);
+    return MS_OK;
+}
+
+void ms_latest_waitable_listed(ms_latest_handle *l, ms_latest_waitarg *a, uint64_t since,
+                               ms_waitable *w)
+{
+    ms_latest_waitable(l, a, since, w);
+    if (ms_p_guarded_call(claim_fn, a) == MS_E_FAULT) {
+        ms_segment_fault(l->seg);
+        a->sleeper = NULL;  /* the wait sees the fault and ends */
+    }
+    a->l = l;
+    w->mark = a->sleeper ? &a->sleeper->count : NULL;
+}
+
+static ms_status release_fn(void *arg)
+{
+    release_sleeper((ms_latest_sleeper *)arg);
+    return MS_OK;
+}
+
+void ms_latest_waitable_done(ms_latest_waitarg *a)
+{
+    if (!a->l || !a->sleeper)
+        return;
+    if (ms_p_guarded_call(release_fn, a->sleeper) == MS_E_FAULT)
+        ms_segment_fault(a->l->seg);
+    a->sleeper = NULL;
 }
 
 static ms_status stats_fn(void *arg)

@@ -27,7 +27,12 @@ typedef struct ms_latest_handle {
     uint64_t stride;
     uint32_t buffers;
     volatile int abort_waits;  /* set by ms_latest_abort_waits: this handle's waits end */
+    uint32_t idle_wakes;     /* wake-ups in a row that woke nobody (writer side) */
 } ms_latest_handle;
+
+/* After this many wake-ups in a row that found nobody asleep although `waiters` said
+ * someone was, a writer looks for sleepers that died in their sleep (reap_sleepers). */
+#define MS_LATEST_REPAIR_AFTER 32u
 
 /* A view: where the value of `version` is, and the sequence word that validates it. */
 typedef struct ms_latest_view {
@@ -61,11 +66,20 @@ ms_status ms_latest_read(ms_latest_handle *l, ms_alloc_fn alloc, void *arg,
  * still intact (MS_OK) or was replaced since (MS_E_OVERWRITTEN). */
 ms_status ms_latest_peek(ms_latest_handle *l, ms_latest_view *v);
 ms_status ms_latest_check(ms_latest_handle *l, const ms_latest_view *v);
+/* Copy bytes [offset, offset + n) of the value v (from ms_latest_peek) to dst: MS_OK if
+ * v was still intact after the copy (dst then holds its bytes), MS_E_OVERWRITTEN if it
+ * was replaced before or during it (dst holds garbage: peek again).  n == 0 only checks.
+ * MS_E_INVALID for a range beyond max_size. */
+ms_status ms_latest_copy(ms_latest_handle *l, const ms_latest_view *v, uint64_t offset,
+                         void *dst, size_t n);
 /* The newest version (one load). */
 uint64_t ms_latest_version(ms_latest_handle *l);
 /* Wait until the version is > since; *now = the version seen. */
 ms_status ms_latest_wait(ms_latest_handle *l, uint64_t since, const ms_wait_opts *o,
                          uint64_t *now);
+/* Give back the sleepers of dead processes from the slot's waiter count (what a writer
+ * does after MS_LATEST_REPAIR_AFTER idle wake-ups); returns how many it gave back. */
+uint32_t ms_latest_reap_sleepers(ms_latest_handle *l);
 /* Make every wait of this handle return now (MS_OK, whatever the version): a handle
  * being closed ends the waits that a cancelled asyncio call left in worker threads.
  * Wakes every sleeper of the slot's word (others just look again). */
@@ -75,9 +89,17 @@ typedef struct ms_latest_waitarg {
     ms_latest *lt;
     uint64_t since;
     volatile int *abort;   /* NULL: not abortable */
+    ms_latest_handle *l;   /* ms_latest_waitable_listed: whose sleeper entry ... */
+    ms_latest_sleeper *sleeper;  /* ... this is (NULL: none, sleeps unlisted) */
 } ms_latest_waitarg;
 void ms_latest_waitable(ms_latest_handle *l, ms_latest_waitarg *a, uint64_t since,
                         ms_waitable *w);
+/* ms_latest_waitable, also claiming a sleeper entry as the waiter's mark (so that a
+ * multi-object waiter killed asleep is repaired like wait_for_update's); the caller
+ * must call ms_latest_waitable_done(a) once the wait is over. */
+void ms_latest_waitable_listed(ms_latest_handle *l, ms_latest_waitarg *a, uint64_t since,
+                               ms_waitable *w);
+void ms_latest_waitable_done(ms_latest_waitarg *a);
 
 typedef struct ms_latest_stats {
     uint64_t version, max_size, length, writer_deaths;

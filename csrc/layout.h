@@ -75,7 +75,9 @@
 /* flags */
 #define MS_FLAG_FILE_BACKED 0x1u
 
-/* wait slots (see ms_p_wait32): one per futex word of a segment */
+/* wait slots (see ms_p_wait32): one per futex word of a segment.  Windows names a slot's
+ * semaphore <object name>#w<slot in lowercase hex> and a lock slot's mutex #l<slot>
+ * (docs/design/protocol.md, "Windows helper objects"). */
 #define MS_SLOT_CHANGE      0u
 #define MS_SLOT_EVENT       1u
 #define MS_SLOT_SEMAPHORE   2u
@@ -85,7 +87,7 @@
 #define MS_SLOT_PROGRESS    6u   /* topic: progress (a block-mode publisher waits for room) */
 #define MS_SLOT_VERSION     7u   /* latest: update_seq (readers wait for a newer version);
                                   * arrays wait on MS_SLOT_CHANGE */
-/* lock slots (Windows named mutexes) */
+/* lock slots (Windows named mutexes, #l8 ... #ld) */
 #define MS_SLOT_META_LOCK   8u
 #define MS_SLOT_USER_LOCK   9u
 #define MS_SLOT_SEND_LOCK   10u
@@ -104,7 +106,10 @@
  * filesystem raise SIGBUS). */
 typedef struct ms_attach {
     uint32_t pid;          /* 0: free slot */
-    uint32_t count;        /* handles this process holds */
+    uint32_t count;        /* attach table: handles this process holds.  Channel peer
+                            * tables (ms_ring.senders/receivers) reuse this entry with
+                            * another meaning: handles in bits 0-15, threads asleep on
+                            * the channel in bits 16-31 (MS_SLEEPER units) */
     uint64_t start;        /* ms_p_process_start(pid) when it attached */
 } ms_attach;
 
@@ -135,11 +140,17 @@ typedef struct ms_semaphore {
  * the rest and the record starts at offset 0.  A message's flags carry its kind in bits
  * 8-15 (MS_REC_KIND_*: how the payload is to be decoded; 0 = plain bytes); every other
  * bit of a message's flags is 0.
- * A sender may also pad to the end when it finds the ring empty past its first half
- * (then the ring restarts at offset 0, whose memory is still in cache).
- * The tail is only moved by a sender holding send_lock, the head by a receiver holding
- * recv_lock, each with release ordering after the record is complete, so a sender killed
- * mid-write never exposes a partial record. */
+ * A sender may also pad to the end before a record of 4 KiB or more when it finds the
+ * ring empty past its first half (in a ring over 8 MiB: past its first 4 MiB, and there
+ * also when the queue and the record fit below the current offset), so that the ring
+ * restarts at offset 0, whose memory is still in cache.
+ * The tail is only moved by a sender holding send_lock; the head only by whoever holds
+ * recv_lock: a receiver, or a sender (holding send_lock, then recv_lock taken by a try)
+ * that skips a padding record it just wrote when that pad is all the ring holds -- else
+ * a record longer than the room before the end could not be placed in an empty ring
+ * with no receiver running.  Both are stored (release, or stronger) after the record
+ * is complete, so a sender killed mid-write never exposes a partial record.
+ * docs/design/protocol.md, "Channels", has every step. */
 #define MS_REC_HEADER   8u
 #define MS_REC_PAD      0x1u
 #define MS_REC_KIND_SHIFT 8u
@@ -161,15 +172,16 @@ typedef struct ms_ring {
     uint32_t not_empty_seq;    /* futex word receivers sleep on */
     uint32_t recv_waiters;
     uint64_t sent_messages;
-    uint64_t sent_bytes;
-    uint64_t high_water;       /* most bytes ever queued */
+    uint64_t sent_bytes;       /* payload bytes (record headers and padding not counted) */
+    uint64_t high_water;       /* most ring bytes ever queued (tail - head: headers and
+                                * padding included) */
     uint8_t  pad1[24];
     /* line 2: written by receivers */
     uint64_t head;
     uint32_t not_full_seq;     /* futex word senders sleep on */
     uint32_t send_waiters;
     uint64_t received_messages;
-    uint64_t received_bytes;
+    uint64_t received_bytes;   /* payload bytes */
     uint64_t redelivered;      /* messages re-offered after a receiver died holding them */
     uint32_t holding;          /* 1 while a receiver has a message in hand (copy or view) */
     uint32_t reserved2;
@@ -177,7 +189,8 @@ typedef struct ms_ring {
     /* line 3: rarely written */
     uint32_t flags;            /* MS_RING_CLOSED */
     uint32_t last_dead_sender; /* pid of the sender most recently found dead (0: none) */
-    uint64_t abandoned;        /* loans left uncommitted by a sender that died */
+    uint64_t abandoned;        /* send_lock found OWNER_DIED: sends or loans a dead sender
+                                * left unfinished (never visible) */
     uint64_t sender_deaths;    /* senders found dead while registered (never closed) */
     uint32_t unlisted_senders; /* handles sending while the senders table was full */
     uint32_t unlisted_receivers;
@@ -185,11 +198,18 @@ typedef struct ms_ring {
     /* lines 4-5: the two robust locks */
     uint8_t  send_lock[64];
     uint8_t  recv_lock[64];
-    /* processes that have sent / received (pid 0: free; MS_PID_REAPING: an entry of a
-     * dead process being freed), for statistics and to tell receivers that a sender
-     * died without closing (a broken channel).  A process that closes its handles, or
+    /* processes that have sent / received (pid 0: free; MS_PID_REAPING: an entry being
+     * claimed, or that of a dead process being freed), for statistics, to tell receivers
+     * that a sender died without closing (a broken channel), and to give back the
+     * sleepers of a process killed asleep.  count: the process's registered handles in
+     * bits 0-15 (a handle registers at its first send / receive, under that side's lock)
+     * plus MS_SLEEPER per thread asleep on the channel, added after the waiter count is
+     * raised and removed before it is lowered (a repairer never subtracts more than was
+     * added).  A process that closes its handles, or
      * exits normally, leaves the table; only one that died without its exit path stays
-     * behind, and whoever finds it dead frees it and counts it in sender_deaths. */
+     * behind, and whoever finds it dead frees it (pid -> MS_PID_REAPING by CAS, count ->
+     * 0, its sleepers subtracted from the waiter count, pid = 0) and, if it still held
+     * handles, counts it in sender_deaths. */
     ms_attach senders[MS_RING_PEERS];
     ms_attach receivers[MS_RING_PEERS];
 } ms_ring;
@@ -262,7 +282,9 @@ typedef struct ms_topic {
 /* SharedArray control (kind area of an MS_KIND_ARRAY object).  The user area holds a
  * complete .npy image (magic, header padded so the data starts 64-byte aligned, data) at
  * npy_offset; a file-backed array's user area instead holds MS_ARRAY_FILE_TAG + the
- * file's absolute path, and the .npy image is the file itself from offset 0.  The
+ * file's absolute path + one NUL + the file's st_dev and st_ino (uint64 LE each; an
+ * opener refuses a file at that path with another identity), and the .npy image is the
+ * file itself from offset 0.  The
  * creator writes the image, then stores ready = 1 (release): an opener that sees 0 waits
  * (init_timeout) and never parses a half-built header.  publish() adds 1 to version and
  * increments the header's change_seq (waking MS_SLOT_CHANGE waiters). */
@@ -332,6 +354,16 @@ MS_STATIC_ASSERT(sizeof(ms_topic_sub) == MS_TOPIC_SUB_SIZE, "subscriber entry is
 #define MS_LATEST_BUFFERS_MAX 16u
 #define MS_LATEST_SIZE_MAX   (1ULL << 40)
 
+/* A sleeper-table entry (pid 0: free; MS_PID_CLAIMING: being claimed; MS_PID_REAPING:
+ * being freed by a process that found its owner dead). */
+typedef struct ms_latest_sleeper {
+    uint32_t pid;              /*   0 the sleeping thread's process */
+    uint32_t count;            /*   4 MS_SLEEPER (0x10000) while it is counted in waiters */
+    uint64_t start;            /*   8 that process's start time (as in the attach table) */
+} ms_latest_sleeper;
+
+#define MS_LATEST_SLEEPERS 48u
+
 typedef struct ms_latest {
     /* line 0: immutable after creation */
     uint64_t max_size;         /*   0 largest value, bytes */
@@ -348,6 +380,11 @@ typedef struct ms_latest {
     uint8_t  pad1[40];
     /* line 2: the writers' robust lock (Windows: MS_SLOT_WRITE_LOCK) */
     uint8_t  write_lock[64];   /* 128 */
+    /* 192: the sleeper table: one entry per thread asleep in wait_for_update now, so
+     * that a sleeper killed in its sleep can be given back from `waiters` by the writer
+     * that finds it dead (latest.c, reap_sleepers) */
+    ms_latest_sleeper sleepers[MS_LATEST_SLEEPERS];
+    uint8_t  reserved1[64];    /* 960 */
 } ms_latest;
 
 /* One buffer's header; the value's bytes follow at +64. */
@@ -359,7 +396,9 @@ typedef struct ms_latest_buf {
     uint8_t  pad[40];
 } ms_latest_buf;
 
-MS_STATIC_ASSERT(sizeof(ms_latest) == 192, "latest control size");
+MS_STATIC_ASSERT(sizeof(ms_latest_sleeper) == 16, "latest sleeper entry");
+MS_STATIC_ASSERT(offsetof(ms_latest, sleepers) == 192, "latest sleeper table");
+MS_STATIC_ASSERT(sizeof(ms_latest) == 1024, "latest control size");
 MS_STATIC_ASSERT(sizeof(ms_latest) <= MS_KIND_AREA_SIZE, "latest fits the kind area");
 MS_STATIC_ASSERT(offsetof(ms_latest, version) == 64, "latest writer line");
 MS_STATIC_ASSERT(offsetof(ms_latest, update_seq) == 72, "latest futex word");
@@ -396,7 +435,8 @@ typedef struct ms_header {
     uint32_t change_seq;       /* 512 futex word: seg.notify() increments it */
     uint32_t change_waiters;   /* 516 */
     uint8_t  reserved1[504];   /* 520 */
-    uint8_t  kind_area[MS_KIND_AREA_SIZE];          /* 1024 ms_event, ms_semaphore, ms_ring */
+    uint8_t  kind_area[MS_KIND_AREA_SIZE];          /* 1024 ms_event, ms_semaphore, ms_ring,
+                                                     * ms_topic, ms_array, ms_latest */
     uint8_t  attach_head[2048];                     /* 2048 the first 128 entries of the attach
                                                      * table (at attach_offset == 2048) */
 } ms_header;

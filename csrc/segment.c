@@ -166,8 +166,11 @@ ms_status ms_segment_validate(ms_segment *seg, const ms_object_stat *st)
     uint64_t total = ms_load_relaxed64(&h->total_size);
     uint64_t attach_offset = ms_load_relaxed64(&h->attach_offset);
     uint32_t slots = ms_load_relaxed32(&h->attach_slots);
+    /* Another layout (a newer mapshare's, or version 1): nothing past `version` means
+     * what this code thinks, so it is refused before anything else is read, with a
+     * status of its own (0 was never a version: that header is just invalid). */
     if (version != MS_LAYOUT_VERSION)
-        return MS_E_LAYOUT;
+        return version == 0 ? MS_E_LAYOUT : MS_E_VERSION;
     if (kind == 0 || kind > MS_KIND_MAX || name_len > MS_NAME_MAX + 1 ||
         (lifetime != MS_LIFETIME_PERSISTENT && lifetime != MS_LIFETIME_SHARED))
         return MS_E_LAYOUT;
@@ -221,8 +224,10 @@ ms_status ms_segment_open(ms_segment *seg, const char *osname, const char *path,
         st = ms_p_object_open(osname, path, 0, flags, &seg->obj, err);
     if (st != MS_OK)
         return st;
-    if ((st = ms_p_object_stat(&seg->obj, &ost, err)) != MS_OK)
-        goto fail;
+    /* Only the size is used here, and ms_p_object_open has just read it (one fstat per
+     * open, not two: opening is meant to cost about one attach). */
+    memset(&ost, 0, sizeof ost);
+    ost.size = seg->obj.size;
     if (raw) {
         seg->size = ost.size;
         seg->total = ost.size;

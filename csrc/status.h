@@ -49,10 +49,13 @@ typedef enum ms_status {
                             * lost are counted in ms_subscriber.lag_missed, and it resumes
                             * at lag_position, the oldest message still held */
     MS_E_SUBSCRIBER_LIMIT = 27,/* the topic's subscriber table is full of live subscribers */
-    MS_E_OVERWRITTEN = 28  /* a Latest view's value was replaced while it was in use */
+    MS_E_OVERWRITTEN = 28, /* a Latest view's value was replaced while it was in use */
+    MS_E_VERSION = 29      /* a published header of another layout version than
+                            * MS_LAYOUT_VERSION (made by a newer mapshare): refused, never
+                            * parsed past the version field */
 } ms_status;
 
 /* One more than the largest code: the size of a table indexed by status. */
-#define MS_STATUS_COUNT 29
+#define MS_STATUS_COUNT 30
 
 #endif

@@ -61,30 +61,32 @@ ms_status ms_wait_for(ms_segment *seg, unsigned slot, volatile uint32_t *word,
     }
 
     for (;;) {
-        /* the mark goes up before, and down after, the shared count: whoever repairs
-         * the count after our death never subtracts more than we added */
+        /* the mark goes up after, and down before, the shared count: whoever repairs
+         * the count after our death never subtracts more than we added (dying between
+         * the two leaves the count one too high, the safe side; one too low would let
+         * a live sleeper's decrement wrap the count around) */
+        ms_add32(waiters, 1);
         if (o->mark)
             ms_add32(o->mark, MS_SLEEPER);
-        ms_add32(waiters, 1);
         uint32_t seen = ms_load32(word);
         if (pred(parg)) {
-            ms_add32(waiters, (uint32_t)-1);
             if (o->mark)
                 ms_add32(o->mark, (uint32_t)-MS_SLEEPER);
+            ms_add32(waiters, (uint32_t)-1);
             return MS_OK;
         }
         int64_t left = remaining_ns(deadline, o->timeout_ns);
         if (left == 0) {
-            ms_add32(waiters, (uint32_t)-1);
             if (o->mark)
                 ms_add32(o->mark, (uint32_t)-MS_SLEEPER);
+            ms_add32(waiters, (uint32_t)-1);
             return MS_E_TIMEOUT;
         }
         int64_t slice = (left < 0 || left > MS_SLICE_NS) ? MS_SLICE_NS : left;
         ms_status st = ms_p_wait32(seg->ctx, slot, word, seen, slice);
-        ms_add32(waiters, (uint32_t)-1);
         if (o->mark)
             ms_add32(o->mark, (uint32_t)-MS_SLEEPER);
+        ms_add32(waiters, (uint32_t)-1);
         if (seg->faulted)
             return MS_E_FAULT;  /* the object shrank under us; its memory reads as zeros */
         if (pred(parg))
@@ -159,9 +161,9 @@ static int any_ready(void *arg)
 static void count_out(ms_waitable *items, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        ms_add32(items[i].waiters, (uint32_t)-1);
-        if (items[i].mark)
+        if (items[i].mark)  /* before the count, as in ms_wait_for */
             ms_add32(items[i].mark, (uint32_t)-MS_SLEEPER);
+        ms_add32(items[i].waiters, (uint32_t)-1);
     }
 }
 
@@ -207,9 +209,9 @@ ms_status ms_wait_any(ms_waitable *items, size_t n, const ms_wait_opts *o, uint8
          * waker that changes an object after our look changes its word after our read
          * and sees our count, so it wakes us (no lost wake-up). */
         for (size_t i = 0; i < n; i++) {
-            if (items[i].mark)
-                ms_add32(items[i].mark, MS_SLEEPER);
             ms_add32(items[i].waiters, 1);
+            if (items[i].mark)  /* after the count, as in ms_wait_for */
+                ms_add32(items[i].mark, MS_SLEEPER);
         }
         for (size_t i = 0; i < n; i++)
             ww[i].expected = ms_load32(items[i].word);

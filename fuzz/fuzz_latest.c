@@ -83,6 +83,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t n)
         REQUIRE(allowed(ms_latest_wait(&l, v, &o, &v2)));
         ms_latest_stats s;
         REQUIRE(allowed(ms_latest_statistics(&l, &s)));
+        /* a forged sleeper table (the value bytes again): the repair only ever lowers
+         * the waiter count, never below zero, and frees only what it reaped */
+        size_t t = c < sizeof lt->sleepers ? c : sizeof lt->sleepers;
+        memcpy(lt->sleepers, f.data, t);
+        uint32_t before = lt->waiters;
+        uint32_t given = ms_latest_reap_sleepers(&l);
+        REQUIRE(lt->waiters <= before);
+        REQUIRE(given == 0 || lt->waiters == 0 || before - lt->waiters == given);
     }
     fake_latest_free(&f);
     return 0;

@@ -25,7 +25,7 @@ start=$(date +%s)
 rm -rf "$WORK/src" "$WORK/reports" "$VENV"
 mkdir -p "$WORK/src" "$WORK/reports"
 # a private copy of what the build needs (pip would otherwise write build/ into the tree)
-(cd "$ROOT" && tar cf - setup.py pyproject.toml README* LICENSE* csrc src/mapshare 2>/dev/null) |
+(cd "$ROOT" && tar cf - setup.py pyproject.toml README* LICENSE* csrc include src/mapshare 2>/dev/null) |
     (cd "$WORK/src" && tar xf -)
 find "$WORK/src/src/mapshare" -name '_core*.so' -delete
 "$PY" -m venv --system-site-packages "$VENV"

@@ -34,10 +34,14 @@ PyObject *core_npy_parse(PyObject *mod, PyObject *arg)
         }
         PyTuple_SET_ITEM(shape, k, d);
     }
-    return Py_BuildValue("{s:I,s:N,s:N,s:N,s:K,s:K}", "major", info.major, "descr", descr,
-                         "fortran_order", PyBool_FromLong(info.fortran_order),
-                         "shape", shape, "count", (unsigned long long)info.count,
-                         "data_offset", (unsigned long long)info.data_offset);
+    static const int keys[] = {MS_KEY_MAJOR, MS_KEY_DESCR, MS_KEY_FORTRAN_ORDER, MS_KEY_SHAPE,
+                               MS_KEY_COUNT, MS_KEY_DATA_OFFSET};
+    PyObject *v[] = {
+        PyLong_FromUnsignedLong(info.major), descr, PyBool_FromLong(info.fortran_order),
+        shape, PyLong_FromUnsignedLongLong((unsigned long long)info.count),
+        PyLong_FromUnsignedLongLong((unsigned long long)info.data_offset),
+    };
+    return ms_dict_build(keys, v, 6);
 }
 
 /* The control block of an open array object, or NULL with an exception set. */

@@ -32,8 +32,17 @@
 
 /* ---- module state and errors (module.c) ------------------------------------------- */
 
+/* Keys of the dicts built on hot paths (Segment.stat, npy_parse): interned once, so a
+ * dict costs no string creation and no hashing per call. */
+enum {
+    MS_KEY_SIZE, MS_KEY_UID, MS_KEY_MODE, MS_KEY_DEV, MS_KEY_INO, MS_KEY_MTIME_NS,
+    MS_KEY_MAJOR, MS_KEY_DESCR, MS_KEY_FORTRAN_ORDER, MS_KEY_SHAPE, MS_KEY_COUNT,
+    MS_KEY_DATA_OFFSET, MS_KEY_N
+};
+
 /* Everything the module owns: no C globals hold Python objects. */
 typedef struct {
+    PyObject *keys[MS_KEY_N];                  /* MS_KEY_*, interned */
     PyObject *error_classes[MS_STATUS_COUNT];  /* status -> class, from mapshare._errors */
     PyObject *str_release;                     /* "release", interned */
     PyObject *topic_full;                      /* TopicFull: MS_E_FULL of a topic call */
@@ -42,6 +51,9 @@ typedef struct {
 
 /* The state of the imported module (found through its definition). */
 MS_BINDING_API ms_module_state *ms_state(void);
+/* A dict of n items: keys[i] (MS_KEY_*) -> values[i].  Steals every value (each may be
+ * NULL: an error is set, the others are released); NULL on error. */
+MS_BINDING_API PyObject *ms_dict_build(const int *keys, PyObject **values, int n);
 /* The registered class of `st` (NULL before mapshare._errors registered them). */
 MS_BINDING_API PyObject *ms_error_class(ms_status st);
 MS_BINDING_API const char *status_text(ms_status st);

@@ -235,6 +235,45 @@ static PyObject *Latest_check(LatestObject *self, PyObject *args)
     RET_NONE(self->segobj);
 }
 
+/* _copy_into(buffer, seq, offset, dest) -> bool: copy len(dest) bytes of the value that
+ * _peek located, from `offset` in it, into dest (a writable contiguous buffer, or None to
+ * only check); False if the value was replaced before or during the copy (dest then
+ * holds garbage: peek again).  get_array's one copy, straight into the result. */
+static PyObject *Latest_copy_into(LatestObject *self, PyObject *args)
+{
+    unsigned int buffer;
+    unsigned long long seq, offset;
+    PyObject *dest;
+    if (!PyArg_ParseTuple(args, "IKKO:_copy_into", &buffer, &seq, &offset, &dest))
+        return NULL;
+    if (lt_check(self) < 0)
+        return NULL;
+    Py_buffer b;
+    b.buf = NULL;
+    b.len = 0;
+    if (dest != Py_None &&
+        PyObject_GetBuffer(dest, &b, PyBUF_WRITABLE | PyBUF_ANY_CONTIGUOUS) < 0)
+        return NULL;
+    ms_latest_view v;
+    memset(&v, 0, sizeof v);
+    v.buffer = buffer;
+    v.seq = seq;
+    ms_status st = ms_latest_copy(&self->l, &v, offset, b.buf, (size_t)b.len);
+    if (dest != Py_None)
+        PyBuffer_Release(&b);
+    if (st == MS_E_OVERWRITTEN)
+        Py_RETURN_FALSE;
+    if (st == MS_E_INVALID) {
+        PyErr_SetString(PyExc_ValueError, "range beyond the slot's max_size");
+        return NULL;
+    }
+    if (st != MS_OK)
+        return lt_raise(self, st);
+    if (FAULTED(self->segobj))
+        return raise_status(MS_E_FAULT, 0, NULL);
+    Py_RETURN_TRUE;
+}
+
 /* _wait(since, timeout=None) -> version */
 static PyObject *Latest_wait(LatestObject *self, PyObject *args)
 {
@@ -319,7 +358,7 @@ int ms_binding_latest_waitable(PyObject *obj, ms_waitable *w, ms_latest_waitarg 
     LatestObject *self = (LatestObject *)obj;
     if (lt_check(self) < 0)
         return -1;
-    ms_latest_waitable(&self->l, a, since, w);
+    ms_latest_waitable_listed(&self->l, a, since, w);
     return 0;
 }
 
@@ -336,6 +375,9 @@ static PyMethodDef Latest_methods[] = {
      "_peek() -> (offset, length, version, kind, buffer, seq): where the value is."},
     {"_check", (PyCFunction)Latest_check, METH_VARARGS,
      "_check(buffer, seq): raise Overwritten if the viewed value was replaced."},
+    {"_copy_into", (PyCFunction)Latest_copy_into, METH_VARARGS,
+     "_copy_into(buffer, seq, offset, dest) -> bool: copy part of the peeked value into "
+     "dest; False if it was replaced."},
     {"_wait", (PyCFunction)Latest_wait, METH_VARARGS,
      "_wait(since, timeout=None) -> int: wait for a version > since."},
     {"_statistics", (PyCFunction)Latest_statistics, METH_NOARGS,

@@ -19,6 +19,33 @@ ms_module_state *ms_state(void)
     return m ? (ms_module_state *)PyModule_GetState(m) : NULL;
 }
 
+static const char *const key_names[MS_KEY_N] = {
+    "size", "uid", "mode", "dev", "ino", "mtime_ns",
+    "major", "descr", "fortran_order", "shape", "count", "data_offset",
+};
+
+PyObject *ms_dict_build(const int *keys, PyObject **values, int n)
+{
+    ms_module_state *state = ms_state();
+    PyObject *d = NULL;
+    int i;
+    for (i = 0; i < n; i++)
+        if (!values[i])
+            goto out;
+    if (!state || !(d = PyDict_New()))
+        goto out;
+    for (i = 0; i < n; i++) {
+        if (PyDict_SetItem(d, state->keys[keys[i]], values[i]) < 0) {
+            Py_CLEAR(d);
+            goto out;
+        }
+    }
+out:
+    for (i = 0; i < n; i++)
+        Py_XDECREF(values[i]);
+    return d;
+}
+
 PyObject *ms_error_class(ms_status st)
 {
     ms_module_state *state = ms_state();
@@ -45,6 +72,9 @@ static PyObject *set_errors(PyObject *mod, PyObject *mapping)
     }
     Py_RETURN_NONE;
 }
+
+/* MS_E_VERSION's text names the version this build reads. */
+MS_STATIC_ASSERT(MS_LAYOUT_VERSION == 2u, "update the text of MS_E_VERSION");
 
 const char *status_text(ms_status st)
 {
@@ -80,6 +110,9 @@ const char *status_text(ms_status st)
     case MS_E_SUBSCRIBER_LIMIT: return "the topic's subscriber table is full of live "
                                        "subscribers";
     case MS_E_OVERWRITTEN: return "the value was replaced while the view was in use";
+    case MS_E_VERSION: return "the segment was made with another mapshare layout version "
+                              "than the one this mapshare reads (version 2): open it with "
+                              "the mapshare that made it, or upgrade";
     default: return "error";
     }
 }
@@ -377,6 +410,8 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg)
     for (int i = 0; i < N_STATUS; i++)
         Py_VISIT(state->error_classes[i]);
     Py_VISIT(state->str_release);
+    for (int i = 0; i < MS_KEY_N; i++)
+        Py_VISIT(state->keys[i]);
     Py_VISIT(state->topic_full);
     Py_VISIT(state->topic_empty);
     return 0;
@@ -388,6 +423,8 @@ static int module_clear(PyObject *m)
     for (int i = 0; i < N_STATUS; i++)
         Py_CLEAR(state->error_classes[i]);
     Py_CLEAR(state->str_release);
+    for (int i = 0; i < MS_KEY_N; i++)
+        Py_CLEAR(state->keys[i]);
     Py_CLEAR(state->topic_full);
     Py_CLEAR(state->topic_empty);
     return 0;
@@ -504,6 +541,7 @@ static int add_constants(PyObject *m)
         {"E_LAGGED", (long long)(MS_E_LAGGED)},
         {"E_SUBSCRIBER_LIMIT", (long long)(MS_E_SUBSCRIBER_LIMIT)},
         {"E_OVERWRITTEN", (long long)(MS_E_OVERWRITTEN)},
+        {"E_VERSION", (long long)(MS_E_VERSION)},
     };
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
         PyObject *o = PyLong_FromLongLong(ints[i].value);
@@ -530,6 +568,12 @@ PyMODINIT_FUNC PyInit__core(void)
         return NULL;
     ms_module_state *state = (ms_module_state *)PyModule_GetState(m);
     state->str_release = PyUnicode_InternFromString("release");
+    for (int i = 0; i < MS_KEY_N; i++) {
+        if (!(state->keys[i] = PyUnicode_InternFromString(key_names[i]))) {
+            Py_DECREF(m);
+            return NULL;
+        }
+    }
     if (!state->str_release || add_types(m) < 0 || add_constants(m) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -241,7 +241,7 @@ PyObject *core_reclaim(PyObject *mod, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     st = ms_segment_reclaim(osname, flags, unfinished_ok, &result, &err);
     Py_END_ALLOW_THREADS
-    if (st == MS_E_PERMISSION || st == MS_E_FAULT || st == MS_E_LAYOUT)
+    if (st == MS_E_PERMISSION || st == MS_E_FAULT || st == MS_E_LAYOUT || st == MS_E_VERSION)
         return PyLong_FromLong(MS_RECLAIM_KEPT);  /* not ours to take */
     if (st != MS_OK)
         return raise_status(st, err, osname);
@@ -504,9 +504,17 @@ static PyObject *Segment_stat(SegmentObject *self, PyObject *unused)
     ms_status s = ms_p_object_stat(&self->seg.obj, &st, &err);
     if (s != MS_OK)
         return raise_status(s, err, "stat");
-    return Py_BuildValue("{sKsIsIsKsKsL}", "size", (unsigned long long)st.size, "uid", st.uid,
-                         "mode", st.mode, "dev", (unsigned long long)st.dev, "ino",
-                         (unsigned long long)st.ino, "mtime_ns", (long long)st.mtime_ns);
+    static const int keys[] = {MS_KEY_SIZE, MS_KEY_UID, MS_KEY_MODE, MS_KEY_DEV, MS_KEY_INO,
+                               MS_KEY_MTIME_NS};
+    PyObject *v[] = {
+        PyLong_FromUnsignedLongLong((unsigned long long)st.size),
+        PyLong_FromUnsignedLong(st.uid),
+        PyLong_FromUnsignedLong(st.mode),
+        PyLong_FromUnsignedLongLong((unsigned long long)st.dev),
+        PyLong_FromUnsignedLongLong((unsigned long long)st.ino),
+        PyLong_FromLongLong((long long)st.mtime_ns),
+    };
+    return ms_dict_build(keys, v, 6);
 }
 
 struct header_copy { ms_header h; };

@@ -121,14 +121,19 @@ PyObject *core_wait_any(PyObject *mod, PyObject *args, PyObject *kw)
     wait_store *store = PyMem_Calloc((size_t)n, sizeof *store);
     uint8_t *ready = PyMem_Calloc((size_t)n, 1);
     SegmentObject **owners = PyMem_Calloc((size_t)n, sizeof *owners);
-    if (!items || !store || !ready || !owners) {
+    /* the Latest items: each holds a sleeper entry until the wait is over */
+    ms_latest_waitarg **latest = PyMem_Calloc((size_t)n, sizeof *latest);
+    if (!items || !store || !ready || !owners || !latest) {
         PyErr_NoMemory();
         goto done;
     }
     int64_t max_spin = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (fill(PyTuple_GET_ITEM(seq, i), i, &items[i], &store[i]) < 0)
+        PyObject *obj = PyTuple_GET_ITEM(seq, i);
+        if (fill(obj, i, &items[i], &store[i]) < 0)
             goto done;
+        if (PyTuple_Check(obj) && PyObject_TypeCheck(PyTuple_GET_ITEM(obj, 0), &Latest_Type))
+            latest[i] = &store[i].latest;  /* fill took only a (latest, since) pair */
         owners[i] = owner_of(items[i].seg);
         if (owners[i]->spin_ns > max_spin)
             max_spin = owners[i]->spin_ns;
@@ -161,6 +166,11 @@ PyObject *core_wait_any(PyObject *mod, PyObject *args, PyObject *kw)
         Py_XDECREF(idx);
     }
 done:
+    /* with the GIL held since the wait: no handle was closed in between */
+    for (Py_ssize_t i = 0; latest && i < n; i++)
+        if (latest[i])
+            ms_latest_waitable_done(latest[i]);
+    PyMem_Free(latest);
     PyMem_Free(items);
     PyMem_Free(store);
     PyMem_Free(ready);

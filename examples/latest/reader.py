@@ -7,7 +7,7 @@ import sys
 import mapshare
 
 name = sys.argv[1] if len(sys.argv) > 1 else "example-latest"
-with mapshare.Latest.open(name, wait=10) as pose:       # waits up to 10 s for the writer
+with mapshare.Latest.open(name, access="r", wait=10) as pose:  # read-only; waits 10 s
     done = mapshare.Event.open(name + "-done")
     seen, version, last_t = 0, 0, 0
     while seen < 100:

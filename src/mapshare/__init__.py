@@ -15,6 +15,8 @@ message channels and broadcast topics.
 """
 
 from ._array import SharedArray as SharedArray
+from ._capi import get_include as get_include
+from ._capi import get_sources as get_sources
 from ._channel import Channel as Channel
 from ._channel import ChannelStatistics as ChannelStatistics
 from ._core import Window as Window
@@ -27,6 +29,7 @@ from ._errors import EndOfChannel as EndOfChannel
 from ._errors import InvalidArgumentError as InvalidArgumentError
 from ._errors import Lagged as Lagged
 from ._errors import LayoutError as LayoutError
+from ._errors import LayoutVersionError as LayoutVersionError
 from ._errors import MapshareError as MapshareError
 from ._errors import MessageKindError as MessageKindError
 from ._errors import MessageTooLargeError as MessageTooLargeError
@@ -84,6 +87,7 @@ __all__ = [
     "Latest",
     "LatestStatistics",
     "LayoutError",
+    "LayoutVersionError",
     "Lock",
     "LockState",
     "MapshareError",
@@ -120,6 +124,8 @@ __all__ = [
     "Window",
     "WindowOpenError",
     "collect",
+    "get_include",
+    "get_sources",
     "segments",
     "wait",
     "wait_async",

@@ -19,8 +19,25 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 from . import _core
 from ._aio import wait_until
-from ._errors import LayoutError, NoSpaceError, SegmentExistsError, WaitTimeout
-from ._npy import FILE_TAG, dtype_from_descr, image_info
+from ._errors import (
+    LayoutError,
+    NoSpaceError,
+    PermissionDeniedError,
+    SegmentDestroyedError,
+    SegmentExistsError,
+    SegmentNotFoundError,
+    WaitTimeout,
+)
+from ._npy import (
+    _PREAMBLE_MAX,
+    FILE_RECORD_MAX,
+    FILE_TAG,
+    check_file,
+    dtype_from_descr,
+    file_record,
+    image_info,
+    parse_file_record,
+)
 from ._options import INIT_WAIT, Access, Lifetime, PathLike, check_seconds
 from ._segment import Segment
 from ._sync import Lock
@@ -192,9 +209,12 @@ class SharedArray:
         except BaseException:
             os.unlink(fspath)
             raise
+        # the identity of the file just made (of the mapping, not of the path): openers
+        # by name check it, so a file replaced at that path is never taken for this one
+        rec = file_record(fspath, data._ident)
         try:
             seg = _ArraySegment._create(
-                name, len(FILE_TAG) + len(os.fsencode(fspath)), path=None, mode=mode,
+                name, len(rec), path=None, mode=mode,
                 lifetime=lifetime, init=None, global_namespace=global_namespace,
             )
         except BaseException:
@@ -202,7 +222,7 @@ class SharedArray:
             os.unlink(fspath)
             raise
         try:
-            seg._core.write(FILE_TAG + os.fsencode(fspath), 0)
+            seg._core.write(rec, 0)
             self = cls._wrap(seg, data, fspath, spin)
             if fill is not None:
                 self.array[...] = fill
@@ -239,6 +259,76 @@ class SharedArray:
             name, src.shape, src.dtype, order=order, fill=src, path=path, mode=mode,
             lifetime=lifetime, global_namespace=global_namespace, spin=spin,
         )
+
+    @classmethod
+    def open_or_create(
+        cls,
+        name: str,
+        shape: Shape,
+        dtype: Any = float,
+        *,
+        order: str = "C",
+        fill: Any = None,
+        mode: int = 0o600,
+        lifetime: Lifetime = "shared",
+        allow_foreign: bool = False,
+        global_namespace: bool = False,
+        init_timeout: float = INIT_WAIT,
+        spin: Optional[float] = None,
+    ) -> Self:
+        """Open the array ``name`` read-write, or create it (as ``create``) if it does
+        not exist; safe when many processes race: they all end up on one array, and
+        only its creator applies ``fill``.
+
+        An existing array must have exactly this dtype (byte order, fields, units),
+        shape and order: anything else is a ``LayoutError`` naming both, never a
+        reinterpretation of its memory.  (In shared memory only: a file-backed array
+        is created with ``create(path=...)`` and reopened with ``open(path=...)``.)
+        The keywords mean what they mean for ``create`` and ``open``.
+        """
+        shape_t, dt = _normalise(shape, dtype, order)
+        init_s = check_seconds(init_timeout, "init_timeout", none_ok=False)
+        assert init_s is not None
+        deadline = time.monotonic() + init_s
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            try:
+                self = cls.open(
+                    name, access="rw", allow_foreign=allow_foreign,
+                    global_namespace=global_namespace, init_timeout=left, spin=spin,
+                )
+            except (SegmentNotFoundError, SegmentDestroyedError):
+                try:
+                    return cls.create(
+                        name, shape_t, dt, order=order, fill=fill, mode=mode,
+                        lifetime=lifetime, global_namespace=global_namespace, spin=spin,
+                    )
+                except SegmentExistsError:
+                    # another process created it first (or a dying one is going away):
+                    # open theirs
+                    if time.monotonic() >= deadline:
+                        raise
+                    continue
+            return self._check_same(shape_t, dt, order)
+
+    def _check_same(self, shape: tuple[int, ...], dt: np.dtype[Any], order: str) -> Self:
+        arr = self.array
+        got_order = "F" if arr.ndim > 1 and arr.flags.f_contiguous \
+            and not arr.flags.c_contiguous else "C"
+        # a 0-d or 1-d array is both C and F contiguous: order only matters above 1-d
+        same_order = got_order == order or arr.ndim <= 1 or arr.size <= 1
+        if arr.dtype != dt or arr.dtype.itemsize != dt.itemsize or arr.shape != shape \
+                or not same_order:
+            import numpy as np
+
+            descr = np.lib.format.dtype_to_descr
+            found = f"shape={arr.shape} dtype={descr(arr.dtype)!r} order={got_order!r}"
+            self.close()
+            raise LayoutError(
+                f"existing array {self.name!r} has {found}; asked for shape={shape} "
+                f"dtype={descr(dt)!r} order={order!r}"
+            )
+        return self
 
     @classmethod
     def open(
@@ -279,14 +369,29 @@ class SharedArray:
         )
         try:
             _wait_ready(seg, init_timeout)
-            rec = seg._core.read(min(seg.size, len(FILE_TAG) + 4096), 0)
-            if rec.startswith(FILE_TAG):
-                fspath = os.fsdecode(rec[len(FILE_TAG):])
-                if not os.path.isabs(fspath):
-                    raise LayoutError(f"array {name!r}: invalid file record")
+            # The first bytes tell a file record from a .npy image, and are the image's
+            # preamble: the header is then read exactly, not a page or 64 KiB of it.
+            core = seg._core
+            pre = core.read(min(core.size, _PREAMBLE_MAX), 0)
+            if pre.startswith(FILE_TAG):
+                rec = core.read(min(core.size, FILE_RECORD_MAX), 0)
+                fspath, ident = parse_file_record(rec)
                 data = Segment.open(path=fspath, raw=True, access=access)
-                return cls._wrap(seg, data, fspath, spin)
-            return cls._wrap(seg, seg, None, spin)
+                try:
+                    # the mapped file must be the one the array was made with (its
+                    # size is checked against the header by _wrap, as for any array)
+                    check_file(name, fspath, ident, data._ident)
+                except BaseException:
+                    data.close()
+                    raise
+                try:
+                    return cls._wrap(seg, data, fspath, spin)
+                except LayoutError as exc:
+                    raise LayoutError(
+                        f"array {name!r}: its file {fspath!r} no longer holds the array "
+                        f"(truncated or rewritten since it was made?): {exc}"
+                    ) from None
+            return cls._wrap(seg, seg, None, spin, pre)
         except BaseException:
             seg.close()
             raise
@@ -299,9 +404,9 @@ class SharedArray:
         data = Segment.open(path=fspath, raw=True, access=access)
         try:
             if name is None:
-                st = os.stat(fspath)
-                name = f"npy-{st.st_dev:x}-{st.st_ino:x}"
-            rec = FILE_TAG + os.fsencode(fspath)
+                dev, ino = data._ident  # the file mapped, not whatever the path holds now
+                name = f"npy-{dev:x}-{ino:x}"
+            rec = file_record(fspath, data._ident)
             seg = _ArraySegment._open_or_create(
                 name, len(rec), path=None, mode=0o600, lifetime="shared", init=None,
                 init_timeout=init_timeout, allow_foreign=allow_foreign,
@@ -316,8 +421,14 @@ class SharedArray:
                 # we made it, or a racing opener is writing the same record
                 seg._core.write(rec, 0)
                 _core.array_ready(seg._core)
-            elif seg._core.read(None, 0) != rec:
-                raise LayoutError(f"array {name!r} is not backed by {fspath!r}")
+            else:
+                got = seg._core.read(None, 0)
+                found, ident = parse_file_record(got) if got.startswith(FILE_TAG) \
+                    else ("", None)
+                if found != fspath:
+                    raise LayoutError(f"array {name!r} is not backed by {fspath!r}")
+                # the same path, but maybe another file than the live array's
+                check_file(name, fspath, ident, data._ident)
             return cls._wrap(seg, data, fspath, spin)
         except BaseException:
             data.close()
@@ -326,7 +437,8 @@ class SharedArray:
 
     @classmethod
     def _wrap(
-        cls, seg: Segment, data: Segment, path: Optional[str], spin: Optional[float]
+        cls, seg: Segment, data: Segment, path: Optional[str], spin: Optional[float],
+        pre: bytes = b"",
     ) -> Self:
         import numpy as np
 
@@ -338,7 +450,7 @@ class SharedArray:
         if spin is not None:
             seg.spin = spin
         try:
-            info, dt = image_info(data._core)
+            info, dt = image_info(data._core, pre)
             shape = tuple(info["shape"])
             order = "F" if info["fortran_order"] else "C"
             self._array = np.ndarray(
@@ -397,7 +509,8 @@ class SharedArray:
     def lock(self) -> Lock:
         """The array's robust cross-process lock (``with arr.lock():``); taking it after
         a holder died raises ``OwnerDiedError`` (the lock is then held: repair the
-        data, then release)."""
+        data, then release).  Any handle may take it, a read-only one (``access="r"``)
+        too: a reader holds it to copy data a writer changes under the same lock."""
         return self._seg.lock()
 
     @property
@@ -408,8 +521,16 @@ class SharedArray:
 
     def publish(self) -> int:
         """Tell readers the data changed: add 1 to ``version`` and wake every process in
-        ``wait_for_version``.  Returns the new version."""
+        ``wait_for_version``.  Returns the new version.  Only a handle that can write
+        the data may: ``PermissionDeniedError`` for ``access="r"`` or ``"copy"`` (its
+        writes, if any, stay private: announcing them would announce nothing)."""
         self._check_open()
+        if self.access != "rw":
+            raise PermissionDeniedError(
+                errno.EACCES,
+                f"array {self.name!r}: publish() needs access='rw', this handle has "
+                f"access={self.access!r}",
+            )
         return int(_core.array_publish(self._seg._core))
 
     def wait_for_version(self, since: int, timeout: Optional[float] = None) -> int:
@@ -507,6 +628,8 @@ def _reopen(name: str, path: Optional[str], access: Access) -> SharedArray:
 
 def _wait_ready(seg: Segment, init_timeout: float) -> None:
     """Wait (up to init_timeout) for the creator to finish the header and the data."""
+    if _core.array_state(seg._core)[0]:
+        return
     deadline = time.monotonic() + init_timeout
     while True:
         ready, _ = _core.array_state(seg._core)

@@ -383,7 +383,8 @@ def cmd_get(args: argparse.Namespace) -> int:
     """Print a Latest slot's newest value (raw, --hex or --json with its version)."""
     from ._latest import Latest
 
-    lt = Latest.open(_check_name(args.name), allow_foreign=args.allow_foreign)
+    # read-only: get needs no more, and a group member of a 0o640 slot may read it
+    lt = Latest.open(_check_name(args.name), access="r", allow_foreign=args.allow_foreign)
     try:
         if args.wait_since is not None:
             lt.wait_for_update(args.wait_since, args.timeout)

@@ -32,6 +32,7 @@ __all__ = [
     "KIND_CALLS",
     "KIND_NAMES",
     "KIND_OBJECT",
+    "array_head_size",
     "array_view",
     "copy_array",
     "decode_object",
@@ -39,6 +40,7 @@ __all__ = [
     "encode_object",
     "pad",
     "parse_array",
+    "parse_array_head",
 ]
 
 OBJ_MAGIC = b"MSO1"
@@ -142,26 +144,59 @@ def encode_array(array: Any, what: str = "send_object()") -> tuple[int, Writer]:
     return off + a.nbytes, write
 
 
-def parse_array(m: memoryview) -> tuple[Any, tuple[int, ...], Literal["C", "F"], int]:
-    """(dtype, shape, order, offset of the data) of an array message, checked against
-    its length."""
+# descr text -> dtype, for the dtypes a structured-field rename cannot change in place
+# (``dt.names = ...`` mutates a structured dtype; every other dtype is immutable)
+_DTYPES: dict[bytes, Any] = {}
+_DTYPES_MAX = 256
+
+
+def _dtype_of(text: bytes) -> Any:
     import numpy as np
 
-    if m.nbytes < ARR_HEAD.size:
-        raise LayoutError("array message too short")
-    magic, dlen, ndim, order = ARR_HEAD.unpack_from(m, 0)
-    if magic != ARR_MAGIC or ndim > MAX_NDIM or order not in (ord("C"), ord("F")):
-        raise LayoutError("corrupt array message")
-    head = ARR_HEAD.size + dlen + 8 * ndim
-    if head > m.nbytes:
-        raise LayoutError("array message header runs past its end")
+    dtype = _DTYPES.get(text)
+    if dtype is not None:
+        return dtype
     try:
-        descr = ast.literal_eval(bytes(m[ARR_HEAD.size : ARR_HEAD.size + dlen]).decode())
+        descr = ast.literal_eval(text.decode())
         dtype = np.lib.format.descr_to_dtype(descr)
     except (ValueError, SyntaxError, TypeError, UnicodeDecodeError) as exc:
         raise LayoutError(f"array message has an invalid dtype: {exc}") from None
     if dtype.hasobject:
         raise LayoutError("array message with an object dtype refused")
+    if dtype.names is None:
+        if len(_DTYPES) >= _DTYPES_MAX:
+            _DTYPES.clear()
+        _DTYPES[text] = dtype
+    return dtype
+
+
+def array_head_size(m: Any) -> int:
+    """Bytes of the header (magic, descr, shape) of the array message starting ``m``, by
+    its first ``ARR_HEAD.size`` bytes (0 if ``m`` is shorter); untrusted: the caller
+    bounds it, ``parse_array`` checks it."""
+    if len(m) < ARR_HEAD.size:
+        return 0
+    _magic, dlen, ndim, _order = ARR_HEAD.unpack_from(m, 0)
+    return int(ARR_HEAD.size + dlen + 8 * ndim)
+
+
+def parse_array(
+    m: Any, length: int = -1
+) -> tuple[Any, tuple[int, ...], Literal["C", "F"], int]:
+    """(dtype, shape, order, offset of the data) of an array message, checked against
+    its length.  ``m``: the message, or (with ``length``, the message's length) at least
+    its first ``array_head_size`` bytes."""
+    have = m.nbytes if isinstance(m, memoryview) else len(m)
+    n = have if length < 0 else length
+    if have < ARR_HEAD.size:
+        raise LayoutError("array message too short")
+    magic, dlen, ndim, order = ARR_HEAD.unpack_from(m, 0)
+    if magic != ARR_MAGIC or ndim > MAX_NDIM or order not in (ord("C"), ord("F")):
+        raise LayoutError("corrupt array message")
+    head = ARR_HEAD.size + dlen + 8 * ndim
+    if head > have or head > n:
+        raise LayoutError("array message header runs past its end")
+    dtype = _dtype_of(bytes(m[ARR_HEAD.size : ARR_HEAD.size + dlen]))
     shape = struct.unpack_from(f"<{ndim}q", m, ARR_HEAD.size + dlen)
     if any(s < 0 for s in shape):
         raise LayoutError("array message with a negative dimension")
@@ -169,9 +204,40 @@ def parse_array(m: memoryview) -> tuple[Any, tuple[int, ...], Literal["C", "F"],
     for s in shape:
         count *= s
     off = pad(head)
-    if count * dtype.itemsize > m.nbytes - min(off, m.nbytes):
+    if count * dtype.itemsize > n - min(off, n):
         raise LayoutError("array message shorter than its shape and dtype say")
     return dtype, tuple(shape), "F" if order == ord("F") else "C", off
+
+
+# header bytes -> (dtype, shape, order, data offset, data bytes): a reader of a slot that
+# keeps publishing arrays of one shape parses the same header every time
+_HEADS: dict[bytes, tuple[Any, tuple[int, ...], Literal["C", "F"], int, int]] = {}
+
+
+def parse_array_head(
+    head: bytes, length: int
+) -> tuple[Any, tuple[int, ...], Literal["C", "F"], int]:
+    """``parse_array(head, length)`` for a header read on its own (``head``: the first
+    bytes of a message of ``length`` bytes), reusing the result for the same header
+    bytes.  The length check runs every time; structured dtypes are never reused (they
+    can be renamed in place)."""
+    need = array_head_size(head)
+    key = head[:need] if ARR_HEAD.size <= need <= len(head) else b""
+    hit = _HEADS.get(key) if key else None
+    if hit is not None:
+        dtype, shape, order, off, nbytes = hit
+        if nbytes > length - min(off, length):
+            raise LayoutError("array message shorter than its shape and dtype say")
+        return dtype, shape, order, off
+    dtype, shape, order, off = parse_array(head, length)
+    if key and dtype.names is None:
+        if len(_HEADS) >= _DTYPES_MAX:
+            _HEADS.clear()
+        count = 1
+        for n in shape:
+            count *= n
+        _HEADS[key] = (dtype, shape, order, off, count * dtype.itemsize)
+    return dtype, shape, order, off
 
 
 def copy_array(m: memoryview) -> np.ndarray:

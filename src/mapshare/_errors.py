@@ -27,6 +27,7 @@ __all__ = [
     "InvalidArgumentError",
     "Lagged",
     "LayoutError",
+    "LayoutVersionError",
     "MapshareError",
     "MessageKindError",
     "MessageTooLargeError",
@@ -85,6 +86,13 @@ class LayoutError(MapshareError):
     """The object is not a valid mapshare segment of the expected kind: wrong magic,
     unknown layout version, sizes beyond the mapping, a corrupt ring, or a header that
     was never finished."""
+
+
+class LayoutVersionError(LayoutError):
+    """The segment was made with another layout version than the one this mapshare
+    reads (a newer mapshare, or a C program built against a newer libmapshare): it is
+    refused before anything past the header's version field is read.  A LayoutError, so
+    ``except LayoutError`` keeps catching it."""
 
 
 class _Initializing(LayoutError):
@@ -297,6 +305,7 @@ _STATUS_CLASSES: dict[int, type[BaseException]] = {
     _core.E_LAGGED: Lagged,
     _core.E_SUBSCRIBER_LIMIT: SubscriberLimitError,
     _core.E_OVERWRITTEN: Overwritten,
+    _core.E_VERSION: LayoutVersionError,
 }
 
 _core.set_errors(_STATUS_CLASSES)

@@ -21,6 +21,7 @@ from . import _core, _link, _naming, _registry
 from ._core import Segment as _CoreSegment
 from ._errors import (
     LayoutError,
+    LayoutVersionError,
     NameCollisionError,
     PermissionDeniedError,
     SegmentDestroyedError,
@@ -69,6 +70,14 @@ def _open_core(
     """``_core.open``, with errors that name the logical name, not ``/mapshare.x``."""
     try:
         return _core.open(osn, fspath, kind, acc, raw, flags)
+    except LayoutVersionError:
+        if name is None or fspath is not None:
+            raise
+        raise LayoutVersionError(
+            f"segment {name!r} was made with another mapshare layout version than the one "
+            f"this mapshare reads (version {_core.LAYOUT_VERSION}): open it with the "
+            "mapshare that made it, or upgrade"
+        ) from None
     except OSError as exc:
         if name is None or fspath is not None or exc.filename != osn:
             raise
@@ -125,6 +134,7 @@ class Handle:
         path: Optional[str],
         access: str,
         raw: bool,
+        st: Optional[dict[str, int]] = None,
     ) -> Self:
         self = object.__new__(cls)
         self._core = core
@@ -135,7 +145,8 @@ class Handle:
         self._raw = raw
         self._unlinked = False
         self._buf = None
-        st = core.stat()
+        if st is None:
+            st = core.stat()
         self._ident = (st["dev"], st["ino"])
         self._link_ident = None
         _registry.add(self)
@@ -351,6 +362,16 @@ class Handle:
         fspath = None if path is None else os.fspath(path)
         if name is not None and not raw:
             _naming.validate(name)
+            if fspath is None:
+                # The common case first, without the retry loop's clocks and frames: an
+                # object that is there and finished.  Anything else (missing, still
+                # being created, being destroyed) goes through the loop below, which
+                # makes this same attempt again and waits as asked.
+                try:
+                    seg = cls._open_once(name, None, access, acc, flags, allow_foreign, want)
+                    return seg._with_spin(spin)
+                except (SegmentNotFoundError, _Initializing, SegmentDestroyedError):
+                    pass
         what = name if name is not None else fspath
         watch: Optional[NameWatch] = None
         start = time.monotonic()
@@ -477,13 +498,16 @@ class Handle:
             osn = _naming.os_name(name)
             core = _core.open(osn, fspath, 0, acc, False, flags)
         try:
-            cls._check_opened(core, name, osn, allow_foreign, want)
+            # one fstat for the owner check and the identity (not one each)
+            st = core.stat()
+            cls._check_opened(core, name, osn, allow_foreign, want, st)
             core.attach()  # every opener counts, read-only ones included
         except BaseException:
             core.close(detach=False)
             raise
         self = cls._wrap(
-            core, name, osn, None if fspath is None else os.path.abspath(fspath), access, False
+            core, name, osn, None if fspath is None else os.path.abspath(fspath), access,
+            False, st,
         )
         self._link_ident = link_ident
         if by_path:
@@ -493,7 +517,7 @@ class Handle:
     @classmethod
     def _check_opened(
         cls, core: _CoreSegment, name: str, osn: str, allow_foreign: bool,
-        want: Optional[int] = None,
+        want: Optional[int] = None, st: Optional[dict[str, int]] = None,
     ) -> None:
         header_name = core.name
         if header_name != name:
@@ -510,7 +534,8 @@ class Handle:
                 f"{KIND_NAMES.get(want, '?')}{hint}"
             )
         if not allow_foreign and HAS_OWNER_UIDS:
-            st = core.stat()
+            if st is None:
+                st = core.stat()
             if st["uid"] != os.geteuid():
                 raise PermissionDeniedError(
                     1,

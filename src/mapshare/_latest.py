@@ -12,6 +12,7 @@ writer simply takes over.  The protocol: docs/design/layout.md, "Latest".
 
 from __future__ import annotations
 
+import errno
 import pickle
 import time
 from collections.abc import Iterator
@@ -26,9 +27,10 @@ from ._errors import (
     MapshareError,
     MessageKindError,
     MessageTooLargeError,
+    PermissionDeniedError,
     WaitTimeout,
 )
-from ._options import INIT_WAIT, Lifetime
+from ._options import INIT_WAIT, Access, Lifetime
 from ._segment import Segment
 
 if TYPE_CHECKING:
@@ -44,6 +46,11 @@ def _user_area(max_size: int, buffers: int) -> int:
     """Bytes of user area a slot needs: ``buffers`` buffers of a 64-byte header plus
     ``max_size`` rounded up to 64 (csrc/latest.c ms_latest_area_size)."""
     return buffers * (_core.LATEST_BUF_HEADER + (max_size + 63) // 64 * 64)
+
+
+# Bytes of a value read to find an array's header (dtype, shape): most headers fit, a
+# longer one is read again whole.
+_GET_ARRAY_HEAD = 256
 
 
 class _LatestSegment(Segment):
@@ -140,17 +147,23 @@ class Latest(_core.Latest):
 
     @classmethod
     def open(
-        cls, name: str, *, allow_foreign: bool = False, global_namespace: bool = False,
-        wait: Optional[float] = 0, init_timeout: float = INIT_WAIT,
-        spin: Optional[float] = None,
+        cls, name: str, *, access: Access = "rw", allow_foreign: bool = False,
+        global_namespace: bool = False, wait: Optional[float] = 0,
+        init_timeout: float = INIT_WAIT, spin: Optional[float] = None,
     ) -> Self:
-        """Open an existing slot (``LayoutError`` if the name is not one).  The keywords
-        mean what they mean for ``Segment.open``: ``wait`` waits that many seconds for
-        the name to appear (None: forever), ``allow_foreign`` trusts a slot of another
-        user."""
+        """Open an existing slot (``LayoutError`` if the name is not one).
+
+        ``access``: ``"rw"`` (the default: readers and writers alike) or ``"r"``: the
+        values are mapped read-only, ``get``, ``view``, ``version`` and
+        ``wait_for_update`` work, and ``set``, ``set_object`` and ``set_array`` raise
+        ``PermissionDeniedError`` (nothing is written).  The other keywords mean what
+        they mean for ``Segment.open``: ``wait`` waits that many seconds for the name to
+        appear (None: forever), ``allow_foreign`` trusts a slot of another user."""
+        if access not in ("r", "rw"):
+            raise ValueError(f"access must be 'r' or 'rw', not {access!r}")
         seg = _LatestSegment.open(
-            name, allow_foreign=allow_foreign, global_namespace=global_namespace, wait=wait,
-            init_timeout=init_timeout,
+            name, access=access, allow_foreign=allow_foreign,
+            global_namespace=global_namespace, wait=wait, init_timeout=init_timeout,
         )
         return cls._wrap(seg, spin)
 
@@ -185,6 +198,11 @@ class Latest(_core.Latest):
         return self._segment.name
 
     @property
+    def access(self) -> str:
+        """``"rw"``, or ``"r"`` for a read-only handle (``Latest.open(access="r")``)."""
+        return self._segment.access
+
+    @property
     def segment(self) -> Segment:
         """The segment holding the slot."""
         return self._segment
@@ -201,6 +219,11 @@ class Latest(_core.Latest):
     # ---- encoded values --------------------------------------------------------------
 
     def _set_encoded(self, total: int, write: _codec.Writer, kind: int) -> int:
+        if self._segment.access != "rw":
+            # refused before encoding (set() itself is refused by the C core)
+            raise PermissionDeniedError(
+                errno.EACCES, f"latest {self.name!r}: a read-only Latest cannot be set"
+            )
         if total > self.max_size:
             raise MessageTooLargeError(
                 f"latest {self.name!r}: the encoded value of {total} bytes is larger "
@@ -247,8 +270,51 @@ class Latest(_core.Latest):
     def get_array(self) -> tuple[np.ndarray, int]:
         """``(array, version)``: a read-only copy of the newest value, which
         ``set_array`` must have written (``MessageKindError`` otherwise)."""
-        data, version = self._get_of_kind(_codec.KIND_ARRAY, "get_array()")
-        return _codec.copy_array(memoryview(data)), version
+        import numpy as np
+
+        # One copy: the value's header is read first, the result allocated from it, and
+        # the data copied from the slot straight into the result.  The whole of it is
+        # one seqlock read spanning three C calls: _peek takes the buffer's sequence
+        # word, _copy_into checks it again after the data copy, and anything read in
+        # between (the header) belongs to that value only if it did not move.  A value
+        # replaced meanwhile is read again (never torn); a header that fails to parse is
+        # corrupt only if the value did not move either.
+        core = self._segment._core
+        started = 0.0
+        while True:
+            offset, length, version, kind, buffer, seq = self._peek()
+            try:
+                if kind != _codec.KIND_ARRAY:
+                    raise MessageKindError(
+                        f"get_array() found a value of kind "
+                        f"{_KIND_NAMES.get(kind, str(kind))!r} (version {version}); "
+                        "get() reads any kind as bytes"
+                    )
+                head = core.read(min(length, _GET_ARRAY_HEAD), offset)
+                need = _codec.array_head_size(head)
+                if len(head) < need <= length:
+                    head = core.read(need, offset)
+                dtype, shape, order, off = _codec.parse_array_head(head, length)
+            except (LayoutError, MessageKindError) as exc:
+                if not self._copy_into(buffer, seq, 0, None):
+                    continue  # the value moved under the header read: not corrupt
+                if isinstance(exc, MessageKindError):
+                    exc.kind = _KIND_NAMES.get(kind, str(kind))
+                raise
+            a = np.empty(shape, dtype, order=order)
+            if self._copy_into(buffer, seq, off, a):
+                a.setflags(write=False)
+                return a, version
+            # replaced during the copy: read the newer value, for at most the budget the
+            # C read has (MS_LATEST_READ_BUDGET_NS)
+            now = time.monotonic()
+            if not started:
+                started = now
+            elif now - started > 1.0:
+                raise WaitTimeout(
+                    f"latest {self.name!r}: no complete copy of the value could be made: "
+                    "it was replaced faster than it could be copied for 1 s"
+                )
 
     # ---- zero copy -------------------------------------------------------------------
 
@@ -347,7 +413,9 @@ class Latest(_core.Latest):
         self.close()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Latest.open, (self.name,))
+        if self.access == "rw":
+            return (Latest.open, (self.name,))
+        return (_reopen, (self.name, self.access))
 
     def __repr__(self) -> str:
         try:
@@ -358,3 +426,8 @@ class Latest(_core.Latest):
             return f"<Latest {self.name!r} ({type(exc).__name__})>"
         return f"<Latest {self.name!r} version {s.version}, {s.size} of {s.max_size} bytes>"
 
+
+
+def _reopen(name: str, access: Access) -> Latest:
+    """Unpickle a read-only handle: reopen it read-only."""
+    return Latest.open(name, access=access)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING, Any
+import struct
+from typing import TYPE_CHECKING, Any, Optional
 
 from . import _core
 from ._errors import LayoutError
@@ -16,10 +17,61 @@ from ._errors import LayoutError
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["FILE_TAG", "describe", "dtype_from_descr", "image_info"]
+__all__ = [
+    "FILE_RECORD_MAX",
+    "FILE_TAG",
+    "check_file",
+    "describe",
+    "dtype_from_descr",
+    "file_record",
+    "image_info",
+    "parse_file_record",
+]
 
 FILE_TAG = b"npy-file:"  # MS_ARRAY_FILE_TAG: a file-backed array's control record
+# the longest record read back: the tag, a path of up to 4096 bytes, NUL, the identity
+FILE_RECORD_MAX = len(FILE_TAG) + 4096 + 1 + 16
+
+
+def file_record(path: str, ident: tuple[int, int]) -> bytes:
+    """A file-backed array's control record (docs/design/layout.md, "Array control"):
+    ``npy-file:``, the absolute path, a NUL, then the file's identity (st_dev, st_ino)
+    as two little-endian uint64 -- so that an opener by name can tell that the file at
+    that path is still the one the array was made with."""
+    dev, ino = ident
+    return FILE_TAG + os.fsencode(path) + b"\0" + struct.pack("<QQ", dev, ino)
+
+
+def parse_file_record(rec: bytes) -> tuple[str, Optional[tuple[int, int]]]:
+    """(path, identity or None) of a control record starting with ``FILE_TAG``; None
+    when the record carries no identity (made before it was recorded) or an all-zero
+    one (a platform that reports none).  LayoutError for anything malformed."""
+    body = rec[len(FILE_TAG):]
+    raw, sep, tail = body.partition(b"\0")
+    ident: Optional[tuple[int, int]] = None
+    if sep:
+        if len(tail) != 16:
+            raise LayoutError("invalid file-backed array record (identity)")
+        dev, ino = struct.unpack("<QQ", tail)
+        ident = (dev, ino) if (dev, ino) != (0, 0) else None
+    path = os.fsdecode(raw)
+    if not os.path.isabs(path):
+        raise LayoutError("invalid file-backed array record (path)")
+    return path, ident
+
+
+def check_file(name: str, path: str, ident: Optional[tuple[int, int]],
+               found: tuple[int, int]) -> None:
+    """LayoutError unless the file mapped (identity ``found``) is the one the record
+    names (``ident``; None: not recorded, nothing to check)."""
+    if ident is not None and tuple(found) != tuple(ident):
+        raise LayoutError(
+            f"array {name!r}: its file {path!r} was replaced since the array was made "
+            f"(device/inode {found[0]:x}/{found[1]:x}, recorded {ident[0]:x}/{ident[1]:x});"
+            " open it with SharedArray.open(path=...) if the new file is meant"
+        )
 HEADER_READ = 65536 + 12  # MS_NPY_HEADER_MAX + the longest preamble
+_PREAMBLE_MAX = 12        # magic (6), version (2), HEADER_LEN (2 in format 1, else 4)
 
 
 # ---- the descr value: a strict literal parser (the C core checked the grammar) ------
@@ -84,7 +136,23 @@ def _parse_descr(text: str) -> Any:
     return result
 
 
+# descr text -> dtype: numpy rebuilds a dtype in tens of microseconds, and opening an
+# array by name is meant to cost about one attach.  Only dtypes nothing can change in
+# place are kept (``dt.names = ...`` renames a structured dtype's fields in place).
+_DTYPES: dict[str, np.dtype[Any]] = {}
+_DTYPES_MAX = 256
+
+
+# exact header bytes -> (npy_parse's fields, dtype): the same bytes always parse the same
+# way, so a header seen before is not parsed again (the extent check still runs)
+_HEADERS: dict[bytes, tuple[dict[str, Any], np.dtype[Any]]] = {}
+
+
 def dtype_from_descr(text: str) -> np.dtype[Any]:
+    """The dtype of a header's descr value (validated text, from ``npy_parse``)."""
+    dt = _DTYPES.get(text)
+    if dt is not None:
+        return dt
     import numpy as np
 
     descr = _parse_descr(text)
@@ -94,15 +162,49 @@ def dtype_from_descr(text: str) -> np.dtype[Any]:
         raise LayoutError(f"invalid dtype descriptor {text[:80]!r}: {exc}") from None
     if dt.hasobject:
         raise LayoutError("the array's dtype holds Python objects: refused")
+    if dt.names is None:
+        if len(_DTYPES) >= _DTYPES_MAX:
+            _DTYPES.clear()
+        _DTYPES[text] = dt
     return dt
 
 
-def image_info(data: Any) -> tuple[dict[str, Any], np.dtype[Any]]:
-    """The validated header of the .npy image at the start of ``data`` (a _core.Segment):
-    its parsed fields and dtype; LayoutError if the data would not fit the mapping."""
+def header_bytes(data: Any, pre: bytes = b"") -> bytes:
+    """The header of the .npy image at the start of ``data`` (a _core.Segment): the
+    preamble (magic, version, HEADER_LEN) and then exactly HEADER_LEN bytes, never the
+    largest header allowed.  ``pre``: the image's first bytes, if already read.  The
+    length is untrusted: bounded by the mapping and HEADER_READ here, and every byte is
+    checked by ``npy_parse``."""
     size = int(data.size)
-    info = _core.npy_parse(data.read(min(size, HEADER_READ), 0))
-    dt = dtype_from_descr(info["descr"])
+    if len(pre) < _PREAMBLE_MAX:
+        pre = data.read(min(size, _PREAMBLE_MAX), 0)
+    if len(pre) >= 10 and pre[6] == 1:
+        total = 10 + int.from_bytes(pre[8:10], "little")
+    elif len(pre) >= 12 and pre[6] in (2, 3):
+        total = 12 + int.from_bytes(pre[8:12], "little")
+    else:
+        return pre  # not a .npy preamble: npy_parse says what is wrong
+    total = min(total, size, HEADER_READ)
+    return pre[:total] if total <= len(pre) else data.read(total, 0)
+
+
+def image_info(data: Any, pre: bytes = b"") -> tuple[dict[str, Any], np.dtype[Any]]:
+    """The validated header of the .npy image at the start of ``data`` (a _core.Segment):
+    its parsed fields and dtype; LayoutError if the data would not fit the mapping.
+    ``pre``: the image's first bytes, if the caller read them already.  The fields dict
+    may be shared with earlier calls: read it, never change it."""
+    size = int(data.size)
+    head = header_bytes(data, pre)
+    hit = _HEADERS.get(head)
+    if hit is not None:
+        info, dt = hit
+    else:
+        info = _core.npy_parse(head)
+        dt = dtype_from_descr(info["descr"])
+        if dt.names is None:
+            if len(_HEADERS) >= _DTYPES_MAX:
+                _HEADERS.clear()
+            _HEADERS[head] = (info, dt)
     if info["data_offset"] + info["count"] * dt.itemsize > size:
         raise LayoutError(
             f"array of shape {tuple(info['shape'])} and dtype {dt} needs "
@@ -118,11 +220,17 @@ def describe(core: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"ready": bool(ready), "version": int(version)}
     if not ready:
         return out
-    rec = core.read(min(int(core.size), len(FILE_TAG) + 4096), 0)
+    rec = core.read(min(int(core.size), FILE_RECORD_MAX), 0)
     data = core
     if rec.startswith(FILE_TAG):
-        out["file"] = os.fsdecode(rec[len(FILE_TAG):])
+        out["file"], ident = parse_file_record(rec)
         data = _core.open("", out["file"], 0, _core.ACCESS_READ, True)
+        try:
+            st = data.stat()
+            check_file(core.name, out["file"], ident, (st["dev"], st["ino"]))
+        except BaseException:
+            data.close(detach=False)
+            raise
     try:
         info, dt = image_info(data)
     finally:

@@ -13,6 +13,7 @@ import sys
 from . import _core
 
 __all__ = [
+    "HAS_C_LIBRARY",
     "HAS_DEV_SHM",
     "HAS_INOTIFY",
     "HAS_LINK_OBJECTS",
@@ -52,6 +53,10 @@ HAS_DEV_SHM: bool = sys.platform.startswith("linux")
 
 HAS_INOTIFY: bool = sys.platform.startswith("linux")
 """``open(name, wait=...)`` can sleep on inotify events instead of polling."""
+
+HAS_C_LIBRARY: bool = PLATFORM == "linux"
+"""libmapshare (the C API, docs/c-api.md) builds here from ``mapshare.get_sources()``:
+its build uses the Linux backend only for now."""
 
 SHM_DIR = "/dev/shm"
 """Where Linux keeps shared-memory objects (``HAS_DEV_SHM``)."""

@@ -504,8 +504,8 @@ static void test_header_validation(void)
     CASE(h->magic = MS_MAGIC ^ 1, MS_E_LAYOUT);
     CASE(h->magic = 0x00414d5053485201ULL, MS_E_LAYOUT);   /* byte-swapped */
     CASE(h->version = 0, MS_E_LAYOUT);
-    CASE(h->version = 1, MS_E_LAYOUT);                     /* the table inside the page */
-    CASE(h->version = 3, MS_E_LAYOUT);
+    CASE(h->version = 1, MS_E_VERSION);                    /* the table inside the page */
+    CASE(h->version = 3, MS_E_VERSION);                    /* a future layout */
     CASE(h->kind = 0, MS_E_LAYOUT);
     CASE(h->kind = MS_KIND_MAX + 1, MS_E_LAYOUT);
     CASE(h->header_size = 2048, MS_E_LAYOUT);
@@ -566,7 +566,7 @@ static void test_open_invalid_objects(void)
     fake_header_fill(&h, MS_KIND_SEGMENT, 4096, obj);
     h.version = 7;
     CHECK(pwrite(fd, &h, sizeof h, 0) == (ssize_t)sizeof h);
-    CHECK_EQ(ms_segment_open(&seg, osname, NULL, 0, MS_ACCESS_WRITE, 0, 0, &err), MS_E_LAYOUT);
+    CHECK_EQ(ms_segment_open(&seg, osname, NULL, 0, MS_ACCESS_WRITE, 0, 0, &err), MS_E_VERSION);
     fake_header_fill(&h, MS_KIND_SEGMENT, 4096, obj);
     CHECK(pwrite(fd, &h, sizeof h, 0) == (ssize_t)sizeof h);
     CHECK_EQ(ms_segment_open(&seg, osname, NULL, 0, MS_ACCESS_WRITE, 0, 0, &err), MS_OK);

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #ifndef _WIN32
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #endif
@@ -172,9 +173,9 @@ static void test_latest_corrupt_buffers(void)
 
 #ifndef _WIN32
 /* A writer dies holding the lock after marking the next buffer odd and writing half a
- * value: readers keep the last complete value; the next writer takes over.  (No fork on
- * Windows: there, tests/multiprocess/test_latest_processes.py kills writers with
- * TerminateProcess under Wine.) */
+ * value: readers keep the last complete value; the next writer takes over.  (This test
+ * and the two sleeper tests below fork: not built on Windows, where
+ * tests/multiprocess/test_latest_processes.py kills writers with TerminateProcess.) */
 static void test_latest_writer_killed_mid_write(void)
 {
     fake_latest f;
@@ -207,6 +208,96 @@ static void test_latest_writer_killed_mid_write(void)
     CHECK_EQ(fake_latest_ctl(&f)->writer_deaths, 1);
     CHECK_EQ(get(&f, &fb, &v), MS_OK);
     CHECK(v == 2 && fb.len == 10 && check_fill(out, 10, 2));
+    fake_latest_free(&f);
+}
+
+/* A reader SIGKILLed while asleep in ms_latest_wait leaves `waiters` at 1 and its
+ * sleeper-table entry behind; the writer's wake-ups then find nobody, and after
+ * MS_LATEST_REPAIR_AFTER of them in a row it gives the dead sleeper back: waiters 0,
+ * the entry free, and no wake-up system call after that (n == -2). */
+static void test_latest_dead_sleeper_is_reaped(void)
+{
+    fake_latest f;
+    CHECK(fake_latest_init(&f, 64, 3, 1) == 0);
+    ms_latest *lt = fake_latest_ctl(&f);
+    pid_t pid = fork();
+    if (pid == 0) {
+        ms_wait_opts o = timeout_opts(-1);
+        uint64_t now = 0;
+        ms_latest_wait(&f.l, 0, &o, &now);
+        _exit(0);
+    }
+    /* until the child sleeps: counted in waiters, listed with MS_SLEEPER */
+    int listed = -1;
+    for (int tries = 0; tries < 5000 && listed < 0; tries++) {
+        for (unsigned i = 0; i < MS_LATEST_SLEEPERS; i++)
+            if (ms_load32(&lt->sleepers[i].pid) == (uint32_t)pid &&
+                ms_load32(&lt->sleepers[i].count) == MS_SLEEPER &&
+                ms_load32(&lt->waiters) == 1)
+                listed = (int)i;
+        if (listed < 0)
+            usleep(1000);
+    }
+    CHECK(listed >= 0);
+    usleep(20000);  /* into the futex wait itself */
+    kill(pid, SIGKILL);
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status));
+    CHECK_EQ(ms_load32(&lt->waiters), 1);
+    uint8_t in[8] = {0};
+    uint64_t v;
+    for (unsigned k = 1; k < MS_LATEST_REPAIR_AFTER; k++)
+        CHECK_EQ(put(&f, in, sizeof in, &v), MS_OK);
+    CHECK_EQ(ms_load32(&lt->waiters), 1);  /* not yet: only after REPAIR_AFTER idle wakes */
+    CHECK_EQ(put(&f, in, sizeof in, &v), MS_OK);
+    CHECK_EQ(ms_load32(&lt->waiters), 0);
+    if (listed >= 0) {
+        CHECK_EQ(ms_load32(&lt->sleepers[listed].pid), 0);
+        CHECK_EQ(ms_load32(&lt->sleepers[listed].count), 0);
+    }
+    /* nothing left to give back; a live entry (ours) is never reaped */
+    CHECK_EQ(ms_latest_reap_sleepers(&f.l), 0);
+    lt->sleepers[0].pid = (uint32_t)getpid();
+    lt->sleepers[0].count = MS_SLEEPER;
+    lt->waiters = 1;
+    CHECK_EQ(ms_latest_reap_sleepers(&f.l), 0);
+    CHECK_EQ(ms_load32(&lt->waiters), 1);
+    memset(&lt->sleepers[0], 0, sizeof lt->sleepers[0]);
+    lt->waiters = 0;
+    fake_latest_free(&f);
+}
+
+/* A scribbled table: sleepers beyond the waiter count never wrap it below zero, odd
+ * pids are skipped, and a full table leaves a waiter sleeping unlisted (it still wakes). */
+static void test_latest_sleeper_table_corrupt_or_full(void)
+{
+    fake_latest f;
+    CHECK(fake_latest_init(&f, 64, 3, 1) == 0);
+    ms_latest *lt = fake_latest_ctl(&f);
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);  /* a pid now dead */
+    lt->sleepers[3].pid = (uint32_t)pid;
+    lt->sleepers[3].count = 7 * MS_SLEEPER;
+    lt->sleepers[4].pid = MS_PID_REAPING;
+    lt->sleepers[4].count = MS_SLEEPER;
+    lt->waiters = 2;
+    CHECK_EQ(ms_latest_reap_sleepers(&f.l), 7);
+    CHECK_EQ(lt->waiters, 0);
+    CHECK_EQ(lt->sleepers[3].pid, 0);
+    CHECK_EQ(lt->sleepers[4].pid, MS_PID_REAPING);
+    memset(lt->sleepers, 0, sizeof lt->sleepers);
+    for (unsigned i = 0; i < MS_LATEST_SLEEPERS; i++)
+        lt->sleepers[i].pid = (uint32_t)getpid();  /* every entry taken (by a live pid) */
+    ms_wait_opts o = timeout_opts(20000000LL);
+    uint64_t now = 0;
+    CHECK_EQ(ms_latest_wait(&f.l, 0, &o, &now), MS_E_TIMEOUT);
+    CHECK_EQ(lt->waiters, 0);
+    for (unsigned i = 0; i < MS_LATEST_SLEEPERS; i++)
+        CHECK_EQ(lt->sleepers[i].count, 0);
+    memset(lt->sleepers, 0, sizeof lt->sleepers);
     fake_latest_free(&f);
 }
 
@@ -247,11 +338,39 @@ static void *race_writer(void *arg)
     return NULL;
 }
 
+/* The writer thread: Win32 on Windows (mingw's winpthreads does not link against the
+ * UCRT the Windows build uses), pthreads elsewhere. */
 #ifdef _WIN32
+typedef HANDLE writer_thread;
+
 static DWORD WINAPI race_writer_win(LPVOID arg)
 {
     race_writer(arg);
     return 0;
+}
+
+static int start_writer(writer_thread *t, struct race *r)
+{
+    *t = CreateThread(NULL, 0, race_writer_win, r, 0, NULL);
+    return *t != NULL;
+}
+
+static void join_writer(writer_thread t)
+{
+    WaitForSingleObject(t, INFINITE);
+    CloseHandle(t);
+}
+#else
+typedef pthread_t writer_thread;
+
+static int start_writer(writer_thread *t, struct race *r)
+{
+    return pthread_create(t, NULL, race_writer, r) == 0;
+}
+
+static void join_writer(writer_thread t)
+{
+    pthread_join(t, NULL);
 }
 #endif
 
@@ -263,13 +382,8 @@ static void test_latest_concurrent_no_torn_reads(void)
     fake_latest f;
     CHECK(fake_latest_init(&f, RACE_MAX, 2, 0) == 0);
     struct race r = { &f, 0, 0, MS_OK, 0 };
-#ifdef _WIN32
-    HANDLE th = CreateThread(NULL, 0, race_writer_win, &r, 0, NULL);
-    CHECK(th != NULL);
-#else
-    pthread_t th;
-    CHECK(pthread_create(&th, NULL, race_writer, &r) == 0);
-#endif
+    writer_thread th;
+    CHECK(start_writer(&th, &r));
     static uint8_t out[RACE_MAX];
     fake_buf fb = { out, sizeof out, 0 };
     uint64_t torn = 0, last = 0, back = 0;
@@ -294,12 +408,7 @@ static void test_latest_concurrent_no_torn_reads(void)
             torn++;
     }
     __atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
-#ifdef _WIN32
-    WaitForSingleObject(th, INFINITE);
-    CloseHandle(th);
-#else
-    pthread_join(th, NULL);
-#endif
+    join_writer(th);
     CHECK_EQ(torn, 0);
     CHECK_EQ(back, 0);
     /* the writer really raced the reads (a test that read one value would pass) */
@@ -310,6 +419,78 @@ static void test_latest_concurrent_no_torn_reads(void)
     fake_latest_free(&f);
 }
 
+/* ms_latest_copy: part of a peeked value into the caller's memory, validated by the
+ * buffer's seq before and after (what Latest.get_array builds its one copy on). */
+static void test_latest_copy_range(void)
+{
+    fake_latest f;
+    CHECK(fake_latest_init(&f, 64, 3, 0) == 0);
+    uint8_t in[16], out[16];
+    fill(in, sizeof in, 5);
+    uint64_t v;
+    CHECK_EQ(put(&f, in, 16, &v), MS_OK);
+    ms_latest_view view;
+    CHECK_EQ(ms_latest_peek(&f.l, &view), MS_OK);
+    memset(out, 0, sizeof out);
+    CHECK_EQ(ms_latest_copy(&f.l, &view, 4, out, 12), MS_OK);
+    CHECK(memcmp(out, in + 4, 12) == 0);
+    CHECK_EQ(ms_latest_copy(&f.l, &view, 0, NULL, 0), MS_OK);
+    /* bounded by max_size whatever the caller asks (the buffer's storage) */
+    CHECK_EQ(ms_latest_copy(&f.l, &view, 60, out, 8), MS_E_INVALID);
+    CHECK_EQ(ms_latest_copy(&f.l, &view, UINT64_MAX - 2, out, 8), MS_E_INVALID);
+    CHECK_EQ(ms_latest_copy(&f.l, &view, 65, NULL, 0), MS_E_INVALID);
+    /* the writer comes round to the viewed buffer: every copy says so, even of 0 bytes */
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(put(&f, in, 4, &v), MS_OK);
+    CHECK_EQ(ms_latest_copy(&f.l, &view, 0, out, 8), MS_E_OVERWRITTEN);
+    CHECK_EQ(ms_latest_copy(&f.l, &view, 0, NULL, 0), MS_E_OVERWRITTEN);
+    fake_latest_free(&f);
+}
+
+/* A read in three steps (peek, the first 8 bytes, then the rest: get_array's header and
+ * data) racing a writer thread: whenever the last step says MS_OK, the parts belong to
+ * one value. */
+static void test_latest_copy_in_steps_never_torn(void)
+{
+    fake_latest f;
+    CHECK(fake_latest_init(&f, RACE_MAX, 2, 0) == 0);
+    struct race r = { &f, 0, 0, MS_OK, 0 };
+    writer_thread th;
+    CHECK(start_writer(&th, &r));
+    static uint8_t out[RACE_MAX];
+    uint64_t torn = 0, ok = 0, retried = 0;
+    for (int i = 0; i < 300000; i++) {
+        ms_latest_view view;
+        uint64_t k = 0;
+        CHECK_EQ(ms_latest_peek(&f.l, &view), MS_OK);
+        if (view.version == 0 || view.length < 8)
+            continue;
+        ms_status st = ms_latest_copy(&f.l, &view, 0, &k, 8);
+        if (st == MS_OK) {
+            size_t n = (size_t)view.length - 8;
+            if (n > sizeof out)
+                n = sizeof out;  /* a length from a moved value: the last step refuses it */
+            st = ms_latest_copy(&f.l, &view, 8, out, n);
+            if (st == MS_OK) {
+                ok++;
+                if (k != view.version || view.length != race_len(k) ||
+                    !check_fill(out, n, k))
+                    torn++;
+                continue;
+            }
+        }
+        CHECK_EQ(st, MS_E_OVERWRITTEN);
+        retried++;
+    }
+    __atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
+    join_writer(th);
+    CHECK_EQ(torn, 0);
+    CHECK(ok > 0);
+    fprintf(stderr, "  (%llu whole, %llu replaced during the steps)\n",
+            (unsigned long long)ok, (unsigned long long)retried);
+    fake_latest_free(&f);
+}
+
 struct test { const char *name; void (*fn)(void); };
 
 static const struct test tests[] = {
@@ -317,10 +498,14 @@ static const struct test tests[] = {
     { "latest_view_rotation", test_latest_view_rotation },
     { "latest_bind_refuses_corrupt_control", test_latest_bind_refuses_corrupt_control },
     { "latest_corrupt_buffers", test_latest_corrupt_buffers },
-#ifndef _WIN32
+#ifndef _WIN32  /* they fork */
     { "latest_writer_killed_mid_write", test_latest_writer_killed_mid_write },
+    { "latest_dead_sleeper_is_reaped", test_latest_dead_sleeper_is_reaped },
+    { "latest_sleeper_table_corrupt_or_full", test_latest_sleeper_table_corrupt_or_full },
 #endif
     { "latest_concurrent_no_torn_reads", test_latest_concurrent_no_torn_reads },
+    { "latest_copy_range", test_latest_copy_range },
+    { "latest_copy_in_steps_never_torn", test_latest_copy_in_steps_never_torn },
 };
 
 int main(int argc, char **argv)

@@ -84,3 +84,19 @@ def worker_add(arr: mapshare.SharedArray, row: int) -> tuple[int, bool]:
     """ProcessPoolExecutor task: the array arrives pickled by name."""
     arr.array[row] += row
     return os.getpid(), arr.array.base is not None
+
+
+def open_or_create_and_mark(name: str, index: int, n: int, go: Any, done: Any,
+                            conn: Any) -> None:
+    """Race the other children to ``open_or_create`` the array, then add 1 to element
+    ``index`` under its lock; keep it open until ``done`` (the parent has opened it)."""
+    try:
+        go.wait(60)
+        a = mapshare.SharedArray.open_or_create(name, (n,), "<i8")
+        with a.lock():
+            a.array[index] += 1
+        conn.send(("ok", a.access))
+        done.wait(60)
+        a.close()
+    except BaseException as exc:
+        conn.send(("error", type(exc).__name__, str(exc)))

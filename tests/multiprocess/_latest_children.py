@@ -107,6 +107,47 @@ def read_and_check(name: str, reads: int, views: int, ready: Any, q: Any) -> Non
     q.put((reads, views, overwritten, torn, backwards, last))
 
 
+def array_value(version: int) -> Any:
+    """The array published as ``version``: its shape (and so its header and length)
+    varies with the version, and every element holds the version."""
+    import numpy as np
+
+    n = 1 + (version * 7919) % 4096
+    shape = (n,) if version % 2 else (1, n)
+    return np.full(shape, version, dtype="<u8" if version % 3 else ">u8")
+
+
+def write_arrays_forever(name: str, ready: Any, stop: Any) -> None:
+    """set_array(array_value(v)) as fast as possible until ``stop`` is set."""
+    lt = mapshare.Latest.open(name)
+    v = lt.version
+    ready.set()
+    while not stop.is_set():
+        for _ in range(64):
+            v = lt.set_array(array_value(v + 1))
+    lt.close()
+
+
+def read_arrays_and_check(name: str, reads: int, ready: Any, q: Any) -> None:
+    """``reads`` get_array() calls, each checked against array_value; puts (reads, torn
+    list, backwards count, last version)."""
+    lt = mapshare.Latest.open(name)
+    ready.set()
+    torn: list[str] = []
+    backwards = last = 0
+    for _ in range(reads):
+        a, version = lt.get_array()
+        if version < last:
+            backwards += 1
+        last = version
+        want = array_value(version)
+        if (a.shape != want.shape or a.dtype != want.dtype or not (a == version).all()
+                or a.flags.writeable) and len(torn) < 10:
+            torn.append(f"version {version}: {a.dtype} {a.shape} {a[:4]!r}")
+    lt.close()
+    q.put((reads, torn, backwards, last))
+
+
 def garbage_writer(name: str, seconds: float, seed: int, ready: Any) -> None:
     """Write random words into the slot's control line and buffer headers (through the
     file system, as any process with write access could; Windows: through the named

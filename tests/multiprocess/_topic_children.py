@@ -114,6 +114,20 @@ def publish_then_wait(name: str, pub: int, count: int, size: int, ready: Any) ->
         time.sleep(600)
 
 
+def publish_then_hold_loan(name: str, pub: int, count: int, ready: Any) -> None:
+    """Publish ``count`` messages, take a loan and write half of it, say so, then sleep
+    (holding the loan and so the publish lock) until killed."""
+    with mapshare.Topic.open(name) as t:
+        for i in range(count):
+            t.publish(message(pub, i, 1000 + 100 * i))
+        msg = message(pub, count, 64 * 1024)
+        loan = t.loan(len(msg))
+        with loan as buf:
+            buf[: len(msg) // 2] = msg[: len(msg) // 2]
+            ready.set()
+            time.sleep(600)
+
+
 def publish_large_until_killed(name: str, pub: int, ready: Any, phase: Any) -> None:
     """Publish large messages (32..256 KiB) forever, one in three through a loan written
     in eight pieces; ``phase`` says where it is: 1 inside publish(), 2 inside a loan's

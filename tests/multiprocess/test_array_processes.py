@@ -302,6 +302,70 @@ def test_file_backed_open_by_name_while_alive(name: str, tmp_path: Path) -> None
     os.unlink(path)
 
 
+OPEN_BY_NAME = textwrap.dedent("""
+    import sys, mapshare
+    name, path = sys.argv[1], sys.argv[2]
+    try:
+        if path:
+            a = mapshare.SharedArray.open(name, path=path)
+        else:
+            a = mapshare.SharedArray.open(name)
+        print("opened", a.shape, a.array.dtype)
+    except mapshare.MapshareError as e:
+        print(type(e).__name__, "replaced" in str(e), e)
+""")
+
+
+@pytest.mark.posix_only("Windows refuses to replace or truncate a file another handle maps")
+@pytest.mark.parametrize("change", ["replace", "replace-short", "truncate-data",
+                                    "truncate-header", "truncate-empty"])
+def test_file_replaced_or_truncated_before_another_process_opens_by_name(
+    name: str, tmp_path: Path, change: str
+) -> None:
+    # never SIGBUS, never the other file's array: a clear LayoutError in the opener
+    path = tmp_path / "f.npy"
+    with SharedArray.create(name, (1000, 100), "<f8", path=path):
+        # (the creator's own .array is not touched again: truncating a file under a
+        # live mapping makes touching it fault, the documented limit)
+        if change.startswith("replace"):
+            os.unlink(path)
+            if change == "replace":
+                np.save(path, np.arange(10))  # a valid .npy of another array
+            else:
+                path.write_bytes(b"\0" * 100)
+        else:
+            size = {"truncate-data": 4096, "truncate-header": 100, "truncate-empty": 0}[change]
+            os.truncate(path, size)
+        r = subprocess.run([sys.executable, "-c", OPEN_BY_NAME, name, ""],
+                           capture_output=True, text=True, timeout=TIMEOUT)
+        info = mapshare_cli("info", name)
+    assert r.returncode == 0, r.stderr
+    words = r.stdout.split()
+    assert words[0] == "LayoutError", r.stdout
+    # inspection says so too, rather than describing the other file's array
+    assert "array:       unreadable" in info.stdout, info.stdout + info.stderr
+    if change == "replace":
+        assert words[1] == "True", r.stdout  # the message says the file was replaced
+        assert "was replaced" in info.stdout
+
+
+@pytest.mark.posix_only("Windows refuses to replace a file another handle maps")
+def test_file_replaced_under_a_live_companion_is_refused_by_path(
+    name: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "f.npy"
+    with SharedArray.create(name, (10,), "<i8", path=path):
+        r = subprocess.run([sys.executable, "-c", OPEN_BY_NAME, name, str(path)],
+                           capture_output=True, text=True, timeout=TIMEOUT)
+        assert r.stdout.split()[:3] == ["opened", "(10,)", "int64"], r.stdout + r.stderr
+        os.unlink(path)
+        np.save(path, np.arange(10.0))
+        r = subprocess.run([sys.executable, "-c", OPEN_BY_NAME, name, str(path)],
+                           capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[:2] == ["LayoutError", "True"], r.stdout
+
+
 def test_non_npy_file_is_layout_error(tmp_path: Path) -> None:
     path = tmp_path / "x.npy"
     path.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", 118)
@@ -375,6 +439,77 @@ def test_read_only_opener_cannot_write_in_another_process(name: str) -> None:
                            text=True, timeout=TIMEOUT)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["ValueError", "False"]
+
+
+@pytest.mark.parametrize("racers", [2, 6])
+def test_open_or_create_racing_processes_end_up_on_one_array(name: str, racers: int) -> None:
+    # every racer must have landed on the same array, which then holds every mark (the
+    # racers keep it open until the parent has looked)
+    ctx = mp_context("spawn")
+    go, done = ctx.Event(), ctx.Event()
+    pipes = [ctx.Pipe() for _ in range(racers)]
+    procs = [ctx.Process(target=children.open_or_create_and_mark,
+                         args=(name, i, racers, go, done, pipes[i][1]))
+             for i in range(racers)]
+    try:
+        for p in procs:
+            p.start()
+        go.set()
+        got = [parent.recv() if parent.poll(TIMEOUT) else ("timeout",) for parent, _ in pipes]
+        assert got == [("ok", "rw")] * racers
+        with SharedArray.open(name) as a:
+            assert a.array.tolist() == [1] * racers
+        done.set()
+        for p in procs:
+            p.join(TIMEOUT)
+            assert p.exitcode == 0
+    finally:
+        stop(procs)
+
+
+def test_open_or_create_refuses_another_dtype_shape_or_order(name: str) -> None:
+    code = textwrap.dedent("""
+        import sys, numpy as np, mapshare
+        name = sys.argv[1]
+        for shape, dtype, order in [((2, 3), ">f4", "C"), ((3, 2), "<f4", "C"),
+                                    ((2, 3), "<f4", "F"), ((2, 3), [("a", "<f4")], "C")]:
+            try:
+                mapshare.SharedArray.open_or_create(name, shape, dtype, order=order)
+                print("opened")
+            except mapshare.LayoutError as e:
+                print("LayoutError", "asked for" in str(e))
+        with mapshare.SharedArray.open_or_create(name, (2, 3), "<f4", fill=9) as a:
+            print(a.access, float(a.array.sum()))
+    """)
+    with SharedArray.create(name, (2, 3), "<f4", fill=1.5):
+        r = subprocess.run([sys.executable, "-c", code, name], capture_output=True,
+                           text=True, timeout=TIMEOUT)
+    assert r.returncode == 0, r.stderr
+    # the existing array is opened as it is: its creator's fill, not the opener's
+    assert r.stdout.split("\n")[:-1] == ["LayoutError True"] * 4 + ["rw 9.0"]
+
+
+def test_read_only_handle_may_lock_but_not_publish(name: str) -> None:
+    code = textwrap.dedent("""
+        import sys, mapshare
+        for access in ("r", "copy", "rw"):
+            with mapshare.SharedArray.open(sys.argv[1], access=access) as a:
+                with a.lock():
+                    held = a.lock().locked()
+                try:
+                    print(access, held, "published", a.publish())
+                except mapshare.PermissionDeniedError as e:
+                    print(access, held, "PermissionDeniedError", a.version)
+    """)
+    with SharedArray.create(name, 3) as a:
+        r = subprocess.run([sys.executable, "-c", code, name], capture_output=True,
+                           text=True, timeout=TIMEOUT)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split("\n")[:-1] == [
+            "r True PermissionDeniedError 0", "copy True PermissionDeniedError 0",
+            "rw True published 1",
+        ]
+        assert a.version == 1
 
 
 def mapshare_cli(*args: str) -> subprocess.CompletedProcess[str]:

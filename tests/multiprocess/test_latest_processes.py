@@ -71,6 +71,41 @@ def test_a_million_reads_under_a_writer_at_full_speed_are_never_torn(
         lt.close()
 
 
+def test_get_array_under_a_writer_at_full_speed_is_never_torn(name: str) -> None:
+    """get_array copies the data straight into its result after reading the header
+    (separate steps): a value replaced in between, or during the copy, is read again,
+    never returned mixed.  Shapes, lengths and byte orders change with every version."""
+    ctx = mp_context("spawn")
+    lt = Latest.create(name, 8 * 4096 + 256)
+    lt.set_array(lc.array_value(1))
+    wready, stop_ev = ctx.Event(), ctx.Event()
+    writer = ctx.Process(target=lc.write_arrays_forever, args=(name, wready, stop_ev))
+    readers = []
+    q = ctx.Queue()
+    reads = max(1000, READS // 50)
+    try:
+        writer.start()
+        assert wready.wait(JOIN)
+        for _ in range(2):
+            rready = ctx.Event()
+            r = ctx.Process(target=lc.read_arrays_and_check, args=(name, reads, rready, q))
+            r.start()
+            readers.append((r, rready))  # the event lives until the child has it
+        results = [q.get(timeout=JOIN) for _ in readers]
+        stop_ev.set()
+        writer.join(JOIN)
+        assert writer.exitcode == 0
+        for n, torn, backwards, last in results:
+            assert n == reads
+            assert torn == []
+            assert backwards == 0
+            assert last > 0
+    finally:
+        stop_ev.set()
+        stop([writer] + [r for r, _ in readers])
+        lt.close()
+
+
 def test_a_writer_killed_at_200_random_points(name: str) -> None:
     """Each round starts a writer process, lets it set values as fast as it can for a
     random 0-8 ms and SIGKILLs it (Windows: TerminateProcess); then the value is intact,
@@ -169,3 +204,93 @@ def test_a_reader_in_another_process_wakes_on_update(name: str) -> None:
         if p.stdout is not None:
             p.stdout.close()
         lt.close()
+
+
+def test_a_read_only_reader_in_another_process_reads_and_cannot_set(name: str) -> None:
+    code = (
+        "import mapshare, sys\n"
+        f"lt = mapshare.Latest.open({name!r}, access='r')\n"
+        "data, v = lt.get()\n"
+        "print(lt.access, data.decode(), v, flush=True)\n"
+        "for call in (lambda: lt.set(b'x'), lambda: lt.set_object(1),\n"
+        "             lambda: lt.set_array(b'x')):\n"
+        "    try:\n"
+        "        call()\n"
+        "        print('set', flush=True)\n"
+        "    except mapshare.PermissionDeniedError:\n"
+        "        print('PermissionDeniedError', flush=True)\n"
+        "with lt.view() as mv:\n"
+        "    print('view', bytes(mv).decode(), mv.readonly, flush=True)\n"
+        "v = lt.wait_for_update(v, timeout=60)\n"
+        "print(v, lt.get()[0].decode(), flush=True)\n"
+        "lt.close()\n"
+    )
+    with Latest.create(name, 64) as lt:
+        lt.set(b"first")
+        p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            assert p.stdout is not None
+            lines = [p.stdout.readline().strip() for _ in range(5)]
+            assert lines == ["r first 1"] + ["PermissionDeniedError"] * 3 + \
+                ["view first True"], (lines, p.stderr.read() if p.stderr else "")
+            assert lt.version == 1  # nothing the reader tried reached the slot
+            assert lt.set(b"second") == 2
+            out, err = p.communicate(timeout=JOIN)
+            assert p.returncode == 0, err
+            assert out.split() == ["2", "second"]
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def test_open_access_must_be_r_or_rw(name: str) -> None:
+    with Latest.create(name, 8), pytest.raises(ValueError, match="access"):
+        Latest.open(name, access="copy")
+
+
+@pytest.mark.parametrize("sleepers,how", [(1, "wait_for_update"), (3, "wait_for_update"),
+                                          (2, "mapshare.wait")])
+def test_a_reader_killed_in_its_sleep_is_given_back_from_the_waiter_count(
+    name: str, sleepers: int, how: str
+) -> None:
+    # Before the sleeper table, waiters stayed > 0 for ever after this, and every set
+    # made a wake-up system call.  Now the writer, finding its wake-ups wake nobody,
+    # looks for sleepers of dead processes after 32 of them in a row.
+    target = ("lt.wait_for_update, args=(lt.version,)" if how == "wait_for_update"
+              else "mapshare.wait, args=([lt],)")
+    code = (
+        "import mapshare, sys, threading\n"
+        f"lt = mapshare.Latest.open({name!r}, access='r', spin=0)\n"
+        f"ts = [threading.Thread(target={target})\n"
+        f"      for _ in range({sleepers})]\n"
+        "for t in ts:\n"
+        "    t.start()\n"
+        "print('waiting', flush=True)\n"
+        "for t in ts:\n"
+        "    t.join()\n"
+    )
+    with Latest.create(name, 16) as lt:
+        p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        try:
+            assert p.stdout is not None and p.stdout.readline().strip() == "waiting"
+            deadline = time.monotonic() + JOIN
+            while lt.statistics().waiters < sleepers and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert lt.statistics().waiters == sleepers
+            time.sleep(0.05)  # into the sleep itself
+            p.kill()
+            assert p.wait(JOIN) == KILLED_RC
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            if p.stdout is not None:
+                p.stdout.close()
+        assert lt.statistics().waiters == sleepers  # the dead sleepers still count
+        for _ in range(32):
+            lt.set(b"x")
+        assert lt.statistics().waiters == 0
+        # and a live sleeper is still woken (the repair never takes a live one out)
+        assert lt.wait_for_update(0, timeout=JOIN) == 32

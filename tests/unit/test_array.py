@@ -202,6 +202,62 @@ def test_forged_header_in_segment_is_layout_error(name: str, field: str, forged:
             SharedArray.open(name)
 
 
+@pytest.mark.posix_only("forges the header through /dev/shm")
+@pytest.mark.parametrize("preamble", [
+    b"\x93NUMPY\x01\x00" + struct.pack("<H", 200),         # HEADER_LEN past the real end
+    b"\x93NUMPY\x01\x00" + struct.pack("<H", 0xFFFF),      # past the mapping's header room
+    b"\x93NUMPY\x02\x00" + struct.pack("<I", 0xFFFFFFFF),  # format 2: 4 GiB of header
+    b"\x93NUMPY\x01\x00" + struct.pack("<H", 20),          # cuts the dict short
+    b"\x93NUMPY\x07\x00" + struct.pack("<H", 118),         # an unknown format
+])
+def test_open_reads_the_header_length_the_preamble_gives_and_checks_it(
+    name: str, preamble: bytes
+) -> None:
+    """open reads the preamble, then exactly HEADER_LEN bytes (not the largest header
+    allowed): a forged HEADER_LEN is bounded by the mapping and refused by the parser."""
+    with SharedArray.create(name, 4, "<f8"):
+        poke(name, DATA, preamble)
+        with pytest.raises(mapshare.LayoutError):
+            SharedArray.open(name)
+
+
+@pytest.mark.posix_only("forges the header through /dev/shm")
+def test_a_header_seen_before_is_still_checked_against_the_mapping(names) -> None:  # type: ignore[no-untyped-def]
+    """open reuses the parse of header bytes it has seen; the data's extent is checked
+    against this mapping on every open (a big array's header copied into a small one:
+    LayoutError)."""
+    big, small = names(), names()
+    with SharedArray.create(big, 1000, "<f8"), SharedArray.create(small, 10, "<f8"):
+        with SharedArray.open(big):
+            pass  # its header is now known
+        head = npy(np.zeros(1000))[:128]
+        assert len(npy(np.zeros(10))[:128]) == 128  # same header length: only the shape
+        poke(small, DATA, head)
+        with pytest.raises(mapshare.LayoutError):
+            SharedArray.open(small)
+
+
+def test_open_of_a_format_2_header_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A .npy file np.save wrote with format 2.0 (4-byte HEADER_LEN) opens by path."""
+    p = str(tmp_path / "v2.npy")
+    a = np.arange(6.0).reshape(2, 3)
+    with open(p, "wb") as f:
+        np.lib.format.write_array(f, a, version=(2, 0))
+    with SharedArray.open(path=p) as arr:
+        assert arr.array.tolist() == a.tolist()
+        arr.unlink()
+
+
+def test_open_cannot_be_changed_through_a_returned_dtype(name: str) -> None:
+    """open reuses dtypes parsed before; a structured dtype can be renamed in place
+    (``dt.names = ...``), so it is never shared between opens."""
+    with SharedArray.create(name, 2, [("a", "<i4"), ("b", ">f8")]):
+        with SharedArray.open(name) as first:
+            first.array.dtype.names = ("x", "y")
+        with SharedArray.open(name) as second:
+            assert second.dtype.names == ("a", "b")
+
+
 @pytest.mark.parametrize("file_backed", [False, True])
 def test_failed_fill_leaves_nothing_behind(name: str, tmp_path, file_backed: bool) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "a.npy" if file_backed else None
@@ -210,3 +266,15 @@ def test_failed_fill_leaves_nothing_behind(name: str, tmp_path, file_backed: boo
     with pytest.raises(mapshare.SegmentNotFoundError):
         SharedArray.open(name)
     assert path is None or not path.exists()
+
+
+def test_file_record_round_trips_and_forged_records_are_layout_errors() -> None:
+    from mapshare._npy import FILE_TAG, file_record, parse_file_record
+
+    assert parse_file_record(file_record("/a/b.npy", (3, 7))) == ("/a/b.npy", (3, 7))
+    assert parse_file_record(file_record("/a/b.npy", (0, 0))) == ("/a/b.npy", None)
+    assert parse_file_record(FILE_TAG + b"/old/record.npy") == ("/old/record.npy", None)
+    for bad in (FILE_TAG + b"relative.npy\0" + bytes(16), FILE_TAG + b"/x.npy\0short",
+                FILE_TAG + b"/x.npy\0" + bytes(17), FILE_TAG):
+        with pytest.raises(mapshare.LayoutError):
+            parse_file_record(bad)

@@ -125,6 +125,77 @@ def test_arrays_round_trip(name: str, dtype: Any, order: str) -> None:
         assert not b.flags.writeable
 
 
+def test_get_array_cannot_be_changed_through_a_returned_dtype(name: str) -> None:
+    """get_array reuses dtypes parsed before; a structured dtype can be renamed in place
+    (``dt.names = ...``), so it is never shared between results."""
+    a = np.zeros(3, [("a", "<i2"), ("b", ">f4")])
+    with Latest.create(name, 4096) as lt:
+        lt.set_array(a)
+        b, _ = lt.get_array()
+        b.dtype.names = ("x", "y")
+        c, _ = lt.get_array()
+        assert c.dtype.names == ("a", "b")
+
+
+@pytest.mark.posix_only("writes the object through /dev/shm")
+@pytest.mark.parametrize("where,data", [
+    (0, b"MSX1"),                                  # magic
+    (4, struct.pack("<I", 4000)),                  # descr length past the value
+    (8, struct.pack("<I", 65)),                    # ndim
+    (12, struct.pack("<I", ord("X"))),             # order
+    (20, b"[[[["),                                 # the descr text
+    (16 + len(repr("<f8")), struct.pack("<q", 10**12)),  # shape: far more than the value
+    (16 + len(repr("<f8")), struct.pack("<q", -1)),
+])
+def test_get_array_refuses_a_corrupt_header(name: str, where: int, data: bytes) -> None:
+    """The result is allocated from the value's header: a forged header is a
+    LayoutError (never a huge allocation, never data read past the value) while the
+    value itself is intact (its sequence word did not move), not a retry forever."""
+    with Latest.create(name, 4096) as lt:
+        lt.set_array(np.arange(10.0))  # version 1: buffer 1
+        poke(name, buf_at(1, 4096) + 64 + where, data)
+        start = time.monotonic()
+        with pytest.raises(LayoutError):
+            lt.get_array()
+        assert time.monotonic() - start < 5  # bounds a hang, not a speed assertion
+        lt.set_array(np.arange(3.0))
+        b, version = lt.get_array()
+        assert version == 2 and b.tolist() == [0.0, 1.0, 2.0]
+
+
+@pytest.mark.posix_only("writes the object through /dev/shm")
+def test_a_header_parsed_before_is_still_checked_against_the_length(name: str) -> None:
+    """get_array reuses the parse of a header it has seen; the value's length is checked
+    on every call (a forged short length with a familiar header: LayoutError)."""
+    with Latest.create(name, 4096) as lt:
+        lt.set_array(np.arange(10.0))
+        lt.get_array()  # the header is now known
+        lt.set_array(np.arange(10.0))  # version 2: buffer 2
+        poke(name, buf_at(2, 4096) + BUF_LENGTH, struct.pack("<Q", 40))
+        with pytest.raises(LayoutError):
+            lt.get_array()
+
+
+def test_a_value_replaced_after_the_peek_is_never_copied_as_valid(name: str) -> None:
+    """get_array's copy (_copy_into) validates the peeked value's sequence word: once the
+    writer reused its buffer, the copy reports it (get_array then reads the new value)."""
+    with Latest.create(name, 64) as lt:
+        lt.set(b"a" * 8)
+        _off, _length, version, _kind, buffer, seq = lt._peek()
+        dest = bytearray(8)
+        assert lt._copy_into(buffer, seq, 0, dest)
+        assert dest == b"a" * 8
+        for i in range(lt.buffers):  # the writer comes round to the same buffer
+            lt.set(b"%d" % i * 8)
+        assert not lt._copy_into(buffer, seq, 0, dest)
+        assert not lt._copy_into(buffer, seq, 0, None)
+        with pytest.raises(ValueError):
+            lt._copy_into(buffer, seq, 60, bytearray(8))  # beyond max_size
+        lt.set_array(np.arange(4))
+        b, v = lt.get_array()
+        assert v == version + lt.buffers + 1 and b.tolist() == [0, 1, 2, 3]
+
+
 def test_object_arrays_are_refused(name: str) -> None:
     with Latest.create(name, 4096) as lt, pytest.raises(ValueError):
         lt.set_array(np.array([object()]))

@@ -34,7 +34,7 @@ timeout --kill-after=10 60 wine "$EXE" fault "$(mapshare_winpath "$fault_file")"
     done || frc=$?
 # The plain-C tests of the array and Latest cores (tests/c/test_array.c, test_latest.c),
 # cross-built with windows.c (build.py CTESTS): the same checks as tests/c/run.sh on
-# Linux, minus the one that forks (latest_writer_killed_mid_write).
+# Linux, minus the three Latest tests that fork (not built for Windows).
 crc=0
 for prog in test_array test_latest; do
     echo "[tests/c $prog under Wine]"
