@@ -58,8 +58,23 @@ def exists(name: str) -> bool:
     return os.path.exists(shm_path(name))
 
 
+def section_tagname(name: str) -> str:
+    """Windows: the name of the section behind the logical ``name`` (``Local\\...``)."""
+    return "Local\\" + _naming.os_name(name).lstrip("/")
+
+
 def poke(name: str, offset: int, data: bytes) -> None:
-    """Write raw bytes into the OS object behind ``name`` (through the file system)."""
+    """Write raw bytes into the OS object behind ``name``, as any process with write
+    access could: through the file system (/dev/shm), or on Windows through its named
+    section (Python's mmap with a tagname; no mapshare mapping)."""
+    if WINDOWS:
+        import mmap
+
+        # tagname is Windows-only: mypy checks this file as Linux
+        with mmap.mmap(-1, offset + len(data),
+                       tagname=section_tagname(name)) as m:  # type: ignore[call-arg]
+            m[offset : offset + len(data)] = data
+        return
     fd = os.open(shm_path(name), os.O_RDWR)
     try:
         os.pwrite(fd, data, offset)

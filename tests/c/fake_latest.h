@@ -8,7 +8,12 @@
 #include "fake_segment.h"
 #include "latest.h"
 
+#ifdef _WIN32
+#include <stdio.h>
+#include <windows.h>
+#else
 #include <sys/mman.h>
+#endif
 
 typedef struct fake_latest {
     ms_segment seg;
@@ -30,6 +35,9 @@ static inline int fake_latest_init(fake_latest *f, uint64_t max_size, uint32_t b
     if (!f->size)
         return -1;
     if (shared) {
+#ifdef _WIN32
+        return -1;  /* the fork tests only */
+#else
         f->shared_len = 4096 + (size_t)f->size;
         f->shared = mmap(NULL, f->shared_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
                          -1, 0);
@@ -37,9 +45,10 @@ static inline int fake_latest_init(fake_latest *f, uint64_t max_size, uint32_t b
             return -1;
         f->hdr = (ms_header *)f->shared;
         f->data = (uint8_t *)f->shared + 4096;
+#endif
     } else {
-        f->hdr = (ms_header *)aligned_alloc(4096, 4096);
-        f->data = (uint8_t *)aligned_alloc(64, (size_t)f->size);
+        f->hdr = (ms_header *)fake_aligned_alloc(4096, 4096);
+        f->data = (uint8_t *)fake_aligned_alloc(64, (size_t)f->size);
         if (!f->hdr || !f->data)
             return -1;
         memset(f->data, 0, (size_t)f->size);
@@ -62,8 +71,19 @@ static inline int fake_latest_init(fake_latest *f, uint64_t max_size, uint32_t b
     f->seg.kind = MS_KIND_LATEST;
     f->seg.lifetime = MS_LIFETIME_SHARED;
     f->seg.access = MS_ACCESS_WRITE;
+#ifdef _WIN32
+    /* Windows derives a slot's lock and wake-up objects (named mutexes and semaphores)
+     * from the segment's name: without one, its context refuses to lock (MS_E_INVALID). */
+    static unsigned fake_latest_count;
+    char osname[64];
+    snprintf(osname, sizeof osname, "/mapshare-ctest-latest-%lu-%u",
+             (unsigned long)GetCurrentProcessId(), ++fake_latest_count);
+    if (ms_p_waitctx_open(osname, 0, &f->seg.ctx, &err) != MS_OK)
+        return -1;
+#else
     if (ms_p_waitctx_open(NULL, 0, &f->seg.ctx, &err) != MS_OK)
         return -1;
+#endif
     return ms_latest_bind(&f->l, &f->seg) == MS_OK ? 0 : -1;
 }
 
@@ -72,10 +92,12 @@ static inline void fake_latest_free(fake_latest *f)
     if (f->seg.ctx)
         ms_p_waitctx_close(f->seg.ctx);
     if (f->shared) {
+#ifndef _WIN32
         munmap(f->shared, f->shared_len);
+#endif
     } else {
-        free(f->hdr);
-        free(f->data);
+        fake_aligned_free(f->hdr);
+        fake_aligned_free(f->data);
     }
     memset(f, 0, sizeof *f);
 }

@@ -11,6 +11,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The UCRT has no aligned_alloc (tools/wine builds these tests for Windows): memory
+ * from _aligned_malloc must go back through _aligned_free. */
+#ifdef _WIN32
+#include <malloc.h>
+#define fake_aligned_alloc(align, n) _aligned_malloc((n), (align))
+#define fake_aligned_free _aligned_free
+#else
+#define fake_aligned_alloc aligned_alloc
+#define fake_aligned_free free
+#endif
+
 typedef struct fake_seg {
     ms_segment seg;
     ms_header *hdr;     /* the 4096-byte header page, page aligned (no attach table) */
@@ -45,7 +56,7 @@ static inline int fake_channel_init(fake_seg *f, uint64_t cap)
     int err = 0;
     memset(f, 0, sizeof *f);
     f->cap = cap;
-    f->hdr = (ms_header *)aligned_alloc(4096, 4096);
+    f->hdr = (ms_header *)fake_aligned_alloc(4096, 4096);
     f->data = (uint8_t *)malloc(cap ? cap : 1);
     if (!f->hdr || !f->data)
         return -1;
@@ -76,7 +87,7 @@ static inline void fake_free(fake_seg *f)
 {
     if (f->seg.ctx)
         ms_p_waitctx_close(f->seg.ctx);
-    free(f->hdr);
+    fake_aligned_free(f->hdr);
     free(f->data);
     memset(f, 0, sizeof *f);
 }

@@ -475,18 +475,22 @@ def poke(name: str, offset: int, data: bytes) -> None:
         os.close(fd)
 
 
-def flip(name: str, seconds: float, seed: int, control: bool) -> None:
+def flip(name: str, seconds: float, seed: int, control: bool, flipping: Any = None) -> None:
     """Scribble random bytes over the ring (and, if ``control``, over tail/head and the
-    capacity line) for ``seconds``."""
+    capacity line) for ``seconds``; ``flipping`` (an Event) is set when it begins."""
     rng = random.Random(seed)
     if WINDOWS:
         with _windows_raw_map(name) as m:
+            if flipping is not None:
+                flipping.set()
             _scribble(m, len(m), rng, seconds, control)
         return
     fd = os.open(shm_path(name), os.O_RDWR)
     try:
         size = os.fstat(fd).st_size
         with mmap.mmap(fd, size) as m:
+            if flipping is not None:
+                flipping.set()
             _scribble(m, size, rng, seconds, control)
     finally:
         os.close(fd)
@@ -510,10 +514,14 @@ def _scribble(m: mmap.mmap, size: int, rng: random.Random, seconds: float,
         time.sleep(0.0002)
 
 
-def receive_loop_catching(name: str, seconds: float, q: Any, started: Any = None) -> None:
+def receive_loop_catching(name: str, seconds: float, q: Any, started: Any = None,
+                          flipping: Any = None) -> None:
     """For ``seconds``: send_nowait twice, then receive(timeout=0.01) or receive_view
     once (so the ring stays full of records), catching every MapshareError; report how
-    many of each outcome.  ``started`` (an Event) is set once the channel is open."""
+    many of each outcome.  ``started`` (an Event) is set once the channel is open.  With
+    ``flipping`` (an Event), the ``seconds`` count from when it is set, so that the loop
+    overlaps the scribbling however slowly the scribbler started (spawn under Wine on a
+    busy machine: over 2 s); the loop gives up 120 s after the start if it never is."""
     outcomes: dict[str, int] = {}
 
     def count(key: str) -> None:
@@ -522,9 +530,11 @@ def receive_loop_catching(name: str, seconds: float, q: Any, started: Any = None
     with mapshare.Channel.open(name) as ch:
         if started is not None:
             started.set()
-        end = time.monotonic() + seconds
+        end = time.monotonic() + (seconds if flipping is None else 120.0)
         i = 0
         while time.monotonic() < end:
+            if flipping is not None and flipping.is_set():
+                end, flipping = time.monotonic() + seconds, None
             i += 1
             for j in range(2):
                 try:

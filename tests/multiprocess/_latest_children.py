@@ -150,11 +150,31 @@ def read_arrays_and_check(name: str, reads: int, ready: Any, q: Any) -> None:
 
 def garbage_writer(name: str, seconds: float, seed: int, ready: Any) -> None:
     """Write random words into the slot's control line and buffer headers (through the
-    file system, as any process with write access could) for ``seconds``."""
+    file system, as any process with write access could; Windows: through the named
+    section, Python's mmap with a tagname) for ``seconds``."""
+    import mmap
     import os
 
-    path = "/dev/shm" + mapshare._naming.os_name(name)
-    fd = os.open(path, os.O_RDWR)
+    osn = mapshare._naming.os_name(name)
+    if sys.platform == "win32":
+        with mapshare.Segment.open(osn, raw=True, access="r") as seg:
+            size = seg.size  # the whole object: a raw read-only handle measures it
+        # tagname is Windows-only: mypy checks this file as Linux
+        m = mmap.mmap(-1, size, tagname="Local\\" + osn.lstrip("/"))  # type: ignore[call-arg]
+
+        def pwrite(data: bytes, off: int) -> None:
+            m[off : off + len(data)] = data
+
+        def done() -> None:
+            m.close()
+    else:
+        fd = os.open("/dev/shm" + osn, os.O_RDWR)
+
+        def pwrite(data: bytes, off: int) -> None:
+            os.pwrite(fd, data, off)
+
+        def done() -> None:
+            os.close(fd)
     rnd = random.Random(seed)
     header = mapshare._core.HEADER_SIZE
     stride = 64 + (256 + 63) // 64 * 64
@@ -166,8 +186,8 @@ def garbage_writer(name: str, seconds: float, seed: int, ready: Any) -> None:
         else:
             off = header + rnd.randrange(3) * stride + rnd.randrange(3) * 8
         word = rnd.choice([0, 1, 2, 3, 2**64 - 1, 257, rnd.getrandbits(64), rnd.randrange(9)])
-        os.pwrite(fd, struct.pack("<Q", word), off)
-    os.close(fd)
+        pwrite(struct.pack("<Q", word), off)
+    done()
 
 
 if __name__ == "__main__":

@@ -391,7 +391,9 @@ def test_flipper_scribbling_while_a_receiver_loops(name: str, control: bool) -> 
     ch = Channel.create(name, 16 * 1024)
     q = SPAWN.Queue()
     started = SPAWN.Event()
-    looper = SPAWN.Process(target=cc.receive_loop_catching, args=(name, 2.0, q, started))
+    flipping = SPAWN.Event()
+    looper = SPAWN.Process(target=cc.receive_loop_catching,
+                           args=(name, 2.0, q, started, flipping))
     flipper: Optional[Any] = None
     try:
         for i in range(100):
@@ -401,7 +403,10 @@ def test_flipper_scribbling_while_a_receiver_loops(name: str, control: bool) -> 
         # already scribbled on: that is LayoutError at open, not the loop under test)
         assert started.wait(JOIN), f"looper did not start (exit code {looper.exitcode})"
         time.sleep(0.3)  # and loops on it for a moment
-        flipper = CTX.Process(target=cc.flip, args=(name, 2.2, 11 if control else 12, control))
+        # the looper's 2 s start when the flipper begins (under Wine the flipper's spawn
+        # took long enough that the looper had finished: no LayoutError was seen)
+        flipper = CTX.Process(target=cc.flip,
+                              args=(name, 2.2, 11 if control else 12, control, flipping))
         flipper.start()
         outcomes = q.get(timeout=JOIN)
         looper.join(JOIN)

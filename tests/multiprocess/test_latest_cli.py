@@ -92,7 +92,6 @@ def test_ls_and_info_show_version_and_size(name: str,
         assert extra["value_kind"] == "object" and extra["writer_deaths"] == 0
 
 
-@pytest.mark.posix_only("writes the object through /dev/shm")
 def test_info_of_a_corrupt_slot_says_so(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     with Latest.create(name, 64) as lt:
         lt.set(b"a")

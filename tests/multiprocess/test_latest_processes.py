@@ -147,7 +147,6 @@ def test_a_writer_killed_at_200_random_points(name: str) -> None:
         lt.close()
 
 
-@pytest.mark.posix_only("the garbage writer writes through /dev/shm")
 def test_garbage_from_another_process_is_an_error_never_a_crash(name: str) -> None:
     ctx = mp_context("spawn")
     lt = Latest.create(name, 256)

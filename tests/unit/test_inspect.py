@@ -16,7 +16,9 @@ from mapshare._inspect import segment_info
 
 # header field offsets (csrc/layout.h): what a test pokes to forge another writer's header
 OFF_MAGIC, OFF_VERSION, OFF_KIND, OFF_STATE, OFF_NAME_LEN = 0, 8, 12, 72, 80
-POSIX = "pokes the object through /dev/shm"
+# Windows: no name outlives its last handle, so there is no destroyed object left behind
+# to inspect, and a paging-file section cannot be persistent (docs/platforms.md)
+POSIX = "a destroyed persistent object left in /dev/shm, created and poked through it"
 
 
 def _poke(name: str, offset: int, data: bytes) -> None:

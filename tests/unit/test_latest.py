@@ -324,7 +324,6 @@ def test_a_view_keeps_the_memory_after_close(name: str) -> None:
 # ---- garbage in shared memory: LayoutError, never a crash or a hang ---------------------
 
 
-@pytest.mark.posix_only("writes the object through /dev/shm")
 @pytest.mark.parametrize("field,value", [
     (OFF_MAX_SIZE, 2**62), (OFF_MAX_SIZE, 10**9), (OFF_STRIDE, 64), (OFF_BUF_OFFSET, 8),
     (OFF_BUF_OFFSET, 2**63), (OFF_BUFFERS, 0), (OFF_BUFFERS, 1), (OFF_BUFFERS, 17),
@@ -339,7 +338,6 @@ def test_a_corrupt_control_line_is_refused_at_open(name: str, field: int, value:
         lt.set(b"still fine")  # the handle bound before keeps its validated copies
 
 
-@pytest.mark.posix_only("writes the object through /dev/shm")
 def test_a_version_its_buffer_does_not_hold_is_a_layout_error(name: str) -> None:
     with Latest.create(name, 64) as lt:
         lt.set(b"a")
@@ -352,7 +350,6 @@ def test_a_version_its_buffer_does_not_hold_is_a_layout_error(name: str) -> None
         assert lt.get() == (b"b", 8)
 
 
-@pytest.mark.posix_only("writes the object through /dev/shm")
 def test_a_length_beyond_max_size_is_a_layout_error(name: str) -> None:
     with Latest.create(name, 64) as lt:
         lt.set(b"a")
@@ -364,7 +361,6 @@ def test_a_length_beyond_max_size_is_a_layout_error(name: str) -> None:
             lt.get_object()
 
 
-@pytest.mark.posix_only("writes the object through /dev/shm")
 def test_random_garbage_never_crashes_or_hangs(name: str) -> None:
     """Random words written into the control line and the buffer headers: every call
     returns or raises a MapshareError (or the codec's refusal), quickly."""

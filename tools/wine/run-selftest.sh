@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build and run the plain-C self-test of csrc/platform/windows.c under Wine
-# (two and more Windows processes; no Python).  Exit 0 when everything passed.
+# (two and more Windows processes; no Python), then tests/c's array and Latest
+# programs built for Windows.  Exit 0 when everything passed.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -31,5 +32,13 @@ timeout --kill-after=10 60 wine "$EXE" fault "$(mapshare_winpath "$fault_file")"
         printf '  %s\n' "${line%$'\r'}"
         if [[ "$line" == READY* ]]; then truncate -s 0 "$fault_file"; fi
     done || frc=$?
-echo "run-selftest.sh: main exit $rc, fault exit $frc"
-[[ $rc -eq 0 && $frc -eq 0 ]]
+# The plain-C tests of the array and Latest cores (tests/c/test_array.c, test_latest.c),
+# cross-built with windows.c (build.py CTESTS): the same checks as tests/c/run.sh on
+# Linux, minus the three Latest tests that fork (not built for Windows).
+crc=0
+for prog in test_array test_latest; do
+    echo "[tests/c $prog under Wine]"
+    timeout --kill-after=10 300 wine "$ROOT/build/wine/$prog.exe" </dev/null 2>&1 | cat || crc=1
+done
+echo "run-selftest.sh: main exit $rc, fault exit $frc, tests/c exit $crc"
+[[ $rc -eq 0 && $frc -eq 0 && $crc -eq 0 ]]

@@ -83,6 +83,26 @@ if [[ ! -f "$WINEPREFIX/system.reg" ]]; then
     wineboot --init </dev/null >/dev/null 2>&1 || true
     wineserver -w </dev/null >/dev/null 2>&1 || true
 fi
+# The prefix must report Windows 10, not Wine 8's default Windows 7 (6.1): CPython's
+# multiprocessing.connection.wait() trusts sys.getwindowsversion() to tell whether a
+# zero-length overlapped ReadFile consumed a zero-length pipe message (Windows 8 and
+# later: yes), and Wine's pipes behave like Windows 8+.  Under "Windows 7" poll() says
+# ready without noting the empty message and recv_bytes() then blocks for ever: every
+# concurrent.futures.ProcessPoolExecutor result times out (its wakeup pipe sends b"").
+# CPython 3.11 needs Windows 8.1 or later anyway.  Reproduction without mapshare:
+# tools/wine/pipe_repro.py.
+prefix_is_win10() {
+    awk '/^\[/ { s = ($0 ~ /^\[Software\\\\Wine\]/) } s && /^"Version"="win10"/ { f = 1 }
+         END { exit !f }' "$WINEPREFIX/user.reg" 2>/dev/null
+}
+if ! prefix_is_win10; then
+    log "setting the prefix's Windows version to win10 (Wine 8 creates win7)"
+    wine reg add 'HKCU\Software\Wine' /v Version /t REG_SZ /d win10 /f </dev/null >/dev/null 2>&1
+    # the wineserver writes user.reg when it exits by itself (not when killed with -k);
+    # bounded, in case another run keeps a persistent server on this prefix
+    timeout 60 wineserver -w </dev/null >/dev/null 2>&1 || true
+    prefix_is_win10 || log "warning: user.reg does not show win10 yet (a server still runs?)"
+fi
 
 # ---- 4. pytest, hypothesis (+ numpy) into the Windows Python ---------------------------
 wheels="$MAPSHARE_WINE_CACHE/wheels"

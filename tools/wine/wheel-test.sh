@@ -2,7 +2,7 @@
 # Build the Windows wheel (tools/wine/wheel.py), install it with the Windows CPython's own
 # pip under Wine, and run tests against the installed copy.
 #
-#   bash tools/wine/wheel-test.sh                        # smoke, segment and sync tests
+#   bash tools/wine/wheel-test.sh                        # smoke, segment, sync, array, latest
 #   bash tools/wine/wheel-test.sh tests/unit -x          # any pytest arguments
 #
 # pip installs into build/wine/wheel-site (--target: the cached Windows CPython itself stays
@@ -38,6 +38,8 @@ for m in (mapshare, mapshare._core):
     assert os.path.normcase(m.__file__).startswith(site), (m.__name__, m.__file__, site)
 print("wheel-test.sh: installed", mapshare.__version__, os.path.basename(mapshare._core.__file__))
 ' </dev/null 2>&1 | cat
-((${#@})) || set -- tests/unit/test_smoke.py tests/unit/test_segment.py tests/unit/test_sync.py
+# + SharedArray and Latest (the .pyd's array and latest cores; numpy from setup.sh)
+((${#@})) || set -- tests/unit/test_smoke.py tests/unit/test_segment.py tests/unit/test_sync.py \
+    tests/unit/test_array.py tests/unit/test_latest.py
 timeout --kill-after=10 "${MAPSHARE_WINE_TIMEOUT:-900}" \
     wine "$PYW/python.exe" -m pytest -q -p no:cacheprovider "$@" </dev/null 2>&1 | cat
