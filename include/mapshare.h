@@ -308,6 +308,21 @@ MAPSHARE_API mapshare_status mapshare_event_clear(mapshare_segment *ev);
 MAPSHARE_API int mapshare_event_is_set(mapshare_segment *ev);
 MAPSHARE_API mapshare_status mapshare_event_wait(mapshare_segment *ev, double timeout);
 
+/* An event placed in 16 bytes of a plain segment's user area at `offset` (a multiple of
+ * 8), as Python's Event.create_in / Event.open_in: the same memory format, so Python and
+ * C share it.  The returned handle works with every mapshare_event_* call and is closed
+ * with mapshare_segment_close (which frees only the handle); `seg` must stay open while
+ * it is used.  MAPSHARE_E_INVALID: seg is not a plain segment (Python's TypeError), or
+ * the offset is not a multiple of 8 or its 16 bytes are not inside the user area
+ * (ValueError); MAPSHARE_E_PERMISSION: seg is not opened for writing ("rw");
+ * open_in: MAPSHARE_E_LAYOUT when no event was created there.  create_in overwrites
+ * whatever is at the offset. */
+MAPSHARE_API mapshare_status mapshare_event_create_in(mapshare_segment *seg, uint64_t offset,
+                                                      int initially_set,
+                                                      mapshare_segment **out);
+MAPSHARE_API mapshare_status mapshare_event_open_in(mapshare_segment *seg, uint64_t offset,
+                                                    mapshare_segment **out);
+
 /* ---- semaphores ---------------------------------------------------------------------------- */
 MAPSHARE_API mapshare_status mapshare_semaphore_create(const char *name, uint32_t value,
                                                        uint32_t maximum,
@@ -326,6 +341,16 @@ MAPSHARE_API mapshare_status mapshare_semaphore_acquire(mapshare_segment *sem,
 /* MAPSHARE_E_VALUE (nothing released) if it would exceed the maximum. */
 MAPSHARE_API mapshare_status mapshare_semaphore_release(mapshare_segment *sem, uint32_t n);
 MAPSHARE_API uint32_t mapshare_semaphore_value(mapshare_segment *sem);
+/* A semaphore placed in 16 bytes of a plain segment (Semaphore.create_in / open_in),
+ * with the checks, statuses and handle rules of mapshare_event_create_in; create_in also
+ * gives MAPSHARE_E_INVALID unless 1 <= maximum and value <= maximum. */
+MAPSHARE_API mapshare_status mapshare_semaphore_create_in(mapshare_segment *seg,
+                                                          uint64_t offset, uint32_t value,
+                                                          uint32_t maximum,
+                                                          mapshare_segment **out);
+MAPSHARE_API mapshare_status mapshare_semaphore_open_in(mapshare_segment *seg,
+                                                        uint64_t offset,
+                                                        mapshare_segment **out);
 
 /* ---- channels ------------------------------------------------------------------------------
  * A bounded many-to-many queue of variable-size messages (kind CHANNEL).  A message sent

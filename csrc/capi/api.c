@@ -76,6 +76,13 @@ struct mapshare_segment {
     int has_link;            /* link_dev/link_ino name this segment's link object */
     uint64_t link_dev, link_ino;
     unsigned flags;          /* MS_OBJ_GLOBAL */
+    /* An event or semaphore placed in a plain segment (mapshare_event_create_in...):
+     * `parent` is that segment's handle (which must outlive this one), `offset` where in
+     * its user area; `seg` above stays empty (not attached), so segment calls on such a
+     * handle find no header and return MAPSHARE_E_INVALID. */
+    mapshare_segment *parent;
+    uint64_t offset;
+    int placed_kind;         /* MS_KIND_EVENT / MS_KIND_SEMAPHORE when placed */
 };
 
 struct mapshare_view {
@@ -803,6 +810,10 @@ mapshare_status mapshare_segment_close(mapshare_segment *s)
 {
     if (!s)
         return MAPSHARE_OK;
+    if (s->parent) {  /* placed: the memory is the parent's, nothing is attached */
+        free_handle(s);
+        return MAPSHARE_OK;
+    }
     if (s->ch_bound) {
         if (s->ch.loan_open || s->ch.view_open)
             return ret(MS_E_WINDOW_OPEN, 0);
@@ -1094,9 +1105,108 @@ static ms_status sync_error(mapshare_segment *s)
 /* The binding's sync_area: every operation (even is_set) needs a writable header. */
 static ms_event *event_of(mapshare_segment *s)
 {
+    if (s && s->parent)
+        return s->placed_kind == MS_KIND_EVENT
+                   ? (ms_event *)(void *)(s->parent->seg.data + s->offset) : NULL;
     if (need_header(s) != MS_OK || s->seg.kind != MS_KIND_EVENT || !s->seg.hdr_writable)
         return NULL;
     return (ms_event *)(void *)s->seg.hdr->kind_area;
+}
+
+/* The segment whose wait context an event's or semaphore's word belongs to, and its
+ * wait slot: the object's own (named) or the parent's, keyed by the offset as the
+ * binding's sync_area does (MS_SLOT_USER_BASE + offset / 8), so that a Python waiter on
+ * the same object in the same segment shares the key (Windows named events). */
+static ms_segment *sync_seg(mapshare_segment *s, unsigned named_slot, unsigned *slot)
+{
+    if (s->parent) {
+        *slot = MS_SLOT_USER_BASE + (unsigned)(s->offset / 8);
+        return &s->parent->seg;
+    }
+    *slot = named_slot;
+    return &s->seg;
+}
+
+/* create_in / open_in: the binding's sync_area and Event_new / Semaphore_new checks, in
+ * their order, with their statuses (TypeError and ValueError are MAPSHARE_E_INVALID). */
+static ms_status place(mapshare_segment *seg, uint64_t offset, int kind, size_t need,
+                       int creating, mapshare_segment **out, uint8_t **area)
+{
+    if (!seg || !out)
+        return MS_E_INVALID;
+    if (seg->parent || seg->seg.kind != MS_KIND_SEGMENT)
+        return MS_E_INVALID;  /* _check_in: only a plain segment's user area */
+    ms_status st = need_header(seg);
+    if (st != MS_OK)
+        return st;
+    if (!seg->seg.hdr_writable)
+        return MS_E_PERMISSION;
+    if (offset % 8 != 0 || offset > seg->seg.size || need > seg->seg.size - offset)
+        return MS_E_INVALID;
+    if (seg->access != MAPSHARE_ACCESS_WRITE)
+        return MS_E_PERMISSION;
+    uint8_t *p = seg->seg.data + offset;
+    if (!creating) {
+        uint32_t want = kind == MS_KIND_EVENT ? MS_EVENT_TAG : MS_SEMAPHORE_TAG;
+        if (ms_load32((const uint32_t *)(void *)(p + need - 4)) != want)
+            return MS_E_LAYOUT;
+    }
+    mapshare_segment *h = (mapshare_segment *)calloc(1, sizeof *h);
+    if (!h)
+        return MS_E_NO_SPACE;
+    h->seg.obj.handle = MS_NO_HANDLE;
+    h->seg.obj.file = MS_NO_HANDLE;
+    memcpy(h->name, seg->name, sizeof h->name);
+    memcpy(h->osname, seg->osname, sizeof h->osname);
+    h->access = seg->access;
+    h->spin_ns = seg->spin_ns;
+    h->parent = seg;
+    h->offset = offset;
+    h->placed_kind = kind;
+    *area = p;
+    *out = h;
+    return MS_OK;
+}
+
+mapshare_status mapshare_event_create_in(mapshare_segment *seg, uint64_t offset,
+                                         int initially_set, mapshare_segment **out)
+{
+    uint8_t *p = NULL;
+    mapshare_segment *h = NULL;
+    if (out)
+        *out = NULL;
+    ms_status st = place(seg, offset, MS_KIND_EVENT, sizeof(ms_event), 1, &h, &p);
+    if (st != MS_OK)
+        return ret(st, 0);
+    ms_event_init_at((ms_event *)(void *)p, initially_set ? 1u : 0u);
+    if (seg->seg.faulted) {
+        free_handle(h);
+        return ret(MS_E_FAULT, 0);
+    }
+    *out = h;
+    return MAPSHARE_OK;
+}
+
+mapshare_status mapshare_event_open_in(mapshare_segment *seg, uint64_t offset,
+                                       mapshare_segment **out)
+{
+    uint8_t *p = NULL;
+    mapshare_segment *h = NULL;
+    if (out)
+        *out = NULL;
+    ms_status st = place(seg, offset, MS_KIND_EVENT, sizeof(ms_event), 0, &h, &p);
+    if (st != MS_OK)
+        return ret(st, 0);
+    if (ms_load32(&((ms_event *)(void *)p)->state) > 1)
+        st = MS_E_LAYOUT;  /* Event_new: "no event at offset ... (state N)" */
+    else if (seg->seg.faulted)
+        st = MS_E_FAULT;
+    if (st != MS_OK) {
+        free_handle(h);
+        return ret(st, 0);
+    }
+    *out = h;
+    return MAPSHARE_OK;
 }
 
 mapshare_status mapshare_event_create(const char *name, int initially_set,
@@ -1128,9 +1238,9 @@ mapshare_status mapshare_event_set(mapshare_segment *s)
     ms_event *e = event_of(s);
     if (!e)
         return ret(sync_error(s), 0);
-    if (!s->seg.hdr_writable)
-        return ret(MS_E_PERMISSION, 0);
-    ms_event_set(&s->seg, MS_SLOT_EVENT, e);
+    unsigned slot;
+    ms_segment *ws = sync_seg(s, MS_SLOT_EVENT, &slot);
+    ms_event_set(ws, slot, e);
     return MAPSHARE_OK;
 }
 
@@ -1139,8 +1249,6 @@ mapshare_status mapshare_event_clear(mapshare_segment *s)
     ms_event *e = event_of(s);
     if (!e)
         return ret(sync_error(s), 0);
-    if (!s->seg.hdr_writable)
-        return ret(MS_E_PERMISSION, 0);
     ms_event_clear(e);
     return MAPSHARE_OK;
 }
@@ -1160,16 +1268,70 @@ mapshare_status mapshare_event_wait(mapshare_segment *s, double timeout)
         return ret(sync_error(s), 0);
     ms_wait_opts o;
     wait_opts(s, timeout, &o);
-    return ret(ms_event_wait(&s->seg, MS_SLOT_EVENT, e, &o), 0);
+    unsigned slot;
+    ms_segment *ws = sync_seg(s, MS_SLOT_EVENT, &slot);
+    return ret(ms_event_wait(ws, slot, e, &o), 0);
 }
 
 /* ---- semaphores --------------------------------------------------------------------- */
 
 static ms_semaphore *sem_of(mapshare_segment *s)
 {
+    if (s && s->parent)
+        return s->placed_kind == MS_KIND_SEMAPHORE
+                   ? (ms_semaphore *)(void *)(s->parent->seg.data + s->offset) : NULL;
     if (need_header(s) != MS_OK || s->seg.kind != MS_KIND_SEMAPHORE || !s->seg.hdr_writable)
         return NULL;
     return (ms_semaphore *)(void *)s->seg.hdr->kind_area;
+}
+
+mapshare_status mapshare_semaphore_create_in(mapshare_segment *seg, uint64_t offset,
+                                             uint32_t value, uint32_t maximum,
+                                             mapshare_segment **out)
+{
+    uint8_t *p = NULL;
+    mapshare_segment *h = NULL;
+    if (out)
+        *out = NULL;
+    /* Semaphore._init runs before _check_in in Python, both ValueError/TypeError */
+    if (maximum == 0 || value > maximum)
+        return ret(MS_E_INVALID, 0);
+    ms_status st = place(seg, offset, MS_KIND_SEMAPHORE, sizeof(ms_semaphore), 1, &h, &p);
+    if (st != MS_OK)
+        return ret(st, 0);
+    st = ms_semaphore_init_at((ms_semaphore *)(void *)p, value, maximum);
+    if (st == MS_OK && seg->seg.faulted)
+        st = MS_E_FAULT;
+    if (st != MS_OK) {
+        free_handle(h);
+        return ret(st, 0);
+    }
+    *out = h;
+    return MAPSHARE_OK;
+}
+
+mapshare_status mapshare_semaphore_open_in(mapshare_segment *seg, uint64_t offset,
+                                           mapshare_segment **out)
+{
+    uint8_t *p = NULL;
+    mapshare_segment *h = NULL;
+    if (out)
+        *out = NULL;
+    ms_status st = place(seg, offset, MS_KIND_SEMAPHORE, sizeof(ms_semaphore), 0, &h, &p);
+    if (st != MS_OK)
+        return ret(st, 0);
+    ms_semaphore *m = (ms_semaphore *)(void *)p;
+    uint32_t v = ms_load32(&m->value), mx = ms_load32(&m->maximum);
+    if (mx < 1 || v > mx)
+        st = MS_E_LAYOUT;  /* Semaphore_new: "no semaphore at offset ..." */
+    else if (seg->seg.faulted)
+        st = MS_E_FAULT;
+    if (st != MS_OK) {
+        free_handle(h);
+        return ret(st, 0);
+    }
+    *out = h;
+    return MAPSHARE_OK;
 }
 
 mapshare_status mapshare_semaphore_create(const char *name, uint32_t value, uint32_t maximum,
@@ -1213,11 +1375,11 @@ mapshare_status mapshare_semaphore_acquire(mapshare_segment *s, double timeout)
     ms_semaphore *m = sem_of(s);
     if (!m)
         return ret(sync_error(s), 0);
-    if (!s->seg.hdr_writable)
-        return ret(MS_E_PERMISSION, 0);
     ms_wait_opts o;
     wait_opts(s, timeout, &o);
-    return ret(ms_semaphore_acquire(&s->seg, MS_SLOT_SEMAPHORE, m, &o), 0);
+    unsigned slot;
+    ms_segment *ws = sync_seg(s, MS_SLOT_SEMAPHORE, &slot);
+    return ret(ms_semaphore_acquire(ws, slot, m, &o), 0);
 }
 
 mapshare_status mapshare_semaphore_release(mapshare_segment *s, uint32_t n)
@@ -1225,11 +1387,11 @@ mapshare_status mapshare_semaphore_release(mapshare_segment *s, uint32_t n)
     ms_semaphore *m = sem_of(s);
     if (!m)
         return ret(sync_error(s), 0);
-    if (!s->seg.hdr_writable)
-        return ret(MS_E_PERMISSION, 0);
     if (n == 0)
         return ret(MS_E_INVALID, 0);
-    return ret(ms_semaphore_release(&s->seg, MS_SLOT_SEMAPHORE, m, n), 0);
+    unsigned slot;
+    ms_segment *ws = sync_seg(s, MS_SLOT_SEMAPHORE, &slot);
+    return ret(ms_semaphore_release(ws, slot, m, n), 0);
 }
 
 uint32_t mapshare_semaphore_value(mapshare_segment *s)

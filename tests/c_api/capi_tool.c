@@ -23,6 +23,10 @@
  *                           then sleep: the test SIGKILLs it
  *   lock NAME               acquire (timeout 5 s), print "ok CODE", release
  *   event-wait NAME / event-set NAME
+ *   in-event NAME OFFSET create0|create1|open|set|clear|wait   an event placed in segment
+ *                           NAME (create_in/open_in, then the call); prints "ok IS_SET"
+ *   in-sem NAME OFFSET create VALUE MAX|open|acquire|release   the same for a semaphore;
+ *                           prints "ok VALUE"
  *   sem-acquire NAME / sem-release NAME
  *   selftest NAME           the calls a single process can check by itself (channel
  *                           loan/view/statistics/end, views, fork, semaphore overflow,
@@ -154,6 +158,35 @@ static int selftest(const char *base)
     EXPECT(mapshare_lock_open_or_create(name, NULL, &lk) == MAPSHARE_E_LAYOUT && !lk);
     mapshare_segment_close(lk);
     mapshare_segment_close(ev);
+    /* events and semaphores placed in a plain segment (create_in / open_in) */
+    snprintf(name, sizeof name, "%s.in", base);
+    EXPECT(mapshare_segment_create(name, 64, NULL, &seg) == MAPSHARE_OK);
+    mapshare_segment *pe = NULL, *pe2 = NULL, *ps = NULL;
+    EXPECT(mapshare_event_create_in(seg, 4, 0, &pe) == MAPSHARE_E_INVALID && !pe);
+    EXPECT(mapshare_event_create_in(seg, 56, 0, &pe) == MAPSHARE_E_INVALID && !pe);
+    EXPECT(mapshare_event_create_in(seg, UINT64_MAX - 7, 0, &pe) == MAPSHARE_E_INVALID);
+    EXPECT(mapshare_event_open_in(seg, 0, &pe) == MAPSHARE_E_LAYOUT && !pe);
+    EXPECT(mapshare_event_create_in(seg, 48, 1, &pe) == MAPSHARE_OK);
+    EXPECT(mapshare_event_open_in(seg, 48, &pe2) == MAPSHARE_OK);
+    EXPECT(mapshare_event_is_set(pe2) == 1);
+    EXPECT(mapshare_event_clear(pe2) == MAPSHARE_OK && mapshare_event_is_set(pe) == 0);
+    EXPECT(mapshare_event_wait(pe, 0.02) == MAPSHARE_E_TIMEOUT);
+    EXPECT(mapshare_semaphore_open_in(seg, 48, &ps) == MAPSHARE_E_LAYOUT);
+    EXPECT(mapshare_semaphore_acquire(pe, 0) == MAPSHARE_E_INVALID);  /* not a semaphore */
+    EXPECT(mapshare_segment_size(pe) == 0 && mapshare_segment_data(pe) == NULL);
+    EXPECT(mapshare_segment_notify(pe) == MAPSHARE_E_INVALID);  /* no header of its own */
+    mapshare_segment_close(pe2);
+    EXPECT(mapshare_event_create_in(pe, 0, 0, &pe2) == MAPSHARE_E_INVALID && !pe2);
+    EXPECT(mapshare_semaphore_create_in(seg, 0, 2, 1, &ps) == MAPSHARE_E_INVALID && !ps);
+    EXPECT(mapshare_semaphore_create_in(seg, 0, 1, 2, &ps) == MAPSHARE_OK);
+    EXPECT(mapshare_semaphore_release(ps, 1) == MAPSHARE_OK && mapshare_semaphore_value(ps) == 2);
+    EXPECT(mapshare_semaphore_release(ps, 1) == MAPSHARE_E_VALUE);
+    EXPECT(mapshare_semaphore_acquire(ps, 0) == MAPSHARE_OK);
+    EXPECT(mapshare_event_set(ps) == MAPSHARE_E_INVALID);  /* not an event */
+    mapshare_segment_close(ps);
+    mapshare_segment_close(pe);
+    EXPECT(mapshare_event_create_in(NULL, 0, 0, &pe) == MAPSHARE_E_INVALID && !pe);
+    EXPECT(mapshare_segment_close(seg) == MAPSHARE_OK);
     /* statuses have texts */
     EXPECT(strstr(mapshare_strerror(MAPSHARE_E_VERSION), "layout version") != NULL);
     EXPECT(strcmp(mapshare_strerror(12345), "unknown mapshare status") == 0);
@@ -319,6 +352,44 @@ int main(int argc, char **argv)
         if (st)
             return fail(st);
         printf("ok %u\n", mapshare_semaphore_value(s));
+        return mapshare_segment_close(s) ? 1 : 0;
+    }
+    if ((strcmp(cmd, "in-event") == 0 || strcmp(cmd, "in-sem") == 0) && rest >= 3) {
+        /* in-event NAME OFFSET create0|create1|open|set|clear|wait
+         * in-sem NAME OFFSET create VALUE MAX | open | acquire | release
+         * An event or semaphore placed in segment NAME (create_in / open_in). */
+        int is_ev = cmd[3] == 'e';
+        const char *op = args[2];
+        mapshare_segment *x = NULL;
+        if ((st = mapshare_segment_open(name, &o, &s)))
+            return fail(st);
+        uint64_t off = (uint64_t)strtoull(args[1], NULL, 10);
+        if (strncmp(op, "create", 6) == 0)
+            st = is_ev ? mapshare_event_create_in(s, off, op[6] == '1', &x)
+                       : mapshare_semaphore_create_in(
+                             s, off, rest >= 5 ? (uint32_t)atol(args[3]) : 1,
+                             rest >= 5 ? (uint32_t)atol(args[4]) : 1, &x);
+        else
+            st = is_ev ? mapshare_event_open_in(s, off, &x) : mapshare_semaphore_open_in(s, off, &x);
+        if (st)
+            return fail(st);
+        if (strcmp(op, "set") == 0)
+            st = mapshare_event_set(x);
+        else if (strcmp(op, "clear") == 0)
+            st = mapshare_event_clear(x);
+        else if (strcmp(op, "wait") == 0)
+            st = mapshare_event_wait(x, 10.0);
+        else if (strcmp(op, "acquire") == 0)
+            st = mapshare_semaphore_acquire(x, 10.0);
+        else if (strcmp(op, "release") == 0)
+            st = mapshare_semaphore_release(x, 1);
+        if (st)
+            return fail(st);
+        if (is_ev)
+            printf("ok %d\n", mapshare_event_is_set(x));
+        else
+            printf("ok %u\n", mapshare_semaphore_value(x));
+        mapshare_segment_close(x);
         return mapshare_segment_close(s) ? 1 : 0;
     }
     fprintf(stderr, "unknown command %s\n", cmd);

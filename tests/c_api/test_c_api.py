@@ -467,6 +467,80 @@ def test_events_and_semaphores_across_languages(tool: Tool, tool_path: Path,
         sem.close()
 
 
+def test_events_and_semaphores_placed_in_a_segment_across_languages(
+        tool: Tool, tool_path: Path, name: str) -> None:
+    """Event/Semaphore.create_in and mapshare_*_create_in share one memory format: each
+    language opens, waits on and wakes what the other placed in the same segment."""
+    with mapshare.Segment.create(name, 128) as seg:
+        ev = mapshare.Event.create_in(seg, 8)
+        p = subprocess.Popen([str(tool_path), "in-event", name, "8", "wait"],
+                             stdout=subprocess.PIPE, text=True, env=C_ENV)
+        try:
+            time.sleep(0.1)
+            ev.set()  # wakes the C waiter: same word, same waiter count
+            out, _ = p.communicate(timeout=30)
+        finally:
+            _reap(p)
+        assert p.returncode == 0 and out.strip() == "ok 1"
+        assert _ok(tool("in-event", name, "8", "clear"))[0] == "ok 0"
+        assert not ev.is_set()
+        # C places an event; Python opens it and waits for C to set it
+        assert _ok(tool("in-event", name, "32", "create0"))[0] == "ok 0"
+        ev2 = mapshare.Event.open_in(seg, 32)
+        assert not ev2.is_set()
+        _ok(tool("in-event", name, "32", "set"))
+        assert ev2.wait(timeout=5)
+        # semaphores, both ways
+        assert _ok(tool("in-sem", name, "64", "create", "0", "3"))[0] == "ok 0"
+        sem = mapshare.Semaphore.open_in(seg, 64)
+        assert not sem.acquire(timeout=0)
+        assert _ok(tool("in-sem", name, "64", "release"))[0] == "ok 1"
+        assert sem.acquire(timeout=5)
+        sem2 = mapshare.Semaphore.create_in(seg, 96, 2, maximum=2)
+        assert _ok(tool("in-sem", name, "96", "acquire"))[0] == "ok 1"
+        assert _ok(tool("in-sem", name, "96", "open"))[0] == "ok 1"
+        assert sem2.acquire(timeout=0) and not sem2.acquire(timeout=0)
+        sem2.release(2)
+        assert _err(tool("in-sem", name, "96", "release"))[0] == MAPSHARE_E_VALUE
+
+
+MAPSHARE_E_LAYOUT, MAPSHARE_E_PERMISSION, MAPSHARE_E_VALUE, MAPSHARE_E_INVALID = 5, 4, 21, 20
+
+
+@pytest.mark.parametrize("offset, py_error, status", [
+    ("4", ValueError, MAPSHARE_E_INVALID),     # not a multiple of 8
+    ("120", ValueError, MAPSHARE_E_INVALID),   # its 16 bytes overrun the 128-byte segment
+    ("128", ValueError, MAPSHARE_E_INVALID),
+    ("0", mapshare.LayoutError, MAPSHARE_E_LAYOUT),  # nothing was placed there
+])
+def test_open_in_refuses_what_python_refuses(tool: Tool, name: str, offset: str,
+                                             py_error: type[Exception], status: int) -> None:
+    with mapshare.Segment.create(name, 128) as seg:
+        for kind, cls in (("in-event", mapshare.Event), ("in-sem", mapshare.Semaphore)):
+            with pytest.raises(py_error):
+                cls.open_in(seg, int(offset))
+            assert _err(tool(kind, name, offset, "open"))[0] == status
+
+
+def test_create_in_refuses_read_only_segments_and_other_kinds_like_python(
+        tool: Tool, name: str, names: Callable[[], str]) -> None:
+    with mapshare.Segment.create(name, 128) as seg:
+        with mapshare.Segment.open(name, access="r") as ro:
+            with pytest.raises(PermissionError):
+                mapshare.Event.create_in(ro, 0)
+        assert _err(tool("--access", "r", "in-event", name, "0", "create0"))[0] \
+            == MAPSHARE_E_PERMISSION
+        assert _err(tool("--access", "r", "in-sem", name, "0", "create", "1", "1"))[0] \
+            == MAPSHARE_E_PERMISSION
+        with pytest.raises(ValueError):
+            mapshare.Semaphore.create_in(seg, 0, 2, maximum=1)
+        assert _err(tool("in-sem", name, "0", "create", "2", "1"))[0] == MAPSHARE_E_INVALID
+        ch_name = names()
+        with mapshare.Channel.create(ch_name, 256):
+            assert _err(tool("--kind", "any", "in-event", ch_name, "0", "create0"))[0] \
+                == MAPSHARE_E_INVALID
+
+
 # ---- layout version (issue 13 part 4) ----------------------------------------------------
 
 
