@@ -415,6 +415,37 @@ typedef struct mapshare_channel_stats {
 MAPSHARE_API mapshare_status mapshare_channel_statistics(mapshare_segment *ch,
                                                          mapshare_channel_stats *st);
 
+/* ---- waiting on several objects (Python: mapshare.wait) ------------------------------ */
+
+/* One object of mapshare_wait_any, ready when:
+ *   - an event (named or placed) is set;
+ *   - a semaphore (named or placed) has a unit (it is not taken);
+ *   - a channel has a message to receive on this handle, or is closed and drained
+ *     (the next receive gives MAPSHARE_E_CLOSED), or its senders died (the next receive,
+ *     even with timeout 0, gives MAPSHARE_E_BROKEN once);
+ *   - any other segment: its change count differs from `since` (pass
+ *     mapshare_segment_change_count(seg), read before the data, to wait for a change
+ *     after that; `since` is ignored for the kinds above).
+ * A named lock cannot be waited on (MAPSHARE_E_INVALID): it is acquired. */
+typedef struct mapshare_wait_item {
+    mapshare_segment *object;
+    uint32_t since;
+} mapshare_wait_item;
+
+/* Wait until at least one of the n items is ready, or `timeout` passes.  ready[] (n
+ * bytes) gets 1 for each ready item, 0 for the others.  MAPSHARE_OK: at least one is
+ * ready -- a snapshot: another process may take the message or the unit first, so follow
+ * with non-blocking calls (timeout 0) and wait again if they find nothing.
+ * MAPSHARE_E_TIMEOUT: none was (ready[] all 0).  MAPSHARE_E_INVALID: n == 0, a NULL item
+ * or ready, a lock, or an object listed twice (a segment twice with the same since);
+ * MAPSHARE_E_PERMISSION: an object whose header this process may only read (as for its
+ * own waits), or a channel not opened "rw"; MAPSHARE_E_WINDOW_OPEN: a channel handle with
+ * a loan or view open; MAPSHARE_E_FAULT: an object's memory vanished.  The same as
+ * Python's mapshare.wait, on the same objects: one sleep on every object's word at once
+ * (futex_waitv where the kernel has it, else polling). */
+MAPSHARE_API mapshare_status mapshare_wait_any(const mapshare_wait_item *items, size_t n,
+                                               double timeout, uint8_t *ready);
+
 #ifdef __cplusplus
 }
 #endif

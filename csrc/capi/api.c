@@ -1617,3 +1617,120 @@ mapshare_status mapshare_channel_statistics(mapshare_segment *s, mapshare_channe
     out->closed = cs.closed;
     return MAPSHARE_OK;
 }
+
+/* ---- waiting on several objects (Python: mapshare.wait) ------------------------------ */
+
+/* What a predicate needs besides the object, per item (csrc/binding/wait.c). */
+typedef union {
+    ms_change_since change;
+    ms_channel_waitarg channel;
+} wait_store;
+
+/* One item as the binding's fill() turns it into an ms_waitable: the kind of the handle
+ * says what is waited for; *owner gets the handle whose segment the word lives in. */
+static ms_status wait_fill(const mapshare_wait_item *it, ms_waitable *w, wait_store *store,
+                           mapshare_segment **owner)
+{
+    mapshare_segment *s = it->object;
+    memset(w, 0, sizeof *w);  /* fillers that know only the spec's fields leave mark NULL */
+    if (!s)
+        return MS_E_INVALID;
+    if (s->parent) {  /* placed event or semaphore: the parent's segment and its slot */
+        ms_status st = need_header(s->parent);
+        if (st != MS_OK)
+            return st;
+        unsigned slot;
+        ms_segment *ws = sync_seg(s, 0, &slot);
+        if (s->placed_kind == MS_KIND_EVENT)
+            ms_event_waitable(ws, slot, event_of(s), w);
+        else
+            ms_semaphore_waitable(ws, slot, sem_of(s), w);
+        *owner = s->parent;
+        return MS_OK;
+    }
+    ms_status st = need_header(s);
+    if (st != MS_OK)
+        return st;
+    *owner = s;
+    switch (s->seg.kind) {
+    case MS_KIND_EVENT:
+        if (!event_of(s))
+            return sync_error(s);
+        ms_event_waitable(&s->seg, MS_SLOT_EVENT, event_of(s), w);
+        return MS_OK;
+    case MS_KIND_SEMAPHORE:
+        if (!sem_of(s))
+            return sync_error(s);
+        ms_semaphore_waitable(&s->seg, MS_SLOT_SEMAPHORE, sem_of(s), w);
+        return MS_OK;
+    case MS_KIND_CHANNEL: {
+        ms_channel *ch = NULL;
+        st = channel_of(s, &ch);
+        if (st != MS_OK)
+            return st;
+        if (ch->loan_open || ch->view_open)
+            return MS_E_WINDOW_OPEN;  /* the handle is busy: as for its own receive */
+        ms_channel_waitable(ch, &store->channel, w);
+        return MS_OK;
+    }
+    case MS_KIND_LOCK:
+        return MS_E_INVALID;  /* a lock is acquired, not waited on (Python: TypeError) */
+    default:
+        /* a segment (of any other kind, as Python's Segment handle): its change count
+         * differs from `since` */
+        if (!s->seg.hdr_writable)  /* the waiter counts itself in the header */
+            return MS_E_PERMISSION;
+        ms_change_waitable(&s->seg, &store->change, it->since, w);
+        return MS_OK;
+    }
+}
+
+/* A segment waited on for a change (where `since` matters), not an event, semaphore or
+ * channel. */
+static int is_change_item(const mapshare_segment *s)
+{
+    return s && !s->parent && s->seg.kind != MS_KIND_EVENT &&
+           s->seg.kind != MS_KIND_SEMAPHORE && s->seg.kind != MS_KIND_CHANNEL;
+}
+
+mapshare_status mapshare_wait_any(const mapshare_wait_item *items, size_t n, double timeout,
+                                  uint8_t *ready)
+{
+    if (!items || !ready || n == 0)
+        return ret(MS_E_INVALID, 0);
+    memset(ready, 0, n);
+    for (size_t i = 0; i < n; i++)  /* Python: "objects[i] is listed twice" */
+        for (size_t j = 0; j < i; j++)
+            if (items[i].object == items[j].object &&
+                (items[i].since == items[j].since || !is_change_item(items[i].object)))
+                return ret(MS_E_INVALID, 0);
+    ms_waitable *w = (ms_waitable *)calloc(n, sizeof *w);
+    wait_store *store = (wait_store *)calloc(n, sizeof *store);
+    mapshare_segment **owners = (mapshare_segment **)calloc(n, sizeof *owners);
+    ms_status st = MS_OK;
+    if (!w || !store || !owners) {
+        st = MS_E_NO_SPACE;
+        goto done;
+    }
+    ms_wait_opts o;
+    memset(&o, 0, sizeof o);
+    o.timeout_ns = timeout_ns(timeout);
+    for (size_t i = 0; i < n; i++) {
+        st = wait_fill(&items[i], &w[i], &store[i], &owners[i]);
+        if (st != MS_OK)
+            goto done;
+        if (items[i].object->spin_ns > o.spin_ns)  /* the longest spin of them (binding) */
+            o.spin_ns = items[i].object->spin_ns;
+    }
+    st = ms_wait_any(w, n, &o, ready);
+    for (size_t i = 0; i < n; i++)
+        if (owners[i]->seg.faulted)
+            st = MS_E_FAULT;
+    if (st != MS_OK)
+        memset(ready, 0, n);
+done:
+    free(w);
+    free(store);
+    free(owners);
+    return ret(st, 0);
+}
