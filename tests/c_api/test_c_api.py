@@ -541,6 +541,116 @@ def test_create_in_refuses_read_only_segments_and_other_kinds_like_python(
                 == MAPSHARE_E_INVALID
 
 
+# ---- mapshare_wait_any -------------------------------------------------------------------
+
+WAKERS = ["notify", "event", "semaphore", "message", "close", "placed-event", "placed-sem"]
+
+
+@pytest.mark.parametrize("waker", WAKERS)
+def test_c_wait_any_is_woken_by_each_kind_of_python_object(
+        tool_path: Path, names: Callable[[], str], waker: str) -> None:
+    """A C process waits on seven objects at once; a Python process readies one of them:
+    exactly that one is reported (ready is level: waking before the C waiter sleeps is
+    reported too, so the test has no race)."""
+    seg_n, ev_n, sem_n, ch_n = names(), names(), names(), names()
+    ev = mapshare.Event.create(ev_n)
+    sem = mapshare.Semaphore.create(sem_n, 0)
+    try:
+        with mapshare.Segment.create(seg_n, 64) as seg, mapshare.Channel.create(ch_n, 256) as ch:
+            pev = mapshare.Event.create_in(seg, 8)
+            psem = mapshare.Semaphore.create_in(seg, 24, 0, maximum=1)
+            since = seg.change_count
+            p = subprocess.Popen(
+                [str(tool_path), "wait-any", "30", f"seg:{seg_n}:{since}", f"ev:{ev_n}",
+                 f"sem:{sem_n}", f"ch:{ch_n}", f"ch:{ch_n}", f"in-ev:{seg_n}:8",
+                 f"in-sem:{seg_n}:24"],
+                stdout=subprocess.PIPE, text=True, env=C_ENV)
+            try:
+                time.sleep(0.2)
+                if waker == "notify":
+                    seg.notify()
+                elif waker == "event":
+                    ev.set()
+                elif waker == "semaphore":
+                    sem.release()
+                elif waker == "message":
+                    ch.send(b"hello")
+                elif waker == "close":
+                    ch.close_sending()
+                elif waker == "placed-event":
+                    pev.set()
+                else:
+                    psem.release()
+                out, _ = p.communicate(timeout=30)
+            finally:
+                _reap(p)
+            assert p.returncode == 0, out
+            lines = out.splitlines()
+            want = {"notify": "ok 0", "event": "ok 1", "semaphore": "ok 2", "message": "ok 3 4",
+                    "close": "ok 3 4", "placed-event": "ok 5", "placed-sem": "ok 6"}[waker]
+            assert lines[0] == want
+            if waker == "message":  # one of the two receivers takes it, the other finds none
+                assert sorted(lines[1:]) == ["ch 3 0", "ch 4 10"] or \
+                    sorted(lines[1:]) == ["ch 3 10", "ch 4 0"]
+            if waker == "close":
+                assert lines[1:] == ["ch 3 11", "ch 4 11"]
+            # nothing was taken by the wait itself
+            if waker == "semaphore":
+                assert sem.acquire(timeout=0)
+            if waker == "placed-sem":
+                assert psem.acquire(timeout=0)
+    finally:
+        ev.close()
+        sem.close()
+
+
+def test_c_wait_any_reports_a_channel_whose_python_sender_was_sigkilled(
+        tool_path: Path, name: str) -> None:
+    code = ("import mapshare, sys, time\n"
+            f"ch = mapshare.Channel.open({name!r})\n"
+            "ch.send(b'last words')\nprint('sent', flush=True)\ntime.sleep(60)\n")
+    with mapshare.Channel.create(name, 256) as ch:
+        sender = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                  text=True)
+        try:
+            assert sender.stdout is not None and sender.stdout.readline().strip() == "sent"
+            assert ch.receive_nowait() == b"last words"
+            os.kill(sender.pid, signal.SIGKILL)
+            sender.wait()
+        finally:
+            _reap(sender)
+        cp = subprocess.run([str(tool_path), "wait-any", "30", f"ch:{name}"],
+                            capture_output=True, text=True, timeout=60, env=C_ENV)
+        # ready, and its next receive (timeout 0) says broken: MAPSHARE_E_BROKEN
+        assert _ok(cp) == ["ok 0", "ch 0 18"]
+
+
+def test_c_wait_any_times_out_and_refuses_a_lock_like_python(
+        tool: Tool, names: Callable[[], str]) -> None:
+    seg_n, lk_n = names(), names()
+    lk = mapshare.Lock.create(lk_n)
+    try:
+        with mapshare.Segment.create(seg_n, 64):
+            assert _err(tool("wait-any", "0.05", f"seg:{seg_n}"))[0] == 6  # E_TIMEOUT
+            assert _err(tool("wait-any", "0", f"seg:{seg_n}", f"lock:{lk_n}"))[0] \
+                == MAPSHARE_E_INVALID
+            with pytest.raises(TypeError):
+                mapshare.wait([lk], timeout=0)
+    finally:
+        lk.close()
+
+
+def test_python_wait_is_woken_by_c(tool: Tool, name: str) -> None:
+    """The other way: mapshare.wait in Python, the C library readies the objects."""
+    with mapshare.Segment.create(name, 64) as seg:
+        pev = mapshare.Event.create_in(seg, 8)
+        since = seg.change_count
+        _ok(tool("write", name, "x"))  # writes and notifies
+        assert mapshare.wait([(seg, since), pev], timeout=5) == [(seg, since)]
+        _ok(tool("in-event", name, "8", "set"))
+        assert mapshare.wait([pev], timeout=5) == [pev]
+
+
 # ---- layout version (issue 13 part 4) ----------------------------------------------------
 
 
