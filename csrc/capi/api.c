@@ -415,6 +415,59 @@ static int unlink_if_same(const char *osname, unsigned flags, uint64_t dev, uint
     return ms_p_object_unlink(osname, flags, &err) == MS_OK;
 }
 
+static void seg_reset(ms_segment *seg);
+
+/* _gc.reclaim_link: the name of a file-backed segment is a persistent link object; it
+ * is stale when its file is gone or replaced, or when that segment is 'shared' and every
+ * process attached to it died.  Remove such a link (under its meta lock); 1 when the
+ * name is free now.  The file itself is data and always stays. */
+static int reclaim_link(const char *osname)
+{
+    ms_segment link, target;
+    int err = 0;
+    seg_reset(&link);
+    ms_status st = ms_segment_open(&link, osname, NULL, MS_KIND_LINK, MS_ACCESS_WRITE, 0, 0,
+                                   &err);
+    if (st == MS_E_NOT_FOUND)
+        return 1;
+    if (st != MS_OK)
+        return reclaim(osname, 0);  /* not a link: the ordinary rules */
+    int stale = 0, done = 0;
+    uint64_t ident[2] = {0, 0};
+    size_t n = (size_t)link.size;
+    char *path = n >= LINK_HEAD ? (char *)malloc(n - LINK_HEAD + 1) : NULL;
+    if (!path || ms_p_guarded_copy(ident, link.data, LINK_HEAD) != MS_OK ||
+        ms_p_guarded_copy(path, link.data + LINK_HEAD, n - LINK_HEAD) != MS_OK ||
+        (ident[0] == 0 && ident[1] == 0))
+        done = 1;  /* too short to be a link, faulted, or still being written */
+    if (!done) {
+        path[n - LINK_HEAD] = 0;
+        seg_reset(&target);
+        st = ms_segment_open(&target, osname, path, 0, MS_ACCESS_WRITE, 0, 0, &err);
+        if (st == MS_E_NOT_FOUND) {
+            stale = 1;
+        } else if (st == MS_OK) {
+            ms_object_stat ts;
+            if (ms_p_object_stat(&target.obj, &ts, &err) == MS_OK &&
+                (ts.dev != ident[0] || ts.ino != ident[1])) {
+                stale = 1;
+            } else if (target.lifetime == MS_LIFETIME_SHARED) {
+                int removed = 0, empty = 0;
+                if (ms_segment_reap(&target, &removed, &empty, &err) == MS_OK)
+                    stale = empty;
+            }
+            ms_segment_close(&target);
+        }
+    }
+    free(path);
+    if (stale) {
+        int removed = 0;
+        ms_segment_remove_name(&link, osname, 0, &removed, &err);
+    }
+    ms_segment_close(&link);
+    return stale;
+}
+
 /* ---- create ------------------------------------------------------------------------- */
 
 /* Handle._create */
@@ -459,8 +512,8 @@ static mapshare_status create_kind(const char *name, uint32_t kind, uint64_t siz
             st = link_create(osname, name, s->path, o->mode, &link, &err);
             if (st != MS_E_EXISTS)
                 break;
-            /* (_gc.reclaim_link's stale-file case is not reproduced: see docs/c-api.md) */
-            if (!(attempt + 1 < RECLAIM_TRIES && reclaim(osname, 0)))
+            /* a link left to a file that is gone, or to a segment nobody uses */
+            if (!(attempt + 1 < RECLAIM_TRIES && reclaim_link(osname)))
                 break;
         }
         if (st == MS_OK) {

@@ -310,6 +310,54 @@ def test_python_file_backed_segment_opens_in_c_by_name_and_by_path(
         assert seg.read(7) == b"py file" and f.exists()  # the file is the data: it stays
 
 
+def test_c_create_over_a_stale_link_removes_it_as_python_does(
+    tool: Tool, name: str, tmp_path: Path
+) -> None:
+    """The name of a file-backed segment whose file was deleted is a stale link: C's
+    create removes it (Python's reclaim_link) instead of reporting EXISTS; a live one is
+    still EXISTS."""
+    old, new = tmp_path / "old.seg", tmp_path / "new.seg"
+    with mapshare.Segment.create(name, 16, path=old, lifetime="persistent"):
+        pass
+    assert _err(tool("--path", str(new), "create", name, "16", "x"))[0] == 3  # E_EXISTS
+    old.unlink()
+    _ok(tool("--path", str(new), "--persistent", "create", name, "16", "new file"))
+    with mapshare.Segment.open(name) as seg:
+        assert seg.path == str(new) and seg.read(8) == b"new file"
+        # and the other way: C's link, its file deleted, is reclaimed by Python's create
+        new.unlink()
+        seg.unlink()
+    _ok(tool("--path", str(new), "--persistent", "create", name, "16", "again"))
+    new.unlink()
+    with mapshare.Segment.create(name, 16, path=old, lifetime="persistent") as seg:
+        assert seg.path == str(old)
+        seg.unlink()
+
+
+def test_c_create_over_the_link_of_a_shared_file_segment_whose_users_died(
+    tool: Tool, name: str, tmp_path: Path
+) -> None:
+    """The link of a 'shared' file-backed segment whose every user was SIGKILLed is
+    stale too (reclaim_link reaps the attach table): C creates over it."""
+    f, g = tmp_path / "dead.seg", tmp_path / "next.seg"
+    code = ("import mapshare, time\n"
+            f"s = mapshare.Segment.create({name!r}, 16, path={str(f)!r})\n"
+            "print('made', flush=True)\ntime.sleep(60)\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "made"
+        assert _err(tool("--path", str(g), "create", name, "16", "x"))[0] == 3  # alive
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+    finally:
+        _reap(p)
+    _ok(tool("--path", str(g), "--persistent", "create", name, "16", "after"))
+    with mapshare.Segment.open(name) as seg:
+        assert seg.path == str(g) and seg.read(5) == b"after"
+        seg.unlink()
+    assert f.exists()  # the dead segment's file is data: it stays
+
+
 def test_persistent_segment_from_c_outlives_it_and_unlink_removes_it(
     tool: Tool, name: str
 ) -> None:
