@@ -573,9 +573,8 @@ def test_open_in_refuses_what_python_refuses(tool: Tool, name: str, offset: str,
 def test_create_in_refuses_read_only_segments_and_other_kinds_like_python(
         tool: Tool, name: str, names: Callable[[], str]) -> None:
     with mapshare.Segment.create(name, 128) as seg:
-        with mapshare.Segment.open(name, access="r") as ro:
-            with pytest.raises(PermissionError):
-                mapshare.Event.create_in(ro, 0)
+        with mapshare.Segment.open(name, access="r") as ro, pytest.raises(PermissionError):
+            mapshare.Event.create_in(ro, 0)
         assert _err(tool("--access", "r", "in-event", name, "0", "create0"))[0] \
             == MAPSHARE_E_PERMISSION
         assert _err(tool("--access", "r", "in-sem", name, "0", "create", "1", "1"))[0] \
