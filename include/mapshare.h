@@ -311,10 +311,10 @@ MAPSHARE_API mapshare_status mapshare_event_wait(mapshare_segment *ev, double ti
 /* An event placed in 16 bytes of a plain segment's user area at `offset` (a multiple of
  * 8), as Python's Event.create_in / Event.open_in: the same memory format, so Python and
  * C share it.  The returned handle works with every mapshare_event_* call and is closed
- * with mapshare_segment_close (which frees only the handle); `seg` must stay open while
- * it is used.  MAPSHARE_E_INVALID: seg is not a plain segment (Python's TypeError), or
- * the offset is not a multiple of 8 or its 16 bytes are not inside the user area
- * (ValueError); MAPSHARE_E_PERMISSION: seg is not opened for writing ("rw");
+ * with mapshare_segment_close (which frees only the handle).  It borrows `seg`: once
+ * `seg` is closed, the event's calls return MAPSHARE_E_INVALID (close it too).
+ * MAPSHARE_E_INVALID: seg is not a plain segment (Python's TypeError), or the offset is
+ * not a multiple of 8 or its 16 bytes are not inside the user area (ValueError); MAPSHARE_E_PERMISSION: seg is not opened for writing ("rw");
  * open_in: MAPSHARE_E_LAYOUT when no event was created there.  create_in overwrites
  * whatever is at the offset. */
 MAPSHARE_API mapshare_status mapshare_event_create_in(mapshare_segment *seg, uint64_t offset,

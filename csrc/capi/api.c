@@ -83,6 +83,12 @@ struct mapshare_segment {
     mapshare_segment *parent;
     uint64_t offset;
     int placed_kind;         /* MS_KIND_EVENT / MS_KIND_SEMAPHORE when placed */
+    /* On a segment: how many placed handles borrow it.  Closing the segment while some
+     * do unmaps it but keeps this struct (closed = 1) until the last of them is closed,
+     * so that they find no memory (MAPSHARE_E_INVALID, as Python's closed-segment error)
+     * instead of a freed pointer. */
+    unsigned placed_refs;
+    int closed;
 };
 
 struct mapshare_view {
@@ -864,9 +870,14 @@ mapshare_status mapshare_segment_close(mapshare_segment *s)
     if (!s)
         return MAPSHARE_OK;
     if (s->parent) {  /* placed: the memory is the parent's, nothing is attached */
+        mapshare_segment *p = s->parent;
         free_handle(s);
+        if (--p->placed_refs == 0 && p->closed)
+            free_handle(p);
         return MAPSHARE_OK;
     }
+    if (s->closed)
+        return MAPSHARE_OK;  /* closed already, kept for its placed handles */
     if (s->ch_bound) {
         if (s->ch.loan_open || s->ch.view_open)
             return ret(MS_E_WINDOW_OPEN, 0);
@@ -883,7 +894,11 @@ mapshare_status mapshare_segment_close(mapshare_segment *s)
         else
             remove_name(s);
     }
-    ms_segment_close(&s->seg);
+    ms_segment_close(&s->seg);  /* hdr and data are NULL from now on */
+    if (s->placed_refs) {
+        s->closed = 1;
+        return MAPSHARE_OK;
+    }
     free_handle(s);
     return MAPSHARE_OK;
 }
@@ -1148,6 +1163,11 @@ mapshare_status mapshare_lock_release(mapshare_segment *s)
 
 static ms_status sync_error(mapshare_segment *s)
 {
+    if (s && s->parent) {  /* placed: the parent closed (INVALID) or faulted, else the
+                            * wrong kind for the call */
+        ms_status st = need_header(s->parent);
+        return st != MS_OK ? st : MS_E_INVALID;
+    }
     if (!s || !s->seg.hdr)
         return MS_E_INVALID;
     if (s->seg.faulted)
@@ -1159,7 +1179,7 @@ static ms_status sync_error(mapshare_segment *s)
 static ms_event *event_of(mapshare_segment *s)
 {
     if (s && s->parent)
-        return s->placed_kind == MS_KIND_EVENT
+        return s->placed_kind == MS_KIND_EVENT && need_header(s->parent) == MS_OK
                    ? (ms_event *)(void *)(s->parent->seg.data + s->offset) : NULL;
     if (need_header(s) != MS_OK || s->seg.kind != MS_KIND_EVENT || !s->seg.hdr_writable)
         return NULL;
@@ -1216,6 +1236,7 @@ static ms_status place(mapshare_segment *seg, uint64_t offset, int kind, size_t 
     h->parent = seg;
     h->offset = offset;
     h->placed_kind = kind;
+    seg->placed_refs++;
     *area = p;
     *out = h;
     return MS_OK;
@@ -1233,7 +1254,7 @@ mapshare_status mapshare_event_create_in(mapshare_segment *seg, uint64_t offset,
         return ret(st, 0);
     ms_event_init_at((ms_event *)(void *)p, initially_set ? 1u : 0u);
     if (seg->seg.faulted) {
-        free_handle(h);
+        mapshare_segment_close(h);  /* drops its count on seg */
         return ret(MS_E_FAULT, 0);
     }
     *out = h;
@@ -1255,7 +1276,7 @@ mapshare_status mapshare_event_open_in(mapshare_segment *seg, uint64_t offset,
     else if (seg->seg.faulted)
         st = MS_E_FAULT;
     if (st != MS_OK) {
-        free_handle(h);
+        mapshare_segment_close(h);  /* drops its count on seg */
         return ret(st, 0);
     }
     *out = h;
@@ -1331,7 +1352,7 @@ mapshare_status mapshare_event_wait(mapshare_segment *s, double timeout)
 static ms_semaphore *sem_of(mapshare_segment *s)
 {
     if (s && s->parent)
-        return s->placed_kind == MS_KIND_SEMAPHORE
+        return s->placed_kind == MS_KIND_SEMAPHORE && need_header(s->parent) == MS_OK
                    ? (ms_semaphore *)(void *)(s->parent->seg.data + s->offset) : NULL;
     if (need_header(s) != MS_OK || s->seg.kind != MS_KIND_SEMAPHORE || !s->seg.hdr_writable)
         return NULL;
@@ -1356,7 +1377,7 @@ mapshare_status mapshare_semaphore_create_in(mapshare_segment *seg, uint64_t off
     if (st == MS_OK && seg->seg.faulted)
         st = MS_E_FAULT;
     if (st != MS_OK) {
-        free_handle(h);
+        mapshare_segment_close(h);  /* drops its count on seg */
         return ret(st, 0);
     }
     *out = h;
@@ -1380,7 +1401,7 @@ mapshare_status mapshare_semaphore_open_in(mapshare_segment *seg, uint64_t offse
     else if (seg->seg.faulted)
         st = MS_E_FAULT;
     if (st != MS_OK) {
-        free_handle(h);
+        mapshare_segment_close(h);  /* drops its count on seg */
         return ret(st, 0);
     }
     *out = h;

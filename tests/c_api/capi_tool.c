@@ -186,9 +186,13 @@ static int selftest(const char *base)
     EXPECT(mapshare_semaphore_acquire(ps, 0) == MAPSHARE_OK);
     EXPECT(mapshare_event_set(ps) == MAPSHARE_E_INVALID);  /* not an event */
     mapshare_segment_close(ps);
-    mapshare_segment_close(pe);
-    EXPECT(mapshare_event_create_in(NULL, 0, 0, &pe) == MAPSHARE_E_INVALID && !pe);
+    EXPECT(mapshare_event_create_in(NULL, 0, 0, &ps) == MAPSHARE_E_INVALID && !ps);
+    /* the segment closed first: its placed event finds no memory, and is closed after */
     EXPECT(mapshare_segment_close(seg) == MAPSHARE_OK);
+    EXPECT(mapshare_event_set(pe) == MAPSHARE_E_INVALID);
+    EXPECT(mapshare_event_is_set(pe) < 0);
+    EXPECT(mapshare_event_wait(pe, 0) == MAPSHARE_E_INVALID);
+    EXPECT(mapshare_segment_close(pe) == MAPSHARE_OK);
     /* mapshare_wait_any: misuse, and what a single process sees ready */
     snprintf(name, sizeof name, "%s.wait", base);
     EXPECT(mapshare_segment_create(name, 64, NULL, &seg) == MAPSHARE_OK);
