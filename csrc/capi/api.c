@@ -872,7 +872,7 @@ mapshare_status mapshare_segment_close(mapshare_segment *s)
     if (s->parent) {  /* placed: the memory is the parent's, nothing is attached */
         mapshare_segment *p = s->parent;
         free_handle(s);
-        if (--p->placed_refs == 0 && p->closed)
+        if (__atomic_sub_fetch(&p->placed_refs, 1, __ATOMIC_ACQ_REL) == 0 && p->closed)
             free_handle(p);
         return MAPSHARE_OK;
     }
@@ -895,8 +895,8 @@ mapshare_status mapshare_segment_close(mapshare_segment *s)
             remove_name(s);
     }
     ms_segment_close(&s->seg);  /* hdr and data are NULL from now on */
-    if (s->placed_refs) {
-        s->closed = 1;
+    if (__atomic_load_n(&s->placed_refs, __ATOMIC_ACQUIRE)) {
+        s->closed = 1;  /* close must not race with other calls on s (docs: Threads) */
         return MAPSHARE_OK;
     }
     free_handle(s);
@@ -1236,7 +1236,7 @@ static ms_status place(mapshare_segment *seg, uint64_t offset, int kind, size_t 
     h->parent = seg;
     h->offset = offset;
     h->placed_kind = kind;
-    seg->placed_refs++;
+    __atomic_add_fetch(&seg->placed_refs, 1, __ATOMIC_ACQ_REL);  /* threads may place at once */
     *area = p;
     *out = h;
     return MS_OK;
