@@ -308,6 +308,21 @@ MAPSHARE_API mapshare_status mapshare_event_clear(mapshare_segment *ev);
 MAPSHARE_API int mapshare_event_is_set(mapshare_segment *ev);
 MAPSHARE_API mapshare_status mapshare_event_wait(mapshare_segment *ev, double timeout);
 
+/* An event placed in 16 bytes of a plain segment's user area at `offset` (a multiple of
+ * 8), as Python's Event.create_in / Event.open_in: the same memory format, so Python and
+ * C share it.  The returned handle works with every mapshare_event_* call and is closed
+ * with mapshare_segment_close (which frees only the handle).  It borrows `seg`: once
+ * `seg` is closed, the event's calls return MAPSHARE_E_INVALID (close it too).
+ * MAPSHARE_E_INVALID: seg is not a plain segment (Python's TypeError), or the offset is
+ * not a multiple of 8 or its 16 bytes are not inside the user area (ValueError); MAPSHARE_E_PERMISSION: seg is not opened for writing ("rw");
+ * open_in: MAPSHARE_E_LAYOUT when no event was created there.  create_in overwrites
+ * whatever is at the offset. */
+MAPSHARE_API mapshare_status mapshare_event_create_in(mapshare_segment *seg, uint64_t offset,
+                                                      int initially_set,
+                                                      mapshare_segment **out);
+MAPSHARE_API mapshare_status mapshare_event_open_in(mapshare_segment *seg, uint64_t offset,
+                                                    mapshare_segment **out);
+
 /* ---- semaphores ---------------------------------------------------------------------------- */
 MAPSHARE_API mapshare_status mapshare_semaphore_create(const char *name, uint32_t value,
                                                        uint32_t maximum,
@@ -326,6 +341,16 @@ MAPSHARE_API mapshare_status mapshare_semaphore_acquire(mapshare_segment *sem,
 /* MAPSHARE_E_VALUE (nothing released) if it would exceed the maximum. */
 MAPSHARE_API mapshare_status mapshare_semaphore_release(mapshare_segment *sem, uint32_t n);
 MAPSHARE_API uint32_t mapshare_semaphore_value(mapshare_segment *sem);
+/* A semaphore placed in 16 bytes of a plain segment (Semaphore.create_in / open_in),
+ * with the checks, statuses and handle rules of mapshare_event_create_in; create_in also
+ * gives MAPSHARE_E_INVALID unless 1 <= maximum and value <= maximum. */
+MAPSHARE_API mapshare_status mapshare_semaphore_create_in(mapshare_segment *seg,
+                                                          uint64_t offset, uint32_t value,
+                                                          uint32_t maximum,
+                                                          mapshare_segment **out);
+MAPSHARE_API mapshare_status mapshare_semaphore_open_in(mapshare_segment *seg,
+                                                        uint64_t offset,
+                                                        mapshare_segment **out);
 
 /* ---- channels ------------------------------------------------------------------------------
  * A bounded many-to-many queue of variable-size messages (kind CHANNEL).  A message sent
@@ -389,6 +414,37 @@ typedef struct mapshare_channel_stats {
 } mapshare_channel_stats;
 MAPSHARE_API mapshare_status mapshare_channel_statistics(mapshare_segment *ch,
                                                          mapshare_channel_stats *st);
+
+/* ---- waiting on several objects (Python: mapshare.wait) ------------------------------ */
+
+/* One object of mapshare_wait_any, ready when:
+ *   - an event (named or placed) is set;
+ *   - a semaphore (named or placed) has a unit (it is not taken);
+ *   - a channel has a message to receive on this handle, or is closed and drained
+ *     (the next receive gives MAPSHARE_E_CLOSED), or its senders died (the next receive,
+ *     even with timeout 0, gives MAPSHARE_E_BROKEN once);
+ *   - any other segment: its change count differs from `since` (pass
+ *     mapshare_segment_change_count(seg), read before the data, to wait for a change
+ *     after that; `since` is ignored for the kinds above).
+ * A named lock cannot be waited on (MAPSHARE_E_INVALID): it is acquired. */
+typedef struct mapshare_wait_item {
+    mapshare_segment *object;
+    uint32_t since;
+} mapshare_wait_item;
+
+/* Wait until at least one of the n items is ready, or `timeout` passes.  ready[] (n
+ * bytes) gets 1 for each ready item, 0 for the others.  MAPSHARE_OK: at least one is
+ * ready -- a snapshot: another process may take the message or the unit first, so follow
+ * with non-blocking calls (timeout 0) and wait again if they find nothing.
+ * MAPSHARE_E_TIMEOUT: none was (ready[] all 0).  MAPSHARE_E_INVALID: n == 0, a NULL item
+ * or ready, a lock, or an object listed twice (a segment twice with the same since);
+ * MAPSHARE_E_PERMISSION: an object whose header this process may only read (as for its
+ * own waits), or a channel not opened "rw"; MAPSHARE_E_WINDOW_OPEN: a channel handle with
+ * a loan or view open; MAPSHARE_E_FAULT: an object's memory vanished.  The same as
+ * Python's mapshare.wait, on the same objects: one sleep on every object's word at once
+ * (futex_waitv where the kernel has it, else polling). */
+MAPSHARE_API mapshare_status mapshare_wait_any(const mapshare_wait_item *items, size_t n,
+                                               double timeout, uint8_t *ready);
 
 #ifdef __cplusplus
 }

@@ -76,6 +76,19 @@ struct mapshare_segment {
     int has_link;            /* link_dev/link_ino name this segment's link object */
     uint64_t link_dev, link_ino;
     unsigned flags;          /* MS_OBJ_GLOBAL */
+    /* An event or semaphore placed in a plain segment (mapshare_event_create_in...):
+     * `parent` is that segment's handle (which must outlive this one), `offset` where in
+     * its user area; `seg` above stays empty (not attached), so segment calls on such a
+     * handle find no header and return MAPSHARE_E_INVALID. */
+    mapshare_segment *parent;
+    uint64_t offset;
+    int placed_kind;         /* MS_KIND_EVENT / MS_KIND_SEMAPHORE when placed */
+    /* On a segment: how many placed handles borrow it.  Closing the segment while some
+     * do unmaps it but keeps this struct (closed = 1) until the last of them is closed,
+     * so that they find no memory (MAPSHARE_E_INVALID, as Python's closed-segment error)
+     * instead of a freed pointer. */
+    unsigned placed_refs;
+    int closed;
 };
 
 struct mapshare_view {
@@ -408,6 +421,59 @@ static int unlink_if_same(const char *osname, unsigned flags, uint64_t dev, uint
     return ms_p_object_unlink(osname, flags, &err) == MS_OK;
 }
 
+static void seg_reset(ms_segment *seg);
+
+/* _gc.reclaim_link: the name of a file-backed segment is a persistent link object; it
+ * is stale when its file is gone or replaced, or when that segment is 'shared' and every
+ * process attached to it died.  Remove such a link (under its meta lock); 1 when the
+ * name is free now.  The file itself is data and always stays. */
+static int reclaim_link(const char *osname)
+{
+    ms_segment link, target;
+    int err = 0;
+    seg_reset(&link);
+    ms_status st = ms_segment_open(&link, osname, NULL, MS_KIND_LINK, MS_ACCESS_WRITE, 0, 0,
+                                   &err);
+    if (st == MS_E_NOT_FOUND)
+        return 1;
+    if (st != MS_OK)
+        return reclaim(osname, 0);  /* not a link: the ordinary rules */
+    int stale = 0, done = 0;
+    uint64_t ident[2] = {0, 0};
+    size_t n = (size_t)link.size;
+    char *path = n >= LINK_HEAD ? (char *)malloc(n - LINK_HEAD + 1) : NULL;
+    if (!path || ms_p_guarded_copy(ident, link.data, LINK_HEAD) != MS_OK ||
+        ms_p_guarded_copy(path, link.data + LINK_HEAD, n - LINK_HEAD) != MS_OK ||
+        (ident[0] == 0 && ident[1] == 0))
+        done = 1;  /* too short to be a link, faulted, or still being written */
+    if (!done) {
+        path[n - LINK_HEAD] = 0;
+        seg_reset(&target);
+        st = ms_segment_open(&target, osname, path, 0, MS_ACCESS_WRITE, 0, 0, &err);
+        if (st == MS_E_NOT_FOUND) {
+            stale = 1;
+        } else if (st == MS_OK) {
+            ms_object_stat ts;
+            if (ms_p_object_stat(&target.obj, &ts, &err) == MS_OK &&
+                (ts.dev != ident[0] || ts.ino != ident[1])) {
+                stale = 1;
+            } else if (target.lifetime == MS_LIFETIME_SHARED) {
+                int removed = 0, empty = 0;
+                if (ms_segment_reap(&target, &removed, &empty, &err) == MS_OK)
+                    stale = empty;
+            }
+            ms_segment_close(&target);
+        }
+    }
+    free(path);
+    if (stale) {
+        int removed = 0;
+        ms_segment_remove_name(&link, osname, 0, &removed, &err);
+    }
+    ms_segment_close(&link);
+    return stale;
+}
+
 /* ---- create ------------------------------------------------------------------------- */
 
 /* Handle._create */
@@ -452,8 +518,8 @@ static mapshare_status create_kind(const char *name, uint32_t kind, uint64_t siz
             st = link_create(osname, name, s->path, o->mode, &link, &err);
             if (st != MS_E_EXISTS)
                 break;
-            /* (_gc.reclaim_link's stale-file case is not reproduced: see docs/c-api.md) */
-            if (!(attempt + 1 < RECLAIM_TRIES && reclaim(osname, 0)))
+            /* a link left to a file that is gone, or to a segment nobody uses */
+            if (!(attempt + 1 < RECLAIM_TRIES && reclaim_link(osname)))
                 break;
         }
         if (st == MS_OK) {
@@ -803,6 +869,15 @@ mapshare_status mapshare_segment_close(mapshare_segment *s)
 {
     if (!s)
         return MAPSHARE_OK;
+    if (s->parent) {  /* placed: the memory is the parent's, nothing is attached */
+        mapshare_segment *p = s->parent;
+        free_handle(s);
+        if (__atomic_sub_fetch(&p->placed_refs, 1, __ATOMIC_ACQ_REL) == 0 && p->closed)
+            free_handle(p);
+        return MAPSHARE_OK;
+    }
+    if (s->closed)
+        return MAPSHARE_OK;  /* closed already, kept for its placed handles */
     if (s->ch_bound) {
         if (s->ch.loan_open || s->ch.view_open)
             return ret(MS_E_WINDOW_OPEN, 0);
@@ -819,7 +894,11 @@ mapshare_status mapshare_segment_close(mapshare_segment *s)
         else
             remove_name(s);
     }
-    ms_segment_close(&s->seg);
+    ms_segment_close(&s->seg);  /* hdr and data are NULL from now on */
+    if (__atomic_load_n(&s->placed_refs, __ATOMIC_ACQUIRE)) {
+        s->closed = 1;  /* close must not race with other calls on s (docs: Threads) */
+        return MAPSHARE_OK;
+    }
     free_handle(s);
     return MAPSHARE_OK;
 }
@@ -1084,6 +1163,11 @@ mapshare_status mapshare_lock_release(mapshare_segment *s)
 
 static ms_status sync_error(mapshare_segment *s)
 {
+    if (s && s->parent) {  /* placed: the parent closed (INVALID) or faulted, else the
+                            * wrong kind for the call */
+        ms_status st = need_header(s->parent);
+        return st != MS_OK ? st : MS_E_INVALID;
+    }
     if (!s || !s->seg.hdr)
         return MS_E_INVALID;
     if (s->seg.faulted)
@@ -1094,9 +1178,109 @@ static ms_status sync_error(mapshare_segment *s)
 /* The binding's sync_area: every operation (even is_set) needs a writable header. */
 static ms_event *event_of(mapshare_segment *s)
 {
+    if (s && s->parent)
+        return s->placed_kind == MS_KIND_EVENT && need_header(s->parent) == MS_OK
+                   ? (ms_event *)(void *)(s->parent->seg.data + s->offset) : NULL;
     if (need_header(s) != MS_OK || s->seg.kind != MS_KIND_EVENT || !s->seg.hdr_writable)
         return NULL;
     return (ms_event *)(void *)s->seg.hdr->kind_area;
+}
+
+/* The segment whose wait context an event's or semaphore's word belongs to, and its
+ * wait slot: the object's own (named) or the parent's, keyed by the offset as the
+ * binding's sync_area does (MS_SLOT_USER_BASE + offset / 8), so that a Python waiter on
+ * the same object in the same segment shares the key (Windows named events). */
+static ms_segment *sync_seg(mapshare_segment *s, unsigned named_slot, unsigned *slot)
+{
+    if (s->parent) {
+        *slot = MS_SLOT_USER_BASE + (unsigned)(s->offset / 8);
+        return &s->parent->seg;
+    }
+    *slot = named_slot;
+    return &s->seg;
+}
+
+/* create_in / open_in: the binding's sync_area and Event_new / Semaphore_new checks, in
+ * their order, with their statuses (TypeError and ValueError are MAPSHARE_E_INVALID). */
+static ms_status place(mapshare_segment *seg, uint64_t offset, int kind, size_t need,
+                       int creating, mapshare_segment **out, uint8_t **area)
+{
+    if (!seg || !out)
+        return MS_E_INVALID;
+    if (seg->parent || seg->seg.kind != MS_KIND_SEGMENT)
+        return MS_E_INVALID;  /* _check_in: only a plain segment's user area */
+    ms_status st = need_header(seg);
+    if (st != MS_OK)
+        return st;
+    if (!seg->seg.hdr_writable)
+        return MS_E_PERMISSION;
+    if (offset % 8 != 0 || offset > seg->seg.size || need > seg->seg.size - offset)
+        return MS_E_INVALID;
+    if (seg->access != MAPSHARE_ACCESS_WRITE)
+        return MS_E_PERMISSION;
+    uint8_t *p = seg->seg.data + offset;
+    if (!creating) {
+        uint32_t want = kind == MS_KIND_EVENT ? MS_EVENT_TAG : MS_SEMAPHORE_TAG;
+        if (ms_load32((const uint32_t *)(void *)(p + need - 4)) != want)
+            return MS_E_LAYOUT;
+    }
+    mapshare_segment *h = (mapshare_segment *)calloc(1, sizeof *h);
+    if (!h)
+        return MS_E_NO_SPACE;
+    h->seg.obj.handle = MS_NO_HANDLE;
+    h->seg.obj.file = MS_NO_HANDLE;
+    memcpy(h->name, seg->name, sizeof h->name);
+    memcpy(h->osname, seg->osname, sizeof h->osname);
+    h->access = seg->access;
+    h->spin_ns = seg->spin_ns;
+    h->parent = seg;
+    h->offset = offset;
+    h->placed_kind = kind;
+    __atomic_add_fetch(&seg->placed_refs, 1, __ATOMIC_ACQ_REL);  /* threads may place at once */
+    *area = p;
+    *out = h;
+    return MS_OK;
+}
+
+mapshare_status mapshare_event_create_in(mapshare_segment *seg, uint64_t offset,
+                                         int initially_set, mapshare_segment **out)
+{
+    uint8_t *p = NULL;
+    mapshare_segment *h = NULL;
+    if (out)
+        *out = NULL;
+    ms_status st = place(seg, offset, MS_KIND_EVENT, sizeof(ms_event), 1, &h, &p);
+    if (st != MS_OK)
+        return ret(st, 0);
+    ms_event_init_at((ms_event *)(void *)p, initially_set ? 1u : 0u);
+    if (seg->seg.faulted) {
+        mapshare_segment_close(h);  /* drops its count on seg */
+        return ret(MS_E_FAULT, 0);
+    }
+    *out = h;
+    return MAPSHARE_OK;
+}
+
+mapshare_status mapshare_event_open_in(mapshare_segment *seg, uint64_t offset,
+                                       mapshare_segment **out)
+{
+    uint8_t *p = NULL;
+    mapshare_segment *h = NULL;
+    if (out)
+        *out = NULL;
+    ms_status st = place(seg, offset, MS_KIND_EVENT, sizeof(ms_event), 0, &h, &p);
+    if (st != MS_OK)
+        return ret(st, 0);
+    if (ms_load32(&((ms_event *)(void *)p)->state) > 1)
+        st = MS_E_LAYOUT;  /* Event_new: "no event at offset ... (state N)" */
+    else if (seg->seg.faulted)
+        st = MS_E_FAULT;
+    if (st != MS_OK) {
+        mapshare_segment_close(h);  /* drops its count on seg */
+        return ret(st, 0);
+    }
+    *out = h;
+    return MAPSHARE_OK;
 }
 
 mapshare_status mapshare_event_create(const char *name, int initially_set,
@@ -1128,9 +1312,9 @@ mapshare_status mapshare_event_set(mapshare_segment *s)
     ms_event *e = event_of(s);
     if (!e)
         return ret(sync_error(s), 0);
-    if (!s->seg.hdr_writable)
-        return ret(MS_E_PERMISSION, 0);
-    ms_event_set(&s->seg, MS_SLOT_EVENT, e);
+    unsigned slot;
+    ms_segment *ws = sync_seg(s, MS_SLOT_EVENT, &slot);
+    ms_event_set(ws, slot, e);
     return MAPSHARE_OK;
 }
 
@@ -1139,8 +1323,6 @@ mapshare_status mapshare_event_clear(mapshare_segment *s)
     ms_event *e = event_of(s);
     if (!e)
         return ret(sync_error(s), 0);
-    if (!s->seg.hdr_writable)
-        return ret(MS_E_PERMISSION, 0);
     ms_event_clear(e);
     return MAPSHARE_OK;
 }
@@ -1160,16 +1342,70 @@ mapshare_status mapshare_event_wait(mapshare_segment *s, double timeout)
         return ret(sync_error(s), 0);
     ms_wait_opts o;
     wait_opts(s, timeout, &o);
-    return ret(ms_event_wait(&s->seg, MS_SLOT_EVENT, e, &o), 0);
+    unsigned slot;
+    ms_segment *ws = sync_seg(s, MS_SLOT_EVENT, &slot);
+    return ret(ms_event_wait(ws, slot, e, &o), 0);
 }
 
 /* ---- semaphores --------------------------------------------------------------------- */
 
 static ms_semaphore *sem_of(mapshare_segment *s)
 {
+    if (s && s->parent)
+        return s->placed_kind == MS_KIND_SEMAPHORE && need_header(s->parent) == MS_OK
+                   ? (ms_semaphore *)(void *)(s->parent->seg.data + s->offset) : NULL;
     if (need_header(s) != MS_OK || s->seg.kind != MS_KIND_SEMAPHORE || !s->seg.hdr_writable)
         return NULL;
     return (ms_semaphore *)(void *)s->seg.hdr->kind_area;
+}
+
+mapshare_status mapshare_semaphore_create_in(mapshare_segment *seg, uint64_t offset,
+                                             uint32_t value, uint32_t maximum,
+                                             mapshare_segment **out)
+{
+    uint8_t *p = NULL;
+    mapshare_segment *h = NULL;
+    if (out)
+        *out = NULL;
+    /* Semaphore._init runs before _check_in in Python, both ValueError/TypeError */
+    if (maximum == 0 || value > maximum)
+        return ret(MS_E_INVALID, 0);
+    ms_status st = place(seg, offset, MS_KIND_SEMAPHORE, sizeof(ms_semaphore), 1, &h, &p);
+    if (st != MS_OK)
+        return ret(st, 0);
+    st = ms_semaphore_init_at((ms_semaphore *)(void *)p, value, maximum);
+    if (st == MS_OK && seg->seg.faulted)
+        st = MS_E_FAULT;
+    if (st != MS_OK) {
+        mapshare_segment_close(h);  /* drops its count on seg */
+        return ret(st, 0);
+    }
+    *out = h;
+    return MAPSHARE_OK;
+}
+
+mapshare_status mapshare_semaphore_open_in(mapshare_segment *seg, uint64_t offset,
+                                           mapshare_segment **out)
+{
+    uint8_t *p = NULL;
+    mapshare_segment *h = NULL;
+    if (out)
+        *out = NULL;
+    ms_status st = place(seg, offset, MS_KIND_SEMAPHORE, sizeof(ms_semaphore), 0, &h, &p);
+    if (st != MS_OK)
+        return ret(st, 0);
+    ms_semaphore *m = (ms_semaphore *)(void *)p;
+    uint32_t v = ms_load32(&m->value), mx = ms_load32(&m->maximum);
+    if (mx < 1 || v > mx)
+        st = MS_E_LAYOUT;  /* Semaphore_new: "no semaphore at offset ..." */
+    else if (seg->seg.faulted)
+        st = MS_E_FAULT;
+    if (st != MS_OK) {
+        mapshare_segment_close(h);  /* drops its count on seg */
+        return ret(st, 0);
+    }
+    *out = h;
+    return MAPSHARE_OK;
 }
 
 mapshare_status mapshare_semaphore_create(const char *name, uint32_t value, uint32_t maximum,
@@ -1213,11 +1449,11 @@ mapshare_status mapshare_semaphore_acquire(mapshare_segment *s, double timeout)
     ms_semaphore *m = sem_of(s);
     if (!m)
         return ret(sync_error(s), 0);
-    if (!s->seg.hdr_writable)
-        return ret(MS_E_PERMISSION, 0);
     ms_wait_opts o;
     wait_opts(s, timeout, &o);
-    return ret(ms_semaphore_acquire(&s->seg, MS_SLOT_SEMAPHORE, m, &o), 0);
+    unsigned slot;
+    ms_segment *ws = sync_seg(s, MS_SLOT_SEMAPHORE, &slot);
+    return ret(ms_semaphore_acquire(ws, slot, m, &o), 0);
 }
 
 mapshare_status mapshare_semaphore_release(mapshare_segment *s, uint32_t n)
@@ -1225,11 +1461,11 @@ mapshare_status mapshare_semaphore_release(mapshare_segment *s, uint32_t n)
     ms_semaphore *m = sem_of(s);
     if (!m)
         return ret(sync_error(s), 0);
-    if (!s->seg.hdr_writable)
-        return ret(MS_E_PERMISSION, 0);
     if (n == 0)
         return ret(MS_E_INVALID, 0);
-    return ret(ms_semaphore_release(&s->seg, MS_SLOT_SEMAPHORE, m, n), 0);
+    unsigned slot;
+    ms_segment *ws = sync_seg(s, MS_SLOT_SEMAPHORE, &slot);
+    return ret(ms_semaphore_release(ws, slot, m, n), 0);
 }
 
 uint32_t mapshare_semaphore_value(mapshare_segment *s)
@@ -1454,4 +1690,121 @@ mapshare_status mapshare_channel_statistics(mapshare_segment *s, mapshare_channe
     out->recv_waiters = cs.recv_waiters;
     out->closed = cs.closed;
     return MAPSHARE_OK;
+}
+
+/* ---- waiting on several objects (Python: mapshare.wait) ------------------------------ */
+
+/* What a predicate needs besides the object, per item (csrc/binding/wait.c). */
+typedef union {
+    ms_change_since change;
+    ms_channel_waitarg channel;
+} wait_store;
+
+/* One item as the binding's fill() turns it into an ms_waitable: the kind of the handle
+ * says what is waited for; *owner gets the handle whose segment the word lives in. */
+static ms_status wait_fill(const mapshare_wait_item *it, ms_waitable *w, wait_store *store,
+                           mapshare_segment **owner)
+{
+    mapshare_segment *s = it->object;
+    memset(w, 0, sizeof *w);  /* fillers that know only the spec's fields leave mark NULL */
+    if (!s)
+        return MS_E_INVALID;
+    if (s->parent) {  /* placed event or semaphore: the parent's segment and its slot */
+        ms_status st = need_header(s->parent);
+        if (st != MS_OK)
+            return st;
+        unsigned slot;
+        ms_segment *ws = sync_seg(s, 0, &slot);
+        if (s->placed_kind == MS_KIND_EVENT)
+            ms_event_waitable(ws, slot, event_of(s), w);
+        else
+            ms_semaphore_waitable(ws, slot, sem_of(s), w);
+        *owner = s->parent;
+        return MS_OK;
+    }
+    ms_status st = need_header(s);
+    if (st != MS_OK)
+        return st;
+    *owner = s;
+    switch (s->seg.kind) {
+    case MS_KIND_EVENT:
+        if (!event_of(s))
+            return sync_error(s);
+        ms_event_waitable(&s->seg, MS_SLOT_EVENT, event_of(s), w);
+        return MS_OK;
+    case MS_KIND_SEMAPHORE:
+        if (!sem_of(s))
+            return sync_error(s);
+        ms_semaphore_waitable(&s->seg, MS_SLOT_SEMAPHORE, sem_of(s), w);
+        return MS_OK;
+    case MS_KIND_CHANNEL: {
+        ms_channel *ch = NULL;
+        st = channel_of(s, &ch);
+        if (st != MS_OK)
+            return st;
+        if (ch->loan_open || ch->view_open)
+            return MS_E_WINDOW_OPEN;  /* the handle is busy: as for its own receive */
+        ms_channel_waitable(ch, &store->channel, w);
+        return MS_OK;
+    }
+    case MS_KIND_LOCK:
+        return MS_E_INVALID;  /* a lock is acquired, not waited on (Python: TypeError) */
+    default:
+        /* a segment (of any other kind, as Python's Segment handle): its change count
+         * differs from `since` */
+        if (!s->seg.hdr_writable)  /* the waiter counts itself in the header */
+            return MS_E_PERMISSION;
+        ms_change_waitable(&s->seg, &store->change, it->since, w);
+        return MS_OK;
+    }
+}
+
+/* A segment waited on for a change (where `since` matters), not an event, semaphore or
+ * channel. */
+static int is_change_item(const mapshare_segment *s)
+{
+    return s && !s->parent && s->seg.kind != MS_KIND_EVENT &&
+           s->seg.kind != MS_KIND_SEMAPHORE && s->seg.kind != MS_KIND_CHANNEL;
+}
+
+mapshare_status mapshare_wait_any(const mapshare_wait_item *items, size_t n, double timeout,
+                                  uint8_t *ready)
+{
+    if (!items || !ready || n == 0)
+        return ret(MS_E_INVALID, 0);
+    memset(ready, 0, n);
+    for (size_t i = 0; i < n; i++)  /* Python: "objects[i] is listed twice" */
+        for (size_t j = 0; j < i; j++)
+            if (items[i].object == items[j].object &&
+                (items[i].since == items[j].since || !is_change_item(items[i].object)))
+                return ret(MS_E_INVALID, 0);
+    ms_waitable *w = (ms_waitable *)calloc(n, sizeof *w);
+    wait_store *store = (wait_store *)calloc(n, sizeof *store);
+    mapshare_segment **owners = (mapshare_segment **)calloc(n, sizeof *owners);
+    ms_status st = MS_OK;
+    if (!w || !store || !owners) {
+        st = MS_E_NO_SPACE;
+        goto done;
+    }
+    ms_wait_opts o;
+    memset(&o, 0, sizeof o);
+    o.timeout_ns = timeout_ns(timeout);
+    for (size_t i = 0; i < n; i++) {
+        st = wait_fill(&items[i], &w[i], &store[i], &owners[i]);
+        if (st != MS_OK)
+            goto done;
+        if (items[i].object->spin_ns > o.spin_ns)  /* the longest spin of them (binding) */
+            o.spin_ns = items[i].object->spin_ns;
+    }
+    st = ms_wait_any(w, n, &o, ready);
+    for (size_t i = 0; i < n; i++)
+        if (owners[i]->seg.faulted)
+            st = MS_E_FAULT;
+    if (st != MS_OK)
+        memset(ready, 0, n);
+done:
+    free(w);
+    free(store);
+    free(owners);
+    return ret(st, 0);
 }

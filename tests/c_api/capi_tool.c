@@ -23,7 +23,13 @@
  *                           then sleep: the test SIGKILLs it
  *   lock NAME               acquire (timeout 5 s), print "ok CODE", release
  *   event-wait NAME / event-set NAME
+ *   in-event NAME OFFSET create0|create1|open|set|clear|wait   an event placed in segment
+ *                           NAME (create_in/open_in, then the call); prints "ok IS_SET"
+ *   in-sem NAME OFFSET create VALUE MAX|open|acquire|release   the same for a semaphore;
+ *                           prints "ok VALUE"
  *   sem-acquire NAME / sem-release NAME
+ *   wait-any TIMEOUT SPEC...  mapshare_wait_any on objects opened from SPECs (see there);
+ *                           prints "ok" and the indexes of the ready ones
  *   selftest NAME           the calls a single process can check by itself (channel
  *                           loan/view/statistics/end, views, fork, semaphore overflow,
  *                           timeouts, bounds), on objects named NAME.*; prints "ok" or
@@ -154,6 +160,71 @@ static int selftest(const char *base)
     EXPECT(mapshare_lock_open_or_create(name, NULL, &lk) == MAPSHARE_E_LAYOUT && !lk);
     mapshare_segment_close(lk);
     mapshare_segment_close(ev);
+    /* events and semaphores placed in a plain segment (create_in / open_in) */
+    snprintf(name, sizeof name, "%s.in", base);
+    EXPECT(mapshare_segment_create(name, 64, NULL, &seg) == MAPSHARE_OK);
+    mapshare_segment *pe = NULL, *pe2 = NULL, *ps = NULL;
+    EXPECT(mapshare_event_create_in(seg, 4, 0, &pe) == MAPSHARE_E_INVALID && !pe);
+    EXPECT(mapshare_event_create_in(seg, 56, 0, &pe) == MAPSHARE_E_INVALID && !pe);
+    EXPECT(mapshare_event_create_in(seg, UINT64_MAX - 7, 0, &pe) == MAPSHARE_E_INVALID);
+    EXPECT(mapshare_event_open_in(seg, 0, &pe) == MAPSHARE_E_LAYOUT && !pe);
+    EXPECT(mapshare_event_create_in(seg, 48, 1, &pe) == MAPSHARE_OK);
+    EXPECT(mapshare_event_open_in(seg, 48, &pe2) == MAPSHARE_OK);
+    EXPECT(mapshare_event_is_set(pe2) == 1);
+    EXPECT(mapshare_event_clear(pe2) == MAPSHARE_OK && mapshare_event_is_set(pe) == 0);
+    EXPECT(mapshare_event_wait(pe, 0.02) == MAPSHARE_E_TIMEOUT);
+    EXPECT(mapshare_semaphore_open_in(seg, 48, &ps) == MAPSHARE_E_LAYOUT);
+    EXPECT(mapshare_semaphore_acquire(pe, 0) == MAPSHARE_E_INVALID);  /* not a semaphore */
+    EXPECT(mapshare_segment_size(pe) == 0 && mapshare_segment_data(pe) == NULL);
+    EXPECT(mapshare_segment_notify(pe) == MAPSHARE_E_INVALID);  /* no header of its own */
+    mapshare_segment_close(pe2);
+    EXPECT(mapshare_event_create_in(pe, 0, 0, &pe2) == MAPSHARE_E_INVALID && !pe2);
+    EXPECT(mapshare_semaphore_create_in(seg, 0, 2, 1, &ps) == MAPSHARE_E_INVALID && !ps);
+    EXPECT(mapshare_semaphore_create_in(seg, 0, 1, 2, &ps) == MAPSHARE_OK);
+    EXPECT(mapshare_semaphore_release(ps, 1) == MAPSHARE_OK && mapshare_semaphore_value(ps) == 2);
+    EXPECT(mapshare_semaphore_release(ps, 1) == MAPSHARE_E_VALUE);
+    EXPECT(mapshare_semaphore_acquire(ps, 0) == MAPSHARE_OK);
+    EXPECT(mapshare_event_set(ps) == MAPSHARE_E_INVALID);  /* not an event */
+    mapshare_segment_close(ps);
+    EXPECT(mapshare_event_create_in(NULL, 0, 0, &ps) == MAPSHARE_E_INVALID && !ps);
+    /* the segment closed first: its placed event finds no memory, and is closed after */
+    EXPECT(mapshare_segment_close(seg) == MAPSHARE_OK);
+    EXPECT(mapshare_event_set(pe) == MAPSHARE_E_INVALID);
+    EXPECT(mapshare_event_is_set(pe) < 0);
+    EXPECT(mapshare_event_wait(pe, 0) == MAPSHARE_E_INVALID);
+    EXPECT(mapshare_segment_close(pe) == MAPSHARE_OK);
+    /* mapshare_wait_any: misuse, and what a single process sees ready */
+    snprintf(name, sizeof name, "%s.wait", base);
+    EXPECT(mapshare_segment_create(name, 64, NULL, &seg) == MAPSHARE_OK);
+    EXPECT(mapshare_event_create_in(seg, 0, 0, &pe) == MAPSHARE_OK);
+    {
+        mapshare_wait_item wi[2];
+        uint8_t rd[2] = {7, 7};
+        memset(wi, 0, sizeof wi);
+        wi[0].object = seg;
+        wi[0].since = mapshare_segment_change_count(seg);
+        wi[1].object = pe;
+        EXPECT(mapshare_wait_any(wi, 0, 0, rd) == MAPSHARE_E_INVALID);
+        EXPECT(mapshare_wait_any(wi, 2, 0.02, rd) == MAPSHARE_E_TIMEOUT && !rd[0] && !rd[1]);
+        EXPECT(mapshare_event_set(pe) == MAPSHARE_OK);
+        EXPECT(mapshare_wait_any(wi, 2, 1.0, rd) == MAPSHARE_OK && !rd[0] && rd[1]);
+        EXPECT(mapshare_segment_notify(seg) == MAPSHARE_OK);
+        EXPECT(mapshare_wait_any(wi, 2, 1.0, rd) == MAPSHARE_OK && rd[0] && rd[1]);
+        wi[1].object = seg;  /* the same segment with the same since: listed twice */
+        EXPECT(mapshare_wait_any(wi, 2, 0, rd) == MAPSHARE_E_INVALID);
+        wi[1].since = wi[0].since + 1;  /* another since: two waits */
+        EXPECT(mapshare_wait_any(wi, 2, 0, rd) == MAPSHARE_OK && rd[0] && !rd[1]);
+        wi[1].object = NULL;
+        EXPECT(mapshare_wait_any(wi, 2, 0, rd) == MAPSHARE_E_INVALID);
+        snprintf(name, sizeof name, "%s.waitlock", base);
+        EXPECT(mapshare_lock_create(name, NULL, &lk) == MAPSHARE_OK);
+        wi[1].object = lk;
+        EXPECT(mapshare_wait_any(wi, 2, 0, rd) == MAPSHARE_E_INVALID);
+        EXPECT(mapshare_wait_any(NULL, 1, 0, rd) == MAPSHARE_E_INVALID);
+        mapshare_segment_close(lk);
+    }
+    mapshare_segment_close(pe);
+    EXPECT(mapshare_segment_close(seg) == MAPSHARE_OK);
     /* statuses have texts */
     EXPECT(strstr(mapshare_strerror(MAPSHARE_E_VERSION), "layout version") != NULL);
     EXPECT(strcmp(mapshare_strerror(12345), "unknown mapshare status") == 0);
@@ -320,6 +391,114 @@ int main(int argc, char **argv)
             return fail(st);
         printf("ok %u\n", mapshare_semaphore_value(s));
         return mapshare_segment_close(s) ? 1 : 0;
+    }
+    if ((strcmp(cmd, "in-event") == 0 || strcmp(cmd, "in-sem") == 0) && rest >= 3) {
+        /* in-event NAME OFFSET create0|create1|open|set|clear|wait
+         * in-sem NAME OFFSET create VALUE MAX | open | acquire | release
+         * An event or semaphore placed in segment NAME (create_in / open_in). */
+        int is_ev = cmd[3] == 'e';
+        const char *op = args[2];
+        mapshare_segment *x = NULL;
+        if ((st = mapshare_segment_open(name, &o, &s)))
+            return fail(st);
+        uint64_t off = (uint64_t)strtoull(args[1], NULL, 10);
+        if (strncmp(op, "create", 6) == 0)
+            st = is_ev ? mapshare_event_create_in(s, off, op[6] == '1', &x)
+                       : mapshare_semaphore_create_in(
+                             s, off, rest >= 5 ? (uint32_t)atol(args[3]) : 1,
+                             rest >= 5 ? (uint32_t)atol(args[4]) : 1, &x);
+        else
+            st = is_ev ? mapshare_event_open_in(s, off, &x) : mapshare_semaphore_open_in(s, off, &x);
+        if (st)
+            return fail(st);
+        if (strcmp(op, "set") == 0)
+            st = mapshare_event_set(x);
+        else if (strcmp(op, "clear") == 0)
+            st = mapshare_event_clear(x);
+        else if (strcmp(op, "wait") == 0)
+            st = mapshare_event_wait(x, 10.0);
+        else if (strcmp(op, "acquire") == 0)
+            st = mapshare_semaphore_acquire(x, 10.0);
+        else if (strcmp(op, "release") == 0)
+            st = mapshare_semaphore_release(x, 1);
+        if (st)
+            return fail(st);
+        if (is_ev)
+            printf("ok %d\n", mapshare_event_is_set(x));
+        else
+            printf("ok %u\n", mapshare_semaphore_value(x));
+        mapshare_segment_close(x);
+        return mapshare_segment_close(s) ? 1 : 0;
+    }
+    if (strcmp(cmd, "wait-any") == 0 && rest >= 2) {
+        /* wait-any TIMEOUT SPEC...: SPEC is seg:NAME[:SINCE] (default: the count now),
+         * ev:NAME, sem:NAME, ch:NAME, lock:NAME, in-ev:NAME:OFFSET, in-sem:NAME:OFFSET.
+         * Prints "ok I..." (the ready items), then for each ready channel
+         * "ch I STATUS" of a receive with timeout 0. */
+        int m = rest - 1;
+        mapshare_wait_item *items = (mapshare_wait_item *)calloc((size_t)m, sizeof *items);
+        mapshare_segment **hold = (mapshare_segment **)calloc((size_t)m * 2, sizeof *hold);
+        uint8_t *ready = (uint8_t *)calloc((size_t)m, 1);
+        if (!items || !hold || !ready)
+            return 2;
+        for (int k = 0; k < m; k++) {
+            char spec[400];
+            snprintf(spec, sizeof spec, "%s", args[1 + k]);
+            char *kind = spec, *nm = strchr(spec, ':'), *extra = NULL;
+            if (!nm)
+                return 2;
+            *nm++ = 0;
+            if ((extra = strchr(nm, ':')) != NULL)
+                *extra++ = 0;
+            mapshare_segment *h = NULL, *x = NULL;
+            if (strcmp(kind, "ev") == 0)
+                st = mapshare_event_open(nm, &o, &h);
+            else if (strcmp(kind, "sem") == 0)
+                st = mapshare_semaphore_open(nm, &o, &h);
+            else if (strcmp(kind, "ch") == 0)
+                st = mapshare_channel_open(nm, &o, &h);
+            else if (strcmp(kind, "lock") == 0)
+                st = mapshare_lock_open(nm, &o, &h);
+            else
+                st = mapshare_segment_open(nm, &o, &h);
+            if (st)
+                return fail(st);
+            hold[2 * k] = h;
+            items[k].object = h;
+            if (strcmp(kind, "seg") == 0)
+                items[k].since = extra ? (uint32_t)strtoul(extra, NULL, 10)
+                                       : mapshare_segment_change_count(h);
+            if (strncmp(kind, "in-", 3) == 0) {
+                uint64_t off = extra ? (uint64_t)strtoull(extra, NULL, 10) : 0;
+                st = kind[3] == 'e' ? mapshare_event_open_in(h, off, &x)
+                                    : mapshare_semaphore_open_in(h, off, &x);
+                if (st)
+                    return fail(st);
+                hold[2 * k + 1] = x;
+                items[k].object = x;
+            }
+        }
+        if ((st = mapshare_wait_any(items, (size_t)m, atof(args[0]), ready)))
+            return fail(st);
+        printf("ok");
+        for (int k = 0; k < m; k++)
+            if (ready[k])
+                printf(" %d", k);
+        printf("\n");
+        for (int k = 0; k < m; k++) {
+            if (ready[k] && mapshare_segment_kind(items[k].object) == MAPSHARE_KIND_CHANNEL) {
+                char buf[256];
+                size_t len = 0;
+                printf("ch %d %d\n", k,
+                       mapshare_channel_receive(items[k].object, buf, sizeof buf, &len, 0));
+            }
+        }
+        for (int k = 2 * m - 1; k >= 0; k--)  /* placed handles before their segments */
+            mapshare_segment_close(hold[k]);
+        free(items);
+        free(hold);
+        free(ready);
+        return 0;
     }
     fprintf(stderr, "unknown command %s\n", cmd);
     return 2;

@@ -310,6 +310,54 @@ def test_python_file_backed_segment_opens_in_c_by_name_and_by_path(
         assert seg.read(7) == b"py file" and f.exists()  # the file is the data: it stays
 
 
+def test_c_create_over_a_stale_link_removes_it_as_python_does(
+    tool: Tool, name: str, tmp_path: Path
+) -> None:
+    """The name of a file-backed segment whose file was deleted is a stale link: C's
+    create removes it (Python's reclaim_link) instead of reporting EXISTS; a live one is
+    still EXISTS."""
+    old, new = tmp_path / "old.seg", tmp_path / "new.seg"
+    with mapshare.Segment.create(name, 16, path=old, lifetime="persistent"):
+        pass
+    assert _err(tool("--path", str(new), "create", name, "16", "x"))[0] == 3  # E_EXISTS
+    old.unlink()
+    _ok(tool("--path", str(new), "--persistent", "create", name, "16", "new file"))
+    with mapshare.Segment.open(name) as seg:
+        assert seg.path == str(new) and seg.read(8) == b"new file"
+        # and the other way: C's link, its file deleted, is reclaimed by Python's create
+        new.unlink()
+        seg.unlink()
+    _ok(tool("--path", str(new), "--persistent", "create", name, "16", "again"))
+    new.unlink()
+    with mapshare.Segment.create(name, 16, path=old, lifetime="persistent") as seg:
+        assert seg.path == str(old)
+        seg.unlink()
+
+
+def test_c_create_over_the_link_of_a_shared_file_segment_whose_users_died(
+    tool: Tool, name: str, tmp_path: Path
+) -> None:
+    """The link of a 'shared' file-backed segment whose every user was SIGKILLed is
+    stale too (reclaim_link reaps the attach table): C creates over it."""
+    f, g = tmp_path / "dead.seg", tmp_path / "next.seg"
+    code = ("import mapshare, time\n"
+            f"s = mapshare.Segment.create({name!r}, 16, path={str(f)!r})\n"
+            "print('made', flush=True)\ntime.sleep(60)\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "made"
+        assert _err(tool("--path", str(g), "create", name, "16", "x"))[0] == 3  # alive
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+    finally:
+        _reap(p)
+    _ok(tool("--path", str(g), "--persistent", "create", name, "16", "after"))
+    with mapshare.Segment.open(name) as seg:
+        assert seg.path == str(g) and seg.read(5) == b"after"
+        seg.unlink()
+    assert f.exists()  # the dead segment's file is data: it stays
+
+
 def test_persistent_segment_from_c_outlives_it_and_unlink_removes_it(
     tool: Tool, name: str
 ) -> None:
@@ -465,6 +513,189 @@ def test_events_and_semaphores_across_languages(tool: Tool, tool_path: Path,
     finally:
         ev.close()
         sem.close()
+
+
+def test_events_and_semaphores_placed_in_a_segment_across_languages(
+        tool: Tool, tool_path: Path, name: str) -> None:
+    """Event/Semaphore.create_in and mapshare_*_create_in share one memory format: each
+    language opens, waits on and wakes what the other placed in the same segment."""
+    with mapshare.Segment.create(name, 128) as seg:
+        ev = mapshare.Event.create_in(seg, 8)
+        p = subprocess.Popen([str(tool_path), "in-event", name, "8", "wait"],
+                             stdout=subprocess.PIPE, text=True, env=C_ENV)
+        try:
+            time.sleep(0.1)
+            ev.set()  # wakes the C waiter: same word, same waiter count
+            out, _ = p.communicate(timeout=30)
+        finally:
+            _reap(p)
+        assert p.returncode == 0 and out.strip() == "ok 1"
+        assert _ok(tool("in-event", name, "8", "clear"))[0] == "ok 0"
+        assert not ev.is_set()
+        # C places an event; Python opens it and waits for C to set it
+        assert _ok(tool("in-event", name, "32", "create0"))[0] == "ok 0"
+        ev2 = mapshare.Event.open_in(seg, 32)
+        assert not ev2.is_set()
+        _ok(tool("in-event", name, "32", "set"))
+        assert ev2.wait(timeout=5)
+        # semaphores, both ways
+        assert _ok(tool("in-sem", name, "64", "create", "0", "3"))[0] == "ok 0"
+        sem = mapshare.Semaphore.open_in(seg, 64)
+        assert not sem.acquire(timeout=0)
+        assert _ok(tool("in-sem", name, "64", "release"))[0] == "ok 1"
+        assert sem.acquire(timeout=5)
+        sem2 = mapshare.Semaphore.create_in(seg, 96, 2, maximum=2)
+        assert _ok(tool("in-sem", name, "96", "acquire"))[0] == "ok 1"
+        assert _ok(tool("in-sem", name, "96", "open"))[0] == "ok 1"
+        assert sem2.acquire(timeout=0) and not sem2.acquire(timeout=0)
+        sem2.release(2)
+        assert _err(tool("in-sem", name, "96", "release"))[0] == MAPSHARE_E_VALUE
+
+
+MAPSHARE_E_LAYOUT, MAPSHARE_E_PERMISSION, MAPSHARE_E_VALUE, MAPSHARE_E_INVALID = 5, 4, 21, 20
+
+
+@pytest.mark.parametrize("offset, py_error, status", [
+    ("4", ValueError, MAPSHARE_E_INVALID),     # not a multiple of 8
+    ("120", ValueError, MAPSHARE_E_INVALID),   # its 16 bytes overrun the 128-byte segment
+    ("128", ValueError, MAPSHARE_E_INVALID),
+    ("0", mapshare.LayoutError, MAPSHARE_E_LAYOUT),  # nothing was placed there
+])
+def test_open_in_refuses_what_python_refuses(tool: Tool, name: str, offset: str,
+                                             py_error: type[Exception], status: int) -> None:
+    with mapshare.Segment.create(name, 128) as seg:
+        for kind, cls in (("in-event", mapshare.Event), ("in-sem", mapshare.Semaphore)):
+            with pytest.raises(py_error):
+                cls.open_in(seg, int(offset))
+            assert _err(tool(kind, name, offset, "open"))[0] == status
+
+
+def test_create_in_refuses_read_only_segments_and_other_kinds_like_python(
+        tool: Tool, name: str, names: Callable[[], str]) -> None:
+    with mapshare.Segment.create(name, 128) as seg:
+        with mapshare.Segment.open(name, access="r") as ro, pytest.raises(PermissionError):
+            mapshare.Event.create_in(ro, 0)
+        assert _err(tool("--access", "r", "in-event", name, "0", "create0"))[0] \
+            == MAPSHARE_E_PERMISSION
+        assert _err(tool("--access", "r", "in-sem", name, "0", "create", "1", "1"))[0] \
+            == MAPSHARE_E_PERMISSION
+        with pytest.raises(ValueError):
+            mapshare.Semaphore.create_in(seg, 0, 2, maximum=1)
+        assert _err(tool("in-sem", name, "0", "create", "2", "1"))[0] == MAPSHARE_E_INVALID
+        ch_name = names()
+        with mapshare.Channel.create(ch_name, 256):
+            assert _err(tool("--kind", "any", "in-event", ch_name, "0", "create0"))[0] \
+                == MAPSHARE_E_INVALID
+
+
+# ---- mapshare_wait_any -------------------------------------------------------------------
+
+WAKERS = ["notify", "event", "semaphore", "message", "close", "placed-event", "placed-sem"]
+
+
+@pytest.mark.parametrize("waker", WAKERS)
+def test_c_wait_any_is_woken_by_each_kind_of_python_object(
+        tool_path: Path, names: Callable[[], str], waker: str) -> None:
+    """A C process waits on seven objects at once; a Python process readies one of them:
+    exactly that one is reported (ready is level: waking before the C waiter sleeps is
+    reported too, so the test has no race)."""
+    seg_n, ev_n, sem_n, ch_n = names(), names(), names(), names()
+    ev = mapshare.Event.create(ev_n)
+    sem = mapshare.Semaphore.create(sem_n, 0)
+    try:
+        with mapshare.Segment.create(seg_n, 64) as seg, mapshare.Channel.create(ch_n, 256) as ch:
+            pev = mapshare.Event.create_in(seg, 8)
+            psem = mapshare.Semaphore.create_in(seg, 24, 0, maximum=1)
+            since = seg.change_count
+            p = subprocess.Popen(
+                [str(tool_path), "wait-any", "30", f"seg:{seg_n}:{since}", f"ev:{ev_n}",
+                 f"sem:{sem_n}", f"ch:{ch_n}", f"ch:{ch_n}", f"in-ev:{seg_n}:8",
+                 f"in-sem:{seg_n}:24"],
+                stdout=subprocess.PIPE, text=True, env=C_ENV)
+            try:
+                time.sleep(0.2)
+                if waker == "notify":
+                    seg.notify()
+                elif waker == "event":
+                    ev.set()
+                elif waker == "semaphore":
+                    sem.release()
+                elif waker == "message":
+                    ch.send(b"hello")
+                elif waker == "close":
+                    ch.close_sending()
+                elif waker == "placed-event":
+                    pev.set()
+                else:
+                    psem.release()
+                out, _ = p.communicate(timeout=30)
+            finally:
+                _reap(p)
+            assert p.returncode == 0, out
+            lines = out.splitlines()
+            want = {"notify": "ok 0", "event": "ok 1", "semaphore": "ok 2", "message": "ok 3 4",
+                    "close": "ok 3 4", "placed-event": "ok 5", "placed-sem": "ok 6"}[waker]
+            assert lines[0] == want
+            if waker == "message":  # one of the two receivers takes it, the other finds none
+                assert sorted(lines[1:]) == ["ch 3 0", "ch 4 10"] or \
+                    sorted(lines[1:]) == ["ch 3 10", "ch 4 0"]
+            if waker == "close":
+                assert lines[1:] == ["ch 3 11", "ch 4 11"]
+            # nothing was taken by the wait itself
+            if waker == "semaphore":
+                assert sem.acquire(timeout=0)
+            if waker == "placed-sem":
+                assert psem.acquire(timeout=0)
+    finally:
+        ev.close()
+        sem.close()
+
+
+def test_c_wait_any_reports_a_channel_whose_python_sender_was_sigkilled(
+        tool_path: Path, name: str) -> None:
+    code = ("import mapshare, sys, time\n"
+            f"ch = mapshare.Channel.open({name!r})\n"
+            "ch.send(b'last words')\nprint('sent', flush=True)\ntime.sleep(60)\n")
+    with mapshare.Channel.create(name, 256) as ch:
+        sender = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                  text=True)
+        try:
+            assert sender.stdout is not None and sender.stdout.readline().strip() == "sent"
+            assert ch.receive_nowait() == b"last words"
+            os.kill(sender.pid, signal.SIGKILL)
+            sender.wait()
+        finally:
+            _reap(sender)
+        cp = subprocess.run([str(tool_path), "wait-any", "30", f"ch:{name}"],
+                            capture_output=True, text=True, timeout=60, env=C_ENV)
+        # ready, and its next receive (timeout 0) says broken: MAPSHARE_E_BROKEN
+        assert _ok(cp) == ["ok 0", "ch 0 18"]
+
+
+def test_c_wait_any_times_out_and_refuses_a_lock_like_python(
+        tool: Tool, names: Callable[[], str]) -> None:
+    seg_n, lk_n = names(), names()
+    lk = mapshare.Lock.create(lk_n)
+    try:
+        with mapshare.Segment.create(seg_n, 64):
+            assert _err(tool("wait-any", "0.05", f"seg:{seg_n}"))[0] == 6  # E_TIMEOUT
+            assert _err(tool("wait-any", "0", f"seg:{seg_n}", f"lock:{lk_n}"))[0] \
+                == MAPSHARE_E_INVALID
+            with pytest.raises(TypeError):
+                mapshare.wait([lk], timeout=0)
+    finally:
+        lk.close()
+
+
+def test_python_wait_is_woken_by_c(tool: Tool, name: str) -> None:
+    """The other way: mapshare.wait in Python, the C library readies the objects."""
+    with mapshare.Segment.create(name, 64) as seg:
+        pev = mapshare.Event.create_in(seg, 8)
+        since = seg.change_count
+        _ok(tool("write", name, "x"))  # writes and notifies
+        assert mapshare.wait([(seg, since), pev], timeout=5) == [(seg, since)]
+        _ok(tool("in-event", name, "8", "set"))
+        assert mapshare.wait([pev], timeout=5) == [pev]
 
 
 # ---- layout version (issue 13 part 4) ----------------------------------------------------
