@@ -172,6 +172,11 @@ def test_a_waiter_killed_in_its_sleep_is_not_counted_for_ever(four: dict[str, An
     ch = four["channel"]
     child = _start_waiter([("event", four["event"].name), ("channel", ch.name)], mode)
     try:
+        # the waiter counts itself out and in again between two 100 ms slices of its
+        # sleep: look until it is seen counted (a CI run once looked in that gap)
+        deadline = time.monotonic() + 5
+        while ch.statistics().receive_waiters != 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert ch.statistics().receive_waiters == 1
         child.kill()
     finally:
