@@ -36,7 +36,8 @@ with mapshare.Segment.create(name, 4096) as seg, mapshare.Channel.create(
     for _ in range(ROUNDS):
         with lock:
             (n,) = struct.unpack_from("<Q", seg.buf, COUNTER)
-            struct.pack_into("<Q", seg.buf, COUNTER, n + 1)
+            # stored whole (one 8-byte copy); struct.pack_into would zero it first
+            seg.buf[COUNTER : COUNTER + 8] = struct.pack("<Q", n + 1)
     while True:  # the C side notifies once more when it has finished counting
         seen = seg.change_count
         with lock:

@@ -30,6 +30,16 @@ seg = mapshare.Segment.open_or_create(name, 24)
 lock = seg.lock()
 
 
+I64 = struct.Struct("<q")
+
+
+def put(offset: int, value: int) -> None:
+    """Store a counter whole (one 8-byte copy), so that a worker killed while storing
+    leaves the old value or the new one.  Not struct.pack_into: it zero-fills the field
+    before writing the value, and a kill in between would leave 0 for the next holder."""
+    seg.buf[offset : offset + 8] = I64.pack(value)
+
+
 def take() -> bool:
     """Acquire the lock; True if another worker held it and we had to wait."""
     if lock.acquire(timeout=0):
@@ -42,8 +52,8 @@ def take() -> bool:
 
 
 def add(offset: int, n: int = 1) -> int:
-    (value,) = struct.unpack_from("<q", seg.buf, offset)
-    struct.pack_into("<q", seg.buf, offset, value + n)
+    (value,) = I64.unpack_from(seg.buf, offset)
+    put(offset, value + n)
     return value + n
 
 
@@ -64,7 +74,7 @@ for _ in range(ROUNDS):
     try:
         (n,) = struct.unpack_from("<q", seg.buf, COUNTER)
         time.sleep(0)  # a pause between read and write: a lost update without the lock
-        struct.pack_into("<q", seg.buf, COUNTER, n + 1)
+        put(COUNTER, n + 1)
     finally:
         lock.release()
 

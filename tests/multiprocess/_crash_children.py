@@ -13,6 +13,7 @@ import mapshare
 
 HEAD = struct.Struct("<QII")  # seq, payload length, crc32 of the payload
 LOG_HEAD = 16  # log segment: u64 count, then u64 entries
+U64 = struct.Struct("<Q")
 
 
 def payload(seq: int) -> bytes:
@@ -36,9 +37,14 @@ def check(msg: bytes) -> int:
 
 
 def log_append(log: mapshare.Segment, seq: int) -> None:
-    count = struct.unpack_from("<Q", log.buf, 0)[0]
-    struct.pack_into("<Q", log.buf, LOG_HEAD + 8 * count, seq)
-    struct.pack_into("<Q", log.buf, 0, count + 1)  # published after the entry
+    """Append one entry, then publish the new count: a kill anywhere leaves the old
+    count or the new one.  Each field is stored whole, by one 8-byte copy: never with
+    struct.pack_into, which zero-fills its destination before it writes the value (a
+    kill between the two left the count 0 -- the crash matrix's rare 'empty log')."""
+    count = U64.unpack_from(log.buf, 0)[0]
+    at = LOG_HEAD + 8 * count
+    log.buf[at : at + 8] = U64.pack(seq)
+    log.buf[0:8] = U64.pack(count + 1)  # published after the entry
 
 
 def log_read(log: mapshare.Segment) -> list[int]:
