@@ -56,6 +56,9 @@ MAKE = {
     "event": "mapshare.Event.create(NAME)",
     "semaphore": "mapshare.Semaphore.create(NAME, 2)",
     "channel": "mapshare.Channel.create(NAME, 4096)",
+    "topic": "mapshare.Topic.create(NAME, 4096)",
+    "latest": "mapshare.Latest.create(NAME, 64)",
+    "array": "mapshare.SharedArray.create(NAME, (4, 4), 'f8')",
 }
 
 ENDINGS = {
@@ -155,7 +158,8 @@ def test_lock_held_by_a_daemon_thread_at_exit_is_owner_died(name: str) -> None:
 
 
 @pytest.mark.parametrize("alive", ["buf", "array", "view", "loan", "receive_view",
-                                   "receive_array_view"])
+                                   "receive_array_view", "shared array", "latest view",
+                                   "topic view"])
 def test_script_with_live_memory_at_exit(alive: str, name: str) -> None:
     pytest.importorskip("numpy")
     program = {
@@ -170,11 +174,75 @@ def test_script_with_live_memory_at_exit(alive: str, name: str) -> None:
         "receive_array_view": (
             "import numpy as np\nch = mapshare.Channel.create(NAME, 4096)\n"
             "ch.send_array(np.ones(4))\ncm = ch.receive_array_view()\na = cm.__enter__()\n"),
+        "shared array": ("arr = mapshare.SharedArray.create(NAME, (64,), 'i8')\n"
+                         "a = arr.array[8:]\na[:] = 7\n"),
+        "latest view": ("lv = mapshare.Latest.create(NAME, 64)\nlv.set(b'x' * 10)\n"
+                        "cm = lv.view()\nm = cm.__enter__()\n"),
+        "topic view": ("t = mapshare.Topic.create(NAME, 4096)\nsub = t.subscribe()\n"
+                       "t.publish(b'x' * 10)\ncm = sub.receive_view()\nm = cm.__enter__()\n"),
     }[alive]
     script(program, name)
     assert gone(name)
-    kind = "segment" if alive in ("buf", "array", "view") else "channel"
+    kind = {"shared array": "array", "latest view": "latest", "topic view": "topic"}.get(
+        alive, "segment" if alive in ("buf", "array", "view") else "channel")
     recreate(kind, name)
+
+
+# A peer's script that just ends (normally, by sys.exit or by an exception) is a clean
+# detach, never a dead peer: what the survivor sees for each kind whose peers are counted.
+PEER = {
+    "latest": (
+        "lv = mapshare.Latest.open(NAME)\nlv.set(b'from the script')\n",
+        "lv.view().__enter__()\n",  # a view still held at exit
+    ),
+    "array": (
+        "arr = mapshare.SharedArray.open(NAME, access='rw')\narr.array[:] = 5\n"
+        "arr.publish()\n",
+        "arr.lock().acquire()\n",  # its lock still held at exit
+    ),
+    "topic": (
+        "t = mapshare.Topic.open(NAME)\nt.publish(b'from the script')\n",
+        "sub = t.subscribe()\n",  # a subscriber still open at exit
+    ),
+}
+
+
+@pytest.mark.parametrize("ending", list(ENDINGS))
+@pytest.mark.parametrize("kind", list(PEER))
+def test_a_peer_script_that_ends_is_not_a_dead_peer(kind: str, ending: str,
+                                                    name: str) -> None:
+    pytest.importorskip("numpy")
+    body, held = PEER[kind]
+    tail, code, err = ENDINGS[ending]
+    if kind == "latest":
+        with mapshare.Latest.create(name, 64) as lv:
+            script(body + held + tail, name, code=code, expect_stderr=err)
+            assert lv.get()[0] == b"from the script"
+            assert lv.statistics().writer_deaths == 0
+            assert lv.set(b"mine") > 0  # the slot is free, nobody holds it
+            with lv.view() as m:
+                assert bytes(m) == b"mine"
+    elif kind == "array":
+        with mapshare.SharedArray.create(name, (16,), "i4") as arr:
+            script(body + held + tail, name, code=code, expect_stderr=err)
+            assert arr.version == 1
+            assert (arr.array == 5).all()
+            lock = arr.lock()
+            assert lock.acquire(timeout=5)  # released at exit, not OwnerDiedError
+            lock.release()
+    else:
+        with mapshare.Topic.create(name, 4096) as t:
+            sub = t.subscribe()
+            script(body + held + tail, name, code=code, expect_stderr=err)
+            assert sub.receive(timeout=5) == b"from the script"
+            st = t.statistics()
+            # the script's subscriber left the table: a clean exit, not a death
+            assert [r.pid for r in st.subscribers] == [os.getpid()], st
+            assert st.subscriber_deaths == 0 and st.publisher_deaths == 0, st
+            t.publish(b"after")
+            assert sub.receive(timeout=5) == b"after"
+            sub.close()
+    assert gone(name)
 
 
 _held: list[object] = []
