@@ -723,7 +723,7 @@ static PyGetSetDef Topic_getset[] = {
 
 static PyMethodDef Topic_methods[] = {
     {"publish", (PyCFunction)(void (*)(void))Topic_publish, METH_FASTCALL | METH_KEYWORDS,
-     "publish($self, data, timeout=None, *, origin=None)\n--\n\n"
+     "publish($self, data, timeout=None, *, origin=None, _kind=0)\n--\n\n"
      "Publish a bytes-like object; returns its sequence number.  origin: a\n"
      "mapshare.Origin(host, seq) carried with the message (Subscriber.last_origin).\n"
      "Overwrite mode never\n"
