@@ -672,7 +672,7 @@ static PyObject *Topic_statistics(TopicObject *self, PyObject *unused)
         "abandoned", (unsigned long long)s.abandoned,
         "subscriber_deaths", (unsigned long long)s.subscriber_deaths,
         "origin_published", (unsigned long long)s.origin_published,
-        "losses", (unsigned long long)s.losses,
+        "loss_records", (unsigned long long)s.losses,
         "lost_upstream", (unsigned long long)s.lost,
         "subscriber_count", s.subscribers, "subscriber_waiters", s.sub_waiters,
         "publisher_waiters", s.pub_waiters, "subscribers", list);

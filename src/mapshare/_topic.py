@@ -490,7 +490,7 @@ class Topic(_core.Topic):
             published_bytes=d["published_bytes"], oldest=d["oldest_held"],
             held=d["held"], publisher_deaths=d["publisher_deaths"],
             abandoned=d["abandoned"], subscriber_deaths=d["subscriber_deaths"],
-            origin_published=d["origin_published"], loss_records=d["losses"],
+            origin_published=d["origin_published"], loss_records=d["loss_records"],
             lost_upstream=d["lost_upstream"], subscribers=rows,
         )
 
