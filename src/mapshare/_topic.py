@@ -132,6 +132,9 @@ class SubscriberStatistics:
     """Messages it lost by being lapped (the sum of its ``Lagged.missed``)."""
     received: int
     """Messages it has received."""
+    upstream_missed: int
+    """Of ``missed``, the messages lost upstream, before they reached this topic (loss
+    records a bridge published; the sum of its ``Lagged.upstream``)."""
 
 
 @dataclass(frozen=True)
@@ -480,6 +483,7 @@ class Topic(_core.Topic):
             SubscriberStatistics(
                 pid=r["pid"], alive=bool(r["alive"]), position=r["position"],
                 lag=r["lag"], missed=r["missed"], received=r["received"],
+                upstream_missed=r["upstream_missed"],
             )
             for r in d["subscribers"]
         )

@@ -201,6 +201,8 @@ def test_a_local_lap_and_the_loss_records_it_meets_are_one_exact_lagged(name: st
         assert sub.upstream_missed == sum(100 + i for i in range(30) if i % 7 == 3)
         s = t.statistics()
         assert (s.loss_records, s.lost_upstream) == (4, sub.upstream_missed)
+        row = s.subscribers[0]
+        assert (row.missed, row.upstream_missed) == (sub.missed, sub.upstream_missed)
     finally:
         t.close()
 
