@@ -19,7 +19,7 @@ import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union, cast
+from typing import TYPE_CHECKING, Any, Callable, Literal, NamedTuple, Optional, Union, cast
 
 from . import _codec, _core, _registry
 from ._aio import poll_until, wait_until
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import numpy as np
     from typing_extensions import Self
 
-__all__ = ["Subscriber", "SubscriberStatistics", "Topic", "TopicStatistics"]
+__all__ = ["Origin", "Subscriber", "SubscriberStatistics", "Topic", "TopicStatistics"]
 
 Overflow = Literal["overwrite", "block"]
 Start = Union[Literal["live", "history"], int]
@@ -40,6 +40,21 @@ _OVERFLOW = {"overwrite": _core.TOPIC_OVERWRITE, "block": _core.TOPIC_BLOCK}
 _OVERFLOW_NAMES = {v: k for k, v in _OVERFLOW.items()}
 # The smallest record: a header and an 8-byte (padded) payload.
 _MIN_RECORD = _core.TOPIC_RECORD_HEADER + 8
+
+
+class Origin(NamedTuple):
+    """Where a message was first published: the host and its sequence number there.
+
+    A bridge that brings a message in from another host publishes it with
+    ``topic.publish(data, origin=Origin(host, seq))``; every subscriber then sees it in
+    ``Subscriber.last_origin`` (``None`` for a message published on this host).  The
+    origin travels with the message in its record (docs/design/layout.md, "Topic
+    records"), so history replays it too."""
+
+    host: str
+    """The originating host's id: 1 to 64 bytes of UTF-8."""
+    seq: int
+    """The message's sequence number in that host's topic (0 to 2**64 - 1)."""
 
 
 def _user_area(capacity: int, max_subscribers: int) -> int:
@@ -117,6 +132,9 @@ class SubscriberStatistics:
     """Messages it lost by being lapped (the sum of its ``Lagged.missed``)."""
     received: int
     """Messages it has received."""
+    upstream_missed: int
+    """Of ``missed``, the messages lost upstream, before they reached this topic (loss
+    records a bridge published; the sum of its ``Lagged.upstream``)."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +168,14 @@ class TopicStatistics:
     """Messages or loans left unfinished by a dead publisher: never visible to anyone."""
     subscriber_deaths: int
     """Subscriber-table rows of dead processes freed since creation."""
+    origin_published: int
+    """Messages published with an origin (brought in from another host by a bridge);
+    included in ``published``."""
+    loss_records: int
+    """Loss records published (``publish_loss``); each takes a sequence number, so
+    ``published`` counts them too."""
+    lost_upstream: int
+    """Messages those loss records stand for: lost upstream, before this topic."""
     subscribers: tuple[SubscriberStatistics, ...]
     """One row per subscriber in the table (dead ones included until freed)."""
 
@@ -190,7 +216,8 @@ class Topic(_core.Topic):
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("use Topic.create(), Topic.open() or Topic.open_or_create()")
 
-    # publish, publish_nowait, publish_many, loan and the read-only properties capacity,
+    # publish, publish_nowait, publish_loss, publish_many, loan and the read-only
+    # properties capacity,
     # max_message, history and max_subscribers are the C methods of _core.Topic: one C
     # call per message, no Python frame in between.
 
@@ -344,27 +371,39 @@ class Topic(_core.Topic):
 
     def _publish_encoded(
         self, total: int, write: Callable[[memoryview], None], kind: int,
-        timeout: Optional[float],
+        timeout: Optional[float], origin: Optional[Origin] = None,
     ) -> int:
+        if origin is not None:
+            # a loan carries no origin: encode into a buffer, publish it with one (the
+            # one extra copy is the price of bridging an object)
+            buf = bytearray(total)
+            write(memoryview(buf))
+            return self.publish(buf, timeout, origin=origin, _kind=kind)
         loan = self.loan(total, timeout, _kind=kind)
         with loan as m:
             write(m)
         return loan.seq
 
-    def publish_object(self, obj: Any, timeout: Optional[float] = None) -> int:
+    def publish_object(
+        self, obj: Any, timeout: Optional[float] = None, *, origin: Optional[Origin] = None
+    ) -> int:
         """Pickle ``obj`` (protocol 5) and publish it; returns its sequence number.
         Out-of-band buffers (numpy arrays, ``pickle.PickleBuffer``s) are copied once
         straight into the ring.  The encoding is ``Channel.send_object``'s
-        (docs/design/wire-formats.md); ``receive_object()`` takes it."""
+        (docs/design/wire-formats.md); ``receive_object()`` takes it.  ``origin``: as
+        for ``publish`` (then encoded into a buffer first: one copy more)."""
         total, write = _codec.encode_object(obj)
-        return self._publish_encoded(total, write, _codec.KIND_OBJECT, timeout)
+        return self._publish_encoded(total, write, _codec.KIND_OBJECT, timeout, origin)
 
-    def publish_array(self, array: Any, timeout: Optional[float] = None) -> int:
+    def publish_array(
+        self, array: Any, timeout: Optional[float] = None, *, origin: Optional[Origin] = None
+    ) -> int:
         """Publish a numpy array (any shape, order, byte order or structured dtype; not
         object dtype) with its dtype, shape and order, copied once into the ring;
-        returns its sequence number.  ``receive_array()`` takes it."""
+        returns its sequence number.  ``receive_array()`` takes it.  ``origin``: as for
+        ``publish``."""
         total, write = _codec.encode_array(array, "publish_object()")
-        return self._publish_encoded(total, write, _codec.KIND_ARRAY, timeout)
+        return self._publish_encoded(total, write, _codec.KIND_ARRAY, timeout, origin)
 
     # ---- subscribing ---------------------------------------------------------------
 
@@ -395,14 +434,17 @@ class Topic(_core.Topic):
         # nothing.
         return await poll_until(attempt, timeout, what=what)
 
-    async def publish_async(self, data: Any, timeout: Optional[float] = None) -> int:
+    async def publish_async(
+        self, data: Any, timeout: Optional[float] = None, *, origin: Optional[Origin] = None
+    ) -> int:
         """``publish`` for asyncio; returns the sequence number.  In ``"block"`` mode it
         waits for room without blocking the event loop (a cancelled call publishes
-        nothing); in ``"overwrite"`` mode it never waits."""
+        nothing); in ``"overwrite"`` mode it never waits.  ``origin``: as for
+        ``publish``."""
 
         def attempt() -> Optional[int]:
             try:
-                return self.publish_nowait(data)
+                return self.publish_nowait(data, origin=origin)
             except TopicFull:
                 return None
 
@@ -441,6 +483,7 @@ class Topic(_core.Topic):
             SubscriberStatistics(
                 pid=r["pid"], alive=bool(r["alive"]), position=r["position"],
                 lag=r["lag"], missed=r["missed"], received=r["received"],
+                upstream_missed=r["upstream_missed"],
             )
             for r in d["subscribers"]
         )
@@ -451,7 +494,8 @@ class Topic(_core.Topic):
             published_bytes=d["published_bytes"], oldest=d["oldest_held"],
             held=d["held"], publisher_deaths=d["publisher_deaths"],
             abandoned=d["abandoned"], subscriber_deaths=d["subscriber_deaths"],
-            subscribers=rows,
+            origin_published=d["origin_published"], loss_records=d["loss_records"],
+            lost_upstream=d["lost_upstream"], subscribers=rows,
         )
 
     def _leave(self) -> None:
@@ -558,6 +602,16 @@ class Subscriber(_core.Subscriber):
     def topic(self) -> Topic:
         """The topic handle this subscriber was made from."""
         return self._topic
+
+    @property
+    def last_origin(self) -> Optional[Origin]:
+        """The origin of the message most recently returned by any receive call on this
+        subscriber (or shown by the ``receive_view`` open now): an ``Origin(host, seq)``
+        for a message a bridge brought in from another host, ``None`` for one published
+        here without an origin (and before the first message).  A ``Lagged`` leaves it
+        as it was."""
+        o = self._last_origin
+        return None if o is None else Origin(*o)
 
     # ---- objects and arrays --------------------------------------------------------
 
