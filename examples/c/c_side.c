@@ -54,7 +54,8 @@ int main(int argc, char **argv)
              strlen(data + GREETING));
     check(mapshare_segment_notify(seg), "notify");
 
-    /* 2. a channel each way: jobs in, answers out */
+    /* 2. a channel each way: jobs in, answers out.  Python opens NAME-to-py before it
+     * sends a job, so our close at the end never removes it under Python's feet. */
     check(mapshare_channel_create(to_py, 1 << 16, NULL, &answers), "create NAME-to-py");
     check(mapshare_channel_open(to_c, &wait, &jobs), "open NAME-to-c");
     for (;;) {

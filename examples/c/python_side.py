@@ -23,11 +23,14 @@ with mapshare.Segment.create(name, 4096) as seg, mapshare.Channel.create(
     print(f"python_side: read {answer!r}")
     assert answer == "hello from C, who read 17 bytes"
 
-    # 2. channels: jobs to C, then its answers back until it closes the stream
-    for i in range(5):
-        jobs.send(f"job {i}".encode())
-    jobs.close_sending()
+    # 2. channels: jobs to C, then its answers back until it closes the stream.  Open
+    # the answer channel (C creates it) before sending any job: a 'shared' object goes
+    # when its last user closes it, and a C side that answered and finished before we
+    # opened it would take it away with its close.
     with mapshare.Channel.open(f"{name}-to-py", wait=30) as answers:
+        for i in range(5):
+            jobs.send(f"job {i}".encode())
+        jobs.close_sending()
         got = [bytes(m).decode() for m in answers]
     print(f"python_side: got {got}")
     assert got == [f"done: job {i}" for i in range(5)]
