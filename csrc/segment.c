@@ -360,10 +360,25 @@ static ms_status meta_lock(ms_segment *seg, int *err)
 {
     if (!seg->hdr || !seg->hdr_writable)
         return MS_E_PERMISSION;
-    /* The meta lock is only ever held for a few microseconds; 5 s means a live process
-     * is stuck inside it, which we report rather than wait on forever. */
-    ms_status st = ms_p_lock_acquire(seg->ctx, MS_SLOT_META_LOCK, seg->hdr->meta_lock,
-                                     5000000000LL, err);
+    /* The meta lock is held for microseconds (a sweep of a full table: milliseconds).
+     * One holder keeping it for a whole 5 s slice is a live process stuck inside it,
+     * which we report rather than wait on forever.  But thousands of attachers queued on
+     * an overloaded machine can make us wait longer than that while the lock changes
+     * hands all along: as long as each slice ends with another holder, wait on. */
+    uint32_t last_holder = 0;
+    ms_status st;
+    for (;;) {
+        st = ms_p_lock_acquire(seg->ctx, MS_SLOT_META_LOCK, seg->hdr->meta_lock,
+                               5000000000LL, err);
+        if (st != MS_E_TIMEOUT)
+            break;
+        int held = 0, dead = 0;
+        uint32_t holder = 0;
+        ms_p_lock_inspect(seg->hdr->meta_lock, &held, &holder, &dead);
+        if (held && !dead && holder == last_holder)
+            break;  /* the same holder for a whole slice: stuck */
+        last_holder = held ? holder : 0;
+    }
     if (st == MS_E_OWNER_DIED) {
         /* the table is still well-formed slot by slot; the hints may be half-updated */
         table_rebuild(seg);

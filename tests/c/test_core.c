@@ -674,6 +674,99 @@ static void test_attach_table(void)
     ms_p_object_unlink(osname, 0, NULL);
 }
 
+/* A child that takes the segment's meta lock, says so with a byte on a pipe, and holds
+ * it for hold_ms (or, if hold_ms < 0, until a byte arrives on `release`), then releases
+ * it and exits.  With `ready_fd`, returns at once and leaves the pipe's read end there;
+ * without, waits until the child holds the lock. */
+static pid_t hold_meta_lock(const char *osname, int hold_ms, int release, int *ready_fd)
+{
+    int ready[2];
+    if (pipe(ready) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        ms_segment s;
+        int e = 0;
+        char c = 1;
+        close(ready[0]);
+        if (ms_segment_open(&s, osname, NULL, 0, MS_ACCESS_WRITE, 0, 0, &e) != MS_OK ||
+            ms_p_lock_acquire(s.ctx, MS_SLOT_META_LOCK, s.hdr->meta_lock, -1, &e) != MS_OK)
+            _exit(1);
+        if (write(ready[1], &c, 1) != 1)
+            _exit(1);
+        if (hold_ms >= 0) {
+            struct timespec ts = { hold_ms / 1000, (long)(hold_ms % 1000) * 1000000L };
+            nanosleep(&ts, NULL);
+        } else if (read(release, &c, 1) != 1) {
+            _exit(1);
+        }
+        ms_p_lock_release(s.ctx, MS_SLOT_META_LOCK, s.hdr->meta_lock, NULL);
+        _exit(0);
+    }
+    close(ready[1]);
+    if (ready_fd) {
+        *ready_fd = ready[0];
+        return pid;
+    }
+    char c;
+    if (read(ready[0], &c, 1) != 1)
+        pid = -1;
+    close(ready[0]);
+    return pid;
+}
+
+static void test_meta_lock_stuck_holder_vs_a_queue(void)
+{
+    /* One live process holding the meta lock for a whole 5 s slice is stuck: attach
+     * reports MS_E_TIMEOUT rather than wait for ever.  But a lock that changes hands
+     * (thousands of attachers queued on an overloaded machine) is waited for: here two
+     * holders keep it 4 s each, 8 s in all, and the attach waits them out. */
+    char osname[64];
+    snprintf(osname, sizeof osname, "%s", fresh_osname());
+    ms_segment a;
+    int err = 0, last = 0, status = 0;
+    CHECK_EQ(ms_segment_create(&a, osname, NULL, "ctest", MS_KIND_SEGMENT, 64, 0600,
+                               MS_LIFETIME_SHARED, 0, NULL, NULL, &err), MS_OK);
+    int release[2];
+    CHECK_EQ(pipe(release), 0);
+    pid_t stuck = hold_meta_lock(osname, -1, release[0], NULL);
+    CHECK(stuck > 0);
+    CHECK_EQ(open_attach_in_child(osname), MS_E_TIMEOUT);
+    char c = 1;
+    CHECK_EQ(write(release[1], &c, 1), 1);
+    waitpid(stuck, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(release[0]);
+    close(release[1]);
+    /* the queue: a first holder; a second one queued behind it (futex waiters wake in
+     * order), then our attacher behind both */
+    pid_t first = hold_meta_lock(osname, 4000, -1, NULL);
+    CHECK(first > 0);
+    int second_ready = -1;
+    pid_t second = hold_meta_lock(osname, 4000, -1, &second_ready);
+    CHECK(second > 0);
+    struct timespec queued = { 0, 300 * 1000000L };
+    nanosleep(&queued, NULL);
+    pid_t waiter = fork();
+    if (waiter == 0) {
+        ms_segment s;
+        int e = 0;
+        ms_status st = ms_segment_open(&s, osname, NULL, 0, MS_ACCESS_WRITE, 0, 0, &e);
+        if (st == MS_OK)
+            st = ms_segment_attach(&s, &e);
+        _exit((int)st);
+    }
+    waitpid(waiter, &status, 0);
+    CHECK(WIFEXITED(status));
+    CHECK_EQ(WEXITSTATUS(status), MS_OK);
+    waitpid(first, NULL, 0);
+    waitpid(second, NULL, 0);
+    close(second_ready);
+    CHECK_EQ(ms_segment_detach(&a, &last, &err), MS_OK);
+    ms_segment_close(&a);
+    ms_p_object_unlink(osname, 0, NULL);
+}
+
 static void test_opener_lock(void)
 {
     /* a handle that cannot register in the table (read-only) still counts */
@@ -1604,6 +1697,7 @@ static const struct test tests[] = {
     { "open_invalid_objects", test_open_invalid_objects, 0 },
     { "segment_reclaim", test_segment_reclaim, 0 },
     { "attach_table", test_attach_table, 0 },
+    { "meta_lock_stuck_holder_vs_a_queue", test_meta_lock_stuck_holder_vs_a_queue, 0 },
     { "opener_lock", test_opener_lock, 0 },
     { "opener_sees_in_use_while_removed", test_opener_sees_in_use_while_removed, 0 },
     { "lock_owner_died", test_lock_owner_died, 0 },
