@@ -14,10 +14,10 @@ from typing import Any
 
 import _mp_children as children
 import pytest
-from mp_support import mp_prefix  # noqa: F401  (fixture)
 
 from mapshare import multiprocessing as mp
 from mapshare.multiprocessing import queues, shared_memory
+from mp_support import mp_prefix  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("mp_prefix")
 

@@ -14,10 +14,10 @@ import time
 from typing import Any
 
 import pytest
-from mp_support import mp_prefix  # noqa: F401  (fixture)
 
 from mapshare import multiprocessing as mp
 from mapshare.multiprocessing import queues, shared_memory, synchronize
+from mp_support import mp_prefix  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("mp_prefix")
 
@@ -89,14 +89,17 @@ def test_queue_closed_refuses_put_and_get() -> None:
     q.join_thread()
 
 
-def test_queue_big_message_goes_through_a_spill_segment(mp_prefix: str) -> None:
+def test_queue_big_message_goes_through_a_spill_segment() -> None:
+    from mapshare.multiprocessing import _util
     from mp_support import left_with
+
+    prefix = _util.prefix
 
     q = mp.Queue()
     big = bytes(range(256)) * (4 * queues.CAPACITY // 256)  # 4x the ring
     q.put(big)
     q.put("after")
-    assert len(left_with(mp_prefix)) >= 2  # the channel and the spill segment
+    assert len(left_with(prefix)) >= 2  # the channel and the spill segment
     assert q.get(timeout=10) == big
     assert q.get(timeout=10) == "after"
     q.close()
@@ -344,7 +347,7 @@ def test_condition() -> None:
         t.join(10)
     assert woken == [True, True, True]
     with pytest.raises(TypeError):
-        mp.Condition(threading.Lock())  # type: ignore[arg-type]
+        mp.Condition(threading.Lock())
 
 
 def _wait_on(c: Any) -> bool:
@@ -437,7 +440,7 @@ def test_shared_memory_create_open_errors(name: str) -> None:
         b.close()
         a.close()
         with pytest.raises(ValueError):
-            a.buf
+            _ = a.buf
         # closed, not unlinked: opened again later, as on POSIX with the standard one
         c = shared_memory.SharedMemory(name)
         assert bytes(c.buf[:5]) == b"hello"
@@ -497,7 +500,7 @@ def test_get_context() -> None:
         ctx = mp.get_context(method)
         assert ctx.get_start_method() == method
         assert isinstance(ctx, type(multiprocessing.get_context(method)))
-        assert ctx.Process is multiprocessing.get_context(method).Process
+        assert ctx.Process is multiprocessing.get_context(method).Process  # type: ignore[attr-defined]
         assert ctx.get_context() is ctx and ctx.get_context(method) is ctx
         assert isinstance(ctx.Queue(), queues.Queue)
         assert isinstance(ctx.SimpleQueue(), queues.SimpleQueue)

@@ -29,8 +29,13 @@ from typing import Any, Optional
 
 from .. import _sync
 from .._channel import Channel
-from .._errors import BrokenChannelError, ChannelEmpty, ChannelFull, SegmentNotFoundError
-from .._errors import WaitTimeout
+from .._errors import (
+    BrokenChannelError,
+    ChannelEmpty,
+    ChannelFull,
+    SegmentNotFoundError,
+    WaitTimeout,
+)
 from .._segment import Segment
 from ._util import keep_for_child, new_name
 from .synchronize import SEM_VALUE_MAX, Condition, Lock, Semaphore
