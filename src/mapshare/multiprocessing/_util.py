@@ -1,0 +1,57 @@
+"""What every object of mapshare.multiprocessing shares: fresh names, keeping an object
+alive while a spawned child has yet to reopen it, and a shared buffer on a segment."""
+
+from __future__ import annotations
+
+import secrets
+from multiprocessing import context as _mp_context
+from typing import Any
+
+from .._segment import Segment
+
+__all__ = ["SegmentBuffer", "keep_for_child", "new_name"]
+
+
+def new_name(kind: str) -> str:
+    """A fresh logical name: ``mp-`` + 48 random bits + a kind letter.  At most 20
+    characters, so the OS name is the name itself (``/dev/shm/mapshare.mp-...``), and
+    ``mapshare ls`` shows which objects a multiprocessing program made."""
+    return f"mp-{secrets.token_hex(6)}-{kind}"
+
+
+def keep_for_child(obj: object) -> None:
+    """Called by ``__reduce__``: when the object is pickled for a child being started
+    (spawn, forkserver), tie it to that child's Popen object, which the parent's
+    Process keeps.  The child reopens the object by name; without this, a parent that
+    drops its last reference right after ``start()`` would remove the object before the
+    child opened it (each object lives while a process holds it)."""
+    popen = _mp_context.get_spawning_popen()
+    if popen is not None:
+        try:
+            popen.__dict__.setdefault("_mapshare_keep", []).append(obj)
+        except AttributeError:  # a Popen without __dict__: nothing to tie to
+            pass
+
+
+class SegmentBuffer:
+    """``multiprocessing.heap.BufferWrapper``'s role on a mapshare segment: the memory
+    behind a ``RawValue``/``RawArray``/``Barrier``, pickled by name (the child maps the
+    same segment), alive while any process holds it."""
+
+    def __init__(self, size: int, *, _segment: Segment | None = None) -> None:
+        self.size = size
+        self.segment = _segment if _segment is not None else Segment.create(
+            new_name("b"), max(size, 1), lifetime="shared"
+        )
+
+    def create_memoryview(self) -> memoryview:
+        """A writable view of the ``size`` bytes (it keeps the mapping alive)."""
+        return self.segment.buf[: self.size]
+
+    @classmethod
+    def _reopen(cls, name: str, size: int) -> SegmentBuffer:
+        return cls(size, _segment=Segment.open(name))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        keep_for_child(self)
+        return (SegmentBuffer._reopen, (self.segment.name, self.size))
