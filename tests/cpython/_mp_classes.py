@@ -134,6 +134,26 @@ def apply_skips(cls: type, base: type) -> None:
             setattr(cls, attr, unittest.skip(reason)(getattr(cls, attr)))
 
 
+def _own_staticmethods(cls: type, base: type) -> None:
+    """Give ``cls`` copies of the staticmethods of ``base`` that live in this module.
+
+    A staticmethod passed as a Process target is pickled by its qualified name: for a
+    spawned child to find it here (and so import this module, which points the test
+    module's ``shared_memory`` and ``multiprocessing`` at the context under test, before
+    it runs), it must be named ``<this module>.<cls>.<name>``. The copy shares the original's
+    code and globals (the test module's), so it is the same test code.
+    """
+    for attr, value in vars(base).items():
+        if isinstance(value, staticmethod) and isinstance(value.__func__, types.FunctionType):
+            f = value.__func__
+            copy = types.FunctionType(f.__code__, f.__globals__, f.__name__, f.__defaults__,
+                                      f.__closure__)
+            copy.__kwdefaults__ = f.__kwdefaults__
+            copy.__module__ = __name__
+            copy.__qualname__ = f"{cls.__name__}.{attr}"
+            setattr(cls, attr, staticmethod(copy))
+
+
 def _build() -> dict[str, type]:
     mixin = _make_mixin()
     built: dict[str, type] = {}
@@ -145,6 +165,7 @@ def _build() -> dict[str, type]:
         cls = type(name, (base, mixin, unittest.TestCase), {})
         cls.__qualname__ = name
         cls.__module__ = __name__
+        _own_staticmethods(cls, base)
         apply_skips(cls, base)
         built[name] = cls
     for name in STANDALONE:
@@ -154,6 +175,7 @@ def _build() -> dict[str, type]:
         cls = type(name, (base,), {})
         cls.__qualname__ = name
         cls.__module__ = __name__
+        _own_staticmethods(cls, base)
         apply_skips(cls, base)
         built[name] = cls
     return built
