@@ -164,7 +164,7 @@ def _end_children_first() -> None:
     util = _sys.modules.get("multiprocessing.util")
     if util is not None and _std.parent_process() is None:
         try:
-            util._exit_function()  # type: ignore[attr-defined]
+            util._exit_function()
         except Exception:
             pass
 
