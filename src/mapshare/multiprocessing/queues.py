@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import atexit
 import collections
+import copyreg
+import io
 import os
+import pickle
 import queue
 import threading
 import time
@@ -46,7 +49,42 @@ CAPACITY = 512 * 1024
 """Bytes of ring each queue gets."""
 
 _SPILL = b"S"  # a spilled message: b"S" + the segment's name (a pickle starts with 0x80)
+_SPILL_BYTE = _SPILL[0]
 _TAKEN = 1  # byte 0 of a spill segment once its receiver has copied the data out
+
+
+class _Pickler(pickle.Pickler):
+    """The standard pickler with ``ForkingPickler``'s reducers (a live view: types
+    registered later count too), as the standard queues pickle."""
+
+    dispatch_table = collections.ChainMap(  # type: ignore[arg-type]
+        ForkingPickler._extra_reducers,  # type: ignore[attr-defined]
+        copyreg.dispatch_table,
+    )
+
+
+_local = threading.local()
+
+
+def _dumps(obj: object) -> bytes:
+    """``ForkingPickler.dumps(obj)``, with one pickler per thread kept between calls
+    (making a pickler costs more than pickling a small object)."""
+    state = getattr(_local, "pickler", None)
+    if state is None:
+        buf = io.BytesIO()
+        state = (buf, _Pickler(buf, _PROTOCOL))
+    buf, pickler = state
+    _local.pickler = None  # a reducer that pickles for a queue meanwhile gets its own
+    pickler.dump(obj)  # on an error the pickler is dropped, never reused half-way
+    data = buf.getvalue()
+    buf.seek(0)
+    buf.truncate()
+    pickler.clear_memo()
+    _local.pickler = state
+    return data
+
+
+_PROTOCOL = pickle.DEFAULT_PROTOCOL  # what ForkingPickler.dumps uses
 
 
 def _timeout(block: bool, timeout: Optional[float]) -> Optional[float]:
@@ -73,10 +111,13 @@ class _Feeder:
         # A forked child has a copy of this object whose lock another thread of the
         # parent may have held at the fork: the child never touches it (pid check).
         self.pid = os.getpid()
+        # an object's pickle above this goes into a segment of its own (a quarter of
+        # the ring: one big message never fills the ring for everyone)
+        self.limit = int(channel.max_message) // 4
         _feeders.add(self)
 
     def send(self, data: Any) -> None:
-        if len(data) > self.spill_limit():
+        if len(data) > self.limit:
             data = self.spill(data)
         with self.cond:
             if not self.buffer:
@@ -92,9 +133,6 @@ class _Feeder:
                 )
                 self.thread.start()
             self.cond.notify()
-
-    def spill_limit(self) -> int:
-        return int(self.channel.max_message) // 4
 
     def spill(self, data: Any) -> bytes:
         """Put ``data`` in a segment of its own; the message names it.  This handle
@@ -190,35 +228,52 @@ class _Link:
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
         self.feeder = _Feeder(channel)
-        self.child_flush = 0
+        self.generation = -1  # the _forks count this link last sent in
+
+    def _forked(self) -> None:
+        """The first send of this process through this link (after a fork too): a
+        feeder of its own, and the flush at a multiprocessing child's exit."""
+        self.generation = _forks[0]
+        if self.feeder.pid != os.getpid():  # forked (os.fork: no after-forkers ran)
+            self.feeder = _Feeder(self.channel)
+        import multiprocessing
+
+        if multiprocessing.parent_process() is not None:
+            _register_child_flush()
 
     def send(self, obj: object) -> None:
-        if self.child_flush != os.getpid():
-            self.child_flush = os.getpid()
-            if self.feeder.pid != os.getpid():  # forked (os.fork: no after-forkers ran)
-                self.feeder = _Feeder(self.channel)
-            import multiprocessing
-
-            if multiprocessing.parent_process() is not None:
-                _register_child_flush()
-        self.feeder.send(ForkingPickler.dumps(obj))
+        if self.generation != _forks[0]:
+            self._forked()
+        data = _dumps(obj)
+        feeder = self.feeder
+        # the fast path, one C call: nothing of ours buffered (so this thread's order
+        # holds) and small enough for the ring
+        if not feeder.buffer and len(data) <= feeder.limit:
+            try:
+                self.channel.send_nowait(data)
+                return
+            except ChannelFull:
+                pass
+        feeder.send(data)
 
     def receive(self, t: Optional[float]) -> bytes:
         """One message's pickle (spill taken), waiting up to ``t`` (queue.Empty)."""
-        deadline = None if t is None else time.monotonic() + t
+        channel = self.channel
+        deadline = None if not t else time.monotonic() + t
         while True:
             try:
                 if t == 0:
-                    data = self.channel.receive_nowait()
+                    data = channel.receive_nowait()
+                elif deadline is None:
+                    data = channel.receive(None)
                 else:
-                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                    data = self.channel.receive(left)
+                    data = channel.receive(max(0.0, deadline - time.monotonic()))
             except (ChannelEmpty, WaitTimeout):
                 raise queue.Empty from None
             except BrokenChannelError:
                 # a sender died; what it had sent is still delivered, so go on
                 continue
-            if data[:1] != _SPILL:
+            if not data or data[0] != _SPILL_BYTE:
                 return data
             try:
                 seg = Segment.open(data[1:].decode())
@@ -231,6 +286,18 @@ class _Link:
             finally:
                 seg.close()
             return out
+
+
+# Forks of this process so far, as this process sees it (bumped in a forked child).
+_forks = [0]
+
+
+def _count_fork() -> None:
+    _forks[0] += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_count_fork)
 
 
 class _Base:
