@@ -28,7 +28,7 @@ import traceback
 import weakref
 from multiprocessing import util as _mp_util
 from multiprocessing.reduction import ForkingPickler
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 from .. import _sync
 from .._channel import Channel
@@ -57,9 +57,9 @@ class _Pickler(pickle.Pickler):
     """The standard pickler with ``ForkingPickler``'s reducers (a live view: types
     registered later count too), as the standard queues pickle."""
 
-    dispatch_table = collections.ChainMap(  # type: ignore[arg-type]
+    dispatch_table: Any = collections.ChainMap(
         ForkingPickler._extra_reducers,  # type: ignore[attr-defined]
-        copyreg.dispatch_table,
+        cast(Any, copyreg.dispatch_table),
     )
 
 
