@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import queue
 import signal
 import sys
 import time
@@ -198,3 +199,38 @@ def test_objects_inherited_by_fork_without_pickling() -> None:
     assert v.value == 2.5
     assert lock.acquire(False)
     lock.release()
+
+
+@pytest.mark.posix_only("SIGKILL")
+@pytest.mark.parametrize("method", METHODS)
+def test_a_killed_sender_is_not_an_error_for_the_receiver(method: str) -> None:
+    """What a killed sender had put is delivered; then the queue is just empty (the
+    channel's dead-sender report never reaches a Queue user)."""
+    ctx = mp.get_context(method)
+    q, ready = ctx.Queue(), ctx.Event()
+    p = _run(ctx, children.put_then_sleep, q, 100, ready)
+    assert ready.wait(60)
+    os.kill(p.pid, signal.SIGKILL)
+    p.join(60)
+    assert [q.get(timeout=60) for _ in range(100)] == list(range(100))
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.2)
+    q.put("still usable")
+    assert q.get(timeout=60) == "still usable"
+
+
+@pytest.mark.posix_only("the standard Connection reducer passes fds")
+@pytest.mark.parametrize("method", METHODS)
+def test_objects_pickled_with_forkingpickler_reducers(method: str) -> None:
+    """A Connection goes through a mapshare Queue as through the standard one (the
+    ForkingPickler reducers apply: the fd is passed to the receiver)."""
+    ctx = mp.get_context(method)
+    q = ctx.Queue()
+    p = _run(ctx, children.send_on_connection, q)
+    reader, writer = ctx.Pipe(duplex=False)
+    q.put(writer)
+    assert reader.poll(60)
+    assert reader.recv() == "through a pipe end that came through a mapshare queue"
+    _join(p)
+    writer.close()
+    reader.close()
