@@ -172,8 +172,8 @@ def test_simple_queue_and_its_private_ends() -> None:
         q.put(1)
 
 
-@pytest.mark.posix_only("_reader.fileno() is a POSIX pipe; connection.wait on Windows "
-                        "takes handles")
+@pytest.mark.posix_only("_reader.fileno() is a pipe handle on Windows: not yet verified "
+                        "under Wine (docs/multiprocessing.md)")
 def test_simple_queue_reader_fileno_works_with_connection_wait() -> None:
     """ProcessPoolExecutor waits on result_queue._reader with connection.wait."""
     q = mp.SimpleQueue()

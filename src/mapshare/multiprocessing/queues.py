@@ -26,6 +26,7 @@ import threading
 import time
 import traceback
 import weakref
+from multiprocessing import connection as _mp_connection
 from multiprocessing import util as _mp_util
 from multiprocessing.reduction import ForkingPickler
 from typing import Any, Optional, cast
@@ -556,7 +557,7 @@ class _Reader:
         if self._watch is None or self._watch.pid != os.getpid():
             self._watch = _Watch(self._link.channel)
             weakref.finalize(self, self._watch.stop)
-        return self._watch.r
+        return self._watch.r.fileno()
 
     def close(self) -> None:
         """Close this end in this process (the queue lives on for the others)."""
@@ -568,13 +569,15 @@ class _Reader:
 class _Watch:
     """The pipe behind ``_Reader.fileno()``: readable while the channel holds a message,
     level-triggered like the standard queue's pipe.  A thread waits on the channel
-    (GIL released, in slices so that it ends soon after ``stop``) and writes one byte;
-    a receive that finds the channel empty takes the byte back."""
+    (GIL released, in slices so that it ends soon after ``stop``) and sends one byte;
+    a receive that finds the channel empty takes the byte back.  The pipe is a
+    ``multiprocessing.connection.Pipe``, so ``fileno()`` is what
+    ``multiprocessing.connection.wait`` takes on every OS (an fd; a pipe handle on
+    Windows)."""
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
-        self.r, self.w = os.pipe()
-        os.set_blocking(self.r, False)
+        self.r, self.w = _mp_connection.Pipe(duplex=False)
         self.cond = threading.Condition(threading.Lock())
         self.flagged = False
         self.stopped = False
@@ -593,16 +596,16 @@ class _Watch:
                 if self.channel._wait_readable(0.1):
                     with self.cond:
                         if not self.flagged and not self.stopped:
-                            os.write(self.w, b"m")
+                            self.w.send_bytes(b"m")
                             self.flagged = True
         except Exception:
             return  # the channel was closed under us (exit): nothing more to watch
         finally:
             with self.cond:
                 self.stopped = True
-            for fd in (self.r, self.w):
+            for end in (self.r, self.w):
                 try:
-                    os.close(fd)
+                    end.close()
                 except OSError:
                     pass
 
@@ -613,7 +616,8 @@ class _Watch:
         with self.cond:
             if self.flagged and not self.channel._wait_readable(0):
                 try:
-                    os.read(self.r, 16)
+                    if self.r.poll():
+                        self.r.recv_bytes()
                 except OSError:
                     pass
                 self.flagged = False
