@@ -142,13 +142,19 @@ def test_pool_runs_on_mapshare_queues(method: str) -> None:
     pool.join()
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", ALL_METHODS)
 def test_pool_with_maxtasksperchild_replaces_workers(method: str) -> None:
+    """Workers that end after their tasks (normally: under spawn and forkserver too,
+    whose children reopened the queues before multiprocessing cleared their exit
+    hooks) detach cleanly: the result queue counts no dead sender."""
     ctx = mp.get_context(method)
-    with ctx.Pool(2, maxtasksperchild=2) as pool:
-        pids = pool.map(children.pid_of, range(12), chunksize=1)
+    pool = ctx.Pool(2, maxtasksperchild=2)
+    pids = pool.map(children.pid_of, range(12), chunksize=1)
+    pool.close()
     pool.join()
     assert len(set(pids)) > 2  # workers were replaced (the change notifier woke the pool)
+    assert pool._outqueue._channel.statistics().dead_senders == 0
+    assert pool._inqueue._channel.statistics().dead_senders == 0
 
 
 @pytest.mark.parametrize("method", ALL_METHODS)

@@ -41,7 +41,7 @@ from .._errors import (
     WaitTimeout,
 )
 from .._segment import Segment
-from ._util import keep_for_child, new_name
+from ._util import close_at_child_exit, keep_for_child, new_name
 from .synchronize import SEM_VALUE_MAX, Condition, Lock, Semaphore
 
 __all__ = ["CAPACITY", "JoinableQueue", "Queue", "SimpleQueue"]
@@ -512,6 +512,7 @@ class JoinableQueue(Queue):
 
 
 def _reopen_queue(cls: type[Queue], state: tuple[Any, ...]) -> Queue:
+    close_at_child_exit()
     self = cls.__new__(cls)
     self._setstate(state)
     return self
@@ -593,7 +594,12 @@ class _Watch:
                         self.cond.wait()
                     if self.stopped:
                         return
-                if self.channel._wait_readable(0.1):
+                try:
+                    readable = self.channel._wait_readable(0.1)
+                except BrokenChannelError:
+                    # a sender died: not our business (the queue's receive skips it)
+                    continue
+                if readable:
                     with self.cond:
                         if not self.flagged and not self.stopped:
                             self.w.send_bytes(b"m")
@@ -701,6 +707,7 @@ class SimpleQueue(_Base):
 
 
 def _reopen_simple(name: str, rlock: Lock, wlock: Lock) -> SimpleQueue:
+    close_at_child_exit()
     self = SimpleQueue.__new__(SimpleQueue)
     self._setup(Channel.open(name), rlock, wlock)
     return self

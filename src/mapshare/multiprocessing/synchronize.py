@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional
 from .. import _sync
 from .._errors import AlreadyHeldError, NotOwnerError, OwnerDiedError
 from .._segment import Segment
-from ._util import SegmentBuffer, keep_for_child, new_name
+from ._util import SegmentBuffer, close_at_child_exit, keep_for_child, new_name
 
 __all__ = [
     "SEM_VALUE_MAX",
@@ -103,6 +103,7 @@ class _LockBase:
 
     @classmethod
     def _reopen(cls, name: str) -> Any:
+        close_at_child_exit()
         self = cls.__new__(cls)
         self._lock = _sync.Lock.open(name)
         self._owner = None
@@ -277,6 +278,7 @@ class Semaphore:
 
     @classmethod
     def _reopen(cls, name: str, maxvalue: int) -> Any:
+        close_at_child_exit()
         self = cls.__new__(cls)
         self._sem = _sync.Semaphore.open(name)
         self._maxvalue = maxvalue
@@ -398,6 +400,7 @@ class Condition:
 
     @classmethod
     def _reopen(cls, lock: _LockBase, name: str) -> Condition:
+        close_at_child_exit()
         self = cls.__new__(cls)
         seg = Segment.open(name)
         self._setup(lock, seg, [_sync.Semaphore.open_in(seg, off)
@@ -488,6 +491,7 @@ class Event:
 
     @classmethod
     def _reopen(cls, name: str) -> Event:
+        close_at_child_exit()
         self = cls.__new__(cls)
         self._event = _sync.Event.open(name)
         return self
