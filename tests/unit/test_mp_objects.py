@@ -342,6 +342,23 @@ def test_semaphores() -> None:
         z.release()
 
 
+def test_semlock_private_methods() -> None:
+    """What code written against multiprocessing.synchronize reads through
+    ``_semlock`` (CPython's tests, Condition-like helpers)."""
+    lock, r, sem = mp.Lock(), mp.RLock(), mp.Semaphore(2)
+    assert lock._semlock._get_value() == 1 and not lock._semlock._is_zero()
+    lock.acquire()
+    assert lock._semlock._get_value() == 0 and lock._semlock._is_zero()
+    assert lock._semlock._is_mine() and lock._semlock._count() == 1
+    lock.release()
+    assert not lock._semlock._is_mine() and lock._semlock._count() == 0
+    assert not r._semlock._is_mine() and r._semlock._count() == 0
+    assert sem._semlock._get_value() == 2 and not sem._semlock._is_zero()
+    sem.acquire()
+    sem.acquire()
+    assert sem._semlock._is_zero()
+
+
 def test_event() -> None:
     e = mp.Event()
     assert not e.is_set()
@@ -510,7 +527,7 @@ def test_shared_memory_unlink_keeps_existing_users(name: str) -> None:
 
 
 def test_shared_memory_without_name() -> None:
-    a = shared_memory.SharedMemory(create=True, size=8)
+    a = shared_memory.SharedMemory(create=True, size=8, track=False)  # 3.13's keyword
     assert a.name.startswith("psm_")
     a.close()
     a.unlink()
