@@ -119,7 +119,7 @@ def collect(*, dry_run: bool = False) -> list[Reclaimed]:
 
 
 def _reason(info: SegmentInfo) -> Optional[str]:
-    if info.state in ("initializing", "corrupt"):
+    if info.state in ("initializing", "corrupt", "other version"):
         age = _age(info.os_name)
         if info.state == "initializing" and age is not None and age > UNFINISHED_GRACE:
             return f"never finished by its creator ({age:.0f} s old)"
