@@ -527,7 +527,9 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     left: set[str] = set()
     for _ in range(20):
-        left = shm_entries() - before
+        # only what this run can make (mapshare.multiprocessing's ``mp-`` objects): other
+        # programs on the machine make and remove their own names meanwhile
+        left = {e for e in shm_entries() - before if e.lstrip("/").startswith("mapshare.mp-")}
         if not left:
             break
         time.sleep(0.1)
