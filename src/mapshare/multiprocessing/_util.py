@@ -12,11 +12,16 @@ from .._segment import Segment
 __all__ = ["SegmentBuffer", "keep_for_child", "new_name"]
 
 
+# The first characters of every name made here.  Tests set their own (7 characters
+# keep it visible in a hashed OS name too) to find exactly what they made.
+prefix = "mp-"
+
+
 def new_name(kind: str) -> str:
     """A fresh logical name: ``mp-`` + 48 random bits + a kind letter.  At most 20
     characters, so the OS name is the name itself (``/dev/shm/mapshare.mp-...``), and
     ``mapshare ls`` shows which objects a multiprocessing program made."""
-    return f"mp-{secrets.token_hex(6)}-{kind}"
+    return f"{prefix}{secrets.token_hex(6)}-{kind}"
 
 
 def keep_for_child(obj: object) -> None:

@@ -123,7 +123,7 @@ def _make(base: Any) -> Any:
 
 _contexts: dict[str, Any] = {}
 for _method in multiprocessing.get_all_start_methods():
-    _contexts[_method] = _make(_mp_context._concrete_contexts[_method])
+    _contexts[_method] = _make(_mp_context._concrete_contexts[_method])  # type: ignore[attr-defined]
 
 
 def get_context(method: Optional[str] = None) -> Any:

@@ -29,8 +29,13 @@ from typing import Any, Optional
 
 from .. import _sync
 from .._channel import Channel
-from .._errors import BrokenChannelError, ChannelEmpty, ChannelFull, SegmentNotFoundError
-from .._errors import WaitTimeout
+from .._errors import (
+    BrokenChannelError,
+    ChannelEmpty,
+    ChannelFull,
+    SegmentNotFoundError,
+    WaitTimeout,
+)
 from .._segment import Segment
 from ._util import keep_for_child, new_name
 from .synchronize import SEM_VALUE_MAX, Condition, Lock, Semaphore
@@ -118,9 +123,13 @@ class _Feeder:
                     return
                 data = self.buffer[0]
             try:
+                # in slices: a cancelled, closed queue stops waiting for room
+                while not self.channel._wait_writable(len(data), 0.1):
+                    if self.cancelled and self.closed:
+                        return
                 self.channel.send(data)
             except Exception as e:  # the standard feeder reports and goes on
-                if not self.closed or not self.cancelled:
+                if not self.cancelled:
                     traceback.print_exception(type(e), e, e.__traceback__)
             with self.cond:
                 self.buffer.popleft()

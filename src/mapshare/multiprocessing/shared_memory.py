@@ -127,7 +127,7 @@ def _shareable_list_init() -> Any:
     return init
 
 
-class ShareableList(_mp_shm.ShareableList):
+class ShareableList(_mp_shm.ShareableList):  # type: ignore[type-arg]
     """``multiprocessing.shared_memory.ShareableList(sequence=None, *, name=None)``: the
     standard class, its block a ``SharedMemory`` of this module."""
 

@@ -14,7 +14,7 @@ from ._util import SegmentBuffer
 
 __all__ = ["Array", "RawArray", "RawValue", "Value"]
 
-_typecode_to_type = _mp_sharedctypes.typecode_to_type
+_typecode_to_type: dict[str, Any] = _mp_sharedctypes.typecode_to_type  # type: ignore[attr-defined]
 
 
 def _type_of(typecode_or_type: Any) -> Any:
@@ -25,7 +25,8 @@ def _new_value(type_: Any) -> Any:
     wrapper = SegmentBuffer(ctypes.sizeof(type_))
     # the standard rebuild: ctype.from_buffer over the memory, registered with
     # ForkingPickler so that it pickles as (type, wrapper) -- our wrapper is a name
-    return _mp_sharedctypes.rebuild_ctype(type_, wrapper, None)
+    return _mp_sharedctypes.rebuild_ctype(  # type: ignore[attr-defined]
+        type_, wrapper, None)
 
 
 def RawValue(typecode_or_type: Any, *args: Any) -> Any:

@@ -37,7 +37,7 @@ __all__ = [
     "Semaphore",
 ]
 
-SEM_VALUE_MAX = _mp_sync.SEM_VALUE_MAX
+SEM_VALUE_MAX: int = _mp_sync.SEM_VALUE_MAX  # type: ignore[attr-defined]
 """The largest value a ``Semaphore`` holds (the standard module's, 2**31 - 1 on Linux)."""
 
 
@@ -277,7 +277,7 @@ class Semaphore:
         return self
 
     def _get_value(self) -> int:
-        return self.get_value()
+        return int(self.get_value())
 
     def _is_zero(self) -> bool:
         return self._sem.value == 0
@@ -485,7 +485,8 @@ class Barrier(_mp_sync.Barrier):
 
     def __init__(self, parties: int, action: Optional[Callable[[], object]] = None,
                  timeout: Optional[float] = None, *, ctx: Any = None) -> None:
-        self.__setstate__((parties, action, timeout, Condition(), SegmentBuffer(8)))
+        self.__setstate__(  # type: ignore[attr-defined]
+            (parties, action, timeout, Condition(), SegmentBuffer(8)))
         self._state = 0
         self._count = 0
 
