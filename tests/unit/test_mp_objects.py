@@ -356,7 +356,7 @@ def _wait_on(c: Any) -> bool:
 
 
 def _waiters(c: Any) -> int:
-    return int(c._sleeping_count.value - c._woken_count.value)
+    return int(c._sleeping_count.get_value() - c._woken_count.get_value())
 
 
 def test_barrier() -> None:

@@ -16,9 +16,12 @@ docs/multiprocessing.md.
 
 from __future__ import annotations
 
+import atexit as _atexit
 import multiprocessing as _std
+import sys as _sys
 from typing import Any
 
+from . import queues as _queues  # noqa: F401  (its exit flush registers before ours)
 from . import shared_memory as shared_memory
 from .context import MapshareContext as MapshareContext
 from .context import get_context as get_context
@@ -149,3 +152,21 @@ def Pool(processes: Any = None, initializer: Any = None, initargs: Any = (),
          maxtasksperchild: Any = None) -> Any:
     """``multiprocessing.Pool`` whose task and result queues are mapshare's."""
     return _ctx().Pool(processes, initializer, initargs, maxtasksperchild)
+
+
+def _end_children_first() -> None:
+    """At the main process's exit, before mapshare closes this process's handles (an
+    atexit hook registered earlier, so run later): multiprocessing's own exit step --
+    terminate the daemonic children (a Pool's workers), join the others.  Otherwise
+    the parent could close its handles first and the children, then killed by that
+    step, would be the last holders: their objects would stay in /dev/shm until
+    ``mapshare gc``.  The step runs once (multiprocessing guards it)."""
+    util = _sys.modules.get("multiprocessing.util")
+    if util is not None and _std.parent_process() is None:
+        try:
+            util._exit_function()
+        except Exception:
+            pass
+
+
+_atexit.register(_end_children_first)

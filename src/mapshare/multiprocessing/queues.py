@@ -70,6 +70,9 @@ class _Feeder:
         self.closed = False
         self.cancelled = False
         self.spills: list[Segment] = []
+        # A forked child has a copy of this object whose lock another thread of the
+        # parent may have held at the fork: the child never touches it (pid check).
+        self.pid = os.getpid()
         _feeders.add(self)
 
     def send(self, data: Any) -> None:
@@ -136,6 +139,8 @@ class _Feeder:
                 self.cond.notify_all()
 
     def close(self) -> None:
+        if self.pid != os.getpid():
+            return
         with self.cond:
             self.closed = True
             self.cond.notify_all()
@@ -143,7 +148,7 @@ class _Feeder:
     def join(self) -> None:
         """Wait until the buffer is in the ring and every spill taken (not when
         cancelled: then unsent data is dropped, as with the standard queue)."""
-        if self.cancelled:
+        if self.cancelled or self.pid != os.getpid():
             return
         t = self.thread
         if t is not None and t is not threading.current_thread():
@@ -177,53 +182,37 @@ def _register_child_flush() -> None:
     _mp_util.Finalize(None, _flush_all, exitpriority=1)
 
 
-class _Base:
-    """One channel handle; pickled by name."""
+class _Link:
+    """A queue's channel handle and feeder in this process: what the queue object and
+    its ``_reader``/``_writer`` share (they point here, not at each other, so a dropped
+    queue is freed at once by reference counting, with no cycle to wait for)."""
 
-    _channel: Channel
-    _feeder: _Feeder
-    _closed: bool
-    _opid: int
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.feeder = _Feeder(channel)
+        self.child_flush = 0
 
-    def _open(self, channel: Channel) -> None:
-        self._channel = channel
-        self._feeder = _Feeder(channel)
-        self._closed = False
-        self._opid = os.getpid()
-        self._rlock: Optional[Lock] = None
-        self._wlock: Optional[Lock] = None
-        self._child_flush = 0
-        _mp_util.register_after_fork(self, _Base._after_fork)
-
-    def _after_fork(self) -> None:
-        # the child starts with its own (empty) buffer, as the standard queue does
-        self._feeder = _Feeder(self._channel)
-        self._closed = False
-
-    @property
-    def name(self) -> str:
-        """The mapshare name of the channel under this queue."""
-        return self._channel.name
-
-    def _send(self, obj: object) -> None:
-        if self._child_flush != os.getpid():
-            self._child_flush = os.getpid()
+    def send(self, obj: object) -> None:
+        if self.child_flush != os.getpid():
+            self.child_flush = os.getpid()
+            if self.feeder.pid != os.getpid():  # forked (os.fork: no after-forkers ran)
+                self.feeder = _Feeder(self.channel)
             import multiprocessing
 
             if multiprocessing.parent_process() is not None:
                 _register_child_flush()
-        self._feeder.send(ForkingPickler.dumps(obj))
+        self.feeder.send(ForkingPickler.dumps(obj))
 
-    def _receive(self, t: Optional[float]) -> bytes:
+    def receive(self, t: Optional[float]) -> bytes:
         """One message's pickle (spill taken), waiting up to ``t`` (queue.Empty)."""
         deadline = None if t is None else time.monotonic() + t
         while True:
             try:
                 if t == 0:
-                    data = self._channel.receive_nowait()
+                    data = self.channel.receive_nowait()
                 else:
                     left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                    data = self._channel.receive(left)
+                    data = self.channel.receive(left)
             except (ChannelEmpty, WaitTimeout):
                 raise queue.Empty from None
             except BrokenChannelError:
@@ -242,6 +231,46 @@ class _Base:
             finally:
                 seg.close()
             return out
+
+
+class _Base:
+    """One channel handle; pickled by name."""
+
+    _link: _Link
+    _closed: bool
+    _opid: int
+
+    def _open(self, channel: Channel) -> None:
+        self._link = _Link(channel)
+        self._closed = False
+        self._opid = os.getpid()
+        self._rlock: Optional[Lock] = None
+        self._wlock: Optional[Lock] = None
+        _mp_util.register_after_fork(self, _Base._after_fork)
+
+    def _after_fork(self) -> None:
+        # the child starts with its own (empty) buffer, as the standard queue does
+        self._link.feeder = _Feeder(self._link.channel)
+        self._closed = False
+
+    @property
+    def _channel(self) -> Channel:
+        return self._link.channel
+
+    @property
+    def _feeder(self) -> _Feeder:
+        return self._link.feeder
+
+    @property
+    def name(self) -> str:
+        """The mapshare name of the channel under this queue."""
+        return self._link.channel.name
+
+    def _send(self, obj: object) -> None:
+        self._link.send(obj)
+
+    def _receive(self, t: Optional[float]) -> bytes:
+        return self._link.receive(t)
 
     def _qsize(self) -> int:
         return int(self._channel.statistics().queued_messages) + len(self._feeder.buffer)
@@ -292,12 +321,32 @@ class Queue(_Base):
             raise ValueError(f"Queue {self!r} is closed")
         if self._sem is not None and not self._sem.acquire(_timeout(block, timeout)):
             raise queue.Full
+        self._put_counted(obj)
+
+    def _put_counted(self, obj: object) -> bool:
+        """Send ``obj`` (its ``maxsize`` unit taken).  An object that cannot be pickled
+        goes to ``_on_queue_feeder_error`` and is dropped, its unit given back -- what
+        the standard queue's feeder thread does (it pickles there, after put returned)."""
         try:
             self._send(obj)
+            return True
+        except Exception as e:
+            if self._sem is not None:
+                self._sem.release()
+            if isinstance(e, ValueError) and self._closed:
+                raise
+            self._on_queue_feeder_error(e, obj)
+            return False
         except BaseException:
             if self._sem is not None:
                 self._sem.release()
             raise
+
+    @staticmethod
+    def _on_queue_feeder_error(e: Exception, obj: object) -> None:
+        """Called with an object that could not be pickled (for overriding, as in the
+        standard queue; concurrent.futures does): prints the traceback."""
+        traceback.print_exception(type(e), e, e.__traceback__)
 
     def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
         """Remove and return an object; queue.Empty if none came within ``timeout`` (or
@@ -376,13 +425,8 @@ class JoinableQueue(Queue):
         if self._sem is not None and not self._sem.acquire(_timeout(block, timeout)):
             raise queue.Full
         with self._cond:
-            try:
-                self._send(obj)
-            except BaseException:
-                if self._sem is not None:
-                    self._sem.release()
-                raise
-            self._unfinished_tasks.release()
+            if self._put_counted(obj):
+                self._unfinished_tasks.release()
 
     def task_done(self) -> None:
         """One object taken by ``get`` is processed."""
@@ -411,8 +455,8 @@ class _Reader:
     ``closed`` and ``fileno()`` -- a pipe that is readable while the queue holds a
     message, for ``multiprocessing.connection.wait``."""
 
-    def __init__(self, q: SimpleQueue) -> None:
-        self._queue = q
+    def __init__(self, link: _Link) -> None:
+        self._link = link
         self.closed = False
         self._watch: Optional[_Watch] = None
 
@@ -423,7 +467,7 @@ class _Reader:
     def recv(self) -> Any:
         """Remove and return an object, waiting for one."""
         self._check()
-        obj = ForkingPickler.loads(self._queue._receive(None))
+        obj = ForkingPickler.loads(self._link.receive(None))
         if self._watch is not None:
             self._watch.settle()
         return obj
@@ -433,7 +477,7 @@ class _Reader:
         limit)."""
         self._check()
         t = None if timeout is None else max(0.0, float(timeout))
-        ready = bool(self._queue._channel._wait_readable(t))
+        ready = bool(self._link.channel._wait_readable(t))
         if not ready and self._watch is not None:
             self._watch.settle()
         return ready
@@ -442,8 +486,8 @@ class _Reader:
         """A file descriptor readable while the queue holds a message (started on the
         first call: a pipe and a thread that waits on the channel for it)."""
         self._check()
-        if self._watch is None:
-            self._watch = _Watch(self._queue._channel)
+        if self._watch is None or self._watch.pid != os.getpid():
+            self._watch = _Watch(self._link.channel)
             weakref.finalize(self, self._watch.stop)
         return self._watch.r
 
@@ -467,6 +511,7 @@ class _Watch:
         self.cond = threading.Condition(threading.Lock())
         self.flagged = False
         self.stopped = False
+        self.pid = os.getpid()  # a forked child's copy is inert (its lock may be held)
         self.thread = threading.Thread(target=self.run, name="mapshare-queue-fd", daemon=True)
         self.thread.start()
 
@@ -496,6 +541,8 @@ class _Watch:
 
     def settle(self) -> None:
         """After a receive: if the channel is empty now, make the pipe unreadable."""
+        if self.pid != os.getpid():
+            return
         with self.cond:
             if self.flagged and not self.channel._wait_readable(0):
                 try:
@@ -506,6 +553,8 @@ class _Watch:
                 self.cond.notify_all()
 
     def stop(self) -> None:
+        if self.pid != os.getpid():
+            return
         with self.cond:
             self.stopped = True
             self.cond.notify_all()
@@ -514,15 +563,15 @@ class _Watch:
 class _Writer:
     """``SimpleQueue._writer``: ``send(obj)``, ``close()``, ``closed``."""
 
-    def __init__(self, q: SimpleQueue) -> None:
-        self._queue = q
+    def __init__(self, link: _Link) -> None:
+        self._link = link
         self.closed = False
 
     def send(self, obj: object) -> None:
         """Put an object."""
         if self.closed:
             raise OSError("handle is closed")
-        self._queue._send(obj)
+        self._link.send(obj)
 
     def close(self) -> None:
         """Close this end in this process (the queue lives on for the others)."""
@@ -541,8 +590,8 @@ class SimpleQueue(_Base):
     def _setup(self, channel: Channel, rlock: Lock, wlock: Lock) -> None:
         self._open(channel)
         self._rlock, self._wlock = rlock, wlock
-        self._reader = _Reader(self)
-        self._writer = _Writer(self)
+        self._reader = _Reader(self._link)
+        self._writer = _Writer(self._link)
         self._poll = self._reader.poll
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -551,8 +600,8 @@ class SimpleQueue(_Base):
 
     def _after_fork(self) -> None:
         super()._after_fork()
-        self._reader = _Reader(self)  # the parent's fd watcher thread is not ours
-        self._writer = _Writer(self)
+        self._reader = _Reader(self._link)  # the parent's fd watcher thread is not ours
+        self._writer = _Writer(self._link)
         self._poll = self._reader.poll
 
     def put(self, obj: object) -> None:

@@ -251,6 +251,14 @@ class Semaphore:
         self._maxvalue = maxvalue
         return self
 
+    @classmethod
+    def _placed(cls, sem: _sync.Semaphore) -> Semaphore:
+        """One of a Condition's counters: a semaphore placed in the Condition's segment
+        (pickled with the Condition, never alone)."""
+        self = cls.__new__(cls)
+        self._sem = sem
+        return self
+
     def __reduce__(self) -> tuple[Any, ...]:
         keep_for_child(self)
         return (type(self)._reopen, (self._sem.name, self._maxvalue))
@@ -348,7 +356,8 @@ class Condition:
     def _setup(self, lock: _LockBase, seg: Segment, sems: list[_sync.Semaphore]) -> None:
         self._lock = lock
         self._segment = seg
-        self._sleeping_count, self._woken_count, self._wait_semaphore = sems
+        self._sleeping_count, self._woken_count, self._wait_semaphore = (
+            Semaphore._placed(sem) for sem in sems)
         self.acquire: Callable[..., bool] = lock.acquire
         self.release: Callable[[], None] = lock.release
 
@@ -372,7 +381,8 @@ class Condition:
 
     def __repr__(self) -> str:
         try:
-            waiters: object = self._sleeping_count.value - self._woken_count.value
+            waiters: object = (self._sleeping_count.get_value()
+                               - self._woken_count.get_value())
         except Exception:
             waiters = "unknown"
         return f"<{type(self).__name__}({self._lock}, {waiters})>"
@@ -386,8 +396,7 @@ class Condition:
         for _ in range(count):
             self._lock.release()
         try:
-            t = None if timeout is None else max(0.0, float(timeout))
-            return bool(self._wait_semaphore.acquire(t))
+            return self._wait_semaphore.acquire(True, timeout)
         finally:
             self._woken_count.release()
             for _ in range(count):
@@ -396,20 +405,20 @@ class Condition:
     def notify(self, n: int = 1) -> None:
         """Wake up to ``n`` waiters (the lock must be held)."""
         assert self._lock._is_mine(), "lock is not owned"
-        assert not self._wait_semaphore.acquire(0), (
+        assert not self._wait_semaphore.acquire(False), (
             "notify: Should not have been able to acquire _wait_semaphore")
         # account for the waiters that timed out since the last notify
-        while self._woken_count.acquire(0):
-            res = self._sleeping_count.acquire(0)
+        while self._woken_count.acquire(False):
+            res = self._sleeping_count.acquire(False)
             assert res, "notify: Bug in sleeping_count.acquire - res should not be False"
         sleepers = 0
-        while sleepers < n and self._sleeping_count.acquire(0):
+        while sleepers < n and self._sleeping_count.acquire(False):
             self._wait_semaphore.release()
             sleepers += 1
         if sleepers:
             for _ in range(sleepers):
                 self._woken_count.acquire()
-            while self._wait_semaphore.acquire(0):
+            while self._wait_semaphore.acquire(False):
                 pass
 
     def notify_all(self) -> None:
