@@ -26,10 +26,10 @@ cd "$(dirname "$0")/.."
 PY=${1:-python}
 export PYTHONDONTWRITEBYTECODE=1
 # --timeout: one test hung for that long dumps every stack and ends the run; `timeout`: a
-# run that cannot exit (a thread the exit path waits for) fails the stage instead of hanging
+# run that cannot exit (a thread the exit path waits for) fails the stage (after 5 minutes) instead of hanging
 status=0
-timeout -k 10 600 "$PY" -m tests.cpython --start-method spawn --no-executor --timeout 300 \
+timeout -k 10 300 "$PY" -m tests.cpython --start-method spawn --no-executor --timeout 120 \
     || status=1
-timeout -k 10 600 "$PY" -m tests.cpython --start-method fork --timeout 300 ProcessPool \
+timeout -k 10 300 "$PY" -m tests.cpython --start-method fork --timeout 120 ProcessPool \
     --exclude WaitTest || status=1
 exit $status
