@@ -76,3 +76,16 @@ def square(x: int) -> int:
 
 def pid_of(_: int) -> int:
     return os.getpid()
+
+
+def put_then_sleep(q: Any, n: int, ready: Any) -> None:
+    for i in range(n):
+        q.put(i)
+    ready.set()
+    time.sleep(600)
+
+
+def send_on_connection(q: Any) -> None:
+    conn = q.get(timeout=60)
+    conn.send("through a pipe end that came through a mapshare queue")
+    conn.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import queue
 import signal
 import sys
 import time
@@ -141,13 +142,19 @@ def test_pool_runs_on_mapshare_queues(method: str) -> None:
     pool.join()
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", ALL_METHODS)
 def test_pool_with_maxtasksperchild_replaces_workers(method: str) -> None:
+    """Workers that end after their tasks (normally: under spawn and forkserver too,
+    whose children reopened the queues before multiprocessing cleared their exit
+    hooks) detach cleanly: the result queue counts no dead sender."""
     ctx = mp.get_context(method)
-    with ctx.Pool(2, maxtasksperchild=2) as pool:
-        pids = pool.map(children.pid_of, range(12), chunksize=1)
+    pool = ctx.Pool(2, maxtasksperchild=2)
+    pids = pool.map(children.pid_of, range(12), chunksize=1)
+    pool.close()
     pool.join()
     assert len(set(pids)) > 2  # workers were replaced (the change notifier woke the pool)
+    assert pool._outqueue._channel.statistics().dead_senders == 0
+    assert pool._inqueue._channel.statistics().dead_senders == 0
 
 
 @pytest.mark.parametrize("method", ALL_METHODS)
@@ -198,3 +205,38 @@ def test_objects_inherited_by_fork_without_pickling() -> None:
     assert v.value == 2.5
     assert lock.acquire(False)
     lock.release()
+
+
+@pytest.mark.posix_only("SIGKILL")
+@pytest.mark.parametrize("method", METHODS)
+def test_a_killed_sender_is_not_an_error_for_the_receiver(method: str) -> None:
+    """What a killed sender had put is delivered; then the queue is just empty (the
+    channel's dead-sender report never reaches a Queue user)."""
+    ctx = mp.get_context(method)
+    q, ready = ctx.Queue(), ctx.Event()
+    p = _run(ctx, children.put_then_sleep, q, 100, ready)
+    assert ready.wait(60)
+    os.kill(p.pid, signal.SIGKILL)
+    p.join(60)
+    assert [q.get(timeout=60) for _ in range(100)] == list(range(100))
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.2)
+    q.put("still usable")
+    assert q.get(timeout=60) == "still usable"
+
+
+@pytest.mark.posix_only("the standard Connection reducer passes fds")
+@pytest.mark.parametrize("method", METHODS)
+def test_objects_pickled_with_forkingpickler_reducers(method: str) -> None:
+    """A Connection goes through a mapshare Queue as through the standard one (the
+    ForkingPickler reducers apply: the fd is passed to the receiver)."""
+    ctx = mp.get_context(method)
+    q = ctx.Queue()
+    p = _run(ctx, children.send_on_connection, q)
+    reader, writer = ctx.Pipe(duplex=False)
+    q.put(writer)
+    assert reader.poll(60)
+    assert reader.recv() == "through a pipe end that came through a mapshare queue"
+    _join(p)
+    writer.close()
+    reader.close()

@@ -172,6 +172,8 @@ def test_simple_queue_and_its_private_ends() -> None:
         q.put(1)
 
 
+@pytest.mark.posix_only("_reader.fileno() is a pipe handle on Windows: not yet verified "
+                        "under Wine (docs/multiprocessing.md)")
 def test_simple_queue_reader_fileno_works_with_connection_wait() -> None:
     """ProcessPoolExecutor waits on result_queue._reader with connection.wait."""
     q = mp.SimpleQueue()
@@ -197,6 +199,48 @@ def test_simple_queue_reader_fileno_works_with_connection_wait() -> None:
     assert q.empty()
     assert multiprocessing.connection.wait([r], timeout=0.05) == []
     q.close()
+
+
+def test_an_unpicklable_object_is_reported_and_dropped(capsys: pytest.CaptureFixture[str]) -> None:
+    """As the standard queue's feeder does: put returns, the error is printed, the
+    object dropped, its maxsize unit given back."""
+
+    class Unpicklable:
+        def __reduce__(self) -> Any:
+            raise AttributeError("no pickling")
+
+    q = mp.Queue(maxsize=1)
+    q.put(Unpicklable())
+    assert "no pickling" in capsys.readouterr().err
+    q.put(True, timeout=1)  # the unit came back
+    assert q.qsize() == 1 and q.get(timeout=1) is True
+
+    seen: list[Any] = []
+
+    class Hooked(queues.Queue):
+        @staticmethod
+        def _on_queue_feeder_error(e: Exception, obj: object) -> None:
+            seen.append((type(e), type(obj)))
+
+    h = Hooked()
+    h.put(Unpicklable())
+    assert seen == [(AttributeError, Unpicklable)]
+    with pytest.raises(AttributeError):
+        mp.SimpleQueue().put(Unpicklable())  # SimpleQueue pickles in put, as standard
+
+
+def test_queue_uses_forkingpickler_reducers() -> None:
+    """Types registered with ForkingPickler (even after the queue exists) pickle with
+    their reducer, as in the standard queue."""
+    from multiprocessing.reduction import ForkingPickler
+
+    class Special:
+        pass
+
+    q = mp.Queue()
+    ForkingPickler.register(Special, lambda obj: (str, ("reduced",)))
+    q.put(Special())
+    assert q.get(timeout=10) == "reduced"
 
 
 def test_queues_pickle_by_name() -> None:

@@ -3,13 +3,15 @@ alive while a spawned child has yet to reopen it, and a shared buffer on a segme
 
 from __future__ import annotations
 
+import os
 import secrets
 from multiprocessing import context as _mp_context
+from multiprocessing import util as _mp_util
 from typing import Any
 
 from .._segment import Segment
 
-__all__ = ["SegmentBuffer", "keep_for_child", "new_name"]
+__all__ = ["SegmentBuffer", "close_at_child_exit", "keep_for_child", "new_name"]
 
 
 # The first characters of every name made here.  Tests set their own (7 characters
@@ -38,6 +40,26 @@ def keep_for_child(obj: object) -> None:
             pass
 
 
+_registered_pid = 0
+
+
+def close_at_child_exit() -> None:
+    """Called when an object is unpickled (reopened by name).  In a child started by
+    spawn or forkserver that happens before ``Process._bootstrap``, which clears the
+    exit finalizers registered so far -- mapshare's closing of this process's handles
+    among them -- and a forkserver child ends with ``os._exit`` (no atexit): its
+    handles would be left open, and the parent would take the child for a dead peer.
+    An after-fork hook runs after that clearing, in every start method: it registers
+    the closing again."""
+    global _registered_pid
+    if _registered_pid == os.getpid():
+        return
+    _registered_pid = os.getpid()
+    from .. import _registry
+
+    _mp_util.register_after_fork(_registry._FORK_KEY, _registry._close_at_child_exit)
+
+
 class SegmentBuffer:
     """``multiprocessing.heap.BufferWrapper``'s role on a mapshare segment: the memory
     behind a ``RawValue``/``RawArray``/``Barrier``, pickled by name (the child maps the
@@ -55,6 +77,7 @@ class SegmentBuffer:
 
     @classmethod
     def _reopen(cls, name: str, size: int) -> SegmentBuffer:
+        close_at_child_exit()
         return cls(size, _segment=Segment.open(name))
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -17,15 +17,19 @@ from __future__ import annotations
 
 import atexit
 import collections
+import copyreg
+import io
 import os
+import pickle
 import queue
 import threading
 import time
 import traceback
 import weakref
+from multiprocessing import connection as _mp_connection
 from multiprocessing import util as _mp_util
 from multiprocessing.reduction import ForkingPickler
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 from .. import _sync
 from .._channel import Channel
@@ -37,7 +41,7 @@ from .._errors import (
     WaitTimeout,
 )
 from .._segment import Segment
-from ._util import keep_for_child, new_name
+from ._util import close_at_child_exit, keep_for_child, new_name
 from .synchronize import SEM_VALUE_MAX, Condition, Lock, Semaphore
 
 __all__ = ["CAPACITY", "JoinableQueue", "Queue", "SimpleQueue"]
@@ -46,7 +50,42 @@ CAPACITY = 512 * 1024
 """Bytes of ring each queue gets."""
 
 _SPILL = b"S"  # a spilled message: b"S" + the segment's name (a pickle starts with 0x80)
+_SPILL_BYTE = _SPILL[0]
 _TAKEN = 1  # byte 0 of a spill segment once its receiver has copied the data out
+
+
+class _Pickler(pickle.Pickler):
+    """The standard pickler with ``ForkingPickler``'s reducers (a live view: types
+    registered later count too), as the standard queues pickle."""
+
+    dispatch_table: Any = collections.ChainMap(
+        ForkingPickler._extra_reducers,  # type: ignore[attr-defined]
+        cast(Any, copyreg.dispatch_table),
+    )
+
+
+_local = threading.local()
+
+
+def _dumps(obj: object) -> bytes:
+    """``ForkingPickler.dumps(obj)``, with one pickler per thread kept between calls
+    (making a pickler costs more than pickling a small object)."""
+    state = getattr(_local, "pickler", None)
+    if state is None:
+        buf = io.BytesIO()
+        state = (buf, _Pickler(buf, _PROTOCOL))
+    buf, pickler = state
+    _local.pickler = None  # a reducer that pickles for a queue meanwhile gets its own
+    pickler.dump(obj)  # on an error the pickler is dropped, never reused half-way
+    data = buf.getvalue()
+    buf.seek(0)
+    buf.truncate()
+    pickler.clear_memo()
+    _local.pickler = state
+    return data
+
+
+_PROTOCOL = pickle.DEFAULT_PROTOCOL  # what ForkingPickler.dumps uses
 
 
 def _timeout(block: bool, timeout: Optional[float]) -> Optional[float]:
@@ -73,10 +112,13 @@ class _Feeder:
         # A forked child has a copy of this object whose lock another thread of the
         # parent may have held at the fork: the child never touches it (pid check).
         self.pid = os.getpid()
+        # an object's pickle above this goes into a segment of its own (a quarter of
+        # the ring: one big message never fills the ring for everyone)
+        self.limit = int(channel.max_message) // 4
         _feeders.add(self)
 
     def send(self, data: Any) -> None:
-        if len(data) > self.spill_limit():
+        if len(data) > self.limit:
             data = self.spill(data)
         with self.cond:
             if not self.buffer:
@@ -92,9 +134,6 @@ class _Feeder:
                 )
                 self.thread.start()
             self.cond.notify()
-
-    def spill_limit(self) -> int:
-        return int(self.channel.max_message) // 4
 
     def spill(self, data: Any) -> bytes:
         """Put ``data`` in a segment of its own; the message names it.  This handle
@@ -190,35 +229,52 @@ class _Link:
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
         self.feeder = _Feeder(channel)
-        self.child_flush = 0
+        self.generation = -1  # the _forks count this link last sent in
+
+    def _forked(self) -> None:
+        """The first send of this process through this link (after a fork too): a
+        feeder of its own, and the flush at a multiprocessing child's exit."""
+        self.generation = _forks[0]
+        if self.feeder.pid != os.getpid():  # forked (os.fork: no after-forkers ran)
+            self.feeder = _Feeder(self.channel)
+        import multiprocessing
+
+        if multiprocessing.parent_process() is not None:
+            _register_child_flush()
 
     def send(self, obj: object) -> None:
-        if self.child_flush != os.getpid():
-            self.child_flush = os.getpid()
-            if self.feeder.pid != os.getpid():  # forked (os.fork: no after-forkers ran)
-                self.feeder = _Feeder(self.channel)
-            import multiprocessing
-
-            if multiprocessing.parent_process() is not None:
-                _register_child_flush()
-        self.feeder.send(ForkingPickler.dumps(obj))
+        if self.generation != _forks[0]:
+            self._forked()
+        data = _dumps(obj)
+        feeder = self.feeder
+        # the fast path, one C call: nothing of ours buffered (so this thread's order
+        # holds) and small enough for the ring
+        if not feeder.buffer and len(data) <= feeder.limit:
+            try:
+                self.channel.send_nowait(data)
+                return
+            except ChannelFull:
+                pass
+        feeder.send(data)
 
     def receive(self, t: Optional[float]) -> bytes:
         """One message's pickle (spill taken), waiting up to ``t`` (queue.Empty)."""
-        deadline = None if t is None else time.monotonic() + t
+        channel = self.channel
+        deadline = None if not t else time.monotonic() + t
         while True:
             try:
                 if t == 0:
-                    data = self.channel.receive_nowait()
+                    data = channel.receive_nowait()
+                elif deadline is None:
+                    data = channel.receive(None)
                 else:
-                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                    data = self.channel.receive(left)
+                    data = channel.receive(max(0.0, deadline - time.monotonic()))
             except (ChannelEmpty, WaitTimeout):
                 raise queue.Empty from None
             except BrokenChannelError:
                 # a sender died; what it had sent is still delivered, so go on
                 continue
-            if data[:1] != _SPILL:
+            if not data or data[0] != _SPILL_BYTE:
                 return data
             try:
                 seg = Segment.open(data[1:].decode())
@@ -231,6 +287,18 @@ class _Link:
             finally:
                 seg.close()
             return out
+
+
+# Forks of this process so far, as this process sees it (bumped in a forked child).
+_forks = [0]
+
+
+def _count_fork() -> None:
+    _forks[0] += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_count_fork)
 
 
 class _Base:
@@ -444,6 +512,7 @@ class JoinableQueue(Queue):
 
 
 def _reopen_queue(cls: type[Queue], state: tuple[Any, ...]) -> Queue:
+    close_at_child_exit()
     self = cls.__new__(cls)
     self._setstate(state)
     return self
@@ -489,7 +558,7 @@ class _Reader:
         if self._watch is None or self._watch.pid != os.getpid():
             self._watch = _Watch(self._link.channel)
             weakref.finalize(self, self._watch.stop)
-        return self._watch.r
+        return self._watch.r.fileno()
 
     def close(self) -> None:
         """Close this end in this process (the queue lives on for the others)."""
@@ -501,13 +570,15 @@ class _Reader:
 class _Watch:
     """The pipe behind ``_Reader.fileno()``: readable while the channel holds a message,
     level-triggered like the standard queue's pipe.  A thread waits on the channel
-    (GIL released, in slices so that it ends soon after ``stop``) and writes one byte;
-    a receive that finds the channel empty takes the byte back."""
+    (GIL released, in slices so that it ends soon after ``stop``) and sends one byte;
+    a receive that finds the channel empty takes the byte back.  The pipe is a
+    ``multiprocessing.connection.Pipe``, so ``fileno()`` is what
+    ``multiprocessing.connection.wait`` takes on every OS (an fd; a pipe handle on
+    Windows)."""
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
-        self.r, self.w = os.pipe()
-        os.set_blocking(self.r, False)
+        self.r, self.w = _mp_connection.Pipe(duplex=False)
         self.cond = threading.Condition(threading.Lock())
         self.flagged = False
         self.stopped = False
@@ -523,19 +594,24 @@ class _Watch:
                         self.cond.wait()
                     if self.stopped:
                         return
-                if self.channel._wait_readable(0.1):
+                try:
+                    readable = self.channel._wait_readable(0.1)
+                except BrokenChannelError:
+                    # a sender died: not our business (the queue's receive skips it)
+                    continue
+                if readable:
                     with self.cond:
                         if not self.flagged and not self.stopped:
-                            os.write(self.w, b"m")
+                            self.w.send_bytes(b"m")
                             self.flagged = True
         except Exception:
             return  # the channel was closed under us (exit): nothing more to watch
         finally:
             with self.cond:
                 self.stopped = True
-            for fd in (self.r, self.w):
+            for end in (self.r, self.w):
                 try:
-                    os.close(fd)
+                    end.close()
                 except OSError:
                     pass
 
@@ -546,7 +622,8 @@ class _Watch:
         with self.cond:
             if self.flagged and not self.channel._wait_readable(0):
                 try:
-                    os.read(self.r, 16)
+                    if self.r.poll():
+                        self.r.recv_bytes()
                 except OSError:
                     pass
                 self.flagged = False
@@ -630,6 +707,7 @@ class SimpleQueue(_Base):
 
 
 def _reopen_simple(name: str, rlock: Lock, wlock: Lock) -> SimpleQueue:
+    close_at_child_exit()
     self = SimpleQueue.__new__(SimpleQueue)
     self._setup(Channel.open(name), rlock, wlock)
     return self

@@ -34,12 +34,15 @@ class SharedMemory:
     ``create=True`` makes a new block (FileExistsError if the name exists; a random
     name when ``name`` is None); otherwise the block ``name`` is opened
     (FileNotFoundError if there is none).  Names are mapshare names (1 to 255 of
-    ``A-Za-z0-9._-``).  Owner-only permissions (0o600), as the standard module."""
+    ``A-Za-z0-9._-``).  Owner-only permissions (0o600), as the standard module.
+    ``track`` (Python 3.13's keyword) is accepted and changes nothing: there is no
+    resource tracker to opt out of."""
 
     _segment: Optional[Segment] = None
     _buf: Optional[memoryview] = None
 
-    def __init__(self, name: Optional[str] = None, create: bool = False, size: int = 0) -> None:
+    def __init__(self, name: Optional[str] = None, create: bool = False, size: int = 0,
+                 *, track: bool = True) -> None:
         if not size >= 0:
             raise ValueError("'size' must be a positive integer")
         if create:

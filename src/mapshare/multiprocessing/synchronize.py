@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 from multiprocessing import process as _mp_process
 from multiprocessing import synchronize as _mp_sync
 from typing import Any, Callable, Optional
@@ -24,7 +25,7 @@ from typing import Any, Callable, Optional
 from .. import _sync
 from .._errors import AlreadyHeldError, NotOwnerError, OwnerDiedError
 from .._segment import Segment
-from ._util import SegmentBuffer, keep_for_child, new_name
+from ._util import SegmentBuffer, close_at_child_exit, keep_for_child, new_name
 
 __all__ = [
     "SEM_VALUE_MAX",
@@ -51,11 +52,25 @@ def _seconds(block: bool, timeout: Optional[float]) -> Optional[float]:
     return max(0.0, float(timeout))
 
 
-def _me() -> tuple[int, int]:
-    return (os.getpid(), threading.get_ident())
+_me = threading.get_ident
+
+# Locks of this process: a forked child holds none of them (mapshare's ownership is per
+# thread, and the child's thread is new), so it forgets who held them here.
+_locks: weakref.WeakSet[_LockBase] = weakref.WeakSet()
 
 
-def _owner_name(owner: Optional[tuple[int, int]], locked: bool) -> str:
+def _forget_owners() -> None:
+    for lock in list(_locks):
+        lock._owner = None
+        if isinstance(lock, RLock):
+            lock._level = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_owners)
+
+
+def _owner_name(owner: Optional[int], locked: bool) -> str:
     """The owner shown by ``repr``, in the words the standard locks use."""
     if owner == _me():
         name = _mp_process.current_process().name
@@ -64,7 +79,7 @@ def _owner_name(owner: Optional[tuple[int, int]], locked: bool) -> str:
         return name
     if not locked:
         return "None"
-    if owner is not None and owner[0] == os.getpid():
+    if owner is not None:
         return "SomeOtherThread"
     return "SomeOtherProcess"
 
@@ -75,22 +90,27 @@ class _LockBase:
     mapshare lock, so this process's own record is exact)."""
 
     _lock: _sync.Lock
-    _owner: Optional[tuple[int, int]]
+    _owner: Optional[int]  # the thread ident of the holder, when it is in this process
+    _acquire: Callable[[Optional[float]], bool]  # the mapshare lock's C methods
+    _release: Callable[[], None]
 
     def __init__(self, *, ctx: Any = None) -> None:
         self._lock = _sync.Lock.create(new_name("l"), lifetime="shared")
         self._owner = None
+        self._acquire = self._lock.acquire
+        self._release = self._lock.release
+        _locks.add(self)
 
     @classmethod
     def _reopen(cls, name: str) -> Any:
+        close_at_child_exit()
         self = cls.__new__(cls)
         self._lock = _sync.Lock.open(name)
         self._owner = None
-        self._after_open()
+        self._acquire = self._lock.acquire
+        self._release = self._lock.release
+        _locks.add(self)
         return self
-
-    def _after_open(self) -> None:
-        pass
 
     def __reduce__(self) -> tuple[Any, ...]:
         keep_for_child(self)
@@ -101,7 +121,7 @@ class _LockBase:
         or ended without releasing) hands the lock over: the standard lock would stay
         locked forever; here ``acquire()`` succeeds (docs/multiprocessing.md)."""
         try:
-            got = bool(self._lock.acquire(t))
+            got = bool(self._acquire(t))
         except OwnerDiedError:
             got = True
         if got:
@@ -156,9 +176,21 @@ class Lock(_LockBase):
 
     def acquire(self, block: bool = True, timeout: Optional[float] = None) -> bool:
         """Take the lock; True, or False if not taken (see the class docstring)."""
-        t = _seconds(block, timeout)
+        if not block:
+            t: Optional[float] = 0.0
+        elif timeout is None:
+            t = None
+        else:
+            t = timeout if timeout > 0 else 0.0
         try:
-            return self._take(t)
+            if self._acquire(t):
+                self._owner = _me()
+                return True
+            return False
+        except OwnerDiedError:
+            # its holder died holding it: taken over (the standard lock stays locked)
+            self._owner = _me()
+            return True
         except AlreadyHeldError:
             # this thread holds it: nobody else can release it (ownership is per
             # thread), so the answer is known; the standard lock would just wait
@@ -174,7 +206,7 @@ class Lock(_LockBase):
         """Release the lock (ValueError if it is not locked)."""
         owner, self._owner = self._owner, None
         try:
-            self._lock.release()
+            self._release()
         except NotOwnerError:
             self._owner = owner
             if not self._lock.locked():
@@ -213,7 +245,7 @@ class RLock(_LockBase):
         self._level -= 1
         if self._level == 0:
             self._owner = None
-            self._lock.release()
+            self._release()
 
     def _count(self) -> int:
         return self._level if self._owner == _me() else 0
@@ -246,6 +278,7 @@ class Semaphore:
 
     @classmethod
     def _reopen(cls, name: str, maxvalue: int) -> Any:
+        close_at_child_exit()
         self = cls.__new__(cls)
         self._sem = _sync.Semaphore.open(name)
         self._maxvalue = maxvalue
@@ -270,7 +303,11 @@ class Semaphore:
 
     def acquire(self, block: bool = True, timeout: Optional[float] = None) -> bool:
         """Take a unit; True, or False if ``block`` is false or ``timeout`` passed."""
-        return bool(self._sem.acquire(_seconds(block, timeout)))
+        if not block:
+            return bool(self._sem.acquire(0.0))
+        if timeout is None:
+            return bool(self._sem.acquire(None))
+        return bool(self._sem.acquire(timeout if timeout > 0 else 0.0))
 
     def release(self) -> None:
         """Give a unit back (ValueError above the bound of a BoundedSemaphore)."""
@@ -363,6 +400,7 @@ class Condition:
 
     @classmethod
     def _reopen(cls, lock: _LockBase, name: str) -> Condition:
+        close_at_child_exit()
         self = cls.__new__(cls)
         seg = Segment.open(name)
         self._setup(lock, seg, [_sync.Semaphore.open_in(seg, off)
@@ -453,6 +491,7 @@ class Event:
 
     @classmethod
     def _reopen(cls, name: str) -> Event:
+        close_at_child_exit()
         self = cls.__new__(cls)
         self._event = _sync.Event.open(name)
         return self
