@@ -54,7 +54,7 @@ def test_queue_empty_raises_queue_empty_after_timeout() -> None:
     t0 = time.monotonic()
     with pytest.raises(queue.Empty):
         q.get(timeout=0.1)
-    assert time.monotonic() - t0 >= 0.09
+    assert time.monotonic() - t0 >= 0.08  # Windows' clock ticks every ~15.6 ms
     with pytest.raises(queue.Empty):
         q.get(True, -1)  # a negative timeout is "don't wait", as in the standard queue
 
@@ -110,10 +110,8 @@ def test_queue_put_never_blocks_without_maxsize_when_the_ring_is_full() -> None:
     q = mp.Queue()
     chunk = b"x" * 60_000
     n = 3 * queues.CAPACITY // len(chunk)  # three rings' worth
-    t0 = time.monotonic()
     for i in range(n):
         q.put((i, chunk), block=False)  # the standard queue buffers: never queue.Full
-    assert time.monotonic() - t0 < 30
     got = [q.get(timeout=10)[0] for _ in range(n)]
     assert got == list(range(n))
     q.close()
@@ -344,6 +342,23 @@ def test_semaphores() -> None:
         z.release()
 
 
+def test_semlock_private_methods() -> None:
+    """What code written against multiprocessing.synchronize reads through
+    ``_semlock`` (CPython's tests, Condition-like helpers)."""
+    lock, r, sem = mp.Lock(), mp.RLock(), mp.Semaphore(2)
+    assert lock._semlock._get_value() == 1 and not lock._semlock._is_zero()
+    lock.acquire()
+    assert lock._semlock._get_value() == 0 and lock._semlock._is_zero()
+    assert lock._semlock._is_mine() and lock._semlock._count() == 1
+    lock.release()
+    assert not lock._semlock._is_mine() and lock._semlock._count() == 0
+    assert not r._semlock._is_mine() and r._semlock._count() == 0
+    assert sem._semlock._get_value() == 2 and not sem._semlock._is_zero()
+    sem.acquire()
+    sem.acquire()
+    assert sem._semlock._is_zero()
+
+
 def test_event() -> None:
     e = mp.Event()
     assert not e.is_set()
@@ -512,7 +527,7 @@ def test_shared_memory_unlink_keeps_existing_users(name: str) -> None:
 
 
 def test_shared_memory_without_name() -> None:
-    a = shared_memory.SharedMemory(create=True, size=8)
+    a = shared_memory.SharedMemory(create=True, size=8, track=False)  # 3.13's keyword
     assert a.name.startswith("psm_")
     a.close()
     a.unlink()

@@ -243,9 +243,11 @@ class _Link:
             _register_child_flush()
 
     def send(self, obj: object) -> None:
+        self.send_data(_dumps(obj))
+
+    def send_data(self, data: Any) -> None:
         if self.generation != _forks[0]:
             self._forked()
-        data = _dumps(obj)
         feeder = self.feeder
         # the fast path, one C call: nothing of ours buffered (so this thread's order
         # holds) and small enough for the ring
@@ -276,17 +278,35 @@ class _Link:
                 continue
             if not data or data[0] != _SPILL_BYTE:
                 return data
-            try:
-                seg = Segment.open(data[1:].decode())
-            except SegmentNotFoundError:
-                continue  # its sender was killed before anyone took it: lost with it
-            try:
-                out = bytes(seg.buf[8:])
-                seg.buf[0] = _TAKEN
-                seg.unlink()
-            finally:
-                seg.close()
-            return out
+            out = self.unspill(data)
+            if out is not None:
+                return out
+
+    def receive_blocking(self) -> bytes:
+        """``receive(None)`` in one C call when nothing unusual happens."""
+        try:
+            data = self.channel.receive(None)
+        except BrokenChannelError:
+            return self.receive(None)
+        if data and data[0] == _SPILL_BYTE:
+            return self.unspill(data) or self.receive(None)
+        return data
+
+    @staticmethod
+    def unspill(data: bytes) -> Optional[bytes]:
+        """The object a spill message names (None: its sender was killed before anyone
+        took it, and it went with that sender)."""
+        try:
+            seg = Segment.open(data[1:].decode())
+        except SegmentNotFoundError:
+            return None
+        try:
+            out = bytes(seg.buf[8:])
+            seg.buf[0] = _TAKEN
+            seg.unlink()
+        finally:
+            seg.close()
+        return out
 
 
 # Forks of this process so far, as this process sees it (bumped in a forked child).
@@ -387,28 +407,51 @@ class Queue(_Base):
         none left within ``timeout`` (or at once when ``block`` is false)."""
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
-        if self._sem is not None and not self._sem.acquire(_timeout(block, timeout)):
+        sem = self._sem
+        if sem is not None and not sem.acquire(_timeout(block, timeout)):
             raise queue.Full
-        self._put_counted(obj)
-
-    def _put_counted(self, obj: object) -> bool:
-        """Send ``obj`` (its ``maxsize`` unit taken).  An object that cannot be pickled
-        goes to ``_on_queue_feeder_error`` and is dropped, its unit given back -- what
-        the standard queue's feeder thread does (it pickles there, after put returned)."""
         try:
-            self._send(obj)
-            return True
+            data = _dumps(obj)
         except Exception as e:
-            if self._sem is not None:
-                self._sem.release()
-            if isinstance(e, ValueError) and self._closed:
-                raise
-            self._on_queue_feeder_error(e, obj)
-            return False
+            self._unpicklable(e, obj)
+            return
+        link = self._link
+        feeder = link.feeder
+        # the fast path inline (the same as _Link.send_data's): one C call
+        if link.generation == _forks[0] and not feeder.buffer and len(data) <= feeder.limit:
+            try:
+                link.channel.send_nowait(data)
+                return
+            except ChannelFull:
+                pass
+        self._send_counted(data)
+
+    def _unpicklable(self, e: Exception, obj: object) -> None:
+        """An object that cannot be pickled goes to ``_on_queue_feeder_error`` and is
+        dropped, its ``maxsize`` unit given back -- what the standard queue's feeder
+        thread does (it pickles there, after put returned)."""
+        if self._sem is not None:
+            self._sem.release()
+        self._on_queue_feeder_error(e, obj)
+
+    def _send_counted(self, data: Any) -> None:
+        try:
+            self._link.send_data(data)
         except BaseException:
             if self._sem is not None:
                 self._sem.release()
             raise
+
+    def _put_counted(self, obj: object) -> bool:
+        """Send ``obj`` (its ``maxsize`` unit taken); False if it could not be
+        pickled (reported and dropped, see ``_unpicklable``)."""
+        try:
+            data = _dumps(obj)
+        except Exception as e:
+            self._unpicklable(e, obj)
+            return False
+        self._send_counted(data)
+        return True
 
     @staticmethod
     def _on_queue_feeder_error(e: Exception, obj: object) -> None:
@@ -421,7 +464,10 @@ class Queue(_Base):
         at once when ``block`` is false)."""
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
-        data = self._receive(_timeout(block, timeout))
+        if block and timeout is None:
+            data = self._link.receive_blocking()
+        else:
+            data = self._link.receive(_timeout(block, timeout))
         if self._sem is not None:
             try:
                 self._sem.release()
@@ -535,8 +581,9 @@ class _Reader:
 
     def recv(self) -> Any:
         """Remove and return an object, waiting for one."""
-        self._check()
-        obj = ForkingPickler.loads(self._link.receive(None))
+        if self.closed:
+            raise OSError("handle is closed")
+        obj = ForkingPickler.loads(self._link.receive_blocking())
         if self._watch is not None:
             self._watch.settle()
         return obj
