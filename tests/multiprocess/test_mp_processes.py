@@ -287,14 +287,16 @@ _EXIT_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.posix_only("the script's Pool on fork")
-def test_a_script_that_ends_with_unread_full_queues_exits(mp_prefix: str,
-                                                          tmp_path: Any) -> None:
+def test_a_script_that_ends_with_unread_full_queues_exits(tmp_path: Any) -> None:
     """A normal exit is never a hang: buffered objects that no process can receive any
     more are dropped at exit (as the standard queue's are once its pipe's reader ends are
     gone), and nothing is left in /dev/shm (the fixture checks)."""
     script = tmp_path / "ends.py"
     script.write_text(_EXIT_SCRIPT)
-    r = subprocess.run([sys.executable, str(script), mp_prefix, "fork"],
+    from mapshare.multiprocessing import _util
+
+    # the script names its objects with this test's prefix (mp_prefix checks them)
+    r = subprocess.run([sys.executable, str(script), _util.prefix, "fork"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "end of script" in r.stdout
