@@ -380,6 +380,7 @@ class _ChannelMap:
     remotes: set[str] = field(default_factory=set)
     rr: int = 0
     took: bool = False  # the bridge has received on the channel: it counts as a receiver
+    waiting: bool = False  # the bridge is in a receive on it: it may count as a waiter
     receiving: bool = False
     messages_out: int = 0
     messages_in: int = 0
@@ -519,6 +520,9 @@ class Bridge:
             conf = zenoh.Config.from_file(os.fspath(self._config))
         else:
             conf = self._config
+        # Zenoh's own shared-memory transport is off: on this host mapshare carries the
+        # traffic, and a zenoh process that is killed leaves its /dev/shm file behind.
+        conf.insert_json5("transport/shared_memory/enabled", "false")
         if self._mode is not None:
             conf.insert_json5("mode", json.dumps(self._mode))
         if self._listen:
@@ -761,8 +765,11 @@ class Bridge:
         return c
 
     def _local_receivers(self, c: _ChannelMap) -> int:
-        """Receivers of the local channel other than this bridge."""
-        return c.channel.statistics().receivers - (1 if c.took else 0)
+        """Receivers of the local channel other than this bridge: processes that have
+        received on it, or (one that has not received yet) waiting in a receive."""
+        st = c.channel.statistics()
+        return max(st.receivers - (1 if c.took else 0),
+                   st.receive_waiters - (1 if c.waiting else 0))
 
     def _update_receiving(self, c: _ChannelMap) -> None:
         """Announce this host as a receiving host while its channel has a receiver."""
@@ -814,6 +821,7 @@ class Bridge:
                 if c.receiving or not c.remotes:
                     self._stop.wait(_POLL / 2)
                     continue
+                c.waiting = True
                 try:
                     held = c.channel.receive(timeout=_POLL)
                     c.took = True
@@ -822,6 +830,8 @@ class Bridge:
                 except MapshareError:  # closed for sending and drained
                     self._stop.wait(_POLL)
                     continue
+                finally:
+                    c.waiting = False
             if self._hand_over(c, held):
                 held = None
             else:
