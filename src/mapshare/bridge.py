@@ -87,6 +87,7 @@ DEFAULT_CAPACITY = 1 << 20
 _STATS_MAX = 1 << 16
 _CURSORS_MAX = 1 << 16
 _POLL = 0.1  # seconds a bridge thread waits before looking at its stop flag again
+_RECEIVER_HOLD = 1.0  # seconds a channel's host stays a receiving host after its last receiver
 
 
 def _zenoh() -> Any:
@@ -381,6 +382,7 @@ class _ChannelMap:
     rr: int = 0
     took: bool = False  # the bridge has received on the channel: it counts as a receiver
     waiting: bool = False  # the bridge is in a receive on it: it may count as a waiter
+    seen_receiver: float = -1e9  # time.monotonic() when a local receiver was last seen
     receiving: bool = False
     messages_out: int = 0
     messages_in: int = 0
@@ -635,8 +637,10 @@ class Bridge:
         self._recover_remotes(m)
         # DROP: a congested link never makes the bridge (or anyone) wait; what zenoh
         # drops shows as a gap in the numbers, counted lost by the receiving bridges.
+        # REMOTE: the bridge's own subscriber on the key is no match (``matched``).
         m.publisher = self._session.declare_publisher(
-            key, congestion_control=zenoh.CongestionControl.DROP)
+            key, congestion_control=zenoh.CongestionControl.DROP,
+            allowed_destination=zenoh.Locality.REMOTE)
         return m
 
     def _listen_topic(self, zenoh: Any, m: _TopicMap) -> None:
@@ -772,8 +776,14 @@ class Bridge:
                    st.receive_waiters - (1 if c.waiting else 0))
 
     def _update_receiving(self, c: _ChannelMap) -> None:
-        """Announce this host as a receiving host while its channel has a receiver."""
-        receiving = self._local_receivers(c) > 0
+        """Announce this host as a receiving host while its channel has a receiver (and
+        for ``_RECEIVER_HOLD`` seconds after the last one was seen: a receiver between
+        two receive calls is not a host without receivers, whose bridge would start
+        forwarding what it was just handed)."""
+        now = time.monotonic()
+        if self._local_receivers(c) > 0:
+            c.seen_receiver = now
+        receiving = now - c.seen_receiver < _RECEIVER_HOLD
         if receiving and c.token is None:
             c.token = self._session.liveliness().declare_token(
                 f"{c.key}/rx/{self.host_id}")
@@ -801,7 +811,7 @@ class Bridge:
         if self._stop.is_set() or payload is None:
             query.reply_err(b"stopping")
             return
-        if self._local_receivers(c) <= 0:
+        if not c.receiving:
             query.reply_err(b"no receiver")
             return
         try:
@@ -832,6 +842,15 @@ class Bridge:
                     continue
                 finally:
                     c.waiting = False
+                if c.receiving:
+                    # this host got a receiver while the bridge was in that receive (the
+                    # message may even be one a remote host just handed in): it is theirs
+                    try:
+                        c.channel.send_nowait(held)
+                        held = None
+                        continue
+                    except MapshareError:  # full: hand it over after all (still once)
+                        pass
             if self._hand_over(c, held):
                 held = None
             else:
@@ -918,7 +937,7 @@ class Bridge:
         if t.publisher is None or self._closed:
             return False
         try:
-            return bool(t.publisher.matching_status)
+            return bool(t.publisher.matching_status.matching)
         except Exception:  # the session is closing
             return False
 
