@@ -55,7 +55,7 @@ from ._errors import (
     WaitTimeout,
 )
 from ._latest import Latest
-from ._topic import Subscriber, Topic
+from ._topic import Origin, Subscriber, Topic
 
 if TYPE_CHECKING:
     import zenoh
@@ -146,49 +146,12 @@ def _unpack(att: bytes) -> Optional[tuple[int, int, int, int, str]]:
     return kind, epoch, number, count, host
 
 
-# ---------------------------------------------------------------------------------------
-# The Topic origin API (issue 14, branch o14).  Until a Topic has it, the bridge still
-# works: it recognises the messages it brought in by their sequence numbers, and counts
-# upstream losses in its statistics only.
-
-def _origin_api() -> bool:
-    return hasattr(Topic, "publish_loss")
-
-
-def _publish_in(topic: Topic, data: bytes, host: str, number: int) -> int:
-    """Publish a message brought in from ``host`` (stream number ``number``)."""
-    if _origin_api():
-        from . import Origin  # type: ignore[attr-defined,unused-ignore]
-
-        return int(topic.publish(data, origin=Origin(host, number)))  # type: ignore[call-arg,unused-ignore]
-    return int(topic.publish(data))
-
-
-def _publish_loss(topic: Topic, missed: int, host: str, first: int) -> bool:
-    """Tell local subscribers that ``missed`` messages from ``host`` (stream numbers
-    from ``first``) were lost upstream.  False if this Topic cannot say it."""
-    if not _origin_api():
-        return False
-    from . import Origin  # type: ignore[attr-defined,unused-ignore]
-
-    topic.publish_loss(missed, origin=Origin(host, first))  # type: ignore[attr-defined,unused-ignore]
-    return True
-
-
-def _last_origin(sub: Subscriber) -> Any:
-    return getattr(sub, "last_origin", None)
-
-
 def _local_missed(lag: Lagged) -> int:
     """Of a ``Lagged`` the bridge's own subscriber got, the messages lost in this host's
-    ring (not loss records the bridge published itself for an upstream loss: those are
-    another host's losses, announced by that host, and must not echo back)."""
-    upstream = getattr(lag, "upstream", None)
-    if isinstance(upstream, bool):
-        return 0 if upstream else int(lag.missed)
-    if isinstance(upstream, int):
-        return max(0, int(lag.missed) - upstream)
-    return int(lag.missed)
+    ring: not the ones loss records stand for (``Lagged.upstream``), which the bridge
+    published itself for another host's loss, announced by that host: they must not
+    echo back."""
+    return max(0, int(lag.missed) - int(lag.upstream))
 
 
 # ---------------------------------------------------------------------------------------
@@ -361,7 +324,6 @@ class _TopicMap:
     thread: Optional[threading.Thread] = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     remotes: dict[str, _Remote] = field(default_factory=dict)
-    own: set[int] = field(default_factory=set)  # seqs brought in (no origin API only)
     out_cursor: tuple[int, int] = (0, 0)  # (next number, local position): one assignment
     messages_out: int = 0
     dropped: int = 0
@@ -652,7 +614,7 @@ class Bridge:
         """A bridge killed between publishing a message it brought in and saving its
         cursors would count that message again as lost: the topic itself says which
         numbers arrived (their origins), so read back what it holds."""
-        if not _origin_api() or not m.remotes:
+        if not m.remotes:
             return
         oldest = m.topic.statistics().oldest
         with m.topic.subscribe(oldest) as scan:
@@ -663,8 +625,10 @@ class Bridge:
                     break
                 except Lagged:
                     continue
-                origin = _last_origin(scan)
-                r = m.remotes.get(origin.host) if origin is not None else None
+                origin = scan.last_origin
+                if origin is None:
+                    continue
+                r = m.remotes.get(origin.host)
                 if r is not None and origin.seq >= r.next:
                     r.next = origin.seq + 1
 
@@ -690,7 +654,7 @@ class Bridge:
                 if self._stop.is_set():
                     break
                 raise
-            if _last_origin(sub) is not None or self._brought_in(m, sub.position - 1):
+            if sub.last_origin is not None:  # brought in by a bridge: never back out
                 m.skipped += 1
             else:
                 put(data, attachment=_pack(_KIND_MESSAGE, m.epoch, m.next, 0,
@@ -698,17 +662,6 @@ class Bridge:
                 m.next += 1
                 m.messages_out += 1
             m.out_cursor = (m.next, sub.position)
-
-    def _brought_in(self, m: _TopicMap, seq: int) -> bool:
-        """Without the origin API: whether the bridge published ``seq`` itself.  The
-        lock orders this after the publish that made ``seq`` and its record here."""
-        if _origin_api():
-            return False
-        with m.lock:
-            if seq in m.own:
-                m.own.discard(seq)
-                return True
-        return False
 
     def _receive_sample(self, m: _TopicMap, sample: Any) -> None:
         """A sample from another host: publish it locally, count gaps and duplicates."""
@@ -733,12 +686,10 @@ class Bridge:
             gap = end - r.next if kind == _KIND_LOSS else number - r.next
             try:
                 if gap > 0:
-                    _publish_loss(m.topic, gap, host, r.next)
+                    m.topic.publish_loss(gap, origin=Origin(host, r.next))
                     r.lost += gap
                 if kind == _KIND_MESSAGE:
-                    seq = _publish_in(m.topic, sample.payload.to_bytes(), host, number)
-                    if not _origin_api():
-                        m.own.add(seq)
+                    m.topic.publish(sample.payload.to_bytes(), origin=Origin(host, number))
                     r.messages_in += 1
             except MapshareError:
                 if self._stop.is_set():

@@ -28,7 +28,6 @@ pytest.importorskip("zenoh", reason="the bridge needs eclipse-zenoh (the test ex
 
 pytestmark = pytest.mark.posix_only("bridge processes are stopped with SIGSTOP/SIGKILL")
 
-ORIGINS = hasattr(mapshare.Topic, "publish_loss")  # the Topic origin API (issue 14)
 DEADLINE = 30.0
 
 
@@ -165,7 +164,7 @@ def _receive_all(sub: mapshare.Subscriber, want: int) -> tuple[list[bytes], list
     while len(got) + missed < want:
         try:
             got.append(sub.receive(timeout=DEADLINE))
-            origins.append(getattr(sub, "last_origin", None))
+            origins.append(sub.last_origin)
         except mapshare.Lagged as lag:
             missed += lag.missed
     return got, origins, missed
@@ -204,14 +203,13 @@ def test_topic_delivery_order_origins_and_no_loops(
         assert [m for m in got_b if m.startswith(b"a")] == [b"a%d" % i for i in range(200)]
         assert [m for m in got_a if m.startswith(b"b")] == [b"b%d" % i for i in range(50)]
         assert sorted(got_a) == sorted(got_b)
-        if ORIGINS:
-            for m, o in zip(got_b, origins_b):
-                if m.startswith(b"a"):
-                    assert o == mapshare.Origin(a.host_id, int(m[1:]))  # type: ignore[attr-defined,unused-ignore]
-                else:
-                    assert o is None  # published here
-            for m, o in zip(got_a, origins_a):
-                assert (o is None) == m.startswith(b"a")
+        for m, o in zip(got_b, origins_b):
+            if m.startswith(b"a"):
+                assert o == mapshare.Origin(a.host_id, int(m[1:]))
+            else:
+                assert o is None  # published here
+        for m, o in zip(got_a, origins_a):
+            assert (o is None) == m.startswith(b"a")
         # no loops: nothing came back (the totals stay at 250 on each side)
         time.sleep(0.3)
         assert ta.statistics().published == 250 and tb.statistics().published == 250
@@ -281,10 +279,9 @@ def test_loss_counted_when_the_receiving_bridge_is_killed(
         stats = _until("B's count of the loss", lambda: (
             lambda s: s if s.topics[0].messages_in >= len(received) else None)(b.fresh_stats()))
         assert stats.topics[0].lost == first - 10
-        if ORIGINS:
-            # one Lagged, exact: received + missed == published at the origin
-            assert lags == [first - 10]
-            assert sub.received + sub.missed == published
+        # one Lagged, exact: received + missed == published at the origin
+        assert lags == [first - 10]
+        assert sub.received + sub.missed == published
         sub.close()
 
 
@@ -314,8 +311,7 @@ def test_loss_in_the_sending_bridges_ring_is_propagated(
         sb = _until("B's count", lambda: (
             lambda s: s if s.topics[0].lost == 1000 - len(got) else None)(b.fresh_stats()))
         assert sb.topics[0].messages_in == len(got)
-        if ORIGINS:
-            assert missed == 1000 - len(got)
+        assert missed == 1000 - len(got)
         sub.close()
 
 
