@@ -94,6 +94,19 @@ class Host:
             self.proc.wait(DEADLINE)
             self._reap()
 
+    def stopped(self) -> bool:
+        """Whether every thread of the bridge process is stopped (SIGSTOP took effect)."""
+        assert self.proc is not None
+        task = f"/proc/{self.proc.pid}/task"
+        if not os.path.isdir(task):  # no /proc (macOS): give the signal time instead
+            time.sleep(0.5)
+            return True
+        states = []
+        for tid in os.listdir(task):
+            with open(f"{task}/{tid}/stat") as f:
+                states.append(f.read().rsplit(")", 1)[1].split()[0])
+        return all(st in "tT" for st in states)
+
     def stop(self) -> int:
         """SIGTERM (a clean stop, exit status 0) and reap; the status."""
         if self.proc is None or self.proc.stdout is None or self.proc.stdout.closed:
@@ -298,6 +311,7 @@ def test_loss_in_the_sending_bridges_ring_is_propagated(
         _until("both bridges subscribed", lambda: _matched(a) and _matched(b))
         sub = tb.subscribe()
         a.kill(signal.SIGSTOP)
+        _until("A's bridge stopped", a.stopped)
         for i in range(1000):
             ta.publish(b"%d" % i)
         a.kill(signal.SIGCONT)
