@@ -325,6 +325,9 @@ class _TopicMap:
     lock: threading.Lock = field(default_factory=threading.Lock)
     remotes: dict[str, _Remote] = field(default_factory=dict)
     out_cursor: tuple[int, int] = (0, 0)  # (next number, local position): one assignment
+    matching: Any = None  # zenoh's matching listener, which keeps ``matched`` up to date
+    matched: bool = False  # a bridge on another host subscribes to the key now
+    hold: bool = False  # leave messages in the ring while nobody remote subscribes
     messages_out: int = 0
     dropped: int = 0
     skipped: int = 0
@@ -606,6 +609,10 @@ class Bridge:
         m.publisher = self._session.declare_publisher(
             key, congestion_control=zenoh.CongestionControl.DROP,
             allowed_destination=zenoh.Locality.REMOTE)
+        m.hold = topic.overflow == "overwrite"
+        m.matching = m.publisher.declare_matching_listener(
+            lambda st, m=m: setattr(m, "matched", bool(st.matching)))
+        m.matched = bool(m.publisher.matching_status.matching)
         return m
 
     def _listen_topic(self, zenoh: Any, m: _TopicMap) -> None:
@@ -639,6 +646,14 @@ class Bridge:
         """Put every message published on this host to the key; never what came in."""
         sub, put = m.sub, m.publisher.put
         while not self._stop.is_set():
+            if m.hold and not m.matched:
+                # Nobody remote subscribes (not yet, or the link is down): what is
+                # published stays in the ring and goes out once someone does; what the
+                # ring overwrites meanwhile goes out as a loss.  An overwrite-mode topic
+                # never waits for the bridge, so holding back costs local publishers
+                # nothing (a block-mode topic would wait: there the bridge reads on).
+                self._stop.wait(_POLL / 10)
+                continue
             try:
                 data = sub.receive(timeout=_POLL)
             except WaitTimeout:
@@ -868,7 +883,7 @@ class Bridge:
                 messages_in=sum(r.messages_in for r in remotes),
                 lost=sum(r.lost for r in remotes),
                 duplicates=sum(r.duplicates for r in remotes),
-                dropped=t.dropped, skipped=t.skipped, matched=self._matched(t),
+                dropped=t.dropped, skipped=t.skipped, matched=t.matched,
                 remote_hosts=remotes,
             ))
         channels = []
@@ -886,14 +901,6 @@ class Bridge:
             updated=time.time(), peers=peers, remote_hosts=tuple(sorted(self._seen)),
             topics=tuple(topics), channels=tuple(channels),
         )
-
-    def _matched(self, t: _TopicMap) -> bool:
-        if t.publisher is None or self._closed:
-            return False
-        try:
-            return bool(t.publisher.matching_status.matching)
-        except Exception:  # the session is closing
-            return False
 
     def _write_stats(self) -> BridgeStatistics:
         stats = self.statistics()

@@ -292,9 +292,44 @@ def test_loss_counted_when_the_receiving_bridge_is_killed(
         stats = _until("B's count of the loss", lambda: (
             lambda s: s if s.topics[0].messages_in >= len(received) else None)(b.fresh_stats()))
         assert stats.topics[0].lost == first - 10
-        # one Lagged, exact: received + missed == published at the origin
-        assert lags == [first - 10]
+        # exact: received + missed == published at the origin.  (Usually one Lagged; a
+        # loss learnt in two pieces -- A's ring lapped its held-back bridge, then zenoh
+        # dropped part of the burst that followed -- is two when the subscriber reads
+        # between them.)
+        assert sum(lags) == first - 10 and all(lags)
         assert sub.received + sub.missed == published
+        sub.close()
+
+
+def test_sending_bridge_killed_and_restarted_resumes_without_loss(
+        names: Callable[[], str], hosts: Callable[..., Host]) -> None:
+    """A's bridge (the listening side) is SIGKILLed; what A publishes meanwhile is sent
+    when it comes back (it resumes its stream at the position it saved: what it sends
+    twice, B drops as duplicates), B reconnects by itself, nothing is lost."""
+    ta_name, tb_name, key = names(), names(), f"mapshare/test/{names()}"
+    port = _free_port()
+    with mapshare.Topic.create(ta_name, 1 << 20) as ta, \
+            mapshare.Topic.create(tb_name, 1 << 20) as tb:
+        a = hosts({ta_name: key}, port=port)
+        b = hosts({tb_name: key}, connect=(port,))
+        _until("both bridges subscribed", lambda: _matched(a) and _matched(b))
+        sub = tb.subscribe()
+        for i in range(100):
+            ta.publish(b"%d" % i)
+        a.kill()
+        for i in range(100, 150):
+            ta.publish_nowait(b"%d" % i)
+        a.start()
+        got, lags = _receive_until(sub, b"149")
+        assert got == [b"%d" % i for i in range(150)] and lags == []
+        for i in range(150, 160):  # and the stream goes on
+            ta.publish(b"%d" % i)
+        more, lags = _receive_until(sub, b"159")
+        assert more == [b"%d" % i for i in range(150, 160)] and lags == []
+        assert [o.seq for o in [sub.last_origin]] == [159]
+        sb = _until("B's count", lambda: (
+            lambda s: s if s.messages_in == 160 else None)(b.fresh_stats().topics[0]))
+        assert sb.lost == 0
         sub.close()
 
 
@@ -400,9 +435,10 @@ def test_bridge_api_in_process(names: Callable[[], str]) -> None:
             assert bridge.running
             with mapshare.Topic.open(t_name) as topic:  # the bridge created it
                 topic.publish(b"x")
-                s = _until("the message sent", lambda: (
-                    lambda s: s if s.topics[0].messages_out == 1 else None)(
-                        bridge.statistics()))
+                time.sleep(0.2)
+                s = bridge.statistics()
+            # no other host subscribes: the message stays in the ring (held, not sent)
+            assert not s.topics[0].matched and s.topics[0].messages_out == 0
             assert s.host == "api-host" and s.running and s.topics[0].name == t_name
             assert read_statistics(stats).host == "api-host"
         assert not bridge.running
