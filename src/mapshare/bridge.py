@@ -49,6 +49,7 @@ from ._errors import (
     ChannelFull,
     Lagged,
     MapshareError,
+    MessageTooLargeError,
     SegmentExistsError,
     SegmentNotFoundError,
     TopicEmpty,
@@ -174,6 +175,8 @@ class RemoteHostStatistics:
     """Messages from that host counted lost upstream (network, or the remote ring)."""
     duplicates: int
     """Samples from that host dropped because their number was already seen."""
+    too_large: int = 0
+    """Messages from that host larger than the local topic takes (counted in ``lost``)."""
 
 
 @dataclass(frozen=True)
@@ -309,6 +312,7 @@ class _Remote:
     messages_in: int = 0
     lost: int = 0
     duplicates: int = 0
+    too_large: int = 0
 
 
 @dataclass
@@ -435,6 +439,8 @@ class Bridge:
         self._started = False
         self._closed = False
         self._on_stats: Optional[Any] = None
+        self.error: Optional[BaseException] = None
+        """Why the bridge stopped by itself (a thread of it failed), else None."""
 
     read_statistics = staticmethod(read_statistics)
     default_host_id = staticmethod(default_host_id)
@@ -478,10 +484,25 @@ class Bridge:
         return self
 
     def _spawn(self, target: Any, arg: Any, name: str) -> None:
-        th = threading.Thread(target=target, args=(arg,) if arg is not None else (),
-                              name=name, daemon=True)
+        def run() -> None:
+            try:
+                target(arg) if arg is not None else target()
+            except BaseException as exc:
+                # a bridge whose thread died must not go on looking healthy: it stops,
+                # and ``error`` says why (``mapshare bridge`` exits with status 1)
+                if self.error is None:
+                    self.error = exc
+                self._stop.set()
+                raise
+
+        th = threading.Thread(target=run, name=name, daemon=True)
         self._threads.append(th)
         th.start()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Wait until the bridge stops by itself (a thread of it failed: ``error``) or
+        ``stop()`` is called; True if it has, False on timeout."""
+        return self._stop.wait(timeout)
 
     def _zenoh_config(self, zenoh: Any) -> Any:
         if self._config is None:
@@ -703,16 +724,23 @@ class Bridge:
                 return
             gap = end - r.next if kind == _KIND_LOSS else number - r.next
             try:
-                if gap > 0:
+                if gap > 0:  # the loss record comes first: it stands for what came before
                     m.topic.publish_loss(gap, origin=Origin(host, r.next))
                     r.lost += gap
                 if kind == _KIND_MESSAGE:
-                    m.topic.publish(sample.payload.to_bytes(), origin=Origin(host, number))
-                    r.messages_in += 1
-            except MapshareError:
-                if self._stop.is_set():
-                    return
-                raise
+                    try:
+                        m.topic.publish(sample.payload.to_bytes(), origin=Origin(host, number))
+                        r.messages_in += 1
+                    except MessageTooLargeError:
+                        # larger than this host's ring takes: lost here, counted as such
+                        m.topic.publish_loss(1, origin=Origin(host, number))
+                        r.lost += 1
+                        r.too_large += 1
+            except MapshareError as exc:
+                if not self._stop.is_set():  # a broken local topic: the bridge stops
+                    self.error = self.error or exc
+                    self._stop.set()
+                return
             r.next = end
         self._save_cursors()
 
@@ -875,7 +903,7 @@ class Bridge:
             with t.lock:
                 remotes = tuple(
                     RemoteHostStatistics(h, r.epoch, r.next, r.messages_in, r.lost,
-                                         r.duplicates)
+                                         r.duplicates, r.too_large)
                     for h, r in sorted(t.remotes.items())
                 )
             topics.append(TopicMappingStatistics(

@@ -415,6 +415,43 @@ def test_channel_each_message_to_exactly_one_receiver(
         assert ca.statistics().queued_messages == 0
 
 
+def test_message_too_large_for_the_remote_ring_is_counted_lost(
+        names: Callable[[], str], hosts: Callable[..., Host]) -> None:
+    ta_name, tb_name, key = names(), names(), f"mapshare/test/{names()}"
+    port = _free_port()
+    with mapshare.Topic.create(ta_name, 1 << 20) as ta, \
+            mapshare.Topic.create(tb_name, 4096) as tb:
+        a = hosts({ta_name: key}, port=port)
+        b = hosts({tb_name: key}, connect=(port,))
+        _until("both bridges subscribed", lambda: _matched(a) and _matched(b))
+        sub = tb.subscribe()
+        ta.publish(b"small")
+        ta.publish(b"x" * (tb.max_message + 1))
+        ta.publish(b"last")
+        got, lags = _receive_until(sub, b"last")
+        assert got == [b"small", b"last"] and lags == [1]
+        assert sub.received + sub.missed == 3
+        rh = _until("B's count", lambda: (
+            lambda s: s if s.topics[0].lost == 1 else None)(b.fresh_stats())).topics[0]
+        assert rh.remote_hosts[0].too_large == 1 and rh.messages_in == 2
+        sub.close()
+
+
+def test_cli_refuses_bad_arguments(names: Callable[[], str]) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "mapshare", "bridge", *args],
+                              capture_output=True, text=True, timeout=DEADLINE)
+
+    r = run()
+    assert r.returncode == 2 and "at least one" in r.stderr
+    r = run("--topic", "no-equals-sign")
+    assert r.returncode == 2 and "NAME=KEY" in r.stderr
+    r = run("--topic", "t=k/*")
+    assert r.returncode == 1 and "wildcards" in r.stderr
+    r = run("stat", names())
+    assert r.returncode == 3 and r.stderr.startswith("mapshare bridge:")
+
+
 def test_bridge_api_in_process(names: Callable[[], str]) -> None:
     """The Python API: a context manager, statistics(), and the arguments it refuses."""
     with pytest.raises(ValueError, match="at least one"):
