@@ -642,9 +642,9 @@ class Bridge:
             allowed_origin=zenoh.Locality.REMOTE)
 
     def _recover_remotes(self, m: _TopicMap) -> None:
-        """A bridge killed between publishing a message it brought in and saving its
-        cursors would count that message again as lost: the topic itself says which
-        numbers arrived (their origins), so read back what it holds."""
+        """The cursors are saved every stats interval, so a killed bridge's are behind
+        what it had published: the topic itself says which numbers arrived (their
+        origins), so read back what it holds."""
         if not m.remotes:
             return
         oldest = m.topic.statistics().oldest
@@ -714,6 +714,7 @@ class Bridge:
         self._seen.add(host)
         with m.lock:
             r = m.remotes.get(host)
+            fresh = r is None or r.epoch != epoch
             if r is None or r.epoch != epoch:
                 # a new stream: the first number seen starts the count (nothing published
                 # there before this bridge heard from it is reported)
@@ -742,7 +743,11 @@ class Bridge:
                     self._stop.set()
                 return
             r.next = end
-        self._save_cursors()
+        if fresh:
+            # A new stream's epoch is saved at once; the numbers every stats interval
+            # (a restarted bridge reads the newer ones back from the origins its topic
+            # holds: the topic itself is the record of what arrived).
+            self._save_cursors()
 
     # -- channels ----------------------------------------------------------------------
 
