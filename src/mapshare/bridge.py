@@ -591,14 +591,17 @@ class Bridge:
 
     # -- topics ------------------------------------------------------------------------
 
+    # The bridge's handles do not spin before sleeping (spin=0): a network hop costs
+    # hundreds of microseconds anyway, and a spinning bridge would take CPU from the
+    # local processes it serves.
     def _open_local_topic(self, name: str) -> Topic:
         try:
-            return Topic.open(name)
+            return Topic.open(name, spin=0)
         except SegmentNotFoundError:
             try:
-                return Topic.create(name, self._capacity)
+                return Topic.create(name, self._capacity, spin=0)
             except SegmentExistsError:
-                return Topic.open(name)
+                return Topic.open(name, spin=0)
 
     def _open_topic(self, zenoh: Any, name: str, key: str, saved: Mapping[str, Any]) -> _TopicMap:
         topic = self._open_local_topic(name)
@@ -753,12 +756,12 @@ class Bridge:
 
     def _open_local_channel(self, name: str) -> Channel:
         try:
-            return Channel.open(name)
+            return Channel.open(name, spin=0)
         except SegmentNotFoundError:
             try:
-                return Channel.create(name, self._capacity)
+                return Channel.create(name, self._capacity, spin=0)
             except SegmentExistsError:
-                return Channel.open(name)
+                return Channel.open(name, spin=0)
 
     def _open_channel(self, zenoh: Any, name: str, key: str) -> _ChannelMap:
         c = _ChannelMap(name, key, self._open_local_channel(name))
@@ -833,10 +836,13 @@ class Bridge:
                 if c.receiving or not c.remotes:
                     self._stop.wait(_POLL / 2)
                     continue
+                # A receive call -- even one that times out -- makes this process count
+                # among the channel's receivers: say so first, or this host would take
+                # itself for a receiving host and never forward again.
+                c.took = True
                 c.waiting = True
                 try:
                     held = c.channel.receive(timeout=_POLL)
-                    c.took = True
                 except (WaitTimeout, ChannelEmpty):
                     continue
                 except MapshareError:  # closed for sending and drained
