@@ -679,7 +679,10 @@ class Bridge:
                 self._stop.wait(_POLL / 10)
                 continue
             try:
-                data = sub.receive(timeout=_POLL)
+                # A view: what came in (it has an origin) is skipped without a copy.  The
+                # copy is used only once the view ends cleanly (no Lagged: not torn).
+                with sub.receive_view(timeout=_POLL) as view:
+                    data = bytes(view) if sub.last_origin is None else None
             except WaitTimeout:
                 continue
             except Lagged as lag:
@@ -696,7 +699,7 @@ class Bridge:
                 if self._stop.is_set():
                     break
                 raise
-            if sub.last_origin is not None:  # brought in by a bridge: never back out
+            if data is None:  # brought in by a bridge: never back out
                 m.skipped += 1
             else:
                 put(data, attachment=_pack(_KIND_MESSAGE, m.epoch, m.next, 0,
