@@ -640,6 +640,12 @@ def cmd_bridge(args: argparse.Namespace) -> int:
             sys.stdout.write(text)
             sys.stdout.flush()
 
+    zenoh = bridge._zenoh()
+    try:
+        b.start()
+    except zenoh.ZError as exc:  # a bad configuration, an endpoint in use, ...
+        print(f"mapshare bridge: zenoh: {_zenoh_message(exc)}", file=sys.stderr)
+        return EXIT_ERROR
     with b:
         if args.json:
             line({"event": "started", "host": b.host_id, "pid": os.getpid(),
@@ -656,6 +662,14 @@ def cmd_bridge(args: argparse.Namespace) -> int:
         print(f"mapshare bridge: stopped: {_message(b.error)}", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _zenoh_message(exc: BaseException) -> str:
+    """A zenoh error in one line, without the Rust source locations it carries."""
+    import re
+
+    text = re.sub(r" at \S+\.rs:\d+\.?", "", str(exc))
+    return " ".join(text.split())
 
 
 def _print_bridge_stats(stats: Any) -> None:

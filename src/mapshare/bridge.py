@@ -385,9 +385,10 @@ class Bridge:
     resumes its streams (see docs/bridge.md).  A topic or channel that does not exist is
     created with ``capacity`` bytes of ring.
 
-    ``start()`` opens the zenoh session and starts the bridge's threads; ``stop()`` (or
-    leaving the ``with`` block) stops them and closes everything.  ``ack_timeout`` is how
-    long a channel hand-over waits for the remote host's acknowledgement."""
+    ``start()`` opens the zenoh session and starts the bridge's threads (zenoh's own
+    ``zenoh.ZError`` if it cannot: a bad configuration, an endpoint in use); ``stop()``
+    (or leaving the ``with`` block) stops them and closes everything.  ``ack_timeout`` is
+    how long a channel hand-over waits for the remote host's acknowledgement."""
 
     def __init__(
         self,

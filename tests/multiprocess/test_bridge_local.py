@@ -453,6 +453,20 @@ def test_cli_refuses_bad_arguments(names: Callable[[], str]) -> None:
     assert r.returncode == 1 and "wildcards" in r.stderr
     r = run("stat", names())
     assert r.returncode == 3 and r.stderr.startswith("mapshare bridge:")
+    with socket.socket() as busy:  # zenoh cannot listen there: one line, status 1
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        stats = names()
+        try:
+            r = run("--topic", f"{names()}=k", "--stats-name", stats, "--listen",
+                    f"tcp/127.0.0.1:{busy.getsockname()[1]}", "--no-multicast-scouting")
+        finally:
+            for n in (stats, stats + ".cursors"):
+                subprocess.run([sys.executable, "-m", "mapshare", "rm", n],
+                               capture_output=True, check=False)
+    assert r.returncode == 1 and "Address already in use" in r.stderr
+    assert r.stderr.startswith("mapshare bridge: zenoh:") and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_bridge_api_in_process(names: Callable[[], str]) -> None:
