@@ -82,6 +82,7 @@ _ATTACH = struct.Struct("<BB6xQQQ")
 _VERSION = 1
 _KIND_MESSAGE = 0
 _KIND_LOSS = 1
+_KIND_LOSS_UNHEARD = 2  # lost while no remote host subscribed: a new stream starts after it
 
 DEFAULT_CAPACITY = 1 << 20
 """Ring size of a topic or channel the bridge creates because it does not exist yet."""
@@ -136,7 +137,7 @@ def _unpack(att: bytes) -> Optional[tuple[int, int, int, int, str]]:
     if len(att) <= _ATTACH.size or len(att) > _ATTACH.size + HOST_ID_MAX:
         return None
     version, kind, epoch, number, count = _ATTACH.unpack_from(att)
-    if version != _VERSION or kind not in (_KIND_MESSAGE, _KIND_LOSS):
+    if version != _VERSION or kind not in (_KIND_MESSAGE, _KIND_LOSS, _KIND_LOSS_UNHEARD):
         return None
     try:
         host = att[_ATTACH.size:].decode()
@@ -331,6 +332,7 @@ class _TopicMap:
     out_cursor: tuple[int, int] = (0, 0)  # (next number, local position): one assignment
     matching: Any = None  # zenoh's matching listener, which keeps ``matched`` up to date
     matched: bool = False  # a bridge on another host subscribes to the key now
+    matched_at: int = 0  # the topic's next sequence number when ``matched`` last became true
     hold: bool = False  # leave messages in the ring while nobody remote subscribes
     messages_out: int = 0
     dropped: int = 0
@@ -636,9 +638,16 @@ class Bridge:
             allowed_destination=zenoh.Locality.REMOTE)
         m.hold = topic.overflow == "overwrite"
         m.matching = m.publisher.declare_matching_listener(
-            lambda st, m=m: setattr(m, "matched", bool(st.matching)))
-        m.matched = bool(m.publisher.matching_status.matching)
+            lambda st, m=m: self._matching(m, bool(st.matching)))
+        self._matching(m, bool(m.publisher.matching_status.matching))
         return m
+
+    def _matching(self, m: _TopicMap, matched: bool) -> None:
+        """A remote host subscribes to the key (or none does any more)."""
+        if matched and not m.matched:
+            # what was published before this is from before anyone remote listened
+            m.matched_at = m.topic.statistics().published
+        m.matched = matched
 
     def _listen_topic(self, zenoh: Any, m: _TopicMap) -> None:
         m.subscriber = self._session.declare_subscriber(
@@ -679,6 +688,7 @@ class Bridge:
                 # nothing (a block-mode topic would wait: there the bridge reads on).
                 self._stop.wait(_POLL / 10)
                 continue
+            before = sub.position
             try:
                 # A view: what came in (it has an origin) is skipped without a copy.  The
                 # copy is used only once the view ends cleanly (no Lagged: not torn).
@@ -689,10 +699,17 @@ class Bridge:
             except Lagged as lag:
                 missed = _local_missed(lag)
                 if missed:
-                    # the remote hosts count these as lost: one loss sample says so
-                    put(b"", attachment=_pack(_KIND_LOSS, m.epoch, m.next, missed,
-                                              self._host_bytes))
-                    m.next += missed
+                    # The remote hosts count these as lost: a loss sample says so.  The
+                    # part published before a remote host subscribed goes in a sample of
+                    # its own, which a host hearing this stream for the first time skips
+                    # (its count starts after it).
+                    unheard = min(missed, max(0, min(lag.position, m.matched_at) - before))
+                    for kind, n in ((_KIND_LOSS_UNHEARD, unheard),
+                                    (_KIND_LOSS, missed - unheard)):
+                        if n:
+                            put(b"", attachment=_pack(kind, m.epoch, m.next, n,
+                                                      self._host_bytes))
+                            m.next += n
                     m.dropped += missed
                 m.out_cursor = (m.next, sub.position)
                 continue
@@ -718,16 +735,22 @@ class Bridge:
         kind, epoch, number, count, host = parsed
         if host == self.host_id:
             return
+        unheard = kind == _KIND_LOSS_UNHEARD
+        if unheard:
+            kind = _KIND_LOSS
         self._seen.add(host)
         with m.lock:
             r = m.remotes.get(host)
             fresh = r is None or r.epoch != epoch
-            if r is None or r.epoch != epoch:
-                # a new stream: the first number seen starts the count (nothing published
-                # there before this bridge heard from it is reported)
-                r = m.remotes[host] = _Remote(epoch, number)
             end = number + (count if kind == _KIND_LOSS else 1)
-            if end <= r.next or (kind == _KIND_MESSAGE and number < r.next):
+            if r is None or r.epoch != epoch:
+                # a new stream: the first number seen starts the count -- a loss from
+                # before any remote host subscribed is not reported (the count starts
+                # after it); one that happened while a host did subscribe is
+                r = m.remotes[host] = _Remote(epoch, end if unheard else number)
+            if fresh and unheard:
+                pass  # nothing to publish: the count starts after it
+            elif end <= r.next or (kind == _KIND_MESSAGE and number < r.next):
                 r.duplicates += 1
                 return
             gap = end - r.next if kind == _KIND_LOSS else number - r.next

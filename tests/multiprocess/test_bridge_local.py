@@ -336,6 +336,36 @@ def test_sending_bridge_killed_and_restarted_resumes_without_loss(
         sub.close()
 
 
+def test_what_a_ring_held_before_the_hosts_connected_is_delivered_not_counted(
+        names: Callable[[], str], hosts: Callable[..., Host]) -> None:
+    """A publishes before any remote host subscribes: its bridge leaves the messages in
+    the ring; B, connecting later, receives what the ring still holds and is not told
+    about what was overwritten before it connected (its count starts with A's first
+    sample), and then the live ones."""
+    ta_name, tb_name, key = names(), names(), f"mapshare/test/{names()}"
+    port = _free_port()
+    with mapshare.Topic.create(ta_name, 4096) as ta, \
+            mapshare.Topic.create(tb_name, 1 << 20) as tb:
+        a = hosts({ta_name: key}, port=port)
+        for i in range(1000):
+            ta.publish(b"%d" % i)
+        sub = tb.subscribe()
+        b = hosts({tb_name: key}, connect=(port,))
+        held, lags = _receive_until(sub, b"999")
+        assert lags == [] and 0 < len(held) < 1000
+        assert [int(m) for m in held] == list(range(1000 - len(held), 1000))
+        ta.publish(b"live")
+        more, lags = _receive_until(sub, b"live")
+        assert more == [b"live"] and lags == []
+        sa = _until("A's count", lambda: (
+            lambda s: s if s.messages_out == len(held) + 1 else None)(a.fresh_stats().topics[0]))
+        assert sa.dropped == 1000 - len(held)
+        sb = _until("B's count", lambda: (
+            lambda s: s if s.messages_in == len(held) + 1 else None)(b.fresh_stats().topics[0]))
+        assert sb.lost == 0 and sb.duplicates == 0
+        sub.close()
+
+
 def test_loss_in_the_sending_bridges_ring_is_propagated(
         names: Callable[[], str], hosts: Callable[..., Host]) -> None:
     """A's bridge is stopped (SIGSTOP) while A's small ring laps it: it announces what its
