@@ -39,6 +39,7 @@ import struct
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Optional, Union
@@ -82,6 +83,7 @@ _ATTACH = struct.Struct("<BB6xQQQ")
 _VERSION = 1
 _KIND_MESSAGE = 0
 _KIND_LOSS = 1
+_REFUSED = b"refused:"  # a receiving host's error replies start so: certainly not taken
 _KIND_LOSS_UNHEARD = 2  # lost while no remote host subscribed: a new stream starts after it
 
 DEFAULT_CAPACITY = 1 << 20
@@ -233,6 +235,9 @@ class ChannelMappingStatistics:
     local channel (``lost`` counts those that did not fit)."""
     lost: int
     """Messages taken that could be neither delivered nor returned."""
+    duplicates: int
+    """Hand-overs that arrived here a second time (zenoh brought one query twice):
+    acknowledged again, not sent into the channel again."""
     receiving: bool
     """Whether this host announces itself as a receiving host (its channel has a
     receiver other than the bridge)."""
@@ -339,6 +344,22 @@ class _TopicMap:
     skipped: int = 0
 
 
+class _Seen:
+    """The newest hand-over ids taken from one sender (a bounded set)."""
+
+    KEEP = 4096
+
+    def __init__(self) -> None:
+        self.ids: set[int] = set()
+        self.order: deque[int] = deque()
+
+    def add(self, number: int) -> None:
+        self.ids.add(number)
+        self.order.append(number)
+        if len(self.order) > self.KEEP:
+            self.ids.discard(self.order.popleft())
+
+
 @dataclass
 class _ChannelMap:
     name: str
@@ -354,6 +375,10 @@ class _ChannelMap:
     took: bool = False  # the bridge has received on the channel: it counts as a receiver
     waiting: bool = False  # the bridge is in a receive on it: it may count as a waiter
     seen_receiver: float = -1e9  # time.monotonic() when a local receiver was last seen
+    epoch: int = field(default_factory=lambda: random.getrandbits(63))
+    next: int = 0  # the id of the next message this bridge hands over
+    seen: dict[tuple[str, int], _Seen] = field(default_factory=dict)
+    duplicates: int = 0
     receiving: bool = False
     messages_out: int = 0
     messages_in: int = 0
@@ -840,18 +865,31 @@ class Bridge:
         acknowledge, or refuse (no receiver here now, channel full) so it goes
         elsewhere."""
         payload = query.payload
-        if self._stop.is_set() or payload is None:
-            query.reply_err(b"stopping")
+        att = query.attachment
+        parsed = _unpack(att.to_bytes()) if att is not None else None
+        if self._stop.is_set() or payload is None or parsed is None:
+            query.reply_err(_REFUSED + (b" stopping" if self._stop.is_set()
+                                        else b" not a hand-over"))
             return
-        if not c.receiving:
-            query.reply_err(b"no receiver")
-            return
-        try:
-            c.channel.send_nowait(payload.to_bytes())
-        except (ChannelFull, MapshareError) as exc:
-            query.reply_err(str(exc).encode())
-            return
-        c.messages_in += 1
+        _, epoch, number, _, host = parsed
+        with c.lock:
+            # zenoh may bring one query twice (a link cut and restored, two routes): a
+            # hand-over id seen before is acknowledged again, never sent in twice
+            seen = c.seen.setdefault((host, epoch), _Seen())
+            if number in seen.ids:
+                c.duplicates += 1
+                query.reply(query.key_expr, b"ack")
+                return
+            if not c.receiving:
+                query.reply_err(_REFUSED + b" no receiver")
+                return
+            try:
+                c.channel.send_nowait(payload.to_bytes())
+            except (ChannelFull, MapshareError) as exc:
+                query.reply_err(_REFUSED + b" " + str(exc).encode())
+                return
+            seen.add(number)
+            c.messages_in += 1
         query.reply(query.key_expr, b"ack")
 
     def _forward_channel(self, c: _ChannelMap) -> None:
@@ -907,20 +945,30 @@ class Bridge:
         for i in range(len(hosts)):
             host = hosts[(c.rr + i) % len(hosts)]
             replies = self._session.get(f"{c.key}/rx/{host}", payload=data,
+                                        attachment=_pack(_KIND_MESSAGE, c.epoch, c.next,
+                                                         0, self._host_bytes),
                                         timeout=self._ack_timeout)
-            answered = False
+            refused = False
             for reply in replies:
-                answered = True
                 if reply.ok is not None:
                     c.rr = (c.rr + i + 1) % len(hosts)
                     c.messages_out += 1
+                    c.next += 1
                     return True
+                err = reply.err
+                if err is not None and err.payload.to_bytes().startswith(_REFUSED):
+                    refused = True
+                # anything else -- zenoh's own "Timeout" error reply, a transport error --
+                # says nothing about whether the message arrived
+            if refused:  # certainly not taken there: offer it to the next host
                 c.refused += 1
-            if not answered:
-                # no answer in time: it may have arrived; at most once means not again
-                c.rr = (c.rr + i + 1) % len(hosts)
-                c.unacknowledged += 1
-                return True
+                continue
+            # No answer, or no acknowledgement in time: it may have arrived.  At most
+            # once means it is never offered again.
+            c.rr = (c.rr + i + 1) % len(hosts)
+            c.unacknowledged += 1
+            c.next += 1
+            return True
         return False
 
     # -- statistics --------------------------------------------------------------------
@@ -960,6 +1008,7 @@ class Bridge:
                 name=c.name, key=c.key, messages_out=c.messages_out,
                 messages_in=c.messages_in, unacknowledged=c.unacknowledged,
                 refused=c.refused, returned=c.returned, lost=c.lost,
+                duplicates=c.duplicates,
                 receiving=c.receiving, remote_hosts=hosts,
             ))
         return BridgeStatistics(
