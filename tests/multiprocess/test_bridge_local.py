@@ -448,6 +448,59 @@ def test_channel_each_message_to_exactly_one_receiver(
         assert ca.statistics().queued_messages == 0
 
 
+def test_channel_unanswered_hand_over_is_never_delivered_twice(
+        names: Callable[[], str], hosts: Callable[..., Host]) -> None:
+    """B1's bridge is stopped (SIGSTOP) while A hands messages over: the hand-overs to B1
+    get no acknowledgement (zenoh answers 'Timeout'), are counted unacknowledged and not
+    offered to B2; when B1 resumes it may still deliver them -- each message is received
+    at most once, and every acknowledged one exactly once."""
+    ca_name, c1_name, c2_name = names(), names(), names()
+    key = f"mapshare/test/{names()}"
+    port = _free_port()
+    n = 6
+    with mapshare.Channel.create(ca_name, 1 << 16) as ca, \
+            mapshare.Channel.create(c1_name, 1 << 16) as c1, \
+            mapshare.Channel.create(c2_name, 1 << 16) as c2:
+        a = hosts(channels={ca_name: key}, port=port)
+        b1 = hosts(channels={c1_name: key}, connect=(port,))
+        b2 = hosts(channels={c2_name: key}, connect=(port,))
+        got: dict[str, list[bytes]] = {c1_name: [], c2_name: []}
+        stop = threading.Event()
+
+        def receive(ch: mapshare.Channel) -> None:
+            while not stop.is_set():
+                try:
+                    got[ch.name].append(ch.receive(timeout=0.05))
+                except mapshare.WaitTimeout:
+                    pass
+
+        threads = [threading.Thread(target=receive, args=(c,)) for c in (c1, c2)]
+        for t in threads:
+            t.start()
+        try:
+            _until("A knows both receiving hosts", lambda: set(
+                a.fresh_stats().channels[0].remote_hosts) == {b1.host_id, b2.host_id})
+            b1.kill(signal.SIGSTOP)
+            _until("B1's bridge stopped", b1.stopped)
+            for i in range(n):
+                ca.send(b"%d" % i)
+            sa = _until("every message handed over", lambda: (
+                lambda c: c if c.messages_out + c.unacknowledged == n else None)(
+                    a.fresh_stats().channels[0]))
+            b1.kill(signal.SIGCONT)
+            time.sleep(1.0)  # what B1 still delivers, and any duplicate, arrives now
+        finally:
+            b1.kill(signal.SIGCONT)
+            stop.set()
+            for t in threads:
+                t.join()
+        everything = got[c1_name] + got[c2_name]
+        assert len(everything) == len(set(everything)), "a message delivered twice"
+        assert set(everything) <= {b"%d" % i for i in range(n)}
+        assert sa.unacknowledged >= 1 and sa.messages_out == len(got[c2_name])
+        assert n - len(everything) <= sa.unacknowledged
+
+
 def test_message_too_large_for_the_remote_ring_is_counted_lost(
         names: Callable[[], str], hosts: Callable[..., Host]) -> None:
     ta_name, tb_name, key = names(), names(), f"mapshare/test/{names()}"
