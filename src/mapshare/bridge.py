@@ -141,13 +141,21 @@ def _unpack(att: bytes) -> Optional[tuple[int, int, int, int, str]]:
     version, kind, epoch, number, count = _ATTACH.unpack_from(att)
     if version != _VERSION or kind not in (_KIND_MESSAGE, _KIND_LOSS, _KIND_LOSS_UNHEARD):
         return None
-    try:
-        host = att[_ATTACH.size:].decode()
-    except UnicodeDecodeError:
-        return None
-    if not _HOST_RE.match(host):
-        return None
+    raw = att[_ATTACH.size:]
+    host = _hosts.get(raw)
+    if host is None:  # a host id not met yet: check it once
+        try:
+            host = raw.decode()
+        except UnicodeDecodeError:
+            return None
+        if not _HOST_RE.match(host):
+            return None
+        if len(_hosts) < 4096:  # bounded: a flood of forged ids is checked every time
+            _hosts[raw] = host
     return kind, epoch, number, count, host
+
+
+_hosts: dict[bytes, str] = {}  # host ids already checked (their UTF-8 bytes)
 
 
 def _local_missed(lag: Lagged) -> int:
