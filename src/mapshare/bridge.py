@@ -13,16 +13,18 @@ Samples arriving on ``key`` from other hosts are published locally with
 never sent back out (no loops).  Per remote host the bridge keeps the next stream number
 it expects: a gap (lost on the network, or lost by the remote bridge's own local
 subscriber, which it announces with a loss sample) becomes ``Topic.publish_loss(gap)``, so
-a local subscriber gets one ``Lagged`` with the exact count; a number already seen is a
-duplicate and is dropped (and counted).
+a local subscriber gets ``Lagged`` with the exact count; a number already seen is a
+duplicate and is dropped (and counted).  Stream positions are kept in shared memory
+(``<stats_name>.cursors``), so a restarted bridge resumes its streams.
 
 Channel mode (``channels={name: key}``): every message sent into the local channel is
 delivered to exactly one receiver, here or on one remote host, **at most once**: a host
 whose channel has receivers of its own declares a liveliness token and a queryable
 ``key/rx/<host>``; a bridge whose channel has no local receiver takes a message only when a
 remote receiving host is known, and hands it over with one ``get`` to one chosen host,
-whose bridge sends it into its channel and replies with an acknowledgement.  No
-acknowledgement in time: the message is counted ``unacknowledged`` and never sent again.
+whose bridge sends it into its channel and replies with an acknowledgement (a query
+zenoh brings twice is recognised by its id).  No acknowledgement in time: the message is
+counted ``unacknowledged`` and never sent again.
 
 eclipse-zenoh is an optional dependency (``pip install "mapshare[bridge]"``): this module
 imports it only when a bridge starts.
