@@ -160,6 +160,12 @@ def _unpack(att: bytes) -> Optional[tuple[int, int, int, int, str]]:
 _hosts: dict[bytes, str] = {}  # host ids already checked (their UTF-8 bytes)
 
 
+def _local_count(st: Any) -> int:
+    """Messages published on this host (not brought in, not loss records) since the
+    topic's creation, from its statistics."""
+    return int(st.published - st.origin_published - st.loss_records)
+
+
 def _local_missed(lag: Lagged) -> int:
     """Of a ``Lagged`` the bridge's own subscriber got, the messages lost in this host's
     ring: not the ones loss records stand for (``Lagged.upstream``), which the bridge
@@ -349,6 +355,8 @@ class _TopicMap:
     matched: bool = False  # a bridge on another host subscribes to the key now
     matched_at: int = 0  # the topic's next sequence number when ``matched`` last became true
     hold: bool = False  # leave messages in the ring while nobody remote subscribes
+    local_base: int = 0  # a lower bound of the messages published here before ``sub`` began
+    local_read: int = 0  # messages published here the bridge has sent or counted lost
     messages_out: int = 0
     dropped: int = 0
     skipped: int = 0
@@ -651,13 +659,15 @@ class Bridge:
                 start = pos
         except (KeyError, TypeError, ValueError):
             epoch, number, start = random.getrandbits(63), 0, None
-        published = topic.statistics().published
-        if start is None or not 0 <= start <= published:
+        st = topic.statistics()
+        if start is None or not 0 <= start <= st.published:
             start = None  # a different topic under this name: start afresh
         # Resuming at the saved position sends what was published while the bridge was
         # away (numbers the receivers already have are dropped there as duplicates).
         sub = topic.subscribe(start if start is not None else "live")
         m = _TopicMap(name, key, topic, sub, epoch, number)
+        # at most this many messages before the subscriber's position were published here
+        m.local_base = _local_count(st) - (st.published - sub.position)
         m.out_cursor = (number, sub.position)
         for host, v in dict(saved.get("remotes") or {}).items():
             try:
@@ -732,7 +742,12 @@ class Bridge:
             except WaitTimeout:
                 continue
             except Lagged as lag:
-                missed = _local_missed(lag)
+                # Of the records lost, at most as many were published here as this host
+                # has published and the bridge has not yet accounted for: a bridge that
+                # is lapped by what it brings in itself announces no loss of its own.
+                missed = min(_local_missed(lag), max(
+                    0, _local_count(m.topic.statistics()) - m.local_base - m.local_read))
+                m.local_read += missed
                 if missed:
                     # The remote hosts count these as lost: a loss sample says so.  The
                     # part published before a remote host subscribed goes in a sample of
@@ -755,6 +770,7 @@ class Bridge:
             if data is None:  # brought in by a bridge: never back out
                 m.skipped += 1
             else:
+                m.local_read += 1
                 put(data, attachment=_pack(_KIND_MESSAGE, m.epoch, m.next, 0,
                                            self._host_bytes))
                 m.next += 1

@@ -501,6 +501,39 @@ def test_channel_unanswered_hand_over_is_never_delivered_twice(
         assert n - len(everything) <= sa.unacknowledged
 
 
+def test_a_bridge_lapped_by_what_it_brought_in_announces_no_loss(
+        names: Callable[[], str], hosts: Callable[..., Host]) -> None:
+    """B's bridge is stopped while B's small ring fills with messages that came from
+    elsewhere (origins set, as a bridge publishes them): once it runs again its own
+    subscriber is lapped, but none of what it lost was published on B, so A's
+    subscribers are told of no loss from B; B's own later message still arrives."""
+    ta_name, tb_name, key = names(), names(), f"mapshare/test/{names()}"
+    port = _free_port()
+    with mapshare.Topic.create(ta_name, 1 << 20) as ta, \
+            mapshare.Topic.create(tb_name, 4096) as tb:
+        a = hosts({ta_name: key}, port=port)
+        b = hosts({tb_name: key}, connect=(port,))
+        _until("both bridges subscribed", lambda: _matched(a) and _matched(b))
+        sub = ta.subscribe()
+        tb.publish(b"first")
+        got, lags = _receive_until(sub, b"first")
+        b.kill(signal.SIGSTOP)
+        _until("B's bridge stopped", b.stopped)
+        for i in range(1000):
+            tb.publish(b"%d" % i, origin=mapshare.Origin("elsewhere", i))
+        b.kill(signal.SIGCONT)
+        tb.publish(b"last")
+        more, more_lags = _receive_until(sub, b"last")
+        assert got + more == [b"first", b"last"] and lags == more_lags == []
+        sb = _until("B's count", lambda: (
+            lambda s: s if s.messages_out == 2 else None)(b.fresh_stats().topics[0]))
+        assert sb.dropped == 0
+        sa = _until("A's count", lambda: (
+            lambda s: s if s.messages_in == 2 else None)(a.fresh_stats().topics[0]))
+        assert sa.lost == 0
+        sub.close()
+
+
 def test_message_too_large_for_the_remote_ring_is_counted_lost(
         names: Callable[[], str], hosts: Callable[..., Host]) -> None:
     ta_name, tb_name, key = names(), names(), f"mapshare/test/{names()}"
