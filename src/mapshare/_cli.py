@@ -247,6 +247,11 @@ def _print_topic(x: dict[str, Any]) -> None:
           f"oldest held: {oldest}")
     print(f"deaths:      {x['publisher_deaths']} publisher(s) (left {x['abandoned']} "
           f"loan(s)), {x['subscriber_deaths']} subscriber(s) reaped")
+    if x.get("origin_published") or x.get("loss_records"):
+        # only for a topic a bridge feeds (issue 14): the others' output is unchanged
+        print(f"bridged:     {x['origin_published']} message(s) with an origin; "
+              f"{x['loss_records']} loss record(s) for {x['lost_upstream']} message(s) "
+              "lost upstream")
     rows = x["subscribers"]
     print(f"subscribers: {len(rows)}")
     if rows:
