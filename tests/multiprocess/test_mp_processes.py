@@ -1,0 +1,242 @@
+"""mapshare.multiprocessing across real processes started by fork, spawn and
+forkserver: objects passed as Process arguments (and inherited by fork), a SIGKILLed
+lock holder, big messages, Pool and ProcessPoolExecutor on a mapshare context, shared
+memory outliving the children that used it -- and nothing left in /dev/shm."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import queue
+import signal
+import sys
+import time
+from typing import Any
+
+import _mp_children as children
+import pytest
+
+from mapshare import multiprocessing as mp
+from mapshare.multiprocessing import queues, shared_memory
+from mp_support import mp_prefix  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("mp_prefix")
+
+METHODS = ["fork", "spawn"]
+ALL_METHODS = [m for m in ("fork", "spawn", "forkserver") if m in mp.get_all_start_methods()]
+
+
+def _run(ctx: Any, target: Any, *args: Any) -> Any:
+    p = ctx.Process(target=target, args=args)
+    p.start()
+    return p
+
+
+def _join(*procs: Any) -> None:
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0, f"child exit code {p.exitcode}"
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_queue_passed_to_child_including_a_big_message(method: str) -> None:
+    ctx = mp.get_context(method)
+    q = ctx.Queue()
+    big = 3 * queues.CAPACITY
+    p = _run(ctx, children.put_items, q, 500, big)
+    got = [q.get(timeout=60) for _ in range(500)]
+    assert got == [("item", i) for i in range(500)]
+    assert q.get(timeout=60) == b"z" * big
+    assert q.get(timeout=60) == "done"
+    _join(p)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_simple_and_joinable_queues_both_ways(method: str) -> None:
+    ctx = mp.get_context(method)
+    inq, outq = ctx.SimpleQueue(), ctx.Queue(maxsize=3)
+    p = _run(ctx, children.echo, inq, outq)
+    for i in range(50):
+        inq.put({"i": i})
+        assert outq.get(timeout=60) == {"i": i}
+    inq.put(None)
+    _join(p)
+    jq = ctx.JoinableQueue()
+    w = _run(ctx, children.joinable_worker, jq)
+    for i in range(20):
+        jq.put(i)
+    jq.put(None)
+    jq.join()  # every item marked done by the child
+    _join(w)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_value_and_array_counted_exactly_under_the_lock(method: str) -> None:
+    ctx = mp.get_context(method)
+    v = ctx.Value("i", 0)
+    arr = ctx.RawArray("q", 1)
+    lock = ctx.Lock()
+    procs = [_run(ctx, children.count_with_lock, v, 2000) for _ in range(2)]
+    procs += [_run(ctx, children.count_array, arr, lock, 2000) for _ in range(2)]
+    _join(*procs)
+    assert v.value == 4000
+    assert arr[0] == 4000
+
+
+@pytest.mark.posix_only("SIGKILL")
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("kind", ["Lock", "RLock"])
+def test_a_killed_holder_hands_the_lock_over(method: str, kind: str) -> None:
+    """The standard lock would stay locked for ever; mapshare's next acquire gets it."""
+    ctx = mp.get_context(method)
+    lock, ready = getattr(ctx, kind)(), ctx.Event()
+    p = _run(ctx, children.hold_lock_then_sleep, lock, ready)
+    assert ready.wait(60)
+    assert lock.acquire(timeout=0.05) is False  # held by the child
+    os.kill(p.pid, signal.SIGKILL)
+    p.join(60)
+    assert p.exitcode == -signal.SIGKILL
+    assert lock.acquire(timeout=30) is True
+    lock.release()
+    assert lock.acquire(False) is True  # consistent again: an ordinary lock
+    lock.release()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_event_barrier_condition_across_processes(method: str) -> None:
+    ctx = mp.get_context(method)
+    q = ctx.Queue()
+    event = ctx.Event()
+    procs = [_run(ctx, children.wait_event_then_put, event, q) for _ in range(2)]
+    time.sleep(0.05)
+    event.set()
+    assert [q.get(timeout=60), q.get(timeout=60)] == [True, True]
+    _join(*procs)
+
+    barrier = ctx.Barrier(3, timeout=60)
+    procs = [_run(ctx, children.wait_barrier, barrier, q) for _ in range(2)]
+    mine = barrier.wait()
+    assert sorted([mine, q.get(timeout=60), q.get(timeout=60)]) == [0, 1, 2]
+    _join(*procs)
+
+    cond, flag = ctx.Condition(), ctx.Value("i", 0, lock=False)
+    p = _run(ctx, children.condition_waiter, cond, flag, q)
+    with cond:
+        flag.value = 1
+        cond.notify_all()
+    assert q.get(timeout=60) is True
+    _join(p)
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_pool_runs_on_mapshare_queues(method: str) -> None:
+    ctx = mp.get_context(method)
+    with ctx.Pool(2) as pool:
+        assert isinstance(pool._inqueue, queues.SimpleQueue)
+        assert isinstance(pool._outqueue, queues.SimpleQueue)
+        assert isinstance(pool._change_notifier, queues.SimpleQueue)
+        assert pool.map(children.square, range(1000)) == [x * x for x in range(1000)]
+        assert pool.apply_async(children.square, (12,)).get(60) == 144
+        assert sorted(pool.imap_unordered(children.square, range(10))) == [
+            x * x for x in range(10)]
+    pool.join()
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_pool_with_maxtasksperchild_replaces_workers(method: str) -> None:
+    """Workers that end after their tasks (normally: under spawn and forkserver too,
+    whose children reopened the queues before multiprocessing cleared their exit
+    hooks) detach cleanly: the result queue counts no dead sender."""
+    ctx = mp.get_context(method)
+    pool = ctx.Pool(2, maxtasksperchild=2)
+    pids = pool.map(children.pid_of, range(12), chunksize=1)
+    pool.close()
+    pool.join()
+    assert len(set(pids)) > 2  # workers were replaced (the change notifier woke the pool)
+    assert pool._outqueue._channel.statistics().dead_senders == 0
+    assert pool._inqueue._channel.statistics().dead_senders == 0
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_process_pool_executor_with_the_context(method: str) -> None:
+    ctx = mp.get_context(method)
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as ex:
+        assert list(ex.map(children.square, range(200))) == [x * x for x in range(200)]
+        assert ex.submit(children.square, 9).result(60) == 81
+        assert isinstance(ex._result_queue, queues.SimpleQueue)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_shared_memory_outlives_the_children_that_used_it(method: str, name: str) -> None:
+    """The standard module's resource tracker removes a block when a process that used it
+    ends (3.11-3.12: even one that only opened it); this one stays until unlink()."""
+    ctx = mp.get_context(method)
+    block = shared_memory.SharedMemory(name, create=True, size=64)
+    try:
+        _join(_run(ctx, children.shm_write, name, b"from child"))
+        _join(_run(ctx, children.shm_write, name, b"FROM"))
+        again = shared_memory.SharedMemory(name)
+        assert bytes(again.buf[:10]) == b"FROMchild"[:4] + b" child"
+        again.close()
+    finally:
+        block.close()
+        block.unlink()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork")
+def test_objects_inherited_by_fork_without_pickling() -> None:
+    ctx = mp.get_context("fork")
+    q, lock, v = ctx.Queue(), ctx.Lock(), ctx.Value("d", 0.0)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            with lock:
+                v.value = 2.5
+            q.put("from forked child")
+            q.close()
+            q.join_thread()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert q.get(timeout=60) == "from forked child"
+    assert v.value == 2.5
+    assert lock.acquire(False)
+    lock.release()
+
+
+@pytest.mark.posix_only("SIGKILL")
+@pytest.mark.parametrize("method", METHODS)
+def test_a_killed_sender_is_not_an_error_for_the_receiver(method: str) -> None:
+    """What a killed sender had put is delivered; then the queue is just empty (the
+    channel's dead-sender report never reaches a Queue user)."""
+    ctx = mp.get_context(method)
+    q, ready = ctx.Queue(), ctx.Event()
+    p = _run(ctx, children.put_then_sleep, q, 100, ready)
+    assert ready.wait(60)
+    os.kill(p.pid, signal.SIGKILL)
+    p.join(60)
+    assert [q.get(timeout=60) for _ in range(100)] == list(range(100))
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.2)
+    q.put("still usable")
+    assert q.get(timeout=60) == "still usable"
+
+
+@pytest.mark.posix_only("the standard Connection reducer passes fds")
+@pytest.mark.parametrize("method", METHODS)
+def test_objects_pickled_with_forkingpickler_reducers(method: str) -> None:
+    """A Connection goes through a mapshare Queue as through the standard one (the
+    ForkingPickler reducers apply: the fd is passed to the receiver)."""
+    ctx = mp.get_context(method)
+    q = ctx.Queue()
+    p = _run(ctx, children.send_on_connection, q)
+    reader, writer = ctx.Pipe(duplex=False)
+    q.put(writer)
+    assert reader.poll(60)
+    assert reader.recv() == "through a pipe end that came through a mapshare queue"
+    _join(p)
+    writer.close()
+    reader.close()
