@@ -42,6 +42,13 @@ class Receiver(threading.Thread):
         self.lock = threading.Lock()
 
     def run(self) -> None:
+        try:
+            self._loop()
+        except BaseException:  # reported to the test (check_gaps fails on it)
+            with self.lock:
+                self.log.append(["error", traceback.format_exc()])
+
+    def _loop(self) -> None:
         while not self.stop.is_set():
             try:
                 data = self.receive(0.1)

@@ -110,16 +110,24 @@ class Agent(Proc):
 
 
 class Bridge(Proc):
-    """``mapshare bridge --json`` on a host; ``started()`` waits for its first line."""
+    """``mapshare bridge --json`` on a host; returns once it has printed its "started"
+    event (statistics lines that follow are read and dropped by the pump)."""
 
     def __init__(self, host: _hosts.Host, argv: list[str], name: str) -> None:
         super().__init__(host, argv, name)
-        first = self.line()
-        try:
-            event = json.loads(first)
-        except ValueError:
-            raise AssertionError(f"{name}: first line not JSON: {first!r}") from None
-        assert event.get("event") == "started", (first, self.describe())
+        deadline = time.monotonic() + WAIT
+        while not any(e.get("event") == "started" for e in json_objects(self.line())):
+            assert time.monotonic() < deadline, f"{name} never said started"
+
+
+def json_objects(line: str) -> list[dict[str, Any]]:
+    """The JSON objects on one line (a line is one object; tolerate two run together)."""
+    dec, out, i = json.JSONDecoder(), [], 0
+    line = line.strip()
+    while i < len(line):
+        obj, i = dec.raw_decode(line, i)
+        out.append(obj)
+    return out
 
 
 _counter = itertools.count()
@@ -224,6 +232,9 @@ def net(hosts: _hosts.Hosts) -> Iterator[Net]:
 
 
 def messages(log: list[list[Any]]) -> list[list[Any]]:
+    """The messages of a receiver's log; AssertionError if its thread failed."""
+    errors = [e[1] for e in log if e[0] == "error"]
+    assert not errors, f"the receiving thread failed: {errors[0]}"
     return [e for e in log if e[0] == "m"]
 
 
@@ -231,7 +242,8 @@ def check_gaps(log: list[list[Any]], host: Optional[str] = None) -> tuple[int, i
     """Every Lagged in ``log`` (from its first message on) stands for exactly the
     messages of ``host`` missing around it, counters arrive in increasing order with no
     duplicate, origin seqs increase.  Returns (messages received, sum of missed)."""
-    events = [e for e in log if e[0] == "lag" or e[2] == host]
+    messages(log)  # no receiving thread failed
+    events = [e for e in log if e[0] == "lag" or (e[0] == "m" and e[2] == host)]
     start = next((k for k, e in enumerate(events) if e[0] == "m"), len(events))
     prev: Optional[list[Any]] = None
     lost = received = 0
