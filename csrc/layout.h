@@ -226,7 +226,16 @@ typedef struct ms_ring {
  * (flags == MS_REC_PAD, length == the bytes to the end, seq == the next message's seq)
  * fills the rest; when fewer than 16 bytes are left there is no header at all (an
  * implicit pad) and the next record starts at offset 0.  A message's flags carry its
- * kind in bits 8-15 (MS_REC_KIND_*, as for channels); every other bit is 0.
+ * kind in bits 8-15 (MS_REC_KIND_*, as for channels) and two more bits (every other bit
+ * is 0; a reader older than these bits takes a record with either for corrupt):
+ *   MS_REC_ORIGIN: the record's body starts with an origin block (ms_topic_origin: the
+ *     originating host's id and the message's sequence number in that host's topic,
+ *     written by a bridge that brings the message in from another host); `length`
+ *     counts the block too, the payload follows it.
+ *   MS_REC_LOSS: a loss record: not a message but `missed` (>= 1, <=
+ *     MS_TOPIC_LOSS_MAX) messages lost upstream (on the network, in another host); its
+ *     body is [origin block, if MS_REC_ORIGIN] + uint64 missed, its kind is 0.  It takes
+ *     one sequence number like a message; a subscriber that reaches it gets Lagged.
  * A record (header + payload) is at most capacity / 2 bytes, so a publish never drops a
  * record that is not yet complete: head <= tail always.
  *
@@ -240,6 +249,19 @@ typedef struct ms_ring {
 #define MS_TOPIC_SUB_SIZE    64u   /* bytes of one subscriber-table entry */
 #define MS_TOPIC_SUBS_MAX    65536u
 #define MS_TOPIC_CAPACITY_MIN 128u
+#define MS_REC_ORIGIN        0x2u  /* topic record flag: an origin block precedes the payload */
+#define MS_REC_LOSS          0x4u  /* topic record flag: a loss record (see above) */
+#define MS_TOPIC_HOST_MAX    64u   /* bytes of an origin's host id (UTF-8, 1..64) */
+#define MS_TOPIC_LOSS_MAX    ((1ull << 48) - 1)  /* largest `missed` of one loss record */
+
+/* The origin block of an MS_REC_ORIGIN record, at the start of its body: 16 bytes, then
+ * host_len bytes of host id padded to 8 (so 24..80 bytes in all). */
+typedef struct ms_topic_origin {
+    uint64_t seq;              /*  0 the message's sequence number at its origin */
+    uint32_t host_len;         /*  8 bytes of host id that follow, 1..MS_TOPIC_HOST_MAX */
+    uint32_t reserved;         /* 12 0 */
+    /* 16: host id (UTF-8, not NUL-terminated), zero-padded to a multiple of 8 */
+} ms_topic_origin;
 
 typedef struct ms_topic {
     /* line 0: immutable after creation */
@@ -265,7 +287,14 @@ typedef struct ms_topic {
     /* line 2: written by subscribers */
     uint32_t progress;         /* 128 futex word a block-mode publisher sleeps on */
     uint32_t pub_waiters;      /* 132 publishers asleep on progress */
-    uint8_t  pad2[56];
+    /* loss records (MS_REC_LOSS): written under pub_lock, rarely (only when a loss
+     * record is published or dropped), so they share the subscribers' line */
+    uint64_t lost;             /* 136 sum of `missed` over every loss record published */
+    uint64_t losses;           /* 144 loss records published */
+    uint64_t head_lost;        /* 152 sum of `missed` over the loss records below head_seq */
+    uint64_t head_losses;      /* 160 loss records below head_seq (both in the head_gen
+                                * seqlock with head and head_seq) */
+    uint8_t  pad2[24];
     /* line 3: counters */
     uint64_t published_bytes;  /* 192 payload bytes published */
     uint64_t publisher_deaths; /* 200 pub_lock found OWNER_DIED */
@@ -274,7 +303,8 @@ typedef struct ms_topic {
     uint64_t subscribes;       /* 224 entries ever claimed (a block-mode publisher's cache key) */
     uint32_t subscribing;      /* 232 1 while pub_lock is held to subscribe, not to publish */
     uint32_t reserved3;        /* 236 */
-    uint8_t  pad3[16];
+    uint64_t origin_published; /* 240 messages published with an origin (MS_REC_ORIGIN) */
+    uint8_t  pad3[8];
     /* line 4: the publishers' robust lock (Windows: MS_SLOT_PUB_LOCK) */
     uint8_t  pub_lock[64];     /* 256 */
 } ms_topic;
@@ -328,6 +358,10 @@ MS_STATIC_ASSERT(offsetof(ms_topic, data_seq) == 112, "topic data word");
 MS_STATIC_ASSERT(offsetof(ms_topic, progress) == 128, "topic subscriber line");
 MS_STATIC_ASSERT(offsetof(ms_topic, published_bytes) == 192, "topic counters line");
 MS_STATIC_ASSERT(offsetof(ms_topic, subscribing) == 232, "topic subscribing flag");
+MS_STATIC_ASSERT(offsetof(ms_topic, lost) == 136, "topic loss totals");
+MS_STATIC_ASSERT(offsetof(ms_topic, head_losses) == 160, "topic loss records below head");
+MS_STATIC_ASSERT(offsetof(ms_topic, origin_published) == 240, "topic origin counter");
+MS_STATIC_ASSERT(sizeof(ms_topic_origin) == 16, "origin block header");
 MS_STATIC_ASSERT(offsetof(ms_topic, pub_lock) == 256, "topic lock line");
 MS_STATIC_ASSERT(sizeof(ms_topic_sub) == MS_TOPIC_SUB_SIZE, "subscriber entry is one line");
 

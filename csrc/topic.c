@@ -52,6 +52,60 @@ typedef struct rec_hdr {
     uint64_t seq;
 } rec_hdr;
 
+#if defined(_MSC_VER) && !defined(__clang__)
+#define ALWAYS_INLINE __forceinline
+#define COLD __declspec(noinline)
+#else
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#define COLD __attribute__((noinline, cold))
+#endif
+
+/* The extra flag bits a topic record may carry besides its kind. */
+#define REC_SPECIAL (MS_REC_ORIGIN | MS_REC_LOSS)
+
+/* A record whose flags carry MS_REC_ORIGIN or MS_REC_LOSS, as parsed from the ring. */
+typedef struct special_rec {
+    uint64_t block;      /* bytes of the origin block (0: none) */
+    uint64_t missed;     /* a loss record: the messages it stands for; else 0 */
+    ms_topic_origin ob;  /* the origin block's fixed part, if any */
+} special_rec;
+
+/* Check a record with flags beyond its kind whose header r was copied from ring offset
+ * off (untrusted: every field read once, each checked against the ring): known bits
+ * only, the record inside the ring, a well-formed origin block, a loss count in range.
+ * 1 if it is one a publisher could have written (*sp filled), else 0.  The bytes read
+ * may be torn: the caller validates them (overwritten()) before trusting them. */
+static int special_ok(ms_topic_handle *t, const rec_hdr *r, uint64_t off, special_rec *sp)
+{
+    uint32_t f = r->flags;
+    if ((f & ~(MS_REC_KIND_MASK | REC_SPECIAL)) != 0 || (f & REC_SPECIAL) == 0 ||
+        r->length > t->max_message || off + HDR + ALIGN8(r->length) > t->cap)
+        return 0;
+    const uint8_t *body = t->ring + off + HDR;
+    sp->block = 0;
+    sp->missed = 0;
+    if (f & MS_REC_ORIGIN) {
+        if (r->length < sizeof sp->ob)
+            return 0;
+        memcpy(&sp->ob, body, sizeof sp->ob);
+        if (sp->ob.host_len == 0 || sp->ob.host_len > MS_TOPIC_HOST_MAX)
+            return 0;
+        sp->block = sizeof sp->ob + ALIGN8(sp->ob.host_len);
+        if (sp->block > r->length)
+            return 0;
+    }
+    if (f & MS_REC_LOSS) {
+        uint64_t m;
+        if ((f & MS_REC_KIND_MASK) != 0 || r->length != sp->block + 8)
+            return 0;
+        memcpy(&m, body + sp->block, sizeof m);
+        if (m == 0 || m > MS_TOPIC_LOSS_MAX)
+            return 0;
+        sp->missed = m;
+    }
+    return 1;
+}
+
 uint64_t ms_topic_max_message(uint64_t capacity)
 {
     /* a record is at most half the ring: then a record and the padding before it never
@@ -139,9 +193,11 @@ static int is_sub_pid(uint32_t pid)
 /* With pub_lock held: walk the whole records of [h, tail), the first of seq hs, checking
  * each header; *nseq = the seq after the last.  MS_E_LAYOUT if any is inconsistent. */
 static ms_status count_locked(ms_topic_handle *t, uint64_t h, uint64_t hs, uint64_t tail,
-                              uint64_t *nseq)
+                              uint64_t *nseq, uint64_t *lost, uint64_t *losses)
 {
     uint64_t cap = t->cap;
+    *lost = 0;
+    *losses = 0;
     while (h < tail) {
         uint64_t o = h % cap;
         if (cap - o < HDR) {
@@ -151,10 +207,18 @@ static ms_status count_locked(ms_topic_handle *t, uint64_t h, uint64_t hs, uint6
         rec_hdr r;
         memcpy(&r, t->ring + o, sizeof r);
         uint64_t size = r.flags == MS_REC_PAD ? r.length : HDR + ALIGN8(r.length);
+        special_rec sp;
+        if (r.flags != MS_REC_PAD && (r.flags & ~MS_REC_KIND_MASK) != 0) {
+            if (!special_ok(t, &r, o, &sp))
+                return MS_E_LAYOUT;
+            if (sp.missed) {
+                *lost += sp.missed;
+                (*losses)++;
+            }
+        }
         if (r.seq != hs || size < HDR || size > tail - h || o + size > cap ||
             (r.flags == MS_REC_PAD && (r.length != cap - o || o == 0)) ||
-            (r.flags != MS_REC_PAD && ((r.flags & ~MS_REC_KIND_MASK) != 0 ||
-                                       r.length > t->max_message)))
+            (r.flags != MS_REC_PAD && r.length > t->max_message))
             return MS_E_LAYOUT;
         h += size;
         if (r.flags != MS_REC_PAD)
@@ -213,23 +277,35 @@ static ms_status repair_locked(ms_topic_handle *t)
             }
         }
     }
-    uint64_t counted = 0;
-    if (ok && count_locked(t, h, hs, tail, &counted) == MS_OK &&
+    uint64_t counted = 0, lost = 0, losses = 0;
+    if (ok && count_locked(t, h, hs, tail, &counted, &lost, &losses) == MS_OK &&
         (counted == nseq || counted + 1 == nseq)) {
         if (counted != nseq)
             ms_store64(&tp->next_seq, counted);
-        if (!(g & 1u))
+        if (!(g & 1u)) {
+            /* the loss totals follow from what head stands for and the records held (a
+             * loss record's commit may have stored them and died before tail) */
+            ms_store64(&tp->lost, ms_load_relaxed64(&tp->head_lost) + lost);
+            ms_store64(&tp->losses, ms_load_relaxed64(&tp->head_losses) + losses);
             return MS_OK;
+        }
+        /* died moving head: what head stands for follows from the totals */
+        lost = ms_load_relaxed64(&tp->lost) - lost;
+        losses = ms_load_relaxed64(&tp->losses) - losses;
     } else {
         /* unrecoverable: hold nothing (subscribers validate by intent, not head) */
         h = tail;
         hs = nseq;
+        lost = ms_load_relaxed64(&tp->lost);
+        losses = ms_load_relaxed64(&tp->losses);
     }
     if (!(g & 1u)) {
         ms_store64(&tp->head_gen, ++g);
         fence_release();
     }
     ms_store64(&tp->head_seq, hs);
+    ms_store64(&tp->head_lost, lost);
+    ms_store64(&tp->head_losses, losses);
     ms_store64(&tp->head, h);
     ms_store64(&tp->head_gen, g + 1);
     return MS_OK;
@@ -263,7 +339,7 @@ static ms_status pub_lock_contended(ms_topic_handle *t, const ms_wait_opts *o)
 }
 
 /* Take pub_lock; o->timeout_ns 0 tries once. */
-static ms_status pub_lock(ms_topic_handle *t, const ms_wait_opts *o)
+static ALWAYS_INLINE ms_status pub_lock(ms_topic_handle *t, const ms_wait_opts *o)
 {
     ms_status st = o->timeout_ns == 0
                        ? ms_lock_acquire(t->seg, MS_SLOT_PUB_LOCK, t->tp->pub_lock, o, NULL)
@@ -316,6 +392,7 @@ static void reap_dead_subs(ms_topic_handle *t, int only_sleepers)
 }
 
 /* ---- publishing ---------------------------------------------------------------------- */
+
 
 /* Block mode, with pub_lock held: 1 if a live subscriber (by its entry; liveness is
  * checked only while waiting) still has to read something below `low`. */
@@ -375,8 +452,15 @@ static void reap_blockers(ms_topic_handle *t, uint64_t low)
  * is needed.  MS_OK: *start, *seq set, the caller writes the record and calls
  * publish_locked.  MS_E_FULL (block mode): *low = the position every live subscriber must
  * reach first; nothing was changed. */
-static ms_status reserve_locked(ms_topic_handle *t, uint64_t rsize, uint64_t *start,
-                                uint64_t *seq, uint64_t *low_out)
+static ms_status reserve_slow(ms_topic_handle *t, uint64_t rsize, uint64_t *start,
+                              uint64_t *seq, uint64_t *low_out);
+
+/* One body, two copies: reserve_fast (slow 0: a leaf function, exactly the walk it
+ * always was) and reserve_slow (slow 1: also sums the loss records it drops into what
+ * head stands for). */
+static ALWAYS_INLINE ms_status reserve_impl(ms_topic_handle *t, uint64_t rsize,
+                                            uint64_t *start, uint64_t *seq, uint64_t *low_out,
+                                            const int slow)
 {
     ms_topic *tp = t->tp;
     uint64_t cap = t->cap;
@@ -403,7 +487,7 @@ static ms_status reserve_locked(ms_topic_handle *t, uint64_t rsize, uint64_t *st
     }
     if (h < low) {
         /* drop the records the new one overwrites (each fully written: below tail) */
-        uint64_t nh = h, nhs = hs;
+        uint64_t nh = h, nhs = hs, dlost = 0, dlosses = 0;
         while (nh < low) {
             uint64_t o = nh % cap;
             if (cap - o < HDR) {
@@ -419,9 +503,19 @@ static ms_status reserve_locked(ms_topic_handle *t, uint64_t rsize, uint64_t *st
                 size = r.length;
             } else {
                 size = HDR + ALIGN8(r.length);
-                if ((r.flags & ~MS_REC_KIND_MASK) != 0 || r.length > t->max_message ||
-                    o + size > cap || r.seq != nhs)
+                if ((r.flags & ~MS_REC_KIND_MASK) != 0) {
+                    if (!slow)  /* nothing was changed yet: start over off the fast path */
+                        return reserve_slow(t, rsize, start, seq, low_out);
+                    special_rec sp;
+                    if (!special_ok(t, &r, o, &sp) || r.seq != nhs)
+                        return MS_E_LAYOUT;
+                    if (sp.missed) {
+                        dlost += sp.missed;
+                        dlosses++;
+                    }
+                } else if (r.length > t->max_message || o + size > cap || r.seq != nhs) {
                     return MS_E_LAYOUT;
+                }
                 nhs++;
             }
             nh += size;
@@ -432,6 +526,10 @@ static ms_status reserve_locked(ms_topic_handle *t, uint64_t rsize, uint64_t *st
         ms_store64(&tp->head_gen, g + 1);
         fence_release();
         ms_store64(&tp->head_seq, nhs);
+        if (slow && dlosses) {
+            ms_store64(&tp->head_lost, ms_load_relaxed64(&tp->head_lost) + dlost);
+            ms_store64(&tp->head_losses, ms_load_relaxed64(&tp->head_losses) + dlosses);
+        }
         ms_store64(&tp->head, nh);
         ms_store64(&tp->head_gen, g + 2);
     }
@@ -447,6 +545,25 @@ static ms_status reserve_locked(ms_topic_handle *t, uint64_t rsize, uint64_t *st
     *start = s;
     *seq = nseq;
     return MS_OK;
+}
+
+static ms_status reserve_fast(ms_topic_handle *t, uint64_t rsize, uint64_t *start,
+                              uint64_t *seq, uint64_t *low_out)
+{
+    return reserve_impl(t, rsize, start, seq, low_out, 0);
+}
+
+static COLD ms_status reserve_slow(ms_topic_handle *t, uint64_t rsize, uint64_t *start,
+                                   uint64_t *seq, uint64_t *low_out)
+{
+    return reserve_impl(t, rsize, start, seq, low_out, 1);
+}
+
+static ALWAYS_INLINE ms_status reserve_locked(ms_topic_handle *t, uint64_t rsize,
+                                              uint64_t *start, uint64_t *seq,
+                                              uint64_t *low_out)
+{
+    return reserve_fast(t, rsize, start, seq, low_out);
 }
 
 /* With pub_lock held, after the payload was written at start + 16: write the header
@@ -483,6 +600,63 @@ struct pub_args {
     uint8_t **loan_ptr;   /* non-NULL: reserve only, keep the lock */
     uint64_t *seq;
 };
+
+/* A special record's arguments (publish_special_fn): the plain ones, then */
+struct special_args {
+    struct pub_args a;
+    const ms_origin *origin;  /* or NULL */
+    uint64_t missed;          /* a loss record: the messages it stands for (> 0); else 0 */
+};
+
+/* Bytes of the body of a special record: the origin block, then the payload (a loss
+ * record: the uint64 count). */
+static uint64_t special_body(const struct special_args *a)
+{
+    uint64_t b = a->origin ? sizeof(ms_topic_origin) + ALIGN8(a->origin->host_len) : 0;
+    return b + (a->missed ? 8 : a->a.n);
+}
+
+/* publish_locked for a special record (an origin, or a loss record): write its body and
+ * header, count it, publish it (tail last, as always). */
+static void publish_special_locked(ms_topic_handle *t, uint64_t start,
+                                   const struct special_args *a, uint64_t seq)
+{
+    ms_topic *tp = t->tp;
+    uint8_t *rec = t->ring + start % t->cap;
+    uint8_t *body = rec + HDR;
+    uint64_t block = 0;
+    uint32_t flags = (a->a.kind << MS_REC_KIND_SHIFT) & MS_REC_KIND_MASK;
+    if (a->origin) {
+        uint32_t hl = a->origin->host_len;
+        ms_topic_origin ob = { a->origin->seq, hl, 0 };
+        memcpy(body, &ob, sizeof ob);
+        memcpy(body + sizeof ob, a->origin->host, hl);
+        memset(body + sizeof ob + hl, 0, (size_t)(ALIGN8(hl) - hl));
+        block = sizeof ob + ALIGN8(hl);
+        flags |= MS_REC_ORIGIN;
+    }
+    uint64_t len;
+    if (a->missed) {
+        memcpy(body + block, &a->missed, sizeof a->missed);
+        flags = (flags & ~MS_REC_KIND_MASK) | MS_REC_LOSS;
+        len = block + 8;
+    } else {
+        memcpy(body + block, a->a.data, a->a.n);
+        len = block + a->a.n;
+    }
+    rec_hdr r = { (uint32_t)len, flags, seq };
+    memcpy(rec, &r, sizeof r);
+    ms_store64(&tp->next_seq, seq + 1);
+    if (a->missed) {
+        /* before tail, like next_seq: repair_locked recounts both from the records */
+        ms_store64(&tp->lost, ms_load_relaxed64(&tp->lost) + a->missed);
+        ms_store64(&tp->losses, ms_load_relaxed64(&tp->losses) + 1);
+    } else {
+        tp->published_bytes += a->a.n;
+        tp->origin_published += 1;
+    }
+    ms_store_sc64(&tp->tail, start + HDR + ALIGN8(len));
+}
 
 /* Block mode, unlocked: wait until every live subscriber reached `low`, checking the
  * blockers' liveness every slice.  Returns MS_OK (look again), MS_E_TIMEOUT, or what
@@ -522,11 +696,12 @@ static ms_status wait_progress(ms_topic_handle *t, uint64_t low, const ms_wait_o
     return st;
 }
 
-static ms_status publish_fn(void *arg)
+/* One body for both publishes, specialised at compile time: the plain one (special 0)
+ * stays exactly what it was; special records (an origin, a loss) go through the other. */
+static ALWAYS_INLINE ms_status publish_impl(struct pub_args *a, const int special)
 {
-    struct pub_args *a = (struct pub_args *)arg;
     ms_topic_handle *t = a->t;
-    uint64_t rsize = HDR + ALIGN8(a->n);
+    uint64_t rsize = HDR + ALIGN8(special ? special_body((struct special_args *)a) : a->n);
     ms_wait_opts lo = *a->o;
     uint64_t start = 0;
     if (a->o->try_only)
@@ -553,8 +728,12 @@ static ms_status publish_fn(void *arg)
                 *a->loan_ptr = t->ring + s % t->cap + HDR;
                 return MS_OK;  /* pub_lock stays held until commit or abort */
             }
-            memcpy(t->ring + s % t->cap + HDR, a->data, a->n);
-            publish_locked(t, s, a->n, a->kind, seq);
+            if (special) {
+                publish_special_locked(t, s, (struct special_args *)a, seq);
+            } else {
+                memcpy(t->ring + s % t->cap + HDR, a->data, a->n);
+                publish_locked(t, s, a->n, a->kind, seq);
+            }
             pub_unlock(t);
             wake_subscribers(t);
             if (a->seq)
@@ -572,9 +751,19 @@ static ms_status publish_fn(void *arg)
     }
 }
 
-static ms_status run_pub(struct pub_args *a)
+static ms_status publish_fn(void *arg)
 {
-    ms_status st = ms_p_guarded_call(publish_fn, a);
+    return publish_impl((struct pub_args *)arg, 0);
+}
+
+static ms_status publish_special_fn(void *arg)
+{
+    return publish_impl((struct pub_args *)arg, 1);
+}
+
+static ms_status run_pub(struct pub_args *a, ms_status (*fn)(void *))
+{
+    ms_status st = ms_p_guarded_call(fn, a);
     if (st == MS_E_FAULT)
         ms_segment_fault(a->t->seg);
     return st;
@@ -586,7 +775,39 @@ ms_status ms_topic_publish(ms_topic_handle *t, const void *data, size_t n, uint3
     if (n > t->max_message)
         return MS_E_TOO_LARGE;
     struct pub_args a = { t, data, n, kind, o, NULL, seq };
-    return run_pub(&a);
+    return run_pub(&a, publish_fn);
+}
+
+static int origin_ok(const ms_origin *origin)
+{
+    return origin->host && origin->host_len >= 1 && origin->host_len <= MS_TOPIC_HOST_MAX;
+}
+
+ms_status ms_topic_publish_origin(ms_topic_handle *t, const void *data, size_t n,
+                                  uint32_t kind, const ms_origin *origin,
+                                  const ms_wait_opts *o, uint64_t *seq)
+{
+    if (!origin)
+        return ms_topic_publish(t, data, n, kind, o, seq);
+    if (!origin_ok(origin) || kind > 255)
+        return MS_E_INVALID;
+    if (n > t->max_message)
+        return MS_E_TOO_LARGE;
+    struct special_args a = { { t, data, n, kind, o, NULL, seq }, origin, 0 };
+    if (special_body(&a) > t->max_message)
+        return MS_E_TOO_LARGE;
+    return run_pub(&a.a, publish_special_fn);
+}
+
+ms_status ms_topic_publish_loss(ms_topic_handle *t, uint64_t missed, const ms_origin *origin,
+                                const ms_wait_opts *o, uint64_t *seq)
+{
+    if (missed == 0 || missed > MS_TOPIC_LOSS_MAX || (origin && !origin_ok(origin)))
+        return MS_E_INVALID;
+    struct special_args a = { { t, NULL, 0, MS_REC_KIND_BYTES, o, NULL, seq }, origin, missed };
+    if (special_body(&a) > t->max_message)
+        return MS_E_TOO_LARGE;
+    return run_pub(&a.a, publish_special_fn);
 }
 
 ms_status ms_topic_loan(ms_topic_handle *t, size_t n, uint8_t **ptr, const ms_wait_opts *o)
@@ -594,7 +815,7 @@ ms_status ms_topic_loan(ms_topic_handle *t, size_t n, uint8_t **ptr, const ms_wa
     if (n > t->max_message)
         return MS_E_TOO_LARGE;
     struct pub_args a = { t, NULL, n, MS_REC_KIND_BYTES, o, ptr, NULL };
-    return run_pub(&a);
+    return run_pub(&a, publish_fn);
 }
 
 static ms_status commit_fn(void *arg)
@@ -742,9 +963,11 @@ void ms_topic_detach(ms_topic_handle *t)
 /* ---- subscribing --------------------------------------------------------------------- */
 
 /* With pub_lock held: from (h, hs), walk whole records until the one of seq `target`
- * (or tail).  *pos is its position. */
+ * (or tail).  *pos is its position; *lost and *losses (given for h) become those below
+ * it. */
 static ms_status walk_locked(ms_topic_handle *t, uint64_t h, uint64_t hs, uint64_t tail,
-                             uint64_t target, uint64_t *pos, uint64_t *seq)
+                             uint64_t target, uint64_t *pos, uint64_t *seq, uint64_t *lost,
+                             uint64_t *losses)
 {
     uint64_t cap = t->cap;
     while (hs < target && h < tail) {
@@ -762,8 +985,16 @@ static ms_status walk_locked(ms_topic_handle *t, uint64_t h, uint64_t hs, uint64
             continue;
         }
         uint64_t size = HDR + ALIGN8(r.length);
-        if ((r.flags & ~MS_REC_KIND_MASK) != 0 || r.length > t->max_message ||
-            o + size > cap || r.seq != hs || size > tail - h)
+        if ((r.flags & ~MS_REC_KIND_MASK) != 0) {
+            special_rec sp;
+            if (!special_ok(t, &r, o, &sp))
+                return MS_E_LAYOUT;
+            if (sp.missed) {
+                *lost += sp.missed;
+                (*losses)++;
+            }
+        }
+        if (r.length > t->max_message || o + size > cap || r.seq != hs || size > tail - h)
             return MS_E_LAYOUT;
         h += size;
         hs++;
@@ -774,8 +1005,8 @@ static ms_status walk_locked(ms_topic_handle *t, uint64_t h, uint64_t hs, uint64
     *seq = hs;
     /* the rest of the log must hold exactly the messages up to next_seq (a subscribe is
      * rare: checking what it will read costs one walk of the ring at most) */
-    uint64_t counted = 0;
-    ms_status st = count_locked(t, h, hs, tail, &counted);
+    uint64_t counted = 0, rest_lost = 0, rest_losses = 0;
+    ms_status st = count_locked(t, h, hs, tail, &counted, &rest_lost, &rest_losses);
     if (st != MS_OK)
         return st;
     return counted == ms_load_relaxed64(&t->tp->next_seq) ? MS_OK : MS_E_LAYOUT;
@@ -807,22 +1038,35 @@ static ms_status register_locked(ms_subscriber *s, int mode, uint64_t want)
     if (tail % 8 || h % 8 || h > tail || tail - h > cap || hs > nseq)
         return MS_E_LAYOUT;
     uint64_t pos = tail, position = nseq;
+    /* loss records below the start: all of them (live), or those below head and then
+     * those walked over */
+    uint64_t lost = ms_load_relaxed64(&tp->lost), losses = ms_load_relaxed64(&tp->losses);
+    uint64_t hlost = ms_load_relaxed64(&tp->head_lost);
+    uint64_t hlosses = ms_load_relaxed64(&tp->head_losses);
     ms_status st = MS_OK;
     s->skip_until = 0;
     s->pending_missed = 0;
+    s->pending_upstream = 0;
     if (mode == MS_SUB_HISTORY) {
         uint64_t held = nseq - hs;
         uint64_t k = held < t->history ? held : t->history;
-        st = walk_locked(t, h, hs, tail, nseq - k, &pos, &position);
+        lost = hlost;
+        losses = hlosses;
+        st = walk_locked(t, h, hs, tail, nseq - k, &pos, &position, &lost, &losses);
     } else if (mode == MS_SUB_SEQ) {
         if (want >= nseq) {
             s->skip_until = want;
         } else if (want >= hs) {
-            st = walk_locked(t, h, hs, tail, want, &pos, &position);
+            lost = hlost;
+            losses = hlosses;
+            st = walk_locked(t, h, hs, tail, want, &pos, &position, &lost, &losses);
         } else {
-            /* counted now, reported by the first receive */
+            /* counted now, reported by the first receive (in sequence numbers: what the
+             * loss records among them stood for is gone with them) */
             pos = h;
             position = hs;
+            lost = hlost;
+            losses = hlosses;
             s->pending_missed = hs - want;
             s->missed += hs - want;
             s->lagged++;
@@ -830,6 +1074,8 @@ static ms_status register_locked(ms_subscriber *s, int mode, uint64_t want)
     } else if (mode == MS_SUB_REGISTER) {
         pos = s->pos;
         position = s->position;
+        lost = s->lost_below;
+        losses = s->losses_below;
     }
     if (st != MS_OK)
         return st;
@@ -855,6 +1101,8 @@ static ms_status register_locked(ms_subscriber *s, int mode, uint64_t want)
     s->slot = slot;
     s->pos = pos;
     s->position = position;
+    s->lost_below = lost;
+    s->losses_below = losses;
     s->need_register = 0;
     return MS_OK;
 }
@@ -939,8 +1187,11 @@ static inline int overwritten(ms_subscriber *s, uint64_t pos, uint64_t *intent)
  * there): nothing can be said yet; the caller waits as if empty. */
 #define LAG_STALLED MS_E_EMPTY
 
-/* Overwritten: jump to the oldest record still held, counting what was lost.  MS_OK
- * when nothing was lost after all (only padding was overwritten): read on. */
+static void absorb_losses(ms_subscriber *s);
+
+/* Overwritten: jump to the oldest record still held, counting what was lost (and the
+ * loss records that follow at once: one Lagged).  MS_OK when nothing was lost after all
+ * (only padding was overwritten): read on. */
 static ms_status lag(ms_subscriber *s, uint64_t bound)
 {
     ms_topic *tp = s->t->tp;
@@ -956,6 +1207,8 @@ static ms_status lag(ms_subscriber *s, uint64_t bound)
         }
         uint64_t h = ms_load_relaxed64(&tp->head);
         uint64_t hs = ms_load_relaxed64(&tp->head_seq);
+        uint64_t hl = ms_load_relaxed64(&tp->head_lost);
+        uint64_t hn = ms_load_relaxed64(&tp->head_losses);
         fence_acquire();
         if (ms_load_relaxed64(&tp->head_gen) != g1)
             continue;
@@ -968,6 +1221,19 @@ static ms_status lag(ms_subscriber *s, uint64_t bound)
             continue;  /* lapped again since head was read (a fast publisher): re-read */
         uint64_t from = s->position > s->skip_until ? s->position : s->skip_until;
         uint64_t m = hs > from ? hs - from : 0;
+        uint64_t up = 0;
+        if (from == s->position) {
+            /* of the m sequence numbers lost, dn were loss records standing for `up`
+             * messages lost upstream: the subscriber lost m - dn + up messages */
+            uint64_t dn = hn - s->losses_below;
+            up = hl - s->lost_below;
+            if (hn < s->losses_below || hl < s->lost_below || dn > m || up < dn ||
+                (dn && up / dn > MS_TOPIC_LOSS_MAX))
+                return MS_E_LAYOUT;
+            m = m - dn + up;
+        }
+        s->lost_below = hl;
+        s->losses_below = hn;
         s->pos = h;
         s->position = hs;
         if (m == 0) {
@@ -975,8 +1241,10 @@ static ms_status lag(ms_subscriber *s, uint64_t bound)
             return MS_OK;
         }
         s->missed += m;
+        s->upstream += up;
         s->lagged++;
         s->lag_missed = m;
+        s->lag_upstream = up;
         s->lag_position = hs;
         ms_topic_sub *e = my_entry(s);
         if (e) {
@@ -984,6 +1252,7 @@ static ms_status lag(ms_subscriber *s, uint64_t bound)
             ms_store64(&e->lagged, s->lagged);
         }
         publish_progress(s);
+        absorb_losses(s);
         return MS_E_LAGGED;
     }
     return LAG_STALLED;
@@ -1000,6 +1269,64 @@ struct read_args {
 
 #define FAST_COPY_MAX 65536u
 
+/* Count a loss record of `missed` messages at p (rsize bytes) as read: the subscriber
+ * moves past it and reports it as Lagged (added to lag_* when `merge`). */
+static void consume_loss(ms_subscriber *s, uint64_t p, uint64_t rsize, uint64_t missed,
+                         int merge)
+{
+    s->pos = p + rsize;
+    s->position++;
+    s->lost_below += missed;
+    s->losses_below++;
+    s->missed += missed;
+    s->upstream += missed;
+    if (merge) {
+        s->lag_missed += missed;
+        s->lag_upstream += missed;
+    } else {
+        s->lagged++;
+        s->lag_missed = missed;
+        s->lag_upstream = missed;
+    }
+    s->lag_position = s->position;
+    ms_topic_sub *e = my_entry(s);
+    if (e) {
+        ms_store64(&e->missed, s->missed);
+        ms_store64(&e->lagged, s->lagged);
+    }
+    publish_progress(s);
+}
+
+/* After a Lagged: loss records that follow at once are part of the same loss (a lap
+ * that ends at a loss record, or several in a row): report them in the same Lagged.
+ * Stops at anything else, or anything not certainly intact. */
+static void absorb_losses(ms_subscriber *s)
+{
+    ms_topic_handle *t = s->t;
+    uint64_t cap = t->cap;
+    for (int i = 0; i < 64; i++) {
+        uint64_t tail = ms_load64(&t->tp->tail);
+        uint64_t p = s->pos;
+        if (p >= tail || tail - p > cap || s->position < s->skip_until)
+            return;
+        uint64_t off = p % cap;
+        if (cap - off < HDR)
+            return;
+        rec_hdr r;
+        memcpy(&r, t->ring + off, sizeof r);
+        special_rec sp;
+        uint64_t intent;
+        if (!(r.flags & MS_REC_LOSS) || !special_ok(t, &r, off, &sp) ||
+            r.seq != s->position || HDR + ALIGN8(r.length) > tail - p ||
+            overwritten(s, p, &intent))
+            return;
+        consume_loss(s, p, HDR + ALIGN8(r.length), sp.missed, 1);
+    }
+}
+
+static ms_status read_special(struct read_args *a, const rec_hdr *r, uint64_t p,
+                              uint64_t tail, int *next);
+
 /* One attempt, no waiting: MS_OK (delivered or viewed), MS_E_EMPTY, MS_E_LAGGED. */
 static ms_status read_fn(void *arg)
 {
@@ -1009,8 +1336,11 @@ static ms_status read_fn(void *arg)
     uint64_t cap = t->cap;
     if (s->pending_missed) {
         s->lag_missed = s->pending_missed;
+        s->lag_upstream = s->pending_upstream;
         s->lag_position = s->position;
         s->pending_missed = 0;
+        s->pending_upstream = 0;
+        absorb_losses(s);
         return MS_E_LAGGED;
     }
     /* each pass moves past one record of [pos, tail) or returns: bounded by the ring */
@@ -1051,6 +1381,14 @@ static ms_status read_fn(void *arg)
         uint64_t rsize = HDR + ALIGN8(r.length);
         if ((r.flags & ~MS_REC_KIND_MASK) != 0 || r.length > t->max_message ||
             off + rsize > cap || rsize > tail - p || r.seq != s->position) {
+            if ((r.flags & ~MS_REC_KIND_MASK) != 0) {
+                /* an origin or a loss record: off the fast path */
+                int next = 0;
+                ms_status st = read_special(a, &r, p, tail, &next);
+                if (next)
+                    continue;
+                return st;
+            }
             if (overwritten(s, p, &intent)) {
                 ms_status st = lag(s, intent);
                 if (st == MS_OK)
@@ -1077,7 +1415,7 @@ static ms_status read_fn(void *arg)
             s->view_open = 1;
             s->view_pos = p;
             s->view_rsize = rsize;
-            s->view_kind = r.flags >> MS_REC_KIND_SHIFT;
+            s->view_flags = r.flags;
             *a->ptr = src;
             *a->len = r.length;
             return MS_OK;
@@ -1093,13 +1431,92 @@ static ms_status read_fn(void *arg)
             ms_status st = lag(s, intent);
             return st == MS_OK ? MS_E_RETRY_NO_GIL : st;
         }
-        s->view_kind = r.flags >> MS_REC_KIND_SHIFT;
+        s->view_flags = r.flags;
         s->pos = p + rsize;
         s->position++;
         s->received++;
         publish_progress(s);
         return MS_OK;
     }
+}
+
+/* A record with MS_REC_ORIGIN or MS_REC_LOSS at p (header r, copied): read_one's steps
+ * for it.  *next = 1: it was passed over (read_one goes on with the next record). */
+static ms_status read_special(struct read_args *a, const rec_hdr *r, uint64_t p,
+                              uint64_t tail, int *next)
+{
+    ms_subscriber *s = a->s;
+    ms_topic_handle *t = s->t;
+    uint64_t off = p % t->cap;
+    uint64_t rsize = HDR + ALIGN8(r->length);
+    uint64_t intent;
+    special_rec sp;
+    int ok = special_ok(t, r, off, &sp) && rsize <= tail - p && r->seq == s->position;
+    if (overwritten(s, p, &intent)) {
+        /* torn or stale (whether it looked well-formed or not) */
+        ms_status st = lag(s, intent);
+        *next = st == MS_OK;
+        return st;
+    }
+    if (!ok)
+        return MS_E_LAYOUT;
+    /* what sp holds was read before the check above: intact */
+    if (r->seq < s->skip_until) {
+        /* start=N beyond the newest when subscribing: not missed, not delivered */
+        s->pos = p + rsize;
+        s->position++;
+        if (sp.missed) {
+            s->lost_below += sp.missed;
+            s->losses_below++;
+        }
+        publish_progress(s);
+        *next = 1;
+        return MS_OK;
+    }
+    if (sp.missed) {
+        consume_loss(s, p, rsize, sp.missed, 0);
+        absorb_losses(s);
+        return MS_E_LAGGED;
+    }
+    const uint8_t *src = t->ring + off + HDR + sp.block;
+    uint64_t len = r->length - sp.block;
+    uint32_t hl = sp.ob.host_len;  /* 1..MS_TOPIC_HOST_MAX: checked */
+    if (!a->alloc) {
+        memcpy(s->origin_host, t->ring + off + HDR + sizeof sp.ob, hl);
+        if (overwritten(s, p, &intent)) {
+            ms_status st = lag(s, intent);
+            *next = st == MS_OK;
+            return st;
+        }
+        s->origin_seq = sp.ob.seq;
+        s->origin_host_len = hl;
+        s->view_open = 1;
+        s->view_pos = p;
+        s->view_rsize = rsize;
+        s->view_flags = r->flags;
+        *a->ptr = src;
+        *a->len = (size_t)len;
+        return MS_OK;
+    }
+    if (a->try_only && len > FAST_COPY_MAX)
+        return MS_E_RETRY_NO_GIL;
+    uint8_t *dst = a->alloc(a->alloc_arg, (size_t)len);
+    if (!dst)
+        return MS_E_INVALID;
+    memcpy(dst, src, (size_t)len);
+    memcpy(s->origin_host, t->ring + off + HDR + sizeof sp.ob, hl);
+    if (overwritten(s, p, &intent)) {
+        ms_status st = lag(s, intent);
+        return st == MS_OK ? MS_E_RETRY_NO_GIL : st;
+    }
+    s->origin_seq = sp.ob.seq;
+    s->origin_host_len = hl;
+    s->view_flags = r->flags;
+    s->pos = p + rsize;
+    s->position++;
+    s->received++;
+    publish_progress(s);
+    return MS_OK;
 }
 
 static ms_status prepare(ms_subscriber *s)
@@ -1220,6 +1637,7 @@ ms_status ms_subscriber_receive_batch(ms_subscriber *s, ms_alloc_fn alloc, void 
         if (st == MS_E_LAGGED) {
             /* keep it for the next call: this one has delivered messages */
             s->pending_missed = s->lag_missed;
+            s->pending_upstream = s->lag_upstream;
             break;
         }
         if (st != MS_OK)
@@ -1249,6 +1667,7 @@ static ms_status release_fn(void *arg)
              * publisher is moving head, or died doing so): say so now with 0, and let
              * the next receive count the loss -- the totals stay exact */
             s->lag_missed = 0;
+            s->lag_upstream = 0;
             s->lag_position = s->position;
             return MS_E_LAGGED;
         }
@@ -1397,6 +1816,9 @@ static ms_status stats_fn(void *arg)
     s->publisher_deaths = ms_load_relaxed64(&tp->publisher_deaths);
     s->abandoned = ms_load_relaxed64(&tp->abandoned);
     s->subscriber_deaths = ms_load_relaxed64(&tp->subscriber_deaths);
+    s->origin_published = ms_load_relaxed64(&tp->origin_published);
+    s->losses = ms_load_relaxed64(&tp->losses);
+    s->lost = ms_load_relaxed64(&tp->lost);
     s->sub_waiters = ms_load_relaxed32(&tp->sub_waiters);
     s->pub_waiters = ms_load_relaxed32(&tp->pub_waiters);
     size_t n = 0;

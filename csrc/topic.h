@@ -64,13 +64,26 @@ typedef struct ms_subscriber {
     uint64_t skip_until;     /* start=N beyond the newest: messages below N are skipped */
     uint64_t pending_missed; /* start=N older than the oldest held: reported first */
     uint64_t received, missed, lagged;
+    uint64_t upstream;       /* of `missed`, messages lost upstream (loss records) */
+    uint64_t pending_upstream; /* of pending_missed, lost upstream */
+    /* loss records (MS_REC_LOSS) below `position`: their sum of missed and their count,
+     * so that a lap over loss records reports the messages they stood for */
+    uint64_t lost_below, losses_below;
     /* the open view (peek), if any */
     int view_open;
     uint64_t view_pos;
     uint64_t view_rsize;
-    uint32_t view_kind;
-    /* filled when MS_E_LAGGED is returned */
+    /* record flags of the message last delivered or viewed: its kind
+     * ((view_flags & MS_REC_KIND_MASK) >> MS_REC_KIND_SHIFT), and MS_REC_ORIGIN when it
+     * came with an origin (then in origin_*, copied out of the ring) */
+    uint32_t view_flags;
+    uint32_t origin_host_len;
+    uint64_t origin_seq;
+    uint8_t origin_host[MS_TOPIC_HOST_MAX];
+    /* filled when MS_E_LAGGED is returned: lag_missed messages lost in all, lag_upstream
+     * of them upstream (loss records), resuming at lag_position */
     uint64_t lag_missed;
+    uint64_t lag_upstream;
     uint64_t lag_position;
     volatile int abort_waits;
 } ms_subscriber;
@@ -84,6 +97,24 @@ ms_status ms_topic_bind(ms_topic_handle *t, ms_segment *seg);
  * would overwrite: MS_E_FULL when `o` does not wait, MS_E_TIMEOUT when it expired. */
 ms_status ms_topic_publish(ms_topic_handle *t, const void *data, size_t n, uint32_t kind,
                            const ms_wait_opts *o, uint64_t *seq);
+/* An origin: the host id (1..MS_TOPIC_HOST_MAX bytes) and the sequence number there. */
+typedef struct ms_origin {
+    const uint8_t *host;
+    uint32_t host_len;
+    uint64_t seq;
+} ms_origin;
+
+/* publish with an origin block (origin may be NULL: then exactly ms_topic_publish).
+ * MS_E_TOO_LARGE when the block and n bytes exceed max_message; MS_E_INVALID for a bad
+ * origin. */
+ms_status ms_topic_publish_origin(ms_topic_handle *t, const void *data, size_t n,
+                                  uint32_t kind, const ms_origin *origin,
+                                  const ms_wait_opts *o, uint64_t *seq);
+/* Publish a loss record standing for `missed` (1..MS_TOPIC_LOSS_MAX) messages lost
+ * upstream, with an origin or none; it takes a sequence number (*seq).  Waits as
+ * publish does. */
+ms_status ms_topic_publish_loss(ms_topic_handle *t, uint64_t missed, const ms_origin *origin,
+                                const ms_wait_opts *o, uint64_t *seq);
 /* Zero copy: reserve n payload bytes at *ptr holding pub_lock; commit publishes `used`
  * <= n of them (with kind t->loan_kind) and returns its seq; abort publishes nothing. */
 ms_status ms_topic_loan(ms_topic_handle *t, size_t n, uint8_t **ptr, const ms_wait_opts *o);
@@ -113,7 +144,7 @@ ms_status ms_subscriber_receive(ms_subscriber *s, ms_alloc_fn alloc, void *arg,
  * reports it. */
 ms_status ms_subscriber_receive_batch(ms_subscriber *s, ms_alloc_fn alloc, void *arg,
                                       size_t max, size_t *count, const ms_wait_opts *o);
-/* View the next message in the ring (*ptr, *len, kind in s->view_kind) without copying;
+/* View the next message in the ring (*ptr, *len, flags in s->view_flags) without copying;
  * ms_subscriber_release() finishes it: MS_E_LAGGED (lag_* filled) if the record was
  * overwritten while viewed, else MS_OK (consumed). ms_subscriber_unview leaves it unread. */
 ms_status ms_subscriber_peek(ms_subscriber *s, const uint8_t **ptr, size_t *len,
@@ -141,6 +172,7 @@ typedef struct ms_topic_stats {
     uint64_t capacity, max_message, published, published_bytes;
     uint64_t head_seq, held, held_bytes;
     uint64_t publisher_deaths, abandoned, subscriber_deaths;
+    uint64_t origin_published, losses, lost;
     uint32_t history, overflow, max_subscribers, subscribers;
     uint32_t sub_waiters, pub_waiters;
 } ms_topic_stats;

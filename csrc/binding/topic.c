@@ -37,13 +37,14 @@ static const ms_wait_opts fast_opts = {0, 0, NULL, NULL, 1, NULL};
 /* ---- errors ------------------------------------------------------------------------- */
 
 
-static PyObject *raise_lagged(uint64_t missed, uint64_t position)
+static PyObject *raise_lagged(uint64_t missed, uint64_t position, uint64_t upstream)
 {
     PyObject *cls = ms_error_class(MS_E_LAGGED);
     if (!cls)
         return raise_status(MS_E_LAGGED, 0, NULL);
-    PyObject *exc = PyObject_CallFunction(cls, "KK", (unsigned long long)missed,
-                                          (unsigned long long)position);
+    PyObject *exc = PyObject_CallFunction(cls, "KKK", (unsigned long long)missed,
+                                          (unsigned long long)position,
+                                          (unsigned long long)upstream);
     if (exc) {
         PyErr_SetObject(cls, exc);
         Py_DECREF(exc);
@@ -54,7 +55,7 @@ static PyObject *raise_lagged(uint64_t missed, uint64_t position)
 static PyObject *topic_raise(SegmentObject *so, ms_status st, ms_subscriber *s)
 {
     if (st == MS_E_LAGGED && s)
-        return raise_lagged(s->lag_missed, s->lag_position);
+        return raise_lagged(s->lag_missed, s->lag_position, s->lag_upstream);
     ms_module_state *state = ms_state();
     if (st == MS_E_FULL && state && state->topic_full) {
         PyErr_SetString(state->topic_full, "topic is full: a live subscriber has not read "
@@ -191,6 +192,47 @@ static int loan_mine(TopicObject *self)
     return self->loan && self->loan_thread == PyThread_get_thread_ident();
 }
 
+/* An origin argument: None (no origin) or a (host: str, seq: int) tuple such as
+ * mapshare.Origin.  0 and *out filled (out->host points into the str, which the
+ * caller's argument keeps alive), or -1 with an exception. */
+static int parse_origin(PyObject *obj, ms_origin *out)
+{
+    if (!PyTuple_Check(obj) || PyTuple_GET_SIZE(obj) != 2) {
+        PyErr_Format(PyExc_TypeError,
+                     "origin must be a mapshare.Origin(host, seq) or None, not %.100s",
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    PyObject *host = PyTuple_GET_ITEM(obj, 0), *seq = PyTuple_GET_ITEM(obj, 1);
+    if (!PyUnicode_Check(host) || !PyLong_Check(seq) || PyBool_Check(seq)) {
+        PyErr_SetString(PyExc_TypeError, "origin must be a mapshare.Origin(host: str, seq: int)");
+        return -1;
+    }
+    Py_ssize_t n;
+    const char *p = PyUnicode_AsUTF8AndSize(host, &n);
+    if (!p)
+        return -1;
+    if (n < 1 || n > (Py_ssize_t)MS_TOPIC_HOST_MAX) {
+        PyErr_Format(PyExc_ValueError,
+                     "an origin's host must be 1 to %u bytes of UTF-8, not %zd",
+                     (unsigned)MS_TOPIC_HOST_MAX, n);
+        return -1;
+    }
+    unsigned long long v = PyLong_AsUnsignedLongLong(seq);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_ValueError, "an origin's seq must be an int from 0 to 2**64 - 1");
+        return -1;
+    }
+    out->host = (const uint8_t *)p;
+    out->host_len = (uint32_t)n;
+    out->seq = (uint64_t)v;
+    return 0;
+}
+
+static PyObject *topic_publish_origin(TopicObject *self, PyObject *data, PyObject *tobj,
+                                      PyObject *oobj);
+
 static PyObject *topic_publish(TopicObject *self, PyObject *data, PyObject *tobj)
 {
     if (tobj && timeout_check(tobj) < 0)
@@ -239,14 +281,69 @@ static PyObject *topic_publish(TopicObject *self, PyObject *data, PyObject *tobj
     RET_OBJ(self->segobj, PyLong_FromUnsignedLongLong(seq));
 }
 
+/* publish with an origin: as topic_publish, through ms_topic_publish_origin */
+static PyObject *topic_publish_origin(TopicObject *self, PyObject *data, PyObject *tobj,
+                                      PyObject *oobj)
+{
+    if (tobj && timeout_check(tobj) < 0)
+        return NULL;
+    ms_origin origin;
+    if (parse_origin(oobj, &origin) < 0)
+        return NULL;
+    if (tp_check_writable(self) < 0)
+        return NULL;
+    if (loan_mine(self))
+        return topic_raise(self->segobj, MS_E_WINDOW_OPEN, NULL);
+    Py_buffer buf;
+    if (PyObject_GetBuffer(data, &buf, PyBUF_CONTIG_RO) < 0)
+        return NULL;
+    uint64_t seq = 0;
+    ms_status st = buf.len < 65536 ? ms_topic_publish_origin(&self->t, buf.buf, (size_t)buf.len,
+                                                             MS_REC_KIND_BYTES, &origin,
+                                                             &fast_opts, &seq)
+                                   : MS_E_RETRY_NO_GIL;
+    if (st == MS_E_FULL || st == MS_E_RETRY_NO_GIL) {
+        ms_wait_opts o;
+        if (topic_opts(self->segobj, tobj, &o) < 0) {
+            PyBuffer_Release(&buf);
+            return NULL;
+        }
+        if (st == MS_E_RETRY_NO_GIL || o.timeout_ns != 0) {
+            WAIT_WITHOUT_GIL(self->segobj, o,
+                             st = ms_topic_publish_origin(&self->t, buf.buf, (size_t)buf.len,
+                                                          MS_REC_KIND_BYTES, &origin, &o,
+                                                          &seq));
+        }
+    }
+    PyBuffer_Release(&buf);
+    if (st == MS_E_TOO_LARGE) {
+        PyErr_Format(ms_error_class(MS_E_TOO_LARGE) ? ms_error_class(MS_E_TOO_LARGE)
+                                                    : PyExc_ValueError,
+                     "a message of %zd bytes with an origin of %u bytes does not fit in "
+                     "this topic (max_message %llu, less %u bytes of origin block)",
+                     buf.len, (unsigned)origin.host_len,
+                     (unsigned long long)self->t.max_message,
+                     (unsigned)(16 + ((origin.host_len + 7u) & ~7u)));
+        return NULL;
+    }
+    if (st != MS_OK)
+        return topic_raise(self->segobj, st, NULL);
+    RET_OBJ(self->segobj, PyLong_FromUnsignedLongLong(seq));
+}
+
 static PyObject *Topic_publish(TopicObject *self, PyObject *const *args, Py_ssize_t nargs,
                                PyObject *kwnames)
 {
-    PyObject *data, *tobj = Py_None;
+    PyObject *data, *tobj = Py_None, *oobj;
     if (nargs < 1 || nargs > 2 || (kwnames && PyTuple_GET_SIZE(kwnames) > 0)) {
-        static const char *const kwlist[] = {"data", "timeout"};
-        PyObject *vals[2] = {NULL, Py_None};
-        if (fast_kwargs(args, nargs, kwnames, kwlist, vals, 2, "publish") < 0)
+        static const char *const kwlist[] = {"data", "timeout", "origin"};
+        PyObject *vals[3] = {NULL, Py_None, NULL};
+        if (nargs > 2) {
+            PyErr_SetString(PyExc_TypeError, "publish() takes at most 2 positional arguments "
+                                             "(origin is keyword-only)");
+            return NULL;
+        }
+        if (fast_kwargs(args, nargs, kwnames, kwlist, vals, 3, "publish") < 0)
             return NULL;
         if (!vals[0]) {
             PyErr_SetString(PyExc_TypeError, "publish() missing required argument 'data'");
@@ -254,6 +351,9 @@ static PyObject *Topic_publish(TopicObject *self, PyObject *const *args, Py_ssiz
         }
         data = vals[0];
         tobj = vals[1];
+        oobj = vals[2];
+        if (oobj && oobj != Py_None)
+            return topic_publish_origin(self, data, tobj, oobj);
     } else {
         data = args[0];
         if (nargs == 2)
@@ -262,9 +362,72 @@ static PyObject *Topic_publish(TopicObject *self, PyObject *const *args, Py_ssiz
     return topic_publish(self, data, tobj);
 }
 
-static PyObject *Topic_publish_nowait(TopicObject *self, PyObject *data)
+static PyObject *Topic_publish_nowait(TopicObject *self, PyObject *const *args,
+                                      Py_ssize_t nargs, PyObject *kwnames)
 {
-    return topic_publish(self, data, NULL);
+    if (nargs != 1 || (kwnames && PyTuple_GET_SIZE(kwnames) > 0)) {
+        static const char *const kwlist[] = {"data", "origin"};
+        PyObject *vals[2] = {NULL, NULL};
+        if (nargs != 1) {
+            PyErr_SetString(PyExc_TypeError, "publish_nowait() takes exactly 1 positional "
+                                             "argument (origin is keyword-only)");
+            return NULL;
+        }
+        if (fast_kwargs(args, nargs, kwnames, kwlist, vals, 2, "publish_nowait") < 0)
+            return NULL;
+        if (vals[1] && vals[1] != Py_None)
+            return topic_publish_origin(self, args[0], NULL, vals[1]);
+    }
+    return topic_publish(self, args[0], NULL);
+}
+
+/* publish_loss(missed, timeout=None, *, origin=None) -> seq of the loss record */
+static PyObject *Topic_publish_loss(TopicObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"missed", "timeout", "origin", NULL};
+    PyObject *mobj, *tobj = Py_None, *oobj = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O$O:publish_loss", kwlist, &mobj, &tobj,
+                                     &oobj))
+        return NULL;
+    if (timeout_check(tobj) < 0)
+        return NULL;
+    if (PyBool_Check(mobj) || !PyLong_Check(mobj)) {
+        PyErr_Format(PyExc_TypeError, "missed must be an int, not %.100s",
+                     Py_TYPE(mobj)->tp_name);
+        return NULL;
+    }
+    int overflow = 0;
+    long long missed = PyLong_AsLongLongAndOverflow(mobj, &overflow);
+    if (missed == -1 && PyErr_Occurred())
+        return NULL;
+    if (overflow || missed < 1 || (unsigned long long)missed > MS_TOPIC_LOSS_MAX) {
+        PyErr_Format(PyExc_ValueError,
+                     "missed must be from 1 to %llu messages (2**48 - 1), not %R",
+                     (unsigned long long)MS_TOPIC_LOSS_MAX, mobj);
+        return NULL;
+    }
+    ms_origin origin;
+    int have_origin = oobj != Py_None;
+    if (have_origin && parse_origin(oobj, &origin) < 0)
+        return NULL;
+    if (tp_check_writable(self) < 0)
+        return NULL;
+    if (loan_mine(self))
+        return topic_raise(self->segobj, MS_E_WINDOW_OPEN, NULL);
+    ms_wait_opts o;
+    if (topic_opts(self->segobj, tobj, &o) < 0)
+        return NULL;
+    uint64_t seq = 0;
+    ms_status st = ms_topic_publish_loss(&self->t, (uint64_t)missed,
+                                         have_origin ? &origin : NULL, &fast_opts, &seq);
+    if ((st == MS_E_FULL && o.timeout_ns != 0) || st == MS_E_RETRY_NO_GIL) {
+        WAIT_WITHOUT_GIL(self->segobj, o,
+                         st = ms_topic_publish_loss(&self->t, (uint64_t)missed,
+                                                    have_origin ? &origin : NULL, &o, &seq));
+    }
+    if (st != MS_OK)
+        return topic_raise(self->segobj, st, NULL);
+    RET_OBJ(self->segobj, PyLong_FromUnsignedLongLong(seq));
 }
 
 #define PUB_CHUNK 256
@@ -484,7 +647,7 @@ static PyObject *Topic_statistics(TopicObject *self, PyObject *unused)
     if (!list)
         return NULL;
     return Py_BuildValue(
-        "{sKsKsIsIsIsKsKsKsKsKsKsKsKsIsIsIsN}",
+        "{sKsKsIsIsIsKsKsKsKsKsKsKsKsKsKsKsIsIsIsN}",
         "capacity", (unsigned long long)s.capacity,
         "max_message", (unsigned long long)s.max_message,
         "history", s.history, "overflow", s.overflow, "max_subscribers", s.max_subscribers,
@@ -496,6 +659,9 @@ static PyObject *Topic_statistics(TopicObject *self, PyObject *unused)
         "publisher_deaths", (unsigned long long)s.publisher_deaths,
         "abandoned", (unsigned long long)s.abandoned,
         "subscriber_deaths", (unsigned long long)s.subscriber_deaths,
+        "origin_published", (unsigned long long)s.origin_published,
+        "losses", (unsigned long long)s.losses,
+        "lost_upstream", (unsigned long long)s.lost,
         "subscriber_count", s.subscribers, "subscriber_waiters", s.sub_waiters,
         "publisher_waiters", s.pub_waiters, "subscribers", list);
 }
@@ -545,14 +711,24 @@ static PyGetSetDef Topic_getset[] = {
 
 static PyMethodDef Topic_methods[] = {
     {"publish", (PyCFunction)(void (*)(void))Topic_publish, METH_FASTCALL | METH_KEYWORDS,
-     "publish($self, data, timeout=None)\n--\n\n"
-     "Publish a bytes-like object; returns its sequence number.  Overwrite mode never\n"
+     "publish($self, data, timeout=None, *, origin=None)\n--\n\n"
+     "Publish a bytes-like object; returns its sequence number.  origin: a\n"
+     "mapshare.Origin(host, seq) carried with the message (Subscriber.last_origin).\n"
+     "Overwrite mode never\n"
      "waits for subscribers; block mode waits while a live subscriber has not read\n"
      "what it would overwrite (timeout=None forever, 0 not at all: TopicFull, else\n"
      "seconds: WaitTimeout)."},
-    {"publish_nowait", (PyCFunction)Topic_publish_nowait, METH_O,
-     "publish_nowait($self, data, /)\n--\n\nPublish without waiting; TopicFull in block "
-     "mode when there is no room."},
+    {"publish_nowait", (PyCFunction)(void (*)(void))Topic_publish_nowait,
+     METH_FASTCALL | METH_KEYWORDS,
+     "publish_nowait($self, data, /, *, origin=None)\n--\n\nPublish without waiting; "
+     "TopicFull in block mode when there is no room."},
+    {"publish_loss", (PyCFunction)(void (*)(void))Topic_publish_loss,
+     METH_VARARGS | METH_KEYWORDS,
+     "publish_loss($self, missed, timeout=None, *, origin=None)\n--\n\n"
+     "Publish a loss record standing for `missed` messages lost upstream (a bridge that\n"
+     "found a gap in a remote host's sequence numbers); it takes a sequence number,\n"
+     "returned.  A subscriber that reaches it gets Lagged(missed) (upstream=missed)\n"
+     "instead of a message."},
     {"publish_many", (PyCFunction)(void (*)(void))Topic_publish_many,
      METH_VARARGS | METH_KEYWORDS,
      "publish_many($self, messages, timeout=None)\n--\n\n"
@@ -826,7 +1002,10 @@ static PyObject *Subscriber_receive_many(SubscriberObject *self, PyObject *args,
             return NULL;
         }
         if (st == MS_E_LAGGED)
+        {
             self->s.pending_missed = self->s.lag_missed;  /* the next call reports it */
+            self->s.pending_upstream = self->s.lag_upstream;
+        }
         break;
     }
     return list;
@@ -925,7 +1104,8 @@ static PyObject *Subscriber_view_kind(SubscriberObject *self, PyObject *unused)
         PyErr_SetString(PyExc_RuntimeError, "no received view open");
         return NULL;
     }
-    return PyLong_FromUnsignedLong(self->s.view_kind);
+    return PyLong_FromUnsignedLong((self->s.view_flags & MS_REC_KIND_MASK) >>
+                                   MS_REC_KIND_SHIFT);
 }
 
 static PyObject *Subscriber_wait_readable(SubscriberObject *self, PyObject *args)
@@ -986,6 +1166,28 @@ static PyObject *Subscriber_get_position(SubscriberObject *self, void *c)
     return PyLong_FromUnsignedLongLong(p);
 }
 
+static PyObject *Subscriber_get_last_origin(SubscriberObject *self, void *c)
+{
+    (void)c;
+    if (!(self->s.view_flags & MS_REC_ORIGIN))
+        Py_RETURN_NONE;
+    uint32_t n = self->s.origin_host_len;
+    if (n > MS_TOPIC_HOST_MAX)
+        n = MS_TOPIC_HOST_MAX;
+    /* from shared memory: not necessarily UTF-8 */
+    PyObject *host = PyUnicode_DecodeUTF8((const char *)self->s.origin_host, (Py_ssize_t)n,
+                                          "replace");
+    if (!host)
+        return NULL;
+    return Py_BuildValue("(NK)", host, (unsigned long long)self->s.origin_seq);
+}
+
+static PyObject *Subscriber_get_upstream(SubscriberObject *self, void *c)
+{
+    (void)c;
+    return PyLong_FromUnsignedLongLong(self->s.upstream);
+}
+
 static PyObject *Subscriber_get_missed(SubscriberObject *self, void *c)
 {
     (void)c;
@@ -1011,6 +1213,11 @@ static PyGetSetDef Subscriber_getset[] = {
     {"missed", (getter)Subscriber_get_missed, NULL,
      "Messages lost to overwriting (the sum of every Lagged.missed).", NULL},
     {"received", (getter)Subscriber_get_received, NULL, "Messages delivered.", NULL},
+    {"_last_origin", (getter)Subscriber_get_last_origin, NULL,
+     "(host, seq) of the message last received or viewed, or None.", NULL},
+    {"upstream_missed", (getter)Subscriber_get_upstream, NULL,
+     "Of missed, the messages lost upstream (loss records: the sum of every\n"
+     "Lagged.upstream).", NULL},
     {"closed", (getter)Subscriber_get_closed, NULL, "True once closed.", NULL},
     {NULL}
 };

@@ -64,6 +64,7 @@ from ._segment import Segment as Segment
 from ._sync import Event as Event
 from ._sync import Lock as Lock
 from ._sync import Semaphore as Semaphore
+from ._topic import Origin as Origin
 from ._topic import Subscriber as Subscriber
 from ._topic import SubscriberStatistics as SubscriberStatistics
 from ._topic import Topic as Topic
@@ -96,6 +97,7 @@ __all__ = [
     "NameCollisionError",
     "NoSpaceError",
     "NotOwnerError",
+    "Origin",
     "Overwritten",
     "OwnerDiedError",
     "PermissionDeniedError",

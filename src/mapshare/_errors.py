@@ -230,28 +230,44 @@ class Lagged(MapshareError):
     exactly once per loss, by the receive that found it; the subscriber then continues
     with the oldest message still held, whose sequence number is ``position``.
     Nothing is lost silently: for every subscriber, messages received plus the sum of
-    every ``missed`` equals the messages published since it started.
+    every ``missed`` equals the messages published since it started (a loss record,
+    ``Topic.publish_loss(k)``, counts as the ``k`` messages it stands for).
+
+    Messages lost upstream (a bridge found a gap in another host's sequence numbers and
+    published a loss record) are reported the same way, ``upstream`` of them; a local
+    lap and the loss records it runs into are one ``Lagged``.
 
     A view (``receive_view``) that was overwritten while it was open raises it when its
     block ends: what the view showed may have been changed under it."""
 
     missed: int
-    """How many messages this subscriber lost (their sequence numbers are
-    ``position - missed`` up to ``position - 1``)."""
+    """How many messages this subscriber lost (when no loss record is among them, their
+    sequence numbers are ``position - missed`` up to ``position - 1``)."""
 
     position: int
     """The sequence number of the next message it will receive."""
 
-    def __init__(self, missed: int = 0, position: int = 0) -> None:
+    upstream: int
+    """Of ``missed``, how many were lost upstream, before they reached this topic (on
+    the network or in another host: loss records a bridge published); the rest were
+    overwritten here.  0 for a local lap alone."""
+
+    def __init__(self, missed: int = 0, position: int = 0, upstream: int = 0) -> None:
+        if upstream == 0:
+            what = "the subscriber was overwritten"
+        elif upstream == missed:
+            what = "messages were lost upstream"
+        else:
+            what = f"the subscriber was overwritten and {upstream} were lost upstream"
         super().__init__(
-            f"the subscriber was overwritten: {missed} message(s) lost; "
-            f"it resumes at sequence number {position}"
+            f"{what}: {missed} message(s) lost; it resumes at sequence number {position}"
         )
         self.missed = missed
         self.position = position
+        self.upstream = upstream
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.missed, self.position))
+        return (type(self), (self.missed, self.position, self.upstream))
 
 
 class Overwritten(MapshareError):

@@ -19,7 +19,7 @@ import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union, cast
+from typing import TYPE_CHECKING, Any, Callable, Literal, NamedTuple, Optional, Union, cast
 
 from . import _codec, _core, _registry
 from ._aio import poll_until, wait_until
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import numpy as np
     from typing_extensions import Self
 
-__all__ = ["Subscriber", "SubscriberStatistics", "Topic", "TopicStatistics"]
+__all__ = ["Origin", "Subscriber", "SubscriberStatistics", "Topic", "TopicStatistics"]
 
 Overflow = Literal["overwrite", "block"]
 Start = Union[Literal["live", "history"], int]
@@ -40,6 +40,21 @@ _OVERFLOW = {"overwrite": _core.TOPIC_OVERWRITE, "block": _core.TOPIC_BLOCK}
 _OVERFLOW_NAMES = {v: k for k, v in _OVERFLOW.items()}
 # The smallest record: a header and an 8-byte (padded) payload.
 _MIN_RECORD = _core.TOPIC_RECORD_HEADER + 8
+
+
+class Origin(NamedTuple):
+    """Where a message was first published: the host and its sequence number there.
+
+    A bridge that brings a message in from another host publishes it with
+    ``topic.publish(data, origin=Origin(host, seq))``; every subscriber then sees it in
+    ``Subscriber.last_origin`` (``None`` for a message published on this host).  The
+    origin travels with the message in its record (docs/design/layout.md, "Topic
+    records"), so history replays it too."""
+
+    host: str
+    """The originating host's id: 1 to 64 bytes of UTF-8."""
+    seq: int
+    """The message's sequence number in that host's topic (0 to 2**64 - 1)."""
 
 
 def _user_area(capacity: int, max_subscribers: int) -> int:
@@ -150,6 +165,14 @@ class TopicStatistics:
     """Messages or loans left unfinished by a dead publisher: never visible to anyone."""
     subscriber_deaths: int
     """Subscriber-table rows of dead processes freed since creation."""
+    origin_published: int
+    """Messages published with an origin (brought in from another host by a bridge);
+    included in ``published``."""
+    loss_records: int
+    """Loss records published (``publish_loss``); each takes a sequence number, so
+    ``published`` counts them too."""
+    lost_upstream: int
+    """Messages those loss records stand for: lost upstream, before this topic."""
     subscribers: tuple[SubscriberStatistics, ...]
     """One row per subscriber in the table (dead ones included until freed)."""
 
@@ -451,7 +474,8 @@ class Topic(_core.Topic):
             published_bytes=d["published_bytes"], oldest=d["oldest_held"],
             held=d["held"], publisher_deaths=d["publisher_deaths"],
             abandoned=d["abandoned"], subscriber_deaths=d["subscriber_deaths"],
-            subscribers=rows,
+            origin_published=d["origin_published"], loss_records=d["losses"],
+            lost_upstream=d["lost_upstream"], subscribers=rows,
         )
 
     def _leave(self) -> None:
@@ -558,6 +582,16 @@ class Subscriber(_core.Subscriber):
     def topic(self) -> Topic:
         """The topic handle this subscriber was made from."""
         return self._topic
+
+    @property
+    def last_origin(self) -> Optional[Origin]:
+        """The origin of the message most recently returned by any receive call on this
+        subscriber (or shown by the ``receive_view`` open now): an ``Origin(host, seq)``
+        for a message a bridge brought in from another host, ``None`` for one published
+        here without an origin (and before the first message).  A ``Lagged`` leaves it
+        as it was."""
+        o = self._last_origin
+        return None if o is None else Origin(*o)
 
     # ---- objects and arrays --------------------------------------------------------
 
