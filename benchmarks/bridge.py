@@ -69,7 +69,10 @@ BENCHES = ("rtt", "tput", "local")
 ROWS = {"rtt": ("zenoh", "bridge"), "tput": ("zenoh", "bridge"), "local": ("alone", "bridged")}
 BRIDGE_PORT, ZENOH_PORT = 7447, 7448
 TOPIC_CAPACITY = 16 * MiB  # holds fifteen 1 MiB messages
-ZENOH_CONFIG = {"scouting": {"multicast": {"enabled": False}}}
+# the bridge forces shared_memory off (a SIGKILLed zenoh process would leave a file in
+# /dev/shm): the zenoh row gets the same, so both use the TCP link alone
+ZENOH_CONFIG = {"scouting": {"multicast": {"enabled": False}},
+                "transport": {"shared_memory": {"enabled": False}}}
 COUNTER = struct.Struct("<Q")
 WARM, DATA, STOP = b"W", b"D", b"S"
 READY_TIMEOUT = 60.0

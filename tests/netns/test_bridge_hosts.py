@@ -40,7 +40,8 @@ PORT = 7447
 # within a few seconds.  Multicast scouting is off: the endpoints are explicit.
 ZENOH_CONFIG = {
     "scouting": {"multicast": {"enabled": False}},
-    "transport": {"link": {"tx": {"lease": 1000, "keep_alive": 4}}},
+    "transport": {"link": {"tx": {"lease": 1000, "keep_alive": 4}},
+                  "shared_memory": {"enabled": False}},
     "connect": {"retry": {"period_init_ms": 200, "period_max_ms": 1000,
                           "period_increase_factor": 2}},
     "listen": {"retry": {"period_init_ms": 200, "period_max_ms": 1000,
@@ -296,6 +297,20 @@ def warm_up(net: Net, publisher: int, topic: str, readers: list[tuple[int, str]]
     return counter
 
 
+def publish_until_received(net: Net, publisher: int, topic: str, counter: int, host: int,
+                           rid: str, after: str) -> int:
+    """Publish batches of 10 from ``counter`` on until (host, rid) receives one of them;
+    returns the next counter."""
+    resumed_from = counter
+    deadline = time.monotonic() + WAIT
+    while last_counter(net, host, rid, net.origin(host, publisher)) < resumed_from:
+        assert time.monotonic() < deadline, f"host {host} never received after {after}"
+        net.agents[publisher].call("publish", topic=topic, first=counter, count=10,
+                                   pace=0.01, batch=1)
+        counter += 10
+    return counter
+
+
 def last_counter(net: Net, host: int, rid: str, origin: Optional[str]) -> int:
     ms = [e for e in messages(net.agents[host].call("report", id=rid)) if e[2] == origin]
     return ms[-1][1] if ms else -1
@@ -367,8 +382,15 @@ def test_topic_three_hosts_every_message_once_in_order_with_origins(net: Net) ->
             assert main == want, f"host {h} from {src}: {len(main)} of {n}, wrong at {wrong}"
         for origin in {ida, idb} - {own}:
             check_gaps(log, origin)  # origin seqs of remote messages increase strictly
+    # statistics: A's bridge sent each of A's messages once and nothing it brought in
+    def a_sent_all() -> bool:
+        t = net.stat(0)["topics"][0]
+        return bool(t["messages_out"] == start_a + n)
+
+    wait_for(a_sent_all, "A's statistics to count its messages out")
     st = net.stat(0)
-    assert st, "bridge statistics of host 0 are empty"
+    assert set(st["remote_hosts"]) == {net.ids[1], net.ids[2]}, st
+    assert st["topics"][0]["lost"] == 0 and st["topics"][0]["duplicates"] == 0, st
 
 
 def test_link_cut_counts_the_loss_exactly(net: Net) -> None:
@@ -395,11 +417,7 @@ def test_link_cut_counts_the_loss_exactly(net: Net) -> None:
     finally:
         net.hosts[1].restore()
     # after the restore, publish until B receives again (zenoh reconnects within seconds)
-    deadline = time.monotonic() + WAIT
-    while last_counter(net, 1, "s", net.ids[0]) < counter:
-        assert time.monotonic() < deadline, "B never received after the link came back"
-        a.call("publish", topic=topic, first=counter, count=10, pace=0.01, batch=1)
-        counter += 10
+    counter = publish_until_received(net, 0, topic, counter, 1, "s", "the link came back")
     a.call("publish", topic=topic, first=counter, count=100, pace=0.01, batch=5)
     counter += 100
     end = counter - 1
@@ -471,11 +489,7 @@ def test_killed_remote_bridge_never_blocks_and_restart_resumes(net: Net) -> None
     assert net.bridges[0].p.poll() is None, net.bridges[0].describe()
     wait_for(lambda: last_counter(net, 2, "s", net.ids[0]) == counter - 1, "C's last message")
     net.bridge(1, topics={topic: key})
-    deadline = time.monotonic() + WAIT
-    while last_counter(net, 1, "s", net.ids[0]) < counter:
-        assert time.monotonic() < deadline, "B never received after its bridge restarted"
-        a.call("publish", topic=topic, first=counter, count=10, pace=0.01, batch=1)
-        counter += 10
+    counter = publish_until_received(net, 0, topic, counter, 1, "s", "its bridge restarted")
     end = counter - 1
     wait_for(lambda: last_counter(net, 1, "s", net.ids[0]) == end
              and last_counter(net, 2, "s", net.ids[0]) == end
@@ -510,3 +524,8 @@ def test_channel_across_hosts_exactly_one_delivery(net: Net) -> None:
     logs = {h: net.agents[h].call("stop", id="r") for h in (1, 2)}
     all_ = sorted(e[1] for log in logs.values() for e in messages(log))
     assert all_ == list(range(n)), "a message delivered twice or not at all"
+    wait_for(lambda: net.stat(0)["channels"][0]["messages_out"] == n,
+             "A's statistics to count its hand-overs")
+    c = net.stat(0)["channels"][0]
+    assert c["unacknowledged"] == 0 and c["lost"] == 0, c
+    assert sum(net.stat(h)["channels"][0]["messages_in"] for h in (1, 2)) == n
