@@ -631,14 +631,14 @@ def cmd_bridge(args: argparse.Namespace) -> int:
         host_id=args.host_id, stats_name=args.stats_name,
         stats_interval=args.stats_interval,
     )
-    if args.json:
-        def emit(stats: bridge.BridgeStatistics) -> None:
-            print(json.dumps({"event": "stats", **stats.to_json()}), flush=True)
-        b._on_stats = emit
     with b:
         if args.json:
             print(json.dumps({"event": "started", "host": b.host_id, "pid": os.getpid(),
                               "stats_name": b.stats_name}), flush=True)
+
+            def emit(stats: bridge.BridgeStatistics) -> None:
+                print(json.dumps({"event": "stats", **stats.to_json()}), flush=True)
+            b._on_stats = emit  # from now on: the "started" line comes first
         else:
             print(f"mapshare bridge: host {b.host_id}, statistics in {b.stats_name!r}",
                   file=sys.stderr)

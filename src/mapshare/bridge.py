@@ -55,7 +55,7 @@ from ._errors import (
     WaitTimeout,
 )
 from ._latest import Latest
-from ._topic import Subscriber, Topic
+from ._topic import Origin, Subscriber, Topic
 
 if TYPE_CHECKING:
     import zenoh
@@ -87,6 +87,7 @@ DEFAULT_CAPACITY = 1 << 20
 _STATS_MAX = 1 << 16
 _CURSORS_MAX = 1 << 16
 _POLL = 0.1  # seconds a bridge thread waits before looking at its stop flag again
+_RECEIVER_HOLD = 1.0  # seconds a channel's host stays a receiving host after its last receiver
 
 
 def _zenoh() -> Any:
@@ -145,49 +146,12 @@ def _unpack(att: bytes) -> Optional[tuple[int, int, int, int, str]]:
     return kind, epoch, number, count, host
 
 
-# ---------------------------------------------------------------------------------------
-# The Topic origin API (issue 14, branch o14).  Until a Topic has it, the bridge still
-# works: it recognises the messages it brought in by their sequence numbers, and counts
-# upstream losses in its statistics only.
-
-def _origin_api() -> bool:
-    return hasattr(Topic, "publish_loss")
-
-
-def _publish_in(topic: Topic, data: bytes, host: str, number: int) -> int:
-    """Publish a message brought in from ``host`` (stream number ``number``)."""
-    if _origin_api():
-        from . import Origin  # type: ignore[attr-defined,unused-ignore]
-
-        return int(topic.publish(data, origin=Origin(host, number)))  # type: ignore[call-arg,unused-ignore]
-    return int(topic.publish(data))
-
-
-def _publish_loss(topic: Topic, missed: int, host: str, first: int) -> bool:
-    """Tell local subscribers that ``missed`` messages from ``host`` (stream numbers
-    from ``first``) were lost upstream.  False if this Topic cannot say it."""
-    if not _origin_api():
-        return False
-    from . import Origin  # type: ignore[attr-defined,unused-ignore]
-
-    topic.publish_loss(missed, origin=Origin(host, first))  # type: ignore[attr-defined,unused-ignore]
-    return True
-
-
-def _last_origin(sub: Subscriber) -> Any:
-    return getattr(sub, "last_origin", None)
-
-
 def _local_missed(lag: Lagged) -> int:
     """Of a ``Lagged`` the bridge's own subscriber got, the messages lost in this host's
-    ring (not loss records the bridge published itself for an upstream loss: those are
-    another host's losses, announced by that host, and must not echo back)."""
-    upstream = getattr(lag, "upstream", None)
-    if isinstance(upstream, bool):
-        return 0 if upstream else int(lag.missed)
-    if isinstance(upstream, int):
-        return max(0, int(lag.missed) - upstream)
-    return int(lag.missed)
+    ring: not the ones loss records stand for (``Lagged.upstream``), which the bridge
+    published itself for another host's loss, announced by that host: they must not
+    echo back."""
+    return max(0, int(lag.missed) - int(lag.upstream))
 
 
 # ---------------------------------------------------------------------------------------
@@ -360,7 +324,6 @@ class _TopicMap:
     thread: Optional[threading.Thread] = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     remotes: dict[str, _Remote] = field(default_factory=dict)
-    own: set[int] = field(default_factory=set)  # seqs brought in (no origin API only)
     out_cursor: tuple[int, int] = (0, 0)  # (next number, local position): one assignment
     messages_out: int = 0
     dropped: int = 0
@@ -380,6 +343,8 @@ class _ChannelMap:
     remotes: set[str] = field(default_factory=set)
     rr: int = 0
     took: bool = False  # the bridge has received on the channel: it counts as a receiver
+    waiting: bool = False  # the bridge is in a receive on it: it may count as a waiter
+    seen_receiver: float = -1e9  # time.monotonic() when a local receiver was last seen
     receiving: bool = False
     messages_out: int = 0
     messages_in: int = 0
@@ -519,6 +484,9 @@ class Bridge:
             conf = zenoh.Config.from_file(os.fspath(self._config))
         else:
             conf = self._config
+        # Zenoh's own shared-memory transport is off: on this host mapshare carries the
+        # traffic, and a zenoh process that is killed leaves its /dev/shm file behind.
+        conf.insert_json5("transport/shared_memory/enabled", "false")
         if self._mode is not None:
             conf.insert_json5("mode", json.dumps(self._mode))
         if self._listen:
@@ -631,8 +599,10 @@ class Bridge:
         self._recover_remotes(m)
         # DROP: a congested link never makes the bridge (or anyone) wait; what zenoh
         # drops shows as a gap in the numbers, counted lost by the receiving bridges.
+        # REMOTE: the bridge's own subscriber on the key is no match (``matched``).
         m.publisher = self._session.declare_publisher(
-            key, congestion_control=zenoh.CongestionControl.DROP)
+            key, congestion_control=zenoh.CongestionControl.DROP,
+            allowed_destination=zenoh.Locality.REMOTE)
         return m
 
     def _listen_topic(self, zenoh: Any, m: _TopicMap) -> None:
@@ -644,7 +614,7 @@ class Bridge:
         """A bridge killed between publishing a message it brought in and saving its
         cursors would count that message again as lost: the topic itself says which
         numbers arrived (their origins), so read back what it holds."""
-        if not _origin_api() or not m.remotes:
+        if not m.remotes:
             return
         oldest = m.topic.statistics().oldest
         with m.topic.subscribe(oldest) as scan:
@@ -655,8 +625,10 @@ class Bridge:
                     break
                 except Lagged:
                     continue
-                origin = _last_origin(scan)
-                r = m.remotes.get(origin.host) if origin is not None else None
+                origin = scan.last_origin
+                if origin is None:
+                    continue
+                r = m.remotes.get(origin.host)
                 if r is not None and origin.seq >= r.next:
                     r.next = origin.seq + 1
 
@@ -682,7 +654,7 @@ class Bridge:
                 if self._stop.is_set():
                     break
                 raise
-            if _last_origin(sub) is not None or self._brought_in(m, sub.position - 1):
+            if sub.last_origin is not None:  # brought in by a bridge: never back out
                 m.skipped += 1
             else:
                 put(data, attachment=_pack(_KIND_MESSAGE, m.epoch, m.next, 0,
@@ -690,17 +662,6 @@ class Bridge:
                 m.next += 1
                 m.messages_out += 1
             m.out_cursor = (m.next, sub.position)
-
-    def _brought_in(self, m: _TopicMap, seq: int) -> bool:
-        """Without the origin API: whether the bridge published ``seq`` itself.  The
-        lock orders this after the publish that made ``seq`` and its record here."""
-        if _origin_api():
-            return False
-        with m.lock:
-            if seq in m.own:
-                m.own.discard(seq)
-                return True
-        return False
 
     def _receive_sample(self, m: _TopicMap, sample: Any) -> None:
         """A sample from another host: publish it locally, count gaps and duplicates."""
@@ -725,12 +686,10 @@ class Bridge:
             gap = end - r.next if kind == _KIND_LOSS else number - r.next
             try:
                 if gap > 0:
-                    _publish_loss(m.topic, gap, host, r.next)
+                    m.topic.publish_loss(gap, origin=Origin(host, r.next))
                     r.lost += gap
                 if kind == _KIND_MESSAGE:
-                    seq = _publish_in(m.topic, sample.payload.to_bytes(), host, number)
-                    if not _origin_api():
-                        m.own.add(seq)
+                    m.topic.publish(sample.payload.to_bytes(), origin=Origin(host, number))
                     r.messages_in += 1
             except MapshareError:
                 if self._stop.is_set():
@@ -761,12 +720,21 @@ class Bridge:
         return c
 
     def _local_receivers(self, c: _ChannelMap) -> int:
-        """Receivers of the local channel other than this bridge."""
-        return c.channel.statistics().receivers - (1 if c.took else 0)
+        """Receivers of the local channel other than this bridge: processes that have
+        received on it, or (one that has not received yet) waiting in a receive."""
+        st = c.channel.statistics()
+        return max(st.receivers - (1 if c.took else 0),
+                   st.receive_waiters - (1 if c.waiting else 0))
 
     def _update_receiving(self, c: _ChannelMap) -> None:
-        """Announce this host as a receiving host while its channel has a receiver."""
-        receiving = self._local_receivers(c) > 0
+        """Announce this host as a receiving host while its channel has a receiver (and
+        for ``_RECEIVER_HOLD`` seconds after the last one was seen: a receiver between
+        two receive calls is not a host without receivers, whose bridge would start
+        forwarding what it was just handed)."""
+        now = time.monotonic()
+        if self._local_receivers(c) > 0:
+            c.seen_receiver = now
+        receiving = now - c.seen_receiver < _RECEIVER_HOLD
         if receiving and c.token is None:
             c.token = self._session.liveliness().declare_token(
                 f"{c.key}/rx/{self.host_id}")
@@ -794,7 +762,7 @@ class Bridge:
         if self._stop.is_set() or payload is None:
             query.reply_err(b"stopping")
             return
-        if self._local_receivers(c) <= 0:
+        if not c.receiving:
             query.reply_err(b"no receiver")
             return
         try:
@@ -814,6 +782,7 @@ class Bridge:
                 if c.receiving or not c.remotes:
                     self._stop.wait(_POLL / 2)
                     continue
+                c.waiting = True
                 try:
                     held = c.channel.receive(timeout=_POLL)
                     c.took = True
@@ -822,6 +791,17 @@ class Bridge:
                 except MapshareError:  # closed for sending and drained
                     self._stop.wait(_POLL)
                     continue
+                finally:
+                    c.waiting = False
+                if c.receiving:
+                    # this host got a receiver while the bridge was in that receive (the
+                    # message may even be one a remote host just handed in): it is theirs
+                    try:
+                        c.channel.send_nowait(held)
+                        held = None
+                        continue
+                    except MapshareError:  # full: hand it over after all (still once)
+                        pass
             if self._hand_over(c, held):
                 held = None
             else:
@@ -908,7 +888,7 @@ class Bridge:
         if t.publisher is None or self._closed:
             return False
         try:
-            return bool(t.publisher.matching_status)
+            return bool(t.publisher.matching_status.matching)
         except Exception:  # the session is closing
             return False
 
