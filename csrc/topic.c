@@ -1228,7 +1228,7 @@ static ms_status lag(ms_subscriber *s, uint64_t bound)
             uint64_t dn = hn - s->losses_below;
             up = hl - s->lost_below;
             if (hn < s->losses_below || hl < s->lost_below || dn > m || up < dn ||
-                (dn && up / dn > MS_TOPIC_LOSS_MAX))
+                (dn ? up / dn > MS_TOPIC_LOSS_MAX : up != 0))
                 return MS_E_LAYOUT;
             m = m - dn + up;
         }

@@ -7,9 +7,11 @@
  * entries) and the overflow mode; bytes 2..257 overwrite the topic's control lines 0-3
  * (line 4, the robust pub_lock, is left valid); then the subscriber table; then the
  * ring bytes.  Subscribing in every start mode, receive, peek + release, peek + unview,
- * receive_batch, publish, loan + commit/abort, publish_batch, wait_readable and
- * statistics run on it with exact-size heap buffers, so ASan reports any access outside
- * the topic. */
+ * receive_batch, publish, loan + commit/abort, publish_batch, publish with an origin,
+ * publish_loss, wait_readable and statistics run on it with exact-size heap buffers, so
+ * ASan reports any access outside the topic.  The oracle: a forged origin block or loss
+ * count (record flags MS_REC_ORIGIN / MS_REC_LOSS) gives MS_E_LAYOUT or a Lagged whose
+ * upstream part is within its missed, and an origin a subscriber reports is 1..64 bytes. */
 #include "fake_topic.h"
 
 #include <stdio.h>
@@ -91,6 +93,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t n)
                 REQUIRE(allowed(st));
                 if (st == MS_OK)
                     REQUIRE(fb.len <= t.max_message);
+                if (st == MS_OK && (s->view_flags & MS_REC_ORIGIN))
+                    REQUIRE(s->origin_host_len >= 1 && s->origin_host_len <= MS_TOPIC_HOST_MAX);
+                if (st == MS_E_LAGGED)
+                    REQUIRE(s->lag_upstream <= s->lag_missed && s->upstream <= s->missed);
                 if (st != MS_OK && st != MS_E_LAGGED)
                     break;
             }
@@ -118,6 +124,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t n)
         }
         size_t count = 0;
         REQUIRE(allowed(ms_topic_publish_batch(&t, get_msg, NULL, 5, &count, &seq, &o)));
+        ms_origin org = { (const uint8_t *)text, 1 + (c ? in[0] % 64 : 3), c ? in[0] : 0 };
+        REQUIRE(allowed(ms_topic_publish_origin(&t, text, c ? in[0] % 50 : 7, 0, &org, &o, &seq)));
+        REQUIRE(allowed(ms_topic_publish_loss(&t, 1 + (c ? in[0] : 0), (c && (in[0] & 2)) ? &org : NULL,
+                                              &o, &seq)));
         for (int m = 0; m < 3; m++) {
             if (!open[m])
                 continue;

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import struct
+from typing import Union
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAGIC = 0x0152485350414D00
@@ -62,14 +63,21 @@ def records(cap: int, msgs: list[bytes], start: int = 0) -> tuple[bytes, int]:
     return bytes(ring), pos
 
 
-def topic_log(cap: int, msgs: list[bytes]) -> tuple[bytes, bytes]:
+def origin_block(host: bytes, seq: int) -> bytes:
+    """An origin block (layout.h ms_topic_origin): seq, host length, 0, host padded."""
+    return struct.pack("<QII", seq, len(host), 0) + host + bytes(-len(host) % 8)
+
+
+def topic_log(cap: int, msgs: list[Union[bytes, tuple[int, bytes]]]) -> tuple[bytes, bytes]:
     """(topic control lines 0-3, ring) after publishing ``msgs`` into a topic of ``cap``
     bytes, as csrc/topic.c does: 16-byte headers with seqs, padding records (implicit
-    below 16 bytes), records dropped from the head when overwritten."""
+    below 16 bytes), records dropped from the head when overwritten.  A message given
+    as (flags, body) is written with those record flags (an origin, a loss record)."""
     ring = bytearray(cap)
     tail = intent = head = head_seq = 0
     sizes: list[tuple[int, int]] = []  # (position, size) of what is held, pads too
-    for seq, m in enumerate(msgs):
+    for seq, item in enumerate(msgs):
+        mflags, m = item if isinstance(item, tuple) else (0, item)
         r = 16 + (len(m) + 7) // 8 * 8
         off = tail % cap
         pad = cap - off if cap - off < 16 or off + r > cap else 0
@@ -87,7 +95,7 @@ def topic_log(cap: int, msgs: list[bytes]) -> tuple[bytes, bytes]:
         intent = max(intent, end)
         if pad >= 16:
             struct.pack_into("<IIQ", ring, off, pad, 1, seq)
-        struct.pack_into("<IIQ", ring, start % cap, len(m), 0, seq)
+        struct.pack_into("<IIQ", ring, start % cap, len(m), mflags, seq)
         ring[start % cap + 16 : start % cap + 16 + len(m)] = m
         tail = end
         sizes.append((start, r))
@@ -143,6 +151,12 @@ def main() -> None:
             (8, 1, [bytes([k]) * (k * 7 % 60) for k in range(40)]),  # wrapped, pads, drops
             (2, 5, [b"b" * 40] * 3),  # block mode, two entries
             (1, 1, [b"x" * 8 * k for k in range(1, 12)]),  # implicit pads
+            # origins (MS_REC_ORIGIN 2) and loss records (MS_REC_LOSS 4), one with both
+            (4, 1, [b"p", (2, origin_block(b"host-a", 7) + b"remote"),
+                    (4, struct.pack("<Q", 5)), (6, origin_block(b"h", 9) + struct.pack("<Q", 2)),
+                    b"q"]),
+            (8, 1, [(2, origin_block(b"x" * (k % 64 + 1), k) + b"m" * (k % 9))
+                    if k % 3 else (4, struct.pack("<Q", k + 1)) for k in range(30)]),  # drops
         ]
     ):
         cap = 128 + 8 * sel

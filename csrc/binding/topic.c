@@ -231,7 +231,7 @@ static int parse_origin(PyObject *obj, ms_origin *out)
 }
 
 static PyObject *topic_publish_origin(TopicObject *self, PyObject *data, PyObject *tobj,
-                                      PyObject *oobj);
+                                      PyObject *oobj, unsigned kind);
 
 static PyObject *topic_publish(TopicObject *self, PyObject *data, PyObject *tobj)
 {
@@ -281,14 +281,16 @@ static PyObject *topic_publish(TopicObject *self, PyObject *data, PyObject *tobj
     RET_OBJ(self->segobj, PyLong_FromUnsignedLongLong(seq));
 }
 
-/* publish with an origin: as topic_publish, through ms_topic_publish_origin */
+/* publish with an origin (oobj, or None) and a kind (publish_object/publish_array with
+ * an origin): as topic_publish, through ms_topic_publish_origin */
 static PyObject *topic_publish_origin(TopicObject *self, PyObject *data, PyObject *tobj,
-                                      PyObject *oobj)
+                                      PyObject *oobj, unsigned kind)
 {
     if (tobj && timeout_check(tobj) < 0)
         return NULL;
-    ms_origin origin;
-    if (parse_origin(oobj, &origin) < 0)
+    ms_origin origin = { NULL, 0, 0 };
+    int have_origin = oobj && oobj != Py_None;
+    if (have_origin && parse_origin(oobj, &origin) < 0)
         return NULL;
     if (tp_check_writable(self) < 0)
         return NULL;
@@ -298,9 +300,9 @@ static PyObject *topic_publish_origin(TopicObject *self, PyObject *data, PyObjec
     if (PyObject_GetBuffer(data, &buf, PyBUF_CONTIG_RO) < 0)
         return NULL;
     uint64_t seq = 0;
+    const ms_origin *op = have_origin ? &origin : NULL;
     ms_status st = buf.len < 65536 ? ms_topic_publish_origin(&self->t, buf.buf, (size_t)buf.len,
-                                                             MS_REC_KIND_BYTES, &origin,
-                                                             &fast_opts, &seq)
+                                                             kind, op, &fast_opts, &seq)
                                    : MS_E_RETRY_NO_GIL;
     if (st == MS_E_FULL || st == MS_E_RETRY_NO_GIL) {
         ms_wait_opts o;
@@ -311,12 +313,11 @@ static PyObject *topic_publish_origin(TopicObject *self, PyObject *data, PyObjec
         if (st == MS_E_RETRY_NO_GIL || o.timeout_ns != 0) {
             WAIT_WITHOUT_GIL(self->segobj, o,
                              st = ms_topic_publish_origin(&self->t, buf.buf, (size_t)buf.len,
-                                                          MS_REC_KIND_BYTES, &origin, &o,
-                                                          &seq));
+                                                          kind, op, &o, &seq));
         }
     }
     PyBuffer_Release(&buf);
-    if (st == MS_E_TOO_LARGE) {
+    if (st == MS_E_TOO_LARGE && have_origin) {
         PyErr_Format(ms_error_class(MS_E_TOO_LARGE) ? ms_error_class(MS_E_TOO_LARGE)
                                                     : PyExc_ValueError,
                      "a message of %zd bytes with an origin of %u bytes does not fit in "
@@ -336,14 +337,14 @@ static PyObject *Topic_publish(TopicObject *self, PyObject *const *args, Py_ssiz
 {
     PyObject *data, *tobj = Py_None, *oobj;
     if (nargs < 1 || nargs > 2 || (kwnames && PyTuple_GET_SIZE(kwnames) > 0)) {
-        static const char *const kwlist[] = {"data", "timeout", "origin"};
-        PyObject *vals[3] = {NULL, Py_None, NULL};
+        static const char *const kwlist[] = {"data", "timeout", "origin", "_kind"};
+        PyObject *vals[4] = {NULL, Py_None, NULL, NULL};
         if (nargs > 2) {
             PyErr_SetString(PyExc_TypeError, "publish() takes at most 2 positional arguments "
                                              "(origin is keyword-only)");
             return NULL;
         }
-        if (fast_kwargs(args, nargs, kwnames, kwlist, vals, 3, "publish") < 0)
+        if (fast_kwargs(args, nargs, kwnames, kwlist, vals, 4, "publish") < 0)
             return NULL;
         if (!vals[0]) {
             PyErr_SetString(PyExc_TypeError, "publish() missing required argument 'data'");
@@ -352,8 +353,19 @@ static PyObject *Topic_publish(TopicObject *self, PyObject *const *args, Py_ssiz
         data = vals[0];
         tobj = vals[1];
         oobj = vals[2];
+        if (vals[3]) {
+            /* publish_object / publish_array with an origin: the encoded bytes, a kind */
+            unsigned long kind = PyLong_AsUnsignedLong(vals[3]);
+            if (kind == (unsigned long)-1 && PyErr_Occurred())
+                return NULL;
+            if (kind > 255) {
+                PyErr_SetString(PyExc_ValueError, "_kind must be < 256");
+                return NULL;
+            }
+            return topic_publish_origin(self, data, tobj, oobj, (unsigned)kind);
+        }
         if (oobj && oobj != Py_None)
-            return topic_publish_origin(self, data, tobj, oobj);
+            return topic_publish_origin(self, data, tobj, oobj, MS_REC_KIND_BYTES);
     } else {
         data = args[0];
         if (nargs == 2)
@@ -376,7 +388,7 @@ static PyObject *Topic_publish_nowait(TopicObject *self, PyObject *const *args,
         if (fast_kwargs(args, nargs, kwnames, kwlist, vals, 2, "publish_nowait") < 0)
             return NULL;
         if (vals[1] && vals[1] != Py_None)
-            return topic_publish_origin(self, args[0], NULL, vals[1]);
+            return topic_publish_origin(self, args[0], NULL, vals[1], MS_REC_KIND_BYTES);
     }
     return topic_publish(self, args[0], NULL);
 }
@@ -711,7 +723,7 @@ static PyGetSetDef Topic_getset[] = {
 
 static PyMethodDef Topic_methods[] = {
     {"publish", (PyCFunction)(void (*)(void))Topic_publish, METH_FASTCALL | METH_KEYWORDS,
-     "publish($self, data, timeout=None, *, origin=None)\n--\n\n"
+     "publish($self, data, timeout=None, *, origin=None, _kind=0)\n--\n\n"
      "Publish a bytes-like object; returns its sequence number.  origin: a\n"
      "mapshare.Origin(host, seq) carried with the message (Subscriber.last_origin).\n"
      "Overwrite mode never\n"

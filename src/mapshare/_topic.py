@@ -213,7 +213,8 @@ class Topic(_core.Topic):
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("use Topic.create(), Topic.open() or Topic.open_or_create()")
 
-    # publish, publish_nowait, publish_many, loan and the read-only properties capacity,
+    # publish, publish_nowait, publish_loss, publish_many, loan and the read-only
+    # properties capacity,
     # max_message, history and max_subscribers are the C methods of _core.Topic: one C
     # call per message, no Python frame in between.
 
@@ -367,27 +368,39 @@ class Topic(_core.Topic):
 
     def _publish_encoded(
         self, total: int, write: Callable[[memoryview], None], kind: int,
-        timeout: Optional[float],
+        timeout: Optional[float], origin: Optional[Origin] = None,
     ) -> int:
+        if origin is not None:
+            # a loan carries no origin: encode into a buffer, publish it with one (the
+            # one extra copy is the price of bridging an object)
+            buf = bytearray(total)
+            write(memoryview(buf))
+            return self.publish(buf, timeout, origin=origin, _kind=kind)
         loan = self.loan(total, timeout, _kind=kind)
         with loan as m:
             write(m)
         return loan.seq
 
-    def publish_object(self, obj: Any, timeout: Optional[float] = None) -> int:
+    def publish_object(
+        self, obj: Any, timeout: Optional[float] = None, *, origin: Optional[Origin] = None
+    ) -> int:
         """Pickle ``obj`` (protocol 5) and publish it; returns its sequence number.
         Out-of-band buffers (numpy arrays, ``pickle.PickleBuffer``s) are copied once
         straight into the ring.  The encoding is ``Channel.send_object``'s
-        (docs/design/wire-formats.md); ``receive_object()`` takes it."""
+        (docs/design/wire-formats.md); ``receive_object()`` takes it.  ``origin``: as
+        for ``publish`` (then encoded into a buffer first: one copy more)."""
         total, write = _codec.encode_object(obj)
-        return self._publish_encoded(total, write, _codec.KIND_OBJECT, timeout)
+        return self._publish_encoded(total, write, _codec.KIND_OBJECT, timeout, origin)
 
-    def publish_array(self, array: Any, timeout: Optional[float] = None) -> int:
+    def publish_array(
+        self, array: Any, timeout: Optional[float] = None, *, origin: Optional[Origin] = None
+    ) -> int:
         """Publish a numpy array (any shape, order, byte order or structured dtype; not
         object dtype) with its dtype, shape and order, copied once into the ring;
-        returns its sequence number.  ``receive_array()`` takes it."""
+        returns its sequence number.  ``receive_array()`` takes it.  ``origin``: as for
+        ``publish``."""
         total, write = _codec.encode_array(array, "publish_object()")
-        return self._publish_encoded(total, write, _codec.KIND_ARRAY, timeout)
+        return self._publish_encoded(total, write, _codec.KIND_ARRAY, timeout, origin)
 
     # ---- subscribing ---------------------------------------------------------------
 
@@ -418,14 +431,17 @@ class Topic(_core.Topic):
         # nothing.
         return await poll_until(attempt, timeout, what=what)
 
-    async def publish_async(self, data: Any, timeout: Optional[float] = None) -> int:
+    async def publish_async(
+        self, data: Any, timeout: Optional[float] = None, *, origin: Optional[Origin] = None
+    ) -> int:
         """``publish`` for asyncio; returns the sequence number.  In ``"block"`` mode it
         waits for room without blocking the event loop (a cancelled call publishes
-        nothing); in ``"overwrite"`` mode it never waits."""
+        nothing); in ``"overwrite"`` mode it never waits.  ``origin``: as for
+        ``publish``."""
 
         def attempt() -> Optional[int]:
             try:
-                return self.publish_nowait(data)
+                return self.publish_nowait(data, origin=origin)
             except TopicFull:
                 return None
 

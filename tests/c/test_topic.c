@@ -666,6 +666,314 @@ static void test_topic_concurrent_no_torn_reads(void)
 
 struct test { const char *name; void (*fn)(void); };
 
+/* ---- origins and loss records (issue 14) ---------------------------------------------- */
+
+static ms_status pub_origin(fake_topic *f, const void *p, size_t n, const char *host,
+                            uint64_t oseq, uint64_t *seq)
+{
+    ms_wait_opts o = nowait_opts();
+    o.try_only = 0;
+    ms_origin org = { (const uint8_t *)host, (uint32_t)strlen(host), oseq };
+    return ms_topic_publish_origin(&f->t, p, n, MS_REC_KIND_BYTES, &org, &o, seq);
+}
+
+static ms_status pub_loss(fake_topic *f, uint64_t missed, const char *host, uint64_t *seq)
+{
+    ms_wait_opts o = nowait_opts();
+    o.try_only = 0;
+    ms_origin org = { (const uint8_t *)host, host ? (uint32_t)strlen(host) : 0, 42 };
+    return ms_topic_publish_loss(&f->t, missed, host ? &org : NULL, &o, seq);
+}
+
+static void test_topic_origin_and_loss_records(void)
+{
+    fake_topic f;
+    CHECK(fake_topic_init(&f, 1024, 8, MS_TOPIC_OVERWRITE, 4, 0) == 0);
+    ms_subscriber s;
+    CHECK_EQ(ms_subscriber_open(&s, &f.t, MS_SUB_LIVE, 0), MS_OK);
+    uint8_t out[1024];
+    fake_buf fb = { out, sizeof out, 0 };
+    uint64_t seq;
+    CHECK_EQ(pub(&f, "plain", 5, &seq), MS_OK);
+    CHECK_EQ(pub_origin(&f, "remote", 6, "host-a", 77, &seq), MS_OK);
+    CHECK_EQ(seq, 1);
+    CHECK_EQ(pub_loss(&f, 5, "host-a", &seq), MS_OK);
+    CHECK_EQ(seq, 2);
+    CHECK_EQ(pub_loss(&f, 3, NULL, &seq), MS_OK);  /* adjacent: one Lagged of 8 */
+    CHECK_EQ(pub_origin(&f, "", 0, "h", 0, &seq), MS_OK);
+    CHECK_EQ(pub(&f, "last", 4, &seq), MS_OK);
+    CHECK_EQ(seq, 5);
+    /* bad arguments */
+    char big[80];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    CHECK_EQ(pub_origin(&f, "x", 1, big, 0, &seq), MS_E_INVALID);
+    CHECK_EQ(pub_origin(&f, "x", 1, "", 0, &seq), MS_E_INVALID);
+    CHECK_EQ(pub_loss(&f, 0, NULL, &seq), MS_E_INVALID);
+    CHECK_EQ(pub_loss(&f, MS_TOPIC_LOSS_MAX + 1, NULL, &seq), MS_E_INVALID);
+    CHECK_EQ(pub_origin(&f, out, f.t.max_message - 16, "abc", 0, &seq), MS_E_TOO_LARGE);
+    CHECK_EQ(pub_origin(&f, out, f.t.max_message - 24, "abc", 0, &seq), MS_OK);  /* exactly fits */
+
+    CHECK_EQ(recv(&s, &fb), MS_OK);
+    CHECK(fb.len == 5 && memcmp(out, "plain", 5) == 0);
+    CHECK(!(s.view_flags & MS_REC_ORIGIN));
+    CHECK_EQ(recv(&s, &fb), MS_OK);
+    CHECK(fb.len == 6 && memcmp(out, "remote", 6) == 0);
+    CHECK(s.view_flags & MS_REC_ORIGIN);
+    CHECK(s.origin_host_len == 6 && memcmp(s.origin_host, "host-a", 6) == 0);
+    CHECK_EQ(s.origin_seq, 77);
+    CHECK_EQ(recv(&s, &fb), MS_E_LAGGED);
+    CHECK_EQ(s.lag_missed, 8);
+    CHECK_EQ(s.lag_upstream, 8);
+    CHECK_EQ(s.lag_position, 4);
+    /* a Lagged leaves the last origin as it was */
+    CHECK(s.view_flags & MS_REC_ORIGIN);
+    const uint8_t *p;
+    size_t len;
+    ms_wait_opts o = nowait_opts();
+    o.try_only = 0;
+    CHECK_EQ(ms_subscriber_peek(&s, &p, &len, &o), MS_OK);
+    CHECK_EQ(len, 0);
+    CHECK(s.origin_host_len == 1 && s.origin_host[0] == 'h' && s.origin_seq == 0);
+    CHECK_EQ(ms_subscriber_release(&s), MS_OK);
+    CHECK_EQ(recv(&s, &fb), MS_OK);
+    CHECK(fb.len == 4 && !(s.view_flags & MS_REC_ORIGIN));
+    CHECK_EQ(recv(&s, &fb), MS_OK);
+    CHECK_EQ(fb.len, f.t.max_message - 24);
+    CHECK(s.origin_host_len == 3);
+    CHECK_EQ(recv(&s, &fb), MS_E_EMPTY);
+    /* received + missed == the messages the records stand for */
+    CHECK_EQ(s.received, 5);
+    CHECK_EQ(s.missed, 8);
+    CHECK_EQ(s.upstream, 8);
+    ms_topic_stats st;
+    ms_topic_sub_stats rows[4];
+    size_t nrows;
+    CHECK_EQ(ms_topic_statistics(&f.t, &st, rows, 4, &nrows), MS_OK);
+    CHECK_EQ(st.published, 7);
+    CHECK_EQ(st.origin_published, 3);
+    CHECK_EQ(st.losses, 2);
+    CHECK_EQ(st.lost, 8);
+    /* history replays origins and loss records like live ones */
+    ms_subscriber h;
+    CHECK_EQ(ms_subscriber_open(&h, &f.t, MS_SUB_HISTORY, 0), MS_OK);
+    CHECK_EQ(recv(&h, &fb), MS_OK);
+    CHECK_EQ(recv(&h, &fb), MS_OK);
+    CHECK(h.origin_seq == 77);
+    CHECK_EQ(recv(&h, &fb), MS_E_LAGGED);
+    CHECK_EQ(h.lag_missed, 8);
+    /* start at the second loss record: only its 3 */
+    ms_subscriber q;
+    CHECK_EQ(ms_subscriber_open(&q, &f.t, MS_SUB_SEQ, 3), MS_OK);
+    CHECK_EQ(recv(&q, &fb), MS_E_LAGGED);
+    CHECK_EQ(q.lag_missed, 3);
+    CHECK_EQ(q.lag_upstream, 3);
+    CHECK_EQ(q.losses_below, 2);
+    CHECK_EQ(q.lost_below, 8);
+    ms_subscriber_close(&q);
+    ms_subscriber_close(&h);
+    ms_subscriber_close(&s);
+    fake_topic_free(&f);
+}
+
+/* Lapped over loss records: the Lagged counts the messages they stood for, exactly. */
+static void test_topic_lap_over_loss_records(void)
+{
+    fake_topic f;
+    CHECK(fake_topic_init(&f, 1024, 0, MS_TOPIC_OVERWRITE, 2, 0) == 0);
+    ms_subscriber s;
+    CHECK_EQ(ms_subscriber_open(&s, &f.t, MS_SUB_LIVE, 0), MS_OK);
+    uint8_t in[64], out[512];
+    fake_buf fb = { out, sizeof out, 0 };
+    uint64_t standing = 0, upstream = 0, missed = 0, got = 0, up_seen = 0, nseq = 0;
+    unsigned seed = 11;
+    for (int round = 0; round < 3000; round++) {
+        seed = seed * 1103515245u + 12345u;
+        unsigned np = (seed >> 16) % 40, nr = (seed >> 8) % 25;
+        for (unsigned i = 0; i < np; i++) {
+            uint64_t seq;
+            seed = seed * 1103515245u + 12345u;
+            if ((seed >> 20) % 9 == 0) {
+                uint64_t m = 1 + (seed >> 8) % 1000;
+                CHECK_EQ(pub_loss(&f, m, (seed & 1) ? "up" : NULL, &seq), MS_OK);
+                standing += m;
+                upstream += m;
+            } else {
+                size_t n = 8 + (size_t)((nseq * 5) % 48);
+                memcpy(in, &nseq, 8);
+                CHECK_EQ((seed & 2) ? pub_origin(&f, in, n, "far-host", nseq, &seq)
+                                    : pub(&f, in, n, &seq), MS_OK);
+                standing++;
+            }
+            CHECK_EQ(seq, nseq);
+            nseq++;
+        }
+        for (unsigned i = 0; i < nr; i++) {
+            ms_status st = recv(&s, &fb);
+            if (st == MS_E_EMPTY)
+                break;
+            if (st == MS_E_LAGGED) {
+                CHECK(s.lag_missed > 0 && s.lag_upstream <= s.lag_missed);
+                missed += s.lag_missed;
+                up_seen += s.lag_upstream;
+                continue;
+            }
+            CHECK_EQ(st, MS_OK);
+            uint64_t k;
+            memcpy(&k, out, 8);
+            CHECK_EQ(k, s.position - 1);
+            if (s.view_flags & MS_REC_ORIGIN)
+                CHECK(s.origin_seq == k && s.origin_host_len == 8);
+            got++;
+        }
+    }
+    ms_status st;
+    while ((st = recv(&s, &fb)) != MS_E_EMPTY) {
+        CHECK(st == MS_OK || st == MS_E_LAGGED);
+        if (st == MS_E_LAGGED) {
+            missed += s.lag_missed;
+            up_seen += s.lag_upstream;
+        } else {
+            got++;
+        }
+    }
+    CHECK_EQ(got + missed, standing);
+    CHECK_EQ(up_seen, upstream);
+    CHECK_EQ(s.upstream, upstream);
+    CHECK_EQ(s.missed, missed);
+    CHECK(missed > upstream);  /* it was lapped, too */
+    /* the totals the topic keeps agree */
+    ms_topic *tp = fake_topic_ctl(&f);
+    CHECK_EQ(tp->lost, upstream);
+    CHECK(tp->head_lost <= tp->lost && tp->head_losses <= tp->losses);
+    ms_subscriber_close(&s);
+    fake_topic_free(&f);
+}
+
+/* Forged origin blocks and loss counts: MS_E_LAYOUT (or a clean Lagged), never a read
+ * outside the ring. */
+static void test_topic_corrupt_origin_and_loss(void)
+{
+    fake_topic f;
+    CHECK(fake_topic_init(&f, 512, 4, MS_TOPIC_OVERWRITE, 2, 0) == 0);
+    uint8_t out[512];
+    fake_buf fb = { out, sizeof out, 0 };
+    uint64_t seq;
+    CHECK_EQ(pub_origin(&f, "abcdefgh", 8, "host", 9, &seq), MS_OK);
+    uint8_t *ring = fake_topic_ring(&f);
+    uint8_t saved[64];
+    memcpy(saved, ring, sizeof saved);
+    struct { uint32_t length, flags; uint64_t seq; uint64_t oseq; uint32_t hl, res; uint64_t tail; } bad[] = {
+        { 32, MS_REC_ORIGIN, 0, 9, 0, 0, 0 },                 /* empty host */
+        { 32, MS_REC_ORIGIN, 0, 9, 65, 0, 0 },                /* host too long */
+        { 32, MS_REC_ORIGIN, 0, 9, 24, 0, 0 },                /* block longer than the record */
+        { 8, MS_REC_ORIGIN, 0, 9, 4, 0, 0 },                  /* record shorter than a block */
+        { 32, MS_REC_LOSS, 0, 0, 0, 0, 0 },                   /* loss record of 0 */
+        { 8, MS_REC_LOSS, 0, 0, 0, 0, 0 },                    /* (same, its own length) */
+        { 8, MS_REC_LOSS | (1u << MS_REC_KIND_SHIFT), 0, 3, 0, 0, 0 },  /* a loss with a kind */
+        { 8, MS_REC_LOSS, 0, MS_TOPIC_LOSS_MAX + 1, 0, 0, 0 }, /* beyond the limit */
+        { 16, MS_REC_LOSS, 0, 3, 0, 0, 0 },                   /* wrong length for a loss */
+        { 32, MS_REC_ORIGIN | 0x100000u, 0, 9, 4, 0, 0 },     /* unknown bit with origin */
+        { 0xFFFFFFF0u, MS_REC_ORIGIN, 0, 9, 4, 0, 0 },        /* beyond max_message */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ms_subscriber s;
+        memcpy(ring, saved, sizeof saved);
+        CHECK_EQ(ms_subscriber_open(&s, &f.t, MS_SUB_SEQ, 0), MS_OK);
+        memcpy(ring, &bad[i], sizeof bad[i]);
+        CHECK_EQ(recv(&s, &fb), MS_E_LAYOUT);
+        CHECK_EQ(s.position, 0);
+        const uint8_t *p;
+        size_t len;
+        ms_wait_opts o = nowait_opts();
+        o.try_only = 0;
+        CHECK_EQ(ms_subscriber_peek(&s, &p, &len, &o), MS_E_LAYOUT);
+        ms_subscriber h;
+        CHECK_EQ(ms_subscriber_open(&h, &f.t, MS_SUB_HISTORY, 0), MS_E_LAYOUT);
+        ms_subscriber_close(&s);
+    }
+    /* the publisher's drop walk over a forged record: MS_E_LAYOUT, nothing changed */
+    ms_topic *tp = fake_topic_ctl(&f);
+    memcpy(ring, &bad[4], sizeof bad[4]);
+    uint64_t tail = tp->tail;
+    ms_status st = MS_OK;
+    for (int i = 0; i < 40 && st == MS_OK; i++)
+        st = pub(&f, out, 40, &seq);
+    CHECK_EQ(st, MS_E_LAYOUT);
+    CHECK(tp->tail > tail);
+    memcpy(ring, saved, sizeof saved);
+    /* forged loss totals: a lapped subscriber gets MS_E_LAYOUT or a clean Lagged */
+    fake_topic_free(&f);
+    CHECK(fake_topic_init(&f, 512, 0, MS_TOPIC_OVERWRITE, 2, 0) == 0);
+    tp = fake_topic_ctl(&f);
+    ms_subscriber s;
+    CHECK_EQ(ms_subscriber_open(&s, &f.t, MS_SUB_LIVE, 0), MS_OK);
+    for (int i = 0; i < 30; i++)
+        CHECK_EQ(pub(&f, out, 40, &seq), MS_OK);
+    tp->head_losses = 1000;  /* more loss records than sequence numbers lost */
+    CHECK_EQ(recv(&s, &fb), MS_E_LAYOUT);
+    tp->head_losses = 0;
+    tp->head_lost = 5;       /* messages lost upstream with no loss record */
+    CHECK_EQ(recv(&s, &fb), MS_E_LAYOUT);
+    tp->head_lost = 0;
+    CHECK_EQ(recv(&s, &fb), MS_E_LAGGED);
+    CHECK_EQ(s.lag_upstream, 0);
+    ms_subscriber_close(&s);
+    fake_topic_free(&f);
+}
+
+/* A publisher killed in the commit of a loss record (totals stored, tail not): the
+ * repair recounts the loss totals from the records held; nothing was published. */
+static void test_topic_publisher_killed_in_loss_commit(void)
+{
+    fake_topic f;
+    CHECK(fake_topic_init(&f, 512, 2, MS_TOPIC_OVERWRITE, 2, 1) == 0);
+    ms_subscriber s;
+    CHECK_EQ(ms_subscriber_open(&s, &f.t, MS_SUB_LIVE, 0), MS_OK);
+    uint8_t in[100], out[512];
+    fake_buf fb = { out, sizeof out, 0 };
+    uint64_t seq;
+    CHECK_EQ(pub(&f, in, sizeof in, &seq), MS_OK);
+    CHECK_EQ(pub_loss(&f, 4, NULL, &seq), MS_OK);  /* a real one: 4 lost upstream */
+    ms_topic *tp = fake_topic_ctl(&f);
+    uint64_t tail = tp->tail;
+    pid_t pid = fork();
+    if (pid == 0) {
+        ms_wait_opts o = timeout_opts(1000000000LL);
+        uint8_t *p = NULL;
+        if (ms_topic_loan(&f.t, 8, &p, &o) != MS_OK)
+            _exit(3);
+        uint64_t m = 7;
+        memcpy(p, &m, 8);
+        struct { uint32_t length, flags; uint64_t seq; } r = { 8, MS_REC_LOSS, 2 };
+        memcpy(p - sizeof r, &r, sizeof r);
+        tp->next_seq = 3;
+        tp->lost += 7;
+        tp->losses += 1;
+        _exit(0);
+    }
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_EQ(tp->tail, tail);
+    for (uint64_t i = 2; i < 20; i++) {
+        CHECK_EQ(pub(&f, in, sizeof in, &seq), MS_OK);
+        CHECK_EQ(seq, i);
+    }
+    CHECK_EQ(tp->publisher_deaths, 1);
+    CHECK_EQ(tp->lost, 4);
+    CHECK_EQ(tp->losses, 1);
+    CHECK_EQ(tp->head_lost, 4);  /* the real one was dropped since */
+    ms_status st;
+    uint64_t got = 0;
+    while ((st = recv(&s, &fb)) == MS_OK || st == MS_E_LAGGED)
+        got += st == MS_OK;
+    CHECK_EQ(st, MS_E_EMPTY);
+    CHECK_EQ(got + s.missed, 19 + 4);  /* 19 messages, 1 loss record of 4 */
+    CHECK_EQ(s.upstream, 4);
+    ms_subscriber_close(&s);
+    fake_topic_free(&f);
+}
+
 static const struct test tests[] = {
     { "topic_publish_receive", test_topic_publish_receive },
     { "topic_wrap_and_pad", test_topic_wrap_and_pad },
@@ -681,6 +989,10 @@ static const struct test tests[] = {
     { "topic_publisher_killed_in_commit", test_topic_publisher_killed_in_commit },
     { "topic_block_dead_subscriber", test_topic_block_dead_subscriber },
     { "topic_concurrent_no_torn_reads", test_topic_concurrent_no_torn_reads },
+    { "topic_origin_and_loss_records", test_topic_origin_and_loss_records },
+    { "topic_lap_over_loss_records", test_topic_lap_over_loss_records },
+    { "topic_corrupt_origin_and_loss", test_topic_corrupt_origin_and_loss },
+    { "topic_publisher_killed_in_loss_commit", test_topic_publisher_killed_in_loss_commit },
 };
 
 int main(int argc, char **argv)

@@ -457,3 +457,41 @@ def read_until_stop(name: str, ready: Any, q: Any) -> None:
         out["end"] = _error_name(exc)
         out["error"] = str(exc)
     q.put(out)
+
+
+def read_origins(name: str, ready: Any, go: Any, q: Any, until_received: int,
+                 until_missed: int) -> None:
+    """Subscribe live, set ``ready``, wait for ``go``; then (not reading meanwhile, so
+    that a lap can happen) receive until ``until_received`` messages and
+    ``until_missed`` missed are counted, and report
+    {"events": [("msg", bytes, origin tuple or None) | ("lagged", missed, upstream,
+    position)], "received", "missed", "upstream"} (issue 14's origins and loss records)."""
+    out: dict[str, Any] = {"events": []}
+    try:
+        with mapshare.Topic.open(name) as t, t.subscribe() as sub:
+            ready.set()
+            go.wait(120)
+            while sub.received < until_received or sub.missed < until_missed:
+                try:
+                    m = sub.receive(timeout=60)
+                except mapshare.Lagged as lag:
+                    out["events"].append(("lagged", lag.missed, lag.upstream, lag.position))
+                    continue
+                o = sub.last_origin
+                out["events"].append(("msg", m, None if o is None else tuple(o)))
+            out["received"], out["missed"] = sub.received, sub.missed
+            out["upstream"] = sub.upstream_missed
+    except Exception as exc:
+        out["end"] = _error_name(exc)
+        out["error"] = str(exc)
+    q.put(out)
+
+
+def publish_with_origins(name: str, host: str, n: int) -> None:
+    """Publish ``n`` messages with origins (``host``, i), a loss record of 3 after each
+    fifth, then exit normally (issue 14: a bridge in another process)."""
+    with mapshare.Topic.open(name) as t:
+        for i in range(n):
+            t.publish(f"m{i}".encode(), origin=mapshare.Origin(host, i))
+            if i % 5 == 4:
+                t.publish_loss(3, origin=mapshare.Origin(host, i + 1))

@@ -25,6 +25,9 @@ KIND_AREA = 1024
 # its named mappings.
 POKES = pytest.mark.posix_only("writes into the object through /dev/shm")
 OFF_TAIL, OFF_NEXT_SEQ, OFF_INTENT, OFF_HEAD, OFF_HEAD_SEQ, OFF_HEAD_GEN = 64, 72, 80, 88, 96, 104
+# loss records (issue 14): totals and what head stands for (line 2), origins published
+OFF_LOST, OFF_LOSSES, OFF_HEAD_LOST, OFF_HEAD_LOSSES = 136, 144, 152, 160
+REC_ORIGIN, REC_LOSS = 0x2, 0x4  # record flags (csrc/layout.h MS_REC_ORIGIN, MS_REC_LOSS)
 OVERWRITE, BLOCK = _core.TOPIC_OVERWRITE, _core.TOPIC_BLOCK
 
 
@@ -533,6 +536,75 @@ def test_a_corrupt_record_header_is_a_layout_error(make: Any) -> None:
 
 
 @POKES
+@pytest.mark.parametrize("body", [
+    struct.pack("<QII", 7, 0, 0),          # an empty host
+    struct.pack("<QII", 7, 65, 0),         # a host over 64 bytes
+    struct.pack("<QII", 7, 2**32 - 1, 0),  # a host length far past the record
+    struct.pack("<QII", 7, 17, 0),         # a block (16 + 24) longer than the body (32)
+])
+def test_a_forged_origin_length_is_a_layout_error(make: Any, body: bytes) -> None:
+    t = make(1024)
+    s = t.sub()
+    h = t.sub(_core.SUB_SEQ, 0)
+    t.topic.publish(b"12345678", origin=("abc", 7))  # header 16, body: block 24 + 8
+    poke(t.name, t.ring + 16, body)
+    with pytest.raises(mapshare.LayoutError):
+        s.receive_nowait()
+    with pytest.raises(mapshare.LayoutError), h.receive_view(0):
+        pass
+    with pytest.raises(mapshare.LayoutError):
+        t.sub(_core.SUB_HISTORY)
+    assert s.position == 0 and s.received == 0
+
+
+@POKES
+@pytest.mark.parametrize("length,flags,count", [
+    (8, REC_LOSS, 0),                  # a loss of nothing
+    (8, REC_LOSS, 2**48),              # beyond the limit
+    (8, REC_LOSS, 2**64 - 1),
+    (16, REC_LOSS, 3),                 # the wrong length for a loss record
+    (8, REC_LOSS | (1 << 8), 3),       # a loss record with a kind
+    (8, REC_LOSS | 0x10, 3),           # an unknown bit
+])
+def test_a_forged_loss_count_is_a_layout_error(
+    make: Any, length: int, flags: int, count: int
+) -> None:
+    t = make(1024)
+    s = t.sub()
+    t.topic.publish_loss(5)
+    poke(t.name, t.ring, struct.pack("<IIQQ", length, flags, 0, count))
+    with pytest.raises(mapshare.LayoutError):
+        s.receive_nowait()
+    assert s.missed == 0
+    # the publisher's drop walk meets it too: LayoutError, not a wrong head
+    with pytest.raises(mapshare.LayoutError):
+        for _ in range(100):
+            t.topic.publish(b"p" * 40)
+
+
+@POKES
+@pytest.mark.parametrize("field,value", [
+    (OFF_HEAD_LOSSES, 1000),  # more loss records dropped than sequence numbers
+    (OFF_HEAD_LOST, 5),       # messages lost upstream with no loss record
+    (OFF_HEAD_LOST, 2**64 - 1),
+])
+def test_forged_loss_totals_give_a_layout_error_or_a_clean_lagged(
+    make: Any, field: int, value: int
+) -> None:
+    t = make(1024)
+    s = t.sub()
+    for _ in range(40):
+        t.topic.publish(b"g" * 24)
+    t.poke64(field, value)
+    with pytest.raises(mapshare.LayoutError):
+        s.receive_nowait()
+    t.poke64(field, 0)
+    with pytest.raises(mapshare.Lagged) as info:
+        s.receive_nowait()
+    assert info.value.upstream == 0
+
+
+@POKES
 def test_random_garbage_never_crashes_or_hangs(make: Any) -> None:
     """Scribble random bytes over the control lines, the table and the ring between
     calls: every call either works or raises a mapshare error, and returns."""
@@ -555,14 +627,28 @@ def test_random_garbage_never_crashes_or_hangs(make: Any) -> None:
                 poke(t.name, table + rnd.randrange(0, 8 * 64 - 8),
                      struct.pack("<Q", rnd.randrange(2**64)))
             else:
-                poke(t.name, t.ring + rnd.randrange(0, 1024 - 16) // 8 * 8,
-                     struct.pack("<IIQ", rnd.randrange(600), rnd.choice([0, 1]),
-                                 rnd.randrange(64)))
+                # a record header, maybe claiming an origin block or a loss count,
+                # with a forged host length / count after it
+                poke(t.name, t.ring + rnd.randrange(0, 1024 - 40) // 8 * 8,
+                     struct.pack("<IIQQII", rnd.randrange(600),
+                                 rnd.choice([0, 1, REC_ORIGIN, REC_LOSS, REC_ORIGIN | REC_LOSS,
+                                             REC_ORIGIN | 0x100]),
+                                 rnd.randrange(64), rnd.choice([0, 1, 2**48, 2**64 - 1]),
+                                 rnd.choice([0, 1, 64, 65, 2**32 - 1]), 0))
+            if rnd.randrange(8) == 0:
+                off = rnd.choice([OFF_LOST, OFF_LOSSES, OFF_HEAD_LOST, OFF_HEAD_LOSSES])
+                t.poke64(off, rnd.choice([0, 1, rnd.randrange(2**64)]))
         for _ in range(5):
-            op = rnd.randrange(6)
+            op = rnd.randrange(8)
             try:
                 if op == 0:
                     t.topic.publish(os.urandom(rnd.randrange(0, 200)), timeout=0)
+                elif op == 6:
+                    t.topic.publish(os.urandom(rnd.randrange(0, 100)), timeout=0,
+                                    origin=("h" * rnd.randrange(1, 65), rnd.randrange(2**64)))
+                elif op == 7:
+                    t.topic.publish_loss(rnd.randrange(1, 2**48), 0,
+                                         origin=rnd.choice([None, ("host", 3)]))
                 elif op == 1:
                     rnd.choice(subs).receive_nowait()
                 elif op == 2:
@@ -580,7 +666,7 @@ def test_random_garbage_never_crashes_or_hangs(make: Any) -> None:
         if round_ % 50 == 49:
             # repair, so that the next rounds test the paths of a working topic too
             for field in (OFF_TAIL, OFF_NEXT_SEQ, OFF_INTENT, OFF_HEAD, OFF_HEAD_SEQ,
-                          OFF_HEAD_GEN):
+                          OFF_HEAD_GEN, OFF_LOST, OFF_LOSSES, OFF_HEAD_LOST, OFF_HEAD_LOSSES):
                 t.poke64(field, 0)
             for s in subs:
                 s.close()
