@@ -567,7 +567,8 @@ def summarize(results: list[Result]) -> dict[tuple[str, str, int], dict[str, Opt
         # the subscriber was never told about (zenoh's DROP says nothing; the bridge must
         # account for every one with a Lagged)
         lost = [1 - r.received / r.count for r in rs if r.received is not None and r.count]
-        silent = [(r.count - r.received - (r.missed or 0)) / r.count for r in rs
+        # (missed may also count a WARM or STOP message the network dropped: clamp at 0)
+        silent = [max(0, r.count - r.received - (r.missed or 0)) / r.count for r in rs
                   if r.received is not None and r.count]
         out[k] = {"p50_us": med("p50_us"), "p99_us": med("p99_us"), "rate": med("rate"),
                   "publish_rate": med("publish_rate"),

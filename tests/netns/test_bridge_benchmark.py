@@ -49,5 +49,6 @@ def test_bridge_benchmark_smoke(tmp_path: Path) -> None:
             assert c["p50_us"] > 0, c
         elif c["row"] != "zenoh":
             # mapshare's rows: every message published is received or reported lost
-            assert c["received"] + c["missed"] == c["count"], c
+            # (missed may also count a control message the network dropped: >=)
+            assert c["received"] <= c["count"] <= c["received"] + c["missed"], c
     assert "bridge <= 1.2x zenoh" in md.read_text()
