@@ -433,6 +433,9 @@ class Bridge:
         self._closed = False
         self._on_stats: Optional[Any] = None
 
+    read_statistics = staticmethod(read_statistics)
+    default_host_id = staticmethod(default_host_id)
+
     # -- lifecycle ---------------------------------------------------------------------
 
     @property
