@@ -45,6 +45,7 @@ import platform
 import queue
 import select
 import shlex
+import signal
 import struct
 import subprocess
 import sys
@@ -198,7 +199,10 @@ def role_rtt_server(a: dict[str, Any]) -> None:
     pub = _Endpoint(a, "pong", publish=True)
     _say(ready=True)
     while True:
-        m = sub.receive()
+        try:
+            m = sub.receive()
+        except sub.lagged:  # a ping lost on the way: the client sends it again
+            continue
         if m[:1] == STOP:
             break
         pub.publish(m)
@@ -206,9 +210,18 @@ def role_rtt_server(a: dict[str, Any]) -> None:
     pub.close()
 
 
+RESEND_AFTER = 1.0  # seconds without a pong before the ping is sent again
+
+
 def role_rtt_client(a: dict[str, Any]) -> None:
     """Ping until a pong comes back (the path is up), warm up, then time ``count``
-    round trips; each ping carries a counter so a late pong is never taken for another."""
+    round trips; each ping carries a counter so a late pong is never taken for another.
+
+    Both rows' publishers drop rather than wait (zenoh's DROP: a 1 MiB message whose
+    fragments do not fit its queue in time is dropped whole), so a ping or pong can be
+    lost: a watchdog thread sends the ping again after RESEND_AFTER, the receive stays a
+    plain blocking one (no polling in the timed path), and a round trip that needed a
+    resend is not a latency sample (the report counts them)."""
     pub = _Endpoint(a, "ping", publish=True)
     sub = _Endpoint(a, "pong", publish=False)
     size, counter = a["size"], 0
@@ -222,11 +235,34 @@ def role_rtt_client(a: dict[str, Any]) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("no pong: the path between the hosts is not up")
 
+    lock = threading.Lock()
+    current: list[Any] = [None, 0.0]  # the ping in flight, when it was (re)sent
+    resent: set[int] = set()
+    done = threading.Event()
+
+    def watchdog() -> None:
+        while not done.wait(0.1):
+            with lock:
+                i, since = current
+                if i is not None and time.monotonic() - since > RESEND_AFTER:
+                    resent.add(i)
+                    current[1] = time.monotonic()
+                    pub.publish(_message(DATA, i, size))
+
+    threading.Thread(target=watchdog, daemon=True).start()
+
     def round_trip(i: int) -> None:
+        with lock:
+            current[0], current[1] = i, time.monotonic()
         pub.publish(_message(DATA, i, size))
         while True:
-            m = sub.receive()
-            if COUNTER.unpack_from(m, 1)[0] == i:
+            try:
+                m = sub.receive()
+            except sub.lagged:
+                continue
+            if m[:1] == DATA and COUNTER.unpack_from(m, 1)[0] == i:
+                with lock:
+                    current[0] = None
                 return
 
     base = counter + 1000
@@ -234,13 +270,17 @@ def role_rtt_client(a: dict[str, Any]) -> None:
         round_trip(base + i)
     base += a["warmup"]
     clock = time.perf_counter_ns
-    samples = [0] * a["count"]
+    samples = []
     for i in range(a["count"]):
         t0 = clock()
         round_trip(base + i)
-        samples[i] = clock() - t0
+        t = clock() - t0
+        if base + i not in resent:
+            samples.append(t)
+    done.set()
     pub.publish(_message(STOP, 0, 16))
-    _say(p50_us=percentile(samples, 50) / 1e3, p99_us=percentile(samples, 99) / 1e3)
+    _say(p50_us=percentile(samples, 50) / 1e3 if samples else None,
+         p99_us=percentile(samples, 99) / 1e3 if samples else None, resent=len(resent))
     time.sleep(0.2)  # let the STOP leave before the session closes
     pub.close()
     sub.close()
@@ -359,6 +399,7 @@ class Result:
     received: Optional[int] = None
     missed: Optional[int] = None  # reported lost (mapshare Lagged)
     publish_rate: Optional[float] = None
+    resent: Optional[int] = None  # rtt: round trips whose ping or pong was lost (resent)
     error: Optional[str] = None
     traceback: Optional[str] = None
 
@@ -465,7 +506,7 @@ def run_rtt(s: Setup, row: str, size: int, count: int, warmup: int, timeout: flo
                                                    warmup=warmup))
     try:
         out = client.read(timeout)
-        res.p50_us, res.p99_us = out["p50_us"], out["p99_us"]
+        res.p50_us, res.p99_us, res.resent = out["p50_us"], out["p99_us"], out["resent"]
         client.finish(timeout)
         server.finish(timeout)
     finally:
@@ -571,6 +612,7 @@ def summarize(results: list[Result]) -> dict[tuple[str, str, int], dict[str, Opt
         silent = [max(0, r.count - r.received - (r.missed or 0)) / r.count for r in rs
                   if r.received is not None and r.count]
         out[k] = {"p50_us": med("p50_us"), "p99_us": med("p99_us"), "rate": med("rate"),
+                  "resent": sum(r.resent for r in rs if r.resent is not None),
                   "publish_rate": med("publish_rate"),
                   "loss": median(lost) if lost else None,
                   "silent_loss": median(silent) if silent else None}
@@ -631,6 +673,12 @@ def report(summary: Any, results: list[Result], st: Settings, command: str, elap
                                           g("rtt", "zenoh", z, "p50_us")))])
         lines += [md_table(["size", "zenoh-python pub/sub", "mapshare bridge",
                             "bridge / zenoh (p50)"], rows), ""]
+        resent = {(r, z): summary.get(("rtt", r, z), {}).get("resent") for r in ROWS["rtt"]
+                  for z in st.sizes}
+        if any(resent.values()):
+            lines += ["Pings sent again after 1 s without a pong (a ping or pong dropped; not "
+                      "a latency sample), all repetitions: " + ", ".join(
+                          f"{r} {fmt_size(z)}: {v}" for (r, z), v in resent.items() if v), ""]
     if "tput" in st.benches:
         lines += ["### One way A -> B (messages/s received; in brackets: lost, and of those "
                   "how many the subscriber was never told about)", ""]
@@ -719,11 +767,17 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if args._role is not None:
         ROLES[args._role[0]](json.loads(args._role[1]))
         return 0
+    # SIGTERM (a timeout, CI) unwinds like Ctrl-C: the finally below deletes the hosts
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     benches = tuple(b.strip() for b in args.bench.split(",") if b.strip())
     if not benches or not set(benches) <= set(BENCHES):
         raise SystemExit(f"--bench takes {', '.join(BENCHES)}")
