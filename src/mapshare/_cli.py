@@ -643,7 +643,11 @@ def cmd_bridge(args: argparse.Namespace) -> int:
             print(f"mapshare bridge: host {b.host_id}, statistics in {b.stats_name!r}",
                   file=sys.stderr)
         while not stop.wait(0.2):
-            pass
+            if b.wait(0):
+                break
+    if b.error is not None:
+        print(f"mapshare bridge: stopped: {_message(b.error)}", file=sys.stderr)
+        return EXIT_ERROR
     return EXIT_OK
 
 

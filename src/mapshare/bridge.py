@@ -49,6 +49,7 @@ from ._errors import (
     ChannelFull,
     Lagged,
     MapshareError,
+    MessageTooLargeError,
     SegmentExistsError,
     SegmentNotFoundError,
     TopicEmpty,
@@ -174,6 +175,8 @@ class RemoteHostStatistics:
     """Messages from that host counted lost upstream (network, or the remote ring)."""
     duplicates: int
     """Samples from that host dropped because their number was already seen."""
+    too_large: int = 0
+    """Messages from that host larger than the local topic takes (counted in ``lost``)."""
 
 
 @dataclass(frozen=True)
@@ -309,6 +312,7 @@ class _Remote:
     messages_in: int = 0
     lost: int = 0
     duplicates: int = 0
+    too_large: int = 0
 
 
 @dataclass
@@ -325,6 +329,9 @@ class _TopicMap:
     lock: threading.Lock = field(default_factory=threading.Lock)
     remotes: dict[str, _Remote] = field(default_factory=dict)
     out_cursor: tuple[int, int] = (0, 0)  # (next number, local position): one assignment
+    matching: Any = None  # zenoh's matching listener, which keeps ``matched`` up to date
+    matched: bool = False  # a bridge on another host subscribes to the key now
+    hold: bool = False  # leave messages in the ring while nobody remote subscribes
     messages_out: int = 0
     dropped: int = 0
     skipped: int = 0
@@ -432,6 +439,8 @@ class Bridge:
         self._started = False
         self._closed = False
         self._on_stats: Optional[Any] = None
+        self.error: Optional[BaseException] = None
+        """Why the bridge stopped by itself (a thread of it failed), else None."""
 
     read_statistics = staticmethod(read_statistics)
     default_host_id = staticmethod(default_host_id)
@@ -475,10 +484,25 @@ class Bridge:
         return self
 
     def _spawn(self, target: Any, arg: Any, name: str) -> None:
-        th = threading.Thread(target=target, args=(arg,) if arg is not None else (),
-                              name=name, daemon=True)
+        def run() -> None:
+            try:
+                target(arg) if arg is not None else target()
+            except BaseException as exc:
+                # a bridge whose thread died must not go on looking healthy: it stops,
+                # and ``error`` says why (``mapshare bridge`` exits with status 1)
+                if self.error is None:
+                    self.error = exc
+                self._stop.set()
+                raise
+
+        th = threading.Thread(target=run, name=name, daemon=True)
         self._threads.append(th)
         th.start()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Wait until the bridge stops by itself (a thread of it failed: ``error``) or
+        ``stop()`` is called; True if it has, False on timeout."""
+        return self._stop.wait(timeout)
 
     def _zenoh_config(self, zenoh: Any) -> Any:
         if self._config is None:
@@ -606,6 +630,10 @@ class Bridge:
         m.publisher = self._session.declare_publisher(
             key, congestion_control=zenoh.CongestionControl.DROP,
             allowed_destination=zenoh.Locality.REMOTE)
+        m.hold = topic.overflow == "overwrite"
+        m.matching = m.publisher.declare_matching_listener(
+            lambda st, m=m: setattr(m, "matched", bool(st.matching)))
+        m.matched = bool(m.publisher.matching_status.matching)
         return m
 
     def _listen_topic(self, zenoh: Any, m: _TopicMap) -> None:
@@ -639,6 +667,14 @@ class Bridge:
         """Put every message published on this host to the key; never what came in."""
         sub, put = m.sub, m.publisher.put
         while not self._stop.is_set():
+            if m.hold and not m.matched:
+                # Nobody remote subscribes (not yet, or the link is down): what is
+                # published stays in the ring and goes out once someone does; what the
+                # ring overwrites meanwhile goes out as a loss.  An overwrite-mode topic
+                # never waits for the bridge, so holding back costs local publishers
+                # nothing (a block-mode topic would wait: there the bridge reads on).
+                self._stop.wait(_POLL / 10)
+                continue
             try:
                 data = sub.receive(timeout=_POLL)
             except WaitTimeout:
@@ -688,16 +724,23 @@ class Bridge:
                 return
             gap = end - r.next if kind == _KIND_LOSS else number - r.next
             try:
-                if gap > 0:
+                if gap > 0:  # the loss record comes first: it stands for what came before
                     m.topic.publish_loss(gap, origin=Origin(host, r.next))
                     r.lost += gap
                 if kind == _KIND_MESSAGE:
-                    m.topic.publish(sample.payload.to_bytes(), origin=Origin(host, number))
-                    r.messages_in += 1
-            except MapshareError:
-                if self._stop.is_set():
-                    return
-                raise
+                    try:
+                        m.topic.publish(sample.payload.to_bytes(), origin=Origin(host, number))
+                        r.messages_in += 1
+                    except MessageTooLargeError:
+                        # larger than this host's ring takes: lost here, counted as such
+                        m.topic.publish_loss(1, origin=Origin(host, number))
+                        r.lost += 1
+                        r.too_large += 1
+            except MapshareError as exc:
+                if not self._stop.is_set():  # a broken local topic: the bridge stops
+                    self.error = self.error or exc
+                    self._stop.set()
+                return
             r.next = end
         self._save_cursors()
 
@@ -860,7 +903,7 @@ class Bridge:
             with t.lock:
                 remotes = tuple(
                     RemoteHostStatistics(h, r.epoch, r.next, r.messages_in, r.lost,
-                                         r.duplicates)
+                                         r.duplicates, r.too_large)
                     for h, r in sorted(t.remotes.items())
                 )
             topics.append(TopicMappingStatistics(
@@ -868,7 +911,7 @@ class Bridge:
                 messages_in=sum(r.messages_in for r in remotes),
                 lost=sum(r.lost for r in remotes),
                 duplicates=sum(r.duplicates for r in remotes),
-                dropped=t.dropped, skipped=t.skipped, matched=self._matched(t),
+                dropped=t.dropped, skipped=t.skipped, matched=t.matched,
                 remote_hosts=remotes,
             ))
         channels = []
@@ -886,14 +929,6 @@ class Bridge:
             updated=time.time(), peers=peers, remote_hosts=tuple(sorted(self._seen)),
             topics=tuple(topics), channels=tuple(channels),
         )
-
-    def _matched(self, t: _TopicMap) -> bool:
-        if t.publisher is None or self._closed:
-            return False
-        try:
-            return bool(t.publisher.matching_status.matching)
-        except Exception:  # the session is closing
-            return False
 
     def _write_stats(self) -> BridgeStatistics:
         stats = self.statistics()

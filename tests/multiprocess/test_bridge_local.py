@@ -292,9 +292,44 @@ def test_loss_counted_when_the_receiving_bridge_is_killed(
         stats = _until("B's count of the loss", lambda: (
             lambda s: s if s.topics[0].messages_in >= len(received) else None)(b.fresh_stats()))
         assert stats.topics[0].lost == first - 10
-        # one Lagged, exact: received + missed == published at the origin
-        assert lags == [first - 10]
+        # exact: received + missed == published at the origin.  (Usually one Lagged; a
+        # loss learnt in two pieces -- A's ring lapped its held-back bridge, then zenoh
+        # dropped part of the burst that followed -- is two when the subscriber reads
+        # between them.)
+        assert sum(lags) == first - 10 and all(lags)
         assert sub.received + sub.missed == published
+        sub.close()
+
+
+def test_sending_bridge_killed_and_restarted_resumes_without_loss(
+        names: Callable[[], str], hosts: Callable[..., Host]) -> None:
+    """A's bridge (the listening side) is SIGKILLed; what A publishes meanwhile is sent
+    when it comes back (it resumes its stream at the position it saved: what it sends
+    twice, B drops as duplicates), B reconnects by itself, nothing is lost."""
+    ta_name, tb_name, key = names(), names(), f"mapshare/test/{names()}"
+    port = _free_port()
+    with mapshare.Topic.create(ta_name, 1 << 20) as ta, \
+            mapshare.Topic.create(tb_name, 1 << 20) as tb:
+        a = hosts({ta_name: key}, port=port)
+        b = hosts({tb_name: key}, connect=(port,))
+        _until("both bridges subscribed", lambda: _matched(a) and _matched(b))
+        sub = tb.subscribe()
+        for i in range(100):
+            ta.publish(b"%d" % i)
+        a.kill()
+        for i in range(100, 150):
+            ta.publish_nowait(b"%d" % i)
+        a.start()
+        got, lags = _receive_until(sub, b"149")
+        assert got == [b"%d" % i for i in range(150)] and lags == []
+        for i in range(150, 160):  # and the stream goes on
+            ta.publish(b"%d" % i)
+        more, lags = _receive_until(sub, b"159")
+        assert more == [b"%d" % i for i in range(150, 160)] and lags == []
+        assert sub.last_origin == mapshare.Origin(a.host_id, 159)
+        sb = _until("B's count", lambda: (
+            lambda s: s if s.messages_in == 160 else None)(b.fresh_stats().topics[0]))
+        assert sb.lost == 0
         sub.close()
 
 
@@ -380,6 +415,43 @@ def test_channel_each_message_to_exactly_one_receiver(
         assert ca.statistics().queued_messages == 0
 
 
+def test_message_too_large_for_the_remote_ring_is_counted_lost(
+        names: Callable[[], str], hosts: Callable[..., Host]) -> None:
+    ta_name, tb_name, key = names(), names(), f"mapshare/test/{names()}"
+    port = _free_port()
+    with mapshare.Topic.create(ta_name, 1 << 20) as ta, \
+            mapshare.Topic.create(tb_name, 4096) as tb:
+        a = hosts({ta_name: key}, port=port)
+        b = hosts({tb_name: key}, connect=(port,))
+        _until("both bridges subscribed", lambda: _matched(a) and _matched(b))
+        sub = tb.subscribe()
+        ta.publish(b"small")
+        ta.publish(b"x" * (tb.max_message + 1))
+        ta.publish(b"last")
+        got, lags = _receive_until(sub, b"last")
+        assert got == [b"small", b"last"] and lags == [1]
+        assert sub.received + sub.missed == 3
+        rh = _until("B's count", lambda: (
+            lambda s: s if s.topics[0].lost == 1 else None)(b.fresh_stats())).topics[0]
+        assert rh.remote_hosts[0].too_large == 1 and rh.messages_in == 2
+        sub.close()
+
+
+def test_cli_refuses_bad_arguments(names: Callable[[], str]) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "mapshare", "bridge", *args],
+                              capture_output=True, text=True, timeout=DEADLINE)
+
+    r = run()
+    assert r.returncode == 2 and "at least one" in r.stderr
+    r = run("--topic", "no-equals-sign")
+    assert r.returncode == 2 and "NAME=KEY" in r.stderr
+    r = run("--topic", "t=k/*")
+    assert r.returncode == 1 and "wildcards" in r.stderr
+    r = run("stat", names())
+    assert r.returncode == 3 and r.stderr.startswith("mapshare bridge:")
+
+
 def test_bridge_api_in_process(names: Callable[[], str]) -> None:
     """The Python API: a context manager, statistics(), and the arguments it refuses."""
     with pytest.raises(ValueError, match="at least one"):
@@ -400,9 +472,10 @@ def test_bridge_api_in_process(names: Callable[[], str]) -> None:
             assert bridge.running
             with mapshare.Topic.open(t_name) as topic:  # the bridge created it
                 topic.publish(b"x")
-                s = _until("the message sent", lambda: (
-                    lambda s: s if s.topics[0].messages_out == 1 else None)(
-                        bridge.statistics()))
+                time.sleep(0.2)
+                s = bridge.statistics()
+            # no other host subscribes: the message stays in the ring (held, not sent)
+            assert not s.topics[0].matched and s.topics[0].messages_out == 0
             assert s.host == "api-host" and s.running and s.topics[0].name == t_name
             assert read_statistics(stats).host == "api-host"
         assert not bridge.running
