@@ -119,7 +119,7 @@ class _Endpoint:
         else:
             import mapshare
 
-            self.topic = mapshare.Topic.open(stream, wait=READY_TIMEOUT)
+            self.topic = mapshare.Topic.open(stream, wait=READY_TIMEOUT, spin=a.get("spin"))
             self.lagged = mapshare.Lagged
             if not publish:
                 self.sub = self.topic.subscribe()
@@ -407,9 +407,10 @@ class Result:
 class Setup:
     """The two hosts, the topics held on each, the two bridges."""
 
-    def __init__(self, tmp: str) -> None:
+    def __init__(self, tmp: str, spin: Optional[float] = None) -> None:
         import _hosts
 
+        self.spin = spin
         reason = _hosts.unavailable()
         if reason:
             raise SystemExit(f"cannot make hosts here: {reason}")
@@ -489,7 +490,8 @@ class _BridgeProc(Child):
 def _row_args(s: Setup, row: str, side: str, **kw: Any) -> dict[str, Any]:
     """Arguments of a role on host A (``side="a"``) or B for ``row``.  The zenoh rows
     use their own port: A listens, B connects (the bridges do the same)."""
-    a: dict[str, Any] = {"row": row, "config": s.config, "key": f"{s.key}/z", **kw}
+    a: dict[str, Any] = {"row": row, "config": s.config, "key": f"{s.key}/z",
+                         "spin": s.spin, **kw}
     if row == "zenoh":
         if side == "a":
             a["listen"] = s.a.endpoint(ZENOH_PORT)
@@ -761,6 +763,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--bench", default=",".join(BENCHES), help="rtt,tput,local")
     p.add_argument("--sizes", default=None, help="sizes in bytes (64,4096,1048576)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds before a cell fails")
+    p.add_argument("--mapshare-spin", type=float, default=None,
+                   help="spin=SECONDS for the benchmark's own topics (not the bridges')")
     p.add_argument("--json", type=Path, default=None, help="write all results as JSON")
     p.add_argument("--markdown", type=Path, default=None, help="write the report here too")
     p.add_argument("--plot", type=Path, default=None, help="write a PNG (needs matplotlib)")
@@ -791,7 +795,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mapshare-bench-bridge-") as tmp:
-        s = Setup(tmp)
+        s = Setup(tmp, args.mapshare_spin)
         hosts_id = s.hosts.id
         try:
             results = run_all(s, st, args.quick)
