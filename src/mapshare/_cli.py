@@ -631,14 +631,21 @@ def cmd_bridge(args: argparse.Namespace) -> int:
         host_id=args.host_id, stats_name=args.stats_name,
         stats_interval=args.stats_interval,
     )
+    out_lock = threading.Lock()
+
+    def line(obj: dict[str, Any]) -> None:
+        # one whole line at a time, whichever thread prints
+        text = json.dumps(obj) + "\n"
+        with out_lock:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
     with b:
         if args.json:
-            print(json.dumps({"event": "started", "host": b.host_id, "pid": os.getpid(),
-                              "stats_name": b.stats_name}), flush=True)
-
-            def emit(stats: bridge.BridgeStatistics) -> None:
-                print(json.dumps({"event": "stats", **stats.to_json()}), flush=True)
-            b._on_stats = emit  # from now on: the "started" line comes first
+            line({"event": "started", "host": b.host_id, "pid": os.getpid(),
+                  "stats_name": b.stats_name})
+            # only from now on: the "started" line comes first
+            b._on_stats = lambda stats: line({"event": "stats", **stats.to_json()})
         else:
             print(f"mapshare bridge: host {b.host_id}, statistics in {b.stats_name!r}",
                   file=sys.stderr)

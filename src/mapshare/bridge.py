@@ -591,14 +591,17 @@ class Bridge:
 
     # -- topics ------------------------------------------------------------------------
 
+    # The bridge's handles do not spin before sleeping (spin=0): a network hop costs
+    # hundreds of microseconds anyway, and a spinning bridge would take CPU from the
+    # local processes it serves.
     def _open_local_topic(self, name: str) -> Topic:
         try:
-            return Topic.open(name)
+            return Topic.open(name, spin=0)
         except SegmentNotFoundError:
             try:
-                return Topic.create(name, self._capacity)
+                return Topic.create(name, self._capacity, spin=0)
             except SegmentExistsError:
-                return Topic.open(name)
+                return Topic.open(name, spin=0)
 
     def _open_topic(self, zenoh: Any, name: str, key: str, saved: Mapping[str, Any]) -> _TopicMap:
         topic = self._open_local_topic(name)
@@ -642,9 +645,9 @@ class Bridge:
             allowed_origin=zenoh.Locality.REMOTE)
 
     def _recover_remotes(self, m: _TopicMap) -> None:
-        """A bridge killed between publishing a message it brought in and saving its
-        cursors would count that message again as lost: the topic itself says which
-        numbers arrived (their origins), so read back what it holds."""
+        """The cursors are saved every stats interval, so a killed bridge's are behind
+        what it had published: the topic itself says which numbers arrived (their
+        origins), so read back what it holds."""
         if not m.remotes:
             return
         oldest = m.topic.statistics().oldest
@@ -676,7 +679,10 @@ class Bridge:
                 self._stop.wait(_POLL / 10)
                 continue
             try:
-                data = sub.receive(timeout=_POLL)
+                # A view: what came in (it has an origin) is skipped without a copy.  The
+                # copy is used only once the view ends cleanly (no Lagged: not torn).
+                with sub.receive_view(timeout=_POLL) as view:
+                    data = bytes(view) if sub.last_origin is None else None
             except WaitTimeout:
                 continue
             except Lagged as lag:
@@ -693,7 +699,7 @@ class Bridge:
                 if self._stop.is_set():
                     break
                 raise
-            if sub.last_origin is not None:  # brought in by a bridge: never back out
+            if data is None:  # brought in by a bridge: never back out
                 m.skipped += 1
             else:
                 put(data, attachment=_pack(_KIND_MESSAGE, m.epoch, m.next, 0,
@@ -714,6 +720,7 @@ class Bridge:
         self._seen.add(host)
         with m.lock:
             r = m.remotes.get(host)
+            fresh = r is None or r.epoch != epoch
             if r is None or r.epoch != epoch:
                 # a new stream: the first number seen starts the count (nothing published
                 # there before this bridge heard from it is reported)
@@ -742,18 +749,22 @@ class Bridge:
                     self._stop.set()
                 return
             r.next = end
-        self._save_cursors()
+        if fresh:
+            # A new stream's epoch is saved at once; the numbers every stats interval
+            # (a restarted bridge reads the newer ones back from the origins its topic
+            # holds: the topic itself is the record of what arrived).
+            self._save_cursors()
 
     # -- channels ----------------------------------------------------------------------
 
     def _open_local_channel(self, name: str) -> Channel:
         try:
-            return Channel.open(name)
+            return Channel.open(name, spin=0)
         except SegmentNotFoundError:
             try:
-                return Channel.create(name, self._capacity)
+                return Channel.create(name, self._capacity, spin=0)
             except SegmentExistsError:
-                return Channel.open(name)
+                return Channel.open(name, spin=0)
 
     def _open_channel(self, zenoh: Any, name: str, key: str) -> _ChannelMap:
         c = _ChannelMap(name, key, self._open_local_channel(name))
@@ -828,10 +839,13 @@ class Bridge:
                 if c.receiving or not c.remotes:
                     self._stop.wait(_POLL / 2)
                     continue
+                # A receive call -- even one that times out -- makes this process count
+                # among the channel's receivers: say so first, or this host would take
+                # itself for a receiving host and never forward again.
+                c.took = True
                 c.waiting = True
                 try:
                     held = c.channel.receive(timeout=_POLL)
-                    c.took = True
                 except (WaitTimeout, ChannelEmpty):
                     continue
                 except MapshareError:  # closed for sending and drained
