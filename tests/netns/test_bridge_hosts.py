@@ -530,3 +530,50 @@ def test_channel_across_hosts_exactly_one_delivery(net: Net) -> None:
     c = net.stat(0)["channels"][0]
     assert c["unacknowledged"] == 0 and c["lost"] == 0, c
     assert sum(net.stat(h)["channels"][0]["messages_in"] for h in (1, 2)) == n
+
+
+def test_channel_receiving_host_cut_mid_stream_at_most_once(net: Net) -> None:
+    """B's link is cut while A's channel messages are being handed to B and C: no message
+    is delivered twice, every one A's bridge took was handed over once (acknowledged or
+    counted unacknowledged), every one not delivered is among the unacknowledged, and
+    delivery goes on (to C, then to B again once its link is back)."""
+    chan, key = net.name("c"), f"msh/{net.tag}/c"
+    for a in net.agents:
+        a.call("channel", name=chan)
+    for h in (1, 2):
+        net.agents[h].call("receiver", id="r", channel=chan)
+    for i in range(3):
+        net.bridge(i, channels={chan: key})
+    sender = net.agents[0]
+
+    def delivered(h: int) -> list[int]:
+        return [e[1] for e in messages(net.agents[h].call("report", id="r"))]
+
+    sender.call("send", channel=chan, first=0, count=100, pace=0.005)
+    wait_for(lambda: len(delivered(1)) + len(delivered(2)) == 100, "the first 100")
+    assert delivered(1) and delivered(2), "one receiving host got nothing: no spread"
+    def handed_over() -> int:
+        c = net.stat(0)["channels"][0]
+        return int(c["messages_out"] + c["unacknowledged"])
+
+    c_before = len(delivered(2))
+    net.hosts[1].cut()
+    try:
+        sender.call("send", channel=chan, first=100, count=200, pace=0.01)
+        wait_for(lambda: handed_over() == 300, "A's bridge to hand over 300 while B is cut")
+        assert len(delivered(2)) > c_before + 100, "C did not take over while B was cut"
+    finally:
+        net.hosts[1].restore()
+    n = 400
+    sender.call("send", channel=chan, first=300, count=100, pace=0.01)
+    wait_for(lambda: handed_over() == n, f"A's bridge to hand over all {n}")
+    time.sleep(1.0)  # a late or duplicate delivery would arrive now
+    got = {h: net.agents[h].call("stop", id="r") for h in (1, 2)}
+    all_ = sorted(e[1] for log in got.values() for e in messages(log))
+    assert len(all_) == len(set(all_)), "a message delivered twice"
+    assert set(all_) <= set(range(n))
+    c = net.stat(0)["channels"][0]
+    assert c["lost"] == 0, c
+    assert c["messages_out"] <= len(all_), c  # each acknowledged one was delivered
+    assert n - len(all_) <= c["unacknowledged"], (n - len(all_), c)
+    assert [x for x in messages(got[1]) if x[1] >= 300], "B got nothing after its link came back"
