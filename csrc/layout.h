@@ -348,7 +348,7 @@ typedef struct ms_topic_sub {
     uint64_t received;         /* 32 messages delivered */
     uint64_t missed;           /* 40 messages lost to overwriting (sum of Lagged.missed) */
     uint64_t lagged;           /* 48 Lagged events */
-    uint64_t reserved;         /* 56 */
+    uint64_t upstream;         /* 56 of missed, messages lost upstream (loss records) */
 } ms_topic_sub;
 
 MS_STATIC_ASSERT(sizeof(ms_topic) == 320, "topic control size");

@@ -1095,7 +1095,7 @@ static ms_status register_locked(ms_subscriber *s, int mode, uint64_t want)
     e->received = s->received;
     e->missed = s->missed;
     e->lagged = s->lagged;
-    e->reserved = 0;
+    e->upstream = s->upstream;
     ms_add64(&tp->subscribes, 1);
     ms_store32(&e->pid, me);
     s->slot = slot;
@@ -1250,6 +1250,7 @@ static ms_status lag(ms_subscriber *s, uint64_t bound)
         if (e) {
             ms_store64(&e->missed, s->missed);
             ms_store64(&e->lagged, s->lagged);
+            ms_store64(&e->upstream, s->upstream);
         }
         publish_progress(s);
         absorb_losses(s);
@@ -1293,6 +1294,7 @@ static void consume_loss(ms_subscriber *s, uint64_t p, uint64_t rsize, uint64_t 
     if (e) {
         ms_store64(&e->missed, s->missed);
         ms_store64(&e->lagged, s->lagged);
+        ms_store64(&e->upstream, s->upstream);
     }
     publish_progress(s);
 }
@@ -1836,6 +1838,7 @@ static ms_status stats_fn(void *arg)
             r->received = ms_load_relaxed64(&e->received);
             r->missed = ms_load_relaxed64(&e->missed);
             r->lagged = ms_load_relaxed64(&e->lagged);
+            r->upstream = ms_load_relaxed64(&e->upstream);
         }
     }
     *a->nrows = n;

@@ -165,7 +165,7 @@ void ms_subscriber_close(ms_subscriber *s);
 typedef struct ms_topic_sub_stats {
     uint32_t pid;
     int alive;               /* 1 alive, 0 dead (not reaped yet), -1 cannot tell */
-    uint64_t position, received, missed, lagged;
+    uint64_t position, received, missed, lagged, upstream;
 } ms_topic_sub_stats;
 
 typedef struct ms_topic_stats {

@@ -647,10 +647,11 @@ static PyObject *Topic_statistics(TopicObject *self, PyObject *unused)
         ms_topic_sub_stats *r = &rows[i];
         uint64_t lag = s.published > r->position ? s.published - r->position : 0;
         PyObject *row = Py_BuildValue(
-            "{sIsOsKsKsKsKsK}", "pid", r->pid, "alive", r->alive != 0 ? Py_True : Py_False,
+            "{sIsOsKsKsKsKsKsK}", "pid", r->pid, "alive", r->alive != 0 ? Py_True : Py_False,
             "position", (unsigned long long)r->position, "lag", (unsigned long long)lag,
             "missed", (unsigned long long)r->missed, "received",
-            (unsigned long long)r->received, "lagged", (unsigned long long)r->lagged);
+            (unsigned long long)r->received, "lagged", (unsigned long long)r->lagged,
+            "upstream_missed", (unsigned long long)r->upstream);
         if (!row || PyList_Append(list, row) < 0)
             Py_CLEAR(list);
         Py_XDECREF(row);
@@ -672,7 +673,7 @@ static PyObject *Topic_statistics(TopicObject *self, PyObject *unused)
         "abandoned", (unsigned long long)s.abandoned,
         "subscriber_deaths", (unsigned long long)s.subscriber_deaths,
         "origin_published", (unsigned long long)s.origin_published,
-        "losses", (unsigned long long)s.losses,
+        "loss_records", (unsigned long long)s.losses,
         "lost_upstream", (unsigned long long)s.lost,
         "subscriber_count", s.subscribers, "subscriber_waiters", s.sub_waiters,
         "publisher_waiters", s.pub_waiters, "subscribers", list);

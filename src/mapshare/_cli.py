@@ -247,6 +247,11 @@ def _print_topic(x: dict[str, Any]) -> None:
           f"oldest held: {oldest}")
     print(f"deaths:      {x['publisher_deaths']} publisher(s) (left {x['abandoned']} "
           f"loan(s)), {x['subscriber_deaths']} subscriber(s) reaped")
+    if x.get("origin_published") or x.get("loss_records"):
+        # only for a topic a bridge feeds (issue 14): the others' output is unchanged
+        print(f"bridged:     {x['origin_published']} message(s) with an origin; "
+              f"{x['loss_records']} loss record(s) for {x['lost_upstream']} message(s) "
+              "lost upstream")
     rows = x["subscribers"]
     print(f"subscribers: {len(rows)}")
     if rows:
@@ -640,6 +645,12 @@ def cmd_bridge(args: argparse.Namespace) -> int:
             sys.stdout.write(text)
             sys.stdout.flush()
 
+    zenoh = bridge._zenoh()
+    try:
+        b.start()
+    except zenoh.ZError as exc:  # a bad configuration, an endpoint in use, ...
+        print(f"mapshare bridge: zenoh: {_zenoh_message(exc)}", file=sys.stderr)
+        return EXIT_ERROR
     with b:
         if args.json:
             line({"event": "started", "host": b.host_id, "pid": os.getpid(),
@@ -656,6 +667,14 @@ def cmd_bridge(args: argparse.Namespace) -> int:
         print(f"mapshare bridge: stopped: {_message(b.error)}", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _zenoh_message(exc: BaseException) -> str:
+    """A zenoh error in one line, without the Rust source locations it carries."""
+    import re
+
+    text = re.sub(r" at \S+\.rs:\d+\.?", "", str(exc))
+    return " ".join(text.split())
 
 
 def _print_bridge_stats(stats: Any) -> None:

@@ -292,7 +292,8 @@ def topic_details(core: Any) -> dict[str, Any]:
         d["oldest"] = d.get("oldest_held", d["published"])
     d["held"] = d["published"] - d["oldest"]
     d["subscribers"] = [
-        {k: r[k] for k in ("pid", "alive", "position", "lag", "missed", "received")}
+        {k: r[k] for k in ("pid", "alive", "position", "lag", "missed", "received",
+                           "upstream_missed") if k in r}
         for r in d.get("subscribers", ())
     ]
     for r in d["subscribers"]:

@@ -132,6 +132,9 @@ class SubscriberStatistics:
     """Messages it lost by being lapped (the sum of its ``Lagged.missed``)."""
     received: int
     """Messages it has received."""
+    upstream_missed: int
+    """Of ``missed``, the messages lost upstream, before they reached this topic (loss
+    records a bridge published; the sum of its ``Lagged.upstream``)."""
 
 
 @dataclass(frozen=True)
@@ -480,6 +483,7 @@ class Topic(_core.Topic):
             SubscriberStatistics(
                 pid=r["pid"], alive=bool(r["alive"]), position=r["position"],
                 lag=r["lag"], missed=r["missed"], received=r["received"],
+                upstream_missed=r["upstream_missed"],
             )
             for r in d["subscribers"]
         )
@@ -490,7 +494,7 @@ class Topic(_core.Topic):
             published_bytes=d["published_bytes"], oldest=d["oldest_held"],
             held=d["held"], publisher_deaths=d["publisher_deaths"],
             abandoned=d["abandoned"], subscriber_deaths=d["subscriber_deaths"],
-            origin_published=d["origin_published"], loss_records=d["losses"],
+            origin_published=d["origin_published"], loss_records=d["loss_records"],
             lost_upstream=d["lost_upstream"], subscribers=rows,
         )
 

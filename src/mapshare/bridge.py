@@ -13,16 +13,18 @@ Samples arriving on ``key`` from other hosts are published locally with
 never sent back out (no loops).  Per remote host the bridge keeps the next stream number
 it expects: a gap (lost on the network, or lost by the remote bridge's own local
 subscriber, which it announces with a loss sample) becomes ``Topic.publish_loss(gap)``, so
-a local subscriber gets one ``Lagged`` with the exact count; a number already seen is a
-duplicate and is dropped (and counted).
+a local subscriber gets ``Lagged`` with the exact count; a number already seen is a
+duplicate and is dropped (and counted).  Stream positions are kept in shared memory
+(``<stats_name>.cursors``), so a restarted bridge resumes its streams.
 
 Channel mode (``channels={name: key}``): every message sent into the local channel is
 delivered to exactly one receiver, here or on one remote host, **at most once**: a host
 whose channel has receivers of its own declares a liveliness token and a queryable
 ``key/rx/<host>``; a bridge whose channel has no local receiver takes a message only when a
 remote receiving host is known, and hands it over with one ``get`` to one chosen host,
-whose bridge sends it into its channel and replies with an acknowledgement.  No
-acknowledgement in time: the message is counted ``unacknowledged`` and never sent again.
+whose bridge sends it into its channel and replies with an acknowledgement (a query
+zenoh brings twice is recognised by its id).  No acknowledgement in time: the message is
+counted ``unacknowledged`` and never sent again.
 
 eclipse-zenoh is an optional dependency (``pip install "mapshare[bridge]"``): this module
 imports it only when a bridge starts.
@@ -39,6 +41,7 @@ import struct
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Optional, Union
@@ -82,6 +85,8 @@ _ATTACH = struct.Struct("<BB6xQQQ")
 _VERSION = 1
 _KIND_MESSAGE = 0
 _KIND_LOSS = 1
+_REFUSED = b"refused:"  # a receiving host's error replies start so: certainly not taken
+_KIND_LOSS_UNHEARD = 2  # lost while no remote host subscribed: a new stream starts after it
 
 DEFAULT_CAPACITY = 1 << 20
 """Ring size of a topic or channel the bridge creates because it does not exist yet."""
@@ -136,15 +141,29 @@ def _unpack(att: bytes) -> Optional[tuple[int, int, int, int, str]]:
     if len(att) <= _ATTACH.size or len(att) > _ATTACH.size + HOST_ID_MAX:
         return None
     version, kind, epoch, number, count = _ATTACH.unpack_from(att)
-    if version != _VERSION or kind not in (_KIND_MESSAGE, _KIND_LOSS):
+    if version != _VERSION or kind not in (_KIND_MESSAGE, _KIND_LOSS, _KIND_LOSS_UNHEARD):
         return None
-    try:
-        host = att[_ATTACH.size:].decode()
-    except UnicodeDecodeError:
-        return None
-    if not _HOST_RE.match(host):
-        return None
+    raw = att[_ATTACH.size:]
+    host = _hosts.get(raw)
+    if host is None:  # a host id not met yet: check it once
+        try:
+            host = raw.decode()
+        except UnicodeDecodeError:
+            return None
+        if not _HOST_RE.match(host):
+            return None
+        if len(_hosts) < 4096:  # bounded: a flood of forged ids is checked every time
+            _hosts[raw] = host
     return kind, epoch, number, count, host
+
+
+_hosts: dict[bytes, str] = {}  # host ids already checked (their UTF-8 bytes)
+
+
+def _local_count(st: Any) -> int:
+    """Messages published on this host (not brought in, not loss records) since the
+    topic's creation, from its statistics."""
+    return int(st.published - st.origin_published - st.loss_records)
 
 
 def _local_missed(lag: Lagged) -> int:
@@ -232,6 +251,9 @@ class ChannelMappingStatistics:
     local channel (``lost`` counts those that did not fit)."""
     lost: int
     """Messages taken that could be neither delivered nor returned."""
+    duplicates: int
+    """Hand-overs that arrived here a second time (zenoh brought one query twice):
+    acknowledged again, not sent into the channel again."""
     receiving: bool
     """Whether this host announces itself as a receiving host (its channel has a
     receiver other than the bridge)."""
@@ -331,10 +353,29 @@ class _TopicMap:
     out_cursor: tuple[int, int] = (0, 0)  # (next number, local position): one assignment
     matching: Any = None  # zenoh's matching listener, which keeps ``matched`` up to date
     matched: bool = False  # a bridge on another host subscribes to the key now
+    matched_at: int = 0  # the topic's next sequence number when ``matched`` last became true
     hold: bool = False  # leave messages in the ring while nobody remote subscribes
+    local_base: int = 0  # a lower bound of the messages published here before ``sub`` began
+    local_read: int = 0  # messages published here the bridge has sent or counted lost
     messages_out: int = 0
     dropped: int = 0
     skipped: int = 0
+
+
+class _Seen:
+    """The newest hand-over ids taken from one sender (a bounded set)."""
+
+    KEEP = 4096
+
+    def __init__(self) -> None:
+        self.ids: set[int] = set()
+        self.order: deque[int] = deque()
+
+    def add(self, number: int) -> None:
+        self.ids.add(number)
+        self.order.append(number)
+        if len(self.order) > self.KEEP:
+            self.ids.discard(self.order.popleft())
 
 
 @dataclass
@@ -352,6 +393,10 @@ class _ChannelMap:
     took: bool = False  # the bridge has received on the channel: it counts as a receiver
     waiting: bool = False  # the bridge is in a receive on it: it may count as a waiter
     seen_receiver: float = -1e9  # time.monotonic() when a local receiver was last seen
+    epoch: int = field(default_factory=lambda: random.getrandbits(63))
+    next: int = 0  # the id of the next message this bridge hands over
+    seen: dict[tuple[str, int], _Seen] = field(default_factory=dict)
+    duplicates: int = 0
     receiving: bool = False
     messages_out: int = 0
     messages_in: int = 0
@@ -385,9 +430,10 @@ class Bridge:
     resumes its streams (see docs/bridge.md).  A topic or channel that does not exist is
     created with ``capacity`` bytes of ring.
 
-    ``start()`` opens the zenoh session and starts the bridge's threads; ``stop()`` (or
-    leaving the ``with`` block) stops them and closes everything.  ``ack_timeout`` is how
-    long a channel hand-over waits for the remote host's acknowledgement."""
+    ``start()`` opens the zenoh session and starts the bridge's threads (zenoh's own
+    ``zenoh.ZError`` if it cannot: a bad configuration, an endpoint in use); ``stop()``
+    (or leaving the ``with`` block) stops them and closes everything.  ``ack_timeout`` is
+    how long a channel hand-over waits for the remote host's acknowledgement."""
 
     def __init__(
         self,
@@ -613,13 +659,15 @@ class Bridge:
                 start = pos
         except (KeyError, TypeError, ValueError):
             epoch, number, start = random.getrandbits(63), 0, None
-        published = topic.statistics().published
-        if start is None or not 0 <= start <= published:
+        st = topic.statistics()
+        if start is None or not 0 <= start <= st.published:
             start = None  # a different topic under this name: start afresh
         # Resuming at the saved position sends what was published while the bridge was
         # away (numbers the receivers already have are dropped there as duplicates).
         sub = topic.subscribe(start if start is not None else "live")
         m = _TopicMap(name, key, topic, sub, epoch, number)
+        # at most this many messages before the subscriber's position were published here
+        m.local_base = _local_count(st) - (st.published - sub.position)
         m.out_cursor = (number, sub.position)
         for host, v in dict(saved.get("remotes") or {}).items():
             try:
@@ -635,9 +683,16 @@ class Bridge:
             allowed_destination=zenoh.Locality.REMOTE)
         m.hold = topic.overflow == "overwrite"
         m.matching = m.publisher.declare_matching_listener(
-            lambda st, m=m: setattr(m, "matched", bool(st.matching)))
-        m.matched = bool(m.publisher.matching_status.matching)
+            lambda st, m=m: self._matching(m, bool(st.matching)))
+        self._matching(m, bool(m.publisher.matching_status.matching))
         return m
+
+    def _matching(self, m: _TopicMap, matched: bool) -> None:
+        """A remote host subscribes to the key (or none does any more)."""
+        if matched and not m.matched:
+            # what was published before this is from before anyone remote listened
+            m.matched_at = m.topic.statistics().published
+        m.matched = matched
 
     def _listen_topic(self, zenoh: Any, m: _TopicMap) -> None:
         m.subscriber = self._session.declare_subscriber(
@@ -678,6 +733,7 @@ class Bridge:
                 # nothing (a block-mode topic would wait: there the bridge reads on).
                 self._stop.wait(_POLL / 10)
                 continue
+            before = sub.position
             try:
                 # A view: what came in (it has an origin) is skipped without a copy.  The
                 # copy is used only once the view ends cleanly (no Lagged: not torn).
@@ -686,12 +742,24 @@ class Bridge:
             except WaitTimeout:
                 continue
             except Lagged as lag:
-                missed = _local_missed(lag)
+                # Of the records lost, at most as many were published here as this host
+                # has published and the bridge has not yet accounted for: a bridge that
+                # is lapped by what it brings in itself announces no loss of its own.
+                missed = min(_local_missed(lag), max(
+                    0, _local_count(m.topic.statistics()) - m.local_base - m.local_read))
+                m.local_read += missed
                 if missed:
-                    # the remote hosts count these as lost: one loss sample says so
-                    put(b"", attachment=_pack(_KIND_LOSS, m.epoch, m.next, missed,
-                                              self._host_bytes))
-                    m.next += missed
+                    # The remote hosts count these as lost: a loss sample says so.  The
+                    # part published before a remote host subscribed goes in a sample of
+                    # its own, which a host hearing this stream for the first time skips
+                    # (its count starts after it).
+                    unheard = min(missed, max(0, min(lag.position, m.matched_at) - before))
+                    for kind, n in ((_KIND_LOSS_UNHEARD, unheard),
+                                    (_KIND_LOSS, missed - unheard)):
+                        if n:
+                            put(b"", attachment=_pack(kind, m.epoch, m.next, n,
+                                                      self._host_bytes))
+                            m.next += n
                     m.dropped += missed
                 m.out_cursor = (m.next, sub.position)
                 continue
@@ -702,6 +770,7 @@ class Bridge:
             if data is None:  # brought in by a bridge: never back out
                 m.skipped += 1
             else:
+                m.local_read += 1
                 put(data, attachment=_pack(_KIND_MESSAGE, m.epoch, m.next, 0,
                                            self._host_bytes))
                 m.next += 1
@@ -717,16 +786,22 @@ class Bridge:
         kind, epoch, number, count, host = parsed
         if host == self.host_id:
             return
+        unheard = kind == _KIND_LOSS_UNHEARD
+        if unheard:
+            kind = _KIND_LOSS
         self._seen.add(host)
         with m.lock:
             r = m.remotes.get(host)
             fresh = r is None or r.epoch != epoch
-            if r is None or r.epoch != epoch:
-                # a new stream: the first number seen starts the count (nothing published
-                # there before this bridge heard from it is reported)
-                r = m.remotes[host] = _Remote(epoch, number)
             end = number + (count if kind == _KIND_LOSS else 1)
-            if end <= r.next or (kind == _KIND_MESSAGE and number < r.next):
+            if r is None or r.epoch != epoch:
+                # a new stream: the first number seen starts the count -- a loss from
+                # before any remote host subscribed is not reported (the count starts
+                # after it); one that happened while a host did subscribe is
+                r = m.remotes[host] = _Remote(epoch, end if unheard else number)
+            if fresh and unheard:
+                pass  # nothing to publish: the count starts after it
+            elif end <= r.next or (kind == _KIND_MESSAGE and number < r.next):
                 r.duplicates += 1
                 return
             gap = end - r.next if kind == _KIND_LOSS else number - r.next
@@ -816,18 +891,31 @@ class Bridge:
         acknowledge, or refuse (no receiver here now, channel full) so it goes
         elsewhere."""
         payload = query.payload
-        if self._stop.is_set() or payload is None:
-            query.reply_err(b"stopping")
+        att = query.attachment
+        parsed = _unpack(att.to_bytes()) if att is not None else None
+        if self._stop.is_set() or payload is None or parsed is None:
+            query.reply_err(_REFUSED + (b" stopping" if self._stop.is_set()
+                                        else b" not a hand-over"))
             return
-        if not c.receiving:
-            query.reply_err(b"no receiver")
-            return
-        try:
-            c.channel.send_nowait(payload.to_bytes())
-        except (ChannelFull, MapshareError) as exc:
-            query.reply_err(str(exc).encode())
-            return
-        c.messages_in += 1
+        _, epoch, number, _, host = parsed
+        with c.lock:
+            # zenoh may bring one query twice (a link cut and restored, two routes): a
+            # hand-over id seen before is acknowledged again, never sent in twice
+            seen = c.seen.setdefault((host, epoch), _Seen())
+            if number in seen.ids:
+                c.duplicates += 1
+                query.reply(query.key_expr, b"ack")
+                return
+            if not c.receiving:
+                query.reply_err(_REFUSED + b" no receiver")
+                return
+            try:
+                c.channel.send_nowait(payload.to_bytes())
+            except (ChannelFull, MapshareError) as exc:
+                query.reply_err(_REFUSED + b" " + str(exc).encode())
+                return
+            seen.add(number)
+            c.messages_in += 1
         query.reply(query.key_expr, b"ack")
 
     def _forward_channel(self, c: _ChannelMap) -> None:
@@ -883,20 +971,30 @@ class Bridge:
         for i in range(len(hosts)):
             host = hosts[(c.rr + i) % len(hosts)]
             replies = self._session.get(f"{c.key}/rx/{host}", payload=data,
+                                        attachment=_pack(_KIND_MESSAGE, c.epoch, c.next,
+                                                         0, self._host_bytes),
                                         timeout=self._ack_timeout)
-            answered = False
+            refused = False
             for reply in replies:
-                answered = True
                 if reply.ok is not None:
                     c.rr = (c.rr + i + 1) % len(hosts)
                     c.messages_out += 1
+                    c.next += 1
                     return True
+                err = reply.err
+                if err is not None and err.payload.to_bytes().startswith(_REFUSED):
+                    refused = True
+                # anything else -- zenoh's own "Timeout" error reply, a transport error --
+                # says nothing about whether the message arrived
+            if refused:  # certainly not taken there: offer it to the next host
                 c.refused += 1
-            if not answered:
-                # no answer in time: it may have arrived; at most once means not again
-                c.rr = (c.rr + i + 1) % len(hosts)
-                c.unacknowledged += 1
-                return True
+                continue
+            # No answer, or no acknowledgement in time: it may have arrived.  At most
+            # once means it is never offered again.
+            c.rr = (c.rr + i + 1) % len(hosts)
+            c.unacknowledged += 1
+            c.next += 1
+            return True
         return False
 
     # -- statistics --------------------------------------------------------------------
@@ -936,6 +1034,7 @@ class Bridge:
                 name=c.name, key=c.key, messages_out=c.messages_out,
                 messages_in=c.messages_in, unacknowledged=c.unacknowledged,
                 refused=c.refused, returned=c.returned, lost=c.lost,
+                duplicates=c.duplicates,
                 receiving=c.receiving, remote_hosts=hosts,
             ))
         return BridgeStatistics(

@@ -336,6 +336,36 @@ def test_sending_bridge_killed_and_restarted_resumes_without_loss(
         sub.close()
 
 
+def test_what_a_ring_held_before_the_hosts_connected_is_delivered_not_counted(
+        names: Callable[[], str], hosts: Callable[..., Host]) -> None:
+    """A publishes before any remote host subscribes: its bridge leaves the messages in
+    the ring; B, connecting later, receives what the ring still holds and is not told
+    about what was overwritten before it connected (its count starts with A's first
+    sample), and then the live ones."""
+    ta_name, tb_name, key = names(), names(), f"mapshare/test/{names()}"
+    port = _free_port()
+    with mapshare.Topic.create(ta_name, 4096) as ta, \
+            mapshare.Topic.create(tb_name, 1 << 20) as tb:
+        a = hosts({ta_name: key}, port=port)
+        for i in range(1000):
+            ta.publish(b"%d" % i)
+        sub = tb.subscribe()
+        b = hosts({tb_name: key}, connect=(port,))
+        held, lags = _receive_until(sub, b"999")
+        assert lags == [] and 0 < len(held) < 1000
+        assert [int(m) for m in held] == list(range(1000 - len(held), 1000))
+        ta.publish(b"live")
+        more, lags = _receive_until(sub, b"live")
+        assert more == [b"live"] and lags == []
+        sa = _until("A's count", lambda: (
+            lambda s: s if s.messages_out == len(held) + 1 else None)(a.fresh_stats().topics[0]))
+        assert sa.dropped == 1000 - len(held)
+        sb = _until("B's count", lambda: (
+            lambda s: s if s.messages_in == len(held) + 1 else None)(b.fresh_stats().topics[0]))
+        assert sb.lost == 0 and sb.duplicates == 0
+        sub.close()
+
+
 def test_loss_in_the_sending_bridges_ring_is_propagated(
         names: Callable[[], str], hosts: Callable[..., Host]) -> None:
     """A's bridge is stopped (SIGSTOP) while A's small ring laps it: it announces what its
@@ -418,6 +448,92 @@ def test_channel_each_message_to_exactly_one_receiver(
         assert ca.statistics().queued_messages == 0
 
 
+def test_channel_unanswered_hand_over_is_never_delivered_twice(
+        names: Callable[[], str], hosts: Callable[..., Host]) -> None:
+    """B1's bridge is stopped (SIGSTOP) while A hands messages over: the hand-overs to B1
+    get no acknowledgement (zenoh answers 'Timeout'), are counted unacknowledged and not
+    offered to B2; when B1 resumes it may still deliver them -- each message is received
+    at most once, and every acknowledged one exactly once."""
+    ca_name, c1_name, c2_name = names(), names(), names()
+    key = f"mapshare/test/{names()}"
+    port = _free_port()
+    n = 6
+    with mapshare.Channel.create(ca_name, 1 << 16) as ca, \
+            mapshare.Channel.create(c1_name, 1 << 16) as c1, \
+            mapshare.Channel.create(c2_name, 1 << 16) as c2:
+        a = hosts(channels={ca_name: key}, port=port)
+        b1 = hosts(channels={c1_name: key}, connect=(port,))
+        b2 = hosts(channels={c2_name: key}, connect=(port,))
+        got: dict[str, list[bytes]] = {c1_name: [], c2_name: []}
+        stop = threading.Event()
+
+        def receive(ch: mapshare.Channel) -> None:
+            while not stop.is_set():
+                try:
+                    got[ch.name].append(ch.receive(timeout=0.05))
+                except mapshare.WaitTimeout:
+                    pass
+
+        threads = [threading.Thread(target=receive, args=(c,)) for c in (c1, c2)]
+        for t in threads:
+            t.start()
+        try:
+            _until("A knows both receiving hosts", lambda: set(
+                a.fresh_stats().channels[0].remote_hosts) == {b1.host_id, b2.host_id})
+            b1.kill(signal.SIGSTOP)
+            _until("B1's bridge stopped", b1.stopped)
+            for i in range(n):
+                ca.send(b"%d" % i)
+            sa = _until("every message handed over", lambda: (
+                lambda c: c if c.messages_out + c.unacknowledged == n else None)(
+                    a.fresh_stats().channels[0]))
+            b1.kill(signal.SIGCONT)
+            time.sleep(1.0)  # what B1 still delivers, and any duplicate, arrives now
+        finally:
+            b1.kill(signal.SIGCONT)
+            stop.set()
+            for t in threads:
+                t.join()
+        everything = got[c1_name] + got[c2_name]
+        assert len(everything) == len(set(everything)), "a message delivered twice"
+        assert set(everything) <= {b"%d" % i for i in range(n)}
+        assert sa.unacknowledged >= 1 and sa.messages_out == len(got[c2_name])
+        assert n - len(everything) <= sa.unacknowledged
+
+
+def test_a_bridge_lapped_by_what_it_brought_in_announces_no_loss(
+        names: Callable[[], str], hosts: Callable[..., Host]) -> None:
+    """B's bridge is stopped while B's small ring fills with messages that came from
+    elsewhere (origins set, as a bridge publishes them): once it runs again its own
+    subscriber is lapped, but none of what it lost was published on B, so A's
+    subscribers are told of no loss from B; B's own later message still arrives."""
+    ta_name, tb_name, key = names(), names(), f"mapshare/test/{names()}"
+    port = _free_port()
+    with mapshare.Topic.create(ta_name, 1 << 20) as ta, \
+            mapshare.Topic.create(tb_name, 4096) as tb:
+        a = hosts({ta_name: key}, port=port)
+        b = hosts({tb_name: key}, connect=(port,))
+        _until("both bridges subscribed", lambda: _matched(a) and _matched(b))
+        sub = ta.subscribe()
+        tb.publish(b"first")
+        got, lags = _receive_until(sub, b"first")
+        b.kill(signal.SIGSTOP)
+        _until("B's bridge stopped", b.stopped)
+        for i in range(1000):
+            tb.publish(b"%d" % i, origin=mapshare.Origin("elsewhere", i))
+        b.kill(signal.SIGCONT)
+        tb.publish(b"last")
+        more, more_lags = _receive_until(sub, b"last")
+        assert got + more == [b"first", b"last"] and lags == more_lags == []
+        sb = _until("B's count", lambda: (
+            lambda s: s if s.messages_out == 2 else None)(b.fresh_stats().topics[0]))
+        assert sb.dropped == 0
+        sa = _until("A's count", lambda: (
+            lambda s: s if s.messages_in == 2 else None)(a.fresh_stats().topics[0]))
+        assert sa.lost == 0
+        sub.close()
+
+
 def test_message_too_large_for_the_remote_ring_is_counted_lost(
         names: Callable[[], str], hosts: Callable[..., Host]) -> None:
     ta_name, tb_name, key = names(), names(), f"mapshare/test/{names()}"
@@ -453,6 +569,20 @@ def test_cli_refuses_bad_arguments(names: Callable[[], str]) -> None:
     assert r.returncode == 1 and "wildcards" in r.stderr
     r = run("stat", names())
     assert r.returncode == 3 and r.stderr.startswith("mapshare bridge:")
+    with socket.socket() as busy:  # zenoh cannot listen there: one line, status 1
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        stats = names()
+        try:
+            r = run("--topic", f"{names()}=k", "--stats-name", stats, "--listen",
+                    f"tcp/127.0.0.1:{busy.getsockname()[1]}", "--no-multicast-scouting")
+        finally:
+            for n in (stats, stats + ".cursors"):
+                subprocess.run([sys.executable, "-m", "mapshare", "rm", n],
+                               capture_output=True, check=False)
+    assert r.returncode == 1 and "Address already in use" in r.stderr
+    assert r.stderr.startswith("mapshare bridge: zenoh:") and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_bridge_api_in_process(names: Callable[[], str]) -> None:

@@ -415,7 +415,8 @@ def test_topic_info_and_ls_show_subscribers_and_lag(name: str) -> None:
             assert (x["capacity"], x["overflow"], x["history"], x["published"]) == (
                 8192, "block", 4, 10)
             assert x["subscribers"] == [{"pid": os.getpid(), "alive": True, "position": 7,
-                                         "lag": 3, "missed": 0, "received": 1}]
+                                         "lag": 3, "missed": 0, "received": 1,
+                                         "upstream_missed": 0}]
             r = cli("ls")
             line = next(ln for ln in r.stdout.splitlines() if ln.startswith(name + " "))
             assert " topic " in line

@@ -7,6 +7,10 @@ One-process behaviour: tests/unit/test_topic_origin.py.  Children: _topic_childr
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import _topic_children as tc
 import pytest
 
@@ -117,3 +121,24 @@ def test_origins_and_losses_published_by_another_process(name: str, method: str)
         s = t.statistics()
         assert (s.origin_published, s.loss_records, s.lost_upstream) == (10, 2, 6)
         assert sub.received + sub.missed == 10 + 6
+
+
+def test_mapshare_info_shows_the_bridge_counters(name: str) -> None:
+    with Topic.create(name, 4096) as t:
+        t.publish(b"plain")
+        plain = subprocess.run([sys.executable, "-m", "mapshare", "info", name],
+                               capture_output=True, text=True, timeout=JOIN)
+        assert plain.returncode == 0, plain.stderr
+        assert "bridged:" not in plain.stdout  # a topic no bridge feeds: as before
+        t.publish(b"r", origin=Origin("host-a", 3))
+        t.publish_loss(9, origin=Origin("host-a", 4))
+        text = subprocess.run([sys.executable, "-m", "mapshare", "info", name],
+                              capture_output=True, text=True, timeout=JOIN)
+        assert text.returncode == 0, text.stderr
+        assert ("bridged:     1 message(s) with an origin; 1 loss record(s) for 9 "
+                "message(s) lost upstream") in text.stdout
+        js = subprocess.run([sys.executable, "-m", "mapshare", "info", "--json", name],
+                            capture_output=True, text=True, timeout=JOIN)
+        extra = json.loads(js.stdout)["extra"]
+        assert (extra["origin_published"], extra["loss_records"], extra["lost_upstream"]) == (
+            1, 1, 9)

@@ -201,6 +201,8 @@ def test_a_local_lap_and_the_loss_records_it_meets_are_one_exact_lagged(name: st
         assert sub.upstream_missed == sum(100 + i for i in range(30) if i % 7 == 3)
         s = t.statistics()
         assert (s.loss_records, s.lost_upstream) == (4, sub.upstream_missed)
+        row = s.subscribers[0]
+        assert (row.missed, row.upstream_missed) == (sub.missed, sub.upstream_missed)
     finally:
         t.close()
 
@@ -290,3 +292,30 @@ def test_bad_origins_and_counts_are_refused(topic: Topic) -> None:
     # the largest payload with an origin: max_message less the block (16 + host padded)
     topic.publish(bytes(topic.max_message - 24), origin=Origin("host", 0))
     assert topic.statistics().published == 2
+
+
+def test_receive_many_keeps_a_loss_record_for_the_next_call(topic: Topic) -> None:
+    sub = topic.subscribe()
+    for i in range(3):
+        topic.publish(msg(i), origin=Origin("b", i))
+    topic.publish_loss(4, origin=Origin("b", 3))
+    topic.publish(msg(7))
+    assert sub.receive_many(100, 0) == [msg(0), msg(1), msg(2)]
+    assert sub.last_origin == Origin("b", 2)
+    with pytest.raises(Lagged) as info:
+        sub.receive_many(100, 0)
+    assert (info.value.missed, info.value.upstream, info.value.position) == (4, 4, 4)
+    assert sub.receive_many(100, 0) == [msg(7)]
+    assert sub.last_origin is None
+
+
+def test_a_large_message_with_an_origin_goes_without_the_gil(name: str) -> None:
+    with Topic.create(name, 1 << 20) as t, t.subscribe() as sub:
+        big = bytes(range(256)) * 1000  # over the 64 KiB copied with the GIL held
+        t.publish(big, origin=Origin("big", 1))
+        t.publish(big, 1.0, origin=Origin("big", 2))
+        assert sub.receive(1.0) == big
+        assert sub.last_origin == Origin("big", 1)
+        with sub.receive_view(1.0) as v:
+            assert bytes(v) == big
+            assert sub.last_origin == Origin("big", 2)
