@@ -634,7 +634,7 @@ def cmd_bridge(args: argparse.Namespace) -> int:
         listen=args.listen, connect=args.connect,
         multicast_scouting=False if args.no_multicast_scouting else None,
         host_id=args.host_id, stats_name=args.stats_name,
-        stats_interval=args.stats_interval,
+        stats_interval=args.stats_interval, ack_timeout=args.ack_timeout,
     )
     out_lock = threading.Lock()
 
@@ -852,6 +852,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the latest-value slot for statistics (default bridge.<host-id>)")
     s.add_argument("--stats-interval", type=float, default=1.0, metavar="S",
                    help="seconds between statistics (default 1)")
+    s.add_argument("--ack-timeout", type=float, default=2.0, metavar="S",
+                   help="seconds a channel hand-over waits for the receiving host's "
+                   "acknowledgement before it counts as unacknowledged (default 2)")
     s.add_argument("--json", action="store_true",
                    help="print JSON lines: a 'started' event, then statistics every interval "
                    "(with stat: the statistics as JSON)")

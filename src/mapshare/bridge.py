@@ -459,6 +459,8 @@ class Bridge:
             raise ValueError(f"mode must be 'peer', 'router' or 'client', not {mode!r}")
         if stats_interval <= 0:
             raise ValueError("stats_interval must be > 0")
+        if ack_timeout <= 0:
+            raise ValueError("ack_timeout must be > 0")
         self._config = config
         self._mode = mode
         self._listen = list(listen)
