@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from typing import IO, Any, Optional
+from typing import Any, Optional
 
 PREFIX = "msh-"
 _SH_MOUNT = "mount -t tmpfs -o mode=1777 tmpfs /dev/shm && exec \"$@\""
@@ -271,13 +271,3 @@ def leftover_namespaces(hosts_id: str) -> list[str]:
     return [line.split()[0] for line in r.stdout.splitlines()
             if line.startswith(f"{PREFIX}{hosts_id}-")]
 
-
-def read_line(stream: IO[str], timeout: float) -> str:
-    """One line from a child's stdout, or TimeoutError after ``timeout`` seconds."""
-    import selectors
-
-    with selectors.DefaultSelector() as sel:
-        sel.register(stream, selectors.EVENT_READ)
-        if not sel.select(timeout):
-            raise TimeoutError(f"no line within {timeout} s")
-    return stream.readline()
