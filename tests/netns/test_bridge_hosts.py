@@ -359,10 +359,10 @@ def test_topic_three_hosts_every_message_once_in_order_with_origins(net: Net) ->
     # zenoh's queues do not overflow (DROP congestion control would count a loss).
     tb = threading.Thread(target=net.agents[1].call, args=("publish",),
                           kwargs={"topic": topic, "first": start_b, "count": n,
-                                  "pace": 0.002, "batch": 20})
+                                  "pace": 0.002, "batch": 10})
     tb.start()
     res = net.agents[0].call("publish", topic=topic, first=start_a, count=n, pace=0.002,
-                             batch=20)
+                             batch=10)
     tb.join()
     assert res["raised"] == {}
     ends = {0: start_a + n - 1, 1: start_b + n - 1}
@@ -418,8 +418,8 @@ def test_link_cut_counts_the_loss_exactly(net: Net) -> None:
     try:
         # 3 s at ~500/s: longer than the 1 s lease, so B's session is closed and A's
         # bridge has nobody to send these to: they are lost for B.
-        a.call("publish", topic=topic, first=counter, count=300, pace=0.01, batch=5)
-        counter += 300
+        a.call("publish", topic=topic, first=counter, count=1500, pace=0.01, batch=5)
+        counter += 1500
     finally:
         net.hosts[1].restore()
     # after the restore, publish until B receives again (zenoh reconnects within seconds)
