@@ -46,3 +46,19 @@ def test_license_in_the_distribution() -> None:
     text = licenses[0].read_text()
     assert text.startswith("MIT License")
     assert "Copyright (c) 2026 the mapshare developers" in text
+
+
+def test_every_subpackage_is_packaged() -> None:
+    """pyproject.toml lists its packages by hand: a subpackage added to src/mapshare/
+    but not there is missing from the wheel (mapshare.multiprocessing once was: an
+    editable install hides it, a built one does not)."""
+    src = PYPROJECT.parent / "src"
+    found = sorted(
+        ".".join(p.parent.relative_to(src).parts)
+        for p in (src / "mapshare").rglob("__init__.py")
+        if "__pycache__" not in p.parts
+    )
+    text = PYPROJECT.read_text()
+    listed = re.search(r"(?m)^packages\s*=\s*\[([^]]*)\]", text)
+    assert listed, "no packages = [...] in pyproject.toml"
+    assert sorted(re.findall(r'"([^"]+)"', listed.group(1))) == found
