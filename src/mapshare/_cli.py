@@ -57,6 +57,9 @@ EXIT_OK = 0
 """Success."""
 EXIT_ERROR = 1
 """A mapshare error not listed below (the message says which)."""
+# How long "mapshare bridge" may take to stop after SIGINT/SIGTERM before it dumps its
+# threads' stacks and exits with status 1 (a hang there is a bug, never a wait).
+STOP_TIMEOUT = 15.0
 EXIT_USAGE = 2
 """Bad arguments, including an invalid name (argparse uses 2 as well)."""
 EXIT_NOT_FOUND = 3
@@ -619,6 +622,7 @@ def cmd_bridge(args: argparse.Namespace) -> int:
         raise _UsageError(f"unexpected argument {args.stat_name!r}")
     if not args.topic and not args.channel:
         raise _UsageError("give at least one --topic NAME=KEY or --channel NAME=KEY")
+    import faulthandler
     import signal
     import threading
 
@@ -663,6 +667,10 @@ def cmd_bridge(args: argparse.Namespace) -> int:
         while not stop.wait(0.2):
             if b.wait(0):
                 break
+        # Stopping closes the zenoh session and joins the bridge's threads.  Should that
+        # ever hang, end anyway: print every thread's stack and exit 1 (a C watchdog,
+        # which works even if the hang holds the GIL).
+        faulthandler.dump_traceback_later(STOP_TIMEOUT, exit=True)
     if b.error is not None:
         print(f"mapshare bridge: stopped: {_message(b.error)}", file=sys.stderr)
         return EXIT_ERROR

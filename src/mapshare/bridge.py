@@ -91,6 +91,9 @@ _KIND_LOSS_UNHEARD = 2  # lost while no remote host subscribed: a new stream sta
 DEFAULT_CAPACITY = 1 << 20
 """Ring size of a topic or channel the bridge creates because it does not exist yet."""
 _STATS_MAX = 1 << 16
+# How long stop() waits for zenoh to close the session before it goes on with the local
+# cleanup (the close goes on in a daemon thread; the process may end meanwhile).
+SESSION_CLOSE_TIMEOUT = 5.0
 _CURSORS_MAX = 1 << 16
 _POLL = 0.1  # seconds a bridge thread waits before looking at its stop flag again
 _RECEIVER_HOLD = 1.0  # seconds a channel's host stays a receiving host after its last receiver
@@ -584,10 +587,13 @@ class Bridge:
                 th.join()
         if self._session is not None:
             self._write_stats()
-            try:
-                self._session.close()
-            except Exception:  # a session already gone must not stop the cleanup
-                pass
+            # Closing a session can wait on zenoh's own tasks (a connect endpoint whose
+            # peer is gone, on a loaded machine): the local cleanup below must not wait
+            # with it, so the close gets its own thread and a bounded wait.
+            closer = threading.Thread(target=self._close_session, daemon=True,
+                                      name="mapshare-bridge-close")
+            closer.start()
+            closer.join(SESSION_CLOSE_TIMEOUT)
         self._save_cursors()
         for t in self._topics:
             t.sub.close()
@@ -597,6 +603,13 @@ class Bridge:
         for slot in (self._stats, self._cursors):
             if slot is not None:
                 slot.close()
+
+    def _close_session(self) -> None:
+        try:
+            if self._session is not None:
+                self._session.close()
+        except Exception:  # a session already gone must not stop the cleanup
+            pass
 
     def __enter__(self) -> Self:
         if not self._started:
