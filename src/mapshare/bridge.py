@@ -59,7 +59,7 @@ from ._errors import (
     WaitTimeout,
 )
 from ._latest import Latest
-from ._topic import Origin, Subscriber, Topic
+from ._topic import Subscriber, Topic
 
 if TYPE_CHECKING:
     import zenoh
@@ -87,6 +87,14 @@ _KIND_MESSAGE = 0
 _KIND_LOSS = 1
 _REFUSED = b"refused:"  # a receiving host's error replies start so: certainly not taken
 _KIND_LOSS_UNHEARD = 2  # lost while no remote host subscribed: a new stream starts after it
+# Several messages in one put (what was backlogged when the bridge looked): the attachment's
+# number is the first one's, its count how many; the payload is ``count`` little-endian
+# u32 lengths, then the messages back to back.  One put and one remote callback for the
+# lot, instead of one each: zenoh's per-sample cost, not the bytes, bounds small messages.
+_KIND_BATCH = 3
+_BATCH_BYTES = 1 << 16  # a batch is put once it holds this many bytes of messages
+_BATCH_MAX = 4096  # ... or this many messages
+_BIG = 1 << 14  # after a message this large, read the next through a view (no copy if skipped)
 
 DEFAULT_CAPACITY = 1 << 20
 """Ring size of a topic or channel the bridge creates because it does not exist yet."""
@@ -144,7 +152,8 @@ def _unpack(att: bytes) -> Optional[tuple[int, int, int, int, str]]:
     if len(att) <= _ATTACH.size or len(att) > _ATTACH.size + HOST_ID_MAX:
         return None
     version, kind, epoch, number, count = _ATTACH.unpack_from(att)
-    if version != _VERSION or kind not in (_KIND_MESSAGE, _KIND_LOSS, _KIND_LOSS_UNHEARD):
+    if version != _VERSION or kind not in (_KIND_MESSAGE, _KIND_LOSS, _KIND_LOSS_UNHEARD,
+                                           _KIND_BATCH):
         return None
     raw = att[_ATTACH.size:]
     host = _hosts.get(raw)
@@ -161,6 +170,24 @@ def _unpack(att: bytes) -> Optional[tuple[int, int, int, int, str]]:
 
 
 _hosts: dict[bytes, str] = {}  # host ids already checked (their UTF-8 bytes)
+
+
+def _split_batch(payload: bytes, count: int) -> Optional[list[memoryview]]:
+    """The messages of a batch's payload (views into it), or None if it is not a
+    well-formed batch of ``count`` messages (untrusted: another application's put)."""
+    head = 4 * count
+    if count < 2 or head > len(payload):
+        return None
+    lens = struct.unpack_from(f"<{count}I", payload)
+    if head + sum(lens) != len(payload):
+        return None
+    view = memoryview(payload)
+    out = []
+    off = head
+    for n in lens:
+        out.append(view[off:off + n])
+        off += n
+    return out
 
 
 def _local_count(st: Any) -> int:
@@ -196,7 +223,8 @@ class RemoteHostStatistics:
     lost: int
     """Messages from that host counted lost upstream (network, or the remote ring)."""
     duplicates: int
-    """Samples from that host dropped because their number was already seen."""
+    """Messages (and loss samples) from that host dropped because their number was
+    already seen."""
     too_large: int = 0
     """Messages from that host larger than the local topic takes (counted in ``lost``)."""
 
@@ -217,7 +245,7 @@ class TopicMappingStatistics:
     """Messages counted lost upstream (sum over remote hosts; each became a loss
     record, so local subscribers got it as ``Lagged``)."""
     duplicates: int
-    """Samples dropped because their stream number was already seen."""
+    """Messages (and loss samples) dropped because their stream number was already seen."""
     dropped: int
     """Messages published here that the bridge's own subscriber lost (it was lapped):
     never sent, announced to the other hosts by a loss sample."""
@@ -693,6 +721,10 @@ class Bridge:
         # DROP: a congested link never makes the bridge (or anyone) wait; what zenoh
         # drops shows as a gap in the numbers, counted lost by the receiving bridges.
         # REMOTE: the bridge's own subscriber on the key is no match (``matched``).
+        # Not express: measured between two namespaces (benchmarks/bridge.py), express
+        # puts did not shorten the round trip, and each one takes a slot of zenoh's small
+        # transmit queue, so under load DROP drops more; the bridge batches a backlog
+        # itself (_KIND_BATCH).
         m.publisher = self._session.declare_publisher(
             key, congestion_control=zenoh.CongestionControl.DROP,
             allowed_destination=zenoh.Locality.REMOTE)
@@ -737,10 +769,18 @@ class Bridge:
                     r.next = origin.seq + 1
 
     def _send_topic(self, m: _TopicMap) -> None:
-        """Put every message published on this host to the key; never what came in."""
+        """Put every message published on this host to the key; never what came in.
+
+        The thread sleeps in a receive until a message is there; then it takes what else
+        is already there without waiting (up to ``_BATCH_BYTES`` / ``_BATCH_MAX``) and
+        puts it all at once: a lone message goes out alone at once (latency), a backlog
+        goes out in few puts (throughput)."""
         sub, put = m.sub, m.publisher.put
+        batch: list[bytes] = []  # messages published here, taken but not put yet
+        size = 0
+        big = False
         while not self._stop.is_set():
-            if m.hold and not m.matched:
+            if not batch and m.hold and not m.matched:
                 # Nobody remote subscribes (not yet, or the link is down): what is
                 # published stays in the ring and goes out once someone does; what the
                 # ring overwrites meanwhile goes out as a loss.  An overwrite-mode topic
@@ -750,13 +790,25 @@ class Bridge:
                 continue
             before = sub.position
             try:
-                # A view: what came in (it has an origin) is skipped without a copy.  The
-                # copy is used only once the view ends cleanly (no Lagged: not torn).
-                with sub.receive_view(timeout=_POLL) as view:
-                    data = bytes(view) if sub.last_origin is None else None
-            except WaitTimeout:
+                if not batch or big:
+                    # A view: what came in (it has an origin) is skipped without a copy.
+                    # The copy is used only once the view ends cleanly (no Lagged: not
+                    # torn).  With a batch open it does not wait (timeout 0).
+                    with sub.receive_view(timeout=0 if batch else _POLL) as view:
+                        data = bytes(view) if sub._last_origin is None else None
+                else:  # small messages: a copy costs less than a view
+                    data = sub.receive_nowait()
+                    if sub._last_origin is not None:
+                        data = None
+            except (WaitTimeout, TopicEmpty):
+                if batch:  # nothing more is there: what was taken goes out now
+                    self._put_batch(m, batch)
+                    batch, size = [], 0
                 continue
             except Lagged as lag:
+                if batch:  # what was taken before the loss comes first
+                    self._put_batch(m, batch)
+                    batch, size = [], 0
                 # Of the records lost, at most as many were published here as this host
                 # has published and the bridge has not yet accounted for: a bridge that
                 # is lapped by what it brings in itself announces no loss of its own.
@@ -784,16 +836,37 @@ class Bridge:
                 raise
             if data is None:  # brought in by a bridge: never back out
                 m.skipped += 1
-            else:
-                m.local_read += 1
-                put(data, attachment=_pack(_KIND_MESSAGE, m.epoch, m.next, 0,
-                                           self._host_bytes))
-                m.next += 1
-                m.messages_out += 1
-            m.out_cursor = (m.next, sub.position)
+                if not batch:
+                    m.out_cursor = (m.next, sub.position)
+                continue
+            batch.append(data)
+            size += len(data)
+            big = len(data) > _BIG
+            if size >= _BATCH_BYTES or len(batch) >= _BATCH_MAX:
+                self._put_batch(m, batch)
+                batch, size = [], 0
+        if batch:
+            self._put_batch(m, batch)
+
+    def _put_batch(self, m: _TopicMap, batch: list[bytes]) -> None:
+        """Put messages taken from the local topic: one alone as a message, several as a
+        batch (one put); they take the next stream numbers."""
+        n = len(batch)
+        if n == 1:
+            m.publisher.put(batch[0], attachment=_pack(_KIND_MESSAGE, m.epoch, m.next, 0,
+                                                       self._host_bytes))
+        else:
+            payload = b"".join([struct.pack(f"<{n}I", *map(len, batch)), *batch])
+            m.publisher.put(payload, attachment=_pack(_KIND_BATCH, m.epoch, m.next, n,
+                                                      self._host_bytes))
+        m.next += n
+        m.messages_out += n
+        m.local_read += n
+        m.out_cursor = (m.next, m.sub.position)
 
     def _receive_sample(self, m: _TopicMap, sample: Any) -> None:
-        """A sample from another host: publish it locally, count gaps and duplicates."""
+        """A sample from another host: publish it locally (a batch: each of its
+        messages), count gaps and duplicates."""
         att = sample.attachment
         parsed = _unpack(att.to_bytes()) if att is not None else None
         if parsed is None or self._stop.is_set():
@@ -804,11 +877,18 @@ class Bridge:
         unheard = kind == _KIND_LOSS_UNHEARD
         if unheard:
             kind = _KIND_LOSS
+        messages: Optional[list[memoryview]] = None
+        if kind == _KIND_MESSAGE:
+            messages = [memoryview(sample.payload.to_bytes())]
+        elif kind == _KIND_BATCH:
+            messages = _split_batch(sample.payload.to_bytes(), count)
+            if messages is None:  # malformed: not ours after all
+                return
         self._seen.add(host)
         with m.lock:
             r = m.remotes.get(host)
             fresh = r is None or r.epoch != epoch
-            end = number + (count if kind == _KIND_LOSS else 1)
+            end = number + (count if messages is None else len(messages))
             if r is None or r.epoch != epoch:
                 # a new stream: the first number seen starts the count -- a loss from
                 # before any remote host subscribed is not reported (the count starts
@@ -816,23 +896,31 @@ class Bridge:
                 r = m.remotes[host] = _Remote(epoch, end if unheard else number)
             if fresh and unheard:
                 pass  # nothing to publish: the count starts after it
-            elif end <= r.next or (kind == _KIND_MESSAGE and number < r.next):
-                r.duplicates += 1
+            elif end <= r.next or (messages is None and number < r.next):
+                r.duplicates += 1 if messages is None else len(messages)
                 return
-            gap = end - r.next if kind == _KIND_LOSS else number - r.next
+            gap = (end if messages is None else number) - r.next
+            topic = m.topic
             try:
                 if gap > 0:  # the loss record comes first: it stands for what came before
-                    m.topic.publish_loss(gap, origin=Origin(host, r.next))
+                    topic.publish_loss(gap, origin=(host, r.next))
                     r.lost += gap
-                if kind == _KIND_MESSAGE:
-                    try:
-                        m.topic.publish(sample.payload.to_bytes(), origin=Origin(host, number))
-                        r.messages_in += 1
-                    except MessageTooLargeError:
-                        # larger than this host's ring takes: lost here, counted as such
-                        m.topic.publish_loss(1, origin=Origin(host, number))
-                        r.lost += 1
-                        r.too_large += 1
+                if messages is not None:
+                    # a batch that overlaps what was already seen: only its new part
+                    first = max(0, r.next - number)
+                    r.duplicates += first
+                    publish = topic.publish
+                    seq = number + first
+                    for data in messages[first:]:
+                        try:
+                            publish(data, origin=(host, seq))
+                            r.messages_in += 1
+                        except MessageTooLargeError:
+                            # larger than this host's ring takes: lost here, counted
+                            topic.publish_loss(1, origin=(host, seq))
+                            r.lost += 1
+                            r.too_large += 1
+                        seq += 1
             except MapshareError as exc:
                 if not self._stop.is_set():  # a broken local topic: the bridge stops
                     self.error = self.error or exc
