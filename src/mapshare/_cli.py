@@ -639,6 +639,7 @@ def cmd_bridge(args: argparse.Namespace) -> int:
         multicast_scouting=False if args.no_multicast_scouting else None,
         host_id=args.host_id, stats_name=args.stats_name,
         stats_interval=args.stats_interval, ack_timeout=args.ack_timeout,
+        close_timeout=args.close_timeout,
     )
     out_lock = threading.Lock()
 
@@ -671,10 +672,22 @@ def cmd_bridge(args: argparse.Namespace) -> int:
         # ever hang, end anyway: print every thread's stack and exit 1 (a C watchdog,
         # which works even if the hang holds the GIL).
         faulthandler.dump_traceback_later(STOP_TIMEOUT, exit=True)
+    status = EXIT_OK
     if b.error is not None:
         print(f"mapshare bridge: stopped: {_message(b.error)}", file=sys.stderr)
-        return EXIT_ERROR
-    return EXIT_OK
+        status = EXIT_ERROR
+    with bridge._exit_lock:
+        closing = bool(bridge._closing)
+    if closing:
+        # zenoh still closes the session (a peer that does not read holds its TCP close
+        # for seconds): everything of this host is closed already, so end now.  Python's
+        # finalization must not run meanwhile -- it would end the closing thread
+        # mid-call when zenoh returns (the process aborts) -- nor wait for it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    faulthandler.cancel_dump_traceback_later()
+    return status
 
 
 def _zenoh_message(exc: BaseException) -> str:
@@ -863,6 +876,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ack-timeout", type=float, default=2.0, metavar="S",
                    help="seconds a channel hand-over waits for the receiving host's "
                    "acknowledgement before it counts as unacknowledged (default 2)")
+    s.add_argument("--close-timeout", type=float, default=2.0, metavar="S",
+                   help="seconds stopping waits for zenoh to close the session before the "
+                   "bridge exits anyway (default 2; a peer that does not read holds the "
+                   "close)")
     s.add_argument("--json", action="store_true",
                    help="print JSON lines: a 'started' event, then statistics every interval "
                    "(with stat: the statistics as JSON)")

@@ -32,6 +32,7 @@ imports it only when a bridge starts.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import random
@@ -41,6 +42,7 @@ import struct
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -99,9 +101,15 @@ _BIG = 1 << 14  # after a message this large, read the next through a view (no c
 DEFAULT_CAPACITY = 1 << 20
 """Ring size of a topic or channel the bridge creates because it does not exist yet."""
 _STATS_MAX = 1 << 16
-# How long stop() waits for zenoh to close the session before it goes on with the local
-# cleanup (the close goes on in a daemon thread; the process may end meanwhile).
-SESSION_CLOSE_TIMEOUT = 5.0
+SESSION_CLOSE_TIMEOUT = 2.0
+"""Default of ``Bridge(close_timeout=)``: how long ``stop()`` waits for zenoh to close the
+session before it goes on with the local cleanup.  A close waits on the peers: a peer
+that does not read (stopped, its link cut) holds zenoh's TCP close for its linger time
+(measured: ~5 s and more), so the close goes on in a thread of its own."""
+# At interpreter exit, how long the closes still going on may take before Python's
+# finalization goes on (a thread inside zenoh that comes back into Python during the
+# finalization is ended by it mid-Rust-call: the process aborts).
+EXIT_CLOSE_TIMEOUT = 10.0
 _CURSORS_MAX = 1 << 16
 _POLL = 0.1  # seconds a bridge thread waits before looking at its stop flag again
 _RECEIVER_HOLD = 1.0  # seconds a channel's host stays a receiving host after its last receiver
@@ -202,6 +210,43 @@ def _local_missed(lag: Lagged) -> int:
     published itself for another host's loss, announced by that host: they must not
     echo back."""
     return max(0, int(lag.missed) - int(lag.upstream))
+
+
+# ---------------------------------------------------------------------------------------
+# Interpreter exit
+
+_exit_lock = threading.Lock()
+_running: weakref.WeakSet[Bridge] = weakref.WeakSet()  # started, not stopped
+_closing: set[threading.Thread] = set()  # zenoh session closes still going on
+
+
+def _at_exit() -> None:
+    """A script that ends with a bridge running stops it (its peers see it leave), and
+    Python's finalization does not begin while zenoh still closes a session: a zenoh
+    thread coming back into Python then would be ended mid-call (the process aborts)."""
+    with _exit_lock:
+        bridges = list(_running)
+    for b in bridges:
+        try:
+            b.stop()
+        except Exception as exc:  # one bridge's failure must not keep the others up
+            print(f"mapshare bridge: stopping at exit: {exc}", file=sys.stderr)
+    deadline = time.monotonic() + EXIT_CLOSE_TIMEOUT
+    with _exit_lock:
+        closers = list(_closing)
+    for th in closers:
+        th.join(max(0.0, deadline - time.monotonic()))
+
+
+# It must run before Python joins its non-daemon threads at exit: zenoh-python's
+# callback threads are such threads, and they end only when the session closes, so a
+# plain atexit hook (which runs after that join) never ran -- a script that ended with a
+# bridge running hung.  threading._register_atexit runs its hooks before the join.
+_register_exit = getattr(threading, "_register_atexit", None)
+if _register_exit is not None:
+    _register_exit(_at_exit)
+else:  # pragma: no cover - CPython 3.9+ has it
+    atexit.register(_at_exit)
 
 
 # ---------------------------------------------------------------------------------------
@@ -464,7 +509,11 @@ class Bridge:
     ``start()`` opens the zenoh session and starts the bridge's threads (zenoh's own
     ``zenoh.ZError`` if it cannot: a bad configuration, an endpoint in use); ``stop()``
     (or leaving the ``with`` block) stops them and closes everything.  ``ack_timeout`` is
-    how long a channel hand-over waits for the remote host's acknowledgement."""
+    how long a channel hand-over waits for the remote host's acknowledgement;
+    ``close_timeout`` how long ``stop()`` waits for zenoh to close the session (the close
+    goes on in the background; at interpreter exit Python waits up to
+    ``EXIT_CLOSE_TIMEOUT`` more for it).  A bridge still running at interpreter exit is
+    stopped then."""
 
     def __init__(
         self,
@@ -481,6 +530,7 @@ class Bridge:
         stats_interval: float = 1.0,
         capacity: int = DEFAULT_CAPACITY,
         ack_timeout: float = 2.0,
+        close_timeout: float = SESSION_CLOSE_TIMEOUT,
     ) -> None:
         self._topic_keys = _parse_mappings(topics, "topic")
         self._channel_keys = _parse_mappings(channels, "channel")
@@ -492,6 +542,8 @@ class Bridge:
             raise ValueError("stats_interval must be > 0")
         if ack_timeout <= 0:
             raise ValueError("ack_timeout must be > 0")
+        if close_timeout < 0:
+            raise ValueError("close_timeout must be >= 0")
         self._config = config
         self._mode = mode
         self._listen = list(listen)
@@ -505,6 +557,7 @@ class Bridge:
         """Seconds between two statistics writes."""
         self._capacity = capacity
         self._ack_timeout = ack_timeout
+        self._close_timeout = close_timeout
         self._host_bytes = self.host_id.encode()
         self._session: Any = None
         self._topics: list[_TopicMap] = []
@@ -538,6 +591,8 @@ class Bridge:
             raise RuntimeError("a bridge starts once")
         zenoh = _zenoh()
         self._started = True
+        with _exit_lock:
+            _running.add(self)
         try:
             self._stats = Latest.open_or_create(
                 self.stats_name, _STATS_MAX, lifetime="persistent")
@@ -610,6 +665,8 @@ class Bridge:
             return
         self._closed = True
         self._stop.set()
+        with _exit_lock:
+            _running.discard(self)
         for th in self._threads:
             if th is not threading.current_thread():
                 th.join()
@@ -620,8 +677,10 @@ class Bridge:
             # with it, so the close gets its own thread and a bounded wait.
             closer = threading.Thread(target=self._close_session, daemon=True,
                                       name="mapshare-bridge-close")
+            with _exit_lock:
+                _closing.add(closer)
             closer.start()
-            closer.join(SESSION_CLOSE_TIMEOUT)
+            closer.join(self._close_timeout)
         self._save_cursors()
         for t in self._topics:
             t.sub.close()
@@ -638,6 +697,9 @@ class Bridge:
                 self._session.close()
         except Exception:  # a session already gone must not stop the cleanup
             pass
+        finally:
+            with _exit_lock:
+                _closing.discard(threading.current_thread())
 
     def __enter__(self) -> Self:
         if not self._started:

@@ -625,3 +625,94 @@ def test_bridge_api_in_process(names: Callable[[], str]) -> None:
         for n in (stats, stats + ".cursors"):
             subprocess.run([sys.executable, "-m", "mapshare", "rm", n],
                            capture_output=True, check=False)
+
+
+def test_bridges_exit_cleanly_while_zenoh_still_closes_their_sessions(
+        names: Callable[[], str], hosts: Callable[..., Host]) -> None:
+    """--close-timeout 0: stopping never waits for zenoh's session close, so every bridge
+    here exits while its close is still going on.  Python's finalization used to end the
+    closing thread when zenoh returned from the close (the process aborted: status -6,
+    "FATAL: exception not rethrown"); the bridge now ends before finalization.  The
+    fixture checks every bridge exits with status 0."""
+    for _ in range(3):  # several pairs: the close ends at a different moment each time
+        ta_name, tb_name, key = names(), names(), f"mapshare/test/{names()}"
+        port = _free_port()
+        with mapshare.Topic.create(ta_name, 1 << 16) as ta, \
+                mapshare.Topic.create(tb_name, 1 << 16) as tb:
+            a = hosts({ta_name: key}, port=port, extra=("--close-timeout", "0"))
+            b = hosts({tb_name: key}, connect=(port,), extra=("--close-timeout", "0"))
+            pair = (a, b)
+            _until("both bridges subscribed", lambda: all(_matched(h) for h in pair))  # noqa: B023
+            sub = tb.subscribe()
+            ta.publish(b"x")
+            assert sub.receive(timeout=DEADLINE) == b"x"
+            sub.close()
+            assert b.stop() == 0  # B first: its peer is still there
+            assert a.stop() == 0
+
+
+def test_a_bridge_stops_while_its_peer_does_not_read(
+        names: Callable[[], str], hosts: Callable[..., Host]) -> None:
+    """A's bridge is stopped (SIGSTOP) while B's bridge sends it more than its socket
+    buffers hold: zenoh's close on B then waits on A (its TCP close lingers), yet B stops
+    when told, with status 0, and says it stopped."""
+    ta_name, tb_name, key = names(), names(), f"mapshare/test/{names()}"
+    port = _free_port()
+    with mapshare.Topic.create(ta_name, 1 << 20) as ta, \
+            mapshare.Topic.create(tb_name, 1 << 22) as tb:
+        a = hosts({ta_name: key}, port=port)
+        b = hosts({tb_name: key}, connect=(port,))
+        _until("both bridges subscribed", lambda: _matched(a) and _matched(b))
+        a.kill(signal.SIGSTOP)
+        _until("A's bridge stopped", a.stopped)
+        chunk = b"y" * 4000
+        # far more than the socket buffers on both sides hold (a few MB)
+        sent = _until("B's bridge to have sent 16 MB", lambda: (
+            [tb.publish(chunk) for _ in range(200)]
+            and b.fresh_stats().topics[0].messages_out > 4000))
+        assert sent
+        assert b.stop() == 0
+        st = b.stats()
+        assert not st.running and st.topics[0].messages_out > 4000
+        a.kill(signal.SIGCONT)
+        ta.close()
+
+
+def test_a_script_that_just_ends_stops_its_bridge(
+        names: Callable[[], str], hosts: Callable[..., Host]) -> None:
+    """A script running a Bridge in-process that just ends (no stop(), close_timeout=0 so
+    zenoh's close is still going on at exit) exits with status 0, and the other host sees
+    it leave."""
+    ta_name, tb_name, key = names(), names(), f"mapshare/test/{names()}"
+    stats = names()
+    port = _free_port()
+    with mapshare.Topic.create(ta_name, 1 << 16) as ta:
+        a = hosts({ta_name: key}, port=port)
+        script = (
+            "import sys, time, mapshare\n"
+            "from mapshare.bridge import Bridge\n"
+            f"b = Bridge({{{tb_name!r}: {key!r}}}, connect=['tcp/127.0.0.1:{port}'],\n"
+            f"           host_id='script', stats_name={stats!r}, multicast_scouting=False,\n"
+            "           close_timeout=0).start()\n"
+            f"t = mapshare.Topic.open({tb_name!r})\n"
+            "s = t.subscribe()\n"
+            "print('ready', flush=True)\n"
+            "assert s.receive(timeout=30) == b'hello'\n"
+            "print('got', flush=True)\n"
+        )
+        try:
+            proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+            assert proc.stdout is not None
+            assert proc.stdout.readline() == "ready\n"
+            _until("A to match the script's bridge", lambda: _matched(a))
+            ta.publish(b"hello")
+            out, err = proc.communicate(timeout=DEADLINE)
+            assert out == "got\n" and proc.returncode == 0, err
+            assert "Fatal" not in err and "Traceback" not in err, err
+            assert not read_statistics(stats).running
+            _until("A to see the script's bridge leave", lambda: not _matched(a))
+        finally:
+            for n in (stats, stats + ".cursors"):
+                subprocess.run([sys.executable, "-m", "mapshare", "rm", n],
+                               capture_output=True, check=False)
