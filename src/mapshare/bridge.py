@@ -953,15 +953,24 @@ class Bridge:
             if messages is None:  # malformed: not ours after all
                 return
         self._seen.add(host)
+        end = number + (count if messages is None else len(messages))
         with m.lock:
             r = m.remotes.get(host)
             fresh = r is None or r.epoch != epoch
-            end = number + (count if messages is None else len(messages))
-            if r is None or r.epoch != epoch:
+            if fresh:
                 # a new stream: the first number seen starts the count -- a loss from
                 # before any remote host subscribed is not reported (the count starts
                 # after it); one that happened while a host did subscribe is
                 r = m.remotes[host] = _Remote(epoch, end if unheard else number)
+        if fresh:
+            # A new stream's epoch is saved before anything of it is published here: a
+            # bridge killed once a subscriber has a batch of it must know the stream when
+            # restarted, or it would take the stream for new and skip the loss that came
+            # while it was away (the numbers are saved every stats interval; a restarted
+            # bridge reads the newer ones back from the origins its topic holds).
+            self._save_cursors()
+        with m.lock:
+            r = m.remotes[host]
             if fresh and unheard:
                 pass  # nothing to publish: the count starts after it
             elif end <= r.next:  # all seen already (a loss or batch may overlap: its rest)
@@ -995,11 +1004,6 @@ class Bridge:
                     self._stop.set()
                 return
             r.next = end
-        if fresh:
-            # A new stream's epoch is saved at once; the numbers every stats interval
-            # (a restarted bridge reads the newer ones back from the origins its topic
-            # holds: the topic itself is the record of what arrived).
-            self._save_cursors()
 
     # -- channels ----------------------------------------------------------------------
 
