@@ -7,7 +7,8 @@ system.  ``mapshare bridge`` (src/mapshare/_cli.py) runs one as a process.
 
 Topic mode (``topics={name: key}``): the bridge subscribes to the local topic
 (``start="live"``) and puts every message published *on this host* to ``key``, with an
-attachment carrying this host's id, its stream epoch and the message's stream number.
+attachment carrying this host's id, its stream epoch and the message's stream number
+(what is backlogged goes out as one batch: one put, consecutive numbers).
 Samples arriving on ``key`` from other hosts are published locally with
 ``origin=Origin(host, number)``; a message the bridge brought in carries an origin and is
 never sent back out (no loops).  Per remote host the bridge keeps the next stream number
