@@ -41,16 +41,6 @@ SEM_VALUE_MAX: int = _mp_sync.SEM_VALUE_MAX  # type: ignore[attr-defined]
 """The largest value a ``Semaphore`` holds (the standard module's, 2**31 - 1 on Linux)."""
 
 
-def _seconds(block: bool, timeout: Optional[float]) -> Optional[float]:
-    """The standard ``acquire(block, timeout)`` pair as a mapshare timeout: no block is
-    one try (the timeout is ignored), a negative timeout counts as 0, None forever."""
-    if not block:
-        return 0.0
-    if timeout is None:
-        return None
-    return max(0.0, float(timeout))
-
-
 _me = threading.get_ident
 
 # Locks of this process: a forked child holds none of them (mapshare's ownership is per
@@ -171,12 +161,16 @@ class RLock(_LockBase):
             return "<RLock(unknown, unknown)>"
 
 
-class Semaphore:
+class Semaphore(_core.MPSemaphore):
     """``multiprocessing.Semaphore`` on a mapshare semaphore: ``acquire(block=True,
     timeout=None)``, ``release()``, ``get_value()``, ``with sem:``.  A unit taken by a
-    process that dies is not given back (as with the standard one)."""
+    process that dies is not given back (as with the standard one).
+
+    ``acquire``, ``release``, ``__enter__`` and ``__exit__`` are the C methods of
+    ``mapshare._core.MPSemaphore`` (as the standard SemLock's are C)."""
 
     _maxvalue: int = SEM_VALUE_MAX
+    _bounded: bool = False
     _sem: _sync.Semaphore
 
     def __init__(self, value: int = 1, *, ctx: Any = None) -> None:
@@ -185,6 +179,7 @@ class Semaphore:
         self._sem = _sync.Semaphore.create(
             new_name("s"), value, maximum=max(self._limit(value), 1), lifetime="shared"
         )
+        self._bind(self._sem, self._bounded, self._maxvalue)
 
     def _limit(self, value: int) -> int:
         return SEM_VALUE_MAX
@@ -195,6 +190,7 @@ class Semaphore:
         self = cls.__new__(cls)
         self._sem = _sync.Semaphore.open(name)
         self._maxvalue = maxvalue
+        self._bind(self._sem, self._bounded, maxvalue)
         return self
 
     @classmethod
@@ -203,6 +199,7 @@ class Semaphore:
         (pickled with the Condition, never alone)."""
         self = cls.__new__(cls)
         self._sem = sem
+        self._bind(sem, False, SEM_VALUE_MAX)
         return self
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -213,18 +210,6 @@ class Semaphore:
     def name(self) -> str:
         """The mapshare name of the semaphore."""
         return self._sem.name
-
-    def acquire(self, block: bool = True, timeout: Optional[float] = None) -> bool:
-        """Take a unit; True, or False if ``block`` is false or ``timeout`` passed."""
-        if not block:
-            return bool(self._sem.acquire(0.0))
-        if timeout is None:
-            return bool(self._sem.acquire(None))
-        return bool(self._sem.acquire(timeout if timeout > 0 else 0.0))
-
-    def release(self) -> None:
-        """Give a unit back (ValueError above the bound of a BoundedSemaphore)."""
-        self._sem.release()
 
     def get_value(self) -> int:
         """Units available now."""
@@ -240,12 +225,6 @@ class Semaphore:
     def _is_zero(self) -> bool:
         return self._sem.value == 0
 
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(self, *args: object) -> None:
-        self.release()
-
     def __repr__(self) -> str:
         try:
             value: object = self.get_value()
@@ -258,18 +237,11 @@ class BoundedSemaphore(Semaphore):
     """``multiprocessing.BoundedSemaphore``: a ``Semaphore`` whose ``release()`` raises
     ValueError when it would go above the initial value."""
 
+    _bounded = True
+
     def _limit(self, value: int) -> int:
         self._maxvalue = value
         return value
-
-    def release(self) -> None:
-        """Give a unit back (ValueError: more releases than acquires)."""
-        if self._maxvalue == 0:  # a mapshare semaphore's bound is at least 1
-            raise ValueError("semaphore or lock released too many times")
-        try:
-            self._sem.release()
-        except ValueError:
-            raise ValueError("semaphore or lock released too many times") from None
 
     def __repr__(self) -> str:
         try:
