@@ -274,6 +274,33 @@ static PyObject *MPLock_acquire(MPLockObject *self, PyObject *const *args, Py_ss
     if (mplock_bound(self) < 0)
         return NULL;
     unsigned long me = PyThread_get_thread_ident();
+    LockObject *lk = self->lock;
+    SegmentObject *seg = lk->seg;
+    if (seg->open && !seg->seg.faulted && seg->seg.hdr_writable &&
+        (block == Py_True || block == Py_False) &&
+        (timeout == Py_None || PyFloat_CheckExact(timeout) || PyLong_CheckExact(timeout)) &&
+        !(self->recursive && self->level > 0 && self->owner == me)) {
+        /* the uncontended path: one try, right for any (block, timeout) of these types;
+         * the standard lock refuses a timeout that is not a number even when free, so
+         * anything else takes the full path */
+        int err = 0;
+        ms_status st = ms_p_lock_acquire(seg->seg.ctx, MS_SLOT_USER_LOCK, lk->area, 0, &err);
+        /* a holder that died holding it: taken over (the standard lock would stay
+         * locked forever; docs/multiprocessing.md), and consistent again already */
+        if ((st == MS_OK || st == MS_E_OWNER_DIED) && !seg->seg.faulted) {
+            seg->locks_held |= 1;
+            self->owner = me;
+            self->level = 1;
+            Py_RETURN_TRUE;
+        }
+        if (st == MS_OK || st == MS_E_OWNER_DIED) {
+            seg->locks_held |= 1;
+            self->owner = me;
+            self->level = 1;
+            return raise_status(MS_E_FAULT, 0, NULL);
+        }
+        /* anything else (busy, held by this thread, a dead holder): the full path */
+    }
     if (self->recursive && self->level > 0 && self->owner == me) {
         if (self->level == LONG_MAX) {
             PyErr_SetString(PyExc_OverflowError, "RLock: too many acquisitions");
@@ -358,6 +385,18 @@ static PyObject *mplock_release(MPLockObject *self)
     long level = self->level;
     unsigned long owner = self->owner;
     self->level = 0;
+    SegmentObject *seg = self->lock->seg;
+    if (seg->open && !seg->seg.faulted) {
+        int err = 0;
+        ms_status st = ms_lock_release(&seg->seg, MS_SLOT_USER_LOCK, self->lock->area, &err);
+        if (st == MS_OK) {
+            seg->locks_held &= ~1;
+            if (seg->seg.faulted)
+                return raise_status(MS_E_FAULT, 0, NULL);
+            Py_RETURN_NONE;
+        }
+        /* not released: the full path below reports why */
+    }
     PyObject *r = lock_release(self->lock);
     if (r)
         return r;
