@@ -277,3 +277,60 @@ def test_a_forked_child_does_not_inherit_the_holder_record() -> None:
     assert r._count() == 2
     r.release()
     r.release()
+
+
+# ---------------------------------------------------------------- the queues' plain pickle
+
+PLAIN = [0, -1, 2**70, 1.5, 1j, "s", "é" * 40, b"\x00x", None, True, False, (), [],
+         {}, (1, "two", 3.0), [1, [2, [3]]], {"a": (1, 2), 3: [None]}, ("x", "x"),
+         list(range(60))]
+
+
+@pytest.mark.parametrize("obj", PLAIN, ids=repr)
+def test_plain_objects_pickle_as_the_forkingpickler_does(obj: Any) -> None:
+    import pickle
+    from multiprocessing.reduction import ForkingPickler
+
+    from mapshare.multiprocessing import queues
+
+    data = _core._dumps_plain(obj, pickle.DEFAULT_PROTOCOL, queues._REDUCERS)
+    assert data == bytes(ForkingPickler.dumps(obj))
+    assert queues._dumps(obj) == data
+
+
+def test_other_objects_go_to_the_forkingpickler() -> None:
+    import functools
+    import pickle
+    from multiprocessing.reduction import ForkingPickler
+
+    from mapshare.multiprocessing import queues
+
+    reducers = queues._REDUCERS
+    nested: list[Any] = []
+    nested.append(nested)
+    deep: Any = 1
+    for _ in range(20):
+        deep = (deep,)
+
+    class Int(int):
+        pass
+
+    for obj in (functools.partial(print), [list.append], list(range(100)), nested, deep,
+                Int(3), {1, 2}, bytearray(b"x"), {"k": object()}):
+        assert _core._dumps_plain(obj, pickle.DEFAULT_PROTOCOL, reducers) is None
+    dumps_plain: Any = _core._dumps_plain  # called wrongly on purpose
+    with pytest.raises(TypeError):
+        dumps_plain(1, 4)
+    with pytest.raises(TypeError):
+        dumps_plain(1, 4, [])
+
+    # a reducer registered for a builtin type is honoured, as by the standard queue
+    ForkingPickler.register(complex, lambda c: (complex, (c.real, -c.imag)))
+    try:
+        assert _core._dumps_plain((1, 2j), pickle.DEFAULT_PROTOCOL, reducers) is None
+        q = mp.SimpleQueue()
+        q.put((1, 2j))
+        assert q.get() == (1, -2j)
+        q.close()
+    finally:
+        del ForkingPickler._extra_reducers[complex]  # type: ignore[attr-defined]
