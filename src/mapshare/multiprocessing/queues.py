@@ -475,10 +475,19 @@ class Queue(_Base):
         at once when ``block`` is false)."""
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
+        link = self._link
         if block and timeout is None:
-            data = self._link.receive_blocking()
+            # _Link.receive_blocking inline (one Python frame less): one C call when
+            # nothing unusual happens
+            try:
+                data = link.channel.receive(None)
+            except BrokenChannelError:
+                data = link.receive(None)
+            else:
+                if data and data[0] == _SPILL_BYTE:
+                    data = link.unspill(data) or link.receive(None)
         else:
-            data = self._link.receive(_timeout(block, timeout))
+            data = link.receive(_timeout(block, timeout))
         if self._sem is not None:
             try:
                 self._sem.release()
