@@ -31,7 +31,7 @@ from multiprocessing import util as _mp_util
 from multiprocessing.reduction import ForkingPickler
 from typing import Any, Optional, cast
 
-from .. import _sync
+from .. import _core, _sync
 from .._channel import Channel
 from .._errors import (
     BrokenChannelError,
@@ -70,6 +70,9 @@ _local = threading.local()
 def _dumps(obj: object) -> bytes:
     """``ForkingPickler.dumps(obj)``, with one pickler per thread kept between calls
     (making a pickler costs more than pickling a small object)."""
+    data = _dumps_plain(obj, _PROTOCOL, _REDUCERS)
+    if data is not None:
+        return data
     state = getattr(_local, "pickler", None)
     if state is None:
         buf = io.BytesIO()
@@ -86,6 +89,11 @@ def _dumps(obj: object) -> bytes:
 
 
 _PROTOCOL = pickle.DEFAULT_PROTOCOL  # what ForkingPickler.dumps uses
+# The ForkingPickler's own reducers (a registration there is seen at once): an object
+# with none of their types, made of builtin scalars and containers only, pickles the
+# same with pickle.dumps -- which _dumps_plain calls from C in one go.
+_REDUCERS: dict[type, Any] = ForkingPickler._extra_reducers  # type: ignore[attr-defined]
+_dumps_plain = _core._dumps_plain
 
 
 def _timeout(block: bool, timeout: Optional[float]) -> Optional[float]:
@@ -451,11 +459,14 @@ class Queue(_Base):
         sem = self._sem
         if sem is not None and not sem.acquire(_timeout(block, timeout)):
             raise queue.Full
-        try:
-            data = _dumps(obj)
-        except Exception as e:
-            self._unpicklable(e, obj)
-            return
+        # a small plain object in one C call; anything else by the reused pickler
+        data = _dumps_plain(obj, _PROTOCOL, _REDUCERS)
+        if data is None:
+            try:
+                data = _dumps(obj)
+            except Exception as e:
+                self._unpicklable(e, obj)
+                return
         link = self._link
         feeder = link.feeder
         # the fast path inline (the same as _Link.send_data's): one C call
@@ -505,10 +516,19 @@ class Queue(_Base):
         at once when ``block`` is false)."""
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
+        link = self._link
         if block and timeout is None:
-            data = self._link.receive_blocking()
+            # _Link.receive_blocking inline (one Python frame less): one C call when
+            # nothing unusual happens
+            try:
+                data = link.channel.receive(None)
+            except BrokenChannelError:
+                data = link.receive(None)
+            else:
+                if data and data[0] == _SPILL_BYTE:
+                    data = link.unspill(data) or link.receive(None)
         else:
-            data = self._link.receive(_timeout(block, timeout))
+            data = link.receive(_timeout(block, timeout))
         if self._sem is not None:
             try:
                 self._sem.release()
