@@ -71,7 +71,7 @@ def test_a_header_of_another_layout_version_is_not_read_with_these_offsets(
     # not a corrupt one, with what the OS tells and nothing read from the header)
     info = segment_info(osn)
     assert info.state == "other version" and info.kind == "?" and info.lifetime == "?"
-    assert str(_core.LAYOUT_VERSION + 1) in (info.error or "")
+    assert "another mapshare layout version" in (info.error or ""), info.error
     # gc never removes what a newer mapshare may be using
     assert osn not in {r.os_name for r in mapshare.collect(dry_run=True)}
     assert info.size == os.stat("/dev/shm" + osn).st_size
