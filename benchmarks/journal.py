@@ -254,10 +254,8 @@ def _tail_reader(impl: str, where: str, n: int, barrier: Any) -> int:
         try:
             r = j.reader(start="begin")
             barrier.wait(TIMEOUT)
-            got = 0
-            for _, view in r:
+            for got, (_, view) in enumerate(r, 1):
                 data = bytes(view)  # the rule of every receive benchmark: copy it out
-                got += 1
                 if got == n:
                     break
             t1 = time.perf_counter_ns()
