@@ -54,12 +54,14 @@ static void wr32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 
 /* The checksum of a record: its length and index, then its payload.  Never 0 for a real
  * record (0 marks "reserved, not committed"); a checksum that comes out 0 is stored as 1. */
-static uint32_t record_crc(uint32_t len, uint64_t index, const uint8_t *payload)
+static uint32_t record_crc(uint32_t len, uint64_t index, uint32_t kind,
+                           const uint8_t *payload)
 {
-    uint8_t h[12];
+    uint8_t h[16];
     memcpy(h, &len, 4);
     memcpy(h + 4, &index, 8);
-    uint32_t c = ms_crc32c(ms_crc32c(0, h, 12), payload, len);
+    memcpy(h + 12, &kind, 4);
+    uint32_t c = ms_crc32c(ms_crc32c(0, h, 16), payload, len);
     return c ? c : 1;
 }
 
@@ -111,7 +113,7 @@ uint64_t ms_j_max_payload(uint64_t size)
 /* ---- records ------------------------------------------------------------------------- */
 
 ms_status ms_j_reserve(uint8_t *base, uint64_t size, uint64_t first_index, uint64_t off,
-                       uint64_t index, uint64_t len, uint64_t *payload)
+                       uint64_t index, uint64_t len, uint32_t kind, uint64_t *payload)
 {
     if (!base || !sane_size(size))
         return MS_E_INVALID;
@@ -129,6 +131,8 @@ ms_status ms_j_reserve(uint8_t *base, uint64_t size, uint64_t first_index, uint6
     wr32(r, (uint32_t)len);
     wr32(r + 4, 0);
     wr64(r + 8, index);
+    wr32(r + 16, kind);
+    wr32(r + 20, 0);
     /* the padding is part of the record: zero it so the file's bytes are deterministic */
     if (need - MS_J_REC_HDR > len)
         memset(r + MS_J_REC_HDR + len, 0, need - MS_J_REC_HDR - len);
@@ -149,7 +153,7 @@ ms_status ms_j_commit(uint8_t *base, uint64_t size, uint64_t first_index, uint64
     uint64_t need = ms_j_record_bytes(len);
     if (!slot || rd64(r + 8) != index || need > slot || off > slot - need)
         return MS_E_LAYOUT;
-    uint32_t crc = record_crc(len, index, r + MS_J_REC_HDR);
+    uint32_t crc = record_crc(len, index, rd32(r + 16), r + MS_J_REC_HDR);
     wr32(base + slot, (uint32_t)off);
     wr32(r + 4, crc);
     *next = off + need;
@@ -157,7 +161,8 @@ ms_status ms_j_commit(uint8_t *base, uint64_t size, uint64_t first_index, uint64
 }
 
 ms_status ms_j_check(const uint8_t *base, uint64_t size, uint64_t first_index, uint64_t off,
-                     uint64_t index, uint64_t *payload, uint64_t *len, uint64_t *next)
+                     uint64_t index, uint64_t *payload, uint64_t *len, uint32_t *kind,
+                     uint64_t *next)
 {
     if (!base || !sane_size(size))
         return MS_E_INVALID;
@@ -167,21 +172,24 @@ ms_status ms_j_check(const uint8_t *base, uint64_t size, uint64_t first_index, u
     uint32_t n = rd32(r);
     uint32_t crc = rd32(r + 4);
     uint64_t idx = rd64(r + 8);
+    uint32_t k = rd32(r + 16);
     uint64_t slot = table_slot(size, index - first_index);
     uint64_t need = ms_j_record_bytes(n);
-    if (idx != index || crc == 0 || !slot || need > slot || off > slot - need)
+    if (idx != index || crc == 0 || rd32(r + 20) != 0 || !slot || need > slot ||
+        off > slot - need)
         return MS_E_LAYOUT;
-    if (record_crc(n, idx, r + MS_J_REC_HDR) != crc)
+    if (record_crc(n, idx, k, r + MS_J_REC_HDR) != crc)
         return MS_E_LAYOUT;
     *payload = off + MS_J_REC_HDR;
     *len = n;
+    *kind = k;
     *next = off + need;
     return MS_OK;
 }
 
 ms_status ms_j_find(const uint8_t *base, uint64_t size, uint64_t first_index,
-                    uint64_t index, uint64_t hint, uint64_t *off, uint64_t *payload,
-                    uint64_t *len)
+                    uint64_t index, uint64_t hint, int scan, uint64_t *off,
+                    uint64_t *payload, uint64_t *len, uint32_t *kind)
 {
     uint64_t next;
     if (!base || !sane_size(size))
@@ -191,14 +199,27 @@ ms_status ms_j_find(const uint8_t *base, uint64_t size, uint64_t first_index,
     uint64_t slot = table_slot(size, index - first_index);
     if (slot) {
         uint64_t o = rd32(base + slot);
-        if (ms_j_check(base, size, first_index, o, index, payload, len, &next) == MS_OK) {
+        if (ms_j_check(base, size, first_index, o, index, payload, len, kind, &next) == MS_OK) {
             *off = o;
             return MS_OK;
         }
     }
-    if (hint && ms_j_check(base, size, first_index, hint, index, payload, len, &next) == MS_OK) {
+    if (hint && ms_j_check(base, size, first_index, hint, index, payload, len, kind, &next) == MS_OK) {
         *off = hint;
         return MS_OK;
+    }
+    if (scan) {
+        uint64_t o = MS_J_SEG_HDR, i = first_index;
+        while (i < index &&
+               ms_j_check(base, size, first_index, o, i, payload, len, kind, &next) == MS_OK) {
+            o = next;
+            i++;
+        }
+        if (i == index &&
+            ms_j_check(base, size, first_index, o, index, payload, len, kind, &next) == MS_OK) {
+            *off = o;
+            return MS_OK;
+        }
     }
     return MS_E_LAYOUT;
 }
@@ -207,11 +228,29 @@ void ms_j_scan(const uint8_t *base, uint64_t size, uint64_t first_index, uint64_
                uint64_t index, uint64_t limit, uint64_t *end_off, uint64_t *end_index)
 {
     uint64_t payload, len, next;
+    uint32_t kind;
     while (index < limit &&
-           ms_j_check(base, size, first_index, off, index, &payload, &len, &next) == MS_OK) {
+           ms_j_check(base, size, first_index, off, index, &payload, &len, &kind, &next) ==
+               MS_OK) {
         off = next;
         index++;
     }
     *end_off = off;
     *end_index = index;
+}
+
+uint64_t ms_j_zero(uint8_t *base, uint64_t size, uint64_t start, uint64_t end)
+{
+    uint64_t n = 0;
+    if (!base || start % 8 || end % 8 || end > size || start >= end)
+        return 0;
+    for (uint64_t o = start; o < end; o += 8) {
+        uint64_t v;
+        memcpy(&v, base + o, 8);
+        if (v) {
+            memset(base + o, 0, 8);
+            n += 8;
+        }
+    }
+    return n;
 }

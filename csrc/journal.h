@@ -3,8 +3,10 @@
  * A segment file is `size` bytes: a 64-byte header, then records back to back from
  * offset 64 growing up, and an offset table growing down from the end (entry k, the byte
  * offset of the segment's k-th record, is the u32 at size - 4*(k+1)).  A record is a
- * 16-byte header {u32 length, u32 crc32c, u64 index} then `length` payload bytes, padded
- * to 8.  The checksum covers the length, the index and the payload, so a record is
+ * 24-byte header {u32 length, u32 crc32c, u64 index, u32 kind, u32 reserved (0)} then
+ * `length` payload bytes, padded to 8 (kind: 0 bytes, 1 pickled object, 2 numpy array,
+ * the encodings of Channel).  The checksum covers the length, the index, the kind and the
+ * payload, so a record is
  * trusted only if its index is the one expected at that place and its checksum holds.
  * docs/design/journal.md describes the format for other languages.
  *
@@ -21,7 +23,7 @@
 
 #define MS_J_SEG_MAGIC 0x31304745534a534dULL   /* "MSJSEG01" */
 #define MS_J_SEG_HDR 64u                        /* segment header bytes */
-#define MS_J_REC_HDR 16u                        /* record header bytes */
+#define MS_J_REC_HDR 24u                        /* record header bytes */
 #define MS_J_MIN_SEGMENT 4096u
 #define MS_J_MAX_SEGMENT (1ull << 32)           /* offsets are u32 */
 
@@ -49,7 +51,7 @@ uint64_t ms_j_max_payload(uint64_t size);
  * if it fits in no segment of this size, MS_E_LAYOUT if off/index are out of range.
  * Writes the record header with a zero checksum; *payload is the payload's offset. */
 ms_status ms_j_reserve(uint8_t *base, uint64_t size, uint64_t first_index, uint64_t off,
-                       uint64_t index, uint64_t len, uint64_t *payload);
+                       uint64_t index, uint64_t len, uint32_t kind, uint64_t *payload);
 /* Finish the record reserved at `off`: checksum it, enter it in the offset table.
  * *next is the offset after it. */
 ms_status ms_j_commit(uint8_t *base, uint64_t size, uint64_t first_index, uint64_t off,
@@ -59,16 +61,23 @@ ms_status ms_j_commit(uint8_t *base, uint64_t size, uint64_t first_index, uint64
  * expected, length in bounds, checksum holds.  *payload, *len: where its data is;
  * *next: the offset after it.  MS_E_LAYOUT if any check fails. */
 ms_status ms_j_check(const uint8_t *base, uint64_t size, uint64_t first_index, uint64_t off,
-                     uint64_t index, uint64_t *payload, uint64_t *len, uint64_t *next);
+                     uint64_t index, uint64_t *payload, uint64_t *len, uint32_t *kind,
+                     uint64_t *next);
 /* Find and check record `index`: through the offset table, falling back to `hint`
- * (the offset the caller expects, 0 for none) if the table entry does not hold. */
+ * (the offset the caller expects, 0 for none) if the table entry does not hold, then,
+ * with `scan`, to following the records from the segment's start (a table entry lost
+ * with power loss: O(segment), but only then). */
 ms_status ms_j_find(const uint8_t *base, uint64_t size, uint64_t first_index,
-                    uint64_t index, uint64_t hint, uint64_t *off, uint64_t *payload,
-                    uint64_t *len);
+                    uint64_t index, uint64_t hint, int scan, uint64_t *off,
+                    uint64_t *payload, uint64_t *len, uint32_t *kind);
 /* From record `index` at `off`, follow valid records while they hold and stop before
  * `limit` (an index; UINT64_MAX for none).  *end_off, *end_index: the first place that
  * does not hold a valid record (where the next append goes after recovery). */
 void ms_j_scan(const uint8_t *base, uint64_t size, uint64_t first_index, uint64_t off,
                uint64_t index, uint64_t limit, uint64_t *end_off, uint64_t *end_index);
+
+/* Zero the non-zero 8-byte words of [start, end) (both 8-aligned, end <= size): clean
+ * pages stay clean.  Returns how many bytes were non-zero words. */
+uint64_t ms_j_zero(uint8_t *base, uint64_t size, uint64_t start, uint64_t end);
 
 #endif

@@ -30,7 +30,7 @@ static int jbuf_get(PyObject *obj, int writable, jbuf *b)
 
 static int off_in(jbuf *b, unsigned long long off, unsigned long long n)
 {
-    if (off % 8 || off > b->size || n > b->size - off) {
+    if (off % (n >= 8 ? 8 : 4) || off > b->size || n > b->size - off) {
         PyErr_SetString(PyExc_ValueError, "journal: offset out of range");
         return -1;
     }
@@ -49,6 +49,7 @@ typedef struct {
     uint64_t first, off, index, len, hint, limit;
     const void *data;
     uint64_t out1, out2, out3;
+    uint32_t kind;
 } jcall;
 
 static ms_status g_put(void *arg)
@@ -56,7 +57,7 @@ static ms_status g_put(void *arg)
     jcall *c = (jcall *)arg;
     uint64_t payload;
     ms_status st = ms_j_reserve(c->b->base, c->b->size, c->first, c->off, c->index, c->len,
-                                &payload);
+                                c->kind, &payload);
     if (st != MS_OK)
         return st;
     memcpy(c->b->base + payload, c->data, c->len);
@@ -66,7 +67,8 @@ static ms_status g_put(void *arg)
 static ms_status g_reserve(void *arg)
 {
     jcall *c = (jcall *)arg;
-    return ms_j_reserve(c->b->base, c->b->size, c->first, c->off, c->index, c->len, &c->out1);
+    return ms_j_reserve(c->b->base, c->b->size, c->first, c->off, c->index, c->len, c->kind,
+                        &c->out1);
 }
 
 static ms_status g_commit(void *arg)
@@ -78,14 +80,22 @@ static ms_status g_commit(void *arg)
 static ms_status g_find(void *arg)
 {
     jcall *c = (jcall *)arg;
-    return ms_j_find(c->b->base, c->b->size, c->first, c->index, c->hint, &c->out1, &c->out2,
-                     &c->out3);
+    return ms_j_find(c->b->base, c->b->size, c->first, c->index, c->hint, (int)c->limit,
+                     &c->out1, &c->out2,
+                     &c->out3, &c->kind);
 }
 
 static ms_status g_scan(void *arg)
 {
     jcall *c = (jcall *)arg;
     ms_j_scan(c->b->base, c->b->size, c->first, c->off, c->index, c->limit, &c->out1, &c->out2);
+    return MS_OK;
+}
+
+static ms_status g_zero(void *arg)
+{
+    jcall *c = (jcall *)arg;
+    c->out1 = ms_j_zero(c->b->base, c->b->size, c->off, c->limit);
     return MS_OK;
 }
 
@@ -102,18 +112,18 @@ static int u64s(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, const 
     return 0;
 }
 
-/* journal_put(buf, first_index, off, index, data) -> next offset */
+/* journal_put(buf, first_index, off, index, data, kind) -> next offset */
 static PyObject *j_put(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
-    unsigned long long a[3];
+    unsigned long long a[3], kind;
     jbuf b;
     Py_buffer data;
     (void)m;
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "journal_put takes 5 arguments");
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "journal_put takes 6 arguments");
         return NULL;
     }
-    if (u64s(args, 4, 4, "journal_put", a) < 0)
+    if (u64s(args, 4, 4, "journal_put", a) < 0 || u64_arg(args[5], "kind", UINT32_MAX, &kind) < 0)
         return NULL;
     if (PyObject_GetBuffer(args[4], &data, PyBUF_SIMPLE) < 0)
         return NULL;
@@ -121,7 +131,7 @@ static PyObject *j_put(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
         PyBuffer_Release(&data);
         return NULL;
     }
-    jcall c = {&b, a[0], a[1], a[2], (uint64_t)data.len, 0, 0, data.buf, 0, 0, 0};
+    jcall c = {&b, a[0], a[1], a[2], (uint64_t)data.len, 0, 0, data.buf, 0, 0, 0, (uint32_t)kind};
     ms_status st = ms_p_guarded_call(g_put, &c);
     PyBuffer_Release(&b.view);
     PyBuffer_Release(&data);
@@ -130,15 +140,16 @@ static PyObject *j_put(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromUnsignedLongLong(c.out1);
 }
 
-/* journal_reserve(buf, first_index, off, index, n) -> payload offset */
+/* journal_reserve(buf, first_index, off, index, n, kind) -> payload offset */
 static PyObject *j_reserve(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
-    unsigned long long a[4];
+    unsigned long long a[5];
     jbuf b;
     (void)m;
-    if (u64s(args, nargs, 5, "journal_reserve", a) < 0 || jbuf_get(args[0], 1, &b) < 0)
-        return NULL;
-    jcall c = {&b, a[0], a[1], a[2], a[3], 0, 0, NULL, 0, 0, 0};
+    if (u64s(args, nargs, 6, "journal_reserve", a) < 0 || a[4] > UINT32_MAX ||
+        jbuf_get(args[0], 1, &b) < 0)
+        return PyErr_Occurred() ? NULL : j_raise(MS_E_INVALID, 0, "journal record kind");
+    jcall c = {&b, a[0], a[1], a[2], a[3], 0, 0, NULL, 0, 0, 0, (uint32_t)a[4]};
     ms_status st = ms_p_guarded_call(g_reserve, &c);
     PyBuffer_Release(&b.view);
     if (st != MS_OK)
@@ -154,7 +165,7 @@ static PyObject *j_commit(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     (void)m;
     if (u64s(args, nargs, 4, "journal_commit", a) < 0 || jbuf_get(args[0], 1, &b) < 0)
         return NULL;
-    jcall c = {&b, a[0], a[1], a[2], 0, 0, 0, NULL, 0, 0, 0};
+    jcall c = {&b, a[0], a[1], a[2], 0, 0, 0, NULL, 0, 0, 0, 0};
     ms_status st = ms_p_guarded_call(g_commit, &c);
     PyBuffer_Release(&b.view);
     if (st != MS_OK)
@@ -162,21 +173,22 @@ static PyObject *j_commit(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromUnsignedLongLong(c.out1);
 }
 
-/* journal_find(buf, first_index, index, hint) -> (offset, payload offset, length) */
+/* journal_find(buf, first_index, index, hint, scan) -> (offset, payload offset, length,
+ * kind) */
 static PyObject *j_find(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
-    unsigned long long a[3];
+    unsigned long long a[4];
     jbuf b;
     (void)m;
-    if (u64s(args, nargs, 4, "journal_find", a) < 0 || jbuf_get(args[0], 0, &b) < 0)
+    if (u64s(args, nargs, 5, "journal_find", a) < 0 || jbuf_get(args[0], 0, &b) < 0)
         return NULL;
-    jcall c = {&b, a[0], 0, a[1], 0, a[2], 0, NULL, 0, 0, 0};
+    jcall c = {&b, a[0], 0, a[1], 0, a[2], a[3] != 0, NULL, 0, 0, 0, 0};
     ms_status st = ms_p_guarded_call(g_find, &c);
     PyBuffer_Release(&b.view);
     if (st != MS_OK)
         return j_raise(st, 0, "journal record");
-    return Py_BuildValue("(KKK)", (unsigned long long)c.out1, (unsigned long long)c.out2,
-                         (unsigned long long)c.out3);
+    return Py_BuildValue("(KKKI)", (unsigned long long)c.out1, (unsigned long long)c.out2,
+                         (unsigned long long)c.out3, (unsigned int)c.kind);
 }
 
 /* journal_scan(buf, first_index, off, index, limit) -> (end offset, end index) */
@@ -187,7 +199,7 @@ static PyObject *j_scan(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     (void)m;
     if (u64s(args, nargs, 5, "journal_scan", a) < 0 || jbuf_get(args[0], 0, &b) < 0)
         return NULL;
-    jcall c = {&b, a[0], a[1], a[2], 0, 0, a[3], NULL, a[1], a[2], 0};
+    jcall c = {&b, a[0], a[1], a[2], 0, 0, a[3], NULL, a[1], a[2], 0, 0};
     ms_status st;
     Py_BEGIN_ALLOW_THREADS
     st = ms_p_guarded_call(g_scan, &c);
@@ -196,6 +208,22 @@ static PyObject *j_scan(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     if (st != MS_OK)
         return j_raise(st, 0, "journal segment");
     return Py_BuildValue("(KK)", (unsigned long long)c.out1, (unsigned long long)c.out2);
+}
+
+/* journal_zero(buf, start, end) -> bytes that were not zero */
+static PyObject *j_zero(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long a[2];
+    jbuf b;
+    (void)m;
+    if (u64s(args, nargs, 3, "journal_zero", a) < 0 || jbuf_get(args[0], 1, &b) < 0)
+        return NULL;
+    jcall c = {&b, 0, a[0], 0, 0, 0, a[1], NULL, 0, 0, 0, 0};
+    ms_status st = ms_p_guarded_call(g_zero, &c);
+    PyBuffer_Release(&b.view);
+    if (st != MS_OK)
+        return j_raise(st, 0, "journal segment");
+    return PyLong_FromUnsignedLongLong(c.out1);
 }
 
 /* journal_seg_init(buf, seq, first_index) */
@@ -283,6 +311,26 @@ static PyObject *j_store(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     ms_store_sc64(b.base + a[0], a[1]);
+    PyBuffer_Release(&b.view);
+    Py_RETURN_NONE;
+}
+
+/* journal_store_max(buf, off, value): raise the word to value if it is lower. */
+static PyObject *j_store_max(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long a[2];
+    jbuf b;
+    (void)m;
+    if (u64s(args, nargs, 3, "journal_store_max", a) < 0 || jbuf_get(args[0], 1, &b) < 0)
+        return NULL;
+    if (off_in(&b, a[0], 8) < 0) {
+        PyBuffer_Release(&b.view);
+        return NULL;
+    }
+    volatile uint64_t *w = (volatile uint64_t *)(b.base + a[0]);
+    uint64_t cur = ms_load64(w);
+    while (cur < a[1] && !ms_cas64(w, &cur, (uint64_t)a[1]))
+        ;
     PyBuffer_Release(&b.view);
     Py_RETURN_NONE;
 }
@@ -462,17 +510,19 @@ static PyObject *j_wake(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 
 #define FAST(name, fn, doc) {name, (PyCFunction)(void (*)(void))fn, METH_FASTCALL, doc}
 MS_BINDING_API PyMethodDef ms_journal_methods[] = {
-    FAST("journal_put", j_put, "journal_put(buf, first_index, off, index, data) -> next"),
-    FAST("journal_reserve", j_reserve, "journal_reserve(buf, first_index, off, index, n) -> payload"),
+    FAST("journal_put", j_put, "journal_put(buf, first_index, off, index, data, kind) -> next"),
+    FAST("journal_reserve", j_reserve, "journal_reserve(buf, first_index, off, index, n, kind) -> payload"),
     FAST("journal_commit", j_commit, "journal_commit(buf, first_index, off, index) -> next"),
-    FAST("journal_find", j_find, "journal_find(buf, first_index, index, hint) -> (off, payload, len)"),
+    FAST("journal_find", j_find, "journal_find(buf, first_index, index, hint, scan) -> (off, payload, len, kind)"),
     FAST("journal_scan", j_scan, "journal_scan(buf, first_index, off, index, limit) -> (off, index)"),
+    FAST("journal_zero", j_zero, "journal_zero(buf, start, end) -> bytes cleared"),
     FAST("journal_seg_init", j_seg_init, "journal_seg_init(buf, seq, first_index)"),
     FAST("journal_seg_check", j_seg_check, "journal_seg_check(buf, seq) -> first_index"),
     {"journal_max_payload", j_max_payload, METH_O, "journal_max_payload(segment_size) -> int"},
     {"journal_crc32c", j_crc, METH_VARARGS, "journal_crc32c(data, crc=0) -> int"},
     FAST("journal_load", j_load, "journal_load(buf, off) -> int"),
     FAST("journal_store", j_store, "journal_store(buf, off, value)"),
+    FAST("journal_store_max", j_store_max, "journal_store_max(buf, off, value)"),
     FAST("journal_lock_init", j_lock_init, "journal_lock_init(buf, off)"),
     FAST("journal_lock", j_lock, "journal_lock(buf, off, timeout) -> 0 | 1 (owner died) | -1"),
     FAST("journal_unlock", j_unlock, "journal_unlock(buf, off)"),
