@@ -67,6 +67,7 @@ from _harness import (
     fmt_rate,
     fmt_ratio,
     fmt_us,
+    leak_snapshot,
     md_table,
     median,
     percentile,
@@ -259,7 +260,6 @@ def _tail_reader(impl: str, where: str, n: int, barrier: Any) -> int:
                 if got == n:
                     break
             t1 = time.perf_counter_ns()
-            r.close()
         finally:
             j.close()
     else:
@@ -605,14 +605,12 @@ def main(argv: list[str] | None = None) -> int:
     command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/journal.py",
                                                               *sys.argv[1:]])
 
-    from mapshare.testing import shm_entries
-
     base_parent = str(args.dir) if args.dir else None
     if base_parent:
         os.makedirs(base_parent, exist_ok=True)
-    base = tempfile.mkdtemp(prefix="mapshare-journal-bench-", dir=base_parent)
+    base = tempfile.mkdtemp(prefix="mapshare-bench-journal-", dir=base_parent)
     args.index_path = str(args.index_dir) if args.index_dir else os.path.join(base, "index")
-    before = shm_entries()
+    before = leak_snapshot()
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     started = time.monotonic()
     raw: dict[tuple[str, str], list[Any]] = {}
@@ -643,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     left: set[str] = set()
     for _ in range(20):
-        left = shm_entries() - before
+        left = leak_snapshot() - before
         if not left:
             break
         time.sleep(0.1)
@@ -670,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
     if errors:
         text += "\nFailed cells:\n\n" + "\n".join(f"- {e}" for e in errors) + "\n"
     if left:
-        text += f"\nLeft in /dev/shm: {sorted(left)}\n"
+        text += f"\nLeft behind: {sorted(left)}\n"
     print(text)
     if args.markdown:
         args.markdown.write_text(text, encoding="utf-8")
@@ -684,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
             "targets": [{"target": t, "measured": m, "required": r, "how": h,
                          "met": None if m is None else m >= r}
                         for t, m, r, h in targets(summary)],
-            "skipped": skipped, "errors": errors, "left_in_dev_shm": sorted(left)},
+            "skipped": skipped, "errors": errors, "leaks": sorted(left)},
             indent=1), encoding="utf-8")
     if args.plot:
         try:

@@ -10,8 +10,9 @@
  *   - raw mode: the rest of the input is the whole segment (zero-padded).
  * Then the parsers run on it as recovery and readers do: seg_check, scan from the first
  * record (the recovery path), find of every scanned index and of input-chosen indices
- * (the offset table, then a hint), check at input-chosen offsets, and an append at the
- * recovered end (reserve + commit), which must then be found and checked.  Every buffer
+ * (the offset table, a hint, the walk from the start), check at input-chosen offsets,
+ * and an append at the recovered end (reserve + commit), which must then be found and
+ * checked.  Every buffer
  * is an exact-size heap allocation, so ASan reports any access outside the segment.
  *
  * Invariants: every payload a parser returns lies inside the segment; a record written
@@ -123,7 +124,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t n)
     for (uint64_t i = first; i < scan_index && i - first < 4096; i++) {
         uint64_t o, payload, len, next;
         uint32_t kind;
-        REQUIRE(ms_j_find(seg, size, first, i, off, &o, &payload, &len, &kind) == MS_OK);
+        REQUIRE(ms_j_find(seg, size, first, i, off, 0, &o, &payload, &len, &kind) == MS_OK);
+        check_payload(size, payload, len);
+        /* without a hint, the walk from the segment's start finds it too */
+        REQUIRE(ms_j_find(seg, size, first, i, 0, 1, &o, &payload, &len, &kind) == MS_OK);
         check_payload(size, payload, len);
         REQUIRE(ms_j_check(seg, size, first, off, i, &payload, &len, &kind, &next) == MS_OK);
         REQUIRE(next == off + ms_j_record_bytes(len) && next <= size);
@@ -137,7 +141,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t n)
         uint64_t at = (in[k + 2] | (uint64_t)in[k + 3] << 8) * 8u;
         uint64_t o, payload, len, next;
         uint32_t kind;
-        st = ms_j_find(seg, size, first, i, at, &o, &payload, &len, &kind);
+        st = ms_j_find(seg, size, first, i, at, in[k] & 1, &o, &payload, &len, &kind);
         REQUIRE(st == MS_OK || st == MS_E_LAYOUT);
         if (st == MS_OK)
             check_payload(size, payload, len);
@@ -159,7 +163,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t n)
             check_payload(size, payload, len);
             memset(seg + payload, 0xA5, len);
             REQUIRE(ms_j_commit(seg, size, first, scan_off, scan_index, &next) == MS_OK);
-            REQUIRE(ms_j_find(seg, size, first, scan_index, 0, &o, &p2, &l2, &k2) == MS_OK);
+            REQUIRE(ms_j_find(seg, size, first, scan_index, 0, 0, &o, &p2, &l2, &k2) == MS_OK);
             REQUIRE(o == scan_off && p2 == payload && l2 == len && k2 == 2);
             uint64_t e_off, e_index;
             ms_j_scan(seg, size, first, scan_off, scan_index, UINT64_MAX, &e_off, &e_index);
