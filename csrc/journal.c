@@ -178,6 +178,10 @@ ms_status ms_j_check(const uint8_t *base, uint64_t size, uint64_t first_index, u
     if (idx != index || crc == 0 || rd32(r + 20) != 0 || !slot || need > slot ||
         off > slot - need)
         return MS_E_LAYOUT;
+    /* the padding is part of the record (zeroed by reserve): garbage there is damage */
+    for (uint64_t p = MS_J_REC_HDR + n; p < need; p++)
+        if (r[p])
+            return MS_E_LAYOUT;
     if (record_crc(n, idx, k, r + MS_J_REC_HDR) != crc)
         return MS_E_LAYOUT;
     *payload = off + MS_J_REC_HDR;
@@ -242,15 +246,20 @@ void ms_j_scan(const uint8_t *base, uint64_t size, uint64_t first_index, uint64_
 uint64_t ms_j_zero(uint8_t *base, uint64_t size, uint64_t start, uint64_t end)
 {
     uint64_t n = 0;
-    if (!base || start % 8 || end % 8 || end > size || start >= end)
+    if (!base || start % 8 || end % 4 || end > size || start >= end)
         return 0;
-    for (uint64_t o = start; o < end; o += 8) {
+    uint64_t o = start;
+    for (; o + 8 <= end; o += 8) {
         uint64_t v;
         memcpy(&v, base + o, 8);
         if (v) {
             memset(base + o, 0, 8);
             n += 8;
         }
+    }
+    if (o < end && rd32(base + o)) {   /* end on a 4-byte offset-table boundary */
+        memset(base + o, 0, 4);
+        n += 4;
     }
     return n;
 }

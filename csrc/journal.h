@@ -76,8 +76,8 @@ ms_status ms_j_find(const uint8_t *base, uint64_t size, uint64_t first_index,
 void ms_j_scan(const uint8_t *base, uint64_t size, uint64_t first_index, uint64_t off,
                uint64_t index, uint64_t limit, uint64_t *end_off, uint64_t *end_index);
 
-/* Zero the non-zero 8-byte words of [start, end) (both 8-aligned, end <= size): clean
- * pages stay clean.  Returns how many bytes were non-zero words. */
+/* Zero the non-zero 8-byte words of [start, end) (start 8-aligned, end 4-aligned, end <=
+ * size): clean pages stay clean.  Returns how many bytes were non-zero words. */
 uint64_t ms_j_zero(uint8_t *base, uint64_t size, uint64_t start, uint64_t end);
 
 #endif
