@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import bisect
 import errno
-import fcntl
 import mmap
 import os
 import pickle
@@ -208,6 +207,7 @@ class Journal:
                 f"durability must be 'process', 'os' or 'os-batch', not {durability!r}"
             )
         path = os.path.abspath(os.fspath(path))
+        _check_platform(path)
         try:
             os.mkdir(path, mode | ((mode & 0o444) >> 2))
         except FileExistsError:
@@ -282,6 +282,7 @@ class Journal:
 
     @classmethod
     def _open(cls, path: str, access: str) -> Journal:
+        _check_platform(path)
         self = cls.__new__(cls)
         self._path = path
         self._access = access
@@ -637,6 +638,8 @@ class Journal:
                 durable = self._load(M_DURABLE)
                 if durable >= upto:
                     return durable
+                import fcntl  # here, not at the top: the module must import on Windows
+
                 fcntl.flock(self._meta_fd, fcntl.LOCK_EX)
                 try:
                     durable = self._load(M_DURABLE)
@@ -1031,6 +1034,22 @@ class JournalReader:
 
 
 # ---- files ---------------------------------------------------------------------------
+
+
+def _check_platform(path: str) -> None:
+    """``UnsupportedError`` on Windows: the append lock and the readers' waits take a
+    named wait context there (``ms_waitctx``: a named mutex and semaphores, since
+    ``WaitOnAddress`` does not cross processes), which a journal does not make yet; and the
+    file calls here are POSIX ones (``posix_fallocate``, ``fdatasync``, ``flock``)."""
+    if _core.PLATFORM == "windows":
+        from ._errors import UnsupportedError
+
+        raise UnsupportedError(
+            f"journal {path!r}: mapshare.Journal is not available on Windows yet "
+            "(docs/journal.md, Platforms)"
+        )
+
+
 
 
 def _allocate(fd: int, size: int, what: str) -> None:
