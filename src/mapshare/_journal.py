@@ -142,7 +142,7 @@ class JournalStatistics:
 class _Seg:
     """One mapped segment file."""
 
-    __slots__ = ("seq", "first", "fd", "map", "buf")
+    __slots__ = ("buf", "fd", "first", "map", "seq")
 
     def __init__(self, seq: int, first: int, fd: int, m: mmap.mmap) -> None:
         self.seq = seq
@@ -174,6 +174,21 @@ class Journal:
     tail damaged by power loss: it keeps every record up to the first whose index or
     checksum does not hold and reports what it dropped in ``recovered``.
     """
+
+    _path: str
+    _access: str
+    _writable: bool
+    _closed: bool
+    _segs: dict[int, _Seg]
+    _firsts: list[int]
+    _seqs: list[int]
+    recovered: Optional[Recovery]
+    """What a read-write ``open`` repaired (None: nothing was dropped or cleared)."""
+    _tlock: threading.Lock
+    _meta_fd: int
+    _meta: mmap.mmap
+    _segment_size: int
+    _durability: str
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("use Journal.create(), Journal.open() or Journal.open_or_create()")
@@ -288,10 +303,10 @@ class Journal:
         self._access = access
         self._writable = access == "rw"
         self._closed = True
-        self._segs: dict[int, _Seg] = {}
-        self._firsts: list[int] = []   # first index of each known segment, by seq order
-        self._seqs: list[int] = []
-        self.recovered: Optional[Recovery] = None
+        self._segs = {}
+        self._firsts = []   # first index of each known segment, by seq order
+        self._seqs = []
+        self.recovered = None
         self._tlock = threading.Lock()
         flags = (os.O_RDWR if self._writable else os.O_RDONLY) | os.O_CLOEXEC
         meta = os.path.join(path, "meta")
@@ -318,7 +333,9 @@ class Journal:
             raise LayoutError(f"{path!r} is not a mapshare journal (bad magic)")
         if version != META_VERSION:
             self._release()
-            raise LayoutError(f"journal {path!r}: format version {version}, expected {META_VERSION}")
+            raise LayoutError(
+                f"journal {path!r}: format version {version}, expected {META_VERSION}"
+            )
         (self._segment_size,) = struct.unpack_from("<Q", m, M_SEGMENT_SIZE)
         (dcode,) = struct.unpack_from("<I", m, M_DURABILITY)
         if dcode not in _DURABILITY_NAMES or not (
@@ -326,7 +343,7 @@ class Journal:
         ):
             self._release()
             raise LayoutError(f"journal {path!r}: corrupt meta header")
-        self._durability: str = _DURABILITY_NAMES[dcode]
+        self._durability = _DURABILITY_NAMES[dcode]
         self._closed = False
         try:
             if self._writable:
@@ -412,7 +429,9 @@ class Journal:
         try:
             fd = os.open(name, flags)
         except FileNotFoundError:
-            raise LayoutError(f"journal {self._path!r}: segment file {_seg_name(seq)} is missing") from None
+            raise LayoutError(
+                f"journal {self._path!r}: segment file {_seg_name(seq)} is missing"
+            ) from None
         try:
             if os.fstat(fd).st_size != self._segment_size:
                 raise LayoutError(
@@ -756,7 +775,9 @@ class Journal:
             return -1
         self._check_writable()
         if free < 0:
-            raise InvalidArgumentError(f"journal {self._path!r}: all {READER_SLOTS} named-reader slots are in use")
+            raise InvalidArgumentError(
+                f"journal {self._path!r}: all {READER_SLOTS} named-reader slots are in use"
+            )
         self._meta[free : free + READER_NAME_MAX] = key
         self._store(free + 48, position)
         self._store(free + 56, 1)  # published last: the name and position are in place
@@ -771,7 +792,8 @@ class Journal:
             off = M_READERS + k * READER_SIZE
             if self._load(off + 56) != 1:
                 continue
-            name = bytes(self._meta[off : off + READER_NAME_MAX]).rstrip(b"\0").decode("utf-8", "replace")
+            raw = bytes(self._meta[off : off + READER_NAME_MAX]).rstrip(b"\0")
+            name = raw.decode("utf-8", "replace")
             pos = self._load(off + 48)
             out.append(ReaderPosition(name, pos, max(0, committed - pos)))
         return tuple(out)
@@ -1011,10 +1033,12 @@ class JournalReader:
             _core.journal_wait(j._meta, M_NOTIFY, M_WAITERS, word, left)
 
     def __iter__(self) -> Iterator[tuple[int, memoryview]]:
+        """Yield (index, read-only view) forever, blocking at the tail."""
         while True:
             yield self.next()
 
     def __aiter__(self) -> AsyncIterator[tuple[int, memoryview]]:
+        """``async for index, view in reader:`` (never blocks the event loop)."""
         return self
 
     async def __anext__(self) -> tuple[int, memoryview]:
