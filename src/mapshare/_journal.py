@@ -1065,7 +1065,9 @@ def _check_platform(path: str) -> None:
     named wait context there (``ms_waitctx``: a named mutex and semaphores, since
     ``WaitOnAddress`` does not cross processes), which a journal does not make yet; and the
     file calls here are POSIX ones (``posix_fallocate``, ``fdatasync``, ``flock``)."""
-    if _core.PLATFORM == "windows":
+    from ._platform import HAS_JOURNAL
+
+    if not HAS_JOURNAL:
         from ._errors import UnsupportedError
 
         raise UnsupportedError(
