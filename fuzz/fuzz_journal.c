@@ -9,7 +9,7 @@
  *     it at an offset the next two bytes choose (a torn tail, garbage, a bad table entry).
  *   - raw mode: the rest of the input is the whole segment (zero-padded).
  * Then the parsers run on it as recovery and readers do: seg_check, scan from the first
- * record (the recovery path), find of every scanned index and of input-chosen indices
+ * record and the zeroing after it (the recovery path), find of every scanned index and of input-chosen indices
  * (the offset table, a hint, the walk from the start), check at input-chosen offsets,
  * and an append at the recovered end (reserve + commit), which must then be found and
  * checked.  Every buffer
@@ -17,7 +17,9 @@
  *
  * Invariants: every payload a parser returns lies inside the segment; a record written
  * before the first changed byte is still recovered by scan (recovery never drops a record
- * it could keep); find agrees with scan; an append at the recovered end is read back. */
+ * it could keep); the repair zeroes exactly the bytes between the last kept record and
+ * the kept records' table and a second scan agrees; find agrees with scan; an append at
+ * the recovered end is read back. */
 #include "journal.h"
 
 #include <stdio.h>
@@ -134,6 +136,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t n)
         off = next;
     }
     REQUIRE(off == scan_off);
+
+    /* the repair recovery does: zero from where the scan stopped up to the offset table of
+     * the records kept; the kept records and their table entries are untouched, and a
+     * second scan stops at the same place */
+    uint64_t kept = scan_index - first;
+    if (kept <= (size - scan_off) / 4) {
+        uint64_t region_end = size - 4 * kept;
+        memcpy(orig, seg, size);
+        ms_j_zero(seg, size, scan_off, region_end);
+        for (uint64_t b = scan_off; b < region_end; b++)
+            REQUIRE(seg[b] == 0);
+        REQUIRE(memcmp(seg, orig, scan_off) == 0);
+        REQUIRE(memcmp(seg + region_end, orig + region_end, size - region_end) == 0);
+        uint64_t again_off, again_index;
+        ms_j_scan(seg, size, first, MS_J_SEG_HDR, first, UINT64_MAX, &again_off, &again_index);
+        REQUIRE(again_off == scan_off && again_index == scan_index);
+    }
 
     /* arbitrary indices and offsets: any answer, but never out of bounds */
     for (size_t k = 0; k + 4 <= n && k < 64; k += 4) {
