@@ -507,13 +507,8 @@ class Journal:
         seq = self._load(M_TAIL_SEQ)
         tail_path = os.path.join(self._path, _seg_name(seq))
         cleared = 0
-        if power_loss:
+        if power_loss and not self._segs:  # an open: nothing mapped yet
             cleared += _fix_size(tail_path, self._segment_size)
-        s = self._segs.pop(seq, None)
-        if s is not None:  # remap: the file may have been repaired
-            s.close()
-        self._seqs = [q for q in self._seqs if q < seq]
-        self._firsts = self._firsts[: len(self._seqs)]
         s = self._seg(seq)
         end_off, end_index = _core.journal_scan(s.map, s.first, SEG_HDR, s.first, 2**64 - 1)
         count = end_index - s.first
@@ -996,7 +991,7 @@ class JournalReader:
         if pos < head:
             raise IndexError(f"journal index {pos} was removed by truncate_before")
         s = self._seg
-        if s is None or pos < s.first or s.seq not in j._segs:
+        if s is None or pos < s.first or j._segs.get(s.seq) is not s:
             s = j._locate(pos)
             self._hint = 0
         try:
