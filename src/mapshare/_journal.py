@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import bisect
 import errno
-import fcntl
 import mmap
 import os
 import pickle
@@ -41,6 +40,7 @@ from ._errors import (
     PermissionDeniedError,
     SegmentExistsError,
     SegmentNotFoundError,
+    UnsupportedError,
     WaitTimeout,
 )
 from ._options import check_mode
@@ -77,6 +77,17 @@ READER_NAME_MAX = 48
 
 SEG_HDR = 64
 REC_HDR = 24
+
+# Platform calls (the Windows side is k15's: docs/platforms.md).  Resolved once here so
+# that importing mapshare never fails where one is missing.
+try:
+    import fcntl as _fcntl
+except ImportError:  # Windows
+    _fcntl = None  # type: ignore[assignment]
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_BINARY = getattr(os, "O_BINARY", 0)
+_fdatasync = getattr(os, "fdatasync", os.fsync)
 SEGMENT_SIZE_DEFAULT = 64 << 20
 _SEG_RE = re.compile(r"^([0-9a-f]{16})\.seg$")
 
@@ -211,6 +222,7 @@ class Journal:
         process crash), ``"os"`` (each append is on stable storage when it returns) or
         ``"os-batch"`` (appenders share one flush).  ``mode``: permission bits of the
         files (owner-only by default; the directory gets x where it has r)."""
+        _check_platform()
         mode = check_mode(mode)
         if isinstance(segment_size, bool) or not isinstance(segment_size, int) or not (
             4096 <= segment_size <= 1 << 32 and segment_size % 8 == 0
@@ -231,9 +243,9 @@ class Journal:
         try:
             _make_segment(path, 0, 0, segment_size, mode, durable=durability != "process")
             tmp = os.path.join(path, "meta.tmp")
-            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, mode)
             try:
-                os.fchmod(fd, mode)
+                _fchmod(fd, mode)
                 _allocate(fd, META_SIZE, "journal meta file")
                 with mmap.mmap(fd, META_SIZE) as m:
                     struct.pack_into("<8sI", m, 0, META_MAGIC, META_VERSION)
@@ -297,6 +309,7 @@ class Journal:
 
     @classmethod
     def _open(cls, path: str, access: str) -> Journal:
+        _check_platform()
         self = cls.__new__(cls)
         self._path = path
         self._access = access
@@ -307,10 +320,10 @@ class Journal:
         self._seqs = []
         self.recovered = None
         self._tlock = threading.Lock()
-        flags = (os.O_RDWR if self._writable else os.O_RDONLY) | os.O_CLOEXEC
+        flags = (os.O_RDWR if self._writable else os.O_RDONLY) | _O_CLOEXEC
         meta = os.path.join(path, "meta")
         try:
-            fd = os.open(meta, flags | os.O_NOFOLLOW)
+            fd = os.open(meta, flags | _O_NOFOLLOW)
         except FileNotFoundError:
             raise SegmentNotFoundError(errno.ENOENT, f"no journal at {path!r}") from None
         except PermissionError as exc:
@@ -424,7 +437,7 @@ class Journal:
         if s is not None:
             return s
         name = os.path.join(self._path, _seg_name(seq))
-        flags = (os.O_RDWR if self._writable else os.O_RDONLY) | os.O_CLOEXEC | os.O_NOFOLLOW
+        flags = (os.O_RDWR if self._writable else os.O_RDONLY) | _O_CLOEXEC | _O_NOFOLLOW
         try:
             fd = os.open(name, flags)
         except FileNotFoundError:
@@ -495,7 +508,7 @@ class Journal:
             # the roll itself must survive power loss, or recovery would look at the old
             # tail and miss the durable records of the new one
             self._meta.flush()
-            os.fdatasync(self._meta_fd)
+            _fdatasync(self._meta_fd)
         return s
 
     # ---- recovery --------------------------------------------------------------------
@@ -525,7 +538,7 @@ class Journal:
             return None
         if self._durability != "process":
             s.map.flush()
-            os.fdatasync(s.fd)
+            _fdatasync(s.fd)
         return Recovery(records_dropped=dropped, bytes_cleared=cleared, last_index=end_index - 1)
 
     # ---- appending -------------------------------------------------------------------
@@ -640,7 +653,7 @@ class Journal:
         for seq in range(lo, hi + 1):
             s = self._seg(seq)
             s.map.flush()
-            os.fdatasync(s.fd)
+            _fdatasync(s.fd)
 
     def _group_flush(self, upto: int) -> int:
         """Group commit: return once records below `upto` are durable.  Whoever finds no
@@ -651,7 +664,7 @@ class Journal:
                 durable = self._load(M_DURABLE)
                 if durable >= upto:
                     return durable
-                fcntl.flock(self._meta_fd, fcntl.LOCK_EX)
+                _flock(self._meta_fd, True)
                 try:
                     durable = self._load(M_DURABLE)
                     if durable >= upto:
@@ -659,11 +672,11 @@ class Journal:
                     target = self._load(M_COMMITTED)
                     self._flush_all(target)
                     self._meta.flush()
-                    os.fdatasync(self._meta_fd)
+                    _fdatasync(self._meta_fd)
                     _core.journal_store_max(self._meta, M_DURABLE, target)
                     return target
                 finally:
-                    fcntl.flock(self._meta_fd, fcntl.LOCK_UN)
+                    _flock(self._meta_fd, False)
 
     def sync(self) -> int:
         """Force a durability point in any mode: every record committed so far reaches
@@ -1055,6 +1068,9 @@ class JournalReader:
 def _allocate(fd: int, size: int, what: str) -> None:
     """Reserve the file's blocks now: a full disk fails here, never as SIGBUS later."""
     try:
+        if not hasattr(os, "posix_fallocate"):
+            os.ftruncate(fd, size)  # Windows: k15 makes the platform reserve the blocks
+            return
         os.posix_fallocate(fd, 0, size)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -1068,9 +1084,9 @@ def _make_segment(path: str, seq: int, first: int, size: int, mode: int, durable
     """Write segment `seq` complete under a temporary name, then rename it in place."""
     name = os.path.join(path, _seg_name(seq))
     tmp = name + ".tmp"
-    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC | _O_NOFOLLOW, mode)
     try:
-        os.fchmod(fd, mode)
+        _fchmod(fd, mode)
         try:
             _allocate(fd, size, f"journal {path!r}: new segment file")
             with mmap.mmap(fd, size) as m:
@@ -1097,7 +1113,7 @@ def _fix_size(name: str, size: int) -> int:
     """A tail file cut short or grown by garbage (power loss): back to `size` bytes.
     Returns the bytes cut off."""
     try:
-        fd = os.open(name, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+        fd = os.open(name, os.O_RDWR | _O_CLOEXEC | _O_NOFOLLOW)
     except FileNotFoundError:
         raise LayoutError(f"journal segment {name!r} is missing") from None
     try:
@@ -1119,11 +1135,33 @@ def _flush_range(s: _Seg, start: int, end: int) -> None:
     """msync the record's pages and the offset table's, then fdatasync the file."""
     lo = start - start % _PAGE
     s.map.flush(lo, end - lo)
-    os.fdatasync(s.fd)
+    _fdatasync(s.fd)
+
+
+def _check_platform() -> None:
+    # The append lock and the reader wait call the platform layer without a wait
+    # context, which only the Linux backend accepts so far.
+    if _core.PLATFORM != "linux":
+        raise UnsupportedError(f"mapshare.Journal is not available on {_core.PLATFORM} yet")
+
+
+def _fchmod(fd: int, mode: int) -> None:
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, mode)  # umask-proof
+
+
+def _flock(fd: int, exclusive: bool) -> None:
+    """The group-commit flush lock: an flock on the meta file, which the kernel releases
+    if its holder dies (no timeout)."""
+    if _fcntl is None:
+        raise UnsupportedError("durability='os-batch' and sync() need flock (not on Windows yet)")
+    _fcntl.flock(fd, _fcntl.LOCK_EX if exclusive else _fcntl.LOCK_UN)
 
 
 def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    if not hasattr(os, "O_DIRECTORY"):
+        return  # Windows: a rename is made durable by the file system's own journal
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | _O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:

@@ -18,6 +18,8 @@ from _journal_children import appender, check, named_reader, reader, record
 import mapshare
 from support import ROOT, mp_context, stop
 
+pytestmark = pytest.mark.posix_only("the Journal's Windows platform calls are not done yet")
+
 SEG = 8192
 
 
