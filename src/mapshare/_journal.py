@@ -201,6 +201,7 @@ class Journal:
     _meta: mmap.mmap
     _segment_size: int
     _durability: str
+    _tail: Optional[_Seg]
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("use Journal.create(), Journal.open() or Journal.open_or_create()")
@@ -316,6 +317,7 @@ class Journal:
         self._writable = access == "rw"
         self._closed = True
         self._segs = {}
+        self._tail = None
         self._firsts = []   # first index of each known segment, by seq order
         self._seqs = []
         self.recovered = None
@@ -568,6 +570,31 @@ class Journal:
 
     def _append(self, data: Any, kind: int) -> int:
         self._check_writable()
+        if self._durability != "os":
+            # the hot path: one C call locks, writes, commits, publishes and wakes
+            meta = self._meta
+            s = self._tail or self._seg(self._load(M_TAIL_SEQ))
+            while True:
+                index = int(_core.journal_append(meta, s.map, s.first, s.seq, data, kind))
+                if index >= 0:
+                    break
+                if index == -3:  # its previous holder died: repair, then try again
+                    try:
+                        self._recover(power_loss=False)
+                    finally:
+                        self._unlock()
+                elif index == -1:  # full: the general path rolls
+                    index = self._append_locked(data, kind)
+                    break
+                s = self._seg(self._load(M_TAIL_SEQ))  # -2 (rolled) or after a repair
+                self._tail = s
+            self._tail = s
+            if self._durability == "os-batch":
+                self._group_flush(index + 1)
+            return index
+        return self._append_locked(data, kind)
+
+    def _append_locked(self, data: Any, kind: int) -> int:
         meta = self._meta
         self._lock()
         try:
