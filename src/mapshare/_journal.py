@@ -25,7 +25,7 @@ import pickle
 import re
 import struct
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, Optional, Union
@@ -95,6 +95,10 @@ KIND_BYTES = 0
 KIND_OBJECT = 1
 KIND_ARRAY = 2
 _PAGE = mmap.PAGESIZE
+
+# Tests only (tests/multiprocess/_journal_children.py): called mid-roll, between making
+# the new segment file and publishing it, to kill the process at exactly that point.
+_ROLL_HOOK: Optional[Callable[[], None]] = None
 
 
 def _seg_name(seq: int) -> str:
@@ -499,6 +503,8 @@ class Journal:
         new = seq + 1
         _make_segment(self._path, new, first, self._segment_size, _file_mode(self._meta_fd),
                       durable=self._durability != "process")
+        if _ROLL_HOOK is not None:
+            _ROLL_HOOK()  # tests: a process killed here, the new file made, not published
         old = self._segs.pop(new, None)  # a file left by an appender that died mid-roll
         if old is not None:
             old.close()

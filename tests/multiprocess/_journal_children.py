@@ -5,6 +5,7 @@ check every record, named readers that commit as they go."""
 from __future__ import annotations
 
 import os
+import signal
 import struct
 import zlib
 from typing import Any
@@ -68,3 +69,27 @@ def named_reader(path: str, name: str, fd: int) -> None:
         check(bytes(view))
         r.commit(idx)
         os.write(fd, b"%d\n" % idx)
+
+
+def die_mid_reserve(path: str, before: int) -> None:
+    """Append `before` records, then SIGKILL this process inside a reserve() block with
+    half of the payload copied (holding the append lock)."""
+    j = mapshare.Journal.open(path)
+    for n in range(before):
+        j.append(record(9, n, 30))
+    with j.reserve(100) as buf:
+        buf[:50] = b"\xee" * 50
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def die_mid_roll(path: str) -> None:
+    """Append until a roll, and SIGKILL this process when the new segment file exists but
+    the roll is not published (holding the append lock)."""
+    from mapshare import _journal
+
+    _journal._ROLL_HOOK = lambda: os.kill(os.getpid(), signal.SIGKILL)
+    j = mapshare.Journal.open(path)
+    n = 0
+    while True:
+        j.append(record(8, n, 30))
+        n += 1

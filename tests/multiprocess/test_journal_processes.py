@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _journal_children import appender, check, named_reader, reader, record
+from _journal_children import (
+    appender,
+    check,
+    die_mid_reserve,
+    die_mid_roll,
+    named_reader,
+    reader,
+    record,
+)
 
 import mapshare
 from support import ROOT, mp_context, stop
@@ -85,6 +93,50 @@ def test_appender_killed_at_random_points(
     with mapshare.Journal.open(path) as j:  # and a fresh open agrees
         assert j.recovered is None or j.recovered.records_dropped == 0
         verify(j, acked)
+
+
+@pytest.mark.needs_fork
+@pytest.mark.parametrize("durability", ["process", "os"])
+def test_appender_killed_mid_reserve(tmp_path: Path, durability: str) -> None:
+    path = str(tmp_path / "j")
+    ctx = mp_context("fork")
+    with mapshare.Journal.create(path, segment_size=SEG, durability=durability) as j:  # type: ignore[arg-type]
+        follower = j.reader()
+        p = ctx.Process(target=die_mid_reserve, args=(path, 10))
+        p.start()
+        p.join(60)
+        assert p.exitcode == -signal.SIGKILL
+        assert len(j) == 10  # the half-copied record is not visible
+        # the next appender gets the lock (owner died), repairs, and takes index 10
+        assert j.append(record(0, 0, 5)) == 10
+        for i in range(11):
+            idx, view = follower.next(timeout=30)
+            assert idx == i
+            assert check(bytes(view)) == ((9, i) if i < 10 else (0, 0))
+    with mapshare.Journal.open(path) as j:
+        assert j.recovered is None and len(j) == 11
+
+
+@pytest.mark.needs_fork
+@pytest.mark.parametrize("durability", ["process", "os", "os-batch"])
+def test_appender_killed_mid_roll(tmp_path: Path, durability: str) -> None:
+    path = str(tmp_path / "j")
+    ctx = mp_context("fork")
+    with mapshare.Journal.create(path, segment_size=SEG, durability=durability) as j:  # type: ignore[arg-type]
+        p = ctx.Process(target=die_mid_roll, args=(path,))
+        p.start()
+        p.join(60)
+        assert p.exitcode == -signal.SIGKILL
+        n = len(j)
+        assert n > 10 and j.stats().files == 1  # the roll was never published
+        assert os.path.exists(os.path.join(path, "0000000000000001.seg"))
+        for _ in range(3 * n):  # the next appender rolls over the dead one's file
+            j.append(record(0, 0, 30))
+        assert j.stats().files >= 3
+        for i in range(len(j)):
+            check(j[i])
+    with mapshare.Journal.open(path) as j:
+        assert j.recovered is None and len(j) == 4 * n
 
 
 @pytest.mark.needs_fork
