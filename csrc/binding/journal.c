@@ -355,6 +355,33 @@ static PyObject *j_lock_init(PyObject *m, PyObject *const *args, Py_ssize_t narg
     Py_RETURN_NONE;
 }
 
+/* Take the robust lock at `area`: one try with the GIL, then slices without it, checking
+ * signals between them.  MS_E_INTERRUPTED: a Python exception is set. */
+static ms_status lock_slices(void *area, int64_t timeout, int *err)
+{
+    ms_status st = ms_p_lock_acquire(NULL, 0, area, 0, err);
+    uint64_t start = ms_p_monotonic_ns();
+    while (st == MS_E_TIMEOUT && timeout != 0) {
+        int64_t slice = J_SLICE_NS;
+        if (timeout > 0) {
+            int64_t left = timeout - (int64_t)(ms_p_monotonic_ns() - start);
+            if (left <= 0)
+                break;
+            if (left < slice)
+                slice = left;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        st = ms_p_lock_acquire(NULL, 0, area, slice, err);
+        Py_END_ALLOW_THREADS
+        if (st == MS_E_TIMEOUT || st == MS_E_INTERRUPTED) {
+            st = MS_E_TIMEOUT;
+            if (PyErr_CheckSignals() < 0)
+                return MS_E_INTERRUPTED;
+        }
+    }
+    return st;
+}
+
 /* journal_lock(buf, off, timeout) -> 0 acquired, 1 acquired and its previous holder died
  * (the caller repairs, then releases), -1 timed out. */
 static PyObject *j_lock(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
@@ -376,30 +403,10 @@ static PyObject *j_lock(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
         PyBuffer_Release(&b.view);
         return NULL;
     }
-    void *area = b.base + a[0];
-    ms_status st = ms_p_lock_acquire(NULL, 0, area, 0, &err);
-    uint64_t start = ms_p_monotonic_ns();
-    while (st == MS_E_TIMEOUT && timeout != 0) {
-        int64_t slice = J_SLICE_NS;
-        if (timeout > 0) {
-            int64_t left = timeout - (int64_t)(ms_p_monotonic_ns() - start);
-            if (left <= 0)
-                break;
-            if (left < slice)
-                slice = left;
-        }
-        Py_BEGIN_ALLOW_THREADS
-        st = ms_p_lock_acquire(NULL, 0, area, slice, &err);
-        Py_END_ALLOW_THREADS
-        if (st == MS_E_TIMEOUT || st == MS_E_INTERRUPTED) {
-            st = MS_E_TIMEOUT;
-            if (PyErr_CheckSignals() < 0) {
-                PyBuffer_Release(&b.view);
-                return NULL;
-            }
-        }
-    }
+    ms_status st = lock_slices(b.base + a[0], timeout, &err);
     PyBuffer_Release(&b.view);
+    if (st == MS_E_INTERRUPTED)
+        return NULL;
     if (st == MS_OK)
         return PyLong_FromLong(0);
     if (st == MS_E_OWNER_DIED)
@@ -508,8 +515,111 @@ static PyObject *j_wake(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* The meta words the one-call append uses (src/mapshare/_journal.py M_*). */
+#define JM_LOCK 64
+#define JM_COMMITTED 128
+#define JM_TAIL_SEQ 136
+#define JM_TAIL_OFF 144
+#define JM_NOTIFY 192
+#define JM_WAITERS 196
+#define JM_SIZE 8192
+
+/* journal_append(meta, seg, first_index, seq, data, kind) -> the record's index (>= 0),
+ * or -1: segment `seq` is full (the caller rolls under the lock and retries), -2: the
+ * tail is another segment now (the caller maps it and retries), -3: the lock's previous
+ * holder died: the lock is HELD, the caller repairs the tail, releases it and retries.
+ * One call takes the append lock, writes, checksums and commits the record, publishes the
+ * index and wakes sleeping readers (the "process" and "os-batch" hot path). */
+static PyObject *j_append(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long a[2], kind;
+    jbuf mb, sb;
+    Py_buffer data;
+    int err = 0;
+    long long result;
+    ms_status st = MS_OK;
+    (void)m;
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "journal_append takes 6 arguments");
+        return NULL;
+    }
+    if (u64_arg(args[2], "first_index", UINT64_MAX, &a[0]) < 0 ||
+        u64_arg(args[3], "seq", UINT64_MAX, &a[1]) < 0 ||
+        u64_arg(args[5], "kind", UINT32_MAX, &kind) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[4], &data, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (jbuf_get(args[0], 1, &mb) < 0) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    if (jbuf_get(args[1], 1, &sb) < 0) {
+        PyBuffer_Release(&mb.view);
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    if (mb.size < JM_SIZE) {
+        result = -100;
+        goto out;
+    }
+    void *area = mb.base + JM_LOCK;
+    st = lock_slices(area, -1, &err);
+    if (st == MS_E_INTERRUPTED) {
+        result = -99;
+        goto out;
+    }
+    if (st == MS_E_OWNER_DIED) {
+        result = -3;
+        goto out;
+    }
+    if (st != MS_OK) {
+        result = -100;
+        goto out;
+    }
+    if (ms_load64(mb.base + JM_TAIL_SEQ) != a[1]) {
+        ms_p_lock_release(NULL, 0, area, &err);
+        result = -2;
+        goto out;
+    }
+    uint64_t index = ms_load64(mb.base + JM_COMMITTED);
+    jcall c = {&sb, a[0], ms_load64(mb.base + JM_TAIL_OFF), index, (uint64_t)data.len, 0, 0,
+               data.buf, 0, 0, 0, (uint32_t)kind};
+    st = ms_p_guarded_call(g_put, &c);
+    if (st == MS_OK) {
+        ms_store64(mb.base + JM_TAIL_OFF, c.out1);
+        ms_store_sc64(mb.base + JM_COMMITTED, index + 1);
+    }
+    ms_p_lock_release(NULL, 0, area, &err);
+    if (st == MS_E_FULL) {
+        result = -1;
+        goto out;
+    }
+    if (st != MS_OK) {
+        PyBuffer_Release(&sb.view);
+        PyBuffer_Release(&mb.view);
+        PyBuffer_Release(&data);
+        return j_raise(st, 0, "journal record");
+    }
+    volatile uint32_t *word = (volatile uint32_t *)(mb.base + JM_NOTIFY);
+    ms_add32(word, 1);
+    if (ms_load_sc32((volatile uint32_t *)(mb.base + JM_WAITERS)) != 0)
+        ms_p_wake32(NULL, 0, word, 1);
+    result = (long long)index;
+out:
+    PyBuffer_Release(&sb.view);
+    PyBuffer_Release(&mb.view);
+    PyBuffer_Release(&data);
+    if (result == -99)
+        return NULL;
+    if (result == -100)
+        return j_raise(st == MS_OK ? MS_E_LAYOUT : st, err, "journal append lock");
+    return PyLong_FromLongLong(result);
+}
+
 #define FAST(name, fn, doc) {name, (PyCFunction)(void (*)(void))fn, METH_FASTCALL, doc}
 MS_BINDING_API PyMethodDef ms_journal_methods[] = {
+    FAST("journal_append", j_append,
+         "journal_append(meta, seg, first_index, seq, data, kind) -> index | -1 | -2 | -3"),
     FAST("journal_put", j_put, "journal_put(buf, first_index, off, index, data, kind) -> next"),
     FAST("journal_reserve", j_reserve, "journal_reserve(buf, first_index, off, index, n, kind) -> payload"),
     FAST("journal_commit", j_commit, "journal_commit(buf, first_index, off, index) -> next"),

@@ -88,6 +88,9 @@ def _set_topic_errors(full: type[BaseException], empty: type[BaseException], /) 
 def _raise_status(code: int, what: Optional[str] = None, /) -> None: ...
 
 # ---- journal (csrc/binding/journal.c): buffers are the mmaps of a journal's files -------
+def journal_append(
+    meta: Any, seg: Any, first_index: int, seq: int, data: Any, kind: int, /
+) -> int: ...
 def journal_put(
     buf: Any, first_index: int, off: int, index: int, data: Any, kind: int, /
 ) -> int: ...

@@ -25,7 +25,7 @@ import pickle
 import re
 import struct
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, Optional, Union
@@ -40,6 +40,7 @@ from ._errors import (
     PermissionDeniedError,
     SegmentExistsError,
     SegmentNotFoundError,
+    UnsupportedError,
     WaitTimeout,
 )
 from ._options import check_mode
@@ -76,6 +77,17 @@ READER_NAME_MAX = 48
 
 SEG_HDR = 64
 REC_HDR = 24
+
+# Platform calls (the Windows side is k15's: docs/platforms.md).  Resolved once here so
+# that importing mapshare never fails where one is missing.
+try:
+    import fcntl as _fcntl
+except ImportError:  # Windows
+    _fcntl = None  # type: ignore[assignment]
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_BINARY = getattr(os, "O_BINARY", 0)
+_fdatasync = getattr(os, "fdatasync", os.fsync)
 SEGMENT_SIZE_DEFAULT = 64 << 20
 _SEG_RE = re.compile(r"^([0-9a-f]{16})\.seg$")
 
@@ -83,6 +95,10 @@ KIND_BYTES = 0
 KIND_OBJECT = 1
 KIND_ARRAY = 2
 _PAGE = mmap.PAGESIZE
+
+# Tests only (tests/multiprocess/_journal_children.py): called mid-roll, between making
+# the new segment file and publishing it, to kill the process at exactly that point.
+_ROLL_HOOK: Optional[Callable[[], None]] = None
 
 
 def _seg_name(seq: int) -> str:
@@ -189,6 +205,7 @@ class Journal:
     _meta: mmap.mmap
     _segment_size: int
     _durability: str
+    _tail: Optional[_Seg]
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("use Journal.create(), Journal.open() or Journal.open_or_create()")
@@ -210,6 +227,7 @@ class Journal:
         process crash), ``"os"`` (each append is on stable storage when it returns) or
         ``"os-batch"`` (appenders share one flush).  ``mode``: permission bits of the
         files (owner-only by default; the directory gets x where it has r)."""
+        _check_platform()
         mode = check_mode(mode)
         if isinstance(segment_size, bool) or not isinstance(segment_size, int) or not (
             4096 <= segment_size <= 1 << 32 and segment_size % 8 == 0
@@ -222,7 +240,6 @@ class Journal:
                 f"durability must be 'process', 'os' or 'os-batch', not {durability!r}"
             )
         path = os.path.abspath(os.fspath(path))
-        _check_platform(path)
         try:
             os.mkdir(path, mode | ((mode & 0o444) >> 2))
         except FileExistsError:
@@ -231,9 +248,9 @@ class Journal:
         try:
             _make_segment(path, 0, 0, segment_size, mode, durable=durability != "process")
             tmp = os.path.join(path, "meta.tmp")
-            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, mode)
             try:
-                os.fchmod(fd, mode)
+                _fchmod(fd, mode)
                 _allocate(fd, META_SIZE, "journal meta file")
                 with mmap.mmap(fd, META_SIZE) as m:
                     struct.pack_into("<8sI", m, 0, META_MAGIC, META_VERSION)
@@ -297,21 +314,22 @@ class Journal:
 
     @classmethod
     def _open(cls, path: str, access: str) -> Journal:
-        _check_platform(path)
+        _check_platform()
         self = cls.__new__(cls)
         self._path = path
         self._access = access
         self._writable = access == "rw"
         self._closed = True
         self._segs = {}
+        self._tail = None
         self._firsts = []   # first index of each known segment, by seq order
         self._seqs = []
         self.recovered = None
         self._tlock = threading.Lock()
-        flags = (os.O_RDWR if self._writable else os.O_RDONLY) | os.O_CLOEXEC
+        flags = (os.O_RDWR if self._writable else os.O_RDONLY) | _O_CLOEXEC
         meta = os.path.join(path, "meta")
         try:
-            fd = os.open(meta, flags | os.O_NOFOLLOW)
+            fd = os.open(meta, flags | _O_NOFOLLOW)
         except FileNotFoundError:
             raise SegmentNotFoundError(errno.ENOENT, f"no journal at {path!r}") from None
         except PermissionError as exc:
@@ -425,7 +443,7 @@ class Journal:
         if s is not None:
             return s
         name = os.path.join(self._path, _seg_name(seq))
-        flags = (os.O_RDWR if self._writable else os.O_RDONLY) | os.O_CLOEXEC | os.O_NOFOLLOW
+        flags = (os.O_RDWR if self._writable else os.O_RDONLY) | _O_CLOEXEC | _O_NOFOLLOW
         try:
             fd = os.open(name, flags)
         except FileNotFoundError:
@@ -485,6 +503,8 @@ class Journal:
         new = seq + 1
         _make_segment(self._path, new, first, self._segment_size, _file_mode(self._meta_fd),
                       durable=self._durability != "process")
+        if _ROLL_HOOK is not None:
+            _ROLL_HOOK()  # tests: a process killed here, the new file made, not published
         old = self._segs.pop(new, None)  # a file left by an appender that died mid-roll
         if old is not None:
             old.close()
@@ -496,7 +516,7 @@ class Journal:
             # the roll itself must survive power loss, or recovery would look at the old
             # tail and miss the durable records of the new one
             self._meta.flush()
-            os.fdatasync(self._meta_fd)
+            _fdatasync(self._meta_fd)
         return s
 
     # ---- recovery --------------------------------------------------------------------
@@ -508,13 +528,8 @@ class Journal:
         seq = self._load(M_TAIL_SEQ)
         tail_path = os.path.join(self._path, _seg_name(seq))
         cleared = 0
-        if power_loss:
+        if power_loss and not self._segs:  # an open: nothing mapped yet
             cleared += _fix_size(tail_path, self._segment_size)
-        s = self._segs.pop(seq, None)
-        if s is not None:  # remap: the file may have been repaired
-            s.close()
-        self._seqs = [q for q in self._seqs if q < seq]
-        self._firsts = self._firsts[: len(self._seqs)]
         s = self._seg(seq)
         end_off, end_index = _core.journal_scan(s.map, s.first, SEG_HDR, s.first, 2**64 - 1)
         count = end_index - s.first
@@ -531,7 +546,7 @@ class Journal:
             return None
         if self._durability != "process":
             s.map.flush()
-            os.fdatasync(s.fd)
+            _fdatasync(s.fd)
         return Recovery(records_dropped=dropped, bytes_cleared=cleared, last_index=end_index - 1)
 
     # ---- appending -------------------------------------------------------------------
@@ -561,6 +576,31 @@ class Journal:
 
     def _append(self, data: Any, kind: int) -> int:
         self._check_writable()
+        if self._durability != "os":
+            # the hot path: one C call locks, writes, commits, publishes and wakes
+            meta = self._meta
+            s = self._tail or self._seg(self._load(M_TAIL_SEQ))
+            while True:
+                index = int(_core.journal_append(meta, s.map, s.first, s.seq, data, kind))
+                if index >= 0:
+                    break
+                if index == -3:  # its previous holder died: repair, then try again
+                    try:
+                        self._recover(power_loss=False)
+                    finally:
+                        self._unlock()
+                elif index == -1:  # full: the general path rolls
+                    index = self._append_locked(data, kind)
+                    break
+                s = self._seg(self._load(M_TAIL_SEQ))  # -2 (rolled) or after a repair
+                self._tail = s
+            self._tail = s
+            if self._durability == "os-batch":
+                self._group_flush(index + 1)
+            return index
+        return self._append_locked(data, kind)
+
+    def _append_locked(self, data: Any, kind: int) -> int:
         meta = self._meta
         self._lock()
         try:
@@ -646,7 +686,7 @@ class Journal:
         for seq in range(lo, hi + 1):
             s = self._seg(seq)
             s.map.flush()
-            os.fdatasync(s.fd)
+            _fdatasync(s.fd)
 
     def _group_flush(self, upto: int) -> int:
         """Group commit: return once records below `upto` are durable.  Whoever finds no
@@ -657,9 +697,7 @@ class Journal:
                 durable = self._load(M_DURABLE)
                 if durable >= upto:
                     return durable
-                import fcntl  # here, not at the top: the module must import on Windows
-
-                fcntl.flock(self._meta_fd, fcntl.LOCK_EX)
+                _flock(self._meta_fd, True)
                 try:
                     durable = self._load(M_DURABLE)
                     if durable >= upto:
@@ -667,11 +705,11 @@ class Journal:
                     target = self._load(M_COMMITTED)
                     self._flush_all(target)
                     self._meta.flush()
-                    os.fdatasync(self._meta_fd)
+                    _fdatasync(self._meta_fd)
                     _core.journal_store_max(self._meta, M_DURABLE, target)
                     return target
                 finally:
-                    fcntl.flock(self._meta_fd, fcntl.LOCK_UN)
+                    _flock(self._meta_fd, False)
 
     def sync(self) -> int:
         """Force a durability point in any mode: every record committed so far reaches
@@ -999,7 +1037,7 @@ class JournalReader:
         if pos < head:
             raise IndexError(f"journal index {pos} was removed by truncate_before")
         s = self._seg
-        if s is None or pos < s.first or s.seq not in j._segs:
+        if s is None or pos < s.first or j._segs.get(s.seq) is not s:
             s = j._locate(pos)
             self._hint = 0
         try:
@@ -1060,27 +1098,12 @@ class JournalReader:
 # ---- files ---------------------------------------------------------------------------
 
 
-def _check_platform(path: str) -> None:
-    """``UnsupportedError`` on Windows: the append lock and the readers' waits take a
-    named wait context there (``ms_waitctx``: a named mutex and semaphores, since
-    ``WaitOnAddress`` does not cross processes), which a journal does not make yet; and the
-    file calls here are POSIX ones (``posix_fallocate``, ``fdatasync``, ``flock``)."""
-    from ._platform import HAS_JOURNAL
-
-    if not HAS_JOURNAL:
-        from ._errors import UnsupportedError
-
-        raise UnsupportedError(
-            f"journal {path!r}: mapshare.Journal is not available on Windows yet "
-            "(docs/journal.md, Platforms)"
-        )
-
-
-
-
 def _allocate(fd: int, size: int, what: str) -> None:
     """Reserve the file's blocks now: a full disk fails here, never as SIGBUS later."""
     try:
+        if not hasattr(os, "posix_fallocate"):
+            os.ftruncate(fd, size)  # Windows: k15 makes the platform reserve the blocks
+            return
         os.posix_fallocate(fd, 0, size)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -1094,9 +1117,9 @@ def _make_segment(path: str, seq: int, first: int, size: int, mode: int, durable
     """Write segment `seq` complete under a temporary name, then rename it in place."""
     name = os.path.join(path, _seg_name(seq))
     tmp = name + ".tmp"
-    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC | _O_NOFOLLOW, mode)
     try:
-        os.fchmod(fd, mode)
+        _fchmod(fd, mode)
         try:
             _allocate(fd, size, f"journal {path!r}: new segment file")
             with mmap.mmap(fd, size) as m:
@@ -1123,7 +1146,7 @@ def _fix_size(name: str, size: int) -> int:
     """A tail file cut short or grown by garbage (power loss): back to `size` bytes.
     Returns the bytes cut off."""
     try:
-        fd = os.open(name, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+        fd = os.open(name, os.O_RDWR | _O_CLOEXEC | _O_NOFOLLOW)
     except FileNotFoundError:
         raise LayoutError(f"journal segment {name!r} is missing") from None
     try:
@@ -1145,11 +1168,33 @@ def _flush_range(s: _Seg, start: int, end: int) -> None:
     """msync the record's pages and the offset table's, then fdatasync the file."""
     lo = start - start % _PAGE
     s.map.flush(lo, end - lo)
-    os.fdatasync(s.fd)
+    _fdatasync(s.fd)
+
+
+def _check_platform() -> None:
+    # The append lock and the reader wait call the platform layer without a wait
+    # context, which only the Linux backend accepts so far.
+    if _core.PLATFORM != "linux":
+        raise UnsupportedError(f"mapshare.Journal is not available on {_core.PLATFORM} yet")
+
+
+def _fchmod(fd: int, mode: int) -> None:
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, mode)  # umask-proof
+
+
+def _flock(fd: int, exclusive: bool) -> None:
+    """The group-commit flush lock: an flock on the meta file, which the kernel releases
+    if its holder dies (no timeout)."""
+    if _fcntl is None:
+        raise UnsupportedError("durability='os-batch' and sync() need flock (not on Windows yet)")
+    _fcntl.flock(fd, _fcntl.LOCK_EX if exclusive else _fcntl.LOCK_UN)
 
 
 def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    if not hasattr(os, "O_DIRECTORY"):
+        return  # Windows: a rename is made durable by the file system's own journal
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | _O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:

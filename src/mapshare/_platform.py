@@ -16,7 +16,6 @@ __all__ = [
     "HAS_C_LIBRARY",
     "HAS_DEV_SHM",
     "HAS_INOTIFY",
-    "HAS_JOURNAL",
     "HAS_LINK_OBJECTS",
     "HAS_OWNER_UIDS",
     "NAMES_OUTLIVE_HANDLES",
@@ -58,11 +57,6 @@ HAS_INOTIFY: bool = sys.platform.startswith("linux")
 HAS_C_LIBRARY: bool = PLATFORM == "linux"
 """libmapshare (the C API, docs/c-api.md) builds here from ``mapshare.get_sources()``:
 its build uses the Linux backend only for now."""
-
-HAS_JOURNAL: bool = _POSIX
-"""``mapshare.Journal`` works here.  Not on Windows yet: its append lock and its readers'
-sleep would need a named wait context there (a named mutex and semaphores, since
-``WaitOnAddress`` does not wake other processes), and its file calls are POSIX ones."""
 
 SHM_DIR = "/dev/shm"
 """Where Linux keeps shared-memory objects (``HAS_DEV_SHM``)."""
