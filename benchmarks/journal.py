@@ -69,7 +69,6 @@ from _harness import (
     fmt_rate,
     fmt_ratio,
     fmt_us,
-    leak_snapshot,
     md_table,
     median,
     percentile,
@@ -98,6 +97,25 @@ def _unavailable(impl: str) -> str | None:
     except ImportError as exc:
         return f"{impl}: {exc} (pip install '.[bench]')"
     return None
+
+
+def _run_tag() -> str:
+    """This run's mark in the names it makes (spawned children inherit it through the
+    environment), so that the leak check counts only this run's leftovers, not those of
+    another benchmark running next to it."""
+    return os.environ.setdefault("MAPSHARE_JOURNAL_BENCH_RUN", str(os.getpid()))
+
+
+def _leaks(base: str) -> set[str]:
+    """This run's channel names left in /dev/shm, and its working directory if it is
+    still there."""
+    left: set[str] = set()
+    mark = f"bench-journal-{_run_tag()}-"
+    if os.path.isdir("/dev/shm"):
+        left |= {f"/dev/shm/{n}" for n in os.listdir("/dev/shm") if mark in n}
+    if os.path.exists(base):
+        left.add(base)
+    return left
 
 
 def _cpus(k: int) -> list[int] | None:
@@ -135,7 +153,7 @@ def _open_appender(impl: str, variant: str, where: str) -> Appender:
 
         # The cost of a send that never waits: nobody receives during the timed batches;
         # before the ring would fill, the clock stops and this process drains it.
-        name = f"bench-{os.getpid()}-{os.urandom(4).hex()}"
+        name = f"bench-journal-{_run_tag()}-{os.urandom(4).hex()}"
         ch = Channel.create(name, CHANNEL_SEND_RING)
         ch.unlink()  # the name goes now; the mapping lives until close
         room = CHANNEL_SEND_RING // (8 + SIZE) - 64
@@ -322,7 +340,7 @@ def cell_tail(base: str, impl: str, n: int) -> float:
     else:
         from mapshare import Channel
 
-        where = f"bench-{os.getpid()}-{os.urandom(4).hex()}"
+        where = f"bench-journal-{_run_tag()}-{os.urandom(4).hex()}"
         ch = Channel.create(where, CHANNEL_RING)
 
         def teardown() -> None:
@@ -636,9 +654,9 @@ def main(argv: list[str] | None = None) -> int:
     base_parent = str(args.dir) if args.dir else None
     if base_parent:
         os.makedirs(base_parent, exist_ok=True)
+    _run_tag()  # before any child is spawned: they inherit it
     base = tempfile.mkdtemp(prefix="mapshare-bench-journal-", dir=base_parent)
     args.index_path = str(args.index_dir) if args.index_dir else os.path.join(base, "index")
-    before = leak_snapshot()
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     started = time.monotonic()
     raw: dict[tuple[str, str], list[Any]] = {}
@@ -669,7 +687,7 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     left: set[str] = set()
     for _ in range(20):
-        left = leak_snapshot() - before
+        left = _leaks(base)
         if not left:
             break
         time.sleep(0.1)
