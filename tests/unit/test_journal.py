@@ -145,7 +145,7 @@ def test_blocking_reader(jpath: Path) -> None:
 
         t = threading.Thread(target=produce)
         t.start()
-        got = []
+        got: list[tuple[int, bytes]] = []
         while len(got) < 200:
             try:
                 idx, view = r.next(timeout=60)
