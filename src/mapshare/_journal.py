@@ -928,6 +928,15 @@ class Journal:
         self._closed = True
         self._release()
 
+    def __del__(self) -> None:
+        # A handle dropped without close(): give its descriptors back (the mappings go
+        # with their last view).  Never raises: this runs in the garbage collector.
+        try:
+            if not getattr(self, "_closed", True):
+                self.close()
+        except Exception:
+            pass
+
     def unlink(self) -> None:
         """Remove the journal's directory and files (handles still open keep their
         mappings; new opens fail)."""
