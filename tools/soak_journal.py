@@ -17,7 +17,6 @@ Exit status 0 when everything held.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 import tempfile
@@ -25,12 +24,13 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(HERE / "tests"), str(HERE / "tests" / "multiprocess"), str(HERE / "tests" / "unit")]
+sys.path[:0] = [str(HERE / d) for d in ("tests", "tests/multiprocess", "tests/unit")]
 
-import mapshare  # noqa: E402
 from _journal_children import record  # noqa: E402
 from test_journal import _damage_trials  # noqa: E402
 from test_journal_processes import kill_appender_once, verify  # noqa: E402
+
+import mapshare  # noqa: E402
 
 
 def kills(base: Path, total: int) -> None:
@@ -44,7 +44,7 @@ def kills(base: Path, total: int) -> None:
         with mapshare.Journal.create(path, segment_size=65536, durability=durability) as j:  # type: ignore[arg-type]
             follower = j.reader()
             for writer in range(1, rounds + 1):
-                for i, n in kill_appender_once(path, writer, rng):
+                for i, n in kill_appender_once(path, writer, rng, j):
                     acked[i] = (writer, n)
                 start = time.monotonic()
                 k = j.append(record(0, writer, 10))

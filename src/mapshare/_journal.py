@@ -531,10 +531,28 @@ class Journal:
         if power_loss and not self._segs:  # an open: nothing mapped yet
             cleared += _fix_size(tail_path, self._segment_size)
         s = self._seg(seq)
-        end_off, end_index = _core.journal_scan(s.map, s.first, SEG_HDR, s.first, 2**64 - 1)
+        start_off, start_index = SEG_HDR, s.first
+        if not power_loss and committed > s.first:
+            # A dead appender: every record below `committed` is complete, so start at the
+            # last one (found through the offset table, O(1)) instead of the segment's
+            # start; a table entry that does not hold falls back to the full scan.
+            try:
+                _o, payload, length, _k = _core.journal_find(s.map, s.first, committed - 1, 0, 0)
+                start_off, start_index = payload + ((length + 7) & ~7), committed
+            except LayoutError:
+                pass
+        end_off, end_index = _core.journal_scan(s.map, s.first, start_off, start_index, 2**64 - 1)
         count = end_index - s.first
         region_end = self._segment_size - 4 * count
-        cleared += int(_core.journal_zero(s.map, end_off, region_end))
+        zero_end = region_end
+        if not power_loss and end_off + REC_HDR <= region_end:
+            # A dead appender wrote at most the one record it had reserved at end_off:
+            # clear that (its length field bounds it), not the whole rest of the segment,
+            # whose untouched pages reading would fault in.
+            (length,) = struct.unpack_from("<I", s.map, end_off)
+            zero_end = min(region_end, end_off + REC_HDR + ((length + 7) & ~7))
+            zero_end -= (zero_end - end_off) % 8 if zero_end < region_end else 0
+        cleared += int(_core.journal_zero(s.map, end_off, zero_end))
         dropped = max(0, committed - end_index)
         self._store(M_TAIL_OFF, end_off)
         if end_index != committed:
@@ -927,6 +945,15 @@ class Journal:
             return
         self._closed = True
         self._release()
+
+    def __del__(self) -> None:
+        # A handle dropped without close(): give its descriptors back (the mappings go
+        # with their last view).  Never raises: this runs in the garbage collector.
+        try:
+            if not getattr(self, "_closed", True):
+                self.close()
+        except Exception:
+            pass
 
     def unlink(self) -> None:
         """Remove the journal's directory and files (handles still open keep their

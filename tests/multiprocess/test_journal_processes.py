@@ -43,15 +43,23 @@ def read_lines(fd: int) -> list[list[int]]:
     return [[int(x) for x in line.split()] for line in data.split(b"\n")[:-1]]
 
 
-def kill_appender_once(path: str, writer: int, rng: random.Random) -> list[list[int]]:
-    """Start an appender, SIGKILL it at a random moment, return what it acknowledged."""
+def kill_appender_once(
+    path: str, writer: int, rng: random.Random, j: mapshare.Journal
+) -> list[list[int]]:
+    """Start an appender, SIGKILL it at a random moment once it has appended (so that
+    every round kills a working appender, however loaded the machine), return what it
+    acknowledged."""
     ctx = mp_context("fork")
     rfd, wfd = os.pipe()
+    before = len(j)
     p = ctx.Process(target=appender, args=(path, writer, -1, wfd))
     p.start()
     os.close(wfd)
     try:
-        time.sleep(rng.uniform(0.002, 0.04))
+        deadline = time.monotonic() + 60
+        while len(j) == before and time.monotonic() < deadline and p.is_alive():
+            time.sleep(0.001)
+        time.sleep(rng.uniform(0, 0.03))
         os.kill(p.pid or 0, signal.SIGKILL)
         p.join(30)
     finally:
@@ -73,12 +81,12 @@ def test_appender_killed_at_random_points(
     tmp_path: Path, durability: str, rounds: int
 ) -> None:
     path = str(tmp_path / "j")
-    rng = random.Random(hash(durability) & 0xFFFF)
+    rng = random.Random(len(durability))
     acked: dict[int, tuple[int, int]] = {}
     with mapshare.Journal.create(path, segment_size=SEG, durability=durability) as j:  # type: ignore[arg-type]
         follower = j.reader()
         for writer in range(1, rounds + 1):
-            for i, n in kill_appender_once(path, writer, rng):
+            for i, n in kill_appender_once(path, writer, rng, j):
                 acked[i] = (writer, n)
             # the living are not blocked: the next append repairs what the dead left
             k = j.append(record(0, writer, 10))

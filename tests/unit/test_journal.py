@@ -133,17 +133,25 @@ def test_blocking_reader(jpath: Path) -> None:
         with pytest.raises(mapshare.WaitTimeout):
             r.next(timeout=0.05)
 
+        errors: list[BaseException] = []
+
         def produce() -> None:
-            for i in range(200):
-                j.append(payload(i))
+            try:
+                for i in range(200):
+                    j.append(payload(i))
+            except BaseException as exc:  # reported by the reader's assertion below
+                errors.append(exc)
+                raise
 
         t = threading.Thread(target=produce)
         t.start()
-        got = []
-        for idx, view in r:
+        got: list[tuple[int, bytes]] = []
+        while len(got) < 200:
+            try:
+                idx, view = r.next(timeout=60)
+            except mapshare.WaitTimeout:
+                raise AssertionError(f"reader stuck at {r.position}: {errors!r}") from None
             got.append((idx, bytes(view)))
-            if idx == 199:
-                break
         t.join()
         assert got == [(i, payload(i)) for i in range(200)]
         end = j.reader(start="end")
