@@ -625,14 +625,21 @@ def cmd_journal_dump(args: argparse.Namespace) -> int:
         end = last if args.end is None else min(last, args.end)
         if args.count is not None:
             end = min(end, start + args.count - 1)
-        for i in range(start, end + 1):
+        i = start
+        while i <= end:
             try:
                 data = j[i]
             except LayoutError as exc:
                 out.flush()  # what was printed stays; the error names the record
                 raise LayoutError(f"record {i}: {exc} (mapshare journal verify checks "
                                   "them all)") from None
+            except IndexError:
+                # removed meanwhile by an appender's truncate_before: go on from the
+                # first record still held
+                i = max(i + 1, j.first)
+                continue
             _emit_record(out, i, data, fmt)
+            i += 1
         out.flush()
     finally:
         j.close()
@@ -655,6 +662,9 @@ def cmd_journal_tail(args: argparse.Namespace) -> int:
                 i, view = r.next(timeout=args.timeout if args.follow else 0)
             except WaitTimeout:
                 break
+            except IndexError:  # removed meanwhile by truncate_before: skip to what is held
+                r.seek(max(r.position + 1, j.first))
+                continue
             _emit_record(out, i, bytes(view), fmt)
             out.flush()
     finally:
@@ -673,6 +683,8 @@ def cmd_journal_verify(args: argparse.Namespace) -> int:
         for i in range(first, last + 1):
             try:
                 j[i]
+            except IndexError:
+                continue  # removed meanwhile by truncate_before: nothing to check
             except LayoutError as exc:
                 problems.append({"index": i, "error": str(exc)})
                 if len(problems) >= 100:  # enough to say what is wrong
