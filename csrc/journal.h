@@ -26,6 +26,7 @@
 #define MS_J_REC_HDR 24u                        /* record header bytes */
 #define MS_J_MIN_SEGMENT 4096u
 #define MS_J_MAX_SEGMENT (1ull << 32)           /* offsets are u32 */
+#define MS_J_MAX_INDEX (1ull << 62)             /* indices (and first indices) stay below */
 
 /* Bytes a record of `len` payload bytes takes in the record area (header + padding). */
 static inline uint64_t ms_j_record_bytes(uint64_t len)

@@ -155,6 +155,10 @@ class JournalStatistics:
     """Named readers with their positions and lag, in table order."""
 
 
+class _SegmentGone(LayoutError):
+    """A segment file is missing (removed by truncate_before meanwhile, or lost)."""
+
+
 class _Seg:
     """One mapped segment file."""
 
@@ -447,7 +451,7 @@ class Journal:
         try:
             fd = os.open(name, flags)
         except FileNotFoundError:
-            raise LayoutError(
+            raise _SegmentGone(
                 f"journal {self._path!r}: segment file {_seg_name(seq)} is missing"
             ) from None
         try:
@@ -475,19 +479,27 @@ class Journal:
 
     def _refresh(self) -> None:
         """Learn the segments made since (rolls) and forget the removed ones."""
-        head = self._load(M_HEAD_SEQ)
-        tail = self._load(M_TAIL_SEQ)
-        while self._seqs and self._seqs[0] < head:
-            seq = self._seqs.pop(0)
-            self._firsts.pop(0)
-            s = self._segs.pop(seq, None)
-            if s is not None:
-                s.close()
-        nxt = self._seqs[-1] + 1 if self._seqs else head
-        for seq in range(nxt, tail + 1):
-            s = self._seg(seq)
-            self._seqs.append(seq)
-            self._firsts.append(s.first)
+        while True:
+            head = self._load(M_HEAD_SEQ)
+            tail = self._load(M_TAIL_SEQ)
+            while self._seqs and self._seqs[0] < head:
+                seq = self._seqs.pop(0)
+                self._firsts.pop(0)
+                s = self._segs.pop(seq, None)
+                if s is not None:
+                    s.close()
+            nxt = self._seqs[-1] + 1 if self._seqs else head
+            try:
+                for seq in range(nxt, tail + 1):
+                    s = self._seg(seq)
+                    self._seqs.append(seq)
+                    self._firsts.append(s.first)
+                return
+            except _SegmentGone:
+                # another process's truncate_before removed it after we read the head:
+                # start again from the new head; a file missing above it is damage
+                if self._load(M_HEAD_SEQ) <= seq:
+                    raise
 
     def _locate(self, index: int) -> _Seg:
         """The segment holding committed record `index` (which is >= the head index)."""
@@ -984,7 +996,8 @@ class JournalReader:
     handle, which cannot count itself as a sleeper, re-checks every 2 ms).  ``async for``
     works too.  A named reader keeps its position in the journal: ``commit(i)`` stores
     "everything up to i is done", and a reader of that name made later (after a crash,
-    say) resumes at i + 1.
+    say) resumes at i + 1.  If ``truncate_before`` removed the record an unnamed reader
+    would read next, ``next()`` raises IndexError (``seek(journal.first)`` goes on).
     """
 
     def __init__(self, journal: Journal, name: Optional[str], start: Start) -> None:
