@@ -8,7 +8,7 @@
  * the encodings of Channel).  The checksum covers the length, the index, the kind and the
  * payload, so a record is
  * trusted only if its index is the one expected at that place and its checksum holds.
- * docs/design/journal.md describes the format for other languages.
+ * docs/design/journal-format.md describes the format for other languages.
  *
  * Everything read from a mapping is untrusted: each field is read once into a local and
  * bounds-checked against `size`; an inconsistency is MS_E_LAYOUT, never an out-of-bounds

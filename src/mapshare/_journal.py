@@ -7,7 +7,7 @@ durable index, the named readers' positions) and segment files ``<seq:016x>.seg`
 ``segment_size`` bytes each, preallocated when made (a full disk is ``NoSpaceError`` at
 roll time, never SIGBUS).  The record format, checksums, the lock and the waits are C
 (``csrc/journal.c``, ``csrc/binding/journal.c``); this module is the policy: files,
-rolls, recovery, durability, readers.  docs/design/journal.md is the format.
+rolls, recovery, durability, readers.  docs/design/journal-format.md is the format.
 
 Why the append lock is held for reserve + copy + commit: indices are then assigned in
 commit order and stay dense whoever dies; a holder killed mid-append is found by the
