@@ -36,6 +36,7 @@ from ._errors import (
     ChannelFull,
     InvalidArgumentError,
     LayoutError,
+    MessageTooLargeError,
     NoSpaceError,
     PermissionDeniedError,
     SegmentExistsError,
@@ -604,7 +605,20 @@ class Journal:
         write(memoryview(buf))
         return self._append(buf, KIND_ARRAY)
 
+    def _too_large(self, n: int) -> MessageTooLargeError:
+        limit = int(_core.journal_max_payload(self._segment_size))
+        return MessageTooLargeError(
+            f"a record of {n} bytes does not fit in a segment of journal {self._path!r} "
+            f"(at most {limit} bytes with segment_size={self._segment_size})"
+        )
+
     def _append(self, data: Any, kind: int) -> int:
+        try:
+            return self._append_any(data, kind)
+        except MessageTooLargeError:
+            raise self._too_large(memoryview(data).nbytes) from None
+
+    def _append_any(self, data: Any, kind: int) -> int:
         self._check_writable()
         if self._durability != "os":
             # the hot path: one C call locks, writes, commits, publishes and wakes
@@ -677,6 +691,8 @@ class Journal:
             s = self._seg(seq)
             try:
                 payload = _core.journal_reserve(s.map, s.first, off, index, n, KIND_BYTES)
+            except MessageTooLargeError:
+                raise self._too_large(n) from None
             except ChannelFull:
                 s = self._roll(seq, index)
                 off = SEG_HDR
