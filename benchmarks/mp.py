@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import datetime as dt
+import gc
 import json
 import multiprocessing
 import os
@@ -318,13 +319,17 @@ def cell_event(impl: str, n: int) -> tuple[float, float]:
 def plan(args: argparse.Namespace) -> list[tuple[str, str, Callable[[], Any]]]:
     """(cell, implementation, measure) for one repetition, in run order."""
     q = args.quick
-    n_queue = {"int": 20_000 if q else 200_000, "tuple": 20_000 if q else 200_000,
-               "4KiB": 10_000 if q else 100_000}
-    n_pool = 10_000 if q else 100_000
-    n_exec = 5_000 if q else 50_000
-    n_lock = 50_000 if q else 300_000
-    n_event = 1_000 if q else 10_000
-    secs = 0.5 if q else 2.0
+
+    def n(quick: int, full: int) -> int:
+        return max(10, int((quick if q else full) * args.scale))
+
+    n_queue = {"int": n(20_000, 200_000), "tuple": n(20_000, 200_000),
+               "4KiB": n(10_000, 100_000)}
+    n_pool = n(10_000, 100_000)
+    n_exec = n(5_000, 50_000)
+    n_lock = n(50_000, 300_000)
+    n_event = n(1_000, 10_000)
+    secs = (0.5 if q else 2.0) * min(1.0, args.scale)
     cells: list[tuple[str, str, Callable[[], Any]]] = []
     impls = [i for i in args.impls if i in QUEUE_IMPLS]
     if "queue" in args.only:
@@ -482,12 +487,31 @@ def plot(path: Path, summary: dict[str, dict[str, Any]], impls: list[str],
     fig.savefig(path, dpi=110)
 
 
+def _ours_left(names: set[str]) -> set[str]:
+    """Which of these new names this run left behind. One that a live process other than
+    this one holds is another program's (tests of mapshare.multiprocessing may run
+    meanwhile); one whose every holder died is reclaimed (what ``mapshare gc`` does)."""
+    from mapshare._gc import reclaim
+    from mapshare._inspect import segment_info
+
+    left = set()
+    for osn in names:
+        holders = {p.pid for p in segment_info(osn).attached if p.alive}
+        if holders - {os.getpid()}:
+            continue
+        if holders or not reclaim(osn):
+            left.add(osn)
+    return left
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smaller counts, 1 repetition")
     p.add_argument("--repeat", type=int, default=None, help="repetitions (3; 1 with --quick)")
     p.add_argument("--only", default=",".join(BENCHES), help=f"cells, from {BENCHES}")
     p.add_argument("--impl", default=",".join(QUEUE_IMPLS), help=f"from {QUEUE_IMPLS}")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="multiply every count by this (the test suite's smoke run: 0.02)")
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON")
     p.add_argument("--markdown", type=Path, default=None, help="write the report (Markdown)")
     p.add_argument("--plot", type=Path, default=None, help="write a PNG (needs matplotlib)")
@@ -525,12 +549,17 @@ def main(argv: list[str] | None = None) -> int:
             bar.update(1)
     bar.close()
     elapsed = time.monotonic() - started
+    # a Pool's queues are held by reference cycles of the standard Pool until collected
+    gc.collect()
     left: set[str] = set()
     for _ in range(20):
-        left = shm_entries() - before
+        # only what this run can make (mapshare.multiprocessing's ``mp-`` objects): other
+        # programs on the machine make and remove their own names meanwhile
+        left = {e for e in shm_entries() - before if e.lstrip("/").startswith("mapshare.mp-")}
         if not left:
             break
         time.sleep(0.1)
+    left = _ours_left(left)
 
     summary = summarize(raw)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None

@@ -97,9 +97,13 @@ ms_status ms_j_seg_check(const uint8_t *base, uint64_t size, uint64_t seq,
 {
     if (!base || !sane_size(size))
         return MS_E_INVALID;
-    if (rd64(base) != MS_J_SEG_MAGIC || rd64(base + 8) != seq || rd64(base + 24) != size)
+    uint64_t first = rd64(base + 16);
+    /* indices stay below 2**62: a first index above that is damage, and the scans'
+     * index arithmetic then never comes near wrapping */
+    if (rd64(base) != MS_J_SEG_MAGIC || rd64(base + 8) != seq || rd64(base + 24) != size ||
+        first > MS_J_MAX_INDEX)
         return MS_E_LAYOUT;
-    *first_index = rd64(base + 16);
+    *first_index = first;
     return MS_OK;
 }
 
@@ -233,6 +237,8 @@ void ms_j_scan(const uint8_t *base, uint64_t size, uint64_t first_index, uint64_
 {
     uint64_t payload, len, next;
     uint32_t kind;
+    if (limit > MS_J_MAX_INDEX)
+        limit = MS_J_MAX_INDEX;
     while (index < limit &&
            ms_j_check(base, size, first_index, off, index, &payload, &len, &kind, &next) ==
                MS_OK) {

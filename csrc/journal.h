@@ -8,7 +8,7 @@
  * the encodings of Channel).  The checksum covers the length, the index, the kind and the
  * payload, so a record is
  * trusted only if its index is the one expected at that place and its checksum holds.
- * docs/design/journal.md describes the format for other languages.
+ * docs/design/journal-format.md describes the format for other languages.
  *
  * Everything read from a mapping is untrusted: each field is read once into a local and
  * bounds-checked against `size`; an inconsistency is MS_E_LAYOUT, never an out-of-bounds
@@ -26,6 +26,7 @@
 #define MS_J_REC_HDR 24u                        /* record header bytes */
 #define MS_J_MIN_SEGMENT 4096u
 #define MS_J_MAX_SEGMENT (1ull << 32)           /* offsets are u32 */
+#define MS_J_MAX_INDEX (1ull << 62)             /* indices (and first indices) stay below */
 
 /* Bytes a record of `len` payload bytes takes in the record area (header + padding). */
 static inline uint64_t ms_j_record_bytes(uint64_t len)

@@ -375,8 +375,12 @@ static ms_status meta_lock(ms_segment *seg, int *err)
         int held = 0, dead = 0;
         uint32_t holder = 0;
         ms_p_lock_inspect(seg->hdr->meta_lock, &held, &holder, &dead);
-        if (held && !dead && holder == last_holder)
-            break;  /* the same holder for a whole slice: stuck */
+        /* The same holder for a whole slice: stuck.  Live, or dead without the kernel
+         * having marked the lock owner-died (its robust list could not be walked): then
+         * no wait would ever end, so this one must not either. */
+        (void)dead;
+        if (held && holder == last_holder)
+            break;
         last_holder = held ? holder : 0;
     }
     if (st == MS_E_OWNER_DIED) {

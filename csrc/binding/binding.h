@@ -270,6 +270,8 @@ MS_BINDING_API PyObject *window_finish(WindowObject *w, int ok);
 /* ---- the other types -------------------------------------------------------------- */
 
 extern MS_BINDING_API PyTypeObject Lock_Type;
+extern MS_BINDING_API PyTypeObject MPLock_Type;
+extern MS_BINDING_API PyTypeObject MPSemaphore_Type;
 extern MS_BINDING_API PyTypeObject Event_Type;
 extern MS_BINDING_API PyTypeObject Semaphore_Type;
 extern MS_BINDING_API PyTypeObject Channel_Type;

@@ -176,3 +176,333 @@ PyTypeObject Lock_Type = {
     .tp_new = Lock_new,
 };
 
+
+/* ---- mapshare._core.MPLock: the C half of mapshare.multiprocessing.Lock and RLock ----
+ *
+ * multiprocessing's SemLock is a C type: `with lock:` and lock.acquire() run no Python
+ * frame.  This type gives the drop-in classes the same: acquire(block=True,
+ * timeout=None), release(), __enter__ and __exit__ with the standard signatures, return
+ * values and exceptions, over a robust mapshare Lock bound once by _bind().  It keeps
+ * which thread of this process holds the lock and, for an RLock, how many times: the
+ * robust lock word knows the holder thread, but not the recursion, and the Python class
+ * (Condition) asks for both.  Policy that is not on the hot path stays in Python. */
+
+typedef struct {
+    PyObject_HEAD
+    LockObject *lock;     /* the robust lock (a mapshare._core.Lock), NULL until _bind */
+    unsigned long owner;  /* thread ident of the holder in this process, when level > 0 */
+    long level;           /* acquisitions by that thread not yet released (0: not held here) */
+    int recursive;        /* RLock: the holder may acquire again */
+} MPLockObject;
+
+static PyObject *MPLock_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    (void)args; (void)kw;  /* the Python subclass's __init__ takes its own arguments */
+    return type->tp_alloc(type, 0);
+}
+
+static void MPLock_dealloc(MPLockObject *self)
+{
+    /* the Python subclasses' subtype_dealloc drops the reference to their type */
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(self->lock);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int MPLock_traverse(MPLockObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->lock);
+    return 0;
+}
+
+static int MPLock_clear(MPLockObject *self)
+{
+    Py_CLEAR(self->lock);
+    return 0;
+}
+
+static int mplock_bound(MPLockObject *self)
+{
+    if (self->lock)
+        return 0;
+    PyErr_SetString(PyExc_ValueError, "MPLock: no lock bound (call _bind first)");
+    return -1;
+}
+
+/* _bind(lock, recursive): the robust lock to use, once */
+static PyObject *MPLock__bind(MPLockObject *self, PyObject *args)
+{
+    PyObject *lock;
+    int recursive;
+    if (!PyArg_ParseTuple(args, "O!p:_bind", &Lock_Type, &lock, &recursive))
+        return NULL;
+    if (self->lock) {
+        PyErr_SetString(PyExc_ValueError, "MPLock: a lock is already bound");
+        return NULL;
+    }
+    Py_INCREF(lock);
+    self->lock = (LockObject *)lock;
+    self->recursive = recursive;
+    self->level = 0;
+    Py_RETURN_NONE;
+}
+
+/* time.sleep(seconds): the standard Lock waits out its timeout when it cannot get the
+ * lock; so does a thread asking again for a Lock it holds (nobody else can free it). */
+static PyObject *sleep_seconds(PyObject *seconds)
+{
+    PyObject *time = PyImport_ImportModule("time");
+    if (!time)
+        return NULL;
+    PyObject *r = PyObject_CallMethod(time, "sleep", "O", seconds);
+    Py_DECREF(time);
+    return r;
+}
+
+static PyObject *MPLock_acquire(MPLockObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames)
+{
+    PyObject *block = Py_True, *timeout = Py_None;
+    if (nargs || kwnames) {
+        static const char *const kwlist[] = {"block", "timeout"};
+        PyObject *vals[2] = {Py_True, Py_None};
+        if (fast_kwargs(args, nargs, kwnames, kwlist, vals, 2, "acquire") < 0)
+            return NULL;
+        block = vals[0];
+        timeout = vals[1];
+    }
+    if (mplock_bound(self) < 0)
+        return NULL;
+    unsigned long me = PyThread_get_thread_ident();
+    LockObject *lk = self->lock;
+    SegmentObject *seg = lk->seg;
+    if (seg->open && !seg->seg.faulted && seg->seg.hdr_writable &&
+        (block == Py_True || block == Py_False) &&
+        (timeout == Py_None || PyFloat_CheckExact(timeout) || PyLong_CheckExact(timeout)) &&
+        !(self->recursive && self->level > 0 && self->owner == me)) {
+        /* the uncontended path: one try, right for any (block, timeout) of these types;
+         * the standard lock refuses a timeout that is not a number even when free, so
+         * anything else takes the full path */
+        int err = 0;
+        ms_status st = ms_p_lock_acquire(seg->seg.ctx, MS_SLOT_USER_LOCK, lk->area, 0, &err);
+        /* a holder that died holding it: taken over (the standard lock would stay
+         * locked forever; docs/multiprocessing.md), and consistent again already */
+        if ((st == MS_OK || st == MS_E_OWNER_DIED) && !seg->seg.faulted) {
+            seg->locks_held |= 1;
+            self->owner = me;
+            self->level = 1;
+            Py_RETURN_TRUE;
+        }
+        if (st == MS_OK || st == MS_E_OWNER_DIED) {
+            seg->locks_held |= 1;
+            self->owner = me;
+            self->level = 1;
+            return raise_status(MS_E_FAULT, 0, NULL);
+        }
+        /* anything else (busy, held by this thread, a dead holder): the full path */
+    }
+    if (self->recursive && self->level > 0 && self->owner == me) {
+        if (self->level == LONG_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "RLock: too many acquisitions");
+            return NULL;
+        }
+        self->level++;
+        Py_RETURN_TRUE;
+    }
+    /* the standard (block, timeout) pair as a mapshare timeout: no block is one try
+     * (the timeout ignored), a negative timeout counts as 0, None waits forever */
+    PyObject *t;
+    int b = block == Py_True ? 1 : PyObject_IsTrue(block);
+    if (b < 0)
+        return NULL;
+    if (!b) {
+        t = PyFloat_FromDouble(0.0);
+    } else if (timeout == Py_None) {
+        t = Py_NewRef(Py_None);
+    } else {
+        double d = PyFloat_AsDouble(timeout);
+        if (d == -1.0 && PyErr_Occurred())
+            return NULL;
+        t = PyFloat_FromDouble(d > 0 ? d : 0.0);
+    }
+    if (!t)
+        return NULL;
+    PyObject *r = lock_acquire(self->lock, t);
+    if (!r) {
+        PyObject *died = ms_error_class(MS_E_OWNER_DIED);
+        PyObject *held = ms_error_class(MS_E_ALREADY_HELD);
+        if (died && PyErr_ExceptionMatches(died)) {
+            /* its holder died holding it: taken over (the standard lock would stay
+             * locked forever; docs/multiprocessing.md) */
+            PyErr_Clear();
+            r = Py_NewRef(Py_True);
+        } else if (held && PyErr_ExceptionMatches(held)) {
+            /* this thread holds it (a Lock, or an RLock whose count was forgotten):
+             * nobody else can release it, so the answer is known */
+            PyErr_Clear();
+            if (t == Py_None) {
+                Py_DECREF(t);
+                PyErr_SetString(PyExc_RuntimeError,
+                                "this thread already holds this Lock (not reentrant): "
+                                "blocking here would deadlock; use RLock");
+                return NULL;
+            }
+            PyObject *s = sleep_seconds(t);
+            Py_DECREF(t);
+            if (!s)
+                return NULL;
+            Py_DECREF(s);
+            Py_RETURN_FALSE;
+        } else {
+            Py_DECREF(t);
+            return NULL;
+        }
+    }
+    Py_DECREF(t);
+    if (r == Py_True) {
+        self->owner = me;
+        self->level = 1;
+    }
+    return r;
+}
+
+static PyObject *mplock_release(MPLockObject *self)
+{
+    if (mplock_bound(self) < 0)
+        return NULL;
+    unsigned long me = PyThread_get_thread_ident();
+    if (self->recursive) {
+        if (self->level <= 0 || self->owner != me) {
+            PyErr_SetString(PyExc_AssertionError,
+                            "attempt to release recursive lock not owned by thread");
+            return NULL;
+        }
+        if (self->level > 1) {
+            self->level--;
+            Py_RETURN_NONE;
+        }
+    }
+    long level = self->level;
+    unsigned long owner = self->owner;
+    self->level = 0;
+    SegmentObject *seg = self->lock->seg;
+    if (seg->open && !seg->seg.faulted) {
+        int err = 0;
+        ms_status st = ms_lock_release(&seg->seg, MS_SLOT_USER_LOCK, self->lock->area, &err);
+        if (st == MS_OK) {
+            seg->locks_held &= ~1;
+            if (seg->seg.faulted)
+                return raise_status(MS_E_FAULT, 0, NULL);
+            Py_RETURN_NONE;
+        }
+        /* not released: the full path below reports why */
+    }
+    PyObject *r = lock_release(self->lock);
+    if (r)
+        return r;
+    /* not released: this process's record of the holder stays as it was */
+    self->level = level;
+    self->owner = owner;
+    PyObject *not_owner = ms_error_class(MS_E_NOT_OWNER);
+    if (!self->recursive && not_owner && PyErr_ExceptionMatches(not_owner)) {
+        int held = 0, dead = 0;
+        uint32_t holder = 0;
+        if (seg_check_header(self->lock->seg) < 0)
+            return NULL;
+        ms_p_lock_inspect(self->lock->area, &held, &holder, &dead);
+        if (!held) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_ValueError, "semaphore or lock released too many times");
+        }
+    }
+    return NULL;
+}
+
+static PyObject *MPLock_release(MPLockObject *self, PyObject *unused)
+{
+    (void)unused;
+    return mplock_release(self);
+}
+
+static PyObject *MPLock_exit(MPLockObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)args; (void)nargs;
+    return mplock_release(self);
+}
+
+static PyObject *MPLock_get_owner(MPLockObject *self, void *c)
+{
+    (void)c;
+    if (self->level <= 0)
+        Py_RETURN_NONE;
+    return PyLong_FromUnsignedLong(self->owner);
+}
+
+static int MPLock_set_owner(MPLockObject *self, PyObject *v, void *c)
+{
+    (void)c;
+    if (!v || v == Py_None) {
+        self->level = 0;
+        return 0;
+    }
+    unsigned long o = PyLong_AsUnsignedLong(v);
+    if (o == (unsigned long)-1 && PyErr_Occurred())
+        return -1;
+    self->owner = o;
+    if (self->level <= 0)
+        self->level = 1;
+    return 0;
+}
+
+static PyObject *MPLock_get_level(MPLockObject *self, void *c)
+{
+    (void)c;
+    return PyLong_FromLong(self->level);
+}
+
+static int MPLock_set_level(MPLockObject *self, PyObject *v, void *c)
+{
+    (void)c;
+    long l = v ? PyLong_AsLong(v) : 0;
+    if (l == -1 && PyErr_Occurred())
+        return -1;
+    self->level = l > 0 ? l : 0;
+    return 0;
+}
+
+static PyMethodDef MPLock_methods[] = {
+    {"_bind", (PyCFunction)MPLock__bind, METH_VARARGS,
+     "_bind($self, lock, recursive, /)\n--\n\nUse `lock` (a mapshare._core.Lock); once."},
+    {"acquire", (PyCFunction)(void (*)(void))MPLock_acquire, METH_FASTCALL | METH_KEYWORDS,
+     "acquire($self, block=True, timeout=None)\n--\n\n"
+     "Take the lock (again, for an RLock's holder): True, or False when block is false or\n"
+     "timeout seconds pass.  A holder that died hands the lock over (True)."},
+    {"release", (PyCFunction)MPLock_release, METH_NOARGS,
+     "release($self, /)\n--\n\nUndo one acquire(); the last one frees the lock."},
+    {"__enter__", (PyCFunction)(void (*)(void))MPLock_acquire, METH_FASTCALL | METH_KEYWORDS,
+     "acquire()"},
+    {"__exit__", (PyCFunction)(void (*)(void))MPLock_exit, METH_FASTCALL, "release()"},
+    {NULL}
+};
+
+static PyGetSetDef MPLock_getset[] = {
+    {"_owner", (getter)MPLock_get_owner, (setter)MPLock_set_owner,
+     "Thread ident of the holder in this process, or None.", NULL},
+    {"_level", (getter)MPLock_get_level, (setter)MPLock_set_level,
+     "Acquisitions by the holder in this process not yet released.", NULL},
+    {NULL}
+};
+
+PyTypeObject MPLock_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mapshare._core.MPLock",
+    .tp_basicsize = sizeof(MPLockObject),
+    .tp_dealloc = (destructor)MPLock_dealloc,
+    .tp_traverse = (traverseproc)MPLock_traverse,
+    .tp_clear = (inquiry)MPLock_clear,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The C half of mapshare.multiprocessing.Lock and RLock (mechanism only).",
+    .tp_methods = MPLock_methods,
+    .tp_getset = MPLock_getset,
+    .tp_new = MPLock_new,
+};

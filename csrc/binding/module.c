@@ -360,8 +360,99 @@ static PyObject *core_peek_header(PyObject *mod, PyObject *args)
 }
 
 
+/* ---- _dumps_plain: the pickle of a small plain object, in one C call ----
+ *
+ * mapshare.multiprocessing pickles with the standard ForkingPickler, whose only
+ * difference from pickle.dumps is its reducers for a few types (methods, partial,
+ * sockets, connections, and what a program registers).  An object made only of exact
+ * builtin scalars and containers meets none of them, and its pickle is byte for byte
+ * the same from _pickle.dumps -- one C call instead of a reused pickler driven from
+ * Python.  Anything else (a type with a reducer in `reducers`, the ForkingPickler's
+ * registry, included; or more than PLAIN_BUDGET objects) returns None: the caller
+ * (policy, in Python) pickles it with the ForkingPickler. */
+
+#define PLAIN_BUDGET 64
+#define PLAIN_DEPTH 8
+
+static PyObject *plain_reducers;  /* the registry of the call under way (borrowed) */
+
+static int is_plain(PyObject *o, int depth, int *budget)
+{
+    if (--*budget < 0 || depth > PLAIN_DEPTH)
+        return 0;
+    PyTypeObject *t = Py_TYPE(o);
+    /* a registered reducer for the type: pickled its way, by the ForkingPickler (the
+     * lookup hashes a builtin type by identity) */
+    if (PyDict_GET_SIZE(plain_reducers) &&
+        PyDict_GetItemWithError(plain_reducers, (PyObject *)t))
+        return 0;
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (o == Py_None || t == &PyLong_Type || t == &PyUnicode_Type || t == &PyFloat_Type ||
+        t == &PyBytes_Type || t == &PyBool_Type || t == &PyComplex_Type)
+        return 1;
+    if (t == &PyTuple_Type) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(o); i++)
+            if (!is_plain(PyTuple_GET_ITEM(o, i), depth + 1, budget))
+                return 0;
+        return 1;
+    }
+    if (t == &PyList_Type) {
+        /* no Python code runs during the walk (exact types only), so the list cannot
+         * change under it */
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(o); i++)
+            if (!is_plain(PyList_GET_ITEM(o, i), depth + 1, budget))
+                return 0;
+        return 1;
+    }
+    if (t == &PyDict_Type) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(o, &pos, &k, &v))
+            if (!is_plain(k, depth + 1, budget) || !is_plain(v, depth + 1, budget))
+                return 0;
+        return 1;
+    }
+    return 0;
+}
+
+static PyObject *pickle_dumps;  /* _pickle.dumps, looked up once (the module stays) */
+
+static PyObject *core_dumps_plain(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 3 || !PyDict_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_dumps_plain(obj, protocol, reducers) takes 3 arguments, reducers "
+                        "a dict");
+        return NULL;
+    }
+    int budget = PLAIN_BUDGET;
+    plain_reducers = args[2];
+    int plain = is_plain(args[0], 0, &budget);
+    plain_reducers = NULL;
+    if (!plain)
+        Py_RETURN_NONE;
+    if (!pickle_dumps) {
+        PyObject *m = PyImport_ImportModule("_pickle");
+        if (!m)
+            return NULL;
+        pickle_dumps = PyObject_GetAttrString(m, "dumps");
+        Py_DECREF(m);
+        if (!pickle_dumps)
+            return NULL;
+    }
+    return PyObject_Vectorcall(pickle_dumps, args, 2, NULL);
+}
+
 static PyMethodDef module_methods[] = {
     {"set_errors", set_errors, METH_O, "Register {status: exception class}."},
+    {"_dumps_plain", (PyCFunction)(void (*)(void))core_dumps_plain, METH_FASTCALL,
+     "_dumps_plain(obj, protocol, reducers, /) -> bytes or None: pickle.dumps(obj,\n"
+     "protocol) when obj is made only of builtin scalars and containers (64 objects at\n"
+     "most) none of whose types has a reducer in `reducers`; else None."},
     {"_raise_status", core_raise_status, METH_VARARGS,
      "_raise_status(code, what=None): raise the exception of a status (for tests)."},
     {"_set_topic_errors", core_set_topic_errors, METH_VARARGS,
@@ -452,15 +543,17 @@ static struct PyModuleDef moduledef = {
 static int add_types(PyObject *m)
 {
     PyTypeObject *types[] = {&Segment_Type, &Window_Type, &WindowExport_Type, &Lock_Type,
-                             &Event_Type, &Semaphore_Type, &Channel_Type, &Topic_Type,
+                             &MPLock_Type, &MPSemaphore_Type, &Event_Type, &Semaphore_Type,
+                             &Channel_Type, &Topic_Type,
                              &Subscriber_Type, &Latest_Type};
     for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
         if (PyType_Ready(types[i]) < 0)
             return -1;
     }
     /* WindowExport is internal: ready, never exported by name */
-    PyTypeObject *exported[] = {&Segment_Type, &Window_Type, &Lock_Type, &Event_Type,
-                                &Semaphore_Type, &Channel_Type, &Topic_Type,
+    PyTypeObject *exported[] = {&Segment_Type, &Window_Type, &Lock_Type, &MPLock_Type,
+                                &MPSemaphore_Type, &Event_Type, &Semaphore_Type,
+                                &Channel_Type, &Topic_Type,
                                 &Subscriber_Type, &Latest_Type};
     for (size_t i = 0; i < sizeof exported / sizeof *exported; i++) {
         if (PyModule_AddType(m, exported[i]) < 0)

@@ -237,3 +237,166 @@ PyTypeObject Semaphore_Type = {
     .tp_getset = Semaphore_getset,
     .tp_new = Semaphore_new,
 };
+
+/* ---- mapshare._core.MPSemaphore: the C half of mapshare.multiprocessing.Semaphore and
+ * BoundedSemaphore ----
+ *
+ * As MPLock (lock.c) for the locks: acquire(block=True, timeout=None), release(),
+ * __enter__ and __exit__ with the standard signatures, return values and exceptions, as
+ * C methods over a mapshare Semaphore bound once by _bind(), so that `with sem:` runs no
+ * Python frame (the standard SemLock's are C too). */
+
+typedef struct {
+    PyObject_HEAD
+    SemaphoreObject *sem;  /* NULL until _bind */
+    int bounded;           /* BoundedSemaphore: a release above the bound is ValueError */
+    int zero_bound;        /* a BoundedSemaphore(0): every release is one too many (a
+                            * mapshare semaphore's maximum is at least 1) */
+} MPSemaphoreObject;
+
+static PyObject *MPSemaphore_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    (void)args; (void)kw;  /* the Python subclass's __init__ takes its own arguments */
+    return type->tp_alloc(type, 0);
+}
+
+static void MPSemaphore_dealloc(MPSemaphoreObject *self)
+{
+    /* the Python subclasses' subtype_dealloc drops the reference to their type */
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(self->sem);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int MPSemaphore_traverse(MPSemaphoreObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->sem);
+    return 0;
+}
+
+static int MPSemaphore_clear(MPSemaphoreObject *self)
+{
+    Py_CLEAR(self->sem);
+    return 0;
+}
+
+/* _bind(semaphore, bounded, maxvalue) */
+static PyObject *MPSemaphore__bind(MPSemaphoreObject *self, PyObject *args)
+{
+    PyObject *sem;
+    int bounded;
+    long long maxvalue;
+    if (!PyArg_ParseTuple(args, "O!pL:_bind", &Semaphore_Type, &sem, &bounded, &maxvalue))
+        return NULL;
+    if (self->sem) {
+        PyErr_SetString(PyExc_ValueError, "MPSemaphore: a semaphore is already bound");
+        return NULL;
+    }
+    Py_INCREF(sem);
+    self->sem = (SemaphoreObject *)sem;
+    self->bounded = bounded;
+    self->zero_bound = bounded && maxvalue == 0;
+    Py_RETURN_NONE;
+}
+
+static int mpsem_bound(MPSemaphoreObject *self)
+{
+    if (self->sem)
+        return 0;
+    PyErr_SetString(PyExc_ValueError, "MPSemaphore: no semaphore bound (call _bind first)");
+    return -1;
+}
+
+static PyObject *MPSemaphore_acquire(MPSemaphoreObject *self, PyObject *const *args,
+                                     Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *block = Py_True, *timeout = Py_None;
+    if (nargs || kwnames) {
+        static const char *const kwlist[] = {"block", "timeout"};
+        PyObject *vals[2] = {Py_True, Py_None};
+        if (fast_kwargs(args, nargs, kwnames, kwlist, vals, 2, "acquire") < 0)
+            return NULL;
+        block = vals[0];
+        timeout = vals[1];
+    }
+    if (mpsem_bound(self) < 0)
+        return NULL;
+    int b = block == Py_True ? 1 : PyObject_IsTrue(block);
+    if (b < 0)
+        return NULL;
+    if (b && timeout == Py_None)
+        return sem_acquire(self->sem, Py_None);
+    /* no block is one try (the timeout ignored); a negative timeout counts as 0 */
+    double d = 0.0;
+    if (b) {
+        d = PyFloat_AsDouble(timeout);
+        if (d == -1.0 && PyErr_Occurred())
+            return NULL;
+    }
+    PyObject *t = PyFloat_FromDouble(d > 0 ? d : 0.0);
+    if (!t)
+        return NULL;
+    PyObject *r = sem_acquire(self->sem, t);
+    Py_DECREF(t);
+    return r;
+}
+
+static PyObject *mpsem_release(MPSemaphoreObject *self)
+{
+    if (mpsem_bound(self) < 0)
+        return NULL;
+    if (self->zero_bound) {
+        PyErr_SetString(PyExc_ValueError, "semaphore or lock released too many times");
+        return NULL;
+    }
+    PyObject *r = sem_release(self->sem, 1);
+    if (!r && self->bounded && PyErr_ExceptionMatches(PyExc_ValueError)) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_ValueError, "semaphore or lock released too many times");
+    }
+    return r;
+}
+
+static PyObject *MPSemaphore_release(MPSemaphoreObject *self, PyObject *unused)
+{
+    (void)unused;
+    return mpsem_release(self);
+}
+
+static PyObject *MPSemaphore_exit(MPSemaphoreObject *self, PyObject *const *args,
+                                  Py_ssize_t nargs)
+{
+    (void)args; (void)nargs;
+    return mpsem_release(self);
+}
+
+static PyMethodDef MPSemaphore_methods[] = {
+    {"_bind", (PyCFunction)MPSemaphore__bind, METH_VARARGS,
+     "_bind($self, semaphore, bounded, maxvalue, /)\n--\n\n"
+     "Use `semaphore` (a mapshare._core.Semaphore); once."},
+    {"acquire", (PyCFunction)(void (*)(void))MPSemaphore_acquire,
+     METH_FASTCALL | METH_KEYWORDS,
+     "acquire($self, block=True, timeout=None)\n--\n\n"
+     "Take a unit: True, or False when block is false or timeout seconds pass."},
+    {"release", (PyCFunction)MPSemaphore_release, METH_NOARGS,
+     "release($self, /)\n--\n\n"
+     "Give a unit back (ValueError above a BoundedSemaphore's initial value)."},
+    {"__enter__", (PyCFunction)(void (*)(void))MPSemaphore_acquire,
+     METH_FASTCALL | METH_KEYWORDS, "acquire()"},
+    {"__exit__", (PyCFunction)(void (*)(void))MPSemaphore_exit, METH_FASTCALL, "release()"},
+    {NULL}
+};
+
+PyTypeObject MPSemaphore_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mapshare._core.MPSemaphore",
+    .tp_basicsize = sizeof(MPSemaphoreObject),
+    .tp_dealloc = (destructor)MPSemaphore_dealloc,
+    .tp_traverse = (traverseproc)MPSemaphore_traverse,
+    .tp_clear = (inquiry)MPSemaphore_clear,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The C half of mapshare.multiprocessing.Semaphore and BoundedSemaphore "
+              "(mechanism only).",
+    .tp_methods = MPSemaphore_methods,
+    .tp_new = MPSemaphore_new,
+};

@@ -89,6 +89,12 @@ struct mapshare_segment {
      * instead of a freed pointer. */
     unsigned placed_refs;
     int closed;
+    /* The exit path: every handle is on one list until it is freed, so that a program
+     * that returns from main (or calls exit) detaches like close() instead of looking
+     * like a crashed peer.  owner_pid is the process whose attach-table entry the handle
+     * holds (the opener, or a forked child after mapshare_segment_after_fork). */
+    struct mapshare_segment *live_prev, *live_next;
+    uint32_t owner_pid;
 };
 
 struct mapshare_view {
@@ -268,6 +274,91 @@ static int mode_ok(unsigned mode) { return mode <= 0777 && (mode & 0600) == 0600
 
 /* ---- handles ------------------------------------------------------------------------ */
 
+/* Every handle of this process (see struct mapshare_segment).  A spin lock, not a
+ * pthread mutex: held for a few pointer writes, and safe to take again in a forked
+ * child, whose copy is unlocked unless the fork hit those few instructions. */
+static mapshare_segment *live_head;
+static int live_lock_word;
+static int exit_registered;
+
+static void live_lock(void)
+{
+    while (__atomic_exchange_n(&live_lock_word, 1, __ATOMIC_ACQUIRE))
+        ;
+}
+
+static void live_unlock(void) { __atomic_store_n(&live_lock_word, 0, __ATOMIC_RELEASE); }
+
+static void exit_path(void);
+
+static void live_add(mapshare_segment *s)
+{
+    live_lock();
+    s->live_next = live_head;
+    if (live_head)
+        live_head->live_prev = s;
+    live_head = s;
+    live_unlock();
+    if (!__atomic_exchange_n(&exit_registered, 1, __ATOMIC_ACQ_REL))
+        atexit(exit_path);
+}
+
+static void live_remove(mapshare_segment *s)
+{
+    live_lock();
+    if (s->live_prev)
+        s->live_prev->live_next = s->live_next;
+    else if (live_head == s)
+        live_head = s->live_next;
+    if (s->live_next)
+        s->live_next->live_prev = s->live_prev;
+    s->live_prev = s->live_next = NULL;
+    live_unlock();
+}
+
+static void remove_name(mapshare_segment *s);
+
+/* Run by exit() (a return from main included), never by _exit or a signal: detach every
+ * handle this process still holds, as mapshare_segment_close would, so that peers see a
+ * clean detach and the last user of a 'shared' object removes its name -- a program that
+ * ends normally is not a dead peer (Python's handles do the same at interpreter exit).
+ * Nothing is unmapped or freed: another thread may still be inside a call on a handle
+ * until the process ends, and the memory must stay valid for it.  Skipped: handles a
+ * forked child inherited and did not adopt (they are its parent's entries), and handles
+ * with an open loan or view (a half-written message: left to the peers' dead-process
+ * recovery, as a crash would be). */
+static void exit_path(void)
+{
+    uint32_t me = ms_p_pid();
+    /* bounded: a forked child whose parent thread held the lock at fork would spin for
+     * ever; it then exits as it did before there was an exit path */
+    for (long spins = 0; __atomic_exchange_n(&live_lock_word, 1, __ATOMIC_ACQUIRE); spins++)
+        if (spins > 100000000L)
+            return;
+    for (mapshare_segment *s = live_head; s; s = s->live_next) {
+        if (s->parent || s->closed || s->owner_pid != me)
+            continue;
+        if (s->ch_bound) {
+            if (s->ch.loan_open || s->ch.view_open)
+                continue;
+            ms_channel_detach(&s->ch);
+            s->ch_bound = 0;
+        }
+        int last = 0, err = 0;
+        if (s->seg.attached && !s->seg.faulted)
+            ms_segment_detach(&s->seg, &last, &err);
+        s->seg.attached = 0;
+        if (last && !s->unlinked) {
+            if (!s->path)
+                ms_segment_remove_name(&s->seg, s->osname, s->flags, &last, &err);
+            else
+                remove_name(s);
+        }
+        s->unlinked = 1;
+    }
+    live_unlock();
+}
+
 static mapshare_segment *new_handle(const char *name, const char *osname, const mapshare_options *o)
 {
     mapshare_segment *s = (mapshare_segment *)calloc(1, sizeof *s);
@@ -281,6 +372,8 @@ static mapshare_segment *new_handle(const char *name, const char *osname, const 
         snprintf(s->osname, sizeof s->osname, "%s", osname);
     s->spin_ns = o->spin < 0 ? DEFAULT_SPIN_NS : (int64_t)(o->spin * 1e9);
     s->flags = o->global_namespace ? MS_OBJ_GLOBAL : 0;
+    s->owner_pid = ms_p_pid();
+    live_add(s);
     return s;
 }
 
@@ -288,6 +381,7 @@ static void free_handle(mapshare_segment *s)
 {
     if (!s)
         return;
+    live_remove(s);
     free(s->path);
     free(s);
 }
@@ -1009,7 +1103,10 @@ mapshare_status mapshare_segment_after_fork(mapshare_segment *s)
     if (!s)
         return ret(MS_E_INVALID, 0);
     int err = 0;
-    return ret(ms_segment_after_fork(&s->seg, &err), err);
+    ms_status st = ms_segment_after_fork(&s->seg, &err);
+    if (st == MS_OK)
+        s->owner_pid = ms_p_pid();  /* the child's own entry now: its exit detaches it */
+    return ret(st, err);
 }
 
 /* ---- views -------------------------------------------------------------------------- */

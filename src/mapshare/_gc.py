@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import _core, _link
-from ._errors import LayoutError, SegmentNotFoundError
+from ._errors import LayoutError, SegmentNotFoundError, WaitTimeout
 from ._inspect import SegmentInfo, list_os_names, segment_info
 from ._platform import HAS_DEV_SHM, SHM_DIR
 
@@ -112,14 +112,19 @@ def collect(*, dry_run: bool = False) -> list[Reclaimed]:
         reason = _reason(info)
         if reason is None:
             continue
-        if not dry_run and not _collect_one(osn, info):
+        try:
+            if not dry_run and not _collect_one(osn, info):
+                continue
+        except (WaitTimeout, LayoutError):
+            # its meta lock stuck (a holder stuck inside, or dead unmarked) or its header
+            # changed under us: keep it and go on with the others
             continue
         out.append(Reclaimed(os_name=osn, name=info.name, reason=reason))
     return out
 
 
 def _reason(info: SegmentInfo) -> Optional[str]:
-    if info.state in ("initializing", "corrupt"):
+    if info.state in ("initializing", "corrupt", "other version"):
         age = _age(info.os_name)
         if info.state == "initializing" and age is not None and age > UNFINISHED_GRACE:
             return f"never finished by its creator ({age:.0f} s old)"

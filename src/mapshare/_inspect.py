@@ -18,6 +18,7 @@ from typing import Any, Optional
 from . import _core, _link, _naming, _npy
 from ._errors import (
     LayoutError,
+    LayoutVersionError,
     MapshareError,
     SegmentDestroyedError,
     SegmentNotFoundError,
@@ -77,7 +78,9 @@ class SegmentInfo:
     lifetime: str
     """'shared' (removed when the last user detaches or dies) or 'persistent'."""
     state: str
-    """'ready', 'destroyed', 'initializing', 'corrupt', or 'no permission' (another
+    """'ready', 'destroyed', 'initializing', 'corrupt', 'other version' (made by a
+    mapshare or libmapshare of another layout version: not corrupt, just not readable by
+    this one), or 'no permission' (another
     user's object this process may not read)."""
     path: Optional[str]
     """Backing file, or None for anonymous shared memory."""
@@ -103,7 +106,8 @@ class SegmentInfo:
     missed, received; an array's ``dtype``, ``descr``, ``shape``, ``order``,
     ``nbytes``, ``version``, ``ready`` and ``file``)."""
     error: Optional[str] = None
-    """Why the header could not be read, for state 'corrupt' or 'initializing'."""
+    """Why the header could not be read, for state 'corrupt', 'other version' or
+    'initializing'."""
     read_only_openers: Optional[tuple[int, ...]] = None
     """Pids of processes that have it open without being in ``attached`` (read-only
     openers, which cannot write the attach table but count as attached all the same);
@@ -240,6 +244,9 @@ def segment_info(os_name: str) -> SegmentInfo:
         return _destroyed_info(os_name, str(exc))
     except (LayoutError, OSError) as exc:
         state = "initializing" if isinstance(exc, _Initializing) else "corrupt"
+        if isinstance(exc, LayoutVersionError):
+            # a newer (or older) mapshare's object: intact, only unreadable here
+            state = "other version"
         if isinstance(exc, SegmentNotFoundError):
             raise
         if isinstance(exc, PermissionError):

@@ -7,7 +7,7 @@ durable index, the named readers' positions) and segment files ``<seq:016x>.seg`
 ``segment_size`` bytes each, preallocated when made (a full disk is ``NoSpaceError`` at
 roll time, never SIGBUS).  The record format, checksums, the lock and the waits are C
 (``csrc/journal.c``, ``csrc/binding/journal.c``); this module is the policy: files,
-rolls, recovery, durability, readers.  docs/design/journal.md is the format.
+rolls, recovery, durability, readers.  docs/design/journal-format.md is the format.
 
 Why the append lock is held for reserve + copy + commit: indices are then assigned in
 commit order and stay dense whoever dies; a holder killed mid-append is found by the
@@ -36,6 +36,7 @@ from ._errors import (
     ChannelFull,
     InvalidArgumentError,
     LayoutError,
+    MessageTooLargeError,
     NoSpaceError,
     PermissionDeniedError,
     SegmentExistsError,
@@ -153,6 +154,10 @@ class JournalStatistics:
     """The durability mode."""
     readers: tuple[ReaderPosition, ...]
     """Named readers with their positions and lag, in table order."""
+
+
+class _SegmentGone(LayoutError):
+    """A segment file is missing (removed by truncate_before meanwhile, or lost)."""
 
 
 class _Seg:
@@ -447,7 +452,7 @@ class Journal:
         try:
             fd = os.open(name, flags)
         except FileNotFoundError:
-            raise LayoutError(
+            raise _SegmentGone(
                 f"journal {self._path!r}: segment file {_seg_name(seq)} is missing"
             ) from None
         try:
@@ -475,19 +480,27 @@ class Journal:
 
     def _refresh(self) -> None:
         """Learn the segments made since (rolls) and forget the removed ones."""
-        head = self._load(M_HEAD_SEQ)
-        tail = self._load(M_TAIL_SEQ)
-        while self._seqs and self._seqs[0] < head:
-            seq = self._seqs.pop(0)
-            self._firsts.pop(0)
-            s = self._segs.pop(seq, None)
-            if s is not None:
-                s.close()
-        nxt = self._seqs[-1] + 1 if self._seqs else head
-        for seq in range(nxt, tail + 1):
-            s = self._seg(seq)
-            self._seqs.append(seq)
-            self._firsts.append(s.first)
+        while True:
+            head = self._load(M_HEAD_SEQ)
+            tail = self._load(M_TAIL_SEQ)
+            while self._seqs and self._seqs[0] < head:
+                seq = self._seqs.pop(0)
+                self._firsts.pop(0)
+                s = self._segs.pop(seq, None)
+                if s is not None:
+                    s.close()
+            nxt = self._seqs[-1] + 1 if self._seqs else head
+            try:
+                for seq in range(nxt, tail + 1):
+                    s = self._seg(seq)
+                    self._seqs.append(seq)
+                    self._firsts.append(s.first)
+                return
+            except _SegmentGone:
+                # another process's truncate_before removed it after we read the head:
+                # start again from the new head; a file missing above it is damage
+                if self._load(M_HEAD_SEQ) <= seq:
+                    raise
 
     def _locate(self, index: int) -> _Seg:
         """The segment holding committed record `index` (which is >= the head index)."""
@@ -592,7 +605,20 @@ class Journal:
         write(memoryview(buf))
         return self._append(buf, KIND_ARRAY)
 
+    def _too_large(self, n: int) -> MessageTooLargeError:
+        limit = int(_core.journal_max_payload(self._segment_size))
+        return MessageTooLargeError(
+            f"a record of {n} bytes does not fit in a segment of journal {self._path!r} "
+            f"(at most {limit} bytes with segment_size={self._segment_size})"
+        )
+
     def _append(self, data: Any, kind: int) -> int:
+        try:
+            return self._append_any(data, kind)
+        except MessageTooLargeError:
+            raise self._too_large(memoryview(data).nbytes) from None
+
+    def _append_any(self, data: Any, kind: int) -> int:
         self._check_writable()
         if self._durability != "os":
             # the hot path: one C call locks, writes, commits, publishes and wakes
@@ -665,6 +691,8 @@ class Journal:
             s = self._seg(seq)
             try:
                 payload = _core.journal_reserve(s.map, s.first, off, index, n, KIND_BYTES)
+            except MessageTooLargeError:
+                raise self._too_large(n) from None
             except ChannelFull:
                 s = self._roll(seq, index)
                 off = SEG_HDR
@@ -984,7 +1012,8 @@ class JournalReader:
     handle, which cannot count itself as a sleeper, re-checks every 2 ms).  ``async for``
     works too.  A named reader keeps its position in the journal: ``commit(i)`` stores
     "everything up to i is done", and a reader of that name made later (after a crash,
-    say) resumes at i + 1.
+    say) resumes at i + 1.  If ``truncate_before`` removed the record an unnamed reader
+    would read next, ``next()`` raises IndexError (``seek(journal.first)`` goes on).
     """
 
     def __init__(self, journal: Journal, name: Optional[str], start: Start) -> None:

@@ -767,6 +767,33 @@ static void test_meta_lock_stuck_holder_vs_a_queue(void)
     ms_p_object_unlink(osname, 0, NULL);
 }
 
+static void test_meta_lock_dead_holder_the_kernel_never_marked(void)
+{
+    /* A lock word naming a dead thread without FUTEX_OWNER_DIED (the kernel could not walk
+     * the holder's robust list, or a writer forged it): pthread never hands it over, so
+     * the slices would wait for ever.  The same holder for a whole slice, dead or alive,
+     * is stuck: attach reports MS_E_TIMEOUT (after two slices) instead of hanging. */
+    char osname[64];
+    snprintf(osname, sizeof osname, "%s", fresh_osname());
+    ms_segment a;
+    int err = 0, last = 0, status = 0;
+    CHECK_EQ(ms_segment_create(&a, osname, NULL, "ctest", MS_KIND_SEGMENT, 64, 0600,
+                               MS_LIFETIME_SHARED, 0, NULL, NULL, &err), MS_OK);
+    pid_t gone = fork();
+    if (gone == 0)
+        _exit(0);
+    waitpid(gone, &status, 0);
+    uint32_t *word = (uint32_t *)a.hdr->meta_lock;  /* glibc: __lock, then __count, __owner */
+    __atomic_store_n(&word[2], (uint32_t)gone, __ATOMIC_RELAXED);
+    __atomic_store_n(&word[0], (uint32_t)gone, __ATOMIC_RELEASE);
+    CHECK_EQ(open_attach_in_child(osname), MS_E_TIMEOUT);
+    __atomic_store_n(&word[2], 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&word[0], 0, __ATOMIC_RELEASE);
+    CHECK_EQ(ms_segment_detach(&a, &last, &err), MS_OK);
+    ms_segment_close(&a);
+    ms_p_object_unlink(osname, 0, NULL);
+}
+
 static void test_opener_lock(void)
 {
     /* a handle that cannot register in the table (read-only) still counts */
@@ -1698,6 +1725,8 @@ static const struct test tests[] = {
     { "segment_reclaim", test_segment_reclaim, 0 },
     { "attach_table", test_attach_table, 0 },
     { "meta_lock_stuck_holder_vs_a_queue", test_meta_lock_stuck_holder_vs_a_queue, 0 },
+    { "meta_lock_dead_holder_the_kernel_never_marked",
+      test_meta_lock_dead_holder_the_kernel_never_marked, 0 },
     { "opener_lock", test_opener_lock, 0 },
     { "opener_sees_in_use_while_removed", test_opener_sees_in_use_while_removed, 0 },
     { "lock_owner_died", test_lock_owner_died, 0 },

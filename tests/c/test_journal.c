@@ -65,6 +65,13 @@ static void test_segment_header(void)
     CHECK_EQ(ms_j_seg_init(b, 100, 0, 0), MS_E_INVALID);
     b[0] ^= 1;
     CHECK_EQ(ms_j_seg_check(b, SEG, 5, &first), MS_E_LAYOUT);
+    b[0] ^= 1;
+    /* a first index near the top of the range is damage (the scans never wrap) */
+    CHECK_EQ(ms_j_seg_init(b, SEG, 5, UINT64_MAX - 1), MS_OK);
+    CHECK_EQ(ms_j_seg_check(b, SEG, 5, &first), MS_E_LAYOUT);
+    uint64_t e_off, e_idx;
+    ms_j_scan(b, SEG, UINT64_MAX - 1, MS_J_SEG_HDR, UINT64_MAX - 1, UINT64_MAX, &e_off, &e_idx);
+    CHECK(e_idx >= UINT64_MAX - 1);
     free(b);
 }
 

@@ -293,9 +293,12 @@ int main(int argc, char **argv)
         if ((st = mapshare_segment_write(s, 0, args[2], strlen(args[2]))))
             return fail(st);
         printf("ok %s\n", mapshare_segment_os_name(s));
+        fflush(stdout);
         char line[64];
         while (fgets(line, sizeof line, stdin)) {
         }
+        if (rest >= 4 && strcmp(args[3], "--no-close") == 0)
+            return 0;  /* a program that just ends: the library's exit path detaches */
         return mapshare_segment_close(s) ? 1 : 0;
     }
     if (strcmp(cmd, "open") == 0 && rest >= 2) {
@@ -332,15 +335,18 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "send") == 0) {
         if ((st = mapshare_channel_open(name, &o, &s)))
             return fail(st);
-        int close_it = 0;
+        int close_it = 0, no_close = 0;
         for (int k = 1; k < rest; k++) {
             if (strcmp(args[k], "--close") == 0) { close_it = 1; continue; }
+            if (strcmp(args[k], "--no-close") == 0) { no_close = 1; continue; }
             if ((st = mapshare_channel_send(s, args[k], strlen(args[k]), 10.0)))
                 return fail(st);
         }
         if (close_it && (st = mapshare_channel_close_sending(s)))
             return fail(st);
         printf("ok\n");
+        if (no_close)
+            return 0;  /* ends without closing: detached by the exit path, not dead */
         return mapshare_segment_close(s) ? 1 : 0;
     }
     if (strcmp(cmd, "recv") == 0) {

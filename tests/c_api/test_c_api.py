@@ -28,6 +28,7 @@ import pytest
 
 import mapshare
 from mapshare import _core, _naming
+from mapshare._inspect import segment_info
 from support import OFF_VERSION, poke
 
 REPO = Path(__file__).resolve().parents[2]
@@ -448,6 +449,28 @@ def test_channel_c_to_python_with_close(tool: Tool, name: str) -> None:
         assert ch.receive(timeout=5) == b"two"
         with pytest.raises(mapshare.EndOfChannel):
             ch.receive(timeout=5)
+
+
+def test_a_c_program_that_ends_without_closing_detaches_like_close(
+    tool: Tool, name: str
+) -> None:
+    # Returning from main runs the library's exit path: peers see a clean detach, not a
+    # dead process (which `mapshare ls` shows and gc or recovery must deal with).
+    with mapshare.Channel.create(name, 4096) as ch:
+        _ok(tool("send", name, "one", "two", "--no-close"))
+        assert ch.receive(timeout=5) == b"one"
+        assert ch.receive(timeout=5) == b"two"
+        info = segment_info(_naming.os_name(name))
+        assert [p.pid for p in info.attached] == [os.getpid()], info.attached
+
+
+def test_a_c_program_that_ends_as_the_last_user_removes_the_name(
+    tool: Tool, name: str
+) -> None:
+    # (a killed creator would leave it behind for `mapshare gc`)
+    _ok(tool("create", name, "4096", "hello", "--no-close"))
+    with pytest.raises(mapshare.SegmentNotFoundError):
+        mapshare.Segment.open(name)
 
 
 def test_a_c_lock_holder_sigkilled_leaves_owner_died_to_python(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import gc
 import importlib
 import json
 import os
@@ -37,6 +38,7 @@ class _CountingResult(unittest.TextTestResult):
         super().__init__(stream, descriptions, verbosity)
         self.per_class: dict[str, dict[str, int]] = {}
         self.class_time: dict[str, float] = {}
+        self.test_time: dict[str, float] = {}
         self._started = 0.0
 
     def _key(self, test: Any) -> str:
@@ -60,7 +62,9 @@ class _CountingResult(unittest.TextTestResult):
         if self.timeout:
             faulthandler.cancel_dump_traceback_later()
         key = self._key(test)
-        self.class_time[key] = self.class_time.get(key, 0.0) + time.monotonic() - self._started
+        took = time.monotonic() - self._started
+        self.class_time[key] = self.class_time.get(key, 0.0) + took
+        self.test_time[test.id()] = took
         super().stopTest(test)
 
     def addSuccess(self, test: unittest.TestCase) -> None:
@@ -95,12 +99,10 @@ class _CountingResult(unittest.TextTestResult):
                         else "errors")
 
 
-def _other_session(os_name: str) -> bool:
-    """Whether this /dev/shm name was made by a concurrent pytest session of this repo
-    (``mapshare.testing.unique_name``: ``t`` + that session's 5-hex-digit token + a counter),
-    so that it is not blamed on this run."""
-    m = re.match(r"/?mapshare\.t([0-9a-f]{5})[0-9]{4}", os_name)
-    return m is not None and m.group(1) != os.environ.get("MAPSHARE_TEST_TOKEN", "")[:5]
+#: the /dev/shm names this run can make: mapshare.multiprocessing's objects (``mp-``), a
+#: SharedMemory made without a name (``psm_``) and the names CPython's tests choose
+#: (``test01_tsmb<pid>``, ...). Other names are a concurrent test session's, not this run's.
+_OURS = re.compile(r"/?mapshare\.(mp-|psm_|test)")
 
 
 def _skips_markdown() -> str:
@@ -128,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                         "the run ends (default 300; 0: none)")
     parser.add_argument("--json", metavar="PATH", help="also write the counts as JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per test")
+    parser.add_argument("--durations", type=int, default=0, metavar="N",
+                        help="print the N slowest tests")
     parser.add_argument("--list", action="store_true", help="list the classes and exit")
     parser.add_argument("--skips-markdown", action="store_true",
                         help="print the skip list as the Markdown table of the docs, exit")
@@ -184,12 +188,31 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
 
     # nothing the tests made may remain (give closing handles a moment)
+    # (the objects of a test that are still referenced from a garbage cycle, such as an
+    # executor's, go when the cycle is collected)
+    gc.collect()
     left: set[str] = set()
     for _ in range(50):
-        left = {e for e in shm_entries() - before if not _other_session(e)}
+        left = {e for e in shm_entries() - before if _OURS.match(e)}
         if not left:
             break
         time.sleep(0.1)
+    # A 'shared' object whose every holder died (tests kill pool and executor workers)
+    # stays until it is reclaimed (`mapshare gc`, or a create over its name): reclaim this
+    # run's; what a live process still holds is not removed, and is a leak.
+    # An object a live process other than this one holds is another program's (the
+    # harness may run twice at once on one machine): not this run's to judge.
+    from mapshare._gc import reclaim
+    from mapshare._inspect import segment_info
+
+    reclaimed = []
+    for osn in sorted(left):
+        holders = {p.pid for p in segment_info(osn).attached if p.alive}
+        if holders - {os.getpid()}:
+            left.discard(osn)
+        elif not holders and reclaim(osn):
+            reclaimed.append(osn)
+            left.discard(osn)
 
     width = max([len(c.__name__) for c in classes] + [5])
     header = f"{'class':<{width}}  " + "  ".join(f"{c:>7}" for c in COUNTS) + "  seconds"
@@ -206,13 +229,21 @@ def main(argv: list[str] | None = None) -> int:
               + f"  {secs:7.1f}")
     print(f"{'total':<{width}}  " + "  ".join(f"{total[c]:>7}" for c in COUNTS)
           + f"  {elapsed:7.1f}")
+    if args.durations:
+        print(f"\nslowest {args.durations} tests (seconds):")
+        slowest = sorted(result.test_time.items(), key=lambda kv: -kv[1])[: args.durations]
+        for test_id, took in slowest:
+            print(f"{took:7.2f}  {test_id}")
+    if reclaimed:
+        print(f"reclaimed after the run (every holder had died): {len(reclaimed)} objects")
     if left:
         print(f"left in /dev/shm after the run: {sorted(left)}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"python": pyver, "impl": args.impl, "start_method": args.start_method,
                        "classes": rows, "total": total, "seconds": round(elapsed, 1),
-                       "left_in_dev_shm": sorted(left)}, f, indent=1)
+                       "left_in_dev_shm": sorted(left),
+                       "reclaimed": reclaimed}, f, indent=1)
     return 0 if result.wasSuccessful() and not left else 1
 
 

@@ -89,3 +89,8 @@ def send_on_connection(q: Any) -> None:
     conn = q.get(timeout=60)
     conn.send("through a pipe end that came through a mapshare queue")
     conn.close()
+
+
+def get_all_then_report(q: Any, n: int, out: Any) -> None:
+    got = [q.get(timeout=60) for _ in range(n)]
+    out.put((len(got), got[0][0], got[-1][0]))

@@ -176,9 +176,6 @@ def test_inspection_changes_nothing(journal: str) -> None:
     assert snapshot() == before
 
 
-@pytest.mark.skip(reason="a read-only Journal racing truncate_before in another process "
-                  "sometimes raises LayoutError 'segment file ... is missing' (core, "
-                  "reported to j15 in /work/brief/j15-api.md, k15 note 8)")
 def test_commands_while_another_process_appends_and_truncates(tmp_path: Path) -> None:
     """Records removed under a running command (truncate_before in another process) are
     skipped, never a traceback: each command exits 0 and prints increasing indices."""

@@ -9,7 +9,9 @@ import concurrent.futures
 import os
 import queue
 import signal
+import subprocess
 import sys
+import textwrap
 import time
 from typing import Any
 
@@ -84,7 +86,7 @@ def test_value_and_array_counted_exactly_under_the_lock(method: str) -> None:
 
 
 @pytest.mark.posix_only("SIGKILL")
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", ALL_METHODS)
 @pytest.mark.parametrize("kind", ["Lock", "RLock"])
 def test_a_killed_holder_hands_the_lock_over(method: str, kind: str) -> None:
     """The standard lock would stay locked for ever; mapshare's next acquire gets it."""
@@ -102,7 +104,7 @@ def test_a_killed_holder_hands_the_lock_over(method: str, kind: str) -> None:
     lock.release()
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", ALL_METHODS)
 def test_event_barrier_condition_across_processes(method: str) -> None:
     ctx = mp.get_context(method)
     q = ctx.Queue()
@@ -240,3 +242,61 @@ def test_objects_pickled_with_forkingpickler_reducers(method: str) -> None:
     _join(p)
     writer.close()
     reader.close()
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_objects_put_before_close_reach_a_child_started_after(method: str) -> None:
+    """The standard join_thread() semantics: what was put before close() -- three rings'
+    worth, so the feeder holds most of it -- reaches a reader that is alive, even one
+    started after the puts (under spawn and forkserver it opens the queue only once it
+    runs: the feeder must not take the queue for unread meanwhile)."""
+    ctx = mp.get_context(method)
+    q, out = ctx.Queue(), ctx.SimpleQueue()
+    chunk = b"c" * 60_000
+    n = 3 * queues.CAPACITY // len(chunk)
+    for i in range(n):
+        q.put((i, chunk))
+    p = _run(ctx, children.get_all_then_report, q, n, out)
+    q.close()
+    q.join_thread()  # returns once the child has made room for all of it
+    assert out.get() == (n, 0, n - 1)
+    _join(p)
+
+
+_EXIT_SCRIPT = textwrap.dedent("""
+    import sys, time
+    from mapshare import multiprocessing as mp
+    from mapshare.multiprocessing import _util, queues
+    _util.prefix = sys.argv[1]
+    if __name__ == "__main__":
+        ctx = mp.get_context(sys.argv[2])
+        # a Queue three rings full that nobody reads, left unclosed ...
+        q = ctx.Queue()
+        for i in range(3 * queues.CAPACITY // 60_000):
+            q.put(b"e" * 60_000)
+        assert q._feeder.buffer
+        # ... and a Pool terminated with its task queue full (the 3.13 hang: the
+        # dropped SimpleQueue's feeder waited for room at exit for ever)
+        pool = ctx.Pool(2)
+        pool.map_async(time.sleep, [0.01] * 20_000, chunksize=1)
+        time.sleep(0.2)
+        pool.terminate()
+        pool.join()
+        print("end of script", flush=True)
+""")
+
+
+@pytest.mark.posix_only("the script's Pool on fork")
+def test_a_script_that_ends_with_unread_full_queues_exits(tmp_path: Any) -> None:
+    """A normal exit is never a hang: buffered objects that no process can receive any
+    more are dropped at exit (as the standard queue's are once its pipe's reader ends are
+    gone), and nothing is left in /dev/shm (the fixture checks)."""
+    script = tmp_path / "ends.py"
+    script.write_text(_EXIT_SCRIPT)
+    from mapshare.multiprocessing import _util
+
+    # the script names its objects with this test's prefix (mp_prefix checks them)
+    r = subprocess.run([sys.executable, str(script), _util.prefix, "fork"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "end of script" in r.stdout

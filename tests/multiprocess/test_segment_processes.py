@@ -331,6 +331,34 @@ def test_sigkilled_last_holder_is_collected(ctx_name: str, name: str) -> None:
         _finish(p)
 
 
+@pytest.mark.posix_only("the meta lock is a glibc robust mutex: its word is forged here")
+def test_collect_skips_an_object_whose_meta_lock_a_dead_thread_holds_unmarked(
+    name: str,
+) -> None:
+    # A lock word naming a dead thread without the kernel's owner-died bit is never
+    # handed over: collect() gives up on that object after two 5 s slices (it hung) and
+    # goes on; the object stays, listed, for a human to look at.
+    ctx = mp_context("spawn")
+    ready = ctx.Event()
+    p = ctx.Process(target=children.create_and_hold, args=(name, 4096, "shared", ready))
+    p.start()
+    try:
+        assert ready.wait(TIMEOUT) and p.pid is not None
+        os.kill(p.pid, signal.SIGKILL)
+        p.join(TIMEOUT)
+        gone = dead_pid()
+        poke(name, 384 + 8, struct.pack("<I", gone))  # ms_header.meta_lock: __owner
+        poke(name, 384, struct.pack("<I", gone))  # __lock: the tid, no FUTEX_OWNER_DIED
+        t0 = time.monotonic()
+        assert not [r for r in mapshare.collect() if r.name == name]
+        assert time.monotonic() - t0 < 40
+        assert exists(name)
+    finally:
+        _finish(p)
+        if exists(name):
+            os.unlink(shm_path(name))
+
+
 @pytest.mark.parametrize("ctx_name", CONTEXTS)
 def test_collect_keeps_segment_with_live_holder(ctx_name: str, name: str) -> None:
     # fork: the child also inherits (and registers) the parent's handle, and must close

@@ -105,8 +105,11 @@ def test_objects_and_arrays(jpath: Path) -> None:
 
 def test_too_large(jpath: Path) -> None:
     with mapshare.Journal.create(jpath, segment_size=SEG) as j:
-        with pytest.raises(mapshare.MessageTooLargeError):
+        too_large = r"4096 bytes does not fit .* \(at most 4000 bytes with segment_size=4096\)"
+        with pytest.raises(mapshare.MessageTooLargeError, match=too_large):
             j.append(bytes(SEG))
+        with pytest.raises(mapshare.MessageTooLargeError, match=too_large), j.reserve(SEG):
+            pass
         assert j.append(bytes(SEG - SEG_HDR - REC_HDR - 8)) == 0  # the largest fits
         assert len(j) == 1
 

@@ -89,6 +89,42 @@ def test_queue_closed_refuses_put_and_get() -> None:
     q.join_thread()
 
 
+def test_queue_empty_raises_oserror_after_close_of_a_used_queue() -> None:
+    """As the standard queue (CPython 3.13's test_closed_queue_empty_exceptions): its
+    close() becomes effective once the queue was used here (its feeder closes this
+    process's pipe ends); before that, close() leaves empty() working."""
+    for q in mp.Queue(), mp.JoinableQueue():
+        q.close()
+        q.join_thread()
+        assert q.empty() is True
+    for q in mp.Queue(), mp.JoinableQueue():
+        q.put("foo")
+        q.close()
+        q.join_thread()
+        with pytest.raises(OSError, match="handle is closed"):
+            q.empty()
+        assert q.qsize() == 1  # the standard qsize() counts with its semaphore: works too
+        with pytest.raises(ValueError, match="is closed"):
+            q.get()
+
+
+def test_closed_queue_nobody_else_can_read_is_not_waited_for() -> None:
+    """Objects buffered in a closed queue that no other process is attached to (and no
+    child of this one could still open) can never be received: join_thread() -- and so
+    this process's exit -- does not wait for room in the ring for them.  (The standard
+    feeder blocks on the full pipe for ever here, unless the reader end is gone.)"""
+    q = mp.Queue()
+    chunk = b"w" * 60_000
+    for _ in range(3 * queues.CAPACITY // len(chunk)):
+        q.put(chunk)
+    assert len(q._feeder.buffer) > 0  # the ring is full: the feeder holds the rest
+    q.close()
+    t = threading.Thread(target=q.join_thread, daemon=True)
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "join_thread() waited for a reader that cannot come"
+
+
 def test_queue_big_message_goes_through_a_spill_segment() -> None:
     from mapshare.multiprocessing import _util
     from mp_support import left_with

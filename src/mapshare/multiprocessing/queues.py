@@ -31,7 +31,7 @@ from multiprocessing import util as _mp_util
 from multiprocessing.reduction import ForkingPickler
 from typing import Any, Optional, cast
 
-from .. import _sync
+from .. import _core, _sync
 from .._channel import Channel
 from .._errors import (
     BrokenChannelError,
@@ -70,6 +70,9 @@ _local = threading.local()
 def _dumps(obj: object) -> bytes:
     """``ForkingPickler.dumps(obj)``, with one pickler per thread kept between calls
     (making a pickler costs more than pickling a small object)."""
+    data = _dumps_plain(obj, _PROTOCOL, _REDUCERS)
+    if data is not None:
+        return data
     state = getattr(_local, "pickler", None)
     if state is None:
         buf = io.BytesIO()
@@ -86,6 +89,11 @@ def _dumps(obj: object) -> bytes:
 
 
 _PROTOCOL = pickle.DEFAULT_PROTOCOL  # what ForkingPickler.dumps uses
+# The ForkingPickler's own reducers (a registration there is seen at once): an object
+# with none of their types, made of builtin scalars and containers only, pickles the
+# same with pickle.dumps -- which _dumps_plain calls from C in one go.
+_REDUCERS: dict[type, Any] = ForkingPickler._extra_reducers  # type: ignore[attr-defined]
+_dumps_plain = _core._dumps_plain
 
 
 def _timeout(block: bool, timeout: Optional[float]) -> Optional[float]:
@@ -165,9 +173,11 @@ class _Feeder:
                     return
                 data = self.buffer[0]
             try:
-                # in slices: a cancelled, closed queue stops waiting for room
+                # in slices: a closed queue stops waiting for room when cancelled, or
+                # when no process is left that could make room (the standard feeder
+                # gets EPIPE once every reader end is closed, and ends)
                 while not self.channel._wait_writable(len(data), 0.1):
-                    if self.cancelled and self.closed:
+                    if self.closed and (self.cancelled or self.unread()):
                         return
                 self.channel.send(data)
             except Exception as e:  # the standard feeder reports and goes on
@@ -176,6 +186,28 @@ class _Feeder:
             with self.cond:
                 self.buffer.popleft()
                 self.cond.notify_all()
+
+    def unread(self) -> bool:
+        """True when no process but this one can ever receive from the channel: none
+        other alive is attached to it, and this process has no child alive (a spawned
+        child may not have attached yet).  What is still buffered then can never be
+        read, and waiting for room would hang this process's exit."""
+        try:
+            attached = self.channel.segment._core.header()["attached"]
+        except Exception:
+            return True  # the channel is closed in this process: nothing to wait for
+        me = os.getpid()
+        if any(p["pid"] != me and p["alive"] != 0 for p in attached):
+            return False
+        import multiprocessing.process as _mp_process
+
+        for child in list(_mp_process._children):  # type: ignore[attr-defined]
+            try:
+                if child._popen is not None and child._popen.poll() is None:
+                    return False
+            except Exception:
+                return False
+        return True
 
     def close(self) -> None:
         if self.pid != os.getpid():
@@ -192,10 +224,14 @@ class _Feeder:
         t = self.thread
         if t is not None and t is not threading.current_thread():
             t.join()
+        polls = 0
         while not self.cancelled:
             self.reap()
             if not self.spills:
                 break
+            polls += 1
+            if polls % 20 == 0 and self.unread():
+                break  # no process left to take them: they go when this one closes
             time.sleep(0.005)
 
 
@@ -230,6 +266,16 @@ class _Link:
         self.channel = channel
         self.feeder = _Feeder(channel)
         self.generation = -1  # the _forks count this link last sent in
+
+    def __del__(self) -> None:
+        # The queue and its _reader/_writer are gone in this process: its feeder ends
+        # once it has sent what it holds (or at once, when no process is left that
+        # could receive it), and lets go of the channel.  (A SimpleQueue dropped with
+        # a full ring, as a terminated Pool drops its task queue, kept it for ever.)
+        try:
+            self.feeder.close()
+        except Exception:
+            pass
 
     def _forked(self) -> None:
         """The first send of this process through this link (after a fork too): a
@@ -326,12 +372,14 @@ class _Base:
 
     _link: _Link
     _closed: bool
+    _reader_closed: bool
     _opid: int
 
     def _open(self, channel: Channel) -> None:
         self._link = _Link(channel)
         self._closed = False
         self._opid = os.getpid()
+        self._reader_closed = False
         self._rlock: Optional[Lock] = None
         self._wlock: Optional[Lock] = None
         _mp_util.register_after_fork(self, _Base._after_fork)
@@ -340,6 +388,7 @@ class _Base:
         # the child starts with its own (empty) buffer, as the standard queue does
         self._link.feeder = _Feeder(self._link.channel)
         self._closed = False
+        self._reader_closed = False
 
     @property
     def _channel(self) -> Channel:
@@ -410,11 +459,14 @@ class Queue(_Base):
         sem = self._sem
         if sem is not None and not sem.acquire(_timeout(block, timeout)):
             raise queue.Full
-        try:
-            data = _dumps(obj)
-        except Exception as e:
-            self._unpicklable(e, obj)
-            return
+        # a small plain object in one C call; anything else by the reused pickler
+        data = _dumps_plain(obj, _PROTOCOL, _REDUCERS)
+        if data is None:
+            try:
+                data = _dumps(obj)
+            except Exception as e:
+                self._unpicklable(e, obj)
+                return
         link = self._link
         feeder = link.feeder
         # the fast path inline (the same as _Link.send_data's): one C call
@@ -464,10 +516,19 @@ class Queue(_Base):
         at once when ``block`` is false)."""
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
+        link = self._link
         if block and timeout is None:
-            data = self._link.receive_blocking()
+            # _Link.receive_blocking inline (one Python frame less): one C call when
+            # nothing unusual happens
+            try:
+                data = link.channel.receive(None)
+            except BrokenChannelError:
+                data = link.receive(None)
+            else:
+                if data and data[0] == _SPILL_BYTE:
+                    data = link.unspill(data) or link.receive(None)
         else:
-            data = self._link.receive(_timeout(block, timeout))
+            data = link.receive(_timeout(block, timeout))
         if self._sem is not None:
             try:
                 self._sem.release()
@@ -488,7 +549,10 @@ class Queue(_Base):
         return self._qsize()
 
     def empty(self) -> bool:
-        """True if nothing is queued now (approximate, as with the standard queue)."""
+        """True if nothing is queued now (approximate, as with the standard queue);
+        OSError after ``close()`` of a queue this process has put to."""
+        if self._reader_closed:
+            raise OSError("handle is closed")
         return self._empty()
 
     def full(self) -> bool:
@@ -497,8 +561,12 @@ class Queue(_Base):
 
     def close(self) -> None:
         """No more ``put``/``get`` through this handle; the feeder sends what is
-        buffered and ends."""
+        buffered and ends.  Once this process has put to the queue, ``empty()`` then
+        raises OSError, as the standard queue's does (its feeder closes this process's
+        pipe ends); an unused queue's close() changes nothing else there either."""
         self._closed = True
+        if self._link.generation == _forks[0]:  # this process has sent on it
+            self._reader_closed = True
         self._feeder.close()
 
     def join_thread(self) -> None:

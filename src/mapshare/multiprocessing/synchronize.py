@@ -22,8 +22,7 @@ from multiprocessing import process as _mp_process
 from multiprocessing import synchronize as _mp_sync
 from typing import Any, Callable, Optional
 
-from .. import _sync
-from .._errors import AlreadyHeldError, NotOwnerError, OwnerDiedError
+from .. import _core, _sync
 from .._segment import Segment
 from ._util import SegmentBuffer, close_at_child_exit, keep_for_child, new_name
 
@@ -40,16 +39,6 @@ __all__ = [
 
 SEM_VALUE_MAX: int = _mp_sync.SEM_VALUE_MAX  # type: ignore[attr-defined]
 """The largest value a ``Semaphore`` holds (the standard module's, 2**31 - 1 on Linux)."""
-
-
-def _seconds(block: bool, timeout: Optional[float]) -> Optional[float]:
-    """The standard ``acquire(block, timeout)`` pair as a mapshare timeout: no block is
-    one try (the timeout is ignored), a negative timeout counts as 0, None forever."""
-    if not block:
-        return 0.0
-    if timeout is None:
-        return None
-    return max(0.0, float(timeout))
 
 
 _me = threading.get_ident
@@ -84,21 +73,22 @@ def _owner_name(owner: Optional[int], locked: bool) -> str:
     return "SomeOtherProcess"
 
 
-class _LockBase:
+class _LockBase(_core.MPLock):
     """A mapshare ``Lock`` (a robust lock: a holder's death never deadlocks the others)
     plus who holds it, as this process sees it (only the holder thread can release a
-    mapshare lock, so this process's own record is exact)."""
+    mapshare lock, so this process's own record is exact).
+
+    ``acquire(block=True, timeout=None)``, ``release()``, ``__enter__`` and ``__exit__``
+    are the C methods of ``mapshare._core.MPLock`` (as the standard SemLock's are C): the
+    uncontended ``with lock:`` runs no Python frame.  The C type keeps the holder thread
+    (``_owner``) and, for an ``RLock``, the recursion (``_level``)."""
 
     _lock: _sync.Lock
-    _owner: Optional[int]  # the thread ident of the holder, when it is in this process
-    _acquire: Callable[[Optional[float]], bool]  # the mapshare lock's C methods
-    _release: Callable[[], None]
+    _recursive: bool = False
 
     def __init__(self, *, ctx: Any = None) -> None:
         self._lock = _sync.Lock.create(new_name("l"), lifetime="shared")
-        self._owner = None
-        self._acquire = self._lock.acquire
-        self._release = self._lock.release
+        self._bind(self._lock, self._recursive)
         _locks.add(self)
 
     @classmethod
@@ -106,27 +96,13 @@ class _LockBase:
         close_at_child_exit()
         self = cls.__new__(cls)
         self._lock = _sync.Lock.open(name)
-        self._owner = None
-        self._acquire = self._lock.acquire
-        self._release = self._lock.release
+        self._bind(self._lock, self._recursive)
         _locks.add(self)
         return self
 
     def __reduce__(self) -> tuple[Any, ...]:
         keep_for_child(self)
         return (type(self)._reopen, (self._lock.name,))
-
-    def _take(self, t: Optional[float]) -> bool:
-        """Acquire the underlying lock for this thread.  A holder that died (killed,
-        or ended without releasing) hands the lock over: the standard lock would stay
-        locked forever; here ``acquire()`` succeeds (docs/multiprocessing.md)."""
-        try:
-            got = bool(self._acquire(t))
-        except OwnerDiedError:
-            got = True
-        if got:
-            self._owner = _me()
-        return got
 
     @property
     def name(self) -> str:
@@ -142,25 +118,13 @@ class _LockBase:
         return self._owner == _me()
 
     def _count(self) -> int:
-        return 1 if self._is_mine() else 0
+        return self._level if self._owner == _me() else 0
 
     def _is_zero(self) -> bool:
         return bool(self._lock.locked())
 
     def _get_value(self) -> int:
         return 0 if self._lock.locked() else 1
-
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(self, *args: object) -> None:
-        self.release()
-
-    def acquire(self, block: bool = True, timeout: Optional[float] = None) -> bool:
-        raise NotImplementedError
-
-    def release(self) -> None:
-        raise NotImplementedError
 
 
 class Lock(_LockBase):
@@ -173,47 +137,6 @@ class Lock(_LockBase):
     RuntimeError.  Only the thread that acquired it may release it (RuntimeError
     otherwise); releasing an unlocked lock raises ValueError, as the standard one does.
     If the holder dies, the next ``acquire()`` gets the lock."""
-
-    def acquire(self, block: bool = True, timeout: Optional[float] = None) -> bool:
-        """Take the lock; True, or False if not taken (see the class docstring)."""
-        if not block:
-            t: Optional[float] = 0.0
-        elif timeout is None:
-            t = None
-        else:
-            t = timeout if timeout > 0 else 0.0
-        try:
-            if self._acquire(t):
-                self._owner = _me()
-                return True
-            return False
-        except OwnerDiedError:
-            # its holder died holding it: taken over (the standard lock stays locked)
-            self._owner = _me()
-            return True
-        except AlreadyHeldError:
-            # this thread holds it: nobody else can release it (ownership is per
-            # thread), so the answer is known; the standard lock would just wait
-            if t is None:
-                raise RuntimeError(
-                    "this thread already holds this Lock (not reentrant): blocking here "
-                    "would deadlock; use RLock"
-                ) from None
-            time.sleep(t)
-            return False
-
-    __enter__ = acquire  # one Python frame less on ``with lock:``
-
-    def release(self) -> None:
-        """Release the lock (ValueError if it is not locked)."""
-        owner, self._owner = self._owner, None
-        try:
-            self._release()
-        except NotOwnerError:
-            self._owner = owner
-            if not self._lock.locked():
-                raise ValueError("semaphore or lock released too many times") from None
-            raise
 
     def __repr__(self) -> str:
         try:
@@ -228,29 +151,7 @@ class RLock(_LockBase):
     it again; it is free after as many ``release()`` calls.  Releasing it from a thread
     that does not hold it raises AssertionError, as the standard one does."""
 
-    _level: int = 0
-
-    def acquire(self, block: bool = True, timeout: Optional[float] = None) -> bool:
-        """Take the lock (again, for the holder); True, or False if not taken."""
-        if self._owner == _me():
-            self._level += 1
-            return True
-        got = self._take(_seconds(block, timeout))
-        if got:
-            self._level = 1
-        return got
-
-    def release(self) -> None:
-        """Undo one ``acquire()``; the last one frees the lock."""
-        if self._owner != _me() or self._level <= 0:
-            raise AssertionError("attempt to release recursive lock not owned by thread")
-        self._level -= 1
-        if self._level == 0:
-            self._owner = None
-            self._release()
-
-    def _count(self) -> int:
-        return self._level if self._owner == _me() else 0
+    _recursive = True
 
     def __repr__(self) -> str:
         try:
@@ -260,12 +161,16 @@ class RLock(_LockBase):
             return "<RLock(unknown, unknown)>"
 
 
-class Semaphore:
+class Semaphore(_core.MPSemaphore):
     """``multiprocessing.Semaphore`` on a mapshare semaphore: ``acquire(block=True,
     timeout=None)``, ``release()``, ``get_value()``, ``with sem:``.  A unit taken by a
-    process that dies is not given back (as with the standard one)."""
+    process that dies is not given back (as with the standard one).
+
+    ``acquire``, ``release``, ``__enter__`` and ``__exit__`` are the C methods of
+    ``mapshare._core.MPSemaphore`` (as the standard SemLock's are C)."""
 
     _maxvalue: int = SEM_VALUE_MAX
+    _bounded: bool = False
     _sem: _sync.Semaphore
 
     def __init__(self, value: int = 1, *, ctx: Any = None) -> None:
@@ -274,6 +179,7 @@ class Semaphore:
         self._sem = _sync.Semaphore.create(
             new_name("s"), value, maximum=max(self._limit(value), 1), lifetime="shared"
         )
+        self._bind(self._sem, self._bounded, self._maxvalue)
 
     def _limit(self, value: int) -> int:
         return SEM_VALUE_MAX
@@ -284,6 +190,7 @@ class Semaphore:
         self = cls.__new__(cls)
         self._sem = _sync.Semaphore.open(name)
         self._maxvalue = maxvalue
+        self._bind(self._sem, self._bounded, maxvalue)
         return self
 
     @classmethod
@@ -292,6 +199,7 @@ class Semaphore:
         (pickled with the Condition, never alone)."""
         self = cls.__new__(cls)
         self._sem = sem
+        self._bind(sem, False, SEM_VALUE_MAX)
         return self
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -302,18 +210,6 @@ class Semaphore:
     def name(self) -> str:
         """The mapshare name of the semaphore."""
         return self._sem.name
-
-    def acquire(self, block: bool = True, timeout: Optional[float] = None) -> bool:
-        """Take a unit; True, or False if ``block`` is false or ``timeout`` passed."""
-        if not block:
-            return bool(self._sem.acquire(0.0))
-        if timeout is None:
-            return bool(self._sem.acquire(None))
-        return bool(self._sem.acquire(timeout if timeout > 0 else 0.0))
-
-    def release(self) -> None:
-        """Give a unit back (ValueError above the bound of a BoundedSemaphore)."""
-        self._sem.release()
 
     def get_value(self) -> int:
         """Units available now."""
@@ -329,12 +225,6 @@ class Semaphore:
     def _is_zero(self) -> bool:
         return self._sem.value == 0
 
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(self, *args: object) -> None:
-        self.release()
-
     def __repr__(self) -> str:
         try:
             value: object = self.get_value()
@@ -347,18 +237,11 @@ class BoundedSemaphore(Semaphore):
     """``multiprocessing.BoundedSemaphore``: a ``Semaphore`` whose ``release()`` raises
     ValueError when it would go above the initial value."""
 
+    _bounded = True
+
     def _limit(self, value: int) -> int:
         self._maxvalue = value
         return value
-
-    def release(self) -> None:
-        """Give a unit back (ValueError: more releases than acquires)."""
-        if self._maxvalue == 0:  # a mapshare semaphore's bound is at least 1
-            raise ValueError("semaphore or lock released too many times")
-        try:
-            self._sem.release()
-        except ValueError:
-            raise ValueError("semaphore or lock released too many times") from None
 
     def __repr__(self) -> str:
         try:
