@@ -1,6 +1,6 @@
 """Write the small seed corpus of the fuzz harnesses (committed under fuzz/corpus/).
 
-python fuzz/make_seeds.py        # rewrites fuzz/corpus/{header,ring,interleave,topic,latest}/seed-*
+python fuzz/make_seeds.py        # rewrites fuzz/corpus/{header,ring,interleave,topic,latest,journal}/seed-*
 """
 
 from __future__ import annotations
@@ -180,6 +180,40 @@ def main() -> None:
             struct.pack_into("<QQI", bufs, off, 2 * v, n, 0)
             bufs[off + 64 : off + 64 + n] = bytes([v]) * n
         write("latest", f"seed-{i}", bytes([sel | 0x80, nsel]) + ctl + bytes(bufs))
+    # journal segments: append mode (bit 7: the harness builds the records, then writes the
+    # rest of the input at the offset its first two bytes give) and a raw valid segment
+    for i, (sel, nrec, tail) in enumerate([(0, 3, b""), (1, 9, b"\x00\x90" + b"\xff" * 40),
+                                           (3, 31, b"\x0f\xf8" + b"\x01" * 8)]):
+        write("journal", f"seed-{i}", bytes([sel | 0x80, nrec]) + struct.pack("<Q", 5)
+              + bytes([7, 0, 200, 3, 1]) + tail)
+    write("journal", "seed-raw", bytes([0, 0]) + struct.pack("<Q", 100)
+          + journal_segment(4096, 7, 100, [b"", b"abc", b"x" * 40]))
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli), bit by bit: the checksum of a journal record."""
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    return crc ^ 0xFFFFFFFF
+
+
+def journal_segment(size: int, seq: int, first: int, payloads: list[bytes]) -> bytes:
+    """A journal segment file as csrc/journal.c writes it (docs/design/journal-format.md)."""
+    seg = bytearray(size)
+    struct.pack_into("<QQQQ", seg, 0, 0x31304745534A534D, seq, first, size)
+    off = 64
+    for k, p in enumerate(payloads):
+        index = first + k
+        kind = k % 3  # 0 bytes, 1 pickled object, 2 numpy array (the payload is not parsed)
+        crc = crc32c(struct.pack("<IQI", len(p), index, kind) + p) or 1
+        struct.pack_into("<IIQII", seg, off, len(p), crc, index, kind, 0)
+        seg[off + 24 : off + 24 + len(p)] = p
+        struct.pack_into("<I", seg, size - 4 * (k + 1), off)
+        off += 24 + (len(p) + 7) // 8 * 8
+    return bytes(seg)
 
 
 if __name__ == "__main__":

@@ -217,6 +217,10 @@ static inline void seg_wait_end(SegmentObject *s, PyThreadState *ts)
         seg_wait_end(s, g.ts);                                           \
     } while (0)
 
+/* ---- Journal (journal.c): module-level functions, added to the module at init --- */
+
+extern MS_BINDING_API PyMethodDef ms_journal_methods[];
+
 /* ---- Window (window.c) ------------------------------------------------------------ */
 
 typedef struct {

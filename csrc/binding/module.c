@@ -667,7 +667,8 @@ PyMODINIT_FUNC PyInit__core(void)
             return NULL;
         }
     }
-    if (!state->str_release || add_types(m) < 0 || add_constants(m) < 0) {
+    if (!state->str_release || add_types(m) < 0 || add_constants(m) < 0 ||
+        PyModule_AddFunctions(m, ms_journal_methods) < 0) {
         Py_DECREF(m);
         return NULL;
     }

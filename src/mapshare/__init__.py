@@ -58,6 +58,11 @@ from ._inspect import LockState as LockState
 from ._inspect import ProcessInfo as ProcessInfo
 from ._inspect import SegmentInfo as SegmentInfo
 from ._inspect import segments as segments
+from ._journal import Journal as Journal
+from ._journal import JournalReader as JournalReader
+from ._journal import JournalStatistics as JournalStatistics
+from ._journal import ReaderPosition as ReaderPosition
+from ._journal import Recovery as Recovery
 from ._latest import Latest as Latest
 from ._latest import LatestStatistics as LatestStatistics
 from ._segment import Segment as Segment
@@ -92,6 +97,9 @@ __all__ = [
     "EndOfChannel",
     "Event",
     "InvalidArgumentError",
+    "Journal",
+    "JournalReader",
+    "JournalStatistics",
     "Lagged",
     "Latest",
     "LatestStatistics",
@@ -110,7 +118,9 @@ __all__ = [
     "OwnerDiedError",
     "PermissionDeniedError",
     "ProcessInfo",
+    "ReaderPosition",
     "Reclaimed",
+    "Recovery",
     "RemoteHostStatistics",
     "Segment",
     "SegmentDestroyedError",

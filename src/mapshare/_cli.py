@@ -11,6 +11,9 @@ run the demo.
     mapshare receive NAME [--count N] [--follow] [--timeout S] [--hex | --json]
     mapshare publish NAME [DATA | -]     publish DATA, or each line of stdin, on a topic
     mapshare subscribe NAME [--start history|live|N] [--count N] [--follow] [--json]
+    mapshare journal dump|tail|verify|readers PATH [--json]
+                                         a journal's records, its tail, a full check, its
+                                         named readers
     mapshare bridge --topic NAME=KEY ... --channel NAME=KEY ... [zenoh options]
                                          connect topics and channels to other hosts over
                                          Eclipse Zenoh (docs/bridge.md)
@@ -586,6 +589,201 @@ def cmd_create(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- mapshare journal: a journal directory, by path --------------------------------------
+
+
+def _open_journal(args: argparse.Namespace) -> Any:
+    """The journal at ``args.path``, read-only: inspecting needs only read permission and
+    never changes the files (no recovery, no reader registration)."""
+    from ._journal import Journal
+
+    path = args.path
+    if not os.path.exists(path):
+        raise SegmentNotFoundError(2, f"no journal at {path!r}")
+    return Journal.open(path, access="r")
+
+
+def _journal_record(index: int, data: bytes) -> dict[str, Any]:
+    return {"index": index, **_json_record(data)}
+
+
+def _emit_record(out: Any, index: int, data: bytes, fmt: str) -> None:
+    if fmt == "json":
+        out.write(json.dumps(_journal_record(index, data)).encode() + b"\n")
+    elif fmt == "hex":
+        out.write(f"{index}\t".encode() + data.hex().encode() + b"\n")
+    else:
+        _emit(out, data, "raw")
+
+
+def _fmt_of(args: argparse.Namespace) -> str:
+    return "hex" if args.hex else "json" if args.json else "raw"
+
+
+def cmd_journal_dump(args: argparse.Namespace) -> int:
+    """Print records ``--start`` .. ``--end`` (default: every record), one per line."""
+    j = _open_journal(args)
+    out = sys.stdout.buffer
+    fmt = _fmt_of(args)
+    try:
+        st = j.stats()
+        first, last = st.first, st.last
+        start = first if args.start is None else max(first, args.start)
+        end = last if args.end is None else min(last, args.end)
+        if args.count is not None:
+            end = min(end, start + args.count - 1)
+        i = start
+        while i <= end:
+            try:
+                data = j[i]
+            except LayoutError as exc:
+                out.flush()  # what was printed stays; the error names the record
+                raise LayoutError(f"record {i}: {exc} (mapshare journal verify checks "
+                                  "them all)") from None
+            except IndexError:
+                # removed meanwhile by an appender's truncate_before: go on from the
+                # first record still held
+                i = max(i + 1, j.first)
+                continue
+            _emit_record(out, i, data, fmt)
+            i += 1
+        out.flush()
+    finally:
+        j.close()
+    return 0
+
+
+def cmd_journal_tail(args: argparse.Namespace) -> int:
+    """The newest ``-n`` records; ``--follow``: then every record appended, as it comes."""
+    j = _open_journal(args)
+    out = sys.stdout.buffer
+    fmt = _fmt_of(args)
+    try:
+        st = j.stats()
+        first, last = st.first, st.last
+        start = max(first, last + 1 - args.n) if args.n else last + 1
+        r = j.reader(start=start)
+        # without --follow: the records there were when the command started, then stop
+        while args.follow or r.position <= last:
+            try:
+                i, view = r.next(timeout=args.timeout if args.follow else 0)
+            except WaitTimeout:
+                break
+            except IndexError:  # removed meanwhile by truncate_before: skip to what is held
+                r.seek(max(r.position + 1, j.first))
+                continue
+            _emit_record(out, i, bytes(view), fmt)
+            out.flush()
+    finally:
+        j.close()
+    return 0
+
+
+def cmd_journal_verify(args: argparse.Namespace) -> int:
+    """Read and check every record; status 1 (and what is wrong) if any fails its check."""
+    j = _open_journal(args)
+    problems: list[dict[str, Any]] = []
+    try:
+        st = j.stats()
+        first, last = st.first, st.last
+        checked = 0
+        for i in range(first, last + 1):
+            try:
+                j[i]
+            except IndexError:
+                continue  # removed meanwhile by truncate_before: nothing to check
+            except LayoutError as exc:
+                problems.append({"index": i, "error": str(exc)})
+                if len(problems) >= 100:  # enough to say what is wrong
+                    break
+            checked += 1
+    finally:
+        j.close()
+    report = {"path": os.path.abspath(args.path), "ok": not problems, "first": first,
+              "last": last, "durable": st.durable, "records_checked": checked,
+              "files": st.files, "bytes": st.bytes, "segment_size": st.segment_size,
+              "durability": st.durability, "problems": problems}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        n = last - first + 1
+        print(f"{args.path}: {n} record(s), {first}..{last}, {st.files} segment "
+              f"file(s), {_human(st.bytes)}: "
+              + ("ok" if not problems else f"{len(problems)} bad record(s)"))
+        for p in problems:
+            print(f"  record {p['index']}: {p['error']}")
+    return EXIT_OK if not problems else EXIT_ERROR
+
+
+def cmd_journal_readers(args: argparse.Namespace) -> int:
+    """The named readers: each one's committed position and lag in records."""
+    j = _open_journal(args)
+    try:
+        readers = j.readers()
+    finally:
+        j.close()
+    if args.json:
+        print(json.dumps([{"name": r.name, "position": r.position, "lag": r.lag}
+                          for r in readers], indent=2))
+        return 0
+    if not readers:
+        print("no named readers")
+        return 0
+    _print_table([[r.name, str(r.position), str(r.lag)] for r in readers],
+                 ["NAME", "POSITION", "LAG"])
+    return 0
+
+
+def _journal_index(text: str) -> int:
+    if text.isdigit():
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected a record index (0, 1, ...), not {text!r}")
+
+
+def _journal_parser(sub: Any) -> None:
+    s = sub.add_parser("journal", help="inspect a journal (a directory of segment files)")
+    jsub = s.add_subparsers(dest="journal_command", required=True)
+
+    def fmt_options(c: argparse.ArgumentParser) -> None:
+        fmt = c.add_mutually_exclusive_group()
+        fmt.add_argument("--hex", action="store_true",
+                         help="print each record as its index, a tab, and its bytes in hex")
+        fmt.add_argument("--json", action="store_true",
+                         help='one JSON object per record: {"index", "size", "text"} or, '
+                         'for bytes that are not UTF-8, {"index", "size", "base64"}')
+
+    c = jsub.add_parser("dump", help="print a journal's records, one per line")
+    c.add_argument("path")
+    c.add_argument("--start", type=_journal_index, default=None,
+                   help="first index to print (default: the first one held)")
+    c.add_argument("--end", type=_journal_index, default=None,
+                   help="last index to print (default: the last one)")
+    c.add_argument("--count", type=_journal_index, default=None, help="at most this many")
+    fmt_options(c)
+    c.set_defaults(func=cmd_journal_dump)
+
+    c = jsub.add_parser("tail", help="print the newest records; --follow: then new ones")
+    c.add_argument("path")
+    c.add_argument("-n", type=_journal_index, default=10,
+                   help="how many of the newest records to print first (default 10)")
+    c.add_argument("--follow", "-f", action="store_true",
+                   help="then print every record appended, until interrupted")
+    c.add_argument("--timeout", type=float, default=None,
+                   help="with --follow: stop after this many seconds without a record")
+    fmt_options(c)
+    c.set_defaults(func=cmd_journal_tail)
+
+    c = jsub.add_parser("verify", help="check every record's checksum and index")
+    c.add_argument("path")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.set_defaults(func=cmd_journal_verify)
+
+    c = jsub.add_parser("readers", help="list the named readers, their positions and lag")
+    c.add_argument("path")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.set_defaults(func=cmd_journal_readers)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ._demo import run
 
@@ -846,6 +1044,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="open a topic owned by another user (e.g. a group's, mode 660)")
     s.set_defaults(func=cmd_subscribe)
 
+    _journal_parser(sub)
     s = sub.add_parser(
         "bridge", help="connect topics and channels to other hosts over Eclipse Zenoh",
         description="Run a bridge (until SIGINT/SIGTERM), or with 'stat [NAME]' print "
@@ -918,6 +1117,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _run(args: Any) -> int:
     cmd = f"mapshare {args.command}"
+    if args.command == "journal":
+        cmd += f" {args.journal_command}"
     try:
         status = int(args.func(args))
         sys.stdout.flush()  # a broken pipe surfaces here, inside the handler of main

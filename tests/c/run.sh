@@ -6,7 +6,8 @@
 #
 # Links csrc/{segment,sync,ring,inspect}.c + csrc/platform/linux.c directly (no Python); the
 # topic's tests (tests/c/test_topic.c, + csrc/topic.c), Latest's (test_latest.c, +
-# csrc/latest.c) and the array header parser's (test_array.c, + csrc/array.c) are
+# csrc/latest.c), the array header parser's (test_array.c, + csrc/array.c) and the journal
+# record core's (test_journal.c, + csrc/journal.c) are
 # separate programs.  Builds
 # into $MS_CTEST_BUILD (default /tmp/mapshare-ctest).  Each run ends with a line
 # "N passed, M failed"; the script exits non-zero if any test or sanitizer failed.
@@ -19,6 +20,7 @@ mkdir -p "$BUILD"
 SRC="$HERE/test_core.c $ROOT/csrc/segment.c $ROOT/csrc/sync.c $ROOT/csrc/channel.c $ROOT/csrc/inspect.c $ROOT/csrc/platform/linux.c"
 LATEST_SRC="$HERE/test_latest.c $ROOT/csrc/latest.c $ROOT/csrc/segment.c $ROOT/csrc/sync.c $ROOT/csrc/channel.c $ROOT/csrc/inspect.c $ROOT/csrc/platform/linux.c"
 ARRAY_SRC="$HERE/test_array.c $ROOT/csrc/array.c"
+JOURNAL_SRC="$HERE/test_journal.c $ROOT/csrc/journal.c"
 TOPIC_SRC="$HERE/test_topic.c $ROOT/csrc/topic.c $ROOT/csrc/segment.c $ROOT/csrc/sync.c $ROOT/csrc/channel.c $ROOT/csrc/inspect.c $ROOT/csrc/platform/linux.c"
 BASE="-std=gnu11 -g -O1 -Wall -Wextra -Wno-missing-field-initializers -fno-strict-aliasing -fno-omit-frame-pointer -I$ROOT/csrc -I$HERE"
 modes=${1:-all}
@@ -58,11 +60,12 @@ for mode in $modes; do
         flags=""; env=""; skip="" ;;
     *) echo "unknown mode $mode" >&2; exit 2 ;;
     esac
-    for prog in test_core test_topic test_latest test_array; do
+    for prog in test_core test_topic test_latest test_array test_journal; do
     case $prog in
     test_core) src=$SRC ;;
     test_topic) src=$TOPIC_SRC ;;
     test_latest) src=$LATEST_SRC ;;
+    test_journal) src=$JOURNAL_SRC ;;
     *) src=$ARRAY_SRC ;;
     esac
     # shellcheck disable=SC2086

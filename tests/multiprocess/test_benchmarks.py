@@ -8,6 +8,7 @@ leaves nothing in /dev/shm or the temp directory.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,45 @@ def test_topic_benchmark_smoke(tmp_path: Path) -> None:
     assert verdicts["round trip p50 <= 1.3x Channel"]["met"] in (True, False)
     assert verdicts["publisher cost, 2 subscribers <= 1.2x 1"]["ratio"] > 0
     assert not {e for e in shm_entries() - before if "bench-" in e}
+
+
+@pytest.mark.posix_only("the benchmark pins processes with os.sched_setaffinity")
+def test_journal_benchmark_smoke(tmp_path: Path) -> None:
+    """benchmarks/journal.py: every cell runs tiny (lmdb's rows only where it is installed),
+    reports every target, and removes its files."""
+    out = tmp_path / "journal.json"
+    md = tmp_path / "journal.md"
+    r = subprocess.run(
+        [
+            sys.executable, str(BENCHMARKS / "journal.py"), "--quick", "--seconds", "0.05",
+            "--tail-n", "2000", "--index-records", "3000", "--samples", "200",
+            "--dir", str(tmp_path / "work"), "--json", str(out), "--markdown", str(md),
+        ],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(out.read_text())
+    assert doc["errors"] == [] and doc["leaks"] == []
+    rows = {(c["cell"], c["row"]) for c in doc["summary"]}
+    expected = {
+        ("append", "journal process"), ("append", "Channel.send"),
+        ("append", "sqlite3 WAL synchronous=NORMAL"), ("append", "sqlite3 WAL synchronous=OFF"),
+        ("durable", "journal os"), ("durable", "os.write + os.fdatasync"),
+        ("durable", "sqlite3 WAL synchronous=FULL"),
+        ("group", "journal os-batch, 8 appenders"), ("group", "journal os, 8 appenders"),
+        ("tail", "journal reader"), ("tail", "Channel.receive"),
+        ("index", "journal j[i], 3,000 records"),
+    }
+    lmdb_rows = {("append", "lmdb sync=False"), ("durable", "lmdb sync=True")}
+    assert rows in (expected, expected | lmdb_rows), rows
+    for c in doc["summary"]:
+        if c["cell"] == "index":
+            assert 0 < c["value"]["p50_us"] <= c["value"]["p99_us"]
+        else:
+            assert c["value"] > 0, c
+    targets = {t["target"]: t for t in doc["targets"]}
+    assert len(targets) == 9
+    assert all(t["met"] in (True, False) for t in targets.values()), targets
+    assert "Targets (measured >= required: met)" in md.read_text()
+    # the working directory's files are gone (the --dir itself stays)
+    assert os.listdir(tmp_path / "work") == []

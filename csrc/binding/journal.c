@@ -1,0 +1,642 @@
+/* mapshare._core's journal functions: the mechanism of mapshare.Journal (_journal.py).
+ *
+ * Module-level functions over buffers (the mmap objects of the journal's meta and segment
+ * files): a held Py_buffer keeps the mapping alive for the call, and an mmap with exports
+ * refuses to close, so no pointer outlives its mapping.  Record work runs under the fault
+ * guard (a file truncated under us is SegmentFaultError, never SIGBUS); waits and lock
+ * acquisitions release the GIL and come back for signals every slice.
+ */
+#include "binding.h"
+#include "../journal.h"
+#include "../platform/platform.h"
+
+#define J_SLICE_NS 100000000LL   /* longest sleep between signal checks */
+#define J_RO_SLICE_NS 2000000LL  /* read-only waiters cannot count themselves: re-check */
+
+typedef struct {
+    Py_buffer view;
+    uint8_t *base;
+    uint64_t size;
+} jbuf;
+
+static int jbuf_get(PyObject *obj, int writable, jbuf *b)
+{
+    if (PyObject_GetBuffer(obj, &b->view, writable ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0)
+        return -1;
+    b->base = (uint8_t *)b->view.buf;
+    b->size = (uint64_t)b->view.len;
+    return 0;
+}
+
+static int off_in(jbuf *b, unsigned long long off, unsigned long long n)
+{
+    if (off % (n >= 8 ? 8 : 4) || off > b->size || n > b->size - off) {
+        PyErr_SetString(PyExc_ValueError, "journal: offset out of range");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *j_raise(ms_status st, int err, const char *what)
+{
+    return raise_status(st, err, what);
+}
+
+/* ---- records under the fault guard -------------------------------------------------- */
+
+typedef struct {
+    jbuf *b;
+    uint64_t first, off, index, len, hint, limit;
+    const void *data;
+    uint64_t out1, out2, out3;
+    uint32_t kind;
+} jcall;
+
+static ms_status g_put(void *arg)
+{
+    jcall *c = (jcall *)arg;
+    uint64_t payload;
+    ms_status st = ms_j_reserve(c->b->base, c->b->size, c->first, c->off, c->index, c->len,
+                                c->kind, &payload);
+    if (st != MS_OK)
+        return st;
+    memcpy(c->b->base + payload, c->data, c->len);
+    return ms_j_commit(c->b->base, c->b->size, c->first, c->off, c->index, &c->out1);
+}
+
+static ms_status g_reserve(void *arg)
+{
+    jcall *c = (jcall *)arg;
+    return ms_j_reserve(c->b->base, c->b->size, c->first, c->off, c->index, c->len, c->kind,
+                        &c->out1);
+}
+
+static ms_status g_commit(void *arg)
+{
+    jcall *c = (jcall *)arg;
+    return ms_j_commit(c->b->base, c->b->size, c->first, c->off, c->index, &c->out1);
+}
+
+static ms_status g_find(void *arg)
+{
+    jcall *c = (jcall *)arg;
+    return ms_j_find(c->b->base, c->b->size, c->first, c->index, c->hint, (int)c->limit,
+                     &c->out1, &c->out2,
+                     &c->out3, &c->kind);
+}
+
+static ms_status g_scan(void *arg)
+{
+    jcall *c = (jcall *)arg;
+    ms_j_scan(c->b->base, c->b->size, c->first, c->off, c->index, c->limit, &c->out1, &c->out2);
+    return MS_OK;
+}
+
+static ms_status g_zero(void *arg)
+{
+    jcall *c = (jcall *)arg;
+    c->out1 = ms_j_zero(c->b->base, c->b->size, c->off, c->limit);
+    return MS_OK;
+}
+
+static int u64s(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, const char *fname,
+                unsigned long long *out)
+{
+    if (nargs != want) {
+        PyErr_Format(PyExc_TypeError, "%s takes %zd arguments", fname, want);
+        return -1;
+    }
+    for (Py_ssize_t i = 1; i < want; i++)
+        if (u64_arg(args[i], fname, UINT64_MAX, &out[i - 1]) < 0)
+            return -1;
+    return 0;
+}
+
+/* journal_put(buf, first_index, off, index, data, kind) -> next offset */
+static PyObject *j_put(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long a[3], kind;
+    jbuf b;
+    Py_buffer data;
+    (void)m;
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "journal_put takes 6 arguments");
+        return NULL;
+    }
+    if (u64s(args, 4, 4, "journal_put", a) < 0 || u64_arg(args[5], "kind", UINT32_MAX, &kind) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[4], &data, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (jbuf_get(args[0], 1, &b) < 0) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    jcall c = {&b, a[0], a[1], a[2], (uint64_t)data.len, 0, 0, data.buf, 0, 0, 0, (uint32_t)kind};
+    ms_status st = ms_p_guarded_call(g_put, &c);
+    PyBuffer_Release(&b.view);
+    PyBuffer_Release(&data);
+    if (st != MS_OK)
+        return j_raise(st, 0, "journal record");
+    return PyLong_FromUnsignedLongLong(c.out1);
+}
+
+/* journal_reserve(buf, first_index, off, index, n, kind) -> payload offset */
+static PyObject *j_reserve(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long a[5];
+    jbuf b;
+    (void)m;
+    if (u64s(args, nargs, 6, "journal_reserve", a) < 0 || a[4] > UINT32_MAX ||
+        jbuf_get(args[0], 1, &b) < 0)
+        return PyErr_Occurred() ? NULL : j_raise(MS_E_INVALID, 0, "journal record kind");
+    jcall c = {&b, a[0], a[1], a[2], a[3], 0, 0, NULL, 0, 0, 0, (uint32_t)a[4]};
+    ms_status st = ms_p_guarded_call(g_reserve, &c);
+    PyBuffer_Release(&b.view);
+    if (st != MS_OK)
+        return j_raise(st, 0, "journal record");
+    return PyLong_FromUnsignedLongLong(c.out1);
+}
+
+/* journal_commit(buf, first_index, off, index) -> next offset */
+static PyObject *j_commit(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long a[3];
+    jbuf b;
+    (void)m;
+    if (u64s(args, nargs, 4, "journal_commit", a) < 0 || jbuf_get(args[0], 1, &b) < 0)
+        return NULL;
+    jcall c = {&b, a[0], a[1], a[2], 0, 0, 0, NULL, 0, 0, 0, 0};
+    ms_status st = ms_p_guarded_call(g_commit, &c);
+    PyBuffer_Release(&b.view);
+    if (st != MS_OK)
+        return j_raise(st, 0, "journal record");
+    return PyLong_FromUnsignedLongLong(c.out1);
+}
+
+/* journal_find(buf, first_index, index, hint, scan) -> (offset, payload offset, length,
+ * kind) */
+static PyObject *j_find(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long a[4];
+    jbuf b;
+    (void)m;
+    if (u64s(args, nargs, 5, "journal_find", a) < 0 || jbuf_get(args[0], 0, &b) < 0)
+        return NULL;
+    jcall c = {&b, a[0], 0, a[1], 0, a[2], a[3] != 0, NULL, 0, 0, 0, 0};
+    ms_status st = ms_p_guarded_call(g_find, &c);
+    PyBuffer_Release(&b.view);
+    if (st != MS_OK)
+        return j_raise(st, 0, "journal record");
+    return Py_BuildValue("(KKKI)", (unsigned long long)c.out1, (unsigned long long)c.out2,
+                         (unsigned long long)c.out3, (unsigned int)c.kind);
+}
+
+/* journal_scan(buf, first_index, off, index, limit) -> (end offset, end index) */
+static PyObject *j_scan(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long a[4];
+    jbuf b;
+    (void)m;
+    if (u64s(args, nargs, 5, "journal_scan", a) < 0 || jbuf_get(args[0], 0, &b) < 0)
+        return NULL;
+    jcall c = {&b, a[0], a[1], a[2], 0, 0, a[3], NULL, a[1], a[2], 0, 0};
+    ms_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = ms_p_guarded_call(g_scan, &c);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&b.view);
+    if (st != MS_OK)
+        return j_raise(st, 0, "journal segment");
+    return Py_BuildValue("(KK)", (unsigned long long)c.out1, (unsigned long long)c.out2);
+}
+
+/* journal_zero(buf, start, end) -> bytes that were not zero */
+static PyObject *j_zero(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long a[2];
+    jbuf b;
+    (void)m;
+    if (u64s(args, nargs, 3, "journal_zero", a) < 0 || jbuf_get(args[0], 1, &b) < 0)
+        return NULL;
+    jcall c = {&b, 0, a[0], 0, 0, 0, a[1], NULL, 0, 0, 0, 0};
+    ms_status st = ms_p_guarded_call(g_zero, &c);
+    PyBuffer_Release(&b.view);
+    if (st != MS_OK)
+        return j_raise(st, 0, "journal segment");
+    return PyLong_FromUnsignedLongLong(c.out1);
+}
+
+/* journal_seg_init(buf, seq, first_index) */
+static PyObject *j_seg_init(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long a[2];
+    jbuf b;
+    (void)m;
+    if (u64s(args, nargs, 3, "journal_seg_init", a) < 0 || jbuf_get(args[0], 1, &b) < 0)
+        return NULL;
+    ms_status st = ms_j_seg_init(b.base, b.size, a[0], a[1]);
+    PyBuffer_Release(&b.view);
+    if (st != MS_OK)
+        return j_raise(st, 0, "journal segment");
+    Py_RETURN_NONE;
+}
+
+/* journal_seg_check(buf, seq) -> first_index */
+static PyObject *j_seg_check(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long a[1];
+    uint64_t first = 0;
+    jbuf b;
+    (void)m;
+    if (u64s(args, nargs, 2, "journal_seg_check", a) < 0 || jbuf_get(args[0], 0, &b) < 0)
+        return NULL;
+    ms_status st = b.size < MS_J_SEG_HDR ? MS_E_LAYOUT : ms_j_seg_check(b.base, b.size, a[0], &first);
+    PyBuffer_Release(&b.view);
+    if (st != MS_OK)
+        return j_raise(st == MS_E_INVALID ? MS_E_LAYOUT : st, 0, "journal segment header");
+    return PyLong_FromUnsignedLongLong(first);
+}
+
+static PyObject *j_max_payload(PyObject *m, PyObject *arg)
+{
+    unsigned long long size;
+    (void)m;
+    if (u64_arg(arg, "segment_size", UINT64_MAX, &size) < 0)
+        return NULL;
+    return PyLong_FromUnsignedLongLong(ms_j_max_payload(size));
+}
+
+/* journal_crc32c(data, crc=0) */
+static PyObject *j_crc(PyObject *m, PyObject *args)
+{
+    Py_buffer data;
+    unsigned int crc = 0;
+    (void)m;
+    if (!PyArg_ParseTuple(args, "y*|I:journal_crc32c", &data, &crc))
+        return NULL;
+    uint32_t r = ms_crc32c(crc, data.buf, (size_t)data.len);
+    PyBuffer_Release(&data);
+    return PyLong_FromUnsignedLong(r);
+}
+
+/* ---- meta words ---------------------------------------------------------------------- */
+
+/* journal_load(buf, off) -> u64 (acquire) */
+static PyObject *j_load(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long a[1];
+    jbuf b;
+    (void)m;
+    if (u64s(args, nargs, 2, "journal_load", a) < 0 || jbuf_get(args[0], 0, &b) < 0)
+        return NULL;
+    if (off_in(&b, a[0], 8) < 0) {
+        PyBuffer_Release(&b.view);
+        return NULL;
+    }
+    uint64_t v = ms_load64(b.base + a[0]);
+    PyBuffer_Release(&b.view);
+    return PyLong_FromUnsignedLongLong(v);
+}
+
+/* journal_store(buf, off, value) (release) */
+static PyObject *j_store(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long a[2];
+    jbuf b;
+    (void)m;
+    if (u64s(args, nargs, 3, "journal_store", a) < 0 || jbuf_get(args[0], 1, &b) < 0)
+        return NULL;
+    if (off_in(&b, a[0], 8) < 0) {
+        PyBuffer_Release(&b.view);
+        return NULL;
+    }
+    ms_store_sc64(b.base + a[0], a[1]);
+    PyBuffer_Release(&b.view);
+    Py_RETURN_NONE;
+}
+
+/* journal_store_max(buf, off, value): raise the word to value if it is lower. */
+static PyObject *j_store_max(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long a[2];
+    jbuf b;
+    (void)m;
+    if (u64s(args, nargs, 3, "journal_store_max", a) < 0 || jbuf_get(args[0], 1, &b) < 0)
+        return NULL;
+    if (off_in(&b, a[0], 8) < 0) {
+        PyBuffer_Release(&b.view);
+        return NULL;
+    }
+    volatile uint64_t *w = (volatile uint64_t *)(b.base + a[0]);
+    uint64_t cur = ms_load64(w);
+    while (cur < a[1] && !ms_cas64(w, &cur, (uint64_t)a[1]))
+        ;
+    PyBuffer_Release(&b.view);
+    Py_RETURN_NONE;
+}
+
+/* journal_lock_init(buf, off) */
+static PyObject *j_lock_init(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long a[1];
+    jbuf b;
+    int err = 0;
+    (void)m;
+    if (u64s(args, nargs, 2, "journal_lock_init", a) < 0 || jbuf_get(args[0], 1, &b) < 0)
+        return NULL;
+    if (off_in(&b, a[0], MS_LOCK_AREA) < 0) {
+        PyBuffer_Release(&b.view);
+        return NULL;
+    }
+    ms_status st = ms_p_lock_init(b.base + a[0], &err);
+    PyBuffer_Release(&b.view);
+    if (st != MS_OK)
+        return j_raise(st, err, "journal append lock");
+    Py_RETURN_NONE;
+}
+
+/* Take the robust lock at `area`: one try with the GIL, then slices without it, checking
+ * signals between them.  MS_E_INTERRUPTED: a Python exception is set. */
+static ms_status lock_slices(void *area, int64_t timeout, int *err)
+{
+    ms_status st = ms_p_lock_acquire(NULL, 0, area, 0, err);
+    uint64_t start = ms_p_monotonic_ns();
+    while (st == MS_E_TIMEOUT && timeout != 0) {
+        int64_t slice = J_SLICE_NS;
+        if (timeout > 0) {
+            int64_t left = timeout - (int64_t)(ms_p_monotonic_ns() - start);
+            if (left <= 0)
+                break;
+            if (left < slice)
+                slice = left;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        st = ms_p_lock_acquire(NULL, 0, area, slice, err);
+        Py_END_ALLOW_THREADS
+        if (st == MS_E_TIMEOUT || st == MS_E_INTERRUPTED) {
+            st = MS_E_TIMEOUT;
+            if (PyErr_CheckSignals() < 0)
+                return MS_E_INTERRUPTED;
+        }
+    }
+    return st;
+}
+
+/* journal_lock(buf, off, timeout) -> 0 acquired, 1 acquired and its previous holder died
+ * (the caller repairs, then releases), -1 timed out. */
+static PyObject *j_lock(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long a[1];
+    int64_t timeout;
+    jbuf b;
+    int err = 0;
+    (void)m;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "journal_lock takes 3 arguments");
+        return NULL;
+    }
+    if (u64s(args, 2, 2, "journal_lock", a) < 0 || parse_timeout(args[2], &timeout) < 0)
+        return NULL;
+    if (jbuf_get(args[0], 1, &b) < 0)
+        return NULL;
+    if (off_in(&b, a[0], MS_LOCK_AREA) < 0) {
+        PyBuffer_Release(&b.view);
+        return NULL;
+    }
+    ms_status st = lock_slices(b.base + a[0], timeout, &err);
+    PyBuffer_Release(&b.view);
+    if (st == MS_E_INTERRUPTED)
+        return NULL;
+    if (st == MS_OK)
+        return PyLong_FromLong(0);
+    if (st == MS_E_OWNER_DIED)
+        return PyLong_FromLong(1);
+    if (st == MS_E_TIMEOUT)
+        return PyLong_FromLong(-1);
+    return j_raise(st, err, "journal append lock");
+}
+
+/* journal_unlock(buf, off) */
+static PyObject *j_unlock(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long a[1];
+    jbuf b;
+    int err = 0;
+    (void)m;
+    if (u64s(args, nargs, 2, "journal_unlock", a) < 0 || jbuf_get(args[0], 1, &b) < 0)
+        return NULL;
+    if (off_in(&b, a[0], MS_LOCK_AREA) < 0) {
+        PyBuffer_Release(&b.view);
+        return NULL;
+    }
+    ms_status st = ms_p_lock_release(NULL, 0, b.base + a[0], &err);
+    PyBuffer_Release(&b.view);
+    if (st != MS_OK)
+        return j_raise(st, err, "journal append lock");
+    Py_RETURN_NONE;
+}
+
+/* journal_wait(buf, word_off, waiters_off, expected, timeout) -> True if the word moved
+ * away from `expected`, False on timeout.  waiters_off: the waiter count beside the word
+ * (counted only in a writable buffer: a read-only waiter cannot count itself, so it
+ * re-checks every J_RO_SLICE_NS instead). */
+static PyObject *j_wait(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long a[3];
+    int64_t timeout;
+    jbuf b;
+    (void)m;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "journal_wait takes 5 arguments");
+        return NULL;
+    }
+    if (u64s(args, 4, 4, "journal_wait", a) < 0 || parse_timeout(args[4], &timeout) < 0)
+        return NULL;
+    if (jbuf_get(args[0], 0, &b) < 0)
+        return NULL;
+    if (off_in(&b, a[0], 4) < 0 || off_in(&b, a[1], 4) < 0) {
+        PyBuffer_Release(&b.view);
+        return NULL;
+    }
+    volatile uint32_t *word = (volatile uint32_t *)(b.base + a[0]);
+    volatile uint32_t *waiters = (volatile uint32_t *)(b.base + a[1]);
+    uint32_t expected = (uint32_t)a[2];
+    int counted = !b.view.readonly;
+    int moved = 0;
+    uint64_t start = ms_p_monotonic_ns();
+    if (counted)
+        ms_add32(waiters, 1);
+    for (;;) {
+        if (ms_load_sc32(word) != expected) {
+            moved = 1;
+            break;
+        }
+        int64_t slice = counted ? J_SLICE_NS : J_RO_SLICE_NS;
+        if (timeout >= 0) {
+            int64_t left = timeout - (int64_t)(ms_p_monotonic_ns() - start);
+            if (left <= 0)
+                break;
+            if (left < slice)
+                slice = left;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        ms_p_wait32(NULL, 0, word, expected, slice);
+        Py_END_ALLOW_THREADS
+        if (PyErr_CheckSignals() < 0) {
+            if (counted)
+                ms_add32(waiters, (uint32_t)-1);
+            PyBuffer_Release(&b.view);
+            return NULL;
+        }
+    }
+    if (counted)
+        ms_add32(waiters, (uint32_t)-1);
+    PyBuffer_Release(&b.view);
+    return PyBool_FromLong(moved);
+}
+
+/* journal_wake(buf, word_off, waiters_off): bump the word, wake its sleepers if any. */
+static PyObject *j_wake(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long a[2];
+    jbuf b;
+    (void)m;
+    if (u64s(args, nargs, 3, "journal_wake", a) < 0 || jbuf_get(args[0], 1, &b) < 0)
+        return NULL;
+    if (off_in(&b, a[0], 4) < 0 || off_in(&b, a[1], 4) < 0) {
+        PyBuffer_Release(&b.view);
+        return NULL;
+    }
+    volatile uint32_t *word = (volatile uint32_t *)(b.base + a[0]);
+    ms_add32(word, 1);   /* sequentially consistent: ordered before the waiter-count read */
+    if (ms_load_sc32((volatile uint32_t *)(b.base + a[1])) != 0)
+        ms_p_wake32(NULL, 0, word, 1);
+    PyBuffer_Release(&b.view);
+    Py_RETURN_NONE;
+}
+
+/* The meta words the one-call append uses (src/mapshare/_journal.py M_*). */
+#define JM_LOCK 64
+#define JM_COMMITTED 128
+#define JM_TAIL_SEQ 136
+#define JM_TAIL_OFF 144
+#define JM_NOTIFY 192
+#define JM_WAITERS 196
+#define JM_SIZE 8192
+
+/* journal_append(meta, seg, first_index, seq, data, kind) -> the record's index (>= 0),
+ * or -1: segment `seq` is full (the caller rolls under the lock and retries), -2: the
+ * tail is another segment now (the caller maps it and retries), -3: the lock's previous
+ * holder died: the lock is HELD, the caller repairs the tail, releases it and retries.
+ * One call takes the append lock, writes, checksums and commits the record, publishes the
+ * index and wakes sleeping readers (the "process" and "os-batch" hot path). */
+static PyObject *j_append(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long a[2], kind;
+    jbuf mb, sb;
+    Py_buffer data;
+    int err = 0;
+    long long result;
+    ms_status st = MS_OK;
+    (void)m;
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "journal_append takes 6 arguments");
+        return NULL;
+    }
+    if (u64_arg(args[2], "first_index", UINT64_MAX, &a[0]) < 0 ||
+        u64_arg(args[3], "seq", UINT64_MAX, &a[1]) < 0 ||
+        u64_arg(args[5], "kind", UINT32_MAX, &kind) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[4], &data, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (jbuf_get(args[0], 1, &mb) < 0) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    if (jbuf_get(args[1], 1, &sb) < 0) {
+        PyBuffer_Release(&mb.view);
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    if (mb.size < JM_SIZE) {
+        result = -100;
+        goto out;
+    }
+    void *area = mb.base + JM_LOCK;
+    st = lock_slices(area, -1, &err);
+    if (st == MS_E_INTERRUPTED) {
+        result = -99;
+        goto out;
+    }
+    if (st == MS_E_OWNER_DIED) {
+        result = -3;
+        goto out;
+    }
+    if (st != MS_OK) {
+        result = -100;
+        goto out;
+    }
+    if (ms_load64(mb.base + JM_TAIL_SEQ) != a[1]) {
+        ms_p_lock_release(NULL, 0, area, &err);
+        result = -2;
+        goto out;
+    }
+    uint64_t index = ms_load64(mb.base + JM_COMMITTED);
+    jcall c = {&sb, a[0], ms_load64(mb.base + JM_TAIL_OFF), index, (uint64_t)data.len, 0, 0,
+               data.buf, 0, 0, 0, (uint32_t)kind};
+    st = ms_p_guarded_call(g_put, &c);
+    if (st == MS_OK) {
+        ms_store64(mb.base + JM_TAIL_OFF, c.out1);
+        ms_store_sc64(mb.base + JM_COMMITTED, index + 1);
+    }
+    ms_p_lock_release(NULL, 0, area, &err);
+    if (st == MS_E_FULL) {
+        result = -1;
+        goto out;
+    }
+    if (st != MS_OK) {
+        PyBuffer_Release(&sb.view);
+        PyBuffer_Release(&mb.view);
+        PyBuffer_Release(&data);
+        return j_raise(st, 0, "journal record");
+    }
+    volatile uint32_t *word = (volatile uint32_t *)(mb.base + JM_NOTIFY);
+    ms_add32(word, 1);
+    if (ms_load_sc32((volatile uint32_t *)(mb.base + JM_WAITERS)) != 0)
+        ms_p_wake32(NULL, 0, word, 1);
+    result = (long long)index;
+out:
+    PyBuffer_Release(&sb.view);
+    PyBuffer_Release(&mb.view);
+    PyBuffer_Release(&data);
+    if (result == -99)
+        return NULL;
+    if (result == -100)
+        return j_raise(st == MS_OK ? MS_E_LAYOUT : st, err, "journal append lock");
+    return PyLong_FromLongLong(result);
+}
+
+#define FAST(name, fn, doc) {name, (PyCFunction)(void (*)(void))fn, METH_FASTCALL, doc}
+MS_BINDING_API PyMethodDef ms_journal_methods[] = {
+    FAST("journal_append", j_append,
+         "journal_append(meta, seg, first_index, seq, data, kind) -> index | -1 | -2 | -3"),
+    FAST("journal_put", j_put, "journal_put(buf, first_index, off, index, data, kind) -> next"),
+    FAST("journal_reserve", j_reserve, "journal_reserve(buf, first_index, off, index, n, kind) -> payload"),
+    FAST("journal_commit", j_commit, "journal_commit(buf, first_index, off, index) -> next"),
+    FAST("journal_find", j_find, "journal_find(buf, first_index, index, hint, scan) -> (off, payload, len, kind)"),
+    FAST("journal_scan", j_scan, "journal_scan(buf, first_index, off, index, limit) -> (off, index)"),
+    FAST("journal_zero", j_zero, "journal_zero(buf, start, end) -> bytes cleared"),
+    FAST("journal_seg_init", j_seg_init, "journal_seg_init(buf, seq, first_index)"),
+    FAST("journal_seg_check", j_seg_check, "journal_seg_check(buf, seq) -> first_index"),
+    {"journal_max_payload", j_max_payload, METH_O, "journal_max_payload(segment_size) -> int"},
+    {"journal_crc32c", j_crc, METH_VARARGS, "journal_crc32c(data, crc=0) -> int"},
+    FAST("journal_load", j_load, "journal_load(buf, off) -> int"),
+    FAST("journal_store", j_store, "journal_store(buf, off, value)"),
+    FAST("journal_store_max", j_store_max, "journal_store_max(buf, off, value)"),
+    FAST("journal_lock_init", j_lock_init, "journal_lock_init(buf, off)"),
+    FAST("journal_lock", j_lock, "journal_lock(buf, off, timeout) -> 0 | 1 (owner died) | -1"),
+    FAST("journal_unlock", j_unlock, "journal_unlock(buf, off)"),
+    FAST("journal_wait", j_wait, "journal_wait(buf, word_off, waiters_off, expected, timeout) -> bool"),
+    FAST("journal_wake", j_wake, "journal_wake(buf, word_off, waiters_off)"),
+    {NULL, NULL, 0, NULL}
+};
