@@ -3,7 +3,13 @@
 # claims besides 3.11 (which CI stage 1 covers), against both numpy majors.
 #
 #   tools/matrix.sh                 all cells below
-#   tools/matrix.sh 3.9:1 3.13:2    chosen cells (PYTHON:NUMPY_MAJOR)
+#   tools/matrix.sh 3.9:1 3.13:2    chosen cells (PYTHON:NUMPY_MAJOR[:core])
+#
+# Scope: the two ends of the range (3.9, 3.13) run the whole suite; the cells in between
+# (":core") run the one-process tests and the cross-process tests of each kind, as the
+# wheel stage does.  An interpreter in the middle differs from both ends only in what
+# those exercise (its headers for the extension build, its pickle and multiprocessing,
+# the numpy line), and the whole suite on it again cost ~6 min of CI per cell.
 #
 # Cells: each Python appears once, and each numpy major at both ends of the range.
 #   3.9  + numpy 1.x   the floor, with the oldest numpy line the package still meets
@@ -24,7 +30,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 
-DEFAULT_CELLS="3.9:1 3.10:2 3.12:1 3.13:2"
+DEFAULT_CELLS="3.9:1 3.10:2:core 3.12:1:core 3.13:2"
+# what a ":core" cell runs (the same selection as CI's wheel stage, .ci/run 3c)
+CORE_TESTS="tests/unit tests/typing tests/multiprocess/test_segment_processes.py
+    tests/multiprocess/test_lock_processes.py tests/multiprocess/test_channel_processes.py
+    tests/multiprocess/test_notify_processes.py tests/multiprocess/test_mp_processes.py"
 
 # shellcheck source=tools/matrix-pythons.sh
 . tools/matrix-pythons.sh
@@ -69,9 +79,14 @@ failed=0
 for cell in $cells; do
     ver=${cell%%:*}
     np=${cell#*:}
+    scope=full
+    case $np in *:core) np=${np%%:*}; scope=core ;; esac
+    # shellcheck disable=SC2086
+    if [ "$scope" = core ]; then set -- $CORE_TESTS; else set --; fi
     spec=$(numpy_spec "$np")
     py=${PY[$ver]}
-    printf '\n---- Python %s (%s) + %s ----  (%s)\n' "$ver" "$py" "$spec" "$(date -u +%H:%M:%S)"
+    printf '\n---- Python %s (%s) + %s, %s suite ----  (%s)\n' "$ver" "$py" "$spec" "$scope" \
+        "$(date -u +%H:%M:%S)"
     venv=$WORK/py$ver
     "$py" -m venv "$venv"
     # a copy of the tree per cell: pip builds in place, and a build/ left by one Python's
@@ -95,7 +110,7 @@ assert "site-packages" in mapshare.__file__, mapshare.__file__'
     # -m "not netns": the network-namespace bridge tests (pure Python over zenoh, ~1 min)
     # run once, in stage 1; eight more runs here would add minutes and test nothing new.
     if (cd "$src" && MAPSHARE_CRASH_N=${MAPSHARE_CRASH_N:-25} "$venv/bin/python" -m pytest -q -p no:cacheprovider \
-        -W error::DeprecationWarning -m "not netns") >"$WORK/out" 2>&1; then
+        -W error::DeprecationWarning -m "not netns" "$@") >"$WORK/out" 2>&1; then
         result=passed
     else
         result=FAILED
@@ -111,7 +126,7 @@ assert "site-packages" in mapshare.__file__, mapshare.__file__'
         failed=$((failed + 1))
     fi
     cat "$WORK/cpython"
-    summary+=("Python $ver + numpy $npver: $result ($(tail -1 "$WORK/out" | tr -d '=')); CPython's multiprocessing tests: $cpython")
+    summary+=("Python $ver + numpy $npver, $scope suite: $result ($(tail -1 "$WORK/out" | tr -d '=')); CPython's multiprocessing tests: $cpython")
     rm -rf "$venv" "$src"
 done
 printf '\n---- matrix ----\n'
