@@ -318,6 +318,30 @@ static void live_remove(mapshare_segment *s)
 
 static void remove_name(mapshare_segment *s);
 
+/* Leave the channel's peer tables and the attach table; the last user of a 'shared'
+ * object removes its name.  Nothing is unmapped.  -1 (and nothing done) while a channel
+ * loan or view is open.  Shared by close() and the exit path. */
+static int detach_handle(mapshare_segment *s)
+{
+    if (s->ch_bound) {
+        if (s->ch.loan_open || s->ch.view_open)
+            return -1;
+        ms_channel_detach(&s->ch);
+        s->ch_bound = 0;
+    }
+    int last = 0, err = 0;
+    if (s->seg.attached && !s->seg.faulted)
+        ms_segment_detach(&s->seg, &last, &err);
+    s->seg.attached = 0;
+    if (last && !s->unlinked) {
+        if (!s->path)
+            ms_segment_remove_name(&s->seg, s->osname, s->flags, &last, &err);
+        else
+            remove_name(s);
+    }
+    return 0;
+}
+
 /* Run by exit() (a return from main included), never by _exit or a signal: detach every
  * handle this process still holds, as mapshare_segment_close would, so that peers see a
  * clean detach and the last user of a 'shared' object removes its name -- a program that
@@ -338,23 +362,8 @@ static void exit_path(void)
     for (mapshare_segment *s = live_head; s; s = s->live_next) {
         if (s->parent || s->closed || s->owner_pid != me)
             continue;
-        if (s->ch_bound) {
-            if (s->ch.loan_open || s->ch.view_open)
-                continue;
-            ms_channel_detach(&s->ch);
-            s->ch_bound = 0;
-        }
-        int last = 0, err = 0;
-        if (s->seg.attached && !s->seg.faulted)
-            ms_segment_detach(&s->seg, &last, &err);
-        s->seg.attached = 0;
-        if (last && !s->unlinked) {
-            if (!s->path)
-                ms_segment_remove_name(&s->seg, s->osname, s->flags, &last, &err);
-            else
-                remove_name(s);
-        }
-        s->unlinked = 1;
+        if (detach_handle(s) == 0)
+            s->unlinked = 1;
     }
     live_unlock();
 }
@@ -972,22 +981,8 @@ mapshare_status mapshare_segment_close(mapshare_segment *s)
     }
     if (s->closed)
         return MAPSHARE_OK;  /* closed already, kept for its placed handles */
-    if (s->ch_bound) {
-        if (s->ch.loan_open || s->ch.view_open)
-            return ret(MS_E_WINDOW_OPEN, 0);
-        ms_channel_detach(&s->ch);
-        s->ch_bound = 0;
-    }
-    int last = 0, err = 0;
-    if (s->seg.attached && !s->seg.faulted)
-        ms_segment_detach(&s->seg, &last, &err);
-    s->seg.attached = 0;
-    if (last && !s->unlinked) {
-        if (!s->path)
-            ms_segment_remove_name(&s->seg, s->osname, s->flags, &last, &err);
-        else
-            remove_name(s);
-    }
+    if (detach_handle(s) != 0)
+        return ret(MS_E_WINDOW_OPEN, 0);
     ms_segment_close(&s->seg);  /* hdr and data are NULL from now on */
     if (__atomic_load_n(&s->placed_refs, __ATOMIC_ACQUIRE)) {
         s->closed = 1;  /* close must not race with other calls on s (docs: Threads) */
