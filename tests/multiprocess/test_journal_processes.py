@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -239,3 +240,43 @@ def test_full_disk_fails_at_roll_with_no_space(tmp_path: Path) -> None:
             assert len(j) == n
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+_ENDS_WITHOUT_CLOSING = """
+import sys
+import mapshare
+j = mapshare.Journal.create(sys.argv[1], segment_size=65536)
+for i in range(3):
+    j.append(b"rec%d" % i)
+r = j.reader("worker")
+r.next()
+r.next()
+r.commit()
+# the script ends here: nothing closed
+"""
+
+
+@pytest.mark.parametrize("how", ["ends", "sigkill"])
+def test_a_script_that_ends_or_is_killed_leaves_a_journal_others_use_at_once(
+    tmp_path: Path, how: str
+) -> None:
+    path = str(tmp_path / "j")
+    code = _ENDS_WITHOUT_CLOSING
+    if how == "sigkill":
+        code += "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n"
+    p = subprocess.run([sys.executable, "-c", code, path], capture_output=True,
+                       text=True, timeout=60)
+    if how == "ends":
+        assert p.returncode == 0, p.stderr
+        assert p.stderr == ""
+    else:
+        assert p.returncode == -signal.SIGKILL
+    with mapshare.Journal.open(path) as j:
+        # everything it appended is there, nothing was torn, nothing to drop
+        assert [j[i] for i in range(len(j))] == [b"rec0", b"rec1", b"rec2"]
+        assert j.recovered is None or j.recovered.records_dropped == 0
+        # the named reader resumes after its commit; appending is not blocked
+        assert j.reader("worker").position == 2
+        t0 = time.monotonic()
+        assert j.append(b"next") == 3
+        assert time.monotonic() - t0 < 5
