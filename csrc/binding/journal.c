@@ -524,19 +524,61 @@ static PyObject *j_wake(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 #define JM_WAITERS 196
 #define JM_SIZE 8192
 
+/* The one-call append under the lock, shared by journal_append and
+ * JournalAppender.append: returns the record's index (>= 0), or -1: segment `seq` is full
+ * (the caller rolls under the lock and retries), -2: the tail is another segment now (the
+ * caller maps it and retries), -3: the lock's previous holder died: the lock is HELD, the
+ * caller repairs the tail, releases it and retries, -99: a signal handler raised (a
+ * Python exception is set), -100: *st (with *err) says what failed. */
+static long long append_core(jbuf *mb, jbuf *sb, uint64_t first, uint64_t seq,
+                             const void *data, uint64_t len, uint32_t kind, ms_status *st,
+                             int *err)
+{
+    *st = MS_OK;
+    if (mb->size < JM_SIZE)
+        return -100;
+    void *area = mb->base + JM_LOCK;
+    *st = lock_slices(area, -1, err);
+    if (*st == MS_E_INTERRUPTED)
+        return -99;
+    if (*st == MS_E_OWNER_DIED)
+        return -3;
+    if (*st != MS_OK)
+        return -100;
+    if (ms_load64(mb->base + JM_TAIL_SEQ) != seq) {
+        ms_p_lock_release(NULL, 0, area, err);
+        return -2;
+    }
+    uint64_t index = ms_load64(mb->base + JM_COMMITTED);
+    jcall c = {sb, first, ms_load64(mb->base + JM_TAIL_OFF), index, len, 0, 0, data, 0, 0, 0,
+               kind};
+    *st = ms_p_guarded_call(g_put, &c);
+    if (*st == MS_OK) {
+        ms_store64(mb->base + JM_TAIL_OFF, c.out1);
+        ms_store_sc64(mb->base + JM_COMMITTED, index + 1);
+    }
+    ms_p_lock_release(NULL, 0, area, err);
+    if (*st == MS_E_FULL)
+        return -1;
+    if (*st != MS_OK)
+        return -100;
+    volatile uint32_t *word = (volatile uint32_t *)(mb->base + JM_NOTIFY);
+    ms_add32(word, 1);   /* sequentially consistent: ordered before the waiter-count read */
+    if (ms_load_sc32((volatile uint32_t *)(mb->base + JM_WAITERS)) != 0)
+        ms_p_wake32(NULL, 0, word, 1);
+    return (long long)index;
+}
+
 /* journal_append(meta, seg, first_index, seq, data, kind) -> the record's index (>= 0),
- * or -1: segment `seq` is full (the caller rolls under the lock and retries), -2: the
- * tail is another segment now (the caller maps it and retries), -3: the lock's previous
- * holder died: the lock is HELD, the caller repairs the tail, releases it and retries.
- * One call takes the append lock, writes, checksums and commits the record, publishes the
- * index and wakes sleeping readers (the "process" and "os-batch" hot path). */
+ * or -1 (full), -2 (rolled), -3 (previous holder died: the lock is HELD), as
+ * append_core.  One call takes the append lock, writes, checksums and commits the record,
+ * publishes the index and wakes sleeping readers (the "os-batch" hot path). */
 static PyObject *j_append(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
     unsigned long long a[2], kind;
     jbuf mb, sb;
     Py_buffer data;
     int err = 0;
-    long long result;
     ms_status st = MS_OK;
     (void)m;
     if (nargs != 6) {
@@ -558,63 +600,193 @@ static PyObject *j_append(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
         PyBuffer_Release(&data);
         return NULL;
     }
-    if (mb.size < JM_SIZE) {
-        result = -100;
-        goto out;
-    }
-    void *area = mb.base + JM_LOCK;
-    st = lock_slices(area, -1, &err);
-    if (st == MS_E_INTERRUPTED) {
-        result = -99;
-        goto out;
-    }
-    if (st == MS_E_OWNER_DIED) {
-        result = -3;
-        goto out;
-    }
-    if (st != MS_OK) {
-        result = -100;
-        goto out;
-    }
-    if (ms_load64(mb.base + JM_TAIL_SEQ) != a[1]) {
-        ms_p_lock_release(NULL, 0, area, &err);
-        result = -2;
-        goto out;
-    }
-    uint64_t index = ms_load64(mb.base + JM_COMMITTED);
-    jcall c = {&sb, a[0], ms_load64(mb.base + JM_TAIL_OFF), index, (uint64_t)data.len, 0, 0,
-               data.buf, 0, 0, 0, (uint32_t)kind};
-    st = ms_p_guarded_call(g_put, &c);
-    if (st == MS_OK) {
-        ms_store64(mb.base + JM_TAIL_OFF, c.out1);
-        ms_store_sc64(mb.base + JM_COMMITTED, index + 1);
-    }
-    ms_p_lock_release(NULL, 0, area, &err);
-    if (st == MS_E_FULL) {
-        result = -1;
-        goto out;
-    }
-    if (st != MS_OK) {
-        PyBuffer_Release(&sb.view);
-        PyBuffer_Release(&mb.view);
-        PyBuffer_Release(&data);
-        return j_raise(st, 0, "journal record");
-    }
-    volatile uint32_t *word = (volatile uint32_t *)(mb.base + JM_NOTIFY);
-    ms_add32(word, 1);
-    if (ms_load_sc32((volatile uint32_t *)(mb.base + JM_WAITERS)) != 0)
-        ms_p_wake32(NULL, 0, word, 1);
-    result = (long long)index;
-out:
+    long long result = append_core(&mb, &sb, a[0], a[1], data.buf, (uint64_t)data.len,
+                                   (uint32_t)kind, &st, &err);
     PyBuffer_Release(&sb.view);
     PyBuffer_Release(&mb.view);
     PyBuffer_Release(&data);
     if (result == -99)
         return NULL;
     if (result == -100)
-        return j_raise(st == MS_OK ? MS_E_LAYOUT : st, err, "journal append lock");
+        return j_raise(st == MS_OK ? MS_E_LAYOUT : st, err,
+                       st == MS_OK || st == MS_E_INVALID ? "journal append lock"
+                                                          : "journal record");
     return PyLong_FromLongLong(result);
 }
+
+/* ---- JournalAppender: Journal.append as one C call ------------------------------------ */
+
+/* A "process"-mode journal's append, bound at open (Journal.append is this object's
+ * append method): one C call from Python to a committed record, no Python frame around
+ * it.  It keeps the meta and tail-segment mmaps and takes their buffers per call (an mmap
+ * with exports refuses to close, so neither can be unmapped under a call, even one waiting
+ * for the lock without the GIL).  Everything but the hot path goes to `slow(data, code)`,
+ * the Python policy: code -1 (full: roll), -2 (another segment is the tail), -3 (the
+ * lock's previous holder died: the lock is held, repair first), -4 (too large, or
+ * released: the general path raises the right error). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *meta;
+    PyObject *seg;
+    PyObject *slow;
+    uint64_t first;
+    uint64_t seq;
+} JAppenderObject;
+
+static int ja_traverse(JAppenderObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->meta);
+    Py_VISIT(self->seg);
+    Py_VISIT(self->slow);
+    return 0;
+}
+
+static int ja_clear(JAppenderObject *self)
+{
+    Py_CLEAR(self->meta);
+    Py_CLEAR(self->seg);
+    Py_CLEAR(self->slow);
+    return 0;
+}
+
+static void ja_dealloc(JAppenderObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    ja_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *ja_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *meta, *seg, *slow;
+    unsigned long long first, seq;
+    static char *kw[] = {"meta", "seg", "first_index", "seq", "slow", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOKKO:JournalAppender", kw, &meta, &seg,
+                                     &first, &seq, &slow))
+        return NULL;
+    if (!PyCallable_Check(slow)) {
+        PyErr_SetString(PyExc_TypeError, "JournalAppender: slow must be callable");
+        return NULL;
+    }
+    JAppenderObject *self = (JAppenderObject *)type->tp_alloc(type, 0);
+    if (!self)
+        return NULL;
+    Py_INCREF(meta);
+    Py_INCREF(seg);
+    Py_INCREF(slow);
+    self->meta = meta;
+    self->seg = seg;
+    self->slow = slow;
+    self->first = first;
+    self->seq = seq;
+    return (PyObject *)self;
+}
+
+static PyObject *ja_slow(JAppenderObject *self, PyObject *data, long long code)
+{
+    PyObject *slow = self->slow;
+    if (!slow) {
+        PyErr_SetString(PyExc_ValueError, "journal is closed");
+        return NULL;
+    }
+    Py_INCREF(slow);
+    PyObject *r = PyObject_CallFunction(slow, "OL", data, code);
+    Py_DECREF(slow);
+    return r;
+}
+
+static PyObject *ja_append(JAppenderObject *self, PyObject *data)
+{
+    if (!self->meta || !self->seg)
+        return ja_slow(self, data, -4);
+    /* held for the call: a retarget() or release() from another thread while this one
+     * waits for the lock without the GIL leaves these alive */
+    PyObject *meta = self->meta, *seg = self->seg;
+    uint64_t first = self->first, seq = self->seq;
+    Py_buffer d;
+    jbuf mb, sb;
+    int err = 0;
+    ms_status st = MS_OK;
+    if (PyObject_GetBuffer(data, &d, PyBUF_SIMPLE) < 0)
+        return NULL;
+    Py_INCREF(meta);
+    Py_INCREF(seg);
+    long long result;
+    if (jbuf_get(meta, 1, &mb) < 0) {
+        result = -200;
+    } else if (jbuf_get(seg, 1, &sb) < 0) {
+        PyBuffer_Release(&mb.view);
+        result = -200;
+    } else {
+        result = append_core(&mb, &sb, first, seq, d.buf, (uint64_t)d.len, 0, &st, &err);
+        PyBuffer_Release(&sb.view);
+        PyBuffer_Release(&mb.view);
+    }
+    PyBuffer_Release(&d);
+    Py_DECREF(seg);
+    Py_DECREF(meta);
+    if (result >= 0)
+        return PyLong_FromLongLong(result);
+    if (result == -99 || result == -200)
+        return NULL;
+    if (result == -100) {
+        if (st == MS_E_TOO_LARGE)
+            return ja_slow(self, data, -4);
+        return j_raise(st == MS_OK ? MS_E_LAYOUT : st, err,
+                       st == MS_OK || st == MS_E_INVALID ? "journal append lock"
+                                                          : "journal record");
+    }
+    return ja_slow(self, data, result);
+}
+
+static PyObject *ja_retarget(JAppenderObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long first, seq;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "retarget takes 3 arguments");
+        return NULL;
+    }
+    if (u64_arg(args[1], "first_index", UINT64_MAX, &first) < 0 ||
+        u64_arg(args[2], "seq", UINT64_MAX, &seq) < 0)
+        return NULL;
+    Py_INCREF(args[0]);
+    Py_XSETREF(self->seg, args[0]);
+    self->first = first;
+    self->seq = seq;
+    Py_RETURN_NONE;
+}
+
+static PyObject *ja_release(JAppenderObject *self, PyObject *unused)
+{
+    (void)unused;
+    Py_CLEAR(self->meta);
+    Py_CLEAR(self->seg);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef ja_methods[] = {
+    {"append", (PyCFunction)ja_append, METH_O,
+     "append(data) -> index: lock, write, checksum, commit, publish, wake in one call."},
+    {"retarget", (PyCFunction)(void (*)(void))ja_retarget, METH_FASTCALL,
+     "retarget(seg, first_index, seq): appends go to this tail segment from now on."},
+    {"release", (PyCFunction)ja_release, METH_NOARGS,
+     "release(): drop the mmaps (the journal closes them); append then goes to slow."},
+    {NULL, NULL, 0, NULL}
+};
+
+MS_BINDING_API PyTypeObject JournalAppender_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mapshare._core.JournalAppender",
+    .tp_basicsize = sizeof(JAppenderObject),
+    .tp_dealloc = (destructor)ja_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "JournalAppender(meta, seg, first_index, seq, slow): a journal's one-call "
+              "append (Journal.append in 'process' mode).",
+    .tp_traverse = (traverseproc)ja_traverse,
+    .tp_clear = (inquiry)ja_clear,
+    .tp_methods = ja_methods,
+    .tp_new = ja_new,
+};
 
 #define FAST(name, fn, doc) {name, (PyCFunction)(void (*)(void))fn, METH_FASTCALL, doc}
 MS_BINDING_API PyMethodDef ms_journal_methods[] = {

@@ -25,6 +25,7 @@ import pickle
 import re
 import struct
 import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -211,6 +212,7 @@ class Journal:
     _segment_size: int
     _durability: str
     _tail: Optional[_Seg]
+    _appender: Optional[_core.JournalAppender]
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("use Journal.create(), Journal.open() or Journal.open_or_create()")
@@ -327,6 +329,7 @@ class Journal:
         self._closed = True
         self._segs = {}
         self._tail = None
+        self._appender = None
         self._firsts = []   # first index of each known segment, by seq order
         self._seqs = []
         self.recovered = None
@@ -376,10 +379,45 @@ class Journal:
                 finally:
                     self._unlock()
             self._refresh()
+            if self._writable and self._durability == "process":
+                self._bind_append()
         except BaseException:
             self.close()
             raise
         return self
+
+    def _bind_append(self) -> None:
+        """Make ``self.append`` the C method of a ``_core.JournalAppender``: one C call
+        from Python to a committed record, no Python frame around it (as ``Channel.send``).
+        Everything off the hot path (a roll, a dead lock holder, errors) comes back to
+        ``_append_slow`` through a weak reference, so the handle and its appender make no
+        reference cycle and a dropped handle still closes in ``__del__``."""
+        s = self._seg(self._load(M_TAIL_SEQ))
+        self._tail = s
+        ref = weakref.ref(self)
+
+        def slow(data: Any, code: int) -> int:
+            j = ref()
+            if j is None:
+                raise ValueError("journal is closed")
+            return j._append_slow(data, code)
+
+        self._appender = _core.JournalAppender(self._meta, s.map, s.first, s.seq, slow)
+        self.__dict__["append"] = self._appender.append
+
+    def _append_slow(self, data: Any, code: int) -> int:
+        # code -3: the lock's previous holder died and we hold the lock: repair first
+        if code == -3:
+            try:
+                self._recover(power_loss=False)
+            finally:
+                self._unlock()
+        return self._append(data, KIND_BYTES)
+
+    def _set_tail(self, s: _Seg) -> None:
+        self._tail = s
+        if self._appender is not None:
+            self._appender.retarget(s.map, s.first, s.seq)
 
     # ---- properties ------------------------------------------------------------------
 
@@ -637,8 +675,9 @@ class Journal:
                     index = self._append_locked(data, kind)
                     break
                 s = self._seg(self._load(M_TAIL_SEQ))  # -2 (rolled) or after a repair
-                self._tail = s
-            self._tail = s
+                self._set_tail(s)
+            if s is not self._tail:
+                self._set_tail(s)
             if self._durability == "os-batch":
                 self._group_flush(index + 1)
             return index
@@ -957,6 +996,10 @@ class Journal:
     # ---- lifetime --------------------------------------------------------------------
 
     def _release(self) -> None:
+        if self._appender is not None:
+            self._appender.release()  # its mmaps are closed next
+            self._appender = None
+        self.__dict__.pop("append", None)
         for s in self._segs.values():
             s.close()
         self._segs.clear()

@@ -51,6 +51,48 @@ def test_append_and_index_across_rolls(jpath: Path) -> None:
         assert j.kind(3) == "bytes"
 
 
+def test_append_is_one_c_call_bound_at_open(jpath: Path) -> None:
+    # "process" mode: j.append is the C method of a _core.JournalAppender (no Python
+    # frame on the hot path); rolls, two handles taking turns and a closed handle go
+    # through the Python policy and come back to the C path.
+    with mapshare.Journal.create(jpath, segment_size=SEG) as j, mapshare.Journal.open(jpath) as k:
+        assert type(j.append).__name__ == "builtin_function_or_method"
+        for i in range(200):  # alternate handles: each finds the other's rolls (-2)
+            assert (j if i % 2 else k).append(payload(i)) == i
+        assert j.stats().files > 3
+        assert [j[i] for i in range(200)] == [payload(i) for i in range(200)]
+        with pytest.raises(mapshare.MessageTooLargeError, match="does not fit in a segment"):
+            j.append(bytes(SEG))
+        assert j.append(memoryview(b"abc")) == 200 and j[200] == b"abc"
+        with pytest.raises(TypeError):
+            j.append("text")
+    with pytest.raises(ValueError, match="closed"):
+        j.append(b"x")
+    denied = pytest.raises(mapshare.PermissionDeniedError)
+    with mapshare.Journal.open(jpath, access="r") as r, denied:
+        r.append(b"x")
+    with mapshare.Journal.open(jpath) as j:
+        assert j.append(b"after") == 201 and len(j) == 202
+
+
+def test_dropped_handle_is_collected(jpath: Path) -> None:
+    # The bound C append makes no reference cycle: dropping the handle closes it at once.
+    import gc
+    import weakref
+
+    j = mapshare.Journal.create(jpath, segment_size=SEG)
+    j.append(b"x")
+    ref = weakref.ref(j)
+    gc.disable()
+    try:
+        del j
+        assert ref() is None
+    finally:
+        gc.enable()
+    with mapshare.Journal.open(jpath) as j:
+        assert j.append(b"y") == 1
+
+
 def test_reopen_keeps_everything(jpath: Path) -> None:
     with mapshare.Journal.create(jpath, segment_size=SEG) as j:
         fill(j, 100)
