@@ -249,6 +249,29 @@ void ms_j_scan(const uint8_t *base, uint64_t size, uint64_t first_index, uint64_
     *end_index = index;
 }
 
+uint64_t ms_j_retable(uint8_t *base, uint64_t size, uint64_t first_index, uint64_t limit)
+{
+    uint64_t payload, len, next, n = 0, off = MS_J_SEG_HDR, index = first_index;
+    uint32_t kind;
+    if (!base || !sane_size(size) || first_index > MS_J_MAX_INDEX)
+        return 0;
+    if (limit > MS_J_MAX_INDEX)
+        limit = MS_J_MAX_INDEX;
+    while (index < limit &&
+           ms_j_check(base, size, first_index, off, index, &payload, &len, &kind, &next) ==
+               MS_OK) {
+        /* ms_j_check held: the slot exists and lies above the record */
+        uint64_t slot = table_slot(size, index - first_index);
+        if (rd32(base + slot) != (uint32_t)off) {
+            wr32(base + slot, (uint32_t)off);
+            n++;
+        }
+        off = next;
+        index++;
+    }
+    return n;
+}
+
 uint64_t ms_j_zero(uint8_t *base, uint64_t size, uint64_t start, uint64_t end)
 {
     uint64_t n = 0;

@@ -77,6 +77,13 @@ ms_status ms_j_find(const uint8_t *base, uint64_t size, uint64_t first_index,
 void ms_j_scan(const uint8_t *base, uint64_t size, uint64_t first_index, uint64_t off,
                uint64_t index, uint64_t limit, uint64_t *end_off, uint64_t *end_index);
 
+/* Rewrite the offset-table entries of the valid records from the segment's start up to
+ * `limit` (an index; UINT64_MAX for none) where they differ: the table is an index the
+ * records themselves define, so "os" durability flushes only a record's own pages and a
+ * recovery after power loss rebuilds the tail segment's entries.  Entries that already
+ * hold are not written (clean pages stay clean).  Returns how many were rewritten. */
+uint64_t ms_j_retable(uint8_t *base, uint64_t size, uint64_t first_index, uint64_t limit);
+
 /* Zero the non-zero 8-byte words of [start, end) (start 8-aligned, end 4-aligned, end <=
  * size): clean pages stay clean.  Returns how many bytes were non-zero words. */
 uint64_t ms_j_zero(uint8_t *base, uint64_t size, uint64_t start, uint64_t end);

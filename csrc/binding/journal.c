@@ -226,6 +226,32 @@ static PyObject *j_zero(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromUnsignedLongLong(c.out1);
 }
 
+static ms_status g_retable(void *arg)
+{
+    jcall *c = (jcall *)arg;
+    c->out1 = ms_j_retable(c->b->base, c->b->size, c->first, c->limit);
+    return MS_OK;
+}
+
+/* journal_retable(buf, first_index, limit) -> offset-table entries rewritten */
+static PyObject *j_retable(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long a[2];
+    jbuf b;
+    (void)m;
+    if (u64s(args, nargs, 3, "journal_retable", a) < 0 || jbuf_get(args[0], 1, &b) < 0)
+        return NULL;
+    jcall c = {&b, a[0], 0, 0, 0, 0, a[1], NULL, 0, 0, 0, 0};
+    ms_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = ms_p_guarded_call(g_retable, &c);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&b.view);
+    if (st != MS_OK)
+        return j_raise(st, 0, "journal segment");
+    return PyLong_FromUnsignedLongLong(c.out1);
+}
+
 /* journal_seg_init(buf, seq, first_index) */
 static PyObject *j_seg_init(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -797,6 +823,7 @@ MS_BINDING_API PyMethodDef ms_journal_methods[] = {
     FAST("journal_commit", j_commit, "journal_commit(buf, first_index, off, index) -> next"),
     FAST("journal_find", j_find, "journal_find(buf, first_index, index, hint, scan) -> (off, payload, len, kind)"),
     FAST("journal_scan", j_scan, "journal_scan(buf, first_index, off, index, limit) -> (off, index)"),
+    FAST("journal_retable", j_retable, "journal_retable(buf, first_index, limit) -> entries rewritten"),
     FAST("journal_zero", j_zero, "journal_zero(buf, start, end) -> bytes cleared"),
     FAST("journal_seg_init", j_seg_init, "journal_seg_init(buf, seq, first_index)"),
     FAST("journal_seg_check", j_seg_check, "journal_seg_check(buf, seq) -> first_index"),

@@ -24,6 +24,7 @@ import os
 import pickle
 import re
 import struct
+import sys
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -90,6 +91,8 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _fdatasync = getattr(os, "fdatasync", os.fsync)
+# Linux: msync(MS_SYNC) of a shared file mapping is a ranged fdatasync (see _flush_range).
+_MSYNC_IS_DATASYNC = sys.platform.startswith("linux")
 SEGMENT_SIZE_DEFAULT = 64 << 20
 _SEG_RE = re.compile(r"^([0-9a-f]{16})\.seg$")
 
@@ -552,6 +555,13 @@ class Journal:
     def _roll(self, seq: int, first: int) -> _Seg:
         """Make segment seq+1 starting at index `first` and make it the tail (lock held)."""
         new = seq + 1
+        if self._durability != "process":
+            # The full segment's offset table becomes durable with the roll (appends flush
+            # only their records' pages; only the tail's table is rebuilt by recovery).
+            full = self._seg(seq)
+            lo = self._segment_size - 4 * (first - full.first)
+            lo -= lo % _PAGE
+            _flush_range(full, lo, self._segment_size)
         _make_segment(self._path, new, first, self._segment_size, _file_mode(self._meta_fd),
                       durable=self._durability != "process")
         if _ROLL_HOOK is not None:
@@ -604,6 +614,11 @@ class Journal:
             zero_end = min(region_end, end_off + REC_HDR + ((length + 7) & ~7))
             zero_end -= (zero_end - end_off) % 8 if zero_end < region_end else 0
         cleared += int(_core.journal_zero(s.map, end_off, zero_end))
+        retabled = 0
+        if power_loss:
+            # offset-table entries are flushed with their segment's roll, not per append:
+            # the tail's may be lost or stale after power loss; the records define them
+            retabled = int(_core.journal_retable(s.map, s.first, end_index))
         dropped = max(0, committed - end_index)
         self._store(M_TAIL_OFF, end_off)
         if end_index != committed:
@@ -611,11 +626,12 @@ class Journal:
             if self._load(M_DURABLE) > end_index:
                 self._store(M_DURABLE, end_index)
             _core.journal_wake(self._meta, M_NOTIFY, M_WAITERS)
+        if retabled and self._durability != "process":
+            _flush_segment(s)
         if not (dropped or cleared):
             return None
         if self._durability != "process":
-            s.map.flush()
-            _fdatasync(s.fd)
+            _flush_segment(s)
         return Recovery(records_dropped=dropped, bytes_cleared=cleared, last_index=end_index - 1)
 
     # ---- appending -------------------------------------------------------------------
@@ -762,16 +778,22 @@ class Journal:
     # ---- durability ------------------------------------------------------------------
 
     def _flush_all(self, upto: int) -> None:
-        """Flush every segment holding records below `upto` not yet durable."""
+        """Make records [durable, upto) durable: one msync of the byte range they cover
+        (from the first record not yet durable to the end of record upto-1); a segment
+        that filled meanwhile is flushed whole with its offset table (see _flush_range)."""
         start = max(self._load(M_DURABLE), self._load(M_HEAD_INDEX))
         if start >= upto:
             return
-        seqs = {self._locate(i).seq for i in (start, upto - 1)}
-        lo, hi = min(seqs), max(seqs)
-        for seq in range(lo, hi + 1):
+        first_seg, last_seg = self._locate(start), self._locate(upto - 1)
+        lo_off = _core.journal_find(first_seg.map, first_seg.first, start, 0, 1)[0]
+        _o, payload, length, _k = _core.journal_find(last_seg.map, last_seg.first, upto - 1, 0, 1)
+        hi_off = payload + ((length + 7) & ~7)
+        for seq in range(first_seg.seq, last_seg.seq + 1):
             s = self._seg(seq)
-            s.map.flush()
-            _fdatasync(s.fd)
+            if seq == last_seg.seq:
+                _flush_range(s, lo_off if seq == first_seg.seq else SEG_HDR, hi_off)
+            else:
+                _flush_segment(s)
 
     def _group_flush(self, upto: int) -> int:
         """Group commit: return once records below `upto` are durable.  Whoever finds no
@@ -788,9 +810,9 @@ class Journal:
                     if durable >= upto:
                         return durable
                     target = self._load(M_COMMITTED)
+                    # the meta file is not flushed: the durable index it keeps is advice,
+                    # and recovery after power loss re-derives the tail from the records
                     self._flush_all(target)
-                    self._meta.flush()
-                    _fdatasync(self._meta_fd)
                     _core.journal_store_max(self._meta, M_DURABLE, target)
                     return target
                 finally:
@@ -1264,10 +1286,28 @@ def _fix_size(name: str, size: int) -> int:
 
 
 def _flush_range(s: _Seg, start: int, end: int) -> None:
-    """msync the record's pages and the offset table's, then fdatasync the file."""
+    """Make bytes [start, end) of segment `s` durable: one msync(MS_SYNC) of their pages.
+
+    On Linux, msync(MS_SYNC) of a shared file mapping is vfs_fsync_range(file, range,
+    datasync=1) (mm/msync.c): the same as fdatasync restricted to the range, including the
+    metadata needed to read the data back (an unwritten extent of the preallocated file
+    converted to written).  The file's size never changes (segments are preallocated), so an
+    fdatasync after it would flush nothing more.  The offset-table entry at the other end of
+    the file is not flushed: the table is an index the records define, rebuilt by recovery
+    for the tail segment (journal_retable) and flushed whole when a segment rolls."""
+    if end <= start:
+        return
     lo = start - start % _PAGE
     s.map.flush(lo, end - lo)
-    _fdatasync(s.fd)
+    if not _MSYNC_IS_DATASYNC:
+        _fdatasync(s.fd)  # e.g. Windows: FlushViewOfFile does not flush the disk's cache
+
+
+def _flush_segment(s: _Seg) -> None:
+    """Make a whole segment durable (records and offset table)."""
+    s.map.flush()
+    if not _MSYNC_IS_DATASYNC:
+        _fdatasync(s.fd)
 
 
 def _check_platform() -> None:

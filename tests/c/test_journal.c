@@ -99,6 +99,14 @@ static void test_records_found(void)
     memset(b + SEG - 4 * 21, 0, 4);
     CHECK_EQ(ms_j_find(b, SEG, 10, 30, 0, 0, &off, &payload, &len, &kind), MS_E_LAYOUT);
     CHECK_EQ(ms_j_find(b, SEG, 10, 30, 0, 1, &off, &payload, &len, &kind), MS_OK);
+    /* retable rebuilds it (and only it) from the records; a limit stops it early */
+    memset(b + SEG - 4 * 31, 0xEE, 4);
+    CHECK_EQ(ms_j_retable(b, SEG, 10, 35), 1);
+    CHECK_EQ(ms_j_find(b, SEG, 10, 30, 0, 0, &off, &payload, &len, &kind), MS_OK);
+    CHECK_EQ(ms_j_find(b, SEG, 10, 40, 0, 0, &off, &payload, &len, &kind), MS_E_LAYOUT);
+    CHECK_EQ(ms_j_retable(b, SEG, 10, UINT64_MAX), 1);
+    CHECK_EQ(ms_j_retable(b, SEG, 10, UINT64_MAX), 0);
+    CHECK_EQ(ms_j_find(b, SEG, 10, 40, 0, 0, &off, &payload, &len, &kind), MS_OK);
     free(b);
 }
 
