@@ -37,6 +37,9 @@ static inline uint64_t ms_j_record_bytes(uint64_t len)
 /* CRC-32C (Castagnoli), the checksum of every record; `crc` is the running value (0 to
  * start). */
 uint32_t ms_crc32c(uint32_t crc, const void *data, size_t n);
+/* Tests: use the CPU's crc32 instruction where it has one (use != 0; the default) or the
+ * portable tables (0).  Returns 1 if the instruction is in use. */
+int ms_crc32c_hw(int use);
 
 /* Write a segment header into `base` (size bytes, zero-filled by the caller). */
 ms_status ms_j_seg_init(uint8_t *base, uint64_t size, uint64_t seq, uint64_t first_index);

@@ -9,9 +9,25 @@
 #include "binding.h"
 #include "../journal.h"
 #include "../platform/platform.h"
+#include "../sync.h"
 
 #define J_SLICE_NS 100000000LL   /* longest sleep between signal checks */
 #define J_RO_SLICE_NS 2000000LL  /* read-only waiters cannot count themselves: re-check */
+#define J_SPIN_NS 50000LL        /* a reader at the tail spins this long before sleeping, as
+                                  * a Channel receiver does: an appender on another core
+                                  * usually commits the next record within it, and a futex
+                                  * wake costs the appender a system call per record */
+
+typedef struct {
+    volatile uint32_t *word;
+    uint32_t expected;
+} jspin;
+
+static int word_moved(void *arg)
+{
+    jspin *p = (jspin *)arg;
+    return ms_load_sc32(p->word) != p->expected;
+}
 
 typedef struct {
     Py_buffer view;
@@ -490,6 +506,13 @@ static PyObject *j_wait(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     int counted = !b.view.readonly;
     int moved = 0;
     uint64_t start = ms_p_monotonic_ns();
+    if (timeout != 0 && ms_load_sc32(word) == expected) {
+        jspin sp = {word, expected};
+        int64_t spin = timeout > 0 && timeout < J_SPIN_NS ? timeout : J_SPIN_NS;
+        Py_BEGIN_ALLOW_THREADS
+        ms_spin_until(word_moved, &sp, spin);
+        Py_END_ALLOW_THREADS
+    }
     if (counted)
         ms_add32(waiters, 1);
     for (;;) {
@@ -814,6 +837,124 @@ MS_BINDING_API PyTypeObject JournalAppender_Type = {
     .tp_new = ja_new,
 };
 
+/* ---- the tail reader: records in batches ------------------------------------------- */
+
+#define J_BATCH_MAX 256
+
+typedef struct {
+    jbuf *b;
+    uint64_t first, pos, end, hint;
+    uint64_t n;
+    uint64_t payload[J_BATCH_MAX], len[J_BATCH_MAX];
+} jbatch;
+
+/* Follow trusted records from `pos` while below `end`: each at the hint (where the last
+ * one ended: sequential reading), else through the offset table. */
+static ms_status g_batch(void *arg)
+{
+    jbatch *c = (jbatch *)arg;
+    uint64_t off, payload, len, next, hint = c->hint;
+    uint32_t kind;
+    while (c->n < J_BATCH_MAX && c->pos + c->n < c->end) {
+        uint64_t index = c->pos + c->n;
+        if (hint && ms_j_check(c->b->base, c->b->size, c->first, hint, index, &payload, &len,
+                               &kind, &next) == MS_OK) {
+            off = hint;
+        } else if (ms_j_find(c->b->base, c->b->size, c->first, index, 0, 0, &off, &payload,
+                             &len, &kind) == MS_OK) {
+            next = payload + ((len + 7) & ~(uint64_t)7);
+        } else {
+            break;   /* in the next segment (a roll), or damage: the caller decides */
+        }
+        (void)off;
+        c->payload[c->n] = payload;
+        c->len[c->n] = len;
+        c->n++;
+        hint = next;
+    }
+    c->hint = hint;
+    return MS_OK;
+}
+
+/* journal_batch(meta, seg, first_index, pos, hint, max) -> (records, hint): up to `max`
+ * committed records from index `pos` found in segment `seg` (an mmap), as a list of
+ * (index, read-only memoryview) in one call, and the offset after the last one (the hint
+ * for the next call).  An empty list: nothing committed from `pos` yet, or `pos` is not
+ * in this segment.  The tail reader's iteration: one C call per batch of records. */
+static PyObject *j_batch(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long a[4];
+    jbuf mb, sb;
+    (void)m;
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "journal_batch takes 6 arguments");
+        return NULL;
+    }
+    if (u64s(args + 1, 5, 5, "journal_batch", a) < 0)
+        return NULL;
+    if (jbuf_get(args[0], 0, &mb) < 0)
+        return NULL;
+    if (mb.size < JM_SIZE) {
+        PyBuffer_Release(&mb.view);
+        return j_raise(MS_E_LAYOUT, 0, "journal meta file");
+    }
+    uint64_t committed = ms_load64(mb.base + JM_COMMITTED);
+    PyBuffer_Release(&mb.view);
+    if (jbuf_get(args[1], 0, &sb) < 0)
+        return NULL;
+    jbatch c;
+    c.b = &sb;
+    c.first = a[0];
+    c.pos = a[1];
+    c.hint = a[2];
+    c.n = 0;
+    uint64_t want = a[3] < J_BATCH_MAX ? a[3] : J_BATCH_MAX;
+    c.end = committed;
+    if (c.pos < c.end && c.end - c.pos > want)
+        c.end = c.pos + want;
+    ms_status st = c.pos < c.end ? ms_p_guarded_call(g_batch, &c) : MS_OK;
+    PyBuffer_Release(&sb.view);
+    if (st != MS_OK)
+        return j_raise(st, 0, "journal record");
+    PyObject *list = PyList_New((Py_ssize_t)c.n);
+    PyObject *ro = NULL;
+    if (!list)
+        return NULL;
+    if (c.n) {
+        /* one read-only view of the mapping per batch; each record is a slice of it (the
+         * mmap stays mapped while any of them lives) */
+        PyObject *mv = PyMemoryView_FromObject(args[1]);
+        if (mv) {
+            ro = PyObject_CallMethod(mv, "toreadonly", NULL);
+            Py_DECREF(mv);
+        }
+        if (!ro)
+            goto fail;
+    }
+    for (uint64_t k = 0; k < c.n; k++) {
+        PyObject *lo = PyLong_FromUnsignedLongLong(c.payload[k]);
+        PyObject *hi = PyLong_FromUnsignedLongLong(c.payload[k] + c.len[k]);
+        PyObject *sl = lo && hi ? PySlice_New(lo, hi, NULL) : NULL;
+        Py_XDECREF(lo);
+        Py_XDECREF(hi);
+        PyObject *view = sl ? PyObject_GetItem(ro, sl) : NULL;
+        Py_XDECREF(sl);
+        PyObject *idx = view ? PyLong_FromUnsignedLongLong(c.pos + k) : NULL;
+        PyObject *rec = idx ? PyTuple_Pack(2, idx, view) : NULL;
+        Py_XDECREF(idx);
+        Py_XDECREF(view);
+        if (!rec)
+            goto fail;
+        PyList_SET_ITEM(list, (Py_ssize_t)k, rec);
+    }
+    Py_XDECREF(ro);
+    return Py_BuildValue("(NK)", list, (unsigned long long)c.hint);
+fail:
+    Py_XDECREF(ro);
+    Py_DECREF(list);
+    return NULL;
+}
+
 #define FAST(name, fn, doc) {name, (PyCFunction)(void (*)(void))fn, METH_FASTCALL, doc}
 MS_BINDING_API PyMethodDef ms_journal_methods[] = {
     FAST("journal_append", j_append,
@@ -821,6 +962,7 @@ MS_BINDING_API PyMethodDef ms_journal_methods[] = {
     FAST("journal_put", j_put, "journal_put(buf, first_index, off, index, data, kind) -> next"),
     FAST("journal_reserve", j_reserve, "journal_reserve(buf, first_index, off, index, n, kind) -> payload"),
     FAST("journal_commit", j_commit, "journal_commit(buf, first_index, off, index) -> next"),
+    FAST("journal_batch", j_batch, "journal_batch(meta, seg, first_index, pos, hint, max) -> (records, hint)"),
     FAST("journal_find", j_find, "journal_find(buf, first_index, index, hint, scan) -> (off, payload, len, kind)"),
     FAST("journal_scan", j_scan, "journal_scan(buf, first_index, off, index, limit) -> (off, index)"),
     FAST("journal_retable", j_retable, "journal_retable(buf, first_index, limit) -> entries rewritten"),

@@ -1191,10 +1191,51 @@ class JournalReader:
                     raise WaitTimeout(f"no journal record {self._pos} within {timeout} s")
             _core.journal_wait(j._meta, M_NOTIFY, M_WAITERS, word, left)
 
+    def _batch(self) -> list[tuple[int, memoryview]]:
+        """The committed records from the position on that one segment holds, up to 256,
+        from one C call (journal_batch); empty at the tail."""
+        j = self._j
+        j._check()
+        pos = self._pos
+        if pos >= j._load(M_COMMITTED):
+            return []
+        if pos < j._load(M_HEAD_INDEX):
+            raise IndexError(f"journal index {pos} was removed by truncate_before")
+        s = self._seg
+        if s is None or pos < s.first or j._segs.get(s.seq) is not s:
+            s = j._locate(pos)
+            self._hint = 0
+        recs, hint = _core.journal_batch(j._meta, s.map, s.first, pos, self._hint, 256)
+        if not recs:
+            # pos is committed but not in this segment: the next one (a roll) holds it
+            s = j._locate(pos)
+            recs, hint = _core.journal_batch(j._meta, s.map, s.first, pos, 0, 256)
+            if not recs:  # not found through the table: scan, or LayoutError if damaged
+                self._seg, self._hint = None, 0
+                got = self._try()
+                self._pos = pos  # the caller's loop moves it as it yields
+                return [got] if got is not None else []
+        self._seg = s
+        self._hint = hint
+        return recs
+
     def __iter__(self) -> Iterator[tuple[int, memoryview]]:
-        """Yield (index, read-only view) forever, blocking at the tail."""
+        """Yield (index, read-only view) forever, blocking at the tail.  Records come in
+        batches from one C call each (every committed record one segment holds, up to
+        256); the position moves one record per step, so ``commit()`` and ``position``
+        inside the loop mean what they mean with ``next()``."""
+        j = self._j
         while True:
-            yield self.next()
+            word = j._load(M_NOTIFY) & 0xFFFFFFFF  # read before the check: no lost wake-up
+            batch = self._batch()
+            if not batch:
+                _core.journal_wait(j._meta, M_NOTIFY, M_WAITERS, word, None)
+                continue
+            for rec in batch:
+                if rec[0] != self._pos:
+                    break  # seek() or next() meanwhile: fetch again from the new position
+                self._pos = rec[0] + 1
+                yield rec
 
     def __aiter__(self) -> AsyncIterator[tuple[int, memoryview]]:
         """``async for index, view in reader:`` (never blocks the event loop)."""

@@ -205,6 +205,46 @@ def test_blocking_reader(jpath: Path) -> None:
         assert mid.next()[0] == 150
 
 
+def test_iteration_in_batches_keeps_positions(jpath: Path) -> None:
+    # Iteration takes records in batches (one C call each) but moves the position one
+    # record per step: commit() inside the loop stores exactly what was handled, seek()
+    # and next() inside the loop are obeyed, and rolls are followed.
+    with mapshare.Journal.create(jpath, segment_size=SEG) as j:
+        fill(j, 300)
+        r = j.reader("worker")
+        seen: list[int] = []
+        for i, view in r:
+            assert i == len(seen) and bytes(view) == payload(i)
+            seen.append(i)
+            assert r.position == i + 1
+            if i == 149:
+                r.commit()
+                break
+        assert j.reader("worker").position == 150  # resumes after its last commit
+        it = iter(r)
+        assert next(it)[0] == 150
+        r.seek(20)
+        assert next(it)[0] == 20
+        assert r.next()[0] == 21
+        assert next(it)[0] == 22
+        rest = [next(it)[0] for _ in range(300 - 23)]
+        assert rest == list(range(23, 300))
+        got: list[int] = []
+
+        def follow() -> None:
+            for i, _v in r:
+                got.append(i)
+                if i == 349:
+                    return
+
+        t = threading.Thread(target=follow)
+        t.start()
+        for i in range(300, 350):  # appended while it waits at the tail
+            j.append(payload(i))
+        t.join(30)
+        assert not t.is_alive() and got == list(range(300, 350))
+
+
 def test_named_reader_resumes(jpath: Path) -> None:
     with mapshare.Journal.create(jpath, segment_size=SEG) as j:
         fill(j, 50)
