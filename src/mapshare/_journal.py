@@ -167,9 +167,10 @@ class _SegmentGone(LayoutError):
 class _Seg:
     """One mapped segment file."""
 
-    __slots__ = ("buf", "fd", "first", "map", "seq")
+    __slots__ = ("buf", "fd", "first", "map", "prefaulted", "seq")
 
     def __init__(self, seq: int, first: int, fd: int, m: mmap.mmap) -> None:
+        self.prefaulted = False
         self.seq = seq
         self.first = first
         self.fd = fd
@@ -382,6 +383,7 @@ class Journal:
                 finally:
                     self._unlock()
             self._refresh()
+            self._prefault()
             if self._writable and self._durability == "process":
                 self._bind_append()
         except BaseException:
@@ -542,6 +544,23 @@ class Journal:
                 # start again from the new head; a file missing above it is damage
                 if self._load(M_HEAD_SEQ) <= seq:
                     raise
+
+    def _prefault(self) -> None:
+        """Map the offset tables' pages into this process now (``MADV_POPULATE_READ``,
+        Linux 5.14+; ``MADV_WILLNEED`` where it is missing): a random ``j[i]`` then takes
+        no page fault for its table entry, only for its record's page.  The used part of
+        each table only (4 bytes per record), once per segment; the tail's grows, and is
+        topped up as ``_refresh`` finds new segments."""
+        for k, seq in enumerate(self._seqs):
+            s = self._segs.get(seq)
+            if s is None or s.prefaulted:
+                continue
+            last = k + 1 == len(self._seqs)
+            count = (self._load(M_COMMITTED) if last else self._firsts[k + 1]) - s.first
+            lo = self._segment_size - 4 * max(count, 0)
+            lo -= lo % _PAGE
+            _populate(s.map, lo, self._segment_size - lo)
+            s.prefaulted = not last
 
     def _locate(self, index: int) -> _Seg:
         """The segment holding committed record `index` (which is >= the head index)."""
@@ -1349,6 +1368,23 @@ def _flush_segment(s: _Seg) -> None:
     s.map.flush()
     if not _MSYNC_IS_DATASYNC:
         _fdatasync(s.fd)
+
+
+_MADV_POPULATE_READ = 22  # linux/mman.h (Linux 5.14); Python 3.11's mmap does not name it
+
+
+def _populate(m: mmap.mmap, start: int, length: int) -> None:
+    """Fault pages [start, start+length) of a mapping in now, without touching them one
+    by one; best effort (advice only)."""
+    if length <= 0 or not hasattr(m, "madvise"):
+        return
+    try:
+        m.madvise(_MADV_POPULATE_READ, start, length)
+    except OSError:
+        try:
+            m.madvise(mmap.MADV_WILLNEED, start, length)
+        except (OSError, AttributeError):
+            pass
 
 
 def _check_platform() -> None:
