@@ -24,7 +24,6 @@ import os
 import pickle
 import re
 import struct
-import sys
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -47,6 +46,7 @@ from ._errors import (
     WaitTimeout,
 )
 from ._options import check_mode
+from ._platform import MSYNC_IS_DATASYNC
 
 __all__ = ["Journal", "JournalReader", "JournalStatistics", "ReaderPosition", "Recovery"]
 
@@ -91,8 +91,6 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _fdatasync = getattr(os, "fdatasync", os.fsync)
-# Linux: msync(MS_SYNC) of a shared file mapping is a ranged fdatasync (see _flush_range).
-_MSYNC_IS_DATASYNC = sys.platform.startswith("linux")
 SEGMENT_SIZE_DEFAULT = 64 << 20
 _SEG_RE = re.compile(r"^([0-9a-f]{16})\.seg$")
 
@@ -1359,14 +1357,14 @@ def _flush_range(s: _Seg, start: int, end: int) -> None:
         return
     lo = start - start % _PAGE
     s.map.flush(lo, end - lo)
-    if not _MSYNC_IS_DATASYNC:
+    if not MSYNC_IS_DATASYNC:
         _fdatasync(s.fd)  # e.g. Windows: FlushViewOfFile does not flush the disk's cache
 
 
 def _flush_segment(s: _Seg) -> None:
     """Make a whole segment durable (records and offset table)."""
     s.map.flush()
-    if not _MSYNC_IS_DATASYNC:
+    if not MSYNC_IS_DATASYNC:
         _fdatasync(s.fd)
 
 

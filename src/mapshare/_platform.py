@@ -18,6 +18,7 @@ __all__ = [
     "HAS_INOTIFY",
     "HAS_LINK_OBJECTS",
     "HAS_OWNER_UIDS",
+    "MSYNC_IS_DATASYNC",
     "NAMES_OUTLIVE_HANDLES",
     "PLATFORM",
     "SHM_DIR",
@@ -53,6 +54,12 @@ HAS_DEV_SHM: bool = sys.platform.startswith("linux")
 
 HAS_INOTIFY: bool = sys.platform.startswith("linux")
 """``open(name, wait=...)`` can sleep on inotify events instead of polling."""
+
+MSYNC_IS_DATASYNC: bool = sys.platform.startswith("linux")
+"""``msync(MS_SYNC)`` of a shared file mapping makes its range durable with the metadata
+needed to read it back (``vfs_fsync_range(datasync=1)``, mm/msync.c): no ``fdatasync``
+needs to follow.  Elsewhere (Windows: ``FlushViewOfFile`` does not flush the disk's
+cache) the file is synced after the flush."""
 
 HAS_C_LIBRARY: bool = PLATFORM == "linux"
 """libmapshare (the C API, docs/c-api.md) builds here from ``mapshare.get_sources()``:
