@@ -694,7 +694,10 @@ class Journal:
         if self._durability != "os":
             # the hot path: one C call locks, writes, commits, publishes and wakes
             meta = self._meta
-            s = self._tail or self._seg(self._load(M_TAIL_SEQ))
+            s = self._tail
+            if s is None or self._segs.get(s.seq) is not s:
+                # none yet, or _refresh closed it (truncate_before removed it meanwhile)
+                s = self._seg(self._load(M_TAIL_SEQ))
             while True:
                 index = int(_core.journal_append(meta, s.map, s.first, s.seq, data, kind))
                 if index >= 0:
