@@ -420,6 +420,94 @@ static int is_plain(PyObject *o, int depth, int *budget)
 
 static PyObject *pickle_dumps;  /* _pickle.dumps, looked up once (the module stays) */
 
+/* ---- the pickle of one scalar, written here ----
+ *
+ * For a top-level None, bool, int in [-2**31, 2**31), float, or str/bytes under 256
+ * bytes, the bytes _pickle.dumps(obj, 4 or 5) writes are fixed: PROTO, a FRAME when the
+ * body (opcodes + STOP) is 4 bytes or more, the one opcode, MEMOIZE after a str or bytes,
+ * STOP.  Writing them here skips making and freeing a Pickler and its 4 KiB output
+ * buffer -- most of the cost of pickling a small object (callgrind).  The output is byte
+ * for byte _pickle.dumps's (tests/unit/test_mp_c_methods.py compares them). */
+#define SCALAR_MAX 255
+
+static PyObject *scalar_pickle(PyObject *o, long protocol)
+{
+    unsigned char body[2 + SCALAR_MAX + 2];
+    size_t n = 0;
+    PyTypeObject *t = Py_TYPE(o);
+    if (o == Py_None) {
+        body[n++] = 'N';
+    } else if (o == Py_True) {
+        body[n++] = 0x88;
+    } else if (o == Py_False) {
+        body[n++] = 0x89;
+    } else if (t == &PyLong_Type) {
+        int overflow = 0;
+        long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+        if (overflow || v < -2147483648LL || v > 2147483647LL)
+            return NULL;  /* LONG1: the general path */
+        if (v >= 0 && v <= 0xff) {
+            body[n++] = 'K';
+            body[n++] = (unsigned char)v;
+        } else if (v >= 0 && v <= 0xffff) {
+            body[n++] = 'M';
+            body[n++] = (unsigned char)(v & 0xff);
+            body[n++] = (unsigned char)(v >> 8);
+        } else {
+            uint32_t u = (uint32_t)(int32_t)v;
+            body[n++] = 'J';
+            for (int i = 0; i < 4; i++)
+                body[n++] = (unsigned char)(u >> (8 * i));
+        }
+    } else if (t == &PyFloat_Type) {
+        double d = PyFloat_AS_DOUBLE(o);
+        uint64_t u;
+        memcpy(&u, &d, 8);  /* IEEE 754 binary64 on every platform mapshare builds for */
+        body[n++] = 'G';
+        for (int i = 7; i >= 0; i--)
+            body[n++] = (unsigned char)(u >> (8 * i));  /* big-endian, as BINFLOAT */
+    } else if (t == &PyBytes_Type || t == &PyUnicode_Type) {
+        const char *p;
+        Py_ssize_t len;
+        if (t == &PyBytes_Type) {
+            p = PyBytes_AS_STRING(o);
+            len = PyBytes_GET_SIZE(o);
+        } else {
+            /* the pickler encodes with "surrogatepass"; a str this cannot encode
+             * strictly (a lone surrogate) takes the general path */
+            p = PyUnicode_AsUTF8AndSize(o, &len);
+            if (!p) {
+                PyErr_Clear();
+                return NULL;
+            }
+        }
+        if (len > SCALAR_MAX)
+            return NULL;
+        body[n++] = t == &PyBytes_Type ? 'C' : 0x8c;  /* SHORT_BINBYTES, SHORT_BINUNICODE */
+        body[n++] = (unsigned char)len;
+        memcpy(body + n, p, (size_t)len);
+        n += (size_t)len;
+        body[n++] = 0x94;  /* MEMOIZE */
+    } else {
+        return NULL;
+    }
+    body[n++] = '.';
+    int framed = n >= 4;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(2 + (framed ? 9 : 0) + n));
+    if (!out)
+        return NULL;
+    unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);
+    *w++ = 0x80;
+    *w++ = (unsigned char)protocol;
+    if (framed) {
+        *w++ = 0x95;
+        for (int i = 0; i < 8; i++)
+            *w++ = (unsigned char)((uint64_t)n >> (8 * i));
+    }
+    memcpy(w, body, n);
+    return out;
+}
+
 static PyObject *core_dumps_plain(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
@@ -435,6 +523,15 @@ static PyObject *core_dumps_plain(PyObject *self, PyObject *const *args, Py_ssiz
     plain_reducers = NULL;
     if (!plain)
         Py_RETURN_NONE;
+    if (PyLong_CheckExact(args[1])) {
+        long protocol = PyLong_AsLong(args[1]);
+        if (protocol == 4 || protocol == 5) {
+            PyObject *out = scalar_pickle(args[0], protocol);
+            if (out || PyErr_Occurred())
+                return out;
+        }
+        PyErr_Clear();  /* a protocol too large for a long: _pickle.dumps says why */
+    }
     if (!pickle_dumps) {
         PyObject *m = PyImport_ImportModule("_pickle");
         if (!m)
@@ -447,12 +544,107 @@ static PyObject *core_dumps_plain(PyObject *self, PyObject *const *args, Py_ssiz
     return PyObject_Vectorcall(pickle_dumps, args, 2, NULL);
 }
 
+/* ---- _loads_plain: the reverse, for the same scalar pickles ----
+ *
+ * The bytes come from shared memory: untrusted.  Every form this reads is checked
+ * against the length first; anything it does not recognise exactly (another opcode, a
+ * FRAME whose length is not the rest, bytes after STOP) goes to `loads` (the standard
+ * unpickler) unchanged, so the result is always what loads(data) returns. */
+static PyObject *scalar_unpickle(const unsigned char *p, Py_ssize_t n)
+{
+    if (n < 4 || p[0] != 0x80 || p[1] < 2 || p[1] > 5)
+        return NULL;
+    p += 2;
+    n -= 2;
+    if (p[0] == 0x95) {
+        if (n < 9)
+            return NULL;
+        uint64_t len = 0;
+        for (int i = 7; i >= 0; i--)
+            len = (len << 8) | p[1 + i];
+        p += 9;
+        n -= 9;
+        if (len != (uint64_t)n)
+            return NULL;
+    }
+    /* n >= 2 from here: one opcode and STOP at the least */
+    if (n < 2 || p[n - 1] != '.')
+        return NULL;
+    switch (p[0]) {
+    case 'N':
+        return n == 2 ? Py_NewRef(Py_None) : NULL;
+    case 0x88:
+        return n == 2 ? Py_NewRef(Py_True) : NULL;
+    case 0x89:
+        return n == 2 ? Py_NewRef(Py_False) : NULL;
+    case 'K':
+        return n == 3 ? PyLong_FromLong(p[1]) : NULL;
+    case 'M':
+        return n == 4 ? PyLong_FromLong(p[1] | (p[2] << 8)) : NULL;
+    case 'J': {
+        if (n != 6)
+            return NULL;
+        uint32_t u = (uint32_t)p[1] | ((uint32_t)p[2] << 8) | ((uint32_t)p[3] << 16) |
+                     ((uint32_t)p[4] << 24);
+        return PyLong_FromLong((long)(int32_t)u);
+    }
+    case 'G': {
+        if (n != 10)
+            return NULL;
+        uint64_t u = 0;
+        for (int i = 1; i <= 8; i++)
+            u = (u << 8) | p[i];
+        double d;
+        memcpy(&d, &u, 8);
+        return PyFloat_FromDouble(d);
+    }
+    case 'C': case 0x8c: {
+        /* opcode, length, data, MEMOIZE (optional), STOP */
+        if (n < 3)
+            return NULL;
+        Py_ssize_t len = p[1];
+        Py_ssize_t rest = n - 2 - len;  /* what follows the data */
+        if (rest == 2 ? p[2 + len] != 0x94 : rest != 1)
+            return NULL;
+        if (p[0] == 'C')
+            return PyBytes_FromStringAndSize((const char *)p + 2, len);
+        /* the unpickler's decoding; an error (invalid UTF-8) is left to it to report */
+        PyObject *r = PyUnicode_DecodeUTF8((const char *)p + 2, len, "surrogatepass");
+        if (!r)
+            PyErr_Clear();
+        return r;
+    }
+    default:
+        return NULL;
+    }
+}
+
+static PyObject *core_loads_plain(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_loads_plain(data, loads) takes 2 arguments");
+        return NULL;
+    }
+    if (PyBytes_CheckExact(args[0])) {
+        PyObject *r = scalar_unpickle((const unsigned char *)PyBytes_AS_STRING(args[0]),
+                                      PyBytes_GET_SIZE(args[0]));
+        if (r || PyErr_Occurred())
+            return r;
+    }
+    return PyObject_Vectorcall(args[1], args, 1, NULL);
+}
+
 static PyMethodDef module_methods[] = {
     {"set_errors", set_errors, METH_O, "Register {status: exception class}."},
     {"_dumps_plain", (PyCFunction)(void (*)(void))core_dumps_plain, METH_FASTCALL,
      "_dumps_plain(obj, protocol, reducers, /) -> bytes or None: pickle.dumps(obj,\n"
      "protocol) when obj is made only of builtin scalars and containers (64 objects at\n"
      "most) none of whose types has a reducer in `reducers`; else None."},
+    {"_loads_plain", (PyCFunction)(void (*)(void))core_loads_plain, METH_FASTCALL,
+     "_loads_plain(data, loads, /) -> object: loads(data), read here without an unpickler\n"
+     "when data is the pickle of one None, bool, int, float, or short str or bytes (the\n"
+     "forms _dumps_plain writes itself)."},
     {"_raise_status", core_raise_status, METH_VARARGS,
      "_raise_status(code, what=None): raise the exception of a status (for tests)."},
     {"_set_topic_errors", core_set_topic_errors, METH_VARARGS,
