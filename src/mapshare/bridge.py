@@ -115,6 +115,15 @@ that does not read (stopped, its link cut) holds zenoh's TCP close for its linge
 # finalization is ended by it mid-Rust-call: the process aborts).
 EXIT_CLOSE_TIMEOUT = 10.0
 _CURSORS_MAX = 1 << 16
+# zenoh's transmit queue per link, in 64 KiB transport batches, for data (zenoh's default
+# is 2).  With DROP, a put finding its link's queue full waits ``wait_before_drop`` (1 ms)
+# and is then dropped *for that link*.  Two batches are ~30 ms of a 4 MB/s stream: a
+# healthy link whose transmit task is off the CPU that long on a loaded machine (or held
+# up inside zenoh while another link, cut or not read, is closed) dropped messages --
+# measured: host C lost 2-4 of A's 4 KiB messages while host B's bridge was stopped, 2 runs
+# in 4 under load.  The queue is memory per link only: a link that does not drain fills
+# its own and drops its own, and costs the others nothing.
+_TX_QUEUE_BATCHES = 16
 _POLL = 0.1  # seconds a bridge thread waits before looking at its stop flag again
 _RECEIVER_HOLD = 1.0  # seconds a channel's host stays a receiving host after its last receiver
 
@@ -652,6 +661,9 @@ class Bridge:
         # Zenoh's own shared-memory transport is off: on this host mapshare carries the
         # traffic, and a zenoh process that is killed leaves its /dev/shm file behind.
         conf.insert_json5("transport/shared_memory/enabled", "false")
+        queue = "transport/link/tx/queue/size/data"
+        if json.loads(conf.get_json(queue)) == 2:  # zenoh's default: not chosen by the user
+            conf.insert_json5(queue, str(_TX_QUEUE_BATCHES))
         if self._mode is not None:
             conf.insert_json5("mode", json.dumps(self._mode))
         if self._listen:

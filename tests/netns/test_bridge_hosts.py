@@ -20,6 +20,7 @@ import itertools
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import tempfile
@@ -185,6 +186,22 @@ class Net:
                                f"bridge.{self.ids[i]}", "--json"])
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)
+
+    def where_lost(self, sender: int, receiver: int) -> str:
+        """Where messages of ``sender``'s topics were lost on their way to ``receiver``,
+        from both bridges' statistics (for an assertion's message)."""
+        out = []
+        for i in (sender, receiver):
+            try:
+                st = self.stat(i)
+            except Exception as exc:  # a diagnosis must not hide the failure itself
+                out.append(f"host {i}: no statistics ({exc})")
+                continue
+            for t in st["topics"]:
+                out.append(f"host {i} {t['name']}: out {t['messages_out']} dropped in its "
+                           f"ring {t['dropped']}, in {t['messages_in']} lost on the way "
+                           f"{t['lost']}; peers {len(st['peers'])}")
+        return "; ".join(out)
 
     def close(self) -> None:
         for b in self.bridges.values():
@@ -436,8 +453,48 @@ def test_link_cut_counts_the_loss_exactly(net: Net) -> None:
     first_b = messages(log_b)[0][1]
     assert received + lost == end - first_b + 1
     received_c, lost_c = check_gaps(log_c, net.ids[0])
-    assert lost_c == 0
+    assert lost_c == 0, f"C lost {lost_c} while B's link was cut: {net.where_lost(0, 2)}"
     assert received_c == end - messages(log_c)[0][1] + 1
+
+
+def test_remote_that_never_reads_costs_the_other_remote_nothing(net: Net) -> None:
+    """B's bridge is stopped (SIGSTOP: its sockets are never read, its zenoh queues and
+    TCP buffers fill, then its lease runs out) while A publishes fast, 4 KiB messages;
+    C, whose link is fine, gets every one of them (no shared fate across remote hosts),
+    A's publisher never waits; B, resumed, is told exactly what it missed."""
+    topic, key = net.name("t"), f"msh/{net.tag}/t"
+    for a in net.agents:
+        # 16 MiB: each ring holds the whole burst, so a loss at C can only be A's
+        # numbers missing there (the network hop), not C's reader lapped under load
+        a.call("topic", name=topic, capacity=16 << 20)
+    for h in (1, 2):
+        net.agents[h].call("subscribe", id="s", topic=topic)
+    for i in range(3):
+        net.bridge(i, topics={topic: key})
+    counter = warm_up(net, 0, topic, [(1, "s"), (2, "s")])
+    a = net.agents[0]
+    stopped = net.bridges[1].p
+    stopped.send_signal(signal.SIGSTOP)
+    try:
+        # ~4 MB/s for 3 s: far more than B's socket buffers and zenoh queue hold, and
+        # longer than the 1 s lease
+        res = a.call("publish", topic=topic, first=counter, count=3000, size=4096,
+                     pace=0.01, batch=10)
+        counter += 3000
+    finally:
+        stopped.send_signal(signal.SIGCONT)
+    assert res["raised"] == {}, "A's publisher was held up by a remote that does not read"
+    counter = publish_until_received(net, 0, topic, counter, 1, "s", "its bridge resumed")
+    end = counter - 1
+    wait_for(lambda: last_counter(net, 1, "s", net.ids[0]) == end
+             and last_counter(net, 2, "s", net.ids[0]) == end, "the last message")
+    log_c = net.agents[2].call("stop", id="s")
+    received_c, lost_c = check_gaps(log_c, net.ids[0])
+    assert lost_c == 0, f"C lost {lost_c} while B did not read: {net.where_lost(0, 2)}"
+    assert received_c == end - messages(log_c)[0][1] + 1
+    log_b = net.agents[1].call("stop", id="s")
+    received, lost = check_gaps(log_b, net.ids[0])
+    assert received + lost == end - messages(log_b)[0][1] + 1
 
 
 def test_slow_subscriber_lapped_on_remote_host_exact_and_others_unaffected(net: Net) -> None:
