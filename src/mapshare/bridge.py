@@ -118,11 +118,12 @@ _CURSORS_MAX = 1 << 16
 # zenoh's transmit queue per link, in 64 KiB transport batches, for data (zenoh's default
 # is 2).  With DROP, a put finding its link's queue full waits ``wait_before_drop`` (1 ms)
 # and is then dropped *for that link*.  Two batches are ~30 ms of a 4 MB/s stream: a
-# healthy link whose transmit task is off the CPU that long on a loaded machine (or held
-# up inside zenoh while another link, cut or not read, is closed) dropped messages --
-# measured: host C lost 2-4 of A's 4 KiB messages while host B's bridge was stopped, 2 runs
-# in 4 under load.  The queue is memory per link only: a link that does not drain fills
-# its own and drops its own, and costs the others nothing.
+# healthy link whose transmit task is off the CPU that long on a loaded machine dropped
+# messages -- measured: host C lost 2-4 of A's 4 KiB messages on the hop (A's ring lost
+# none) while host B's bridge was stopped, 2 runs in 4 under load; none in 6 with 16.
+# The queue is memory per link only: a link that does not drain fills its own and drops
+# its own (after ``wait_before_drop``), and costs the others nothing.  Only zenoh's
+# default is replaced (a configuration cannot tell a 2 it chose from the default).
 _TX_QUEUE_BATCHES = 16
 _POLL = 0.1  # seconds a bridge thread waits before looking at its stop flag again
 _RECEIVER_HOLD = 1.0  # seconds a channel's host stays a receiving host after its last receiver
