@@ -38,10 +38,14 @@ AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_agent.py")
 PORT = 7447
 # A session whose peer is gone is closed after LEASE ms (zenoh's default is 10 s), and a
 # lost connection is retried every 200-1000 ms, so a cut link is noticed and healed
-# within a few seconds.  Multicast scouting is off: the endpoints are explicit.
+# within a few seconds.  2 s, not 1: a healthy session's keep-alives (every lease/4) must
+# not miss a whole lease on a loaded 2-CPU machine, or the healthy host (C) loses what
+# was sent while its session was re-established -- the tests would then report shared
+# fate that is the machine's, not the bridge's (one CI run lost 1,083 messages at C, ~2 s
+# of traffic, with a 1 s lease).  Multicast scouting is off: the endpoints are explicit.
 ZENOH_CONFIG = {
     "scouting": {"multicast": {"enabled": False}},
-    "transport": {"link": {"tx": {"lease": 1000, "keep_alive": 4}},
+    "transport": {"link": {"tx": {"lease": 2000, "keep_alive": 4}},
                   "shared_memory": {"enabled": False}},
     "connect": {"retry": {"period_init_ms": 200, "period_max_ms": 1000,
                           "period_increase_factor": 2}},
@@ -433,7 +437,7 @@ def test_link_cut_counts_the_loss_exactly(net: Net) -> None:
     counter += 200
     net.hosts[1].cut()
     try:
-        # 3 s at ~500/s: longer than the 1 s lease, so B's session is closed and A's
+        # 3 s at ~500/s: longer than the 2 s lease, so B's session is closed and A's
         # bridge has nobody to send these to: they are lost for B.
         a.call("publish", topic=topic, first=counter, count=1500, pace=0.01, batch=5)
         counter += 1500
@@ -477,7 +481,7 @@ def test_remote_that_never_reads_costs_the_other_remote_nothing(net: Net) -> Non
     stopped.send_signal(signal.SIGSTOP)
     try:
         # ~4 MB/s for 3 s: far more than B's socket buffers and zenoh queue hold, and
-        # longer than the 1 s lease
+        # longer than the 2 s lease
         res = a.call("publish", topic=topic, first=counter, count=3000, size=4096,
                      pace=0.01, batch=10)
         counter += 3000
