@@ -83,6 +83,7 @@
 #include <windows.h>
 #include <aclapi.h>
 #include <psapi.h>   /* K32GetMappedFileNameW (kernel32 since Windows 7) */
+#include <io.h>      /* _get_osfhandle: the UCRT descriptors of a journal's files */
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -969,6 +970,57 @@ uint64_t ms_p_realtime_ns(void)
     FILETIME ft;
     GetSystemTimePreciseAsFileTime(&ft);
     return (uint64_t)filetime_to_unix_ns(ft);
+}
+
+/* ---- plain files (platform.h) --------------------------------------------------------- */
+
+static HANDLE fd_handle(int fd, int *err)
+{
+    HANDLE h = (HANDLE)_get_osfhandle(fd);
+    if (h == INVALID_HANDLE_VALUE && err)
+        *err = ERROR_INVALID_HANDLE;
+    return h;
+}
+
+ms_status ms_p_file_allocate(int fd, uint64_t size, int *err)
+{
+    HANDLE f = fd_handle(fd, err);
+    if (f == INVALID_HANDLE_VALUE)
+        return MS_E_INVALID;
+    return extend_file(f, size, err);
+}
+
+ms_status ms_p_file_lock(int fd, int exclusive, int *err)
+{
+    OVERLAPPED ov;
+    HANDLE f = fd_handle(fd, err);
+    if (f == INVALID_HANDLE_VALUE)
+        return MS_E_INVALID;
+    memset(&ov, 0, sizeof ov);   /* the range starts at offset 0 */
+    if (exclusive ? LockFileEx(f, LOCKFILE_EXCLUSIVE_LOCK, 0, MAXDWORD, MAXDWORD, &ov)
+                  : UnlockFileEx(f, 0, MAXDWORD, MAXDWORD, &ov))
+        return MS_OK;
+    return last_status(err);
+}
+
+ms_status ms_p_path_restrict(const char *path, unsigned mode, int *err)
+{
+    ms_sa sa;
+    ms_status st;
+    DWORD e;
+    wchar_t *wpath = widen(NULL, path);
+    if (!wpath)
+        return set_err(MS_E_INVALID, ERROR_NO_UNICODE_TRANSLATION, err);
+    if ((st = make_sa(&sa, mode, 0, err)) == MS_OK) {
+        /* protected: the directory's inheritable ACEs no longer widen it */
+        e = SetNamedSecurityInfoW(wpath, SE_FILE_OBJECT,
+                                  DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
+                                  NULL, NULL, &sa.dacl.acl, NULL);
+        if (e != ERROR_SUCCESS)
+            st = win_status(e, err);
+    }
+    free(wpath);
+    return st;
 }
 
 /* ---- waiting and waking ------------------------------------------------------------ */

@@ -17,8 +17,6 @@ import mapshare
 from mapshare import _core
 from mapshare._journal import M_READERS, REC_HDR, SEG_HDR
 
-pytestmark = pytest.mark.posix_only("the Journal's Windows platform calls are not done yet")
-
 SEG = 4096
 
 
