@@ -11,8 +11,10 @@ rolls, recovery, durability, readers.  docs/design/journal-format.md is the form
 
 Why the append lock is held for reserve + copy + commit: indices are then assigned in
 commit order and stay dense whoever dies; a holder killed mid-append is found by the
-kernel's robust-futex list (no timeout), and the next holder repairs the tail (zeroes the
-partial record and rescans) before appending.
+kernel's robust-futex list (on Windows: an abandoned named mutex, or the holder the lock
+area still names), with no timeout, and the next holder repairs the tail (zeroes the
+partial record and rescans) before appending.  On Windows the lock and the readers' wait
+are named kernel objects, named after the meta file's random wait id (M_WAIT_ID).
 """
 
 from __future__ import annotations
