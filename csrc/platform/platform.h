@@ -252,7 +252,9 @@ void ms_p_lock_inspect(void *area, int *held, uint32_t *holder, int *dead);
 /* Make the file `size` bytes long with its storage allocated, so that a full disk fails
  * here (MS_E_NO_SPACE), never as SIGBUS or EXCEPTION_IN_PAGE_ERROR on a mapping later.
  * Linux: posix_fallocate (ftruncate where the file system has none).  Windows:
- * FileAllocationInfo, then the end of file (SetEndOfFile's FileEndOfFileInfo). */
+ * FileAllocationInfo, then the end of file (SetEndOfFile's FileEndOfFileInfo); where
+ * FileAllocationInfo is not supported (Wine 8, some file systems), zeros written over
+ * the new range. */
 ms_status ms_p_file_allocate(int fd, uint64_t size, int *err);
 
 /* Take (exclusive != 0) or drop an exclusive lock on the whole file, waiting as long as

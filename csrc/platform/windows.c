@@ -982,11 +982,49 @@ static HANDLE fd_handle(int fd, int *err)
     return h;
 }
 
+/* Write zeros over [from, to) of the file: where FileAllocationInfo is not supported
+ * (Wine 8 answers ERROR_CALL_NOT_IMPLEMENTED and its SetEndOfFile makes a sparse file;
+ * some file systems), blocks exist only once written.  Only for the journal's files,
+ * whose size the caller chose (a segment of a few MiB, the 8 KiB meta file): a multi-GiB
+ * file-backed segment is never filled this way. */
+static ms_status zero_fill(HANDLE f, uint64_t from, uint64_t to, int *err)
+{
+    static char zeros[65536];   /* never written: .bss, not in the DLL file */
+    while (from < to) {
+        OVERLAPPED ov;
+        DWORD n = (DWORD)(to - from < sizeof zeros ? to - from : sizeof zeros), done = 0;
+        memset(&ov, 0, sizeof ov);
+        ov.Offset = MS_LO(from);
+        ov.OffsetHigh = MS_HI(from);
+        if (!WriteFile(f, zeros, n, &done, &ov))
+            return last_status(err);
+        if (done == 0)
+            return set_err(MS_E_NO_SPACE, ERROR_DISK_FULL, err);
+        from += done;
+    }
+    return MS_OK;
+}
+
 ms_status ms_p_file_allocate(int fd, uint64_t size, int *err)
 {
+    FILE_ALLOCATION_INFO alloc;
+    LARGE_INTEGER cur;
     HANDLE f = fd_handle(fd, err);
     if (f == INVALID_HANDLE_VALUE)
         return MS_E_INVALID;
+    alloc.AllocationSize.QuadPart = (LONGLONG)size;
+    if (!SetFileInformationByHandle(f, FileAllocationInfo, &alloc, sizeof alloc)) {
+        DWORD e = GetLastError();
+        ms_status st;
+        if (win_status(e, NULL) == MS_E_NO_SPACE)
+            return win_status(e, err);
+        if (!GetFileSizeEx(f, &cur))
+            return last_status(err);
+        if ((uint64_t)cur.QuadPart < size &&
+            (st = zero_fill(f, (uint64_t)cur.QuadPart, size, err)) != MS_OK)
+            return st;
+    }
+    /* the end of file (SetEndOfFile): a no-op after a zero fill; shortens a longer file */
     return extend_file(f, size, err);
 }
 
