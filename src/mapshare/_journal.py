@@ -46,6 +46,7 @@ from ._errors import (
     WaitTimeout,
 )
 from ._options import check_mode
+from ._platform import FILES_HAVE_MODE_BITS, FSYNC_WRITES_MAPPED_PAGES, MAPPED_FILES_REMOVABLE
 
 __all__ = ["Journal", "JournalReader", "JournalStatistics", "ReaderPosition", "Recovery"]
 
@@ -92,7 +93,6 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _fdatasync = getattr(os, "fdatasync", os.fsync)  # Windows: os.fsync is FlushFileBuffers
-_WINDOWS = os.name == "nt"
 SEGMENT_SIZE_DEFAULT = 64 << 20
 _SEG_RE = re.compile(r"^([0-9a-f]{16})\.seg$")
 
@@ -543,7 +543,7 @@ class Journal:
         """The permission of new segment files: the meta file's (POSIX: a chmod of it
         applies to later segments); on Windows, whose files have no mode bits, the one
         given at creation."""
-        if _WINDOWS:
+        if not FILES_HAVE_MODE_BITS:
             return int(struct.unpack_from("<I", self._meta, M_MODE)[0]) & 0o777
         return _file_mode(self._meta_fd)
 
@@ -944,7 +944,7 @@ class Journal:
                 if s is not None:
                     s.close()
                 _remove_segment(self._path, seq)
-            if _WINDOWS:
+            if not MAPPED_FILES_REMOVABLE:
                 _sweep_below(self._path, new_head)
             self._refresh()
             return first
@@ -1170,8 +1170,8 @@ class JournalReader:
 
 def _allocate(fd: int, size: int, what: str) -> None:
     """Reserve the file's blocks now: a full disk fails here, never as SIGBUS later."""
-    if _WINDOWS:
-        # the platform layer: FileAllocationInfo, then SetEndOfFile's end of file
+    if not hasattr(os, "posix_fallocate"):
+        # Windows: the platform layer (FileAllocationInfo, then SetEndOfFile's end of file)
         try:
             _core.journal_allocate(fd, size)
         except NoSpaceError as exc:
@@ -1246,7 +1246,7 @@ def _flush_range(s: _Seg, start: int, end: int, index: int) -> None:
     FlushViewOfFile), then make the file durable (fdatasync / FlushFileBuffers)."""
     lo = start - start % _PAGE
     s.map.flush(lo, end - lo)
-    if _WINDOWS:
+    if not FSYNC_WRITES_MAPPED_PAGES:
         # FlushFileBuffers does not write a view's dirty pages (fdatasync does, the page
         # cache being one): the offset table's page is flushed from the view too
         size = len(s.map)
@@ -1260,7 +1260,7 @@ def _flush_range(s: _Seg, start: int, end: int, index: int) -> None:
 def _restrict(path: str, fd: Optional[int], mode: int) -> None:
     """Give a new file or directory exactly `mode` (umask-proof).  Windows: the owner-only
     DACL (plus Everyone for group/other bits) that every mapshare object gets."""
-    if _WINDOWS:
+    if not FILES_HAVE_MODE_BITS:
         _core.journal_restrict(path, mode)
     elif fd is not None:
         os.fchmod(fd, mode)
@@ -1286,7 +1286,7 @@ def _remove_segment(path: str, seq: int) -> None:
     except FileNotFoundError:
         pass
     except PermissionError:
-        if not _WINDOWS:
+        if MAPPED_FILES_REMOVABLE:
             raise
 
 
