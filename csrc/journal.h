@@ -37,6 +37,9 @@ static inline uint64_t ms_j_record_bytes(uint64_t len)
 /* CRC-32C (Castagnoli), the checksum of every record; `crc` is the running value (0 to
  * start). */
 uint32_t ms_crc32c(uint32_t crc, const void *data, size_t n);
+/* Tests: use the CPU's crc32 instruction where it has one (use != 0; the default) or the
+ * portable tables (0).  Returns 1 if the instruction is in use. */
+int ms_crc32c_hw(int use);
 
 /* Write a segment header into `base` (size bytes, zero-filled by the caller). */
 ms_status ms_j_seg_init(uint8_t *base, uint64_t size, uint64_t seq, uint64_t first_index);
@@ -76,6 +79,13 @@ ms_status ms_j_find(const uint8_t *base, uint64_t size, uint64_t first_index,
  * does not hold a valid record (where the next append goes after recovery). */
 void ms_j_scan(const uint8_t *base, uint64_t size, uint64_t first_index, uint64_t off,
                uint64_t index, uint64_t limit, uint64_t *end_off, uint64_t *end_index);
+
+/* Rewrite the offset-table entries of the valid records from the segment's start up to
+ * `limit` (an index; UINT64_MAX for none) where they differ: the table is an index the
+ * records themselves define, so "os" durability flushes only a record's own pages and a
+ * recovery after power loss rebuilds the tail segment's entries.  Entries that already
+ * hold are not written (clean pages stay clean).  Returns how many were rewritten. */
+uint64_t ms_j_retable(uint8_t *base, uint64_t size, uint64_t first_index, uint64_t limit);
 
 /* Zero the non-zero 8-byte words of [start, end) (start 8-aligned, end 4-aligned, end <=
  * size): clean pages stay clean.  Returns how many bytes were non-zero words. */

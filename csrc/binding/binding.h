@@ -220,6 +220,7 @@ static inline void seg_wait_end(SegmentObject *s, PyThreadState *ts)
 /* ---- Journal (journal.c): module-level functions, added to the module at init --- */
 
 extern MS_BINDING_API PyMethodDef ms_journal_methods[];
+extern MS_BINDING_API PyTypeObject JournalAppender_Type;
 
 /* ---- Window (window.c) ------------------------------------------------------------ */
 

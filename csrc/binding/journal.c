@@ -9,9 +9,25 @@
 #include "binding.h"
 #include "../journal.h"
 #include "../platform/platform.h"
+#include "../sync.h"
 
 #define J_SLICE_NS 100000000LL   /* longest sleep between signal checks */
 #define J_RO_SLICE_NS 2000000LL  /* read-only waiters cannot count themselves: re-check */
+#define J_SPIN_NS 50000LL        /* a reader at the tail spins this long before sleeping, as
+                                  * a Channel receiver does: an appender on another core
+                                  * usually commits the next record within it, and a futex
+                                  * wake costs the appender a system call per record */
+
+typedef struct {
+    volatile uint32_t *word;
+    uint32_t expected;
+} jspin;
+
+static int word_moved(void *arg)
+{
+    jspin *p = (jspin *)arg;
+    return ms_load_sc32(p->word) != p->expected;
+}
 
 typedef struct {
     Py_buffer view;
@@ -301,6 +317,32 @@ static PyObject *j_zero(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromUnsignedLongLong(c.out1);
 }
 
+static ms_status g_retable(void *arg)
+{
+    jcall *c = (jcall *)arg;
+    c->out1 = ms_j_retable(c->b->base, c->b->size, c->first, c->limit);
+    return MS_OK;
+}
+
+/* journal_retable(buf, first_index, limit) -> offset-table entries rewritten */
+static PyObject *j_retable(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long a[2];
+    jbuf b;
+    (void)m;
+    if (u64s(args, nargs, 3, "journal_retable", a) < 0 || jbuf_get(args[0], 1, &b) < 0)
+        return NULL;
+    jcall c = {&b, a[0], 0, 0, 0, 0, a[1], NULL, 0, 0, 0, 0};
+    ms_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = ms_p_guarded_call(g_retable, &c);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&b.view);
+    if (st != MS_OK)
+        return j_raise(st, 0, "journal segment");
+    return PyLong_FromUnsignedLongLong(c.out1);
+}
+
 /* journal_seg_init(buf, seq, first_index) */
 static PyObject *j_seg_init(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -543,6 +585,13 @@ static PyObject *j_wait(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     int counted = !b.view.readonly;
     int moved = 0;
     uint64_t start = ms_p_monotonic_ns();
+    if (timeout != 0 && ms_load_sc32(word) == expected) {
+        jspin sp = {word, expected};
+        int64_t spin = timeout > 0 && timeout < J_SPIN_NS ? timeout : J_SPIN_NS;
+        Py_BEGIN_ALLOW_THREADS
+        ms_spin_until(word_moved, &sp, spin);
+        Py_END_ALLOW_THREADS
+    }
     if (counted)
         ms_add32(waiters, 1);
     for (;;) {
@@ -604,19 +653,64 @@ static PyObject *j_wake(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 #define JM_WAITERS 196
 #define JM_SIZE 8192
 
+/* The one-call append under the lock, shared by journal_append and
+ * JournalAppender.append: returns the record's index (>= 0), or -1: segment `seq` is full
+ * (the caller rolls under the lock and retries), -2: the tail is another segment now (the
+ * caller maps it and retries), -3: the lock's previous holder died: the lock is HELD, the
+ * caller repairs the tail, releases it and retries, -99: a signal handler raised (a
+ * Python exception is set), -100: *st (with *err) says what failed. */
+static long long append_core(jbuf *mb, jbuf *sb, uint64_t first, uint64_t seq,
+                             const void *data, uint64_t len, uint32_t kind, ms_status *st,
+                             int *err)
+{
+    *st = MS_OK;
+    if (mb->size < JM_SIZE)
+        return -100;
+    ms_waitctx *ctx;
+    if (jctx(mb, &ctx) < 0)
+        return -99;
+    void *area = mb->base + JM_LOCK;
+    *st = lock_slices(ctx, JM_LOCK, area, -1, err);
+    if (*st == MS_E_INTERRUPTED)
+        return -99;
+    if (*st == MS_E_OWNER_DIED)
+        return -3;
+    if (*st != MS_OK)
+        return -100;
+    if (ms_load64(mb->base + JM_TAIL_SEQ) != seq) {
+        ms_p_lock_release(ctx, JM_LOCK, area, err);
+        return -2;
+    }
+    uint64_t index = ms_load64(mb->base + JM_COMMITTED);
+    jcall c = {sb, first, ms_load64(mb->base + JM_TAIL_OFF), index, len, 0, 0, data, 0, 0, 0,
+               kind};
+    *st = ms_p_guarded_call(g_put, &c);
+    if (*st == MS_OK) {
+        ms_store64(mb->base + JM_TAIL_OFF, c.out1);
+        ms_store_sc64(mb->base + JM_COMMITTED, index + 1);
+    }
+    ms_p_lock_release(ctx, JM_LOCK, area, err);
+    if (*st == MS_E_FULL)
+        return -1;
+    if (*st != MS_OK)
+        return -100;
+    volatile uint32_t *word = (volatile uint32_t *)(mb->base + JM_NOTIFY);
+    ms_add32(word, 1);   /* sequentially consistent: ordered before the waiter-count read */
+    if (ms_load_sc32((volatile uint32_t *)(mb->base + JM_WAITERS)) != 0)
+        ms_p_wake32(ctx, JM_NOTIFY, word, 1);
+    return (long long)index;
+}
+
 /* journal_append(meta, seg, first_index, seq, data, kind) -> the record's index (>= 0),
- * or -1: segment `seq` is full (the caller rolls under the lock and retries), -2: the
- * tail is another segment now (the caller maps it and retries), -3: the lock's previous
- * holder died: the lock is HELD, the caller repairs the tail, releases it and retries.
- * One call takes the append lock, writes, checksums and commits the record, publishes the
- * index and wakes sleeping readers (the "process" and "os-batch" hot path). */
+ * or -1 (full), -2 (rolled), -3 (previous holder died: the lock is HELD), as
+ * append_core.  One call takes the append lock, writes, checksums and commits the record,
+ * publishes the index and wakes sleeping readers (the "os-batch" hot path). */
 static PyObject *j_append(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
     unsigned long long a[2], kind;
     jbuf mb, sb;
     Py_buffer data;
     int err = 0;
-    long long result;
     ms_status st = MS_OK;
     (void)m;
     if (nargs != 6) {
@@ -638,66 +732,17 @@ static PyObject *j_append(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
         PyBuffer_Release(&data);
         return NULL;
     }
-    if (mb.size < JM_SIZE) {
-        result = -100;
-        goto out;
-    }
-    ms_waitctx *ctx;
-    if (jctx(&mb, &ctx) < 0) {
-        result = -99;
-        goto out;
-    }
-    void *area = mb.base + JM_LOCK;
-    st = lock_slices(ctx, JM_LOCK, area, -1, &err);
-    if (st == MS_E_INTERRUPTED) {
-        result = -99;
-        goto out;
-    }
-    if (st == MS_E_OWNER_DIED) {
-        result = -3;
-        goto out;
-    }
-    if (st != MS_OK) {
-        result = -100;
-        goto out;
-    }
-    if (ms_load64(mb.base + JM_TAIL_SEQ) != a[1]) {
-        ms_p_lock_release(ctx, JM_LOCK, area, &err);
-        result = -2;
-        goto out;
-    }
-    uint64_t index = ms_load64(mb.base + JM_COMMITTED);
-    jcall c = {&sb, a[0], ms_load64(mb.base + JM_TAIL_OFF), index, (uint64_t)data.len, 0, 0,
-               data.buf, 0, 0, 0, (uint32_t)kind};
-    st = ms_p_guarded_call(g_put, &c);
-    if (st == MS_OK) {
-        ms_store64(mb.base + JM_TAIL_OFF, c.out1);
-        ms_store_sc64(mb.base + JM_COMMITTED, index + 1);
-    }
-    ms_p_lock_release(ctx, JM_LOCK, area, &err);
-    if (st == MS_E_FULL) {
-        result = -1;
-        goto out;
-    }
-    if (st != MS_OK) {
-        PyBuffer_Release(&sb.view);
-        PyBuffer_Release(&mb.view);
-        PyBuffer_Release(&data);
-        return j_raise(st, 0, "journal record");
-    }
-    volatile uint32_t *word = (volatile uint32_t *)(mb.base + JM_NOTIFY);
-    ms_add32(word, 1);
-    if (ms_load_sc32((volatile uint32_t *)(mb.base + JM_WAITERS)) != 0)
-        ms_p_wake32(ctx, JM_NOTIFY, word, 1);
-    result = (long long)index;
-out:
+    long long result = append_core(&mb, &sb, a[0], a[1], data.buf, (uint64_t)data.len,
+                                   (uint32_t)kind, &st, &err);
     PyBuffer_Release(&sb.view);
     PyBuffer_Release(&mb.view);
     PyBuffer_Release(&data);
     if (result == -99)
         return NULL;
     if (result == -100)
-        return j_raise(st == MS_OK ? MS_E_LAYOUT : st, err, "journal append lock");
+        return j_raise(st == MS_OK ? MS_E_LAYOUT : st, err,
+                       st == MS_OK || st == MS_E_INVALID ? "journal append lock"
+                                                          : "journal record");
     return PyLong_FromLongLong(result);
 }
 
@@ -786,6 +831,298 @@ static PyObject *j_restrict(PyObject *m, PyObject *const *args, Py_ssize_t nargs
     Py_RETURN_NONE;
 }
 
+/* ---- JournalAppender: Journal.append as one C call ------------------------------------ */
+
+/* A "process"-mode journal's append, bound at open (Journal.append is this object's
+ * append method): one C call from Python to a committed record, no Python frame around
+ * it.  It keeps the meta and tail-segment mmaps and takes their buffers per call (an mmap
+ * with exports refuses to close, so neither can be unmapped under a call, even one waiting
+ * for the lock without the GIL).  Everything but the hot path goes to `slow(data, code)`,
+ * the Python policy: code -1 (full: roll), -2 (another segment is the tail), -3 (the
+ * lock's previous holder died: the lock is held, repair first), -4 (too large, or
+ * released: the general path raises the right error). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *meta;
+    PyObject *seg;
+    PyObject *slow;
+    uint64_t first;
+    uint64_t seq;
+} JAppenderObject;
+
+static int ja_traverse(JAppenderObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->meta);
+    Py_VISIT(self->seg);
+    Py_VISIT(self->slow);
+    return 0;
+}
+
+static int ja_clear(JAppenderObject *self)
+{
+    Py_CLEAR(self->meta);
+    Py_CLEAR(self->seg);
+    Py_CLEAR(self->slow);
+    return 0;
+}
+
+static void ja_dealloc(JAppenderObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    ja_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *ja_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *meta, *seg, *slow;
+    unsigned long long first, seq;
+    static char *kw[] = {"meta", "seg", "first_index", "seq", "slow", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOKKO:JournalAppender", kw, &meta, &seg,
+                                     &first, &seq, &slow))
+        return NULL;
+    if (!PyCallable_Check(slow)) {
+        PyErr_SetString(PyExc_TypeError, "JournalAppender: slow must be callable");
+        return NULL;
+    }
+    JAppenderObject *self = (JAppenderObject *)type->tp_alloc(type, 0);
+    if (!self)
+        return NULL;
+    Py_INCREF(meta);
+    Py_INCREF(seg);
+    Py_INCREF(slow);
+    self->meta = meta;
+    self->seg = seg;
+    self->slow = slow;
+    self->first = first;
+    self->seq = seq;
+    return (PyObject *)self;
+}
+
+static PyObject *ja_slow(JAppenderObject *self, PyObject *data, long long code)
+{
+    PyObject *slow = self->slow;
+    if (!slow) {
+        PyErr_SetString(PyExc_ValueError, "journal is closed");
+        return NULL;
+    }
+    Py_INCREF(slow);
+    PyObject *r = PyObject_CallFunction(slow, "OL", data, code);
+    Py_DECREF(slow);
+    return r;
+}
+
+static PyObject *ja_append(JAppenderObject *self, PyObject *data)
+{
+    if (!self->meta || !self->seg)
+        return ja_slow(self, data, -4);
+    /* held for the call: a retarget() or release() from another thread while this one
+     * waits for the lock without the GIL leaves these alive */
+    PyObject *meta = self->meta, *seg = self->seg;
+    uint64_t first = self->first, seq = self->seq;
+    Py_buffer d;
+    jbuf mb, sb;
+    int err = 0;
+    ms_status st = MS_OK;
+    if (PyObject_GetBuffer(data, &d, PyBUF_SIMPLE) < 0)
+        return NULL;
+    Py_INCREF(meta);
+    Py_INCREF(seg);
+    long long result;
+    if (jbuf_get(meta, 1, &mb) < 0) {
+        result = -200;
+    } else if (jbuf_get(seg, 1, &sb) < 0) {
+        PyBuffer_Release(&mb.view);
+        result = -200;
+    } else {
+        result = append_core(&mb, &sb, first, seq, d.buf, (uint64_t)d.len, 0, &st, &err);
+        PyBuffer_Release(&sb.view);
+        PyBuffer_Release(&mb.view);
+    }
+    PyBuffer_Release(&d);
+    Py_DECREF(seg);
+    Py_DECREF(meta);
+    if (result >= 0)
+        return PyLong_FromLongLong(result);
+    if (result == -99 || result == -200)
+        return NULL;
+    if (result == -100) {
+        if (st == MS_E_TOO_LARGE)
+            return ja_slow(self, data, -4);
+        return j_raise(st == MS_OK ? MS_E_LAYOUT : st, err,
+                       st == MS_OK || st == MS_E_INVALID ? "journal append lock"
+                                                          : "journal record");
+    }
+    return ja_slow(self, data, result);
+}
+
+static PyObject *ja_retarget(JAppenderObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long first, seq;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "retarget takes 3 arguments");
+        return NULL;
+    }
+    if (u64_arg(args[1], "first_index", UINT64_MAX, &first) < 0 ||
+        u64_arg(args[2], "seq", UINT64_MAX, &seq) < 0)
+        return NULL;
+    Py_INCREF(args[0]);
+    Py_XSETREF(self->seg, args[0]);
+    self->first = first;
+    self->seq = seq;
+    Py_RETURN_NONE;
+}
+
+static PyObject *ja_release(JAppenderObject *self, PyObject *unused)
+{
+    (void)unused;
+    Py_CLEAR(self->meta);
+    Py_CLEAR(self->seg);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef ja_methods[] = {
+    {"append", (PyCFunction)ja_append, METH_O,
+     "append(data) -> index: lock, write, checksum, commit, publish, wake in one call."},
+    {"retarget", (PyCFunction)(void (*)(void))ja_retarget, METH_FASTCALL,
+     "retarget(seg, first_index, seq): appends go to this tail segment from now on."},
+    {"release", (PyCFunction)ja_release, METH_NOARGS,
+     "release(): drop the mmaps (the journal closes them); append then goes to slow."},
+    {NULL, NULL, 0, NULL}
+};
+
+MS_BINDING_API PyTypeObject JournalAppender_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mapshare._core.JournalAppender",
+    .tp_basicsize = sizeof(JAppenderObject),
+    .tp_dealloc = (destructor)ja_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "JournalAppender(meta, seg, first_index, seq, slow): a journal's one-call "
+              "append (Journal.append in 'process' mode).",
+    .tp_traverse = (traverseproc)ja_traverse,
+    .tp_clear = (inquiry)ja_clear,
+    .tp_methods = ja_methods,
+    .tp_new = ja_new,
+};
+
+/* ---- the tail reader: records in batches ------------------------------------------- */
+
+#define J_BATCH_MAX 256
+
+typedef struct {
+    jbuf *b;
+    uint64_t first, pos, end, hint;
+    uint64_t n;
+    uint64_t payload[J_BATCH_MAX], len[J_BATCH_MAX];
+} jbatch;
+
+/* Follow trusted records from `pos` while below `end`: each at the hint (where the last
+ * one ended: sequential reading), else through the offset table. */
+static ms_status g_batch(void *arg)
+{
+    jbatch *c = (jbatch *)arg;
+    uint64_t off, payload, len, next, hint = c->hint;
+    uint32_t kind;
+    while (c->n < J_BATCH_MAX && c->pos + c->n < c->end) {
+        uint64_t index = c->pos + c->n;
+        if (hint && ms_j_check(c->b->base, c->b->size, c->first, hint, index, &payload, &len,
+                               &kind, &next) == MS_OK) {
+            off = hint;
+        } else if (ms_j_find(c->b->base, c->b->size, c->first, index, 0, 0, &off, &payload,
+                             &len, &kind) == MS_OK) {
+            next = payload + ((len + 7) & ~(uint64_t)7);
+        } else {
+            break;   /* in the next segment (a roll), or damage: the caller decides */
+        }
+        (void)off;
+        c->payload[c->n] = payload;
+        c->len[c->n] = len;
+        c->n++;
+        hint = next;
+    }
+    c->hint = hint;
+    return MS_OK;
+}
+
+/* journal_batch(meta, seg, first_index, pos, hint, max) -> (records, hint): up to `max`
+ * committed records from index `pos` found in segment `seg` (an mmap), as a list of
+ * (index, read-only memoryview) in one call, and the offset after the last one (the hint
+ * for the next call).  An empty list: nothing committed from `pos` yet, or `pos` is not
+ * in this segment.  The tail reader's iteration: one C call per batch of records. */
+static PyObject *j_batch(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long a[4];
+    jbuf mb, sb;
+    (void)m;
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "journal_batch takes 6 arguments");
+        return NULL;
+    }
+    if (u64s(args + 1, 5, 5, "journal_batch", a) < 0)
+        return NULL;
+    if (jbuf_get(args[0], 0, &mb) < 0)
+        return NULL;
+    if (mb.size < JM_SIZE) {
+        PyBuffer_Release(&mb.view);
+        return j_raise(MS_E_LAYOUT, 0, "journal meta file");
+    }
+    uint64_t committed = ms_load64(mb.base + JM_COMMITTED);
+    PyBuffer_Release(&mb.view);
+    if (jbuf_get(args[1], 0, &sb) < 0)
+        return NULL;
+    jbatch c;
+    c.b = &sb;
+    c.first = a[0];
+    c.pos = a[1];
+    c.hint = a[2];
+    c.n = 0;
+    uint64_t want = a[3] < J_BATCH_MAX ? a[3] : J_BATCH_MAX;
+    c.end = committed;
+    if (c.pos < c.end && c.end - c.pos > want)
+        c.end = c.pos + want;
+    ms_status st = c.pos < c.end ? ms_p_guarded_call(g_batch, &c) : MS_OK;
+    PyBuffer_Release(&sb.view);
+    if (st != MS_OK)
+        return j_raise(st, 0, "journal record");
+    PyObject *list = PyList_New((Py_ssize_t)c.n);
+    PyObject *ro = NULL;
+    if (!list)
+        return NULL;
+    if (c.n) {
+        /* one read-only view of the mapping per batch; each record is a slice of it (the
+         * mmap stays mapped while any of them lives) */
+        PyObject *mv = PyMemoryView_FromObject(args[1]);
+        if (mv) {
+            ro = PyObject_CallMethod(mv, "toreadonly", NULL);
+            Py_DECREF(mv);
+        }
+        if (!ro)
+            goto fail;
+    }
+    for (uint64_t k = 0; k < c.n; k++) {
+        PyObject *lo = PyLong_FromUnsignedLongLong(c.payload[k]);
+        PyObject *hi = PyLong_FromUnsignedLongLong(c.payload[k] + c.len[k]);
+        PyObject *sl = lo && hi ? PySlice_New(lo, hi, NULL) : NULL;
+        Py_XDECREF(lo);
+        Py_XDECREF(hi);
+        PyObject *view = sl ? PyObject_GetItem(ro, sl) : NULL;
+        Py_XDECREF(sl);
+        PyObject *idx = view ? PyLong_FromUnsignedLongLong(c.pos + k) : NULL;
+        PyObject *rec = idx ? PyTuple_Pack(2, idx, view) : NULL;
+        Py_XDECREF(idx);
+        Py_XDECREF(view);
+        if (!rec)
+            goto fail;
+        PyList_SET_ITEM(list, (Py_ssize_t)k, rec);
+    }
+    Py_XDECREF(ro);
+    return Py_BuildValue("(NK)", list, (unsigned long long)c.hint);
+fail:
+    Py_XDECREF(ro);
+    Py_DECREF(list);
+    return NULL;
+}
+
 #define FAST(name, fn, doc) {name, (PyCFunction)(void (*)(void))fn, METH_FASTCALL, doc}
 MS_BINDING_API PyMethodDef ms_journal_methods[] = {
     FAST("journal_append", j_append,
@@ -793,8 +1130,10 @@ MS_BINDING_API PyMethodDef ms_journal_methods[] = {
     FAST("journal_put", j_put, "journal_put(buf, first_index, off, index, data, kind) -> next"),
     FAST("journal_reserve", j_reserve, "journal_reserve(buf, first_index, off, index, n, kind) -> payload"),
     FAST("journal_commit", j_commit, "journal_commit(buf, first_index, off, index) -> next"),
+    FAST("journal_batch", j_batch, "journal_batch(meta, seg, first_index, pos, hint, max) -> (records, hint)"),
     FAST("journal_find", j_find, "journal_find(buf, first_index, index, hint, scan) -> (off, payload, len, kind)"),
     FAST("journal_scan", j_scan, "journal_scan(buf, first_index, off, index, limit) -> (off, index)"),
+    FAST("journal_retable", j_retable, "journal_retable(buf, first_index, limit) -> entries rewritten"),
     FAST("journal_zero", j_zero, "journal_zero(buf, start, end) -> bytes cleared"),
     FAST("journal_seg_init", j_seg_init, "journal_seg_init(buf, seq, first_index)"),
     FAST("journal_seg_check", j_seg_check, "journal_seg_check(buf, seq) -> first_index"),

@@ -545,7 +545,7 @@ static int add_types(PyObject *m)
     PyTypeObject *types[] = {&Segment_Type, &Window_Type, &WindowExport_Type, &Lock_Type,
                              &MPLock_Type, &MPSemaphore_Type, &Event_Type, &Semaphore_Type,
                              &Channel_Type, &Topic_Type,
-                             &Subscriber_Type, &Latest_Type};
+                             &Subscriber_Type, &Latest_Type, &JournalAppender_Type};
     for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
         if (PyType_Ready(types[i]) < 0)
             return -1;
@@ -554,7 +554,7 @@ static int add_types(PyObject *m)
     PyTypeObject *exported[] = {&Segment_Type, &Window_Type, &Lock_Type, &MPLock_Type,
                                 &MPSemaphore_Type, &Event_Type, &Semaphore_Type,
                                 &Channel_Type, &Topic_Type,
-                                &Subscriber_Type, &Latest_Type};
+                                &Subscriber_Type, &Latest_Type, &JournalAppender_Type};
     for (size_t i = 0; i < sizeof exported / sizeof *exported; i++) {
         if (PyModule_AddType(m, exported[i]) < 0)
             return -1;

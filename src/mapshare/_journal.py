@@ -27,6 +27,7 @@ import pickle
 import re
 import struct
 import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ from ._errors import (
     WaitTimeout,
 )
 from ._options import check_mode
-from ._platform import FILES_HAVE_MODE_BITS, FSYNC_WRITES_MAPPED_PAGES, MAPPED_FILES_REMOVABLE
+from ._platform import FILES_HAVE_MODE_BITS, MAPPED_FILES_REMOVABLE, MSYNC_IS_DATASYNC
 
 __all__ = ["Journal", "JournalReader", "JournalStatistics", "ReaderPosition", "Recovery"]
 
@@ -93,6 +94,8 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _fdatasync = getattr(os, "fdatasync", os.fsync)  # Windows: os.fsync is FlushFileBuffers
+# Linux: msync(MS_SYNC) of a shared file mapping is a ranged fdatasync (see _flush_range).
+_MSYNC_IS_DATASYNC = MSYNC_IS_DATASYNC
 SEGMENT_SIZE_DEFAULT = 64 << 20
 _SEG_RE = re.compile(r"^([0-9a-f]{16})\.seg$")
 
@@ -167,9 +170,10 @@ class _SegmentGone(LayoutError):
 class _Seg:
     """One mapped segment file."""
 
-    __slots__ = ("buf", "fd", "first", "map", "seq")
+    __slots__ = ("buf", "fd", "first", "map", "prefaulted", "seq")
 
     def __init__(self, seq: int, first: int, fd: int, m: mmap.mmap) -> None:
+        self.prefaulted = False
         self.seq = seq
         self.first = first
         self.fd = fd
@@ -215,6 +219,7 @@ class Journal:
     _segment_size: int
     _durability: str
     _tail: Optional[_Seg]
+    _appender: Optional[_core.JournalAppender]
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("use Journal.create(), Journal.open() or Journal.open_or_create()")
@@ -332,6 +337,7 @@ class Journal:
         self._closed = True
         self._segs = {}
         self._tail = None
+        self._appender = None
         self._firsts = []   # first index of each known segment, by seq order
         self._seqs = []
         self.recovered = None
@@ -381,10 +387,46 @@ class Journal:
                 finally:
                     self._unlock()
             self._refresh()
+            self._prefault()
+            if self._writable and self._durability == "process":
+                self._bind_append()
         except BaseException:
             self.close()
             raise
         return self
+
+    def _bind_append(self) -> None:
+        """Make ``self.append`` the C method of a ``_core.JournalAppender``: one C call
+        from Python to a committed record, no Python frame around it (as ``Channel.send``).
+        Everything off the hot path (a roll, a dead lock holder, errors) comes back to
+        ``_append_slow`` through a weak reference, so the handle and its appender make no
+        reference cycle and a dropped handle still closes in ``__del__``."""
+        s = self._seg(self._load(M_TAIL_SEQ))
+        self._tail = s
+        ref = weakref.ref(self)
+
+        def slow(data: Any, code: int) -> int:
+            j = ref()
+            if j is None:
+                raise ValueError("journal is closed")
+            return j._append_slow(data, code)
+
+        self._appender = _core.JournalAppender(self._meta, s.map, s.first, s.seq, slow)
+        self.__dict__["append"] = self._appender.append
+
+    def _append_slow(self, data: Any, code: int) -> int:
+        # code -3: the lock's previous holder died and we hold the lock: repair first
+        if code == -3:
+            try:
+                self._recover(power_loss=False)
+            finally:
+                self._unlock()
+        return self._append(data, KIND_BYTES)
+
+    def _set_tail(self, s: _Seg) -> None:
+        self._tail = s
+        if self._appender is not None:
+            self._appender.retarget(s.map, s.first, s.seq)
 
     # ---- properties ------------------------------------------------------------------
 
@@ -507,6 +549,23 @@ class Journal:
                 if self._load(M_HEAD_SEQ) <= seq:
                     raise
 
+    def _prefault(self) -> None:
+        """Map the offset tables' pages into this process now (``MADV_POPULATE_READ``,
+        Linux 5.14+; ``MADV_WILLNEED`` where it is missing): a random ``j[i]`` then takes
+        no page fault for its table entry, only for its record's page.  The used part of
+        each table only (4 bytes per record), once per segment; the tail's grows, and is
+        topped up as ``_refresh`` finds new segments."""
+        for k, seq in enumerate(self._seqs):
+            s = self._segs.get(seq)
+            if s is None or s.prefaulted:
+                continue
+            last = k + 1 == len(self._seqs)
+            count = (self._load(M_COMMITTED) if last else self._firsts[k + 1]) - s.first
+            lo = self._segment_size - 4 * max(count, 0)
+            lo -= lo % _PAGE
+            _populate(s.map, lo, self._segment_size - lo)
+            s.prefaulted = not last
+
     def _locate(self, index: int) -> _Seg:
         """The segment holding committed record `index` (which is >= the head index)."""
         if not self._firsts or index >= self._firsts[-1] or index < self._firsts[0]:
@@ -524,6 +583,13 @@ class Journal:
         old = self._segs.pop(new, None)
         if old is not None:
             old.close()
+        if self._durability != "process":
+            # The full segment's offset table becomes durable with the roll (appends flush
+            # only their records' pages; only the tail's table is rebuilt by recovery).
+            full = self._seg(seq)
+            lo = self._segment_size - 4 * (first - full.first)
+            lo -= lo % _PAGE
+            _flush_range(full, lo, self._segment_size)
         _make_segment(self._path, new, first, self._segment_size, self._file_mode(),
                       durable=self._durability != "process")
         if _ROLL_HOOK is not None:
@@ -581,6 +647,11 @@ class Journal:
             zero_end = min(region_end, end_off + REC_HDR + ((length + 7) & ~7))
             zero_end -= (zero_end - end_off) % 8 if zero_end < region_end else 0
         cleared += int(_core.journal_zero(s.map, end_off, zero_end))
+        retabled = 0
+        if power_loss:
+            # offset-table entries are flushed with their segment's roll, not per append:
+            # the tail's may be lost or stale after power loss; the records define them
+            retabled = int(_core.journal_retable(s.map, s.first, end_index))
         dropped = max(0, committed - end_index)
         self._store(M_TAIL_OFF, end_off)
         if end_index != committed:
@@ -588,11 +659,12 @@ class Journal:
             if self._load(M_DURABLE) > end_index:
                 self._store(M_DURABLE, end_index)
             _core.journal_wake(self._meta, M_NOTIFY, M_WAITERS)
+        if retabled and self._durability != "process":
+            _flush_segment(s)
         if not (dropped or cleared):
             return None
         if self._durability != "process":
-            s.map.flush()
-            _fdatasync(s.fd)
+            _flush_segment(s)
         return Recovery(records_dropped=dropped, bytes_cleared=cleared, last_index=end_index - 1)
 
     # ---- appending -------------------------------------------------------------------
@@ -652,8 +724,9 @@ class Journal:
                     index = self._append_locked(data, kind)
                     break
                 s = self._seg(self._load(M_TAIL_SEQ))  # -2 (rolled) or after a repair
-                self._tail = s
-            self._tail = s
+                self._set_tail(s)
+            if s is not self._tail:
+                self._set_tail(s)
             if self._durability == "os-batch":
                 self._group_flush(index + 1)
             return index
@@ -675,7 +748,7 @@ class Journal:
                 nxt = _core.journal_put(s.map, s.first, off, index, data, kind)
             self._store(M_TAIL_OFF, nxt)
             if self._durability == "os":
-                _flush_range(s, off, nxt, index)
+                _flush_range(s, off, nxt)
                 self._store(M_COMMITTED, index + 1)
                 _core.journal_store_max(self._meta, M_DURABLE, index + 1)
             else:
@@ -723,7 +796,7 @@ class Journal:
             nxt = _core.journal_commit(s.map, s.first, off, index)
             self._store(M_TAIL_OFF, nxt)
             if self._durability == "os":
-                _flush_range(s, off, nxt, index)
+                _flush_range(s, off, nxt)
             self._store(M_COMMITTED, index + 1)
             if self._durability == "os":
                 _core.journal_store_max(self._meta, M_DURABLE, index + 1)
@@ -738,16 +811,22 @@ class Journal:
     # ---- durability ------------------------------------------------------------------
 
     def _flush_all(self, upto: int) -> None:
-        """Flush every segment holding records below `upto` not yet durable."""
+        """Make records [durable, upto) durable: one msync of the byte range they cover
+        (from the first record not yet durable to the end of record upto-1); a segment
+        that filled meanwhile is flushed whole with its offset table (see _flush_range)."""
         start = max(self._load(M_DURABLE), self._load(M_HEAD_INDEX))
         if start >= upto:
             return
-        seqs = {self._locate(i).seq for i in (start, upto - 1)}
-        lo, hi = min(seqs), max(seqs)
-        for seq in range(lo, hi + 1):
+        first_seg, last_seg = self._locate(start), self._locate(upto - 1)
+        lo_off = _core.journal_find(first_seg.map, first_seg.first, start, 0, 1)[0]
+        _o, payload, length, _k = _core.journal_find(last_seg.map, last_seg.first, upto - 1, 0, 1)
+        hi_off = payload + ((length + 7) & ~7)
+        for seq in range(first_seg.seq, last_seg.seq + 1):
             s = self._seg(seq)
-            s.map.flush()
-            _fdatasync(s.fd)
+            if seq == last_seg.seq:
+                _flush_range(s, lo_off if seq == first_seg.seq else SEG_HDR, hi_off)
+            else:
+                _flush_segment(s)
 
     def _group_flush(self, upto: int) -> int:
         """Group commit: return once records below `upto` are durable.  Whoever finds no
@@ -764,9 +843,9 @@ class Journal:
                     if durable >= upto:
                         return durable
                     target = self._load(M_COMMITTED)
+                    # the meta file is not flushed: the durable index it keeps is advice,
+                    # and recovery after power loss re-derives the tail from the records
                     self._flush_all(target)
-                    self._meta.flush()
-                    _fdatasync(self._meta_fd)
                     _core.journal_store_max(self._meta, M_DURABLE, target)
                     return target
                 finally:
@@ -971,6 +1050,10 @@ class Journal:
     # ---- lifetime --------------------------------------------------------------------
 
     def _release(self) -> None:
+        if self._appender is not None:
+            self._appender.release()  # its mmaps are closed next
+            self._appender = None
+        self.__dict__.pop("append", None)
         for s in self._segs.values():
             s.close()
         self._segs.clear()
@@ -1140,10 +1223,51 @@ class JournalReader:
                     raise WaitTimeout(f"no journal record {self._pos} within {timeout} s")
             _core.journal_wait(j._meta, M_NOTIFY, M_WAITERS, word, left)
 
+    def _batch(self) -> list[tuple[int, memoryview]]:
+        """The committed records from the position on that one segment holds, up to 256,
+        from one C call (journal_batch); empty at the tail."""
+        j = self._j
+        j._check()
+        pos = self._pos
+        if pos >= j._load(M_COMMITTED):
+            return []
+        if pos < j._load(M_HEAD_INDEX):
+            raise IndexError(f"journal index {pos} was removed by truncate_before")
+        s = self._seg
+        if s is None or pos < s.first or j._segs.get(s.seq) is not s:
+            s = j._locate(pos)
+            self._hint = 0
+        recs, hint = _core.journal_batch(j._meta, s.map, s.first, pos, self._hint, 256)
+        if not recs:
+            # pos is committed but not in this segment: the next one (a roll) holds it
+            s = j._locate(pos)
+            recs, hint = _core.journal_batch(j._meta, s.map, s.first, pos, 0, 256)
+            if not recs:  # not found through the table: scan, or LayoutError if damaged
+                self._seg, self._hint = None, 0
+                got = self._try()
+                self._pos = pos  # the caller's loop moves it as it yields
+                return [got] if got is not None else []
+        self._seg = s
+        self._hint = hint
+        return recs
+
     def __iter__(self) -> Iterator[tuple[int, memoryview]]:
-        """Yield (index, read-only view) forever, blocking at the tail."""
+        """Yield (index, read-only view) forever, blocking at the tail.  Records come in
+        batches from one C call each (every committed record one segment holds, up to
+        256); the position moves one record per step, so ``commit()`` and ``position``
+        inside the loop mean what they mean with ``next()``."""
+        j = self._j
         while True:
-            yield self.next()
+            word = j._load(M_NOTIFY) & 0xFFFFFFFF  # read before the check: no lost wake-up
+            batch = self._batch()
+            if not batch:
+                _core.journal_wait(j._meta, M_NOTIFY, M_WAITERS, word, None)
+                continue
+            for rec in batch:
+                if rec[0] != self._pos:
+                    break  # seek() or next() meanwhile: fetch again from the new position
+                self._pos = rec[0] + 1
+                yield rec
 
     def __aiter__(self) -> AsyncIterator[tuple[int, memoryview]]:
         """``async for index, view in reader:`` (never blocks the event loop)."""
@@ -1241,20 +1365,46 @@ def _fix_size(name: str, size: int) -> int:
         os.close(fd)
 
 
-def _flush_range(s: _Seg, start: int, end: int, index: int) -> None:
-    """Write the record's pages and its offset-table entry's back (msync /
-    FlushViewOfFile), then make the file durable (fdatasync / FlushFileBuffers)."""
+def _flush_range(s: _Seg, start: int, end: int) -> None:
+    """Make bytes [start, end) of segment `s` durable: one msync(MS_SYNC) of their pages.
+
+    On Linux, msync(MS_SYNC) of a shared file mapping is vfs_fsync_range(file, range,
+    datasync=1) (mm/msync.c): the same as fdatasync restricted to the range, including the
+    metadata needed to read the data back (an unwritten extent of the preallocated file
+    converted to written).  The file's size never changes (segments are preallocated), so an
+    fdatasync after it would flush nothing more.  The offset-table entry at the other end of
+    the file is not flushed: the table is an index the records define, rebuilt by recovery
+    for the tail segment (journal_retable) and flushed whole when a segment rolls."""
+    if end <= start:
+        return
     lo = start - start % _PAGE
     s.map.flush(lo, end - lo)
-    if not FSYNC_WRITES_MAPPED_PAGES:
-        # FlushFileBuffers does not write a view's dirty pages (fdatasync does, the page
-        # cache being one): the offset table's page is flushed from the view too
-        size = len(s.map)
-        slot = size - 4 * (index - s.first + 1)
-        page = slot - slot % _PAGE
-        if page >= end or page + _PAGE <= lo:
-            s.map.flush(page, min(_PAGE, size - page))
-    _fdatasync(s.fd)
+    if not _MSYNC_IS_DATASYNC:
+        _fdatasync(s.fd)  # e.g. Windows: FlushViewOfFile does not flush the disk's cache
+
+
+def _flush_segment(s: _Seg) -> None:
+    """Make a whole segment durable (records and offset table)."""
+    s.map.flush()
+    if not _MSYNC_IS_DATASYNC:
+        _fdatasync(s.fd)
+
+
+_MADV_POPULATE_READ = 22  # linux/mman.h (Linux 5.14); Python 3.11's mmap does not name it
+
+
+def _populate(m: mmap.mmap, start: int, length: int) -> None:
+    """Fault pages [start, start+length) of a mapping in now, without touching them one
+    by one; best effort (advice only)."""
+    if length <= 0 or not hasattr(m, "madvise"):
+        return
+    try:
+        m.madvise(_MADV_POPULATE_READ, start, length)
+    except OSError:
+        try:
+            m.madvise(mmap.MADV_WILLNEED, start, length)
+        except (OSError, AttributeError):
+            pass
 
 
 def _restrict(path: str, fd: Optional[int], mode: int) -> None:

@@ -14,13 +14,13 @@ from . import _core
 
 __all__ = [
     "FILES_HAVE_MODE_BITS",
-    "FSYNC_WRITES_MAPPED_PAGES",
     "HAS_C_LIBRARY",
     "HAS_DEV_SHM",
     "HAS_INOTIFY",
     "HAS_LINK_OBJECTS",
     "HAS_OWNER_UIDS",
     "MAPPED_FILES_REMOVABLE",
+    "MSYNC_IS_DATASYNC",
     "NAMES_OUTLIVE_HANDLES",
     "PLATFORM",
     "SHM_DIR",
@@ -57,10 +57,10 @@ MAPPED_FILES_REMOVABLE: bool = _POSIX
 """A file can be removed or replaced while a process maps it (the mapping lives on).
 Windows refuses both until every view and handle of it is closed."""
 
-FSYNC_WRITES_MAPPED_PAGES: bool = _POSIX
-"""``fdatasync`` of a file also writes the dirty pages of its mappings (one page cache).
-Windows ``FlushFileBuffers`` does not: each dirty range of a view is written with
-``FlushViewOfFile`` (``mmap.flush``) first."""
+MSYNC_IS_DATASYNC: bool = sys.platform.startswith("linux")
+"""``msync(MS_SYNC)`` of a shared file mapping is a ranged ``fdatasync`` (Linux
+mm/msync.c): no ``fdatasync`` is needed after it.  Elsewhere (Windows: ``FlushViewOfFile``
+does not flush the disk's cache) the file is synced after the flush."""
 
 SHM_NAMES_HAVE_SLASH: bool = _POSIX
 """POSIX shm names start with '/' (``Segment.open(name, raw=True)`` adds one)."""

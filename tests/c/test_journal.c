@@ -48,10 +48,24 @@ static uint64_t put_n(uint8_t *b, uint64_t first, uint64_t n)
 
 static void test_crc32c(void)
 {
-    CHECK_EQ(ms_crc32c(0, "123456789", 9), 0xe3069283u);
-    CHECK_EQ(ms_crc32c(0, "", 0), 0);
-    /* incremental == one shot */
-    CHECK_EQ(ms_crc32c(ms_crc32c(0, "12345", 5), "6789", 4), 0xe3069283u);
+    /* both implementations (the CPU's instruction where there is one, the tables), and
+     * they agree on every length and alignment */
+    static uint8_t buf[300];
+    uint32_t hw[64], sw[64];
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = (uint8_t)(i * 131 + 7);
+    for (int pass = 0; pass < 2; pass++) {
+        ms_crc32c_hw(pass == 0);
+        CHECK_EQ(ms_crc32c(0, "123456789", 9), 0xe3069283u);
+        CHECK_EQ(ms_crc32c(0, "", 0), 0);
+        /* incremental == one shot */
+        CHECK_EQ(ms_crc32c(ms_crc32c(0, "12345", 5), "6789", 4), 0xe3069283u);
+        for (int k = 0; k < 64; k++)
+            (pass == 0 ? hw : sw)[k] = ms_crc32c(0, buf + k % 7, (size_t)(k * 4 + k % 5));
+    }
+    for (int k = 0; k < 64; k++)
+        CHECK_EQ(hw[k], sw[k]);
+    ms_crc32c_hw(1);
 }
 
 static void test_segment_header(void)
@@ -99,6 +113,14 @@ static void test_records_found(void)
     memset(b + SEG - 4 * 21, 0, 4);
     CHECK_EQ(ms_j_find(b, SEG, 10, 30, 0, 0, &off, &payload, &len, &kind), MS_E_LAYOUT);
     CHECK_EQ(ms_j_find(b, SEG, 10, 30, 0, 1, &off, &payload, &len, &kind), MS_OK);
+    /* retable rebuilds it (and only it) from the records; a limit stops it early */
+    memset(b + SEG - 4 * 31, 0xEE, 4);
+    CHECK_EQ(ms_j_retable(b, SEG, 10, 35), 1);
+    CHECK_EQ(ms_j_find(b, SEG, 10, 30, 0, 0, &off, &payload, &len, &kind), MS_OK);
+    CHECK_EQ(ms_j_find(b, SEG, 10, 40, 0, 0, &off, &payload, &len, &kind), MS_E_LAYOUT);
+    CHECK_EQ(ms_j_retable(b, SEG, 10, UINT64_MAX), 1);
+    CHECK_EQ(ms_j_retable(b, SEG, 10, UINT64_MAX), 0);
+    CHECK_EQ(ms_j_find(b, SEG, 10, 40, 0, 0, &off, &payload, &len, &kind), MS_OK);
     free(b);
 }
 
