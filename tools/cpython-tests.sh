@@ -28,8 +28,8 @@ export PYTHONDONTWRITEBYTECODE=1
 # --timeout: one test hung for that long dumps every stack and ends the run; `timeout`: a
 # run that cannot exit (a thread the exit path waits for) fails the stage (after 5 minutes) instead of hanging
 status=0
-timeout -k 10 300 "$PY" -m tests.cpython --start-method spawn --no-executor --timeout 120 \
+timeout -k 10 300 "$PY" -m tests.cpython --start-method spawn --no-executor --timeout 120 --rerun \
     || status=1
-timeout -k 10 300 "$PY" -m tests.cpython --start-method fork --timeout 120 ProcessPool \
+timeout -k 10 300 "$PY" -m tests.cpython --start-method fork --timeout 120 --rerun ProcessPool \
     --exclude WaitTest || status=1
 exit $status

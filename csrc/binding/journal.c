@@ -929,11 +929,16 @@ static PyObject *ja_append(JAppenderObject *self, PyObject *data)
     Py_INCREF(meta);
     Py_INCREF(seg);
     long long result;
+    /* A mapping this handle closed meanwhile (close(); or its _refresh dropped a segment
+     * truncate_before removed before a roll retargeted us) refuses its buffer: the
+     * policy path then raises "closed" or finds the tail again. */
     if (jbuf_get(meta, 1, &mb) < 0) {
-        result = -200;
+        PyErr_Clear();
+        result = -4;
     } else if (jbuf_get(seg, 1, &sb) < 0) {
+        PyErr_Clear();
         PyBuffer_Release(&mb.view);
-        result = -200;
+        result = -2;
     } else {
         result = append_core(&mb, &sb, first, seq, d.buf, (uint64_t)d.len, 0, &st, &err);
         PyBuffer_Release(&sb.view);
@@ -944,7 +949,7 @@ static PyObject *ja_append(JAppenderObject *self, PyObject *data)
     Py_DECREF(meta);
     if (result >= 0)
         return PyLong_FromLongLong(result);
-    if (result == -99 || result == -200)
+    if (result == -99)
         return NULL;
     if (result == -100) {
         if (st == MS_E_TOO_LARGE)

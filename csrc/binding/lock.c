@@ -370,8 +370,9 @@ static PyObject *mplock_release(MPLockObject *self)
 {
     if (mplock_bound(self) < 0)
         return NULL;
-    unsigned long me = PyThread_get_thread_ident();
     if (self->recursive) {
+        /* only an RLock asks who is releasing: a Lock's robust word knows its holder */
+        unsigned long me = PyThread_get_thread_ident();
         if (self->level <= 0 || self->owner != me) {
             PyErr_SetString(PyExc_AssertionError,
                             "attempt to release recursive lock not owned by thread");
@@ -388,7 +389,9 @@ static PyObject *mplock_release(MPLockObject *self)
     SegmentObject *seg = self->lock->seg;
     if (seg->open && !seg->seg.faulted) {
         int err = 0;
-        ms_status st = ms_lock_release(&seg->seg, MS_SLOT_USER_LOCK, self->lock->area, &err);
+        /* the platform call itself, as acquire's try: ms_lock_release adds nothing */
+        ms_status st = ms_p_lock_release(seg->seg.ctx, MS_SLOT_USER_LOCK, self->lock->area,
+                                         &err);
         if (st == MS_OK) {
             seg->locks_held &= ~1;
             if (seg->seg.faulted)

@@ -420,6 +420,132 @@ static int is_plain(PyObject *o, int depth, int *budget)
 
 static PyObject *pickle_dumps;  /* _pickle.dumps, looked up once (the module stays) */
 
+/* ---- the pickle of a scalar, or of a tuple of up to 3 scalars, written here ----
+ *
+ * For a None, bool, int in [-2**31, 2**31), float, or str/bytes under 256 bytes -- alone
+ * or in a tuple of up to 3 of them -- the bytes _pickle.dumps(obj, 4 or 5) writes are
+ * fixed: PROTO, a FRAME when the body (opcodes + STOP) is 4 bytes or more, each scalar's
+ * opcode (MEMOIZE after a str or bytes), TUPLE1/2/3 + MEMOIZE (or EMPTY_TUPLE), STOP.  The
+ * one case with a back-reference (the same str or bytes object twice in the tuple: BINGET)
+ * is left to the pickler.  Writing these here skips making and freeing a Pickler and its
+ * 4 KiB output buffer -- most of the cost of pickling a small object (callgrind).  The
+ * output is byte for byte _pickle.dumps's (tests/unit/test_mp_c_methods.py compares). */
+#define SCALAR_MAX 255
+#define SCALAR_BODY (2 + SCALAR_MAX + 1)  /* the largest scalar: opcode, length, data, MEMOIZE */
+
+/* Append the opcodes of scalar o at body + *n; 0 when o is not such a scalar. */
+static int scalar_body(PyObject *o, unsigned char *body, size_t *np)
+{
+    size_t n = *np;
+    PyTypeObject *t = Py_TYPE(o);
+    if (o == Py_None) {
+        body[n++] = 'N';
+    } else if (o == Py_True) {
+        body[n++] = 0x88;
+    } else if (o == Py_False) {
+        body[n++] = 0x89;
+    } else if (t == &PyLong_Type) {
+        int overflow = 0;
+        long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+        if (overflow || v < -2147483648LL || v > 2147483647LL)
+            return 0;  /* LONG1: the general path */
+        if (v >= 0 && v <= 0xff) {
+            body[n++] = 'K';
+            body[n++] = (unsigned char)v;
+        } else if (v >= 0 && v <= 0xffff) {
+            body[n++] = 'M';
+            body[n++] = (unsigned char)(v & 0xff);
+            body[n++] = (unsigned char)(v >> 8);
+        } else {
+            uint32_t u = (uint32_t)(int32_t)v;
+            body[n++] = 'J';
+            for (int i = 0; i < 4; i++)
+                body[n++] = (unsigned char)(u >> (8 * i));
+        }
+    } else if (t == &PyFloat_Type) {
+        double d = PyFloat_AS_DOUBLE(o);
+        uint64_t u;
+        memcpy(&u, &d, 8);  /* IEEE 754 binary64 on every platform mapshare builds for */
+        body[n++] = 'G';
+        for (int i = 7; i >= 0; i--)
+            body[n++] = (unsigned char)(u >> (8 * i));  /* big-endian, as BINFLOAT */
+    } else if (t == &PyBytes_Type || t == &PyUnicode_Type) {
+        const char *p;
+        Py_ssize_t len;
+        if (t == &PyBytes_Type) {
+            p = PyBytes_AS_STRING(o);
+            len = PyBytes_GET_SIZE(o);
+        } else {
+            /* the pickler encodes with "surrogatepass"; a str this cannot encode
+             * strictly (a lone surrogate) takes the general path */
+            p = PyUnicode_AsUTF8AndSize(o, &len);
+            if (!p) {
+                PyErr_Clear();
+                return 0;
+            }
+        }
+        if (len > SCALAR_MAX)
+            return 0;
+        body[n++] = t == &PyBytes_Type ? 'C' : 0x8c;  /* SHORT_BINBYTES, SHORT_BINUNICODE */
+        body[n++] = (unsigned char)len;
+        memcpy(body + n, p, (size_t)len);
+        n += (size_t)len;
+        body[n++] = 0x94;  /* MEMOIZE */
+    } else {
+        return 0;
+    }
+    *np = n;
+    return 1;
+}
+
+static int memoized(PyObject *o)
+{
+    return PyUnicode_CheckExact(o) || PyBytes_CheckExact(o);
+}
+
+/* The pickle of o, or NULL (no exception) when o is not one of the forms above. */
+static PyObject *scalar_pickle(PyObject *o, long protocol)
+{
+    unsigned char body[3 * SCALAR_BODY + 2];
+    size_t n = 0;
+    if (PyTuple_CheckExact(o)) {
+        Py_ssize_t k = PyTuple_GET_SIZE(o);
+        if (k > 3)
+            return NULL;
+        if (k == 0) {
+            body[n++] = ')';  /* EMPTY_TUPLE, not memoized */
+        } else {
+            for (Py_ssize_t i = 0; i < k; i++) {
+                PyObject *e = PyTuple_GET_ITEM(o, i);
+                for (Py_ssize_t j = 0; j < i; j++)
+                    if (PyTuple_GET_ITEM(o, j) == e && memoized(e))
+                        return NULL;  /* the pickler writes a BINGET here */
+                if (!scalar_body(e, body, &n))
+                    return NULL;
+            }
+            body[n++] = (unsigned char)(0x85 + k - 1);  /* TUPLE1, TUPLE2, TUPLE3 */
+            body[n++] = 0x94;
+        }
+    } else if (!scalar_body(o, body, &n)) {
+        return NULL;
+    }
+    body[n++] = '.';
+    int framed = n >= 4;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(2 + (framed ? 9 : 0) + n));
+    if (!out)
+        return NULL;
+    unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);
+    *w++ = 0x80;
+    *w++ = (unsigned char)protocol;
+    if (framed) {
+        *w++ = 0x95;
+        for (int i = 0; i < 8; i++)
+            *w++ = (unsigned char)((uint64_t)n >> (8 * i));
+    }
+    memcpy(w, body, n);
+    return out;
+}
+
 static PyObject *core_dumps_plain(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
@@ -435,6 +561,15 @@ static PyObject *core_dumps_plain(PyObject *self, PyObject *const *args, Py_ssiz
     plain_reducers = NULL;
     if (!plain)
         Py_RETURN_NONE;
+    if (PyLong_CheckExact(args[1])) {
+        long protocol = PyLong_AsLong(args[1]);
+        if (protocol == 4 || protocol == 5) {
+            PyObject *out = scalar_pickle(args[0], protocol);
+            if (out || PyErr_Occurred())
+                return out;
+        }
+        PyErr_Clear();  /* a protocol too large for a long: _pickle.dumps says why */
+    }
     if (!pickle_dumps) {
         PyObject *m = PyImport_ImportModule("_pickle");
         if (!m)
@@ -447,12 +582,170 @@ static PyObject *core_dumps_plain(PyObject *self, PyObject *const *args, Py_ssiz
     return PyObject_Vectorcall(pickle_dumps, args, 2, NULL);
 }
 
+/* ---- _loads_plain: the reverse, for the same scalar pickles ----
+ *
+ * The bytes come from shared memory: untrusted.  Every form this reads is checked
+ * against the length first; anything it does not recognise exactly (another opcode, a
+ * FRAME whose length is not the rest, bytes after STOP) goes to `loads` (the standard
+ * unpickler) unchanged, so the result is always what loads(data) returns. */
+/* One scalar's opcodes at p (n bytes left): the object and *used, or NULL -- with no
+ * exception when the bytes are not one of the forms scalar_body writes. */
+static PyObject *scalar_parse(const unsigned char *p, Py_ssize_t n, Py_ssize_t *used)
+{
+    if (n < 1)
+        return NULL;
+    switch (p[0]) {
+    case 'N':
+        *used = 1;
+        return Py_NewRef(Py_None);
+    case 0x88:
+        *used = 1;
+        return Py_NewRef(Py_True);
+    case 0x89:
+        *used = 1;
+        return Py_NewRef(Py_False);
+    case 'K':
+        if (n < 2)
+            return NULL;
+        *used = 2;
+        return PyLong_FromLong(p[1]);
+    case 'M':
+        if (n < 3)
+            return NULL;
+        *used = 3;
+        return PyLong_FromLong(p[1] | (p[2] << 8));
+    case 'J': {
+        if (n < 5)
+            return NULL;
+        uint32_t u = (uint32_t)p[1] | ((uint32_t)p[2] << 8) | ((uint32_t)p[3] << 16) |
+                     ((uint32_t)p[4] << 24);
+        *used = 5;
+        return PyLong_FromLong((long)(int32_t)u);
+    }
+    case 'G': {
+        if (n < 9)
+            return NULL;
+        uint64_t u = 0;
+        for (int i = 1; i <= 8; i++)
+            u = (u << 8) | p[i];
+        double d;
+        memcpy(&d, &u, 8);
+        *used = 9;
+        return PyFloat_FromDouble(d);
+    }
+    case 'C': case 0x8c: {
+        /* opcode, length, data, MEMOIZE (optional: the memo is never read back here,
+         * since any BINGET makes the whole pickle go to the unpickler) */
+        if (n < 2)
+            return NULL;
+        Py_ssize_t len = p[1];
+        if (n < 2 + len)
+            return NULL;
+        *used = 2 + len + (n > 2 + len && p[2 + len] == 0x94);
+        if (p[0] == 'C')
+            return PyBytes_FromStringAndSize((const char *)p + 2, len);
+        /* the unpickler's decoding; an error (invalid UTF-8) is left to it to report */
+        PyObject *r = PyUnicode_DecodeUTF8((const char *)p + 2, len, "surrogatepass");
+        if (!r)
+            PyErr_Clear();
+        return r;
+    }
+    default:
+        return NULL;
+    }
+}
+
+/* ---- _loads_plain: the reverse, for the same pickles ----
+ *
+ * The bytes come from shared memory: untrusted.  Every read is checked against the
+ * length first; anything not exactly one of the forms scalar_pickle writes (another
+ * opcode, a FRAME whose length is not the rest, bytes after STOP, a TUPLEn over other
+ * than n objects) returns NULL with no exception, and the caller hands the bytes to the
+ * standard unpickler unchanged: the result is always what pickle.loads returns. */
+static PyObject *scalar_unpickle(const unsigned char *p, Py_ssize_t n)
+{
+    if (n < 4 || p[0] != 0x80 || p[1] < 2 || p[1] > 5)
+        return NULL;
+    p += 2;
+    n -= 2;
+    if (p[0] == 0x95) {
+        if (n < 9)
+            return NULL;
+        uint64_t len = 0;
+        for (int i = 7; i >= 0; i--)
+            len = (len << 8) | p[1 + i];
+        p += 9;
+        n -= 9;
+        if (len != (uint64_t)n)
+            return NULL;
+    }
+    /* the last byte is STOP; what precedes it, exactly: a scalar, ')', or 1 to 3
+     * scalars, TUPLEn and an optional MEMOIZE */
+    if (n < 2 || p[n - 1] != '.')
+        return NULL;
+    n--;
+    if (n == 1 && p[0] == ')')
+        return PyTuple_New(0);
+    PyObject *items[3];
+    int k = 0;
+    Py_ssize_t at = 0;
+    PyObject *result = NULL;
+    while (at < n) {
+        unsigned char op = p[at];
+        if (op >= 0x85 && op <= 0x87) {
+            /* TUPLEn, then an optional MEMOIZE, then the end */
+            Py_ssize_t end = at + 1 + (at + 1 < n && p[at + 1] == 0x94);
+            if (end != n || k != op - 0x85 + 1)
+                break;
+            result = PyTuple_New(k);
+            if (!result)
+                break;
+            for (int i = 0; i < k; i++)
+                PyTuple_SET_ITEM(result, i, items[i]);
+            return result;
+        }
+        if (k == 3)
+            break;
+        Py_ssize_t used = 0;
+        PyObject *o = scalar_parse(p + at, n - at, &used);
+        if (!o)
+            break;
+        items[k++] = o;
+        at += used;
+        if (at == n && k == 1)
+            return o;  /* a lone scalar */
+    }
+    for (int i = 0; i < k; i++)
+        Py_DECREF(items[i]);
+    return NULL;
+}
+
+static PyObject *core_loads_plain(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_loads_plain(data, loads) takes 2 arguments");
+        return NULL;
+    }
+    if (PyBytes_CheckExact(args[0])) {
+        PyObject *r = scalar_unpickle((const unsigned char *)PyBytes_AS_STRING(args[0]),
+                                      PyBytes_GET_SIZE(args[0]));
+        if (r || PyErr_Occurred())
+            return r;
+    }
+    return PyObject_Vectorcall(args[1], args, 1, NULL);
+}
+
 static PyMethodDef module_methods[] = {
     {"set_errors", set_errors, METH_O, "Register {status: exception class}."},
     {"_dumps_plain", (PyCFunction)(void (*)(void))core_dumps_plain, METH_FASTCALL,
      "_dumps_plain(obj, protocol, reducers, /) -> bytes or None: pickle.dumps(obj,\n"
      "protocol) when obj is made only of builtin scalars and containers (64 objects at\n"
      "most) none of whose types has a reducer in `reducers`; else None."},
+    {"_loads_plain", (PyCFunction)(void (*)(void))core_loads_plain, METH_FASTCALL,
+     "_loads_plain(data, loads, /) -> object: loads(data), read here without an unpickler\n"
+     "when data is the pickle of one None, bool, int, float, or short str or bytes (the\n"
+     "forms _dumps_plain writes itself)."},
     {"_raise_status", core_raise_status, METH_VARARGS,
      "_raise_status(code, what=None): raise the exception of a status (for tests)."},
     {"_set_topic_errors", core_set_topic_errors, METH_VARARGS,

@@ -556,7 +556,14 @@ struct ms_tls {
 };
 static __thread struct ms_tls tls;
 
-static struct ms_tls *my_tls(void) { return &tls; }
+static struct ms_tls *my_tls(void)
+{
+    struct ms_tls *t = &tls;
+    /* Hide where t comes from: otherwise GCC recomputes the address -- a call to
+     * __tls_get_addr -- on every use, even once per iteration of held_find's loop. */
+    __asm__("" : "+r"(t));
+    return t;
+}
 
 static void held_add(struct ms_tls *t, void *area)
 {
@@ -591,7 +598,7 @@ static int held_contains_ptr(struct ms_tls *t, uintptr_t p)
     return 0;
 }
 
-static uintptr_t get_robust_head(struct ms_tls *t)
+static inline uintptr_t get_robust_head(struct ms_tls *t)
 {
     if (!t->robust_head) {
         struct robust_list_head *head = NULL;
@@ -602,7 +609,7 @@ static uintptr_t get_robust_head(struct ms_tls *t)
     return t->robust_head;
 }
 
-static int list_ptr_ok(struct ms_tls *t, uintptr_t p)
+static inline int list_ptr_ok(struct ms_tls *t, uintptr_t p)
 {
     uintptr_t h = get_robust_head(t);
     p &= ~(uintptr_t)1;
@@ -631,22 +638,31 @@ _Static_assert(sizeof(pthread_mutex_t) <= MS_LOCK_AREA, "pthread mutex fits the 
  * the call itself instead of any time. */
 #if defined(__GLIBC__)
 #define MS_KIND_IGNORED 0x300
-static int kind_ok(const void *area)
+static int expected_kind = -1;
+
+__attribute__((noinline)) static int expected_kind_init(void)
 {
-    static int expected = -1;
-    if (expected == -1) {
-        pthread_mutex_t m;
-        pthread_mutexattr_t attr;
-        pthread_mutexattr_init(&attr);
-        pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-        pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-        pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_NORMAL);
-        pthread_mutex_init(&m, &attr);
-        pthread_mutexattr_destroy(&attr);
-        __atomic_store_n(&expected, m.__data.__kind & ~MS_KIND_IGNORED, __ATOMIC_RELAXED);
-    }
+    pthread_mutex_t m;
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_NORMAL);
+    pthread_mutex_init(&m, &attr);
+    pthread_mutexattr_destroy(&attr);
+    int k = m.__data.__kind & ~MS_KIND_IGNORED;
+    __atomic_store_n(&expected_kind, k, __ATOMIC_RELAXED);
+    return k;
+}
+
+/* inline: it runs on every acquire and release, the uncontended Lock's hot path */
+static inline int kind_ok(const void *area)
+{
+    int expected = __atomic_load_n(&expected_kind, __ATOMIC_RELAXED);
+    if (__builtin_expect(expected == -1, 0))
+        expected = expected_kind_init();
     int kind = __atomic_load_n(&((const pthread_mutex_t *)area)->__data.__kind, __ATOMIC_RELAXED);
-    return (kind & ~MS_KIND_IGNORED) == __atomic_load_n(&expected, __ATOMIC_RELAXED);
+    return (kind & ~MS_KIND_IGNORED) == expected;
 }
 #else
 static int kind_ok(const void *area) { (void)area; return 1; }

@@ -1,7 +1,7 @@
 """Type stub of the C extension mapshare._core (mechanism only; see the Python API)."""
 
-from collections.abc import Callable, Iterable
-from typing import Any, Optional, final
+from collections.abc import Iterable
+from typing import Any, Callable, Optional, final
 
 from typing_extensions import Self, disjoint_base
 
@@ -86,6 +86,7 @@ E_VERSION: int
 def _dumps_plain(
     obj: object, protocol: int, reducers: dict[type, Any], /
 ) -> Optional[bytes]: ...
+def _loads_plain(data: Any, loads: Callable[[Any], Any], /) -> Any: ...
 
 def set_errors(mapping: dict[int, type[BaseException]], /) -> None: ...
 def _set_topic_errors(full: type[BaseException], empty: type[BaseException], /) -> None: ...

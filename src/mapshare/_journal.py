@@ -94,8 +94,6 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _fdatasync = getattr(os, "fdatasync", os.fsync)  # Windows: os.fsync is FlushFileBuffers
-# Linux: msync(MS_SYNC) of a shared file mapping is a ranged fdatasync (see _flush_range).
-_MSYNC_IS_DATASYNC = MSYNC_IS_DATASYNC
 SEGMENT_SIZE_DEFAULT = 64 << 20
 _SEG_RE = re.compile(r"^([0-9a-f]{16})\.seg$")
 
@@ -710,7 +708,10 @@ class Journal:
         if self._durability != "os":
             # the hot path: one C call locks, writes, commits, publishes and wakes
             meta = self._meta
-            s = self._tail or self._seg(self._load(M_TAIL_SEQ))
+            s = self._tail
+            if s is None or self._segs.get(s.seq) is not s:
+                # none yet, or _refresh closed it (truncate_before removed it meanwhile)
+                s = self._seg(self._load(M_TAIL_SEQ))
             while True:
                 index = int(_core.journal_append(meta, s.map, s.first, s.seq, data, kind))
                 if index >= 0:
@@ -1379,14 +1380,14 @@ def _flush_range(s: _Seg, start: int, end: int) -> None:
         return
     lo = start - start % _PAGE
     s.map.flush(lo, end - lo)
-    if not _MSYNC_IS_DATASYNC:
+    if not MSYNC_IS_DATASYNC:
         _fdatasync(s.fd)  # e.g. Windows: FlushViewOfFile does not flush the disk's cache
 
 
 def _flush_segment(s: _Seg) -> None:
     """Make a whole segment durable (records and offset table)."""
     s.map.flush()
-    if not _MSYNC_IS_DATASYNC:
+    if not MSYNC_IS_DATASYNC:
         _fdatasync(s.fd)
 
 

@@ -57,11 +57,6 @@ MAPPED_FILES_REMOVABLE: bool = _POSIX
 """A file can be removed or replaced while a process maps it (the mapping lives on).
 Windows refuses both until every view and handle of it is closed."""
 
-MSYNC_IS_DATASYNC: bool = sys.platform.startswith("linux")
-"""``msync(MS_SYNC)`` of a shared file mapping is a ranged ``fdatasync`` (Linux
-mm/msync.c): no ``fdatasync`` is needed after it.  Elsewhere (Windows: ``FlushViewOfFile``
-does not flush the disk's cache) the file is synced after the flush."""
-
 SHM_NAMES_HAVE_SLASH: bool = _POSIX
 """POSIX shm names start with '/' (``Segment.open(name, raw=True)`` adds one)."""
 
@@ -70,6 +65,12 @@ HAS_DEV_SHM: bool = sys.platform.startswith("linux")
 
 HAS_INOTIFY: bool = sys.platform.startswith("linux")
 """``open(name, wait=...)`` can sleep on inotify events instead of polling."""
+
+MSYNC_IS_DATASYNC: bool = sys.platform.startswith("linux")
+"""``msync(MS_SYNC)`` of a shared file mapping makes its range durable with the metadata
+needed to read it back (``vfs_fsync_range(datasync=1)``, mm/msync.c): no ``fdatasync``
+needs to follow.  Elsewhere (Windows: ``FlushViewOfFile`` does not flush the disk's
+cache) the file is synced after the flush."""
 
 HAS_C_LIBRARY: bool = PLATFORM == "linux"
 """libmapshare (the C API, docs/c-api.md) builds here from ``mapshare.get_sources()``:

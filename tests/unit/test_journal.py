@@ -9,6 +9,7 @@ import random
 import stat
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -71,6 +72,24 @@ def test_append_is_one_c_call_bound_at_open(jpath: Path) -> None:
         r.append(b"x")
     with mapshare.Journal.open(jpath) as j:
         assert j.append(b"after") == 201 and len(j) == 202
+
+
+@pytest.mark.parametrize("durability", ["process", "os-batch"])
+def test_append_survives_its_segment_being_dropped(jpath: Path, durability: str) -> None:
+    # Another handle rolls past this one's tail and truncates it away; this handle's
+    # next read drops (unmaps) that segment while its append (the bound C append, or the
+    # one-call path of "os-batch") still points at it: the append finds the tail again.
+    d: Any = durability
+    with mapshare.Journal.create(jpath, segment_size=SEG, durability=d) as a, \
+            mapshare.Journal.open(jpath) as b:
+        assert a.append(b"first") == 0
+        fill_from = len(b)
+        for i in range(fill_from, fill_from + 150):
+            b.append(payload(i))
+        assert b.truncate_before(len(b) - 1) > 0
+        assert a[len(a) - 1] == payload(150)  # a's _refresh closes the removed segments
+        assert a.append(b"again") == 151
+        assert b[151] == b"again"
 
 
 def test_dropped_handle_is_collected(jpath: Path) -> None:

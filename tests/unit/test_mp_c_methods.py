@@ -353,3 +353,109 @@ def test_other_objects_go_to_the_forkingpickler() -> None:
         q.close()
     finally:
         del ForkingPickler._extra_reducers[complex]  # type: ignore[attr-defined]
+
+
+# ------------------------------------------- scalars pickled and unpickled without a pickler
+
+SCALARS = [0, 1, 255, 256, 65535, 65536, -1, -255, -256, -65536, 2**31 - 1, -(2**31),
+           2**31, -(2**31) - 1, 2**63, 0.0, -0.0, 1.5, 1e308, float("inf"), float("-inf"),
+           float("nan"), None, True, False, "", "abc", "é" * 127, "x" * 255, "x" * 256,
+           "\ud800", "a\x00b", b"", b"\x00\xff", b"y" * 255, b"y" * 256,
+           # tuples of up to 3 scalars; the same str twice is a back-reference (BINGET),
+           # left to the pickler
+           (), (1,), (1, "ab", 2.5), (None, True, False), ("x" * 255, b"y" * 255, 2**31 - 1),
+           ("a", "a"), ("a", "b", "a"), (b"z", b"z"), (1, 1, 1), (1, 2, 3, 4), ((1,),),
+           (2**40,), ("x" * 256,), ("\ud800", 1), (float("nan"), -0.0)]
+
+
+def _same(a: Any, b: Any) -> bool:
+    if type(a) is tuple and type(b) is tuple:
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float) and a != a:
+        return b != b
+    return type(a) is type(b) and a == b and repr(a) == repr(b)
+
+
+@pytest.mark.parametrize("obj", SCALARS, ids=lambda o: repr(o)[:20])
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_scalar_pickles_are_the_standard_bytes(obj: Any, protocol: int) -> None:
+    """_dumps_plain writes the pickle of a scalar, or of a tuple of up to 3 of them,
+    itself (no Pickler); the bytes are exactly pickle.dumps's, for every protocol, and
+    _loads_plain reads them back as pickle.loads does (a NaN's bits included)."""
+    import pickle
+    import struct
+
+    from mapshare.multiprocessing import queues
+
+    data = _core._dumps_plain(obj, protocol, queues._REDUCERS)
+    assert data == pickle.dumps(obj, protocol)
+    back = _core._loads_plain(data, pickle.loads)
+    assert _same(back, pickle.loads(data))
+    pairs = zip(back, obj) if type(obj) is tuple else [(back, obj)]
+    for a, b in pairs:
+        if isinstance(b, float):
+            assert struct.pack("<d", a) == struct.pack("<d", b)
+
+
+def test_loads_plain_is_pickle_loads_on_hostile_bytes() -> None:
+    """The bytes come from shared memory: every truncation and every single-byte change
+    of the scalar pickles gives what pickle.loads gives (the same value, or the same
+    exception type), never a crash."""
+    import pickle
+
+    calls = []
+
+    def loads(data: Any) -> Any:
+        calls.append(data)
+        return pickle.loads(data)
+
+    seen = 0
+    for obj in SCALARS:
+        good = pickle.dumps(obj, 4)
+        variants = [good[:i] for i in range(len(good))]
+        for i in range(min(len(good), 24)):
+            for b in (0x00, 0x01, 0x2E, 0x7F, 0x80, 0x94, 0x95, 0xFF):
+                variants.append(good[:i] + bytes([b]) + good[i + 1:])
+        variants.append(good + b"trailing")
+        for data in variants:
+            try:
+                want: Any = pickle.loads(data)
+            except Exception as e:  # any error pickle raises
+                with pytest.raises(type(e)):
+                    _core._loads_plain(data, loads)
+            else:
+                assert _same(_core._loads_plain(data, loads), want)
+            seen += 1
+    assert seen > 1000
+    assert calls, "forms it does not read go to the loads it was given"
+
+
+def test_loads_plain_hands_everything_else_to_loads() -> None:
+    import pickle
+
+    got: list[Any] = []
+
+    def loads(data: Any) -> Any:
+        got.append(data)
+        return "from loads"
+
+    for data in (pickle.dumps((1, 2, 3, 4)), pickle.dumps(2**70), bytearray(pickle.dumps(1)),
+                 memoryview(pickle.dumps(1)), pickle.dumps(1, 1), b""):
+        assert _core._loads_plain(data, loads) == "from loads"
+    assert len(got) == 6
+    loads_plain: Any = _core._loads_plain  # called wrongly on purpose
+    with pytest.raises(TypeError):
+        loads_plain(b"x")
+    with pytest.raises(TypeError):
+        loads_plain(pickle.dumps([1]), None)  # None is not callable
+    # a reducer registered for int: _dumps_plain leaves the object to the ForkingPickler
+    # (whose C pickler writes an exact int itself all the same)
+    from multiprocessing.reduction import ForkingPickler
+
+    from mapshare.multiprocessing import queues
+
+    ForkingPickler.register(int, lambda i: (int, (str(i + 1),)))
+    try:
+        assert _core._dumps_plain(5, 4, queues._REDUCERS) is None
+    finally:
+        del ForkingPickler._extra_reducers[int]  # type: ignore[attr-defined]

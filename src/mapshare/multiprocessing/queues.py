@@ -94,6 +94,9 @@ _PROTOCOL = pickle.DEFAULT_PROTOCOL  # what ForkingPickler.dumps uses
 # same with pickle.dumps -- which _dumps_plain calls from C in one go.
 _REDUCERS: dict[type, Any] = ForkingPickler._extra_reducers  # type: ignore[attr-defined]
 _dumps_plain = _core._dumps_plain
+# The reverse: a scalar's pickle read in C without an unpickler, anything else by
+# ForkingPickler.loads (looked up per call: a program may replace it).
+_loads_plain = _core._loads_plain
 
 
 def _timeout(block: bool, timeout: Optional[float]) -> Optional[float]:
@@ -534,7 +537,7 @@ class Queue(_Base):
                 self._sem.release()
             except ValueError:
                 pass  # a count lost to a receiver killed after taking: never above maxsize
-        return ForkingPickler.loads(data)
+        return _loads_plain(data, ForkingPickler.loads)
 
     def put_nowait(self, obj: object) -> None:
         """``put(obj, False)``."""
@@ -651,7 +654,7 @@ class _Reader:
         """Remove and return an object, waiting for one."""
         if self.closed:
             raise OSError("handle is closed")
-        obj = ForkingPickler.loads(self._link.receive_blocking())
+        obj = _loads_plain(self._link.receive_blocking(), ForkingPickler.loads)
         if self._watch is not None:
             self._watch.settle()
         return obj
