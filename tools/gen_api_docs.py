@@ -59,6 +59,13 @@ GROUPS: list[tuple[str, str, list[str]]] = [
         ["Topic", "Subscriber", "TopicStatistics", "SubscriberStatistics"],
     ),
     (
+        "Bridge",
+        "Topics and channels across hosts over Eclipse Zenoh: `mapshare bridge` "
+        "([bridge.md](bridge.md); needs `pip install \"mapshare[bridge]\"`).",
+        ["Bridge", "BridgeStatistics", "TopicMappingStatistics", "RemoteHostStatistics",
+         "ChannelMappingStatistics"],
+    ),
+    (
         "Inspection and cleanup",
         "What exists, who is attached, and removing what dead processes left behind "
         "([cli.md](cli.md): `mapshare ls`, `info`, `gc`).",
@@ -91,6 +98,7 @@ MODULE_GROUPS = {
     "sync": "Synchronization",
     "channel": "Channels",
     "topic": "Topics",
+    "bridge": "Bridge",
     "inspect": "Inspection and cleanup",
     "gc": "Inspection and cleanup",
     "errors": "Errors",

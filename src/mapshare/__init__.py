@@ -77,14 +77,22 @@ from ._topic import TopicStatistics as TopicStatistics
 from ._version import __version__ as __version__
 from ._wait import wait as wait
 from ._wait import wait_async as wait_async
+from .bridge import Bridge as Bridge
+from .bridge import BridgeStatistics as BridgeStatistics
+from .bridge import ChannelMappingStatistics as ChannelMappingStatistics
+from .bridge import RemoteHostStatistics as RemoteHostStatistics
+from .bridge import TopicMappingStatistics as TopicMappingStatistics
 
 __all__ = [
     "AlreadyHeldError",
     "AttachLimitError",
+    "Bridge",
+    "BridgeStatistics",
     "BrokenChannelError",
     "Channel",
     "ChannelEmpty",
     "ChannelFull",
+    "ChannelMappingStatistics",
     "ChannelStatistics",
     "EndOfChannel",
     "Event",
@@ -113,6 +121,7 @@ __all__ = [
     "ReaderPosition",
     "Reclaimed",
     "Recovery",
+    "RemoteHostStatistics",
     "Segment",
     "SegmentDestroyedError",
     "SegmentExistsError",
@@ -130,6 +139,7 @@ __all__ = [
     "Topic",
     "TopicEmpty",
     "TopicFull",
+    "TopicMappingStatistics",
     "TopicStatistics",
     "UnsupportedError",
     "WaitTimeout",

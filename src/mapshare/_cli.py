@@ -14,6 +14,10 @@ run the demo.
     mapshare journal dump|tail|verify|readers PATH [--json]
                                          a journal's records, its tail, a full check, its
                                          named readers
+    mapshare bridge --topic NAME=KEY ... --channel NAME=KEY ... [zenoh options]
+                                         connect topics and channels to other hosts over
+                                         Eclipse Zenoh (docs/bridge.md)
+    mapshare bridge stat [NAME] [--json] a running bridge's statistics
     mapshare demo                        the file-mapping demo: a writer and a reader process
 
 No command prints a traceback: every failure is one line on stderr naming the logical
@@ -56,6 +60,9 @@ EXIT_OK = 0
 """Success."""
 EXIT_ERROR = 1
 """A mapshare error not listed below (the message says which)."""
+# How long "mapshare bridge" may take to stop after SIGINT/SIGTERM before it dumps its
+# threads' stacks and exits with status 1 (a hang there is a bug, never a wait).
+STOP_TIMEOUT = 15.0
 EXIT_USAGE = 2
 """Bad arguments, including an invalid name (argparse uses 2 as well)."""
 EXIT_NOT_FOUND = 3
@@ -783,6 +790,124 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run(verbose=not args.quiet)
 
 
+def _mapping(text: str) -> tuple[str, str]:
+    """``NAME=KEY`` of ``--topic`` / ``--channel``."""
+    name, sep, key = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected NAME=KEY, not {text!r}")
+    try:
+        _naming.validate(name)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"invalid name {name!r}: {_naming.RULE}") from None
+    return name, key
+
+
+def cmd_bridge(args: argparse.Namespace) -> int:
+    """Run a bridge until SIGINT or SIGTERM, or print a bridge's statistics."""
+    from . import bridge
+
+    if args.action is not None:
+        if args.action != "stat":
+            raise _UsageError(f"unknown action {args.action!r} (only 'stat')")
+        name = args.stats_name or args.stat_name or f"bridge.{bridge.default_host_id()}"
+        stats = bridge.read_statistics(_check_name(name))
+        if args.json:
+            print(json.dumps(stats.to_json()))
+        else:
+            _print_bridge_stats(stats)
+        return EXIT_OK
+    if args.stat_name is not None:
+        raise _UsageError(f"unexpected argument {args.stat_name!r}")
+    if not args.topic and not args.channel:
+        raise _UsageError("give at least one --topic NAME=KEY or --channel NAME=KEY")
+    import faulthandler
+    import signal
+    import threading
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    b = bridge.Bridge(
+        dict(args.topic), dict(args.channel), config=args.config, mode=args.mode,
+        listen=args.listen, connect=args.connect,
+        multicast_scouting=False if args.no_multicast_scouting else None,
+        host_id=args.host_id, stats_name=args.stats_name,
+        stats_interval=args.stats_interval, ack_timeout=args.ack_timeout,
+        close_timeout=args.close_timeout,
+    )
+    out_lock = threading.Lock()
+
+    def line(obj: dict[str, Any]) -> None:
+        # one whole line at a time, whichever thread prints
+        text = json.dumps(obj) + "\n"
+        with out_lock:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+    zenoh = bridge._zenoh()
+    try:
+        b.start()
+    except zenoh.ZError as exc:  # a bad configuration, an endpoint in use, ...
+        print(f"mapshare bridge: zenoh: {_zenoh_message(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    with b:
+        if args.json:
+            line({"event": "started", "host": b.host_id, "pid": os.getpid(),
+                  "stats_name": b.stats_name})
+            # only from now on: the "started" line comes first
+            b._on_stats = lambda stats: line({"event": "stats", **stats.to_json()})
+        else:
+            print(f"mapshare bridge: host {b.host_id}, statistics in {b.stats_name!r}",
+                  file=sys.stderr)
+        while not stop.wait(0.2):
+            if b.wait(0):
+                break
+        # Stopping closes the zenoh session and joins the bridge's threads.  Should that
+        # ever hang, end anyway: print every thread's stack and exit 1 (a C watchdog,
+        # which works even if the hang holds the GIL).
+        faulthandler.dump_traceback_later(STOP_TIMEOUT, exit=True)
+    status = EXIT_OK
+    if b.error is not None:
+        print(f"mapshare bridge: stopped: {_message(b.error)}", file=sys.stderr)
+        status = EXIT_ERROR
+    with bridge._exit_lock:
+        closing = bool(bridge._closing)
+    if closing:
+        # zenoh still closes the session (a peer that does not read holds its TCP close
+        # for seconds): everything of this host is closed already, so end now.  Python's
+        # finalization must not run meanwhile -- it would end the closing thread
+        # mid-call when zenoh returns (the process aborts) -- nor wait for it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    faulthandler.cancel_dump_traceback_later()
+    return status
+
+
+def _zenoh_message(exc: BaseException) -> str:
+    """A zenoh error in one line, without the Rust source locations it carries."""
+    import re
+
+    text = re.sub(r" at \S+\.rs:\d+\.?", "", str(exc))
+    return " ".join(text.split())
+
+
+def _print_bridge_stats(stats: Any) -> None:
+    state = "running" if stats.running else "stopped"
+    print(f"host {stats.host} (pid {stats.pid}, {state}), zenoh id {stats.zid}, "
+          f"{len(stats.peers)} peer(s), remote hosts: {', '.join(stats.remote_hosts) or '-'}")
+    rows = [["topic", t.name, t.key, str(t.messages_out), str(t.messages_in), str(t.lost),
+             str(t.duplicates), str(t.dropped)] for t in stats.topics]
+    rows += [["channel", c.name, c.key, str(c.messages_out), str(c.messages_in),
+              str(c.unacknowledged), "-", str(c.lost)] for c in stats.channels]
+    _print_table(rows, ["KIND", "NAME", "KEY", "OUT", "IN", "LOST/UNACKED", "DUPS",
+                        "DROPPED/LOST"])
+
+
 def _topic_options(c: argparse.ArgumentParser, create_only: bool = False) -> None:
     """--history and --overflow (and, for `publish --create`, --mode)."""
     when = " (with --create)" if create_only else ""
@@ -920,6 +1045,45 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_subscribe)
 
     _journal_parser(sub)
+    s = sub.add_parser(
+        "bridge", help="connect topics and channels to other hosts over Eclipse Zenoh",
+        description="Run a bridge (until SIGINT/SIGTERM), or with 'stat [NAME]' print "
+        "a running bridge's statistics.  docs/bridge.md explains the guarantees.")
+    s.add_argument("action", nargs="?", choices=["stat"], help=argparse.SUPPRESS)
+    s.add_argument("stat_name", nargs="?", metavar="NAME", help=argparse.SUPPRESS)
+    s.add_argument("--topic", type=_mapping, action="append", default=[],
+                   metavar="NAME=KEY", help="bridge the local topic NAME to the zenoh key KEY")
+    s.add_argument("--channel", type=_mapping, action="append", default=[],
+                   metavar="NAME=KEY",
+                   help="bridge the local channel NAME: each message to one receiver")
+    s.add_argument("--mode", choices=["peer", "router", "client"], default=None,
+                   help="zenoh mode (default: the config's, else peer)")
+    s.add_argument("--listen", action="append", default=[], metavar="ENDPOINT",
+                   help="zenoh endpoint to listen on, e.g. tcp/0.0.0.0:7447")
+    s.add_argument("--connect", action="append", default=[], metavar="ENDPOINT",
+                   help="zenoh endpoint to connect to, e.g. tcp/10.0.0.2:7447")
+    s.add_argument("--config", default=None, metavar="FILE",
+                   help="zenoh configuration file (JSON5); the flags above override it")
+    s.add_argument("--no-multicast-scouting", action="store_true",
+                   help="do not discover peers by multicast (use --connect)")
+    s.add_argument("--host-id", default=None, metavar="ID",
+                   help="this host's id (default: host name and the /dev/shm device)")
+    s.add_argument("--stats-name", default=None, metavar="NAME",
+                   help="the latest-value slot for statistics (default bridge.<host-id>)")
+    s.add_argument("--stats-interval", type=float, default=1.0, metavar="S",
+                   help="seconds between statistics (default 1)")
+    s.add_argument("--ack-timeout", type=float, default=2.0, metavar="S",
+                   help="seconds a channel hand-over waits for the receiving host's "
+                   "acknowledgement before it counts as unacknowledged (default 2)")
+    s.add_argument("--close-timeout", type=float, default=2.0, metavar="S",
+                   help="seconds stopping waits for zenoh to close the session before the "
+                   "bridge exits anyway (default 2; a peer that does not read holds the "
+                   "close)")
+    s.add_argument("--json", action="store_true",
+                   help="print JSON lines: a 'started' event, then statistics every interval "
+                   "(with stat: the statistics as JSON)")
+    s.set_defaults(func=cmd_bridge)
+
     s = sub.add_parser("demo", help="writer and reader processes meet by name")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_demo)
