@@ -58,6 +58,81 @@ static PyObject *j_raise(ms_status st, int err, const char *what)
     return raise_status(st, err, what);
 }
 
+/* ---- the wait context: the named objects of a journal on Windows -------------------- */
+
+/* The meta file's wait id (src/mapshare/_journal.py M_WAIT_ID): a random u64 written at
+ * creation, from which Windows names the journal's mutex (the append lock) and semaphore
+ * (the readers' wait) -- "/mapshare.journal.<id in hex>" + the platform layer's '#' suffix.
+ * The slot keys of a journal's words are their byte offsets in the meta file. */
+#define JM_WAIT_ID 32
+
+#ifdef _WIN32
+/* Windows has no cross-process futex or robust mutex inside a mapping: the lock and the
+ * waits go through named kernel objects (csrc/platform/windows.c), reached through a
+ * wait context per journal.  Contexts are kept for the process's lifetime in a small
+ * table keyed by wait id (found under the GIL, which every caller holds here): a journal
+ * opened again reuses its context, and a handle closed while another thread of this
+ * process still sleeps on it cannot pull the context from under that sleeper. */
+typedef struct {
+    uint64_t id;
+    ms_waitctx *ctx;
+} jctx_entry;
+static jctx_entry *jctx_tab;
+static size_t jctx_n, jctx_cap;
+
+static int jctx(jbuf *mb, ms_waitctx **out)
+{
+    int err = 0;
+    char name[64];
+    ms_waitctx *ctx;
+    uint64_t id;
+    if (mb->size < JM_WAIT_ID + 8) {
+        j_raise(MS_E_LAYOUT, 0, "journal meta file");
+        return -1;
+    }
+    id = ms_load64(mb->base + JM_WAIT_ID);
+    if (id == 0) {
+        /* a journal made before the wait id existed: it has no names on Windows */
+        j_raise(MS_E_LAYOUT, 0, "journal meta file without a wait id");
+        return -1;
+    }
+    for (size_t i = 0; i < jctx_n; i++)
+        if (jctx_tab[i].id == id) {
+            *out = jctx_tab[i].ctx;
+            return 0;
+        }
+    if (jctx_n == jctx_cap) {
+        size_t cap = jctx_cap ? jctx_cap * 2 : 16;
+        jctx_entry *t = (jctx_entry *)PyMem_Realloc(jctx_tab, cap * sizeof *t);
+        if (!t) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        jctx_tab = t;
+        jctx_cap = cap;
+    }
+    snprintf(name, sizeof name, "/mapshare.journal.%016llx", (unsigned long long)id);
+    ms_status st = ms_p_waitctx_open(name, 0, &ctx, &err);
+    if (st != MS_OK) {
+        j_raise(st, err, "journal wait context");
+        return -1;
+    }
+    jctx_tab[jctx_n].id = id;
+    jctx_tab[jctx_n].ctx = ctx;
+    jctx_n++;
+    *out = ctx;
+    return 0;
+}
+#else
+/* Linux: the robust mutex and the futex live in the meta file itself. */
+static int jctx(jbuf *mb, ms_waitctx **out)
+{
+    (void)mb;
+    *out = NULL;
+    return 0;
+}
+#endif
+
 /* ---- records under the fault guard -------------------------------------------------- */
 
 typedef struct {
@@ -399,9 +474,10 @@ static PyObject *j_lock_init(PyObject *m, PyObject *const *args, Py_ssize_t narg
 
 /* Take the robust lock at `area`: one try with the GIL, then slices without it, checking
  * signals between them.  MS_E_INTERRUPTED: a Python exception is set. */
-static ms_status lock_slices(void *area, int64_t timeout, int *err)
+static ms_status lock_slices(ms_waitctx *ctx, unsigned slot, void *area, int64_t timeout,
+                             int *err)
 {
-    ms_status st = ms_p_lock_acquire(NULL, 0, area, 0, err);
+    ms_status st = ms_p_lock_acquire(ctx, slot, area, 0, err);
     uint64_t start = ms_p_monotonic_ns();
     while (st == MS_E_TIMEOUT && timeout != 0) {
         int64_t slice = J_SLICE_NS;
@@ -413,7 +489,7 @@ static ms_status lock_slices(void *area, int64_t timeout, int *err)
                 slice = left;
         }
         Py_BEGIN_ALLOW_THREADS
-        st = ms_p_lock_acquire(NULL, 0, area, slice, err);
+        st = ms_p_lock_acquire(ctx, slot, area, slice, err);
         Py_END_ALLOW_THREADS
         if (st == MS_E_TIMEOUT || st == MS_E_INTERRUPTED) {
             st = MS_E_TIMEOUT;
@@ -441,11 +517,12 @@ static PyObject *j_lock(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     if (jbuf_get(args[0], 1, &b) < 0)
         return NULL;
-    if (off_in(&b, a[0], MS_LOCK_AREA) < 0) {
+    ms_waitctx *ctx;
+    if (off_in(&b, a[0], MS_LOCK_AREA) < 0 || jctx(&b, &ctx) < 0) {
         PyBuffer_Release(&b.view);
         return NULL;
     }
-    ms_status st = lock_slices(b.base + a[0], timeout, &err);
+    ms_status st = lock_slices(ctx, (unsigned)a[0], b.base + a[0], timeout, &err);
     PyBuffer_Release(&b.view);
     if (st == MS_E_INTERRUPTED)
         return NULL;
@@ -467,11 +544,12 @@ static PyObject *j_unlock(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     (void)m;
     if (u64s(args, nargs, 2, "journal_unlock", a) < 0 || jbuf_get(args[0], 1, &b) < 0)
         return NULL;
-    if (off_in(&b, a[0], MS_LOCK_AREA) < 0) {
+    ms_waitctx *ctx;
+    if (off_in(&b, a[0], MS_LOCK_AREA) < 0 || jctx(&b, &ctx) < 0) {
         PyBuffer_Release(&b.view);
         return NULL;
     }
-    ms_status st = ms_p_lock_release(NULL, 0, b.base + a[0], &err);
+    ms_status st = ms_p_lock_release(ctx, (unsigned)a[0], b.base + a[0], &err);
     PyBuffer_Release(&b.view);
     if (st != MS_OK)
         return j_raise(st, err, "journal append lock");
@@ -496,7 +574,8 @@ static PyObject *j_wait(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     if (jbuf_get(args[0], 0, &b) < 0)
         return NULL;
-    if (off_in(&b, a[0], 4) < 0 || off_in(&b, a[1], 4) < 0) {
+    ms_waitctx *ctx;
+    if (off_in(&b, a[0], 4) < 0 || off_in(&b, a[1], 4) < 0 || jctx(&b, &ctx) < 0) {
         PyBuffer_Release(&b.view);
         return NULL;
     }
@@ -529,7 +608,7 @@ static PyObject *j_wait(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
                 slice = left;
         }
         Py_BEGIN_ALLOW_THREADS
-        ms_p_wait32(NULL, 0, word, expected, slice);
+        ms_p_wait32(ctx, (unsigned)a[0], word, expected, slice);
         Py_END_ALLOW_THREADS
         if (PyErr_CheckSignals() < 0) {
             if (counted)
@@ -552,14 +631,15 @@ static PyObject *j_wake(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     (void)m;
     if (u64s(args, nargs, 3, "journal_wake", a) < 0 || jbuf_get(args[0], 1, &b) < 0)
         return NULL;
-    if (off_in(&b, a[0], 4) < 0 || off_in(&b, a[1], 4) < 0) {
+    ms_waitctx *ctx;
+    if (off_in(&b, a[0], 4) < 0 || off_in(&b, a[1], 4) < 0 || jctx(&b, &ctx) < 0) {
         PyBuffer_Release(&b.view);
         return NULL;
     }
     volatile uint32_t *word = (volatile uint32_t *)(b.base + a[0]);
     ms_add32(word, 1);   /* sequentially consistent: ordered before the waiter-count read */
     if (ms_load_sc32((volatile uint32_t *)(b.base + a[1])) != 0)
-        ms_p_wake32(NULL, 0, word, 1);
+        ms_p_wake32(ctx, (unsigned)a[0], word, 1);
     PyBuffer_Release(&b.view);
     Py_RETURN_NONE;
 }
@@ -586,8 +666,11 @@ static long long append_core(jbuf *mb, jbuf *sb, uint64_t first, uint64_t seq,
     *st = MS_OK;
     if (mb->size < JM_SIZE)
         return -100;
+    ms_waitctx *ctx;
+    if (jctx(mb, &ctx) < 0)
+        return -99;
     void *area = mb->base + JM_LOCK;
-    *st = lock_slices(area, -1, err);
+    *st = lock_slices(ctx, JM_LOCK, area, -1, err);
     if (*st == MS_E_INTERRUPTED)
         return -99;
     if (*st == MS_E_OWNER_DIED)
@@ -595,7 +678,7 @@ static long long append_core(jbuf *mb, jbuf *sb, uint64_t first, uint64_t seq,
     if (*st != MS_OK)
         return -100;
     if (ms_load64(mb->base + JM_TAIL_SEQ) != seq) {
-        ms_p_lock_release(NULL, 0, area, err);
+        ms_p_lock_release(ctx, JM_LOCK, area, err);
         return -2;
     }
     uint64_t index = ms_load64(mb->base + JM_COMMITTED);
@@ -606,7 +689,7 @@ static long long append_core(jbuf *mb, jbuf *sb, uint64_t first, uint64_t seq,
         ms_store64(mb->base + JM_TAIL_OFF, c.out1);
         ms_store_sc64(mb->base + JM_COMMITTED, index + 1);
     }
-    ms_p_lock_release(NULL, 0, area, err);
+    ms_p_lock_release(ctx, JM_LOCK, area, err);
     if (*st == MS_E_FULL)
         return -1;
     if (*st != MS_OK)
@@ -614,7 +697,7 @@ static long long append_core(jbuf *mb, jbuf *sb, uint64_t first, uint64_t seq,
     volatile uint32_t *word = (volatile uint32_t *)(mb->base + JM_NOTIFY);
     ms_add32(word, 1);   /* sequentially consistent: ordered before the waiter-count read */
     if (ms_load_sc32((volatile uint32_t *)(mb->base + JM_WAITERS)) != 0)
-        ms_p_wake32(NULL, 0, word, 1);
+        ms_p_wake32(ctx, JM_NOTIFY, word, 1);
     return (long long)index;
 }
 
@@ -661,6 +744,91 @@ static PyObject *j_append(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
                        st == MS_OK || st == MS_E_INVALID ? "journal append lock"
                                                           : "journal record");
     return PyLong_FromLongLong(result);
+}
+
+/* ---- files ---------------------------------------------------------------------------- */
+
+static int fd_arg(PyObject *obj, int *fd)
+{
+    int v = PyObject_AsFileDescriptor(obj);
+    if (v < 0)
+        return -1;
+    *fd = v;
+    return 0;
+}
+
+/* journal_allocate(fd, size): the file is `size` bytes with its storage allocated
+ * (NoSpaceError on a full disk, here and not as a fault on the mapping later). */
+static PyObject *j_allocate(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long long size;
+    int fd, err = 0;
+    ms_status st;
+    (void)m;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "journal_allocate takes 2 arguments");
+        return NULL;
+    }
+    if (fd_arg(args[0], &fd) < 0 || u64_arg(args[1], "size", (unsigned long long)INT64_MAX, &size) < 0)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    st = ms_p_file_allocate(fd, size, &err);
+    Py_END_ALLOW_THREADS
+    if (st != MS_OK)
+        return j_raise(st, err, "journal file");
+    Py_RETURN_NONE;
+}
+
+/* journal_flock(fd, exclusive): take (True) or drop (False) the whole-file lock of the
+ * group commit; the OS drops it when its holder dies. */
+static PyObject *j_flock(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd, ex, err = 0;
+    ms_status st;
+    (void)m;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "journal_flock takes 2 arguments");
+        return NULL;
+    }
+    if (fd_arg(args[0], &fd) < 0 || (ex = PyObject_IsTrue(args[1])) < 0)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    st = ms_p_file_lock(fd, ex, &err);
+    Py_END_ALLOW_THREADS
+    if (st != MS_OK)
+        return j_raise(st, err, "journal flush lock");
+    Py_RETURN_NONE;
+}
+
+/* journal_restrict(path, mode): the permission of a journal's file or directory (the
+ * owner-only DACL on Windows, chmod on POSIX). */
+static PyObject *j_restrict(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *bytes = NULL;
+    unsigned long long mode;
+    int err = 0;
+    ms_status st;
+    (void)m;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "journal_restrict takes 2 arguments");
+        return NULL;
+    }
+    if (u64_arg(args[1], "mode", 07777, &mode) < 0)
+        return NULL;
+    /* UTF-8, what the platform layer's paths are (Windows widens them) */
+    if (!PyUnicode_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "journal_restrict: path must be a str");
+        return NULL;
+    }
+    if (!(bytes = PyUnicode_AsUTF8String(args[0])))
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    st = ms_p_path_restrict(PyBytes_AS_STRING(bytes), (unsigned)mode, &err);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(bytes);
+    if (st != MS_OK)
+        return j_raise(st, err, "journal file permission");
+    Py_RETURN_NONE;
 }
 
 /* ---- JournalAppender: Journal.append as one C call ------------------------------------ */
@@ -984,5 +1152,8 @@ MS_BINDING_API PyMethodDef ms_journal_methods[] = {
     FAST("journal_unlock", j_unlock, "journal_unlock(buf, off)"),
     FAST("journal_wait", j_wait, "journal_wait(buf, word_off, waiters_off, expected, timeout) -> bool"),
     FAST("journal_wake", j_wake, "journal_wake(buf, word_off, waiters_off)"),
+    FAST("journal_allocate", j_allocate, "journal_allocate(fd, size)"),
+    FAST("journal_flock", j_flock, "journal_flock(fd, exclusive)"),
+    FAST("journal_restrict", j_restrict, "journal_restrict(path, mode)"),
     {NULL, NULL, 0, NULL}
 };

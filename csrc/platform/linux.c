@@ -176,6 +176,31 @@ ms_status ms_p_object_reserve(const ms_object *obj, uint64_t offset, uint64_t le
     return MS_OK;
 }
 
+/* ---- plain files (platform.h) --------------------------------------------------------- */
+
+ms_status ms_p_file_allocate(int fd, uint64_t size, int *err)
+{
+    int e = posix_fallocate(fd, 0, (off_t)size);
+    if (e == EOPNOTSUPP || e == EINVAL)   /* a file system without it (rare): best effort */
+        e = ftruncate(fd, (off_t)size) == 0 ? 0 : errno;
+    return e ? errno_status(e, err) : MS_OK;
+}
+
+ms_status ms_p_file_lock(int fd, int exclusive, int *err)
+{
+    while (flock(fd, exclusive ? LOCK_EX : LOCK_UN) != 0)
+        if (errno != EINTR)
+            return errno_status(errno, err);
+    return MS_OK;
+}
+
+ms_status ms_p_path_restrict(const char *path, unsigned mode, int *err)
+{
+    if (chmod(path, (mode_t)mode) != 0)
+        return errno_status(errno, err);
+    return MS_OK;
+}
+
 ms_status ms_p_object_truncate(ms_object *obj, uint64_t size, int *err)
 {
     if (ftruncate((int)obj->handle, (off_t)size) != 0)

@@ -244,6 +244,29 @@ ms_status ms_p_lock_release(ms_waitctx *ctx, unsigned slot, void *area, int *err
  * the holder if known (0 otherwise); *dead = 1 if the holder is known to be dead. */
 void ms_p_lock_inspect(void *area, int *held, uint32_t *holder, int *dead);
 
+/* ---- plain files (a journal's meta and segment files) ------------------------------ */
+
+/* `fd` is a C runtime file descriptor (os.open's; on Windows the UCRT's, whose OS handle
+ * the backend looks up). */
+
+/* Make the file `size` bytes long with its storage allocated, so that a full disk fails
+ * here (MS_E_NO_SPACE), never as SIGBUS or EXCEPTION_IN_PAGE_ERROR on a mapping later.
+ * Linux: posix_fallocate (ftruncate where the file system has none).  Windows:
+ * FileAllocationInfo, then the end of file (SetEndOfFile's FileEndOfFileInfo); where
+ * FileAllocationInfo is not supported (Wine 8, some file systems), zeros written over
+ * the new range. */
+ms_status ms_p_file_allocate(int fd, uint64_t size, int *err);
+
+/* Take (exclusive != 0) or drop an exclusive lock on the whole file, waiting as long as
+ * it takes; the OS drops it when its holder dies.  Linux: flock.  Windows: LockFileEx /
+ * UnlockFileEx over the whole range.  Not interruptible: callers hold it briefly. */
+ms_status ms_p_file_lock(int fd, int exclusive, int *err);
+
+/* Give the file or directory at `path` the permission `mode` (POSIX bits: chmod;
+ * Windows: the protected DACL of ms_p_object_create -- the current user, plus Everyone
+ * when `mode` has group/other bits). */
+ms_status ms_p_path_restrict(const char *path, unsigned mode, int *err);
+
 /* ---- faults ------------------------------------------------------------------------ */
 
 /* Run fn(arg) so that a fault on a mapping (SIGBUS on POSIX, EXCEPTION_IN_PAGE_ERROR on

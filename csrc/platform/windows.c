@@ -83,6 +83,7 @@
 #include <windows.h>
 #include <aclapi.h>
 #include <psapi.h>   /* K32GetMappedFileNameW (kernel32 since Windows 7) */
+#include <io.h>      /* _get_osfhandle: the UCRT descriptors of a journal's files */
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -969,6 +970,95 @@ uint64_t ms_p_realtime_ns(void)
     FILETIME ft;
     GetSystemTimePreciseAsFileTime(&ft);
     return (uint64_t)filetime_to_unix_ns(ft);
+}
+
+/* ---- plain files (platform.h) --------------------------------------------------------- */
+
+static HANDLE fd_handle(int fd, int *err)
+{
+    HANDLE h = (HANDLE)_get_osfhandle(fd);
+    if (h == INVALID_HANDLE_VALUE && err)
+        *err = ERROR_INVALID_HANDLE;
+    return h;
+}
+
+/* Write zeros over [from, to) of the file: where FileAllocationInfo is not supported
+ * (Wine 8 answers ERROR_CALL_NOT_IMPLEMENTED and its SetEndOfFile makes a sparse file;
+ * some file systems), blocks exist only once written.  Only for the journal's files,
+ * whose size the caller chose (a segment of a few MiB, the 8 KiB meta file): a multi-GiB
+ * file-backed segment is never filled this way. */
+static ms_status zero_fill(HANDLE f, uint64_t from, uint64_t to, int *err)
+{
+    static char zeros[65536];   /* never written: .bss, not in the DLL file */
+    while (from < to) {
+        OVERLAPPED ov;
+        DWORD n = (DWORD)(to - from < sizeof zeros ? to - from : sizeof zeros), done = 0;
+        memset(&ov, 0, sizeof ov);
+        ov.Offset = MS_LO(from);
+        ov.OffsetHigh = MS_HI(from);
+        if (!WriteFile(f, zeros, n, &done, &ov))
+            return last_status(err);
+        if (done == 0)
+            return set_err(MS_E_NO_SPACE, ERROR_DISK_FULL, err);
+        from += done;
+    }
+    return MS_OK;
+}
+
+ms_status ms_p_file_allocate(int fd, uint64_t size, int *err)
+{
+    FILE_ALLOCATION_INFO alloc;
+    LARGE_INTEGER cur;
+    HANDLE f = fd_handle(fd, err);
+    if (f == INVALID_HANDLE_VALUE)
+        return MS_E_INVALID;
+    alloc.AllocationSize.QuadPart = (LONGLONG)size;
+    if (!SetFileInformationByHandle(f, FileAllocationInfo, &alloc, sizeof alloc)) {
+        DWORD e = GetLastError();
+        ms_status st;
+        if (win_status(e, NULL) == MS_E_NO_SPACE)
+            return win_status(e, err);
+        if (!GetFileSizeEx(f, &cur))
+            return last_status(err);
+        if ((uint64_t)cur.QuadPart < size &&
+            (st = zero_fill(f, (uint64_t)cur.QuadPart, size, err)) != MS_OK)
+            return st;
+    }
+    /* the end of file (SetEndOfFile): a no-op after a zero fill; shortens a longer file */
+    return extend_file(f, size, err);
+}
+
+ms_status ms_p_file_lock(int fd, int exclusive, int *err)
+{
+    OVERLAPPED ov;
+    HANDLE f = fd_handle(fd, err);
+    if (f == INVALID_HANDLE_VALUE)
+        return MS_E_INVALID;
+    memset(&ov, 0, sizeof ov);   /* the range starts at offset 0 */
+    if (exclusive ? LockFileEx(f, LOCKFILE_EXCLUSIVE_LOCK, 0, MAXDWORD, MAXDWORD, &ov)
+                  : UnlockFileEx(f, 0, MAXDWORD, MAXDWORD, &ov))
+        return MS_OK;
+    return last_status(err);
+}
+
+ms_status ms_p_path_restrict(const char *path, unsigned mode, int *err)
+{
+    ms_sa sa;
+    ms_status st;
+    DWORD e;
+    wchar_t *wpath = widen(NULL, path);
+    if (!wpath)
+        return set_err(MS_E_INVALID, ERROR_NO_UNICODE_TRANSLATION, err);
+    if ((st = make_sa(&sa, mode, 0, err)) == MS_OK) {
+        /* protected: the directory's inheritable ACEs no longer widen it */
+        e = SetNamedSecurityInfoW(wpath, SE_FILE_OBJECT,
+                                  DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
+                                  NULL, NULL, &sa.dacl.acl, NULL);
+        if (e != ERROR_SUCCESS)
+            st = win_status(e, err);
+    }
+    free(wpath);
+    return st;
 }
 
 /* ---- waiting and waking ------------------------------------------------------------ */

@@ -11,8 +11,10 @@ rolls, recovery, durability, readers.  docs/design/journal-format.md is the form
 
 Why the append lock is held for reserve + copy + commit: indices are then assigned in
 commit order and stay dense whoever dies; a holder killed mid-append is found by the
-kernel's robust-futex list (no timeout), and the next holder repairs the tail (zeroes the
-partial record and rescans) before appending.
+kernel's robust-futex list (on Windows: an abandoned named mutex, or the holder the lock
+area still names), with no timeout, and the next holder repairs the tail (zeroes the
+partial record and rescans) before appending.  On Windows the lock and the readers' wait
+are named kernel objects, named after the meta file's random wait id (M_WAIT_ID).
 """
 
 from __future__ import annotations
@@ -42,11 +44,10 @@ from ._errors import (
     PermissionDeniedError,
     SegmentExistsError,
     SegmentNotFoundError,
-    UnsupportedError,
     WaitTimeout,
 )
 from ._options import check_mode
-from ._platform import MSYNC_IS_DATASYNC
+from ._platform import FILES_HAVE_MODE_BITS, MAPPED_FILES_REMOVABLE, MSYNC_IS_DATASYNC
 
 __all__ = ["Journal", "JournalReader", "JournalStatistics", "ReaderPosition", "Recovery"]
 
@@ -64,6 +65,8 @@ META_SIZE = 8192
 M_VERSION = 8           # u32
 M_SEGMENT_SIZE = 16     # u64
 M_DURABILITY = 24       # u32
+M_MODE = 28             # u32: the permission given at creation (Windows: new files get its DACL)
+M_WAIT_ID = 32          # u64: random, nonzero: names the lock and wait objects on Windows
 M_LOCK = 64             # 64 bytes: the robust append lock
 M_COMMITTED = 128       # u64: records 0 .. committed-1 are complete (the next index)
 M_TAIL_SEQ = 136        # u64: the segment appends go to
@@ -81,8 +84,8 @@ READER_NAME_MAX = 48
 SEG_HDR = 64
 REC_HDR = 24
 
-# Platform calls (the Windows side is k15's: docs/platforms.md).  Resolved once here so
-# that importing mapshare never fails where one is missing.
+# Platform calls (docs/platforms.md).  Resolved once here so that importing mapshare
+# never fails where one is missing.
 try:
     import fcntl as _fcntl
 except ImportError:  # Windows
@@ -90,7 +93,7 @@ except ImportError:  # Windows
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)
-_fdatasync = getattr(os, "fdatasync", os.fsync)
+_fdatasync = getattr(os, "fdatasync", os.fsync)  # Windows: os.fsync is FlushFileBuffers
 SEGMENT_SIZE_DEFAULT = 64 << 20
 _SEG_RE = re.compile(r"^([0-9a-f]{16})\.seg$")
 
@@ -236,7 +239,6 @@ class Journal:
         process crash), ``"os"`` (each append is on stable storage when it returns) or
         ``"os-batch"`` (appenders share one flush).  ``mode``: permission bits of the
         files (owner-only by default; the directory gets x where it has r)."""
-        _check_platform()
         mode = check_mode(mode)
         if isinstance(segment_size, bool) or not isinstance(segment_size, int) or not (
             4096 <= segment_size <= 1 << 32 and segment_size % 8 == 0
@@ -253,18 +255,21 @@ class Journal:
             os.mkdir(path, mode | ((mode & 0o444) >> 2))
         except FileExistsError:
             raise SegmentExistsError(errno.EEXIST, f"journal {path!r} already exists") from None
-        os.chmod(path, mode | ((mode & 0o444) >> 2))  # umask-proof
+        _restrict(path, None, mode | ((mode & 0o444) >> 2))  # umask-proof
         try:
             _make_segment(path, 0, 0, segment_size, mode, durable=durability != "process")
             tmp = os.path.join(path, "meta.tmp")
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, mode)
             try:
-                _fchmod(fd, mode)
+                _restrict(tmp, fd, mode)
                 _allocate(fd, META_SIZE, "journal meta file")
                 with mmap.mmap(fd, META_SIZE) as m:
                     struct.pack_into("<8sI", m, 0, META_MAGIC, META_VERSION)
                     struct.pack_into("<Q", m, M_SEGMENT_SIZE, segment_size)
                     struct.pack_into("<I", m, M_DURABILITY, _DURABILITY[durability])
+                    struct.pack_into("<I", m, M_MODE, mode)
+                    wait_id = int.from_bytes(os.urandom(8), "little") or 1
+                    struct.pack_into("<Q", m, M_WAIT_ID, wait_id)
                     _core.journal_lock_init(m, M_LOCK)
                     struct.pack_into("<Q", m, M_TAIL_OFF, SEG_HDR)
                     if durability != "process":
@@ -323,7 +328,6 @@ class Journal:
 
     @classmethod
     def _open(cls, path: str, access: str) -> Journal:
-        _check_platform()
         self = cls.__new__(cls)
         self._path = path
         self._access = access
@@ -572,6 +576,11 @@ class Journal:
     def _roll(self, seq: int, first: int) -> _Seg:
         """Make segment seq+1 starting at index `first` and make it the tail (lock held)."""
         new = seq + 1
+        # a file left by an appender that died mid-roll: unmapped before it is replaced
+        # (Windows refuses to replace a mapped file)
+        old = self._segs.pop(new, None)
+        if old is not None:
+            old.close()
         if self._durability != "process":
             # The full segment's offset table becomes durable with the roll (appends flush
             # only their records' pages; only the tail's table is rebuilt by recovery).
@@ -579,13 +588,10 @@ class Journal:
             lo = self._segment_size - 4 * (first - full.first)
             lo -= lo % _PAGE
             _flush_range(full, lo, self._segment_size)
-        _make_segment(self._path, new, first, self._segment_size, _file_mode(self._meta_fd),
+        _make_segment(self._path, new, first, self._segment_size, self._file_mode(),
                       durable=self._durability != "process")
         if _ROLL_HOOK is not None:
             _ROLL_HOOK()  # tests: a process killed here, the new file made, not published
-        old = self._segs.pop(new, None)  # a file left by an appender that died mid-roll
-        if old is not None:
-            old.close()
         s = self._seg(new)
         # One store publishes the roll; the offset is re-derived by a repair if we die here.
         self._store(M_TAIL_OFF, SEG_HDR)
@@ -596,6 +602,14 @@ class Journal:
             self._meta.flush()
             _fdatasync(self._meta_fd)
         return s
+
+    def _file_mode(self) -> int:
+        """The permission of new segment files: the meta file's (POSIX: a chmod of it
+        applies to later segments); on Windows, whose files have no mode bits, the one
+        given at creation."""
+        if not FILES_HAVE_MODE_BITS:
+            return int(struct.unpack_from("<I", self._meta, M_MODE)[0]) & 0o777
+        return _file_mode(self._meta_fd)
 
     # ---- recovery --------------------------------------------------------------------
 
@@ -1009,10 +1023,9 @@ class Journal:
                 s = self._segs.pop(seq, None)
                 if s is not None:
                     s.close()
-                try:
-                    os.unlink(os.path.join(self._path, _seg_name(seq)))
-                except FileNotFoundError:
-                    pass
+                _remove_segment(self._path, seq)
+            if not MAPPED_FILES_REMOVABLE:
+                _sweep_below(self._path, new_head)
             self._refresh()
             return first
         finally:
@@ -1282,10 +1295,14 @@ class JournalReader:
 
 def _allocate(fd: int, size: int, what: str) -> None:
     """Reserve the file's blocks now: a full disk fails here, never as SIGBUS later."""
+    if not hasattr(os, "posix_fallocate"):
+        # Windows: the platform layer (FileAllocationInfo, then SetEndOfFile's end of file)
+        try:
+            _core.journal_allocate(fd, size)
+        except NoSpaceError as exc:
+            raise _no_space(exc, what) from None
+        return
     try:
-        if not hasattr(os, "posix_fallocate"):
-            os.ftruncate(fd, size)  # Windows: k15 makes the platform reserve the blocks
-            return
         os.posix_fallocate(fd, 0, size)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -1301,7 +1318,7 @@ def _make_segment(path: str, seq: int, first: int, size: int, mode: int, durable
     tmp = name + ".tmp"
     fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC | _O_NOFOLLOW, mode)
     try:
-        _fchmod(fd, mode)
+        _restrict(tmp, fd, mode)
         try:
             _allocate(fd, size, f"journal {path!r}: new segment file")
             with mmap.mmap(fd, size) as m:
@@ -1311,11 +1328,14 @@ def _make_segment(path: str, seq: int, first: int, size: int, mode: int, durable
             if durable:
                 os.fsync(fd)
         except BaseException:
+            os.close(fd)
+            fd = -1
             os.unlink(tmp)
             raise
     finally:
-        os.close(fd)
-    os.rename(tmp, name)
+        if fd >= 0:
+            os.close(fd)
+    os.replace(tmp, name)  # over a file left by an appender that died mid-roll
     if durable:
         _fsync_dir(path)
 
@@ -1388,24 +1408,45 @@ def _populate(m: mmap.mmap, start: int, length: int) -> None:
             pass
 
 
-def _check_platform() -> None:
-    # The append lock and the reader wait call the platform layer without a wait
-    # context, which only the Linux backend accepts so far.
-    if _core.PLATFORM != "linux":
-        raise UnsupportedError(f"mapshare.Journal is not available on {_core.PLATFORM} yet")
-
-
-def _fchmod(fd: int, mode: int) -> None:
-    if hasattr(os, "fchmod"):
-        os.fchmod(fd, mode)  # umask-proof
+def _restrict(path: str, fd: Optional[int], mode: int) -> None:
+    """Give a new file or directory exactly `mode` (umask-proof).  Windows: the owner-only
+    DACL (plus Everyone for group/other bits) that every mapshare object gets."""
+    if not FILES_HAVE_MODE_BITS:
+        _core.journal_restrict(path, mode)
+    elif fd is not None:
+        os.fchmod(fd, mode)
+    else:
+        os.chmod(path, mode)
 
 
 def _flock(fd: int, exclusive: bool) -> None:
-    """The group-commit flush lock: an flock on the meta file, which the kernel releases
-    if its holder dies (no timeout)."""
+    """The group-commit flush lock: a whole-file lock on the meta file (flock; LockFileEx
+    on Windows), which the OS releases if its holder dies (no timeout)."""
     if _fcntl is None:
-        raise UnsupportedError("durability='os-batch' and sync() need flock (not on Windows yet)")
+        _core.journal_flock(fd, exclusive)
+        return
     _fcntl.flock(fd, _fcntl.LOCK_EX if exclusive else _fcntl.LOCK_UN)
+
+
+def _remove_segment(path: str, seq: int) -> None:
+    """Remove a segment file below the head.  Windows refuses while another process
+    still maps it (its reader moves on at its next refresh): it stays, and a later
+    truncate_before sweeps it (``_sweep_below``); nothing reads below the head."""
+    try:
+        os.unlink(os.path.join(path, _seg_name(seq)))
+    except FileNotFoundError:
+        pass
+    except PermissionError:
+        if MAPPED_FILES_REMOVABLE:
+            raise
+
+
+def _sweep_below(path: str, head: int) -> None:
+    """Windows: remove segment files left below the head by an earlier truncate_before."""
+    for entry in os.listdir(path):
+        m = _SEG_RE.match(entry)
+        if m and int(m.group(1), 16) < head:
+            _remove_segment(path, int(m.group(1), 16))
 
 
 def _fsync_dir(path: str) -> None:

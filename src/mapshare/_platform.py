@@ -13,11 +13,13 @@ import sys
 from . import _core
 
 __all__ = [
+    "FILES_HAVE_MODE_BITS",
     "HAS_C_LIBRARY",
     "HAS_DEV_SHM",
     "HAS_INOTIFY",
     "HAS_LINK_OBJECTS",
     "HAS_OWNER_UIDS",
+    "MAPPED_FILES_REMOVABLE",
     "MSYNC_IS_DATASYNC",
     "NAMES_OUTLIVE_HANDLES",
     "PLATFORM",
@@ -45,6 +47,15 @@ last handle, so none of that applies there."""
 HAS_LINK_OBJECTS: bool = _POSIX
 """A file-backed segment's name is a small 'link' object pointing at the file (a POSIX
 shm name can only name shared memory).  Windows names the file mapping itself."""
+
+FILES_HAVE_MODE_BITS: bool = _POSIX
+"""Files carry permission bits (``fchmod``).  Windows files carry a DACL, which the
+platform layer builds from the same POSIX-style ``mode`` (``_core.journal_restrict``);
+``os.stat`` there reports no mode worth keeping."""
+
+MAPPED_FILES_REMOVABLE: bool = _POSIX
+"""A file can be removed or replaced while a process maps it (the mapping lives on).
+Windows refuses both until every view and handle of it is closed."""
 
 SHM_NAMES_HAVE_SLASH: bool = _POSIX
 """POSIX shm names start with '/' (``Segment.open(name, raw=True)`` adds one)."""

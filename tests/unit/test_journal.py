@@ -18,8 +18,6 @@ import mapshare
 from mapshare import _core
 from mapshare._journal import M_READERS, REC_HDR, SEG_HDR
 
-pytestmark = pytest.mark.posix_only("the Journal's Windows platform calls are not done yet")
-
 SEG = 4096
 
 
@@ -513,3 +511,31 @@ def test_grown_tail_is_cut_back(jpath: Path) -> None:
         assert len(j) == 5 and j.recovered is not None
         assert j.recovered.records_dropped == 0 and j.recovered.bytes_cleared == 1000
     assert os.path.getsize(jpath / "0000000000000000.seg") == SEG
+
+
+def test_file_platform_calls_allocate_lock_and_restrict(tmp_path: Path) -> None:
+    """The journal's file calls of the platform layer (posix_fallocate / flock / chmod on
+    Linux; FileAllocationInfo or zeros + end of file / LockFileEx / a DACL on Windows):
+    a file grows to the size asked with its bytes zero, the whole-file lock is taken
+    and dropped (twice: it was really dropped), and a permission is applied."""
+    name = str(tmp_path / "f")
+    fd = os.open(name, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
+    try:
+        os.write(fd, b"head")
+        _core.journal_allocate(fd, 3 * 65536 + 8)
+        assert os.fstat(fd).st_size == 3 * 65536 + 8
+        os.lseek(fd, 0, os.SEEK_SET)
+        data = os.read(fd, 3 * 65536 + 8)
+        assert data[:4] == b"head" and data[4:] == bytes(len(data) - 4)
+        for _ in range(2):
+            _core.journal_flock(fd, True)
+            _core.journal_flock(fd, False)
+        with pytest.raises(TypeError):
+            _core.journal_flock(fd)  # type: ignore[call-arg]
+    finally:
+        os.close(fd)
+    _core.journal_restrict(name, 0o600)
+    if os.name != "nt":  # Windows files have a DACL, not mode bits (Wine ignores DACLs)
+        assert stat.S_IMODE(os.stat(name).st_mode) == 0o600
+    with pytest.raises(mapshare.SegmentNotFoundError):
+        _core.journal_restrict(str(tmp_path / "missing"), 0o600)

@@ -13,9 +13,6 @@ import pytest
 
 from mapshare import Journal
 
-# UnsupportedError there: the journal's lock and waits have no Windows backend yet
-pytestmark = pytest.mark.posix_only("mapshare.Journal is not available on Windows yet")
-
 DOC = Path(__file__).resolve().parents[2] / "docs" / "design" / "journal-format.md"
 
 

@@ -61,6 +61,7 @@ CTESTS = {
     "test_array": ["tests/c/test_array.c", "csrc/array.c"],
     "test_latest": ["tests/c/test_latest.c", "csrc/latest.c", "csrc/segment.c", "csrc/sync.c",
                     "csrc/channel.c", "csrc/inspect.c", "csrc/platform/windows.c"],
+    "test_journal": ["tests/c/test_journal.c", "csrc/journal.c"],
 }
 ALLOWED_DLL = re.compile(
     r"^(python3\d*\.dll|kernel32\.dll|kernelbase\.dll|advapi32\.dll|ntdll\.dll|"

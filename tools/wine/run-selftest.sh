@@ -32,11 +32,12 @@ timeout --kill-after=10 60 wine "$EXE" fault "$(mapshare_winpath "$fault_file")"
         printf '  %s\n' "${line%$'\r'}"
         if [[ "$line" == READY* ]]; then truncate -s 0 "$fault_file"; fi
     done || frc=$?
-# The plain-C tests of the array and Latest cores (tests/c/test_array.c, test_latest.c),
+# The plain-C tests of the array, Latest and journal-record cores (tests/c/test_array.c,
+# test_latest.c, test_journal.c),
 # cross-built with windows.c (build.py CTESTS): the same checks as tests/c/run.sh on
 # Linux, minus the three Latest tests that fork (not built for Windows).
 crc=0
-for prog in test_array test_latest; do
+for prog in test_array test_latest test_journal; do
     echo "[tests/c $prog under Wine]"
     timeout --kill-after=10 300 wine "$ROOT/build/wine/$prog.exe" </dev/null 2>&1 | cat || crc=1
 done
