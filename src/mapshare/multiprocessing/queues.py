@@ -763,13 +763,21 @@ class _Watch:
         self.flagged = False
         self.stopped = False
         self.pid = os.getpid()  # a forked child's copy is inert (its lock may be held)
-        self.seg = Segment.open_or_create(_seen_name(channel), 8, lifetime="shared")
-        self.seen = self.seg.buf[:8].cast("Q")
+        self.seg: Optional[Segment] = None
+        self.seen: Optional[memoryview] = None
+        try:
+            self.seg = Segment.open_or_create(_seen_name(channel), 8, lifetime="shared")
+            self.seen = self.seg.buf[:8].cast("Q")
+        except Exception:
+            pass  # no counter (no room for one): senders do not wait, as before it
         # what is queued already is flagged before fileno() returns (its sender may
         # have exited before this counter existed)
         with self.cond:
-            if self.channel._wait_readable(0):
-                self.flag()
+            try:
+                if self.channel._wait_readable(0):
+                    self.flag()
+            except BrokenChannelError:
+                pass  # a sender died: the thread flags what is queued
         self.thread = threading.Thread(target=self.run, name="mapshare-queue-fd", daemon=True)
         self.thread.start()
 
@@ -782,9 +790,12 @@ class _Watch:
     def publish(self) -> None:
         """The pipe is readable and stays so until the channel is empty (``cond``
         held): every message sent by now is covered -- record their count."""
+        seen = self.seen
+        if seen is None:
+            return
         sent = self.channel._statistics()["sent_messages"]
-        if sent > self.seen[0]:
-            self.seen[0] = sent
+        if sent > seen[0]:
+            seen[0] = sent
 
     def run(self) -> None:
         try:
@@ -814,8 +825,11 @@ class _Watch:
             with self.cond:
                 self.stopped = True
                 try:
-                    self.seen.release()
-                    self.seg.close()
+                    if self.seen is not None:
+                        self.seen.release()
+                        self.seen = None
+                    if self.seg is not None:
+                        self.seg.close()
                 except Exception:
                     pass
             for end in (self.r, self.w):
