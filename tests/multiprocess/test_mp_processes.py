@@ -170,6 +170,8 @@ def test_process_pool_executor_with_the_context(method: str) -> None:
         assert isinstance(ex._result_queue, queues.SimpleQueue)
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="not yet run under Wine (the fix is "
+                    "not POSIX-specific; this test is verified on Linux only)")
 @pytest.mark.parametrize("method", ALL_METHODS)
 def test_an_object_put_is_on_the_readers_fileno_before_the_putter_has_exited(
     method: str,
