@@ -94,3 +94,9 @@ def send_on_connection(q: Any) -> None:
 def get_all_then_report(q: Any, n: int, out: Any) -> None:
     got = [q.get(timeout=60) for _ in range(n)]
     out.put((len(got), got[0][0], got[-1][0]))
+
+
+def put_and_return(q: Any, i: int) -> None:
+    """Put and end at once (what a ProcessPoolExecutor worker at its max_tasks_per_child
+    does): a normal exit, finalizers and all."""
+    q.put(i)

@@ -12,7 +12,9 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from multiprocessing import connection as mp_connection
 from typing import Any
 
 import _mp_children as children
@@ -166,6 +168,54 @@ def test_process_pool_executor_with_the_context(method: str) -> None:
         assert list(ex.map(children.square, range(200))) == [x * x for x in range(200)]
         assert ex.submit(children.square, 9).result(60) == 81
         assert isinstance(ex._result_queue, queues.SimpleQueue)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="not yet run under Wine (the fix is "
+                    "not POSIX-specific; this test is verified on Linux only)")
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_an_object_put_is_on_the_readers_fileno_before_the_putter_has_exited(
+    method: str,
+) -> None:
+    """A child that puts and returns at once: whenever its sentinel is ready, the
+    queue's ``_reader`` is ready too, as with the standard queue's pipe --
+    ``ProcessPoolExecutor(max_tasks_per_child=...)`` takes a sentinel ready alone for a
+    crashed worker (BrokenProcessPool).  The parent keeps the GIL busy with a long
+    switch interval, so that its fd watcher thread runs late: without the putter's
+    wait at exit, its sentinel comes first."""
+    ctx = mp.get_context(method)
+    q = ctx.SimpleQueue()
+    busy = threading.Event()  # set: the spinner holds the GIL all it can
+    done: list[bool] = []
+
+    def spin() -> None:
+        while busy.wait() and not done:
+            while busy.is_set() and not done:
+                pass
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(0.05)
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        for i in range(12):
+            p = _run(ctx, children.put_and_return, q, i)
+            busy.set()  # only while waiting: starting a child with it would be slow
+            try:
+                ready = mp_connection.wait([q._reader, p.sentinel], timeout=60)
+            finally:
+                busy.clear()
+            assert ready, "neither the queue nor the child's exit within 60 s"
+            if p.sentinel in ready:
+                assert q._reader in ready, f"iteration {i}: exit seen before the object"
+            assert q.get() == i
+            _join(p)
+    finally:
+        busy.clear()
+        done.append(True)
+        busy.set()
+        spinner.join()
+        sys.setswitchinterval(old)
+        q.close()
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -244,11 +244,18 @@ _feeders: weakref.WeakSet[_Feeder] = weakref.WeakSet()
 def _flush_all() -> None:
     """At exit (main process: atexit, registered after mapshare's own exit hook so it
     runs first; a multiprocessing child: a finalizer above the handles' one): send
-    what is buffered, as the standard queue's feeder does before the process ends."""
+    what is buffered, as the standard queue's feeder does before the process ends; then
+    wait (bounded) until a reader that waits on ``_reader.fileno()`` can see it."""
     for f in list(_feeders):
         try:
             f.close()
             f.join()
+        except Exception:
+            pass
+    deadline = time.monotonic() + _SEEN_WAIT
+    for link in list(_sent_links):
+        try:
+            link.wait_seen(deadline)
         except Exception:
             pass
 
@@ -258,6 +265,18 @@ atexit.register(_flush_all)
 
 def _register_child_flush() -> None:
     _mp_util.Finalize(None, _flush_all, exitpriority=1)
+
+
+# The longest a process's exit waits for fd watchers to flag what it sent (their thread
+# is late only when the machine is loaded; a watcher that is stopped or stuck costs this).
+_SEEN_WAIT = 2.0
+
+
+def _seen_name(channel: Channel) -> str:
+    """The name of a channel's seen counter: 8 bytes, the channel's ``sent_messages``
+    count at the last time a ``_Watch`` of a reader had made its pipe readable (or knew
+    it still was).  It exists while a reader process waits on ``_reader.fileno()``."""
+    return channel.name + "w"
 
 
 class _Link:
@@ -286,6 +305,7 @@ class _Link:
         self.generation = _forks[0]
         if self.feeder.pid != os.getpid():  # forked (os.fork: no after-forkers ran)
             self.feeder = _Feeder(self.channel)
+        _sent_links.add(self)
         import multiprocessing
 
         if multiprocessing.parent_process() is not None:
@@ -307,6 +327,36 @@ class _Link:
             except ChannelFull:
                 pass
         feeder.send(data)
+
+    def wait_seen(self, deadline: float) -> None:
+        """At exit, after the flush: wait until what this process sent is received, or a
+        reader's fd watcher has flagged it (its seen counter has reached the count of
+        messages sent by now), or ``deadline``.  Without it, a process that puts and
+        exits at once could have its exit (its sentinel) seen before its message on
+        ``_reader.fileno()`` -- the watcher is a thread of the *reading* process, and
+        may run late -- which ``ProcessPoolExecutor`` takes for a crash
+        (BrokenProcessPool).  The standard queue's pipe is readable when ``send``
+        returns.  No wait at all when no reader watches by fd (no seen counter): a
+        process that puts while nobody reads exits at once."""
+        if self.generation != _forks[0]:  # not sent on in this process (a fork's copy)
+            return
+        try:
+            seg = Segment.open(_seen_name(self.channel))
+        except (SegmentNotFoundError, OSError):
+            return
+        try:
+            seen = seg.buf[:8].cast("Q")
+            try:
+                stats = self.channel._statistics
+                target = stats()["sent_messages"]
+                while seen[0] < target and stats()["received_messages"] < target:
+                    if time.monotonic() >= deadline:
+                        break
+                    time.sleep(0.002)
+            finally:
+                seen.release()
+        finally:
+            seg.close()
 
     def receive(self, t: Optional[float]) -> bytes:
         """One message's pickle (spill taken), waiting up to ``t`` (queue.Empty)."""
@@ -360,6 +410,8 @@ class _Link:
 
 # Forks of this process so far, as this process sees it (bumped in a forked child).
 _forks = [0]
+# The links this process has sent on (their exit waits for fd watchers: _flush_all).
+_sent_links: weakref.WeakSet[_Link] = weakref.WeakSet()
 
 
 def _count_fork() -> None:
@@ -692,7 +744,17 @@ class _Watch:
     a receive that finds the channel empty takes the byte back.  The pipe is a
     ``multiprocessing.connection.Pipe``, so ``fileno()`` is what
     ``multiprocessing.connection.wait`` takes on every OS (an fd; a pipe handle on
-    Windows)."""
+    Windows).
+
+    The standard pipe is readable before its writer can exit; this one only once the
+    thread has run, so each flag also records the channel's ``sent_messages`` count in
+    the seen counter (``_seen_name``), a segment this watch holds, and a process that
+    has sent waits at its exit until the counter (or the receive count) has reached
+    its messages (``_Link.wait_seen``).  Chosen over a real pipe per queue written by
+    every putter: that needs the fd to cross to each child (inheritance, ``DupFd``
+    only while spawning -- a queue here is pickled by name, at any time) and a byte
+    per put in the putter's path; this costs nothing on put or get, one segment per
+    queue that some process waits on by fd, and a wait at exit only then."""
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
@@ -701,15 +763,51 @@ class _Watch:
         self.flagged = False
         self.stopped = False
         self.pid = os.getpid()  # a forked child's copy is inert (its lock may be held)
+        self.seg: Optional[Segment] = None
+        self.seen: Optional[memoryview] = None
+        try:
+            self.seg = Segment.open_or_create(_seen_name(channel), 8, lifetime="shared")
+            self.seen = self.seg.buf[:8].cast("Q")
+        except Exception:
+            pass  # no counter (no room for one): senders do not wait, as before it
+        # what is queued already is flagged before fileno() returns (its sender may
+        # have exited before this counter existed)
+        with self.cond:
+            try:
+                if self.channel._wait_readable(0):
+                    self.flag()
+            except BrokenChannelError:
+                pass  # a sender died: the thread flags what is queued
         self.thread = threading.Thread(target=self.run, name="mapshare-queue-fd", daemon=True)
         self.thread.start()
+
+    def flag(self) -> None:
+        """Make the pipe readable (the channel holds a message; ``cond`` held)."""
+        self.w.send_bytes(b"m")
+        self.flagged = True
+        self.publish()
+
+    def publish(self) -> None:
+        """The pipe is readable and stays so until the channel is empty (``cond``
+        held): every message sent by now is covered -- record their count."""
+        seen = self.seen
+        if seen is None:
+            return
+        sent = self.channel._statistics()["sent_messages"]
+        if sent > seen[0]:
+            seen[0] = sent
 
     def run(self) -> None:
         try:
             while True:
                 with self.cond:
                     while self.flagged and not self.stopped:
-                        self.cond.wait()
+                        # while readable, messages that come are covered too: publish
+                        # their count now and then (a sender's exit waits for it when
+                        # nobody receives meanwhile; ~200 cheap wakeups a second, and
+                        # only while the queue holds messages)
+                        if not self.cond.wait(0.005) and self.flagged and not self.stopped:
+                            self.publish()
                     if self.stopped:
                         return
                 try:
@@ -720,13 +818,20 @@ class _Watch:
                 if readable:
                     with self.cond:
                         if not self.flagged and not self.stopped:
-                            self.w.send_bytes(b"m")
-                            self.flagged = True
+                            self.flag()
         except Exception:
             return  # the channel was closed under us (exit): nothing more to watch
         finally:
             with self.cond:
                 self.stopped = True
+                try:
+                    if self.seen is not None:
+                        self.seen.release()
+                        self.seen = None
+                    if self.seg is not None:
+                        self.seg.close()
+                except Exception:
+                    pass
             for end in (self.r, self.w):
                 try:
                     end.close()
@@ -738,14 +843,18 @@ class _Watch:
         if self.pid != os.getpid():
             return
         with self.cond:
-            if self.flagged and not self.channel._wait_readable(0):
-                try:
-                    if self.r.poll():
-                        self.r.recv_bytes()
-                except OSError:
-                    pass
-                self.flagged = False
-                self.cond.notify_all()
+            if not self.flagged or self.stopped:
+                return
+            if self.channel._wait_readable(0):
+                self.publish()  # still readable: what came since is covered too
+                return
+            try:
+                if self.r.poll():
+                    self.r.recv_bytes()
+            except OSError:
+                pass
+            self.flagged = False
+            self.cond.notify_all()
 
     def stop(self) -> None:
         if self.pid != os.getpid():
