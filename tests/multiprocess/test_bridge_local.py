@@ -8,6 +8,7 @@ namespaces.  Real processes, real SIGKILL/SIGSTOP, no mocks."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -47,6 +48,30 @@ def _until(what: str, cond: Callable[[], Any], timeout: float = DEADLINE) -> Any
         if time.monotonic() > end:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def _receiving(*channels: mapshare.Channel) -> Iterator[dict[str, list[bytes]]]:
+    """While the block runs, a thread per channel receives into the list under its name."""
+    got: dict[str, list[bytes]] = {ch.name: [] for ch in channels}
+    stop = threading.Event()
+
+    def receive(ch: mapshare.Channel) -> None:
+        while not stop.is_set():
+            try:
+                got[ch.name].append(ch.receive(timeout=0.05))
+            except mapshare.WaitTimeout:
+                pass
+
+    threads = [threading.Thread(target=receive, args=(ch,)) for ch in channels]
+    for t in threads:
+        t.start()
+    try:
+        yield got
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
 
 
 class Host:
@@ -412,20 +437,7 @@ def test_channel_each_message_to_exactly_one_receiver(
         a = hosts(channels={ca_name: key}, port=port)
         b1 = hosts(channels={c1_name: key}, connect=(port,))
         b2 = hosts(channels={c2_name: key}, connect=(port,))
-        got: dict[str, list[bytes]] = {c1_name: [], c2_name: []}
-        stop = threading.Event()
-
-        def receive(ch: mapshare.Channel) -> None:
-            while not stop.is_set():
-                try:
-                    got[ch.name].append(ch.receive(timeout=0.05))
-                except mapshare.WaitTimeout:
-                    pass
-
-        threads = [threading.Thread(target=receive, args=(c,)) for c in (c1, c2)]
-        for t in threads:
-            t.start()
-        try:
+        with _receiving(c1, c2) as got:
             _until("A knows both receiving hosts", lambda: set(
                 a.fresh_stats().channels[0].remote_hosts) == {b1.host_id, b2.host_id})
             for i in range(n):
@@ -433,10 +445,6 @@ def test_channel_each_message_to_exactly_one_receiver(
             _until("every message delivered",
                    lambda: len(got[c1_name]) + len(got[c2_name]) >= n)
             time.sleep(0.3)  # a duplicate would arrive now
-        finally:
-            stop.set()
-            for t in threads:
-                t.join()
         everything = got[c1_name] + got[c2_name]
         assert sorted(everything) == sorted(b"%d" % i for i in range(n))
         assert got[c1_name] and got[c2_name]
@@ -465,36 +473,21 @@ def test_channel_unanswered_hand_over_is_never_delivered_twice(
         a = hosts(channels={ca_name: key}, port=port, extra=("--ack-timeout", "0.5"))
         b1 = hosts(channels={c1_name: key}, connect=(port,))
         b2 = hosts(channels={c2_name: key}, connect=(port,))
-        got: dict[str, list[bytes]] = {c1_name: [], c2_name: []}
-        stop = threading.Event()
-
-        def receive(ch: mapshare.Channel) -> None:
-            while not stop.is_set():
-                try:
-                    got[ch.name].append(ch.receive(timeout=0.05))
-                except mapshare.WaitTimeout:
-                    pass
-
-        threads = [threading.Thread(target=receive, args=(c,)) for c in (c1, c2)]
-        for t in threads:
-            t.start()
-        try:
+        with _receiving(c1, c2) as got:
             _until("A knows both receiving hosts", lambda: set(
                 a.fresh_stats().channels[0].remote_hosts) == {b1.host_id, b2.host_id})
-            b1.kill(signal.SIGSTOP)
-            _until("B1's bridge stopped", b1.stopped)
-            for i in range(n):
-                ca.send(b"%d" % i)
-            sa = _until("every message handed over", lambda: (
-                lambda c: c if c.messages_out + c.unacknowledged == n else None)(
-                    a.fresh_stats().channels[0]))
-            b1.kill(signal.SIGCONT)
-            time.sleep(1.0)  # what B1 still delivers, and any duplicate, arrives now
-        finally:
-            b1.kill(signal.SIGCONT)
-            stop.set()
-            for t in threads:
-                t.join()
+            try:
+                b1.kill(signal.SIGSTOP)
+                _until("B1's bridge stopped", b1.stopped)
+                for i in range(n):
+                    ca.send(b"%d" % i)
+                sa = _until("every message handed over", lambda: (
+                    lambda c: c if c.messages_out + c.unacknowledged == n else None)(
+                        a.fresh_stats().channels[0]))
+                b1.kill(signal.SIGCONT)
+                time.sleep(1.0)  # what B1 still delivers, and any duplicate, arrives now
+            finally:
+                b1.kill(signal.SIGCONT)
         everything = got[c1_name] + got[c2_name]
         assert len(everything) == len(set(everything)), "a message delivered twice"
         assert set(everything) <= {b"%d" % i for i in range(n)}
