@@ -169,7 +169,7 @@ def test_pool_worker_handler_does_not_wake_on_results(monkeypatch: pytest.Monkey
             x * x for x in range(3000)]
         # one wait per map's end (the cache emptied) and a few spare: not one per result
         assert wakeups[0] <= 10, wakeups[0]
-        assert pool._outqueue._reader._watch is None  # type: ignore[attr-defined]
+        assert pool._outqueue._reader._watch is None  # type: ignore[attr-defined]  # no fd wait
         pending = pool.map_async(children.square, range(100), chunksize=1)
         pool.close()  # the handler must still see the cache drain after close
         pool.join()
