@@ -827,8 +827,9 @@ class _Watch:
                         # again, under the lock: a receiver may have taken the message
                         # (and settled) since the wait returned -- flagged then, the
                         # pipe would stay readable over an empty channel until the next
-                        # receive, and a Pool's worker handler (which waits on its
-                        # result queue's fd) would loop holding the GIL all that while
+                        # receive, and a thread that waits on the fd in a loop (the
+                        # standard Pool's worker handler does, on its result queue)
+                        # would go round holding the GIL all that while
                         if not self.flagged and not self.stopped and self.ready():
                             self.flag()
         except Exception:
