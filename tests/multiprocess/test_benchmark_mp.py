@@ -33,3 +33,15 @@ def test_mp_benchmark_smoke(tmp_path: Path) -> None:
     for name, row in cells.items():
         assert set(row) == {"mapshare", "multiprocessing"}, name
     assert any(t["target"].startswith("Queue int") for t in doc["targets"])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pool_cpu.py reads /proc")
+def test_pool_cpu_benchmark_smoke() -> None:
+    """benchmarks/pool_cpu.py prints a row per context (tiny counts; no figure asserted)."""
+    r = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "pool_cpu.py"), "--tasks", "1000", "--maps", "2"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| ")]
+    assert [row.split("|")[1].strip() for row in rows[1:]] == ["mapshare", "multiprocessing"]

@@ -146,6 +146,39 @@ def test_pool_runs_on_mapshare_queues(method: str) -> None:
     pool.join()
 
 
+def test_pool_worker_handler_does_not_wake_on_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The context's Pool: its worker handler thread waits on the workers and the change
+    notifier only -- the standard one also wakes while results are queued, and goes
+    round holding the GIL until the result handler has taken them (hundreds of times a
+    map).  Results, close() with tasks pending, and join() are as before."""
+    from mapshare.multiprocessing import _pool
+
+    wakeups = [0]
+    wait_for_updates = _pool.Pool._wait_for_updates  # type: ignore[attr-defined]
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        wakeups[0] += 1
+        return wait_for_updates(*args, **kwargs)
+
+    monkeypatch.setattr(_pool.Pool, "_wait_for_updates", staticmethod(counting))
+    ctx = mp.get_context("fork" if "fork" in ALL_METHODS else "spawn")
+    pool = ctx.Pool(2)
+    try:
+        assert isinstance(pool, _pool.Pool)
+        assert pool.map(children.square, range(3000), chunksize=1) == [
+            x * x for x in range(3000)]
+        # one wait per map's end (the cache emptied) and a few spare: not one per result
+        assert wakeups[0] <= 10, wakeups[0]
+        assert pool._outqueue._reader._watch is None  # type: ignore[attr-defined]  # no fd wait
+        pending = pool.map_async(children.square, range(100), chunksize=1)
+        pool.close()  # the handler must still see the cache drain after close
+        pool.join()
+        assert pending.get(0) == [x * x for x in range(100)]
+    finally:
+        pool.terminate()
+        pool.join()
+
+
 @pytest.mark.parametrize("method", ALL_METHODS)
 def test_pool_with_maxtasksperchild_replaces_workers(method: str) -> None:
     """Workers that end after their tasks (normally: under spawn and forkserver too,

@@ -235,6 +235,28 @@ def test_simple_queue_reader_fileno_works_with_connection_wait() -> None:
     q.close()
 
 
+@pytest.mark.posix_only("_reader.fileno() is a pipe handle on Windows: not yet verified "
+                        "under Wine (docs/multiprocessing.md)")
+def test_reader_fileno_is_not_left_readable_over_an_empty_queue() -> None:
+    """A receive right after a put races the fd watcher thread, which woke for the
+    message: the watcher must not make the pipe readable once the message is gone (it
+    stayed so until the next receive; a Pool's worker handler waiting on it went round
+    in a loop holding the GIL)."""
+    q = mp.SimpleQueue()
+    r = q._reader
+    r.fileno()  # the watcher runs from here on
+    stale = 0
+    for i in range(50):
+        q.put(i)
+        assert r.recv() == i
+        # the GIL is free while this waits: a watcher late for message i flags it now
+        if multiprocessing.connection.wait([r], timeout=0.01):
+            stale += 1
+    assert q.empty()
+    q.close()
+    assert stale == 0
+
+
 def test_an_unpicklable_object_is_reported_and_dropped(capsys: pytest.CaptureFixture[str]) -> None:
     """As the standard queue's feeder does: put returns, the error is printed, the
     object dropped, its maxsize unit given back."""

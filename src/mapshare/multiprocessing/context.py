@@ -81,6 +81,17 @@ class MapshareContext:
 
         return SimpleQueue()
 
+    def Pool(self, processes: Optional[int] = None,
+             initializer: Optional[Callable[..., object]] = None, initargs: Any = (),
+             maxtasksperchild: Optional[int] = None) -> Any:
+        """A process pool (``multiprocessing.pool.Pool``) whose task and result queues
+        are mapshare's; its worker handler does not wake on results (see
+        ``mapshare.multiprocessing._pool``)."""
+        from ._pool import Pool
+
+        return Pool(processes, initializer, initargs, maxtasksperchild,
+                    context=self.get_context())
+
     def RawValue(self, typecode_or_type: Any, *args: Any) -> Any:
         """A shared ctypes object, no lock."""
         from .sharedctypes import RawValue

@@ -787,6 +787,13 @@ class _Watch:
         self.flagged = True
         self.publish()
 
+    def ready(self) -> bool:
+        """The channel holds a message now."""
+        try:
+            return bool(self.channel._wait_readable(0))
+        except BrokenChannelError:  # (a zero wait does not look for dead senders)
+            return False
+
     def publish(self) -> None:
         """The pipe is readable and stays so until the channel is empty (``cond``
         held): every message sent by now is covered -- record their count."""
@@ -817,7 +824,13 @@ class _Watch:
                     continue
                 if readable:
                     with self.cond:
-                        if not self.flagged and not self.stopped:
+                        # again, under the lock: a receiver may have taken the message
+                        # (and settled) since the wait returned -- flagged then, the
+                        # pipe would stay readable over an empty channel until the next
+                        # receive, and a thread that waits on the fd in a loop (the
+                        # standard Pool's worker handler does, on its result queue)
+                        # would go round holding the GIL all that while
+                        if not self.flagged and not self.stopped and self.ready():
                             self.flag()
         except Exception:
             return  # the channel was closed under us (exit): nothing more to watch
