@@ -5,6 +5,17 @@
  * The lock keeps its segment object (and so the mapping: internal_refs) alive.
  */
 #include "binding.h"
+#if defined(__linux__)
+#include <pthread.h>
+#endif
+
+#if defined(__GNUC__)
+#define MS_ALWAYS_INLINE inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#define MS_ALWAYS_INLINE __forceinline
+#else
+#define MS_ALWAYS_INLINE inline
+#endif
 
 typedef struct {
     PyObject_HEAD
@@ -195,6 +206,16 @@ typedef struct {
     int recursive;        /* RLock: the holder may acquire again */
 } MPLockObject;
 
+/* The calling thread's ident, the value threading.get_ident() gives.  On Linux that is
+ * pthread_self() (CPython's thread_pthread.h); calling it directly skips
+ * PyThread_get_thread_ident's initialisation check on every acquire, the uncontended
+ * Lock's hot path. */
+#if defined(__linux__)
+#define mplock_me() ((unsigned long)pthread_self())
+#else
+#define mplock_me() PyThread_get_thread_ident()
+#endif
+
 static PyObject *MPLock_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
     (void)args; (void)kw;  /* the Python subclass's __init__ takes its own arguments */
@@ -273,7 +294,7 @@ static PyObject *MPLock_acquire(MPLockObject *self, PyObject *const *args, Py_ss
     }
     if (mplock_bound(self) < 0)
         return NULL;
-    unsigned long me = PyThread_get_thread_ident();
+    unsigned long me = mplock_me();
     LockObject *lk = self->lock;
     SegmentObject *seg = lk->seg;
     if (seg->open && !seg->seg.faulted && seg->seg.hdr_writable &&
@@ -366,13 +387,14 @@ static PyObject *MPLock_acquire(MPLockObject *self, PyObject *const *args, Py_ss
     return r;
 }
 
-static PyObject *mplock_release(MPLockObject *self)
+/* inline: the body of both release() and __exit__, the uncontended Lock's hot path */
+static MS_ALWAYS_INLINE PyObject *mplock_release(MPLockObject *self)
 {
     if (mplock_bound(self) < 0)
         return NULL;
     if (self->recursive) {
         /* only an RLock asks who is releasing: a Lock's robust word knows its holder */
-        unsigned long me = PyThread_get_thread_ident();
+        unsigned long me = mplock_me();
         if (self->level <= 0 || self->owner != me) {
             PyErr_SetString(PyExc_AssertionError,
                             "attempt to release recursive lock not owned by thread");

@@ -565,27 +565,29 @@ static struct ms_tls *my_tls(void)
     return t;
 }
 
-static void held_add(struct ms_tls *t, void *area)
+static inline void held_add(struct ms_tls *t, void *area)
 {
     if (t->held_count < MS_MAX_HELD)
         t->held_areas[t->held_count++] = area;
 }
 
-static int held_find(struct ms_tls *t, void *area)
+/* The held areas are kept in the order they were taken, the newest last, and searched
+ * from the newest: a thread usually releases the lock it took last, so a release finds
+ * its area at the first comparison however many locks the thread holds. */
+static inline int held_find(struct ms_tls *t, void *area)
 {
-    for (int i = 0; i < t->held_count; i++)
+    for (int i = t->held_count - 1; i >= 0; i--)
         if (t->held_areas[i] == area)
             return i;
     return -1;
 }
 
-static int held_remove(struct ms_tls *t, void *area)
+/* Drop entry i (from held_find), keeping the order of the others. */
+static inline void held_remove_at(struct ms_tls *t, int i)
 {
-    int i = held_find(t, area);
-    if (i < 0)
-        return 0;
-    t->held_areas[i] = t->held_areas[--t->held_count];
-    return 1;
+    int n = --t->held_count;
+    for (; i < n; i++)
+        t->held_areas[i] = t->held_areas[i + 1];
 }
 
 static int held_contains_ptr(struct ms_tls *t, uintptr_t p)
@@ -719,7 +721,7 @@ ms_status ms_p_lock_acquire(ms_waitctx *ctx, unsigned slot, void *area, int64_t 
     struct ms_tls *t = my_tls();
     int rc;
     (void)ctx; (void)slot;
-    if (!__atomic_load_n(&atfork_registered, __ATOMIC_ACQUIRE)) {
+    if (__builtin_expect(!__atomic_load_n(&atfork_registered, __ATOMIC_ACQUIRE), 0)) {
         pthread_once(&atfork_once, register_atfork);
         __atomic_store_n(&atfork_registered, 1, __ATOMIC_RELEASE);
     }
@@ -732,10 +734,15 @@ ms_status ms_p_lock_acquire(ms_waitctx *ctx, unsigned slot, void *area, int64_t 
         if (err) *err = EINVAL;
         return MS_E_LAYOUT;
     }
-    if (timeout_ns < 0) {
-        rc = pthread_mutex_lock(m);
-    } else if (timeout_ns == 0) {
+    if (timeout_ns == 0) {
         rc = pthread_mutex_trylock(m);
+        /* the uncontended Lock's path: taken, nothing else to work out */
+        if (__builtin_expect(rc == 0, 1)) {
+            held_add(t, area);
+            return MS_OK;
+        }
+    } else if (timeout_ns < 0) {
+        rc = pthread_mutex_lock(m);
     } else {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -763,7 +770,10 @@ ms_status ms_p_lock_release(ms_waitctx *ctx, unsigned slot, void *area, int *err
 {
     struct ms_tls *t = my_tls();
     (void)ctx; (void)slot;
-    if (held_find(t, area) < 0) {
+    /* one search: its index removes the entry below (nothing else changes the list of
+     * this thread's held areas in between) */
+    int i = held_find(t, area);
+    if (i < 0) {
         if (err) *err = EPERM;
         return MS_E_NOT_OWNER;
     }
@@ -782,16 +792,17 @@ ms_status ms_p_lock_release(ms_waitctx *ctx, unsigned slot, void *area, int *err
     }
 #endif
     int rc = pthread_mutex_unlock((pthread_mutex_t *)area);
+    if (__builtin_expect(rc == 0, 1)) {
+        held_remove_at(t, i);
+        return MS_OK;
+    }
     if (rc == EPERM) {
         /* Someone rewrote the owner field: we no longer hold it as far as glibc knows. */
-        held_remove(t, area);
+        held_remove_at(t, i);
         if (err) *err = rc;
         return MS_E_NOT_OWNER;
     }
-    if (rc != 0)
-        return errno_status(rc, err);
-    held_remove(t, area);
-    return MS_OK;
+    return errno_status(rc, err);
 }
 
 void ms_p_lock_inspect(void *area, int *held, uint32_t *holder, int *dead)
