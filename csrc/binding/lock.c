@@ -16,6 +16,13 @@
 #else
 #define MS_ALWAYS_INLINE inline
 #endif
+#if defined(__GNUC__)
+#define MS_NOINLINE __attribute__((noinline))
+#elif defined(_MSC_VER)
+#define MS_NOINLINE __declspec(noinline)
+#else
+#define MS_NOINLINE
+#endif
 
 typedef struct {
     PyObject_HEAD
@@ -280,8 +287,10 @@ static PyObject *sleep_seconds(PyObject *seconds)
     return r;
 }
 
-static PyObject *MPLock_acquire(MPLockObject *self, PyObject *const *args, Py_ssize_t nargs,
-                                PyObject *kwnames)
+/* acquire(block=True, timeout=None), all of it; MPLock_acquire below is its uncontended
+ * no-argument case */
+static MS_NOINLINE PyObject *mplock_acquire_full(MPLockObject *self, PyObject *const *args,
+                                                 Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *block = Py_True, *timeout = Py_None;
     if (nargs || kwnames) {
@@ -385,6 +394,39 @@ static PyObject *MPLock_acquire(MPLockObject *self, PyObject *const *args, Py_ss
         self->level = 1;
     }
     return r;
+}
+
+/* acquire() and `with lock:` with no arguments on a free lock: the checks and the try of
+ * mplock_acquire_full's uncontended path, nothing else, so that this function saves no
+ * registers for the rest.  The lock taken from a holder that died is taken too (as
+ * there); anything else -- arguments, a closed or faulted segment, an RLock's holder
+ * asking again, a busy lock -- is mplock_acquire_full's (whose first step is this try
+ * again: cheap, and right, since this one changed nothing). */
+static PyObject *MPLock_acquire(MPLockObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames)
+{
+    LockObject *lk = self->lock;
+    if (!nargs && !kwnames && lk && !(self->recursive && self->level > 0)) {
+        SegmentObject *seg = lk->seg;
+        if (seg->open && !seg->seg.faulted && seg->seg.hdr_writable) {
+            int err = 0;
+            ms_status st = ms_p_lock_acquire(seg->seg.ctx, MS_SLOT_USER_LOCK, lk->area, 0,
+                                             &err);
+            if ((st == MS_OK || st == MS_E_OWNER_DIED) && !seg->seg.faulted) {
+                seg->locks_held |= 1;
+                self->owner = mplock_me();
+                self->level = 1;
+                Py_RETURN_TRUE;
+            }
+            if (st == MS_OK || st == MS_E_OWNER_DIED) {
+                seg->locks_held |= 1;
+                self->owner = mplock_me();
+                self->level = 1;
+                return raise_status(MS_E_FAULT, 0, NULL);
+            }
+        }
+    }
+    return mplock_acquire_full(self, args, nargs, kwnames);
 }
 
 /* inline: the body of both release() and __exit__, the uncontended Lock's hot path */

@@ -794,8 +794,10 @@ static inline int fast_unlock(struct ms_tls *t, pthread_mutex_t *m, uintptr_t pr
                               uintptr_t next)
 {
     int word = __atomic_load_n(&m->__data.__lock, __ATOMIC_RELAXED);
+    /* (the head and every entry are even: an exact match also refuses a PI-marked
+     * pointer, bit 0) */
     if ((uint32_t)word != t->tid || m->__data.__owner != (int)t->tid ||
-        (prev & 1) || (next & 1) || !fast_entry_ok(t, prev) || !fast_entry_ok(t, next))
+        !fast_entry_ok(t, prev) || !fast_entry_ok(t, next))
         return 0;
     volatile struct ms_robust_head *head = (volatile struct ms_robust_head *)t->robust_head;
     head->pending = (uintptr_t)m + MS_ENTRY_OFF;
@@ -860,13 +862,13 @@ static ms_status lock_result(struct ms_tls *t, int rc, void *area, int *err)
 
 static int atfork_registered;
 
-ms_status ms_p_lock_acquire(ms_waitctx *ctx, unsigned slot, void *area, int64_t timeout_ns,
-                            int *err)
+/* Everything but the uncontended try of ms_p_lock_acquire (kept out of line so that
+ * the fast path saves no registers for it). */
+__attribute__((noinline)) static ms_status lock_acquire_slow(struct ms_tls *t, void *area,
+                                                              int64_t timeout_ns, int *err)
 {
     pthread_mutex_t *m = (pthread_mutex_t *)area;
-    struct ms_tls *t = my_tls();
     int rc;
-    (void)ctx; (void)slot;
     if (__builtin_expect(!__atomic_load_n(&atfork_registered, __ATOMIC_ACQUIRE), 0)) {
         pthread_once(&atfork_once, register_atfork);
         __atomic_store_n(&atfork_registered, 1, __ATOMIC_RELEASE);
@@ -882,17 +884,12 @@ ms_status ms_p_lock_acquire(ms_waitctx *ctx, unsigned slot, void *area, int64_t 
     }
     if (timeout_ns == 0) {
 #ifdef MS_FAST_ROBUST
-        if (__builtin_expect(fast_ready(t), 1) && fast_trylock(t, m)) {
+        if (fast_ready(t) && fast_trylock(t, m)) {
             held_add(t, area);
             return MS_OK;
         }
 #endif
         rc = pthread_mutex_trylock(m);
-        /* the uncontended Lock's path: taken, nothing else to work out */
-        if (__builtin_expect(rc == 0, 1)) {
-            held_add(t, area);
-            return MS_OK;
-        }
     } else if (timeout_ns < 0) {
         rc = pthread_mutex_lock(m);
     } else {
@@ -906,21 +903,29 @@ ms_status ms_p_lock_acquire(ms_waitctx *ctx, unsigned slot, void *area, int64_t 
     return lock_result(t, rc, area, err);
 }
 
-ms_status ms_p_lock_release(ms_waitctx *ctx, unsigned slot, void *area, int *err)
+ms_status ms_p_lock_acquire(ms_waitctx *ctx, unsigned slot, void *area, int64_t timeout_ns,
+                            int *err)
 {
     struct ms_tls *t = my_tls();
     (void)ctx; (void)slot;
-    /* one search: its index removes the entry below (nothing else changes the list of
-     * this thread's held areas in between) */
-    int i = held_find(t, area);
-    if (i < 0) {
-        if (err) *err = EPERM;
-        return MS_E_NOT_OWNER;
+#ifdef MS_FAST_ROBUST
+    /* The uncontended Lock's path: the checks of lock_acquire_slow, in its order (the
+     * atfork handler registered, not held by this thread, the kind ours), then the
+     * in-place try; t->fast is only set once fast_init has run in this thread. */
+    if (timeout_ns == 0 && t->fast && __atomic_load_n(&atfork_registered, __ATOMIC_ACQUIRE) &&
+        held_find(t, area) < 0 && kind_ok(area) && fast_trylock(t, (pthread_mutex_t *)area)) {
+        held_add(t, area);
+        return MS_OK;
     }
-    if (!kind_ok(area)) {
-        if (err) *err = EINVAL;
-        return MS_E_LAYOUT;
-    }
+#endif
+    return lock_acquire_slow(t, area, timeout_ns, err);
+}
+
+/* Everything but the uncontended release (out of line, as lock_acquire_slow): i is the
+ * area's index in the held list, the kind already checked. */
+__attribute__((noinline)) static ms_status lock_release_slow(struct ms_tls *t, void *area,
+                                                              int i, int *err)
+{
 #if defined(__GLIBC__) && (defined(__x86_64__) || defined(__aarch64__))
     {
         struct glibc_mutex_view v;
@@ -929,17 +934,10 @@ ms_status ms_p_lock_release(ms_waitctx *ctx, unsigned slot, void *area, int *err
             if (err) *err = EFAULT;
             return MS_E_LAYOUT;
         }
-#ifdef MS_FAST_ROBUST
-        if (__builtin_expect(fast_ready(t), 1) &&
-            fast_unlock(t, (pthread_mutex_t *)area, v.prev, v.next)) {
-            held_remove_at(t, i);
-            return MS_OK;
-        }
-#endif
     }
 #endif
     int rc = pthread_mutex_unlock((pthread_mutex_t *)area);
-    if (__builtin_expect(rc == 0, 1)) {
+    if (rc == 0) {
         held_remove_at(t, i);
         return MS_OK;
     }
@@ -950,6 +948,37 @@ ms_status ms_p_lock_release(ms_waitctx *ctx, unsigned slot, void *area, int *err
         return MS_E_NOT_OWNER;
     }
     return errno_status(rc, err);
+}
+
+ms_status ms_p_lock_release(ms_waitctx *ctx, unsigned slot, void *area, int *err)
+{
+    struct ms_tls *t = my_tls();
+    (void)ctx; (void)slot;
+    /* one search: its index removes the entry (nothing else changes the list of this
+     * thread's held areas in between) */
+    int i = held_find(t, area);
+    if (i < 0) {
+        if (err) *err = EPERM;
+        return MS_E_NOT_OWNER;
+    }
+    if (!kind_ok(area)) {
+        if (err) *err = EINVAL;
+        return MS_E_LAYOUT;
+    }
+#ifdef MS_FAST_ROBUST
+    if (t->fast) {
+        /* each pointer read once; fast_unlock checks them exactly (stricter than
+         * list_ptr_ok, which the slow path applies) and writes through these copies */
+        pthread_mutex_t *m = (pthread_mutex_t *)area;
+        uintptr_t prev = __atomic_load_n((uintptr_t *)&m->__data.__list.__prev, __ATOMIC_RELAXED);
+        uintptr_t next = __atomic_load_n((uintptr_t *)&m->__data.__list.__next, __ATOMIC_RELAXED);
+        if (fast_unlock(t, m, prev, next)) {
+            held_remove_at(t, i);
+            return MS_OK;
+        }
+    }
+#endif
+    return lock_release_slow(t, area, i, err);
 }
 
 void ms_p_lock_inspect(void *area, int *held, uint32_t *holder, int *dead)
