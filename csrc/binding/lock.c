@@ -429,8 +429,34 @@ static PyObject *MPLock_acquire(MPLockObject *self, PyObject *const *args, Py_ss
     return mplock_acquire_full(self, args, nargs, kwnames);
 }
 
-/* inline: the body of both release() and __exit__, the uncontended Lock's hot path */
-static MS_ALWAYS_INLINE PyObject *mplock_release(MPLockObject *self)
+/* After the platform release failed (or could not be tried): the full path reports why,
+ * and this process's record of the holder goes back to what it was. */
+static MS_NOINLINE PyObject *mplock_release_rest(MPLockObject *self, long level,
+                                                 unsigned long owner)
+{
+    PyObject *r = lock_release(self->lock);
+    if (r)
+        return r;
+    /* not released: this process's record of the holder stays as it was */
+    self->level = level;
+    self->owner = owner;
+    PyObject *not_owner = ms_error_class(MS_E_NOT_OWNER);
+    if (!self->recursive && not_owner && PyErr_ExceptionMatches(not_owner)) {
+        int held = 0, dead = 0;
+        uint32_t holder = 0;
+        if (seg_check_header(self->lock->seg) < 0)
+            return NULL;
+        ms_p_lock_inspect(self->lock->area, &held, &holder, &dead);
+        if (!held) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_ValueError, "semaphore or lock released too many times");
+        }
+    }
+    return NULL;
+}
+
+/* release(), all of it (an RLock's count, an unbound object, a closed segment) */
+static MS_NOINLINE PyObject *mplock_release_full(MPLockObject *self)
 {
     if (mplock_bound(self) < 0)
         return NULL;
@@ -462,27 +488,34 @@ static MS_ALWAYS_INLINE PyObject *mplock_release(MPLockObject *self)
                 return raise_status(MS_E_FAULT, 0, NULL);
             Py_RETURN_NONE;
         }
-        /* not released: the full path below reports why */
     }
-    PyObject *r = lock_release(self->lock);
-    if (r)
-        return r;
-    /* not released: this process's record of the holder stays as it was */
-    self->level = level;
-    self->owner = owner;
-    PyObject *not_owner = ms_error_class(MS_E_NOT_OWNER);
-    if (!self->recursive && not_owner && PyErr_ExceptionMatches(not_owner)) {
-        int held = 0, dead = 0;
-        uint32_t holder = 0;
-        if (seg_check_header(self->lock->seg) < 0)
-            return NULL;
-        ms_p_lock_inspect(self->lock->area, &held, &holder, &dead);
-        if (!held) {
-            PyErr_Clear();
-            PyErr_SetString(PyExc_ValueError, "semaphore or lock released too many times");
+    return mplock_release_rest(self, level, owner);
+}
+
+/* The body of both release() and __exit__: a Lock's (not an RLock's) release on an open
+ * segment is mplock_release_full's platform call and nothing else, so that this function
+ * saves no registers for the rest. */
+static MS_ALWAYS_INLINE PyObject *mplock_release(MPLockObject *self)
+{
+    LockObject *lk = self->lock;
+    if (lk && !self->recursive) {
+        SegmentObject *seg = lk->seg;
+        if (seg->open && !seg->seg.faulted) {
+            long level = self->level;
+            unsigned long owner = self->owner;
+            self->level = 0;
+            int err = 0;
+            ms_status st = ms_p_lock_release(seg->seg.ctx, MS_SLOT_USER_LOCK, lk->area, &err);
+            if (st == MS_OK) {
+                seg->locks_held &= ~1;
+                if (seg->seg.faulted)
+                    return raise_status(MS_E_FAULT, 0, NULL);
+                Py_RETURN_NONE;
+            }
+            return mplock_release_rest(self, level, owner);
         }
     }
-    return NULL;
+    return mplock_release_full(self);
 }
 
 static PyObject *MPLock_release(MPLockObject *self, PyObject *unused)
