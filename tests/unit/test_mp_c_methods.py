@@ -355,13 +355,13 @@ def test_a_sigkilled_holder_of_several_locks_taken_both_ways_hands_all_over() ->
 def test_a_thread_that_ends_holding_locks_leaves_them_to_be_taken_over() -> None:
     locks = [mp.Lock() for _ in range(3)]
 
-    def take_all() -> None:
+    def take_all() -> bool:
         for lk in locks:
             assert lk.acquire(False) is True
         locks[1].release()
-        assert locks[1].acquire(False) is True
+        return bool(locks[1].acquire(False))
 
-    _in_thread(lambda: take_all() or True)
+    assert _in_thread(take_all) is True
     for lk in locks:  # the thread's robust list was intact at its exit
         assert lk.acquire(True, 30) is True
     for lk in locks:
