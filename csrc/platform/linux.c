@@ -780,23 +780,34 @@ static inline int fast_entry_ok(struct ms_tls *t, uintptr_t p)
     return 0;
 }
 
-/* 1: taken (and on the robust list); 0: not, glibc's trylock decides */
+/* The lock word of a mutex some live thread holds: its tid, maybe the waiters bit, not
+ * the owner-died bit (a dead holder's lock is glibc's to hand over). */
+static inline int fast_busy(int word)
+{
+    return (word & FUTEX_TID_MASK) != 0 && !(word & FUTEX_OWNER_DIED);
+}
+
+/* 1: taken (and on the robust list); 0: busy, as glibc's trylock would answer (EBUSY);
+ * -1: anything else, glibc's trylock decides.  A busy lock is answered from one read,
+ * with no CAS: contending processes do not take the cache line from the holder. */
 static inline int fast_trylock(struct ms_tls *t, pthread_mutex_t *m)
 {
     volatile struct ms_robust_head *head = (volatile struct ms_robust_head *)t->robust_head;
     uintptr_t entry = (uintptr_t)m + MS_ENTRY_OFF;
-    /* list_op_pending first: a death between here and the enqueue is still recovered */
+    int word = __atomic_load_n(&m->__data.__lock, __ATOMIC_RELAXED);
+    if (word != 0)
+        return fast_busy(word) ? 0 : -1;
     /* the owner field is 0 after every clean release; anything else (a dead holder's
      * tid, glibc's "inconsistent" or "not recoverable" marks) is glibc's case */
     if (m->__data.__owner != 0)
-        return 0;
+        return -1;
     head->pending = entry;
     __asm__ volatile("" ::: "memory");
     int expected = 0;
     if (!__atomic_compare_exchange_n(&m->__data.__lock, &expected, (int)t->tid, 0,
                                      __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
         head->pending = 0;
-        return 0;
+        return fast_busy(expected) ? 0 : -1;
     }
     /* enqueue at the front (glibc's ENQUEUE_MUTEX_BOTH) */
     uintptr_t first = head->list & ~(uintptr_t)1;
@@ -908,10 +919,13 @@ __attribute__((noinline)) static ms_status lock_acquire_slow(struct ms_tls *t, v
     }
     if (timeout_ns == 0) {
 #ifdef MS_FAST_ROBUST
-        if (fast_ready(t) && fast_trylock(t, m)) {
+        int got = fast_ready(t) ? fast_trylock(t, m) : -1;
+        if (got > 0) {
             held_add(t, area);
             return MS_OK;
         }
+        if (got == 0)
+            return MS_E_TIMEOUT;  /* busy: lock_result's answer to glibc's EBUSY */
 #endif
         rc = pthread_mutex_trylock(m);
     } else if (timeout_ns < 0) {
@@ -937,9 +951,14 @@ ms_status ms_p_lock_acquire(ms_waitctx *ctx, unsigned slot, void *area, int64_t 
      * atfork handler registered, not held by this thread, the kind ours), then the
      * in-place try; t->fast is only set once fast_init has run in this thread. */
     if (timeout_ns == 0 && t->fast && __atomic_load_n(&atfork_registered, __ATOMIC_ACQUIRE) &&
-        held_find(t, area) < 0 && kind_ok(area) && fast_trylock(t, (pthread_mutex_t *)area)) {
-        held_add(t, area);
-        return MS_OK;
+        held_find(t, area) < 0 && kind_ok(area)) {
+        int got = fast_trylock(t, (pthread_mutex_t *)area);
+        if (got > 0) {
+            held_add(t, area);
+            return MS_OK;
+        }
+        if (got == 0)
+            return MS_E_TIMEOUT;  /* busy: lock_result's answer to glibc's EBUSY */
     }
 #endif
     return lock_acquire_slow(t, area, timeout_ns, err);
