@@ -5,6 +5,24 @@
  * The lock keeps its segment object (and so the mapping: internal_refs) alive.
  */
 #include "binding.h"
+#if defined(__linux__)
+#include <pthread.h>
+#endif
+
+#if defined(__GNUC__)
+#define MS_ALWAYS_INLINE inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#define MS_ALWAYS_INLINE __forceinline
+#else
+#define MS_ALWAYS_INLINE inline
+#endif
+#if defined(__GNUC__)
+#define MS_NOINLINE __attribute__((noinline))
+#elif defined(_MSC_VER)
+#define MS_NOINLINE __declspec(noinline)
+#else
+#define MS_NOINLINE
+#endif
 
 typedef struct {
     PyObject_HEAD
@@ -195,6 +213,16 @@ typedef struct {
     int recursive;        /* RLock: the holder may acquire again */
 } MPLockObject;
 
+/* The calling thread's ident, the value threading.get_ident() gives.  On Linux that is
+ * pthread_self() (CPython's thread_pthread.h); calling it directly skips
+ * PyThread_get_thread_ident's initialisation check on every acquire, the uncontended
+ * Lock's hot path. */
+#if defined(__linux__)
+#define mplock_me() ((unsigned long)pthread_self())
+#else
+#define mplock_me() PyThread_get_thread_ident()
+#endif
+
 static PyObject *MPLock_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
     (void)args; (void)kw;  /* the Python subclass's __init__ takes its own arguments */
@@ -259,8 +287,10 @@ static PyObject *sleep_seconds(PyObject *seconds)
     return r;
 }
 
-static PyObject *MPLock_acquire(MPLockObject *self, PyObject *const *args, Py_ssize_t nargs,
-                                PyObject *kwnames)
+/* acquire(block=True, timeout=None), all of it; MPLock_acquire below is its uncontended
+ * no-argument case */
+static MS_NOINLINE PyObject *mplock_acquire_full(MPLockObject *self, PyObject *const *args,
+                                                 Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *block = Py_True, *timeout = Py_None;
     if (nargs || kwnames) {
@@ -273,7 +303,7 @@ static PyObject *MPLock_acquire(MPLockObject *self, PyObject *const *args, Py_ss
     }
     if (mplock_bound(self) < 0)
         return NULL;
-    unsigned long me = PyThread_get_thread_ident();
+    unsigned long me = mplock_me();
     LockObject *lk = self->lock;
     SegmentObject *seg = lk->seg;
     if (seg->open && !seg->seg.faulted && seg->seg.hdr_writable &&
@@ -366,13 +396,73 @@ static PyObject *MPLock_acquire(MPLockObject *self, PyObject *const *args, Py_ss
     return r;
 }
 
-static PyObject *mplock_release(MPLockObject *self)
+/* acquire() and `with lock:` with no arguments on a free lock: the checks and the try of
+ * mplock_acquire_full's uncontended path, nothing else, so that this function saves no
+ * registers for the rest.  The lock taken from a holder that died is taken too (as
+ * there); anything else -- arguments, a closed or faulted segment, an RLock's holder
+ * asking again, a busy lock -- is mplock_acquire_full's (whose first step is this try
+ * again: cheap, and right, since this one changed nothing). */
+static PyObject *MPLock_acquire(MPLockObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames)
+{
+    LockObject *lk = self->lock;
+    if (!nargs && !kwnames && lk && !(self->recursive && self->level > 0)) {
+        SegmentObject *seg = lk->seg;
+        if (seg->open && !seg->seg.faulted && seg->seg.hdr_writable) {
+            int err = 0;
+            ms_status st = ms_p_lock_acquire(seg->seg.ctx, MS_SLOT_USER_LOCK, lk->area, 0,
+                                             &err);
+            if ((st == MS_OK || st == MS_E_OWNER_DIED) && !seg->seg.faulted) {
+                seg->locks_held |= 1;
+                self->owner = mplock_me();
+                self->level = 1;
+                Py_RETURN_TRUE;
+            }
+            if (st == MS_OK || st == MS_E_OWNER_DIED) {
+                seg->locks_held |= 1;
+                self->owner = mplock_me();
+                self->level = 1;
+                return raise_status(MS_E_FAULT, 0, NULL);
+            }
+        }
+    }
+    return mplock_acquire_full(self, args, nargs, kwnames);
+}
+
+/* After the platform release failed (or could not be tried): the full path reports why,
+ * and this process's record of the holder goes back to what it was. */
+static MS_NOINLINE PyObject *mplock_release_rest(MPLockObject *self, long level,
+                                                 unsigned long owner)
+{
+    PyObject *r = lock_release(self->lock);
+    if (r)
+        return r;
+    /* not released: this process's record of the holder stays as it was */
+    self->level = level;
+    self->owner = owner;
+    PyObject *not_owner = ms_error_class(MS_E_NOT_OWNER);
+    if (!self->recursive && not_owner && PyErr_ExceptionMatches(not_owner)) {
+        int held = 0, dead = 0;
+        uint32_t holder = 0;
+        if (seg_check_header(self->lock->seg) < 0)
+            return NULL;
+        ms_p_lock_inspect(self->lock->area, &held, &holder, &dead);
+        if (!held) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_ValueError, "semaphore or lock released too many times");
+        }
+    }
+    return NULL;
+}
+
+/* release(), all of it (an RLock's count, an unbound object, a closed segment) */
+static MS_NOINLINE PyObject *mplock_release_full(MPLockObject *self)
 {
     if (mplock_bound(self) < 0)
         return NULL;
     if (self->recursive) {
         /* only an RLock asks who is releasing: a Lock's robust word knows its holder */
-        unsigned long me = PyThread_get_thread_ident();
+        unsigned long me = mplock_me();
         if (self->level <= 0 || self->owner != me) {
             PyErr_SetString(PyExc_AssertionError,
                             "attempt to release recursive lock not owned by thread");
@@ -398,27 +488,34 @@ static PyObject *mplock_release(MPLockObject *self)
                 return raise_status(MS_E_FAULT, 0, NULL);
             Py_RETURN_NONE;
         }
-        /* not released: the full path below reports why */
     }
-    PyObject *r = lock_release(self->lock);
-    if (r)
-        return r;
-    /* not released: this process's record of the holder stays as it was */
-    self->level = level;
-    self->owner = owner;
-    PyObject *not_owner = ms_error_class(MS_E_NOT_OWNER);
-    if (!self->recursive && not_owner && PyErr_ExceptionMatches(not_owner)) {
-        int held = 0, dead = 0;
-        uint32_t holder = 0;
-        if (seg_check_header(self->lock->seg) < 0)
-            return NULL;
-        ms_p_lock_inspect(self->lock->area, &held, &holder, &dead);
-        if (!held) {
-            PyErr_Clear();
-            PyErr_SetString(PyExc_ValueError, "semaphore or lock released too many times");
+    return mplock_release_rest(self, level, owner);
+}
+
+/* The body of both release() and __exit__: a Lock's (not an RLock's) release on an open
+ * segment is mplock_release_full's platform call and nothing else, so that this function
+ * saves no registers for the rest. */
+static MS_ALWAYS_INLINE PyObject *mplock_release(MPLockObject *self)
+{
+    LockObject *lk = self->lock;
+    if (lk && !self->recursive) {
+        SegmentObject *seg = lk->seg;
+        if (seg->open && !seg->seg.faulted) {
+            long level = self->level;
+            unsigned long owner = self->owner;
+            self->level = 0;
+            int err = 0;
+            ms_status st = ms_p_lock_release(seg->seg.ctx, MS_SLOT_USER_LOCK, lk->area, &err);
+            if (st == MS_OK) {
+                seg->locks_held &= ~1;
+                if (seg->seg.faulted)
+                    return raise_status(MS_E_FAULT, 0, NULL);
+                Py_RETURN_NONE;
+            }
+            return mplock_release_rest(self, level, owner);
         }
     }
-    return NULL;
+    return mplock_release_full(self);
 }
 
 static PyObject *MPLock_release(MPLockObject *self, PyObject *unused)

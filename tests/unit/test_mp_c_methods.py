@@ -277,6 +277,97 @@ def test_a_sigkilled_holder_process_hands_the_lock_over(kind: str) -> None:
     lock.release()
 
 
+# ---------------------------------------------------------------- several locks per thread
+# The platform layer keeps the locks a thread holds newest last and searches from the
+# newest; on Linux the uncontended acquire/release links the lock into the thread's
+# robust list itself, while a contended acquire goes through glibc.  These tests mix the
+# two and release out of order, then check that each lock is still free, refused or
+# recovered as it must be -- recovery after a SIGKILL only works if the kernel could walk
+# the thread's robust list, so it checks the list the two paths built together.
+
+
+def test_several_locks_released_in_any_order() -> None:
+    locks = [mp.Lock() for _ in range(4)]
+    for order in ([0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2], [2, 0, 3, 1]):
+        for lk in locks:
+            assert lk.acquire(False) is True
+        for lk in locks:
+            assert lk.acquire(False) is False  # held by this thread: refused, not taken
+            assert _in_thread(lk.acquire, False) is False
+        for n, i in enumerate(order):
+            locks[i].release()
+            assert _in_thread(lambda lk=locks[i]: lk.acquire(False) and lk.release()) is None
+            for j in order[n + 1:]:  # the others are still held by this thread
+                assert locks[j].acquire(False) is False
+                assert isinstance(_error_in_thread(locks[j].release), NotOwnerError)
+        for lk in locks:
+            with pytest.raises(ValueError, match="released too many times"):
+                lk.release()
+
+
+def _hold_mixed_and_die(locks: Any, ready: Any) -> None:
+    a, b, c, d = locks
+    assert a.acquire() is True  # uncontended
+    gate = threading.Event()
+
+    def hold_b_briefly() -> None:
+        b.acquire()
+        gate.set()
+        time.sleep(0.2)
+        b.release()
+
+    t = threading.Thread(target=hold_b_briefly)
+    t.start()
+    gate.wait(60)
+    assert b.acquire(True, 60) is True  # contended: glibc's timed lock
+    t.join(60)
+    assert c.acquire() is True
+    b.release()  # out of the middle of the robust list
+    assert d.acquire(False) is True
+    ready.set()
+    time.sleep(600)
+
+
+@pytest.mark.posix_only("SIGKILL")
+@pytest.mark.needs_fork
+def test_a_sigkilled_holder_of_several_locks_taken_both_ways_hands_all_over() -> None:
+    ctx = mp.get_context("fork")
+    locks, ready = [ctx.Lock() for _ in range(4)], ctx.Event()
+    p = ctx.Process(target=_hold_mixed_and_die, args=(locks, ready))
+    p.start()
+    try:
+        assert ready.wait(60)
+        assert [lk.acquire(False) for lk in locks] == [False, True, False, False]
+        locks[1].release()
+    finally:
+        os.kill(p.pid, signal.SIGKILL)
+        p.join(60)
+    assert p.exitcode == -signal.SIGKILL
+    for lk in locks:  # the kernel marked every lock the child held: all taken over
+        assert lk.acquire(True, 30) is True
+    for lk in reversed(locks):
+        lk.release()
+    assert all(lk.acquire(False) for lk in locks)  # ordinary locks again
+    for lk in locks:
+        lk.release()
+
+
+def test_a_thread_that_ends_holding_locks_leaves_them_to_be_taken_over() -> None:
+    locks = [mp.Lock() for _ in range(3)]
+
+    def take_all() -> bool:
+        for lk in locks:
+            assert lk.acquire(False) is True
+        locks[1].release()
+        return bool(locks[1].acquire(False))
+
+    assert _in_thread(take_all) is True
+    for lk in locks:  # the thread's robust list was intact at its exit
+        assert lk.acquire(True, 30) is True
+    for lk in locks:
+        lk.release()
+
+
 def _report_owner(lock: Any, q: Any) -> None:
     q.put((lock._owner, lock._level, lock._count(), lock.acquire(False)))
 
